@@ -1,0 +1,346 @@
+//! Framing: every frame is a fixed 24-byte header followed by `len` payload bytes.
+//!
+//! ```text
+//! offset size field
+//!  0     4    len    payload length in bytes (big-endian u32), checked against the
+//!                    receiver's maximum before a single payload byte is buffered
+//!  4     1    kind   1 control, 2 data, 3 ping, 4 pong
+//!  5     1    flags  0 in protocol version 1
+//!  6     2    rsv    0
+//!  8     8    seq    sender's sequence number of this frame: 1, 2, 3, … per direction
+//! 16     8    ack    highest sequence number received in order from the peer (0 = none)
+//! ```
+//!
+//! `seq`/`ack` are checked on every frame (a gap or repeat is a protocol error) so that session
+//! resumption can later replay unacknowledged frames without a new frame format.
+
+use std::fmt;
+
+/// Size of the fixed frame header.
+pub const HEADER_LEN: usize = 24;
+
+/// Largest payload a client may send to the server (cmds, chunks, requests).
+pub const MAX_PAYLOAD_TO_SERVER: u32 = 256 * 1024;
+/// Largest payload the server sends to a client (status and meeting lists can be long).
+pub const MAX_PAYLOAD_TO_CLIENT: u32 = 16 * 1024 * 1024;
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// A JSON control message, optionally followed by a binary attachment (see [`Frame::control`]).
+    Control = 1,
+    /// A binary data chunk of a transfer: 8-byte big-endian stream ID, then raw bytes.
+    Data = 2,
+    /// Heartbeat probe; the peer answers with [`Kind::Pong`]. Empty payload.
+    Ping = 3,
+    /// Heartbeat answer. Empty payload.
+    Pong = 4,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        match b {
+            1 => Some(Kind::Control),
+            2 => Some(Kind::Data),
+            3 => Some(Kind::Ping),
+            4 => Some(Kind::Pong),
+            _ => None,
+        }
+    }
+}
+
+/// Why a byte stream is not a valid frame sequence. Each one ends the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The length prefix is above the receiver's maximum.
+    TooLarge { len: u32, max: u32 },
+    /// Unknown frame kind byte.
+    BadKind(u8),
+    /// Non-zero flags or reserved bits.
+    BadFlags,
+    /// `seq` is not the previous one plus one.
+    BadSeq { expected: u64, got: u64 },
+    /// A control payload whose JSON length runs past the payload.
+    BadControl,
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLarge { len, max } => write!(f, "frame of {len} bytes exceeds {max}"),
+            FrameError::BadKind(k) => write!(f, "unknown frame kind {k}"),
+            FrameError::BadFlags => f.write_str("non-zero flags or reserved bits"),
+            FrameError::BadSeq { expected, got } => {
+                write!(f, "sequence {got} where {expected} was expected")
+            }
+            FrameError::BadControl => f.write_str("control payload shorter than its JSON length"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: Kind,
+    pub seq: u64,
+    pub ack: u64,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// Splits a control payload into its JSON text and binary attachment.
+    /// Layout: 4-byte big-endian JSON length, JSON bytes, attachment bytes (possibly none).
+    pub fn control(&self) -> Result<(&[u8], &[u8]), FrameError> {
+        split_control(&self.payload)
+    }
+}
+
+/// See [`Frame::control`].
+pub fn split_control(payload: &[u8]) -> Result<(&[u8], &[u8]), FrameError> {
+    if payload.len() < 4 {
+        return Err(FrameError::BadControl);
+    }
+    let json_len = u32::from_be_bytes(payload[..4].try_into().unwrap()) as usize;
+    let rest = &payload[4..];
+    if json_len > rest.len() {
+        return Err(FrameError::BadControl);
+    }
+    Ok(rest.split_at(json_len))
+}
+
+/// Builds control payloads and whole frames; owns the outgoing sequence counter.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    next_seq: u64,
+}
+
+impl Encoder {
+    pub fn new() -> Self {
+        Encoder { next_seq: 1 }
+    }
+
+    /// Sequence number the next frame will carry.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.max(1)
+    }
+
+    /// Encodes one frame. `ack` is the highest sequence number received from the peer.
+    pub fn frame(&mut self, kind: Kind, ack: u64, parts: &[&[u8]]) -> Vec<u8> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let seq = self.next_seq();
+        self.next_seq = seq + 1;
+        let mut out = Vec::with_capacity(HEADER_LEN + len);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+        out.push(kind as u8);
+        out.push(0);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&ack.to_be_bytes());
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    /// Encodes a control frame: JSON text plus an optional binary attachment.
+    pub fn control(&mut self, ack: u64, json: &[u8], attachment: &[u8]) -> Vec<u8> {
+        let jl = (json.len() as u32).to_be_bytes();
+        self.frame(Kind::Control, ack, &[&jl, json, attachment])
+    }
+}
+
+/// Incremental decoder: feed it bytes as they arrive, take whole frames out.
+///
+/// The length prefix is checked as soon as the header is complete, so an oversized frame is
+/// refused before any of its payload is buffered. The buffer never holds more than one maximal
+/// frame plus what the caller fed beyond it.
+#[derive(Debug)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    pos: usize,
+    max_payload: u32,
+    last_seq: u64,
+}
+
+impl Decoder {
+    pub fn new(max_payload: u32) -> Self {
+        Decoder {
+            buf: Vec::new(),
+            pos: 0,
+            max_payload,
+            last_seq: 0,
+        }
+    }
+
+    /// Highest sequence number decoded so far (what this side acknowledges).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Bytes fed but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Appends received bytes.
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 64 * 1024 && self.pos * 2 > self.buf.len() {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete frame, `Ok(None)` if more bytes are needed, or the error that must end
+    /// the connection. After an error the decoder must not be used again.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        let avail = &self.buf[self.pos..];
+        if avail.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        let h = parse_header(avail[..HEADER_LEN].try_into().unwrap(), self.max_payload)?;
+        if h.seq != self.last_seq + 1 {
+            return Err(FrameError::BadSeq {
+                expected: self.last_seq + 1,
+                got: h.seq,
+            });
+        }
+        let total = HEADER_LEN + h.len as usize;
+        if avail.len() < total {
+            return Ok(None);
+        }
+        let payload = avail[HEADER_LEN..total].to_vec();
+        self.pos += total;
+        self.last_seq = h.seq;
+        if h.kind == Kind::Control {
+            split_control(&payload)?;
+        } else if h.kind == Kind::Data && payload.len() < 8 {
+            return Err(FrameError::BadControl);
+        }
+        Ok(Some(Frame {
+            kind: h.kind,
+            seq: h.seq,
+            ack: h.ack,
+            payload,
+        }))
+    }
+}
+
+/// A validated header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub len: u32,
+    pub kind: Kind,
+    pub seq: u64,
+    pub ack: u64,
+}
+
+/// Validates a raw header against `max_payload`.
+pub fn parse_header(h: &[u8; HEADER_LEN], max_payload: u32) -> Result<Header, FrameError> {
+    let len = u32::from_be_bytes(h[0..4].try_into().unwrap());
+    if len > max_payload {
+        return Err(FrameError::TooLarge {
+            len,
+            max: max_payload,
+        });
+    }
+    let kind = Kind::from_u8(h[4]).ok_or(FrameError::BadKind(h[4]))?;
+    if h[5] != 0 || h[6] != 0 || h[7] != 0 {
+        return Err(FrameError::BadFlags);
+    }
+    Ok(Header {
+        len,
+        kind,
+        seq: u64::from_be_bytes(h[8..16].try_into().unwrap()),
+        ack: u64::from_be_bytes(h[16..24].try_into().unwrap()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_byte_by_byte() {
+        let mut enc = Encoder::new();
+        let mut wire = enc.control(0, br#"{"t":"hello"}"#, b"");
+        wire.extend(enc.control(7, b"{}", &[1, 2, 3]));
+        wire.extend(enc.frame(Kind::Ping, 7, &[]));
+        let mut dec = Decoder::new(1024);
+        let mut frames = Vec::new();
+        for b in &wire {
+            dec.feed(std::slice::from_ref(b));
+            while let Some(f) = dec.next_frame().unwrap() {
+                frames.push(f);
+            }
+        }
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0].control().unwrap(), (&br#"{"t":"hello"}"#[..], &b""[..]));
+        assert_eq!(frames[1].control().unwrap(), (&b"{}"[..], &[1u8, 2, 3][..]));
+        assert_eq!(frames[1].ack, 7);
+        assert_eq!(frames[2].kind, Kind::Ping);
+        assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn oversized_is_refused_from_the_header_alone() {
+        let mut dec = Decoder::new(100);
+        let mut h = [0u8; HEADER_LEN];
+        h[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        h[4] = 1;
+        dec.feed(&h);
+        assert_eq!(
+            dec.next_frame(),
+            Err(FrameError::TooLarge {
+                len: u32::MAX,
+                max: 100
+            })
+        );
+    }
+
+    #[test]
+    fn bad_kind_flags_seq_and_control_are_errors() {
+        let mut enc = Encoder::new();
+        let good = enc.frame(Kind::Ping, 0, &[]);
+        for (i, v) in [(4usize, 9u8), (5, 1), (7, 1)] {
+            let mut f = good.clone();
+            f[i] = v;
+            let mut dec = Decoder::new(100);
+            dec.feed(&f);
+            assert!(dec.next_frame().is_err(), "byte {i}");
+        }
+        let mut dec = Decoder::new(100);
+        dec.feed(&enc.frame(Kind::Ping, 0, &[])); // seq 2 where 1 is expected
+        assert_eq!(
+            dec.next_frame(),
+            Err(FrameError::BadSeq {
+                expected: 1,
+                got: 2
+            })
+        );
+        let mut enc = Encoder::new();
+        let mut dec = Decoder::new(100);
+        dec.feed(&enc.frame(Kind::Control, 0, &[&[0, 0, 0, 9], b"{}"]));
+        assert_eq!(dec.next_frame(), Err(FrameError::BadControl));
+    }
+
+    #[test]
+    fn every_truncation_waits_for_more() {
+        let mut enc = Encoder::new();
+        let wire = enc.control(0, b"{\"a\":1}", b"xyz");
+        for cut in 0..wire.len() {
+            let mut dec = Decoder::new(1024);
+            dec.feed(&wire[..cut]);
+            assert_eq!(dec.next_frame(), Ok(None), "cut at {cut}");
+            dec.feed(&wire[cut..]);
+            assert!(dec.next_frame().unwrap().is_some());
+        }
+    }
+}
