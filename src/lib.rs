@@ -1,1 +1,11 @@
+//! libcrvm: the CloudroomVideoMgr API as a callback-style C ABI (SPEC §2).
+//!
+//! `core` is the Rust client (worker thread, state machine, dispatcher) and never sees a raw
+//! pointer; `ffi` is the C surface, which converts and validates every argument.
 
+pub mod core;
+mod ffi;
+
+pub use ffi::CRVM_ID_BUF_LEN;
+
+pub use crate::core::{Client, Event, EventHandler, LoginParams};

@@ -1,0 +1,102 @@
+//! Events the core reports to the app, in the order they happened. The FFI layer turns each into
+//! one call of the matching `crvm_callbacks` member; Rust users match on them directly.
+
+/// One documented event (SPEC §2.3). Strings are owned; JSON payloads are already serialised with
+/// the pinned key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    LoginSuccess {
+        user_id: String,
+        cookie: String,
+    },
+    LoginFail {
+        code: i32,
+        cookie: String,
+    },
+    LineOff {
+        code: i32,
+    },
+    SetDndStatusSuccess {
+        cookie: String,
+    },
+    SetDndStatusFail {
+        code: i32,
+        cookie: String,
+    },
+    GetUserStatusSuccess {
+        users_status: String,
+        cookie: String,
+    },
+    GetUserStatusFail {
+        code: i32,
+        cookie: String,
+    },
+    NotifyUserStatus {
+        user_status: String,
+        cookie: String,
+    },
+    StartUserStatusNotifyRslt {
+        code: i32,
+        cookie: String,
+    },
+    StopUserStatusNotifyRslt {
+        code: i32,
+        cookie: String,
+    },
+    CreateMeetingSuccess {
+        meet_obj: String,
+        cookie: String,
+    },
+    CreateMeetingFail {
+        code: i32,
+        cookie: String,
+    },
+    DestroyMeetingRslt {
+        code: i32,
+        cookie: String,
+    },
+    GetMeetingsSuccess {
+        json_meetings: String,
+        cookie: String,
+    },
+    GetMeetingsFail {
+        code: i32,
+        cookie: String,
+    },
+}
+
+impl Event {
+    /// The event's name as in `crvm_callbacks`, for logs and tests.
+    pub fn name(&self) -> &'static str {
+        use Event::*;
+        match self {
+            LoginSuccess { .. } => "login_success",
+            LoginFail { .. } => "login_fail",
+            LineOff { .. } => "line_off",
+            SetDndStatusSuccess { .. } => "set_dnd_status_success",
+            SetDndStatusFail { .. } => "set_dnd_status_fail",
+            GetUserStatusSuccess { .. } => "get_user_status_success",
+            GetUserStatusFail { .. } => "get_user_status_fail",
+            NotifyUserStatus { .. } => "notify_user_status",
+            StartUserStatusNotifyRslt { .. } => "start_user_status_notify_rslt",
+            StopUserStatusNotifyRslt { .. } => "stop_user_status_notify_rslt",
+            CreateMeetingSuccess { .. } => "create_meeting_success",
+            CreateMeetingFail { .. } => "create_meeting_fail",
+            DestroyMeetingRslt { .. } => "destroy_meeting_rslt",
+            GetMeetingsSuccess { .. } => "get_meetings_success",
+            GetMeetingsFail { .. } => "get_meetings_fail",
+        }
+    }
+}
+
+/// Receives events on the dispatching thread (the client's dispatcher thread, or the thread
+/// inside `poll`). Never called with a library lock held, so it may call back into the client.
+pub trait EventHandler: Send + Sync {
+    fn on_event(&self, event: &Event);
+}
+
+impl<F: Fn(&Event) + Send + Sync> EventHandler for F {
+    fn on_event(&self, event: &Event) {
+        self(event)
+    }
+}

@@ -1,0 +1,342 @@
+//! The Rust core of libcrvm: a [`Client`] owning a worker thread (connection and state machine)
+//! and an event dispatcher. It speaks Rust types only; the C surface in `crate::ffi` converts
+//! and validates raw pointers before anything reaches here.
+//!
+//! Threads of one client: the app's threads call [`Client`] methods, which validate, enqueue a
+//! [`Request`] and return; the worker thread does all I/O; events are delivered by the
+//! dispatcher thread (or inside [`Client::poll`] with `dispatch=manual`).
+
+mod conn;
+mod dispatch;
+mod event;
+mod options;
+mod request;
+mod waker;
+mod worker;
+
+pub use event::{Event, EventHandler};
+pub use options::{DispatchMode, Options};
+
+use crossbeam_channel::Sender;
+use crvm_proto::error::*;
+use crvm_proto::msg::limits;
+use dispatch::Dispatch;
+use parking_lot::Mutex;
+use request::{Login, Op, Request};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use waker::Waker;
+
+/// Login state as the app sees it; changed by the exported functions at once and by the worker
+/// when a login or session ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Public {
+    LoggedOut,
+    LoggingIn,
+    LoggedIn,
+}
+
+pub(crate) struct State {
+    pub public: Public,
+    /// Bumped by every login, logout and destroy. The worker changes `public` only for the
+    /// epoch of the login it is working on, so a late event of an old session can never undo a
+    /// newer call of the app.
+    pub epoch: u64,
+    pub destroyed: bool,
+    pub opts: Options,
+    /// Set at the first login: the dispatch mode is fixed from then on.
+    pub dispatch_fixed: bool,
+}
+
+pub(crate) struct Inner {
+    addr: String,
+    pub state: Mutex<State>,
+    req_tx: Sender<Request>,
+    pub waker: Waker,
+    pub dispatch: Dispatch,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    /// Enqueues a request; the caller holds the state lock so that the worker's link-lost drain
+    /// sees either the whole request or none of it.
+    fn send(&self, _st: &State, req: Request) {
+        // The receiver lives as long as the worker, which outlives every accepted request.
+        let _ = self.req_tx.send(req);
+        self.waker.wake();
+    }
+
+    fn join_worker(&self) {
+        let h = self.worker.lock().take();
+        if let Some(h) = h {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A crvm client: one user session at a time against one server.
+///
+/// Every method returns at once. `Ok(())` means exactly one result event will follow (except for
+/// [`Client::logout`]); `Err(code)` means nothing was sent and no event follows.
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// Parameters of [`Client::login`], named as in the SPEC.
+#[derive(Debug, Clone, Default)]
+pub struct LoginParams<'a> {
+    pub auth_acnt: &'a str,
+    pub auth_pswd: &'a str,
+    pub nick_name: &'a str,
+    pub priv_acnt: &'a str,
+    pub priv_auth_code: &'a str,
+    pub cookie: &'a str,
+}
+
+fn check_len(s: &str, max: usize) -> Result<(), i32> {
+    if s.len() > max {
+        Err(CRVIDEOSDK_MEETPARAM_ERR)
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a `host:port` address without resolving it.
+fn valid_addr(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty() && addr.len() <= 1024 && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
+impl Client {
+    /// Creates a client for the server at `addr` (`host:port`) and starts its worker thread.
+    pub fn new(addr: &str, handler: Box<dyn EventHandler>) -> Result<Client, i32> {
+        if !valid_addr(addr) {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        let waker = Waker::new().map_err(|_| CRVIDEOSDK_NETWORK_INITFAILED)?;
+        let (req_tx, req_rx) = crossbeam_channel::unbounded();
+        let inner = Arc::new(Inner {
+            addr: addr.to_owned(),
+            state: Mutex::new(State {
+                public: Public::LoggedOut,
+                epoch: 0,
+                destroyed: false,
+                opts: Options::default(),
+                dispatch_fixed: false,
+            }),
+            req_tx,
+            waker,
+            dispatch: Dispatch::new(handler),
+            worker: Mutex::new(None),
+            dispatcher: Mutex::new(None),
+        });
+        let w = worker::Worker::new(Arc::clone(&inner), req_rx);
+        let h = std::thread::Builder::new()
+            .name("crvm-worker".into())
+            .spawn(move || w.run())
+            .map_err(|_| CRVIDEOSDK_OUTOF_MEM)?;
+        *inner.worker.lock() = Some(h);
+        Ok(Client { inner })
+    }
+
+    /// Sets one option (see [`Options::set`]); only while logged out.
+    pub fn set_option(&self, key: &str, value: &str) -> Result<(), i32> {
+        let mut st = self.inner.state.lock();
+        if st.destroyed {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        if st.public != Public::LoggedOut || (key == "dispatch" && st.dispatch_fixed) {
+            return Err(CRVIDEOSDK_LOGINSTATE_ERROR);
+        }
+        st.opts.set(key, value)
+    }
+
+    pub fn login(&self, p: &LoginParams<'_>) -> Result<(), i32> {
+        if p.auth_acnt.is_empty() {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        check_len(p.auth_acnt, limits::APP_ID_MAX)?;
+        check_len(p.auth_pswd, limits::SECRET_MAX)?;
+        check_len(p.nick_name, limits::NICK_MAX)?;
+        check_len(p.priv_acnt, limits::USER_ID_MAX)?;
+        check_len(p.priv_auth_code, limits::OPAQUE_MAX)?;
+        check_len(p.cookie, limits::OPAQUE_MAX)?;
+        let mut st = self.inner.state.lock();
+        if st.destroyed {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        if st.public != Public::LoggedOut {
+            return Err(CRVIDEOSDK_LOGINSTATE_ERROR);
+        }
+        if !st.dispatch_fixed {
+            st.dispatch_fixed = true;
+            if st.opts.dispatch == DispatchMode::Thread {
+                self.start_dispatcher()?;
+            }
+        }
+        st.public = Public::LoggingIn;
+        st.epoch += 1;
+        let req = Request::Login {
+            login: Login {
+                app_id: p.auth_acnt.to_owned(),
+                secret: p.auth_pswd.to_owned(),
+                user_id: p.priv_acnt.to_owned(),
+                nick: p.nick_name.to_owned(),
+                token: p.priv_auth_code.to_owned(),
+                cookie: p.cookie.to_owned(),
+            },
+            opts: st.opts.clone(),
+            epoch: st.epoch,
+        };
+        self.inner.send(&st, req);
+        Ok(())
+    }
+
+    fn start_dispatcher(&self) -> Result<(), i32> {
+        let inner = Arc::clone(&self.inner);
+        let h = std::thread::Builder::new()
+            .name("crvm-dispatch".into())
+            .spawn(move || {
+                let _ = catch_unwind(AssertUnwindSafe(|| inner.dispatch.run_thread()));
+                // Reached when the client is destroyed; if that happened inside a callback, the
+                // destroying call left the worker for us to join.
+                inner.join_worker();
+            })
+            .map_err(|_| CRVIDEOSDK_OUTOF_MEM)?;
+        *self.inner.dispatcher.lock() = Some(h);
+        Ok(())
+    }
+
+    /// Logs out (or abandons a login in progress). No event follows for the logout itself.
+    pub fn logout(&self) -> Result<(), i32> {
+        let mut st = self.inner.state.lock();
+        if st.destroyed {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        if st.public == Public::LoggedOut {
+            return Err(CRVIDEOSDK_NOT_LOGIN);
+        }
+        st.public = Public::LoggedOut;
+        st.epoch += 1;
+        self.inner.send(&st, Request::Logout);
+        Ok(())
+    }
+
+    fn op(&self, op: Op, cookie: &str) -> Result<(), i32> {
+        check_len(cookie, limits::OPAQUE_MAX)?;
+        let st = self.inner.state.lock();
+        if st.destroyed {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        if st.public != Public::LoggedIn {
+            return Err(CRVIDEOSDK_NOT_LOGIN);
+        }
+        let cookie = cookie.to_owned();
+        self.inner.send(&st, Request::Op { op, cookie });
+        Ok(())
+    }
+
+    pub fn set_dnd_status(&self, dnd_status: i32, cookie: &str) -> Result<(), i32> {
+        self.op(Op::SetDnd(dnd_status), cookie)
+    }
+
+    pub fn get_user_status(&self, cookie: &str) -> Result<(), i32> {
+        self.op(Op::GetUserStatus, cookie)
+    }
+
+    pub fn start_user_status_notify(&self, cookie: &str) -> Result<(), i32> {
+        self.op(Op::StartStatusNotify, cookie)
+    }
+
+    pub fn stop_user_status_notify(&self, cookie: &str) -> Result<(), i32> {
+        self.op(Op::StopStatusNotify, cookie)
+    }
+
+    /// `create_pswd > 0` asks the server for a 6-digit password; negative values are refused.
+    pub fn create_meeting(&self, subject: &str, create_pswd: i32, cookie: &str) -> Result<(), i32> {
+        if subject.chars().count() > limits::SUBJECT_MAX_CHARS || create_pswd < 0 {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        let op = Op::CreateMeeting {
+            subject: subject.to_owned(),
+            with_pswd: create_pswd > 0,
+        };
+        self.op(op, cookie)
+    }
+
+    pub fn destroy_meeting(&self, meet_id: i32, cookie: &str) -> Result<(), i32> {
+        self.op(Op::DestroyMeeting(meet_id), cookie)
+    }
+
+    pub fn get_meetings(&self, cookie: &str) -> Result<(), i32> {
+        self.op(Op::GetMeetings, cookie)
+    }
+
+    /// Manual dispatch: runs queued events on this thread, waiting up to `timeout` for the
+    /// first. Returns how many ran. Only with `dispatch=manual`.
+    pub fn poll(&self, timeout: Duration) -> Result<usize, i32> {
+        {
+            let st = self.inner.state.lock();
+            if st.destroyed || st.opts.dispatch != DispatchMode::Manual {
+                return Err(CRVIDEOSDK_MEETPARAM_ERR);
+            }
+        }
+        let n = self.inner.dispatch.poll(Instant::now() + timeout);
+        if self.inner.state.lock().destroyed {
+            // Destroyed from inside one of the callbacks just run: finish the job now that the
+            // callback has returned.
+            self.inner.join_worker();
+        }
+        Ok(n)
+    }
+
+    /// Logs out cleanly if needed, stops the threads, and guarantees that no callback runs once
+    /// it returns. Called from inside a callback of this client, it returns at once and the
+    /// rest happens as soon as that callback returns. Idempotent.
+    pub fn destroy(&self) {
+        {
+            let mut st = self.inner.state.lock();
+            if st.destroyed {
+                return;
+            }
+            st.destroyed = true;
+            st.epoch += 1;
+            st.public = Public::LoggedOut;
+            self.inner.send(&st, Request::Shutdown);
+        }
+        if self.inner.dispatch.close() {
+            return;
+        }
+        self.inner.join_worker();
+        let d = self.inner.dispatcher.lock().take();
+        if let Some(d) = d {
+            let _ = d.join();
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.destroy();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        for ok in ["127.0.0.1:5210", "localhost:1", "[::1]:80", "h:65535"] {
+            assert!(valid_addr(ok), "{ok}");
+        }
+        for bad in ["", "host", ":80", "host:", "host:0", "host:65536", "host:x"] {
+            assert!(!valid_addr(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Client options (`crvm_set_option`): string keys and values, validated here once.
+
+use crvm_proto::error::CRVIDEOSDK_MEETPARAM_ERR;
+use crvm_proto::msg::limits::PATH_MAX;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How events reach the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchMode {
+    /// A dispatcher thread of the client calls the callbacks (default).
+    Thread,
+    /// Callbacks run inside `poll` on the app's thread.
+    Manual,
+}
+
+/// Every option with its current value.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub download_dir: PathBuf,
+    pub dispatch: DispatchMode,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            download_dir: std::env::temp_dir(),
+            dispatch: DispatchMode::Thread,
+            connect_timeout: Duration::from_millis(10_000),
+            request_timeout: Duration::from_millis(30_000),
+        }
+    }
+}
+
+fn millis(value: &str, max: u64) -> Result<Duration, i32> {
+    match value.parse::<u64>() {
+        Ok(ms) if (1..=max).contains(&ms) => Ok(Duration::from_millis(ms)),
+        _ => Err(CRVIDEOSDK_MEETPARAM_ERR),
+    }
+}
+
+impl Options {
+    /// Applies one option; unknown key or bad value → 5 and nothing changes.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), i32> {
+        match key {
+            "download_dir" => {
+                let dir = PathBuf::from(value);
+                if value.is_empty() || value.len() > PATH_MAX || !dir.is_dir() {
+                    return Err(CRVIDEOSDK_MEETPARAM_ERR);
+                }
+                self.download_dir = dir;
+            }
+            "dispatch" => {
+                self.dispatch = match value {
+                    "thread" => DispatchMode::Thread,
+                    "manual" => DispatchMode::Manual,
+                    _ => return Err(CRVIDEOSDK_MEETPARAM_ERR),
+                }
+            }
+            "connect_timeout_ms" => self.connect_timeout = millis(value, 600_000)?,
+            "request_timeout_ms" => self.request_timeout = millis(value, 3_600_000)?,
+            // TLS arrives with the hardening work; until then only the default is accepted.
+            "tls" if value == "off" => {}
+            "tls" | "tls_ca_file" => return Err(CRVIDEOSDK_MEETPARAM_ERR),
+            _ => return Err(CRVIDEOSDK_MEETPARAM_ERR),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_keys_and_bad_values() {
+        let mut o = Options::default();
+        assert!(o.set("dispatch", "manual").is_ok());
+        assert_eq!(o.dispatch, DispatchMode::Manual);
+        assert!(o.set("dispatch", "fiber").is_err());
+        assert!(o.set("connect_timeout_ms", "250").is_ok());
+        assert_eq!(o.connect_timeout, Duration::from_millis(250));
+        for bad in ["", "0", "-1", "1e3", "99999999999999999999"] {
+            assert!(o.set("request_timeout_ms", bad).is_err(), "{bad}");
+        }
+        assert!(o.set("download_dir", "/definitely/not/here").is_err());
+        assert!(o
+            .set("download_dir", &std::env::temp_dir().to_string_lossy())
+            .is_ok());
+        assert!(o.set("tls", "off").is_ok());
+        assert!(o.set("tls", "on").is_err());
+        assert!(o.set("no_such_key", "1").is_err());
+        assert_eq!(o.connect_timeout, Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,90 @@
+//! What the app asks of the worker, already validated, and what each request's result event is.
+
+use super::event::Event;
+use super::options::Options;
+use crvm_proto::msg::ClientMsg;
+
+/// A request on its way from an exported function to the worker. `epoch` is the client's login
+/// epoch when the request was accepted (see `State::epoch`).
+pub(crate) enum Request {
+    Login {
+        login: Login,
+        opts: Options,
+        epoch: u64,
+    },
+    Logout,
+    Op {
+        op: Op,
+        cookie: String,
+    },
+    /// The client is being destroyed: log out cleanly if needed, then stop.
+    Shutdown,
+}
+
+pub(crate) struct Login {
+    pub app_id: String,
+    pub secret: String,
+    pub user_id: String,
+    pub nick: String,
+    pub token: String,
+    pub cookie: String,
+}
+
+/// A request made while logged in. Each produces exactly one result event.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    SetDnd(i32),
+    GetUserStatus,
+    StartStatusNotify,
+    StopStatusNotify,
+    CreateMeeting { subject: String, with_pswd: bool },
+    DestroyMeeting(i32),
+    GetMeetings,
+}
+
+impl Op {
+    pub fn to_msg(&self, id: u64) -> ClientMsg {
+        match self {
+            Op::SetDnd(dnd) => ClientMsg::SetDnd { id, dnd: *dnd },
+            Op::GetUserStatus => ClientMsg::GetUserStatus { id },
+            Op::StartStatusNotify => ClientMsg::StartStatusNotify { id },
+            Op::StopStatusNotify => ClientMsg::StopStatusNotify { id },
+            Op::CreateMeeting { subject, with_pswd } => ClientMsg::CreateMeeting {
+                id,
+                subject: subject.clone(),
+                with_pswd: *with_pswd,
+            },
+            Op::DestroyMeeting(meet_id) => ClientMsg::DestroyMeeting {
+                id,
+                meet_id: *meet_id,
+            },
+            Op::GetMeetings => ClientMsg::GetMeetings { id },
+        }
+    }
+
+    /// The result event for a plain reply with `code` (0 = success for ops without a payload).
+    /// Ops whose success carries a payload get their success event elsewhere; a bare success
+    /// reply for them is a server fault.
+    pub fn result(&self, code: i32, cookie: String) -> Event {
+        use crvm_proto::error::CRVIDEOSDK_SERVER_EXCEPTION as SERVER_FAULT;
+        match (self, code) {
+            (Op::SetDnd(_), 0) => Event::SetDndStatusSuccess { cookie },
+            (Op::SetDnd(_), code) => Event::SetDndStatusFail { code, cookie },
+            (Op::GetUserStatus, code) => Event::GetUserStatusFail {
+                code: if code == 0 { SERVER_FAULT } else { code },
+                cookie,
+            },
+            (Op::StartStatusNotify, code) => Event::StartUserStatusNotifyRslt { code, cookie },
+            (Op::StopStatusNotify, code) => Event::StopUserStatusNotifyRslt { code, cookie },
+            (Op::CreateMeeting { .. }, code) => Event::CreateMeetingFail {
+                code: if code == 0 { SERVER_FAULT } else { code },
+                cookie,
+            },
+            (Op::DestroyMeeting(_), code) => Event::DestroyMeetingRslt { code, cookie },
+            (Op::GetMeetings, code) => Event::GetMeetingsFail {
+                code: if code == 0 { SERVER_FAULT } else { code },
+                cookie,
+            },
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The C surface of a client: lifecycle (`crvm_create`, `crvm_set_option`, `crvm_poll`,
+//! `crvm_destroy`) and one export per documented method.
+//!
+//! Return value rule (SPEC §2.2): non-zero means refused before anything was sent, and no event
+//! follows; zero means exactly one result event follows (none for `crvm_logout`).
+
+use super::args::{code, str_arg, Null};
+use super::callbacks::{copy_callbacks, crvm_callbacks, CHandler};
+use super::handle;
+use crate::core::{Client, LoginParams};
+use crvm_proto::error::{CRVIDEOSDK_INNER_ERR, CRVIDEOSDK_MEETPARAM_ERR};
+use crvm_proto::msg::limits::*;
+use std::ffi::{c_char, c_void};
+use std::time::Duration;
+
+/// Size of a buffer that holds any call or task ID with its NUL (IDs are at most 63 bytes).
+pub const CRVM_ID_BUF_LEN: usize = 64;
+
+/// An opaque client handle, from `crvm_create` until `crvm_destroy`.
+#[allow(non_camel_case_types)]
+pub struct crvm_client {
+    _opaque: [u8; 0],
+}
+
+/// Longest `host:port` accepted by `crvm_create`.
+const ADDR_MAX: usize = 1024;
+/// Longest option key or value accepted by `crvm_set_option`.
+const OPTION_MAX: usize = PATH_MAX;
+
+/// Runs `f` on the client behind `c`, inside the panic boundary.
+fn with_client(c: *mut crvm_client, f: impl FnOnce(&Client) -> Result<(), i32>) -> i32 {
+    guard!(CRVIDEOSDK_INNER_ERR, {
+        match handle::get(c) {
+            Ok(client) => code(f(&client)),
+            Err(e) => e,
+        }
+    })
+}
+
+/// Creates a client for the server at `server_addr` ("host:port"). `callbacks` is copied
+/// (`callbacks_size` bytes of it; NULL members and a NULL struct are ignored); `user_data` is
+/// passed to every callback. Nothing is sent until `crvm_login`. On success writes the handle to
+/// `*out_client` and returns 0; otherwise returns 5 and leaves `*out_client` untouched.
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the sizes given.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_create(
+    server_addr: *const c_char,
+    callbacks: *const crvm_callbacks,
+    callbacks_size: usize,
+    user_data: *mut c_void,
+    out_client: *mut *mut crvm_client,
+) -> i32 {
+    guard!(CRVIDEOSDK_INNER_ERR, {
+        if out_client.is_null() {
+            return CRVIDEOSDK_MEETPARAM_ERR;
+        }
+        let addr = match str_arg(server_addr, Null::Refuse, ADDR_MAX) {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
+        let handler = CHandler::new(copy_callbacks(callbacks, callbacks_size), user_data);
+        match Client::new(addr, Box::new(handler)) {
+            Ok(client) => {
+                *out_client = handle::insert(client);
+                0
+            }
+            Err(e) => e,
+        }
+    })
+}
+
+/// Sets an option, only while logged out (else 9). Keys: `download_dir` (an existing
+/// directory), `dispatch` (`thread` | `manual`; fixed from the first `crvm_login`),
+/// `connect_timeout_ms`, `request_timeout_ms` (1 ms .. 10 min / 1 h), `tls` (`off`; `on` is
+/// refused with 5 until TLS support lands), `tls_ca_file` (refused with 5, likewise).
+/// Unknown key or bad value → 5 and nothing changes.
+///
+/// # Safety
+/// `key` and `value` are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_set_option(
+    c: *mut crvm_client,
+    key: *const c_char,
+    value: *const c_char,
+) -> i32 {
+    with_client(c, |client| {
+        let key = str_arg(key, Null::Refuse, OPTION_MAX)?;
+        let value = str_arg(value, Null::Refuse, OPTION_MAX)?;
+        client.set_option(key, value)
+    })
+}
+
+/// With `dispatch=manual`: runs this client's pending events on the calling thread, waiting up
+/// to `timeout_ms` (0 = don't wait, negative = 0) for the first one. Returns the number of
+/// events run, or a negative error code (-5: bad handle, or not in manual mode). A callback
+/// calling `crvm_poll` on its own client gets 0. Several threads may poll; events still run
+/// one at a time, in order.
+#[no_mangle]
+pub extern "C" fn crvm_poll(c: *mut crvm_client, timeout_ms: i32) -> i32 {
+    guard!(-CRVIDEOSDK_INNER_ERR, {
+        let client = match handle::get(c) {
+            Ok(client) => client,
+            Err(e) => return -e,
+        };
+        let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
+        match client.poll(timeout) {
+            Ok(n) => n.min(i32::MAX as usize) as i32,
+            Err(e) => -e,
+        }
+    })
+}
+
+/// Destroys the client: logs out cleanly if logged in (waiting at most 5 s for the server),
+/// stops its threads, and returns once no callback of it can run again. NULL or an already
+/// destroyed handle is a no-op. From inside one of its own callbacks it returns at once and
+/// completes when that callback returns.
+#[no_mangle]
+pub extern "C" fn crvm_destroy(c: *mut crvm_client) {
+    guard!((), {
+        if let Some(client) = handle::remove(c) {
+            client.destroy();
+        }
+    })
+}
+
+/// Logs in: `auth_acnt` is the app ID (required), `auth_pswd` its secret (may be empty for
+/// token tenants), `priv_acnt` the user ID (empty: the server assigns one), `priv_auth_code` a
+/// per-user token. Result: `login_success` or `login_fail`. 9 if logging in or logged in.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_login(
+    c: *mut crvm_client,
+    auth_acnt: *const c_char,
+    auth_pswd: *const c_char,
+    nick_name: *const c_char,
+    priv_acnt: *const c_char,
+    priv_auth_code: *const c_char,
+    cookie: *const c_char,
+) -> i32 {
+    with_client(c, |client| {
+        let p = LoginParams {
+            auth_acnt: str_arg(auth_acnt, Null::Refuse, APP_ID_MAX)?,
+            auth_pswd: str_arg(auth_pswd, Null::Empty, SECRET_MAX)?,
+            nick_name: str_arg(nick_name, Null::Empty, NICK_MAX)?,
+            priv_acnt: str_arg(priv_acnt, Null::Empty, USER_ID_MAX)?,
+            priv_auth_code: str_arg(priv_auth_code, Null::Empty, OPAQUE_MAX)?,
+            cookie: str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
+        };
+        client.login(&p)
+    })
+}
+
+/// Logs out, or abandons a login in progress (whose `login_fail(9)` still follows). No event
+/// for the logout itself. 12 if not logged in.
+#[no_mangle]
+pub extern "C" fn crvm_logout(c: *mut crvm_client) -> i32 {
+    with_client(c, |client| client.logout())
+}
+
+/// Sets do-not-disturb (0 off, anything else on). Result: `set_dnd_status_success`/`_fail`.
+///
+/// # Safety
+/// `cookie` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_set_dnd_status(
+    c: *mut crvm_client,
+    dnd_status: i32,
+    cookie: *const c_char,
+) -> i32 {
+    with_client(c, |client| {
+        client.set_dnd_status(dnd_status, str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
+    })
+}
+
+/// Asks for the status of every online user of the tenant.
+/// Result: `get_user_status_success`/`_fail`.
+///
+/// # Safety
+/// `cookie` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_get_user_status(c: *mut crvm_client, cookie: *const c_char) -> i32 {
+    with_client(c, |client| {
+        client.get_user_status(str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
+    })
+}
+
+/// Subscribes to status changes of the tenant's users (`notify_user_status`, carrying this
+/// `cookie`). Result: `start_user_status_notify_rslt`.
+///
+/// # Safety
+/// `cookie` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_start_user_status_notify(
+    c: *mut crvm_client,
+    cookie: *const c_char,
+) -> i32 {
+    with_client(c, |client| {
+        client.start_user_status_notify(str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
+    })
+}
+
+/// Ends the subscription. Result: `stop_user_status_notify_rslt`.
+///
+/// # Safety
+/// `cookie` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_stop_user_status_notify(
+    c: *mut crvm_client,
+    cookie: *const c_char,
+) -> i32 {
+    with_client(c, |client| {
+        client.stop_user_status_notify(str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
+    })
+}
+
+/// Creates a meeting: `meet_subject` at most 50 characters; `create_pswd` > 0 asks for a
+/// 6-digit password, 0 for none (negative → 5). Result: `create_meeting_success`/`_fail`.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_create_meeting(
+    c: *mut crvm_client,
+    meet_subject: *const c_char,
+    create_pswd: i32,
+    cookie: *const c_char,
+) -> i32 {
+    with_client(c, |client| {
+        // 50 characters are at most 200 bytes of UTF-8; the core counts the characters.
+        let subject = str_arg(meet_subject, Null::Empty, SUBJECT_MAX_CHARS * 4)?;
+        client.create_meeting(
+            subject,
+            create_pswd,
+            str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
+        )
+    })
+}
+
+/// Destroys a meeting you created. Result: `destroy_meeting_rslt` (0, or 800 if it does not
+/// exist or is not yours).
+///
+/// # Safety
+/// `cookie` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_destroy_meeting(
+    c: *mut crvm_client,
+    meet_id: i32,
+    cookie: *const c_char,
+) -> i32 {
+    with_client(c, |client| {
+        client.destroy_meeting(meet_id, str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
+    })
+}
+
+/// Lists the tenant's meetings. Result: `get_meetings_success`/`_fail`.
+///
+/// # Safety
+/// `cookie` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_get_meetings(c: *mut crvm_client, cookie: *const c_char) -> i32 {
+    with_client(c, |client| {
+        client.get_meetings(str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
+    })
+}

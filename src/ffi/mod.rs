@@ -1,0 +1,20 @@
+//! The C surface. Every export lives in one of the object modules (`client`, `errors`) and runs
+//! inside [`guard!`]; argument conversion (`args`), the handle table (`handle`) and the callback
+//! table (`callbacks`) are the only places that touch raw pointers.
+
+/// The panic boundary of every export: a panic becomes `$on_panic`, never an unwind into C.
+macro_rules! guard {
+    ($on_panic:expr, $body:block) => {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| $body)) {
+            Ok(v) => v,
+            Err(_) => $on_panic,
+        }
+    };
+}
+
+mod args;
+mod callbacks;
+mod client;
+mod errors;
+mod handle;
+pub use client::CRVM_ID_BUF_LEN;
