@@ -130,19 +130,34 @@ pub static ERRORS: &[ErrorInfo] = &[
     row!(CRVIDEOSDK_UNKNOWERR, "unknown error"),
     row!(CRVIDEOSDK_OUTOF_MEM, "out of memory"),
     row!(CRVIDEOSDK_INNER_ERR, "internal error"),
-    row!(CRVIDEOSDK_MISMATCHCLIENTVER, "client version not supported by the server"),
+    row!(
+        CRVIDEOSDK_MISMATCHCLIENTVER,
+        "client version not supported by the server"
+    ),
     row!(CRVIDEOSDK_MEETPARAM_ERR, "invalid parameter"),
     row!(CRVIDEOSDK_ERR_DATA, "invalid data"),
     row!(CRVIDEOSDK_ANCTPSWD_ERR, "wrong account or password"),
     row!(CRVIDEOSDK_SERVER_EXCEPTION, "server error"),
     row!(CRVIDEOSDK_LOGINSTATE_ERROR, "wrong login state"),
-    row!(CRVIDEOSDK_USER_BEEN_KICKOUT, "logged in elsewhere; this session was kicked"),
+    row!(
+        CRVIDEOSDK_USER_BEEN_KICKOUT,
+        "logged in elsewhere; this session was kicked"
+    ),
     row!(CRVIDEOSDK_NOT_INIT, "not initialised"),
     row!(CRVIDEOSDK_NOT_LOGIN, "not logged in"),
     row!(CRVIDEOSDK_BASE64_COV_ERR, "base64 conversion failed"),
-    row!(CRVIDEOSDK_CUSTOMAUTH_NOINFO, "custom auth required but none given"),
-    row!(CRVIDEOSDK_CUSTOMAUTH_NOTSUPPORT, "custom auth given but not enabled"),
-    row!(CRVIDEOSDK_CUSTOMAUTH_EXCEPTION, "custom auth service failed"),
+    row!(
+        CRVIDEOSDK_CUSTOMAUTH_NOINFO,
+        "custom auth required but none given"
+    ),
+    row!(
+        CRVIDEOSDK_CUSTOMAUTH_NOTSUPPORT,
+        "custom auth given but not enabled"
+    ),
+    row!(
+        CRVIDEOSDK_CUSTOMAUTH_EXCEPTION,
+        "custom auth service failed"
+    ),
     row!(CRVIDEOSDK_CUSTOMAUTH_FAILED, "custom auth rejected"),
     row!(CRVIDEOSDK_TOKEN_TIMEOUT, "token expired"),
     row!(CRVIDEOSDK_TOKEN_AUTHINFOERR, "token auth info invalid"),
@@ -155,7 +170,10 @@ pub static ERRORS: &[ErrorInfo] = &[
     row!(CRVIDEOSDK_CREATE_CONN_FAILED, "could not connect"),
     row!(CRVIDEOSDK_SOCKETEXCEPTION, "socket error"),
     row!(CRVIDEOSDK_SOCKETTIMEOUT, "network timeout"),
-    row!(CRVIDEOSDK_FORCEDCLOSECONNECTION, "connection closed by the server"),
+    row!(
+        CRVIDEOSDK_FORCEDCLOSECONNECTION,
+        "connection closed by the server"
+    ),
     row!(CRVIDEOSDK_CONNECTIONLOST, "connection lost"),
     row!(CRVIDEOSDK_SSL_ERR, "TLS error"),
     row!(CRVIDEOSDK_INVALID_CALLID, "invalid call ID"),
@@ -169,7 +187,10 @@ pub static ERRORS: &[ErrorInfo] = &[
     row!(CRVIDEOSDK_SENDFAIL, "send failed"),
     row!(CRVIDEOSDK_SENDCMD_LARGE, "cmd data too large"),
     row!(CRVIDEOSDK_SENDBUFFER_LARGE, "buffer too large"),
-    row!(CRVIDEOSDK_SENDDATA_TARGETINVALID, "target user offline or unknown"),
+    row!(
+        CRVIDEOSDK_SENDDATA_TARGETINVALID,
+        "target user offline or unknown"
+    ),
     row!(CRVIDEOSDK_SENDFILE_FILEINERROR, "file error"),
     row!(CRVIDEOSDK_TRANSID_INVALID, "invalid task ID"),
     row!(CRVIDEOSDK_FILE_NOT_EXIST, "file does not exist"),

@@ -281,7 +281,10 @@ mod tests {
             }
         }
         assert_eq!(frames.len(), 3);
-        assert_eq!(frames[0].control().unwrap(), (&br#"{"t":"hello"}"#[..], &b""[..]));
+        assert_eq!(
+            frames[0].control().unwrap(),
+            (&br#"{"t":"hello"}"#[..], &b""[..])
+        );
         assert_eq!(frames[1].control().unwrap(), (&b"{}"[..], &[1u8, 2, 3][..]));
         assert_eq!(frames[1].ack, 7);
         assert_eq!(frames[2].kind, Kind::Ping);

@@ -12,7 +12,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum ClientMsg {
     /// First frame of every connection.
-    Hello { ver: u32, agent: String },
+    Hello {
+        ver: u32,
+        agent: String,
+    },
     /// `secret` is the tenant secret (may be empty in token mode), `token` the per-user token.
     Login {
         id: u64,
@@ -23,14 +26,34 @@ pub enum ClientMsg {
         token: String,
     },
     /// Answered with a reply once everything before it was answered; then the server closes.
-    Logout { id: u64 },
-    SetDnd { id: u64, dnd: i32 },
-    GetUserStatus { id: u64 },
-    StartStatusNotify { id: u64 },
-    StopStatusNotify { id: u64 },
-    CreateMeeting { id: u64, subject: String, with_pswd: bool },
-    DestroyMeeting { id: u64, meet_id: i32 },
-    GetMeetings { id: u64 },
+    Logout {
+        id: u64,
+    },
+    SetDnd {
+        id: u64,
+        dnd: i32,
+    },
+    GetUserStatus {
+        id: u64,
+    },
+    StartStatusNotify {
+        id: u64,
+    },
+    StopStatusNotify {
+        id: u64,
+    },
+    CreateMeeting {
+        id: u64,
+        subject: String,
+        with_pswd: bool,
+    },
+    DestroyMeeting {
+        id: u64,
+        meet_id: i32,
+    },
+    GetMeetings {
+        id: u64,
+    },
 }
 
 impl ClientMsg {
