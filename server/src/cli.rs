@@ -1,0 +1,430 @@
+//! Command line (hand-parsed) and process start-up.
+//!
+//! Exit codes: 0 success, 1 the server could not start (bind, storage, runtime), 2 bad usage or
+//! bad configuration.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::auth;
+use crate::config::{Config, DEV_APP_ID, DEV_SECRET};
+use crate::conn::Ctx;
+use crate::hub::MemoryHub;
+use crate::log;
+use crate::server::{self, Connections};
+use crate::store::{MeetingStore, SqliteStore};
+
+/// Printed by `--help`.
+pub const USAGE: &str = "\
+crvm-server: the crvm signalling server
+
+Usage:
+  crvm-server --dev [--listen HOST:PORT] [--data-dir DIR]
+  crvm-server --config FILE [--listen HOST:PORT] [--data-dir DIR]
+  crvm-server token --app APP_ID --user USER_ID --ttl SECS (--config FILE | --dev | --secret SECRET)
+  crvm-server --help
+
+Options:
+  --dev               one tenant, app_id \"demo\" with secret \"demo-secret\"; listens on
+                      127.0.0.1:5210, keeps data in ./crvm-data. For development only.
+  --config FILE       TOML configuration: listen, data_dir, call_timeout_s, max_buffer_bytes,
+                      max_file_bytes, pub_meet_url_base, heartbeat_ms, and [[tenant]] tables
+                      with app_id, secret, auth (secret | token | either)
+  --listen HOST:PORT  address to listen on (port 0 picks a free port); overrides the config
+  --data-dir DIR      directory of the meeting database; overrides the config
+
+The `token` command prints a login token for one user, valid for SECS seconds, signed with the
+tenant's secret taken from the config, the dev tenant, or --secret.
+
+The first line on stdout is `crvm-server listening on HOST:PORT`; logs go to stderr.
+SIGINT or SIGTERM closes every connection (code 206) and exits with status 0.
+";
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Serve(ServeOpts),
+    Token(TokenOpts),
+}
+
+/// Options of the server proper.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServeOpts {
+    pub dev: bool,
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Options of `crvm-server token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOpts {
+    pub app: String,
+    pub user: String,
+    pub ttl: u64,
+    pub key: KeySource,
+}
+
+/// Where `token` takes the tenant secret from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Config(PathBuf),
+    Dev,
+    Secret(String),
+}
+
+/// Walks the arguments; accepts `--flag value` and `--flag=value`.
+struct Args<'a> {
+    rest: std::slice::Iter<'a, String>,
+    /// The `=value` part of the current flag, if it had one.
+    inline: Option<&'a str>,
+}
+
+impl<'a> Args<'a> {
+    fn new(args: &'a [String]) -> Self {
+        Args {
+            rest: args.iter(),
+            inline: None,
+        }
+    }
+
+    fn next_flag(&mut self) -> Option<&'a str> {
+        let arg = self.rest.next()?;
+        match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                self.inline = Some(value);
+                Some(flag)
+            }
+            _ => {
+                self.inline = None;
+                Some(arg)
+            }
+        }
+    }
+
+    fn value(&mut self, flag: &str) -> Result<String, String> {
+        if let Some(v) = self.inline.take() {
+            return Ok(v.to_owned());
+        }
+        self.rest
+            .next()
+            .cloned()
+            .ok_or_else(|| format!("`{flag}` needs a value"))
+    }
+
+    fn switch(&mut self, flag: &str) -> Result<(), String> {
+        match self.inline.take() {
+            Some(_) => Err(format!("`{flag}` takes no value")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    if args.first().map(String::as_str) == Some("token") {
+        return parse_token(&args[1..]);
+    }
+    let mut s = ServeOpts::default();
+    let mut a = Args::new(args);
+    while let Some(flag) = a.next_flag() {
+        match flag {
+            "--help" | "-h" => return Ok(Command::Help),
+            "--dev" => {
+                a.switch(flag)?;
+                s.dev = true;
+            }
+            "--config" => s.config = Some(a.value(flag)?.into()),
+            "--listen" => s.listen = Some(a.value(flag)?),
+            "--data-dir" => s.data_dir = Some(a.value(flag)?.into()),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    match (s.dev, &s.config) {
+        (false, None) => Err("either --dev or --config FILE is required".into()),
+        (true, Some(_)) => Err("--dev and --config cannot be combined".into()),
+        _ => Ok(Command::Serve(s)),
+    }
+}
+
+fn parse_token(args: &[String]) -> Result<Command, String> {
+    let (mut app, mut user, mut ttl) = (None, None, None);
+    let mut keys = Vec::new();
+    let mut a = Args::new(args);
+    while let Some(flag) = a.next_flag() {
+        match flag {
+            "--help" | "-h" => return Ok(Command::Help),
+            "--app" => app = Some(a.value(flag)?),
+            "--user" => user = Some(a.value(flag)?),
+            "--ttl" => {
+                let v = a.value(flag)?;
+                let secs = v.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    format!("`--ttl` must be a positive number of seconds, not {v:?}")
+                })?;
+                ttl = Some(secs);
+            }
+            "--config" => keys.push(KeySource::Config(a.value(flag)?.into())),
+            "--secret" => keys.push(KeySource::Secret(a.value(flag)?)),
+            "--dev" => {
+                a.switch(flag)?;
+                keys.push(KeySource::Dev);
+            }
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    let app = app.ok_or("token: `--app` is required")?;
+    let user = user.ok_or("token: `--user` is required")?;
+    let ttl = ttl.ok_or("token: `--ttl` is required")?;
+    if app.is_empty() || user.is_empty() {
+        return Err("token: `--app` and `--user` must not be empty".into());
+    }
+    if keys.len() != 1 {
+        return Err("token: give exactly one of --config FILE, --dev, --secret SECRET".into());
+    }
+    Ok(Command::Token(TokenOpts {
+        app,
+        user,
+        ttl,
+        key: keys.remove(0),
+    }))
+}
+
+/// Runs the process; returns its exit code.
+pub fn main() -> i32 {
+    let args: Result<Vec<String>, OsString> = std::env::args_os()
+        .skip(1)
+        .map(OsString::into_string)
+        .collect();
+    let parsed = match args {
+        Ok(args) => parse(&args),
+        Err(bad) => Err(format!("argument {bad:?} is not valid UTF-8")),
+    };
+    match parsed {
+        Ok(Command::Help) => {
+            print!("{USAGE}");
+            0
+        }
+        Ok(Command::Token(t)) => token(&t),
+        Ok(Command::Serve(s)) => serve(&s),
+        Err(msg) => usage_error(&msg),
+    }
+}
+
+fn usage_error(msg: &str) -> i32 {
+    eprintln!("crvm-server: {msg}");
+    eprintln!("Try `crvm-server --help`.");
+    2
+}
+
+fn token(t: &TokenOpts) -> i32 {
+    let secret = match &t.key {
+        KeySource::Secret(s) => s.clone(),
+        KeySource::Dev if t.app == DEV_APP_ID => DEV_SECRET.to_owned(),
+        KeySource::Dev => {
+            return usage_error(&format!(
+                "the dev tenant is {DEV_APP_ID:?}, not {:?}",
+                t.app
+            ))
+        }
+        KeySource::Config(path) => {
+            let config = match Config::load(path) {
+                Ok(c) => c,
+                Err(e) => return usage_error(&e),
+            };
+            match config.tenant(&t.app) {
+                Some(tenant) => tenant.secret.clone(),
+                None => {
+                    return usage_error(&format!("no tenant {:?} in {}", t.app, path.display()))
+                }
+            }
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!(
+        "{}",
+        auth::mint(&secret, &t.app, &t.user, now.saturating_add(t.ttl))
+    );
+    0
+}
+
+fn serve(opts: &ServeOpts) -> i32 {
+    let mut config = if opts.dev {
+        Config::dev()
+    } else {
+        let path = opts
+            .config
+            .as_ref()
+            .expect("parse requires --config without --dev");
+        match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => return usage_error(&e),
+        }
+    };
+    if let Some(listen) = &opts.listen {
+        config.listen = listen.clone();
+    }
+    if let Some(dir) = &opts.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Err(e) = config.validate() {
+        return usage_error(&e);
+    }
+    if opts.dev {
+        log!("dev mode: one tenant, app_id {DEV_APP_ID:?}, with the well-known dev secret; not for production");
+    } else if config.tenants.is_empty() {
+        log!("warning: the config has no [[tenant]], so nobody can log in");
+    }
+    let store: Arc<dyn MeetingStore> = match SqliteStore::open(&config.data_dir) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            log!("cannot open storage: {e}");
+            return 1;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log!("cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let code = rt.block_on(run(Arc::new(config), store));
+    // Connections still flushing after the grace period are cut off here.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+async fn run(config: Arc<Config>, store: Arc<dyn MeetingStore>) -> i32 {
+    // Install the handlers before announcing the port: a SIGTERM sent as soon as the port is
+    // known must shut down cleanly, not kill the process.
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            log!("cannot install signal handlers: {e}");
+            return 1;
+        }
+    };
+    let listener = match TcpListener::bind(&config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            log!("cannot listen on {}: {e}", config.listen);
+            return 1;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            log!("cannot read the bound address: {e}");
+            return 1;
+        }
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "crvm-server listening on {addr}")
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            // Whoever started us may have stopped reading; that is no reason to stop serving.
+            log!("could not write the listening line to stdout");
+        }
+    }
+    log!(
+        "listening on {addr}; data dir {}; {} tenant(s)",
+        config.data_dir.display(),
+        config.tenants.len()
+    );
+    let ctx = Arc::new(Ctx {
+        config,
+        hub: Arc::new(MemoryHub::new()),
+        store,
+        conns: Connections::new(),
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    };
+    server::run(ctx, listener, shutdown).await;
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn serve_flags() {
+        assert_eq!(
+            parse(&args("--dev --listen 127.0.0.1:0 --data-dir=/tmp/d")).unwrap(),
+            Command::Serve(ServeOpts {
+                dev: true,
+                config: None,
+                listen: Some("127.0.0.1:0".into()),
+                data_dir: Some("/tmp/d".into()),
+            })
+        );
+        assert!(matches!(
+            parse(&args("--config c.toml")).unwrap(),
+            Command::Serve(ServeOpts {
+                config: Some(_),
+                dev: false,
+                ..
+            })
+        ));
+        assert_eq!(parse(&args("--dev --help")).unwrap(), Command::Help);
+    }
+
+    #[test]
+    fn serve_errors() {
+        assert!(parse(&[]).unwrap_err().contains("--dev or --config"));
+        assert!(parse(&args("--dev --bogus"))
+            .unwrap_err()
+            .contains("--bogus"));
+        assert!(parse(&args("--dev --listen"))
+            .unwrap_err()
+            .contains("--listen"));
+        assert!(parse(&args("--dev=1")).is_err());
+        assert!(parse(&args("--dev --config x")).is_err());
+    }
+
+    #[test]
+    fn token_flags() {
+        assert_eq!(
+            parse(&args("token --app a --user u --ttl 60 --secret s")).unwrap(),
+            Command::Token(TokenOpts {
+                app: "a".into(),
+                user: "u".into(),
+                ttl: 60,
+                key: KeySource::Secret("s".into()),
+            })
+        );
+        assert!(parse(&args("token --app a --user u --ttl 60")).is_err());
+        assert!(parse(&args("token --app a --user u --ttl 0 --dev")).is_err());
+        assert!(parse(&args("token --app a --user u --ttl x --dev")).is_err());
+        assert!(parse(&args("token --app a --ttl 5 --dev")).is_err());
+        assert!(parse(&args("token --app a --user u --ttl 5 --dev --secret s")).is_err());
+        assert!(parse(&args("token --app a --user u --ttl 5 --dev --zap"))
+            .unwrap_err()
+            .contains("--zap"));
+    }
+}

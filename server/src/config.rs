@@ -1,0 +1,294 @@
+//! Server configuration: the TOML file of SPEC §4 (pinned keys), the `--dev` defaults, and the
+//! command-line overrides applied on top.
+//!
+//! ```toml
+//! listen = "0.0.0.0:5210"
+//! data_dir = "/var/lib/crvm"
+//! call_timeout_s = 30
+//! max_buffer_bytes = 104857600
+//! max_file_bytes = 4294967296
+//! pub_meet_url_base = "https://meet.example.com/m"
+//! heartbeat_ms = 10000          # extension: ping interval, mostly for tests
+//!
+//! [[tenant]]
+//! app_id = "acme"
+//! secret = "…"
+//! auth = "either"               # secret | token | either
+//! ```
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crvm_proto::msg::limits;
+use serde::Deserialize;
+
+/// Default `listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5210";
+/// Default `data_dir`.
+pub const DEFAULT_DATA_DIR: &str = "./crvm-data";
+/// Default `pub_meet_url_base`.
+pub const DEFAULT_MEET_URL_BASE: &str = "https://meet.example.com/m";
+/// The tenant of `--dev` (pinned).
+pub const DEV_APP_ID: &str = "demo";
+/// The secret of the `--dev` tenant (pinned).
+pub const DEV_SECRET: &str = "demo-secret";
+
+/// How a tenant's users prove who they are (SPEC §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// The tenant secret; the token field is ignored.
+    #[default]
+    Secret,
+    /// A per-user token; the secret field is ignored.
+    Token,
+    /// A token when one is given, otherwise the secret.
+    Either,
+}
+
+/// One `[[tenant]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    pub app_id: String,
+    pub secret: String,
+    #[serde(default)]
+    pub auth: AuthMode,
+}
+
+/// The file as written; every key optional except the tenants' own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    call_timeout_s: Option<u64>,
+    max_buffer_bytes: Option<u64>,
+    max_file_bytes: Option<u64>,
+    pub_meet_url_base: Option<String>,
+    heartbeat_ms: Option<u64>,
+    #[serde(default)]
+    tenant: Vec<Tenant>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `HOST:PORT` to bind; port 0 picks a free port.
+    pub listen: String,
+    /// Where `crvm.sqlite3` lives; created if missing.
+    pub data_dir: PathBuf,
+    /// Seconds a call may ring before it is given up (used by the call state machine).
+    pub call_timeout_s: u64,
+    /// Largest `send_buffer`, announced to clients in `Welcome`.
+    pub max_buffer_bytes: u64,
+    /// Largest `send_file`, announced to clients in `Welcome`.
+    pub max_file_bytes: u64,
+    /// `pubMeetUrl` is this, without a trailing `/`, plus `/` and the meeting ID.
+    pub pub_meet_url_base: String,
+    /// Silence after which the server pings; three intervals (at most 30 s) of silence from a
+    /// client drop it.
+    pub heartbeat_ms: u64,
+    pub tenants: Vec<Tenant>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.into(),
+            data_dir: DEFAULT_DATA_DIR.into(),
+            call_timeout_s: 30,
+            max_buffer_bytes: 100 * 1024 * 1024,
+            max_file_bytes: 4 * 1024 * 1024 * 1024,
+            pub_meet_url_base: DEFAULT_MEET_URL_BASE.into(),
+            heartbeat_ms: 10_000,
+            tenants: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The `--dev` configuration: defaults plus the `demo` tenant.
+    pub fn dev() -> Config {
+        Config {
+            tenants: vec![Tenant {
+                app_id: DEV_APP_ID.into(),
+                secret: DEV_SECRET.into(),
+                auth: AuthMode::Secret,
+            }],
+            ..Config::default()
+        }
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        Config::from_toml(&text).map_err(|e| format!("bad config {}: {e}", path.display()))
+    }
+
+    /// Parses and validates config text. Unknown keys are errors that name the key.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        let f: FileConfig = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+        let d = Config::default();
+        let c = Config {
+            listen: f.listen.unwrap_or(d.listen),
+            data_dir: f.data_dir.unwrap_or(d.data_dir),
+            call_timeout_s: f.call_timeout_s.unwrap_or(d.call_timeout_s),
+            max_buffer_bytes: f.max_buffer_bytes.unwrap_or(d.max_buffer_bytes),
+            max_file_bytes: f.max_file_bytes.unwrap_or(d.max_file_bytes),
+            pub_meet_url_base: f.pub_meet_url_base.unwrap_or(d.pub_meet_url_base),
+            heartbeat_ms: f.heartbeat_ms.unwrap_or(d.heartbeat_ms),
+            tenants: f.tenant,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, v) in [
+            ("call_timeout_s", self.call_timeout_s),
+            ("max_buffer_bytes", self.max_buffer_bytes),
+            ("max_file_bytes", self.max_file_bytes),
+            ("heartbeat_ms", self.heartbeat_ms),
+        ] {
+            if v == 0 {
+                return Err(format!("`{key}` must be greater than 0"));
+            }
+        }
+        if self.listen.is_empty() {
+            return Err("`listen` must not be empty".into());
+        }
+        let mut seen = HashSet::new();
+        for t in &self.tenants {
+            if t.app_id.is_empty() || t.app_id.len() > limits::APP_ID_MAX {
+                return Err(format!(
+                    "tenant `app_id` must be 1 to {} bytes",
+                    limits::APP_ID_MAX
+                ));
+            }
+            // An empty secret would let anyone in (secret auth) or sign tokens with a blank key.
+            if t.secret.is_empty() || t.secret.len() > limits::SECRET_MAX {
+                return Err(format!(
+                    "tenant {:?}: `secret` must be 1 to {} bytes",
+                    t.app_id,
+                    limits::SECRET_MAX
+                ));
+            }
+            if !seen.insert(t.app_id.as_str()) {
+                return Err(format!("duplicate tenant app_id {:?}", t.app_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tenant registered as `app_id`.
+    pub fn tenant(&self, app_id: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.app_id == app_id)
+    }
+
+    /// `pubMeetUrl` of meeting `id`.
+    pub fn meet_url(&self, id: i32) -> String {
+        format!("{}/{id}", self.pub_meet_url_base.trim_end_matches('/'))
+    }
+
+    /// How long a logged-in connection may stay silent before it is dropped.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.saturating_mul(3)).min(Duration::from_secs(30))
+    }
+
+    /// Interval of the server's own pings.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_keys_parse() {
+        let c = Config::from_toml(
+            r#"
+            listen = "0.0.0.0:7000"
+            data_dir = "/tmp/x"
+            call_timeout_s = 12
+            max_buffer_bytes = 1000
+            max_file_bytes = 8589934592
+            pub_meet_url_base = "https://m.example/r/"
+            heartbeat_ms = 250
+
+            [[tenant]]
+            app_id = "a"
+            secret = "s1"
+            auth = "token"
+
+            [[tenant]]
+            app_id = "b"
+            secret = "s2"
+            auth = "either"
+
+            [[tenant]]
+            app_id = "c"
+            secret = "s3"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen, "0.0.0.0:7000");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.call_timeout_s, 12);
+        assert_eq!(c.max_buffer_bytes, 1000);
+        assert_eq!(c.max_file_bytes, 8_589_934_592);
+        assert_eq!(c.heartbeat_ms, 250);
+        assert_eq!(c.meet_url(12345678), "https://m.example/r/12345678");
+        assert_eq!(c.tenant("a").unwrap().auth, AuthMode::Token);
+        assert_eq!(c.tenant("b").unwrap().auth, AuthMode::Either);
+        assert_eq!(c.tenant("c").unwrap().auth, AuthMode::Secret);
+        assert!(c.tenant("d").is_none());
+        assert_eq!(c.idle_timeout(), Duration::from_millis(750));
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.call_timeout_s, 30);
+        assert_eq!(c.max_buffer_bytes, 100 * 1024 * 1024);
+        assert_eq!(c.max_file_bytes, 4 * 1024 * 1024 * 1024);
+        assert_eq!(c.heartbeat_ms, 10_000);
+        assert_eq!(c.meet_url(10000001), "https://meet.example.com/m/10000001");
+        assert_eq!(c.idle_timeout(), Duration::from_secs(30));
+        let dev = Config::dev();
+        assert_eq!(dev.tenant("demo").unwrap().secret, "demo-secret");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Config::from_toml("listen = \"x:1\"\nlisten_port = 5\n").unwrap_err();
+        assert!(e.contains("listen_port"), "{e}");
+        let e = Config::from_toml("[[tenant]]\napp_id = \"a\"\nsecret = \"s\"\npassword = \"p\"\n")
+            .unwrap_err();
+        assert!(e.contains("password"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let e = Config::from_toml("[[tenant]]\napp_id = \"a\"\nsecret = \"s\"\nauth = \"oauth\"\n")
+            .unwrap_err();
+        assert!(e.contains("oauth"), "{e}");
+        let e = Config::from_toml(
+            "[[tenant]]\napp_id = \"a\"\nsecret = \"s\"\n[[tenant]]\napp_id = \"a\"\nsecret = \"t\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("duplicate"), "{e}");
+        assert!(Config::from_toml("[[tenant]]\napp_id = \"a\"\nsecret = \"\"\n").is_err());
+        assert!(Config::from_toml("[[tenant]]\nsecret = \"s\"\n").is_err());
+        assert!(Config::from_toml("heartbeat_ms = 0\n").is_err());
+        assert!(Config::from_toml("call_timeout_s = -1\n").is_err());
+        assert!(Config::from_toml("listen = 5210\n").is_err());
+    }
+}

@@ -1,0 +1,568 @@
+//! One task per connection: handshake, login, the requests of SPEC §3.1–§3.3 in arrival order,
+//! heartbeats, and a teardown that always leaves presence right.
+//!
+//! The reader (this task) decodes frames and handles each request to completion before the
+//! next, so replies leave in request order. Everything outgoing goes through the connection's
+//! [`Outbox`] to its writer task ([`run_writer`]); the reader never writes to the socket.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crvm_proto::error::{
+    CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_FORCEDCLOSECONNECTION, CRVIDEOSDK_LOGINSTATE_ERROR,
+    CRVIDEOSDK_MEETNOTEXIST, CRVIDEOSDK_MEETPARAM_ERR, CRVIDEOSDK_MISMATCHCLIENTVER,
+    CRVIDEOSDK_NOERR, CRVIDEOSDK_NOT_LOGIN, CRVIDEOSDK_SERVER_EXCEPTION,
+    CRVIDEOSDK_USER_BEEN_KICKOUT,
+};
+use crvm_proto::frame::MAX_PAYLOAD_TO_SERVER;
+use crvm_proto::msg::limits;
+use crvm_proto::{ClientMsg, Decoder, Frame, Kind, Meeting, ServerMsg, PROTOCOL_VERSION};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::auth::{self, Credentials};
+use crate::config::Config;
+use crate::hub::{ConnId, Hub, Session};
+use crate::log;
+use crate::outbox::{run_writer, Out, Outbox, State, CONTROL_LIMIT};
+use crate::random;
+use crate::server::Connections;
+use crate::store::{run_blocking, MeetingDraft, MeetingRecord, MeetingStore};
+
+/// A connection must say `Hello` this soon after connecting.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection's writer may take to flush before it is cut off.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// After our last frame, read and discard what the peer still sends for at most this long
+/// (and [`LINGER_BYTES`]) so that closing with unread input does not reset the connection
+/// and destroy the final `Close` before the peer reads it.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// Longest client-supplied text copied into a log line or a close reason.
+const LOG_CLIP: usize = 160;
+
+/// What every connection shares.
+pub struct Ctx {
+    pub config: Arc<Config>,
+    pub hub: Arc<dyn Hub>,
+    pub store: Arc<dyn MeetingStore>,
+    pub conns: Connections,
+}
+
+/// Where a connection is in its life.
+enum Phase {
+    AwaitHello,
+    LoggedOut,
+    LoggedIn { tenant: String, user_id: String },
+}
+
+/// Why the read loop ended.
+enum End {
+    PeerClosed,
+    ReadFailed(io::Error),
+    /// Nothing received for the idle timeout.
+    Idle,
+    /// This connection queued `Close{code}`.
+    Closed {
+        code: i32,
+        reason: String,
+    },
+    LoginFailed(i32),
+    Logout,
+    /// Someone else stopped the outbox: kick, shutdown, overflow or a failed write.
+    Stopped,
+}
+
+struct Conn {
+    id: ConnId,
+    peer: SocketAddr,
+    ctx: Arc<Ctx>,
+    outbox: Outbox,
+    phase: Phase,
+}
+
+/// Serves one accepted connection until it ends.
+pub async fn serve(id: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
+    // Replies are small and latency matters more than packet count.
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = stream.into_split();
+    let outbox = Outbox::default();
+    let ack = Arc::new(AtomicU64::new(0));
+    let mut writer = tokio::spawn(run_writer(
+        wr,
+        outbox.clone(),
+        Arc::clone(&ack),
+        ctx.config.heartbeat(),
+    ));
+    if !ctx.conns.add(id, &outbox) {
+        outbox.close_with(&shutdown_msg());
+    }
+    let mut conn = Conn {
+        id,
+        peer,
+        ctx: Arc::clone(&ctx),
+        outbox: outbox.clone(),
+        phase: Phase::AwaitHello,
+    };
+    let end = conn.read_loop(&mut rd, &ack).await;
+
+    // Leave the hub first so no more pushes are queued for a connection that is going away.
+    let who = match &conn.phase {
+        Phase::LoggedIn { tenant, user_id } => {
+            ctx.hub.logout(tenant, user_id, id);
+            format!(" app {:?} user {:?}", tenant, user_id)
+        }
+        _ => String::new(),
+    };
+    ctx.conns.remove(id);
+    log!("conn {id} closed ({peer}){who}: {}", conn.describe(&end));
+
+    match outbox.state() {
+        State::Overflow | State::Broken => writer.abort(),
+        _ => {
+            outbox.close();
+            match tokio::time::timeout(FLUSH_TIMEOUT, &mut writer).await {
+                Ok(_) => {
+                    if !matches!(end, End::PeerClosed | End::ReadFailed(_)) {
+                        linger(&mut rd).await;
+                    }
+                }
+                Err(_) => writer.abort(),
+            }
+        }
+    }
+}
+
+/// `Close{206}`, sent to every connection when the server stops.
+pub fn shutdown_msg() -> ServerMsg {
+    ServerMsg::Close {
+        code: CRVIDEOSDK_FORCEDCLOSECONNECTION,
+        reason: "server shutting down".into(),
+    }
+}
+
+/// Reads and discards until EOF, an error, or the linger bounds.
+async fn linger(rd: &mut OwnedReadHalf) {
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while total < LINGER_BYTES {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+}
+
+/// What woke the read loop.
+enum Wake {
+    Stopped,
+    Timeout,
+    Read(io::Result<usize>),
+}
+
+impl Conn {
+    async fn read_loop(&mut self, rd: &mut OwnedReadHalf, ack: &AtomicU64) -> End {
+        let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
+        let mut buf = vec![0u8; READ_CHUNK];
+        let hello_deadline = Instant::now() + HELLO_TIMEOUT;
+        let idle = self.ctx.config.idle_timeout();
+        let mut last_rx = Instant::now();
+        loop {
+            loop {
+                if !self.outbox.is_open() {
+                    return End::Stopped;
+                }
+                match dec.next_frame() {
+                    Ok(Some(frame)) => {
+                        ack.store(dec.last_seq(), Ordering::Release);
+                        if let Some(end) = self.on_frame(frame).await {
+                            return end;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return self.close(CRVIDEOSDK_ERR_DATA, e.to_string()),
+                }
+            }
+            let deadline = match self.phase {
+                Phase::AwaitHello => hello_deadline,
+                _ => last_rx + idle,
+            };
+            let wake = tokio::select! {
+                biased;
+                _ = self.outbox.stopped() => Wake::Stopped,
+                _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
+                r = rd.read(&mut buf) => Wake::Read(r),
+            };
+            match wake {
+                Wake::Stopped => return End::Stopped,
+                Wake::Timeout if matches!(self.phase, Phase::AwaitHello) => {
+                    return self.close(CRVIDEOSDK_ERR_DATA, "no hello in time".into());
+                }
+                Wake::Timeout => return End::Idle,
+                Wake::Read(Ok(0)) => return End::PeerClosed,
+                Wake::Read(Ok(n)) => {
+                    dec.feed(&buf[..n]);
+                    last_rx = Instant::now();
+                }
+                Wake::Read(Err(e)) => return End::ReadFailed(e),
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Frame) -> Option<End> {
+        if matches!(self.phase, Phase::AwaitHello) && frame.kind != Kind::Control {
+            return Some(self.close(CRVIDEOSDK_ERR_DATA, "first frame must be hello".into()));
+        }
+        match frame.kind {
+            Kind::Ping => {
+                self.send_out(Out::Pong);
+                None
+            }
+            Kind::Pong => None,
+            // Transfers are not served yet; a chunk cannot belong to anything.
+            Kind::Data => Some(self.close(CRVIDEOSDK_ERR_DATA, "unexpected data frame".into())),
+            Kind::Control => {
+                let json = match frame.control() {
+                    Ok((json, _attachment)) => json,
+                    Err(e) => return Some(self.close(CRVIDEOSDK_ERR_DATA, e.to_string())),
+                };
+                match serde_json::from_slice::<ClientMsg>(json) {
+                    Ok(msg) => self.on_msg(msg).await,
+                    Err(e) => Some(self.close(
+                        CRVIDEOSDK_ERR_DATA,
+                        format!("bad control message: {}", clip(&e.to_string())),
+                    )),
+                }
+            }
+        }
+    }
+
+    async fn on_msg(&mut self, msg: ClientMsg) -> Option<End> {
+        match (&self.phase, msg) {
+            (Phase::AwaitHello, ClientMsg::Hello { ver, .. }) => self.hello(ver),
+            (Phase::AwaitHello, _) => {
+                Some(self.close(CRVIDEOSDK_ERR_DATA, "first frame must be hello".into()))
+            }
+            (_, ClientMsg::Hello { .. }) => {
+                Some(self.close(CRVIDEOSDK_ERR_DATA, "hello sent twice".into()))
+            }
+            (
+                Phase::LoggedOut,
+                ClientMsg::Login {
+                    id,
+                    app_id,
+                    secret,
+                    user_id,
+                    nick,
+                    token,
+                },
+            ) => self.login(id, app_id, &secret, user_id, &nick, &token),
+            (Phase::LoggedOut, _) => Some(self.close(CRVIDEOSDK_NOT_LOGIN, "log in first".into())),
+            (Phase::LoggedIn { tenant, user_id }, msg) => {
+                let (tenant, user_id) = (tenant.clone(), user_id.clone());
+                self.request(&tenant, &user_id, msg).await
+            }
+        }
+    }
+
+    fn hello(&mut self, ver: u32) -> Option<End> {
+        if ver != PROTOCOL_VERSION {
+            return Some(self.close(
+                CRVIDEOSDK_MISMATCHCLIENTVER,
+                format!("protocol version {ver} is not supported; this server speaks {PROTOCOL_VERSION}"),
+            ));
+        }
+        self.phase = Phase::LoggedOut;
+        let c = &self.ctx.config;
+        self.send(&ServerMsg::Welcome {
+            ver: PROTOCOL_VERSION,
+            heartbeat_ms: c.heartbeat_ms,
+            max_buffer_bytes: c.max_buffer_bytes,
+            max_file_bytes: c.max_file_bytes,
+        });
+        None
+    }
+
+    fn login(
+        &mut self,
+        id: u64,
+        app_id: String,
+        secret: &str,
+        user_id: String,
+        nick: &str,
+        token: &str,
+    ) -> Option<End> {
+        let too_long = app_id.len() > limits::APP_ID_MAX
+            || secret.len() > limits::SECRET_MAX
+            || user_id.len() > limits::USER_ID_MAX
+            || nick.len() > limits::NICK_MAX
+            || token.len() > limits::OPAQUE_MAX;
+        let result = if too_long {
+            Err(CRVIDEOSDK_MEETPARAM_ERR)
+        } else {
+            let cred = Credentials {
+                app_id: &app_id,
+                secret,
+                user_id: &user_id,
+                token,
+            };
+            auth::authenticate(&self.ctx.config, &cred, now_secs() as u64)
+        };
+        let user = match result {
+            Ok(user) => user,
+            Err(code) => {
+                log!(
+                    "conn {} login failed ({}): app {:?} user {:?}: code {code}",
+                    self.id,
+                    self.peer,
+                    clip(&app_id),
+                    clip(&user_id)
+                );
+                self.reply(id, code);
+                self.outbox.close();
+                return Some(End::LoginFailed(code));
+            }
+        };
+        let kicked = self.ctx.hub.login(Session {
+            conn_id: self.id,
+            tenant: app_id.clone(),
+            user_id: user.clone(),
+            outbox: self.outbox.clone(),
+        });
+        if let Some(old) = kicked {
+            log!(
+                "conn {old} kicked: app {:?} user {:?} logged in again on conn {}",
+                app_id,
+                user,
+                self.id
+            );
+        }
+        log!(
+            "conn {} login ok ({}): app {:?} user {:?}",
+            self.id,
+            self.peer,
+            app_id,
+            user
+        );
+        self.send(&ServerMsg::LoginOk {
+            re: id,
+            user_id: user.clone(),
+        });
+        self.phase = Phase::LoggedIn {
+            tenant: app_id,
+            user_id: user,
+        };
+        None
+    }
+
+    /// A request of a logged-in session.
+    async fn request(&mut self, tenant: &str, user_id: &str, msg: ClientMsg) -> Option<End> {
+        let hub = Arc::clone(&self.ctx.hub);
+        let conn_id = self.id;
+        // `false` from the hub means this session was replaced meanwhile (it is being kicked).
+        let code = |ok: bool| {
+            if ok {
+                CRVIDEOSDK_NOERR
+            } else {
+                CRVIDEOSDK_NOT_LOGIN
+            }
+        };
+        match msg {
+            ClientMsg::Hello { .. } => unreachable!("handled in on_msg"),
+            ClientMsg::Login { id, .. } => self.reply(id, CRVIDEOSDK_LOGINSTATE_ERROR),
+            ClientMsg::Logout { id } => {
+                hub.logout(tenant, user_id, conn_id);
+                self.phase = Phase::LoggedOut;
+                self.reply(id, CRVIDEOSDK_NOERR);
+                self.outbox.close();
+                return Some(End::Logout);
+            }
+            ClientMsg::SetDnd { id, dnd } => {
+                let ok = hub.set_dnd(tenant, user_id, conn_id, dnd);
+                self.reply(id, code(ok));
+            }
+            ClientMsg::GetUserStatus { id } => {
+                let list = hub.statuses(tenant);
+                self.send(&ServerMsg::Statuses { re: id, list });
+            }
+            ClientMsg::StartStatusNotify { id } => {
+                let ok = hub.set_notify(tenant, user_id, conn_id, true);
+                self.reply(id, code(ok));
+            }
+            ClientMsg::StopStatusNotify { id } => {
+                let ok = hub.set_notify(tenant, user_id, conn_id, false);
+                self.reply(id, code(ok));
+            }
+            ClientMsg::CreateMeeting {
+                id,
+                subject,
+                with_pswd,
+            } => {
+                self.create_meeting(id, tenant, user_id, subject, with_pswd)
+                    .await
+            }
+            ClientMsg::DestroyMeeting { id, meet_id } => {
+                self.destroy_meeting(id, tenant, user_id, meet_id).await
+            }
+            ClientMsg::GetMeetings { id } => {
+                let t = tenant.to_owned();
+                match run_blocking(&self.ctx.store, move |s| s.list(&t)).await {
+                    Ok(list) => {
+                        let list = list.into_iter().map(|r| self.meeting(r)).collect();
+                        self.send(&ServerMsg::Meetings { re: id, list });
+                    }
+                    Err(e) => self.store_failed(id, "list meetings", &e),
+                }
+            }
+        }
+        None
+    }
+
+    async fn create_meeting(
+        &mut self,
+        id: u64,
+        tenant: &str,
+        user_id: &str,
+        subject: String,
+        with_pswd: bool,
+    ) {
+        if subject.chars().count() > limits::SUBJECT_MAX_CHARS {
+            return self.reply(id, CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        let draft = MeetingDraft {
+            pswd: if with_pswd {
+                random::digits(6)
+            } else {
+                String::new()
+            },
+            subject,
+            creator: user_id.to_owned(),
+            start_time: now_secs(),
+        };
+        let t = tenant.to_owned();
+        match run_blocking(&self.ctx.store, move |s| s.create(&t, &draft)).await {
+            Ok(r) => {
+                let meeting = self.meeting(r);
+                self.send(&ServerMsg::MeetingCreated { re: id, meeting });
+            }
+            Err(e) => self.store_failed(id, "create meeting", &e),
+        }
+    }
+
+    async fn destroy_meeting(&mut self, id: u64, tenant: &str, user_id: &str, meet_id: i32) {
+        if meet_id <= 0 {
+            return self.reply(id, CRVIDEOSDK_MEETNOTEXIST);
+        }
+        let (t, u) = (tenant.to_owned(), user_id.to_owned());
+        match run_blocking(&self.ctx.store, move |s| s.destroy(&t, meet_id, &u)).await {
+            Ok(true) => self.reply(id, CRVIDEOSDK_NOERR),
+            Ok(false) => self.reply(id, CRVIDEOSDK_MEETNOTEXIST),
+            Err(e) => self.store_failed(id, "destroy meeting", &e),
+        }
+    }
+
+    fn meeting(&self, r: MeetingRecord) -> Meeting {
+        Meeting {
+            id: r.id,
+            pub_meet_url: self.ctx.config.meet_url(r.id),
+            pswd: r.pswd,
+            subject: r.subject,
+            creator: r.creator,
+            member_count: 0,
+            start_time: r.start_time,
+        }
+    }
+
+    fn store_failed(&self, id: u64, what: &str, e: &impl std::fmt::Display) {
+        log!("conn {} {what} failed: storage error: {e}", self.id);
+        self.reply(id, CRVIDEOSDK_SERVER_EXCEPTION);
+    }
+
+    fn reply(&self, re: u64, code: i32) {
+        self.send(&ServerMsg::Reply { re, code });
+    }
+
+    fn send(&self, msg: &ServerMsg) {
+        self.send_out(Out::msg(msg));
+    }
+
+    /// Queues a frame. A refused push needs no handling here: overflow stops the outbox, which
+    /// ends the read loop, and a closing outbox drops late messages on purpose.
+    fn send_out(&self, out: Out) {
+        let _ = self.outbox.push(out);
+    }
+
+    /// Queues `Close{code}` as the last frame.
+    fn close(&self, code: i32, reason: String) -> End {
+        self.outbox.close_with(&ServerMsg::Close {
+            code,
+            reason: reason.clone(),
+        });
+        End::Closed { code, reason }
+    }
+
+    fn describe(&self, end: &End) -> String {
+        match end {
+            End::PeerClosed => "peer closed the connection".into(),
+            End::ReadFailed(e) => format!("read failed: {e}"),
+            End::Idle => format!(
+                "nothing received for {} ms",
+                self.ctx.config.idle_timeout().as_millis()
+            ),
+            End::Closed { code, reason } => {
+                let kind = match *code {
+                    CRVIDEOSDK_ERR_DATA => "protocol error",
+                    CRVIDEOSDK_MISMATCHCLIENTVER => "version mismatch",
+                    CRVIDEOSDK_NOT_LOGIN => "request before login",
+                    _ => "closed",
+                };
+                format!("{kind} (code {code}): {reason:?}")
+            }
+            End::LoginFailed(code) => format!("login failed (code {code})"),
+            End::Logout => "logout".into(),
+            End::Stopped => match self.outbox.state() {
+                State::Closing {
+                    code: Some(CRVIDEOSDK_USER_BEEN_KICKOUT),
+                } => "kicked by a newer login (code 10)".into(),
+                State::Closing {
+                    code: Some(CRVIDEOSDK_FORCEDCLOSECONNECTION),
+                } => "server shutdown (code 206)".into(),
+                State::Overflow => {
+                    format!("slow consumer: outbound queue over {CONTROL_LIMIT} bytes, dropped")
+                }
+                State::Broken => "write failed".into(),
+                State::Closing { code } => format!("closed (code {code:?})"),
+                State::Open => "stopped".into(),
+            },
+        }
+    }
+}
+
+/// Unix time in seconds.
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// At most [`LOG_CLIP`] bytes of `s`, cut at a character boundary.
+fn clip(s: &str) -> &str {
+    if s.len() <= LOG_CLIP {
+        return s;
+    }
+    let mut end = LOG_CLIP;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

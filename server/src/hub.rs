@@ -1,0 +1,300 @@
+//! Who is online where, and what their presence is (SPEC §3.1–§3.2).
+//!
+//! Two narrow interfaces: [`SessionRegistry`] (log in, kick, log out, deliver to a user) and
+//! [`Presence`] (DND, subscriptions, the status list). Connections only see `dyn Hub`, so a
+//! multi-node implementation (shared registry, pub/sub fan-out) can replace [`MemoryHub`]
+//! without touching them.
+//!
+//! Ordering: every change of a user's status and the fan-out of that change happen under one
+//! per-tenant lock, and pushes are non-blocking queue appends, so every subscriber sees one
+//! user's changes in the order they happened and nobody ever waits on a slow subscriber.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crvm_proto::error::CRVIDEOSDK_USER_BEEN_KICKOUT;
+use crvm_proto::msg::{STATUS_OFFLINE, STATUS_ONLINE};
+use crvm_proto::{ServerMsg, UserStatus};
+use parking_lot::Mutex;
+
+use crate::outbox::{Out, Outbox};
+
+/// Server-unique ID of a connection, for logs and to tell an old session from its successor.
+pub type ConnId = u64;
+
+/// A logged-in connection as the registry knows it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub conn_id: ConnId,
+    /// The tenant's app ID.
+    pub tenant: String,
+    pub user_id: String,
+    /// Where messages for this session are queued.
+    pub outbox: Outbox,
+}
+
+/// Which connection each logged-in user is on.
+pub trait SessionRegistry: Send + Sync {
+    /// Makes `session` its user's only session and marks the user online (status 1, DND 0),
+    /// pushing that status to the tenant's subscribers. An older session of the same user is
+    /// sent `Close{10}` and forgotten; its connection ID is returned.
+    fn login(&self, session: Session) -> Option<ConnId>;
+
+    /// Ends the user's session if it is still the one on `conn_id` (a kicked connection's
+    /// teardown must not log out its successor): the user goes offline and subscribers are
+    /// told. Returns whether it did.
+    fn logout(&self, tenant: &str, user_id: &str, conn_id: ConnId) -> bool;
+
+    /// Queues a control message to the user's current session. False if the user is offline
+    /// or the session could not take it.
+    fn deliver(&self, tenant: &str, user_id: &str, msg: &ServerMsg) -> bool;
+}
+
+/// Presence: do-not-disturb, status subscriptions and the status list.
+pub trait Presence: Send + Sync {
+    /// Stores the DND value of the session on `conn_id` and pushes the new status.
+    /// False if that session is no longer the user's.
+    fn set_dnd(&self, tenant: &str, user_id: &str, conn_id: ConnId, dnd: i32) -> bool;
+
+    /// Turns status pushes to the session on `conn_id` on or off (idempotent).
+    /// False if that session is no longer the user's.
+    fn set_notify(&self, tenant: &str, user_id: &str, conn_id: ConnId, on: bool) -> bool;
+
+    /// Status of every online user of the tenant, sorted by user ID.
+    fn statuses(&self, tenant: &str) -> Vec<UserStatus>;
+}
+
+/// Everything a connection needs from the shared state.
+pub trait Hub: SessionRegistry + Presence {}
+
+impl<T: SessionRegistry + Presence> Hub for T {}
+
+#[derive(Debug)]
+struct Entry {
+    conn_id: ConnId,
+    outbox: Outbox,
+    user_status: i32,
+    dnd: i32,
+    notify: bool,
+}
+
+impl Entry {
+    fn status(&self, user_id: &str) -> UserStatus {
+        UserStatus {
+            user_id: user_id.to_owned(),
+            user_status: self.user_status,
+            dnd_type: self.dnd,
+        }
+    }
+}
+
+/// One tenant's online users; the map is ordered so the status list comes out sorted.
+#[derive(Debug, Default)]
+struct TenantState {
+    users: BTreeMap<String, Entry>,
+}
+
+impl TenantState {
+    /// Pushes `status` to every subscribed session. A subscriber whose queue is full is closed
+    /// by its outbox; the others are unaffected.
+    fn broadcast(&self, status: UserStatus) {
+        let out = Out::msg(&ServerMsg::UserStatus { status });
+        for e in self.users.values().filter(|e| e.notify) {
+            let _ = e.outbox.push(out.clone());
+        }
+    }
+
+    fn entry_of(&mut self, user_id: &str, conn_id: ConnId) -> Option<&mut Entry> {
+        self.users.get_mut(user_id).filter(|e| e.conn_id == conn_id)
+    }
+}
+
+/// The single-node hub: everything in memory, one lock per tenant.
+#[derive(Debug, Default)]
+pub struct MemoryHub {
+    tenants: Mutex<HashMap<String, Arc<Mutex<TenantState>>>>,
+}
+
+impl MemoryHub {
+    pub fn new() -> MemoryHub {
+        MemoryHub::default()
+    }
+
+    fn tenant(&self, tenant: &str) -> Arc<Mutex<TenantState>> {
+        // Tenants come from the config, so this map stays as small as the config.
+        self.tenants
+            .lock()
+            .entry(tenant.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+impl SessionRegistry for MemoryHub {
+    fn login(&self, session: Session) -> Option<ConnId> {
+        let tenant = self.tenant(&session.tenant);
+        let mut t = tenant.lock();
+        let entry = Entry {
+            conn_id: session.conn_id,
+            outbox: session.outbox,
+            user_status: STATUS_ONLINE,
+            dnd: 0,
+            notify: false,
+        };
+        let old = t.users.insert(session.user_id.clone(), entry);
+        let kicked = old.map(|old| {
+            old.outbox.close_with(&ServerMsg::Close {
+                code: CRVIDEOSDK_USER_BEEN_KICKOUT,
+                reason: "logged in elsewhere".into(),
+            });
+            old.conn_id
+        });
+        let status = t.users[&session.user_id].status(&session.user_id);
+        t.broadcast(status);
+        kicked
+    }
+
+    fn logout(&self, tenant: &str, user_id: &str, conn_id: ConnId) -> bool {
+        let tenant = self.tenant(tenant);
+        let mut t = tenant.lock();
+        if t.entry_of(user_id, conn_id).is_none() {
+            return false;
+        }
+        t.users.remove(user_id);
+        t.broadcast(UserStatus {
+            user_id: user_id.to_owned(),
+            user_status: STATUS_OFFLINE,
+            dnd_type: 0,
+        });
+        true
+    }
+
+    fn deliver(&self, tenant: &str, user_id: &str, msg: &ServerMsg) -> bool {
+        let tenant = self.tenant(tenant);
+        let t = tenant.lock();
+        match t.users.get(user_id) {
+            Some(e) => e.outbox.push(Out::msg(msg)).is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl Presence for MemoryHub {
+    fn set_dnd(&self, tenant: &str, user_id: &str, conn_id: ConnId, dnd: i32) -> bool {
+        let tenant = self.tenant(tenant);
+        let mut t = tenant.lock();
+        let Some(e) = t.entry_of(user_id, conn_id) else {
+            return false;
+        };
+        e.dnd = dnd;
+        let status = e.status(user_id);
+        t.broadcast(status);
+        true
+    }
+
+    fn set_notify(&self, tenant: &str, user_id: &str, conn_id: ConnId, on: bool) -> bool {
+        let tenant = self.tenant(tenant);
+        let mut t = tenant.lock();
+        match t.entry_of(user_id, conn_id) {
+            Some(e) => {
+                e.notify = on;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn statuses(&self, tenant: &str) -> Vec<UserStatus> {
+        let tenant = self.tenant(tenant);
+        let t = tenant.lock();
+        t.users.iter().map(|(id, e)| e.status(id)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::{Flow, State};
+
+    fn session(conn_id: ConnId, tenant: &str, user_id: &str) -> (Session, Outbox) {
+        let outbox = Outbox::default();
+        let s = Session {
+            conn_id,
+            tenant: tenant.into(),
+            user_id: user_id.into(),
+            outbox: outbox.clone(),
+        };
+        (s, outbox)
+    }
+
+    async fn drain(ob: &Outbox) -> Vec<ServerMsg> {
+        let mut batch = Vec::new();
+        if ob.queued_bytes() == 0 {
+            return Vec::new();
+        }
+        assert_eq!(ob.next_batch(&mut batch).await, Flow::Ready);
+        batch
+            .into_iter()
+            .map(|o| match o {
+                Out::Control(j) => serde_json::from_slice(&j).unwrap(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    fn st(user: &str, s: i32, d: i32) -> ServerMsg {
+        ServerMsg::UserStatus {
+            status: UserStatus {
+                user_id: user.into(),
+                user_status: s,
+                dnd_type: d,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn presence_flow_and_tenant_isolation() {
+        let hub = MemoryHub::new();
+        let (bob, bob_ob) = session(1, "t1", "bob");
+        let (carol, carol_ob) = session(2, "t2", "carol");
+        assert_eq!(hub.login(bob), None);
+        assert_eq!(hub.login(carol), None);
+        assert!(hub.set_notify("t1", "bob", 1, true));
+        assert!(hub.set_notify("t2", "carol", 2, true));
+        let (alice, _alice_ob) = session(3, "t1", "alice");
+        hub.login(alice);
+        assert!(hub.set_dnd("t1", "alice", 3, 7));
+        assert!(hub.logout("t1", "alice", 3));
+        assert!(!hub.logout("t1", "alice", 3));
+        assert_eq!(
+            drain(&bob_ob).await,
+            vec![st("alice", 1, 0), st("alice", 1, 7), st("alice", 0, 0)]
+        );
+        assert!(drain(&carol_ob).await.is_empty());
+        assert_eq!(hub.statuses("t2").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn kick_keeps_the_new_session() {
+        let hub = MemoryHub::new();
+        let (a1, a1_ob) = session(1, "t", "alice");
+        let (a2, _a2_ob) = session(2, "t", "alice");
+        let (bob, bob_ob) = session(3, "t", "bob");
+        hub.login(bob);
+        hub.set_notify("t", "bob", 3, true);
+        hub.login(a1);
+        assert_eq!(hub.login(a2), Some(1));
+        assert_eq!(a1_ob.state(), State::Closing { code: Some(10) });
+        // The kicked connection's teardown changes nothing.
+        assert!(!hub.logout("t", "alice", 1));
+        assert!(!hub.set_dnd("t", "alice", 1, 1));
+        let names: Vec<_> = hub.statuses("t").into_iter().map(|s| s.user_id).collect();
+        assert_eq!(names, ["alice", "bob"]);
+        assert_eq!(
+            drain(&bob_ob).await,
+            vec![st("alice", 1, 0), st("alice", 1, 0)]
+        );
+        assert!(hub.deliver("t", "alice", &st("x", 1, 0)));
+        assert!(!hub.deliver("t", "nobody", &st("x", 1, 0)));
+    }
+}

@@ -1,0 +1,26 @@
+//! crvm-server: authentication, presence and meetings for libcrvm clients (SPEC §3–§4).
+//!
+//! Where things live:
+//! - [`cli`]: argument parsing, the `token` subcommand and process start-up;
+//! - [`config`]: the TOML configuration and the `--dev` defaults;
+//! - [`server`]: the listener, the set of live connections and graceful shutdown;
+//! - [`conn`]: one task per connection — handshake, login, requests in order, teardown;
+//! - [`outbox`]: the bounded outbound queue and the writer task of a connection;
+//! - [`hub`]: who is online where ([`hub::SessionRegistry`]) and presence ([`hub::Presence`]),
+//!   behind traits so that a multi-node implementation can replace the in-memory one;
+//! - [`store`]: durable meetings behind [`store::MeetingStore`] (SQLite by default);
+//! - [`auth`]: secrets, per-user tokens and constant-time comparison;
+//! - [`random`]: the OS random source (meeting IDs, passwords, generated user IDs);
+//! - [`log`]: one line per event on stderr.
+
+pub mod log;
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod hub;
+pub mod outbox;
+pub mod random;
+pub mod server;
+pub mod store;
