@@ -1,0 +1,148 @@
+/*
+ * Test harness for the crvm C tests: real crvm-server processes, an event recorder that
+ * turns every callback into a line of text, and assertion macros.
+ *
+ * Servers: each listens on 127.0.0.1:0 with its own temp data dir and config. Every server a
+ * test starts is killed when the test exits, whether it passed or failed (atexit, and
+ * PR_SET_PDEATHSIG should the test itself be killed).
+ *
+ * Events: every crvm_callbacks member appends one line to its client's recorder, e.g.
+ * "login_success alice cookie" or "login_fail 7 c1": the event name, then its arguments in
+ * SPEC order, separated by single spaces (NULL strings print as "(null)"). Tests wait for
+ * events with WAIT (first unconsumed event starting with a prefix) or NEXT (strictly the next
+ * unconsumed event). Timeouts only bound failures; nothing here sleeps to synchronise.
+ */
+#ifndef CRVM_TEST_HARNESS_H
+#define CRVM_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "crvm.h"
+
+/* Generous: only bounds how long a failing test takes. */
+#define H_TIMEOUT_MS 15000
+
+/* Tenants of every test server (see h_server_start). */
+#define H_APP "demo"
+#define H_SECRET "demo-secret"
+#define H_APP2 "acme"
+#define H_SECRET2 "acme-secret"
+#define H_TOKEN_APP "tok" /* auth = "token" */
+#define H_TOKEN_SECRET "tok-secret"
+#define H_EITHER_APP "mix" /* auth = "either" */
+#define H_EITHER_SECRET "mix-secret"
+
+/* ---- assertions: print file:line, dump the recorded events, kill servers, exit 1 ---- */
+
+_Noreturn void h_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define CHECK(cond)                                                                           \
+  do {                                                                                        \
+    if (!(cond)) h_fail(__FILE__, __LINE__, "CHECK(%s) failed", #cond);                       \
+  } while (0)
+
+#define CHECK_INT(got, want)                                                                  \
+  do {                                                                                        \
+    long long got_ = (long long)(got), want_ = (long long)(want);                             \
+    if (got_ != want_)                                                                        \
+      h_fail(__FILE__, __LINE__, "%s = %lld, expected %lld", #got, got_, want_);              \
+  } while (0)
+
+#define CHECK_STR(got, want)                                                                  \
+  do {                                                                                        \
+    const char *got_ = (got), *want_ = (want);                                                \
+    if (got_ == NULL || strcmp(got_, want_) != 0)                                             \
+      h_fail(__FILE__, __LINE__, "%s = \"%s\", expected \"%s\"", #got,                        \
+             got_ ? got_ : "(null)", want_);                                                  \
+  } while (0)
+
+/* ---- servers ---- */
+
+typedef struct h_server {
+  pid_t pid;          /* 0 when not running */
+  char addr[64];      /* "127.0.0.1:PORT" of the running instance */
+  char dir[256];      /* temp root holding config.toml, server.log and data/ */
+  char data_dir[300];
+  char config[300];
+} h_server;
+
+/* Starts a server with the four tenants above. `extra_toml` (may be NULL) holds top-level
+ * config lines such as "call_timeout_s = 2\n". */
+h_server *h_server_start(const char *extra_toml);
+/* Starts a stopped server again on the same data dir and config (the port may change). */
+void h_server_restart(h_server *s);
+/* SIGTERM (and SIGCONT, in case it is paused), then waits; SIGKILL if it takes over 15 s.
+ * Returns the exit code, or -1 if it died of a signal or had to be killed. */
+int h_server_stop(h_server *s);
+void h_server_kill(h_server *s);   /* SIGKILL and reap */
+void h_server_pause(h_server *s);  /* SIGSTOP: the port still accepts, nothing answers */
+void h_server_resume(h_server *s); /* SIGCONT */
+/* Runs `crvm-server token --app A --user U --ttl TTL --config C`; fails the test on error. */
+void h_server_token(h_server *s, const char *app, const char *user, const char *ttl, char *out,
+                    size_t cap);
+
+/* ---- event recorder ---- */
+
+typedef struct h_rec h_rec;
+
+h_rec *h_rec_new(const char *name);      /* name labels the recorder in failure dumps */
+const crvm_callbacks *h_callbacks(void); /* every member set; user_data must be an h_rec* */
+
+/* Runs after each event is recorded, on the thread that delivered it. */
+typedef void (*h_hook)(h_rec *r, const char *event, void *arg);
+void h_rec_set_hook(h_rec *r, h_hook hook, void *arg);
+
+const char *h_wait(const char *file, int line, h_rec *r, const char *prefix, int timeout_ms);
+const char *h_next(const char *file, int line, h_rec *r, int timeout_ms);
+/* Appends an event of the test's own (e.g. from a hook, to tell the main thread). */
+void h_note(h_rec *r, const char *text);
+size_t h_rec_count(h_rec *r);                      /* events recorded so far */
+int h_rec_pending(h_rec *r, const char *prefix);   /* unconsumed events matching, right now */
+
+/* First unconsumed event of `r` that starts with `prefix`; waits up to H_TIMEOUT_MS. The
+ * returned string lives as long as the recorder. */
+#define WAIT(r, prefix) h_wait(__FILE__, __LINE__, (r), (prefix), H_TIMEOUT_MS)
+/* The next unconsumed event, whatever it is (to check order). */
+#define NEXT(r) h_next(__FILE__, __LINE__, (r), H_TIMEOUT_MS)
+/* The next unconsumed event must be exactly `want`. */
+#define EXPECT_NEXT(r, want) CHECK_STR(NEXT(r), (want))
+/* Waits for an event that is exactly `want` (other events may come before it). */
+#define EXPECT_EVENT(r, want) CHECK_STR(WAIT((r), (want)), (want))
+/* No unconsumed event starting with `prefix` has been recorded. */
+#define CHECK_NONE(r, prefix)                                                                 \
+  do {                                                                                        \
+    if (h_rec_pending((r), (prefix)))                                                         \
+      h_fail(__FILE__, __LINE__, "unexpected event \"%s...\"", (prefix));                     \
+  } while (0)
+
+/* ---- clients ---- */
+
+/* crvm_create against `addr`, all callbacks recording into `r`. */
+crvm_client *h_client(const char *addr, h_rec *r);
+/* crvm_login (must return 0), then waits for "login_success <user> <cookie>" with the
+ * cookie "login-<user>". */
+void h_login(crvm_client *c, h_rec *r, const char *app, const char *secret, const char *user);
+
+/* ---- small helpers ---- */
+
+/* Integer / string value of the first "key" in a JSON text; fails the test if absent. */
+long long h_json_int(const char *json, const char *key);
+void h_json_str(const char *json, const char *key, char *out, size_t cap);
+/* A malloc'd string of `n` copies of `unit` (never freed: tests are short-lived). */
+char *h_repeat(const char *unit, size_t n);
+
+/* Runs one test function, printing its name and "ok". */
+#define RUN(fn)                                                                               \
+  do {                                                                                        \
+    h_begin(#fn);                                                                             \
+    fn();                                                                                     \
+    h_end(#fn);                                                                               \
+  } while (0)
+void h_begin(const char *name);
+void h_end(const char *name);
+
+#endif
