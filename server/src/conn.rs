@@ -238,6 +238,10 @@ impl Conn {
                 };
                 match serde_json::from_slice::<ClientMsg>(json) {
                     Ok(msg) => self.on_msg(msg).await,
+                    Err(_) if self.foreign_hello(json) => Some(self.close(
+                        CRVIDEOSDK_MISMATCHCLIENTVER,
+                        "unsupported protocol version".into(),
+                    )),
                     Err(e) => Some(self.close(
                         CRVIDEOSDK_ERR_DATA,
                         format!("bad control message: {}", clip(&e.to_string())),
@@ -245,6 +249,20 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Whether an unparsable first message is a `Hello` of another protocol version. Its other
+    /// fields may have changed shape, but `t` and `ver` never do, so such a client still learns
+    /// it needs another version (4) rather than that it sent garbage (6).
+    fn foreign_hello(&self, json: &[u8]) -> bool {
+        #[derive(serde::Deserialize)]
+        struct AnyHello {
+            t: String,
+            ver: u32,
+        }
+        matches!(self.phase, Phase::AwaitHello)
+            && serde_json::from_slice::<AnyHello>(json)
+                .is_ok_and(|h| h.t == "hello" && h.ver != PROTOCOL_VERSION)
     }
 
     async fn on_msg(&mut self, msg: ClientMsg) -> Option<End> {

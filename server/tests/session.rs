@@ -1,0 +1,309 @@
+//! Handshake, protocol errors, heartbeats and login (SPEC §3.1, §4, §7).
+
+mod common;
+
+use common::*;
+use crvm_proto::frame::HEADER_LEN;
+use crvm_proto::{ClientMsg, Encoder, Kind, ServerMsg};
+
+fn server(dir: &TmpDir) -> Server {
+    Server::start(dir, &config(""))
+}
+
+#[test]
+fn welcome_announces_the_limits() {
+    let dir = TmpDir::new();
+    let s = Server::start(
+        &dir,
+        &config("heartbeat_ms = 4000\nmax_buffer_bytes = 1234\nmax_file_bytes = 5678"),
+    );
+    let mut c = s.connect();
+    assert_eq!(
+        c.hello(),
+        ServerMsg::Welcome {
+            ver: crvm_proto::PROTOCOL_VERSION,
+            heartbeat_ms: 4000,
+            max_buffer_bytes: 1234,
+            max_file_bytes: 5678,
+        }
+    );
+}
+
+#[test]
+fn version_mismatch_gets_close_4_then_eof() {
+    let dir = TmpDir::new();
+    let s = server(&dir);
+    let mut c = s.connect();
+    c.send(&ClientMsg::Hello {
+        ver: crvm_proto::PROTOCOL_VERSION + 1,
+        agent: "future".into(),
+    });
+    c.expect_close(4);
+    // A future hello may look different; its version is still understood.
+    let mut c = s.connect();
+    let bytes = c
+        .enc
+        .control(0, br#"{"t":"hello","ver":2,"caps":{"x":1}}"#, &[]);
+    c.raw(&bytes);
+    c.expect_close(4);
+}
+
+#[test]
+fn huge_length_prefix_gets_close_6_then_eof() {
+    let dir = TmpDir::new();
+    let s = server(&dir);
+    let mut c = s.connect();
+    c.hello();
+    // A header announcing a 4 GiB payload; the server must refuse it from the header alone.
+    let mut h = [0u8; HEADER_LEN];
+    h[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    h[4] = Kind::Control as u8;
+    h[8..16].copy_from_slice(&c.enc.next_seq().to_be_bytes());
+    c.raw(&h);
+    c.expect_close(6);
+    // The server is unaffected.
+    s.login("demo", "alice");
+}
+
+#[test]
+fn request_before_login_gets_close_12() {
+    let dir = TmpDir::new();
+    let s = server(&dir);
+    let mut c = s.connect();
+    c.hello();
+    c.send(&ClientMsg::GetMeetings { id: 1 });
+    c.expect_close(12);
+}
+
+#[test]
+fn malformed_input_gets_close_6() {
+    let dir = TmpDir::new();
+    let s = server(&dir);
+    let bad_payloads: [&[u8]; 4] = [
+        b"{not json",
+        br#"{"t":"launch_missiles","id":1}"#,
+        br#"{"t":"set_dnd","id":"one","dnd":1}"#,
+        b"",
+    ];
+    for json in bad_payloads {
+        let mut c = s.connect();
+        c.hello();
+        let bytes = c.enc.control(0, json, &[]);
+        c.raw(&bytes);
+        c.expect_close(6);
+    }
+    // A first frame that is not Hello.
+    let mut c = s.connect();
+    c.send(&ClientMsg::GetMeetings { id: 1 });
+    c.expect_close(6);
+    let mut c = s.connect();
+    c.send_kind(Kind::Ping);
+    c.expect_close(6);
+    // A wrong sequence number.
+    let mut c = s.connect();
+    c.hello();
+    let mut other = Encoder::new();
+    let bytes = other.frame(Kind::Ping, 0, &[]);
+    c.raw(&bytes);
+    c.expect_close(6);
+    // Hello twice.
+    let mut c = s.connect();
+    c.hello();
+    c.send(&ClientMsg::Hello {
+        ver: crvm_proto::PROTOCOL_VERSION,
+        agent: String::new(),
+    });
+    c.expect_close(6);
+}
+
+#[test]
+fn ping_gets_pong_with_ack() {
+    let dir = TmpDir::new();
+    let s = server(&dir);
+    let mut c = s.connect();
+    c.hello();
+    let seq = c.enc.next_seq();
+    c.send_kind(Kind::Ping);
+    let f = c.frame().unwrap();
+    assert_eq!(f.kind, Kind::Pong);
+    assert_eq!(f.ack, seq);
+}
+
+#[test]
+fn server_pings_and_drops_a_silent_client() {
+    let dir = TmpDir::new();
+    let s = Server::start(&dir, &config("heartbeat_ms = 200"));
+    // A client that never answers is dropped and goes offline.
+    let mut mute = s.login("demo", "mute");
+    let mut seen_ping = false;
+    while let Some(f) = mute.frame() {
+        assert_eq!(f.kind, Kind::Ping);
+        seen_ping = true;
+    }
+    assert!(seen_ping);
+    // One that answers pings stays connected past several intervals.
+    let mut alive = s.login("demo", "alive");
+    let mut pings = 0;
+    while pings < 5 {
+        let f = alive.frame().unwrap();
+        if f.kind == Kind::Ping {
+            pings += 1;
+            alive.send_kind(Kind::Pong);
+        }
+    }
+    assert_eq!(alive.statuses(), vec![st("alive", 1, 0)]);
+}
+
+#[test]
+fn wrong_secret_or_unknown_app_is_7_then_closed() {
+    let dir = TmpDir::new();
+    let s = server(&dir);
+    for (app, secret) in [("demo", "wrong"), ("nope", "demo-secret"), ("demo", "")] {
+        let mut c = s.connect();
+        c.hello();
+        assert_eq!(
+            c.login(app, secret, "alice", ""),
+            ServerMsg::Reply { re: 2, code: 7 }
+        );
+        c.expect_eof();
+    }
+    assert!(!s.log_text().contains("demo-secret"));
+}
+
+#[test]
+fn over_long_fields_are_5() {
+    let dir = TmpDir::new();
+    let s = server(&dir);
+    let long = "x".repeat(129);
+    for (user, token) in [(long.as_str(), ""), ("alice", &*"t".repeat(8193))] {
+        let mut c = s.connect();
+        c.hello();
+        assert_eq!(
+            c.login("demo", "demo-secret", user, token),
+            ServerMsg::Reply { re: 2, code: 5 }
+        );
+        c.expect_eof();
+    }
+    // 128 bytes is fine.
+    let mut c = s.connect();
+    c.hello();
+    let max = "y".repeat(128);
+    assert!(matches!(
+        c.login("demo", "demo-secret", &max, ""),
+        ServerMsg::LoginOk { .. }
+    ));
+}
+
+#[test]
+fn empty_user_id_gets_a_generated_one() {
+    let dir = TmpDir::new();
+    let s = server(&dir);
+    let mut ids = Vec::new();
+    let mut keep = Vec::new();
+    for _ in 0..2 {
+        let mut c = s.connect();
+        c.hello();
+        match c.login("demo", "demo-secret", "", "") {
+            ServerMsg::LoginOk { user_id, .. } => ids.push(user_id),
+            other => panic!("{other:?}"),
+        }
+        // Keep the connection open so both are online at once.
+        keep.push(c);
+    }
+    assert_ne!(ids[0], ids[1]);
+    for id in &ids {
+        assert!(id.starts_with("u-") && id.len() == 18, "{id}");
+    }
+}
+
+#[test]
+fn second_login_on_a_connection_is_9_and_keeps_it() {
+    let dir = TmpDir::new();
+    let s = server(&dir);
+    let mut c = s.login("demo", "alice");
+    assert_eq!(
+        c.login("demo", "demo-secret", "alice", ""),
+        ServerMsg::Reply { re: 3, code: 9 }
+    );
+    assert_eq!(c.statuses(), vec![st("alice", 1, 0)]);
+}
+
+#[test]
+fn token_tenant_codes() {
+    let dir = TmpDir::new();
+    let s = server(&dir);
+    let token = cli_token(&s.config, "tok", "alice", 60);
+    let attempt = |secret: &str, user: &str, token: &str| {
+        let mut c = s.connect();
+        c.hello();
+        let r = c.login("tok", secret, user, token);
+        (r, c)
+    };
+    // No token: 14, even with the right secret.
+    let (r, mut c) = attempt("tok-secret", "alice", "");
+    assert_eq!(r, ServerMsg::Reply { re: 2, code: 14 });
+    c.expect_eof();
+    // Someone else's token, a forged one, a malformed one: 21.
+    for (user, t) in [
+        ("bob", token.clone()),
+        ("alice", format!("{}x", token)),
+        ("alice", "garbage".to_owned()),
+        ("", token.clone()),
+    ] {
+        let (r, mut c) = attempt("", user, &t);
+        assert_eq!(r, ServerMsg::Reply { re: 2, code: 21 }, "{user} {t}");
+        c.expect_eof();
+    }
+    // Expired: 18.
+    let old = crvm_server::auth::mint("tok-secret", "tok", "alice", 1_000_000);
+    let (r, mut c) = attempt("", "alice", &old);
+    assert_eq!(r, ServerMsg::Reply { re: 2, code: 18 });
+    c.expect_eof();
+    // The minted token works (the secret field is ignored).
+    let (r, mut c) = attempt("whatever", "alice", &token);
+    assert_eq!(
+        r,
+        ServerMsg::LoginOk {
+            re: 2,
+            user_id: "alice".into()
+        }
+    );
+    assert_eq!(c.statuses(), vec![st("alice", 1, 0)]);
+    assert!(!s.log_text().contains(&token), "tokens are never logged");
+}
+
+#[test]
+fn either_tenant_takes_token_or_secret() {
+    let dir = TmpDir::new();
+    let s = server(&dir);
+    let token = cli_token(&s.config, "either", "alice", 60);
+    let mut a = s.connect();
+    a.hello();
+    assert!(matches!(
+        a.login("either", "", "alice", &token),
+        ServerMsg::LoginOk { .. }
+    ));
+    let mut b = s.connect();
+    b.hello();
+    assert!(matches!(
+        b.login("either", "either-secret", "bob", ""),
+        ServerMsg::LoginOk { .. }
+    ));
+    let mut c = s.connect();
+    c.hello();
+    assert_eq!(
+        c.login("either", "either-secret", "carol", "1.AAAA"),
+        ServerMsg::Reply { re: 2, code: 21 }
+    );
+}
+
+#[test]
+fn logout_replies_then_closes() {
+    let dir = TmpDir::new();
+    let s = server(&dir);
+    let mut c = s.login("demo", "alice");
+    assert_eq!(c.code(|id| ClientMsg::Logout { id }), 0);
+    c.expect_eof();
+    let mut d = s.login("demo", "bob");
+    assert_eq!(d.statuses(), vec![st("bob", 1, 0)]);
+}
