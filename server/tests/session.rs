@@ -132,7 +132,8 @@ fn ping_gets_pong_with_ack() {
 #[test]
 fn server_pings_and_drops_a_silent_client() {
     let dir = TmpDir::new();
-    let s = Server::start(&dir, &config("heartbeat_ms = 200"));
+    // Generous enough that a loaded machine still answers in time (dropped after 1.2 s).
+    let s = Server::start(&dir, &config("heartbeat_ms = 400"));
     // A client that never answers is dropped and goes offline.
     let mut mute = s.login("demo", "mute");
     let mut seen_ping = false;
@@ -144,7 +145,7 @@ fn server_pings_and_drops_a_silent_client() {
     // One that answers pings stays connected past several intervals.
     let mut alive = s.login("demo", "alive");
     let mut pings = 0;
-    while pings < 5 {
+    while pings < 4 {
         let f = alive.frame().unwrap();
         if f.kind == Kind::Ping {
             pings += 1;
