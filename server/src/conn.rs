@@ -114,14 +114,7 @@ pub async fn serve(id: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx
     let end = conn.read_loop(&mut rd, &ack).await;
 
     // Leave the hub first so no more pushes are queued for a connection that is going away.
-    let who = match &conn.phase {
-        Phase::LoggedIn { tenant, user_id } => {
-            ctx.hub.logout(tenant, user_id, id);
-            format!(" app {:?} user {:?}", tenant, user_id)
-        }
-        _ => String::new(),
-    };
-    ctx.conns.remove(id);
+    let who = conn.leave();
     log!("conn {id} closed ({peer}){who}: {}", conn.describe(&end));
 
     match outbox.state() {
@@ -163,6 +156,13 @@ async fn linger(rd: &mut OwnedReadHalf) {
     .await;
 }
 
+/// Should a bug panic inside a connection, presence must still not show a ghost user.
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
 /// What woke the read loop.
 enum Wake {
     Stopped,
@@ -171,6 +171,19 @@ enum Wake {
 }
 
 impl Conn {
+    /// Logs the session out of the hub (if it is still the user's) and unregisters the
+    /// connection. Returns ` app "…" user "…"` for the log when it was logged in.
+    fn leave(&mut self) -> String {
+        self.ctx.conns.remove(self.id);
+        match std::mem::replace(&mut self.phase, Phase::LoggedOut) {
+            Phase::LoggedIn { tenant, user_id } => {
+                self.ctx.hub.logout(&tenant, &user_id, self.id);
+                format!(" app {tenant:?} user {user_id:?}")
+            }
+            _ => String::new(),
+        }
+    }
+
     async fn read_loop(&mut self, rd: &mut OwnedReadHalf, ack: &AtomicU64) -> End {
         let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
         let mut buf = vec![0u8; READ_CHUNK];
@@ -400,6 +413,7 @@ impl Conn {
             ClientMsg::Login { id, .. } => self.reply(id, CRVIDEOSDK_LOGINSTATE_ERROR),
             ClientMsg::Logout { id } => {
                 hub.logout(tenant, user_id, conn_id);
+                log!("conn {conn_id} logout: app {tenant:?} user {user_id:?}");
                 self.phase = Phase::LoggedOut;
                 self.reply(id, CRVIDEOSDK_NOERR);
                 self.outbox.close();
