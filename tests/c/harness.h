@@ -132,7 +132,7 @@ void h_login(crvm_client *c, h_rec *r, const char *app, const char *secret, cons
 /* Integer / string value of the first "key" in a JSON text; fails the test if absent. */
 long long h_json_int(const char *json, const char *key);
 void h_json_str(const char *json, const char *key, char *out, size_t cap);
-/* A malloc'd string of `n` copies of `unit` (never freed: tests are short-lived). */
+/* A string of `n` copies of `unit`, valid until the test exits. */
 char *h_repeat(const char *unit, size_t n);
 
 /* Runs one test function, printing its name and "ok". */

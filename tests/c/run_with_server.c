@@ -27,9 +27,10 @@ int main(int argc, char **argv) {
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
   }
+  free(args);
   CHECK_INT(h_server_stop(s), 0);
   if (WIFSIGNALED(status)) {
-    fprintf(stderr, "%s died of signal %d\n", args[0], WTERMSIG(status));
+    fprintf(stderr, "%s died of signal %d\n", argv[1], WTERMSIG(status));
     return 1;
   }
   return WEXITSTATUS(status);

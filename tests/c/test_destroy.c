@@ -63,9 +63,11 @@ static void test_destroy_in_callback_drops_queued_events(void) {
   plan.client = h_client(srv->addr, ra);
   h_login(plan.client, ra, H_APP, H_SECRET, "alice");
   EXPECT_NEXT(rb, ONLINE("alice"));
+  h_server_pause(srv); /* all three are sent before the first result can destroy the client */
   CHECK_INT(crvm_set_dnd_status(plan.client, 0, "1"), 0);
   CHECK_INT(crvm_set_dnd_status(plan.client, 0, "2"), 0);
   CHECK_INT(crvm_set_dnd_status(plan.client, 0, "3"), 0);
+  h_server_resume(srv);
   EXPECT_NEXT(probe, "destroy returned");
   WAIT(rb, OFFLINE("alice"));
   CHECK_INT(h_rec_count(ra), 2); /* login_success and the first result only */

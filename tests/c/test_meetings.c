@@ -76,6 +76,7 @@ static void test_create_and_list(void) {
     CHECK_INT(count(ev, "\"ID\":"), 3);
     CHECK_STR(ev + strlen(ev) - strlen("}] list"), "}] list");
   }
+  free(m1), free(m2), free(m3);
   crvm_destroy(a);
   crvm_destroy(b);
 }
@@ -120,6 +121,7 @@ static void test_destroy(void) {
   CHECK_INT(crvm_get_meetings(b, "after"), 0);
   const char *ev = WAIT(rb, "get_meetings_success");
   CHECK(strstr(ev, m) == NULL);
+  free(m);
   crvm_destroy(a);
   crvm_destroy(b);
 }
@@ -148,6 +150,7 @@ static void test_persistence(void) {
   /* Still the creator's after the restart. */
   CHECK_INT(crvm_destroy_meeting(c, (int)h_json_int(kept, "ID"), "d2"), 0);
   EXPECT_NEXT(r, "destroy_meeting_rslt 0 d2");
+  free(kept), free(gone);
   crvm_destroy(c);
   CHECK_INT(h_server_stop(s), 0);
 }
