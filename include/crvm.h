@@ -495,7 +495,7 @@ int32_t crvm_poll(struct crvm_client *c, int32_t timeout_ms);
 void crvm_destroy(struct crvm_client *c);
 
 /**
- * Logs in: `auth_acnt` is the app ID (required), `auth_pswd` its secret (may be empty for
+ * Logs in: `auth_acnt` is the app ID (required), `auth_pswd` its secret (required; "" for
  * token tenants), `priv_acnt` the user ID (empty: the server assigns one), `priv_auth_code` a
  * per-user token. Result: `login_success` or `login_fail`. 9 if logging in or logged in.
  *

@@ -190,12 +190,18 @@ fn unanswered_request_times_out_once_and_late_reply_is_ignored() {
             cookie: "late".into()
         }
     );
-    p.send(&ServerMsg::Meetings { re: id, list: vec![] });
+    p.send(&ServerMsg::Meetings {
+        re: id,
+        list: vec![],
+    });
     c.get_user_status("after").unwrap();
     let ClientMsg::GetUserStatus { id } = p.recv() else {
         panic!()
     };
-    p.send(&ServerMsg::Statuses { re: id, list: vec![] });
+    p.send(&ServerMsg::Statuses {
+        re: id,
+        list: vec![],
+    });
     assert_eq!(
         next(&rx),
         Event::GetUserStatusSuccess {
@@ -231,7 +237,10 @@ fn login_without_answer_is_202_and_refused_connect_is_203() {
 
 #[test]
 fn kick_and_shutdown_codes_reach_line_off() {
-    for code in [CRVIDEOSDK_USER_BEEN_KICKOUT, CRVIDEOSDK_FORCEDCLOSECONNECTION] {
+    for code in [
+        CRVIDEOSDK_USER_BEEN_KICKOUT,
+        CRVIDEOSDK_FORCEDCLOSECONNECTION,
+    ] {
         let (l, addr) = listener();
         let (c, rx) = client(&addr, &[]);
         login(&c, "alice");
@@ -306,10 +315,7 @@ fn logout_waits_for_earlier_answers_and_sends_no_line_off() {
     };
     p.send(&ServerMsg::Reply { re: id, code: 0 });
     p.send(&ServerMsg::Reply { re: lid, code: 0 });
-    assert_eq!(
-        next(&rx),
-        Event::SetDndStatusSuccess { cookie: "x".into() }
-    );
+    assert_eq!(next(&rx), Event::SetDndStatusSuccess { cookie: "x".into() });
     // A fresh login goes out on a new connection; nothing else was emitted in between.
     login(&c, "alice");
     let mut p2 = Peer::accept(&l);
@@ -321,7 +327,10 @@ fn logout_waits_for_earlier_answers_and_sends_no_line_off() {
 fn manual_dispatch_runs_events_only_inside_poll() {
     let (l, addr) = listener();
     let (c, rx) = client(&addr, &[("dispatch", "manual")]);
-    assert_eq!(c.set_option("dispatch", "bogus"), Err(CRVIDEOSDK_MEETPARAM_ERR));
+    assert_eq!(
+        c.set_option("dispatch", "bogus"),
+        Err(CRVIDEOSDK_MEETPARAM_ERR)
+    );
     login(&c, "alice");
     assert_eq!(c.set_option("dispatch", "thread"), Err(9));
     let mut p = Peer::accept(&l);

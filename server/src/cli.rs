@@ -39,8 +39,9 @@ Options:
   --listen HOST:PORT  address to listen on (port 0 picks a free port); overrides the config
   --data-dir DIR      directory of the meeting database; overrides the config
 
-The `token` command prints a login token for one user, valid for SECS seconds, signed with the
-tenant's secret taken from the config, the dev tenant, or --secret.
+The `token` command prints a login token for one user, valid for SECS seconds (zero or negative:
+already expired, for tests), signed with the tenant's secret taken from the config, the dev
+tenant, or --secret.
 
 The first line on stdout is `crvm-server listening on HOST:PORT`; logs go to stderr.
 SIGINT or SIGTERM closes every connection (code 206) and exits with status 0.
@@ -68,7 +69,7 @@ pub struct ServeOpts {
 pub struct TokenOpts {
     pub app: String,
     pub user: String,
-    pub ttl: u64,
+    pub ttl: i64,
     pub key: KeySource,
 }
 
@@ -165,9 +166,10 @@ fn parse_token(args: &[String]) -> Result<Command, String> {
             "--user" => user = Some(a.value(flag)?),
             "--ttl" => {
                 let v = a.value(flag)?;
-                let secs = v.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
-                    format!("`--ttl` must be a positive number of seconds, not {v:?}")
-                })?;
+                // Zero or negative mints a token that has already expired (for testing).
+                let secs = v
+                    .parse::<i64>()
+                    .map_err(|_| format!("`--ttl` must be a number of seconds, not {v:?}"))?;
                 ttl = Some(secs);
             }
             "--config" => keys.push(KeySource::Config(a.value(flag)?.into())),
@@ -251,7 +253,7 @@ fn token(t: &TokenOpts) -> i32 {
         .map_or(0, |d| d.as_secs());
     println!(
         "{}",
-        auth::mint(&secret, &t.app, &t.user, now.saturating_add(t.ttl))
+        auth::mint(&secret, &t.app, &t.user, now.saturating_add_signed(t.ttl))
     );
     0
 }
@@ -419,7 +421,7 @@ mod tests {
             })
         );
         assert!(parse(&args("token --app a --user u --ttl 60")).is_err());
-        assert!(parse(&args("token --app a --user u --ttl 0 --dev")).is_err());
+        assert!(parse(&args("token --app a --user u --ttl -60 --dev")).is_ok());
         assert!(parse(&args("token --app a --user u --ttl x --dev")).is_err());
         assert!(parse(&args("token --app a --ttl 5 --dev")).is_err());
         assert!(parse(&args("token --app a --user u --ttl 5 --dev --secret s")).is_err());

@@ -125,7 +125,7 @@ pub extern "C" fn crvm_destroy(c: *mut crvm_client) {
     })
 }
 
-/// Logs in: `auth_acnt` is the app ID (required), `auth_pswd` its secret (may be empty for
+/// Logs in: `auth_acnt` is the app ID (required), `auth_pswd` its secret (required; "" for
 /// token tenants), `priv_acnt` the user ID (empty: the server assigns one), `priv_auth_code` a
 /// per-user token. Result: `login_success` or `login_fail`. 9 if logging in or logged in.
 ///
@@ -144,7 +144,7 @@ pub unsafe extern "C" fn crvm_login(
     with_client(c, |client| {
         let p = LoginParams {
             auth_acnt: str_arg(auth_acnt, Null::Refuse, APP_ID_MAX)?,
-            auth_pswd: str_arg(auth_pswd, Null::Empty, SECRET_MAX)?,
+            auth_pswd: str_arg(auth_pswd, Null::Refuse, SECRET_MAX)?,
             nick_name: str_arg(nick_name, Null::Empty, NICK_MAX)?,
             priv_acnt: str_arg(priv_acnt, Null::Empty, USER_ID_MAX)?,
             priv_auth_code: str_arg(priv_auth_code, Null::Empty, OPAQUE_MAX)?,
@@ -231,7 +231,7 @@ pub unsafe extern "C" fn crvm_create_meeting(
 ) -> i32 {
     with_client(c, |client| {
         // 50 characters are at most 200 bytes of UTF-8; the core counts the characters.
-        let subject = str_arg(meet_subject, Null::Empty, SUBJECT_MAX_CHARS * 4)?;
+        let subject = str_arg(meet_subject, Null::Refuse, SUBJECT_MAX_CHARS * 4)?;
         client.create_meeting(
             subject,
             create_pswd,
