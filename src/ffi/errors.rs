@@ -15,5 +15,7 @@ pub extern "C" fn crvm_err_str(code: i32) -> *const c_char {
 /// Static library version, e.g. "0.1.0". The string must not be freed.
 #[no_mangle]
 pub extern "C" fn crvm_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+    guard!(c"".as_ptr(), {
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+    })
 }
