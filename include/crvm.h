@@ -344,6 +344,11 @@
 #define PATH_MAX 4096
 
 /**
+ * Call and task IDs, in bytes (`CRVM_ID_BUF_LEN` - 1).
+ */
+#define ID_MAX 63
+
+/**
  * An opaque client handle, from `crvm_create` until `crvm_destroy`.
  */
 typedef struct crvm_client crvm_client;
@@ -578,6 +583,64 @@ int32_t crvm_destroy_meeting(struct crvm_client *c, int32_t meet_id, const char 
  * `cookie` is NULL or NUL-terminated.
  */
 int32_t crvm_get_meetings(struct crvm_client *c, const char *cookie);
+
+/**
+ * Calls `called_user_id` (required). `meet_obj` is empty or a JSON object (≤ 8 KiB), carried
+ * to the callee verbatim; `usr_ext_dat` is free text (≤ 8 KiB). On success writes the new
+ * call's ID (NUL-terminated, at most 63 bytes) to `call_id_out`, which must hold
+ * `call_id_cap >= CRVM_ID_BUF_LEN` bytes (else 5, nothing sent). Result: `call_success` once
+ * the callee has been notified, or `call_fail` (603 offline or unknown, 602 busy or DND on,
+ * 601 you are already in a call, 5 calling yourself).
+ *
+ * # Safety
+ * String arguments are NULL or NUL-terminated; `call_id_out` is NULL or `call_id_cap` bytes.
+ */
+int32_t crvm_call(struct crvm_client *c,
+                  const char *called_user_id,
+                  const char *meet_obj,
+                  const char *usr_ext_dat,
+                  const char *cookie,
+                  char *call_id_out,
+                  size_t call_id_cap);
+
+/**
+ * Accepts the call `call_id` ringing here. `meet_obj` (empty or a JSON object) is handed to
+ * the caller; empty means the caller's own is used. Result: `accept_call_success`, or
+ * `accept_call_fail(600)` if the call is unknown, ended, or not ringing for you.
+ *
+ * # Safety
+ * String arguments are NULL or NUL-terminated.
+ */
+int32_t crvm_accept_call(struct crvm_client *c,
+                         const char *call_id,
+                         const char *meet_obj,
+                         const char *usr_ext_dat,
+                         const char *cookie);
+
+/**
+ * Refuses the call `call_id` ringing here; the caller gets `notify_call_rejected(606)`.
+ * Result: `reject_call_success`, or `reject_call_fail(600)`.
+ *
+ * # Safety
+ * String arguments are NULL or NUL-terminated.
+ */
+int32_t crvm_reject_call(struct crvm_client *c,
+                         const char *call_id,
+                         const char *usr_ext_dat,
+                         const char *cookie);
+
+/**
+ * Hangs up the call `call_id`, ringing or connected (the caller hanging up a ringing call
+ * cancels it); the other party gets `notify_call_hungup`. Result: `hungup_call_success`, or
+ * `hungup_call_fail(600)` if the call is unknown, ended, or not yours.
+ *
+ * # Safety
+ * String arguments are NULL or NUL-terminated.
+ */
+int32_t crvm_hungup_call(struct crvm_client *c,
+                         const char *call_id,
+                         const char *usr_ext_dat,
+                         const char *cookie);
 
 /**
  * Static English text for an error code (SPEC §6). Never NULL; unknown codes get

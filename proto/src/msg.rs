@@ -54,6 +54,31 @@ pub enum ClientMsg {
     GetMeetings {
         id: u64,
     },
+    /// Starts a call. `call_id` is chosen by the caller's library (unique, ≤ 63 bytes);
+    /// `meet_obj` (empty or a JSON object) and `ext` travel verbatim.
+    Call {
+        id: u64,
+        call_id: String,
+        callee: String,
+        meet_obj: String,
+        ext: String,
+    },
+    AcceptCall {
+        id: u64,
+        call_id: String,
+        meet_obj: String,
+        ext: String,
+    },
+    RejectCall {
+        id: u64,
+        call_id: String,
+        ext: String,
+    },
+    HangupCall {
+        id: u64,
+        call_id: String,
+        ext: String,
+    },
 }
 
 impl ClientMsg {
@@ -70,7 +95,11 @@ impl ClientMsg {
             | StopStatusNotify { id }
             | CreateMeeting { id, .. }
             | DestroyMeeting { id, .. }
-            | GetMeetings { id } => Some(*id),
+            | GetMeetings { id }
+            | Call { id, .. }
+            | AcceptCall { id, .. }
+            | RejectCall { id, .. }
+            | HangupCall { id, .. } => Some(*id),
         }
     }
 }
@@ -100,6 +129,29 @@ pub enum ServerMsg {
     Meetings { re: u64, list: Vec<Meeting> },
     /// Presence push, sent only to subscribed sessions.
     UserStatus { status: UserStatus },
+    /// Someone calls this user (SPEC §3.4 `notify_call_in`).
+    CallIn {
+        call_id: String,
+        caller: String,
+        meet_obj: String,
+        ext: String,
+    },
+    /// The callee accepted this user's call; `meet_obj` is the callee's, or the caller's own
+    /// when the callee gave none.
+    CallAccepted {
+        call_id: String,
+        ext: String,
+        meet_obj: String,
+    },
+    /// This user's call ended before being accepted: 606 refused, 604 no answer, 603 the callee
+    /// went away.
+    CallRejected {
+        call_id: String,
+        reason: i32,
+        ext: String,
+    },
+    /// The other party hung up, cancelled, went away, or the call timed out.
+    CallHungup { call_id: String, ext: String },
     /// The server is closing this connection for `code` (10 kicked, 206 shutting down, 4 version,
     /// 6 malformed input, 12 request before login…). Nothing follows.
     Close { code: i32, reason: String },
@@ -121,6 +173,13 @@ pub struct UserStatus {
 pub const STATUS_OFFLINE: i32 = 0;
 pub const STATUS_ONLINE: i32 = 1;
 pub const STATUS_IN_CALL: i32 = 2;
+
+/// Whether `meet_obj` is acceptable for a call: empty, or a JSON object of at most 8 KiB.
+pub fn valid_meet_obj(meet_obj: &str) -> bool {
+    meet_obj.is_empty()
+        || (meet_obj.len() <= limits::OPAQUE_MAX
+            && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(meet_obj).is_ok())
+}
 
 /// A meeting (SPEC §3.3, pinned keys and order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +212,8 @@ pub mod limits {
     pub const SUBJECT_MAX_CHARS: usize = 50;
     /// File path, in bytes.
     pub const PATH_MAX: usize = 4096;
+    /// Call and task IDs, in bytes (`CRVM_ID_BUF_LEN` - 1).
+    pub const ID_MAX: usize = 63;
 }
 
 /// Encodes a message as the JSON of a control frame.
@@ -164,6 +225,18 @@ pub fn to_json<T: Serialize>(msg: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meet_obj_must_be_empty_or_an_object() {
+        assert!(valid_meet_obj(""));
+        assert!(valid_meet_obj(r#"{"ID":1,"subject":"x"}"#));
+        assert!(valid_meet_obj(" { } "));
+        for bad in ["[]", "1", "\"s\"", "{", "null", "{}x"] {
+            assert!(!valid_meet_obj(bad), "{bad}");
+        }
+        let big = format!(r#"{{"k":"{}"}}"#, "x".repeat(limits::OPAQUE_MAX));
+        assert!(!valid_meet_obj(&big));
+    }
 
     #[test]
     fn status_keys_are_pinned() {

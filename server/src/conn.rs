@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crvm_proto::error::{
-    CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_FORCEDCLOSECONNECTION, CRVIDEOSDK_LOGINSTATE_ERROR,
-    CRVIDEOSDK_MEETNOTEXIST, CRVIDEOSDK_MEETPARAM_ERR, CRVIDEOSDK_MISMATCHCLIENTVER,
-    CRVIDEOSDK_NOERR, CRVIDEOSDK_NOT_LOGIN, CRVIDEOSDK_SERVER_EXCEPTION,
-    CRVIDEOSDK_USER_BEEN_KICKOUT,
+    CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_FORCEDCLOSECONNECTION, CRVIDEOSDK_INVALID_CALLID,
+    CRVIDEOSDK_LOGINSTATE_ERROR, CRVIDEOSDK_MEETNOTEXIST, CRVIDEOSDK_MEETPARAM_ERR,
+    CRVIDEOSDK_MISMATCHCLIENTVER, CRVIDEOSDK_NOERR, CRVIDEOSDK_NOT_LOGIN,
+    CRVIDEOSDK_SERVER_EXCEPTION, CRVIDEOSDK_USER_BEEN_KICKOUT,
 };
 use crvm_proto::frame::MAX_PAYLOAD_TO_SERVER;
-use crvm_proto::msg::limits;
+use crvm_proto::msg::{limits, valid_meet_obj};
 use crvm_proto::{ClientMsg, Decoder, Frame, Kind, Meeting, ServerMsg, PROTOCOL_VERSION};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::auth::{self, Credentials};
 use crate::config::Config;
-use crate::hub::{ConnId, Hub, Session};
+use crate::hub::{CallRequest, ConnId, Hub, Requester, Session};
 use crate::log;
 use crate::outbox::{run_writer, Out, Outbox, State, CONTROL_LIMIT};
 use crate::random;
@@ -446,6 +446,44 @@ impl Conn {
             ClientMsg::DestroyMeeting { id, meet_id } => {
                 self.destroy_meeting(id, tenant, user_id, meet_id).await
             }
+            ClientMsg::Call {
+                id,
+                call_id,
+                callee,
+                meet_obj,
+                ext,
+            } => {
+                let req = CallRequest {
+                    call_id: &call_id,
+                    callee: &callee,
+                    meet_obj: &meet_obj,
+                    ext: &ext,
+                };
+                self.call(id, tenant, user_id, &req);
+            }
+            ClientMsg::AcceptCall {
+                id,
+                call_id,
+                meet_obj,
+                ext,
+            } => {
+                let at = self.requester(tenant, user_id, id);
+                let r = call_fields_ok(&call_id, &ext, &meet_obj)
+                    .and_then(|()| hub.accept(&at, &call_id, &meet_obj, &ext));
+                self.call_failed(id, "accept", &call_id, r);
+            }
+            ClientMsg::RejectCall { id, call_id, ext } => {
+                let at = self.requester(tenant, user_id, id);
+                let r = call_fields_ok(&call_id, &ext, "")
+                    .and_then(|()| hub.reject(&at, &call_id, &ext));
+                self.call_failed(id, "reject", &call_id, r);
+            }
+            ClientMsg::HangupCall { id, call_id, ext } => {
+                let at = self.requester(tenant, user_id, id);
+                let r = call_fields_ok(&call_id, &ext, "")
+                    .and_then(|()| hub.hangup(&at, &call_id, &ext));
+                self.call_failed(id, "hangup", &call_id, r);
+            }
             ClientMsg::GetMeetings { id } => {
                 let t = tenant.to_owned();
                 match run_blocking(&self.ctx.store, move |s| s.list(&t)).await {
@@ -458,6 +496,49 @@ impl Conn {
             }
         }
         None
+    }
+
+    fn requester<'a>(&self, tenant: &'a str, user_id: &'a str, re: u64) -> Requester<'a> {
+        Requester {
+            tenant,
+            user_id,
+            conn_id: self.id,
+            re,
+        }
+    }
+
+    /// Rings the callee and arms the no-answer timer.
+    fn call(&self, id: u64, tenant: &str, caller: &str, req: &CallRequest<'_>) {
+        let valid = !req.call_id.is_empty()
+            && req.call_id.len() <= limits::ID_MAX
+            && !req.callee.is_empty()
+            && req.callee.len() <= limits::USER_ID_MAX
+            && req.ext.len() <= limits::OPAQUE_MAX
+            && valid_meet_obj(req.meet_obj);
+        let r = if valid {
+            self.ctx.hub.call(&self.requester(tenant, caller, id), req)
+        } else {
+            Err(CRVIDEOSDK_MEETPARAM_ERR)
+        };
+        if let Ok(serial) = r {
+            let hub = Arc::clone(&self.ctx.hub);
+            let timeout = Duration::from_secs(self.ctx.config.call_timeout_s);
+            let (tenant, call_id) = (tenant.to_owned(), req.call_id.to_owned());
+            tokio::spawn(async move {
+                tokio::time::sleep(timeout).await;
+                hub.no_answer(&tenant, &call_id, serial);
+            });
+        }
+        self.call_failed(id, "call", req.call_id, r);
+    }
+
+    /// Answers a call request that failed (a successful one was answered by the hub, in order
+    /// with the notifications it caused).
+    fn call_failed<T>(&self, id: u64, what: &str, call_id: &str, r: Result<T, i32>) {
+        if let Err(code) = r {
+            log!("conn {} {what} {:?}: code {code}", self.id, clip(call_id));
+            self.reply(id, code);
+        }
     }
 
     async fn create_meeting(
@@ -578,6 +659,18 @@ impl Conn {
             },
         }
     }
+}
+
+/// Limits of accept/reject/hang-up fields: a malformed call ID cannot name a call (600);
+/// over-long or malformed data is refused (5).
+fn call_fields_ok(call_id: &str, ext: &str, meet_obj: &str) -> Result<(), i32> {
+    if call_id.is_empty() || call_id.len() > limits::ID_MAX {
+        return Err(CRVIDEOSDK_INVALID_CALLID);
+    }
+    if ext.len() > limits::OPAQUE_MAX || !valid_meet_obj(meet_obj) {
+        return Err(CRVIDEOSDK_MEETPARAM_ERR);
+    }
+    Ok(())
 }
 
 /// Unix time in seconds.

@@ -1,7 +1,9 @@
 //! Who is online where, and what their presence is (SPEC §3.1–§3.2).
 //!
-//! Two narrow interfaces: [`SessionRegistry`] (log in, kick, log out, deliver to a user) and
-//! [`Presence`] (DND, subscriptions, the status list). Connections only see `dyn Hub`, so a
+//! Three narrow interfaces: [`SessionRegistry`] (log in, kick, log out, deliver to a user),
+//! [`Presence`] (DND, subscriptions, the status list) and [`Calls`] (the call state machine of
+//! [`crate::calls`], whose busy and offline checks need presence). Connections only see
+//! `dyn Hub`, so a
 //! multi-node implementation (shared registry, pub/sub fan-out) can replace [`MemoryHub`]
 //! without touching them.
 //!
@@ -13,10 +15,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crvm_proto::error::CRVIDEOSDK_USER_BEEN_KICKOUT;
-use crvm_proto::msg::{STATUS_OFFLINE, STATUS_ONLINE};
+use crvm_proto::error::{CRVIDEOSDK_INVALID_CALLID, CRVIDEOSDK_NOERR, CRVIDEOSDK_NOT_LOGIN};
+use crvm_proto::msg::{STATUS_IN_CALL, STATUS_OFFLINE, STATUS_ONLINE};
 use crvm_proto::{ServerMsg, UserStatus};
 use parking_lot::Mutex;
 
+use crate::calls::{CallTable, Effect};
 use crate::outbox::{Out, Outbox};
 
 /// Server-unique ID of a connection, for logs and to tell an old session from its successor.
@@ -64,10 +68,49 @@ pub trait Presence: Send + Sync {
     fn statuses(&self, tenant: &str) -> Vec<UserStatus>;
 }
 
-/// Everything a connection needs from the shared state.
-pub trait Hub: SessionRegistry + Presence {}
+/// A call request as it arrives (fields already checked against the limits).
+#[derive(Debug, Clone)]
+pub struct CallRequest<'a> {
+    pub call_id: &'a str,
+    pub callee: &'a str,
+    pub meet_obj: &'a str,
+    pub ext: &'a str,
+}
 
-impl<T: SessionRegistry + Presence> Hub for T {}
+/// One-to-one calls. Every method acts for the session on `conn_id`, which must still be the
+/// user's, and on success queues that session's `reply{re, 0}` itself, under the same lock as
+/// the transition: no notification about the call can reach the requester before its reply.
+/// Errors are the codes of SPEC §3.4, for the caller to answer.
+pub trait Calls: Send + Sync {
+    /// Rings the callee. Returns the serial to pass to [`Calls::no_answer`] when the call's
+    /// timer fires.
+    fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<u64, i32>;
+    fn accept(
+        &self,
+        at: &Requester<'_>,
+        call_id: &str,
+        meet_obj: &str,
+        ext: &str,
+    ) -> Result<(), i32>;
+    fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32>;
+    fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32>;
+    /// The no-answer timer of call `serial` fired; ends the call if it is still ringing.
+    fn no_answer(&self, tenant: &str, call_id: &str, serial: u64);
+}
+
+/// Who makes a call request, and the request ID to answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester<'a> {
+    pub tenant: &'a str,
+    pub user_id: &'a str,
+    pub conn_id: ConnId,
+    pub re: u64,
+}
+
+/// Everything a connection needs from the shared state.
+pub trait Hub: SessionRegistry + Presence + Calls {}
+
+impl<T: SessionRegistry + Presence + Calls> Hub for T {}
 
 #[derive(Debug)]
 struct Entry {
@@ -88,10 +131,11 @@ impl Entry {
     }
 }
 
-/// One tenant's online users; the map is ordered so the status list comes out sorted.
+/// One tenant's online users (ordered, so the status list comes out sorted) and calls.
 #[derive(Debug, Default)]
 struct TenantState {
     users: BTreeMap<String, Entry>,
+    calls: CallTable,
 }
 
 impl TenantState {
@@ -106,6 +150,38 @@ impl TenantState {
 
     fn entry_of(&mut self, user_id: &str, conn_id: ConnId) -> Option<&mut Entry> {
         self.users.get_mut(user_id).filter(|e| e.conn_id == conn_id)
+    }
+
+    /// Applies what a call transition decided: messages to the parties, then their new status.
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Notify { user, msg } => {
+                    if let Some(e) = self.users.get(&user) {
+                        let _ = e.outbox.push(Out::msg(&msg));
+                    }
+                }
+                Effect::InCall { user, in_call } => {
+                    if let Some(e) = self.users.get_mut(&user) {
+                        e.user_status = if in_call {
+                            STATUS_IN_CALL
+                        } else {
+                            STATUS_ONLINE
+                        };
+                        let status = e.status(&user);
+                        self.broadcast(status);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks that `user_id`'s session is the one on `conn_id` (12 otherwise).
+    fn check(&self, user_id: &str, conn_id: ConnId) -> Result<(), i32> {
+        match self.users.get(user_id) {
+            Some(e) if e.conn_id == conn_id => Ok(()),
+            _ => Err(CRVIDEOSDK_NOT_LOGIN),
+        }
     }
 }
 
@@ -141,6 +217,9 @@ impl SessionRegistry for MemoryHub {
             dnd: 0,
             notify: false,
         };
+        // The kicked session's call ends as if that session had gone away.
+        let ended = t.calls.vanish(&session.user_id);
+        t.apply(ended);
         let old = t.users.insert(session.user_id.clone(), entry);
         let kicked = old.map(|old| {
             old.outbox.close_with(&ServerMsg::Close {
@@ -160,6 +239,8 @@ impl SessionRegistry for MemoryHub {
         if t.entry_of(user_id, conn_id).is_none() {
             return false;
         }
+        let ended = t.calls.vanish(user_id);
+        t.apply(ended);
         t.users.remove(user_id);
         t.broadcast(UserStatus {
             user_id: user_id.to_owned(),
@@ -208,6 +289,79 @@ impl Presence for MemoryHub {
         let tenant = self.tenant(tenant);
         let t = tenant.lock();
         t.users.iter().map(|(id, e)| e.status(id)).collect()
+    }
+}
+
+impl MemoryHub {
+    /// Runs one call transition for `at` under its tenant's lock: checks that `at`'s session is
+    /// still the user's (else `not_current`), applies the effects, then queues `at`'s reply.
+    fn transition<T>(
+        &self,
+        at: &Requester<'_>,
+        not_current: i32,
+        f: impl FnOnce(&mut TenantState) -> Result<(T, Vec<Effect>), i32>,
+    ) -> Result<T, i32> {
+        let tenant = self.tenant(at.tenant);
+        let mut t = tenant.lock();
+        t.check(at.user_id, at.conn_id).map_err(|_| not_current)?;
+        let (value, effects) = f(&mut t)?;
+        t.apply(effects);
+        if let Some(e) = t.users.get(at.user_id) {
+            let _ = e.outbox.push(Out::msg(&ServerMsg::Reply {
+                re: at.re,
+                code: CRVIDEOSDK_NOERR,
+            }));
+        }
+        Ok(value)
+    }
+}
+
+impl Calls for MemoryHub {
+    fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<u64, i32> {
+        self.transition(at, CRVIDEOSDK_NOT_LOGIN, |t| {
+            let callee = t.users.get(req.callee);
+            let (online, dnd) = (callee.is_some(), callee.is_some_and(|e| e.dnd != 0));
+            t.calls.start(
+                req.call_id,
+                at.user_id,
+                req.callee,
+                req.meet_obj,
+                req.ext,
+                online,
+                dnd,
+            )
+        })
+    }
+
+    fn accept(
+        &self,
+        at: &Requester<'_>,
+        call_id: &str,
+        meet_obj: &str,
+        ext: &str,
+    ) -> Result<(), i32> {
+        self.transition(at, CRVIDEOSDK_INVALID_CALLID, |t| {
+            Ok(((), t.calls.accept(at.user_id, call_id, meet_obj, ext)?))
+        })
+    }
+
+    fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32> {
+        self.transition(at, CRVIDEOSDK_INVALID_CALLID, |t| {
+            Ok(((), t.calls.reject(at.user_id, call_id, ext)?))
+        })
+    }
+
+    fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32> {
+        self.transition(at, CRVIDEOSDK_INVALID_CALLID, |t| {
+            Ok(((), t.calls.hangup(at.user_id, call_id, ext)?))
+        })
+    }
+
+    fn no_answer(&self, tenant: &str, call_id: &str, serial: u64) {
+        let tenant = self.tenant(tenant);
+        let mut t = tenant.lock();
+        let effects = t.calls.no_answer(call_id, serial);
+        t.apply(effects);
     }
 }
 

@@ -1,4 +1,4 @@
-//! crvm-server: authentication, presence and meetings for libcrvm clients (SPEC §3–§4).
+//! crvm-server: authentication, presence, meetings and calls for libcrvm clients (SPEC §3–§4).
 //!
 //! Where things live:
 //! - [`cli`]: argument parsing, the `token` subcommand and process start-up;
@@ -8,6 +8,7 @@
 //! - [`outbox`]: the bounded outbound queue and the writer task of a connection;
 //! - [`hub`]: who is online where ([`hub::SessionRegistry`]) and presence ([`hub::Presence`]),
 //!   behind traits so that a multi-node implementation can replace the in-memory one;
+//! - [`calls`]: the call state machine (pure state; the hub applies its effects);
 //! - [`store`]: durable meetings behind [`store::MeetingStore`] (SQLite by default);
 //! - [`auth`]: secrets, per-user tokens and constant-time comparison;
 //! - [`random`]: the OS random source (meeting IDs, passwords, generated user IDs);
@@ -16,6 +17,7 @@
 pub mod log;
 
 pub mod auth;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod conn;

@@ -63,6 +63,62 @@ pub enum Event {
         code: i32,
         cookie: String,
     },
+    CallSuccess {
+        call_id: String,
+        cookie: String,
+    },
+    CallFail {
+        call_id: String,
+        code: i32,
+        cookie: String,
+    },
+    AcceptCallSuccess {
+        call_id: String,
+        cookie: String,
+    },
+    AcceptCallFail {
+        call_id: String,
+        code: i32,
+        cookie: String,
+    },
+    RejectCallSuccess {
+        call_id: String,
+        cookie: String,
+    },
+    RejectCallFail {
+        call_id: String,
+        code: i32,
+        cookie: String,
+    },
+    HungupCallSuccess {
+        call_id: String,
+        cookie: String,
+    },
+    HungupCallFail {
+        call_id: String,
+        code: i32,
+        cookie: String,
+    },
+    NotifyCallIn {
+        call_id: String,
+        meet_obj: String,
+        caller_id: String,
+        usr_ext_dat: String,
+    },
+    NotifyCallAccepted {
+        call_id: String,
+        usr_ext_dat: String,
+        meet_obj: String,
+    },
+    NotifyCallRejected {
+        call_id: String,
+        reason: i32,
+        usr_ext_dat: String,
+    },
+    NotifyCallHungup {
+        call_id: String,
+        usr_ext_dat: String,
+    },
 }
 
 impl Event {
@@ -85,6 +141,18 @@ impl Event {
             DestroyMeetingRslt { .. } => "destroy_meeting_rslt",
             GetMeetingsSuccess { .. } => "get_meetings_success",
             GetMeetingsFail { .. } => "get_meetings_fail",
+            CallSuccess { .. } => "call_success",
+            CallFail { .. } => "call_fail",
+            AcceptCallSuccess { .. } => "accept_call_success",
+            AcceptCallFail { .. } => "accept_call_fail",
+            RejectCallSuccess { .. } => "reject_call_success",
+            RejectCallFail { .. } => "reject_call_fail",
+            HungupCallSuccess { .. } => "hungup_call_success",
+            HungupCallFail { .. } => "hungup_call_fail",
+            NotifyCallIn { .. } => "notify_call_in",
+            NotifyCallAccepted { .. } => "notify_call_accepted",
+            NotifyCallRejected { .. } => "notify_call_rejected",
+            NotifyCallHungup { .. } => "notify_call_hungup",
         }
     }
 }

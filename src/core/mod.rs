@@ -9,6 +9,7 @@
 mod conn;
 mod dispatch;
 mod event;
+mod ids;
 mod options;
 mod request;
 mod waker;
@@ -19,7 +20,7 @@ pub use options::{DispatchMode, Options};
 
 use crossbeam_channel::Sender;
 use crvm_proto::error::*;
-use crvm_proto::msg::limits;
+use crvm_proto::msg::{limits, valid_meet_obj};
 use dispatch::Dispatch;
 use parking_lot::Mutex;
 use request::{Login, Op, Request};
@@ -102,6 +103,13 @@ fn check_len(s: &str, max: usize) -> Result<(), i32> {
     } else {
         Ok(())
     }
+}
+
+fn check_call_id(call_id: &str) -> Result<(), i32> {
+    if call_id.is_empty() {
+        return Err(CRVIDEOSDK_MEETPARAM_ERR);
+    }
+    check_len(call_id, limits::ID_MAX)
 }
 
 /// Checks a `host:port` address without resolving it.
@@ -275,6 +283,79 @@ impl Client {
 
     pub fn get_meetings(&self, cookie: &str) -> Result<(), i32> {
         self.op(Op::GetMeetings, cookie)
+    }
+
+    /// Calls `called_user_id`, returning the new call's ID at once. `meet_obj` is empty or a
+    /// JSON object (≤ 8 KiB) passed to the callee verbatim. Result: `call_success` once the
+    /// callee has been notified, or `call_fail` (603 offline, 602 busy or DND, 601 already in a
+    /// call, 5 calling yourself).
+    pub fn call(
+        &self,
+        called_user_id: &str,
+        meet_obj: &str,
+        usr_ext_dat: &str,
+        cookie: &str,
+    ) -> Result<String, i32> {
+        if called_user_id.is_empty() || !valid_meet_obj(meet_obj) {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        check_len(called_user_id, limits::USER_ID_MAX)?;
+        check_len(usr_ext_dat, limits::OPAQUE_MAX)?;
+        let call_id = ids::new_id("c-");
+        let op = Op::Call {
+            call_id: call_id.clone(),
+            callee: called_user_id.to_owned(),
+            meet_obj: meet_obj.to_owned(),
+            ext: usr_ext_dat.to_owned(),
+        };
+        self.op(op, cookie)?;
+        Ok(call_id)
+    }
+
+    /// Accepts a call ringing here. `meet_obj` (empty or a JSON object) goes to the caller;
+    /// empty means "use the caller's". Result: `accept_call_success`/`_fail` (600: unknown,
+    /// ended, or not ringing for you).
+    pub fn accept_call(
+        &self,
+        call_id: &str,
+        meet_obj: &str,
+        usr_ext_dat: &str,
+        cookie: &str,
+    ) -> Result<(), i32> {
+        check_call_id(call_id)?;
+        if !valid_meet_obj(meet_obj) {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        check_len(usr_ext_dat, limits::OPAQUE_MAX)?;
+        let op = Op::AcceptCall {
+            call_id: call_id.to_owned(),
+            meet_obj: meet_obj.to_owned(),
+            ext: usr_ext_dat.to_owned(),
+        };
+        self.op(op, cookie)
+    }
+
+    /// Refuses a call ringing here; the caller gets `notify_call_rejected(606)`.
+    pub fn reject_call(&self, call_id: &str, usr_ext_dat: &str, cookie: &str) -> Result<(), i32> {
+        check_call_id(call_id)?;
+        check_len(usr_ext_dat, limits::OPAQUE_MAX)?;
+        let op = Op::RejectCall {
+            call_id: call_id.to_owned(),
+            ext: usr_ext_dat.to_owned(),
+        };
+        self.op(op, cookie)
+    }
+
+    /// Hangs up (or, as the caller of a ringing call, cancels); the other party gets
+    /// `notify_call_hungup`.
+    pub fn hungup_call(&self, call_id: &str, usr_ext_dat: &str, cookie: &str) -> Result<(), i32> {
+        check_call_id(call_id)?;
+        check_len(usr_ext_dat, limits::OPAQUE_MAX)?;
+        let op = Op::HangupCall {
+            call_id: call_id.to_owned(),
+            ext: usr_ext_dat.to_owned(),
+        };
+        self.op(op, cookie)
     }
 
     /// Manual dispatch: runs queued events on this thread, waiting up to `timeout` for the

@@ -37,9 +37,31 @@ pub(crate) enum Op {
     GetUserStatus,
     StartStatusNotify,
     StopStatusNotify,
-    CreateMeeting { subject: String, with_pswd: bool },
+    CreateMeeting {
+        subject: String,
+        with_pswd: bool,
+    },
     DestroyMeeting(i32),
     GetMeetings,
+    Call {
+        call_id: String,
+        callee: String,
+        meet_obj: String,
+        ext: String,
+    },
+    AcceptCall {
+        call_id: String,
+        meet_obj: String,
+        ext: String,
+    },
+    RejectCall {
+        call_id: String,
+        ext: String,
+    },
+    HangupCall {
+        call_id: String,
+        ext: String,
+    },
 }
 
 impl Op {
@@ -59,6 +81,38 @@ impl Op {
                 meet_id: *meet_id,
             },
             Op::GetMeetings => ClientMsg::GetMeetings { id },
+            Op::Call {
+                call_id,
+                callee,
+                meet_obj,
+                ext,
+            } => ClientMsg::Call {
+                id,
+                call_id: call_id.clone(),
+                callee: callee.clone(),
+                meet_obj: meet_obj.clone(),
+                ext: ext.clone(),
+            },
+            Op::AcceptCall {
+                call_id,
+                meet_obj,
+                ext,
+            } => ClientMsg::AcceptCall {
+                id,
+                call_id: call_id.clone(),
+                meet_obj: meet_obj.clone(),
+                ext: ext.clone(),
+            },
+            Op::RejectCall { call_id, ext } => ClientMsg::RejectCall {
+                id,
+                call_id: call_id.clone(),
+                ext: ext.clone(),
+            },
+            Op::HangupCall { call_id, ext } => ClientMsg::HangupCall {
+                id,
+                call_id: call_id.clone(),
+                ext: ext.clone(),
+            },
         }
     }
 
@@ -85,6 +139,66 @@ impl Op {
                 code: if code == 0 { SERVER_FAULT } else { code },
                 cookie,
             },
+            (Op::Call { call_id, .. }, code) => call_event(
+                call_id,
+                code,
+                cookie,
+                |call_id, cookie| Event::CallSuccess { call_id, cookie },
+                |call_id, code, cookie| Event::CallFail {
+                    call_id,
+                    code,
+                    cookie,
+                },
+            ),
+            (Op::AcceptCall { call_id, .. }, code) => call_event(
+                call_id,
+                code,
+                cookie,
+                |call_id, cookie| Event::AcceptCallSuccess { call_id, cookie },
+                |call_id, code, cookie| Event::AcceptCallFail {
+                    call_id,
+                    code,
+                    cookie,
+                },
+            ),
+            (Op::RejectCall { call_id, .. }, code) => call_event(
+                call_id,
+                code,
+                cookie,
+                |call_id, cookie| Event::RejectCallSuccess { call_id, cookie },
+                |call_id, code, cookie| Event::RejectCallFail {
+                    call_id,
+                    code,
+                    cookie,
+                },
+            ),
+            (Op::HangupCall { call_id, .. }, code) => call_event(
+                call_id,
+                code,
+                cookie,
+                |call_id, cookie| Event::HungupCallSuccess { call_id, cookie },
+                |call_id, code, cookie| Event::HungupCallFail {
+                    call_id,
+                    code,
+                    cookie,
+                },
+            ),
         }
+    }
+}
+
+/// The success or failure event of a call request.
+fn call_event(
+    call_id: &str,
+    code: i32,
+    cookie: String,
+    ok: fn(String, String) -> Event,
+    fail: fn(String, i32, String) -> Event,
+) -> Event {
+    let call_id = call_id.to_owned();
+    if code == 0 {
+        ok(call_id, cookie)
+    } else {
+        fail(call_id, code, cookie)
     }
 }

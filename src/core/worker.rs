@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crvm_proto::error::*;
 use crvm_proto::frame::{Frame, Kind};
 use crvm_proto::msg::{to_json, ClientMsg, ServerMsg, PROTOCOL_VERSION};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -76,6 +76,9 @@ pub(crate) struct Worker {
     next_id: u64,
     /// Cookie of the last `start_user_status_notify`, carried by every presence push.
     notify_cookie: String,
+    /// Calls this session is a party of, as told by the events emitted so far: a lost link ends
+    /// each of them with `notify_call_hungup` before `line_off`.
+    calls: HashSet<String>,
     stopping: bool,
 }
 
@@ -90,6 +93,7 @@ impl Worker {
             pending: BTreeMap::new(),
             next_id: 1,
             notify_cookie: String::new(),
+            calls: HashSet::new(),
             stopping: false,
         }
     }
@@ -104,7 +108,19 @@ impl Worker {
         }
     }
 
-    fn emit(&self, ev: Event) {
+    fn emit(&mut self, ev: Event) {
+        match &ev {
+            Event::CallSuccess { call_id, .. } | Event::NotifyCallIn { call_id, .. } => {
+                self.calls.insert(call_id.clone());
+            }
+            Event::RejectCallSuccess { call_id, .. }
+            | Event::HungupCallSuccess { call_id, .. }
+            | Event::NotifyCallRejected { call_id, .. }
+            | Event::NotifyCallHungup { call_id, .. } => {
+                self.calls.remove(call_id);
+            }
+            _ => {}
+        }
         let _ = self.events.send(Queued::Event(ev));
     }
 
@@ -307,6 +323,7 @@ impl Worker {
             }
         }
         self.notify_cookie.clear();
+        self.calls.clear();
     }
 
     /// Delivers the answers to everything sent before the logout, until the server acknowledges
@@ -496,11 +513,52 @@ impl Worker {
     fn handle_logged_in(&mut self, msg: ServerMsg) {
         let (re, event) = match msg {
             ServerMsg::UserStatus { status } => {
-                self.emit(Event::NotifyUserStatus {
+                let cookie = self.notify_cookie.clone();
+                return self.emit(Event::NotifyUserStatus {
                     user_status: to_string(&status),
-                    cookie: self.notify_cookie.clone(),
+                    cookie,
                 });
-                return;
+            }
+            ServerMsg::CallIn {
+                call_id,
+                caller,
+                meet_obj,
+                ext,
+            } => {
+                return self.emit(Event::NotifyCallIn {
+                    call_id,
+                    meet_obj,
+                    caller_id: caller,
+                    usr_ext_dat: ext,
+                })
+            }
+            ServerMsg::CallAccepted {
+                call_id,
+                ext,
+                meet_obj,
+            } => {
+                return self.emit(Event::NotifyCallAccepted {
+                    call_id,
+                    usr_ext_dat: ext,
+                    meet_obj,
+                })
+            }
+            ServerMsg::CallRejected {
+                call_id,
+                reason,
+                ext,
+            } => {
+                return self.emit(Event::NotifyCallRejected {
+                    call_id,
+                    reason,
+                    usr_ext_dat: ext,
+                })
+            }
+            ServerMsg::CallHungup { call_id, ext } => {
+                return self.emit(Event::NotifyCallHungup {
+                    call_id,
+                    usr_ext_dat: ext,
+                })
             }
             ServerMsg::Reply { re, code } => (re, Reply::Code(code)),
             ServerMsg::Statuses { re, list } => (re, Reply::Json(to_string(&list))),
@@ -583,6 +641,15 @@ impl Worker {
                 Request::Op { op, cookie } => self.emit(op.result(code, cookie)),
                 other => later.push(other),
             }
+        }
+        // The server ends this session's calls; tell the app here, since it will not hear it.
+        let mut calls: Vec<String> = self.calls.drain().collect();
+        calls.sort();
+        for call_id in calls {
+            self.emit(Event::NotifyCallHungup {
+                call_id,
+                usr_ext_dat: String::new(),
+            });
         }
         self.emit(Event::LineOff { code });
         drop(st);

@@ -317,6 +317,85 @@ impl EventHandler for CHandler {
                 Event::GetMeetingsFail { code, cookie } => {
                     err(c.get_meetings_fail, ud, *code, cookie)
                 }
+                Event::CallSuccess { call_id, cookie } => {
+                    call_ok(c.call_success, ud, call_id, cookie)
+                }
+                Event::CallFail {
+                    call_id,
+                    code,
+                    cookie,
+                } => call_err(c.call_fail, ud, call_id, *code, cookie),
+                Event::AcceptCallSuccess { call_id, cookie } => {
+                    call_ok(c.accept_call_success, ud, call_id, cookie)
+                }
+                Event::AcceptCallFail {
+                    call_id,
+                    code,
+                    cookie,
+                } => call_err(c.accept_call_fail, ud, call_id, *code, cookie),
+                Event::RejectCallSuccess { call_id, cookie } => {
+                    call_ok(c.reject_call_success, ud, call_id, cookie)
+                }
+                Event::RejectCallFail {
+                    call_id,
+                    code,
+                    cookie,
+                } => call_err(c.reject_call_fail, ud, call_id, *code, cookie),
+                Event::HungupCallSuccess { call_id, cookie } => {
+                    call_ok(c.hungup_call_success, ud, call_id, cookie)
+                }
+                Event::HungupCallFail {
+                    call_id,
+                    code,
+                    cookie,
+                } => call_err(c.hungup_call_fail, ud, call_id, *code, cookie),
+                Event::NotifyCallIn {
+                    call_id,
+                    meet_obj,
+                    caller_id,
+                    usr_ext_dat,
+                } => {
+                    if let Some(f) = c.notify_call_in {
+                        f(
+                            ud,
+                            cs(call_id).as_ptr(),
+                            cs(meet_obj).as_ptr(),
+                            cs(caller_id).as_ptr(),
+                            cs(usr_ext_dat).as_ptr(),
+                        )
+                    }
+                }
+                Event::NotifyCallAccepted {
+                    call_id,
+                    usr_ext_dat,
+                    meet_obj,
+                } => {
+                    if let Some(f) = c.notify_call_accepted {
+                        f(
+                            ud,
+                            cs(call_id).as_ptr(),
+                            cs(usr_ext_dat).as_ptr(),
+                            cs(meet_obj).as_ptr(),
+                        )
+                    }
+                }
+                Event::NotifyCallRejected {
+                    call_id,
+                    reason,
+                    usr_ext_dat,
+                } => {
+                    if let Some(f) = c.notify_call_rejected {
+                        f(ud, cs(call_id).as_ptr(), *reason, cs(usr_ext_dat).as_ptr())
+                    }
+                }
+                Event::NotifyCallHungup {
+                    call_id,
+                    usr_ext_dat,
+                } => {
+                    if let Some(f) = c.notify_call_hungup {
+                        f(ud, cs(call_id).as_ptr(), cs(usr_ext_dat).as_ptr())
+                    }
+                }
             }
         }
     }
@@ -340,6 +419,23 @@ unsafe fn err(
 ) {
     if let Some(f) = f {
         f(ud, code, cs(cookie).as_ptr())
+    }
+}
+
+/// The signature shared by every `*_success` of a call request.
+type CallOk = Option<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char)>;
+/// The signature shared by every `*_fail` of a call request.
+type CallErr = Option<unsafe extern "C" fn(*mut c_void, *const c_char, i32, *const c_char)>;
+
+unsafe fn call_ok(f: CallOk, ud: *mut c_void, call_id: &str, cookie: &str) {
+    if let Some(f) = f {
+        f(ud, cs(call_id).as_ptr(), cs(cookie).as_ptr())
+    }
+}
+
+unsafe fn call_err(f: CallErr, ud: *mut c_void, call_id: &str, code: i32, cookie: &str) {
+    if let Some(f) = f {
+        f(ud, cs(call_id).as_ptr(), code, cs(cookie).as_ptr())
     }
 }
 

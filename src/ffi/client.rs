@@ -266,3 +266,114 @@ pub unsafe extern "C" fn crvm_get_meetings(c: *mut crvm_client, cookie: *const c
         client.get_meetings(str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
     })
 }
+
+/// Calls `called_user_id` (required). `meet_obj` is empty or a JSON object (≤ 8 KiB), carried
+/// to the callee verbatim; `usr_ext_dat` is free text (≤ 8 KiB). On success writes the new
+/// call's ID (NUL-terminated, at most 63 bytes) to `call_id_out`, which must hold
+/// `call_id_cap >= CRVM_ID_BUF_LEN` bytes (else 5, nothing sent). Result: `call_success` once
+/// the callee has been notified, or `call_fail` (603 offline or unknown, 602 busy or DND on,
+/// 601 you are already in a call, 5 calling yourself).
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated; `call_id_out` is NULL or `call_id_cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_call(
+    c: *mut crvm_client,
+    called_user_id: *const c_char,
+    meet_obj: *const c_char,
+    usr_ext_dat: *const c_char,
+    cookie: *const c_char,
+    call_id_out: *mut c_char,
+    call_id_cap: usize,
+) -> i32 {
+    with_client(c, |client| {
+        if call_id_out.is_null() || call_id_cap < CRVM_ID_BUF_LEN {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        let call_id = client.call(
+            str_arg(called_user_id, Null::Refuse, USER_ID_MAX)?,
+            str_arg(meet_obj, Null::Empty, OPAQUE_MAX)?,
+            str_arg(usr_ext_dat, Null::Empty, OPAQUE_MAX)?,
+            str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
+        )?;
+        write_id(&call_id, call_id_out);
+        Ok(())
+    })
+}
+
+/// Accepts the call `call_id` ringing here. `meet_obj` (empty or a JSON object) is handed to
+/// the caller; empty means the caller's own is used. Result: `accept_call_success`, or
+/// `accept_call_fail(600)` if the call is unknown, ended, or not ringing for you.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_accept_call(
+    c: *mut crvm_client,
+    call_id: *const c_char,
+    meet_obj: *const c_char,
+    usr_ext_dat: *const c_char,
+    cookie: *const c_char,
+) -> i32 {
+    with_client(c, |client| {
+        client.accept_call(
+            str_arg(call_id, Null::Refuse, ID_MAX)?,
+            str_arg(meet_obj, Null::Empty, OPAQUE_MAX)?,
+            str_arg(usr_ext_dat, Null::Empty, OPAQUE_MAX)?,
+            str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
+        )
+    })
+}
+
+/// Refuses the call `call_id` ringing here; the caller gets `notify_call_rejected(606)`.
+/// Result: `reject_call_success`, or `reject_call_fail(600)`.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_reject_call(
+    c: *mut crvm_client,
+    call_id: *const c_char,
+    usr_ext_dat: *const c_char,
+    cookie: *const c_char,
+) -> i32 {
+    with_client(c, |client| {
+        client.reject_call(
+            str_arg(call_id, Null::Refuse, ID_MAX)?,
+            str_arg(usr_ext_dat, Null::Empty, OPAQUE_MAX)?,
+            str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
+        )
+    })
+}
+
+/// Hangs up the call `call_id`, ringing or connected (the caller hanging up a ringing call
+/// cancels it); the other party gets `notify_call_hungup`. Result: `hungup_call_success`, or
+/// `hungup_call_fail(600)` if the call is unknown, ended, or not yours.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_hungup_call(
+    c: *mut crvm_client,
+    call_id: *const c_char,
+    usr_ext_dat: *const c_char,
+    cookie: *const c_char,
+) -> i32 {
+    with_client(c, |client| {
+        client.hungup_call(
+            str_arg(call_id, Null::Refuse, ID_MAX)?,
+            str_arg(usr_ext_dat, Null::Empty, OPAQUE_MAX)?,
+            str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
+        )
+    })
+}
+
+/// Copies an ID and its NUL into a caller buffer already checked to hold `CRVM_ID_BUF_LEN`.
+///
+/// # Safety
+/// `out` is valid for `CRVM_ID_BUF_LEN` bytes and `id` is shorter than that.
+unsafe fn write_id(id: &str, out: *mut c_char) {
+    debug_assert!(id.len() < CRVM_ID_BUF_LEN);
+    std::ptr::copy_nonoverlapping(id.as_ptr() as *const c_char, out, id.len());
+    *out.add(id.len()) = 0;
+}
