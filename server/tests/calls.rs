@@ -250,7 +250,7 @@ fn glare_leaves_exactly_one_call() {
         meet_obj: String::new(),
         ext: String::new(),
     });
-    let mut outcome = |c: &mut Client, re: u64| {
+    let outcome = |c: &mut Client, re: u64| {
         let mut code = None;
         let mut rung = None;
         while code.is_none() || (code == Some(601) && rung.is_none()) {
