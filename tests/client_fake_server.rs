@@ -345,3 +345,91 @@ fn manual_dispatch_runs_events_only_inside_poll() {
     assert!(matches!(rx.try_recv(), Ok(Event::LoginSuccess { .. })));
     assert_eq!(c.poll(Duration::ZERO), Ok(0));
 }
+
+#[test]
+fn call_ids_events_and_the_hangup_a_lost_link_implies() {
+    let (l, addr) = listener();
+    let (c, rx) = client(&addr, &[]);
+    assert_eq!(c.call("bob", "", "", ""), Err(CRVIDEOSDK_NOT_LOGIN));
+    login(&c, "alice");
+    let mut p = Peer::accept(&l);
+    p.welcome_and_login(10_000);
+    assert!(matches!(next(&rx), Event::LoginSuccess { .. }));
+    assert_eq!(c.call("", "", "", ""), Err(CRVIDEOSDK_MEETPARAM_ERR));
+    assert_eq!(c.call("bob", "[]", "", ""), Err(CRVIDEOSDK_MEETPARAM_ERR));
+    assert_eq!(c.accept_call("", "", "", ""), Err(CRVIDEOSDK_MEETPARAM_ERR));
+    assert_eq!(
+        c.hungup_call(&"x".repeat(64), "", ""),
+        Err(CRVIDEOSDK_MEETPARAM_ERR)
+    );
+    let meet = r#"{"ID":1}"#;
+    let id1 = c.call("bob", meet, "hi", "ck1").unwrap();
+    let id2 = c.call("carol", "", "", "ck2").unwrap();
+    assert_ne!(id1, id2);
+    let ClientMsg::Call {
+        id: r1,
+        call_id,
+        callee,
+        meet_obj,
+        ext,
+    } = p.recv()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (&call_id, &callee[..], &meet_obj[..], &ext[..]),
+        (&id1, "bob", meet, "hi")
+    );
+    let ClientMsg::Call { id: r2, .. } = p.recv() else {
+        panic!()
+    };
+    p.send(&ServerMsg::Reply { re: r1, code: 0 });
+    p.send(&ServerMsg::Reply { re: r2, code: 601 });
+    p.send(&ServerMsg::CallAccepted {
+        call_id: id1.clone(),
+        ext: "yo".into(),
+        meet_obj: meet.into(),
+    });
+    p.send(&ServerMsg::CallIn {
+        call_id: "theirs".into(),
+        caller: "dave".into(),
+        meet_obj: String::new(),
+        ext: "x".into(),
+    });
+    assert_eq!(
+        next(&rx),
+        Event::CallSuccess {
+            call_id: id1.clone(),
+            cookie: "ck1".into()
+        }
+    );
+    assert_eq!(
+        next(&rx),
+        Event::CallFail {
+            call_id: id2,
+            code: 601,
+            cookie: "ck2".into()
+        }
+    );
+    assert_eq!(
+        next(&rx),
+        Event::NotifyCallAccepted {
+            call_id: id1.clone(),
+            usr_ext_dat: "yo".into(),
+            meet_obj: meet.into()
+        }
+    );
+    assert!(matches!(next(&rx), Event::NotifyCallIn { caller_id, .. } if caller_id == "dave"));
+    // The link drops: both calls this side is in end with a hang-up, then line_off.
+    drop(p);
+    let mut ended = vec![next(&rx), next(&rx)];
+    ended.sort_by_key(|e| format!("{e:?}"));
+    let hung = |call_id: &str| Event::NotifyCallHungup {
+        call_id: call_id.into(),
+        usr_ext_dat: String::new(),
+    };
+    let mut want = vec![hung(&id1), hung("theirs")];
+    want.sort_by_key(|e| format!("{e:?}"));
+    assert_eq!(ended, want);
+    assert_eq!(next(&rx), Event::LineOff { code: 207 });
+}
