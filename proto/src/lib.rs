@@ -7,4 +7,4 @@ pub mod frame;
 pub mod msg;
 
 pub use frame::{Decoder, Encoder, Frame, FrameError, Kind};
-pub use msg::{ClientMsg, Meeting, ServerMsg, UserStatus, PROTOCOL_VERSION};
+pub use msg::{ClientMsg, Meeting, ServerMsg, UserStatus, XferKind, PROTOCOL_VERSION};

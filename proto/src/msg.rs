@@ -79,6 +79,30 @@ pub enum ClientMsg {
         call_id: String,
         ext: String,
     },
+    /// Sender: starts a transfer of `size` bytes to `to`. A cmd carries its bytes as the
+    /// frame's attachment and is complete with it; buffers and files follow as data frames on
+    /// the stream ID the server answers with (`offer_ok`).
+    Offer {
+        id: u64,
+        task: String,
+        to: String,
+        kind: XferKind,
+        size: u64,
+        /// The file's base name (files only).
+        name: String,
+    },
+    /// Sender: every byte of stream `sid` has been sent; `hash` is their checksum
+    /// ([`checksum_hex`]).
+    DataEnd { sid: u64, hash: String },
+    /// Sender: abandon stream `sid`. Answered by `cancel_done`.
+    Cancel { sid: u64 },
+    /// Receiver: `bytes` of stream `sid` are received and stored (end to end credit).
+    Ack { sid: u64, bytes: u64 },
+    /// Receiver: stream `sid` is finished: 0 delivered to the app, 1402 could not be stored,
+    /// 1103 checksum mismatch.
+    Fin { sid: u64, code: i32 },
+    /// Receiver: answer to `cancelled`: 0 discarded, 1104 it was already delivered.
+    CancelAck { sid: u64, code: i32 },
 }
 
 impl ClientMsg {
@@ -99,7 +123,9 @@ impl ClientMsg {
             | Call { id, .. }
             | AcceptCall { id, .. }
             | RejectCall { id, .. }
-            | HangupCall { id, .. } => Some(*id),
+            | HangupCall { id, .. }
+            | Offer { id, .. } => Some(*id),
+            DataEnd { .. } | Cancel { .. } | Ack { .. } | Fin { .. } | CancelAck { .. } => None,
         }
     }
 }
@@ -152,9 +178,59 @@ pub enum ServerMsg {
     },
     /// The other party hung up, cancelled, went away, or the call timed out.
     CallHungup { call_id: String, ext: String },
+    /// Answer to `offer`: the transfer's stream ID (data frames and every later message of the
+    /// transfer use it).
+    OfferOk { re: u64, sid: u64 },
+    /// To the receiver: a transfer starts (a cmd's bytes are the attachment).
+    Incoming {
+        sid: u64,
+        task: String,
+        from: String,
+        kind: XferKind,
+        size: u64,
+        name: String,
+    },
+    /// To the receiver: the sender's checksum of stream `sid`.
+    DataEnd { sid: u64, hash: String },
+    /// To the sender: the receiver has `bytes` of stream `sid`.
+    Progress { sid: u64, bytes: u64 },
+    /// To the sender: the transfer ended with `code` (the receiver's `fin`, or 1102 when the
+    /// receiver went away).
+    XferEnd { sid: u64, code: i32 },
+    /// To the receiver: the sender cancelled stream `sid` or went away.
+    Cancelled { sid: u64 },
+    /// To the sender: the outcome of its `cancel` (0 cancelled, 1104 already delivered).
+    CancelDone { sid: u64, code: i32 },
     /// The server is closing this connection for `code` (10 kicked, 206 shutting down, 4 version,
     /// 6 malformed input, 12 request before login…). Nothing follows.
     Close { code: i32, reason: String },
+}
+
+/// What a transfer carries (SPEC §3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XferKind {
+    Cmd,
+    Buffer,
+    File,
+}
+
+/// Flow control and sizes of transfers, shared by both ends and the server.
+pub mod xfer {
+    /// Largest cmd, in bytes after base64 decoding (SPEC §3.5).
+    pub const CMD_MAX: usize = 51_200;
+    /// Bytes of data per data frame.
+    pub const CHUNK: usize = 64 * 1024;
+    /// Bytes a sender may have sent beyond what the receiver acknowledged. The server refuses
+    /// (closes) a sender that exceeds it, so the relay never holds more than this per transfer.
+    pub const WINDOW: u64 = 256 * 1024;
+    /// Transfers one session may be receiving at once; further offers to it get 1000.
+    pub const MAX_INCOMING: usize = 64;
+}
+
+/// The end-to-end checksum of a transfer's bytes, as sent in `data_end`: XXH3-128 in hex.
+pub fn checksum_hex(hash: u128) -> String {
+    format!("{hash:032x}")
 }
 
 /// Status of one user (SPEC §3.2, pinned keys and order).

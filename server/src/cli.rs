@@ -17,6 +17,7 @@ use crate::config::{Config, DEV_APP_ID, DEV_SECRET};
 use crate::conn::Ctx;
 use crate::hub::MemoryHub;
 use crate::log;
+use crate::relay::Relay;
 use crate::server::{self, Connections};
 use crate::store::{MeetingStore, SqliteStore};
 
@@ -354,6 +355,7 @@ async fn run(config: Arc<Config>, store: Arc<dyn MeetingStore>) -> i32 {
         config,
         hub: Arc::new(MemoryHub::new()),
         store,
+        relay: Arc::new(Relay::new()),
         conns: Connections::new(),
     });
     let shutdown = async move {

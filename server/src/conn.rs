@@ -15,11 +15,12 @@ use crvm_proto::error::{
     CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_FORCEDCLOSECONNECTION, CRVIDEOSDK_INVALID_CALLID,
     CRVIDEOSDK_LOGINSTATE_ERROR, CRVIDEOSDK_MEETNOTEXIST, CRVIDEOSDK_MEETPARAM_ERR,
     CRVIDEOSDK_MISMATCHCLIENTVER, CRVIDEOSDK_NOERR, CRVIDEOSDK_NOT_LOGIN,
-    CRVIDEOSDK_SERVER_EXCEPTION, CRVIDEOSDK_USER_BEEN_KICKOUT,
+    CRVIDEOSDK_SENDBUFFER_LARGE, CRVIDEOSDK_SENDCMD_LARGE, CRVIDEOSDK_SENDDATA_TARGETINVALID,
+    CRVIDEOSDK_SENDFILE_FILEINERROR, CRVIDEOSDK_SERVER_EXCEPTION, CRVIDEOSDK_USER_BEEN_KICKOUT,
 };
 use crvm_proto::frame::MAX_PAYLOAD_TO_SERVER;
-use crvm_proto::msg::{limits, valid_meet_obj};
-use crvm_proto::{ClientMsg, Decoder, Frame, Kind, Meeting, ServerMsg, PROTOCOL_VERSION};
+use crvm_proto::msg::{limits, valid_meet_obj, xfer};
+use crvm_proto::{ClientMsg, Decoder, Frame, Kind, Meeting, ServerMsg, XferKind, PROTOCOL_VERSION};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
@@ -31,6 +32,7 @@ use crate::hub::{CallRequest, ConnId, Hub, Requester, Session};
 use crate::log;
 use crate::outbox::{run_writer, Out, Outbox, State, CONTROL_LIMIT};
 use crate::random;
+use crate::relay::{Endpoint, Relay};
 use crate::server::Connections;
 use crate::store::{run_blocking, MeetingDraft, MeetingRecord, MeetingStore};
 
@@ -53,6 +55,7 @@ pub struct Ctx {
     pub config: Arc<Config>,
     pub hub: Arc<dyn Hub>,
     pub store: Arc<dyn MeetingStore>,
+    pub relay: Arc<Relay>,
     pub conns: Connections,
 }
 
@@ -177,7 +180,11 @@ impl Conn {
         self.ctx.conns.remove(self.id);
         match std::mem::replace(&mut self.phase, Phase::LoggedOut) {
             Phase::LoggedIn { tenant, user_id } => {
+                // Closed first, so that no transfer can be offered to this session once the
+                // relay has ended the ones it had (see `Relay::offer`).
+                self.outbox.close();
                 self.ctx.hub.logout(&tenant, &user_id, self.id);
+                self.ctx.relay.session_ended(self.id);
                 format!(" app {tenant:?} user {user_id:?}")
             }
             _ => String::new(),
@@ -242,15 +249,24 @@ impl Conn {
                 None
             }
             Kind::Pong => None,
-            // Transfers are not served yet; a chunk cannot belong to anything.
-            Kind::Data => Some(self.close(CRVIDEOSDK_ERR_DATA, "unexpected data frame".into())),
+            Kind::Data => {
+                if !matches!(self.phase, Phase::LoggedIn { .. }) {
+                    return Some(self.close(CRVIDEOSDK_NOT_LOGIN, "log in first".into()));
+                }
+                // The decoder guarantees the 8-byte stream ID.
+                let sid = u64::from_be_bytes(frame.payload[..8].try_into().unwrap());
+                match self.ctx.relay.data(self.id, sid, frame.payload) {
+                    Ok(()) => None,
+                    Err(v) => Some(self.close(CRVIDEOSDK_ERR_DATA, v.0.into())),
+                }
+            }
             Kind::Control => {
-                let json = match frame.control() {
-                    Ok((json, _attachment)) => json,
+                let (json, attachment) = match frame.control() {
+                    Ok(parts) => parts,
                     Err(e) => return Some(self.close(CRVIDEOSDK_ERR_DATA, e.to_string())),
                 };
                 match serde_json::from_slice::<ClientMsg>(json) {
-                    Ok(msg) => self.on_msg(msg).await,
+                    Ok(msg) => self.on_msg(msg, attachment).await,
                     Err(_) if self.foreign_hello(json) => Some(self.close(
                         CRVIDEOSDK_MISMATCHCLIENTVER,
                         "unsupported protocol version".into(),
@@ -278,7 +294,7 @@ impl Conn {
                 .is_ok_and(|h| h.t == "hello" && h.ver != PROTOCOL_VERSION)
     }
 
-    async fn on_msg(&mut self, msg: ClientMsg) -> Option<End> {
+    async fn on_msg(&mut self, msg: ClientMsg, attachment: &[u8]) -> Option<End> {
         match (&self.phase, msg) {
             (Phase::AwaitHello, ClientMsg::Hello { ver, .. }) => self.hello(ver),
             (Phase::AwaitHello, _) => {
@@ -301,7 +317,7 @@ impl Conn {
             (Phase::LoggedOut, _) => Some(self.close(CRVIDEOSDK_NOT_LOGIN, "log in first".into())),
             (Phase::LoggedIn { tenant, user_id }, msg) => {
                 let (tenant, user_id) = (tenant.clone(), user_id.clone());
-                self.request(&tenant, &user_id, msg).await
+                self.request(&tenant, &user_id, msg, attachment).await
             }
         }
     }
@@ -397,7 +413,13 @@ impl Conn {
     }
 
     /// A request of a logged-in session.
-    async fn request(&mut self, tenant: &str, user_id: &str, msg: ClientMsg) -> Option<End> {
+    async fn request(
+        &mut self,
+        tenant: &str,
+        user_id: &str,
+        msg: ClientMsg,
+        attachment: &[u8],
+    ) -> Option<End> {
         let hub = Arc::clone(&self.ctx.hub);
         let conn_id = self.id;
         // `false` from the hub means this session was replaced meanwhile (it is being kicked).
@@ -484,6 +506,35 @@ impl Conn {
                     .and_then(|()| hub.hangup(&at, &call_id, &ext));
                 self.call_failed(id, "hangup", &call_id, r);
             }
+            ClientMsg::Offer {
+                id,
+                task,
+                to,
+                kind,
+                size,
+                name,
+            } => {
+                let offer = OfferReq {
+                    task: &task,
+                    to: &to,
+                    kind,
+                    size,
+                    name: &name,
+                };
+                match self.offer(tenant, user_id, &offer, attachment) {
+                    Ok(sid) => self.send(&ServerMsg::OfferOk { re: id, sid }),
+                    Err(code) => self.reply(id, code),
+                }
+            }
+            ClientMsg::DataEnd { sid, hash } => {
+                if hash.len() <= HASH_MAX {
+                    self.ctx.relay.data_end(conn_id, sid, hash);
+                }
+            }
+            ClientMsg::Cancel { sid } => self.ctx.relay.cancel(&self.endpoint(), sid),
+            ClientMsg::Ack { sid, bytes } => self.ctx.relay.ack(conn_id, sid, bytes),
+            ClientMsg::Fin { sid, code } => self.ctx.relay.fin(conn_id, sid, code),
+            ClientMsg::CancelAck { sid, code } => self.ctx.relay.cancel_ack(conn_id, sid, code),
             ClientMsg::GetMeetings { id } => {
                 let t = tenant.to_owned();
                 match run_blocking(&self.ctx.store, move |s| s.list(&t)).await {
@@ -496,6 +547,75 @@ impl Conn {
             }
         }
         None
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            conn_id: self.id,
+            outbox: self.outbox.clone(),
+        }
+    }
+
+    /// Checks an offer, registers the transfer and tells the receiver. Returns the stream ID.
+    fn offer(
+        &self,
+        tenant: &str,
+        from: &str,
+        o: &OfferReq<'_>,
+        attachment: &[u8],
+    ) -> Result<u64, i32> {
+        let c = &self.ctx.config;
+        let fields_ok = !o.task.is_empty()
+            && o.task.len() <= limits::ID_MAX
+            && !o.to.is_empty()
+            && o.to.len() <= limits::USER_ID_MAX
+            && o.name.len() <= limits::PATH_MAX
+            && o.to != from;
+        if !fields_ok {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        match o.kind {
+            XferKind::Cmd if attachment.len() > xfer::CMD_MAX => {
+                return Err(CRVIDEOSDK_SENDCMD_LARGE)
+            }
+            XferKind::Cmd if attachment.len() as u64 != o.size => {
+                return Err(CRVIDEOSDK_MEETPARAM_ERR)
+            }
+            XferKind::Buffer if o.size > c.max_buffer_bytes => {
+                return Err(CRVIDEOSDK_SENDBUFFER_LARGE)
+            }
+            XferKind::File if o.size > c.max_file_bytes => {
+                return Err(CRVIDEOSDK_SENDFILE_FILEINERROR)
+            }
+            _ => {}
+        }
+        let (conn_id, outbox) = self
+            .ctx
+            .hub
+            .session_of(tenant, o.to)
+            .ok_or(CRVIDEOSDK_SENDDATA_TARGETINVALID)?;
+        let receiver = Endpoint { conn_id, outbox };
+        let to_receiver = receiver.outbox.clone();
+        let sid = self
+            .ctx
+            .relay
+            .offer(self.endpoint(), receiver, o.kind, o.size)?;
+        let incoming = ServerMsg::Incoming {
+            sid,
+            task: o.task.to_owned(),
+            from: from.to_owned(),
+            kind: o.kind,
+            size: o.size,
+            name: o.name.to_owned(),
+        };
+        let out = if o.kind == XferKind::Cmd {
+            Out::attached(&incoming, attachment.to_vec())
+        } else {
+            Out::msg(&incoming)
+        };
+        // Queued before the sender hears `offer_ok`, so before any chunk of the stream.
+        let _ = to_receiver.push(out);
+        Ok(sid)
     }
 
     fn requester<'a>(&self, tenant: &'a str, user_id: &'a str, re: u64) -> Requester<'a> {
@@ -660,6 +780,18 @@ impl Conn {
         }
     }
 }
+
+/// An `offer` request's fields.
+struct OfferReq<'a> {
+    task: &'a str,
+    to: &'a str,
+    kind: XferKind,
+    size: u64,
+    name: &'a str,
+}
+
+/// Longest checksum text relayed (an XXH3-128 is 32 hex digits).
+const HASH_MAX: usize = 64;
 
 /// Limits of accept/reject/hang-up fields: a malformed call ID cannot name a call (600);
 /// over-long or malformed data is refused (5).

@@ -52,6 +52,9 @@ pub trait SessionRegistry: Send + Sync {
     /// Queues a control message to the user's current session. False if the user is offline
     /// or the session could not take it.
     fn deliver(&self, tenant: &str, user_id: &str, msg: &ServerMsg) -> bool;
+
+    /// The user's current session, for routing a transfer to it.
+    fn session_of(&self, tenant: &str, user_id: &str) -> Option<(ConnId, Outbox)>;
 }
 
 /// Presence: do-not-disturb, status subscriptions and the status list.
@@ -248,6 +251,12 @@ impl SessionRegistry for MemoryHub {
             dnd_type: 0,
         });
         true
+    }
+
+    fn session_of(&self, tenant: &str, user_id: &str) -> Option<(ConnId, Outbox)> {
+        let tenant = self.tenant(tenant);
+        let t = tenant.lock();
+        t.users.get(user_id).map(|e| (e.conn_id, e.outbox.clone()))
     }
 
     fn deliver(&self, tenant: &str, user_id: &str, msg: &ServerMsg) -> bool {

@@ -1,4 +1,4 @@
-//! crvm-server: authentication, presence, meetings and calls for libcrvm clients (SPEC §3–§4).
+//! crvm-server: authentication, presence, meetings, calls and data relay for libcrvm clients (SPEC §3–§4).
 //!
 //! Where things live:
 //! - [`cli`]: argument parsing, the `token` subcommand and process start-up;
@@ -9,6 +9,7 @@
 //! - [`hub`]: who is online where ([`hub::SessionRegistry`]) and presence ([`hub::Presence`]),
 //!   behind traits so that a multi-node implementation can replace the in-memory one;
 //! - [`calls`]: the call state machine (pure state; the hub applies its effects);
+//! - [`relay`]: point-to-point transfers, routed with end-to-end flow control;
 //! - [`store`]: durable meetings behind [`store::MeetingStore`] (SQLite by default);
 //! - [`auth`]: secrets, per-user tokens and constant-time comparison;
 //! - [`random`]: the OS random source (meeting IDs, passwords, generated user IDs);
@@ -24,5 +25,6 @@ pub mod conn;
 pub mod hub;
 pub mod outbox;
 pub mod random;
+pub mod relay;
 pub mod server;
 pub mod store;

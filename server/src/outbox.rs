@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crvm_proto::frame::HEADER_LEN;
+use crvm_proto::msg::xfer;
 use crvm_proto::{Encoder, Kind, ServerMsg};
 use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
@@ -24,8 +25,10 @@ use tokio::sync::{watch, Notify};
 
 /// Bound of the control queue of one connection.
 pub const CONTROL_LIMIT: usize = 4 * 1024 * 1024;
-/// Bound of the data queue of one connection.
-pub const DATA_LIMIT: usize = 4 * 1024 * 1024;
+/// Bound of the data queue of one connection: the flow-control windows of as many transfers
+/// as a session may receive at once, with their frame headers. The relay enforces each window,
+/// so only a bug could reach it.
+pub const DATA_LIMIT: usize = xfer::MAX_INCOMING * (xfer::WINDOW as usize + 4096);
 /// Most bytes the writer takes from the queues for one socket write.
 const BATCH_BYTES: usize = 256 * 1024;
 
@@ -34,6 +37,8 @@ const BATCH_BYTES: usize = 256 * 1024;
 pub enum Out {
     /// A control message's JSON (shared, so a fan-out serialises once).
     Control(Arc<[u8]>),
+    /// A control message's JSON with a binary attachment (a relayed cmd).
+    Attached(Arc<[u8]>, Vec<u8>),
     /// A data frame payload: 8-byte stream ID, then the chunk.
     Data(Vec<u8>),
     Ping,
@@ -46,11 +51,17 @@ impl Out {
         Out::Control(crvm_proto::msg::to_json(msg).into())
     }
 
+    /// A control frame carrying `msg` and `attachment`.
+    pub fn attached(msg: &ServerMsg, attachment: Vec<u8>) -> Out {
+        Out::Attached(crvm_proto::msg::to_json(msg).into(), attachment)
+    }
+
     /// Bytes this frame will take on the wire; what the bounds count.
     pub fn cost(&self) -> usize {
         HEADER_LEN
             + match self {
                 Out::Control(json) => 4 + json.len(),
+                Out::Attached(json, att) => 4 + json.len() + att.len(),
                 Out::Data(p) => p.len(),
                 Out::Ping | Out::Pong => 0,
             }
@@ -59,6 +70,7 @@ impl Out {
     fn encode(&self, enc: &mut Encoder, ack: u64, out: &mut Vec<u8>) {
         let frame = match self {
             Out::Control(json) => enc.control(ack, json, &[]),
+            Out::Attached(json, att) => enc.control(ack, json, att),
             Out::Data(p) => enc.frame(Kind::Data, ack, &[p]),
             Out::Ping => enc.frame(Kind::Ping, ack, &[]),
             Out::Pong => enc.frame(Kind::Pong, ack, &[]),
