@@ -312,6 +312,27 @@
 #define STATUS_IN_CALL 2
 
 /**
+ * Largest cmd, in bytes after base64 decoding (SPEC §3.5).
+ */
+#define CMD_MAX 51200
+
+/**
+ * Bytes of data per data frame.
+ */
+#define CHUNK (64 * 1024)
+
+/**
+ * Bytes a sender may have sent beyond what the receiver acknowledged. The server refuses
+ * (closes) a sender that exceeds it, so the relay never holds more than this per transfer.
+ */
+#define WINDOW (256 * 1024)
+
+/**
+ * Transfers one session may be receiving at once; further offers to it get 1000.
+ */
+#define MAX_INCOMING 64
+
+/**
  * User ID and nick name, in bytes.
  */
 #define USER_ID_MAX 128
@@ -641,6 +662,63 @@ int32_t crvm_hungup_call(struct crvm_client *c,
                          const char *call_id,
                          const char *usr_ext_dat,
                          const char *cookie);
+
+/**
+ * Sends a small message: `data_base64` decodes to at most 51,200 bytes (else 1100; bad base64
+ * 13). Writes the task ID to `task_id_out` (`task_id_cap >= CRVM_ID_BUF_LEN`, else 5).
+ * Result: `send_cmd_rlst(task, 0)` once the target's library has it, or 1102 if the target is
+ * offline or unknown. The target gets `notify_cmd_data`. Not cancellable.
+ *
+ * # Safety
+ * String arguments are NULL or NUL-terminated; `task_id_out` is NULL or `task_id_cap` bytes.
+ */
+int32_t crvm_send_cmd(struct crvm_client *c,
+                      const char *target_user_id,
+                      const char *data_base64,
+                      char *task_id_out,
+                      size_t task_id_cap);
+
+/**
+ * Sends a block of data: `data_base64` decodes to at most `max_buffer_bytes` (client option and
+ * server limit, default 100 MiB; else 1101; bad base64 13). Task ID as for `crvm_send_cmd`.
+ * Progress: `send_progress` as the target stores data; result: `send_buffer_rlst`. The target
+ * gets one `notify_buffer_data` with the whole buffer. Cancellable with `crvm_cancel_send`.
+ *
+ * # Safety
+ * String arguments are NULL or NUL-terminated; `task_id_out` is NULL or `task_id_cap` bytes.
+ */
+int32_t crvm_send_buffer(struct crvm_client *c,
+                         const char *target_user_id,
+                         const char *data_base64,
+                         char *task_id_out,
+                         size_t task_id_cap);
+
+/**
+ * Sends the file at path `file_name`, streamed from disk. Refused at once: missing 1400,
+ * unreadable or not a regular file 1401, larger than the server's `max_file_bytes` 1103.
+ * Task ID as for `crvm_send_cmd`. Progress: `send_progress`; result: `send_file_rlst(task,
+ * file_name, code)`: 0 once the target has the whole file with a matching checksum, 1102
+ * target offline or gone, 1402 the target could not store it, 207 connection lost. The target
+ * gets `notify_file_data` with the file's path in its `download_dir`. Cancellable.
+ *
+ * # Safety
+ * String arguments are NULL or NUL-terminated; `task_id_out` is NULL or `task_id_cap` bytes.
+ */
+int32_t crvm_send_file(struct crvm_client *c,
+                       const char *target_user_id,
+                       const char *file_name,
+                       char *task_id_out,
+                       size_t task_id_cap);
+
+/**
+ * Cancels a buffer or file transfer in flight. Result: `cancel_send_rlst(task, 0)`, after which
+ * no `send_*_rlst` follows and the target gets `notify_cancel_send` and discards what it had; or
+ * `cancel_send_rlst(task, 1104)` for an unknown or finished task, or a cmd.
+ *
+ * # Safety
+ * `task_id` is NULL or NUL-terminated.
+ */
+int32_t crvm_cancel_send(struct crvm_client *c, const char *task_id);
 
 /**
  * Static English text for an error code (SPEC §6). Never NULL; unknown codes get

@@ -145,11 +145,42 @@ impl Encoder {
         out
     }
 
+    /// Fills in the header of `frame`, a buffer made by [`unstamped`], taking the next sequence
+    /// number. For senders that queue frames and decide the order only when writing them
+    /// (control before data): sequence numbers must follow the order on the wire.
+    pub fn stamp(&mut self, frame: &mut [u8], kind: Kind, ack: u64) {
+        let len = (frame.len() - HEADER_LEN) as u32;
+        let seq = self.next_seq();
+        self.next_seq = seq + 1;
+        frame[0..4].copy_from_slice(&len.to_be_bytes());
+        frame[4] = kind as u8;
+        frame[5..8].fill(0);
+        frame[8..16].copy_from_slice(&seq.to_be_bytes());
+        frame[16..24].copy_from_slice(&ack.to_be_bytes());
+    }
+
     /// Encodes a control frame: JSON text plus an optional binary attachment.
     pub fn control(&mut self, ack: u64, json: &[u8], attachment: &[u8]) -> Vec<u8> {
         let jl = (json.len() as u32).to_be_bytes();
         self.frame(Kind::Control, ack, &[&jl, json, attachment])
     }
+}
+
+/// A frame buffer with room for its header (zeroed) followed by `parts`, to be completed by
+/// [`Encoder::stamp`] when it is about to be written.
+pub fn unstamped(parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + len);
+    out.resize(HEADER_LEN, 0);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// The JSON-length prefix of a control payload.
+pub fn control_prefix(json: &[u8]) -> [u8; 4] {
+    (json.len() as u32).to_be_bytes()
 }
 
 /// Incremental decoder: feed it bytes as they arrive, take whole frames out.
@@ -290,6 +321,15 @@ mod tests {
         assert_eq!(frames[2].kind, Kind::Ping);
         assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn stamped_frames_match_encoded_ones() {
+        let (mut a, mut b) = (Encoder::new(), Encoder::new());
+        let mut f = unstamped(&[&control_prefix(b"{}"), b"{}", b"att"]);
+        b.stamp(&mut f, Kind::Control, 9);
+        assert_eq!(f, a.control(9, b"{}", b"att"));
+        assert_eq!(a.next_seq(), b.next_seq());
     }
 
     #[test]

@@ -93,16 +93,30 @@ pub enum ClientMsg {
     },
     /// Sender: every byte of stream `sid` has been sent; `hash` is their checksum
     /// ([`checksum_hex`]).
-    DataEnd { sid: u64, hash: String },
+    DataEnd {
+        sid: u64,
+        hash: String,
+    },
     /// Sender: abandon stream `sid`. Answered by `cancel_done`.
-    Cancel { sid: u64 },
+    Cancel {
+        sid: u64,
+    },
     /// Receiver: `bytes` of stream `sid` are received and stored (end to end credit).
-    Ack { sid: u64, bytes: u64 },
+    Ack {
+        sid: u64,
+        bytes: u64,
+    },
     /// Receiver: stream `sid` is finished: 0 delivered to the app, 1402 could not be stored,
     /// 1103 checksum mismatch.
-    Fin { sid: u64, code: i32 },
+    Fin {
+        sid: u64,
+        code: i32,
+    },
     /// Receiver: answer to `cancelled`: 0 discarded, 1104 it was already delivered.
-    CancelAck { sid: u64, code: i32 },
+    CancelAck {
+        sid: u64,
+        code: i32,
+    },
 }
 
 impl ClientMsg {

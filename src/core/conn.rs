@@ -95,9 +95,9 @@ pub struct Conn {
     sock: TcpStream,
     enc: Encoder,
     dec: Decoder,
-    /// Control frames: always written before any queued data chunk.
-    control: VecDeque<Vec<u8>>,
-    /// Data chunks (transfers).
+    /// Control frames (kind, unstamped frame): always written before any queued data chunk.
+    control: VecDeque<(Kind, Vec<u8>)>,
+    /// Data chunks of transfers, unstamped.
     data: VecDeque<Vec<u8>>,
     /// The frame being written and how much of it is out; a frame is never interleaved.
     current: Option<(Vec<u8>, usize)>,
@@ -124,16 +124,29 @@ impl Conn {
         self.sock.as_raw_fd()
     }
 
+    // Frames are queued without their header: sequence numbers are given when a frame is
+    // chosen for the wire, since control frames overtake queued data.
+
     /// Queues a control message (JSON plus optional attachment).
     pub fn send_control(&mut self, json: &[u8], attachment: &[u8]) {
-        let f = self.enc.control(self.dec.last_seq(), json, attachment);
-        self.control.push_back(f);
+        let f = frame::unstamped(&[&frame::control_prefix(json), json, attachment]);
+        self.control.push_back((Kind::Control, f));
+    }
+
+    /// Queues a data chunk of stream `sid`.
+    pub fn send_data(&mut self, sid: u64, bytes: &[u8]) {
+        self.data
+            .push_back(frame::unstamped(&[&sid.to_be_bytes(), bytes]));
+    }
+
+    /// Data chunks queued and not yet started on the wire.
+    pub fn data_queued(&self) -> usize {
+        self.data.len()
     }
 
     /// Queues a heartbeat frame.
     pub fn send_simple(&mut self, kind: Kind) {
-        let f = self.enc.frame(kind, self.dec.last_seq(), &[]);
-        self.control.push_back(f);
+        self.control.push_back((kind, frame::unstamped(&[])));
     }
 
     pub fn wants_write(&self) -> bool {
@@ -144,9 +157,15 @@ impl Conn {
     pub fn flush(&mut self) -> Result<(), ConnError> {
         loop {
             if self.current.is_none() {
-                let next = self.control.pop_front().or_else(|| self.data.pop_front());
+                let next = self
+                    .control
+                    .pop_front()
+                    .or_else(|| self.data.pop_front().map(|f| (Kind::Data, f)));
                 match next {
-                    Some(f) => self.current = Some((f, 0)),
+                    Some((kind, mut f)) => {
+                        self.enc.stamp(&mut f, kind, self.dec.last_seq());
+                        self.current = Some((f, 0));
+                    }
                     None => return Ok(()),
                 }
             }

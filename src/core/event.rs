@@ -119,6 +119,44 @@ pub enum Event {
         call_id: String,
         usr_ext_dat: String,
     },
+    SendCmdRlst {
+        task_id: String,
+        code: i32,
+    },
+    SendBufferRlst {
+        task_id: String,
+        code: i32,
+    },
+    SendFileRlst {
+        task_id: String,
+        file_name: String,
+        code: i32,
+    },
+    SendProgress {
+        task_id: String,
+        sent: i64,
+        total: i64,
+    },
+    CancelSendRlst {
+        task_id: String,
+        code: i32,
+    },
+    NotifyCmdData {
+        source_user_id: String,
+        data_base64: String,
+    },
+    NotifyBufferData {
+        source_user_id: String,
+        data_base64: String,
+    },
+    NotifyFileData {
+        source_user_id: String,
+        tmp_file: String,
+        org_file_name: String,
+    },
+    NotifyCancelSend {
+        send_id: String,
+    },
 }
 
 impl Event {
@@ -153,6 +191,15 @@ impl Event {
             NotifyCallAccepted { .. } => "notify_call_accepted",
             NotifyCallRejected { .. } => "notify_call_rejected",
             NotifyCallHungup { .. } => "notify_call_hungup",
+            SendCmdRlst { .. } => "send_cmd_rlst",
+            SendBufferRlst { .. } => "send_buffer_rlst",
+            SendFileRlst { .. } => "send_file_rlst",
+            SendProgress { .. } => "send_progress",
+            CancelSendRlst { .. } => "cancel_send_rlst",
+            NotifyCmdData { .. } => "notify_cmd_data",
+            NotifyBufferData { .. } => "notify_buffer_data",
+            NotifyFileData { .. } => "notify_file_data",
+            NotifyCancelSend { .. } => "notify_cancel_send",
         }
     }
 }

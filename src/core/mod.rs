@@ -12,6 +12,7 @@ mod event;
 mod ids;
 mod options;
 mod request;
+mod transfer;
 mod waker;
 mod worker;
 
@@ -20,10 +21,12 @@ pub use options::{DispatchMode, Options};
 
 use crossbeam_channel::Sender;
 use crvm_proto::error::*;
+use crvm_proto::msg::xfer;
 use crvm_proto::msg::{limits, valid_meet_obj};
+use crvm_proto::XferKind;
 use dispatch::Dispatch;
 use parking_lot::Mutex;
-use request::{Login, Op, Request};
+use request::{Login, Op, Request, SendSpec, Source};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -49,6 +52,9 @@ pub(crate) struct State {
     pub opts: Options,
     /// Set at the first login: the dispatch mode is fixed from then on.
     pub dispatch_fixed: bool,
+    /// The server's transfer limits, from its `welcome`.
+    pub server_max_buffer: u64,
+    pub server_max_file: u64,
 }
 
 pub(crate) struct Inner {
@@ -105,6 +111,14 @@ fn check_len(s: &str, max: usize) -> Result<(), i32> {
     }
 }
 
+fn decode_base64(data: &str) -> Result<Vec<u8>, i32> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|_| CRVIDEOSDK_BASE64_COV_ERR)
+}
+
+/// Call and task IDs: 1 to 63 bytes.
 fn check_call_id(call_id: &str) -> Result<(), i32> {
     if call_id.is_empty() {
         return Err(CRVIDEOSDK_MEETPARAM_ERR);
@@ -136,6 +150,8 @@ impl Client {
                 destroyed: false,
                 opts: Options::default(),
                 dispatch_fixed: false,
+                server_max_buffer: u64::MAX,
+                server_max_file: u64::MAX,
             }),
             req_tx,
             waker,
@@ -356,6 +372,117 @@ impl Client {
             ext: usr_ext_dat.to_owned(),
         };
         self.op(op, cookie)
+    }
+
+    /// Sends a cmd (≤ 51,200 bytes after decoding `data_base64`) to `target_user_id`; returns
+    /// the task ID. Result: `send_cmd_rlst(task, 0)` once the target's library has it, or an
+    /// error (1102 target offline or unknown). Not cancellable.
+    pub fn send_cmd(&self, target_user_id: &str, data_base64: &str) -> Result<String, i32> {
+        let data = decode_base64(data_base64)?;
+        if data.len() > xfer::CMD_MAX {
+            return Err(CRVIDEOSDK_SENDCMD_LARGE);
+        }
+        let size = data.len() as u64;
+        self.send(
+            target_user_id,
+            XferKind::Cmd,
+            Source::Bytes(data),
+            size,
+            String::new(),
+        )
+    }
+
+    /// Sends a buffer (≤ `max_buffer_bytes`, the smaller of this client's option and the
+    /// server's limit) in chunks, with progress; returns the task ID. Result: `send_buffer_rlst`.
+    pub fn send_buffer(&self, target_user_id: &str, data_base64: &str) -> Result<String, i32> {
+        let data = decode_base64(data_base64)?;
+        let max = {
+            let st = self.inner.state.lock();
+            st.opts.max_buffer_bytes.min(st.server_max_buffer)
+        };
+        if data.len() as u64 > max {
+            return Err(CRVIDEOSDK_SENDBUFFER_LARGE);
+        }
+        let size = data.len() as u64;
+        self.send(
+            target_user_id,
+            XferKind::Buffer,
+            Source::Bytes(data),
+            size,
+            String::new(),
+        )
+    }
+
+    /// Streams the file at `file_name` (≤ the server's `max_file_bytes`) with progress; returns
+    /// the task ID. Refused at once: missing file 1400, unreadable (or a directory) 1401, too
+    /// large 1103. Result: `send_file_rlst`.
+    pub fn send_file(&self, target_user_id: &str, file_name: &str) -> Result<String, i32> {
+        if file_name.is_empty() {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        check_len(file_name, limits::PATH_MAX)?;
+        let file = std::fs::File::open(file_name).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => CRVIDEOSDK_FILE_NOT_EXIST,
+            _ => CRVIDEOSDK_FILE_READ_ERR,
+        })?;
+        let meta = file.metadata().map_err(|_| CRVIDEOSDK_FILE_READ_ERR)?;
+        if !meta.is_file() {
+            return Err(CRVIDEOSDK_FILE_READ_ERR);
+        }
+        if meta.len() > self.inner.state.lock().server_max_file {
+            return Err(CRVIDEOSDK_SENDFILE_FILEINERROR);
+        }
+        let (source, size) = (Source::File(file), meta.len());
+        self.send(
+            target_user_id,
+            XferKind::File,
+            source,
+            size,
+            file_name.to_owned(),
+        )
+    }
+
+    fn send(
+        &self,
+        target: &str,
+        kind: XferKind,
+        source: Source,
+        size: u64,
+        path: String,
+    ) -> Result<String, i32> {
+        if target.is_empty() {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        check_len(target, limits::USER_ID_MAX)?;
+        let task = ids::new_id("t-");
+        let spec = SendSpec {
+            task: task.clone(),
+            to: target.to_owned(),
+            kind,
+            source,
+            size,
+            path,
+            cancel: false,
+        };
+        self.op(Op::Send(Box::new(spec)), "")?;
+        Ok(task)
+    }
+
+    /// Cancels a buffer or file transfer. Result: `cancel_send_rlst(task, 0)` and the target
+    /// discards what it had (no `send_*_rlst` follows), or `cancel_send_rlst(task, 1104)` for
+    /// an unknown or finished task, or a cmd.
+    pub fn cancel_send(&self, task_id: &str) -> Result<(), i32> {
+        check_call_id(task_id)?;
+        let st = self.inner.state.lock();
+        if st.destroyed {
+            return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        }
+        if st.public != Public::LoggedIn {
+            return Err(CRVIDEOSDK_NOT_LOGIN);
+        }
+        let task = task_id.to_owned();
+        self.inner.send(&st, Request::Cancel { task });
+        Ok(())
     }
 
     /// Manual dispatch: runs queued events on this thread, waiting up to `timeout` for the

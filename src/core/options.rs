@@ -21,6 +21,8 @@ pub struct Options {
     pub dispatch: DispatchMode,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Largest buffer this client sends or accepts (the server's own limit applies too).
+    pub max_buffer_bytes: u64,
 }
 
 impl Default for Options {
@@ -30,6 +32,7 @@ impl Default for Options {
             dispatch: DispatchMode::Thread,
             connect_timeout: Duration::from_millis(10_000),
             request_timeout: Duration::from_millis(30_000),
+            max_buffer_bytes: 100 * 1024 * 1024,
         }
     }
 }
@@ -61,6 +64,12 @@ impl Options {
             }
             "connect_timeout_ms" => self.connect_timeout = millis(value, 600_000)?,
             "request_timeout_ms" => self.request_timeout = millis(value, 3_600_000)?,
+            "max_buffer_bytes" => {
+                self.max_buffer_bytes = match value.parse::<u64>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(CRVIDEOSDK_MEETPARAM_ERR),
+                }
+            }
             // TLS arrives with the hardening work; until then only the default is accepted.
             "tls" if value == "off" => {}
             "tls" | "tls_ca_file" => return Err(CRVIDEOSDK_MEETPARAM_ERR),

@@ -3,6 +3,7 @@
 use super::event::Event;
 use super::options::Options;
 use crvm_proto::msg::ClientMsg;
+use crvm_proto::XferKind;
 
 /// A request on its way from an exported function to the worker. `epoch` is the client's login
 /// epoch when the request was accepted (see `State::epoch`).
@@ -16,6 +17,10 @@ pub(crate) enum Request {
     Op {
         op: Op,
         cookie: String,
+    },
+    /// `cancel_send`: answered by `cancel_send_rlst` whatever happens.
+    Cancel {
+        task: String,
     },
     /// The client is being destroyed: log out cleanly if needed, then stop.
     Shutdown,
@@ -31,7 +36,7 @@ pub(crate) struct Login {
 }
 
 /// A request made while logged in. Each produces exactly one result event.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Op {
     SetDnd(i32),
     GetUserStatus,
@@ -62,6 +67,44 @@ pub(crate) enum Op {
         call_id: String,
         ext: String,
     },
+    /// A cmd, buffer or file transfer; pending until the server gives it a stream.
+    Send(Box<SendSpec>),
+}
+
+/// What to send, checked and ready (the file already open).
+#[derive(Debug)]
+pub(crate) struct SendSpec {
+    pub task: String,
+    pub to: String,
+    pub kind: XferKind,
+    pub source: Source,
+    pub size: u64,
+    /// The path as the app gave it (files; reported back in `send_file_rlst`).
+    pub path: String,
+    /// The app cancelled before the server assigned a stream.
+    pub cancel: bool,
+}
+
+#[derive(Debug)]
+pub(crate) enum Source {
+    Bytes(Vec<u8>),
+    File(std::fs::File),
+}
+
+impl SendSpec {
+    /// The result event of this transfer with `code`.
+    pub fn result(&self, code: i32) -> Event {
+        let task_id = self.task.clone();
+        match self.kind {
+            XferKind::Cmd => Event::SendCmdRlst { task_id, code },
+            XferKind::Buffer => Event::SendBufferRlst { task_id, code },
+            XferKind::File => Event::SendFileRlst {
+                task_id,
+                file_name: self.path.clone(),
+                code,
+            },
+        }
+    }
 }
 
 impl Op {
@@ -113,6 +156,28 @@ impl Op {
                 call_id: call_id.clone(),
                 ext: ext.clone(),
             },
+            Op::Send(spec) => ClientMsg::Offer {
+                id,
+                task: spec.task.clone(),
+                to: spec.to.clone(),
+                kind: spec.kind,
+                size: spec.size,
+                name: match spec.kind {
+                    XferKind::File => base_name(&spec.path).to_owned(),
+                    _ => String::new(),
+                },
+            },
+        }
+    }
+
+    /// Bytes that travel with the request: a cmd's data.
+    pub fn attachment(&self) -> &[u8] {
+        match self {
+            Op::Send(spec) if spec.kind == XferKind::Cmd => match &spec.source {
+                Source::Bytes(b) => b,
+                Source::File(_) => &[],
+            },
+            _ => &[],
         }
     }
 
@@ -172,6 +237,7 @@ impl Op {
                     cookie,
                 },
             ),
+            (Op::Send(spec), code) => spec.result(if code == 0 { SERVER_FAULT } else { code }),
             (Op::HangupCall { call_id, .. }, code) => call_event(
                 call_id,
                 code,
@@ -201,4 +267,9 @@ fn call_event(
     } else {
         fail(call_id, code, cookie)
     }
+}
+
+/// The last component of a path (what the receiver is told the file is called).
+pub(crate) fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }

@@ -11,11 +11,13 @@ use super::dispatch::Queued;
 use super::event::Event;
 use super::options::Options;
 use super::request::{Login, Op, Request};
+use super::transfer::{Io, Transfers};
 use super::{Inner, Public};
 use crossbeam_channel::{Receiver, Sender};
 use crvm_proto::error::*;
 use crvm_proto::frame::{Frame, Kind};
 use crvm_proto::msg::{to_json, ClientMsg, ServerMsg, PROTOCOL_VERSION};
+use crvm_proto::XferKind;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -79,6 +81,7 @@ pub(crate) struct Worker {
     /// Calls this session is a party of, as told by the events emitted so far: a lost link ends
     /// each of them with `notify_call_hungup` before `line_off`.
     calls: HashSet<String>,
+    transfers: Transfers,
     stopping: bool,
 }
 
@@ -94,6 +97,7 @@ impl Worker {
             next_id: 1,
             notify_cookie: String::new(),
             calls: HashSet::new(),
+            transfers: Transfers::default(),
             stopping: false,
         }
     }
@@ -206,6 +210,7 @@ impl Worker {
             Request::Login { login, opts, epoch } => self.start_login(login, opts, epoch),
             Request::Logout => self.logout(),
             Request::Op { op, cookie } => self.send_op(op, cookie),
+            Request::Cancel { task } => self.cancel_send(task),
             Request::Shutdown => {
                 self.stopping = true;
                 self.logout();
@@ -284,7 +289,7 @@ impl Worker {
             // Pushes can overtake the reply, so the cookie applies from the moment we ask.
             self.notify_cookie = cookie.clone();
         }
-        conn.send_control(&to_json(&op.to_msg(id)), &[]);
+        conn.send_control(&to_json(&op.to_msg(id)), op.attachment());
         let deadline = Instant::now() + session.opts.request_timeout;
         self.pending.insert(
             id,
@@ -294,6 +299,60 @@ impl Worker {
                 deadline,
             },
         );
+    }
+
+    /// The app cancels a transfer: decided by the transfer engine once it has a stream, or
+    /// flagged on the offer still waiting for one.
+    fn cancel_send(&mut self, task: String) {
+        if !matches!(
+            self.link,
+            Link::Open {
+                stage: Stage::LoggedIn,
+                ..
+            }
+        ) {
+            return self.emit(Event::CancelSendRlst {
+                task_id: task,
+                code: CRVIDEOSDK_CONNECTIONLOST,
+            });
+        }
+        let mut found = false;
+        self.with_transfers(|t, io| found = t.cancel(&task, io));
+        if found {
+            return;
+        }
+        let offered = self.pending.values_mut().find_map(|p| match &mut p.op {
+            Op::Send(spec) if spec.task == task => Some(spec),
+            _ => None,
+        });
+        match offered {
+            Some(spec) if spec.kind != XferKind::Cmd && !spec.cancel => spec.cancel = true,
+            _ => self.emit(Event::CancelSendRlst {
+                task_id: task,
+                code: CRVIDEOSDK_TRANSID_INVALID,
+            }),
+        }
+    }
+
+    /// Runs a transfer step with the link and session options, then emits what it produced.
+    fn with_transfers(&mut self, f: impl FnOnce(&mut Transfers, &mut Io<'_>)) {
+        let mut events = Vec::new();
+        if let Link::Open {
+            conn,
+            session,
+            stage: Stage::LoggedIn,
+        } = &mut self.link
+        {
+            let mut io = Io {
+                conn,
+                opts: &session.opts,
+                events: &mut events,
+            };
+            f(&mut self.transfers, &mut io);
+        }
+        for ev in events {
+            self.emit(ev);
+        }
     }
 
     /// Ends the session at the app's request (or on destroy). No `line_off`.
@@ -319,7 +378,14 @@ impl Worker {
                 conn.send_control(&to_json(&ClientMsg::Logout { id }), &[]);
                 let budget = session.opts.request_timeout.min(LOGOUT_BUDGET);
                 self.finish_logout(&mut conn, id, Instant::now() + budget);
-                self.fail_pending(CRVIDEOSDK_CONNECTIONLOST);
+                // What the server did not answer before the logout ends here, for the app's
+                // one-result-per-request rule; the server already told the peers.
+                self.fail_pending(CRVIDEOSDK_NOT_LOGIN);
+                let mut events = Vec::new();
+                self.transfers.end_all(CRVIDEOSDK_NOT_LOGIN, &mut events);
+                for ev in events {
+                    self.emit(ev);
+                }
             }
         }
         self.notify_cookie.clear();
@@ -349,10 +415,11 @@ impl Worker {
             let res = conn.read_frames(&mut frames);
             for f in frames.drain(..) {
                 match parse_control(&f) {
-                    Some(ServerMsg::Reply { re, .. }) if re == logout_id => return,
-                    Some(ServerMsg::Close { .. }) | None if f.kind == Kind::Control => return,
-                    Some(msg) => self.handle_logged_in(msg),
-                    None => {}
+                    Some((ServerMsg::Reply { re, .. }, _)) if re == logout_id => return,
+                    Some((ServerMsg::Close { .. }, _)) | None if f.kind == Kind::Control => return,
+                    // Transfers end with the logout; only answers to requests matter now.
+                    Some((msg, _)) if !is_transfer_msg(&msg) => self.handle_logged_in(msg, &[]),
+                    _ => {}
                 }
             }
             if res.is_err() {
@@ -437,12 +504,11 @@ impl Worker {
             }
             Kind::Pong => true,
             Kind::Data => {
-                // No transfer can be running yet: a data frame is a protocol violation.
-                self.link_lost(CRVIDEOSDK_CONNECTIONLOST);
-                false
+                self.with_transfers(|t, io| t.on_data(&f.payload, io));
+                true
             }
             Kind::Control => match parse_control(&f) {
-                Some(msg) => self.handle_msg(msg),
+                Some((msg, attachment)) => self.handle_msg(msg, attachment),
                 None => {
                     self.link_lost(CRVIDEOSDK_CONNECTIONLOST);
                     false
@@ -451,7 +517,7 @@ impl Worker {
         }
     }
 
-    fn handle_msg(&mut self, msg: ServerMsg) -> bool {
+    fn handle_msg(&mut self, msg: ServerMsg, attachment: &[u8]) -> bool {
         let logging_in = matches!(
             self.link,
             Link::Open {
@@ -470,7 +536,7 @@ impl Worker {
                     false
                 }
                 msg => {
-                    self.handle_logged_in(msg);
+                    self.handle_logged_in(msg, attachment);
                     true
                 }
             };
@@ -479,8 +545,16 @@ impl Worker {
             return false;
         };
         match msg {
-            ServerMsg::Welcome { heartbeat_ms, .. } => {
+            ServerMsg::Welcome {
+                heartbeat_ms,
+                max_buffer_bytes,
+                max_file_bytes,
+                ..
+            } => {
                 session.heartbeat = Duration::from_millis(heartbeat_ms.clamp(100, 10_000));
+                let mut st = self.inner.state.lock();
+                st.server_max_buffer = max_buffer_bytes;
+                st.server_max_file = max_file_bytes;
                 true
             }
             ServerMsg::LoginOk { re, user_id } if re == session.login_id => {
@@ -510,7 +584,7 @@ impl Worker {
     }
 
     /// Replies and pushes of an established session.
-    fn handle_logged_in(&mut self, msg: ServerMsg) {
+    fn handle_logged_in(&mut self, msg: ServerMsg, attachment: &[u8]) {
         let (re, event) = match msg {
             ServerMsg::UserStatus { status } => {
                 let cookie = self.notify_cookie.clone();
@@ -560,6 +634,42 @@ impl Worker {
                     usr_ext_dat: ext,
                 })
             }
+            ServerMsg::OfferOk { re, sid } => {
+                if let Some(p) = self.pending.remove(&re) {
+                    match p.op {
+                        Op::Send(spec) => self.with_transfers(|t, io| t.started(sid, *spec, io)),
+                        op => self.emit(op.result(CRVIDEOSDK_SERVER_EXCEPTION, p.cookie)),
+                    }
+                }
+                return;
+            }
+            ServerMsg::Incoming {
+                sid,
+                task,
+                from,
+                kind,
+                size,
+                name,
+            } => {
+                return self.with_transfers(|t, io| {
+                    t.on_incoming(sid, task, from, kind, size, &name, attachment, io)
+                })
+            }
+            ServerMsg::DataEnd { sid, hash } => {
+                return self.with_transfers(|t, io| t.on_data_end(sid, hash, io))
+            }
+            ServerMsg::Progress { sid, bytes } => {
+                return self.with_transfers(|t, io| t.on_progress(sid, bytes, io))
+            }
+            ServerMsg::XferEnd { sid, code } => {
+                return self.with_transfers(|t, io| t.on_xfer_end(sid, code, io))
+            }
+            ServerMsg::Cancelled { sid } => {
+                return self.with_transfers(|t, io| t.on_cancelled(sid, io))
+            }
+            ServerMsg::CancelDone { sid, code } => {
+                return self.with_transfers(|t, io| t.on_cancel_done(sid, code, io))
+            }
             ServerMsg::Reply { re, code } => (re, Reply::Code(code)),
             ServerMsg::Statuses { re, list } => (re, Reply::Json(to_string(&list))),
             ServerMsg::MeetingCreated { re, meeting } => (re, Reply::Json(to_string(&meeting))),
@@ -572,6 +682,22 @@ impl Worker {
         let Some(p) = self.pending.remove(&re) else {
             return;
         };
+        if let (Op::Send(spec), Reply::Code(code)) = (&p.op, &event) {
+            // The offer failed; a cancel made meanwhile finds nothing left to cancel.
+            let cancelled = spec.cancel.then(|| spec.task.clone());
+            self.emit(spec.result(if *code == 0 {
+                CRVIDEOSDK_SERVER_EXCEPTION
+            } else {
+                *code
+            }));
+            if let Some(task_id) = cancelled {
+                self.emit(Event::CancelSendRlst {
+                    task_id,
+                    code: CRVIDEOSDK_TRANSID_INVALID,
+                });
+            }
+            return;
+        }
         let ev = match (p.op, event) {
             (op, Reply::Code(code)) => op.result(code, p.cookie),
             (Op::GetUserStatus, Reply::Json(users_status)) => Event::GetUserStatusSuccess {
@@ -631,6 +757,11 @@ impl Worker {
         let inner = Arc::clone(&self.inner);
         let mut st = inner.state.lock();
         self.fail_pending(code);
+        let mut events = Vec::new();
+        self.transfers.end_all(code, &mut events);
+        for ev in events {
+            self.emit(ev);
+        }
         if st.epoch != session.epoch || st.public != Public::LoggedIn {
             return; // the app already logged out (and maybe in again); its queue is its own
         }
@@ -639,6 +770,10 @@ impl Worker {
         while let Ok(req) = self.rx.try_recv() {
             match req {
                 Request::Op { op, cookie } => self.emit(op.result(code, cookie)),
+                Request::Cancel { task } => self.emit(Event::CancelSendRlst {
+                    task_id: task,
+                    code,
+                }),
                 other => later.push(other),
             }
         }
@@ -710,10 +845,20 @@ impl Worker {
         }
     }
 
+    /// Writes what the link can take, refilling the data queue from the transfers as it drains
+    /// (a bounded number of chunks per turn, so requests and timers are never starved).
     fn flush(&mut self) {
-        if let Link::Open { conn, .. } = &mut self.link {
+        for _ in 0..64 {
+            let mut queued = false;
+            self.with_transfers(|t, io| queued = t.pump(io));
+            let Link::Open { conn, .. } = &mut self.link else {
+                return;
+            };
             if conn.wants_write() && conn.flush().is_err() {
-                self.link_lost(CRVIDEOSDK_CONNECTIONLOST);
+                return self.link_lost(CRVIDEOSDK_CONNECTIONLOST);
+            }
+            if !queued || conn.data_queued() > 0 {
+                return; // nothing more to send, or the socket is full
             }
         }
     }
@@ -728,12 +873,26 @@ fn dead_after(heartbeat: Duration) -> Duration {
     (heartbeat * 3).min(MAX_SILENCE)
 }
 
-fn parse_control(f: &Frame) -> Option<ServerMsg> {
+fn parse_control(f: &Frame) -> Option<(ServerMsg, &[u8])> {
     if f.kind != Kind::Control {
         return None;
     }
-    let (json, _attachment) = f.control().ok()?;
-    serde_json::from_slice(json).ok()
+    let (json, attachment) = f.control().ok()?;
+    Some((serde_json::from_slice(json).ok()?, attachment))
+}
+
+/// Messages that belong to a transfer rather than answer a request.
+fn is_transfer_msg(m: &ServerMsg) -> bool {
+    matches!(
+        m,
+        ServerMsg::OfferOk { .. }
+            | ServerMsg::Incoming { .. }
+            | ServerMsg::DataEnd { .. }
+            | ServerMsg::Progress { .. }
+            | ServerMsg::XferEnd { .. }
+            | ServerMsg::Cancelled { .. }
+            | ServerMsg::CancelDone { .. }
+    )
 }
 
 fn to_string<T: serde::Serialize>(v: &T) -> String {

@@ -396,6 +396,74 @@ impl EventHandler for CHandler {
                         f(ud, cs(call_id).as_ptr(), cs(usr_ext_dat).as_ptr())
                     }
                 }
+                Event::SendCmdRlst { task_id, code } => {
+                    task_err(c.send_cmd_rlst, ud, task_id, *code)
+                }
+                Event::SendBufferRlst { task_id, code } => {
+                    task_err(c.send_buffer_rlst, ud, task_id, *code)
+                }
+                Event::SendFileRlst {
+                    task_id,
+                    file_name,
+                    code,
+                } => {
+                    if let Some(f) = c.send_file_rlst {
+                        f(
+                            ud,
+                            cs(task_id).as_ptr(),
+                            cs(file_name).as_ptr(),
+                            *code,
+                            cs("").as_ptr(),
+                        )
+                    }
+                }
+                Event::SendProgress {
+                    task_id,
+                    sent,
+                    total,
+                } => {
+                    if let Some(f) = c.send_progress {
+                        f(ud, cs(task_id).as_ptr(), *sent, *total, cs("").as_ptr())
+                    }
+                }
+                Event::CancelSendRlst { task_id, code } => {
+                    task_err(c.cancel_send_rlst, ud, task_id, *code)
+                }
+                Event::NotifyCmdData {
+                    source_user_id,
+                    data_base64,
+                } => {
+                    if let Some(f) = c.notify_cmd_data {
+                        f(ud, cs(source_user_id).as_ptr(), cs(data_base64).as_ptr())
+                    }
+                }
+                Event::NotifyBufferData {
+                    source_user_id,
+                    data_base64,
+                } => {
+                    if let Some(f) = c.notify_buffer_data {
+                        f(ud, cs(source_user_id).as_ptr(), cs(data_base64).as_ptr())
+                    }
+                }
+                Event::NotifyFileData {
+                    source_user_id,
+                    tmp_file,
+                    org_file_name,
+                } => {
+                    if let Some(f) = c.notify_file_data {
+                        f(
+                            ud,
+                            cs(source_user_id).as_ptr(),
+                            cs(tmp_file).as_ptr(),
+                            cs(org_file_name).as_ptr(),
+                        )
+                    }
+                }
+                Event::NotifyCancelSend { send_id } => {
+                    if let Some(f) = c.notify_cancel_send {
+                        f(ud, cs(send_id).as_ptr())
+                    }
+                }
             }
         }
     }
@@ -426,6 +494,12 @@ unsafe fn err(
 type CallOk = Option<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char)>;
 /// The signature shared by every `*_fail` of a call request.
 type CallErr = Option<unsafe extern "C" fn(*mut c_void, *const c_char, i32, *const c_char)>;
+
+/// `send_cmd_rlst`, `send_buffer_rlst` and `cancel_send_rlst` share the shape of a call failure;
+/// their cookie is always "" (the methods take none).
+unsafe fn task_err(f: CallErr, ud: *mut c_void, task_id: &str, code: i32) {
+    call_err(f, ud, task_id, code, "")
+}
 
 unsafe fn call_ok(f: CallOk, ud: *mut c_void, call_id: &str, cookie: &str) {
     if let Some(f) = f {

@@ -8,7 +8,7 @@ use super::args::{code, str_arg, Null};
 use super::callbacks::{copy_callbacks, crvm_callbacks, CHandler};
 use super::handle;
 use crate::core::{Client, LoginParams};
-use crvm_proto::error::{CRVIDEOSDK_INNER_ERR, CRVIDEOSDK_MEETPARAM_ERR};
+use crvm_proto::error::{CRVIDEOSDK_INNER_ERR, CRVIDEOSDK_MEETPARAM_ERR, CRVIDEOSDK_SENDCMD_LARGE};
 use crvm_proto::msg::limits::*;
 use std::ffi::{c_char, c_void};
 use std::time::Duration;
@@ -287,9 +287,7 @@ pub unsafe extern "C" fn crvm_call(
     call_id_cap: usize,
 ) -> i32 {
     with_client(c, |client| {
-        if call_id_out.is_null() || call_id_cap < CRVM_ID_BUF_LEN {
-            return Err(CRVIDEOSDK_MEETPARAM_ERR);
-        }
+        check_id_buf(call_id_out, call_id_cap)?;
         let call_id = client.call(
             str_arg(called_user_id, Null::Refuse, USER_ID_MAX)?,
             str_arg(meet_obj, Null::Empty, OPAQUE_MAX)?,
@@ -366,6 +364,117 @@ pub unsafe extern "C" fn crvm_hungup_call(
             str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
         )
     })
+}
+
+/// Longest base64 text accepted for a cmd before decoding; anything longer decodes to more than
+/// the 51,200-byte limit anyway and is refused with 1100.
+const CMD_TEXT_MAX: usize = 1 << 20;
+
+/// Sends a small message: `data_base64` decodes to at most 51,200 bytes (else 1100; bad base64
+/// 13). Writes the task ID to `task_id_out` (`task_id_cap >= CRVM_ID_BUF_LEN`, else 5).
+/// Result: `send_cmd_rlst(task, 0)` once the target's library has it, or 1102 if the target is
+/// offline or unknown. The target gets `notify_cmd_data`. Not cancellable.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated; `task_id_out` is NULL or `task_id_cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_send_cmd(
+    c: *mut crvm_client,
+    target_user_id: *const c_char,
+    data_base64: *const c_char,
+    task_id_out: *mut c_char,
+    task_id_cap: usize,
+) -> i32 {
+    with_client(c, |client| {
+        check_id_buf(task_id_out, task_id_cap)?;
+        let task = client.send_cmd(
+            str_arg(target_user_id, Null::Refuse, USER_ID_MAX)?,
+            str_arg(data_base64, Null::Refuse, CMD_TEXT_MAX).map_err(|e| {
+                // Over-long text is over-size data, not a malformed argument.
+                if data_base64.is_null() {
+                    e
+                } else {
+                    CRVIDEOSDK_SENDCMD_LARGE
+                }
+            })?,
+        )?;
+        write_id(&task, task_id_out);
+        Ok(())
+    })
+}
+
+/// Sends a block of data: `data_base64` decodes to at most `max_buffer_bytes` (client option and
+/// server limit, default 100 MiB; else 1101; bad base64 13). Task ID as for `crvm_send_cmd`.
+/// Progress: `send_progress` as the target stores data; result: `send_buffer_rlst`. The target
+/// gets one `notify_buffer_data` with the whole buffer. Cancellable with `crvm_cancel_send`.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated; `task_id_out` is NULL or `task_id_cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_send_buffer(
+    c: *mut crvm_client,
+    target_user_id: *const c_char,
+    data_base64: *const c_char,
+    task_id_out: *mut c_char,
+    task_id_cap: usize,
+) -> i32 {
+    with_client(c, |client| {
+        check_id_buf(task_id_out, task_id_cap)?;
+        let task = client.send_buffer(
+            str_arg(target_user_id, Null::Refuse, USER_ID_MAX)?,
+            str_arg(data_base64, Null::Refuse, usize::MAX - 1)?,
+        )?;
+        write_id(&task, task_id_out);
+        Ok(())
+    })
+}
+
+/// Sends the file at path `file_name`, streamed from disk. Refused at once: missing 1400,
+/// unreadable or not a regular file 1401, larger than the server's `max_file_bytes` 1103.
+/// Task ID as for `crvm_send_cmd`. Progress: `send_progress`; result: `send_file_rlst(task,
+/// file_name, code)`: 0 once the target has the whole file with a matching checksum, 1102
+/// target offline or gone, 1402 the target could not store it, 207 connection lost. The target
+/// gets `notify_file_data` with the file's path in its `download_dir`. Cancellable.
+///
+/// # Safety
+/// String arguments are NULL or NUL-terminated; `task_id_out` is NULL or `task_id_cap` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_send_file(
+    c: *mut crvm_client,
+    target_user_id: *const c_char,
+    file_name: *const c_char,
+    task_id_out: *mut c_char,
+    task_id_cap: usize,
+) -> i32 {
+    with_client(c, |client| {
+        check_id_buf(task_id_out, task_id_cap)?;
+        let task = client.send_file(
+            str_arg(target_user_id, Null::Refuse, USER_ID_MAX)?,
+            str_arg(file_name, Null::Refuse, PATH_MAX)?,
+        )?;
+        write_id(&task, task_id_out);
+        Ok(())
+    })
+}
+
+/// Cancels a buffer or file transfer in flight. Result: `cancel_send_rlst(task, 0)`, after which
+/// no `send_*_rlst` follows and the target gets `notify_cancel_send` and discards what it had; or
+/// `cancel_send_rlst(task, 1104)` for an unknown or finished task, or a cmd.
+///
+/// # Safety
+/// `task_id` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn crvm_cancel_send(c: *mut crvm_client, task_id: *const c_char) -> i32 {
+    with_client(c, |client| {
+        client.cancel_send(str_arg(task_id, Null::Refuse, ID_MAX)?)
+    })
+}
+
+fn check_id_buf(out: *mut c_char, cap: usize) -> Result<(), i32> {
+    if out.is_null() || cap < CRVM_ID_BUF_LEN {
+        return Err(CRVIDEOSDK_MEETPARAM_ERR);
+    }
+    Ok(())
 }
 
 /// Copies an ID and its NUL into a caller buffer already checked to hold `CRVM_ID_BUF_LEN`.
