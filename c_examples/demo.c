@@ -1,6 +1,6 @@
 /*
- * demo.c: two users of the demo tenant, alice and bob, walk through presence and meetings.
- * Every callback is printed as a timestamped log line, e.g.
+ * demo.c: two users of the demo tenant, alice and bob, walk through presence, meetings and a
+ * call. Every callback is printed as a timestamped log line, e.g.
  *
  *   12:00:00.123 [bob]   notify_user_status {"userID":"alice","userStatus":1,"DNDType":1} presence
  *
@@ -136,6 +136,41 @@ static void get_meetings_success(void *ud, const char *json, const char *cookie)
 static void get_meetings_fail(void *ud, int32_t err, const char *cookie) {
   event(ud, "get_meetings_fail %d %s", err, cookie);
 }
+static void call_success(void *ud, const char *call_id, const char *cookie) {
+  event(ud, "call_success %s %s", call_id, cookie);
+}
+static void call_fail(void *ud, const char *call_id, int32_t err, const char *cookie) {
+  event(ud, "call_fail %s %d (%s) %s", call_id, err, crvm_err_str(err), cookie);
+}
+static void accept_call_success(void *ud, const char *call_id, const char *cookie) {
+  event(ud, "accept_call_success %s %s", call_id, cookie);
+}
+static void accept_call_fail(void *ud, const char *call_id, int32_t err, const char *cookie) {
+  event(ud, "accept_call_fail %s %d %s", call_id, err, cookie);
+}
+static void hungup_call_success(void *ud, const char *call_id, const char *cookie) {
+  event(ud, "hungup_call_success %s %s", call_id, cookie);
+}
+static void hungup_call_fail(void *ud, const char *call_id, int32_t err, const char *cookie) {
+  event(ud, "hungup_call_fail %s %d %s", call_id, err, cookie);
+}
+static void notify_call_in(void *ud, const char *call_id, const char *meet_obj,
+                           const char *caller_id, const char *usr_ext_dat) {
+  event(ud, "notify_call_in %s from %s \"%s\" meeting %s", call_id, caller_id, usr_ext_dat,
+        meet_obj);
+}
+static void notify_call_accepted(void *ud, const char *call_id, const char *usr_ext_dat,
+                                 const char *meet_obj) {
+  event(ud, "notify_call_accepted %s \"%s\" meeting %s", call_id, usr_ext_dat, meet_obj);
+}
+static void notify_call_rejected(void *ud, const char *call_id, int32_t reason,
+                                 const char *usr_ext_dat) {
+  event(ud, "notify_call_rejected %s %d (%s) \"%s\"", call_id, reason, crvm_err_str(reason),
+        usr_ext_dat);
+}
+static void notify_call_hungup(void *ud, const char *call_id, const char *usr_ext_dat) {
+  event(ud, "notify_call_hungup %s \"%s\"", call_id, usr_ext_dat);
+}
 
 /* ---- the walkthrough ---- */
 
@@ -143,6 +178,8 @@ typedef struct demo {
   const char *addr;
   user alice, bob;
   int meeting_id;
+  char meeting[4096];             /* alice's meeting object, as created */
+  char call_id[CRVM_ID_BUF_LEN];  /* alice's call to bob */
 } demo;
 
 static int step_login(demo *d) {
@@ -182,6 +219,10 @@ static int step_create_meeting(demo *d) {
            crvm_create_meeting(d->alice.client, "crvm demo", 1, "new-meeting")))
     return -1;
   if (expect(&d->alice, "create_meeting_success", ev, sizeof ev)) return -1;
+  /* "create_meeting_success {...} new-meeting": keep the object for the call below. */
+  const char *obj = ev + strlen("create_meeting_success ");
+  size_t len = strlen(obj) - strlen(" new-meeting");
+  snprintf(d->meeting, sizeof d->meeting, "%.*s", (int)len, obj);
   const char *id = strstr(ev, "\"ID\":");
   return id && sscanf(id + 5, "%d", &d->meeting_id) == 1 ? 0 : -1;
 }
@@ -194,6 +235,45 @@ static int step_list_meetings(demo *d) {
   snprintf(id, sizeof id, "\"ID\":%d,", d->meeting_id);
   if (!strstr(ev, id)) fprintf(stderr, "[bob] alice's meeting is not in the list\n");
   return strstr(ev, id) ? 0 : -1;
+}
+
+static int step_call(demo *d) {
+  /* The call ID comes back at once; call_success follows once bob's phone rings. Both now
+   * show userStatus 2 ("in a call") to presence subscribers such as bob. */
+  char want[128];
+  if (sent(&d->alice, "call",
+           crvm_call(d->alice.client, "bob", d->meeting, "Join my meeting?", "ring",
+                     d->call_id, sizeof d->call_id)))
+    return -1;
+  snprintf(want, sizeof want, "notify_call_in %s from alice", d->call_id);
+  if (expect(&d->bob, want, NULL, 0)) return -1;
+  snprintf(want, sizeof want, "call_success %s", d->call_id);
+  return expect(&d->alice, want, NULL, 0) ||
+         expect(&d->bob, "notify_user_status {\"userID\":\"alice\",\"userStatus\":2", NULL, 0);
+}
+
+static int step_accept(demo *d) {
+  /* An empty meet_obj: alice gets her own meeting back in notify_call_accepted. */
+  char want[128];
+  if (sent(&d->bob, "accept_call",
+           crvm_accept_call(d->bob.client, d->call_id, "", "On my way", "answer")))
+    return -1;
+  snprintf(want, sizeof want, "accept_call_success %s", d->call_id);
+  if (expect(&d->bob, want, NULL, 0)) return -1;
+  snprintf(want, sizeof want, "notify_call_accepted %s", d->call_id);
+  return expect(&d->alice, want, NULL, 0);
+}
+
+static int step_hangup(demo *d) {
+  char want[128];
+  if (sent(&d->alice, "hungup_call",
+           crvm_hungup_call(d->alice.client, d->call_id, "Thanks, bye", "hang-up")))
+    return -1;
+  snprintf(want, sizeof want, "hungup_call_success %s", d->call_id);
+  if (expect(&d->alice, want, NULL, 0)) return -1;
+  snprintf(want, sizeof want, "notify_call_hungup %s", d->call_id);
+  return expect(&d->bob, want, NULL, 0) ||
+         expect(&d->bob, "notify_user_status {\"userID\":\"alice\",\"userStatus\":1", NULL, 0);
 }
 
 static int step_destroy_meeting(demo *d) {
@@ -225,6 +305,9 @@ static const struct step {
     {"bob asks who is online", step_status},
     {"alice creates a meeting with a password", step_create_meeting},
     {"bob lists the meetings", step_list_meetings},
+    {"alice calls bob with her meeting", step_call},
+    {"bob accepts the call", step_accept},
+    {"alice hangs up", step_hangup},
     {"alice destroys her meeting", step_destroy_meeting},
     {"alice and bob log out", step_logout},
 };
@@ -246,6 +329,16 @@ static int open_user(user *u, const char *name, const char *addr) {
       .destroy_meeting_rslt = destroy_meeting_rslt,
       .get_meetings_success = get_meetings_success,
       .get_meetings_fail = get_meetings_fail,
+      .call_success = call_success,
+      .call_fail = call_fail,
+      .accept_call_success = accept_call_success,
+      .accept_call_fail = accept_call_fail,
+      .hungup_call_success = hungup_call_success,
+      .hungup_call_fail = hungup_call_fail,
+      .notify_call_in = notify_call_in,
+      .notify_call_accepted = notify_call_accepted,
+      .notify_call_rejected = notify_call_rejected,
+      .notify_call_hungup = notify_call_hungup,
   };
   u->name = name;
   pthread_mutex_init(&u->mu, NULL);

@@ -259,6 +259,28 @@ fn token(t: &TokenOpts) -> i32 {
     0
 }
 
+/// Binds the listening socket with a deep accept backlog: a burst of logins (hundreds of clients
+/// starting at once) must queue, not be dropped and retried by the clients' kernels.
+async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    const BACKLOG: u32 = 4096;
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "address resolves to nothing")
+    }))
+}
+
 fn serve(opts: &ServeOpts) -> i32 {
     let mut config = if opts.dev {
         Config::dev()
@@ -322,7 +344,7 @@ async fn run(config: Arc<Config>, store: Arc<dyn MeetingStore>) -> i32 {
             return 1;
         }
     };
-    let listener = match TcpListener::bind(&config.listen).await {
+    let listener = match listen(&config.listen).await {
         Ok(l) => l,
         Err(e) => {
             log!("cannot listen on {}: {e}", config.listen);
