@@ -494,9 +494,12 @@ int32_t crvm_create(const char *server_addr,
 /**
  * Sets an option, only while logged out (else 9). Keys: `download_dir` (an existing
  * directory), `dispatch` (`thread` | `manual`; fixed from the first `crvm_login`),
- * `connect_timeout_ms`, `request_timeout_ms` (1 ms .. 10 min / 1 h), `tls` (`off`; `on` is
- * refused with 5 until TLS support lands), `tls_ca_file` (refused with 5, likewise).
- * Unknown key or bad value → 5 and nothing changes.
+ * `connect_timeout_ms`, `request_timeout_ms` (1 ms .. 10 min / 1 h), `max_buffer_bytes`
+ * (largest buffer sent or accepted, default 100 MiB), `tls` (`off` | `on`), `tls_ca_file` (PEM
+ * file of the CA certificates the server's certificate must chain to; default: the system's;
+ * checked when set). With TLS the server's certificate must also name the host of
+ * `server_addr`; otherwise the login fails with 209. Unknown key or bad value → 5 and nothing
+ * changes.
  *
  * # Safety
  * `key` and `value` are NULL or NUL-terminated strings.

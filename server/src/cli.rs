@@ -303,6 +303,13 @@ fn serve(opts: &ServeOpts) -> i32 {
     if let Err(e) = config.validate() {
         return usage_error(&e);
     }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => match crate::tls::acceptor(cert, key) {
+            Ok(a) => Some(a),
+            Err(e) => return usage_error(&e),
+        },
+        _ => None,
+    };
     if opts.dev {
         log!("dev mode: one tenant, app_id {DEV_APP_ID:?}, with the well-known dev secret; not for production");
     } else if config.tenants.is_empty() {
@@ -325,13 +332,17 @@ fn serve(opts: &ServeOpts) -> i32 {
             return 1;
         }
     };
-    let code = rt.block_on(run(Arc::new(config), store));
+    let code = rt.block_on(run(Arc::new(config), store, tls));
     // Connections still flushing after the grace period are cut off here.
     rt.shutdown_timeout(Duration::from_secs(1));
     code
 }
 
-async fn run(config: Arc<Config>, store: Arc<dyn MeetingStore>) -> i32 {
+async fn run(
+    config: Arc<Config>,
+    store: Arc<dyn MeetingStore>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> i32 {
     // Install the handlers before announcing the port: a SIGTERM sent as soon as the port is
     // known must shut down cleanly, not kill the process.
     let (mut term, mut int) = match (
@@ -379,6 +390,7 @@ async fn run(config: Arc<Config>, store: Arc<dyn MeetingStore>) -> i32 {
         store,
         relay: Arc::new(Relay::new()),
         conns: Connections::new(),
+        tls,
     });
     let shutdown = async move {
         tokio::select! {

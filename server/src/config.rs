@@ -68,6 +68,8 @@ struct FileConfig {
     max_file_bytes: Option<u64>,
     pub_meet_url_base: Option<String>,
     heartbeat_ms: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     #[serde(default)]
     tenant: Vec<Tenant>,
 }
@@ -90,6 +92,9 @@ pub struct Config {
     /// Silence after which the server pings; three intervals (at most 30 s) of silence from a
     /// client drop it.
     pub heartbeat_ms: u64,
+    /// Certificate chain and private key (PEM) to serve TLS with; both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub tenants: Vec<Tenant>,
 }
 
@@ -103,6 +108,8 @@ impl Default for Config {
             max_file_bytes: 4 * 1024 * 1024 * 1024,
             pub_meet_url_base: DEFAULT_MEET_URL_BASE.into(),
             heartbeat_ms: 10_000,
+            tls_cert: None,
+            tls_key: None,
             tenants: Vec::new(),
         }
     }
@@ -140,6 +147,8 @@ impl Config {
             max_file_bytes: f.max_file_bytes.unwrap_or(d.max_file_bytes),
             pub_meet_url_base: f.pub_meet_url_base.unwrap_or(d.pub_meet_url_base),
             heartbeat_ms: f.heartbeat_ms.unwrap_or(d.heartbeat_ms),
+            tls_cert: f.tls_cert,
+            tls_key: f.tls_key,
             tenants: f.tenant,
         };
         c.validate()?;
@@ -148,6 +157,9 @@ impl Config {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("`tls_cert` and `tls_key` go together".into());
+        }
         for (key, v) in [
             ("call_timeout_s", self.call_timeout_s),
             ("max_buffer_bytes", self.max_buffer_bytes),

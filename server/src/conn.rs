@@ -22,8 +22,7 @@ use crvm_proto::frame::MAX_PAYLOAD_TO_SERVER;
 use crvm_proto::msg::{limits, valid_meet_obj, xfer};
 use crvm_proto::{ClientMsg, Decoder, Frame, Kind, Meeting, ServerMsg, XferKind, PROTOCOL_VERSION};
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use crate::auth::{self, Credentials};
@@ -57,6 +56,8 @@ pub struct Ctx {
     pub store: Arc<dyn MeetingStore>,
     pub relay: Arc<Relay>,
     pub conns: Connections,
+    /// Set when the server speaks TLS.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Where a connection is in its life.
@@ -92,10 +93,11 @@ struct Conn {
 }
 
 /// Serves one accepted connection until it ends.
-pub async fn serve(id: ConnId, stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>) {
-    // Replies are small and latency matters more than packet count.
-    let _ = stream.set_nodelay(true);
-    let (mut rd, wr) = stream.into_split();
+pub async fn serve<S>(id: ConnId, stream: S, peer: SocketAddr, ctx: Arc<Ctx>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, wr) = tokio::io::split(stream);
     let outbox = Outbox::default();
     let ack = Arc::new(AtomicU64::new(0));
     let mut writer = tokio::spawn(run_writer(
@@ -145,7 +147,7 @@ pub fn shutdown_msg() -> ServerMsg {
 }
 
 /// Reads and discards until EOF, an error, or the linger bounds.
-async fn linger(rd: &mut OwnedReadHalf) {
+async fn linger(rd: &mut (impl AsyncRead + Unpin)) {
     let mut buf = [0u8; 4096];
     let mut total = 0;
     let _ = tokio::time::timeout(LINGER, async {
@@ -191,7 +193,7 @@ impl Conn {
         }
     }
 
-    async fn read_loop(&mut self, rd: &mut OwnedReadHalf, ack: &AtomicU64) -> End {
+    async fn read_loop(&mut self, rd: &mut (impl AsyncRead + Unpin), ack: &AtomicU64) -> End {
         let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
         let mut buf = vec![0u8; READ_CHUNK];
         let hello_deadline = Instant::now() + HELLO_TIMEOUT;

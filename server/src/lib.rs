@@ -11,6 +11,7 @@
 //! - [`calls`]: the call state machine (pure state; the hub applies its effects);
 //! - [`relay`]: point-to-point transfers, routed with end-to-end flow control;
 //! - [`store`]: durable meetings behind [`store::MeetingStore`] (SQLite by default);
+//! - [`tls`]: the TLS acceptor (rustls), when the config names a certificate and key;
 //! - [`auth`]: secrets, per-user tokens and constant-time comparison;
 //! - [`random`]: the OS random source (meeting IDs, passwords, generated user IDs);
 //! - [`log`]: one line per event on stderr.
@@ -28,3 +29,4 @@ pub mod random;
 pub mod relay;
 pub mod server;
 pub mod store;
+pub mod tls;

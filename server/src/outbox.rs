@@ -19,8 +19,8 @@ use crvm_proto::frame::HEADER_LEN;
 use crvm_proto::msg::xfer;
 use crvm_proto::{Encoder, Kind, ServerMsg};
 use parking_lot::Mutex;
+use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{watch, Notify};
 
 /// Bound of the control queue of one connection.
@@ -312,7 +312,7 @@ impl Outbox {
 /// the latest sequence number the reader decoded), pings after `heartbeat` of silence once the
 /// connection has said anything, and shuts the socket's write side down when the outbox drains.
 pub async fn run_writer(
-    mut wr: OwnedWriteHalf,
+    mut wr: impl AsyncWrite + Unpin,
     outbox: Outbox,
     ack: Arc<AtomicU64>,
     heartbeat: Duration,

@@ -88,9 +88,21 @@ pub async fn run(
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     next_id += 1;
+                    // Replies are small and latency matters more than packet count.
+                    let _ = stream.set_nodelay(true);
                     let (id, ctx, alive) = (next_id, Arc::clone(&ctx), alive_tx.clone());
                     tokio::spawn(async move {
-                        conn::serve(id, stream, peer, ctx).await;
+                        match ctx.tls.clone() {
+                            None => conn::serve(id, stream, peer, ctx).await,
+                            Some(tls) => {
+                                let handshake = tls.accept(stream);
+                                match tokio::time::timeout(conn::HELLO_TIMEOUT, handshake).await {
+                                    Ok(Ok(s)) => conn::serve(id, s, peer, ctx).await,
+                                    Ok(Err(e)) => log!("conn {id} TLS handshake failed ({peer}): {e}"),
+                                    Err(_) => log!("conn {id} TLS handshake timed out ({peer})"),
+                                }
+                            }
+                        }
                         drop(alive);
                     });
                 }

@@ -1,11 +1,12 @@
 //! One connection to crvm-server, driven by the worker's poll loop: non-blocking connect,
 //! frame decoding, and an outbound queue where control frames overtake data chunks.
 
+use super::transport::{is_tls_error, Transport};
 use crvm_proto::frame::{self, Decoder, Encoder, Frame, FrameError, Kind};
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, RawFd};
 use std::time::Instant;
 
 /// Starts a non-blocking connect; completion is signalled by the socket becoming writable.
@@ -80,19 +81,32 @@ fn sockaddr(addr: &SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::so
     }
 }
 
-/// The connection is unusable: closed by the peer, an I/O error, or a protocol violation.
+/// The connection is unusable: closed by the peer, an I/O error, a protocol violation, or a
+/// TLS failure (`tls`, reported to the app as 209).
 #[derive(Debug)]
-pub struct ConnError;
+pub struct ConnError {
+    pub tls: bool,
+}
+
+impl ConnError {
+    const LOST: ConnError = ConnError { tls: false };
+
+    fn io(e: &io::Error) -> ConnError {
+        ConnError {
+            tls: is_tls_error(e),
+        }
+    }
+}
 
 impl From<FrameError> for ConnError {
     fn from(_: FrameError) -> Self {
-        ConnError
+        ConnError::LOST
     }
 }
 
 /// An established connection.
 pub struct Conn {
-    sock: TcpStream,
+    sock: Transport,
     enc: Encoder,
     dec: Decoder,
     /// Control frames (kind, unstamped frame): always written before any queued data chunk.
@@ -106,7 +120,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream) -> Self {
+    pub fn new(sock: Transport) -> Self {
         let now = Instant::now();
         Conn {
             sock,
@@ -121,7 +135,7 @@ impl Conn {
     }
 
     pub fn fd(&self) -> RawFd {
-        self.sock.as_raw_fd()
+        self.sock.fd()
     }
 
     // Frames are queued without their header: sequence numbers are given when a frame is
@@ -150,7 +164,10 @@ impl Conn {
     }
 
     pub fn wants_write(&self) -> bool {
-        self.current.is_some() || !self.control.is_empty() || !self.data.is_empty()
+        self.current.is_some()
+            || !self.control.is_empty()
+            || !self.data.is_empty()
+            || self.sock.wants_write()
     }
 
     /// Writes as much as the socket takes without blocking.
@@ -166,12 +183,12 @@ impl Conn {
                         self.enc.stamp(&mut f, kind, self.dec.last_seq());
                         self.current = Some((f, 0));
                     }
-                    None => return Ok(()),
+                    None => return self.sock.flush().map_err(|e| ConnError::io(&e)),
                 }
             }
             let (buf, off) = self.current.as_mut().expect("set above");
             match self.sock.write(&buf[*off..]) {
-                Ok(0) => return Err(ConnError),
+                Ok(0) => return Err(ConnError::LOST),
                 Ok(n) => {
                     *off += n;
                     self.last_tx = Instant::now();
@@ -181,7 +198,7 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(ConnError),
+                Err(e) => return Err(ConnError::io(&e)),
             }
         }
     }
@@ -194,7 +211,7 @@ impl Conn {
             match self.sock.read(&mut buf) {
                 Ok(0) => {
                     self.decode(out)?;
-                    return Err(ConnError);
+                    return Err(ConnError::LOST);
                 }
                 Ok(n) => {
                     self.last_rx = Instant::now();
@@ -203,7 +220,7 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(ConnError),
+                Err(e) => return Err(ConnError::io(&e)),
             }
         }
         Ok(())

@@ -13,6 +13,7 @@ mod ids;
 mod options;
 mod request;
 mod transfer;
+mod transport;
 mod waker;
 mod worker;
 

@@ -23,6 +23,11 @@ pub struct Options {
     pub request_timeout: Duration,
     /// Largest buffer this client sends or accepts (the server's own limit applies too).
     pub max_buffer_bytes: u64,
+    /// Speak TLS to the server.
+    pub tls: bool,
+    /// CA certificates (PEM) that the server's certificate must chain to; the system's when
+    /// unset.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -33,6 +38,8 @@ impl Default for Options {
             connect_timeout: Duration::from_millis(10_000),
             request_timeout: Duration::from_millis(30_000),
             max_buffer_bytes: 100 * 1024 * 1024,
+            tls: false,
+            tls_ca_file: None,
         }
     }
 }
@@ -70,9 +77,21 @@ impl Options {
                     _ => return Err(CRVIDEOSDK_MEETPARAM_ERR),
                 }
             }
-            // TLS arrives with the hardening work; until then only the default is accepted.
-            "tls" if value == "off" => {}
-            "tls" | "tls_ca_file" => return Err(CRVIDEOSDK_MEETPARAM_ERR),
+            "tls" => {
+                self.tls = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(CRVIDEOSDK_MEETPARAM_ERR),
+                }
+            }
+            "tls_ca_file" => {
+                // Checked now, so that a bad file is a refused option, not a failed login.
+                let path = PathBuf::from(value);
+                if value.len() > PATH_MAX || super::transport::tls_config(Some(&path)).is_err() {
+                    return Err(CRVIDEOSDK_MEETPARAM_ERR);
+                }
+                self.tls_ca_file = Some(path);
+            }
             _ => return Err(CRVIDEOSDK_MEETPARAM_ERR),
         }
         Ok(())
@@ -99,7 +118,13 @@ mod tests {
             .set("download_dir", &std::env::temp_dir().to_string_lossy())
             .is_ok());
         assert!(o.set("tls", "off").is_ok());
-        assert!(o.set("tls", "on").is_err());
+        assert!(o.set("tls", "on").is_ok());
+        assert!(o.set("tls", "maybe").is_err());
+        assert!(o.set("tls_ca_file", "/definitely/not/here.pem").is_err());
+        assert!(
+            o.set("tls_ca_file", "/etc/hostname").is_err(),
+            "not a certificate"
+        );
         assert!(o.set("no_such_key", "1").is_err());
         assert_eq!(o.connect_timeout, Duration::from_millis(250));
     }

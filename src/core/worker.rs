@@ -6,12 +6,13 @@
 //! Every request accepted by an exported function gets exactly one result event, whatever
 //! happens to the link; see [`Worker::link_lost`].
 
-use super::conn::{self, Conn};
+use super::conn::{self, Conn, ConnError};
 use super::dispatch::Queued;
 use super::event::Event;
 use super::options::Options;
 use super::request::{Login, Op, Request};
 use super::transfer::{Io, Transfers};
+use super::transport::{tls_config, Transport};
 use super::{Inner, Public};
 use crossbeam_channel::{Receiver, Sender};
 use crvm_proto::error::*;
@@ -441,7 +442,10 @@ impl Worker {
                 session,
                 login,
             } => match conn::connect_result(&sock) {
-                Ok(()) => self.link_up(Conn::new(sock), session, login),
+                Ok(()) => match self.transport(sock, &session.opts) {
+                    Ok(t) => self.link_up(Conn::new(t), session, login),
+                    Err(_) => self.login_failed(session, CRVIDEOSDK_SSL_ERR),
+                },
                 Err(_) => self.try_connect(addrs, next, deadline, session, login),
             },
             link @ Link::Open { .. } => {
@@ -449,6 +453,16 @@ impl Worker {
                 self.read_socket(revents);
             }
         }
+    }
+
+    /// The stream for a connected socket: TLS when the options ask for it.
+    fn transport(&self, sock: TcpStream, opts: &Options) -> std::io::Result<Transport> {
+        if !opts.tls {
+            return Ok(Transport::Plain(sock));
+        }
+        let config = tls_config(opts.tls_ca_file.as_deref())?;
+        let host = self.inner.addr.rsplit_once(':').map_or("", |(h, _)| h);
+        Transport::tls(sock, config, host)
     }
 
     /// The TCP connection is up: say hello and log in in one go.
@@ -488,8 +502,8 @@ impl Worker {
                 return;
             }
         }
-        if res.is_err() {
-            self.link_lost(CRVIDEOSDK_CONNECTIONLOST);
+        if let Err(e) = res {
+            self.link_lost(lost_code(&e));
         }
     }
 
@@ -854,8 +868,10 @@ impl Worker {
             let Link::Open { conn, .. } = &mut self.link else {
                 return;
             };
-            if conn.wants_write() && conn.flush().is_err() {
-                return self.link_lost(CRVIDEOSDK_CONNECTIONLOST);
+            if conn.wants_write() {
+                if let Err(e) = conn.flush() {
+                    return self.link_lost(lost_code(&e));
+                }
             }
             if !queued || conn.data_queued() > 0 {
                 return; // nothing more to send, or the socket is full
@@ -867,6 +883,16 @@ impl Worker {
 enum Reply {
     Code(i32),
     Json(String),
+}
+
+/// The code a failed link is reported with: 209 for TLS failures (a bad or untrusted
+/// certificate shows up as a failed login), 207 for everything else.
+fn lost_code(e: &ConnError) -> i32 {
+    if e.tls {
+        CRVIDEOSDK_SSL_ERR
+    } else {
+        CRVIDEOSDK_CONNECTIONLOST
+    }
 }
 
 fn dead_after(heartbeat: Duration) -> Duration {

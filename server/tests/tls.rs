@@ -1,0 +1,212 @@
+//! TLS between the library and the server, with a throwaway CA made at test time.
+
+mod common;
+
+use common::*;
+use crossbeam_channel::Receiver;
+use crvm::core::{Client, Event, LoginParams};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A CA and a server certificate it signed for `names` (DNS) and 127.0.0.1.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn make_pki(dir: &TmpDir, tag: &str, names: &[&str], ip: bool) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    if ip {
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    }
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    Pki {
+        ca: dir.write(&format!("{tag}-ca.pem"), &ca.pem()),
+        cert: dir.write(&format!("{tag}-cert.pem"), &cert.pem()),
+        key: dir.write(&format!("{tag}-key.pem"), &key.serialize_pem()),
+    }
+}
+
+fn tls_server(dir: &TmpDir, pki: &Pki) -> Server {
+    let top = format!(
+        "tls_cert = {:?}\ntls_key = {:?}",
+        pki.cert.to_str().unwrap(),
+        pki.key.to_str().unwrap()
+    );
+    Server::start(dir, &config(&top))
+}
+
+fn client(addr: &str, ca: Option<&Path>) -> (Client, Receiver<Event>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let c = Client::new(
+        addr,
+        Box::new(move |e: &Event| {
+            let _ = tx.send(e.clone());
+        }),
+    )
+    .unwrap();
+    c.set_option("tls", "on").unwrap();
+    if let Some(ca) = ca {
+        c.set_option("tls_ca_file", ca.to_str().unwrap()).unwrap();
+    }
+    (c, rx)
+}
+
+fn login(c: &Client, rx: &Receiver<Event>, user: &str) -> Event {
+    c.login(&LoginParams {
+        auth_acnt: "demo",
+        auth_pswd: "demo-secret",
+        priv_acnt: user,
+        ..Default::default()
+    })
+    .unwrap();
+    rx.recv_timeout(Duration::from_secs(20)).unwrap()
+}
+
+#[test]
+fn trusted_certificate_carries_the_whole_protocol() {
+    let dir = TmpDir::new();
+    let pki = make_pki(&dir, "good", &["localhost"], true);
+    let s = tls_server(&dir, &pki);
+    for host in ["127.0.0.1", "localhost"] {
+        let addr = format!("{host}:{}", s.addr.port());
+        let (alice, arx) = client(&addr, Some(&pki.ca));
+        let (bob, brx) = client(&addr, Some(&pki.ca));
+        assert!(matches!(
+            login(&alice, &arx, "alice"),
+            Event::LoginSuccess { .. }
+        ));
+        assert!(matches!(
+            login(&bob, &brx, "bob"),
+            Event::LoginSuccess { .. }
+        ));
+        // Requests, pushes between users, and a transfer all work through TLS.
+        let task = alice.send_buffer("bob", "aGVsbG8gdGxz").unwrap();
+        let got = brx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(
+            got,
+            Event::NotifyBufferData {
+                source_user_id: "alice".into(),
+                data_base64: "aGVsbG8gdGxz".into()
+            }
+        );
+        loop {
+            match arx.recv_timeout(Duration::from_secs(20)).unwrap() {
+                Event::SendProgress { .. } => {}
+                e => {
+                    assert_eq!(
+                        e,
+                        Event::SendBufferRlst {
+                            task_id: task,
+                            code: 0
+                        }
+                    );
+                    break;
+                }
+            }
+        }
+        alice.logout().unwrap();
+        bob.logout().unwrap();
+    }
+}
+
+#[test]
+fn untrusted_or_mismatched_certificates_fail_login_with_209() {
+    let dir = TmpDir::new();
+    let pki = make_pki(&dir, "good", &["localhost"], false);
+    let other = make_pki(&dir, "other", &["localhost"], true);
+    let s = tls_server(&dir, &pki);
+    let port = s.addr.port();
+    // Signed by a CA the client does not trust.
+    let (c, rx) = client(&format!("localhost:{port}"), Some(&other.ca));
+    assert_eq!(
+        login(&c, &rx, "alice"),
+        Event::LoginFail {
+            code: 209,
+            cookie: String::new()
+        }
+    );
+    // Trusted CA, but the certificate does not name 127.0.0.1.
+    let (c, rx) = client(&format!("127.0.0.1:{port}"), Some(&pki.ca));
+    assert_eq!(
+        login(&c, &rx, "alice"),
+        Event::LoginFail {
+            code: 209,
+            cookie: String::new()
+        }
+    );
+    // The right name and CA work on the same server.
+    let (c, rx) = client(&format!("localhost:{port}"), Some(&pki.ca));
+    assert!(matches!(
+        login(&c, &rx, "alice"),
+        Event::LoginSuccess { .. }
+    ));
+    // A file that is not a CA bundle is refused as an option.
+    assert_eq!(
+        c.set_option("tls_ca_file", pki.key.to_str().unwrap()),
+        Err(9)
+    );
+    let (tx, _rx) = crossbeam_channel::unbounded::<Event>();
+    let fresh = Client::new(
+        "localhost:1",
+        Box::new(move |e: &Event| {
+            let _ = tx.send(e.clone());
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        fresh.set_option("tls_ca_file", pki.key.to_str().unwrap()),
+        Err(5)
+    );
+}
+
+#[test]
+fn plaintext_client_cannot_talk_to_a_tls_server() {
+    let dir = TmpDir::new();
+    let pki = make_pki(&dir, "good", &["localhost"], true);
+    let s = tls_server(&dir, &pki);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let c = Client::new(
+        &s.addr.to_string(),
+        Box::new(move |e: &Event| {
+            let _ = tx.send(e.clone());
+        }),
+    )
+    .unwrap();
+    c.set_option("request_timeout_ms", "2000").unwrap();
+    let e = login(&c, &rx, "alice");
+    assert!(matches!(e, Event::LoginFail { .. }), "{e:?}");
+    assert!(s.log_text().contains("TLS handshake failed"));
+}
+
+#[test]
+fn half_a_tls_config_is_refused() {
+    let dir = TmpDir::new();
+    let pki = make_pki(&dir, "good", &["localhost"], true);
+    let cfg = dir.write(
+        "half.toml",
+        &config(&format!("tls_cert = {:?}", pki.cert.to_str().unwrap())),
+    );
+    let out = run(&["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let bad = dir.write(
+        "bad.toml",
+        &config(&format!(
+            "tls_cert = {:?}\ntls_key = {:?}",
+            pki.key.to_str().unwrap(),
+            pki.key.to_str().unwrap()
+        )),
+    );
+    let out = run(&["--config", bad.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+}
