@@ -16,6 +16,7 @@ use crate::auth;
 use crate::config::{Config, DEV_APP_ID, DEV_SECRET};
 use crate::conn::Ctx;
 use crate::hub::MemoryHub;
+use crate::limits::LoginLimiter;
 use crate::log;
 use crate::relay::Relay;
 use crate::server::{self, Connections};
@@ -281,7 +282,24 @@ async fn listen(addr: &str) -> std::io::Result<TcpListener> {
     }))
 }
 
+/// Raises the open-file limit to the hard limit: each connection is a descriptor, and the
+/// usual soft limit of 1024 would refuse connections long before memory runs out.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn serve(opts: &ServeOpts) -> i32 {
+    raise_fd_limit();
     let mut config = if opts.dev {
         Config::dev()
     } else {
@@ -384,6 +402,10 @@ async fn run(
         config.data_dir.display(),
         config.tenants.len()
     );
+    let logins = LoginLimiter::new(
+        config.login_failures_per_source,
+        config.login_failures_per_tenant,
+    );
     let ctx = Arc::new(Ctx {
         config,
         hub: Arc::new(MemoryHub::new()),
@@ -391,6 +413,7 @@ async fn run(
         relay: Arc::new(Relay::new()),
         conns: Connections::new(),
         tls,
+        logins,
     });
     let shutdown = async move {
         tokio::select! {

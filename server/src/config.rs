@@ -70,6 +70,11 @@ struct FileConfig {
     heartbeat_ms: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    hello_timeout_ms: Option<u64>,
+    frame_timeout_ms: Option<u64>,
+    max_requests_per_s: Option<u64>,
+    login_failures_per_source: Option<u64>,
+    login_failures_per_tenant: Option<u64>,
     #[serde(default)]
     tenant: Vec<Tenant>,
 }
@@ -95,6 +100,17 @@ pub struct Config {
     /// Certificate chain and private key (PEM) to serve TLS with; both or neither.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// A new connection must complete TLS (if any) and say `hello` within this.
+    pub hello_timeout_ms: u64,
+    /// A frame whose first byte has arrived must be complete within this (slow-drip defence).
+    pub frame_timeout_ms: u64,
+    /// Control frames a connection may send per second (twice that in a burst) before it is
+    /// closed as a flood.
+    pub max_requests_per_s: u64,
+    /// Failed logins allowed per minute from one source address, and into one tenant, before
+    /// further logins from there (into it) are refused for the rest of the minute.
+    pub login_failures_per_source: u64,
+    pub login_failures_per_tenant: u64,
     pub tenants: Vec<Tenant>,
 }
 
@@ -110,6 +126,11 @@ impl Default for Config {
             heartbeat_ms: 10_000,
             tls_cert: None,
             tls_key: None,
+            hello_timeout_ms: 10_000,
+            frame_timeout_ms: 10_000,
+            max_requests_per_s: 50_000,
+            login_failures_per_source: 50,
+            login_failures_per_tenant: 1000,
             tenants: Vec::new(),
         }
     }
@@ -149,6 +170,15 @@ impl Config {
             heartbeat_ms: f.heartbeat_ms.unwrap_or(d.heartbeat_ms),
             tls_cert: f.tls_cert,
             tls_key: f.tls_key,
+            hello_timeout_ms: f.hello_timeout_ms.unwrap_or(d.hello_timeout_ms),
+            frame_timeout_ms: f.frame_timeout_ms.unwrap_or(d.frame_timeout_ms),
+            max_requests_per_s: f.max_requests_per_s.unwrap_or(d.max_requests_per_s),
+            login_failures_per_source: f
+                .login_failures_per_source
+                .unwrap_or(d.login_failures_per_source),
+            login_failures_per_tenant: f
+                .login_failures_per_tenant
+                .unwrap_or(d.login_failures_per_tenant),
             tenants: f.tenant,
         };
         c.validate()?;
@@ -165,6 +195,11 @@ impl Config {
             ("max_buffer_bytes", self.max_buffer_bytes),
             ("max_file_bytes", self.max_file_bytes),
             ("heartbeat_ms", self.heartbeat_ms),
+            ("hello_timeout_ms", self.hello_timeout_ms),
+            ("frame_timeout_ms", self.frame_timeout_ms),
+            ("max_requests_per_s", self.max_requests_per_s),
+            ("login_failures_per_source", self.login_failures_per_source),
+            ("login_failures_per_tenant", self.login_failures_per_tenant),
         ] {
             if v == 0 {
                 return Err(format!("`{key}` must be greater than 0"));
@@ -209,6 +244,14 @@ impl Config {
     /// How long a logged-in connection may stay silent before it is dropped.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms.saturating_mul(3)).min(Duration::from_secs(30))
+    }
+
+    pub fn hello_timeout(&self) -> Duration {
+        Duration::from_millis(self.hello_timeout_ms)
+    }
+
+    pub fn frame_timeout(&self) -> Duration {
+        Duration::from_millis(self.frame_timeout_ms)
     }
 
     /// Interval of the server's own pings.

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crvm_proto::error::{
-    CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_FORCEDCLOSECONNECTION, CRVIDEOSDK_INVALID_CALLID,
-    CRVIDEOSDK_LOGINSTATE_ERROR, CRVIDEOSDK_MEETNOTEXIST, CRVIDEOSDK_MEETPARAM_ERR,
-    CRVIDEOSDK_MISMATCHCLIENTVER, CRVIDEOSDK_NOERR, CRVIDEOSDK_NOT_LOGIN,
+    CRVIDEOSDK_ANCTPSWD_ERR, CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_FORCEDCLOSECONNECTION,
+    CRVIDEOSDK_INVALID_CALLID, CRVIDEOSDK_LOGINSTATE_ERROR, CRVIDEOSDK_MEETNOTEXIST,
+    CRVIDEOSDK_MEETPARAM_ERR, CRVIDEOSDK_MISMATCHCLIENTVER, CRVIDEOSDK_NOERR, CRVIDEOSDK_NOT_LOGIN,
     CRVIDEOSDK_SENDBUFFER_LARGE, CRVIDEOSDK_SENDCMD_LARGE, CRVIDEOSDK_SENDDATA_TARGETINVALID,
     CRVIDEOSDK_SENDFILE_FILEINERROR, CRVIDEOSDK_SERVER_EXCEPTION, CRVIDEOSDK_USER_BEEN_KICKOUT,
 };
@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use crate::auth::{self, Credentials};
 use crate::config::Config;
 use crate::hub::{CallRequest, ConnId, Hub, Requester, Session};
+use crate::limits::{Bucket, LoginLimiter};
 use crate::log;
 use crate::outbox::{run_writer, Out, Outbox, State, CONTROL_LIMIT};
 use crate::random;
@@ -35,8 +36,6 @@ use crate::relay::{Endpoint, Relay};
 use crate::server::Connections;
 use crate::store::{run_blocking, MeetingDraft, MeetingRecord, MeetingStore};
 
-/// A connection must say `Hello` this soon after connecting.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection's writer may take to flush before it is cut off.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// After our last frame, read and discard what the peer still sends for at most this long
@@ -58,6 +57,7 @@ pub struct Ctx {
     pub conns: Connections,
     /// Set when the server speaks TLS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub logins: LoginLimiter,
 }
 
 /// Where a connection is in its life.
@@ -194,11 +194,16 @@ impl Conn {
     }
 
     async fn read_loop(&mut self, rd: &mut (impl AsyncRead + Unpin), ack: &AtomicU64) -> End {
+        let config = Arc::clone(&self.ctx.config);
         let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
         let mut buf = vec![0u8; READ_CHUNK];
-        let hello_deadline = Instant::now() + HELLO_TIMEOUT;
-        let idle = self.ctx.config.idle_timeout();
+        let hello_deadline = Instant::now() + config.hello_timeout();
+        let idle = config.idle_timeout();
+        let frame_timeout = config.frame_timeout();
+        let mut requests = Bucket::new(config.max_requests_per_s, 2 * config.max_requests_per_s);
         let mut last_rx = Instant::now();
+        // When the frame now partly buffered began to arrive: it must complete in time.
+        let mut partial_since: Option<Instant> = None;
         loop {
             loop {
                 if !self.outbox.is_open() {
@@ -207,6 +212,10 @@ impl Conn {
                 match dec.next_frame() {
                     Ok(Some(frame)) => {
                         ack.store(dec.last_seq(), Ordering::Release);
+                        // Data is paced by flow control; everything else counts as a request.
+                        if frame.kind != Kind::Data && !requests.take(Instant::now().into_std()) {
+                            return self.close(CRVIDEOSDK_ERR_DATA, "request flood".into());
+                        }
                         if let Some(end) = self.on_frame(frame).await {
                             return end;
                         }
@@ -215,10 +224,17 @@ impl Conn {
                     Err(e) => return self.close(CRVIDEOSDK_ERR_DATA, e.to_string()),
                 }
             }
-            let deadline = match self.phase {
+            partial_since = match dec.buffered() {
+                0 => None,
+                _ => partial_since.or(Some(last_rx)),
+            };
+            let mut deadline = match self.phase {
                 Phase::AwaitHello => hello_deadline,
                 _ => last_rx + idle,
             };
+            if let Some(since) = partial_since {
+                deadline = deadline.min(since + frame_timeout);
+            }
             let wake = tokio::select! {
                 biased;
                 _ = self.outbox.stopped() => Wake::Stopped,
@@ -227,6 +243,11 @@ impl Conn {
             };
             match wake {
                 Wake::Stopped => return End::Stopped,
+                Wake::Timeout
+                    if partial_since.is_some_and(|p| Instant::now() >= p + frame_timeout) =>
+                {
+                    return self.close(CRVIDEOSDK_ERR_DATA, "frame not completed in time".into());
+                }
                 Wake::Timeout if matches!(self.phase, Phase::AwaitHello) => {
                     return self.close(CRVIDEOSDK_ERR_DATA, "no hello in time".into());
                 }
@@ -356,8 +377,13 @@ impl Conn {
             || user_id.len() > limits::USER_ID_MAX
             || nick.len() > limits::NICK_MAX
             || token.len() > limits::OPAQUE_MAX;
+        let limited = !self.ctx.logins.allowed(self.peer.ip(), &app_id);
         let result = if too_long {
             Err(CRVIDEOSDK_MEETPARAM_ERR)
+        } else if limited {
+            // Too many failures from here or into this tenant: refused like a wrong secret,
+            // without looking at the credentials, for the rest of the minute.
+            Err(CRVIDEOSDK_ANCTPSWD_ERR)
         } else {
             let cred = Credentials {
                 app_id: &app_id,
@@ -370,12 +396,20 @@ impl Conn {
         let user = match result {
             Ok(user) => user,
             Err(code) => {
+                if !limited && code != CRVIDEOSDK_MEETPARAM_ERR {
+                    self.ctx.logins.failed(self.peer.ip(), &app_id);
+                }
                 log!(
-                    "conn {} login failed ({}): app {:?} user {:?}: code {code}",
+                    "conn {} login failed ({}): app {:?} user {:?}: code {code}{}",
                     self.id,
                     self.peer,
                     clip(&app_id),
-                    clip(&user_id)
+                    clip(&user_id),
+                    if limited {
+                        " (too many failed logins)"
+                    } else {
+                        ""
+                    }
                 );
                 self.reply(id, code);
                 self.outbox.close();

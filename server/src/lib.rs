@@ -12,6 +12,7 @@
 //! - [`relay`]: point-to-point transfers, routed with end-to-end flow control;
 //! - [`store`]: durable meetings behind [`store::MeetingStore`] (SQLite by default);
 //! - [`tls`]: the TLS acceptor (rustls), when the config names a certificate and key;
+//! - [`limits`]: request-rate buckets and failed-login counters;
 //! - [`auth`]: secrets, per-user tokens and constant-time comparison;
 //! - [`random`]: the OS random source (meeting IDs, passwords, generated user IDs);
 //! - [`log`]: one line per event on stderr.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod hub;
+pub mod limits;
 pub mod outbox;
 pub mod random;
 pub mod relay;

@@ -96,7 +96,7 @@ pub async fn run(
                             None => conn::serve(id, stream, peer, ctx).await,
                             Some(tls) => {
                                 let handshake = tls.accept(stream);
-                                match tokio::time::timeout(conn::HELLO_TIMEOUT, handshake).await {
+                                match tokio::time::timeout(ctx.config.hello_timeout(), handshake).await {
                                     Ok(Ok(s)) => conn::serve(id, s, peer, ctx).await,
                                     Ok(Err(e)) => log!("conn {id} TLS handshake failed ({peer}): {e}"),
                                     Err(_) => log!("conn {id} TLS handshake timed out ({peer})"),
