@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Events of all clients on one channel, tagged with the client's index.
+type Tagged = (Sender<(usize, Event)>, Receiver<(usize, Event)>);
+
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -87,8 +90,7 @@ fn soak() {
     let rss_start = rss_kib(pid);
 
     // Every event of every client lands on one channel, tagged with the client's index.
-    let (tx, rx): (Sender<(usize, Event)>, Receiver<(usize, Event)>) =
-        crossbeam_channel::unbounded();
+    let (tx, rx): Tagged = crossbeam_channel::unbounded();
     let users: Vec<Client> = (0..clients)
         .map(|i| {
             let tx = tx.clone();
@@ -145,7 +147,7 @@ fn soak() {
                     results += 1;
                 }
                 let me = &users[i];
-                let mut act = |f: &dyn Fn(&str) -> Result<(), i32>| {
+                let act = |f: &dyn Fn(&str) -> Result<(), i32>| {
                     let cookie = next_cookie(i);
                     outstanding.lock().insert(cookie.clone());
                     if f(&cookie).is_err() {
@@ -162,10 +164,10 @@ fn soak() {
                     Event::NotifyCallAccepted { call_id, .. } => {
                         act(&|c| me.hungup_call(call_id, "", c))
                     }
-                    Event::NotifyCmdData { data_base64, .. } => {
-                        if !cmds_seen.insert(data_base64.clone()) {
-                            errors.push(format!("cmd delivered twice: {data_base64}"));
-                        }
+                    Event::NotifyCmdData { data_base64, .. }
+                        if !cmds_seen.insert(data_base64.clone()) =>
+                    {
+                        errors.push(format!("cmd delivered twice: {data_base64}"));
                     }
                     Event::LineOff { code } => errors.push(format!("u{i}: line_off {code}")),
                     _ => {}
