@@ -45,8 +45,6 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// and destroy the final `Close` before the peer reads it.
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 64 * 1024;
 /// Longest client-supplied text copied into a log line or a close reason.
 const LOG_CLIP: usize = 160;
 
@@ -193,7 +191,6 @@ impl Conn {
 
     async fn read_loop(&mut self, rd: &mut OwnedReadHalf, ack: &AtomicU64) -> End {
         let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
-        let mut buf = vec![0u8; READ_CHUNK];
         let hello_deadline = Instant::now() + HELLO_TIMEOUT;
         let idle = self.ctx.config.idle_timeout();
         let mut last_rx = Instant::now();
@@ -221,7 +218,7 @@ impl Conn {
                 biased;
                 _ = self.outbox.stopped() => Wake::Stopped,
                 _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
-                r = rd.read(&mut buf) => Wake::Read(r),
+                r = rd.read(dec.spare()) => Wake::Read(r),
             };
             match wake {
                 Wake::Stopped => return End::Stopped,
@@ -231,7 +228,7 @@ impl Conn {
                 Wake::Timeout => return End::Idle,
                 Wake::Read(Ok(0)) => return End::PeerClosed,
                 Wake::Read(Ok(n)) => {
-                    dec.feed(&buf[..n]);
+                    dec.filled(n);
                     last_rx = Instant::now();
                 }
                 Wake::Read(Err(e)) => return End::ReadFailed(e),
