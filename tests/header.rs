@@ -22,7 +22,7 @@ fn header_names_are_all_prefixed() {
                 .next()
                 .unwrap()
                 .split([' ', '*'])
-                .last()
+                .next_back()
                 .unwrap();
             assert!(name.starts_with("crvm_"), "unprefixed function {name}");
         }
