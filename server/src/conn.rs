@@ -44,7 +44,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// (and [`LINGER_BYTES`]) so that closing with unread input does not reset the connection
 /// and destroy the final `Close` before the peer reads it.
 const LINGER: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 1024 * 1024;
+/// Enough for every transfer window a client may still have in flight towards us.
+const LINGER_BYTES: usize = xfer::MAX_INCOMING * xfer::WINDOW as usize;
 /// Longest client-supplied text copied into a log line or a close reason.
 const LOG_CLIP: usize = 160;
 
@@ -431,7 +432,10 @@ impl Conn {
             ClientMsg::Hello { .. } => unreachable!("handled in on_msg"),
             ClientMsg::Login { id, .. } => self.reply(id, CRVIDEOSDK_LOGINSTATE_ERROR),
             ClientMsg::Logout { id } => {
+                // Out of the registry first (no new transfer can reach this session), then
+                // its transfers end: their peers are told (SPEC §3.1: logout leaves no trace).
                 hub.logout(tenant, user_id, conn_id);
+                self.ctx.relay.session_ended(conn_id);
                 log!("conn {conn_id} logout: app {tenant:?} user {user_id:?}");
                 self.phase = Phase::LoggedOut;
                 self.reply(id, CRVIDEOSDK_NOERR);

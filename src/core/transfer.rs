@@ -116,7 +116,7 @@ impl Transfers {
     /// The server accepted an offer and gave it stream `sid`.
     pub fn started(&mut self, sid: u64, spec: SendSpec, io: &mut Io<'_>) {
         let cmd = spec.kind == XferKind::Cmd;
-        let cancel = spec.cancel;
+        let (cancel, size) = (spec.cancel, spec.size);
         let sent = if cmd { spec.size } else { 0 };
         self.out.insert(
             sid,
@@ -131,6 +131,10 @@ impl Transfers {
         );
         if cancel {
             self.cancel_sid(sid, io);
+        } else if !cmd && size == 0 {
+            // Nothing to send: the checksum of no bytes completes it at once.
+            let hash = checksum_hex(Xxh3::new().digest128());
+            io.send(&ClientMsg::DataEnd { sid, hash });
         } else if !cmd {
             self.turn.push_back(sid);
         }
