@@ -1,6 +1,7 @@
 /*
  * demo.c: two users of the demo tenant, alice and bob, walk through presence, meetings and a
- * call. Every callback is printed as a timestamped log line, e.g.
+ * call, during which alice sends bob a message (cmd), a block of data (buffer) and a file.
+ * Every callback is printed as a timestamped log line, e.g.
  *
  *   12:00:00.123 [bob]   notify_user_status {"userID":"alice","userStatus":1,"DNDType":1} presence
  *
@@ -8,12 +9,15 @@
  * event does not arrive. The walkthrough is the `steps` table at the bottom: add steps there.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "crvm.h"
 
@@ -172,6 +176,106 @@ static void notify_call_hungup(void *ud, const char *call_id, const char *usr_ex
   event(ud, "notify_call_hungup %s \"%s\"", call_id, usr_ext_dat);
 }
 
+/* ---- data: the API carries cmds and buffers as base64 ---- */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Standard base64 with padding; the caller frees. */
+static char *b64_encode(const unsigned char *in, size_t n) {
+  char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+  if (!out) return NULL;
+  for (size_t i = 0; i < n; i += 3) {
+    unsigned long v = (unsigned long)in[i] << 16;
+    if (i + 1 < n) v |= (unsigned long)in[i + 1] << 8;
+    if (i + 2 < n) v |= in[i + 2];
+    *o++ = B64[v >> 18];
+    *o++ = B64[(v >> 12) & 63];
+    *o++ = i + 1 < n ? B64[(v >> 6) & 63] : '=';
+    *o++ = i + 2 < n ? B64[v & 63] : '=';
+  }
+  *o = '\0';
+  return out;
+}
+
+/* Decodes `in` (as delivered by the library: valid, padded) into malloc'd *out; returns the
+ * length, or -1. */
+static long b64_decode(const char *in, unsigned char **out) {
+  size_t len = strlen(in);
+  unsigned char *buf = malloc(len / 4 * 3 + 1);
+  long n = 0;
+  if (!buf) return -1;
+  for (size_t i = 0; i + 4 <= len; i += 4) {
+    unsigned long v = 0;
+    int pad = 0;
+    for (int k = 0; k < 4; k++) {
+      const char *p = in[i + k] == '=' ? NULL : strchr(B64, in[i + k]);
+      if (in[i + k] == '=') pad++;
+      else if (!p || !in[i + k]) { free(buf); return -1; }
+      v = v << 6 | (unsigned long)(p ? p - B64 : 0);
+    }
+    buf[n++] = (unsigned char)(v >> 16);
+    if (pad < 2) buf[n++] = (unsigned char)(v >> 8);
+    if (pad < 1) buf[n++] = (unsigned char)v;
+  }
+  buf[n] = 0;
+  *out = buf;
+  return n;
+}
+
+static void send_cmd_rlst(void *ud, const char *task, int32_t err, const char *cookie) {
+  (void)cookie;
+  event(ud, "send_cmd_rlst %s %d (%s)", task, err, crvm_err_str(err));
+}
+static void send_buffer_rlst(void *ud, const char *task, int32_t err, const char *cookie) {
+  (void)cookie;
+  event(ud, "send_buffer_rlst %s %d (%s)", task, err, crvm_err_str(err));
+}
+static void send_file_rlst(void *ud, const char *task, const char *file, int32_t err,
+                           const char *cookie) {
+  (void)cookie;
+  event(ud, "send_file_rlst %s %s %d (%s)", task, file, err, crvm_err_str(err));
+}
+static void send_progress(void *ud, const char *task, int64_t sent, int64_t total,
+                          const char *cookie) {
+  (void)cookie;
+  event(ud, "send_progress %s %lld/%lld bytes (%d%%)", task, (long long)sent, (long long)total,
+        total ? (int)(sent * 100 / total) : 100);
+}
+static void cancel_send_rlst(void *ud, const char *task, int32_t err, const char *cookie) {
+  (void)cookie;
+  event(ud, "cancel_send_rlst %s %d (%s)", task, err, crvm_err_str(err));
+}
+/* What arrived is logged decoded: the cmd's text, the buffer's size. */
+static void notify_cmd_data(void *ud, const char *source, const char *data_base64) {
+  unsigned char *text;
+  long n = b64_decode(data_base64, &text);
+  if (n < 0) {
+    event(ud, "notify_cmd_data from %s: (undecodable)", source);
+    return;
+  }
+  event(ud, "notify_cmd_data from %s: \"%.*s\"", source, (int)(n > 1000 ? 1000 : n), text);
+  free(text);
+}
+static void notify_buffer_data(void *ud, const char *source, const char *data_base64) {
+  unsigned char *data;
+  long n = b64_decode(data_base64, &data);
+  if (n < 0) {
+    event(ud, "notify_buffer_data from %s: (undecodable)", source);
+    return;
+  }
+  long bad = 0; /* the demo's buffer holds i % 251 at offset i */
+  for (long i = 0; i < n; i++) bad += data[i] != (unsigned char)(i % 251);
+  event(ud, "notify_buffer_data from %s: %ld bytes, %s", source, n, bad ? "CORRUPT" : "intact");
+  free(data);
+}
+static void notify_file_data(void *ud, const char *source, const char *tmp_file,
+                             const char *org_file_name) {
+  event(ud, "notify_file_data from %s: %s (sent as \"%s\")", source, tmp_file, org_file_name);
+}
+static void notify_cancel_send(void *ud, const char *task) {
+  event(ud, "notify_cancel_send %s", task);
+}
+
 /* ---- the walkthrough ---- */
 
 typedef struct demo {
@@ -180,6 +284,8 @@ typedef struct demo {
   int meeting_id;
   char meeting[4096];             /* alice's meeting object, as created */
   char call_id[CRVM_ID_BUF_LEN];  /* alice's call to bob */
+  char tmp[4096];                 /* temp dir: alice's file to send, bob's download_dir */
+  char received[4096];            /* the file bob received */
 } demo;
 
 static int step_login(demo *d) {
@@ -264,6 +370,76 @@ static int step_accept(demo *d) {
   return expect(&d->alice, want, NULL, 0);
 }
 
+static int step_send_cmd(demo *d) {
+  /* A small message (at most 50 KiB), base64 on the API. The result comes once bob's library
+   * has it. */
+  const char *text = "Shall we go through the slides?";
+  char task[CRVM_ID_BUF_LEN], want[256];
+  char *b64 = b64_encode((const unsigned char *)text, strlen(text));
+  int rc = crvm_send_cmd(d->alice.client, "bob", b64, task, sizeof task);
+  free(b64);
+  if (sent(&d->alice, "send_cmd", rc)) return -1;
+  snprintf(want, sizeof want, "notify_cmd_data from alice: \"%s\"", text);
+  if (expect(&d->bob, want, NULL, 0)) return -1;
+  snprintf(want, sizeof want, "send_cmd_rlst %s 0", task);
+  return expect(&d->alice, want, NULL, 0);
+}
+
+static int step_send_buffer(demo *d) {
+  /* A block of data (up to max_buffer_bytes, 100 MiB by default), sent in chunks: alice sees
+   * progress as bob stores it, bob gets it whole. */
+  enum { SIZE = 3 * 1024 * 1024 / 2 };
+  unsigned char *data = malloc(SIZE);
+  if (!data) return -1;
+  for (long i = 0; i < SIZE; i++) data[i] = (unsigned char)(i % 251);
+  char *b64 = b64_encode(data, SIZE);
+  free(data);
+  char task[CRVM_ID_BUF_LEN], want[256];
+  int rc = b64 ? crvm_send_buffer(d->alice.client, "bob", b64, task, sizeof task) : 2;
+  free(b64);
+  if (sent(&d->alice, "send_buffer", rc)) return -1;
+  snprintf(want, sizeof want, "notify_buffer_data from alice: %d bytes, intact", SIZE);
+  if (expect(&d->bob, want, NULL, 0)) return -1;
+  snprintf(want, sizeof want, "send_progress %s %d/%d", task, SIZE, SIZE);
+  if (expect(&d->alice, want, NULL, 0)) return -1;
+  snprintf(want, sizeof want, "send_buffer_rlst %s 0", task);
+  return expect(&d->alice, want, NULL, 0);
+}
+
+static int step_send_file(demo *d) {
+  /* A file, streamed from disk; bob's library stores it in his download_dir under alice's
+   * base name and tells him once it is complete and its checksum matched. */
+  char path[4200], task[CRVM_ID_BUF_LEN], want[4400], ev[4096];
+  snprintf(path, sizeof path, "%s/slides.txt", d->tmp);
+  FILE *f = fopen(path, "w");
+  if (!f) return -1;
+  fprintf(f, "1. Welcome\n2. Roadmap\n3. Questions\n");
+  fclose(f);
+  if (sent(&d->alice, "send_file",
+           crvm_send_file(d->alice.client, "bob", path, task, sizeof task)))
+    return -1;
+  if (expect(&d->bob, "notify_file_data from alice: ", ev, sizeof ev)) return -1;
+  snprintf(want, sizeof want, "send_file_rlst %s %s 0", task, path);
+  if (expect(&d->alice, want, NULL, 0)) return -1;
+  /* "notify_file_data from alice: PATH (sent as "NAME")": bob now owns PATH. */
+  const char *p = ev + strlen("notify_file_data from alice: ");
+  const char *end = strstr(p, " (sent as \"");
+  if (!end) return -1;
+  snprintf(d->received, sizeof d->received, "%.*s", (int)(end - p), p);
+  char line[256] = "";
+  f = fopen(d->received, "r");
+  if (!f || !fgets(line, sizeof line, f)) {
+    fprintf(stderr, "[bob] cannot read %s\n", d->received);
+    if (f) fclose(f);
+    return -1;
+  }
+  fclose(f);
+  line[strcspn(line, "\n")] = '\0';
+  snprintf(want, sizeof want, "bob opens %s: \"%s...\"", d->received, line);
+  log_line("[bob]", want);
+  return strcmp(line, "1. Welcome") == 0 ? 0 : -1;
+}
+
 static int step_hangup(demo *d) {
   char want[128];
   if (sent(&d->alice, "hungup_call",
@@ -307,6 +483,9 @@ static const struct step {
     {"bob lists the meetings", step_list_meetings},
     {"alice calls bob with her meeting", step_call},
     {"bob accepts the call", step_accept},
+    {"alice sends bob a message", step_send_cmd},
+    {"alice sends bob a block of data", step_send_buffer},
+    {"alice sends bob a file", step_send_file},
     {"alice hangs up", step_hangup},
     {"alice destroys her meeting", step_destroy_meeting},
     {"alice and bob log out", step_logout},
@@ -339,6 +518,15 @@ static int open_user(user *u, const char *name, const char *addr) {
       .notify_call_accepted = notify_call_accepted,
       .notify_call_rejected = notify_call_rejected,
       .notify_call_hungup = notify_call_hungup,
+      .send_cmd_rlst = send_cmd_rlst,
+      .send_buffer_rlst = send_buffer_rlst,
+      .send_file_rlst = send_file_rlst,
+      .send_progress = send_progress,
+      .cancel_send_rlst = cancel_send_rlst,
+      .notify_cmd_data = notify_cmd_data,
+      .notify_buffer_data = notify_buffer_data,
+      .notify_file_data = notify_file_data,
+      .notify_cancel_send = notify_cancel_send,
   };
   u->name = name;
   pthread_mutex_init(&u->mu, NULL);
@@ -348,10 +536,49 @@ static int open_user(user *u, const char *name, const char *addr) {
   return rc;
 }
 
+/* A temp dir for the file step: alice's file, and bob's downloads in "bob". */
+static int make_tmp(demo *d) {
+  const char *base = getenv("TMPDIR");
+  char bob[4200];
+  snprintf(d->tmp, sizeof d->tmp, "%s/crvm-demo-XXXXXX", base && *base ? base : "/tmp");
+  if (!mkdtemp(d->tmp)) {
+    perror("mkdtemp");
+    return -1;
+  }
+  snprintf(bob, sizeof bob, "%s/bob", d->tmp);
+  if (mkdir(bob, 0700) != 0) {
+    perror(bob);
+    return -1;
+  }
+  /* Options are set before login. */
+  return sent(&d->bob, "set_option download_dir",
+              crvm_set_option(d->bob.client, "download_dir", bob));
+}
+
+/* Removes the temp dir and what the demo put in it. */
+static void remove_tmp(demo *d) {
+  char path[4400];
+  snprintf(path, sizeof path, "%s/bob", d->tmp);
+  DIR *dir = opendir(path);
+  struct dirent *e;
+  while (dir && (e = readdir(dir)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    snprintf(path, sizeof path, "%s/bob/%s", d->tmp, e->d_name);
+    remove(path);
+  }
+  if (dir) closedir(dir);
+  snprintf(path, sizeof path, "%s/bob", d->tmp);
+  rmdir(path);
+  snprintf(path, sizeof path, "%s/slides.txt", d->tmp);
+  remove(path);
+  rmdir(d->tmp);
+}
+
 int main(int argc, char **argv) {
   static demo d; /* zeroed */
   d.addr = argc > 1 ? argv[1] : "127.0.0.1:5210";
   if (open_user(&d.alice, "alice", d.addr) || open_user(&d.bob, "bob", d.addr)) return 1;
+  if (make_tmp(&d)) return 1;
   char line[256];
   snprintf(line, sizeof line, "libcrvm %s, server %s", crvm_version(), d.addr);
   log_line("[demo]", line);
@@ -364,6 +591,7 @@ int main(int argc, char **argv) {
   }
   crvm_destroy(d.alice.client);
   crvm_destroy(d.bob.client);
+  remove_tmp(&d);
   log_line("[demo]", failed ? "FAILED" : "all steps done");
   return failed ? 1 : 0;
 }

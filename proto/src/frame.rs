@@ -130,33 +130,32 @@ impl Encoder {
     /// Encodes one frame. `ack` is the highest sequence number received from the peer.
     pub fn frame(&mut self, kind: Kind, ack: u64, parts: &[&[u8]]) -> Vec<u8> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let seq = self.next_seq();
-        self.next_seq = seq + 1;
         let mut out = Vec::with_capacity(HEADER_LEN + len);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-        out.push(kind as u8);
-        out.push(0);
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&seq.to_be_bytes());
-        out.extend_from_slice(&ack.to_be_bytes());
+        out.extend_from_slice(&self.header(kind, ack, len));
         for p in parts {
             out.extend_from_slice(p);
         }
         out
     }
 
+    /// The header of the next frame, for writers that put it in front of a payload themselves.
+    pub fn header(&mut self, kind: Kind, ack: u64, len: usize) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        let seq = self.next_seq();
+        self.next_seq = seq + 1;
+        h[0..4].copy_from_slice(&(len as u32).to_be_bytes());
+        h[4] = kind as u8;
+        h[8..16].copy_from_slice(&seq.to_be_bytes());
+        h[16..24].copy_from_slice(&ack.to_be_bytes());
+        h
+    }
+
     /// Fills in the header of `frame`, a buffer made by [`unstamped`], taking the next sequence
     /// number. For senders that queue frames and decide the order only when writing them
     /// (control before data): sequence numbers must follow the order on the wire.
     pub fn stamp(&mut self, frame: &mut [u8], kind: Kind, ack: u64) {
-        let len = (frame.len() - HEADER_LEN) as u32;
-        let seq = self.next_seq();
-        self.next_seq = seq + 1;
-        frame[0..4].copy_from_slice(&len.to_be_bytes());
-        frame[4] = kind as u8;
-        frame[5..8].fill(0);
-        frame[8..16].copy_from_slice(&seq.to_be_bytes());
-        frame[16..24].copy_from_slice(&ack.to_be_bytes());
+        let h = self.header(kind, ack, frame.len() - HEADER_LEN);
+        frame[..HEADER_LEN].copy_from_slice(&h);
     }
 
     /// Encodes a control frame: JSON text plus an optional binary attachment.
@@ -190,17 +189,23 @@ pub fn control_prefix(json: &[u8]) -> [u8; 4] {
 /// frame plus what the caller fed beyond it.
 #[derive(Debug)]
 pub struct Decoder {
+    /// Bytes `start..end` are received and not yet decoded; `end..` is room to read into.
     buf: Vec<u8>,
-    pos: usize,
+    start: usize,
+    end: usize,
     max_payload: u32,
     last_seq: u64,
 }
+
+/// Room [`Decoder::spare`] offers for one read.
+const READ_SPACE: usize = 64 * 1024;
 
 impl Decoder {
     pub fn new(max_payload: u32) -> Self {
         Decoder {
             buf: Vec::new(),
-            pos: 0,
+            start: 0,
+            end: 0,
             max_payload,
             last_seq: 0,
         }
@@ -211,27 +216,58 @@ impl Decoder {
         self.last_seq
     }
 
-    /// Bytes fed but not yet returned as frames.
+    /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.pos
+        self.end - self.start
     }
 
-    /// Appends received bytes.
-    pub fn feed(&mut self, data: &[u8]) {
-        if self.pos > 0 && self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        } else if self.pos > 64 * 1024 && self.pos * 2 > self.buf.len() {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
+    /// Room to read received bytes into directly (at least 64 KiB); report how many were
+    /// written with [`Decoder::filled`]. Saves copying every byte through another buffer.
+    pub fn spare(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > 8 * READ_SPACE {
+                self.buf = Vec::new(); // a large frame has passed: give the memory back
+            }
         }
-        self.buf.extend_from_slice(data);
+        if self.buf.len() - self.end < READ_SPACE {
+            // Move the unread tail (less than one frame) to the front only once half the buffer
+            // is consumed, so a stream of frames is rarely copied twice.
+            if self.start > 0 && self.start >= self.buf.len() / 2 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buf.len() - self.end < READ_SPACE {
+                let want = (self.end + READ_SPACE).max(4 * READ_SPACE);
+                self.buf.resize(want, 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were read into [`Decoder::spare`].
+    pub fn filled(&mut self, n: usize) {
+        assert!(self.end + n <= self.buf.len(), "filled past the spare room");
+        self.end += n;
+    }
+
+    /// Appends received bytes (for callers that already hold them in a buffer).
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let room = self.spare();
+            let n = room.len().min(data.len());
+            room[..n].copy_from_slice(&data[..n]);
+            self.filled(n);
+            data = &data[n..];
+        }
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed, or the error that must end
     /// the connection. After an error the decoder must not be used again.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        let avail = &self.buf[self.pos..];
+        let avail = &self.buf[self.start..self.end];
         if avail.len() < HEADER_LEN {
             return Ok(None);
         }
@@ -247,7 +283,7 @@ impl Decoder {
             return Ok(None);
         }
         let payload = avail[HEADER_LEN..total].to_vec();
-        self.pos += total;
+        self.start += total;
         self.last_seq = h.seq;
         if h.kind == Kind::Control {
             split_control(&payload)?;
@@ -372,6 +408,36 @@ mod tests {
         let mut dec = Decoder::new(100);
         dec.feed(&enc.frame(Kind::Control, 0, &[&[0, 0, 0, 9], b"{}"]));
         assert_eq!(dec.next_frame(), Err(FrameError::BadControl));
+    }
+
+    #[test]
+    fn reading_into_spare_room_and_big_frames() {
+        let mut enc = Encoder::new();
+        let big = vec![7u8; 1024 * 1024];
+        let mut wire = enc.frame(Kind::Data, 0, &[&1u64.to_be_bytes(), &big]);
+        wire.extend(enc.frame(Kind::Ping, 0, &[]));
+        let mut dec = Decoder::new(2 << 20);
+        let mut rest = &wire[..];
+        let mut got = Vec::new();
+        while !rest.is_empty() {
+            let room = dec.spare();
+            assert!(room.len() >= 64 * 1024);
+            let n = room.len().min(rest.len()).min(50_000);
+            room[..n].copy_from_slice(&rest[..n]);
+            dec.filled(n);
+            rest = &rest[n..];
+            while let Some(f) = dec.next_frame().unwrap() {
+                got.push(f);
+            }
+        }
+        assert_eq!(got.len(), 2);
+        assert_eq!(&got[0].payload[8..], &big[..]);
+        assert_eq!(dec.buffered(), 0);
+        dec.spare();
+        assert!(
+            dec.buf.len() <= 256 * 1024,
+            "memory of the big frame given back"
+        );
     }
 
     #[test]

@@ -237,9 +237,12 @@ pub mod xfer {
     pub const CHUNK: usize = 64 * 1024;
     /// Bytes a sender may have sent beyond what the receiver acknowledged. The server refuses
     /// (closes) a sender that exceeds it, so the relay never holds more than this per transfer.
-    pub const WINDOW: u64 = 256 * 1024;
+    pub const WINDOW: u64 = 2 * 1024 * 1024;
+    /// The receiver acknowledges at least every this many bytes (and at the end), so the
+    /// window reopens in steps while the acknowledgement traffic stays small.
+    pub const ACK_EVERY: u64 = 512 * 1024;
     /// Transfers one session may be receiving at once; further offers to it get 1000.
-    pub const MAX_INCOMING: usize = 64;
+    pub const MAX_INCOMING: usize = 32;
 }
 
 /// The end-to-end checksum of a transfer's bytes, as sent in `data_end`: XXH3-128 in hex.

@@ -42,9 +42,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// (and [`LINGER_BYTES`]) so that closing with unread input does not reset the connection
 /// and destroy the final `Close` before the peer reads it.
 const LINGER: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 1024 * 1024;
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 64 * 1024;
+/// Enough for every transfer window a client may still have in flight towards us.
+const LINGER_BYTES: usize = xfer::MAX_INCOMING * xfer::WINDOW as usize;
 /// Longest client-supplied text copied into a log line or a close reason.
 const LOG_CLIP: usize = 160;
 
@@ -196,7 +195,6 @@ impl Conn {
     async fn read_loop(&mut self, rd: &mut (impl AsyncRead + Unpin), ack: &AtomicU64) -> End {
         let config = Arc::clone(&self.ctx.config);
         let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
-        let mut buf = vec![0u8; READ_CHUNK];
         let hello_deadline = Instant::now() + config.hello_timeout();
         let idle = config.idle_timeout();
         let frame_timeout = config.frame_timeout();
@@ -239,7 +237,7 @@ impl Conn {
                 biased;
                 _ = self.outbox.stopped() => Wake::Stopped,
                 _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
-                r = rd.read(&mut buf) => Wake::Read(r),
+                r = rd.read(dec.spare()) => Wake::Read(r),
             };
             match wake {
                 Wake::Stopped => return End::Stopped,
@@ -254,7 +252,7 @@ impl Conn {
                 Wake::Timeout => return End::Idle,
                 Wake::Read(Ok(0)) => return End::PeerClosed,
                 Wake::Read(Ok(n)) => {
-                    dec.feed(&buf[..n]);
+                    dec.filled(n);
                     last_rx = Instant::now();
                 }
                 Wake::Read(Err(e)) => return End::ReadFailed(e),
@@ -470,7 +468,10 @@ impl Conn {
             ClientMsg::Hello { .. } => unreachable!("handled in on_msg"),
             ClientMsg::Login { id, .. } => self.reply(id, CRVIDEOSDK_LOGINSTATE_ERROR),
             ClientMsg::Logout { id } => {
+                // Out of the registry first (no new transfer can reach this session), then
+                // its transfers end: their peers are told (SPEC §3.1: logout leaves no trace).
                 hub.logout(tenant, user_id, conn_id);
+                self.ctx.relay.session_ended(conn_id);
                 log!("conn {conn_id} logout: app {tenant:?} user {user_id:?}");
                 self.phase = Phase::LoggedOut;
                 self.reply(id, CRVIDEOSDK_NOERR);

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crvm_proto::frame::HEADER_LEN;
+use crvm_proto::frame::{self, HEADER_LEN};
 use crvm_proto::msg::xfer;
 use crvm_proto::{Encoder, Kind, ServerMsg};
 use parking_lot::Mutex;
@@ -67,15 +67,28 @@ impl Out {
             }
     }
 
+    /// Appends this frame to `out`, header first, without an intermediate buffer.
     fn encode(&self, enc: &mut Encoder, ack: u64, out: &mut Vec<u8>) {
-        let frame = match self {
-            Out::Control(json) => enc.control(ack, json, &[]),
-            Out::Attached(json, att) => enc.control(ack, json, att),
-            Out::Data(p) => enc.frame(Kind::Data, ack, &[p]),
-            Out::Ping => enc.frame(Kind::Ping, ack, &[]),
-            Out::Pong => enc.frame(Kind::Pong, ack, &[]),
+        let kind = match self {
+            Out::Control(_) | Out::Attached(..) => Kind::Control,
+            Out::Data(_) => Kind::Data,
+            Out::Ping => Kind::Ping,
+            Out::Pong => Kind::Pong,
         };
-        out.extend_from_slice(&frame);
+        out.extend_from_slice(&enc.header(kind, ack, self.cost() - HEADER_LEN));
+        match self {
+            Out::Control(json) => {
+                out.extend_from_slice(&frame::control_prefix(json));
+                out.extend_from_slice(json);
+            }
+            Out::Attached(json, att) => {
+                out.extend_from_slice(&frame::control_prefix(json));
+                out.extend_from_slice(json);
+                out.extend_from_slice(att);
+            }
+            Out::Data(p) => out.extend_from_slice(p),
+            Out::Ping | Out::Pong => {}
+        }
     }
 }
 

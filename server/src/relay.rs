@@ -289,7 +289,7 @@ mod tests {
         let r = Relay::new();
         let (a, b) = (ep(1), ep(2));
         let sid = r
-            .offer(a.clone(), b.clone(), XferKind::File, 1 << 20)
+            .offer(a.clone(), b.clone(), XferKind::File, 4 << 20)
             .unwrap();
         let w = xfer::WINDOW as usize;
         assert!(r.data(2, sid, chunk(sid, 10)).is_err(), "not the sender");

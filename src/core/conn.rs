@@ -147,10 +147,20 @@ impl Conn {
         self.control.push_back((Kind::Control, f));
     }
 
-    /// Queues a data chunk of stream `sid`.
-    pub fn send_data(&mut self, sid: u64, bytes: &[u8]) {
-        self.data
-            .push_back(frame::unstamped(&[&sid.to_be_bytes(), bytes]));
+    /// Queues a data chunk of `len` bytes of stream `sid`, written in place by `fill` (so a
+    /// file is read straight into the frame). If `fill` fails nothing is queued.
+    pub fn send_data<E>(
+        &mut self,
+        sid: u64,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut f = frame::unstamped(&[&sid.to_be_bytes()]);
+        let at = f.len();
+        f.resize(at + len, 0);
+        fill(&mut f[at..])?;
+        self.data.push_back(f);
+        Ok(())
     }
 
     /// Data chunks queued and not yet started on the wire.
@@ -206,16 +216,15 @@ impl Conn {
     /// Reads what is available (bounded per call so the loop stays fair) and returns the
     /// complete frames.
     pub fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<(), ConnError> {
-        let mut buf = [0u8; 64 * 1024];
         for _ in 0..16 {
-            match self.sock.read(&mut buf) {
+            match self.sock.read(self.dec.spare()) {
                 Ok(0) => {
                     self.decode(out)?;
                     return Err(ConnError::LOST);
                 }
                 Ok(n) => {
                     self.last_rx = Instant::now();
-                    self.dec.feed(&buf[..n]);
+                    self.dec.filled(n);
                     self.decode(out)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),

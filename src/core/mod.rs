@@ -28,6 +28,7 @@ use crvm_proto::XferKind;
 use dispatch::Dispatch;
 use parking_lot::Mutex;
 use request::{Login, Op, Request, SendSpec, Source};
+use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -422,10 +423,16 @@ impl Client {
             return Err(CRVIDEOSDK_MEETPARAM_ERR);
         }
         check_len(file_name, limits::PATH_MAX)?;
-        let file = std::fs::File::open(file_name).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => CRVIDEOSDK_FILE_NOT_EXIST,
-            _ => CRVIDEOSDK_FILE_READ_ERR,
-        })?;
+        // Non-blocking, so that opening a FIFO or a device cannot hang the caller; regular
+        // files ignore the flag, and anything else is refused just below.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(file_name)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => CRVIDEOSDK_FILE_NOT_EXIST,
+                _ => CRVIDEOSDK_FILE_READ_ERR,
+            })?;
         let meta = file.metadata().map_err(|_| CRVIDEOSDK_FILE_READ_ERR)?;
         if !meta.is_file() {
             return Err(CRVIDEOSDK_FILE_READ_ERR);

@@ -76,6 +76,8 @@ struct Incoming {
     from: String,
     size: u64,
     received: u64,
+    /// Bytes acknowledged to the sender so far.
+    acked: u64,
     sink: Sink,
     hasher: Xxh3,
     /// The sender's checksum, once `data_end` arrived (it may overtake the last chunks).
@@ -101,7 +103,6 @@ pub(crate) struct Transfers {
     inc: HashMap<u64, Incoming>,
     /// The app's cancels awaiting the server's answer: stream → task.
     cancels: HashMap<u64, String>,
-    buf: Vec<u8>,
 }
 
 impl Transfers {
@@ -115,7 +116,7 @@ impl Transfers {
     /// The server accepted an offer and gave it stream `sid`.
     pub fn started(&mut self, sid: u64, spec: SendSpec, io: &mut Io<'_>) {
         let cmd = spec.kind == XferKind::Cmd;
-        let cancel = spec.cancel;
+        let (cancel, size) = (spec.cancel, spec.size);
         let sent = if cmd { spec.size } else { 0 };
         self.out.insert(
             sid,
@@ -130,6 +131,10 @@ impl Transfers {
         );
         if cancel {
             self.cancel_sid(sid, io);
+        } else if !cmd && size == 0 {
+            // Nothing to send: the checksum of no bytes completes it at once.
+            let hash = checksum_hex(Xxh3::new().digest128());
+            io.send(&ClientMsg::DataEnd { sid, hash });
         } else if !cmd {
             self.turn.push_back(sid);
         }
@@ -183,22 +188,22 @@ impl Transfers {
                 continue;
             }
             let n = (xfer::CHUNK as u64).min(o.spec.size - o.sent).min(room) as usize;
-            let chunk = match &mut o.spec.source {
-                Source::Bytes(b) => &b[o.sent as usize..o.sent as usize + n],
-                Source::File(f) => {
-                    self.buf.resize(n, 0);
-                    if f.read_exact(&mut self.buf).is_err() {
-                        // Unreadable or shorter than it was: the receiver discards its part.
-                        let o = self.out.remove(&sid).expect("present");
-                        io.events.push(o.spec.result(CRVIDEOSDK_FILE_READ_ERR));
-                        io.send(&ClientMsg::Cancel { sid });
-                        continue;
-                    }
-                    &self.buf[..]
+            let (from, hasher) = (o.sent as usize, &mut o.hasher);
+            let filled = io.conn.send_data(sid, n, |dst| {
+                match &mut o.spec.source {
+                    Source::Bytes(b) => dst.copy_from_slice(&b[from..from + n]),
+                    Source::File(f) => f.read_exact(dst)?,
                 }
-            };
-            o.hasher.update(chunk);
-            io.conn.send_data(sid, chunk);
+                hasher.update(dst);
+                Ok::<(), io::Error>(())
+            });
+            if filled.is_err() {
+                // Unreadable, or shorter than it was: the receiver discards its part.
+                let o = self.out.remove(&sid).expect("present");
+                io.events.push(o.spec.result(CRVIDEOSDK_FILE_READ_ERR));
+                io.send(&ClientMsg::Cancel { sid });
+                continue;
+            }
             o.sent += n as u64;
             if o.sent == o.spec.size {
                 let hash = checksum_hex(o.hasher.digest128());
@@ -245,11 +250,13 @@ impl Transfers {
         }
         inc.hasher.update(bytes);
         inc.received += bytes.len() as u64;
-        let received = inc.received;
-        io.send(&ClientMsg::Ack {
-            sid,
-            bytes: received,
-        });
+        if inc.received - inc.acked >= xfer::ACK_EVERY || inc.received == inc.size {
+            inc.acked = inc.received;
+            io.send(&ClientMsg::Ack {
+                sid,
+                bytes: inc.received,
+            });
+        }
         self.try_finish(sid, io);
     }
 
@@ -295,6 +302,7 @@ impl Transfers {
                 from,
                 size,
                 received: 0,
+                acked: 0,
                 sink,
                 hasher: Xxh3::new(),
                 expected: None,

@@ -25,11 +25,14 @@
 
 #define MAX_SERVERS 16
 #define MAX_RECS 64
+#define MAX_TEMP_DIRS 64
 
 static h_server *g_servers[MAX_SERVERS];
 static int g_nservers;
 static h_rec *g_recs[MAX_RECS];
 static int g_nrecs;
+static char *g_temp_dirs[MAX_TEMP_DIRS];
+static int g_ntemp_dirs;
 static atomic_int g_failing;
 
 static int64_t now_ms(void) {
@@ -69,6 +72,9 @@ static void cleanup(void) {
     else
       nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
   }
+  for (int i = 0; i < g_ntemp_dirs; i++)
+    nftw(g_temp_dirs[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  g_ntemp_dirs = 0;
 }
 
 void h_fail(const char *file, int line, const char *fmt, ...) {
@@ -190,7 +196,7 @@ static void launch(h_server *s) {
 
 h_server *h_server_start(const char *extra_toml) {
   if (g_nservers == MAX_SERVERS) h_fail(__FILE__, __LINE__, "too many servers");
-  if (g_nservers == 0 && g_nrecs == 0) atexit(cleanup);
+  if (g_nservers == 0 && g_nrecs == 0 && g_ntemp_dirs == 0) atexit(cleanup);
   h_server *s = calloc(1, sizeof *s);
   const char *tmp = getenv("TMPDIR");
   snprintf(s->dir, sizeof s->dir, "%s/crvm-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -296,7 +302,7 @@ static int g_verbose = -1;
 
 h_rec *h_rec_new(const char *name) {
   if (g_nrecs == MAX_RECS) h_fail(__FILE__, __LINE__, "too many recorders");
-  if (g_nservers == 0 && g_nrecs == 0) atexit(cleanup);
+  if (g_nservers == 0 && g_nrecs == 0 && g_ntemp_dirs == 0) atexit(cleanup);
   h_rec *r = calloc(1, sizeof *r);
   r->name = name;
   pthread_mutex_init(&r->mu, NULL);
@@ -616,6 +622,17 @@ void h_json_str(const char *json, const char *key, char *out, size_t cap) {
   out[n] = '\0';
 }
 
+const char *h_temp_dir(const char *label) {
+  if (g_ntemp_dirs == MAX_TEMP_DIRS) h_fail(__FILE__, __LINE__, "too many temp dirs");
+  if (g_nservers == 0 && g_nrecs == 0 && g_ntemp_dirs == 0) atexit(cleanup);
+  const char *tmp = getenv("TMPDIR");
+  char *dir = malloc(512);
+  snprintf(dir, 512, "%s/crvm-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", label);
+  if (!mkdtemp(dir)) h_fail(__FILE__, __LINE__, "mkdtemp %s: %s", dir, strerror(errno));
+  g_temp_dirs[g_ntemp_dirs++] = dir;
+  return dir;
+}
+
 char *h_repeat(const char *unit, size_t n) {
   static char *kept[256]; /* reachable until exit, so leak checkers stay quiet */
   static size_t nkept;
@@ -627,8 +644,14 @@ char *h_repeat(const char *unit, size_t n) {
   return s;
 }
 
-void h_begin(const char *name) {
+int h_begin(const char *name) {
+  const char *only = getenv("H_ONLY");
+  if (only && *only && !strstr(name, only)) {
+    fprintf(stderr, "skip %s\n", name);
+    return 0;
+  }
   fprintf(stderr, "-- %s\n", name);
+  return 1;
 }
 
 void h_end(const char *name) {

@@ -129,20 +129,27 @@ void h_login(crvm_client *c, h_rec *r, const char *app, const char *secret, cons
 
 /* ---- small helpers ---- */
 
+/* A fresh empty directory "$TMPDIR/crvm-<label>-XXXXXX" (TMPDIR defaults to /tmp);
+ * removed with everything in it when the test exits, whether it passed or failed (unlike the
+ * servers' dirs, which a failure keeps). For bulky test data. Valid until exit. */
+const char *h_temp_dir(const char *label);
+
 /* Integer / string value of the first "key" in a JSON text; fails the test if absent. */
 long long h_json_int(const char *json, const char *key);
 void h_json_str(const char *json, const char *key, char *out, size_t cap);
 /* A string of `n` copies of `unit`, valid until the test exits. */
 char *h_repeat(const char *unit, size_t n);
 
-/* Runs one test function, printing its name and "ok". */
+/* Runs one test function, printing its name and "ok". With H_ONLY=substring in the
+ * environment, only the test functions whose name contains it run (the others print "skip"). */
 #define RUN(fn)                                                                               \
   do {                                                                                        \
-    h_begin(#fn);                                                                             \
-    fn();                                                                                     \
-    h_end(#fn);                                                                               \
+    if (h_begin(#fn)) {                                                                       \
+      fn();                                                                                   \
+      h_end(#fn);                                                                             \
+    }                                                                                         \
   } while (0)
-void h_begin(const char *name);
+int h_begin(const char *name);
 void h_end(const char *name);
 
 #endif

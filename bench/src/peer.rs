@@ -1,0 +1,267 @@
+//! The `__peer` role: one crvm client in its own process (so that its peak RSS is its own),
+//! logged in as `USER`, driven by the bench through lines on stdin:
+//!
+//! | command | answer |
+//! |---|---|
+//! | `file TARGET PATH` | `file_started`; later `file_rlst CODE` |
+//! | `pings TARGET N SIZE` | `pings NS…`: N cmd round trips (send_cmd → send_cmd_rlst) |
+//! | `calls TARGET N GAP_MS WHILE_SENDING` | `calls ID:T0:T1…`: N calls, each hung up at once |
+//! | `callins` | `callins ID:T…`: the calls that rang here since the last `callins` |
+//! | `quit` | `bye` |
+//!
+//! Unprompted lines: `got_file PATH` (a file arrived), `file_rlst CODE`, `line_off CODE`, and
+//! `error TEXT` before exiting on failure. Times are `CLOCK_MONOTONIC` nanoseconds stamped on the
+//! dispatcher thread as the event is delivered, i.e. when the app would see it.
+
+use crate::procs::mono_ns;
+use crate::Res;
+use base64::Engine as _;
+use crossbeam_channel::{select, Receiver};
+use crvm::core::{Client, Event, LoginParams};
+use std::time::Duration;
+
+/// No single event should take longer than this, even behind a 2 GiB transfer.
+const EVENT_WAIT: Duration = Duration::from_secs(120);
+
+pub fn main(args: &[String]) -> Res<()> {
+    let [addr, user, download_dir] = args else {
+        return Err("usage: crvm-bench __peer ADDR USER DOWNLOAD_DIR".into());
+    };
+    match run(addr, user, download_dir) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            println!("error {e}");
+            Err(e)
+        }
+    }
+}
+
+fn code(what: &str) -> impl Fn(i32) -> String + '_ {
+    move |c| format!("{what} refused: code {c}")
+}
+
+fn run(addr: &str, user: &str, download_dir: &str) -> Res<()> {
+    let (tx, events) = crossbeam_channel::unbounded();
+    let client = Client::new(
+        addr,
+        Box::new(move |e: &Event| {
+            let _ = tx.send((mono_ns(), e.clone()));
+        }),
+    )
+    .map_err(code("Client::new"))?;
+    client
+        .set_option("download_dir", download_dir)
+        .map_err(code("download_dir"))?;
+    client
+        .login(&LoginParams {
+            auth_acnt: "demo",
+            auth_pswd: "demo-secret",
+            priv_acnt: user,
+            ..Default::default()
+        })
+        .map_err(code("login"))?;
+    let mut peer = Peer {
+        client,
+        events,
+        sending: 0,
+        progress_seen: false,
+        callins: Vec::new(),
+    };
+    match peer.wait(|e| matches!(e, Event::LoginSuccess { .. } | Event::LoginFail { .. }))? {
+        (_, Event::LoginSuccess { .. }) => {}
+        (_, e) => return Err(format!("login failed: {e:?}").into()),
+    }
+    println!("ready");
+
+    let (cmd_tx, commands) = crossbeam_channel::unbounded::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if cmd_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        select! {
+            recv(commands) -> cmd => {
+                // End of stdin: the bench is gone.
+                let Ok(cmd) = cmd else { break };
+                if cmd == "quit" {
+                    break;
+                }
+                peer.command(&cmd)?;
+            }
+            recv(peer.events) -> ev => {
+                let (at, ev) = ev.map_err(|_| "event channel closed")?;
+                peer.on_event(at, ev);
+            }
+        }
+    }
+    peer.client.destroy();
+    println!("bye");
+    Ok(())
+}
+
+struct Peer {
+    client: Client,
+    events: Receiver<(u64, Event)>,
+    /// Files this peer is sending.
+    sending: usize,
+    /// A `send_progress` arrived since the last `file` command.
+    progress_seen: bool,
+    /// Calls that rang here: call ID and when.
+    callins: Vec<(String, u64)>,
+}
+
+impl Peer {
+    /// What happens to an event nobody is waiting for.
+    fn on_event(&mut self, at: u64, ev: Event) {
+        match ev {
+            Event::NotifyFileData { tmp_file, .. } => println!("got_file {tmp_file}"),
+            Event::SendFileRlst { code, .. } => {
+                self.sending = self.sending.saturating_sub(1);
+                println!("file_rlst {code}");
+            }
+            Event::SendProgress { .. } => self.progress_seen = true,
+            Event::NotifyCallIn { call_id, .. } => self.callins.push((call_id, at)),
+            Event::LineOff { code } => println!("line_off {code}"),
+            _ => {}
+        }
+    }
+
+    fn next_event(&self) -> Res<(u64, Event)> {
+        let ev = self.events.recv_timeout(EVENT_WAIT);
+        Ok(ev.map_err(|_| "no event within 120 s")?)
+    }
+
+    /// The next event that `want` accepts, handling the others as usual.
+    fn wait(&mut self, want: impl Fn(&Event) -> bool) -> Res<(u64, Event)> {
+        loop {
+            let (at, ev) = self.next_event()?;
+            if want(&ev) {
+                return Ok((at, ev));
+            }
+            self.on_event(at, ev);
+        }
+    }
+
+    fn command(&mut self, line: &str) -> Res<()> {
+        let words: Vec<&str> = line.splitn(3, ' ').collect();
+        match words[..] {
+            ["file", target, path] => {
+                self.client
+                    .send_file(target, path)
+                    .map_err(code("send_file"))?;
+                self.sending += 1;
+                self.progress_seen = false;
+                println!("file_started");
+            }
+            ["pings", target, rest] => {
+                let (n, size) = two_numbers(rest)?;
+                let samples = self.pings(target, n, size as usize)?;
+                println!("pings {}", join(samples.iter()));
+            }
+            ["calls", target, rest] => {
+                let args: Vec<u64> = rest.split(' ').filter_map(|w| w.parse().ok()).collect();
+                let [n, gap_ms, while_sending] = args[..] else {
+                    return Err(format!("bad command {line:?}").into());
+                };
+                let calls = self.calls(target, n, gap_ms, while_sending != 0)?;
+                let calls = calls.iter().map(|(id, t0, t1)| format!("{id}:{t0}:{t1}"));
+                println!("calls {}", join(calls));
+            }
+            ["callins"] => {
+                let callins = self.callins.drain(..).map(|(id, t)| format!("{id}:{t}"));
+                println!("callins {}", join(callins));
+            }
+            _ => return Err(format!("bad command {line:?}").into()),
+        }
+        Ok(())
+    }
+
+    /// `n` cmds of `size` bytes, one at a time: nanoseconds from `send_cmd` to `send_cmd_rlst`.
+    fn pings(&mut self, target: &str, n: u64, size: usize) -> Res<Vec<u64>> {
+        let data = base64::engine::general_purpose::STANDARD.encode(vec![0x5a; size]);
+        let mut samples = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let t0 = mono_ns();
+            let task = self
+                .client
+                .send_cmd(target, &data)
+                .map_err(code("send_cmd"))?;
+            let (t1, ev) =
+                self.wait(|e| matches!(e, Event::SendCmdRlst { task_id, .. } if *task_id == task))?;
+            if ev
+                != (Event::SendCmdRlst {
+                    task_id: task,
+                    code: 0,
+                })
+            {
+                return Err(format!("cmd failed: {ev:?}").into());
+            }
+            samples.push(t1 - t0);
+        }
+        Ok(samples)
+    }
+
+    /// Up to `n` calls to `target`, each hung up as soon as it succeeded, `gap_ms` apart: call ID,
+    /// when `call` was made and when `call_success` came. With `while_sending`, waits until data
+    /// is moving first and stops (after at least one call) once no file is being sent.
+    fn calls(
+        &mut self,
+        target: &str,
+        n: u64,
+        gap_ms: u64,
+        while_sending: bool,
+    ) -> Res<Vec<(String, u64, u64)>> {
+        while while_sending && self.sending > 0 && !self.progress_seen {
+            let (at, ev) = self.next_event()?;
+            self.on_event(at, ev);
+        }
+        let mut out = Vec::new();
+        for i in 0..n {
+            if while_sending && i > 0 && self.sending == 0 {
+                break;
+            }
+            let t0 = mono_ns();
+            let id = self.client.call(target, "", "", "").map_err(code("call"))?;
+            let is_this = |e: &Event| match e {
+                Event::CallSuccess { call_id, .. } | Event::CallFail { call_id, .. } => {
+                    *call_id == id
+                }
+                _ => false,
+            };
+            let (t1, ev) = self.wait(is_this)?;
+            if !matches!(ev, Event::CallSuccess { .. }) {
+                return Err(format!("call failed: {ev:?}").into());
+            }
+            self.client
+                .hungup_call(&id, "", "")
+                .map_err(code("hungup_call"))?;
+            let (_, ev) = self.wait(|e| match e {
+                Event::HungupCallSuccess { call_id, .. }
+                | Event::HungupCallFail { call_id, .. } => *call_id == id,
+                _ => false,
+            })?;
+            if !matches!(ev, Event::HungupCallSuccess { .. }) {
+                return Err(format!("hang-up failed: {ev:?}").into());
+            }
+            out.push((id, t0, t1));
+            std::thread::sleep(Duration::from_millis(gap_ms));
+        }
+        Ok(out)
+    }
+}
+
+fn two_numbers(s: &str) -> Res<(u64, u64)> {
+    let mut it = s.split(' ').map(|w| w.parse::<u64>());
+    match (it.next(), it.next()) {
+        (Some(Ok(a)), Some(Ok(b))) => Ok((a, b)),
+        _ => Err(format!("expected two numbers, got {s:?}").into()),
+    }
+}
+
+fn join<T: ToString>(items: impl Iterator<Item = T>) -> String {
+    items.map(|i| i.to_string()).collect::<Vec<_>>().join(" ")
+}
