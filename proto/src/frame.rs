@@ -240,8 +240,8 @@ impl Decoder {
                 self.start = 0;
             }
             if self.buf.len() - self.end < READ_SPACE {
-                let want = (self.end + READ_SPACE).max(4 * READ_SPACE);
-                self.buf.resize(want, 0);
+                // Grown only as far as needed: an idle connection keeps one read's worth.
+                self.buf.resize(self.end + READ_SPACE, 0);
             }
         }
         &mut self.buf[self.end..]

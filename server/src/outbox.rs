@@ -31,6 +31,8 @@ pub const CONTROL_LIMIT: usize = 4 * 1024 * 1024;
 pub const DATA_LIMIT: usize = xfer::MAX_INCOMING * (xfer::WINDOW as usize + 4096);
 /// Most bytes the writer takes from the queues for one socket write.
 const BATCH_BYTES: usize = 256 * 1024;
+/// Largest write buffer a connection keeps between writes (one data chunk and its header fit).
+const KEEP_BYTES: usize = 80 * 1024;
 
 /// One outgoing frame, before it gets its sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,6 +365,10 @@ pub async fn run_writer(
         if wr.write_all(&bytes).await.is_err() {
             outbox.broken();
             return;
+        }
+        if bytes.capacity() > KEEP_BYTES {
+            // A burst passed: give its memory back rather than keep it per connection.
+            bytes = Vec::new();
         }
         sent_any = true;
     }
