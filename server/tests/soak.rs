@@ -212,7 +212,7 @@ fn soak() {
                             1 => me.get_user_status(&cookie),
                             // One client in ten watches presence, as in a real tenant
                             // (every watcher gets every change: O(watchers × changes)).
-                            2 if i % 10 == 0 => me.start_user_status_notify(&cookie),
+                            2 if i.is_multiple_of(10) => me.start_user_status_notify(&cookie),
                             2 => me.get_user_status(&cookie),
                             3 => me.stop_user_status_notify(&cookie),
                             4 => me.create_meeting("soak", 1, &cookie),
