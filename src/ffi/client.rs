@@ -27,6 +27,15 @@ const ADDR_MAX: usize = 1024;
 /// Longest option key or value accepted by `crvm_set_option`.
 const OPTION_MAX: usize = PATH_MAX;
 
+/// An optional free-text argument (cookie, `meet_obj`, `usr_ext_dat`…): NULL reads as "",
+/// at most 8 KiB.
+///
+/// # Safety
+/// As [`str_arg`].
+unsafe fn opaque<'a>(p: *const c_char) -> Result<&'a str, i32> {
+    str_arg(p, Null::Empty, OPAQUE_MAX)
+}
+
 /// Runs `f` on the client behind `c`, inside the panic boundary.
 fn with_client(c: *mut crvm_client, f: impl FnOnce(&Client) -> Result<(), i32>) -> i32 {
     guard!(CRVIDEOSDK_INNER_ERR, {
@@ -150,8 +159,8 @@ pub unsafe extern "C" fn crvm_login(
             auth_pswd: str_arg(auth_pswd, Null::Refuse, SECRET_MAX)?,
             nick_name: str_arg(nick_name, Null::Empty, NICK_MAX)?,
             priv_acnt: str_arg(priv_acnt, Null::Empty, USER_ID_MAX)?,
-            priv_auth_code: str_arg(priv_auth_code, Null::Empty, OPAQUE_MAX)?,
-            cookie: str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
+            priv_auth_code: opaque(priv_auth_code)?,
+            cookie: opaque(cookie)?,
         };
         client.login(&p)
     })
@@ -175,7 +184,7 @@ pub unsafe extern "C" fn crvm_set_dnd_status(
     cookie: *const c_char,
 ) -> i32 {
     with_client(c, |client| {
-        client.set_dnd_status(dnd_status, str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
+        client.set_dnd_status(dnd_status, opaque(cookie)?)
     })
 }
 
@@ -186,9 +195,7 @@ pub unsafe extern "C" fn crvm_set_dnd_status(
 /// `cookie` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn crvm_get_user_status(c: *mut crvm_client, cookie: *const c_char) -> i32 {
-    with_client(c, |client| {
-        client.get_user_status(str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
-    })
+    with_client(c, |client| client.get_user_status(opaque(cookie)?))
 }
 
 /// Subscribes to status changes of the tenant's users (`notify_user_status`, carrying this
@@ -201,9 +208,7 @@ pub unsafe extern "C" fn crvm_start_user_status_notify(
     c: *mut crvm_client,
     cookie: *const c_char,
 ) -> i32 {
-    with_client(c, |client| {
-        client.start_user_status_notify(str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
-    })
+    with_client(c, |client| client.start_user_status_notify(opaque(cookie)?))
 }
 
 /// Ends the subscription. Result: `stop_user_status_notify_rslt`.
@@ -215,9 +220,7 @@ pub unsafe extern "C" fn crvm_stop_user_status_notify(
     c: *mut crvm_client,
     cookie: *const c_char,
 ) -> i32 {
-    with_client(c, |client| {
-        client.stop_user_status_notify(str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
-    })
+    with_client(c, |client| client.stop_user_status_notify(opaque(cookie)?))
 }
 
 /// Creates a meeting: `meet_subject` at most 50 characters; `create_pswd` > 0 asks for a
@@ -235,11 +238,7 @@ pub unsafe extern "C" fn crvm_create_meeting(
     with_client(c, |client| {
         // 50 characters are at most 200 bytes of UTF-8; the core counts the characters.
         let subject = str_arg(meet_subject, Null::Refuse, SUBJECT_MAX_CHARS * 4)?;
-        client.create_meeting(
-            subject,
-            create_pswd,
-            str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
-        )
+        client.create_meeting(subject, create_pswd, opaque(cookie)?)
     })
 }
 
@@ -254,9 +253,7 @@ pub unsafe extern "C" fn crvm_destroy_meeting(
     meet_id: i32,
     cookie: *const c_char,
 ) -> i32 {
-    with_client(c, |client| {
-        client.destroy_meeting(meet_id, str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
-    })
+    with_client(c, |client| client.destroy_meeting(meet_id, opaque(cookie)?))
 }
 
 /// Lists the tenant's meetings. Result: `get_meetings_success`/`_fail`.
@@ -265,9 +262,7 @@ pub unsafe extern "C" fn crvm_destroy_meeting(
 /// `cookie` is NULL or NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn crvm_get_meetings(c: *mut crvm_client, cookie: *const c_char) -> i32 {
-    with_client(c, |client| {
-        client.get_meetings(str_arg(cookie, Null::Empty, OPAQUE_MAX)?)
-    })
+    with_client(c, |client| client.get_meetings(opaque(cookie)?))
 }
 
 /// Calls `called_user_id` (required). `meet_obj` is empty or a JSON object (≤ 8 KiB), carried
@@ -293,9 +288,9 @@ pub unsafe extern "C" fn crvm_call(
         check_id_buf(call_id_out, call_id_cap)?;
         let call_id = client.call(
             str_arg(called_user_id, Null::Refuse, USER_ID_MAX)?,
-            str_arg(meet_obj, Null::Empty, OPAQUE_MAX)?,
-            str_arg(usr_ext_dat, Null::Empty, OPAQUE_MAX)?,
-            str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
+            opaque(meet_obj)?,
+            opaque(usr_ext_dat)?,
+            opaque(cookie)?,
         )?;
         write_id(&call_id, call_id_out);
         Ok(())
@@ -319,9 +314,9 @@ pub unsafe extern "C" fn crvm_accept_call(
     with_client(c, |client| {
         client.accept_call(
             str_arg(call_id, Null::Refuse, ID_MAX)?,
-            str_arg(meet_obj, Null::Empty, OPAQUE_MAX)?,
-            str_arg(usr_ext_dat, Null::Empty, OPAQUE_MAX)?,
-            str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
+            opaque(meet_obj)?,
+            opaque(usr_ext_dat)?,
+            opaque(cookie)?,
         )
     })
 }
@@ -341,8 +336,8 @@ pub unsafe extern "C" fn crvm_reject_call(
     with_client(c, |client| {
         client.reject_call(
             str_arg(call_id, Null::Refuse, ID_MAX)?,
-            str_arg(usr_ext_dat, Null::Empty, OPAQUE_MAX)?,
-            str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
+            opaque(usr_ext_dat)?,
+            opaque(cookie)?,
         )
     })
 }
@@ -363,8 +358,8 @@ pub unsafe extern "C" fn crvm_hungup_call(
     with_client(c, |client| {
         client.hungup_call(
             str_arg(call_id, Null::Refuse, ID_MAX)?,
-            str_arg(usr_ext_dat, Null::Empty, OPAQUE_MAX)?,
-            str_arg(cookie, Null::Empty, OPAQUE_MAX)?,
+            opaque(usr_ext_dat)?,
+            opaque(cookie)?,
         )
     })
 }
