@@ -410,9 +410,10 @@ int32_t crvm_create(const char *server_addr,
  * `connect_timeout_ms`, `request_timeout_ms` (1 ms .. 10 min / 1 h), `max_buffer_bytes`
  * (largest buffer sent or accepted, default 100 MiB), `tls` (`off` | `on`), `tls_ca_file` (PEM
  * file of the CA certificates the server's certificate must chain to; default: the system's;
- * checked when set). With TLS the server's certificate must also name the host of
- * `server_addr`; otherwise the login fails with 209. Unknown key or bad value → 5 and nothing
- * changes.
+ * checked when set), `log_file` (a file the library appends one line per event to: names,
+ * codes and IDs, never a secret, token, cookie or payload). With TLS the server's certificate
+ * must also name the host of `server_addr`; otherwise the login fails with 209. Unknown key or
+ * bad value → 5 and nothing changes.
  *
  * # Safety
  * `key` and `value` are NULL or NUL-terminated strings.

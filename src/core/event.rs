@@ -204,6 +204,55 @@ impl Event {
     }
 }
 
+impl Event {
+    /// A log line's worth: the event's name, its code and the call or task it is about. Never
+    /// a cookie, payload, meeting object or user data.
+    pub fn summary(&self) -> String {
+        use Event::*;
+        let (code, id): (Option<i32>, Option<&str>) = match self {
+            LoginSuccess { user_id, .. } => (None, Some(user_id)),
+            LoginFail { code, .. }
+            | LineOff { code }
+            | SetDndStatusFail { code, .. }
+            | GetUserStatusFail { code, .. }
+            | StartUserStatusNotifyRslt { code, .. }
+            | StopUserStatusNotifyRslt { code, .. }
+            | CreateMeetingFail { code, .. }
+            | DestroyMeetingRslt { code, .. }
+            | GetMeetingsFail { code, .. } => (Some(*code), None),
+            CallSuccess { call_id, .. }
+            | AcceptCallSuccess { call_id, .. }
+            | RejectCallSuccess { call_id, .. }
+            | HungupCallSuccess { call_id, .. }
+            | NotifyCallIn { call_id, .. }
+            | NotifyCallAccepted { call_id, .. }
+            | NotifyCallHungup { call_id, .. } => (None, Some(call_id)),
+            CallFail { call_id, code, .. }
+            | AcceptCallFail { call_id, code, .. }
+            | RejectCallFail { call_id, code, .. }
+            | HungupCallFail { call_id, code, .. } => (Some(*code), Some(call_id)),
+            NotifyCallRejected {
+                call_id, reason, ..
+            } => (Some(*reason), Some(call_id)),
+            SendCmdRlst { task_id, code }
+            | SendBufferRlst { task_id, code }
+            | SendFileRlst { task_id, code, .. }
+            | CancelSendRlst { task_id, code } => (Some(*code), Some(task_id)),
+            SendProgress { task_id, .. } => (None, Some(task_id)),
+            NotifyCancelSend { send_id } => (None, Some(send_id)),
+            _ => (None, None),
+        };
+        let mut line = self.name().to_owned();
+        if let Some(code) = code {
+            line.push_str(&format!(" code={code}"));
+        }
+        if let Some(id) = id {
+            line.push_str(&format!(" id={id}"));
+        }
+        line
+    }
+}
+
 /// Receives events on the dispatching thread (the client's dispatcher thread, or the thread
 /// inside `poll`). Never called with a library lock held, so it may call back into the client.
 pub trait EventHandler: Send + Sync {

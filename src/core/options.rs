@@ -28,6 +28,9 @@ pub struct Options {
     /// CA certificates (PEM) that the server's certificate must chain to; the system's when
     /// unset.
     pub tls_ca_file: Option<PathBuf>,
+    /// Where the library appends one line per event (names, codes and IDs only: never a
+    /// secret, token, cookie or payload).
+    pub log_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -40,6 +43,7 @@ impl Default for Options {
             max_buffer_bytes: 100 * 1024 * 1024,
             tls: false,
             tls_ca_file: None,
+            log_file: None,
         }
     }
 }
@@ -84,6 +88,21 @@ impl Options {
                     _ => return Err(CRVIDEOSDK_MEETPARAM_ERR),
                 }
             }
+            "log_file" => {
+                // Opened now so a path that cannot be written is a refused option.
+                let path = PathBuf::from(value);
+                let ok = !value.is_empty()
+                    && value.len() <= PATH_MAX
+                    && std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .is_ok();
+                if !ok {
+                    return Err(CRVIDEOSDK_MEETPARAM_ERR);
+                }
+                self.log_file = Some(path);
+            }
             "tls_ca_file" => {
                 // Checked now, so that a bad file is a refused option, not a failed login.
                 let path = PathBuf::from(value);
@@ -126,6 +145,7 @@ mod tests {
             "not a certificate"
         );
         assert!(o.set("no_such_key", "1").is_err());
+        assert!(o.set("log_file", "/definitely/not/here/x.log").is_err());
         assert_eq!(o.connect_timeout, Duration::from_millis(250));
     }
 }

@@ -83,6 +83,8 @@ pub(crate) struct Worker {
     /// each of them with `notify_call_hungup` before `line_off`.
     calls: HashSet<String>,
     transfers: Transfers,
+    /// The `log_file` of the current session, if any.
+    log: Option<std::fs::File>,
     stopping: bool,
 }
 
@@ -99,6 +101,7 @@ impl Worker {
             notify_cookie: String::new(),
             calls: HashSet::new(),
             transfers: Transfers::default(),
+            log: None,
             stopping: false,
         }
     }
@@ -126,7 +129,19 @@ impl Worker {
             }
             _ => {}
         }
+        self.log(&ev.summary());
         let _ = self.events.send(Queued::Event(ev));
+    }
+
+    /// Appends a line to the session's log file; a failed write is not the app's problem.
+    fn log(&mut self, what: &str) {
+        if let Some(f) = &mut self.log {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let line = format!("{}.{:03} crvm: {what}\n", t.as_secs(), t.subsec_millis());
+            let _ = std::io::Write::write_all(f, line.as_bytes());
+        }
     }
 
     fn id(&mut self) -> u64 {
@@ -222,6 +237,18 @@ impl Worker {
     fn start_login(&mut self, login: Login, opts: Options, epoch: u64) {
         // Logout always precedes a new login in the queue, so the link is idle; be safe anyway.
         self.close_link();
+        self.log = opts.log_file.as_ref().and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
+        let what = format!(
+            "login to {} as app {:?} user {:?}",
+            self.inner.addr, login.app_id, login.user_id
+        );
+        self.log(&what);
         let deadline = Instant::now() + opts.connect_timeout;
         let session = Session {
             epoch,
