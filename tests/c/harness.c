@@ -657,3 +657,15 @@ int h_begin(const char *name) {
 void h_end(const char *name) {
   fprintf(stderr, "ok %s\n", name);
 }
+
+const char *h_fmt(const char *fmt, ...) {
+  /* Room for events that carry 8 KiB values (meet_obj, usr_ext_dat, cookies) twice over. */
+  static char ring[8][24 * 1024];
+  static int next;
+  char *buf = ring[next++ % 8];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof ring[0], fmt, ap);
+  va_end(ap);
+  return buf;
+}

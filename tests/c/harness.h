@@ -139,6 +139,11 @@ long long h_json_int(const char *json, const char *key);
 void h_json_str(const char *json, const char *key, char *out, size_t cap);
 /* A string of `n` copies of `unit`, valid until the test exits. */
 char *h_repeat(const char *unit, size_t n);
+/* printf into one of a ring of 8 buffers, for expected events built on the fly (one thread). */
+const char *h_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A user status object, as pushes and status lists spell it. */
+#define H_STATUS(user, status, dnd)                                                           \
+  "{\"userID\":\"" user "\",\"userStatus\":" #status ",\"DNDType\":" #dnd "}"
 
 /* Runs one test function, printing its name and "ok". With H_ONLY=substring in the
  * environment, only the test functions whose name contains it run (the others print "skip"). */

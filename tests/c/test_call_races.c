@@ -12,26 +12,14 @@
 
 #include "harness.h"
 
-#define ST(user, status, dnd)                                                                 \
-  "{\"userID\":\"" user "\",\"userStatus\":" #status ",\"DNDType\":" #dnd "}"
+#define ST H_STATUS
 #define IDLE "[" ST("alice", 1, 0) "," ST("bob", 1, 0) "]"
 #define REPEAT 40
 #define MAX_SEEN 16
 
 static h_server *srv;
 
-/* printf into one of a ring of buffers: expected events built on the fly. */
-static const char *F(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *F(const char *fmt, ...) {
-  static char ring[8][1024];
-  static int next;
-  char *buf = ring[next++ % 8];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof ring[0], fmt, ap);
-  va_end(ap);
-  return buf;
-}
+#define F h_fmt
 
 typedef struct user {
   const char *id;

@@ -10,8 +10,7 @@
 
 #include "harness.h"
 
-#define ST(user, status, dnd)                                                                 \
-  "{\"userID\":\"" user "\",\"userStatus\":" #status ",\"DNDType\":" #dnd "}"
+#define ST H_STATUS
 
 /* The next status push about `user` (pushes about one user keep their order; pushes about
  * different users and call events may interleave). */
@@ -21,18 +20,7 @@
 
 static h_server *srv;
 
-/* printf into one of a ring of buffers: expected events built on the fly (main thread only). */
-static const char *F(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *F(const char *fmt, ...) {
-  static char ring[8][24 * 1024];
-  static int next;
-  char *buf = ring[next++ % 8];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof ring[0], fmt, ap);
-  va_end(ap);
-  return buf;
-}
+#define F h_fmt
 
 typedef struct user {
   const char *id; /* the user ID */

@@ -5,8 +5,7 @@
 
 #include "harness.h"
 
-#define ST(user, status, dnd)                                                                 \
-  "{\"userID\":\"" user "\",\"userStatus\":" #status ",\"DNDType\":" #dnd "}"
+#define ST H_STATUS
 
 static void test_dnd_and_status(void) {
   h_server *s = h_server_start(NULL);
