@@ -1,11 +1,17 @@
 //! Generates include/crvm.h from the Rust sources with cbindgen. The header is committed; CI
 //! regenerates it and fails on any difference, so header and library never drift apart.
 
+//!
+//! It also gives the shared library a versioned SONAME, `libcrvm.so.<major>`, so apps record the
+//! ABI they were built against, and puts the matching `libcrvm.so.<major>` link next to cargo's
+//! `libcrvm.so` so that apps linked against the build directory run from it.
+
 use std::path::Path;
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let root = Path::new(&dir);
+    soname();
     for watched in ["src", "proto/src", "cbindgen.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -18,4 +24,28 @@ fn main() {
     let out = root.join("include").join("crvm.h");
     // Write only on change, so an unchanged header keeps its timestamp (no spurious rebuilds).
     header.write_to_file(out);
+}
+
+/// `-Wl,-soname,libcrvm.so.<major>` for the cdylib, plus the `libcrvm.so.<major> -> libcrvm.so`
+/// link in the profile directory (target/<profile>/), where cargo writes the library after this
+/// script runs. The link is relative, so it stays valid if the target directory moves.
+fn soname() {
+    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets the version");
+    let name = format!("libcrvm.so.{major}");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return;
+    }
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{name}");
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    // OUT_DIR is target/<profile>/build/crvm-<hash>/out.
+    let Some(profile_dir) = Path::new(&out).ancestors().nth(3) else {
+        return;
+    };
+    let link = profile_dir.join(&name);
+    if std::fs::read_link(&link).ok().as_deref() != Some(Path::new("libcrvm.so")) {
+        let _ = std::fs::remove_file(&link);
+        if let Err(e) = std::os::unix::fs::symlink("libcrvm.so", &link) {
+            println!("cargo:warning=could not create {}: {e}", link.display());
+        }
+    }
 }
