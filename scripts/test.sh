@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test: the Rust workspace's, then the C tests through CMake and ctest (whose
-# summary is the last thing printed). Usage: scripts/test.sh [extra ctest args, e.g. -j2]
+# Runs every test: the Rust workspace's, then the C, C++ and Python tests through CMake and
+# ctest (whose summary is the last thing printed).
+# Usage: scripts/test.sh [extra ctest args, e.g. -j2]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-cmake.sh
+source scripts/ensure-pytest.sh
 
 cargo test --workspace
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug
