@@ -101,7 +101,7 @@ impl Fail {
     }
 
     /// Prints the failure: a line on stderr always, and with `--json` an `error` object on
-    /// stdout. Usage errors point at `--help`.
+    /// stdout (not for usage errors, which point at `--help` instead).
     pub fn report(&self, out: &Out) {
         let msg = self.message();
         match self {
@@ -109,7 +109,7 @@ impl Fail {
             Fail::Output => {}
             _ => eprintln!("crvm: {msg}"),
         }
-        if out.json && !matches!(self, Fail::Output) {
+        if out.json && !matches!(self, Fail::Output | Fail::Usage(_)) {
             let code = self.spec_code();
             out.json_line(json!({
                 "event": "error",
