@@ -433,3 +433,25 @@ fn meetings_create_list_destroy() {
     assert_eq!(r.stdout.lines().count(), 1, "{}", r.stdout);
     assert!(r.stdout.contains("\"no password\"  by bob"), "{}", r.stdout);
 }
+
+#[test]
+fn answer_hangs_up_after_the_given_time() {
+    let srv = Server::start();
+    let mut callee = srv.spawn("bob", &["answer", "--hangup-after", "0.2"]);
+    callee.expect("ready line", |l| l == "ready: bob is waiting for a call");
+    let r = srv.run("alice", &["call", "bob"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.stdout,
+        "ringing bob...\nconnected with bob (Ctrl-C hangs up)\nbob hung up\n"
+    );
+    assert_eq!(callee.finish(), 0, "{}", callee.stderr());
+    assert_eq!(
+        callee.seen[1..],
+        [
+            "incoming call from alice",
+            "connected with alice (Ctrl-C hangs up)",
+            "hung up"
+        ]
+    );
+}
