@@ -6,7 +6,7 @@
 #   include/crvm.h, include/crvm.hpp
 #   lib/pkgconfig/crvm.pc                       pkg-config --cflags --libs crvm
 #   lib/cmake/crvm/crvmConfig.cmake (+Version)  find_package(crvm) -> crvm::crvm, crvm::crvm_static
-#   bin/crvm-server
+#   bin/crvm-server, bin/crvm (the CLI)
 #
 # The files come from cargo's output for CRVM_CARGO_PROFILE (configure with
 # -DCRVM_CARGO_PROFILE=release for an optimised install).
@@ -46,4 +46,4 @@ install(FILES "${CRVM_INCLUDE_DIR}/crvm.h" "${CRVM_INCLUDE_DIR}/crvm.hpp"
 install(FILES "${CRVM_STAGE}/crvm.pc" DESTINATION "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
 install(FILES "${CRVM_STAGE}/crvmConfig.cmake" "${CRVM_STAGE}/crvmConfigVersion.cmake"
         DESTINATION "${CMAKE_INSTALL_LIBDIR}/cmake/crvm")
-install(PROGRAMS "${CRVM_SERVER}" DESTINATION "${CMAKE_INSTALL_BINDIR}")
+install(PROGRAMS "${CRVM_SERVER}" "${CRVM_OUT_DIR}/crvm" DESTINATION "${CMAKE_INSTALL_BINDIR}")

@@ -29,4 +29,5 @@ cmake --build out >/dev/null
 "$run_with_server" "$tmp/out/app"
 "$run_with_server" "$tmp/out/app_static"
 readelf -d out/app_static | grep -q 'libcrvm' && { echo "app_static needs libcrvm.so" >&2; exit 1; }
+"$PREFIX/bin/crvm" --help >/dev/null
 echo "installed crvm works from pkg-config and find_package"

@@ -1,0 +1,748 @@
+//! `crvm`: a command-line client for crvm-server on the library's Rust core (`crvm::core`).
+//! docs/CLI.md documents every command, output format and exit code.
+
+mod args;
+mod help;
+mod progress;
+mod session;
+mod signals;
+
+use args::{CmdArgs, FlagSpec, Global};
+use base64::Engine as _;
+use crvm::core::Event;
+use serde_json::{json, Value};
+use session::{Fail, Out, Session, EXIT_OK, EXIT_USAGE};
+use std::time::{Duration, Instant};
+
+fn main() {
+    std::process::exit(run());
+}
+
+fn run() -> i32 {
+    signals::install();
+    let mut argv = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(s) => argv.push(s),
+            Err(a) => return usage(&format!("argument {a:?} is not UTF-8")),
+        }
+    }
+    let line = match args::split(&argv, &|k| std::env::var(k).ok()) {
+        Ok(l) => l,
+        Err(m) => return usage(&m),
+    };
+    let g = line.global;
+    if g.version {
+        println!("crvm {}", env!("CARGO_PKG_VERSION"));
+        return EXIT_OK;
+    }
+    let mut rest = line.rest.as_slice();
+    if rest.first().is_some_and(|a| a == "--") {
+        rest = &rest[1..];
+    }
+    let Some((cmd, cmd_args)) = rest.split_first() else {
+        if g.help {
+            println!("{}", help::MAIN);
+            return EXIT_OK;
+        }
+        eprintln!("{}", help::MAIN);
+        return EXIT_USAGE;
+    };
+    if cmd == "help" {
+        return match cmd_args.first() {
+            None => {
+                println!("{}", help::MAIN);
+                EXIT_OK
+            }
+            Some(c) => match help::command(c) {
+                Some(text) => {
+                    println!("{text}");
+                    EXIT_OK
+                }
+                None => usage(&format!("no command {c:?}")),
+            },
+        };
+    }
+    let Some(text) = help::command(cmd) else {
+        return usage(&format!("unknown command {cmd:?}"));
+    };
+    if g.help {
+        println!("{text}");
+        return EXIT_OK;
+    }
+    let result = parse_and_run(cmd, cmd_args, &g);
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(f) => {
+            f.report(&Out { json: g.json });
+            f.exit_code()
+        }
+    }
+}
+
+fn usage(msg: &str) -> i32 {
+    eprintln!("crvm: {msg}\n(see `crvm --help`)");
+    EXIT_USAGE
+}
+
+fn parse_and_run(cmd: &str, raw: &[String], g: &Global) -> Result<(), Fail> {
+    let spec: FlagSpec = match cmd {
+        "status" => &[("--watch", false)],
+        "call" => &[("--hangup-after", true)],
+        "answer" => &[
+            ("--reject", false),
+            ("--from", true),
+            ("--hangup-after", true),
+        ],
+        "send-file" => &[("--no-progress", false)],
+        "receive" => &[("--dir", true), ("--count", true)],
+        "meetings" => &[("--password", false)],
+        _ => &[],
+    };
+    let a = args::command(cmd, raw, spec).map_err(Fail::Usage)?;
+    match cmd {
+        "login" => login(g, &a),
+        "status" => status(g, &a),
+        "dnd" => dnd(g, &a),
+        "call" => call(g, &a),
+        "answer" => answer(g, &a),
+        "send-cmd" => send_cmd(g, &a),
+        "send-file" => send_file(g, &a),
+        "receive" => receive(g, &a),
+        "meetings" => meetings(g, &a),
+        _ => Err(Fail::Usage(format!("unknown command {cmd:?}"))),
+    }
+}
+
+/// Checks the number of positional arguments.
+fn positional<'a>(a: &'a CmdArgs, cmd: &str, min: usize, max: usize) -> Result<&'a [String], Fail> {
+    let n = a.positional.len();
+    if n < min || n > max {
+        let want = if min == max {
+            format!("{min}")
+        } else {
+            format!("{min} to {max}")
+        };
+        return Err(Fail::Usage(format!(
+            "`crvm {cmd}` takes {want} argument(s), got {n}"
+        )));
+    }
+    Ok(&a.positional)
+}
+
+fn login(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
+    positional(a, "login", 0, 0)?;
+    let s = Session::login(g, &[])?;
+    s.out
+        .emit(json!({"event": "logged_in", "user": s.user}), || {
+            Some(format!("logged in as {}", s.user))
+        });
+    Ok(())
+}
+
+// ----- presence ------------------------------------------------------------------------------
+
+fn status_text(status: i64) -> &'static str {
+    match status {
+        0 => "offline",
+        1 => "online",
+        2 => "in a call",
+        3 => "in a meeting",
+        _ => "unknown",
+    }
+}
+
+/// Prints one pinned status object (`{"userID":..,"userStatus":..,"DNDType":..}`).
+fn print_status(out: &Out, event: &str, v: &Value) {
+    let user = v["userID"].as_str().unwrap_or("?").to_owned();
+    let status = v["userStatus"].as_i64().unwrap_or(-1);
+    let dnd = v["DNDType"].as_i64().unwrap_or(0);
+    let mut obj = v.clone();
+    if let Value::Object(m) = &mut obj {
+        m.insert("event".into(), event.into());
+    }
+    out.emit(obj, || {
+        let dnd = match dnd {
+            0 => "dnd off".to_owned(),
+            1 => "dnd on".to_owned(),
+            n => format!("dnd on ({n})"),
+        };
+        Some(format!("{user}: {}, {dnd}", status_text(status)))
+    });
+}
+
+fn parse_json(what: &str, text: &str) -> Result<Value, Fail> {
+    serde_json::from_str(text).map_err(|_| {
+        Fail::code(
+            format!("{what}: unreadable answer"),
+            crvm_proto::error::CRVIDEOSDK_ERR_DATA,
+        )
+    })
+}
+
+fn status(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
+    positional(a, "status", 0, 0)?;
+    let watch = a.has("--watch");
+    let mut s = Session::login(g, &[])?;
+    let deadline = s.deadline;
+    // Subscribe first so that no change falls between the list and the subscription; changes
+    // that arrive before the list are printed after it.
+    let mut early: Vec<String> = Vec::new();
+    if watch {
+        s.client
+            .start_user_status_notify("")
+            .map_err(|c| Fail::code("status --watch", c))?;
+        s.wait(deadline, "subscribing", |_, ev| match ev {
+            Event::StartUserStatusNotifyRslt { code: 0, .. } => Ok(Some(())),
+            Event::StartUserStatusNotifyRslt { code, .. } => {
+                Err(Fail::code("status --watch failed", code))
+            }
+            _ => Ok(None),
+        })?;
+    }
+    s.client
+        .get_user_status("")
+        .map_err(|c| Fail::code("status", c))?;
+    let list = s.wait(deadline, "getting the status", |_, ev| match ev {
+        Event::GetUserStatusSuccess { users_status, .. } => Ok(Some(users_status)),
+        Event::GetUserStatusFail { code, .. } => Err(Fail::code("status failed", code)),
+        Event::NotifyUserStatus { user_status, .. } => {
+            early.push(user_status);
+            Ok(None)
+        }
+        _ => Ok(None),
+    })?;
+    let list = parse_json("status", &list)?;
+    for v in list.as_array().into_iter().flatten() {
+        print_status(&s.out, "status", v);
+    }
+    if !watch {
+        return Ok(());
+    }
+    let user = s.user.clone();
+    s.out.emit(
+        json!({"event": "ready", "user": user, "watching": true}),
+        || {
+            Some(format!(
+                "ready: {user} is watching for changes (Ctrl-C to stop)"
+            ))
+        },
+    );
+    for text in early {
+        if let Ok(v) = serde_json::from_str::<Value>(&text) {
+            print_status(&s.out, "status_changed", &v);
+        }
+    }
+    let r: Result<(), Fail> = s.wait(None, "", |s, ev| {
+        if let Event::NotifyUserStatus { user_status, .. } = ev {
+            if let Ok(v) = serde_json::from_str::<Value>(&user_status) {
+                print_status(&s.out, "status_changed", &v);
+            }
+        }
+        Ok(None)
+    });
+    match r {
+        Err(Fail::Interrupted(_)) => Ok(()),
+        other => other,
+    }
+}
+
+fn dnd(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
+    let p = positional(a, "dnd", 1, 1)?;
+    let value: i32 = match p[0].as_str() {
+        "on" => 1,
+        "off" => 0,
+        n => n
+            .parse()
+            .map_err(|_| Fail::Usage(format!("dnd wants on, off or an integer, not {n:?}")))?,
+    };
+    let mut s = Session::login(g, &[])?;
+    s.client
+        .set_dnd_status(value, "")
+        .map_err(|c| Fail::code("dnd", c))?;
+    let deadline = s.deadline;
+    s.wait(deadline, "setting dnd", |_, ev| match ev {
+        Event::SetDndStatusSuccess { .. } => Ok(Some(())),
+        Event::SetDndStatusFail { code, .. } => Err(Fail::code("dnd failed", code)),
+        _ => Ok(None),
+    })?;
+    s.out.emit(
+        json!({"event": "dnd", "user": s.user, "DNDType": value}),
+        || Some(format!("dnd {}", if value == 0 { "off" } else { "on" })),
+    );
+    Ok(())
+}
+
+// ----- calls ---------------------------------------------------------------------------------
+
+/// Hangs `call_id` up and waits (briefly, ignoring signals) for the server's answer.
+fn hang_up(s: &mut Session, call_id: &str) {
+    if s.client.hungup_call(call_id, "", "").is_err() {
+        return;
+    }
+    let _ = s.wait_until(Session::cleanup_deadline(), false, |_, ev| match ev {
+        Event::HungupCallSuccess { call_id: c, .. } | Event::HungupCallFail { call_id: c, .. }
+            if c == call_id =>
+        {
+            Ok(Some(()))
+        }
+        _ => Ok(None),
+    });
+}
+
+/// Hangs up if the wait for the goal was interrupted or timed out, then passes `r` on.
+fn or_hang_up<T>(s: &mut Session, call_id: &str, r: Result<T, Fail>) -> Result<T, Fail> {
+    if matches!(r, Err(Fail::Interrupted(_) | Fail::Timeout(_))) {
+        hang_up(s, call_id);
+    }
+    r
+}
+
+/// A connected call: stays until the peer hangs up, a signal (we hang up) or `hangup_after`.
+fn in_call(
+    s: &mut Session,
+    call_id: &str,
+    peer: &str,
+    hangup_after: Option<Duration>,
+) -> Result<(), Fail> {
+    s.out.emit(
+        json!({"event": "connected", "call_id": call_id, "peer": peer}),
+        || Some(format!("connected with {peer} (Ctrl-C hangs up)")),
+    );
+    let until = hangup_after.map(|d| Instant::now() + d);
+    let r = s.wait_until(until, true, |_, ev| match ev {
+        Event::NotifyCallHungup { call_id: c, .. } if c == call_id => Ok(Some(())),
+        _ => Ok(None),
+    });
+    let by = match r {
+        Ok(Some(())) => "peer",
+        Ok(None) | Err(Fail::Interrupted(_)) => {
+            hang_up(s, call_id);
+            "me"
+        }
+        Err(e) => return Err(e),
+    };
+    s.out.emit(
+        json!({"event": "hungup", "call_id": call_id, "by": by}),
+        || {
+            Some(if by == "peer" {
+                format!("{peer} hung up")
+            } else {
+                "hung up".to_owned()
+            })
+        },
+    );
+    Ok(())
+}
+
+fn call(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
+    let p = positional(a, "call", 1, 1)?;
+    let peer = p[0].clone();
+    let hangup_after = a.secs("--hangup-after").map_err(Fail::Usage)?;
+    let mut s = Session::login(g, &[])?;
+    let call_id = s
+        .client
+        .call(&peer, "", "", "")
+        .map_err(|c| Fail::code("call", c))?;
+    let deadline = s.deadline;
+    let id = call_id.clone();
+    let r = s.wait(deadline, "waiting for the call to ring", |_, ev| match ev {
+        Event::CallSuccess { call_id, .. } if call_id == id => Ok(Some(())),
+        Event::CallFail { call_id, code, .. } if call_id == id => {
+            Err(Fail::code("call failed", code))
+        }
+        _ => Ok(None),
+    });
+    or_hang_up(&mut s, &call_id, r)?;
+    s.out.emit(
+        json!({"event": "ringing", "call_id": call_id, "peer": peer}),
+        || Some(format!("ringing {peer}...")),
+    );
+    let r = s.wait(deadline, "waiting for an answer", |_, ev| match ev {
+        Event::NotifyCallAccepted { call_id, .. } if call_id == id => Ok(Some(())),
+        Event::NotifyCallRejected {
+            call_id, reason, ..
+        } if call_id == id => Err(Fail::code("call not accepted", reason)),
+        _ => Ok(None),
+    });
+    or_hang_up(&mut s, &call_id, r)?;
+    in_call(&mut s, &call_id, &peer, hangup_after)
+}
+
+fn answer(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
+    positional(a, "answer", 0, 0)?;
+    let from = a.value("--from").map(str::to_owned);
+    let reject = a.has("--reject");
+    let hangup_after = a.secs("--hangup-after").map_err(Fail::Usage)?;
+    let mut s = Session::login(g, &[])?;
+    let user = s.user.clone();
+    s.out.emit(
+        json!({"event": "ready", "user": user, "waiting": "call"}),
+        || Some(format!("ready: {user} is waiting for a call")),
+    );
+    let deadline = s.deadline;
+    let (call_id, caller) = s.wait(deadline, "waiting for a call", |s, ev| match ev {
+        Event::NotifyCallIn {
+            call_id, caller_id, ..
+        } => {
+            if from.as_ref().is_some_and(|f| *f != caller_id) {
+                // Someone else: refuse, or they would keep this user busy for them.
+                let _ = s.client.reject_call(&call_id, "", "");
+                s.out.emit(
+                    json!({"event": "ignored", "call_id": call_id, "peer": caller_id}),
+                    || Some(format!("rejected a call from {caller_id}")),
+                );
+                return Ok(None);
+            }
+            Ok(Some((call_id, caller_id)))
+        }
+        _ => Ok(None),
+    })?;
+    s.out.emit(
+        json!({"event": "incoming", "call_id": call_id, "peer": caller}),
+        || Some(format!("incoming call from {caller}")),
+    );
+    let id = call_id.clone();
+    if reject {
+        s.client
+            .reject_call(&call_id, "", "")
+            .map_err(|c| Fail::code("reject", c))?;
+        s.wait(deadline, "rejecting", |_, ev| match ev {
+            Event::RejectCallSuccess { call_id, .. } if call_id == id => Ok(Some(())),
+            Event::RejectCallFail { call_id, code, .. } if call_id == id => {
+                Err(Fail::code("reject failed", code))
+            }
+            _ => Ok(None),
+        })?;
+        s.out.emit(
+            json!({"event": "rejected", "call_id": call_id, "peer": caller}),
+            || Some(format!("rejected the call from {caller}")),
+        );
+        return Ok(());
+    }
+    s.client
+        .accept_call(&call_id, "", "", "")
+        .map_err(|c| Fail::code("accept", c))?;
+    let r = s.wait(deadline, "accepting", |_, ev| match ev {
+        Event::AcceptCallSuccess { call_id, .. } if call_id == id => Ok(Some(())),
+        Event::AcceptCallFail { call_id, code, .. } if call_id == id => {
+            Err(Fail::code("accept failed", code))
+        }
+        _ => Ok(None),
+    });
+    or_hang_up(&mut s, &call_id, r)?;
+    in_call(&mut s, &call_id, &caller, hangup_after)
+}
+
+// ----- data ----------------------------------------------------------------------------------
+
+fn send_cmd(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
+    let p = positional(a, "send-cmd", 2, 2)?;
+    let (peer, text) = (p[0].clone(), p[1].clone());
+    let data = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+    let mut s = Session::login(g, &[])?;
+    let task = s
+        .client
+        .send_cmd(&peer, &data)
+        .map_err(|c| Fail::code("send-cmd", c))?;
+    let deadline = s.deadline;
+    let t = task.clone();
+    s.wait(deadline, "sending the cmd", |_, ev| match ev {
+        Event::SendCmdRlst { task_id, code } if task_id == t => match code {
+            0 => Ok(Some(())),
+            code => Err(Fail::code("send-cmd failed", code)),
+        },
+        _ => Ok(None),
+    })?;
+    let n = text.len();
+    s.out.emit(
+        json!({"event": "sent", "task_id": task, "to": peer, "bytes": n}),
+        || Some(format!("cmd delivered to {peer} ({n} bytes)")),
+    );
+    Ok(())
+}
+
+fn send_file(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
+    let p = positional(a, "send-file", 2, 2)?;
+    let (peer, path) = (p[0].clone(), p[1].clone());
+    let mut s = Session::login(g, &[])?;
+    let task = s
+        .client
+        .send_file(&peer, &path)
+        .map_err(|c| Fail::code("send-file", c))?;
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let json_out = g.json;
+    let mut bar =
+        progress::Bar::new(!json_out && !a.has("--no-progress") && progress::stderr_is_tty());
+    let mut last_json: Option<Instant> = None;
+    let deadline = s.deadline;
+    let t = task.clone();
+    let r = s.wait(deadline, "sending the file", |s, ev| match ev {
+        Event::SendProgress {
+            task_id,
+            sent,
+            total,
+        } if task_id == t => {
+            let (sent, total) = (sent.max(0) as u64, total.max(0) as u64);
+            bar.update(sent, total);
+            let now = Instant::now();
+            let due = match last_json {
+                Some(l) => now - l >= Duration::from_millis(250),
+                None => true,
+            };
+            if json_out && (due || sent >= total) {
+                last_json = Some(now);
+                let elapsed = bar.elapsed();
+                s.out.json_line(json!({
+                    "event": "progress",
+                    "task_id": task_id,
+                    "sent": sent,
+                    "total": total,
+                    "rate_bps": progress::rate(sent, elapsed).map(|r| r.round() as u64),
+                    "eta_s": progress::eta(sent, total, elapsed).map(|d| d.as_secs_f64()),
+                }));
+            }
+            Ok(None)
+        }
+        Event::SendFileRlst { task_id, code, .. } if task_id == t => match code {
+            0 => Ok(Some(())),
+            code => Err(Fail::code("send-file failed", code)),
+        },
+        _ => Ok(None),
+    });
+    bar.finish();
+    if matches!(r, Err(Fail::Interrupted(_) | Fail::Timeout(_)))
+        && s.client.cancel_send(&task).is_ok()
+    {
+        let _ = s.wait_until(Session::cleanup_deadline(), false, |_, ev| match ev {
+            Event::CancelSendRlst { task_id, .. } | Event::SendFileRlst { task_id, .. }
+                if task_id == t =>
+            {
+                Ok(Some(()))
+            }
+            _ => Ok(None),
+        });
+    }
+    r?;
+    let secs = bar.elapsed().as_secs_f64();
+    s.out.emit(
+        json!({"event": "sent", "task_id": task, "to": peer, "file": path, "bytes": size,
+               "seconds": secs}),
+        || {
+            let rate = progress::rate(size, bar.elapsed())
+                .map(|r| format!(", {}/s", progress::human_bytes(r as u64)))
+                .unwrap_or_default();
+            Some(format!(
+                "sent {path} to {peer}: {} in {secs:.1} s{rate}",
+                progress::human_bytes(size)
+            ))
+        },
+    );
+    Ok(())
+}
+
+fn receive(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
+    positional(a, "receive", 0, 0)?;
+    let dir = a.value("--dir").unwrap_or(".");
+    let count = match a.value("--count") {
+        None => None,
+        Some(n) => match n.parse::<u64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err(Fail::Usage(format!(
+                    "--count wants a positive integer, not {n:?}"
+                )))
+            }
+        },
+    };
+    let dir = std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::canonicalize(dir))
+        .map_err(|e| Fail::Usage(format!("cannot use {dir:?} as --dir: {e}")))?;
+    let dir_text = dir.to_string_lossy().into_owned();
+    let mut s = Session::login(g, &[("download_dir", dir_text.clone())])?;
+    let user = s.user.clone();
+    s.out.emit(
+        json!({"event": "ready", "user": user, "dir": dir_text}),
+        || Some(format!("ready: {user} is receiving into {dir_text}")),
+    );
+    let mut files = 0u64;
+    let deadline = if count.is_some() { s.deadline } else { None };
+    let r = s.wait(deadline, "waiting for files", |s, ev| {
+        match ev {
+            Event::NotifyFileData {
+                source_user_id,
+                tmp_file,
+                org_file_name,
+            } => {
+                let bytes = std::fs::metadata(&tmp_file).map(|m| m.len()).unwrap_or(0);
+                s.out.emit(
+                    json!({"event": "file", "from": source_user_id, "name": org_file_name,
+                           "path": tmp_file, "bytes": bytes}),
+                    || {
+                        Some(format!(
+                            "file from {source_user_id}: {org_file_name} ({}) saved as {tmp_file}",
+                            progress::human_bytes(bytes)
+                        ))
+                    },
+                );
+                files += 1;
+                if count == Some(files) {
+                    return Ok(Some(()));
+                }
+            }
+            Event::NotifyCmdData {
+                source_user_id,
+                data_base64,
+            } => {
+                let data = base64::engine::general_purpose::STANDARD
+                    .decode(&data_base64)
+                    .unwrap_or_default();
+                let text = String::from_utf8(data).ok();
+                s.out.emit(
+                    json!({"event": "cmd", "from": source_user_id, "data_base64": data_base64,
+                           "text": text}),
+                    || {
+                        Some(match &text {
+                            Some(t) => format!("cmd from {source_user_id}: {t}"),
+                            None => format!("cmd from {source_user_id} (base64): {data_base64}"),
+                        })
+                    },
+                );
+            }
+            Event::NotifyBufferData {
+                source_user_id,
+                data_base64,
+            } => {
+                let n = base64::engine::general_purpose::STANDARD
+                    .decode(&data_base64)
+                    .map(|d| d.len())
+                    .unwrap_or(0);
+                s.out.emit(
+                    json!({"event": "buffer", "from": source_user_id, "bytes": n,
+                           "data_base64": data_base64}),
+                    || Some(format!("buffer from {source_user_id}: {n} bytes")),
+                );
+            }
+            Event::NotifyCancelSend { send_id } => {
+                s.out
+                    .emit(json!({"event": "cancelled", "task_id": send_id}), || {
+                        Some(format!("transfer {send_id} cancelled by the sender"))
+                    });
+            }
+            _ => {}
+        }
+        Ok(None)
+    });
+    match r {
+        Err(Fail::Interrupted(_)) if count.is_none() => Ok(()),
+        other => other,
+    }
+}
+
+// ----- meetings ------------------------------------------------------------------------------
+
+fn print_meeting(out: &Out, event: &str, v: &Value) {
+    let mut obj = v.clone();
+    if let Value::Object(m) = &mut obj {
+        m.insert("event".into(), event.into());
+    }
+    out.emit(obj, || {
+        let pswd = v["pswd"].as_str().unwrap_or("");
+        let mut line = format!(
+            "{}  {:?}  by {}",
+            v["ID"],
+            v["subject"].as_str().unwrap_or(""),
+            v["creator"].as_str().unwrap_or("?")
+        );
+        if !pswd.is_empty() {
+            line.push_str(&format!("  password {pswd}"));
+        }
+        if let Some(url) = v["pubMeetUrl"].as_str().filter(|u| !u.is_empty()) {
+            line.push_str(&format!("  {url}"));
+        }
+        if event == "meeting_created" {
+            line.insert_str(0, "created ");
+        }
+        Some(line)
+    });
+}
+
+fn meetings(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
+    let p = &a.positional;
+    let sub = p.first().map(String::as_str).unwrap_or("list");
+    if a.has("--password") && sub != "create" {
+        return Err(Fail::Usage(
+            "--password goes with `meetings create`".to_owned(),
+        ));
+    }
+    match sub {
+        "list" => {
+            positional(a, "meetings list", 0, 1)?;
+            let mut s = Session::login(g, &[])?;
+            s.client
+                .get_meetings("")
+                .map_err(|c| Fail::code("meetings", c))?;
+            let deadline = s.deadline;
+            let text = s.wait(deadline, "listing meetings", |_, ev| match ev {
+                Event::GetMeetingsSuccess { json_meetings, .. } => Ok(Some(json_meetings)),
+                Event::GetMeetingsFail { code, .. } => Err(Fail::code("meetings failed", code)),
+                _ => Ok(None),
+            })?;
+            let list = parse_json("meetings", &text)?;
+            let list = list.as_array().cloned().unwrap_or_default();
+            if list.is_empty() && !s.out.json {
+                s.out.emit(Value::Null, || Some("no meetings".to_owned()));
+            }
+            for v in &list {
+                print_meeting(&s.out, "meeting", v);
+            }
+            Ok(())
+        }
+        "create" => {
+            let p = positional(a, "meetings create", 2, 2)?;
+            let subject = p[1].clone();
+            let mut s = Session::login(g, &[])?;
+            let pswd = i32::from(a.has("--password"));
+            s.client
+                .create_meeting(&subject, pswd, "")
+                .map_err(|c| Fail::code("meetings create", c))?;
+            let deadline = s.deadline;
+            let text = s.wait(deadline, "creating the meeting", |_, ev| match ev {
+                Event::CreateMeetingSuccess { meet_obj, .. } => Ok(Some(meet_obj)),
+                Event::CreateMeetingFail { code, .. } => {
+                    Err(Fail::code("meetings create failed", code))
+                }
+                _ => Ok(None),
+            })?;
+            let v = parse_json("meetings create", &text)?;
+            print_meeting(&s.out, "meeting_created", &v);
+            Ok(())
+        }
+        "destroy" => {
+            let p = positional(a, "meetings destroy", 2, 2)?;
+            let id: i32 = p[1]
+                .parse()
+                .map_err(|_| Fail::Usage(format!("not a meeting ID: {:?}", p[1])))?;
+            let mut s = Session::login(g, &[])?;
+            s.client
+                .destroy_meeting(id, "")
+                .map_err(|c| Fail::code("meetings destroy", c))?;
+            let deadline = s.deadline;
+            s.wait(deadline, "destroying the meeting", |_, ev| match ev {
+                Event::DestroyMeetingRslt { code: 0, .. } => Ok(Some(())),
+                Event::DestroyMeetingRslt { code, .. } => {
+                    Err(Fail::code("meetings destroy failed", code))
+                }
+                _ => Ok(None),
+            })?;
+            s.out
+                .emit(json!({"event": "meeting_destroyed", "ID": id}), || {
+                    Some(format!("destroyed meeting {id}"))
+                });
+            Ok(())
+        }
+        other => Err(Fail::Usage(format!(
+            "`crvm meetings` takes list, create or destroy, not {other:?}"
+        ))),
+    }
+}
