@@ -22,6 +22,21 @@ def test_version_err_str_and_codes():
     assert type(crvm.Error(600)) is crvm.Error
 
 
+def test_codes_match_the_header():
+    """crvm/codes.py is the header's CRVIDEOSDK_* table, name for name and value for value."""
+    import re
+
+    header = os.path.join(os.path.dirname(__file__), "..", "..", "..", "include", "crvm.h")
+    with open(header, encoding="utf-8") as f:
+        in_header = dict(
+            (m.group(1), int(m.group(2)))
+            for m in re.finditer(r"^#define (CRVIDEOSDK_\w+) (-?\d+)$", f.read(), re.M)
+        )
+    in_module = {k: v for k, v in vars(crvm.codes).items() if k.startswith("CRVIDEOSDK_")}
+    assert len(in_header) > 40
+    assert in_module == in_header
+
+
 def test_login_success_and_logout(make_client, uid):
     c = make_client()
     me = uid("alice")
