@@ -14,13 +14,14 @@ RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=thread" CARGO_TARGET_DIR=target/tsan \
   cargo build -Zbuild-std --target "$host" -p crvm
 lib_dir=$PWD/target/tsan/$host/debug
 # The library really is instrumented (it calls into the TSan runtime).
-nm -D "$lib_dir/libcrvm.so" | grep -q ' U __tsan_read' || { echo "libcrvm is not instrumented" >&2; exit 1; }
+[[ $(nm -D "$lib_dir/libcrvm.so" | grep -c ' U __tsan_read') -gt 0 ]] || { echo "libcrvm is not instrumented" >&2; exit 1; }
 
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCRVM_TSAN=ON -DCRVM_LIB_DIR="$lib_dir" >/dev/null
 cmake --build build-tsan -j "$(nproc)"
 # Not here: the Python binding (its interpreter is not instrumented), the install and README
 # checks (no threads of their own), and the 1 GiB transfer (too slow under TSan; the other data
 # tests run the same code paths with smaller files).
-TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-  ctest --test-dir build-tsan --output-on-failure \
+# Everything runs several times slower: waits for expected events may take longer.
+H_PATIENCE_MS=120000 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+  ctest --test-dir build-tsan --output-on-failure -j "$(nproc)" \
   -E '^(python_binding|test_install|test_readme|test_data_big)$' "$@"

@@ -41,7 +41,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// After our last frame, read and discard what the peer still sends for at most this long
 /// (and [`LINGER_BYTES`]) so that closing with unread input does not reset the connection
 /// and destroy the final `Close` before the peer reads it.
-const LINGER: Duration = Duration::from_secs(1);
+const LINGER: Duration = Duration::from_secs(5);
 /// Enough for every transfer window a client may still have in flight towards us.
 const LINGER_BYTES: usize = xfer::MAX_INCOMING * xfer::WINDOW as usize;
 /// Longest client-supplied text copied into a log line or a close reason.

@@ -228,6 +228,13 @@ void h_server_restart(h_server *s) {
   launch(s);
 }
 
+int h_patience_ms(void) {
+  /* Read each time: no shared state between the test's threads. */
+  const char *env = getenv("H_PATIENCE_MS");
+  long v = env ? strtol(env, NULL, 10) : 0;
+  return v > 0 && v <= 3600000 ? (int)v : 15000;
+}
+
 int h_server_stop(h_server *s) {
   if (s->pid <= 0) return -1;
   int status = 0;
