@@ -11,7 +11,6 @@
 mod common;
 
 use common::*;
-use crvm_proto::frame::HEADER_LEN;
 use crvm_proto::{ClientMsg, Encoder, Kind, ServerMsg};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -72,11 +71,7 @@ fn wrong_version(s: &Server, _: usize) -> Client {
 fn huge_length_prefix(s: &Server, _: usize) -> Client {
     let mut c = s.connect();
     c.hello();
-    let mut h = [0u8; HEADER_LEN];
-    h[..4].copy_from_slice(&u32::MAX.to_be_bytes());
-    h[4] = Kind::Control as u8;
-    h[8..16].copy_from_slice(&c.enc.next_seq().to_be_bytes());
-    c.raw(&h);
+    c.send_huge_length_prefix();
     c
 }
 

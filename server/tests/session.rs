@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use crvm_proto::frame::HEADER_LEN;
 use crvm_proto::{ClientMsg, Encoder, Kind, ServerMsg};
 
 fn server(dir: &TmpDir) -> Server {
@@ -54,12 +53,7 @@ fn huge_length_prefix_gets_close_6_then_eof() {
     let s = server(&dir);
     let mut c = s.connect();
     c.hello();
-    // A header announcing a 4 GiB payload; the server must refuse it from the header alone.
-    let mut h = [0u8; HEADER_LEN];
-    h[..4].copy_from_slice(&u32::MAX.to_be_bytes());
-    h[4] = Kind::Control as u8;
-    h[8..16].copy_from_slice(&c.enc.next_seq().to_be_bytes());
-    c.raw(&h);
+    c.send_huge_length_prefix();
     c.expect_close(6);
     // The server is unaffected.
     s.login("demo", "alice");

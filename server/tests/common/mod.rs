@@ -282,6 +282,16 @@ impl Client {
         self.raw(&bytes);
     }
 
+    /// Sends only a header announcing a 4 GiB control payload (the server must refuse it from
+    /// the header alone).
+    pub fn send_huge_length_prefix(&mut self) {
+        let mut h = [0u8; crvm_proto::frame::HEADER_LEN];
+        h[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        h[4] = Kind::Control as u8;
+        h[8..16].copy_from_slice(&self.enc.next_seq().to_be_bytes());
+        self.raw(&h);
+    }
+
     pub fn send_kind(&mut self, kind: Kind) {
         let ack = self.dec.last_seq();
         let bytes = self.enc.frame(kind, ack, &[]);
