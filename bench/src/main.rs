@@ -13,7 +13,7 @@ use procs::{Peer, Server, TempDir};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -176,7 +176,7 @@ impl Session {
 
     /// Sends `src` from alice to bob; returns the time until both sides were done.
     fn transfer(&mut self, src: &Path, size: u64, verify_bytes: bool) -> Res<Duration> {
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         self.start_file(src)?;
         self.finish_file(src, size, verify_bytes)?;
         let elapsed = t0.elapsed();
@@ -448,13 +448,23 @@ fn calls(
     );
     s.alice.send(&cmd)?;
     let made = s.alice.expect("calls", transfer_patience(cfg.big))?;
-    s.bob.send("callins")?;
-    let rang = s.bob.expect("callins", Duration::from_secs(30))?;
-    let rang: std::collections::HashMap<&str, u64> = rang
-        .split(' ')
-        .filter_map(|w| w.split_once(':'))
-        .filter_map(|(id, t)| Some((id, t.parse().ok()?)))
-        .collect();
+    // alice may have every call_success before bob's last notify_call_in has run: ask bob until
+    // every call has rung there (or give up after 30 s).
+    let wanted = made.split(' ').filter(|w| !w.is_empty()).count();
+    let mut rang = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rang.len() < wanted && Instant::now() < deadline {
+        s.bob.send("callins")?;
+        let line = s.bob.expect("callins", Duration::from_secs(30))?;
+        rang.extend(
+            line.split(' ')
+                .filter_map(|w| w.split_once(':'))
+                .filter_map(|(id, t)| Some((id.to_string(), t.parse::<u64>().ok()?))),
+        );
+        if rang.len() < wanted {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     let (mut success, mut call_in) = (Vec::new(), Vec::new());
     for w in made.split(' ').filter(|w| !w.is_empty()) {
         let parts: Vec<&str> = w.split(':').collect();
