@@ -147,7 +147,8 @@ pub fn shutdown_msg() -> ServerMsg {
 
 /// Reads and discards until EOF, an error, or the linger bounds.
 async fn linger(rd: &mut (impl AsyncRead + Unpin)) {
-    let mut buf = [0u8; 4096];
+    // On the heap: a buffer here would be part of every connection task's size.
+    let mut buf = vec![0u8; 4096];
     let mut total = 0;
     let _ = tokio::time::timeout(LINGER, async {
         while total < LINGER_BYTES {
@@ -214,7 +215,10 @@ impl Conn {
                         if frame.kind != Kind::Data && !requests.take(Instant::now().into_std()) {
                             return self.close(CRVIDEOSDK_ERR_DATA, "request flood".into());
                         }
-                        if let Some(end) = self.on_frame(frame).await {
+                        // Boxed: the request handlers' states (storage, calls) are large and
+                        // alive only while a request runs; unboxed they would size every idle
+                        // connection's task.
+                        if let Some(end) = Box::pin(self.on_frame(frame)).await {
                             return end;
                         }
                     }

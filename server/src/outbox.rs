@@ -33,6 +33,10 @@ pub const DATA_LIMIT: usize = xfer::MAX_INCOMING * (xfer::WINDOW as usize + 4096
 const BATCH_BYTES: usize = 256 * 1024;
 /// Largest write buffer a connection keeps between writes (one data chunk and its header fit).
 const KEEP_BYTES: usize = 80 * 1024;
+/// A write this small ends a burst: a larger write buffer kept from the burst is given back.
+const SMALL_WRITE: usize = 1024;
+/// Frames the writer's batch keeps room for once a burst is over.
+const SMALL_BATCH: usize = 16;
 
 /// One outgoing frame, before it gets its sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,6 +363,7 @@ pub async fn run_writer(
         }
         let ack = ack.load(Ordering::Acquire);
         bytes.clear();
+        let frames = batch.len();
         for out in batch.drain(..) {
             out.encode(&mut enc, ack, &mut bytes);
         }
@@ -366,9 +371,15 @@ pub async fn run_writer(
             outbox.broken();
             return;
         }
-        if bytes.capacity() > KEEP_BYTES {
-            // A burst passed: give its memory back rather than keep it per connection.
+        // Give a burst's memory back rather than keep it per connection: at once when it is
+        // large, otherwise at the first small write after it.
+        if bytes.capacity() > KEEP_BYTES
+            || (bytes.len() <= SMALL_WRITE && bytes.capacity() > 4 * SMALL_WRITE)
+        {
             bytes = Vec::new();
+        }
+        if batch.capacity() > SMALL_BATCH && frames <= SMALL_BATCH / 4 {
+            batch = Vec::new();
         }
         sent_any = true;
     }
