@@ -21,7 +21,7 @@ use crvm_proto::{Encoder, Kind, ServerMsg};
 use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 /// Bound of the control queue of one connection.
 pub const CONTROL_LIMIT: usize = 4 * 1024 * 1024;
@@ -146,8 +146,9 @@ struct Inner {
     q: Mutex<Queues>,
     /// Wakes the single writer; `notify_one` keeps a permit, so no wake-up is lost.
     wake: Notify,
-    /// Flips to true once the state leaves `Open`, for whoever waits in [`Outbox::stopped`].
-    stopped: watch::Sender<bool>,
+    /// Wakes whoever waits in [`Outbox::stopped`] when the state leaves `Open`. (A `Notify`
+    /// rather than a `watch` channel: a few dozen bytes per connection instead of hundreds.)
+    stopped: Notify,
     control_limit: usize,
     data_limit: usize,
 }
@@ -174,7 +175,7 @@ impl Outbox {
                 state: State::Open,
             }),
             wake: Notify::new(),
-            stopped: watch::channel(false).0,
+            stopped: Notify::new(),
             control_limit,
             data_limit,
         }))
@@ -262,7 +263,7 @@ impl Outbox {
 
     fn set_state(&self, q: &mut Queues, state: State) {
         q.state = state;
-        self.0.stopped.send_replace(true);
+        self.0.stopped.notify_waiters();
         self.0.wake.notify_one();
     }
 
@@ -284,9 +285,16 @@ impl Outbox {
 
     /// Resolves once the outbox is no longer [`State::Open`].
     pub async fn stopped(&self) {
-        let mut rx = self.0.stopped.subscribe();
-        // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = rx.wait_for(|stopped| *stopped).await;
+        loop {
+            let notified = self.0.stopped.notified();
+            tokio::pin!(notified);
+            // Registered before the state is read, so a change right after is not missed.
+            notified.as_mut().enable();
+            if !self.is_open() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Moves the next frames into `batch`: every queued control frame (up to a batch size), or
