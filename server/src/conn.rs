@@ -204,12 +204,14 @@ impl Conn {
         // When the frame now partly buffered began to arrive: it must complete in time.
         let mut partial_since: Option<Instant> = None;
         loop {
+            let mut decoded = false;
             loop {
                 if !self.outbox.is_open() {
                     return End::Stopped;
                 }
                 match dec.next_frame() {
                     Ok(Some(frame)) => {
+                        decoded = true;
                         ack.store(dec.last_seq(), Ordering::Release);
                         // Data is paced by flow control; everything else counts as a request.
                         if frame.kind != Kind::Data && !requests.take(Instant::now().into_std()) {
@@ -228,6 +230,10 @@ impl Conn {
             }
             partial_since = match dec.buffered() {
                 0 => None,
+                // A frame was completed by the last read, so what is left began arriving then.
+                // (Keeping the older time would cut off a client that streams frames without
+                // ever leaving the buffer empty between two reads.)
+                _ if decoded => Some(last_rx),
                 _ => partial_since.or(Some(last_rx)),
             };
             let mut deadline = match self.phase {
