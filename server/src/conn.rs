@@ -230,10 +230,11 @@ impl Conn {
             }
             partial_since = match dec.buffered() {
                 0 => None,
-                // A frame was completed by the last read, so what is left began arriving then.
-                // (Keeping the older time would cut off a client that streams frames without
-                // ever leaving the buffer empty between two reads.)
-                _ if decoded => Some(last_rx),
+                // A frame was completed, so the clock restarts for the one now partly buffered,
+                // from now: the time this connection spent handling requests (storage, locks) is
+                // not the client's slowness. (Keeping the older time would also cut off a client
+                // that streams frames without ever leaving the buffer empty between two reads.)
+                _ if decoded => Some(Instant::now()),
                 _ => partial_since.or(Some(last_rx)),
             };
             let mut deadline = match self.phase {
@@ -243,11 +244,13 @@ impl Conn {
             if let Some(since) = partial_since {
                 deadline = deadline.min(since + frame_timeout);
             }
+            // Bytes already received are taken before any deadline is judged: after a long
+            // request the deadline may have passed while the client's data sat in the socket.
             let wake = tokio::select! {
                 biased;
                 _ = self.outbox.stopped() => Wake::Stopped,
-                _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
                 r = rd.read(dec.spare()) => Wake::Read(r),
+                _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
             };
             match wake {
                 Wake::Stopped => return End::Stopped,
