@@ -187,6 +187,12 @@ pub fn control_prefix(json: &[u8]) -> [u8; 4] {
 /// The length prefix is checked as soon as the header is complete, so an oversized frame is
 /// refused before any of its payload is buffered. The buffer never holds more than one maximal
 /// frame plus what the caller fed beyond it.
+///
+/// Memory follows the traffic: an idle connection keeps a `READ_MIN` buffer. The room
+/// offered per read doubles while reads fill it (up to `READ_MAX`) and drops back after a
+/// small read; a frame whose (valid) header has arrived gets room for its rest at once (up to
+/// `READ_MAX` per read). Once everything buffered is decoded, a buffer much larger than the
+/// current room is given back.
 #[derive(Debug)]
 pub struct Decoder {
     /// Bytes `start..end` are received and not yet decoded; `end..` is room to read into.
@@ -195,10 +201,16 @@ pub struct Decoder {
     end: usize,
     max_payload: u32,
     last_seq: u64,
+    /// Room the next read is offered when no frame's size says more.
+    room: usize,
+    /// Room the last [`Decoder::spare`] offered.
+    offered: usize,
 }
 
-/// Room [`Decoder::spare`] offers for one read.
-const READ_SPACE: usize = 64 * 1024;
+/// Smallest room [`Decoder::spare`] offers, and the buffer an idle decoder keeps.
+const READ_MIN: usize = 512;
+/// Largest room [`Decoder::spare`] offers for one read.
+const READ_MAX: usize = 64 * 1024;
 
 impl Decoder {
     pub fn new(max_payload: u32) -> Self {
@@ -208,6 +220,8 @@ impl Decoder {
             end: 0,
             max_payload,
             last_seq: 0,
+            room: READ_MIN,
+            offered: 0,
         }
     }
 
@@ -221,17 +235,24 @@ impl Decoder {
         self.end - self.start
     }
 
-    /// Room to read received bytes into directly (at least 64 KiB); report how many were
-    /// written with [`Decoder::filled`]. Saves copying every byte through another buffer.
+    /// Bytes of memory the buffer holds (for tests and measurements).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Room to read received bytes into directly (at least `READ_MIN` bytes); report how many
+    /// were written with [`Decoder::filled`]. Saves copying every byte through another buffer.
     pub fn spare(&mut self) -> &mut [u8] {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > 8 * READ_SPACE {
-                self.buf = Vec::new(); // a large frame has passed: give the memory back
+            if self.buf.len() > 2 * self.room {
+                // A burst or a large frame has passed: give the memory back.
+                self.buf = Vec::new();
             }
         }
-        if self.buf.len() - self.end < READ_SPACE {
+        let want = self.room.max(self.frame_rest().min(READ_MAX));
+        if self.buf.len() - self.end < want {
             // Move the unread tail (less than one frame) to the front only once half the buffer
             // is consumed, so a stream of frames is rarely copied twice.
             if self.start > 0 && self.start >= self.buf.len() / 2 {
@@ -239,18 +260,42 @@ impl Decoder {
                 self.end -= self.start;
                 self.start = 0;
             }
-            if self.buf.len() - self.end < READ_SPACE {
-                // Grown only as far as needed: an idle connection keeps one read's worth.
-                self.buf.resize(self.end + READ_SPACE, 0);
+            let len = self.end + want;
+            if self.buf.len() < len {
+                // Exactly as far as needed: an idle connection keeps one small read's worth.
+                self.buf.reserve_exact(len - self.buf.len());
+                self.buf.resize(len, 0);
             }
         }
+        self.offered = self.buf.len() - self.end;
         &mut self.buf[self.end..]
+    }
+
+    /// Bytes still missing of the frame whose header is buffered, if that header's length is
+    /// acceptable (an oversized one is refused by [`Decoder::next_frame`] and gets no room).
+    fn frame_rest(&self) -> usize {
+        let avail = &self.buf[self.start..self.end];
+        if avail.len() < HEADER_LEN {
+            return 0;
+        }
+        let len = u32::from_be_bytes(avail[..4].try_into().unwrap());
+        if len > self.max_payload {
+            return 0;
+        }
+        (HEADER_LEN + len as usize).saturating_sub(avail.len())
     }
 
     /// `n` bytes were read into [`Decoder::spare`].
     pub fn filled(&mut self, n: usize) {
         assert!(self.end + n <= self.buf.len(), "filled past the spare room");
         self.end += n;
+        if n >= self.offered && n > 0 {
+            // The read took all the room: more may be waiting, offer more next time.
+            self.room = (self.room * 2).min(READ_MAX);
+        } else if n <= self.room / 8 {
+            // A small read: the burst is over.
+            self.room = (2 * n).next_power_of_two().clamp(READ_MIN, READ_MAX);
+        }
     }
 
     /// Appends received bytes (for callers that already hold them in a buffer).
@@ -421,7 +466,7 @@ mod tests {
         let mut got = Vec::new();
         while !rest.is_empty() {
             let room = dec.spare();
-            assert!(room.len() >= 64 * 1024);
+            assert!(room.len() >= READ_MIN);
             let n = room.len().min(rest.len()).min(50_000);
             room[..n].copy_from_slice(&rest[..n]);
             dec.filled(n);
@@ -438,6 +483,63 @@ mod tests {
             dec.buf.len() <= 256 * 1024,
             "memory of the big frame given back"
         );
+        // A small read after the burst: back to the idle size.
+        dec.feed(&enc.frame(Kind::Ping, 0, &[]));
+        assert!(dec.next_frame().unwrap().is_some());
+        dec.spare();
+        assert!(
+            dec.capacity() <= 2 * READ_MIN,
+            "idle again: {}",
+            dec.capacity()
+        );
+    }
+
+    #[test]
+    fn memory_follows_traffic() {
+        let mut enc = Encoder::new();
+        let mut dec = Decoder::new(1 << 20);
+        dec.spare();
+        assert_eq!(
+            dec.capacity(),
+            READ_MIN,
+            "an idle decoder keeps a small buffer"
+        );
+        // Reads that fill the room double it, up to READ_MAX.
+        let mut wire = Vec::new();
+        while wire.len() < 4 * READ_MAX {
+            wire.extend(enc.control(0, br#"{"t":"x"}"#, &[0; 100]));
+        }
+        let mut rest = &wire[..];
+        let mut rooms = Vec::new();
+        while !rest.is_empty() {
+            let room = dec.spare();
+            rooms.push(room.len());
+            let n = room.len().min(rest.len());
+            room[..n].copy_from_slice(&rest[..n]);
+            dec.filled(n);
+            rest = &rest[n..];
+            while dec.next_frame().unwrap().is_some() {}
+        }
+        assert!(rooms.iter().any(|&r| r >= READ_MAX), "{rooms:?}");
+        assert!(rooms.iter().all(|&r| r <= 2 * READ_MAX), "{rooms:?}");
+        // The next small read ends the burst and the buffer shrinks back.
+        dec.feed(&enc.frame(Kind::Ping, 0, &[]));
+        assert!(dec.next_frame().unwrap().is_some());
+        dec.spare();
+        assert!(dec.capacity() <= 2 * READ_MIN, "{}", dec.capacity());
+        // A known frame gets room for its rest in one read (up to READ_MAX)...
+        let big = enc.frame(Kind::Data, 0, &[&[0u8; 8], &[1u8; 20_000]]);
+        dec.feed(&big[..HEADER_LEN]);
+        assert!(dec.spare().len() >= 20_008);
+        // ...but an oversized header gets none before it is refused.
+        let mut dec = Decoder::new(100);
+        let mut h = [0u8; HEADER_LEN];
+        h[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        h[4] = 1;
+        dec.feed(&h);
+        assert!(dec.spare().len() < 1024);
+        assert!(dec.capacity() < 1024);
+        assert!(dec.next_frame().is_err());
     }
 
     #[test]

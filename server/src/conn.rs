@@ -147,7 +147,8 @@ pub fn shutdown_msg() -> ServerMsg {
 
 /// Reads and discards until EOF, an error, or the linger bounds.
 async fn linger(rd: &mut (impl AsyncRead + Unpin)) {
-    let mut buf = [0u8; 4096];
+    // On the heap: a buffer here would be part of every connection task's size.
+    let mut buf = vec![0u8; 4096];
     let mut total = 0;
     let _ = tokio::time::timeout(LINGER, async {
         while total < LINGER_BYTES {
@@ -203,18 +204,23 @@ impl Conn {
         // When the frame now partly buffered began to arrive: it must complete in time.
         let mut partial_since: Option<Instant> = None;
         loop {
+            let mut decoded = false;
             loop {
                 if !self.outbox.is_open() {
                     return End::Stopped;
                 }
                 match dec.next_frame() {
                     Ok(Some(frame)) => {
+                        decoded = true;
                         ack.store(dec.last_seq(), Ordering::Release);
                         // Data is paced by flow control; everything else counts as a request.
                         if frame.kind != Kind::Data && !requests.take(Instant::now().into_std()) {
                             return self.close(CRVIDEOSDK_ERR_DATA, "request flood".into());
                         }
-                        if let Some(end) = self.on_frame(frame).await {
+                        // Boxed: the request handlers' states (storage, calls) are large and
+                        // alive only while a request runs; unboxed they would size every idle
+                        // connection's task.
+                        if let Some(end) = Box::pin(self.on_frame(frame)).await {
                             return end;
                         }
                     }
@@ -224,6 +230,11 @@ impl Conn {
             }
             partial_since = match dec.buffered() {
                 0 => None,
+                // A frame was completed, so the clock restarts for the one now partly buffered,
+                // from now: the time this connection spent handling requests (storage, locks) is
+                // not the client's slowness. (Keeping the older time would also cut off a client
+                // that streams frames without ever leaving the buffer empty between two reads.)
+                _ if decoded => Some(Instant::now()),
                 _ => partial_since.or(Some(last_rx)),
             };
             let mut deadline = match self.phase {
@@ -233,11 +244,13 @@ impl Conn {
             if let Some(since) = partial_since {
                 deadline = deadline.min(since + frame_timeout);
             }
+            // Bytes already received are taken before any deadline is judged: after a long
+            // request the deadline may have passed while the client's data sat in the socket.
             let wake = tokio::select! {
                 biased;
                 _ = self.outbox.stopped() => Wake::Stopped,
-                _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
                 r = rd.read(dec.spare()) => Wake::Read(r),
+                _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
             };
             match wake {
                 Wake::Stopped => return End::Stopped,

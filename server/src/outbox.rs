@@ -21,7 +21,7 @@ use crvm_proto::{Encoder, Kind, ServerMsg};
 use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 /// Bound of the control queue of one connection.
 pub const CONTROL_LIMIT: usize = 4 * 1024 * 1024;
@@ -33,6 +33,10 @@ pub const DATA_LIMIT: usize = xfer::MAX_INCOMING * (xfer::WINDOW as usize + 4096
 const BATCH_BYTES: usize = 256 * 1024;
 /// Largest write buffer a connection keeps between writes (one data chunk and its header fit).
 const KEEP_BYTES: usize = 80 * 1024;
+/// A write this small ends a burst: a larger write buffer kept from the burst is given back.
+const SMALL_WRITE: usize = 1024;
+/// Frames the writer's batch keeps room for once a burst is over.
+const SMALL_BATCH: usize = 16;
 
 /// One outgoing frame, before it gets its sequence number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,8 +146,9 @@ struct Inner {
     q: Mutex<Queues>,
     /// Wakes the single writer; `notify_one` keeps a permit, so no wake-up is lost.
     wake: Notify,
-    /// Flips to true once the state leaves `Open`, for whoever waits in [`Outbox::stopped`].
-    stopped: watch::Sender<bool>,
+    /// Wakes whoever waits in [`Outbox::stopped`] when the state leaves `Open`. (A `Notify`
+    /// rather than a `watch` channel: a few dozen bytes per connection instead of hundreds.)
+    stopped: Notify,
     control_limit: usize,
     data_limit: usize,
 }
@@ -170,7 +175,7 @@ impl Outbox {
                 state: State::Open,
             }),
             wake: Notify::new(),
-            stopped: watch::channel(false).0,
+            stopped: Notify::new(),
             control_limit,
             data_limit,
         }))
@@ -258,7 +263,7 @@ impl Outbox {
 
     fn set_state(&self, q: &mut Queues, state: State) {
         q.state = state;
-        self.0.stopped.send_replace(true);
+        self.0.stopped.notify_waiters();
         self.0.wake.notify_one();
     }
 
@@ -280,9 +285,16 @@ impl Outbox {
 
     /// Resolves once the outbox is no longer [`State::Open`].
     pub async fn stopped(&self) {
-        let mut rx = self.0.stopped.subscribe();
-        // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = rx.wait_for(|stopped| *stopped).await;
+        loop {
+            let notified = self.0.stopped.notified();
+            tokio::pin!(notified);
+            // Registered before the state is read, so a change right after is not missed.
+            notified.as_mut().enable();
+            if !self.is_open() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Moves the next frames into `batch`: every queued control frame (up to a batch size), or
@@ -359,6 +371,7 @@ pub async fn run_writer(
         }
         let ack = ack.load(Ordering::Acquire);
         bytes.clear();
+        let frames = batch.len();
         for out in batch.drain(..) {
             out.encode(&mut enc, ack, &mut bytes);
         }
@@ -366,9 +379,15 @@ pub async fn run_writer(
             outbox.broken();
             return;
         }
-        if bytes.capacity() > KEEP_BYTES {
-            // A burst passed: give its memory back rather than keep it per connection.
+        // Give a burst's memory back rather than keep it per connection: at once when it is
+        // large, otherwise at the first small write after it.
+        if bytes.capacity() > KEEP_BYTES
+            || (bytes.len() <= SMALL_WRITE && bytes.capacity() > 4 * SMALL_WRITE)
+        {
             bytes = Vec::new();
+        }
+        if batch.capacity() > SMALL_BATCH && frames <= SMALL_BATCH / 4 {
+            batch = Vec::new();
         }
         sent_any = true;
     }

@@ -94,14 +94,17 @@ pub async fn run(
                     tokio::spawn(async move {
                         match ctx.tls.clone() {
                             None => conn::serve(id, stream, peer, ctx).await,
-                            Some(tls) => {
+                            // Boxed: the handshake and the TLS stream would otherwise size
+                            // every plain connection's task too.
+                            Some(tls) => Box::pin(async move {
                                 let handshake = tls.accept(stream);
                                 match tokio::time::timeout(ctx.config.hello_timeout(), handshake).await {
                                     Ok(Ok(s)) => conn::serve(id, s, peer, ctx).await,
                                     Ok(Err(e)) => log!("conn {id} TLS handshake failed ({peer}): {e}"),
                                     Err(_) => log!("conn {id} TLS handshake timed out ({peer})"),
                                 }
-                            }
+                            })
+                            .await,
                         }
                         drop(alive);
                     });

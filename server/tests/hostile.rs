@@ -43,6 +43,31 @@ fn a_frame_that_never_completes_is_cut() {
     assert!(s.log_text().contains("frame not completed in time"));
 }
 
+/// The frame timeout counts from a frame's first byte, not from the first byte of a busy
+/// stream: a client whose every write completes one frame and starts the next (so the server
+/// never sees its buffer empty) is served for much longer than the timeout.
+#[test]
+fn a_stream_of_frames_that_never_leaves_the_buffer_empty_is_not_cut() {
+    let dir = TmpDir::new();
+    let s = Server::start(&dir, &config("frame_timeout_ms = 300"));
+    let mut c = s.login("demo", "streamer");
+    let ack = 0;
+    let mut pending = c.enc.frame(crvm_proto::Kind::Ping, ack, &[]);
+    c.raw(&pending[..10]);
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(1500) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let next = c.enc.frame(crvm_proto::Kind::Ping, ack, &[]);
+        let mut bytes = pending[10..].to_vec();
+        bytes.extend_from_slice(&next[..10]);
+        c.raw(&bytes);
+        pending = next;
+    }
+    c.raw(&pending[10..]);
+    assert_eq!(c.statuses(), vec![st("streamer", 1, 0)]);
+    assert!(!s.log_text().contains("frame not completed in time"));
+}
+
 #[test]
 fn a_connection_that_never_says_hello_is_cut() {
     let dir = TmpDir::new();

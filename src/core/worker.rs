@@ -129,7 +129,10 @@ impl Worker {
             }
             _ => {}
         }
-        self.log(&ev.summary());
+        if self.log.is_some() {
+            // Not built without a log file: this runs once per event.
+            self.log(&ev.summary());
+        }
         let _ = self.events.send(Queued::Event(ev));
     }
 
@@ -931,7 +934,24 @@ fn parse_control(f: &Frame) -> Option<(ServerMsg, &[u8])> {
         return None;
     }
     let (json, attachment) = f.control().ok()?;
-    Some((serde_json::from_slice(json).ok()?, attachment))
+    Some((parse_server_msg(json)?, attachment))
+}
+
+/// Parses a server message. Status pushes, the bulk of what a busy client receives, take a
+/// direct path: the `t`-tagged enum makes serde buffer every field of a message before it
+/// knows the variant, which costs several allocations per push. Anything else, or a push
+/// written differently, goes the general way.
+fn parse_server_msg(json: &[u8]) -> Option<ServerMsg> {
+    #[derive(serde::Deserialize)]
+    struct StatusPush {
+        status: crvm_proto::UserStatus,
+    }
+    if json.starts_with(br#"{"t":"user_status","#) {
+        if let Ok(p) = serde_json::from_slice::<StatusPush>(json) {
+            return Some(ServerMsg::UserStatus { status: p.status });
+        }
+    }
+    serde_json::from_slice(json).ok()
 }
 
 /// Messages that belong to a transfer rather than answer a request.
@@ -950,4 +970,31 @@ fn is_transfer_msg(m: &ServerMsg) -> bool {
 
 fn to_string<T: serde::Serialize>(v: &T) -> String {
     String::from_utf8(to_json(v)).expect("serde_json writes UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crvm_proto::UserStatus;
+
+    #[test]
+    fn status_pushes_parse_the_same_on_the_direct_path() {
+        let push = ServerMsg::UserStatus {
+            status: UserStatus {
+                user_id: "a\"b\u{e9}".into(),
+                user_status: 2,
+                dnd_type: 7,
+            },
+        };
+        let json = to_json(&push);
+        assert!(json.starts_with(br#"{"t":"user_status","#));
+        assert_eq!(parse_server_msg(&json), Some(push.clone()));
+        // Written differently: the general path still takes it.
+        let spaced = br#"{ "t" : "user_status", "status": {"userID":"a\"b\u00e9","userStatus":2,"DNDType":7}}"#;
+        assert_eq!(parse_server_msg(spaced), Some(push));
+        // A wrong shape after the right prefix is refused like any bad message.
+        assert_eq!(parse_server_msg(br#"{"t":"user_status","status":5}"#), None);
+        let other = ServerMsg::Reply { re: 3, code: 0 };
+        assert_eq!(parse_server_msg(&to_json(&other)), Some(other));
+    }
 }

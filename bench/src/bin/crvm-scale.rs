@@ -1,0 +1,1279 @@
+//! crvm-scale: memory and scale figures of crvm-server, and the overhead of the library.
+//!
+//! Three sections, each printed with its method (see docs/PERFORMANCE.md, "Memory and scale"):
+//!
+//! - **idle**: server RSS per idle session. N sessions log in and subscribe to presence
+//!   (`start_status_notify`), then sit idle; the figure is (RSS with N − RSS before) / N. The
+//!   anchors, nats-server and redis-server, get N idle subscribed connections each
+//!   (`CONNECT {}` + `SUB x 1`, `SUBSCRIBE x`). Rounds alternate the order; medians.
+//! - **scale**: many concurrently logged-in sessions on one server (default 100,000) opened
+//!   from several 127.0.0.x source addresses by one thread speaking the protocol directly;
+//!   logins per second, RSS per session, and the time one status change takes to reach every
+//!   subscriber (a subset, default 1,000) while all are connected.
+//! - **lib**: events per second through the C callbacks of one client (`crvm_*` exports called
+//!   from Rust), fed by a fake server that writes pre-encoded status pushes (the library alone)
+//!   and by crvm-server driven by protocol-level changers (end to end); and the RSS an idle
+//!   logged-in client adds to a fresh process.
+//!
+//! Load generation runs on one tokio thread, one task per session (no thread per session).
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crvm_proto::frame::MAX_PAYLOAD_TO_CLIENT;
+use crvm_proto::msg::to_json;
+use crvm_proto::{ClientMsg, Decoder, Encoder, Kind, ServerMsg, UserStatus, PROTOCOL_VERSION};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+// Links the library so that its `#[no_mangle]` C exports resolve below.
+extern crate crvm;
+
+type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+const APP: &str = "bench";
+const SECRET: &str = "bench-secret";
+/// Upper bound for any one phase; only reached when something is broken.
+const PATIENCE: Duration = Duration::from_secs(300);
+
+const USAGE: &str = "\
+crvm-scale: idle session memory (against nats-server and redis-server), scale, library overhead
+
+Usage: crvm-scale [--quick] [--only idle|scale|lib] [--server PATH] [--idle N] [--rounds N]
+                  [--sessions N] [--subscribers N] [--changes N] [--sources N] [--events N]
+
+  --quick          every section tiny (200 sessions, 1 round, 20k events): a few seconds
+  --only S         run one section
+  --server PATH    crvm-server (default: next to this executable)
+  --idle N         idle sessions per server in the idle section (10000)
+  --rounds N       alternating rounds of the idle section (3)
+  --sessions N     concurrent sessions of the scale section (100000)
+  --subscribers N  presence subscribers among them (1000)
+  --changes N      status changes timed (20)
+  --sources N      source addresses 127.0.0.1..N (8; each gives ~28k ports)
+  --events N       events through the callbacks per lib measurement (2000000)
+";
+
+#[derive(Debug, Clone)]
+struct Opts {
+    server: PathBuf,
+    only: Option<String>,
+    idle: usize,
+    rounds: usize,
+    sessions: usize,
+    subscribers: usize,
+    changes: usize,
+    sources: u8,
+    events: u64,
+}
+
+fn parse_opts() -> Res<Opts> {
+    let mut args = std::env::args().skip(1).collect::<Vec<_>>();
+    let exe = std::env::current_exe()?;
+    let mut o = Opts {
+        server: exe.with_file_name("crvm-server"),
+        only: None,
+        idle: 10_000,
+        rounds: 3,
+        sessions: 100_000,
+        subscribers: 1000,
+        changes: 20,
+        sources: 8,
+        events: 2_000_000,
+    };
+    if args.iter().any(|a| a == "--quick") {
+        args.retain(|a| a != "--quick");
+        o.idle = 200;
+        o.rounds = 1;
+        o.sessions = 200;
+        o.subscribers = 20;
+        o.changes = 5;
+        o.sources = 2;
+        o.events = 20_000;
+    }
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--only" => o.only = Some(val()?),
+            "--server" => o.server = val()?.into(),
+            "--idle" => o.idle = val()?.parse()?,
+            "--rounds" => o.rounds = val()?.parse()?,
+            "--sessions" => o.sessions = val()?.parse()?,
+            "--subscribers" => o.subscribers = val()?.parse()?,
+            "--changes" => o.changes = val()?.parse()?,
+            "--sources" => o.sources = val()?.parse()?,
+            "--events" => o.events = val()?.parse()?,
+            _ => return Err(format!("unknown argument {a:?}\n{USAGE}").into()),
+        }
+    }
+    o.sources = o.sources.clamp(1, 250);
+    o.subscribers = o.subscribers.min(o.sessions).max(1);
+    Ok(o)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("__idle-client") {
+        std::process::exit(match idle_client_child(&args[2]) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("idle client: {e}");
+                1
+            }
+        });
+    }
+    if let Err(e) = run() {
+        eprintln!("crvm-scale: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Res<()> {
+    let o = parse_opts()?;
+    if !o.server.is_file() {
+        return Err(format!("no crvm-server at {} (use --server)", o.server.display()).into());
+    }
+    let want = (o.sessions.max(o.idle) + 10_000) as u64;
+    let nofile = raise_nofile(want);
+    println!(
+        "crvm-scale: fd limit {nofile} (children inherit it), load average {}",
+        loadavg()
+    );
+    // The server holds one descriptor per session plus its own few, and so does this process.
+    let fit = (nofile as usize).saturating_sub(200);
+    let mut o = o;
+    for (what, n) in [("--sessions", &mut o.sessions), ("--idle", &mut o.idle)] {
+        if *n > fit {
+            println!(
+                "crvm-scale: {what} {n} capped to {fit}: the open-file limit is {nofile} and cannot be raised here (setrlimit needs CAP_SYS_RESOURCE above the hard limit)"
+            );
+            *n = fit;
+        }
+    }
+    o.subscribers = o.subscribers.min(o.sessions);
+    let tmp = TmpDir::new()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let run = |s: &str| match o.only.as_deref() {
+        None => true,
+        Some(x) => x == s,
+    };
+    if run("idle") {
+        rt.block_on(idle_section(&o, &tmp))?;
+    }
+    if run("scale") {
+        rt.block_on(scale_section(&o, &tmp))?;
+    }
+    if run("lib") {
+        rt.block_on(lib_section(&o, &tmp))?;
+    }
+    println!("done");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes, limits, /proc
+
+/// Raises RLIMIT_NOFILE to `want` (root may raise the hard limit too), else to the hard limit.
+/// Returns the soft limit in force.
+fn raise_nofile(want: u64) -> u64 {
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+        if r.rlim_max < want {
+            let up = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: want,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &up) == 0 {
+                return want;
+            }
+        }
+        r.rlim_cur = r.rlim_max.min(want.max(r.rlim_cur));
+        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+        r.rlim_cur
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// `VmRSS` of `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+fn status_kib(path: &str, key: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) used so far by `pid`.
+fn cpu_s(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let v = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of the stat line; `rest` starts at field 3.
+    (v(11) + v(12)) / tick
+}
+
+struct TmpDir(PathBuf);
+
+impl TmpDir {
+    fn new() -> Res<TmpDir> {
+        let p = std::env::temp_dir().join(format!("crvm-scale-{}", std::process::id()));
+        std::fs::create_dir_all(&p)?;
+        Ok(TmpDir(p))
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        if std::env::var_os("CRVM_SCALE_KEEP").is_some() {
+            eprintln!("crvm-scale: kept {}", self.0.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process, killed on drop (and by the kernel if this process dies).
+struct Proc(Child);
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Res<Proc> {
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        Ok(Proc(cmd.spawn()?))
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Res<u16> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+/// Starts crvm-server with a config for benchmarks: one tenant, no request-rate cap worth the
+/// name (changers pipeline requests).
+fn start_crvm(o: &Opts, tmp: &TmpDir, tag: &str) -> Res<(Proc, SocketAddr)> {
+    let dir = tmp.0.join(tag);
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("crvm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nmax_requests_per_s = 100000000\n\n\
+             [[tenant]]\napp_id = \"{APP}\"\nsecret = \"{SECRET}\"\n"
+        ),
+    )?;
+    let mut p = Proc::spawn(
+        Command::new(&o.server)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("server.log"))?),
+    )?;
+    let mut line = String::new();
+    BufReader::new(p.0.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("crvm-server listening on ")
+        .ok_or_else(|| format!("crvm-server said {line:?}"))?
+        .parse()?;
+    Ok((p, addr))
+}
+
+/// Starts an anchor server and waits until it accepts connections.
+fn start_anchor(kind: Sys, tmp: &TmpDir, n: usize) -> Res<Option<(Proc, SocketAddr)>> {
+    let (name, port) = match kind {
+        Sys::Nats => ("nats-server", free_port()?),
+        Sys::Redis => ("redis-server", free_port()?),
+        Sys::Crvm => unreachable!(),
+    };
+    let Some(bin) = which(name) else {
+        return Ok(None);
+    };
+    let log = std::fs::File::create(tmp.0.join(format!("{name}.log")))?;
+    let mut cmd = Command::new(bin);
+    match kind {
+        Sys::Nats => cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]),
+        _ => cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxclients",
+            &(n + 100).to_string(),
+        ]),
+    };
+    let p = Proc::spawn(
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log),
+    )?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let start = Instant::now();
+    while StdStream::connect(addr).is_err() {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(format!("{name} did not start").into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(Some((p, addr)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Protocol sessions on tokio
+
+async fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpSocket::new_v4()?;
+    s.bind(SocketAddr::new(src.into(), 0))?;
+    let s = s.connect(dst).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+fn source(i: usize, sources: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 1 + (i % sources as usize) as u8)
+}
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// One protocol connection: hello, login, requests; answers pings while reading.
+struct Proto {
+    s: TcpStream,
+    enc: Encoder,
+    dec: Decoder,
+    next_id: u64,
+}
+
+impl Proto {
+    fn new(s: TcpStream) -> Proto {
+        Proto {
+            s,
+            enc: Encoder::new(),
+            dec: Decoder::new(MAX_PAYLOAD_TO_CLIENT),
+            next_id: 0,
+        }
+    }
+
+    fn frame(&mut self, msg: &ClientMsg) -> Vec<u8> {
+        self.enc.control(self.dec.last_seq(), &to_json(msg), &[])
+    }
+
+    async fn send(&mut self, msg: &ClientMsg) -> std::io::Result<()> {
+        let f = self.frame(msg);
+        self.s.write_all(&f).await
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// The next control message; answers pings on the way.
+    async fn next(&mut self) -> std::io::Result<ServerMsg> {
+        loop {
+            match self.dec.next_frame().map_err(io_err)? {
+                Some(f) => match f.kind {
+                    Kind::Control => {
+                        let (json, _) = f.control().map_err(io_err)?;
+                        return serde_json::from_slice(json).map_err(io_err);
+                    }
+                    Kind::Ping => {
+                        let pong = self.enc.frame(Kind::Pong, self.dec.last_seq(), &[]);
+                        self.s.write_all(&pong).await?;
+                    }
+                    _ => {}
+                },
+                None => {
+                    let n = self.s.read(self.dec.spare()).await?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    self.dec.filled(n);
+                }
+            }
+        }
+    }
+
+    /// The next message that is not a status push.
+    async fn reply(&mut self) -> std::io::Result<ServerMsg> {
+        loop {
+            match self.next().await? {
+                ServerMsg::UserStatus { .. } => {}
+                m => return Ok(m),
+            }
+        }
+    }
+
+    async fn login(&mut self, user: &str) -> std::io::Result<()> {
+        let id = self.id();
+        let mut bytes = self.frame(&ClientMsg::Hello {
+            ver: PROTOCOL_VERSION,
+            agent: "crvm-scale".into(),
+        });
+        bytes.extend(self.frame(&ClientMsg::Login {
+            id,
+            app_id: APP.into(),
+            secret: SECRET.into(),
+            user_id: user.into(),
+            nick: String::new(),
+            token: String::new(),
+        }));
+        self.s.write_all(&bytes).await?;
+        match self.reply().await? {
+            ServerMsg::Welcome { .. } => {}
+            m => return Err(io_err(format!("expected welcome, got {m:?}"))),
+        }
+        match self.reply().await? {
+            ServerMsg::LoginOk { .. } => Ok(()),
+            m => Err(io_err(format!("login of {user}: {m:?}"))),
+        }
+    }
+
+    async fn request_ok(&mut self, build: impl FnOnce(u64) -> ClientMsg) -> std::io::Result<()> {
+        let id = self.id();
+        self.send(&build(id)).await?;
+        match self.reply().await? {
+            ServerMsg::Reply { re, code: 0 } if re == id => Ok(()),
+            m => Err(io_err(format!("request {id}: {m:?}"))),
+        }
+    }
+}
+
+/// Counters the session tasks report into.
+#[derive(Default)]
+struct Tally {
+    ready: AtomicUsize,
+    subscribed: AtomicUsize,
+    failed: AtomicUsize,
+    first_err: Mutex<Option<String>>,
+}
+
+impl Tally {
+    fn fail(&self, what: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.first_err.lock().unwrap().get_or_insert(what);
+    }
+
+    fn err(&self) -> String {
+        self.first_err.lock().unwrap().clone().unwrap_or_default()
+    }
+}
+
+/// Waits until `count() + failed` reaches `n`. Errors on any failure or after [`PATIENCE`].
+async fn wait_for(t: &Tally, n: usize, what: &str, count: impl Fn() -> usize) -> Res<()> {
+    let start = Instant::now();
+    loop {
+        let (c, f) = (count(), t.failed.load(Ordering::Relaxed));
+        if f > 0 {
+            return Err(format!("{what}: {c} of {n} done, {f} failed; first: {}", t.err()).into());
+        }
+        if c >= n {
+            return Ok(());
+        }
+        if start.elapsed() > PATIENCE {
+            return Err(format!("{what}: only {c} of {n} after {PATIENCE:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Which presence changes a subscriber reports: those of this user.
+const CHANGER: &str = "changer";
+
+/// One crvm session: connect (at most `sem` at a time), log in, subscribe once `go` says so
+/// (if a subscriber), then answer pings and report the changer's pushes until the server
+/// goes away.
+#[allow(clippy::too_many_arguments)]
+async fn crvm_session(
+    i: usize,
+    addr: SocketAddr,
+    sources: u8,
+    sem: Arc<Semaphore>,
+    tally: Arc<Tally>,
+    subscriber: bool,
+    mut go: watch::Receiver<bool>,
+    pushes: mpsc::UnboundedSender<(i32, Instant)>,
+) {
+    let permit = sem.acquire_owned().await;
+    let mut p = match connect_from(source(i, sources), addr).await {
+        Ok(s) => Proto::new(s),
+        Err(e) => return tally.fail(format!("connect {i}: {e}")),
+    };
+    if let Err(e) = p.login(&format!("u{i}")).await {
+        return tally.fail(format!("login {i}: {e}"));
+    }
+    drop(permit);
+    tally.ready.fetch_add(1, Ordering::Relaxed);
+    if subscriber {
+        // Keep answering pings while waiting: the server drops a session silent for 30 s.
+        while !*go.borrow_and_update() {
+            tokio::select! {
+                biased;
+                r = go.changed() => if r.is_err() { return },
+                r = p.next() => if let Err(e) = r { return tally.fail(format!("session {i}: {e}")) },
+            }
+        }
+        if let Err(e) = p.request_ok(|id| ClientMsg::StartStatusNotify { id }).await {
+            return tally.fail(format!("subscribe {i}: {e}"));
+        }
+        tally.subscribed.fetch_add(1, Ordering::Relaxed);
+    }
+    while let Ok(m) = p.next().await {
+        if let ServerMsg::UserStatus { status } = m {
+            if status.user_id == CHANGER {
+                let _ = pushes.send((status.dnd_type, Instant::now()));
+            }
+        }
+    }
+}
+
+/// One anchor connection: subscribe, wait for the server's confirmation, then hold it
+/// (answering NATS pings).
+async fn anchor_conn(
+    i: usize,
+    kind: Sys,
+    addr: SocketAddr,
+    sem: Arc<Semaphore>,
+    tally: Arc<Tally>,
+) {
+    let permit = sem.acquire_owned().await;
+    let mut s = match connect_from(source(i, 1), addr).await {
+        Ok(s) => s,
+        Err(e) => return tally.fail(format!("connect {i}: {e}")),
+    };
+    let (req, done): (&[u8], &[u8]) = match kind {
+        Sys::Nats => (
+            b"CONNECT {\"verbose\":false}\r\nSUB x 1\r\nPING\r\n",
+            b"PONG\r\n",
+        ),
+        _ => (b"SUBSCRIBE x\r\n", b":1\r\n"),
+    };
+    if let Err(e) = s.write_all(req).await {
+        return tally.fail(format!("write {i}: {e}"));
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !got.windows(done.len()).any(|w| w == done) {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return tally.fail(format!("conn {i}: closed before subscribing")),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    drop((permit, got));
+    tally.ready.fetch_add(1, Ordering::Relaxed);
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if kind == Sys::Nats && buf[..n].windows(6).any(|w| w == b"PING\r\n") {
+                    let _ = s.write_all(b"PONG\r\n").await;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle session memory
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sys {
+    Crvm,
+    Nats,
+    Redis,
+}
+
+impl Sys {
+    fn name(self) -> &'static str {
+        match self {
+            Sys::Crvm => "crvm-server",
+            Sys::Nats => "nats-server",
+            Sys::Redis => "redis-server",
+        }
+    }
+}
+
+/// Opens `n` idle subscribed sessions on a fresh `sys` server; returns the server's RSS growth
+/// per session in bytes, or None when the anchor is not installed.
+async fn idle_once(o: &Opts, tmp: &TmpDir, sys: Sys, n: usize) -> Res<Option<f64>> {
+    let (proc_, addr) = match sys {
+        Sys::Crvm => start_crvm(o, tmp, "idle")?,
+        _ => match start_anchor(sys, tmp, n)? {
+            Some(x) => x,
+            None => return Ok(None),
+        },
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(proc_.pid());
+    let tally = Arc::new(Tally::default());
+    let sem = Arc::new(Semaphore::new(256));
+    let (go_tx, go_rx) = watch::channel(false);
+    let (push_tx, _push_rx) = mpsc::unbounded_channel();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (sem, tally) = (Arc::clone(&sem), Arc::clone(&tally));
+        match sys {
+            Sys::Crvm => tasks.spawn(crvm_session(
+                i,
+                addr,
+                o.sources,
+                sem,
+                tally,
+                true,
+                go_rx.clone(),
+                push_tx.clone(),
+            )),
+            _ => tasks.spawn(anchor_conn(i, sys, addr, sem, tally)),
+        };
+    }
+    wait_for(&tally, n, "idle logins", || {
+        tally.ready.load(Ordering::Relaxed)
+    })
+    .await?;
+    if sys == Sys::Crvm {
+        // Everyone subscribes once all are in, so no login is pushed to anyone.
+        go_tx.send_replace(true);
+        wait_for(&tally, n, "idle subscriptions", || {
+            tally.subscribed.load(Ordering::Relaxed)
+        })
+        .await?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib(proc_.pid());
+    drop(proc_);
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    Ok(Some(
+        (after.saturating_sub(before)) as f64 * 1024.0 / n as f64,
+    ))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s[((s.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn idle_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
+    let n = o.idle;
+    println!(
+        "\nidle session memory: {n} logged-in, subscribed, idle sessions (anchors: {n} idle subscribed connections), {} round(s) alternating; server RSS growth / {n}",
+        o.rounds
+    );
+    let order = [Sys::Crvm, Sys::Nats, Sys::Redis];
+    let mut per: HashMap<&str, Vec<f64>> = HashMap::new();
+    println!(
+        "    round   {:>14} {:>14} {:>14}   (bytes per session)",
+        "crvm-server", "nats-server", "redis-server"
+    );
+    for r in 0..o.rounds {
+        let mut row: HashMap<&str, Option<f64>> = HashMap::new();
+        for k in 0..3 {
+            let sys = order[(r + k) % 3];
+            let v = idle_once(o, tmp, sys, n).await?;
+            if let Some(v) = v {
+                per.entry(sys.name()).or_default().push(v);
+            }
+            row.insert(sys.name(), v);
+        }
+        let cell = |s: Sys| match row[s.name()] {
+            Some(v) => format!("{v:>14.0}"),
+            None => format!("{:>14}", "not installed"),
+        };
+        println!(
+            "    {:<7} {} {} {}",
+            r + 1,
+            cell(Sys::Crvm),
+            cell(Sys::Nats),
+            cell(Sys::Redis)
+        );
+    }
+    let mut med = |s: Sys| per.get_mut(s.name()).map(|v| median(v));
+    let (c, na, re) = (med(Sys::Crvm), med(Sys::Nats), med(Sys::Redis));
+    let c = c.unwrap_or(f64::NAN);
+    let show =
+        |v: Option<f64>| v.map_or("not installed".into(), |v| format!("{:.1} KiB", v / 1024.0));
+    println!(
+        "    median: crvm-server {:.1} KiB, nats-server {}, redis-server {}",
+        c / 1024.0,
+        show(na),
+        show(re)
+    );
+    if let Some(na) = na {
+        print!("    ratio crvm / nats {:.2} (target <= 0.25)", c / na);
+    }
+    if let Some(re) = re {
+        print!(", crvm / redis {:.2}", c / re);
+    }
+    println!();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale
+
+async fn scale_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
+    let n = o.sessions;
+    let subs = o.subscribers;
+    println!(
+        "\nscale: {n} concurrent sessions from {} source address(es) (127.0.0.1..{}), {subs} of them subscribed to presence, {} status changes",
+        o.sources,
+        o.sources,
+        o.changes
+    );
+    let (server, addr) = start_crvm(o, tmp, "scale")?;
+    let pid = server.pid();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid);
+    let tally = Arc::new(Tally::default());
+    let sem = Arc::new(Semaphore::new(512));
+    let (go_tx, go_rx) = watch::channel(false);
+    let (push_tx, mut push_rx) = mpsc::unbounded_channel();
+    let every = (n / subs).max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    let start = Instant::now();
+    let cpu0 = cpu_s(pid);
+    for i in 0..n {
+        tasks.spawn(crvm_session(
+            i,
+            addr,
+            o.sources,
+            Arc::clone(&sem),
+            Arc::clone(&tally),
+            i % every == 0 && i / every < subs,
+            go_rx.clone(),
+            push_tx.clone(),
+        ));
+    }
+    let logged = wait_for(&tally, n, "logins", || tally.ready.load(Ordering::Relaxed)).await;
+    let took = start.elapsed().as_secs_f64();
+    let ready = tally.ready.load(Ordering::Relaxed);
+    let server_cpu = cpu_s(pid) - cpu0;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let at_n = rss_kib(pid);
+    println!(
+        "    logins: {ready} in {took:.1} s = {:.0} logins/s (server CPU {server_cpu:.1} s, {:.0} µs per login)",
+        ready as f64 / took,
+        server_cpu * 1e6 / ready.max(1) as f64
+    );
+    println!(
+        "    server RSS: {:.1} MiB before, {:.1} MiB with {ready} sessions: {:.2} KiB per session (target: <= 1 GiB at 100k, i.e. <= 10.5 KiB)",
+        before as f64 / 1024.0,
+        at_n as f64 / 1024.0,
+        (at_n.saturating_sub(before)) as f64 / ready.max(1) as f64
+    );
+    if let Err(e) = logged {
+        println!("    stopped: {e}");
+        return Ok(());
+    }
+    let mut changer = Proto::new(connect_from(Ipv4Addr::LOCALHOST, addr).await?);
+    changer.login(CHANGER).await?;
+    go_tx.send_replace(true);
+    let subs = tally_subscribed(&tally, subs).await?;
+    let mut all = Vec::new();
+    let mut each = Vec::new();
+    for k in 1..=o.changes as i32 {
+        // Drain stray pushes (none are expected), pace the changes, then time one.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while push_rx.try_recv().is_ok() {}
+        let t0 = Instant::now();
+        let id = changer.id();
+        changer.send(&ClientMsg::SetDnd { id, dnd: k }).await?;
+        let mut got = 0;
+        let mut last = t0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while got < subs {
+            match tokio::time::timeout_at(deadline, push_rx.recv()).await {
+                Ok(Some((dnd, at))) if dnd == k => {
+                    got += 1;
+                    last = last.max(at);
+                    each.push(at.duration_since(t0).as_secs_f64() * 1e3);
+                }
+                Ok(Some(_)) => {}
+                _ => return Err(format!("change {k}: {got} of {subs} subscribers told").into()),
+            }
+        }
+        all.push(last.duration_since(t0).as_secs_f64() * 1e3);
+        changer.reply().await?;
+    }
+    println!(
+        "    status change → all {subs} subscribers, with {ready} sessions connected: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} changes (each subscriber: p50 {:.2} ms, p99 {:.2} ms)",
+        pct(&all, 0.5),
+        pct(&all, 0.99),
+        pct(&all, 1.0),
+        all.len(),
+        pct(&each, 0.5),
+        pct(&each, 0.99)
+    );
+    println!(
+        "    server RSS at the end: {:.1} MiB, peak {:.1} MiB",
+        rss_kib(pid) as f64 / 1024.0,
+        status_kib(&format!("/proc/{pid}/status"), "VmHWM:") as f64 / 1024.0
+    );
+    drop(server);
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn tally_subscribed(t: &Tally, subs: usize) -> Res<usize> {
+    wait_for(t, subs, "subscriptions", || {
+        t.subscribed.load(Ordering::Relaxed)
+    })
+    .await?;
+    Ok(subs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Library overhead through the C callbacks
+
+/// The first members of `struct crvm_callbacks` (include/crvm.h), in order; `crvm_create` is
+/// told the size, so the members after these read as NULL.
+#[repr(C)]
+struct Callbacks {
+    login_success: Option<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char)>,
+    login_fail: Option<unsafe extern "C" fn(*mut c_void, i32, *const c_char)>,
+    line_off: Option<unsafe extern "C" fn(*mut c_void, i32)>,
+    set_dnd_status_success: Option<unsafe extern "C" fn(*mut c_void, *const c_char)>,
+    set_dnd_status_fail: Option<unsafe extern "C" fn(*mut c_void, i32, *const c_char)>,
+    get_user_status_success:
+        Option<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char)>,
+    get_user_status_fail: Option<unsafe extern "C" fn(*mut c_void, i32, *const c_char)>,
+    notify_user_status: Option<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char)>,
+    start_user_status_notify_rslt: Option<unsafe extern "C" fn(*mut c_void, i32, *const c_char)>,
+}
+
+extern "C" {
+    fn crvm_create(
+        server_addr: *const c_char,
+        callbacks: *const Callbacks,
+        callbacks_size: usize,
+        user_data: *mut c_void,
+        out_client: *mut *mut c_void,
+    ) -> i32;
+    fn crvm_login(
+        c: *mut c_void,
+        auth_acnt: *const c_char,
+        auth_pswd: *const c_char,
+        nick_name: *const c_char,
+        priv_acnt: *const c_char,
+        priv_auth_code: *const c_char,
+        cookie: *const c_char,
+    ) -> i32;
+    fn crvm_start_user_status_notify(c: *mut c_void, cookie: *const c_char) -> i32;
+    fn crvm_destroy(c: *mut c_void);
+}
+
+/// What the callbacks report (one client at a time per process).
+static LOGIN: AtomicI32 = AtomicI32::new(0); // 0 pending, 1 ok, -code failed
+static NOTIFY: AtomicI32 = AtomicI32::new(i32::MIN); // the subscription's result code
+static EVENTS: AtomicU64 = AtomicU64::new(0);
+static TARGET: AtomicU64 = AtomicU64::new(u64::MAX);
+static TIMES: Mutex<(Option<Instant>, Option<Instant>)> = Mutex::new((None, None));
+
+unsafe extern "C" fn on_login(_: *mut c_void, _: *const c_char, _: *const c_char) {
+    LOGIN.store(1, Ordering::Release);
+}
+unsafe extern "C" fn on_login_fail(_: *mut c_void, e: i32, _: *const c_char) {
+    LOGIN.store(-e.max(1), Ordering::Release);
+}
+unsafe extern "C" fn on_notify_rslt(_: *mut c_void, e: i32, _: *const c_char) {
+    NOTIFY.store(e, Ordering::Release);
+}
+unsafe extern "C" fn on_status(_: *mut c_void, json: *const c_char, _: *const c_char) {
+    // Touch the argument as an application would at least do.
+    let _ = CStr::from_ptr(json).to_bytes().len();
+    let n = EVENTS.fetch_add(1, Ordering::AcqRel) + 1;
+    if n == 1 {
+        TIMES.lock().unwrap().0 = Some(Instant::now());
+    }
+    if n == TARGET.load(Ordering::Relaxed) {
+        TIMES.lock().unwrap().1 = Some(Instant::now());
+    }
+}
+
+struct LibClient(*mut c_void);
+
+impl LibClient {
+    /// Creates a client, logs in as `user` and subscribes to presence.
+    fn login(addr: SocketAddr, user: &str) -> Res<LibClient> {
+        LOGIN.store(0, Ordering::Release);
+        NOTIFY.store(i32::MIN, Ordering::Release);
+        let cb = Callbacks {
+            login_success: Some(on_login),
+            login_fail: Some(on_login_fail),
+            line_off: None,
+            set_dnd_status_success: None,
+            set_dnd_status_fail: None,
+            get_user_status_success: None,
+            get_user_status_fail: None,
+            notify_user_status: Some(on_status),
+            start_user_status_notify_rslt: Some(on_notify_rslt),
+        };
+        let c_addr = CString::new(addr.to_string())?;
+        let mut c = std::ptr::null_mut();
+        let s = |t: &str| CString::new(t).unwrap();
+        // SAFETY: valid NUL-terminated strings and a callbacks struct of the size given.
+        let r = unsafe {
+            crvm_create(
+                c_addr.as_ptr(),
+                &cb,
+                std::mem::size_of::<Callbacks>(),
+                std::ptr::null_mut(),
+                &mut c,
+            )
+        };
+        if r != 0 {
+            return Err(format!("crvm_create: {r}").into());
+        }
+        let client = LibClient(c);
+        let (app, secret, nick, user, code, cookie) =
+            (s(APP), s(SECRET), s(""), s(user), s(""), s("c"));
+        // SAFETY: as above.
+        let r = unsafe {
+            crvm_login(
+                c,
+                app.as_ptr(),
+                secret.as_ptr(),
+                nick.as_ptr(),
+                user.as_ptr(),
+                code.as_ptr(),
+                cookie.as_ptr(),
+            )
+        };
+        if r != 0 {
+            return Err(format!("crvm_login: {r}").into());
+        }
+        wait_until("login", || LOGIN.load(Ordering::Acquire) != 0)?;
+        if LOGIN.load(Ordering::Acquire) != 1 {
+            return Err(format!("login failed: {}", -LOGIN.load(Ordering::Acquire)).into());
+        }
+        // SAFETY: as above.
+        let r = unsafe { crvm_start_user_status_notify(c, cookie.as_ptr()) };
+        if r != 0 {
+            return Err(format!("crvm_start_user_status_notify: {r}").into());
+        }
+        wait_until("subscription", || {
+            NOTIFY.load(Ordering::Acquire) != i32::MIN
+        })?;
+        if NOTIFY.load(Ordering::Acquire) != 0 {
+            return Err(format!("subscription failed: {}", NOTIFY.load(Ordering::Acquire)).into());
+        }
+        Ok(client)
+    }
+}
+
+impl Drop for LibClient {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from crvm_create and is destroyed once.
+        unsafe { crvm_destroy(self.0) }
+    }
+}
+
+fn wait_until(what: &str, f: impl Fn() -> bool) -> Res<()> {
+    let start = Instant::now();
+    while !f() {
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err(format!("no {what} within 30 s").into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+fn reset_events(target: u64) {
+    EVENTS.store(0, Ordering::Release);
+    TARGET.store(target, Ordering::Release);
+    *TIMES.lock().unwrap() = (None, None);
+}
+
+/// Waits for `target` events; returns events per second between the first and the last.
+fn events_rate(target: u64, patience: Duration) -> Res<f64> {
+    let start = Instant::now();
+    loop {
+        if let (Some(a), Some(b)) = *TIMES.lock().unwrap() {
+            return Ok((target - 1) as f64 / b.duration_since(a).as_secs_f64());
+        }
+        if start.elapsed() > patience {
+            return Err(format!(
+                "only {} of {target} events within {patience:?}",
+                EVENTS.load(Ordering::Relaxed)
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A fake server for one client: handshake, login, subscription, then `n` status pushes
+/// written as fast as the socket takes them. Returns the thread to join.
+fn fake_server(listener: StdListener, n: u64) -> std::thread::JoinHandle<Res<()>> {
+    std::thread::spawn(move || -> Res<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut dec = Decoder::new(crvm_proto::frame::MAX_PAYLOAD_TO_SERVER);
+        let mut enc = Encoder::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut subscribed = false;
+        while !subscribed {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Err("client left".into());
+            }
+            dec.feed(&buf[..n]);
+            while let Some(f) = dec.next_frame()? {
+                if f.kind != Kind::Control {
+                    continue;
+                }
+                let msg: ClientMsg = serde_json::from_slice(f.control()?.0)?;
+                let out = match msg {
+                    ClientMsg::Hello { .. } => ServerMsg::Welcome {
+                        ver: PROTOCOL_VERSION,
+                        heartbeat_ms: 10_000,
+                        max_buffer_bytes: 100 << 20,
+                        max_file_bytes: 4 << 30,
+                    },
+                    ClientMsg::Login { id, user_id, .. } => ServerMsg::LoginOk { re: id, user_id },
+                    ClientMsg::StartStatusNotify { id } => {
+                        subscribed = true;
+                        ServerMsg::Reply { re: id, code: 0 }
+                    }
+                    other => return Err(format!("fake server: unexpected {other:?}").into()),
+                };
+                s.write_all(&enc.control(dec.last_seq(), &to_json(&out), &[]))?;
+            }
+        }
+        // Keep reading (pings) so the client never blocks on us.
+        let mut drain = s.try_clone()?;
+        std::thread::spawn(move || while matches!(drain.read(&mut buf), Ok(n) if n > 0) {});
+        let json = to_json(&ServerMsg::UserStatus {
+            status: UserStatus {
+                user_id: "someone".into(),
+                user_status: 1,
+                dnd_type: 1,
+            },
+        });
+        let ack = dec.last_seq();
+        let mut out = Vec::with_capacity(256 * 1024);
+        let mut sent = 0;
+        while sent < n {
+            out.clear();
+            while out.len() < 200 * 1024 && sent < n {
+                out.extend(enc.control(ack, &json, &[]));
+                sent += 1;
+            }
+            s.write_all(&out)?;
+        }
+        Ok(())
+    })
+}
+
+/// The child role: RSS of this fresh process before a client exists and once it is logged in,
+/// subscribed and idle for a second, printed as `rss_kib BEFORE AFTER PEAK`.
+fn idle_client_child(addr: &str) -> Res<()> {
+    let before = status_kib("/proc/self/status", "VmRSS:");
+    let client = LibClient::login(addr.parse()?, "idle-client")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let after = status_kib("/proc/self/status", "VmRSS:");
+    let peak = status_kib("/proc/self/status", "VmHWM:");
+    println!("rss_kib {before} {after} {peak}");
+    drop(client);
+    Ok(())
+}
+
+async fn lib_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
+    let n = o.events;
+    println!("\nlibrary overhead: one client, status pushes counted in its C callback (notify_user_status)");
+
+    // 1. The library alone: a fake server writes pre-encoded pushes.
+    let listener = StdListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    reset_events(n);
+    let server = fake_server(listener, n);
+    let me = std::process::id();
+    let cpu0 = cpu_s(me);
+    let t0 = Instant::now();
+    let client = LibClient::login(addr, "lib")?;
+    let rate = events_rate(n, Duration::from_secs(120))?;
+    let cpu = cpu_s(me) - cpu0;
+    let wall = t0.elapsed().as_secs_f64();
+    server.join().map_err(|_| "fake server panicked")??;
+    drop(client);
+    println!(
+        "    from a fake server (pre-encoded pushes; measures the library): {n} events at {:.0} events/s (target >= 1M/s); this process used {:.2} CPU-s in {wall:.2} s ({:.2} µs CPU per event, fake server's writes included)",
+        rate,
+        cpu,
+        cpu * 1e6 / n as f64
+    );
+
+    // 2. End to end: changers make crvm-server push to the client.
+    let (server, addr) = start_crvm(o, tmp, "lib")?;
+    let spid = server.pid();
+    let m = (n / 4).max(1000);
+    reset_events(m);
+    let client = LibClient::login(addr, "lib")?;
+    let changers = 2;
+    let per = m / changers as u64;
+    let m = per * changers as u64;
+    TARGET.store(m, Ordering::Release);
+    let (s_cpu0, me_cpu0) = (cpu_s(spid), cpu_s(me));
+    let t0 = Instant::now();
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut js = tokio::task::JoinSet::new();
+    for c in 0..changers {
+        let sent = Arc::clone(&sent);
+        js.spawn(async move {
+            let mut p = Proto::new(connect_from(Ipv4Addr::LOCALHOST, addr).await?);
+            p.login(&format!("changer{c}")).await?;
+            // Up to 1024 requests in flight per changer, and at most ~20k events ahead of
+            // the callbacks: the server's per-connection queue bound (4 MiB) would otherwise
+            // close a client that falls behind.
+            let (mut queued, mut answered) = (0u64, 0u64);
+            while answered < per {
+                while queued < per
+                    && queued - answered < 1024
+                    && sent.load(Ordering::Relaxed) < EVENTS.load(Ordering::Relaxed) + 20_000
+                {
+                    let batch = (per - queued).min(256);
+                    let mut bytes = Vec::new();
+                    for _ in 0..batch {
+                        let id = p.id();
+                        bytes.extend(p.frame(&ClientMsg::SetDnd {
+                            id,
+                            dnd: (id % 2) as i32,
+                        }));
+                    }
+                    p.s.write_all(&bytes).await?;
+                    sent.fetch_add(batch, Ordering::Relaxed);
+                    queued += batch;
+                }
+                if queued == answered {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                    continue;
+                }
+                p.reply().await?;
+                answered += 1;
+            }
+            Ok::<(), std::io::Error>(())
+        });
+    }
+    while let Some(r) = js.join_next().await {
+        r??;
+    }
+    // The changers are done; the callbacks run on the library's threads.
+    let rate = events_rate(m, Duration::from_secs(120))?;
+    let wall = t0.elapsed().as_secs_f64();
+    let (s_cpu, me_cpu) = (cpu_s(spid) - s_cpu0, cpu_s(me) - me_cpu0);
+    drop(client);
+    println!(
+        "    through crvm-server ({changers} protocol changers pipelining set_dnd, ≤ 1024 in flight each, ≤ 20k events ahead): {m} events at {rate:.0} events/s; CPU over {wall:.2} s: server {s_cpu:.2} s ({:.0}%), this process (library + changers) {me_cpu:.2} s ({:.0}%)",
+        s_cpu * 100.0 / wall,
+        me_cpu * 100.0 / wall
+    );
+
+    // 3. RSS of one idle client, in a fresh process.
+    let out = Command::new(std::env::current_exe()?)
+        .arg("__idle-client")
+        .arg(addr.to_string())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let nums: Vec<u64> = text
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if !out.status.success() || nums.len() != 3 {
+        return Err(format!(
+            "idle client: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    println!(
+        "    idle client (fresh process, logged in and subscribed, 1 s idle): RSS {:.2} MiB before crvm_create, {:.2} MiB after: +{:.2} MiB (target <= 1 MiB); peak {:.2} MiB",
+        nums[0] as f64 / 1024.0,
+        nums[1] as f64 / 1024.0,
+        (nums[1] as f64 - nums[0] as f64) / 1024.0,
+        nums[2] as f64 / 1024.0
+    );
+    drop(server);
+    Ok(())
+}
