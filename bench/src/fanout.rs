@@ -231,6 +231,7 @@ impl Changer {
                 buf.clear();
             }
             Changer::Nats(c) => c.flush().await?,
+            Changer::Redis(_, pending) if pending.is_empty() => {}
             Changer::Redis(conn, pending) => {
                 let mut pipe = redis::pipe();
                 for v in pending.drain(..) {
