@@ -204,24 +204,22 @@ enum Changer {
 }
 
 impl Changer {
-    fn change(&mut self, v: u64) -> impl std::future::Future<Output = Res<()>> + '_ {
-        async move {
-            match self {
-                Changer::Crvm {
-                    enc, next_id, buf, ..
-                } => {
-                    *next_id += 1;
-                    let msg = ClientMsg::SetDnd {
-                        id: *next_id,
-                        dnd: v as i32,
-                    };
-                    buf.extend_from_slice(&enc.control(0, &to_json(&msg), &[]));
-                }
-                Changer::Nats(c) => c.publish(SUBJECT, status_json(v).into()).await?,
-                Changer::Redis(_, pending) => pending.push(v),
+    async fn change(&mut self, v: u64) -> Res<()> {
+        match self {
+            Changer::Crvm {
+                enc, next_id, buf, ..
+            } => {
+                *next_id += 1;
+                let msg = ClientMsg::SetDnd {
+                    id: *next_id,
+                    dnd: v as i32,
+                };
+                buf.extend_from_slice(&enc.control(0, &to_json(&msg), &[]));
             }
-            Ok(())
+            Changer::Nats(c) => c.publish(SUBJECT, status_json(v).into()).await?,
+            Changer::Redis(_, pending) => pending.push(v),
         }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Res<()> {

@@ -330,6 +330,12 @@ fn mib(bytes: u64) -> String {
     }
 }
 
+/// `/proc/loadavg`'s 1, 5 and 15 minute figures: other jobs on the machine skew the figures.
+fn loadavg() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split(' ').take(3).collect::<Vec<_>>().join(" ")
+}
+
 fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -392,7 +398,11 @@ fn skipped(tool: &str) {
 }
 
 fn run(cfg: &Cfg) -> Res<()> {
-    println!("crvm-bench: loopback, {}", machine());
+    println!(
+        "crvm-bench: loopback, {}, load average {}",
+        machine(),
+        loadavg()
+    );
     println!("server: {}", cfg.server.display());
     if cfg!(debug_assertions) {
         println!("note: debug build — figures are not meaningful (use --release)");
@@ -430,6 +440,7 @@ fn run(cfg: &Cfg) -> Res<()> {
     println!();
     section_g(cfg, &tmp.0, &[(&small_src, cfg.small), (&big_src, cfg.big)])?;
     println!();
+    println!("load average at the end: {}", loadavg());
     println!("done");
     Ok(())
 }
@@ -437,7 +448,7 @@ fn run(cfg: &Cfg) -> Res<()> {
 /// Runs `a` and `b` once each, A then B on even rounds and B then A on odd ones, so that
 /// neither always runs on a warmer machine.
 fn ab<A, B>(round: usize, a: impl FnOnce() -> Res<A>, b: impl FnOnce() -> Res<B>) -> Res<(A, B)> {
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         let x = a()?;
         Ok((x, b()?))
     } else {
@@ -712,7 +723,7 @@ fn section_c(
 }
 
 fn bytes_label(size: usize) -> String {
-    if size >= 1024 && size % 1024 == 0 {
+    if size >= 1024 && size.is_multiple_of(1024) {
         format!("{} KiB", size / 1024)
     } else if size > 1024 {
         format!("{:.0} KiB", size as f64 / 1024.0)
