@@ -407,6 +407,8 @@ fn run(cfg: &Cfg) -> Res<()> {
     if cfg!(debug_assertions) {
         println!("note: debug build — figures are not meaningful (use --release)");
     }
+    // First, so that a missing tool fails the full run before any temp file is written.
+    let anchors = Anchors::start(cfg)?;
     let tmp = TempDir::new(&cfg.tmp)?;
     let small_src = tmp.0.join("small.bin");
     let big_src = tmp.0.join("big.bin");
@@ -418,7 +420,6 @@ fn run(cfg: &Cfg) -> Res<()> {
     ] {
         make_file(path, size)?;
     }
-    let anchors = Anchors::start(cfg)?;
     // The anchors' clients and the presence subscribers; two workers, one per core.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
