@@ -27,13 +27,13 @@ const MIB: u64 = 1024 * 1024;
 const CMD_SIZES: [usize; 3] = [100, 4096, 51_200];
 /// Concurrent senders in (c)'s throughput rows.
 const SENDERS: usize = 8;
-/// Cmds (or messages) each sender has in flight in (c)'s pipelined rows: together as many as
-/// one session may be receiving at once (more get code 1000).
+/// Cmds (or messages) each sender has in flight in (c)'s pipelined rows, by default: together
+/// as many as one session may be receiving at once (more get code 1000).
 const WINDOW: u64 = (crvm_proto::msg::xfer::MAX_INCOMING / SENDERS) as u64;
 
 const USAGE: &str = "\
 usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-mib N]
-                  [--big-mib N] [--reps N] [--setups N] [--pings N] [--per-sender N]
+                  [--big-mib N] [--reps N] [--setups N] [--pings N] [--per-sender N] [--window N]
                   [--fanout N,N,..] [--fan-deliveries N] [--fan-samples N] [--calls N]
                   [--call-gap-ms N]
 
@@ -46,6 +46,8 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
   --setups N         (b) call setups per side, over all rounds (default 20000)
   --pings N          (c) round trips per size and side, over all rounds (default 3000)
   --per-sender N     (c) cmds per sender per round in the throughput rows (default 500)
+  --window N         (c) cmds in flight per sender in the pipelined rows (default 4: 8 × 4 is
+                     the most transfers one session may be receiving at once)
   --fanout N,N,..    (d)/(e) subscriber counts (default 10,100,1000)
   --fan-deliveries N (d) pushes per round: changes = N / subscribers (default 200000)
   --fan-samples N    (e) single changes per subscriber count and side (default 300)
@@ -66,6 +68,7 @@ struct Cfg {
     setups: u64,
     pings: u64,
     per_sender: u64,
+    window: u64,
     fanout: Vec<usize>,
     fan_deliveries: u64,
     fan_samples: u64,
@@ -87,6 +90,7 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
         setups: if quick { 60 } else { 20_000 },
         pings: if quick { 60 } else { 3000 },
         per_sender: if quick { 10 } else { 500 },
+        window: WINDOW,
         fanout: if quick {
             vec![5, 10, 20]
         } else {
@@ -121,6 +125,7 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
             "--setups" => cfg.setups = num()?,
             "--pings" => cfg.pings = num()?,
             "--per-sender" => cfg.per_sender = num()?,
+            "--window" => cfg.window = num()?,
             "--fanout" => {
                 cfg.fanout = value
                     .split(',')
@@ -666,8 +671,9 @@ fn section_c(
         cfg.reps
     );
     println!(
-        "      one in flight per sender: crvm send_cmd vs NATS request/reply; {WINDOW} in flight: \
-         crvm send_cmd vs NATS pub/sub (each publisher at most {WINDOW} ahead of the subscriber)"
+        "      one in flight per sender: crvm send_cmd vs NATS request/reply; {w} in flight: \
+         crvm send_cmd vs NATS pub/sub (each publisher at most {w} ahead of the subscriber)",
+        w = cfg.window
     );
     let down = tmp.join("down-senders");
     std::fs::create_dir_all(&down)?;
@@ -696,7 +702,7 @@ fn section_c(
     };
     println!("      size      window   crvm msgs/s   NATS msgs/s   ratio   crvm MB/s");
     for size in CMD_SIZES {
-        for window in [1, WINDOW] {
+        for window in [1, cfg.window] {
             let (mut c, mut a) = (Vec::new(), Vec::new());
             for round in 0..cfg.reps {
                 let (x, y) = ab(
