@@ -677,18 +677,35 @@ fn section_c(
     );
     let down = tmp.join("down-senders");
     std::fs::create_dir_all(&down)?;
-    let mut senders = (0..SENDERS)
-        .map(|i| Peer::start(&s.server.addr, &format!("s{i}"), &down))
-        .collect::<Res<Vec<Peer>>>()?;
-    let mut crvm_burst = |size: usize, window: u64| -> Res<f64> {
+    let addr = s.server.addr.clone();
+    let start_senders = || -> Res<Vec<Peer>> {
+        (0..SENDERS)
+            .map(|i| Peer::start(&addr, &format!("s{i}"), &down))
+            .collect()
+    };
+    let mut senders = start_senders()?;
+    // A round in which a sender's cmd never completes (a peer gives up after 120 s without an
+    // event) is reported and left out; the senders are restarted for the next round.
+    let mut crvm_burst = |size: usize, window: u64| -> Res<Option<f64>> {
         let t0 = std::time::Instant::now();
         for p in senders.iter_mut() {
             p.send(&format!("pings bob {n} {size} {window}"))?;
         }
-        for p in senders.iter_mut() {
-            p.expect("pings", Duration::from_secs(600))?;
+        let failed = senders
+            .iter_mut()
+            .find_map(|p| p.expect("pings", Duration::from_secs(600)).err());
+        if let Some(e) = failed {
+            println!("      crvm round stalled ({e}); senders restarted");
+            for p in senders.iter_mut() {
+                p.quit_on_drop = false;
+            }
+            senders.clear();
+            senders = start_senders()?;
+            return Ok(None);
         }
-        Ok((SENDERS as u64 * n) as f64 / t0.elapsed().as_secs_f64())
+        Ok(Some(
+            (SENDERS as u64 * n) as f64 / t0.elapsed().as_secs_f64(),
+        ))
     };
     let url = nats.map(|n| n.url.clone());
     let nats_burst = |size: usize, window: u64| -> Res<f64> {
@@ -710,8 +727,12 @@ fn section_c(
                     || crvm_burst(size, window),
                     || nats_burst(size, window),
                 )?;
-                c.push(x);
+                c.extend(x);
                 a.push(y);
+            }
+            if c.is_empty() {
+                println!("      {:<9} {window:>6}       stalled", bytes_label(size));
+                continue;
             }
             let (c, a) = (median(c), median(a));
             let ratio = if a > 0.0 {

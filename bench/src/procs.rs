@@ -283,6 +283,9 @@ pub struct Peer {
     lines: Receiver<String>,
     /// Lines read while waiting for another one.
     backlog: VecDeque<String>,
+    /// Ask it to `quit` (and wait up to 5 s for `bye`) before killing it; off for a peer that
+    /// is stuck and would not answer.
+    pub quit_on_drop: bool,
 }
 
 impl Peer {
@@ -308,6 +311,7 @@ impl Peer {
             stdin,
             lines,
             backlog: VecDeque::new(),
+            quit_on_drop: true,
         };
         peer.expect("ready", Duration::from_secs(30))?;
         Ok(peer)
@@ -354,7 +358,7 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         // A clean logout first, so the server sees an orderly end; `Proc` kills it regardless.
-        if writeln!(self.stdin, "quit").is_ok() {
+        if self.quit_on_drop && writeln!(self.stdin, "quit").is_ok() {
             let _ = self.expect("bye", Duration::from_secs(5));
         }
     }
