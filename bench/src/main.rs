@@ -1,40 +1,60 @@
-//! crvm-bench: crvm's point-to-point data path on loopback, each figure next to its anchor, in
-//! one run (see docs/PERFORMANCE.md for what the numbers mean and how to run it).
+//! crvm-bench: crvm on loopback, each figure next to its anchor (socat, NATS, Redis), in one
+//! run (see docs/PERFORMANCE.md for what the numbers mean and how to run it).
 //!
-//! Processes: this one (the orchestrator, which also runs the plain TCP relay anchors on
-//! threads), `crvm-server`, and two peers — this executable re-run as `__peer`, each one crvm
-//! client — so that each has its own peak RSS.
+//! Processes: this one (the orchestrator; it also runs the anchors' Rust clients and the
+//! presence subscribers), `crvm-server`, the anchor servers, and peers — this executable re-run
+//! as `__peer` (one crvm client each, so that each has its own peak RSS) or `__nats_echo` (the
+//! NATS responder).
 
+mod anchors;
+mod fanout;
+mod natsmsg;
 mod peer;
 mod procs;
 mod relay;
 
+use anchors::{Nats, Redis};
 use procs::{Peer, Server, TempDir};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
+pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const MIB: u64 = 1024 * 1024;
-/// Size of the cmd and of the ping in (b).
-const PING_BYTES: u64 = 100;
+/// Cmd sizes of (c): 100 B, 4 KiB and the largest cmd (50 KiB).
+const CMD_SIZES: [usize; 3] = [100, 4096, 51_200];
+/// Concurrent senders in (c)'s throughput rows.
+const SENDERS: usize = 8;
+/// Cmds (or messages) each sender has in flight in (c)'s pipelined rows, by default: together
+/// as many as one session may be receiving at once (more get code 1000).
+const WINDOW: u64 = (crvm_proto::msg::xfer::MAX_INCOMING / SENDERS) as u64;
 
 const USAGE: &str = "\
 usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-mib N]
-                  [--big-mib N] [--reps N] [--pings N] [--calls N] [--call-gap-ms N]
+                  [--big-mib N] [--reps N] [--setups N] [--pings N] [--per-sender N] [--window N]
+                  [--fanout N,N,..] [--fan-deliveries N] [--fan-samples N] [--calls N]
+                  [--call-gap-ms N]
 
-  --quick         tiny sizes (8 MiB files, 200 pings, 10 calls): a smoke run of every section
-  --server PATH   crvm-server binary (default: crvm-server next to this executable)
-  --tmp DIR       where the temp dir goes (default: the system temp dir)
-  --file-mib N    (a) file size, MiB (default 256)
-  --small-mib N   (d) smaller transfer, MiB (default 256)
-  --big-mib N     (c) and (d) big transfer, MiB (default 2048)
-  --reps N        (a) repetitions, crvm and relay alternating (default 5)
-  --pings N       (b) round trips per side (default 2000)
-  --calls N       (c) calls per condition (default 100)
-  --call-gap-ms N (c) pause between two calls, ms (default 20)";
+  --quick            tiny sizes: a smoke run of every section (anchors whose tool is not
+                     installed are skipped in this mode only)
+  --server PATH      crvm-server binary (default: crvm-server next to this executable)
+  --tmp DIR          where the temp dir goes (default: the system temp dir)
+  --reps N           A/B rounds of every comparison, alternating which goes first (default 3)
+  --file-mib N       (a) bulk file size, MiB (default 1024)
+  --setups N         (b) call setups per side, over all rounds (default 20000)
+  --pings N          (c) round trips per size and side, over all rounds (default 3000)
+  --per-sender N     (c) cmds per sender per round in the throughput rows (default 500)
+  --window N         (c) cmds in flight per sender in the pipelined rows (default 4: 8 × 4 is
+                     the most transfers one session may be receiving at once)
+  --fanout N,N,..    (d)/(e) subscriber counts (default 10,100,1000)
+  --fan-deliveries N (d) pushes per round: changes = N / subscribers (default 200000)
+  --fan-samples N    (e) single changes per subscriber count and side (default 300)
+  --calls N          (f) calls per condition (default 100)
+  --call-gap-ms N    (f) pause between two calls, ms (default 20)
+  --small-mib N      (g) smaller transfer, MiB (default 256)
+  --big-mib N        (f) and (g) big transfer, MiB (default 2048)";
 
 #[derive(Debug)]
 struct Cfg {
@@ -45,9 +65,15 @@ struct Cfg {
     small: u64,
     big: u64,
     reps: usize,
+    setups: u64,
     pings: u64,
+    per_sender: u64,
+    window: u64,
+    fanout: Vec<usize>,
+    fan_deliveries: u64,
+    fan_samples: u64,
     calls: u64,
-    /// Pause between two calls in (c), so that busy samples spread over the transfer.
+    /// Pause between two calls in (f), so that busy samples spread over the transfer.
     call_gap_ms: u64,
 }
 
@@ -57,11 +83,21 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
         quick,
         server: std::env::current_exe()?.with_file_name("crvm-server"),
         tmp: std::env::temp_dir(),
-        file: if quick { 8 } else { 256 } * MIB,
+        file: if quick { 8 } else { 1024 } * MIB,
         small: if quick { 4 } else { 256 } * MIB,
         big: if quick { 8 } else { 2048 } * MIB,
-        reps: if quick { 3 } else { 5 },
-        pings: if quick { 200 } else { 2000 },
+        reps: 3,
+        setups: if quick { 60 } else { 20_000 },
+        pings: if quick { 60 } else { 3000 },
+        per_sender: if quick { 10 } else { 500 },
+        window: WINDOW,
+        fanout: if quick {
+            vec![5, 10, 20]
+        } else {
+            vec![10, 100, 1000]
+        },
+        fan_deliveries: if quick { 400 } else { 200_000 },
+        fan_samples: if quick { 15 } else { 300 },
         calls: if quick { 10 } else { 100 },
         call_gap_ms: if quick { 2 } else { 20 },
     };
@@ -86,7 +122,19 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
             "--small-mib" => cfg.small = num()? * MIB,
             "--big-mib" => cfg.big = num()? * MIB,
             "--reps" => cfg.reps = num()? as usize,
+            "--setups" => cfg.setups = num()?,
             "--pings" => cfg.pings = num()?,
+            "--per-sender" => cfg.per_sender = num()?,
+            "--window" => cfg.window = num()?,
+            "--fanout" => {
+                cfg.fanout = value
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>().ok().filter(|&n| n > 0))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| format!("{flag}: expected N,N,.. got {value:?}"))?
+            }
+            "--fan-deliveries" => cfg.fan_deliveries = num()?,
+            "--fan-samples" => cfg.fan_samples = num()?,
             "--calls" => cfg.calls = num()?,
             "--call-gap-ms" => {
                 cfg.call_gap_ms = value
@@ -111,6 +159,13 @@ fn main() {
     if args.first().map(String::as_str) == Some("__peer") {
         let code = i32::from(peer::main(&args[1..]).is_err());
         std::process::exit(code);
+    }
+    if args.first().map(String::as_str) == Some("__nats_echo") {
+        if let Err(e) = natsmsg::echo_main(&args[1..]) {
+            println!("error {e}");
+            std::process::exit(1);
+        }
+        return;
     }
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!("{USAGE}");
@@ -140,7 +195,7 @@ impl Session {
         std::fs::create_dir_all(&down)?;
         std::fs::create_dir_all(&down_alice)?;
         let max_file = (4 * 1024 * MIB).max(cfg.big.max(cfg.file) + 1);
-        let server = Server::start(&cfg.server, dir, max_file)?;
+        let server = Server::start(&cfg.server, dir, max_file, "")?;
         let alice = Peer::start(&server.addr, "alice", &down_alice)?;
         let bob = Peer::start(&server.addr, "bob", &down)?;
         Ok(Session {
@@ -280,6 +335,12 @@ fn mib(bytes: u64) -> String {
     }
 }
 
+/// `/proc/loadavg`'s 1, 5 and 15 minute figures: other jobs on the machine skew the figures.
+fn loadavg() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split(' ').take(3).collect::<Vec<_>>().join(" ")
+}
+
 fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -300,12 +361,59 @@ fn machine() -> String {
     )
 }
 
+/// The anchor servers this run has. Only `--quick` goes on without one (and says so).
+struct Anchors {
+    nats: Option<Nats>,
+    redis: Option<Redis>,
+    socat: bool,
+}
+
+impl Anchors {
+    fn start(cfg: &Cfg) -> Res<Anchors> {
+        let have = |tool: &str| -> Res<bool> {
+            if anchors::installed(tool) {
+                Ok(true)
+            } else if cfg.quick {
+                Ok(false)
+            } else {
+                Err(format!(
+                    "{tool} is not installed: run scripts/bench.sh, which installs the anchors"
+                )
+                .into())
+            }
+        };
+        Ok(Anchors {
+            nats: if have("nats-server")? {
+                Some(Nats::start()?)
+            } else {
+                None
+            },
+            redis: if have("redis-server")? {
+                Some(Redis::start()?)
+            } else {
+                None
+            },
+            socat: have("socat")?,
+        })
+    }
+}
+
+fn skipped(tool: &str) {
+    println!("    skipped: {tool} not installed");
+}
+
 fn run(cfg: &Cfg) -> Res<()> {
-    println!("crvm-bench: loopback, {}", machine());
+    println!(
+        "crvm-bench: loopback, {}, load average {}",
+        machine(),
+        loadavg()
+    );
     println!("server: {}", cfg.server.display());
     if cfg!(debug_assertions) {
         println!("note: debug build — figures are not meaningful (use --release)");
     }
+    // First, so that a missing tool fails the full run before any temp file is written.
+    let anchors = Anchors::start(cfg)?;
     let tmp = TempDir::new(&cfg.tmp)?;
     let small_src = tmp.0.join("small.bin");
     let big_src = tmp.0.join("big.bin");
@@ -317,119 +425,462 @@ fn run(cfg: &Cfg) -> Res<()> {
     ] {
         make_file(path, size)?;
     }
+    // The anchors' clients and the presence subscribers; two workers, one per core.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
 
     let mut s = Session::start(cfg, &tmp.0.join("main"))?;
     println!();
-    section_a(cfg, &mut s, &file_src, &tmp.0)?;
+    section_a(cfg, &mut s, &file_src, &tmp.0, anchors.socat)?;
     println!();
-    section_b(cfg, &mut s)?;
+    section_b(cfg, &mut s, &rt, anchors.nats.as_ref())?;
     println!();
-    section_c(cfg, &mut s, &big_src)?;
+    section_c(cfg, &mut s, &tmp.0, &rt, anchors.nats.as_ref())?;
+    println!();
+    section_de(cfg, &tmp.0, &rt, &anchors)?;
+    println!();
+    section_f(cfg, &mut s, &big_src)?;
     drop(s);
     println!();
-    section_d(cfg, &tmp.0, &[(&small_src, cfg.small), (&big_src, cfg.big)])?;
+    section_g(cfg, &tmp.0, &[(&small_src, cfg.small), (&big_src, cfg.big)])?;
     println!();
+    println!("load average at the end: {}", loadavg());
     println!("done");
     Ok(())
 }
 
-fn section_a(cfg: &Cfg, s: &mut Session, src: &Path, tmp: &Path) -> Res<()> {
+/// Runs `a` and `b` once each, A then B on even rounds and B then A on odd ones, so that
+/// neither always runs on a warmer machine.
+fn ab<A, B>(round: usize, a: impl FnOnce() -> Res<A>, b: impl FnOnce() -> Res<B>) -> Res<(A, B)> {
+    if round.is_multiple_of(2) {
+        let x = a()?;
+        Ok((x, b()?))
+    } else {
+        let y = b()?;
+        Ok((a()?, y))
+    }
+}
+
+fn section_a(cfg: &Cfg, s: &mut Session, src: &Path, tmp: &Path, socat: bool) -> Res<()> {
     println!(
-        "(a) file throughput: {} file, {} reps alternating (MB/s = 10^6 bytes/s, sender's \
-         disk read to receiver's fsync)",
+        "(a) bulk relay: a {} file alice → crvm-server → bob vs the same bytes through socat, \
+         {} rounds alternating (MB/s = 10^6 bytes/s, sender's disk read to receiver's fsync)",
         mib(cfg.file),
         cfg.reps
     );
-    println!("    rep   crvm-server   plain TCP relay   ratio");
+    if !socat {
+        skipped("socat");
+    }
+    println!("    round        crvm       socat   ratio");
     let dst = tmp.join("relay-copy.bin");
     let (mut crvm, mut plain) = (Vec::new(), Vec::new());
-    // CPU seconds used: crvm (server, alice, bob) and the relay anchor (this process).
+    // CPU seconds used: crvm (server, alice, bob) and the anchor (socat + this process, which
+    // runs the anchor's sender and receiver).
     let (mut crvm_cpu, mut plain_cpu) = ([0.0; 3], 0.0);
     for rep in 0..cfg.reps {
-        let mut one = |crvm_turn: bool| -> Res<f64> {
-            let d = if crvm_turn {
-                let before = s.cpu_secs()?;
-                let d = s.transfer(src, cfg.file, cfg.quick)?;
-                let after = s.cpu_secs()?;
-                for k in 0..3 {
-                    crvm_cpu[k] += after[k] - before[k];
-                }
-                d
-            } else {
-                let before = procs::cpu_secs(std::process::id())?;
-                let d = relay::file(src, &dst)?;
-                plain_cpu += procs::cpu_secs(std::process::id())? - before;
-                check_copy(src, &dst, cfg.file, cfg.quick)?;
-                std::fs::remove_file(&dst)?;
-                d
-            };
+        let mut crvm_turn = |crvm_cpu: &mut [f64; 3]| -> Res<f64> {
+            let before = s.cpu_secs()?;
+            let d = s.transfer(src, cfg.file, cfg.quick)?;
+            let after = s.cpu_secs()?;
+            for k in 0..3 {
+                crvm_cpu[k] += after[k] - before[k];
+            }
             Ok(mb_per_s(cfg.file, d))
         };
-        // A then B, then B then A: neither side always runs on a warmer machine.
-        let (c, p) = if rep % 2 == 0 {
-            let c = one(true)?;
-            (c, one(false)?)
-        } else {
-            let p = one(false)?;
-            (one(true)?, p)
+        if !socat {
+            let c = crvm_turn(&mut crvm_cpu)?;
+            println!("    {:<5} {c:>11.1}", rep + 1);
+            crvm.push(c);
+            continue;
+        }
+        let socat_turn = || -> Res<f64> {
+            let before = procs::cpu_secs(std::process::id())?;
+            let (d, socat_secs) = relay::file_via_socat(src, &dst)?;
+            plain_cpu += procs::cpu_secs(std::process::id())? - before + socat_secs;
+            check_copy(src, &dst, cfg.file, cfg.quick)?;
+            std::fs::remove_file(&dst)?;
+            Ok(mb_per_s(cfg.file, d))
         };
-        println!("    {:<5} {c:>11.1} {p:>17.1} {:>7.2}", rep + 1, c / p);
+        let (c, p) = ab(rep, || crvm_turn(&mut crvm_cpu), socat_turn)?;
+        println!("    {:<5} {c:>11.1} {p:>11.1} {:>7.2}", rep + 1, c / p);
         crvm.push(c);
         plain.push(p);
     }
-    let (c, p) = (median(crvm), median(plain));
+    let gb = (cfg.reps as u64 * cfg.file) as f64 / 1e9;
+    let [server, alice, bob] = crvm_cpu.map(|secs| secs / gb);
+    let c = median(crvm);
+    if !socat {
+        println!(
+            "    median: crvm {c:.1} MB/s; CPU s per GB: crvm {:.2}",
+            server + alice + bob
+        );
+        return Ok(());
+    }
+    let p = median(plain);
     println!(
-        "    median: crvm-server {c:.1} MB/s, plain TCP relay {p:.1} MB/s, ratio {:.2} (target >= 0.70)",
+        "    median: crvm {c:.1} MB/s, socat {p:.1} MB/s, ratio {:.2} (target >= 0.90)",
         c / p
     );
-    let gib = (cfg.reps as u64 * cfg.file) as f64 / (1024.0 * MIB as f64);
-    let [server, alice, bob] = crvm_cpu.map(|secs| secs / gib);
     println!(
-        "    CPU s per GiB: crvm {:.2} (server {server:.2}, alice {alice:.2}, bob {bob:.2}), \
-         plain relay {:.2} (sender, relay and receiver threads)",
+        "    CPU s per GB: crvm {:.2} (server {server:.2}, alice {alice:.2}, bob {bob:.2}), socat \
+         {:.2} (socat + the bench's sender and receiver), ratio {:.2} (target <= 1.50)",
         server + alice + bob,
-        plain_cpu / gib
+        plain_cpu / gb,
+        (server + alice + bob) / (plain_cpu / gb)
     );
     Ok(())
 }
 
-fn section_b(cfg: &Cfg, s: &mut Session) -> Res<()> {
-    let rounds = 2;
-    let per_round = cfg.pings.div_ceil(rounds);
-    let warmup = (per_round / 10).max(10);
-    println!(
-        "(b) cmd round trip, {PING_BYTES} B: {} samples per side in {rounds} alternating rounds \
-         (after {warmup} warm-up each)",
-        per_round * rounds
-    );
-    let (mut crvm, mut plain) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        s.alice
-            .send(&format!("pings bob {} {PING_BYTES}", warmup + per_round))?;
-        let line = s.alice.expect("pings", Duration::from_secs(300))?;
-        let samples: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
-        if samples.len() as u64 != warmup + per_round {
-            return Err(format!("alice reported {} pings", samples.len()).into());
-        }
-        crvm.extend_from_slice(&samples[warmup as usize..]);
-        let samples = relay::ping_pong(warmup + per_round, PING_BYTES as usize)?;
-        plain.extend_from_slice(&samples[warmup as usize..]);
-    }
-    println!("                                          p50 µs     p99 µs");
-    let row = |name: &str, v: &[u64]| {
+/// The nanosecond samples in a peer's answer line.
+fn samples_of(line: &str) -> Vec<u64> {
+    line.split(' ').filter_map(|w| w.parse().ok()).collect()
+}
+
+/// p50/p99 of crvm and its anchor, and the ratios with their targets.
+fn latency_rows(label: &str, crvm: &[u64], anchor_name: &str, anchor: &[u64], targets: (f64, f64)) {
+    if anchor.is_empty() {
         println!(
-            "    {name:<36} {:>9.1} {:>10.1}",
-            pct_us(v, 0.5),
-            pct_us(v, 0.99)
+            "    {label:<10} crvm p50 {:>8.1} µs  p99 {:>8.1} µs",
+            pct_us(crvm, 0.5),
+            pct_us(crvm, 0.99)
         );
-    };
-    row("crvm send_cmd → send_cmd_rlst", &crvm);
-    row("plain TCP ping-pong via relay", &plain);
-    println!(
-        "    ratio crvm / plain: p50 {:.1}×, p99 {:.1}×",
-        pct_us(&crvm, 0.5) / pct_us(&plain, 0.5),
-        pct_us(&crvm, 0.99) / pct_us(&plain, 0.99)
+        return;
+    }
+    let (c50, c99, a50, a99) = (
+        pct_us(crvm, 0.5),
+        pct_us(crvm, 0.99),
+        pct_us(anchor, 0.5),
+        pct_us(anchor, 0.99),
     );
+    println!(
+        "    {label:<10} crvm p50 {c50:>8.1} µs  p99 {c99:>8.1} µs | {anchor_name} p50 {a50:>8.1} µs  \
+         p99 {a99:>8.1} µs | ratio p50 {:.2} (<= {:.1}), p99 {:.2} (<= {:.1})",
+        c50 / a50,
+        targets.0,
+        c99 / a99,
+        targets.1
+    );
+}
+
+fn section_b(
+    cfg: &Cfg,
+    s: &mut Session,
+    rt: &tokio::runtime::Runtime,
+    nats: Option<&Nats>,
+) -> Res<()> {
+    let per_round = cfg.setups.div_ceil(cfg.reps as u64);
+    let warmup = (per_round / 10).clamp(5, 500);
+    println!(
+        "(b) call setup: call → notify_call_in → accept_call → notify_call_accepted (alice's \
+         clock; each call hung up before the next), {} sequential per side in {} alternating \
+         rounds after {warmup} warm-up each; anchor: NATS request/reply, 100 B each way",
+        per_round * cfg.reps as u64,
+        cfg.reps
+    );
+    if nats.is_none() {
+        skipped("nats-server");
+    }
+    s.bob.send("autoaccept 1")?;
+    s.bob.expect("autoaccept", Duration::from_secs(30))?;
+    let _echo = nats
+        .map(|n| Peer::role(&["__nats_echo", &n.url], "nats-echo"))
+        .transpose()?;
+    let client = nats
+        .map(|n| rt.block_on(async_nats::connect(n.url.as_str())))
+        .transpose()?;
+    let (mut crvm, mut anchor) = (Vec::new(), Vec::new());
+    for round in 0..cfg.reps {
+        let crvm_turn = || -> Res<Vec<u64>> {
+            s.alice
+                .send(&format!("setups bob {}", warmup + per_round))?;
+            let line = s.alice.expect("setups", Duration::from_secs(1800))?;
+            Ok(samples_of(&line).split_off(warmup as usize))
+        };
+        let nats_turn = || -> Res<Vec<u64>> {
+            let Some(c) = &client else {
+                return Ok(Vec::new());
+            };
+            let v = rt.block_on(natsmsg::requests(c, natsmsg::ECHO, warmup + per_round, 100))?;
+            Ok(v[warmup as usize..].to_vec())
+        };
+        let (c, a) = ab(round, crvm_turn, nats_turn)?;
+        crvm.extend(c);
+        anchor.extend(a);
+    }
+    s.bob.send("autoaccept 0")?;
+    s.bob.expect("autoaccept", Duration::from_secs(30))?;
+    latency_rows("setup", &crvm, "NATS", &anchor, (1.0, 1.3));
+    Ok(())
+}
+
+fn section_c(
+    cfg: &Cfg,
+    s: &mut Session,
+    tmp: &Path,
+    rt: &tokio::runtime::Runtime,
+    nats: Option<&Nats>,
+) -> Res<()> {
+    let per_round = cfg.pings.div_ceil(cfg.reps as u64);
+    let warmup = (per_round / 10).clamp(5, 200);
+    println!(
+        "(c) cmd round trip: send_cmd → send_cmd_rlst (end-to-end ack) vs NATS request → empty \
+         reply; {} per size and side in {} alternating rounds after {warmup} warm-up each",
+        per_round * cfg.reps as u64,
+        cfg.reps
+    );
+    if nats.is_none() {
+        skipped("nats-server");
+    }
+    let _echo = nats
+        .map(|n| Peer::role(&["__nats_echo", &n.url], "nats-echo"))
+        .transpose()?;
+    let client = nats
+        .map(|n| rt.block_on(async_nats::connect(n.url.as_str())))
+        .transpose()?;
+    for size in CMD_SIZES {
+        let (mut crvm, mut anchor) = (Vec::new(), Vec::new());
+        for round in 0..cfg.reps {
+            let crvm_turn = || -> Res<Vec<u64>> {
+                s.alice
+                    .send(&format!("pings bob {} {size} 1", warmup + per_round))?;
+                let line = s.alice.expect("pings", Duration::from_secs(600))?;
+                Ok(samples_of(&line).split_off(warmup as usize))
+            };
+            let nats_turn = || -> Res<Vec<u64>> {
+                let Some(c) = &client else {
+                    return Ok(Vec::new());
+                };
+                let v =
+                    rt.block_on(natsmsg::requests(c, natsmsg::ACK, warmup + per_round, size))?;
+                Ok(v[warmup as usize..].to_vec())
+            };
+            let (c, a) = ab(round, crvm_turn, nats_turn)?;
+            crvm.extend(c);
+            anchor.extend(a);
+        }
+        latency_rows(&bytes_label(size), &crvm, "NATS", &anchor, (1.0, 1.0));
+    }
+
+    let n = cfg.per_sender;
+    println!(
+        "    throughput, {SENDERS} concurrent senders (crvm: {SENDERS} peers → bob; NATS: \
+         {SENDERS} connections of this process), {n} per sender and round, {} rounds, median \
+         msgs/s (target ratio >= 1.0):",
+        cfg.reps
+    );
+    println!(
+        "      one in flight per sender: crvm send_cmd vs NATS request/reply; {w} in flight: \
+         crvm send_cmd vs NATS pub/sub (each publisher at most {w} ahead of the subscriber)",
+        w = cfg.window
+    );
+    let down = tmp.join("down-senders");
+    std::fs::create_dir_all(&down)?;
+    let addr = s.server.addr.clone();
+    let start_senders = || -> Res<Vec<Peer>> {
+        (0..SENDERS)
+            .map(|i| Peer::start(&addr, &format!("s{i}"), &down))
+            .collect()
+    };
+    let mut senders = start_senders()?;
+    // A round in which a sender's cmd never completes (a peer gives up after 120 s without an
+    // event) is reported and left out; the senders are restarted for the next round.
+    let mut crvm_burst = |size: usize, window: u64| -> Res<Option<f64>> {
+        let t0 = std::time::Instant::now();
+        for p in senders.iter_mut() {
+            p.send(&format!("pings bob {n} {size} {window}"))?;
+        }
+        let failed = senders
+            .iter_mut()
+            .find_map(|p| p.expect("pings", Duration::from_secs(600)).err());
+        if let Some(e) = failed {
+            println!("      crvm round stalled ({e}); senders restarted");
+            for p in senders.iter_mut() {
+                p.quit_on_drop = false;
+            }
+            senders.clear();
+            senders = start_senders()?;
+            return Ok(None);
+        }
+        Ok(Some(
+            (SENDERS as u64 * n) as f64 / t0.elapsed().as_secs_f64(),
+        ))
+    };
+    let url = nats.map(|n| n.url.clone());
+    let nats_burst = |size: usize, window: u64| -> Res<f64> {
+        let Some(url) = &url else { return Ok(0.0) };
+        let d = if window == 1 {
+            rt.block_on(natsmsg::concurrent_requests(url, SENDERS, n, size))?
+        } else {
+            rt.block_on(natsmsg::windowed_pubsub(url, SENDERS, n, size, window))?
+        };
+        Ok((SENDERS as u64 * n) as f64 / d.as_secs_f64())
+    };
+    println!("      size      window   crvm msgs/s   NATS msgs/s   ratio   crvm MB/s");
+    for size in CMD_SIZES {
+        for window in [1, cfg.window] {
+            let (mut c, mut a) = (Vec::new(), Vec::new());
+            for round in 0..cfg.reps {
+                let (x, y) = ab(
+                    round,
+                    || crvm_burst(size, window),
+                    || nats_burst(size, window),
+                )?;
+                c.extend(x);
+                a.push(y);
+            }
+            if c.is_empty() {
+                println!("      {:<9} {window:>6}       stalled", bytes_label(size));
+                continue;
+            }
+            let (c, a) = (median(c), median(a));
+            let ratio = if a > 0.0 {
+                format!("{:.2}", c / a)
+            } else {
+                "-".into()
+            };
+            println!(
+                "      {:<9} {window:>6} {c:>13.0} {a:>13.0} {ratio:>7} {:>11.1}",
+                bytes_label(size),
+                c * size as f64 / 1e6
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bytes_label(size: usize) -> String {
+    if size >= 1024 && size.is_multiple_of(1024) {
+        format!("{} KiB", size / 1024)
+    } else if size > 1024 {
+        format!("{:.0} KiB", size as f64 / 1024.0)
+    } else {
+        format!("{size} B")
+    }
+}
+
+/// What one subscriber count gave, per system (crvm, NATS, Redis).
+struct FanResult {
+    n: usize,
+    changes: u64,
+    rates: Vec<(&'static str, f64)>,
+    latencies: Vec<(&'static str, Vec<u64>)>,
+}
+
+fn section_de(cfg: &Cfg, tmp: &Path, rt: &tokio::runtime::Runtime, a: &Anchors) -> Res<()> {
+    // A server of its own, with room for the subscribers' idle periods and the changer's bursts.
+    let server = Server::start(
+        &cfg.server,
+        &tmp.join("fanout"),
+        MIB,
+        "heartbeat_ms = 3600000\nmax_requests_per_s = 100000000\n",
+    )?;
+    let results = rt.block_on(async {
+        let mut results = Vec::new();
+        for &n in &cfg.fanout {
+            let mut setups =
+                vec![fanout::Setup::start(fanout::Target::Crvm(&server.addr), n).await?];
+            if let Some(nats) = &a.nats {
+                setups.push(fanout::Setup::start(fanout::Target::Nats(&nats.url), n).await?);
+            }
+            if let Some(redis) = &a.redis {
+                setups.push(fanout::Setup::start(fanout::Target::Redis(&redis.url), n).await?);
+            }
+            let k = (cfg.fan_deliveries / n as u64).max(10);
+            let mut rates = vec![Vec::new(); setups.len()];
+            let mut lats = vec![Vec::new(); setups.len()];
+            for s in setups.iter_mut() {
+                s.rate((k / 10).max(1)).await?;
+                s.latencies(5).await?;
+            }
+            let per_round = cfg.fan_samples.div_ceil(cfg.reps as u64);
+            for round in 0..cfg.reps {
+                // Rotate who goes first.
+                for j in 0..setups.len() {
+                    let i = (round + j) % setups.len();
+                    rates[i].push(setups[i].rate(k).await?);
+                }
+                for j in 0..setups.len() {
+                    let i = (round + j) % setups.len();
+                    lats[i].extend(setups[i].latencies(per_round).await?);
+                }
+            }
+            results.push(FanResult {
+                n,
+                changes: k,
+                rates: setups
+                    .iter()
+                    .zip(rates)
+                    .map(|(s, r)| (s.name, median(r)))
+                    .collect(),
+                latencies: setups.iter().zip(lats).map(|(s, l)| (s.name, l)).collect(),
+            });
+        }
+        Res::Ok(results)
+    })?;
+    drop(server);
+    println!(
+        "(d) presence fan-out rate: one changer, N subscribers in one tenant, changes back to \
+         back; median changes/s over {} rounds, each until the last subscriber has the last \
+         change (crvm: wire-protocol clients, set_dnd → user_status; NATS 1 → N; Redis PUBLISH \
+         to N; all clients in this process)",
+        cfg.reps
+    );
+    if a.nats.is_none() {
+        skipped("nats-server");
+    }
+    if a.redis.is_none() {
+        skipped("redis-server");
+    }
+    println!(
+        "       N   changes   crvm ch/s   NATS ch/s  Redis ch/s  crvm/NATS  crvm/Redis  crvm pushes/s"
+    );
+    let rate = |r: &FanResult, name: &str| r.rates.iter().find(|x| x.0 == name).map(|x| x.1);
+    let cell = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+    let ratio = |c: f64, v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2}", c / v));
+    for r in &results {
+        let c = rate(r, "crvm").expect("crvm always runs");
+        let (nats, redis) = (rate(r, "NATS"), rate(r, "Redis"));
+        println!(
+            "    {:>4} {:>9} {c:>11.0} {:>11} {:>11} {:>10} {:>11} {:>14.0}",
+            r.n,
+            r.changes,
+            cell(nats),
+            cell(redis),
+            ratio(c, nats),
+            ratio(c, redis),
+            c * r.n as f64
+        );
+    }
+    println!("    target: crvm/NATS >= 1.0 at N >= 100");
+    println!();
+    println!(
+        "(e) presence fan-out latency: one change → the last of N subscribers has it, {} single \
+         changes per N and side in {} alternating rounds",
+        cfg.fan_samples.div_ceil(cfg.reps as u64) * cfg.reps as u64,
+        cfg.reps
+    );
+    for r in &results {
+        let crvm = &r.latencies[0].1;
+        let empty = Vec::new();
+        let lat = |name: &str| {
+            r.latencies
+                .iter()
+                .find(|x| x.0 == name)
+                .map_or(&empty, |x| &x.1)
+        };
+        latency_rows(&format!("N={}", r.n), crvm, "NATS", lat("NATS"), (1.0, 1.3));
+        let redis = lat("Redis");
+        if !redis.is_empty() {
+            println!(
+                "    {:<10} Redis p50 {:>8.1} µs  p99 {:>8.1} µs (for reference)",
+                "",
+                pct_us(redis, 0.5),
+                pct_us(redis, 0.99)
+            );
+        }
+    }
     Ok(())
 }
 
@@ -448,23 +899,14 @@ fn calls(
     );
     s.alice.send(&cmd)?;
     let made = s.alice.expect("calls", transfer_patience(cfg.big))?;
-    // alice may have every call_success before bob's last notify_call_in has run: ask bob until
-    // every call has rung there (or give up after 30 s).
-    let wanted = made.split(' ').filter(|w| !w.is_empty()).count();
-    let mut rang = std::collections::HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while rang.len() < wanted && Instant::now() < deadline {
-        s.bob.send("callins")?;
-        let line = s.bob.expect("callins", Duration::from_secs(30))?;
-        rang.extend(
-            line.split(' ')
-                .filter_map(|w| w.split_once(':'))
-                .filter_map(|(id, t)| Some((id.to_string(), t.parse::<u64>().ok()?))),
-        );
-        if rang.len() < wanted {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
+    let n_made = made.split(' ').filter(|w| !w.is_empty()).count();
+    s.bob.send(&format!("callins {n_made}"))?;
+    let rang = s.bob.expect("callins", Duration::from_secs(30))?;
+    let rang: std::collections::HashMap<&str, u64> = rang
+        .split(' ')
+        .filter_map(|w| w.split_once(':'))
+        .filter_map(|(id, t)| Some((id, t.parse().ok()?)))
+        .collect();
     let (mut success, mut call_in) = (Vec::new(), Vec::new());
     for w in made.split(' ').filter(|w| !w.is_empty()) {
         let parts: Vec<&str> = w.split(':').collect();
@@ -484,9 +926,9 @@ fn calls(
     Ok((success, call_in))
 }
 
-fn section_c(cfg: &Cfg, s: &mut Session, big: &Path) -> Res<()> {
+fn section_f(cfg: &Cfg, s: &mut Session, big: &Path) -> Res<()> {
     println!(
-        "(c) call invite latency, alice → bob (each call hung up at once): idle vs while alice \
+        "(f) call invite latency, alice → bob (each call hung up at once): idle vs while alice \
          sends bob a {} file; {} calls per row, {} ms apart (back to back: no pause)",
         mib(cfg.big),
         cfg.calls,
@@ -529,9 +971,9 @@ fn section_c(cfg: &Cfg, s: &mut Session, big: &Path) -> Res<()> {
     Ok(())
 }
 
-fn section_d(cfg: &Cfg, tmp: &Path, transfers: &[(&Path, u64)]) -> Res<()> {
+fn section_g(cfg: &Cfg, tmp: &Path, transfers: &[(&Path, u64)]) -> Res<()> {
     println!(
-        "(d) peak RSS (VmHWM, MiB), fresh processes per transfer: after login → after the transfer"
+        "(g) peak RSS (VmHWM, MiB), fresh processes per transfer: after login → after the transfer"
     );
     println!("    transfer       crvm-server           alice (sender)        bob (receiver)");
     let mut after = Vec::new();

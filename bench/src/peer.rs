@@ -4,9 +4,11 @@
 //! | command | answer |
 //! |---|---|
 //! | `file TARGET PATH` | `file_started`; later `file_rlst CODE` |
-//! | `pings TARGET N SIZE` | `pings NS…`: N cmd round trips (send_cmd → send_cmd_rlst) |
+//! | `pings TARGET N SIZE WINDOW` | `pings NS…`: N cmds (send_cmd → send_cmd_rlst), at most WINDOW in flight |
+//! | `autoaccept 1`/`0` | `autoaccept`: from now on, every call that rings here is (not) accepted at once |
+//! | `setups TARGET N` | `setups NS…`: N calls, each `call` → `notify_call_accepted`, then hung up |
 //! | `calls TARGET N GAP_MS WHILE_SENDING` | `calls ID:T0:T1…`: N calls, each hung up at once |
-//! | `callins` | `callins ID:T…`: the calls that rang here since the last `callins` |
+//! | `callins N` | `callins ID:T…`: the calls that rang here since the last `callins`, once there are N |
 //! | `quit` | `bye` |
 //!
 //! Unprompted lines: `got_file PATH` (a file arrived), `file_rlst CODE`, `line_off CODE`, and
@@ -66,6 +68,7 @@ fn run(addr: &str, user: &str, download_dir: &str) -> Res<()> {
         sending: 0,
         progress_seen: false,
         callins: Vec::new(),
+        auto_accept: false,
     };
     match peer.wait(|e| matches!(e, Event::LoginSuccess { .. } | Event::LoginFail { .. }))? {
         (_, Event::LoginSuccess { .. }) => {}
@@ -112,6 +115,8 @@ struct Peer {
     progress_seen: bool,
     /// Calls that rang here: call ID and when.
     callins: Vec<(String, u64)>,
+    /// Accept every call that rings here.
+    auto_accept: bool,
 }
 
 impl Peer {
@@ -124,6 +129,11 @@ impl Peer {
                 println!("file_rlst {code}");
             }
             Event::SendProgress { .. } => self.progress_seen = true,
+            Event::NotifyCallIn { call_id, .. } if self.auto_accept => {
+                if let Err(c) = self.client.accept_call(&call_id, "", "", "") {
+                    println!("error accept_call refused: code {c}");
+                }
+            }
             Event::NotifyCallIn { call_id, .. } => self.callins.push((call_id, at)),
             Event::LineOff { code } => println!("line_off {code}"),
             _ => {}
@@ -158,9 +168,20 @@ impl Peer {
                 println!("file_started");
             }
             ["pings", target, rest] => {
-                let (n, size) = two_numbers(rest)?;
-                let samples = self.pings(target, n, size as usize)?;
+                let args: Vec<u64> = rest.split(' ').filter_map(|w| w.parse().ok()).collect();
+                let [n, size, window] = args[..] else {
+                    return Err(format!("bad command {line:?}").into());
+                };
+                let samples = self.pings(target, n, size as usize, window.max(1) as usize)?;
                 println!("pings {}", join(samples.iter()));
+            }
+            ["autoaccept", on] => {
+                self.auto_accept = on == "1";
+                println!("autoaccept");
+            }
+            ["setups", target, n] => {
+                let samples = self.setups(target, n.parse()?)?;
+                println!("setups {}", join(samples.iter()));
             }
             ["calls", target, rest] => {
                 let args: Vec<u64> = rest.split(' ').filter_map(|w| w.parse().ok()).collect();
@@ -171,7 +192,12 @@ impl Peer {
                 let calls = calls.iter().map(|(id, t0, t1)| format!("{id}:{t0}:{t1}"));
                 println!("calls {}", join(calls));
             }
-            ["callins"] => {
+            ["callins", n] => {
+                // The caller's `call_success` may overtake this side's `notify_call_in`.
+                while self.callins.len() < n.parse()? {
+                    let (at, ev) = self.next_event()?;
+                    self.on_event(at, ev);
+                }
                 let callins = self.callins.drain(..).map(|(id, t)| format!("{id}:{t}"));
                 println!("callins {}", join(callins));
             }
@@ -180,25 +206,61 @@ impl Peer {
         Ok(())
     }
 
-    /// `n` cmds of `size` bytes, one at a time: nanoseconds from `send_cmd` to `send_cmd_rlst`.
-    fn pings(&mut self, target: &str, n: u64, size: usize) -> Res<Vec<u64>> {
+    /// `n` cmds of `size` bytes, at most `window` in flight: nanoseconds from each `send_cmd`
+    /// to its `send_cmd_rlst`.
+    fn pings(&mut self, target: &str, n: u64, size: usize, window: usize) -> Res<Vec<u64>> {
         let data = base64::engine::general_purpose::STANDARD.encode(vec![0x5a; size]);
+        let mut samples = Vec::with_capacity(n as usize);
+        let mut in_flight = std::collections::HashMap::new();
+        let mut sent = 0;
+        while (samples.len() as u64) < n {
+            while sent < n && in_flight.len() < window {
+                let t0 = mono_ns();
+                let task = self
+                    .client
+                    .send_cmd(target, &data)
+                    .map_err(code("send_cmd"))?;
+                in_flight.insert(task, t0);
+                sent += 1;
+            }
+            let (t1, ev) = self.wait(|e| {
+                matches!(e, Event::SendCmdRlst { task_id, .. } if in_flight.contains_key(task_id))
+            })?;
+            let Event::SendCmdRlst { task_id, code: 0 } = ev else {
+                return Err(format!("cmd failed: {ev:?}").into());
+            };
+            let t0 = in_flight.remove(&task_id).expect("in flight");
+            samples.push(t1 - t0);
+        }
+        Ok(samples)
+    }
+
+    /// `n` calls to `target` (which accepts them), one at a time: nanoseconds from `call` to
+    /// `notify_call_accepted`; each call is hung up before the next.
+    fn setups(&mut self, target: &str, n: u64) -> Res<Vec<u64>> {
         let mut samples = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let t0 = mono_ns();
-            let task = self
-                .client
-                .send_cmd(target, &data)
-                .map_err(code("send_cmd"))?;
-            let (t1, ev) =
-                self.wait(|e| matches!(e, Event::SendCmdRlst { task_id, .. } if *task_id == task))?;
-            if ev
-                != (Event::SendCmdRlst {
-                    task_id: task,
-                    code: 0,
-                })
-            {
-                return Err(format!("cmd failed: {ev:?}").into());
+            let id = self.client.call(target, "", "", "").map_err(code("call"))?;
+            let (t1, ev) = self.wait(|e| match e {
+                Event::NotifyCallAccepted { call_id, .. }
+                | Event::NotifyCallRejected { call_id, .. }
+                | Event::CallFail { call_id, .. } => *call_id == id,
+                _ => false,
+            })?;
+            if !matches!(ev, Event::NotifyCallAccepted { .. }) {
+                return Err(format!("call not accepted: {ev:?}").into());
+            }
+            self.client
+                .hungup_call(&id, "", "")
+                .map_err(code("hungup_call"))?;
+            let (_, ev) = self.wait(|e| match e {
+                Event::HungupCallSuccess { call_id, .. }
+                | Event::HungupCallFail { call_id, .. } => *call_id == id,
+                _ => false,
+            })?;
+            if !matches!(ev, Event::HungupCallSuccess { .. }) {
+                return Err(format!("hang-up failed: {ev:?}").into());
             }
             samples.push(t1 - t0);
         }
@@ -251,14 +313,6 @@ impl Peer {
             std::thread::sleep(Duration::from_millis(gap_ms));
         }
         Ok(out)
-    }
-}
-
-fn two_numbers(s: &str) -> Res<(u64, u64)> {
-    let mut it = s.split(' ').map(|w| w.parse::<u64>());
-    match (it.next(), it.next()) {
-        (Some(Ok(a)), Some(Ok(b))) => Ok((a, b)),
-        _ => Err(format!("expected two numbers, got {s:?}").into()),
     }
 }
 

@@ -163,6 +163,30 @@ impl Proc {
         cpu_secs(self.pid())
     }
 
+    pub fn take_stderr(&mut self) -> std::process::ChildStderr {
+        self.child.stderr.take().expect("stderr piped")
+    }
+
+    /// Waits (up to 10 s) until the process has exited on its own, and returns the CPU time it
+    /// used: it is read while the process is a zombie (not yet reaped), when `/proc` still has it.
+    pub fn cpu_secs_at_exit(&self) -> Res<f64> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start())
+                .unwrap_or("");
+            if state.starts_with('Z') {
+                return self.cpu_secs();
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("{} did not exit", self.name).into());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Peak resident set size so far (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self) -> Res<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
@@ -184,7 +208,7 @@ impl Drop for Proc {
 }
 
 /// Reads `stdout` line by line on a thread; the receiver ends when the child closes it.
-fn line_reader(stdout: impl Read + Send + 'static) -> Receiver<String> {
+pub fn line_reader(stdout: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -205,12 +229,14 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(bin: &Path, dir: &Path, max_file_bytes: u64) -> Res<Server> {
+    /// `top`: further top-level config lines.
+    pub fn start(bin: &Path, dir: &Path, max_file_bytes: u64, top: &str) -> Res<Server> {
+        std::fs::create_dir_all(dir)?;
         let config = dir.join("crvm.toml");
         std::fs::write(
             &config,
             format!(
-                "max_file_bytes = {max_file_bytes}\n\n[[tenant]]\napp_id = \"demo\"\nsecret = \"demo-secret\"\n"
+                "max_file_bytes = {max_file_bytes}\n{top}\n[[tenant]]\napp_id = \"demo\"\nsecret = \"demo-secret\"\n"
             ),
         )?;
         let log = dir.join("server.log");
@@ -257,15 +283,22 @@ pub struct Peer {
     lines: Receiver<String>,
     /// Lines read while waiting for another one.
     backlog: VecDeque<String>,
+    /// Ask it to `quit` (and wait up to 5 s for `bye`) before killing it; off for a peer that
+    /// is stuck and would not answer.
+    pub quit_on_drop: bool,
 }
 
 impl Peer {
     pub fn start(addr: &str, user: &str, download_dir: &Path) -> Res<Peer> {
+        let dir = download_dir.to_str().ok_or("download dir is not UTF-8")?;
+        Peer::role(&["__peer", addr, user, dir], user)
+    }
+
+    /// This executable re-run with `args` (a hidden role), named `user` in messages; it must
+    /// print `ready` once it is, answer `quit` with `bye`, and exit when its stdin closes.
+    pub fn role(args: &[&str], user: &str) -> Res<Peer> {
         let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.arg("__peer")
-            .arg(addr)
-            .arg(user)
-            .arg(download_dir)
+        cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -278,6 +311,7 @@ impl Peer {
             stdin,
             lines,
             backlog: VecDeque::new(),
+            quit_on_drop: true,
         };
         peer.expect("ready", Duration::from_secs(30))?;
         Ok(peer)
@@ -324,7 +358,7 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         // A clean logout first, so the server sees an orderly end; `Proc` kills it regardless.
-        if writeln!(self.stdin, "quit").is_ok() {
+        if self.quit_on_drop && writeln!(self.stdin, "quit").is_ok() {
             let _ = self.expect("bye", Duration::from_secs(5));
         }
     }

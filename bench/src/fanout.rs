@@ -1,0 +1,450 @@
+//! Presence fan-out: one changer, N subscribers, for crvm and its anchors (NATS 1 → N, Redis
+//! PUBLISH to N), all clients in the bench process on one tokio runtime.
+//!
+//! crvm: every subscriber and the changer speak the wire protocol directly (`crvm-proto`), one
+//! TCP connection each, logged in as `subI` / `changer` of one tenant; subscribers send
+//! `start_status_notify`, the changer `set_dnd` with a fresh value each time (the value numbers
+//! the change). NATS: one connection per subscriber on one subject, and a publisher connection.
+//! Redis: one pub/sub connection per subscriber on one channel, and a publisher connection.
+//! Every message carries the same status object `{"userID":"changer","userStatus":1,
+//! "DNDType":V}` and every subscriber parses it with serde_json (crvm's also parses the
+//! envelope), so the subscribers' work is alike.
+
+use crate::procs::mono_ns;
+use crate::Res;
+use crvm_proto::frame::MAX_PAYLOAD_TO_CLIENT;
+use crvm_proto::msg::to_json;
+use crvm_proto::{ClientMsg, Decoder, Encoder, Kind, ServerMsg, UserStatus};
+use futures_util::StreamExt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+const SUBJECT: &str = "presence.demo";
+const CHANGER: &str = "changer";
+/// No single fan-out may take longer (it only catches hangs).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// What the N subscribers of one system share: which change they wait for, how many have not
+/// seen it yet, and when the last one did.
+#[derive(Default)]
+pub struct Fan {
+    target: AtomicU64,
+    remaining: AtomicUsize,
+    last_at: AtomicU64,
+    done: Notify,
+    pushes: AtomicU64,
+}
+
+impl Fan {
+    /// From now on, wait for change `v` at `n` subscribers.
+    fn arm(&self, v: u64, n: usize) {
+        self.remaining.store(n, Ordering::SeqCst);
+        self.target.store(v, Ordering::SeqCst);
+    }
+
+    /// A subscriber received change `v` (each subscriber receives changes in order).
+    fn on(&self, v: u64) {
+        self.pushes.fetch_add(1, Ordering::Relaxed);
+        if v == self.target.load(Ordering::SeqCst)
+            && self.remaining.fetch_sub(1, Ordering::SeqCst) == 1
+        {
+            self.last_at.store(mono_ns(), Ordering::SeqCst);
+            self.done.notify_one();
+        }
+    }
+
+    /// Waits until the armed change reached every subscriber; returns when the last got it.
+    async fn wait(&self, what: &str) -> Res<u64> {
+        tokio::time::timeout(PATIENCE, self.done.notified())
+            .await
+            .map_err(|_| {
+                format!(
+                    "{what}: {} subscribers still miss the change after {PATIENCE:?}",
+                    self.remaining.load(Ordering::SeqCst)
+                )
+            })?;
+        Ok(self.last_at.load(Ordering::SeqCst))
+    }
+}
+
+fn status_json(v: u64) -> Vec<u8> {
+    serde_json::to_vec(&UserStatus {
+        user_id: CHANGER.into(),
+        user_status: 1,
+        dnd_type: v as i32,
+    })
+    .expect("serialisable")
+}
+
+/// The change number in a status object sent by [`status_json`] (or `None` for another user).
+fn parse_status(json: &[u8]) -> Res<Option<u64>> {
+    let s: UserStatus = serde_json::from_slice(json)?;
+    Ok((s.user_id == CHANGER).then_some(s.dnd_type as u64))
+}
+
+/// A crvm wire-protocol connection (reading half).
+struct Proto {
+    stream: TcpStream,
+    enc: Encoder,
+    dec: Decoder,
+    next_id: u64,
+}
+
+impl Proto {
+    /// Connects, says hello and logs in as `user` of the `demo` tenant.
+    async fn login(addr: &str, user: &str) -> Res<Proto> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let mut p = Proto {
+            stream,
+            enc: Encoder::new(),
+            dec: Decoder::new(MAX_PAYLOAD_TO_CLIENT),
+            next_id: 0,
+        };
+        p.send(&ClientMsg::Hello {
+            ver: crvm_proto::PROTOCOL_VERSION,
+            agent: "crvm-bench".into(),
+        })
+        .await?;
+        match p.msg().await? {
+            ServerMsg::Welcome { .. } => {}
+            m => return Err(format!("{user}: expected welcome, got {m:?}").into()),
+        }
+        let id = p.id();
+        p.send(&ClientMsg::Login {
+            id,
+            app_id: "demo".into(),
+            secret: "demo-secret".into(),
+            user_id: user.into(),
+            nick: String::new(),
+            token: String::new(),
+        })
+        .await?;
+        match p.msg().await? {
+            ServerMsg::LoginOk { .. } => Ok(p),
+            m => Err(format!("{user}: login: {m:?}").into()),
+        }
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn encode(&mut self, msg: &ClientMsg) -> Vec<u8> {
+        self.enc.control(self.dec.last_seq(), &to_json(msg), &[])
+    }
+
+    async fn send(&mut self, msg: &ClientMsg) -> Res<()> {
+        let bytes = self.encode(msg);
+        self.stream.write_all(&bytes).await?;
+        Ok(())
+    }
+
+    /// The next control message (answering pings).
+    async fn msg(&mut self) -> Res<ServerMsg> {
+        loop {
+            match self.dec.next_frame()? {
+                Some(f) => match f.kind {
+                    Kind::Control => {
+                        let (json, _) = f.control()?;
+                        return Ok(serde_json::from_slice(json)?);
+                    }
+                    Kind::Ping => {
+                        let pong = self.enc.frame(Kind::Pong, self.dec.last_seq(), &[]);
+                        self.stream.write_all(&pong).await?;
+                    }
+                    _ => {}
+                },
+                None => {
+                    let n = self.stream.read(self.dec.spare()).await?;
+                    if n == 0 {
+                        return Err("crvm-server closed the connection".into());
+                    }
+                    self.dec.filled(n);
+                }
+            }
+        }
+    }
+
+    /// Sends `start_status_notify` and checks its reply.
+    async fn subscribe(&mut self) -> Res<()> {
+        let id = self.id();
+        self.send(&ClientMsg::StartStatusNotify { id }).await?;
+        loop {
+            match self.msg().await? {
+                ServerMsg::Reply { re, code: 0 } if re == id => return Ok(()),
+                ServerMsg::UserStatus { .. } => {}
+                m => return Err(format!("start_status_notify: {m:?}").into()),
+            }
+        }
+    }
+}
+
+/// Who publishes the changes.
+enum Changer {
+    /// Writes `set_dnd` frames (batched in `buf` until [`Changer::flush`]); a task reads and
+    /// checks the replies.
+    Crvm {
+        w: OwnedWriteHalf,
+        enc: Encoder,
+        next_id: u64,
+        buf: Vec<u8>,
+        replies: JoinHandle<Res<()>>,
+    },
+    Nats(async_nats::Client),
+    /// Publishes pile up in a pipeline until [`Changer::flush`].
+    Redis(redis::aio::MultiplexedConnection, Vec<u64>),
+}
+
+impl Changer {
+    async fn change(&mut self, v: u64) -> Res<()> {
+        match self {
+            Changer::Crvm {
+                enc, next_id, buf, ..
+            } => {
+                *next_id += 1;
+                let msg = ClientMsg::SetDnd {
+                    id: *next_id,
+                    dnd: v as i32,
+                };
+                buf.extend_from_slice(&enc.control(0, &to_json(&msg), &[]));
+            }
+            Changer::Nats(c) => c.publish(SUBJECT, status_json(v).into()).await?,
+            Changer::Redis(_, pending) => pending.push(v),
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Res<()> {
+        match self {
+            Changer::Crvm { w, buf, .. } => {
+                w.write_all(buf).await?;
+                buf.clear();
+            }
+            Changer::Nats(c) => c.flush().await?,
+            Changer::Redis(_, pending) if pending.is_empty() => {}
+            Changer::Redis(conn, pending) => {
+                let mut pipe = redis::pipe();
+                for v in pending.drain(..) {
+                    pipe.cmd("PUBLISH")
+                        .arg(SUBJECT)
+                        .arg(status_json(v))
+                        .ignore();
+                }
+                let () = pipe.query_async(conn).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One system's subscribers and changer.
+pub struct Setup {
+    pub name: &'static str,
+    n: usize,
+    fan: Arc<Fan>,
+    changer: Changer,
+    tasks: Vec<JoinHandle<Res<()>>>,
+    /// The next change number (unique over the run).
+    next: u64,
+}
+
+pub enum Target<'a> {
+    Crvm(&'a str),
+    Nats(&'a str),
+    Redis(&'a str),
+}
+
+impl Setup {
+    /// Connects the changer and `n` subscribers, each subscribed before this returns.
+    pub async fn start(target: Target<'_>, n: usize) -> Res<Setup> {
+        let fan = Arc::new(Fan::default());
+        let mut tasks = Vec::with_capacity(n);
+        let (name, changer) = match target {
+            Target::Crvm(addr) => {
+                let changer = Proto::login(addr, CHANGER).await?;
+                // Everyone logs in first, then subscribes: no login pushes to N subscribers.
+                let mut subs = Vec::with_capacity(n);
+                for i in 0..n {
+                    subs.push(Proto::login(addr, &format!("sub{i}")).await?);
+                }
+                for mut p in subs {
+                    p.subscribe().await?;
+                    let fan = fan.clone();
+                    tasks.push(tokio::spawn(async move {
+                        loop {
+                            if let ServerMsg::UserStatus { status } = p.msg().await? {
+                                if status.user_id == CHANGER {
+                                    fan.on(status.dnd_type as u64);
+                                }
+                            }
+                        }
+                    }));
+                }
+                let Proto {
+                    stream, enc, dec, ..
+                } = changer;
+                let (mut r, w) = stream.into_split();
+                let replies = tokio::spawn(async move {
+                    let mut dec = dec;
+                    loop {
+                        while let Some(f) = dec.next_frame()? {
+                            if f.kind != Kind::Control {
+                                continue;
+                            }
+                            let (json, _) = f.control()?;
+                            match serde_json::from_slice(json)? {
+                                ServerMsg::Reply { code: 0, .. } | ServerMsg::UserStatus { .. } => {
+                                }
+                                m => return Err(format!("changer: {m:?}").into()),
+                            }
+                        }
+                        let n = r.read(dec.spare()).await?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        dec.filled(n);
+                    }
+                });
+                let changer = Changer::Crvm {
+                    w,
+                    enc,
+                    next_id: 100,
+                    buf: Vec::new(),
+                    replies,
+                };
+                ("crvm", changer)
+            }
+            Target::Nats(url) => {
+                for _ in 0..n {
+                    let client = async_nats::connect(url).await?;
+                    let mut sub = client.subscribe(SUBJECT).await?;
+                    client.flush().await?;
+                    let fan = fan.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let _client = client;
+                        while let Some(m) = sub.next().await {
+                            if let Some(v) = parse_status(&m.payload)? {
+                                fan.on(v);
+                            }
+                        }
+                        Ok(())
+                    }));
+                }
+                ("NATS", Changer::Nats(async_nats::connect(url).await?))
+            }
+            Target::Redis(url) => {
+                let client = redis::Client::open(url)?;
+                for _ in 0..n {
+                    let mut ps = client.get_async_pubsub().await?;
+                    ps.subscribe(SUBJECT).await?;
+                    let fan = fan.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut messages = ps.on_message();
+                        while let Some(m) = messages.next().await {
+                            if let Some(v) = parse_status(m.get_payload_bytes())? {
+                                fan.on(v);
+                            }
+                        }
+                        Ok(())
+                    }));
+                }
+                let conn = client.get_multiplexed_async_connection().await?;
+                ("Redis", Changer::Redis(conn, Vec::new()))
+            }
+        };
+        Ok(Setup {
+            name,
+            n,
+            fan,
+            changer,
+            tasks,
+            next: 1,
+        })
+    }
+
+    /// `k` changes back to back (the client batches them, up to 1000 a write): changes per
+    /// second, from the first being sent until the last subscriber has the last.
+    pub async fn rate(&mut self, k: u64) -> Res<f64> {
+        let first = self.next;
+        let last = first + k - 1;
+        self.next = last + 1;
+        self.fan.arm(last, self.n);
+        let pushes = self.pushes();
+        let t0 = mono_ns();
+        for v in first..=last {
+            self.changer.change(v).await?;
+            if (v - first) % 1000 == 999 {
+                self.changer.flush().await?;
+            }
+        }
+        self.changer.flush().await?;
+        let t1 = self.fan.wait(self.name).await?;
+        self.check()?;
+        let got = self.pushes() - pushes;
+        if got != k * self.n as u64 {
+            let want = k * self.n as u64;
+            return Err(format!("{}: {got} pushes arrived, {want} expected", self.name).into());
+        }
+        Ok(k as f64 / ((t1 - t0) as f64 / 1e9))
+    }
+
+    /// `k` single changes, each after the previous reached everyone: nanoseconds from sending
+    /// one to the last subscriber having it.
+    pub async fn latencies(&mut self, k: u64) -> Res<Vec<u64>> {
+        let mut out = Vec::with_capacity(k as usize);
+        for _ in 0..k {
+            let v = self.next;
+            self.next += 1;
+            self.fan.arm(v, self.n);
+            let t0 = mono_ns();
+            self.changer.change(v).await?;
+            self.changer.flush().await?;
+            let t1 = self.fan.wait(self.name).await?;
+            out.push(t1 - t0);
+        }
+        self.check()?;
+        Ok(out)
+    }
+
+    /// Fails if a subscriber (or the crvm changer's reply reader) stopped.
+    fn check(&mut self) -> Res<()> {
+        let Changer::Crvm { replies, .. } = &self.changer else {
+            return self.check_tasks();
+        };
+        if replies.is_finished() {
+            return Err("crvm changer's connection ended".into());
+        }
+        self.check_tasks()
+    }
+
+    fn check_tasks(&self) -> Res<()> {
+        if let Some(i) = self.tasks.iter().position(|t| t.is_finished()) {
+            return Err(format!("{} subscriber {i} stopped", self.name).into());
+        }
+        Ok(())
+    }
+
+    /// Pushes received so far (all subscribers).
+    fn pushes(&self) -> u64 {
+        self.fan.pushes.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Changer::Crvm { replies, .. } = &self.changer {
+            replies.abort();
+        }
+    }
+}
