@@ -571,9 +571,8 @@ impl Conn {
                     size,
                     name: &name,
                 };
-                match self.offer(tenant, user_id, &offer, attachment) {
-                    Ok(sid) => self.send(&ServerMsg::OfferOk { re: id, sid }),
-                    Err(code) => self.reply(id, code),
+                if let Err(code) = self.offer(id, tenant, user_id, &offer, attachment) {
+                    self.reply(id, code);
                 }
             }
             ClientMsg::DataEnd { sid, hash } => {
@@ -606,14 +605,16 @@ impl Conn {
         }
     }
 
-    /// Checks an offer, registers the transfer and tells the receiver. Returns the stream ID.
+    /// Checks an offer (request `re`), registers the transfer, answers `offer_ok` and tells the
+    /// receiver.
     fn offer(
         &self,
+        re: u64,
         tenant: &str,
         from: &str,
         o: &OfferReq<'_>,
         attachment: &[u8],
-    ) -> Result<u64, i32> {
+    ) -> Result<(), i32> {
         let c = &self.ctx.config;
         let fields_ok = !o.task.is_empty()
             && o.task.len() <= limits::ID_MAX
@@ -663,9 +664,13 @@ impl Conn {
         } else {
             Out::msg(&incoming)
         };
-        // Queued before the sender hears `offer_ok`, so before any chunk of the stream.
+        // `offer_ok` is queued first: once the receiver has `incoming` it may answer `fin` at
+        // once (a cmd needs nothing more), and the `xfer_end` that follows must not reach the
+        // sender before the `offer_ok` that tells it the stream ID. `incoming` still precedes
+        // every chunk: the sender's chunks are read by this connection's loop, which is here.
+        self.send(&ServerMsg::OfferOk { re, sid });
         let _ = to_receiver.push(out);
-        Ok(sid)
+        Ok(())
     }
 
     fn requester<'a>(&self, tenant: &'a str, user_id: &'a str, re: u64) -> Requester<'a> {

@@ -292,6 +292,13 @@ impl Client {
         self.raw(&h);
     }
 
+    /// Sends `msg` with a binary attachment (a cmd's bytes).
+    pub fn send_attached(&mut self, msg: &ClientMsg, attachment: &[u8]) {
+        let ack = self.dec.last_seq();
+        let bytes = self.enc.control(ack, &to_json(msg), attachment);
+        self.raw(&bytes);
+    }
+
     pub fn send_kind(&mut self, kind: Kind) {
         let ack = self.dec.last_seq();
         let bytes = self.enc.frame(kind, ack, &[]);
