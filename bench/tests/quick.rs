@@ -1,18 +1,19 @@
-//! Keeps the bench from rotting: `crvm-bench --quick` must run every section to the end against
-//! the workspace's `crvm-server`. No timing is asserted. The anchors (socat, nats-server,
-//! redis-server) run when they are installed; otherwise the sections say "skipped: TOOL not
-//! installed" and the test still passes.
+//! Keeps the benches from rotting: `crvm-bench --quick` and `crvm-scale --quick` must run every
+//! section to the end against the workspace's `crvm-server`. No timing or memory figure is
+//! asserted. The anchors (socat, nats-server, redis-server) run when they are installed;
+//! otherwise their sections or columns say so and the tests still pass.
 //!
-//! The server binary is taken from the same target directory as the bench. `cargo test
+//! The server binary is taken from the same target directory as the benches. `cargo test
 //! --workspace` builds it (every workspace binary is built before any test runs); with
 //! `cargo test -p crvm-bench` alone, build it first: `cargo build -p crvm-server`.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-#[test]
-fn quick_run_prints_every_section() {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_crvm-bench"));
+/// Runs `bench --quick` against the workspace's server; returns its stdout after checking that
+/// it succeeded and ended with "done".
+fn quick_run(bench: &str) -> String {
+    let bench = PathBuf::from(bench);
     let server = bench.with_file_name("crvm-server");
     assert!(
         server.is_file(),
@@ -25,26 +26,59 @@ fn quick_run_prints_every_section() {
         .arg(&server)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "crvm-bench --quick failed ({}):\n{stdout}\n{stderr}",
+        "{} --quick failed ({}):\n{stdout}\n{stderr}",
+        bench.display(),
         out.status
     );
-    for section in [
-        "(a) bulk relay",
-        "(b) call setup",
-        "(c) cmd round trip",
-        "(d) presence fan-out rate",
-        "(e) presence fan-out latency",
-        "(f) call invite latency",
-        "(g) peak RSS",
-    ] {
-        assert!(stdout.contains(section), "no {section:?} in:\n{stdout}");
-    }
-    for figure in ["ratio", "p50", "p99", "growth", "msgs/s", "ch/s"] {
-        assert!(stdout.contains(figure), "no {figure:?} in:\n{stdout}");
-    }
     assert!(stdout.trim_end().ends_with("done"), "{stdout}");
+    stdout
+}
+
+fn assert_prints(stdout: &str, words: &[&str]) {
+    for w in words {
+        assert!(stdout.contains(w), "no {w:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn quick_run_prints_every_section() {
+    let stdout = quick_run(env!("CARGO_BIN_EXE_crvm-bench"));
+    assert_prints(
+        &stdout,
+        &[
+            "(a) bulk relay",
+            "(b) call setup",
+            "(c) cmd round trip",
+            "(d) presence fan-out rate",
+            "(e) presence fan-out latency",
+            "(f) call invite latency",
+            "(g) peak RSS",
+        ],
+    );
+    assert_prints(
+        &stdout,
+        &["ratio", "p50", "p99", "growth", "msgs/s", "ch/s"],
+    );
+}
+
+#[test]
+fn quick_scale_run_prints_every_section() {
+    let stdout = quick_run(env!("CARGO_BIN_EXE_crvm-scale"));
+    assert_prints(
+        &stdout,
+        &[
+            "idle session memory",
+            "scale:",
+            "logins/s",
+            "per session",
+            "status change",
+            "library overhead",
+            "events/s",
+            "idle client",
+        ],
+    );
 }
