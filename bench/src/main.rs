@@ -584,12 +584,7 @@ fn section_b(
     }
     s.bob.send("autoaccept 1")?;
     s.bob.expect("autoaccept", Duration::from_secs(30))?;
-    let _echo = nats
-        .map(|n| Peer::role(&["__nats_echo", &n.url], "nats-echo"))
-        .transpose()?;
-    let client = nats
-        .map(|n| rt.block_on(async_nats::connect(n.url.as_str())))
-        .transpose()?;
+    let (_echo, client) = nats_echo(rt, nats)?;
     let (mut crvm, mut anchor) = (Vec::new(), Vec::new());
     for round in 0..cfg.reps {
         let crvm_turn = || -> Res<Vec<u64>> {
@@ -615,6 +610,21 @@ fn section_b(
     Ok(())
 }
 
+/// The NATS responder process (`__nats_echo`) and a client connected to `nats`, both `None`
+/// without NATS. Keep the responder alive while the client makes requests.
+fn nats_echo(
+    rt: &tokio::runtime::Runtime,
+    nats: Option<&Nats>,
+) -> Res<(Option<Peer>, Option<async_nats::Client>)> {
+    let echo = nats
+        .map(|n| Peer::role(&["__nats_echo", &n.url], "nats-echo"))
+        .transpose()?;
+    let client = nats
+        .map(|n| rt.block_on(async_nats::connect(n.url.as_str())))
+        .transpose()?;
+    Ok((echo, client))
+}
+
 fn section_c(
     cfg: &Cfg,
     s: &mut Session,
@@ -633,12 +643,7 @@ fn section_c(
     if nats.is_none() {
         skipped("nats-server");
     }
-    let _echo = nats
-        .map(|n| Peer::role(&["__nats_echo", &n.url], "nats-echo"))
-        .transpose()?;
-    let client = nats
-        .map(|n| rt.block_on(async_nats::connect(n.url.as_str())))
-        .transpose()?;
+    let (_echo, client) = nats_echo(rt, nats)?;
     for size in CMD_SIZES {
         let (mut crvm, mut anchor) = (Vec::new(), Vec::new());
         for round in 0..cfg.reps {

@@ -237,6 +237,23 @@ impl Peer {
 
     /// `n` calls to `target` (which accepts them), one at a time: nanoseconds from `call` to
     /// `notify_call_accepted`; each call is hung up before the next.
+    /// Hangs up call `id` and waits until that succeeded.
+    fn hang_up(&mut self, id: &str) -> Res<()> {
+        self.client
+            .hungup_call(id, "", "")
+            .map_err(code("hungup_call"))?;
+        let (_, ev) = self.wait(|e| match e {
+            Event::HungupCallSuccess { call_id, .. } | Event::HungupCallFail { call_id, .. } => {
+                call_id == id
+            }
+            _ => false,
+        })?;
+        if !matches!(ev, Event::HungupCallSuccess { .. }) {
+            return Err(format!("hang-up failed: {ev:?}").into());
+        }
+        Ok(())
+    }
+
     fn setups(&mut self, target: &str, n: u64) -> Res<Vec<u64>> {
         let mut samples = Vec::with_capacity(n as usize);
         for _ in 0..n {
@@ -251,17 +268,7 @@ impl Peer {
             if !matches!(ev, Event::NotifyCallAccepted { .. }) {
                 return Err(format!("call not accepted: {ev:?}").into());
             }
-            self.client
-                .hungup_call(&id, "", "")
-                .map_err(code("hungup_call"))?;
-            let (_, ev) = self.wait(|e| match e {
-                Event::HungupCallSuccess { call_id, .. }
-                | Event::HungupCallFail { call_id, .. } => *call_id == id,
-                _ => false,
-            })?;
-            if !matches!(ev, Event::HungupCallSuccess { .. }) {
-                return Err(format!("hang-up failed: {ev:?}").into());
-            }
+            self.hang_up(&id)?;
             samples.push(t1 - t0);
         }
         Ok(samples)
@@ -298,17 +305,7 @@ impl Peer {
             if !matches!(ev, Event::CallSuccess { .. }) {
                 return Err(format!("call failed: {ev:?}").into());
             }
-            self.client
-                .hungup_call(&id, "", "")
-                .map_err(code("hungup_call"))?;
-            let (_, ev) = self.wait(|e| match e {
-                Event::HungupCallSuccess { call_id, .. }
-                | Event::HungupCallFail { call_id, .. } => *call_id == id,
-                _ => false,
-            })?;
-            if !matches!(ev, Event::HungupCallSuccess { .. }) {
-                return Err(format!("hang-up failed: {ev:?}").into());
-            }
+            self.hang_up(&id)?;
             out.push((id, t0, t1));
             std::thread::sleep(Duration::from_millis(gap_ms));
         }
