@@ -22,7 +22,9 @@ file(CREATE_LINK "${CRVM_REALNAME}" "${CRVM_STAGE}/${CRVM_SONAME}" SYMBOLIC)
 file(CREATE_LINK "${CRVM_SONAME}" "${CRVM_STAGE}/libcrvm.so" SYMBOLIC)
 
 # What Rust's std needs from the system when libcrvm.a is linked statically.
-set(CRVM_STATIC_DEPS "-lpthread -ldl -lm -lrt -lutil -lgcc_s")
+list(TRANSFORM CRVM_STATIC_SYSTEM_LIBS PREPEND "-l" OUTPUT_VARIABLE CRVM_STATIC_DEPS)
+list(JOIN CRVM_STATIC_DEPS " " CRVM_STATIC_DEPS)
+set(CRVM_STATIC_DEPS "-lpthread -ldl ${CRVM_STATIC_DEPS}")
 # From lib/pkgconfig back to the prefix, whatever `--prefix` the install is given.
 file(RELATIVE_PATH CRVM_PC_TO_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
 string(REGEX REPLACE "/$" "" CRVM_PC_TO_PREFIX "${CRVM_PC_TO_PREFIX}")
