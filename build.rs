@@ -1,5 +1,9 @@
 //! Generates include/crvm.h from the Rust sources with cbindgen. The header is committed; CI
 //! regenerates it and fails on any difference, so header and library never drift apart.
+//!
+//! `crvm_callbacks` is made by a macro from the events table (`src/events.rs`), which cbindgen
+//! cannot see through, so this script renders the same table into C itself and puts it right
+//! after the includes.
 
 //!
 //! It also gives the shared library a versioned SONAME, `libcrvm.so.<major>`, so apps record the
@@ -8,17 +12,63 @@
 
 use std::path::Path;
 
+// The events table: `for_each_event!(m)` calls `m!` with every row.
+include!("src/events.rs");
+
+/// The C type of an argument of each kind of the table.
+macro_rules! c_type {
+    (Id) => { "const char *" };
+    (Str) => { "const char *" };
+    (Json) => { "const char *" };
+    (B64) => { "const char *" };
+    (Code) => { "int32_t " };
+    (Rslt) => { "int32_t " };
+    (I32) => { "int32_t " };
+    (I64) => { "int64_t " };
+}
+
+/// The table as the C declaration of `crvm_callbacks`, with the rows' documentation in the
+/// header's doxygen style.
+macro_rules! render_callbacks {
+    (
+        $(#[doc = $sdoc:literal])* struct crvm_callbacks;
+        $(
+            $(#[doc = $vdoc:literal])*
+            $variant:ident { $($field:ident : $fty:ty),* $(,)? } on $scrut:tt {
+                $(
+                    $(#[doc = $cdoc:literal])*
+                    $pat:pat => $cb:ident ( $($arg:ident : $kind:ident = $e:expr),* $(,)? )
+                ),* $(,)?
+            }
+        )*
+    ) => {
+        concat!(
+            "/**\n", $(" *", $sdoc, "\n",)* " */\n",
+            "typedef struct crvm_callbacks {\n",
+            $($(
+                $("  /**", $cdoc, " */\n",)*
+                "  void (*", stringify!($cb), ")(void *ud", $(", ", c_type!($kind), stringify!($arg),)* ");\n",
+            )*)*
+            "} crvm_callbacks;\n"
+        )
+    };
+}
+
+/// `crvm_callbacks` in C.
+const CALLBACKS_C: &str = for_each_event!(render_callbacks);
+
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let root = Path::new(&dir);
     soname();
-    for watched in ["src", "proto/src", "cbindgen.toml"] {
+    for watched in ["src", "src/events.rs", "proto/src", "cbindgen.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
     let header = cbindgen::Builder::new()
         .with_crate(root)
         .with_config(config)
+        .with_after_include(format!("\n{}", CALLBACKS_C.replace(" */\n  /**", "\n   *").trim_end()))
         .generate()
         .expect("cbindgen could not generate crvm.h");
     let out = root.join("include").join("crvm.h");

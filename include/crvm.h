@@ -23,6 +23,104 @@
 #include <stdint.h>
 
 /**
+ * Event callbacks (SPEC §2.3). Zero-fill the struct and set the members you need:
+ * a NULL member ignores that event. Pass `sizeof(crvm_callbacks)` as
+ * `callbacks_size` to `crvm_create`; members are only ever appended, so an app
+ * built against an older, shorter struct keeps working.
+ *
+ * Every callback runs on the client's own network thread (or inside `crvm_poll`
+ * with `dispatch=manual`), one at a time, in the order the events happened, with
+ * no library lock held: it may call any `crvm_*` function, including
+ * `crvm_destroy` of its own client. A callback that blocks holds up this client's
+ * network traffic (not other clients'), so return promptly; copy what you keep,
+ * as string arguments are valid only during the call. `ud` is the `user_data`
+ * given to `crvm_create`.
+ */
+typedef struct crvm_callbacks {
+  /** `crvm_login` succeeded; `usr_id` is the user ID (server-generated if none
+   * was given). */
+  void (*login_success)(void *ud, const char *usr_id, const char *cookie);
+  /** `crvm_login` failed with `sdk_err` (7 wrong app or secret, 14/18/21 token,
+   * 9 a logout came first, 202 no answer, 203 no connection, 209 TLS). */
+  void (*login_fail)(void *ud, int32_t sdk_err, const char *cookie);
+  /** The session ended without `crvm_logout`: 10 kicked by a newer login, 206
+   * server shut down, 207 connection lost. The client is logged out. */
+  void (*line_off)(void *ud, int32_t sdk_err);
+  /** Do-not-disturb is set and pushed to subscribers. */
+  void (*set_dnd_status_success)(void *ud, const char *cookie);
+  void (*set_dnd_status_fail)(void *ud, int32_t sdk_err, const char *cookie);
+  /** `users_status` is a JSON array of `{"userID":..,"userStatus":..,"DNDType":..}`
+   * objects, one per online user of the tenant, the caller included. */
+  void (*get_user_status_success)(void *ud, const char *users_status, const char *cookie);
+  void (*get_user_status_fail)(void *ud, int32_t sdk_err, const char *cookie);
+  /** A user of the tenant changed status: `user_status` is its status object;
+   * `cookie` is the one given to `crvm_start_user_status_notify`. */
+  void (*notify_user_status)(void *ud, const char *user_status, const char *cookie);
+  /** 0: status pushes (`notify_user_status`) follow from now on. */
+  void (*start_user_status_notify_rslt)(void *ud, int32_t sdk_err, const char *cookie);
+  /** 0: no more status pushes. */
+  void (*stop_user_status_notify_rslt)(void *ud, int32_t sdk_err, const char *cookie);
+  /** `meet_obj` is the meeting's JSON object (`ID`, `pswd`, `subject`,
+   * `pubMeetUrl`, `creator`, `memberCount`, `startTime`). */
+  void (*create_meeting_success)(void *ud, const char *meet_obj, const char *cookie);
+  void (*create_meeting_fail)(void *ud, int32_t sdk_err, const char *cookie);
+  /** 0, or 800 when the meeting does not exist or is not yours. */
+  void (*destroy_meeting_rslt)(void *ud, int32_t sdk_err, const char *cookie);
+  /** `json_meetings` is a JSON array of the tenant's meeting objects. */
+  void (*get_meetings_success)(void *ud, const char *json_meetings, const char *cookie);
+  void (*get_meetings_fail)(void *ud, int32_t sdk_err, const char *cookie);
+  /** The callee has been notified (`notify_call_in`) and is ringing. */
+  void (*call_success)(void *ud, const char *call_id, const char *cookie);
+  /** 603 callee offline or unknown, 602 busy or DND on, 601 you are already in a
+   * call, 5 calling yourself. */
+  void (*call_fail)(void *ud, const char *call_id, int32_t sdk_err, const char *cookie);
+  /** The call is connected; the caller got `notify_call_accepted`. */
+  void (*accept_call_success)(void *ud, const char *call_id, const char *cookie);
+  /** 600: unknown, ended, or not ringing for you. */
+  void (*accept_call_fail)(void *ud, const char *call_id, int32_t sdk_err, const char *cookie);
+  /** Refused; the caller got `notify_call_rejected(606)`. */
+  void (*reject_call_success)(void *ud, const char *call_id, const char *cookie);
+  void (*reject_call_fail)(void *ud, const char *call_id, int32_t sdk_err, const char *cookie);
+  /** Ended; the other party got `notify_call_hungup`. */
+  void (*hungup_call_success)(void *ud, const char *call_id, const char *cookie);
+  void (*hungup_call_fail)(void *ud, const char *call_id, int32_t sdk_err, const char *cookie);
+  /** `caller_id` calls you; answer with `crvm_accept_call` or `crvm_reject_call`. */
+  void (*notify_call_in)(void *ud, const char *call_id, const char *meet_obj, const char *caller_id, const char *usr_ext_dat);
+  /** `meet_obj` is the callee's, or your own when the callee gave none. */
+  void (*notify_call_accepted)(void *ud, const char *call_id, const char *usr_ext_dat, const char *meet_obj);
+  /** `reason`: 606 refused, 604 no answer, 603 the callee went away. */
+  void (*notify_call_rejected)(void *ud, const char *call_id, int32_t reason, const char *usr_ext_dat);
+  /** The other party hung up or cancelled, went away, or the call timed out. */
+  void (*notify_call_hungup)(void *ud, const char *call_id, const char *usr_ext_dat);
+  /** 0 once the target's app has the cmd; 1102 target offline or gone, 207
+   * connection lost, 12 logged out. */
+  void (*send_cmd_rlst)(void *ud, const char *task_id, int32_t sdk_err, const char *cookie);
+  /** 0 once the target's app has the whole buffer; 1102, 207, 12 as for cmds. */
+  void (*send_buffer_rlst)(void *ud, const char *task_id, int32_t sdk_err, const char *cookie);
+  /** `file_name` is the path given to `crvm_send_file`. 0 once the target has
+   * the whole file with a matching checksum; 1102 target offline or gone, 1402
+   * the target could not store it, 1401 the file became unreadable, 207
+   * connection lost, 12 logged out. */
+  void (*send_file_rlst)(void *ud, const char *task_id, const char *file_name, int32_t sdk_err, const char *cookie);
+  /** The target has stored `sended_len` of `total_len` bytes: monotonic, at least
+   * every 1 MiB or 250 ms while data moves, and a last one with both equal. */
+  void (*send_progress)(void *ud, const char *task_id, int64_t sended_len, int64_t total_len, const char *cookie);
+  /** 0: cancelled, no `send_*_rlst` follows; 1104 unknown or finished task, or a
+   * cmd. */
+  void (*cancel_send_rlst)(void *ud, const char *task_id, int32_t sdk_err, const char *cookie);
+  /** A cmd from `source_user_id`; `data_base64` is its bytes in base64. */
+  void (*notify_cmd_data)(void *ud, const char *source_user_id, const char *data_base64);
+  /** A whole buffer from `source_user_id`, in base64. */
+  void (*notify_buffer_data)(void *ud, const char *source_user_id, const char *data_base64);
+  /** `tmp_file` is the absolute path of the received file in `download_dir`,
+   * which the app now owns; `org_file_name` the sender's base name, sanitised. */
+  void (*notify_file_data)(void *ud, const char *source_user_id, const char *tmp_file, const char *org_file_name);
+  /** The sender cancelled (or lost) the transfer `send_id`; what had arrived of
+   * it is discarded. */
+  void (*notify_cancel_send)(void *ud, const char *send_id);
+} crvm_callbacks;
+
+/**
  * Size of a buffer that holds any call or task ID with its NUL (IDs are at most 63 bytes).
  */
 #define CRVM_ID_BUF_LEN 64
@@ -287,103 +385,7 @@
  */
 typedef struct crvm_client crvm_client;
 
-/**
- * Event callbacks (SPEC §2.3). Zero-fill the struct and set the members you need: a NULL member
- * ignores that event. Pass `sizeof(crvm_callbacks)` as `callbacks_size` to `crvm_create`;
- * members are only ever appended, so an app built against an older, shorter struct keeps working.
- *
- * Every callback runs on the client's dispatcher thread (or inside `crvm_poll` with
- * `dispatch=manual`), one at a time, in the order the events happened, with no library lock
- * held: it may call any `crvm_*` function, including `crvm_destroy` of its own client. String
- * arguments are valid only during the call. `ud` is the `user_data` given to `crvm_create`.
- */
-typedef struct crvm_callbacks {
-  /**
-   * `crvm_login` succeeded; `usr_id` is the user ID (server-generated if none was given).
-   */
-  void (*login_success)(void *ud, const char *usr_id, const char *cookie);
-  /**
-   * `crvm_login` failed with `sdk_err` (7 wrong app/secret, 14/18/21 token, 202, 203, ...).
-   */
-  void (*login_fail)(void *ud, int32_t sdk_err, const char *cookie);
-  /**
-   * The session ended without `crvm_logout`: 10 kicked by a newer login, 206 server shut
-   * down, 207 connection lost. The client is logged out.
-   */
-  void (*line_off)(void *ud, int32_t sdk_err);
-  void (*set_dnd_status_success)(void *ud, const char *cookie);
-  void (*set_dnd_status_fail)(void *ud, int32_t sdk_err, const char *cookie);
-  /**
-   * `users_status` is a JSON array of `{"userID":..,"userStatus":..,"DNDType":..}` objects,
-   * one per online user of the tenant, the caller included.
-   */
-  void (*get_user_status_success)(void *ud, const char *users_status, const char *cookie);
-  void (*get_user_status_fail)(void *ud, int32_t sdk_err, const char *cookie);
-  /**
-   * A user of the tenant changed status; `cookie` is the one given to
-   * `crvm_start_user_status_notify`.
-   */
-  void (*notify_user_status)(void *ud, const char *user_status, const char *cookie);
-  void (*start_user_status_notify_rslt)(void *ud, int32_t sdk_err, const char *cookie);
-  void (*stop_user_status_notify_rslt)(void *ud, int32_t sdk_err, const char *cookie);
-  /**
-   * `meet_obj` is the meeting's JSON object (`ID`, `pswd`, `subject`, `pubMeetUrl`,
-   * `creator`, `memberCount`, `startTime`).
-   */
-  void (*create_meeting_success)(void *ud, const char *meet_obj, const char *cookie);
-  void (*create_meeting_fail)(void *ud, int32_t sdk_err, const char *cookie);
-  /**
-   * 0, or 800 when the meeting does not exist or is not yours.
-   */
-  void (*destroy_meeting_rslt)(void *ud, int32_t sdk_err, const char *cookie);
-  /**
-   * JSON array of the tenant's meeting objects.
-   */
-  void (*get_meetings_success)(void *ud, const char *json_meetings, const char *cookie);
-  void (*get_meetings_fail)(void *ud, int32_t sdk_err, const char *cookie);
-  void (*call_success)(void *ud, const char *call_id, const char *cookie);
-  void (*call_fail)(void *ud, const char *call_id, int32_t sdk_err, const char *cookie);
-  void (*accept_call_success)(void *ud, const char *call_id, const char *cookie);
-  void (*accept_call_fail)(void *ud, const char *call_id, int32_t sdk_err, const char *cookie);
-  void (*reject_call_success)(void *ud, const char *call_id, const char *cookie);
-  void (*reject_call_fail)(void *ud, const char *call_id, int32_t sdk_err, const char *cookie);
-  void (*hungup_call_success)(void *ud, const char *call_id, const char *cookie);
-  void (*hungup_call_fail)(void *ud, const char *call_id, int32_t sdk_err, const char *cookie);
-  void (*notify_call_in)(void *ud,
-                         const char *call_id,
-                         const char *meet_obj,
-                         const char *caller_id,
-                         const char *usr_ext_dat);
-  void (*notify_call_accepted)(void *ud,
-                               const char *call_id,
-                               const char *usr_ext_dat,
-                               const char *meet_obj);
-  void (*notify_call_rejected)(void *ud,
-                               const char *call_id,
-                               int32_t reason,
-                               const char *usr_ext_dat);
-  void (*notify_call_hungup)(void *ud, const char *call_id, const char *usr_ext_dat);
-  void (*send_cmd_rlst)(void *ud, const char *task_id, int32_t sdk_err, const char *cookie);
-  void (*send_buffer_rlst)(void *ud, const char *task_id, int32_t sdk_err, const char *cookie);
-  void (*send_file_rlst)(void *ud,
-                         const char *task_id,
-                         const char *file_name,
-                         int32_t sdk_err,
-                         const char *cookie);
-  void (*send_progress)(void *ud,
-                        const char *task_id,
-                        int64_t sended_len,
-                        int64_t total_len,
-                        const char *cookie);
-  void (*cancel_send_rlst)(void *ud, const char *task_id, int32_t sdk_err, const char *cookie);
-  void (*notify_cmd_data)(void *ud, const char *source_user_id, const char *data_base64);
-  void (*notify_buffer_data)(void *ud, const char *source_user_id, const char *data_base64);
-  void (*notify_file_data)(void *ud,
-                           const char *source_user_id,
-                           const char *tmp_file,
-                           const char *org_file_name);
-  void (*notify_cancel_send)(void *ud, const char *send_id);
-} crvm_callbacks;
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -399,7 +401,7 @@ extern "C" {
  * Pointer arguments are NULL or valid for the sizes given.
  */
 int32_t crvm_create(const char *server_addr,
-                    const struct crvm_callbacks *callbacks,
+                    const crvm_callbacks *callbacks,
                     size_t callbacks_size,
                     void *user_data,
                     struct crvm_client **out_client);

@@ -3,9 +3,11 @@
 //! `core` is the Rust client (worker thread, state machine, dispatcher) and never sees a raw
 //! pointer; `ffi` is the C surface, which converts and validates every argument.
 
+#[macro_use]
+mod events;
 pub mod core;
 mod ffi;
 
 pub use ffi::CRVM_ID_BUF_LEN;
 
-pub use crate::core::{Client, Event, EventHandler, LoginParams};
+pub use crate::core::{Client, Code, Event, EventHandler, LoginParams};

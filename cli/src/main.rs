@@ -8,10 +8,11 @@ mod session;
 mod signals;
 
 use args::{CmdArgs, FlagSpec, Global};
+use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use crvm::core::Event;
+use crvm::core::{Event, Meeting, UserStatus};
 use serde_json::{json, Value};
-use session::{Fail, Out, Session, EXIT_OK, EXIT_USAGE};
+use session::{done, Fail, Out, Session, EXIT_OK, EXIT_USAGE};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -142,7 +143,7 @@ fn login(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
 
 // ----- presence ------------------------------------------------------------------------------
 
-fn status_text(status: i64) -> &'static str {
+fn status_text(status: i32) -> &'static str {
     match status {
         0 => "offline",
         1 => "online",
@@ -152,32 +153,23 @@ fn status_text(status: i64) -> &'static str {
     }
 }
 
-/// Prints one pinned status object (`{"userID":..,"userStatus":..,"DNDType":..}`).
-fn print_status(out: &Out, event: &str, v: &Value) {
-    let user = v["userID"].as_str().unwrap_or("?").to_owned();
-    let status = v["userStatus"].as_i64().unwrap_or(-1);
-    let dnd = v["DNDType"].as_i64().unwrap_or(0);
-    let mut obj = v.clone();
-    if let Value::Object(m) = &mut obj {
-        m.insert("event".into(), event.into());
-    }
+/// Prints one status: with `--json` its pinned object (`{"userID":..,"userStatus":..,
+/// "DNDType":..}`) plus `event`.
+fn print_status(out: &Out, event: &str, st: &UserStatus) {
+    let mut obj = json!(st);
+    obj["event"] = event.into();
     out.emit(obj, || {
-        let dnd = match dnd {
+        let dnd = match st.dnd_type {
             0 => "dnd off".to_owned(),
             1 => "dnd on".to_owned(),
             n => format!("dnd on ({n})"),
         };
-        Some(format!("{user}: {}, {dnd}", status_text(status)))
+        Some(format!(
+            "{}: {}, {dnd}",
+            st.user_id,
+            status_text(st.user_status)
+        ))
     });
-}
-
-fn parse_json(what: &str, text: &str) -> Result<Value, Fail> {
-    serde_json::from_str(text).map_err(|_| {
-        Fail::code(
-            format!("{what}: unreadable answer"),
-            crvm_proto::error::CRVIDEOSDK_ERR_DATA,
-        )
-    })
 }
 
 fn status(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
@@ -187,16 +179,13 @@ fn status(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
     let deadline = s.deadline;
     // Subscribe first so that no change falls between the list and the subscription; changes
     // that arrive before the list are printed after it.
-    let mut early: Vec<String> = Vec::new();
+    let mut early: Vec<UserStatus> = Vec::new();
     if watch {
         s.client
             .start_user_status_notify("")
             .map_err(|c| Fail::code("status --watch", c))?;
         s.wait(deadline, "subscribing", |_, ev| match ev {
-            Event::StartUserStatusNotifyRslt { code: 0, .. } => Ok(Some(())),
-            Event::StartUserStatusNotifyRslt { code, .. } => {
-                Err(Fail::code("status --watch failed", code))
-            }
+            Event::StartUserStatusNotify { result, .. } => done("status --watch failed", result),
             _ => Ok(None),
         })?;
     }
@@ -204,17 +193,15 @@ fn status(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
         .get_user_status("")
         .map_err(|c| Fail::code("status", c))?;
     let list = s.wait(deadline, "getting the status", |_, ev| match ev {
-        Event::GetUserStatusSuccess { users_status, .. } => Ok(Some(users_status)),
-        Event::GetUserStatusFail { code, .. } => Err(Fail::code("status failed", code)),
-        Event::NotifyUserStatus { user_status, .. } => {
-            early.push(user_status);
+        Event::GetUserStatus { result, .. } => done("status failed", result),
+        Event::NotifyUserStatus { status, .. } => {
+            early.push(status);
             Ok(None)
         }
         _ => Ok(None),
     })?;
-    let list = parse_json("status", &list)?;
-    for v in list.as_array().into_iter().flatten() {
-        print_status(&s.out, "status", v);
+    for st in &list {
+        print_status(&s.out, "status", st);
     }
     if !watch {
         return Ok(());
@@ -228,16 +215,12 @@ fn status(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
             ))
         },
     );
-    for text in early {
-        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-            print_status(&s.out, "status_changed", &v);
-        }
+    for st in &early {
+        print_status(&s.out, "status_changed", st);
     }
     let r: Result<(), Fail> = s.wait(None, "", |s, ev| {
-        if let Event::NotifyUserStatus { user_status, .. } = ev {
-            if let Ok(v) = serde_json::from_str::<Value>(&user_status) {
-                print_status(&s.out, "status_changed", &v);
-            }
+        if let Event::NotifyUserStatus { status, .. } = ev {
+            print_status(&s.out, "status_changed", &status);
         }
         Ok(None)
     });
@@ -262,8 +245,7 @@ fn dnd(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
         .map_err(|c| Fail::code("dnd", c))?;
     let deadline = s.deadline;
     s.wait(deadline, "setting dnd", |_, ev| match ev {
-        Event::SetDndStatusSuccess { .. } => Ok(Some(())),
-        Event::SetDndStatusFail { code, .. } => Err(Fail::code("dnd failed", code)),
+        Event::SetDndStatus { result, .. } => done("dnd failed", result),
         _ => Ok(None),
     })?;
     s.out.emit(
@@ -281,11 +263,7 @@ fn hang_up(s: &mut Session, call_id: &str) {
         return;
     }
     let _ = s.wait_until(Session::cleanup_deadline(), false, |_, ev| match ev {
-        Event::HungupCallSuccess { call_id: c, .. } | Event::HungupCallFail { call_id: c, .. }
-            if c == call_id =>
-        {
-            Ok(Some(()))
-        }
+        Event::HangupCall { call_id: c, .. } if c == call_id => Ok(Some(())),
         _ => Ok(None),
     });
 }
@@ -347,10 +325,9 @@ fn call(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
     let deadline = s.deadline;
     let id = call_id.clone();
     let r = s.wait(deadline, "waiting for the call to ring", |_, ev| match ev {
-        Event::CallSuccess { call_id, .. } if call_id == id => Ok(Some(())),
-        Event::CallFail { call_id, code, .. } if call_id == id => {
-            Err(Fail::code("call failed", code))
-        }
+        Event::Call {
+            call_id, result, ..
+        } if call_id == id => done("call failed", result),
         _ => Ok(None),
     });
     or_hang_up(&mut s, &call_id, r)?;
@@ -408,10 +385,9 @@ fn answer(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
             .reject_call(&call_id, "", "")
             .map_err(|c| Fail::code("reject", c))?;
         s.wait(deadline, "rejecting", |_, ev| match ev {
-            Event::RejectCallSuccess { call_id, .. } if call_id == id => Ok(Some(())),
-            Event::RejectCallFail { call_id, code, .. } if call_id == id => {
-                Err(Fail::code("reject failed", code))
-            }
+            Event::RejectCall {
+                call_id, result, ..
+            } if call_id == id => done("reject failed", result),
             _ => Ok(None),
         })?;
         s.out.emit(
@@ -424,10 +400,9 @@ fn answer(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
         .accept_call(&call_id, "", "", "")
         .map_err(|c| Fail::code("accept", c))?;
     let r = s.wait(deadline, "accepting", |_, ev| match ev {
-        Event::AcceptCallSuccess { call_id, .. } if call_id == id => Ok(Some(())),
-        Event::AcceptCallFail { call_id, code, .. } if call_id == id => {
-            Err(Fail::code("accept failed", code))
-        }
+        Event::AcceptCall {
+            call_id, result, ..
+        } if call_id == id => done("accept failed", result),
         _ => Ok(None),
     });
     or_hang_up(&mut s, &call_id, r)?;
@@ -439,19 +414,15 @@ fn answer(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
 fn send_cmd(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
     let p = positional(a, "send-cmd", 2, 2)?;
     let (peer, text) = (p[0].clone(), p[1].clone());
-    let data = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
     let mut s = Session::login(g, &[])?;
     let task = s
         .client
-        .send_cmd(&peer, &data)
+        .send_cmd(&peer, text.as_bytes())
         .map_err(|c| Fail::code("send-cmd", c))?;
     let deadline = s.deadline;
     let t = task.clone();
     s.wait(deadline, "sending the cmd", |_, ev| match ev {
-        Event::SendCmdRlst { task_id, code } if task_id == t => match code {
-            0 => Ok(Some(())),
-            code => Err(Fail::code("send-cmd failed", code)),
-        },
+        Event::CmdSent { task_id, result } if task_id == t => done("send-cmd failed", result),
         _ => Ok(None),
     })?;
     let n = text.len();
@@ -483,7 +454,6 @@ fn send_file(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
             sent,
             total,
         } if task_id == t => {
-            let (sent, total) = (sent.max(0) as u64, total.max(0) as u64);
             bar.update(sent, total);
             let now = Instant::now();
             let due = match last_json {
@@ -504,10 +474,9 @@ fn send_file(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
             }
             Ok(None)
         }
-        Event::SendFileRlst { task_id, code, .. } if task_id == t => match code {
-            0 => Ok(Some(())),
-            code => Err(Fail::code("send-file failed", code)),
-        },
+        Event::FileSent {
+            task_id, result, ..
+        } if task_id == t => done("send-file failed", result),
         _ => Ok(None),
     });
     bar.finish();
@@ -515,9 +484,7 @@ fn send_file(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
         && s.client.cancel_send(&task).is_ok()
     {
         let _ = s.wait_until(Session::cleanup_deadline(), false, |_, ev| match ev {
-            Event::CancelSendRlst { task_id, .. } | Event::SendFileRlst { task_id, .. }
-                if task_id == t =>
-            {
+            Event::CancelSend { task_id, .. } | Event::FileSent { task_id, .. } if task_id == t => {
                 Ok(Some(()))
             }
             _ => Ok(None),
@@ -569,18 +536,14 @@ fn receive(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
     let deadline = if count.is_some() { s.deadline } else { None };
     let r = s.wait(deadline, "waiting for files", |s, ev| {
         match ev {
-            Event::NotifyFileData {
-                source_user_id,
-                tmp_file,
-                org_file_name,
-            } => {
-                let bytes = std::fs::metadata(&tmp_file).map(|m| m.len()).unwrap_or(0);
+            Event::NotifyFileData { from, path, name } => {
+                let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 s.out.emit(
-                    json!({"event": "file", "from": source_user_id, "name": org_file_name,
-                           "path": tmp_file, "bytes": bytes}),
+                    json!({"event": "file", "from": from, "name": name, "path": path,
+                           "bytes": bytes}),
                     || {
                         Some(format!(
-                            "file from {source_user_id}: {org_file_name} ({}) saved as {tmp_file}",
+                            "file from {from}: {name} ({}) saved as {path}",
                             progress::human_bytes(bytes)
                         ))
                     },
@@ -590,43 +553,32 @@ fn receive(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
                     return Ok(Some(()));
                 }
             }
-            Event::NotifyCmdData {
-                source_user_id,
-                data_base64,
-            } => {
-                let data = base64::engine::general_purpose::STANDARD
-                    .decode(&data_base64)
-                    .unwrap_or_default();
+            Event::NotifyCmdData { from, data } => {
+                let data_base64 = BASE64.encode(&data);
                 let text = String::from_utf8(data).ok();
                 s.out.emit(
-                    json!({"event": "cmd", "from": source_user_id, "data_base64": data_base64,
+                    json!({"event": "cmd", "from": from, "data_base64": data_base64,
                            "text": text}),
                     || {
                         Some(match &text {
-                            Some(t) => format!("cmd from {source_user_id}: {t}"),
-                            None => format!("cmd from {source_user_id} (base64): {data_base64}"),
+                            Some(t) => format!("cmd from {from}: {t}"),
+                            None => format!("cmd from {from} (base64): {data_base64}"),
                         })
                     },
                 );
             }
-            Event::NotifyBufferData {
-                source_user_id,
-                data_base64,
-            } => {
-                let n = base64::engine::general_purpose::STANDARD
-                    .decode(&data_base64)
-                    .map(|d| d.len())
-                    .unwrap_or(0);
+            Event::NotifyBufferData { from, data } => {
+                let n = data.len();
                 s.out.emit(
-                    json!({"event": "buffer", "from": source_user_id, "bytes": n,
-                           "data_base64": data_base64}),
-                    || Some(format!("buffer from {source_user_id}: {n} bytes")),
+                    json!({"event": "buffer", "from": from, "bytes": n,
+                           "data_base64": BASE64.encode(&data)}),
+                    || Some(format!("buffer from {from}: {n} bytes")),
                 );
             }
-            Event::NotifyCancelSend { send_id } => {
+            Event::NotifyCancelSend { task_id } => {
                 s.out
-                    .emit(json!({"event": "cancelled", "task_id": send_id}), || {
-                        Some(format!("transfer {send_id} cancelled by the sender"))
+                    .emit(json!({"event": "cancelled", "task_id": task_id}), || {
+                        Some(format!("transfer {task_id} cancelled by the sender"))
                     });
             }
             _ => {}
@@ -641,24 +593,17 @@ fn receive(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
 
 // ----- meetings ------------------------------------------------------------------------------
 
-fn print_meeting(out: &Out, event: &str, v: &Value) {
-    let mut obj = v.clone();
-    if let Value::Object(m) = &mut obj {
-        m.insert("event".into(), event.into());
-    }
+/// Prints one meeting: with `--json` its pinned object plus `event`.
+fn print_meeting(out: &Out, event: &str, m: &Meeting) {
+    let mut obj = json!(m);
+    obj["event"] = event.into();
     out.emit(obj, || {
-        let pswd = v["pswd"].as_str().unwrap_or("");
-        let mut line = format!(
-            "{}  {:?}  by {}",
-            v["ID"],
-            v["subject"].as_str().unwrap_or(""),
-            v["creator"].as_str().unwrap_or("?")
-        );
-        if !pswd.is_empty() {
-            line.push_str(&format!("  password {pswd}"));
+        let mut line = format!("{}  {:?}  by {}", m.id, m.subject, m.creator);
+        if !m.pswd.is_empty() {
+            line.push_str(&format!("  password {}", m.pswd));
         }
-        if let Some(url) = v["pubMeetUrl"].as_str().filter(|u| !u.is_empty()) {
-            line.push_str(&format!("  {url}"));
+        if !m.pub_meet_url.is_empty() {
+            line.push_str(&format!("  {}", m.pub_meet_url));
         }
         if event == "meeting_created" {
             line.insert_str(0, "created ");
@@ -683,18 +628,15 @@ fn meetings(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
                 .get_meetings("")
                 .map_err(|c| Fail::code("meetings", c))?;
             let deadline = s.deadline;
-            let text = s.wait(deadline, "listing meetings", |_, ev| match ev {
-                Event::GetMeetingsSuccess { json_meetings, .. } => Ok(Some(json_meetings)),
-                Event::GetMeetingsFail { code, .. } => Err(Fail::code("meetings failed", code)),
+            let list = s.wait(deadline, "listing meetings", |_, ev| match ev {
+                Event::GetMeetings { result, .. } => done("meetings failed", result),
                 _ => Ok(None),
             })?;
-            let list = parse_json("meetings", &text)?;
-            let list = list.as_array().cloned().unwrap_or_default();
             if list.is_empty() && !s.out.json {
                 s.out.emit(Value::Null, || Some("no meetings".to_owned()));
             }
-            for v in &list {
-                print_meeting(&s.out, "meeting", v);
+            for m in &list {
+                print_meeting(&s.out, "meeting", m);
             }
             Ok(())
         }
@@ -707,15 +649,11 @@ fn meetings(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
                 .create_meeting(&subject, pswd, "")
                 .map_err(|c| Fail::code("meetings create", c))?;
             let deadline = s.deadline;
-            let text = s.wait(deadline, "creating the meeting", |_, ev| match ev {
-                Event::CreateMeetingSuccess { meet_obj, .. } => Ok(Some(meet_obj)),
-                Event::CreateMeetingFail { code, .. } => {
-                    Err(Fail::code("meetings create failed", code))
-                }
+            let m = s.wait(deadline, "creating the meeting", |_, ev| match ev {
+                Event::CreateMeeting { result, .. } => done("meetings create failed", result),
                 _ => Ok(None),
             })?;
-            let v = parse_json("meetings create", &text)?;
-            print_meeting(&s.out, "meeting_created", &v);
+            print_meeting(&s.out, "meeting_created", &m);
             Ok(())
         }
         "destroy" => {
@@ -729,10 +667,7 @@ fn meetings(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
                 .map_err(|c| Fail::code("meetings destroy", c))?;
             let deadline = s.deadline;
             s.wait(deadline, "destroying the meeting", |_, ev| match ev {
-                Event::DestroyMeetingRslt { code: 0, .. } => Ok(Some(())),
-                Event::DestroyMeetingRslt { code, .. } => {
-                    Err(Fail::code("meetings destroy failed", code))
-                }
+                Event::DestroyMeeting { result, .. } => done("meetings destroy failed", result),
                 _ => Ok(None),
             })?;
             s.out

@@ -3,7 +3,7 @@
 
 use crate::args::Global;
 use crate::signals;
-use crvm::core::{Client, Event, LoginParams};
+use crvm::core::{Client, Code, Event, LoginParams};
 use crvm_proto::error::*;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -24,9 +24,9 @@ pub enum Fail {
     /// Bad command line, or an argument that cannot be used (a --dir that cannot be created).
     Usage(String),
     /// The library or the server answered with a SPEC code (synchronously or in an event).
-    Code { what: String, code: i32 },
+    Code { what: String, code: Code },
     /// The session ended under us: `line_off(code)`.
-    Lost(i32),
+    Lost(Code),
     /// `--timeout` passed before the command reached its goal.
     Timeout(String),
     /// SIGINT or SIGTERM before the command reached its goal.
@@ -36,9 +36,9 @@ pub enum Fail {
 }
 
 /// Codes that mean the connection could not be made or kept.
-fn is_link_code(code: i32) -> bool {
+fn is_link_code(code: Code) -> bool {
     matches!(
-        code,
+        code.get(),
         CRVIDEOSDK_NETWORK_INITFAILED
             | CRVIDEOSDK_NO_SERVERINFO
             | CRVIDEOSDK_CREATE_CONN_FAILED
@@ -50,12 +50,15 @@ fn is_link_code(code: i32) -> bool {
 }
 
 /// Codes that mean the server did not answer in time.
-fn is_timeout_code(code: i32) -> bool {
-    matches!(code, CRVIDEOSDK_NOSERVER_RSP | CRVIDEOSDK_SOCKETTIMEOUT)
+fn is_timeout_code(code: Code) -> bool {
+    matches!(
+        code.get(),
+        CRVIDEOSDK_NOSERVER_RSP | CRVIDEOSDK_SOCKETTIMEOUT
+    )
 }
 
 impl Fail {
-    pub fn code(what: impl Into<String>, code: i32) -> Fail {
+    pub fn code(what: impl Into<String>, code: Code) -> Fail {
         Fail::Code {
             what: what.into(),
             code,
@@ -75,7 +78,7 @@ impl Fail {
         }
     }
 
-    fn spec_code(&self) -> Option<i32> {
+    fn spec_code(&self) -> Option<Code> {
         match self {
             Fail::Code { code, .. } | Fail::Lost(code) => Some(*code),
             _ => None,
@@ -85,8 +88,8 @@ impl Fail {
     fn message(&self) -> String {
         match self {
             Fail::Usage(m) => m.clone(),
-            Fail::Code { what, code } => format!("{what}: {code} {}", err_str(*code)),
-            Fail::Lost(code) => format!("session ended: {code} {}", err_str(*code)),
+            Fail::Code { what, code } => format!("{what}: {} {}", code.get(), code.text()),
+            Fail::Lost(code) => format!("session ended: {} {}", code.get(), code.text()),
             Fail::Timeout(what) => format!("timed out {what}"),
             Fail::Interrupted(sig) => format!(
                 "interrupted by {}",
@@ -113,13 +116,18 @@ impl Fail {
             let code = self.spec_code();
             out.json_line(json!({
                 "event": "error",
-                "code": code,
-                "text": code.map(err_str),
+                "code": code.map(Code::get),
+                "text": code.map(Code::text),
                 "message": msg,
                 "exit": self.exit_code(),
             }));
         }
     }
+}
+
+/// The end of a request as a step of [`Session::wait`]: its value, or [`Fail::Code`] with `what`.
+pub fn done<T>(what: &str, result: Result<T, Code>) -> Result<Option<T>, Fail> {
+    result.map(Some).map_err(|c| Fail::code(what, c))
 }
 
 /// Where results go: human lines or one JSON object per line, on stdout.
@@ -221,8 +229,7 @@ impl Session {
         };
         let deadline = s.deadline;
         s.user = s.wait(deadline, "logging in", |_, ev| match ev {
-            Event::LoginSuccess { user_id, .. } => Ok(Some(user_id)),
-            Event::LoginFail { code, .. } => Err(Fail::code("login failed", code)),
+            Event::Login { result, .. } => done("login failed", result),
             _ => Ok(None),
         })?;
         Ok(s)
@@ -274,7 +281,7 @@ impl Session {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Fail::Lost(CRVIDEOSDK_CONNECTIONLOST))
+                    return Err(Fail::Lost(code(CRVIDEOSDK_CONNECTIONLOST)))
                 }
             }
         }

@@ -105,6 +105,69 @@ pub const CRVIDEOSDK_FILE_ALREADY_EXIST: i32 = 1403;
 /// File operation failed.
 pub const CRVIDEOSDK_FILE_OPERATOR_ERR: i32 = 1404;
 
+/// A non-zero error code of SPEC §6: the `Err` of every fallible operation of the Rust API and
+/// of message validation. Success is never a `Code` (it is `Ok`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Code(std::num::NonZeroI32);
+
+impl Code {
+    /// `Some` for any non-zero code.
+    pub const fn new(code: i32) -> Option<Code> {
+        match std::num::NonZeroI32::new(code) {
+            Some(c) => Some(Code(c)),
+            None => None,
+        }
+    }
+
+    /// The number, as the C API and the wire carry it.
+    pub const fn get(self) -> i32 {
+        self.0.get()
+    }
+
+    /// English text (SPEC §6).
+    pub fn text(self) -> &'static str {
+        err_str(self.get())
+    }
+}
+
+/// The [`Code`] of a non-zero constant (a zero is a bug at the call site).
+pub const fn code(c: i32) -> Code {
+    match Code::new(c) {
+        Some(c) => c,
+        None => panic!("0 is success, not an error code"),
+    }
+}
+
+/// A wire or C result code as a `Result`: 0 is `Ok`.
+pub fn check(c: i32) -> Result<(), Code> {
+    match Code::new(c) {
+        None => Ok(()),
+        Some(c) => Err(c),
+    }
+}
+
+/// The wire or C form of a `Result`: 0 for `Ok`.
+pub fn code_of<T>(r: &Result<T, Code>) -> i32 {
+    match r {
+        Ok(_) => CRVIDEOSDK_NOERR,
+        Err(c) => c.get(),
+    }
+}
+
+impl From<Code> for i32 {
+    fn from(c: Code) -> i32 {
+        c.get()
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.get(), self.text())
+    }
+}
+
+impl std::error::Error for Code {}
+
 /// One row of the error table.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorInfo {

@@ -184,8 +184,8 @@ pub fn control_prefix(json: &[u8]) -> [u8; 4] {
 
 /// Incremental decoder: feed it bytes as they arrive, take whole frames out.
 ///
-/// The length prefix is checked as soon as the header is complete, so an oversized frame is
-/// refused before any of its payload is buffered. The buffer never holds more than one maximal
+/// The length prefix is checked as soon as its four bytes are in, so an oversized frame is
+/// refused before the rest of its header, let alone its payload, is waited for. The buffer never holds more than one maximal
 /// frame plus what the caller fed beyond it.
 ///
 /// Memory follows the traffic: an idle connection keeps a `READ_MIN` buffer. The room
@@ -275,7 +275,7 @@ impl Decoder {
     /// acceptable (an oversized one is refused by [`Decoder::next_frame`] and gets no room).
     fn frame_rest(&self) -> usize {
         let avail = &self.buf[self.start..self.end];
-        if avail.len() < HEADER_LEN {
+        if avail.len() < 4 {
             return 0;
         }
         let len = u32::from_be_bytes(avail[..4].try_into().unwrap());
@@ -312,7 +312,30 @@ impl Decoder {
     /// The next complete frame, `Ok(None)` if more bytes are needed, or the error that must end
     /// the connection. After an error the decoder must not be used again.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        Ok(self.next_frame_ref()?.map(|f| Frame {
+            kind: f.kind,
+            seq: f.seq,
+            ack: f.ack,
+            payload: f.payload.to_vec(),
+        }))
+    }
+
+    /// Like [`Decoder::next_frame`], but the payload is borrowed from the decoder's buffer (no
+    /// copy, no allocation): the receive path of both ends.
+    ///
+    /// A length prefix over the maximum is refused as soon as its four bytes are in, before the
+    /// rest of the header arrives.
+    pub fn next_frame_ref(&mut self) -> Result<Option<FrameRef<'_>>, FrameError> {
         let avail = &self.buf[self.start..self.end];
+        if avail.len() >= 4 {
+            let len = u32::from_be_bytes(avail[..4].try_into().unwrap());
+            if len > self.max_payload {
+                return Err(FrameError::TooLarge {
+                    len,
+                    max: self.max_payload,
+                });
+            }
+        }
         if avail.len() < HEADER_LEN {
             return Ok(None);
         }
@@ -327,20 +350,44 @@ impl Decoder {
         if avail.len() < total {
             return Ok(None);
         }
-        let payload = avail[HEADER_LEN..total].to_vec();
+        let at = self.start;
         self.start += total;
         self.last_seq = h.seq;
+        let payload = &self.buf[at + HEADER_LEN..at + total];
         if h.kind == Kind::Control {
-            split_control(&payload)?;
+            split_control(payload)?;
         } else if h.kind == Kind::Data && payload.len() < 8 {
             return Err(FrameError::BadControl);
         }
-        Ok(Some(Frame {
+        Ok(Some(FrameRef {
             kind: h.kind,
             seq: h.seq,
             ack: h.ack,
             payload,
         }))
+    }
+}
+
+/// A decoded frame whose payload is still in the decoder's buffer (see
+/// [`Decoder::next_frame_ref`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRef<'a> {
+    pub kind: Kind,
+    pub seq: u64,
+    pub ack: u64,
+    pub payload: &'a [u8],
+}
+
+impl<'a> FrameRef<'a> {
+    /// A control frame's JSON text and attachment (checked by the decoder).
+    pub fn control(&self) -> Result<(&'a [u8], &'a [u8]), FrameError> {
+        split_control(self.payload)
+    }
+
+    /// A data frame's stream ID and bytes (the decoder checked the 8-byte stream ID).
+    pub fn data(&self) -> (u64, &'a [u8]) {
+        let (sid, bytes) = self.payload.split_at(8);
+        (u64::from_be_bytes(sid.try_into().unwrap()), bytes)
     }
 }
 
@@ -414,19 +461,27 @@ mod tests {
     }
 
     #[test]
-    fn oversized_is_refused_from_the_header_alone() {
+    fn oversized_is_refused_from_the_length_alone() {
+        // The four length bytes are enough: no need to wait for the rest of the header.
+        for sent in [4, 5, HEADER_LEN] {
+            let mut dec = Decoder::new(100);
+            let mut h = [0u8; HEADER_LEN];
+            h[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+            h[4] = 1;
+            dec.feed(&h[..sent]);
+            assert_eq!(
+                dec.next_frame(),
+                Err(FrameError::TooLarge {
+                    len: u32::MAX,
+                    max: 100
+                }),
+                "{sent} bytes"
+            );
+        }
+        // Three bytes cannot tell yet.
         let mut dec = Decoder::new(100);
-        let mut h = [0u8; HEADER_LEN];
-        h[..4].copy_from_slice(&u32::MAX.to_be_bytes());
-        h[4] = 1;
-        dec.feed(&h);
-        assert_eq!(
-            dec.next_frame(),
-            Err(FrameError::TooLarge {
-                len: u32::MAX,
-                max: 100
-            })
-        );
+        dec.feed(&[0xff, 0xff, 0xff]);
+        assert_eq!(dec.next_frame(), Ok(None));
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! The crvm wire protocol, shared by libcrvm and crvm-server: frames ([`frame`]), control
-//! messages ([`msg`]) and the error table of SPEC §6 ([`error`]). `docs/PROTOCOL.md` is the
-//! prose description of the same thing.
+//! messages and their validation ([`msg`]), the out-queue both ends write through ([`outq`]),
+//! and the error table of SPEC §6 ([`error`]). With the feature `raw`, [`raw`] is a protocol
+//! peer for tests and benchmarks. `docs/PROTOCOL.md` is the prose description of the same thing.
 
 pub mod error;
 pub mod frame;
 pub mod msg;
+pub mod outq;
+#[cfg(feature = "raw")]
+pub mod raw;
 
-pub use frame::{Decoder, Encoder, Frame, FrameError, Kind};
-pub use msg::{ClientMsg, Meeting, ServerMsg, UserStatus, XferKind, PROTOCOL_VERSION};
+pub use error::Code;
+pub use frame::{Decoder, Encoder, Frame, FrameError, FrameRef, Kind};
+pub use msg::{ClientMsg, Meeting, Op, ServerMsg, SizeLimits, UserStatus, XferKind, PROTOCOL_VERSION};
+pub use outq::{Out, OutQueue};

@@ -1,89 +1,101 @@
-//! Control messages: JSON objects tagged by `"t"`. Requests carry a connection-unique `id`;
-//! every reply carries it back as `re`. Unknown fields are ignored so that newer peers can add
-//! fields without a version bump; unknown `t` values are a protocol error.
+//! Control messages: JSON objects `{"t": type, "c": content}` (serde's adjacent tagging, tag
+//! first, so a message is parsed in one pass without buffering). A request travels in a
+//! `req {id, op}` envelope: [`Op`] is the request body on the wire and in both ends' code, and
+//! every answer carries the `id` back as `re`. Unknown fields are ignored so that newer peers
+//! can add fields without a version bump; unknown types are a protocol error.
+//!
+//! [`ClientMsg::validate`] and [`Op::validate`] are the one place the field limits of SPEC §5
+//! and the protocol's own are checked: the library calls them before sending (a synchronous
+//! refusal), the server on receipt (the answer's code).
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::*;
+
 /// Protocol version spoken by this build. The server refuses any other with code 4.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
+#[serde(tag = "t", content = "c", rename_all = "snake_case")]
 pub enum ClientMsg {
     /// First frame of every connection.
-    Hello {
-        ver: u32,
-        agent: String,
-    },
+    Hello { ver: u32, agent: String },
+    /// A request, answered by exactly one reply carrying `id` as `re` (none for a logout the
+    /// server closes after; see docs/PROTOCOL.md).
+    Req { id: u64, op: Op },
+    /// A cmd to `to`; its bytes are the frame's attachment. `n` numbers the connection's cmds
+    /// 1, 2, 3, …; `cmd_done` reports each one's outcome. At most [`xfer::CMD_WINDOW`] cmds
+    /// (and [`xfer::CMD_WINDOW_BYTES`]) may be unfinished at once.
+    Cmd { n: u64, to: String },
+    /// Receiver: every `cmd_in` numbered up to `upto` has been handed to the app.
+    CmdAck { upto: u64 },
+    /// Sender: every byte of stream `sid` has been sent; `hash` is their checksum
+    /// ([`checksum_hex`]).
+    DataEnd { sid: u64, hash: String },
+    /// Sender: abandon stream `sid`. Answered by `cancel_done`.
+    Cancel { sid: u64 },
+    /// Receiver: `bytes` of stream `sid` are received and stored (end to end credit).
+    Ack { sid: u64, bytes: u64 },
+    /// Receiver: stream `sid` is finished: 0 delivered to the app, 1402 could not be stored,
+    /// 1103 checksum mismatch.
+    Fin { sid: u64, code: i32 },
+    /// Receiver: answer to `cancelled`: 0 discarded, 1104 it was already delivered.
+    CancelAck { sid: u64, code: i32 },
+}
+
+/// The body of a request (`req`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "c", rename_all = "snake_case")]
+pub enum Op {
     /// `secret` is the tenant secret (may be empty in token mode), `token` the per-user token.
     Login {
-        id: u64,
         app_id: String,
         secret: String,
         user_id: String,
         nick: String,
         token: String,
     },
-    /// Answered with a reply once everything before it was answered; then the server closes.
-    Logout {
-        id: u64,
-    },
+    /// Answered once everything before it was answered; then the server closes.
+    Logout,
     SetDnd {
-        id: u64,
         dnd: i32,
     },
-    GetUserStatus {
-        id: u64,
-    },
-    StartStatusNotify {
-        id: u64,
-    },
-    StopStatusNotify {
-        id: u64,
-    },
+    GetUserStatus,
+    StartStatusNotify,
+    StopStatusNotify,
     CreateMeeting {
-        id: u64,
         subject: String,
         with_pswd: bool,
     },
     DestroyMeeting {
-        id: u64,
         meet_id: i32,
     },
-    GetMeetings {
-        id: u64,
-    },
+    GetMeetings,
     /// Starts a call. `call_id` is chosen by the caller's library (unique, ≤ 63 bytes);
     /// `meet_obj` (empty or a JSON object) and `ext` travel verbatim.
     Call {
-        id: u64,
         call_id: String,
         callee: String,
         meet_obj: String,
         ext: String,
     },
     AcceptCall {
-        id: u64,
         call_id: String,
         meet_obj: String,
         ext: String,
     },
     RejectCall {
-        id: u64,
         call_id: String,
         ext: String,
     },
     HangupCall {
-        id: u64,
         call_id: String,
         ext: String,
     },
-    /// Sender: starts a transfer of `size` bytes to `to`. A cmd carries its bytes as the
-    /// frame's attachment and is complete with it; buffers and files follow as data frames on
-    /// the stream ID the server answers with (`offer_ok`).
+    /// Starts a buffer or file transfer of `size` bytes to `to`, answered by `offer_ok` with
+    /// the stream ID; data may flow once `start` for it arrives.
     Offer {
-        id: u64,
         task: String,
         to: String,
         kind: XferKind,
@@ -91,62 +103,153 @@ pub enum ClientMsg {
         /// The file's base name (files only).
         name: String,
     },
-    /// Sender: every byte of stream `sid` has been sent; `hash` is their checksum
-    /// ([`checksum_hex`]).
-    DataEnd {
-        sid: u64,
-        hash: String,
-    },
-    /// Sender: abandon stream `sid`. Answered by `cancel_done`.
-    Cancel {
-        sid: u64,
-    },
-    /// Receiver: `bytes` of stream `sid` are received and stored (end to end credit).
-    Ack {
-        sid: u64,
-        bytes: u64,
-    },
-    /// Receiver: stream `sid` is finished: 0 delivered to the app, 1402 could not be stored,
-    /// 1103 checksum mismatch.
-    Fin {
-        sid: u64,
-        code: i32,
-    },
-    /// Receiver: answer to `cancelled`: 0 discarded, 1104 it was already delivered.
-    CancelAck {
-        sid: u64,
-        code: i32,
-    },
 }
 
-impl ClientMsg {
-    /// The request ID, for every message but `Hello`.
-    pub fn id(&self) -> Option<u64> {
-        use ClientMsg::*;
+/// Transfer sizes a request is checked against: the server's configured limits (and, in the
+/// library, the smaller of those and the client's own options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeLimits {
+    pub max_buffer: u64,
+    pub max_file: u64,
+}
+
+impl SizeLimits {
+    /// No limit beyond the protocol's own.
+    pub const NONE: SizeLimits = SizeLimits {
+        max_buffer: u64::MAX,
+        max_file: u64::MAX,
+    };
+}
+
+fn within(s: &str, max: usize) -> Result<(), Code> {
+    if s.len() > max {
+        return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
+    }
+    Ok(())
+}
+
+fn present(s: &str, max: usize) -> Result<(), Code> {
+    if s.is_empty() {
+        return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
+    }
+    within(s, max)
+}
+
+fn meet_obj_ok(meet_obj: &str) -> Result<(), Code> {
+    if !valid_meet_obj(meet_obj) {
+        return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
+    }
+    Ok(())
+}
+
+impl Op {
+    /// Checks the request's fields (SPEC §5 and the limits of docs/PROTOCOL.md): `Err` is the
+    /// code to refuse it with. Checks that need state (calling yourself, a call you are not
+    /// part of) are the handler's.
+    pub fn validate(&self, sizes: &SizeLimits) -> Result<(), Code> {
+        use limits::*;
         match self {
-            Hello { .. } => None,
-            Login { id, .. }
-            | Logout { id }
-            | SetDnd { id, .. }
-            | GetUserStatus { id }
-            | StartStatusNotify { id }
-            | StopStatusNotify { id }
-            | CreateMeeting { id, .. }
-            | DestroyMeeting { id, .. }
-            | GetMeetings { id }
-            | Call { id, .. }
-            | AcceptCall { id, .. }
-            | RejectCall { id, .. }
-            | HangupCall { id, .. }
-            | Offer { id, .. } => Some(*id),
-            DataEnd { .. } | Cancel { .. } | Ack { .. } | Fin { .. } | CancelAck { .. } => None,
+            Op::Login {
+                app_id,
+                secret,
+                user_id,
+                nick,
+                token,
+            } => {
+                present(app_id, APP_ID_MAX)?;
+                within(secret, SECRET_MAX)?;
+                within(user_id, USER_ID_MAX)?;
+                within(nick, NICK_MAX)?;
+                within(token, OPAQUE_MAX)
+            }
+            Op::Logout
+            | Op::SetDnd { .. }
+            | Op::GetUserStatus
+            | Op::StartStatusNotify
+            | Op::StopStatusNotify
+            | Op::DestroyMeeting { .. }
+            | Op::GetMeetings => Ok(()),
+            Op::CreateMeeting { subject, .. } => {
+                if subject.chars().count() > SUBJECT_MAX_CHARS {
+                    return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
+                }
+                Ok(())
+            }
+            Op::Call {
+                call_id,
+                callee,
+                meet_obj,
+                ext,
+            } => {
+                present(call_id, ID_MAX)?;
+                present(callee, USER_ID_MAX)?;
+                within(ext, OPAQUE_MAX)?;
+                meet_obj_ok(meet_obj)
+            }
+            Op::AcceptCall {
+                call_id,
+                meet_obj,
+                ext,
+            } => {
+                present(call_id, ID_MAX)?;
+                within(ext, OPAQUE_MAX)?;
+                meet_obj_ok(meet_obj)
+            }
+            Op::RejectCall { call_id, ext } | Op::HangupCall { call_id, ext } => {
+                present(call_id, ID_MAX)?;
+                within(ext, OPAQUE_MAX)
+            }
+            Op::Offer {
+                task,
+                to,
+                kind,
+                size,
+                name,
+            } => {
+                present(task, ID_MAX)?;
+                present(to, USER_ID_MAX)?;
+                within(name, PATH_MAX)?;
+                match kind {
+                    XferKind::Buffer if *size > sizes.max_buffer => {
+                        Err(code(CRVIDEOSDK_SENDBUFFER_LARGE))
+                    }
+                    XferKind::File if *size > sizes.max_file => {
+                        Err(code(CRVIDEOSDK_SENDFILE_FILEINERROR))
+                    }
+                    _ => Ok(()),
+                }
+            }
         }
     }
 }
 
+impl ClientMsg {
+    /// Checks a message's fields, `attachment` included; `Err` is the code to refuse it with.
+    /// For a request, the code its reply carries; for a cmd, its `cmd_done`'s.
+    pub fn validate(&self, attachment: &[u8], sizes: &SizeLimits) -> Result<(), Code> {
+        match self {
+            ClientMsg::Req { op, .. } => op.validate(sizes),
+            ClientMsg::Cmd { to, .. } => validate_cmd(to, attachment.len()),
+            ClientMsg::DataEnd { hash, .. } => within(hash, HASH_MAX),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The checks of a cmd of `len` bytes to `to` (SPEC §3.5).
+pub fn validate_cmd(to: &str, len: usize) -> Result<(), Code> {
+    if len > xfer::CMD_MAX {
+        return Err(code(CRVIDEOSDK_SENDCMD_LARGE));
+    }
+    present(to, limits::USER_ID_MAX)
+}
+
+/// Longest checksum text accepted (an XXH3-128 is 32 hex digits).
+pub const HASH_MAX: usize = 64;
+
 /// Server → client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
+#[serde(tag = "t", content = "c", rename_all = "snake_case")]
 pub enum ServerMsg {
     /// Answer to `Hello`: the connection may now log in.
     Welcome {
@@ -167,8 +270,11 @@ pub enum ServerMsg {
     MeetingCreated { re: u64, meeting: Meeting },
     /// Successful `GetMeetings`.
     Meetings { re: u64, list: Vec<Meeting> },
-    /// Presence push, sent only to subscribed sessions.
-    UserStatus { status: UserStatus },
+    /// Successful `offer`: the transfer's stream ID (every later message of the transfer and
+    /// its data frames use it). Data waits for `start`.
+    OfferOk { re: u64, sid: u64 },
+    /// Presence push, sent only to subscribed sessions; the content is the status object.
+    UserStatus(UserStatus),
     /// Someone calls this user (SPEC §3.4 `notify_call_in`).
     CallIn {
         call_id: String,
@@ -192,10 +298,13 @@ pub enum ServerMsg {
     },
     /// The other party hung up, cancelled, went away, or the call timed out.
     CallHungup { call_id: String, ext: String },
-    /// Answer to `offer`: the transfer's stream ID (data frames and every later message of the
-    /// transfer use it).
-    OfferOk { re: u64, sid: u64 },
-    /// To the receiver: a transfer starts (a cmd's bytes are the attachment).
+    /// A cmd for this user (its bytes are the attachment), numbered 1, 2, 3, … per connection;
+    /// acknowledged with `cmd_ack` once the app has it.
+    CmdIn { n: u64, from: String },
+    /// To the sender: the cmds numbered `ns` ended with `code` (0 delivered, 1102 target
+    /// offline or gone, 5 to yourself, …).
+    CmdDone { ns: Vec<u64>, code: i32 },
+    /// To the receiver: a transfer starts.
     Incoming {
         sid: u64,
         task: String,
@@ -204,6 +313,8 @@ pub enum ServerMsg {
         size: u64,
         name: String,
     },
+    /// To the sender: the receiver has room for stream `sid`; its data may flow.
+    Start { sid: u64 },
     /// To the receiver: the sender's checksum of stream `sid`.
     DataEnd { sid: u64, hash: String },
     /// To the sender: the receiver has `bytes` of stream `sid`.
@@ -220,7 +331,8 @@ pub enum ServerMsg {
     Close { code: i32, reason: String },
 }
 
-/// What a transfer carries (SPEC §3.5).
+/// What a transfer carries (SPEC §3.5). Cmds are not transfers on the wire (see
+/// [`ClientMsg::Cmd`]); the kind exists for the library's own bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum XferKind {
@@ -229,10 +341,26 @@ pub enum XferKind {
     File,
 }
 
-/// Flow control and sizes of transfers, shared by both ends and the server.
+/// Flow control and sizes of cmds and transfers, shared by both ends and the server.
 pub mod xfer {
     /// Largest cmd, in bytes after base64 decoding (SPEC §3.5).
     pub const CMD_MAX: usize = 51_200;
+    /// Cmds a sender may have unfinished (sent, no `cmd_done` yet) at once; the library queues
+    /// the rest, the server closes a connection that exceeds it.
+    pub const CMD_WINDOW: usize = 512;
+    /// Bytes of cmd data a sender may have unfinished at once (same rules).
+    pub const CMD_WINDOW_BYTES: usize = 2 * 1024 * 1024;
+    /// Cmds the server has handed to one receiver and not yet had acknowledged; the rest wait
+    /// in the server, in order.
+    pub const CMD_RECV_WINDOW: usize = 512;
+    /// Bytes of cmd data the server has handed to one receiver unacknowledged (same rules).
+    pub const CMD_RECV_WINDOW_BYTES: usize = 1024 * 1024;
+    /// Whether a sender with `cmds` unfinished cmds holding `bytes` may send one of `len` more
+    /// (the rule of [`CMD_WINDOW`] and [`CMD_WINDOW_BYTES`]; one cmd always fits).
+    pub fn cmd_fits(cmds: usize, bytes: usize, len: usize) -> bool {
+        cmds == 0 || (cmds < CMD_WINDOW && bytes + len <= CMD_WINDOW_BYTES)
+    }
+
     /// Bytes of data per data frame.
     pub const CHUNK: usize = 64 * 1024;
     /// Bytes a sender may have sent beyond what the receiver acknowledged. The server refuses
@@ -241,8 +369,12 @@ pub mod xfer {
     /// The receiver acknowledges at least every this many bytes (and at the end), so the
     /// window reopens in steps while the acknowledgement traffic stays small.
     pub const ACK_EVERY: u64 = 512 * 1024;
-    /// Transfers one session may be receiving at once; further offers to it get 1000.
+    /// Transfers one session may be receiving at once; the server queues further offers to it
+    /// and starts each as one of these ends.
     pub const MAX_INCOMING: usize = 32;
+    /// Buffers and files one session may have offered and not finished; the library queues
+    /// the rest, the server refuses more with 1000.
+    pub const MAX_OUTGOING: usize = 8;
 }
 
 /// The end-to-end checksum of a transfer's bytes, as sent in `data_end`: XXH3-128 in hex.
@@ -342,6 +474,11 @@ mod tests {
             serde_json::to_string(&s).unwrap(),
             r#"{"userID":"alice","userStatus":1,"DNDType":0}"#
         );
+        // A push's content is exactly the status object.
+        assert_eq!(
+            to_json(&ServerMsg::UserStatus(s)),
+            br#"{"t":"user_status","c":{"userID":"alice","userStatus":1,"DNDType":0}}"#
+        );
     }
 
     #[test]
@@ -363,15 +500,74 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_ignore_unknown_fields() {
-        let m = ClientMsg::SetDnd { id: 3, dnd: 2 };
+        let m = ClientMsg::Req {
+            id: 3,
+            op: Op::SetDnd { dnd: 2 },
+        };
         let j = to_json(&m);
-        assert_eq!(j, br#"{"t":"set_dnd","id":3,"dnd":2}"#);
+        assert_eq!(j, br#"{"t":"req","c":{"id":3,"op":{"t":"set_dnd","c":{"dnd":2}}}}"#);
         assert_eq!(serde_json::from_slice::<ClientMsg>(&j).unwrap(), m);
-        let extra = br#"{"t":"get_meetings","id":9,"future":true}"#;
+        let unit = to_json(&ClientMsg::Req {
+            id: 9,
+            op: Op::GetMeetings,
+        });
+        assert_eq!(unit, br#"{"t":"req","c":{"id":9,"op":{"t":"get_meetings"}}}"#);
+        let extra = br#"{"t":"req","c":{"id":9,"op":{"t":"get_meetings"},"future":true},"z":1}"#;
         assert_eq!(
             serde_json::from_slice::<ClientMsg>(extra).unwrap(),
-            ClientMsg::GetMeetings { id: 9 }
+            ClientMsg::Req {
+                id: 9,
+                op: Op::GetMeetings
+            }
         );
-        assert!(serde_json::from_slice::<ClientMsg>(br#"{"t":"nope","id":1}"#).is_err());
+        assert!(serde_json::from_slice::<ClientMsg>(br#"{"t":"nope","c":{}}"#).is_err());
+        assert!(serde_json::from_slice::<ClientMsg>(
+            br#"{"t":"req","c":{"id":1,"op":{"t":"nope"}}}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn validation_codes() {
+        let s = SizeLimits::NONE;
+        let call = |call_id: &str, callee: &str, meet_obj: &str| Op::Call {
+            call_id: call_id.into(),
+            callee: callee.into(),
+            meet_obj: meet_obj.into(),
+            ext: String::new(),
+        };
+        assert_eq!(call("c1", "bob", "").validate(&s), Ok(()));
+        for bad in [
+            call("", "bob", ""),
+            call(&"x".repeat(64), "bob", ""),
+            call("c1", "", ""),
+            call("c1", &"b".repeat(129), ""),
+            call("c1", "bob", "[]"),
+        ] {
+            assert_eq!(bad.validate(&s), Err(code(CRVIDEOSDK_MEETPARAM_ERR)), "{bad:?}");
+        }
+        let subject = |n: usize| Op::CreateMeeting {
+            subject: "é".repeat(n),
+            with_pswd: false,
+        };
+        assert_eq!(subject(50).validate(&s), Ok(()));
+        assert!(subject(51).validate(&s).is_err());
+        let offer = |kind, size| Op::Offer {
+            task: "t".into(),
+            to: "bob".into(),
+            kind,
+            size,
+            name: String::new(),
+        };
+        let small = SizeLimits {
+            max_buffer: 10,
+            max_file: 20,
+        };
+        assert_eq!(offer(XferKind::Buffer, 10).validate(&small), Ok(()));
+        assert_eq!(offer(XferKind::Buffer, 11).validate(&small).unwrap_err().get(), 1101);
+        assert_eq!(offer(XferKind::File, 21).validate(&small).unwrap_err().get(), 1103);
+        assert_eq!(validate_cmd("bob", xfer::CMD_MAX), Ok(()));
+        assert_eq!(validate_cmd("bob", xfer::CMD_MAX + 1).unwrap_err().get(), 1100);
+        assert_eq!(validate_cmd("", 1).unwrap_err().get(), 5);
     }
 }

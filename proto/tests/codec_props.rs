@@ -3,7 +3,7 @@
 //! accept a frame it should refuse.
 
 use crvm_proto::frame::{Decoder, Encoder, Kind, HEADER_LEN};
-use crvm_proto::msg::{ClientMsg, ServerMsg};
+use crvm_proto::msg::{ClientMsg, Op, ServerMsg};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -113,9 +113,10 @@ proptest! {
     #[test]
     fn messages_round_trip(id in any::<u64>(), s in ".{0,40}", dnd in any::<i32>()) {
         for m in [
-            ClientMsg::SetDnd { id, dnd },
-            ClientMsg::CreateMeeting { id, subject: s.clone(), with_pswd: dnd % 2 == 0 },
-            ClientMsg::HangupCall { id, call_id: s.clone(), ext: s.clone() },
+            ClientMsg::Req { id, op: Op::SetDnd { dnd } },
+            ClientMsg::Req { id, op: Op::CreateMeeting { subject: s.clone(), with_pswd: dnd % 2 == 0 } },
+            ClientMsg::Req { id, op: Op::HangupCall { call_id: s.clone(), ext: s.clone() } },
+            ClientMsg::Cmd { n: id, to: s.clone() },
         ] {
             let j = crvm_proto::msg::to_json(&m);
             prop_assert_eq!(serde_json::from_slice::<ClientMsg>(&j).unwrap(), m);

@@ -145,7 +145,7 @@ impl TenantState {
     /// Pushes `status` to every subscribed session. A subscriber whose queue is full is closed
     /// by its outbox; the others are unaffected.
     fn broadcast(&self, status: UserStatus) {
-        let out = Out::msg(&ServerMsg::UserStatus { status });
+        let out = Out::msg(&ServerMsg::UserStatus(status));
         for e in self.users.values().filter(|e| e.notify) {
             let _ = e.outbox.push(out.clone());
         }
@@ -377,7 +377,7 @@ impl Calls for MemoryHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{Flow, State};
+    use crate::outbox::State;
 
     fn session(conn_id: ConnId, tenant: &str, user_id: &str) -> (Session, Outbox) {
         let outbox = Outbox::default();
@@ -391,28 +391,15 @@ mod tests {
     }
 
     async fn drain(ob: &Outbox) -> Vec<ServerMsg> {
-        let mut batch = Vec::new();
-        if ob.queued_bytes() == 0 {
-            return Vec::new();
-        }
-        assert_eq!(ob.next_batch(&mut batch).await, Flow::Ready);
-        batch
-            .into_iter()
-            .map(|o| match o {
-                Out::Control(j) => serde_json::from_slice(&j).unwrap(),
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect()
+        ob.take_msgs()
     }
 
     fn st(user: &str, s: i32, d: i32) -> ServerMsg {
-        ServerMsg::UserStatus {
-            status: UserStatus {
-                user_id: user.into(),
-                user_status: s,
-                dnd_type: d,
-            },
-        }
+        ServerMsg::UserStatus(UserStatus {
+            user_id: user.into(),
+            user_status: s,
+            dnd_type: d,
+        })
     }
 
     #[tokio::test]

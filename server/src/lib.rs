@@ -4,12 +4,15 @@
 //! - [`cli`]: argument parsing, the `token` subcommand and process start-up;
 //! - [`config`]: the TOML configuration and the `--dev` defaults;
 //! - [`server`]: the listener, the set of live connections and graceful shutdown;
-//! - [`conn`]: one task per connection — handshake, login, requests in order, teardown;
+//! - [`conn`]: one task per connection — framing, deadlines, rate limit, teardown, linger;
+//! - [`handlers`]: what each message does, one module per area (session, presence, meetings,
+//!   calls, data);
 //! - [`outbox`]: the bounded outbound queue and the writer task of a connection;
 //! - [`hub`]: who is online where ([`hub::SessionRegistry`]) and presence ([`hub::Presence`]),
 //!   behind traits so that a multi-node implementation can replace the in-memory one;
 //! - [`calls`]: the call state machine (pure state; the hub applies its effects);
-//! - [`relay`]: point-to-point transfers, routed with end-to-end flow control;
+//! - [`relay`]: point-to-point cmds and transfers, routed and queued with end-to-end flow
+//!   control;
 //! - [`store`]: durable meetings behind [`store::MeetingStore`] (SQLite by default);
 //! - [`tls`]: the TLS acceptor (rustls), when the config names a certificate and key;
 //! - [`limits`]: request-rate buckets and failed-login counters;
@@ -24,6 +27,7 @@ pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod handlers;
 pub mod hub;
 pub mod limits;
 pub mod outbox;

@@ -1,23 +1,21 @@
-//! The outbound side of a connection: a queue bounded in bytes, and the writer task that drains
-//! it onto the socket.
+//! The outbound side of a connection: the protocol's out-queue ([`OutQueue`]) bounded in
+//! bytes, and the writer task that drains it onto the socket.
 //!
 //! Anyone may push to any connection's outbox (presence fan-out, kicks, shutdown) without ever
 //! waiting: a push that would take the queue over its bound closes that connection instead of
 //! blocking the pusher or growing memory. A slow or hostile reader therefore only ever costs
 //! the bound, and only itself.
 //!
-//! Two queues: control messages, and (lower priority) data chunks of transfers. The writer takes
-//! every queued control message before at most one data chunk, so signalling never waits behind
-//! more than one chunk.
+//! Priorities and sequence numbers are the out-queue's: the writer takes every queued control
+//! frame before at most one data chunk, so signalling never waits behind more than one chunk.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crvm_proto::frame::{self, HEADER_LEN};
 use crvm_proto::msg::xfer;
-use crvm_proto::{Encoder, Kind, ServerMsg};
+pub use crvm_proto::outq::Out;
+use crvm_proto::{OutQueue, ServerMsg};
 use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
@@ -29,74 +27,12 @@ pub const CONTROL_LIMIT: usize = 4 * 1024 * 1024;
 /// as a session may receive at once, with their frame headers. The relay enforces each window,
 /// so only a bug could reach it.
 pub const DATA_LIMIT: usize = xfer::MAX_INCOMING * (xfer::WINDOW as usize + 4096);
-/// Most bytes the writer takes from the queues for one socket write.
+/// Most bytes the writer encodes for one socket write.
 const BATCH_BYTES: usize = 256 * 1024;
 /// Largest write buffer a connection keeps between writes (one data chunk and its header fit).
 const KEEP_BYTES: usize = 80 * 1024;
 /// A write this small ends a burst: a larger write buffer kept from the burst is given back.
 const SMALL_WRITE: usize = 1024;
-/// Frames the writer's batch keeps room for once a burst is over.
-const SMALL_BATCH: usize = 16;
-
-/// One outgoing frame, before it gets its sequence number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Out {
-    /// A control message's JSON (shared, so a fan-out serialises once).
-    Control(Arc<[u8]>),
-    /// A control message's JSON with a binary attachment (a relayed cmd).
-    Attached(Arc<[u8]>, Vec<u8>),
-    /// A data frame payload: 8-byte stream ID, then the chunk.
-    Data(Vec<u8>),
-    Ping,
-    Pong,
-}
-
-impl Out {
-    /// A control frame carrying `msg`.
-    pub fn msg(msg: &ServerMsg) -> Out {
-        Out::Control(crvm_proto::msg::to_json(msg).into())
-    }
-
-    /// A control frame carrying `msg` and `attachment`.
-    pub fn attached(msg: &ServerMsg, attachment: Vec<u8>) -> Out {
-        Out::Attached(crvm_proto::msg::to_json(msg).into(), attachment)
-    }
-
-    /// Bytes this frame will take on the wire; what the bounds count.
-    pub fn cost(&self) -> usize {
-        HEADER_LEN
-            + match self {
-                Out::Control(json) => 4 + json.len(),
-                Out::Attached(json, att) => 4 + json.len() + att.len(),
-                Out::Data(p) => p.len(),
-                Out::Ping | Out::Pong => 0,
-            }
-    }
-
-    /// Appends this frame to `out`, header first, without an intermediate buffer.
-    fn encode(&self, enc: &mut Encoder, ack: u64, out: &mut Vec<u8>) {
-        let kind = match self {
-            Out::Control(_) | Out::Attached(..) => Kind::Control,
-            Out::Data(_) => Kind::Data,
-            Out::Ping => Kind::Ping,
-            Out::Pong => Kind::Pong,
-        };
-        out.extend_from_slice(&enc.header(kind, ack, self.cost() - HEADER_LEN));
-        match self {
-            Out::Control(json) => {
-                out.extend_from_slice(&frame::control_prefix(json));
-                out.extend_from_slice(json);
-            }
-            Out::Attached(json, att) => {
-                out.extend_from_slice(&frame::control_prefix(json));
-                out.extend_from_slice(json);
-                out.extend_from_slice(att);
-            }
-            Out::Data(p) => out.extend_from_slice(p),
-            Out::Ping | Out::Pong => {}
-        }
-    }
-}
 
 /// Life cycle of an outbox (and so of its connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,10 +57,10 @@ pub enum PushError {
     Overflow,
 }
 
-/// What the writer gets from [`Outbox::next_batch`].
+/// What the writer gets from [`Outbox::next_bytes`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Flow {
-    /// The batch holds frames to write.
+    /// The buffer holds frames to write.
     Ready,
     /// Closing and everything has been handed out.
     Drained,
@@ -134,10 +70,7 @@ pub enum Flow {
 
 #[derive(Debug)]
 struct Queues {
-    control: VecDeque<Out>,
-    data: VecDeque<Out>,
-    control_bytes: usize,
-    data_bytes: usize,
+    q: OutQueue,
     state: State,
 }
 
@@ -168,10 +101,7 @@ impl Outbox {
     pub fn new(control_limit: usize, data_limit: usize) -> Outbox {
         Outbox(Arc::new(Inner {
             q: Mutex::new(Queues {
-                control: VecDeque::new(),
-                data: VecDeque::new(),
-                control_bytes: 0,
-                data_bytes: 0,
+                q: OutQueue::new(),
                 state: State::Open,
             }),
             wake: Notify::new(),
@@ -181,9 +111,19 @@ impl Outbox {
         }))
     }
 
+    /// Whether two handles are the same connection's outbox.
+    pub fn same(&self, other: &Outbox) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Queues a control-priority frame (messages, pings, pongs).
     pub fn push(&self, out: Out) -> Result<(), PushError> {
         self.push_to(out, false)
+    }
+
+    /// Queues a control message.
+    pub fn push_msg(&self, msg: &ServerMsg) -> Result<(), PushError> {
+        self.push(Out::msg(msg))
     }
 
     /// Queues a data chunk (lower priority than every control frame).
@@ -193,33 +133,27 @@ impl Outbox {
 
     fn push_to(&self, out: Out, data: bool) -> Result<(), PushError> {
         let cost = out.cost();
-        let mut guard = self.0.q.lock();
-        // Reborrow once so the queue and its byte count can be borrowed side by side.
-        let q = &mut *guard;
+        let mut q = self.0.q.lock();
         if q.state != State::Open {
             return Err(PushError::Closed);
         }
-        let (queue, bytes, limit) = if data {
-            (&mut q.data, q.data_bytes, self.0.data_limit)
+        let (bytes, limit) = if data {
+            (q.q.data_bytes(), self.0.data_limit)
         } else {
-            (&mut q.control, q.control_bytes, self.0.control_limit)
+            (q.q.control_bytes(), self.0.control_limit)
         };
         // A frame alone in its queue always fits, so one large reply cannot wedge a connection.
-        if !queue.is_empty() && bytes + cost > limit {
-            q.control.clear();
-            q.data.clear();
-            q.control_bytes = 0;
-            q.data_bytes = 0;
-            self.set_state(q, State::Overflow);
+        if bytes > 0 && bytes + cost > limit {
+            q.q.clear();
+            self.set_state(&mut q, State::Overflow);
             return Err(PushError::Overflow);
         }
-        queue.push_back(out);
         if data {
-            q.data_bytes += cost;
+            q.q.push_data(out);
         } else {
-            q.control_bytes += cost;
+            q.q.push(out);
         }
-        drop(guard);
+        drop(q);
         self.0.wake.notify_one();
         Ok(())
     }
@@ -237,8 +171,7 @@ impl Outbox {
         if q.state != State::Open {
             return false;
         }
-        q.control_bytes += out.cost();
-        q.control.push_back(out);
+        q.q.push(out);
         self.set_state(&mut q, State::Closing { code });
         true
     }
@@ -255,8 +188,7 @@ impl Outbox {
     pub fn broken(&self) {
         let mut q = self.0.q.lock();
         if matches!(q.state, State::Open | State::Closing { .. }) {
-            q.control.clear();
-            q.data.clear();
+            q.q.clear();
             self.set_state(&mut q, State::Broken);
         }
     }
@@ -280,7 +212,7 @@ impl Outbox {
     /// Bytes queued and not yet taken by the writer.
     pub fn queued_bytes(&self) -> usize {
         let q = self.0.q.lock();
-        q.control_bytes + q.data_bytes
+        q.q.control_bytes() + q.q.data_bytes()
     }
 
     /// Resolves once the outbox is no longer [`State::Open`].
@@ -297,45 +229,40 @@ impl Outbox {
         }
     }
 
-    /// Moves the next frames into `batch`: every queued control frame (up to a batch size), or
-    /// else one data chunk. Waits while there is nothing to send. Only one task (the writer) may
-    /// call this.
-    pub async fn next_batch(&self, batch: &mut Vec<Out>) -> Flow {
+    /// Encodes the next frames into `buf` (stamped with their sequence numbers and `ack`):
+    /// every queued control frame (up to a batch), or else one data chunk. Waits while there is
+    /// nothing to send; with `ping`, queues a ping after `ping` of silence. Only one task (the
+    /// writer) may call this.
+    pub async fn next_bytes(&self, ack: &AtomicU64, buf: &mut Vec<u8>, ping: Option<Duration>) -> Flow {
         loop {
             {
                 let mut q = self.0.q.lock();
                 if matches!(q.state, State::Overflow | State::Broken) {
                     return Flow::Stop;
                 }
-                let mut taken = 0;
-                while taken < BATCH_BYTES {
-                    let Some(out) = q.control.pop_front() else {
-                        break;
-                    };
-                    let cost = out.cost();
-                    q.control_bytes -= cost;
-                    taken += cost;
-                    batch.push(out);
-                }
-                if batch.is_empty() {
-                    if let Some(out) = q.data.pop_front() {
-                        q.data_bytes -= out.cost();
-                        batch.push(out);
-                    }
-                }
-                if !batch.is_empty() {
+                if q.q.encode(ack.load(Ordering::Acquire), buf, BATCH_BYTES) > 0 {
                     return Flow::Ready;
                 }
                 if matches!(q.state, State::Closing { .. }) {
                     return Flow::Drained;
                 }
             }
-            self.0.wake.notified().await;
+            match ping {
+                None => self.0.wake.notified().await,
+                Some(after) => {
+                    if tokio::time::timeout(after, self.0.wake.notified()).await.is_err() {
+                        let mut q = self.0.q.lock();
+                        if q.state == State::Open {
+                            q.q.push(Out::Ping);
+                        }
+                    }
+                }
+            }
         }
     }
 }
 
-/// The writer task of a connection: frames whatever the outbox hands out (each frame's `ack` is
+/// The writer task of a connection: writes whatever the outbox encodes (each frame's `ack` is
 /// the latest sequence number the reader decoded), pings after `heartbeat` of silence once the
 /// connection has said anything, and shuts the socket's write side down when the outbox drains.
 pub async fn run_writer(
@@ -344,36 +271,19 @@ pub async fn run_writer(
     ack: Arc<AtomicU64>,
     heartbeat: Duration,
 ) {
-    let mut enc = Encoder::new();
-    let mut batch = Vec::new();
     let mut bytes = Vec::new();
     let mut sent_any = false;
     loop {
-        let flow = if sent_any {
-            match tokio::time::timeout(heartbeat, outbox.next_batch(&mut batch)).await {
-                Ok(flow) => flow,
-                Err(_) => {
-                    batch.push(Out::Ping);
-                    Flow::Ready
-                }
-            }
-        } else {
-            // No pings before the handshake's answer: the first frame is Welcome or Close.
-            outbox.next_batch(&mut batch).await
-        };
-        match flow {
+        bytes.clear();
+        // No pings before the handshake's answer: the first frame is Welcome or Close.
+        let ping = sent_any.then_some(heartbeat);
+        match outbox.next_bytes(&ack, &mut bytes, ping).await {
             Flow::Ready => {}
             Flow::Drained => {
                 let _ = wr.shutdown().await;
                 return;
             }
             Flow::Stop => return,
-        }
-        let ack = ack.load(Ordering::Acquire);
-        bytes.clear();
-        let frames = batch.len();
-        for out in batch.drain(..) {
-            out.encode(&mut enc, ack, &mut bytes);
         }
         if wr.write_all(&bytes).await.is_err() {
             outbox.broken();
@@ -386,16 +296,56 @@ pub async fn run_writer(
         {
             bytes = Vec::new();
         }
-        if batch.capacity() > SMALL_BATCH && frames <= SMALL_BATCH / 4 {
-            batch = Vec::new();
-        }
         sent_any = true;
+    }
+}
+
+/// Test helpers: what an outbox would put on the wire, decoded.
+#[cfg(test)]
+impl Outbox {
+    /// Every frame queued now, in wire order, as (kind, payload).
+    pub fn take_frames(&self) -> Vec<crvm_proto::Frame> {
+        let ack = AtomicU64::new(0);
+        let mut wire = Vec::new();
+        {
+            let mut q = self.0.q.lock();
+            while q.q.encode(ack.load(Ordering::Relaxed), &mut wire, usize::MAX) > 0 {}
+        }
+        // Parsed header by header: earlier writes may have used the first sequence numbers.
+        let mut frames = Vec::new();
+        let mut rest = &wire[..];
+        while !rest.is_empty() {
+            let h = crvm_proto::frame::parse_header(
+                rest[..crvm_proto::frame::HEADER_LEN].try_into().unwrap(),
+                u32::MAX,
+            )
+            .unwrap();
+            let end = crvm_proto::frame::HEADER_LEN + h.len as usize;
+            frames.push(crvm_proto::Frame {
+                kind: h.kind,
+                seq: h.seq,
+                ack: h.ack,
+                payload: rest[crvm_proto::frame::HEADER_LEN..end].to_vec(),
+            });
+            rest = &rest[end..];
+        }
+        frames
+    }
+
+    /// Every control message queued now, in order.
+    pub fn take_msgs(&self) -> Vec<ServerMsg> {
+        self.take_frames()
+            .iter()
+            .filter(|f| f.kind == crvm_proto::Kind::Control)
+            .map(|f| serde_json::from_slice(f.control().unwrap().0).unwrap())
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crvm_proto::Kind;
 
     fn json(n: usize) -> Out {
         Out::Control(vec![b'x'; n].into())
@@ -404,33 +354,31 @@ mod tests {
     #[tokio::test]
     async fn control_before_data_and_one_chunk_at_a_time() {
         let ob = Outbox::default();
+        let ack = AtomicU64::new(0);
         ob.push_data(vec![0; 16]).unwrap();
         ob.push_data(vec![1; 16]).unwrap();
         ob.push(json(3)).unwrap();
         ob.push(Out::Pong).unwrap();
         let mut b = Vec::new();
-        assert_eq!(ob.next_batch(&mut b).await, Flow::Ready);
-        assert_eq!(b, vec![json(3), Out::Pong]);
+        assert_eq!(ob.next_bytes(&ack, &mut b, None).await, Flow::Ready);
+        assert_eq!(b.len(), json(3).cost() + Out::Pong.cost(), "control frames only");
         b.clear();
-        assert_eq!(ob.next_batch(&mut b).await, Flow::Ready);
-        assert_eq!(b, vec![Out::Data(vec![0; 16])]);
-        b.clear();
+        assert_eq!(ob.next_bytes(&ack, &mut b, None).await, Flow::Ready);
+        assert_eq!(b.len(), Out::Data(vec![0; 16]).cost(), "then one chunk");
         ob.push(json(1)).unwrap();
-        assert_eq!(ob.next_batch(&mut b).await, Flow::Ready);
-        assert_eq!(b, vec![json(1)]);
-        b.clear();
-        assert_eq!(ob.next_batch(&mut b).await, Flow::Ready);
-        assert_eq!(b, vec![Out::Data(vec![1; 16])]);
+        let kinds: Vec<Kind> = ob.take_frames().iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [Kind::Control, Kind::Data]);
         assert_eq!(ob.queued_bytes(), 0);
     }
 
     #[tokio::test]
     async fn overflow_closes_instead_of_growing() {
         let ob = Outbox::new(1000, 1000);
+        let ack = AtomicU64::new(0);
         // A single oversized frame fits an empty queue.
         ob.push(json(5000)).unwrap();
         let mut b = Vec::new();
-        assert_eq!(ob.next_batch(&mut b).await, Flow::Ready);
+        assert_eq!(ob.next_bytes(&ack, &mut b, None).await, Flow::Ready);
         let mut pushed = 0;
         let err = loop {
             match ob.push(json(100)) {
@@ -444,12 +392,13 @@ mod tests {
         assert_eq!(ob.queued_bytes(), 0);
         assert_eq!(ob.push(json(1)), Err(PushError::Closed));
         ob.stopped().await;
-        assert_eq!(ob.next_batch(&mut b).await, Flow::Stop);
+        assert_eq!(ob.next_bytes(&ack, &mut b, None).await, Flow::Stop);
     }
 
     #[tokio::test]
     async fn close_with_sends_last_then_drains() {
         let ob = Outbox::new(100, 100);
+        let ack = AtomicU64::new(0);
         ob.push(json(50)).unwrap();
         let close = ServerMsg::Close {
             code: 206,
@@ -460,26 +409,37 @@ mod tests {
         assert!(!ob.close_with(&close));
         assert_eq!(ob.push(json(1)), Err(PushError::Closed));
         assert_eq!(ob.state(), State::Closing { code: Some(206) });
+        let frames = ob.take_frames();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(
+            serde_json::from_slice::<ServerMsg>(frames[1].control().unwrap().0).unwrap(),
+            close
+        );
         let mut b = Vec::new();
-        assert_eq!(ob.next_batch(&mut b).await, Flow::Ready);
-        assert_eq!(b, vec![json(50), Out::msg(&close)]);
-        b.clear();
-        assert_eq!(ob.next_batch(&mut b).await, Flow::Drained);
+        assert_eq!(ob.next_bytes(&ack, &mut b, None).await, Flow::Drained);
     }
 
     #[tokio::test]
-    async fn writer_wakes_on_push() {
+    async fn writer_wakes_on_push_and_pings_when_silent() {
         let ob = Outbox::default();
         let waiter = {
             let ob = ob.clone();
             tokio::spawn(async move {
+                let ack = AtomicU64::new(0);
                 let mut b = Vec::new();
-                let flow = ob.next_batch(&mut b).await;
-                (flow, b)
+                let flow = ob.next_bytes(&ack, &mut b, None).await;
+                (flow, b.len())
             })
         };
         tokio::task::yield_now().await;
-        ob.push(Out::Ping).unwrap();
-        assert_eq!(waiter.await.unwrap(), (Flow::Ready, vec![Out::Ping]));
+        ob.push(Out::Pong).unwrap();
+        assert_eq!(waiter.await.unwrap(), (Flow::Ready, Out::Pong.cost()));
+        let ack = AtomicU64::new(0);
+        let mut b = Vec::new();
+        let silence = Some(Duration::from_millis(1));
+        assert_eq!(ob.next_bytes(&ack, &mut b, silence).await, Flow::Ready);
+        let mut dec = crvm_proto::Decoder::new(100);
+        dec.feed(&b);
+        assert_eq!(dec.next_frame().unwrap().unwrap().kind, Kind::Ping);
     }
 }

@@ -1,166 +1,115 @@
-//! Event delivery: a queue the worker fills and one consumer at a time drains — the client's
-//! dispatcher thread, or `poll` on an app thread. The gate makes "one at a time, in order" and
-//! "no callback after destroy returns" hold without holding any lock while a callback runs.
+//! Event delivery: one thread at a time runs the app's handler — the client's worker thread,
+//! or `poll` on an app thread with `dispatch=manual`. The gate makes "one at a time, in order"
+//! and "no callback after destroy returns" hold without holding any lock while a callback
+//! runs.
 
 use super::event::{Event, EventHandler};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use parking_lot::{Condvar, Mutex};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, ThreadId};
 use std::time::Instant;
 
-/// What travels on the event queue.
-pub(crate) enum Queued {
-    Event(Event),
-    /// Wakes a consumer so it notices that the client is being destroyed.
-    Stop,
-}
-
-#[derive(Default)]
-struct Gate {
-    destroyed: bool,
-    /// The thread currently delivering an event, if any.
-    busy: Option<ThreadId>,
-}
-
-pub(crate) struct Dispatch {
-    tx: Sender<Queued>,
-    rx: Receiver<Queued>,
-    gate: Mutex<Gate>,
-    idle: Condvar,
-    handler: Box<dyn EventHandler>,
-}
-
-/// How `enter` went.
-enum Entry {
+/// How [`Dispatch::enter`] went.
+pub(crate) enum Entry {
     Entered,
     Destroyed,
-    /// The calling thread is already delivering an event of this client (a callback called poll).
+    /// The calling thread is already delivering an event of this client (a callback called
+    /// poll).
     Reentrant,
     TimedOut,
 }
 
+pub(crate) struct Dispatch {
+    /// The thread currently delivering, if any.
+    busy: Mutex<Option<ThreadId>>,
+    idle: Condvar,
+    destroyed: AtomicBool,
+    handler: Box<dyn EventHandler>,
+}
+
 impl Dispatch {
     pub fn new(handler: Box<dyn EventHandler>) -> Self {
-        let (tx, rx) = crossbeam_channel::unbounded();
         Dispatch {
-            tx,
-            rx,
-            gate: Mutex::new(Gate::default()),
+            busy: Mutex::new(None),
             idle: Condvar::new(),
+            destroyed: AtomicBool::new(false),
             handler,
         }
     }
 
-    pub fn sender(&self) -> Sender<Queued> {
-        self.tx.clone()
+    pub fn is_destroyed(&self) -> bool {
+        self.destroyed.load(Ordering::Acquire)
     }
 
-    fn enter(&self, deadline: Option<Instant>) -> Entry {
+    /// Takes the right to deliver, waiting (until `deadline`, or for ever) while another thread
+    /// has it.
+    pub fn enter(&self, deadline: Option<Instant>) -> Entry {
         let me = thread::current().id();
-        let mut g = self.gate.lock();
+        let mut busy = self.busy.lock();
         loop {
-            if g.destroyed {
+            if self.is_destroyed() {
                 return Entry::Destroyed;
             }
-            match g.busy {
+            match *busy {
                 None => {
-                    g.busy = Some(me);
+                    *busy = Some(me);
                     return Entry::Entered;
                 }
                 Some(t) if t == me => return Entry::Reentrant,
                 Some(_) => match deadline {
                     Some(d) => {
-                        if self.idle.wait_until(&mut g, d).timed_out() {
+                        if self.idle.wait_until(&mut busy, d).timed_out() {
                             return Entry::TimedOut;
                         }
                     }
-                    None => self.idle.wait(&mut g),
+                    None => self.idle.wait(&mut busy),
                 },
             }
         }
     }
 
-    fn leave(&self) {
-        self.gate.lock().busy = None;
+    pub fn leave(&self) {
+        *self.busy.lock() = None;
         self.idle.notify_all();
     }
 
-    fn is_destroyed(&self) -> bool {
-        self.gate.lock().destroyed
-    }
-
-    fn deliver(&self, ev: &Event) {
-        // The handler is the app's code behind the FFI layer; a panic in our conversion code must
-        // not take the dispatcher down with it.
-        let _ = catch_unwind(AssertUnwindSafe(|| self.handler.on_event(ev)));
-    }
-
-    /// Body of the dispatcher thread: delivers events until the client is destroyed.
-    pub fn run_thread(&self) {
-        while let Ok(q) = self.rx.recv() {
-            let Queued::Event(ev) = q else {
-                if self.is_destroyed() {
-                    return;
-                }
-                continue;
-            };
-            match self.enter(None) {
-                Entry::Entered => {
-                    self.deliver(&ev);
-                    self.leave();
-                }
-                Entry::Destroyed => return,
-                Entry::Reentrant | Entry::TimedOut => unreachable!("sole consumer waits forever"),
-            }
-        }
-    }
-
-    /// Manual dispatch: waits up to `deadline` for a first event, then delivers it and whatever
-    /// else is already queued. Returns the number of events delivered.
-    pub fn poll(&self, deadline: Instant) -> usize {
-        match self.enter(Some(deadline)) {
-            Entry::Entered => {}
-            Entry::Destroyed | Entry::Reentrant | Entry::TimedOut => return 0,
-        }
+    /// Delivers `events` in order (the caller has entered); stops once the client is
+    /// destroyed. Returns how many were delivered.
+    pub fn run(&self, events: &[Event]) -> usize {
         let mut n = 0;
-        loop {
-            let q = if n == 0 {
-                match self.rx.recv_deadline(deadline) {
-                    Ok(q) => q,
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match self.rx.try_recv() {
-                    Ok(q) => q,
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            };
+        for ev in events {
             if self.is_destroyed() {
                 break;
             }
-            if let Queued::Event(ev) = q {
-                self.deliver(&ev);
-                n += 1;
-            }
+            // The handler is the app's code behind the FFI layer; a panic in our conversion
+            // code must not take the client's thread down with it.
+            let _ = catch_unwind(AssertUnwindSafe(|| self.handler.on_event(ev)));
+            n += 1;
         }
-        self.leave();
         n
     }
 
-    /// Marks the client destroyed. Unless the caller is itself delivering an event of this client,
-    /// waits for the event in progress (on another thread) to finish. Returns whether the caller
-    /// is inside a callback of this client.
+    /// Enters, delivers `events`, leaves (the worker's delivery).
+    pub fn deliver(&self, events: &[Event]) {
+        if let Entry::Entered = self.enter(None) {
+            self.run(events);
+            self.leave();
+        }
+    }
+
+    /// Marks the client destroyed. Unless the caller is itself delivering an event of this
+    /// client, waits for the event in progress (on another thread) to finish. Returns whether
+    /// the caller is inside a callback of this client.
     pub fn close(&self) -> bool {
         let me = thread::current().id();
-        let mut g = self.gate.lock();
-        g.destroyed = true;
-        let _ = self.tx.send(Queued::Stop);
-        if g.busy == Some(me) {
+        let mut busy = self.busy.lock();
+        self.destroyed.store(true, Ordering::Release);
+        if *busy == Some(me) {
             return true;
         }
-        while g.busy.is_some() {
-            self.idle.wait(&mut g);
+        while busy.is_some() {
+            self.idle.wait(&mut busy);
         }
         false
     }

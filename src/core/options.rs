@@ -1,6 +1,7 @@
 //! Client options (`crvm_set_option`): string keys and values, validated here once.
 
-use crvm_proto::error::CRVIDEOSDK_MEETPARAM_ERR;
+use crvm_proto::error::{code, CRVIDEOSDK_MEETPARAM_ERR};
+use crvm_proto::Code;
 use crvm_proto::msg::limits::PATH_MAX;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +24,9 @@ pub struct Options {
     pub request_timeout: Duration,
     /// Largest buffer this client sends or accepts (the server's own limit applies too).
     pub max_buffer_bytes: u64,
+    /// Data accepted and not yet acknowledged end to end beyond which `send_cmd` and
+    /// `send_buffer` are refused with 1000 (SPEC §3.5).
+    pub max_pending_bytes: u64,
     /// Speak TLS to the server.
     pub tls: bool,
     /// CA certificates (PEM) that the server's certificate must chain to; the system's when
@@ -41,6 +45,7 @@ impl Default for Options {
             connect_timeout: Duration::from_millis(10_000),
             request_timeout: Duration::from_millis(30_000),
             max_buffer_bytes: 100 * 1024 * 1024,
+            max_pending_bytes: 64 * 1024 * 1024,
             tls: false,
             tls_ca_file: None,
             log_file: None,
@@ -48,21 +53,32 @@ impl Default for Options {
     }
 }
 
-fn millis(value: &str, max: u64) -> Result<Duration, i32> {
+fn bad() -> Code {
+    code(CRVIDEOSDK_MEETPARAM_ERR)
+}
+
+fn millis(value: &str, max: u64) -> Result<Duration, Code> {
     match value.parse::<u64>() {
         Ok(ms) if (1..=max).contains(&ms) => Ok(Duration::from_millis(ms)),
-        _ => Err(CRVIDEOSDK_MEETPARAM_ERR),
+        _ => Err(bad()),
+    }
+}
+
+fn positive(value: &str) -> Result<u64, Code> {
+    match value.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(bad()),
     }
 }
 
 impl Options {
     /// Applies one option; unknown key or bad value → 5 and nothing changes.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), i32> {
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), Code> {
         match key {
             "download_dir" => {
                 let dir = PathBuf::from(value);
                 if value.is_empty() || value.len() > PATH_MAX || !dir.is_dir() {
-                    return Err(CRVIDEOSDK_MEETPARAM_ERR);
+                    return Err(bad());
                 }
                 self.download_dir = dir;
             }
@@ -70,22 +86,18 @@ impl Options {
                 self.dispatch = match value {
                     "thread" => DispatchMode::Thread,
                     "manual" => DispatchMode::Manual,
-                    _ => return Err(CRVIDEOSDK_MEETPARAM_ERR),
+                    _ => return Err(bad()),
                 }
             }
             "connect_timeout_ms" => self.connect_timeout = millis(value, 600_000)?,
             "request_timeout_ms" => self.request_timeout = millis(value, 3_600_000)?,
-            "max_buffer_bytes" => {
-                self.max_buffer_bytes = match value.parse::<u64>() {
-                    Ok(n) if n > 0 => n,
-                    _ => return Err(CRVIDEOSDK_MEETPARAM_ERR),
-                }
-            }
+            "max_buffer_bytes" => self.max_buffer_bytes = positive(value)?,
+            "max_pending_bytes" => self.max_pending_bytes = positive(value)?,
             "tls" => {
                 self.tls = match value {
                     "on" => true,
                     "off" => false,
-                    _ => return Err(CRVIDEOSDK_MEETPARAM_ERR),
+                    _ => return Err(bad()),
                 }
             }
             "log_file" => {
@@ -99,7 +111,7 @@ impl Options {
                         .open(&path)
                         .is_ok();
                 if !ok {
-                    return Err(CRVIDEOSDK_MEETPARAM_ERR);
+                    return Err(bad());
                 }
                 self.log_file = Some(path);
             }
@@ -107,11 +119,11 @@ impl Options {
                 // Checked now, so that a bad file is a refused option, not a failed login.
                 let path = PathBuf::from(value);
                 if value.len() > PATH_MAX || super::transport::tls_config(Some(&path)).is_err() {
-                    return Err(CRVIDEOSDK_MEETPARAM_ERR);
+                    return Err(bad());
                 }
                 self.tls_ca_file = Some(path);
             }
-            _ => return Err(CRVIDEOSDK_MEETPARAM_ERR),
+            _ => return Err(bad()),
         }
         Ok(())
     }
@@ -145,6 +157,9 @@ mod tests {
             "not a certificate"
         );
         assert!(o.set("no_such_key", "1").is_err());
+        assert!(o.set("max_pending_bytes", "0").is_err());
+        assert!(o.set("max_pending_bytes", "4096").is_ok());
+        assert_eq!(o.max_pending_bytes, 4096);
         assert!(o.set("log_file", "/definitely/not/here/x.log").is_err());
         assert_eq!(o.connect_timeout, Duration::from_millis(250));
     }

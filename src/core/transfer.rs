@@ -1,29 +1,34 @@
-//! The transfer engine of one session (SPEC §3.5): cmds, buffers and files, both directions,
-//! any number at once, driven by the worker.
+//! The transfer engine of one session (SPEC §3.5): the streams of buffers and files, both
+//! directions, any number at once. Sans-IO as far as the network goes: it queues control
+//! messages on the session's out-queue, writes data chunks into the buffer the worker is about
+//! to send, and reports events; it reads and writes files itself.
 //!
-//! Sending: once the server has given a transfer its stream ID, [`Transfers::pump`] feeds data
-//! chunks to the link — one chunk queued at a time, so control messages never wait behind more
-//! than one — round-robin over the transfers whose flow-control window has room. A file is read
-//! chunk by chunk as it goes out, never held whole. The receiver's acknowledgements (relayed as
-//! `progress`) open the window and drive `send_progress`; its `fin` ends the transfer.
+//! Sending: at most [`xfer::MAX_OUTGOING`] streams are offered to the server at once; the rest
+//! wait here in order, never refused (SPEC §3.5, "Volume is never a failure"). An offered
+//! stream gets its ID (`offer_ok`), then waits for `start` (the receiver has room); from then
+//! on [`Transfers::fill_chunk`] feeds its data, round-robin over the streams whose
+//! flow-control window has room, one chunk per call, so control messages never wait behind more
+//! than one. A file is read chunk by chunk as it goes out, never held whole. The receiver's
+//! acknowledgements (relayed as `progress`) open the window and drive `send_progress`; its
+//! `fin` ends the stream.
 //!
 //! Receiving: a file is written to a hidden part file in `download_dir` as chunks arrive, and
 //! each stored chunk is acknowledged. When all bytes and the sender's checksum are in and the
 //! checksum matches, the file gets its final, fresh name (never overwriting anything) and only
 //! then is the app told. A failure or cancel deletes the part file.
 
-use super::conn::Conn;
 use super::event::Event;
 use super::ids::new_id;
 use super::options::Options;
-use super::request::{SendSpec, Source};
-use base64::Engine as _;
+use super::session::Events;
 use crvm_proto::error::*;
-use crvm_proto::msg::{checksum_hex, to_json, xfer, ClientMsg};
-use crvm_proto::XferKind;
+use crvm_proto::frame::{Kind, HEADER_LEN};
+use crvm_proto::msg::{checksum_hex, xfer};
+use crvm_proto::{ClientMsg, Code, Op, Out, OutQueue, XferKind};
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use xxhash_rust::xxh3::Xxh3;
@@ -34,31 +39,129 @@ const PROGRESS_BYTES: u64 = 1024 * 1024;
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Longest file name (bytes) the receiver keeps from the sender's.
 const NAME_MAX: usize = 200;
+/// Files waiting in the queue that keep their descriptor open; beyond this, a queued file is
+/// reopened by its path when its turn comes (so that a burst of files cannot exhaust the
+/// process's descriptors).
+const MAX_OPEN_QUEUED: usize = 64;
 
-/// What a transfer step needs from the worker: the link, the session's options, and where
-/// events go (in order).
+/// What a transfer step needs from the session: its out-queue, where events go (in order), the
+/// session's options and the time.
 pub(crate) struct Io<'a> {
-    pub conn: &'a mut Conn,
+    pub out: &'a mut OutQueue,
+    pub events: &'a mut Events,
     pub opts: &'a Options,
-    pub events: &'a mut Vec<Event>,
+    pub now: Instant,
 }
 
 impl Io<'_> {
     fn send(&mut self, msg: &ClientMsg) {
-        self.conn.send_control(&to_json(msg), &[]);
+        self.out.push(Out::msg(msg));
+    }
+
+    fn emit(&mut self, ev: Event) {
+        self.events.emit(ev);
     }
 }
 
-struct Outgoing {
-    spec: SendSpec,
+/// Where an outgoing stream's bytes come from.
+#[derive(Debug)]
+pub(crate) enum Source {
+    Bytes(Vec<u8>),
+    File(File),
+    /// A queued file whose descriptor was not kept (see [`MAX_OPEN_QUEUED`]).
+    Path(PathBuf),
+}
+
+/// Opens a file to send: non-blocking, so that opening a FIFO or a device cannot hang the
+/// caller (regular files ignore the flag); anything but a regular file is refused. Returns the
+/// file and its size.
+pub(crate) fn open_source(path: &Path) -> Result<(File, u64), Code> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => code(CRVIDEOSDK_FILE_NOT_EXIST),
+            _ => code(CRVIDEOSDK_FILE_READ_ERR),
+        })?;
+    let meta = file.metadata().map_err(|_| code(CRVIDEOSDK_FILE_READ_ERR))?;
+    if !meta.is_file() {
+        return Err(code(CRVIDEOSDK_FILE_READ_ERR));
+    }
+    Ok((file, meta.len()))
+}
+
+/// A buffer or file to send, as the app gave it.
+pub(crate) struct Outgoing {
+    pub task: String,
+    pub to: String,
+    pub kind: XferKind,
+    pub source: Source,
+    pub size: u64,
+    /// The path as the app gave it (files; reported back in `send_file_rlst`).
+    pub path: String,
+    /// Creation order, for ending streams in the order they were accepted.
+    order: u64,
+    started: bool,
     /// Bytes handed to the link.
     sent: u64,
     /// Bytes the receiver has stored.
     acked: u64,
     hasher: Xxh3,
-    cancelling: bool,
+    /// The app asked to cancel (applied as soon as the stream has an ID).
+    cancel: bool,
     /// Last `send_progress` reported, and when.
     reported: Option<(u64, Instant)>,
+}
+
+impl Outgoing {
+    pub fn new(task: String, to: String, kind: XferKind, source: Source, size: u64, path: String) -> Self {
+        Outgoing {
+            task,
+            to,
+            kind,
+            source,
+            size,
+            path,
+            order: 0,
+            started: false,
+            sent: 0,
+            acked: 0,
+            hasher: Xxh3::new(),
+            cancel: false,
+            reported: None,
+        }
+    }
+
+    /// The result event of this stream with `result`.
+    fn result(&self, result: Result<(), Code>) -> Event {
+        let task_id = self.task.clone();
+        match self.kind {
+            XferKind::File => Event::FileSent {
+                task_id,
+                path: self.path.clone(),
+                result,
+            },
+            _ => Event::BufferSent { task_id, result },
+        }
+    }
+
+    fn progress(&self) -> Event {
+        Event::SendProgress {
+            task_id: self.task.clone(),
+            sent: self.acked,
+            total: self.size,
+        }
+    }
+
+    /// Bytes of this stream held in memory until the receiver acknowledges them: a buffer
+    /// whole, a file only its window in flight (SPEC §3.5, `max_pending_bytes`).
+    fn pending_bytes(&self) -> u64 {
+        match self.kind {
+            XferKind::File => self.sent - self.acked,
+            _ => self.size,
+        }
+    }
 }
 
 enum Sink {
@@ -94,55 +197,148 @@ impl Incoming {
     }
 }
 
-/// Every transfer of the session.
+/// Every stream of the session.
 #[derive(Default)]
 pub(crate) struct Transfers {
+    /// Accepted and not yet offered, in order.
+    queued: VecDeque<Outgoing>,
+    /// Offered, waiting for `offer_ok`, by task.
+    offered: HashMap<String, Outgoing>,
+    /// With a stream ID, by stream.
     out: HashMap<u64, Outgoing>,
-    /// Outgoing streams that may still have data to send, in round-robin order.
+    /// Started streams that may still have data to send, in round-robin order.
     turn: VecDeque<u64>,
     inc: HashMap<u64, Incoming>,
     /// The app's cancels awaiting the server's answer: stream → task.
     cancels: HashMap<u64, String>,
+    next_order: u64,
 }
 
 impl Transfers {
-    pub fn is_sending(&self, task: &str) -> Option<u64> {
-        self.out
-            .iter()
-            .find(|(_, o)| o.spec.task == task)
-            .map(|(sid, _)| *sid)
+    /// Takes a stream to send; it goes out when fewer than [`xfer::MAX_OUTGOING`] are offered.
+    pub fn queue(&mut self, mut o: Outgoing) {
+        if matches!(o.source, Source::File(_)) && self.open_queued() >= MAX_OPEN_QUEUED {
+            o.source = Source::Path(PathBuf::from(&o.path));
+        }
+        self.next_order += 1;
+        o.order = self.next_order;
+        self.queued.push_back(o);
     }
 
-    /// The server accepted an offer and gave it stream `sid`.
-    pub fn started(&mut self, sid: u64, spec: SendSpec, io: &mut Io<'_>) {
-        let cmd = spec.kind == XferKind::Cmd;
-        let (cancel, size) = (spec.cancel, spec.size);
-        let sent = if cmd { spec.size } else { 0 };
-        self.out.insert(
-            sid,
-            Outgoing {
-                spec,
-                sent,
-                acked: 0,
-                hasher: Xxh3::new(),
-                cancelling: false,
-                reported: None,
-            },
-        );
+    fn open_queued(&self) -> usize {
+        self.queued
+            .iter()
+            .filter(|o| matches!(o.source, Source::File(_)))
+            .count()
+    }
+
+    /// Bytes of outgoing streams held until acknowledged (see [`Outgoing::pending_bytes`]).
+    pub fn pending_bytes(&self) -> u64 {
+        let all = self.queued.iter().chain(self.offered.values()).chain(self.out.values());
+        all.map(Outgoing::pending_bytes).sum()
+    }
+
+    /// The next offer to send, if fewer than [`xfer::MAX_OUTGOING`] streams are offered: the
+    /// task and the request body. A queued file that can no longer be opened ends here.
+    pub fn next_offer(&mut self, io: &mut Io<'_>) -> Option<(String, Op)> {
+        while self.offered.len() + self.out.len() < xfer::MAX_OUTGOING {
+            let mut o = self.queued.pop_front()?;
+            if let Source::Path(path) = &o.source {
+                match open_source(path) {
+                    Ok((file, size)) => {
+                        o.source = Source::File(file);
+                        o.size = size;
+                    }
+                    Err(e) => {
+                        io.emit(o.result(Err(e)));
+                        continue;
+                    }
+                }
+            }
+            let op = Op::Offer {
+                task: o.task.clone(),
+                to: o.to.clone(),
+                kind: o.kind,
+                size: o.size,
+                name: match o.kind {
+                    XferKind::File => base_name(&o.path).to_owned(),
+                    _ => String::new(),
+                },
+            };
+            let task = o.task.clone();
+            self.offered.insert(task.clone(), o);
+            return Some((task, op));
+        }
+        None
+    }
+
+    /// The server gave the offer of `task` stream `sid`; data waits for `start`.
+    pub fn offered(&mut self, task: &str, sid: u64, io: &mut Io<'_>) {
+        let Some(o) = self.offered.remove(task) else {
+            return;
+        };
+        let cancel = o.cancel;
+        self.out.insert(sid, o);
         if cancel {
             self.cancel_sid(sid, io);
-        } else if !cmd && size == 0 {
+        }
+    }
+
+    /// The offer of `task` failed with `code` (or timed out): the stream ends; a cancel made
+    /// meanwhile finds nothing left to cancel.
+    pub fn offer_failed(&mut self, task: &str, code: Code, io: &mut Io<'_>) {
+        let Some(o) = self.offered.remove(task) else {
+            return;
+        };
+        io.emit(o.result(Err(code)));
+        if o.cancel {
+            io.emit(Event::CancelSend {
+                task_id: o.task,
+                result: Err(crvm_proto::error::code(CRVIDEOSDK_TRANSID_INVALID)),
+            });
+        }
+    }
+
+    /// The receiver has room for stream `sid`: its data may flow.
+    pub fn on_start(&mut self, sid: u64, io: &mut Io<'_>) {
+        let Some(o) = self.out.get_mut(&sid) else {
+            return;
+        };
+        if o.started {
+            return;
+        }
+        o.started = true;
+        if o.size == 0 {
             // Nothing to send: the checksum of no bytes completes it at once.
             let hash = checksum_hex(Xxh3::new().digest128());
             io.send(&ClientMsg::DataEnd { sid, hash });
-        } else if !cmd {
+        } else if !o.cancel {
             self.turn.push_back(sid);
         }
     }
 
-    /// The app cancels `task`. Returns false if no started transfer has that task.
+    /// The app cancels `task`. Returns false if no stream has that task.
     pub fn cancel(&mut self, task: &str, io: &mut Io<'_>) -> bool {
-        match self.is_sending(task) {
+        if let Some(i) = self.queued.iter().position(|o| o.task == task) {
+            // Never offered: nobody else knows of it.
+            let o = self.queued.remove(i).expect("found");
+            io.emit(Event::CancelSend {
+                task_id: o.task,
+                result: Ok(()),
+            });
+            return true;
+        }
+        if let Some(o) = self.offered.get_mut(task) {
+            if o.cancel {
+                io.emit(Event::CancelSend {
+                    task_id: task.to_owned(),
+                    result: Err(code(CRVIDEOSDK_TRANSID_INVALID)),
+                });
+            }
+            o.cancel = true;
+            return true;
+        }
+        match self.out.iter().find(|(_, o)| o.task == task).map(|(sid, _)| *sid) {
             Some(sid) => {
                 self.cancel_sid(sid, io);
                 true
@@ -153,25 +349,22 @@ impl Transfers {
 
     fn cancel_sid(&mut self, sid: u64, io: &mut Io<'_>) {
         let o = self.out.get_mut(&sid).expect("caller checked");
-        if o.spec.kind == XferKind::Cmd || o.cancelling {
-            // A cmd cannot be cancelled; a second cancel finds nothing left to cancel.
-            io.events.push(Event::CancelSendRlst {
-                task_id: o.spec.task.clone(),
-                code: CRVIDEOSDK_TRANSID_INVALID,
+        if self.cancels.contains_key(&sid) {
+            // A second cancel finds nothing left to cancel.
+            io.emit(Event::CancelSend {
+                task_id: o.task.clone(),
+                result: Err(code(CRVIDEOSDK_TRANSID_INVALID)),
             });
             return;
         }
-        o.cancelling = true;
-        self.cancels.insert(sid, o.spec.task.clone());
+        o.cancel = true;
+        self.cancels.insert(sid, o.task.clone());
         io.send(&ClientMsg::Cancel { sid });
     }
 
-    /// Queues the next data chunk if the link has none queued and some window has room.
-    /// Returns whether it queued one.
-    pub fn pump(&mut self, io: &mut Io<'_>) -> bool {
-        if io.conn.data_queued() > 0 {
-            return false;
-        }
+    /// Appends the next data chunk to `buf` (header included, numbered by `out`), if a started
+    /// stream's window has room. Returns whether it wrote one.
+    pub fn fill_chunk(&mut self, out: &mut OutQueue, ack: u64, buf: &mut Vec<u8>, events: &mut Events) -> bool {
         for _ in 0..self.turn.len() {
             let Some(sid) = self.turn.pop_front() else {
                 break;
@@ -179,7 +372,7 @@ impl Transfers {
             let Some(o) = self.out.get_mut(&sid) else {
                 continue; // ended
             };
-            if o.cancelling || o.sent >= o.spec.size {
+            if o.cancel || o.sent >= o.size {
                 continue; // nothing more to send on it
             }
             let room = xfer::WINDOW - (o.sent - o.acked);
@@ -187,27 +380,35 @@ impl Transfers {
                 self.turn.push_back(sid); // waits for acknowledgements
                 continue;
             }
-            let n = (xfer::CHUNK as u64).min(o.spec.size - o.sent).min(room) as usize;
-            let (from, hasher) = (o.sent as usize, &mut o.hasher);
-            let filled = io.conn.send_data(sid, n, |dst| {
-                match &mut o.spec.source {
-                    Source::Bytes(b) => dst.copy_from_slice(&b[from..from + n]),
-                    Source::File(f) => f.read_exact(dst)?,
+            let n = (xfer::CHUNK as u64).min(o.size - o.sent).min(room) as usize;
+            // The header is written once the bytes are in: a failed read leaves no frame.
+            let at = buf.len();
+            let data_at = at + HEADER_LEN + 8;
+            buf.resize(data_at, 0);
+            let read = match &mut o.source {
+                Source::Bytes(b) => {
+                    let from = o.sent as usize;
+                    buf.extend_from_slice(&b[from..from + n]);
+                    Ok(())
                 }
-                hasher.update(dst);
-                Ok::<(), io::Error>(())
-            });
-            if filled.is_err() {
+                Source::File(f) => read_into(f, buf, n),
+                Source::Path(_) => unreachable!("opened when offered"),
+            };
+            if read.is_err() {
                 // Unreadable, or shorter than it was: the receiver discards its part.
+                buf.truncate(at);
                 let o = self.out.remove(&sid).expect("present");
-                io.events.push(o.spec.result(CRVIDEOSDK_FILE_READ_ERR));
-                io.send(&ClientMsg::Cancel { sid });
+                events.emit(o.result(Err(code(CRVIDEOSDK_FILE_READ_ERR))));
+                out.push(Out::msg(&ClientMsg::Cancel { sid }));
                 continue;
             }
+            buf[at..at + HEADER_LEN].copy_from_slice(&out.header(Kind::Data, ack, 8 + n));
+            buf[at + HEADER_LEN..data_at].copy_from_slice(&sid.to_be_bytes());
+            o.hasher.update(&buf[data_at..]);
             o.sent += n as u64;
-            if o.sent == o.spec.size {
+            if o.sent == o.size {
                 let hash = checksum_hex(o.hasher.digest128());
-                io.send(&ClientMsg::DataEnd { sid, hash });
+                out.push(Out::msg(&ClientMsg::DataEnd { sid, hash }));
             } else {
                 self.turn.push_back(sid);
             }
@@ -216,10 +417,8 @@ impl Transfers {
         false
     }
 
-    /// Data frame payload: stream ID, then bytes.
-    pub fn on_data(&mut self, payload: &[u8], io: &mut Io<'_>) {
-        let sid = u64::from_be_bytes(payload[..8].try_into().expect("decoder checked"));
-        let bytes = &payload[8..];
+    /// Data frame of stream `sid`.
+    pub fn on_data(&mut self, sid: u64, bytes: &[u8], io: &mut Io<'_>) {
         let Some(inc) = self.inc.get_mut(&sid) else {
             return; // failed or cancelled: the rest of its chunks are dropped
         };
@@ -260,7 +459,7 @@ impl Transfers {
         self.try_finish(sid, io);
     }
 
-    /// A transfer to this session starts.
+    /// A stream to this session starts.
     #[allow(clippy::too_many_arguments)]
     pub fn on_incoming(
         &mut self,
@@ -270,18 +469,12 @@ impl Transfers {
         kind: XferKind,
         size: u64,
         name: &str,
-        attachment: &[u8],
         io: &mut Io<'_>,
     ) {
         let fin = |io: &mut Io<'_>, code| io.send(&ClientMsg::Fin { sid, code });
         let sink = match kind {
-            XferKind::Cmd => {
-                io.events.push(Event::NotifyCmdData {
-                    source_user_id: from,
-                    data_base64: base64::engine::general_purpose::STANDARD.encode(attachment),
-                });
-                return fin(io, CRVIDEOSDK_NOERR);
-            }
+            // Cmds are not streams: a server that says so is answered as for bad data.
+            XferKind::Cmd => return fin(io, CRVIDEOSDK_ERR_DATA),
             XferKind::Buffer if size > io.opts.max_buffer_bytes => {
                 return fin(io, CRVIDEOSDK_SENDBUFFER_LARGE)
             }
@@ -318,7 +511,7 @@ impl Transfers {
         }
     }
 
-    /// Delivers an incoming transfer once every byte and the checksum are in.
+    /// Delivers an incoming stream once every byte and the checksum are in.
     fn try_finish(&mut self, sid: u64, io: &mut Io<'_>) {
         match self.inc.get(&sid) {
             Some(inc) if inc.received == inc.size && inc.expected.is_some() => {}
@@ -333,10 +526,10 @@ impl Transfers {
             });
         }
         let code = match inc.sink {
-            Sink::Bytes(b) => {
-                io.events.push(Event::NotifyBufferData {
-                    source_user_id: inc.from,
-                    data_base64: base64::engine::general_purpose::STANDARD.encode(b),
+            Sink::Bytes(data) => {
+                io.emit(Event::NotifyBufferData {
+                    from: inc.from,
+                    data,
                 });
                 CRVIDEOSDK_NOERR
             }
@@ -347,10 +540,10 @@ impl Transfers {
                 });
                 match published {
                     Ok(path) => {
-                        io.events.push(Event::NotifyFileData {
-                            source_user_id: inc.from,
-                            tmp_file: path.to_string_lossy().into_owned(),
-                            org_file_name: name,
+                        io.emit(Event::NotifyFileData {
+                            from: inc.from,
+                            path: path.to_string_lossy().into_owned(),
+                            name,
                         });
                         CRVIDEOSDK_NOERR
                     }
@@ -368,8 +561,8 @@ impl Transfers {
     pub fn on_cancelled(&mut self, sid: u64, io: &mut Io<'_>) {
         let code = match self.inc.remove(&sid) {
             Some(inc) => {
-                io.events.push(Event::NotifyCancelSend {
-                    send_id: inc.task.clone(),
+                io.emit(Event::NotifyCancelSend {
+                    task_id: inc.task.clone(),
                 });
                 inc.discard();
                 CRVIDEOSDK_NOERR
@@ -386,33 +579,35 @@ impl Transfers {
             return;
         };
         o.acked = bytes.clamp(o.acked, o.sent);
-        let now = Instant::now();
+        let now = io.now;
         let due = match o.reported {
             None => true,
             Some((at_bytes, at)) => {
                 o.acked >= at_bytes + PROGRESS_BYTES
                     || now >= at + PROGRESS_EVERY
-                    || o.acked == o.spec.size
+                    || o.acked == o.size
             }
         };
-        if due && !o.cancelling && o.reported.map(|(b, _)| b) != Some(o.acked) {
+        if due && !o.cancel && o.reported.map(|(b, _)| b) != Some(o.acked) {
             o.reported = Some((o.acked, now));
-            io.events.push(progress(o));
+            let ev = o.progress();
+            io.emit(ev);
         }
     }
 
-    /// The server reports how an outgoing transfer ended.
+    /// The server reports how an outgoing stream ended.
     pub fn on_xfer_end(&mut self, sid: u64, code: i32, io: &mut Io<'_>) {
         let Some(mut o) = self.out.remove(&sid) else {
             return;
         };
-        if code == CRVIDEOSDK_NOERR && o.spec.kind != XferKind::Cmd {
-            o.acked = o.spec.size;
+        let result = check(code);
+        if result.is_ok() {
+            o.acked = o.size;
             if o.reported.map(|(b, _)| b) != Some(o.acked) {
-                io.events.push(progress(&o));
+                io.emit(o.progress());
             }
         }
-        io.events.push(o.spec.result(code));
+        io.emit(o.result(result));
     }
 
     /// The answer to one of the app's cancels (or to our own after a read error).
@@ -420,27 +615,33 @@ impl Transfers {
         let Some(task) = self.cancels.remove(&sid) else {
             return; // a cancel we sent ourselves after a read error: already reported
         };
-        if code == CRVIDEOSDK_NOERR {
+        let result = check(code);
+        if result.is_ok() {
             self.out.remove(&sid); // cancelled: no send_*_rlst follows
         }
-        io.events.push(Event::CancelSendRlst {
+        io.emit(Event::CancelSend {
             task_id: task,
-            code,
+            result,
         });
     }
 
-    /// The session ended (link lost with `code`, or logout): every outgoing transfer and
-    /// pending cancel gets its result; incoming ones are discarded.
-    pub fn end_all(&mut self, code: i32, events: &mut Vec<Event>) {
-        let mut out: Vec<(u64, Outgoing)> = self.out.drain().collect();
-        out.sort_by_key(|(sid, _)| *sid);
-        for (_, o) in out {
-            events.push(o.spec.result(code));
+    /// The session ended (link lost with `code`, or logout): every outgoing stream and pending
+    /// cancel gets its result, in the order they were accepted; incoming ones are discarded.
+    pub fn end_all(&mut self, code: Code, events: &mut Events) {
+        let mut all: Vec<Outgoing> = self.queued.drain(..).collect();
+        all.extend(self.offered.drain().map(|(_, o)| o));
+        all.extend(self.out.drain().map(|(_, o)| o));
+        all.sort_by_key(|o| o.order);
+        for o in all {
+            events.emit(o.result(Err(code)));
         }
         let mut cancels: Vec<(u64, String)> = self.cancels.drain().collect();
         cancels.sort();
         for (_, task_id) in cancels {
-            events.push(Event::CancelSendRlst { task_id, code });
+            events.emit(Event::CancelSend {
+                task_id,
+                result: Err(code),
+            });
         }
         for (_, inc) in self.inc.drain() {
             inc.discard();
@@ -449,12 +650,20 @@ impl Transfers {
     }
 }
 
-fn progress(o: &Outgoing) -> Event {
-    Event::SendProgress {
-        task_id: o.spec.task.clone(),
-        sent: o.acked as i64,
-        total: o.spec.size as i64,
+/// Appends exactly `n` bytes read from `f` to `buf` (into its spare capacity, not zeroed
+/// first); a short file is an error.
+fn read_into(f: &mut File, buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
+    buf.reserve(n);
+    let got = f.take(n as u64).read_to_end(buf)?;
+    if got != n {
+        return Err(io::ErrorKind::UnexpectedEof.into());
     }
+    Ok(())
+}
+
+/// The last component of a path (what the receiver is told the file is called).
+pub(crate) fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// Creates a fresh hidden part file in `dir`.

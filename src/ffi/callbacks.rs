@@ -1,207 +1,148 @@
 //! `crvm_callbacks`: the app's event functions, copied at `crvm_create`, and the handler that
-//! turns each core [`Event`] into one call of the matching member.
+//! delivers each core [`Event`] as one call of its member. Struct and dispatch are both made
+//! from the events table (`src/events.rs`), so they cannot disagree; `build.rs` renders the same
+//! table into the header.
+//!
+//! Conversions happen here and only here: JSON with the pinned keys, base64, C strings. They
+//! are written into buffers kept from one event to the next, so delivering an event allocates
+//! nothing once the buffers have grown to size.
 
-use crate::core::{Event, EventHandler};
-use std::ffi::{c_char, c_void, CString};
+use crate::core::{Code, Event, EventHandler};
+use base64::Engine as _;
+use crvm_proto::error::code_of;
+use parking_lot::Mutex;
+use std::ffi::{c_char, c_void};
 
-// The members are spelled out in full (no type aliases) so that the header shows each
-// callback's exact C signature, as pinned in SPEC §2.3.
+/// The C type of an argument of each kind of the table.
+macro_rules! c_type {
+    (Id) => { *const c_char };
+    (Str) => { *const c_char };
+    (Json) => { *const c_char };
+    (B64) => { *const c_char };
+    (Code) => { i32 };
+    (Rslt) => { i32 };
+    (I32) => { i32 };
+    (I64) => { i64 };
+}
 
-/// Event callbacks (SPEC §2.3). Zero-fill the struct and set the members you need: a NULL member
-/// ignores that event. Pass `sizeof(crvm_callbacks)` as `callbacks_size` to `crvm_create`;
-/// members are only ever appended, so an app built against an older, shorter struct keeps working.
-///
-/// Every callback runs on the client's dispatcher thread (or inside `crvm_poll` with
-/// `dispatch=manual`), one at a time, in the order the events happened, with no library lock
-/// held: it may call any `crvm_*` function, including `crvm_destroy` of its own client. String
-/// arguments are valid only during the call. `ud` is the `user_data` given to `crvm_create`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-#[allow(non_camel_case_types)]
-pub struct crvm_callbacks {
-    /// `crvm_login` succeeded; `usr_id` is the user ID (server-generated if none was given).
-    pub login_success:
-        Option<unsafe extern "C" fn(ud: *mut c_void, usr_id: *const c_char, cookie: *const c_char)>,
-    /// `crvm_login` failed with `sdk_err` (7 wrong app/secret, 14/18/21 token, 202, 203, ...).
-    pub login_fail:
-        Option<unsafe extern "C" fn(ud: *mut c_void, sdk_err: i32, cookie: *const c_char)>,
-    /// The session ended without `crvm_logout`: 10 kicked by a newer login, 206 server shut
-    /// down, 207 connection lost. The client is logged out.
-    pub line_off: Option<unsafe extern "C" fn(ud: *mut c_void, sdk_err: i32)>,
-    pub set_dnd_status_success:
-        Option<unsafe extern "C" fn(ud: *mut c_void, cookie: *const c_char)>,
-    pub set_dnd_status_fail:
-        Option<unsafe extern "C" fn(ud: *mut c_void, sdk_err: i32, cookie: *const c_char)>,
-    /// `users_status` is a JSON array of `{"userID":..,"userStatus":..,"DNDType":..}` objects,
-    /// one per online user of the tenant, the caller included.
-    pub get_user_status_success: Option<
-        unsafe extern "C" fn(ud: *mut c_void, users_status: *const c_char, cookie: *const c_char),
-    >,
-    pub get_user_status_fail:
-        Option<unsafe extern "C" fn(ud: *mut c_void, sdk_err: i32, cookie: *const c_char)>,
-    /// A user of the tenant changed status; `cookie` is the one given to
-    /// `crvm_start_user_status_notify`.
-    pub notify_user_status: Option<
-        unsafe extern "C" fn(ud: *mut c_void, user_status: *const c_char, cookie: *const c_char),
-    >,
-    pub start_user_status_notify_rslt:
-        Option<unsafe extern "C" fn(ud: *mut c_void, sdk_err: i32, cookie: *const c_char)>,
-    pub stop_user_status_notify_rslt:
-        Option<unsafe extern "C" fn(ud: *mut c_void, sdk_err: i32, cookie: *const c_char)>,
-    /// `meet_obj` is the meeting's JSON object (`ID`, `pswd`, `subject`, `pubMeetUrl`,
-    /// `creator`, `memberCount`, `startTime`).
-    pub create_meeting_success: Option<
-        unsafe extern "C" fn(ud: *mut c_void, meet_obj: *const c_char, cookie: *const c_char),
-    >,
-    pub create_meeting_fail:
-        Option<unsafe extern "C" fn(ud: *mut c_void, sdk_err: i32, cookie: *const c_char)>,
-    /// 0, or 800 when the meeting does not exist or is not yours.
-    pub destroy_meeting_rslt:
-        Option<unsafe extern "C" fn(ud: *mut c_void, sdk_err: i32, cookie: *const c_char)>,
-    /// JSON array of the tenant's meeting objects.
-    pub get_meetings_success: Option<
-        unsafe extern "C" fn(ud: *mut c_void, json_meetings: *const c_char, cookie: *const c_char),
-    >,
-    pub get_meetings_fail:
-        Option<unsafe extern "C" fn(ud: *mut c_void, sdk_err: i32, cookie: *const c_char)>,
-    pub call_success: Option<
-        unsafe extern "C" fn(ud: *mut c_void, call_id: *const c_char, cookie: *const c_char),
-    >,
-    pub call_fail: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            call_id: *const c_char,
-            sdk_err: i32,
-            cookie: *const c_char,
-        ),
-    >,
-    pub accept_call_success: Option<
-        unsafe extern "C" fn(ud: *mut c_void, call_id: *const c_char, cookie: *const c_char),
-    >,
-    pub accept_call_fail: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            call_id: *const c_char,
-            sdk_err: i32,
-            cookie: *const c_char,
-        ),
-    >,
-    pub reject_call_success: Option<
-        unsafe extern "C" fn(ud: *mut c_void, call_id: *const c_char, cookie: *const c_char),
-    >,
-    pub reject_call_fail: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            call_id: *const c_char,
-            sdk_err: i32,
-            cookie: *const c_char,
-        ),
-    >,
-    pub hungup_call_success: Option<
-        unsafe extern "C" fn(ud: *mut c_void, call_id: *const c_char, cookie: *const c_char),
-    >,
-    pub hungup_call_fail: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            call_id: *const c_char,
-            sdk_err: i32,
-            cookie: *const c_char,
-        ),
-    >,
-    pub notify_call_in: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            call_id: *const c_char,
-            meet_obj: *const c_char,
-            caller_id: *const c_char,
-            usr_ext_dat: *const c_char,
-        ),
-    >,
-    pub notify_call_accepted: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            call_id: *const c_char,
-            usr_ext_dat: *const c_char,
-            meet_obj: *const c_char,
-        ),
-    >,
-    pub notify_call_rejected: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            call_id: *const c_char,
-            reason: i32,
-            usr_ext_dat: *const c_char,
-        ),
-    >,
-    pub notify_call_hungup: Option<
-        unsafe extern "C" fn(ud: *mut c_void, call_id: *const c_char, usr_ext_dat: *const c_char),
-    >,
-    pub send_cmd_rlst: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            task_id: *const c_char,
-            sdk_err: i32,
-            cookie: *const c_char,
-        ),
-    >,
-    pub send_buffer_rlst: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            task_id: *const c_char,
-            sdk_err: i32,
-            cookie: *const c_char,
-        ),
-    >,
-    pub send_file_rlst: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            task_id: *const c_char,
-            file_name: *const c_char,
-            sdk_err: i32,
-            cookie: *const c_char,
-        ),
-    >,
-    pub send_progress: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            task_id: *const c_char,
-            sended_len: i64,
-            total_len: i64,
-            cookie: *const c_char,
-        ),
-    >,
-    pub cancel_send_rlst: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            task_id: *const c_char,
-            sdk_err: i32,
-            cookie: *const c_char,
-        ),
-    >,
-    pub notify_cmd_data: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            source_user_id: *const c_char,
-            data_base64: *const c_char,
-        ),
-    >,
-    pub notify_buffer_data: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            source_user_id: *const c_char,
-            data_base64: *const c_char,
-        ),
-    >,
-    pub notify_file_data: Option<
-        unsafe extern "C" fn(
-            ud: *mut c_void,
-            source_user_id: *const c_char,
-            tmp_file: *const c_char,
-            org_file_name: *const c_char,
-        ),
-    >,
-    pub notify_cancel_send: Option<unsafe extern "C" fn(ud: *mut c_void, send_id: *const c_char)>,
-    // extensions are appended here, never inserted above
+/// The C value of an argument of each kind, made from the event's field.
+macro_rules! c_arg {
+    ($s:ident, Id, $e:expr) => { $s.str(AsRef::<str>::as_ref($e)) };
+    ($s:ident, Str, $e:expr) => { $s.str(AsRef::<str>::as_ref($e)) };
+    ($s:ident, Json, $e:expr) => { $s.json($e) };
+    ($s:ident, B64, $e:expr) => { $s.b64(AsRef::<[u8]>::as_ref($e)) };
+    ($s:ident, Code, $e:expr) => { Code::get(*$e) };
+    ($s:ident, Rslt, $e:expr) => { code_of($e) };
+    ($s:ident, I32, $e:expr) => { $e };
+    ($s:ident, I64, $e:expr) => { $e };
+}
+
+macro_rules! define_callbacks {
+    (
+        $(#[doc = $sdoc:literal])* struct crvm_callbacks;
+        $(
+            $(#[doc = $vdoc:literal])*
+            $variant:ident { $($field:ident : $fty:ty),* $(,)? } on $scrut:tt {
+                $(
+                    $(#[doc = $cdoc:literal])*
+                    $pat:pat => $cb:ident ( $($arg:ident : $kind:ident = $e:expr),* $(,)? )
+                ),* $(,)?
+            }
+        )*
+    ) => {
+        $(#[doc = $sdoc])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        #[allow(non_camel_case_types)]
+        pub struct crvm_callbacks {
+            $($(
+                $(#[doc = $cdoc])*
+                pub $cb: Option<unsafe extern "C" fn(ud: *mut c_void, $($arg: c_type!($kind)),*)>,
+            )*)*
+        }
+
+        /// The member names, in order (for tests of the mirrors and of the layout).
+        #[cfg(test)]
+        pub(crate) const NAMES: &[&str] = &[$($(stringify!($cb)),*),*];
+
+        /// Calls the member `ev` is delivered through, if the app set it.
+        #[allow(unused_variables, clippy::redundant_locals)]
+        fn dispatch(c: &crvm_callbacks, ud: *mut c_void, s: &mut Scratch, ev: &Event) {
+            match ev {
+                $( Event::$variant { $($field),* } => match $scrut {
+                    $( $pat => {
+                        if let Some(f) = c.$cb {
+                            s.reset();
+                            let args = ($(c_arg!(s, $kind, $e),)*);
+                            // SAFETY: a C function pointer the app registered with this
+                            // signature; every string argument lives in `s` until it returns.
+                            let ($($arg,)*) = args;
+                            unsafe { f(ud, $($arg),*) }
+                        }
+                    } ),*
+                } ),*
+            }
+        }
+    };
+}
+
+for_each_event!(define_callbacks);
+
+/// Buffers the C strings of one callback's arguments live in. Each argument gets its own, so
+/// that writing one never moves another; they are reused from one event to the next.
+#[derive(Default)]
+struct Scratch {
+    bufs: Vec<Vec<u8>>,
+    used: usize,
+}
+
+impl Scratch {
+    fn reset(&mut self) {
+        self.used = 0;
+    }
+
+    /// The next buffer, empty.
+    fn next(&mut self) -> &mut Vec<u8> {
+        if self.used == self.bufs.len() {
+            self.bufs.push(Vec::new());
+        }
+        self.used += 1;
+        let b = &mut self.bufs[self.used - 1];
+        b.clear();
+        b
+    }
+
+    /// `s` as a C string. Our strings never contain NUL (they come from C strings or from
+    /// serde_json, which escapes control characters); should one ever appear, it is cut there.
+    fn str(&mut self, s: &str) -> *const c_char {
+        let b = self.next();
+        let bytes = s.as_bytes();
+        let end = bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len());
+        b.extend_from_slice(&bytes[..end]);
+        b.push(0);
+        b.as_ptr() as *const c_char
+    }
+
+    /// `v` as JSON (the pinned key order is that of its type).
+    fn json<T: serde::Serialize>(&mut self, v: &T) -> *const c_char {
+        let b = self.next();
+        // Serialising plain structs into memory cannot fail.
+        let _ = serde_json::to_writer(&mut *b, v);
+        b.push(0);
+        b.as_ptr() as *const c_char
+    }
+
+    /// `bytes` in base64.
+    fn b64(&mut self, bytes: &[u8]) -> *const c_char {
+        let b = self.next();
+        b.resize(base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(bytes, &mut b[..])
+            .unwrap_or(0);
+        b.truncate(n);
+        b.push(0);
+        b.as_ptr() as *const c_char
+    }
 }
 
 /// Reads the app's callbacks: only `size` bytes (rounded down to whole members), the rest NULL.
@@ -226,320 +167,100 @@ pub(crate) unsafe fn copy_callbacks(src: *const crvm_callbacks, size: usize) -> 
 pub(crate) struct CHandler {
     cbs: crvm_callbacks,
     ud: *mut c_void,
+    /// Held while a callback runs; only one runs at a time per client (the dispatch gate), so
+    /// it is never contended.
+    scratch: Mutex<Scratch>,
 }
 
-// SAFETY: the app hands us `user_data` knowing that callbacks run on the client's dispatcher
-// thread (documented on crvm_create); the library itself never dereferences it.
+// SAFETY: the app hands us `user_data` knowing that callbacks run on the client's thread
+// (documented on crvm_create); the library itself never dereferences it.
 unsafe impl Send for CHandler {}
 unsafe impl Sync for CHandler {}
 
 impl CHandler {
     pub fn new(cbs: crvm_callbacks, ud: *mut c_void) -> Self {
-        CHandler { cbs, ud }
-    }
-}
-
-/// A C string for a callback argument. Our strings never contain NUL (they come from C strings
-/// or from serde_json, which escapes control characters); should one ever appear, it is cut there.
-fn cs(s: &str) -> CString {
-    let bytes = s.as_bytes();
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    CString::new(&bytes[..end]).expect("no interior NUL after the cut")
-}
-
-impl EventHandler for CHandler {
-    fn on_event(&self, ev: &Event) {
-        let ud = self.ud;
-        let c = &self.cbs;
-        // SAFETY: each member is a C function pointer the app registered with this signature;
-        // every string argument lives until the call returns.
-        unsafe {
-            match ev {
-                Event::LoginSuccess { user_id, cookie } => {
-                    if let Some(f) = c.login_success {
-                        f(ud, cs(user_id).as_ptr(), cs(cookie).as_ptr())
-                    }
-                }
-                Event::LoginFail { code, cookie } => err(c.login_fail, ud, *code, cookie),
-                Event::LineOff { code } => {
-                    if let Some(f) = c.line_off {
-                        f(ud, *code)
-                    }
-                }
-                Event::SetDndStatusSuccess { cookie } => one(c.set_dnd_status_success, ud, cookie),
-                Event::SetDndStatusFail { code, cookie } => {
-                    err(c.set_dnd_status_fail, ud, *code, cookie)
-                }
-                Event::GetUserStatusSuccess {
-                    users_status,
-                    cookie,
-                } => {
-                    if let Some(f) = c.get_user_status_success {
-                        f(ud, cs(users_status).as_ptr(), cs(cookie).as_ptr())
-                    }
-                }
-                Event::GetUserStatusFail { code, cookie } => {
-                    err(c.get_user_status_fail, ud, *code, cookie)
-                }
-                Event::NotifyUserStatus {
-                    user_status,
-                    cookie,
-                } => {
-                    if let Some(f) = c.notify_user_status {
-                        f(ud, cs(user_status).as_ptr(), cs(cookie).as_ptr())
-                    }
-                }
-                Event::StartUserStatusNotifyRslt { code, cookie } => {
-                    err(c.start_user_status_notify_rslt, ud, *code, cookie)
-                }
-                Event::StopUserStatusNotifyRslt { code, cookie } => {
-                    err(c.stop_user_status_notify_rslt, ud, *code, cookie)
-                }
-                Event::CreateMeetingSuccess { meet_obj, cookie } => {
-                    if let Some(f) = c.create_meeting_success {
-                        f(ud, cs(meet_obj).as_ptr(), cs(cookie).as_ptr())
-                    }
-                }
-                Event::CreateMeetingFail { code, cookie } => {
-                    err(c.create_meeting_fail, ud, *code, cookie)
-                }
-                Event::DestroyMeetingRslt { code, cookie } => {
-                    err(c.destroy_meeting_rslt, ud, *code, cookie)
-                }
-                Event::GetMeetingsSuccess {
-                    json_meetings,
-                    cookie,
-                } => {
-                    if let Some(f) = c.get_meetings_success {
-                        f(ud, cs(json_meetings).as_ptr(), cs(cookie).as_ptr())
-                    }
-                }
-                Event::GetMeetingsFail { code, cookie } => {
-                    err(c.get_meetings_fail, ud, *code, cookie)
-                }
-                Event::CallSuccess { call_id, cookie } => {
-                    call_ok(c.call_success, ud, call_id, cookie)
-                }
-                Event::CallFail {
-                    call_id,
-                    code,
-                    cookie,
-                } => call_err(c.call_fail, ud, call_id, *code, cookie),
-                Event::AcceptCallSuccess { call_id, cookie } => {
-                    call_ok(c.accept_call_success, ud, call_id, cookie)
-                }
-                Event::AcceptCallFail {
-                    call_id,
-                    code,
-                    cookie,
-                } => call_err(c.accept_call_fail, ud, call_id, *code, cookie),
-                Event::RejectCallSuccess { call_id, cookie } => {
-                    call_ok(c.reject_call_success, ud, call_id, cookie)
-                }
-                Event::RejectCallFail {
-                    call_id,
-                    code,
-                    cookie,
-                } => call_err(c.reject_call_fail, ud, call_id, *code, cookie),
-                Event::HungupCallSuccess { call_id, cookie } => {
-                    call_ok(c.hungup_call_success, ud, call_id, cookie)
-                }
-                Event::HungupCallFail {
-                    call_id,
-                    code,
-                    cookie,
-                } => call_err(c.hungup_call_fail, ud, call_id, *code, cookie),
-                Event::NotifyCallIn {
-                    call_id,
-                    meet_obj,
-                    caller_id,
-                    usr_ext_dat,
-                } => {
-                    if let Some(f) = c.notify_call_in {
-                        f(
-                            ud,
-                            cs(call_id).as_ptr(),
-                            cs(meet_obj).as_ptr(),
-                            cs(caller_id).as_ptr(),
-                            cs(usr_ext_dat).as_ptr(),
-                        )
-                    }
-                }
-                Event::NotifyCallAccepted {
-                    call_id,
-                    usr_ext_dat,
-                    meet_obj,
-                } => {
-                    if let Some(f) = c.notify_call_accepted {
-                        f(
-                            ud,
-                            cs(call_id).as_ptr(),
-                            cs(usr_ext_dat).as_ptr(),
-                            cs(meet_obj).as_ptr(),
-                        )
-                    }
-                }
-                Event::NotifyCallRejected {
-                    call_id,
-                    reason,
-                    usr_ext_dat,
-                } => {
-                    if let Some(f) = c.notify_call_rejected {
-                        f(ud, cs(call_id).as_ptr(), *reason, cs(usr_ext_dat).as_ptr())
-                    }
-                }
-                Event::NotifyCallHungup {
-                    call_id,
-                    usr_ext_dat,
-                } => {
-                    if let Some(f) = c.notify_call_hungup {
-                        f(ud, cs(call_id).as_ptr(), cs(usr_ext_dat).as_ptr())
-                    }
-                }
-                Event::SendCmdRlst { task_id, code } => {
-                    task_err(c.send_cmd_rlst, ud, task_id, *code)
-                }
-                Event::SendBufferRlst { task_id, code } => {
-                    task_err(c.send_buffer_rlst, ud, task_id, *code)
-                }
-                Event::SendFileRlst {
-                    task_id,
-                    file_name,
-                    code,
-                } => {
-                    if let Some(f) = c.send_file_rlst {
-                        f(
-                            ud,
-                            cs(task_id).as_ptr(),
-                            cs(file_name).as_ptr(),
-                            *code,
-                            cs("").as_ptr(),
-                        )
-                    }
-                }
-                Event::SendProgress {
-                    task_id,
-                    sent,
-                    total,
-                } => {
-                    if let Some(f) = c.send_progress {
-                        f(ud, cs(task_id).as_ptr(), *sent, *total, cs("").as_ptr())
-                    }
-                }
-                Event::CancelSendRlst { task_id, code } => {
-                    task_err(c.cancel_send_rlst, ud, task_id, *code)
-                }
-                Event::NotifyCmdData {
-                    source_user_id,
-                    data_base64,
-                } => {
-                    if let Some(f) = c.notify_cmd_data {
-                        f(ud, cs(source_user_id).as_ptr(), cs(data_base64).as_ptr())
-                    }
-                }
-                Event::NotifyBufferData {
-                    source_user_id,
-                    data_base64,
-                } => {
-                    if let Some(f) = c.notify_buffer_data {
-                        f(ud, cs(source_user_id).as_ptr(), cs(data_base64).as_ptr())
-                    }
-                }
-                Event::NotifyFileData {
-                    source_user_id,
-                    tmp_file,
-                    org_file_name,
-                } => {
-                    if let Some(f) = c.notify_file_data {
-                        f(
-                            ud,
-                            cs(source_user_id).as_ptr(),
-                            cs(tmp_file).as_ptr(),
-                            cs(org_file_name).as_ptr(),
-                        )
-                    }
-                }
-                Event::NotifyCancelSend { send_id } => {
-                    if let Some(f) = c.notify_cancel_send {
-                        f(ud, cs(send_id).as_ptr())
-                    }
-                }
-            }
+        CHandler {
+            cbs,
+            ud,
+            scratch: Mutex::new(Scratch::default()),
         }
     }
 }
 
-unsafe fn one(
-    f: Option<unsafe extern "C" fn(ud: *mut c_void, cookie: *const c_char)>,
-    ud: *mut c_void,
-    cookie: &str,
-) {
-    if let Some(f) = f {
-        f(ud, cs(cookie).as_ptr())
-    }
-}
-
-unsafe fn err(
-    f: Option<unsafe extern "C" fn(ud: *mut c_void, sdk_err: i32, cookie: *const c_char)>,
-    ud: *mut c_void,
-    code: i32,
-    cookie: &str,
-) {
-    if let Some(f) = f {
-        f(ud, code, cs(cookie).as_ptr())
-    }
-}
-
-/// The signature shared by every `*_success` of a call request.
-type CallOk = Option<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char)>;
-/// The signature shared by every `*_fail` of a call request.
-type CallErr = Option<unsafe extern "C" fn(*mut c_void, *const c_char, i32, *const c_char)>;
-
-/// `send_cmd_rlst`, `send_buffer_rlst` and `cancel_send_rlst` share the shape of a call failure;
-/// their cookie is always "" (the methods take none).
-unsafe fn task_err(f: CallErr, ud: *mut c_void, task_id: &str, code: i32) {
-    call_err(f, ud, task_id, code, "")
-}
-
-unsafe fn call_ok(f: CallOk, ud: *mut c_void, call_id: &str, cookie: &str) {
-    if let Some(f) = f {
-        f(ud, cs(call_id).as_ptr(), cs(cookie).as_ptr())
-    }
-}
-
-unsafe fn call_err(f: CallErr, ud: *mut c_void, call_id: &str, code: i32, cookie: &str) {
-    if let Some(f) = f {
-        f(ud, cs(call_id).as_ptr(), code, cs(cookie).as_ptr())
+impl EventHandler for CHandler {
+    fn on_event(&self, ev: &Event) {
+        let mut s = self.scratch.lock();
+        dispatch(&self.cbs, self.ud, &mut s, ev);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crvm_proto::error::code;
+    use std::ffi::CStr;
 
     #[test]
-    fn struct_has_36_pointer_members() {
-        let member = std::mem::size_of::<usize>();
-        assert_eq!(std::mem::size_of::<crvm_callbacks>(), 36 * member);
+    fn one_member_per_name_in_the_pinned_order() {
+        let member = std::mem::size_of::<Option<unsafe extern "C" fn()>>();
+        assert_eq!(std::mem::size_of::<crvm_callbacks>(), NAMES.len() * member);
+        assert_eq!(NAMES.len(), 36);
+        assert_eq!(NAMES[0], "login_success");
+        assert_eq!(NAMES[2], "line_off");
+        assert_eq!(NAMES[35], "notify_cancel_send");
     }
 
     #[test]
-    fn short_struct_reads_only_its_members() {
-        unsafe extern "C" fn ok(_: *mut c_void, _: *const c_char, _: *const c_char) {}
-        let full = crvm_callbacks {
-            login_success: Some(ok),
-            set_dnd_status_success: None,
-            get_user_status_success: Some(ok),
+    fn arguments_are_converted_once_and_live_for_the_call() {
+        use std::sync::Mutex as StdMutex;
+        static SEEN: StdMutex<Vec<String>> = StdMutex::new(Vec::new());
+        unsafe extern "C" fn get_status(_: *mut c_void, json: *const c_char, cookie: *const c_char) {
+            let json = CStr::from_ptr(json).to_str().unwrap().to_owned();
+            let cookie = CStr::from_ptr(cookie).to_str().unwrap().to_owned();
+            SEEN.lock().unwrap().push(format!("{json} {cookie}"));
+        }
+        unsafe extern "C" fn cmd(_: *mut c_void, from: *const c_char, b64: *const c_char) {
+            let from = CStr::from_ptr(from).to_str().unwrap().to_owned();
+            let b64 = CStr::from_ptr(b64).to_str().unwrap().to_owned();
+            SEEN.lock().unwrap().push(format!("{from} {b64}"));
+        }
+        unsafe extern "C" fn call_fail(_: *mut c_void, id: *const c_char, e: i32, _: *const c_char) {
+            let id = CStr::from_ptr(id).to_str().unwrap().to_owned();
+            SEEN.lock().unwrap().push(format!("{id} {e}"));
+        }
+        let cbs = crvm_callbacks {
+            get_user_status_success: Some(get_status),
+            notify_cmd_data: Some(cmd),
+            call_fail: Some(call_fail),
             ..Default::default()
         };
-        let member = std::mem::size_of::<usize>();
-        // An app that only knew the first member; a size that is not a whole member rounds down.
-        let c = unsafe { copy_callbacks(&full, member + 3) };
-        assert!(c.login_success.is_some());
-        assert!(c.get_user_status_success.is_none());
-        let c = unsafe { copy_callbacks(std::ptr::null(), 1000) };
-        assert!(c.login_success.is_none());
-        let c = unsafe { copy_callbacks(&full, usize::MAX) };
-        assert!(c.get_user_status_success.is_some());
+        let h = CHandler::new(cbs, std::ptr::null_mut());
+        h.on_event(&Event::GetUserStatus {
+            result: Ok(vec![crvm_proto::UserStatus {
+                user_id: "a\"b".into(),
+                user_status: 1,
+                dnd_type: 0,
+            }]),
+            cookie: "k".into(),
+        });
+        h.on_event(&Event::NotifyCmdData {
+            from: "bob".into(),
+            data: vec![0, 255, 7],
+        });
+        h.on_event(&Event::Call {
+            call_id: "c-1".into(),
+            result: Err(code(603)),
+            cookie: String::new(),
+        });
+        // No member set: nothing happens.
+        h.on_event(&Event::LineOff { code: code(207) });
+        assert_eq!(
+            *SEEN.lock().unwrap(),
+            [
+                r#"[{"userID":"a\"b","userStatus":1,"DNDType":0}] k"#,
+                "bob AP8H",
+                "c-1 603",
+            ]
+        );
     }
 }

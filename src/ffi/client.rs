@@ -4,11 +4,15 @@
 //! Return value rule (SPEC §2.2): non-zero means refused before anything was sent, and no event
 //! follows; zero means exactly one result event follows (none for `crvm_logout`).
 
-use super::args::{code, str_arg, Null};
+use super::args::{rc, str_arg, Null};
 use super::callbacks::{copy_callbacks, crvm_callbacks, CHandler};
 use super::handle;
-use crate::core::{Client, LoginParams};
-use crvm_proto::error::{CRVIDEOSDK_INNER_ERR, CRVIDEOSDK_MEETPARAM_ERR, CRVIDEOSDK_SENDCMD_LARGE};
+use crate::core::{Client, Code, LoginParams, ADDR_MAX};
+use base64::Engine as _;
+use crvm_proto::error::{
+    code, CRVIDEOSDK_BASE64_COV_ERR, CRVIDEOSDK_INNER_ERR, CRVIDEOSDK_MEETPARAM_ERR,
+    CRVIDEOSDK_SENDCMD_LARGE,
+};
 use crvm_proto::msg::limits::*;
 use std::ffi::{c_char, c_void};
 use std::time::Duration;
@@ -22,8 +26,6 @@ pub struct crvm_client {
     _opaque: [u8; 0],
 }
 
-/// Longest `host:port` accepted by `crvm_create`.
-const ADDR_MAX: usize = 1024;
 /// Longest option key or value accepted by `crvm_set_option`.
 const OPTION_MAX: usize = PATH_MAX;
 
@@ -32,18 +34,25 @@ const OPTION_MAX: usize = PATH_MAX;
 ///
 /// # Safety
 /// As [`str_arg`].
-unsafe fn opaque<'a>(p: *const c_char) -> Result<&'a str, i32> {
+unsafe fn opaque<'a>(p: *const c_char) -> Result<&'a str, Code> {
     str_arg(p, Null::Empty, OPAQUE_MAX)
 }
 
 /// Runs `f` on the client behind `c`, inside the panic boundary.
-fn with_client(c: *mut crvm_client, f: impl FnOnce(&Client) -> Result<(), i32>) -> i32 {
+fn with_client(c: *mut crvm_client, f: impl FnOnce(&Client) -> Result<(), Code>) -> i32 {
     guard!(CRVIDEOSDK_INNER_ERR, {
         match handle::get(c) {
-            Ok(client) => code(f(&client)),
-            Err(e) => e,
+            Ok(client) => rc(f(&client)),
+            Err(e) => e.get(),
         }
     })
+}
+
+/// Decodes a base64 argument (13 if it is not base64).
+fn decode_base64(data: &str) -> Result<Vec<u8>, Code> {
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|_| code(CRVIDEOSDK_BASE64_COV_ERR))
 }
 
 /// Creates a client for the server at `server_addr` ("host:port"). `callbacks` is copied
@@ -67,7 +76,7 @@ pub unsafe extern "C" fn crvm_create(
         }
         let addr = match str_arg(server_addr, Null::Refuse, ADDR_MAX) {
             Ok(a) => a,
-            Err(e) => return e,
+            Err(e) => return e.get(),
         };
         let handler = CHandler::new(copy_callbacks(callbacks, callbacks_size), user_data);
         match Client::new(addr, Box::new(handler)) {
@@ -75,7 +84,7 @@ pub unsafe extern "C" fn crvm_create(
                 *out_client = handle::insert(client);
                 0
             }
-            Err(e) => e,
+            Err(e) => e.get(),
         }
     })
 }
@@ -115,12 +124,12 @@ pub extern "C" fn crvm_poll(c: *mut crvm_client, timeout_ms: i32) -> i32 {
     guard!(-CRVIDEOSDK_INNER_ERR, {
         let client = match handle::get(c) {
             Ok(client) => client,
-            Err(e) => return -e,
+            Err(e) => return -e.get(),
         };
         let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
         match client.poll(timeout) {
             Ok(n) => n.min(i32::MAX as usize) as i32,
-            Err(e) => -e,
+            Err(e) => -e.get(),
         }
     })
 }
@@ -386,17 +395,16 @@ pub unsafe extern "C" fn crvm_send_cmd(
 ) -> i32 {
     with_client(c, |client| {
         check_id_buf(task_id_out, task_id_cap)?;
-        let task = client.send_cmd(
-            str_arg(target_user_id, Null::Refuse, USER_ID_MAX)?,
-            str_arg(data_base64, Null::Refuse, CMD_TEXT_MAX).map_err(|e| {
-                // Over-long text is over-size data, not a malformed argument.
-                if data_base64.is_null() {
-                    e
-                } else {
-                    CRVIDEOSDK_SENDCMD_LARGE
-                }
-            })?,
-        )?;
+        let target = str_arg(target_user_id, Null::Refuse, USER_ID_MAX)?;
+        let text = str_arg(data_base64, Null::Refuse, CMD_TEXT_MAX).map_err(|e| {
+            // Over-long text is over-size data, not a malformed argument.
+            if data_base64.is_null() {
+                e
+            } else {
+                code(CRVIDEOSDK_SENDCMD_LARGE)
+            }
+        })?;
+        let task = client.send_cmd(target, &decode_base64(text)?)?;
         write_id(&task, task_id_out);
         Ok(())
     })
@@ -419,10 +427,9 @@ pub unsafe extern "C" fn crvm_send_buffer(
 ) -> i32 {
     with_client(c, |client| {
         check_id_buf(task_id_out, task_id_cap)?;
-        let task = client.send_buffer(
-            str_arg(target_user_id, Null::Refuse, USER_ID_MAX)?,
-            str_arg(data_base64, Null::Refuse, usize::MAX - 1)?,
-        )?;
+        let target = str_arg(target_user_id, Null::Refuse, USER_ID_MAX)?;
+        let text = str_arg(data_base64, Null::Refuse, usize::MAX - 1)?;
+        let task = client.send_buffer(target, decode_base64(text)?)?;
         write_id(&task, task_id_out);
         Ok(())
     })
@@ -469,9 +476,9 @@ pub unsafe extern "C" fn crvm_cancel_send(c: *mut crvm_client, task_id: *const c
     })
 }
 
-fn check_id_buf(out: *mut c_char, cap: usize) -> Result<(), i32> {
+fn check_id_buf(out: *mut c_char, cap: usize) -> Result<(), Code> {
     if out.is_null() || cap < CRVM_ID_BUF_LEN {
-        return Err(CRVIDEOSDK_MEETPARAM_ERR);
+        return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 
 use super::client::crvm_client;
 use crate::core::Client;
-use crvm_proto::error::CRVIDEOSDK_MEETPARAM_ERR;
+use crvm_proto::error::{code, CRVIDEOSDK_MEETPARAM_ERR};
+use crvm_proto::Code;
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -35,13 +36,13 @@ pub(crate) fn insert(client: Client) -> *mut crvm_client {
     key as *mut crvm_client
 }
 
-pub(crate) fn get(h: *mut crvm_client) -> Result<Arc<Client>, i32> {
+pub(crate) fn get(h: *mut crvm_client) -> Result<Arc<Client>, Code> {
     TABLE
         .lock()
         .clients
         .get(&(h as usize))
         .cloned()
-        .ok_or(CRVIDEOSDK_MEETPARAM_ERR)
+        .ok_or(code(CRVIDEOSDK_MEETPARAM_ERR))
 }
 
 pub(crate) fn remove(h: *mut crvm_client) -> Option<Arc<Client>> {

@@ -1,7 +1,8 @@
 /* SPEC §3.5 transfers that are cancelled or cannot be stored. Cancel: in flight (sender
  * cancel_send_rlst 0, receiver notify_cancel_send with its part file already gone, no
  * send_*_rlst ever), before the stream exists, twice, and of finished, unknown and cmd tasks
- * (1104). A receiver with 32 streams coming in gets no 33rd (1000). The receiver cannot
+ * (1104). More streams than a receiver takes at once wait their turn, never refused (SPEC
+ * §3.5, "Volume is never a failure"). The receiver cannot
  * write: download_dir removed, or a "full disk" (RLIMIT_FSIZE in a receiver process) → 1402
  * and no partial file; the receiver carries on afterwards.
  * Parties or the server going away are in test_data_gone.c and test_data_logout.c.
@@ -158,39 +159,42 @@ static void test_cancel_finished_unknown_cmd(void) {
   d_done(u, 2);
 }
 
-/* ---- a session receives at most 32 streams at once (PROTOCOL.md, Transfers) ---- */
+/* ---- more streams than a receiver takes at once: queued, never refused ---- */
 
-static void test_incoming_limit(void) {
-  /* The receiver's process is stopped, so none of the first 32 can finish meanwhile; the
-   * server registers offers of one link in order, so the 33rd is refused with 1000. */
-  enum { LIMIT = 32 };
-  user u[1] = {d_login(srv, "alice")};
-  user *a = &u[0];
+static void test_streams_beyond_the_limits_wait(void) {
+  /* Five senders offer ten buffers each to a receiver whose process is stopped: more than a
+   * sender's library runs at once (8) and more than the server lets one receiver take at once
+   * (32). None is refused; a cmd sent after them is not held up behind them; once the receiver
+   * runs again every buffer arrives once, intact, and every sender hears 0 for each. */
+  enum { SENDERS = 5, EACH = 10 };
+  user u[SENDERS];
+  const char *names[SENDERS] = {"alice", "s1", "s2", "s3", "s4"};
+  for (int k = 0; k < SENDERS; k++) u[k] = d_login(srv, names[k]);
   d_peer bob = PEER(srv, "bob (peer)", "bob", h_temp_dir("bob"), "-");
   d_peer_stop(&bob);
-  char t[LIMIT][CRVM_ID_BUF_LEN], extra[CRVM_ID_BUF_LEN], cmd[CRVM_ID_BUF_LEN];
-  char *b64[LIMIT];
-  for (int i = 0; i < LIMIT; i++) {
-    b64[i] = d_pattern_b64(1000, 300 + (uint64_t)i);
-    CHECK_INT(crvm_send_buffer(a->c, "bob", b64[i], t[i], sizeof t[i]), 0);
+  char t[SENDERS][EACH][CRVM_ID_BUF_LEN], cmd[CRVM_ID_BUF_LEN];
+  char *b64[SENDERS][EACH];
+  for (int i = 0; i < EACH; i++) {
+    for (int k = 0; k < SENDERS; k++) {
+      b64[k][i] = d_pattern_b64(1000, 300 + (uint64_t)(k * EACH + i));
+      CHECK_INT(crvm_send_buffer(u[k].c, "bob", b64[k][i], t[k][i], sizeof t[k][i]), 0);
+    }
   }
-  CHECK_INT(crvm_send_buffer(a->c, "bob", "eA==", extra, sizeof extra), 0);
-  CHECK_INT(crvm_send_cmd(a->c, "bob", "eA==", cmd, sizeof cmd), 0);
-  EXPECT_EVENT(a->r, F("send_buffer_rlst %s 1000 ", extra));
-  EXPECT_EVENT(a->r, F("send_cmd_rlst %s 1000 ", cmd));
+  CHECK_INT(crvm_send_cmd(u[0].c, "bob", "eA==", cmd, sizeof cmd), 0);
   d_peer_cont(&bob);
-  for (int i = 0; i < LIMIT; i++) {
-    EXPECT_EVENT(bob.r, F("notify_buffer_data alice %s", b64[i]));
-    EXPECT_EVENT(a->r, F("send_buffer_rlst %s 0 ", t[i]));
-    CHECK_PROGRESS(a->r, t[i], 1000);
-    free(b64[i]);
-  }
-  CHECK_INT(crvm_send_cmd(a->c, "bob", "eA==", cmd, sizeof cmd), 0);
   EXPECT_EVENT(bob.r, "notify_cmd_data alice eA==");
-  EXPECT_NEXT(a->r, F("send_cmd_rlst %s 0 ", cmd));
+  EXPECT_EVENT(u[0].r, F("send_cmd_rlst %s 0 ", cmd));
+  for (int k = 0; k < SENDERS; k++) {
+    for (int i = 0; i < EACH; i++) {
+      EXPECT_EVENT(bob.r, F("notify_buffer_data %s %s", names[k], b64[k][i]));
+      EXPECT_EVENT(u[k].r, F("send_buffer_rlst %s 0 ", t[k][i]));
+      CHECK_PROGRESS(u[k].r, t[k][i], 1000);
+      free(b64[k][i]);
+    }
+  }
   CHECK_INT(h_rec_pending(bob.r, "notify_"), 0);
   d_peer_kill(&bob);
-  d_done(u, 1);
+  d_done(u, SENDERS);
 }
 
 /* ---- the receiver cannot write: 1402, no partial file ---- */
@@ -260,7 +264,7 @@ int main(int argc, char **argv) {
   RUN(test_cancel_stalled_receiver);
   RUN(test_cancel_before_stream);
   RUN(test_cancel_finished_unknown_cmd);
-  RUN(test_incoming_limit);
+  RUN(test_streams_beyond_the_limits_wait);
   RUN(test_download_dir_removed);
   RUN(test_disk_full);
   CHECK_INT(h_server_stop(srv), 0);

@@ -1,0 +1,219 @@
+//! What the server does with each message of a connection, one module per area, each an
+//! `impl Peer` block holding the handlers of its messages (the shape of mini-redis's `cmd/`):
+//!
+//! - [`session`]: `hello`, `login`, `logout`;
+//! - [`presence`]: do-not-disturb, the status list, status subscriptions;
+//! - [`meetings`]: create, destroy, list (durable, through the meeting store);
+//! - [`calls`]: call, accept, reject, hang up (the state machine is [`crate::calls`]);
+//! - [`data`]: cmds, buffer and file streams (routed by [`crate::relay`]).
+//!
+//! `conn.rs` owns the socket: it decodes frames, enforces deadlines and limits, and calls
+//! [`Peer::on_msg`] / [`Peer::on_data`]. Every field is checked once, by the protocol's
+//! [`ClientMsg::validate`], before any handler runs.
+
+mod calls;
+mod data;
+mod meetings;
+mod presence;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_LOGINSTATE_ERROR, CRVIDEOSDK_NOT_LOGIN};
+use crvm_proto::{ClientMsg, Op, ServerMsg, SizeLimits};
+
+use crate::conn::{Ctx, End};
+use crate::hub::ConnId;
+use crate::outbox::{Out, Outbox};
+
+/// Where a connection is in its life.
+pub enum Phase {
+    AwaitHello,
+    LoggedOut,
+    LoggedIn(User),
+}
+
+/// The user a connection is logged in as.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The tenant's app ID.
+    pub tenant: String,
+    pub user_id: String,
+}
+
+/// One connection as the handlers see it.
+pub struct Peer {
+    pub id: ConnId,
+    pub addr: SocketAddr,
+    pub ctx: Arc<Ctx>,
+    pub outbox: Outbox,
+    pub phase: Phase,
+}
+
+impl Peer {
+    /// Handles one control message. `Some` ends the connection.
+    pub async fn on_msg(&mut self, msg: ClientMsg, attachment: &[u8]) -> Option<End> {
+        match (&self.phase, msg) {
+            (Phase::AwaitHello, ClientMsg::Hello { ver, .. }) => self.hello(ver),
+            (Phase::AwaitHello, _) => {
+                Some(self.close(CRVIDEOSDK_ERR_DATA, "first frame must be hello".into()))
+            }
+            (_, ClientMsg::Hello { .. }) => {
+                Some(self.close(CRVIDEOSDK_ERR_DATA, "hello sent twice".into()))
+            }
+            (
+                Phase::LoggedOut,
+                ClientMsg::Req {
+                    id,
+                    op: op @ Op::Login { .. },
+                },
+            ) => self.login(id, op),
+            (Phase::LoggedOut, _) => Some(self.close(CRVIDEOSDK_NOT_LOGIN, "log in first".into())),
+            (Phase::LoggedIn(user), msg) => {
+                let user = user.clone();
+                self.logged_in(&user, msg, attachment).await
+            }
+        }
+    }
+
+    /// A message of a logged-in session: checked, then handled by its area.
+    async fn logged_in(&mut self, user: &User, msg: ClientMsg, attachment: &[u8]) -> Option<End> {
+        if let Err(code) = msg.validate(attachment, &self.sizes()) {
+            match msg {
+                ClientMsg::Req { id, .. } => self.reply(id, code.get()),
+                ClientMsg::Cmd { n, .. } => self.cmd_done(n, code.get()),
+                // Only a broken client sends a bad stream message: it is dropped.
+                _ => {}
+            }
+            return None;
+        }
+        match msg {
+            ClientMsg::Hello { .. } => unreachable!("handled in on_msg"),
+            ClientMsg::Req { id, op } => self.op(user, id, op).await,
+            ClientMsg::Cmd { n, to } => self.cmd(user, n, &to, attachment),
+            ClientMsg::CmdAck { upto } => {
+                self.ctx.relay.cmd_ack(self.id, upto);
+                None
+            }
+            ClientMsg::DataEnd { sid, hash } => {
+                self.ctx.relay.data_end(self.id, sid, hash);
+                None
+            }
+            ClientMsg::Cancel { sid } => {
+                self.ctx.relay.cancel(&self.endpoint(), sid);
+                None
+            }
+            ClientMsg::Ack { sid, bytes } => {
+                self.ctx.relay.ack(self.id, sid, bytes);
+                None
+            }
+            ClientMsg::Fin { sid, code } => {
+                self.ctx.relay.fin(self.id, sid, code);
+                None
+            }
+            ClientMsg::CancelAck { sid, code } => {
+                self.ctx.relay.cancel_ack(self.id, sid, code);
+                None
+            }
+        }
+    }
+
+    /// A request of a logged-in session.
+    async fn op(&mut self, user: &User, id: u64, op: Op) -> Option<End> {
+        match op {
+            Op::Login { .. } => self.reply(id, CRVIDEOSDK_LOGINSTATE_ERROR),
+            Op::Logout => return Some(self.logout(user, id)),
+            Op::SetDnd { dnd } => self.set_dnd(user, id, dnd),
+            Op::GetUserStatus => self.get_user_status(user, id),
+            Op::StartStatusNotify => self.set_notify(user, id, true),
+            Op::StopStatusNotify => self.set_notify(user, id, false),
+            Op::CreateMeeting { subject, with_pswd } => {
+                self.create_meeting(user, id, subject, with_pswd).await
+            }
+            Op::DestroyMeeting { meet_id } => self.destroy_meeting(user, id, meet_id).await,
+            Op::GetMeetings => self.get_meetings(user, id).await,
+            op @ (Op::Call { .. }
+            | Op::AcceptCall { .. }
+            | Op::RejectCall { .. }
+            | Op::HangupCall { .. }) => self.call_op(user, id, op),
+            Op::Offer {
+                task,
+                to,
+                kind,
+                size,
+                name,
+            } => self.offer(user, id, task, to, kind, size, name),
+        }
+        None
+    }
+
+    /// The transfer limits this server enforces.
+    fn sizes(&self) -> SizeLimits {
+        SizeLimits {
+            max_buffer: self.ctx.config.max_buffer_bytes,
+            max_file: self.ctx.config.max_file_bytes,
+        }
+    }
+
+    fn reply(&self, re: u64, code: i32) {
+        self.send(&ServerMsg::Reply { re, code });
+    }
+
+    fn send(&self, msg: &ServerMsg) {
+        self.send_out(Out::msg(msg));
+    }
+
+    /// Queues a frame. A refused push needs no handling here: overflow stops the outbox, which
+    /// ends the read loop, and a closing outbox drops late messages on purpose.
+    pub fn send_out(&self, out: Out) {
+        let _ = self.outbox.push(out);
+    }
+
+    /// Queues `Close{code}` as the last frame.
+    pub fn close(&self, code: i32, reason: String) -> End {
+        self.outbox.close_with(&ServerMsg::Close {
+            code,
+            reason: reason.clone(),
+        });
+        End::Closed { code, reason }
+    }
+
+    /// Logs the session out of the hub and the relay (if it is still the user's) and
+    /// unregisters the connection. Returns ` app "…" user "…"` for the log when it was
+    /// logged in.
+    pub fn leave(&mut self) -> String {
+        self.ctx.conns.remove(self.id);
+        match std::mem::replace(&mut self.phase, Phase::LoggedOut) {
+            Phase::LoggedIn(user) => {
+                // Closed first, so that nothing new can be routed to this session once the
+                // relay has ended what it had (see `Relay::offer`).
+                self.outbox.close();
+                self.end_session(&user);
+                format!(" app {:?} user {:?}", user.tenant, user.user_id)
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// The session's presence, calls and data end (SPEC §3.1: logout leaves no trace).
+    fn end_session(&self, user: &User) {
+        self.ctx.hub.logout(&user.tenant, &user.user_id, self.id);
+        self.ctx.relay.session_ended(self.id);
+    }
+}
+
+/// Longest client-supplied text copied into a log line or a close reason.
+const LOG_CLIP: usize = 160;
+
+/// At most [`LOG_CLIP`] bytes of `s`, cut at a character boundary.
+pub fn clip(s: &str) -> &str {
+    if s.len() <= LOG_CLIP {
+        return s;
+    }
+    let mut end = LOG_CLIP;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

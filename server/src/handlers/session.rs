@@ -1,0 +1,145 @@
+//! `hello`, `login` and `logout` (SPEC §3.1, docs/PROTOCOL.md "Connection lifecycle").
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crvm_proto::error::{
+    CRVIDEOSDK_ANCTPSWD_ERR, CRVIDEOSDK_MEETPARAM_ERR, CRVIDEOSDK_MISMATCHCLIENTVER,
+    CRVIDEOSDK_NOERR,
+};
+use crvm_proto::{Op, ServerMsg, PROTOCOL_VERSION};
+
+use super::{clip, Peer, Phase, User};
+use crate::auth::{self, Credentials};
+use crate::conn::End;
+use crate::hub::Session;
+use crate::log;
+
+impl Peer {
+    pub(super) fn hello(&mut self, ver: u32) -> Option<End> {
+        if ver != PROTOCOL_VERSION {
+            return Some(self.close(
+                CRVIDEOSDK_MISMATCHCLIENTVER,
+                format!(
+                    "protocol version {ver} is not supported; this server speaks {PROTOCOL_VERSION}"
+                ),
+            ));
+        }
+        self.phase = Phase::LoggedOut;
+        let c = &self.ctx.config;
+        self.send(&ServerMsg::Welcome {
+            ver: PROTOCOL_VERSION,
+            heartbeat_ms: c.heartbeat_ms,
+            max_buffer_bytes: c.max_buffer_bytes,
+            max_file_bytes: c.max_file_bytes,
+        });
+        None
+    }
+
+    /// A login request (`op` is an `Op::Login`). A failed login gets its answer and the
+    /// connection is closed.
+    pub(super) fn login(&mut self, id: u64, op: Op) -> Option<End> {
+        let checked = op.validate(&self.sizes());
+        let Op::Login {
+            app_id,
+            secret,
+            user_id,
+            token,
+            ..
+        } = op
+        else {
+            unreachable!("on_msg passes logins only")
+        };
+        let limited = !self.ctx.logins.allowed(self.addr.ip(), &app_id);
+        let result = match checked {
+            Err(code) => Err(code.get()),
+            // Too many failures from here or into this tenant: refused like a wrong secret,
+            // without looking at the credentials, for the rest of the minute.
+            Ok(()) if limited => Err(CRVIDEOSDK_ANCTPSWD_ERR),
+            Ok(()) => {
+                let cred = Credentials {
+                    app_id: &app_id,
+                    secret: &secret,
+                    user_id: &user_id,
+                    token: &token,
+                };
+                auth::authenticate(&self.ctx.config, &cred, now_secs() as u64)
+            }
+        };
+        let user = match result {
+            Ok(user) => user,
+            Err(code) => {
+                if !limited && code != CRVIDEOSDK_MEETPARAM_ERR {
+                    self.ctx.logins.failed(self.addr.ip(), &app_id);
+                }
+                log!(
+                    "conn {} login failed ({}): app {:?} user {:?}: code {code}{}",
+                    self.id,
+                    self.addr,
+                    clip(&app_id),
+                    clip(&user_id),
+                    if limited {
+                        " (too many failed logins)"
+                    } else {
+                        ""
+                    }
+                );
+                self.reply(id, code);
+                self.outbox.close();
+                return Some(End::LoginFailed(code));
+            }
+        };
+        let kicked = self.ctx.hub.login(Session {
+            conn_id: self.id,
+            tenant: app_id.clone(),
+            user_id: user.clone(),
+            outbox: self.outbox.clone(),
+        });
+        if let Some(old) = kicked {
+            log!(
+                "conn {old} kicked: app {:?} user {:?} logged in again on conn {}",
+                app_id,
+                user,
+                self.id
+            );
+        }
+        log!(
+            "conn {} login ok ({}): app {:?} user {:?}",
+            self.id,
+            self.addr,
+            app_id,
+            user
+        );
+        self.send(&ServerMsg::LoginOk {
+            re: id,
+            user_id: user.clone(),
+        });
+        self.phase = Phase::LoggedIn(User {
+            tenant: app_id,
+            user_id: user,
+        });
+        None
+    }
+
+    /// Out of the registry first (nothing new can reach this session), then its calls and
+    /// transfers end, their peers told; the answer goes last, then the server closes.
+    pub(super) fn logout(&mut self, user: &User, id: u64) -> End {
+        self.end_session(user);
+        log!(
+            "conn {} logout: app {:?} user {:?}",
+            self.id,
+            user.tenant,
+            user.user_id
+        );
+        self.phase = Phase::LoggedOut;
+        self.reply(id, CRVIDEOSDK_NOERR);
+        self.outbox.close();
+        End::Logout
+    }
+}
+
+/// Unix time in seconds.
+pub(super) fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

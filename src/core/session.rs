@@ -1,0 +1,1196 @@
+//! The client session, sans-IO: the whole state machine of one client (login, requests and
+//! their results, calls, cmds, streams, heartbeats, logout, a lost link) with no socket, thread
+//! or clock of its own. The worker thread ([`super::worker`]) pumps it: it asks which link the
+//! session wants ([`Session::want`]), feeds it what the socket reads ([`Session::read_buf`],
+//! [`Session::received`]), writes what it produces ([`Session::transmit`]), calls
+//! [`Session::tick`] at [`Session::deadline`], and delivers its events. The app's calls reach
+//! it under the same lock, so each is checked against the state it will act on.
+//!
+//! Rules kept here (SPEC §2.2, §3): every accepted request gets exactly one result event,
+//! whatever happens to the link; a lost link answers everything outstanding with its code,
+//! ends the session's calls locally, then `line_off`; a logout answers what the server did not
+//! with 12 and emits nothing else.
+
+use super::event::Event;
+use super::ids::new_id;
+use super::options::Options;
+use super::transfer::{open_source, Io, Outgoing, Source, Transfers};
+use crvm_proto::error::*;
+use crvm_proto::frame::MAX_PAYLOAD_TO_CLIENT;
+use crvm_proto::msg::{limits, validate_cmd, xfer};
+use crvm_proto::{
+    ClientMsg, Code, Decoder, FrameError, FrameRef, Kind, Op, Out, OutQueue, ServerMsg,
+    SizeLimits, XferKind, PROTOCOL_VERSION,
+};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fs::File;
+use std::time::{Duration, Instant};
+
+/// Heartbeat interval until the server's `welcome` says otherwise.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+/// A peer silent for this long is dead, whatever the heartbeat interval (SPEC §3.1).
+const MAX_SILENCE: Duration = Duration::from_secs(30);
+/// Upper bound on a clean logout: the server's answer is awaited this long at most.
+const LOGOUT_BUDGET: Duration = Duration::from_secs(5);
+/// Most bytes of control frames encoded for one write.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// The events of a session, in order, with what each one needs once the app has it.
+#[derive(Default)]
+pub(crate) struct Events {
+    /// Each event with the number of the cmd it delivers (0: none).
+    q: VecDeque<(Event, u64)>,
+    /// Calls this session is a party of, as told by the events so far: a lost link ends each
+    /// of them with `notify_call_hungup` before `line_off`.
+    calls: HashSet<String>,
+    /// The `log_file` of the current login, if any.
+    log: Option<File>,
+}
+
+impl Events {
+    pub fn emit(&mut self, ev: Event) {
+        self.push(ev, 0);
+    }
+
+    fn push(&mut self, ev: Event, cmd_n: u64) {
+        match &ev {
+            Event::Call {
+                call_id,
+                result: Ok(()),
+                ..
+            }
+            | Event::NotifyCallIn { call_id, .. } => {
+                self.calls.insert(call_id.clone());
+            }
+            Event::RejectCall {
+                call_id,
+                result: Ok(()),
+                ..
+            }
+            | Event::HangupCall {
+                call_id,
+                result: Ok(()),
+                ..
+            }
+            | Event::NotifyCallRejected { call_id, .. }
+            | Event::NotifyCallHungup { call_id, .. } => {
+                self.calls.remove(call_id);
+            }
+            _ => {}
+        }
+        if self.log.is_some() {
+            // Not built without a log file: this runs once per event.
+            self.log(&ev.summary());
+        }
+        self.q.push_back((ev, cmd_n));
+    }
+
+    /// Appends a line to the login's log file; a failed write is not the app's problem.
+    fn log(&mut self, what: &str) {
+        if let Some(f) = &mut self.log {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let line = format!("{}.{:03} crvm: {what}\n", t.as_secs(), t.subsec_millis());
+            let _ = std::io::Write::write_all(f, line.as_bytes());
+        }
+    }
+}
+
+/// A login waiting for its link.
+struct LoginReq {
+    op: Op,
+    cookie: String,
+}
+
+enum Phase {
+    LoggedOut,
+    /// The worker is connecting (DNS, TCP, TLS) for this login.
+    Connecting { login: LoginReq, deadline: Instant },
+    /// `hello` and `login` are sent.
+    LoggingIn {
+        login_id: u64,
+        cookie: String,
+        deadline: Instant,
+    },
+    LoggedIn,
+    /// `logout` is sent; answers to earlier requests are still delivered.
+    LoggingOut { logout_id: u64, deadline: Instant },
+}
+
+/// What a request in flight is.
+enum Pending {
+    Op { op: Op, cookie: String },
+    /// The offer of the stream of this task.
+    Offer(String),
+}
+
+/// The cmds of the session: sent and unfinished, queued beyond the window, and the numbering
+/// of those coming in.
+#[derive(Default)]
+struct Cmds {
+    next_n: u64,
+    /// Sent, waiting for `cmd_done`: number → (task, bytes).
+    unfinished: BTreeMap<u64, (String, usize)>,
+    unfinished_bytes: usize,
+    /// Accepted beyond the window, in order: task, target, bytes.
+    queued: VecDeque<(String, String, Vec<u8>)>,
+    queued_bytes: usize,
+    /// Number of the last `cmd_in` received.
+    last_in: u64,
+    /// Number of the last `cmd_in` acknowledged to the server.
+    acked: u64,
+}
+
+impl Cmds {
+    fn pending_bytes(&self) -> u64 {
+        (self.unfinished_bytes + self.queued_bytes) as u64
+    }
+
+    /// Every cmd, sent or queued, ends with `code`, in the order they were accepted.
+    fn end_all(&mut self, code: Code, events: &mut Events) {
+        let sent = std::mem::take(&mut self.unfinished).into_values();
+        let queued = self.queued.drain(..).map(|(task, _, _)| (task, 0));
+        for (task_id, _) in sent.chain(queued) {
+            events.emit(Event::CmdSent {
+                task_id,
+                result: Err(code),
+            });
+        }
+        *self = Cmds::default();
+    }
+}
+
+/// Which link the session wants, for the worker to make it so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// No link.
+    None,
+    /// A new connection for this login.
+    Connect { tls: bool },
+    /// Keep the connection established for this generation.
+    Keep,
+}
+
+pub(crate) struct Session {
+    dec: Decoder,
+    st: State,
+}
+
+struct State {
+    opts: Options,
+    /// Set at the first login: the dispatch mode is fixed from then on.
+    dispatch_fixed: bool,
+    destroyed: bool,
+    phase: Phase,
+    /// Changes whenever the wanted link changes (a new login, a link given up): the worker
+    /// drops a connection of an older generation.
+    gen: u64,
+    /// A login made while the logout before it completes.
+    next_login: Option<LoginReq>,
+    out: OutQueue,
+    events: Events,
+    /// Requests sent and not yet answered, by request ID (ascending = order sent), with their
+    /// deadlines.
+    pending: BTreeMap<u64, (Pending, Instant)>,
+    next_id: u64,
+    /// Cookie of the last `start_user_status_notify`, carried by every presence push.
+    notify_cookie: String,
+    cmds: Cmds,
+    xfers: Transfers,
+    heartbeat: Duration,
+    last_rx: Instant,
+    last_tx: Instant,
+    /// The server's transfer limits, from its `welcome`.
+    server: SizeLimits,
+    /// Number of the last cmd event handed out for delivery (see [`Session::take_events`]).
+    taken_cmd: u64,
+}
+
+impl Session {
+    pub fn new(now: Instant) -> Session {
+        Session {
+            dec: Decoder::new(MAX_PAYLOAD_TO_CLIENT),
+            st: State {
+                opts: Options::default(),
+                dispatch_fixed: false,
+                destroyed: false,
+                phase: Phase::LoggedOut,
+                gen: 0,
+                next_login: None,
+                out: OutQueue::new(),
+                events: Events::default(),
+                pending: BTreeMap::new(),
+                next_id: 1,
+                notify_cookie: String::new(),
+                cmds: Cmds::default(),
+                xfers: Transfers::default(),
+                heartbeat: DEFAULT_HEARTBEAT,
+                last_rx: now,
+                last_tx: now,
+                server: SizeLimits::NONE,
+                taken_cmd: 0,
+            },
+        }
+    }
+
+    pub fn opts(&self) -> &Options {
+        &self.st.opts
+    }
+
+    // ----- the app's calls ------------------------------------------------------------------
+
+    /// Sets one option (see [`Options::set`]); only while logged out.
+    pub fn set_option(&mut self, key: &str, value: &str) -> Result<(), Code> {
+        let st = &mut self.st;
+        st.check_alive()?;
+        if st.logged_in_publicly() || (key == "dispatch" && st.dispatch_fixed) {
+            return Err(code(CRVIDEOSDK_LOGINSTATE_ERROR));
+        }
+        st.opts.set(key, value)
+    }
+
+    /// Starts a login (`op` is an `Op::Login`); the dispatch mode is fixed from then on.
+    pub fn login(&mut self, op: Op, cookie: &str, now: Instant) -> Result<(), Code> {
+        let st = &mut self.st;
+        op.validate(&SizeLimits::NONE)?;
+        check_len(cookie, limits::OPAQUE_MAX)?;
+        st.check_alive()?;
+        let login = LoginReq {
+            op,
+            cookie: cookie.to_owned(),
+        };
+        match st.phase {
+            Phase::LoggedOut => st.start_login(login, now),
+            // Runs once the logout before it completes.
+            Phase::LoggingOut { .. } if st.next_login.is_none() => st.next_login = Some(login),
+            _ => return Err(code(CRVIDEOSDK_LOGINSTATE_ERROR)),
+        }
+        st.dispatch_fixed = true;
+        Ok(())
+    }
+
+    /// Logs out (or abandons a login in progress, which still gets `login_fail(9)`).
+    pub fn logout(&mut self, now: Instant) -> Result<(), Code> {
+        self.st.check_alive()?;
+        self.st.logout(now)
+    }
+
+    /// The client is being destroyed: log out cleanly if needed; nothing starts again.
+    pub fn destroy(&mut self, now: Instant) {
+        let st = &mut self.st;
+        if st.destroyed {
+            return;
+        }
+        st.next_login = None;
+        let _ = st.logout(now);
+        st.destroyed = true;
+    }
+
+    /// Whether the session is over for good: destroyed and logged out.
+    pub fn finished(&self) -> bool {
+        self.st.destroyed && matches!(self.st.phase, Phase::LoggedOut)
+    }
+
+    /// A request of a logged-in session (not a login, logout or offer).
+    pub fn request(&mut self, op: Op, cookie: &str, now: Instant) -> Result<(), Code> {
+        let st = &mut self.st;
+        op.validate(&st.sizes())?;
+        check_len(cookie, limits::OPAQUE_MAX)?;
+        st.check_logged_in()?;
+        if matches!(op, Op::StartStatusNotify) {
+            // Pushes can overtake the reply, so the cookie applies from the moment we ask.
+            st.notify_cookie = cookie.to_owned();
+        }
+        st.send_request(op, cookie.to_owned(), now);
+        st.pump(now);
+        Ok(())
+    }
+
+    /// Accepts a cmd to `to`; it goes out at once or, beyond the window, in its turn.
+    pub fn send_cmd(&mut self, to: &str, data: &[u8], now: Instant) -> Result<String, Code> {
+        let st = &mut self.st;
+        validate_cmd(to, data.len())?;
+        st.check_logged_in()?;
+        st.check_pending(data.len() as u64)?;
+        let task = new_id("t-");
+        st.cmds.queued_bytes += data.len();
+        st.cmds
+            .queued
+            .push_back((task.clone(), to.to_owned(), data.to_vec()));
+        st.pump(now);
+        Ok(task)
+    }
+
+    /// Accepts a buffer to `to`; it is sent when its turn comes (SPEC §3.5).
+    pub fn send_buffer(&mut self, to: &str, data: Vec<u8>, now: Instant) -> Result<String, Code> {
+        let st = &mut self.st;
+        if data.len() as u64 > st.opts.max_buffer_bytes.min(st.server.max_buffer) {
+            return Err(code(CRVIDEOSDK_SENDBUFFER_LARGE));
+        }
+        check_target(to)?;
+        st.check_logged_in()?;
+        st.check_pending(data.len() as u64)?;
+        let task = new_id("t-");
+        let size = data.len() as u64;
+        let o = Outgoing::new(
+            task.clone(),
+            to.to_owned(),
+            XferKind::Buffer,
+            Source::Bytes(data),
+            size,
+            String::new(),
+        );
+        st.xfers.queue(o);
+        st.pump(now);
+        Ok(task)
+    }
+
+    /// Accepts the file at `path` for `to`: opened now (missing 1400, unreadable or not a
+    /// regular file 1401, over the server's limit 1103), streamed when its turn comes.
+    pub fn send_file(&mut self, to: &str, path: &str, now: Instant) -> Result<String, Code> {
+        let st = &mut self.st;
+        if path.is_empty() {
+            return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
+        }
+        check_len(path, limits::PATH_MAX)?;
+        let (file, size) = open_source(path.as_ref())?;
+        if size > st.server.max_file {
+            return Err(code(CRVIDEOSDK_SENDFILE_FILEINERROR));
+        }
+        check_target(to)?;
+        st.check_logged_in()?;
+        let task = new_id("t-");
+        let o = Outgoing::new(
+            task.clone(),
+            to.to_owned(),
+            XferKind::File,
+            Source::File(file),
+            size,
+            path.to_owned(),
+        );
+        st.xfers.queue(o);
+        st.pump(now);
+        Ok(task)
+    }
+
+    /// Cancels a buffer or file; its result is `cancel_send_rlst` (1104 for an unknown or
+    /// finished task, or a cmd).
+    pub fn cancel_send(&mut self, task: &str, now: Instant) -> Result<(), Code> {
+        let st = &mut self.st;
+        if task.is_empty() {
+            return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
+        }
+        check_len(task, limits::ID_MAX)?;
+        st.check_logged_in()?;
+        let (xfers, mut io) = st.xio(now);
+        if !xfers.cancel(task, &mut io) {
+            st.events.emit(Event::CancelSend {
+                task_id: task.to_owned(),
+                result: Err(code(CRVIDEOSDK_TRANSID_INVALID)),
+            });
+        }
+        st.pump(now);
+        Ok(())
+    }
+
+    // ----- the worker's side ----------------------------------------------------------------
+
+    /// The link this session wants, and its generation.
+    pub fn want(&self) -> (u64, Want) {
+        let w = match &self.st.phase {
+            Phase::LoggedOut => Want::None,
+            Phase::Connecting { .. } => Want::Connect {
+                tls: self.st.opts.tls,
+            },
+            _ => Want::Keep,
+        };
+        (self.st.gen, w)
+    }
+
+    /// The connection of generation `gen` is up (TLS, if any, set up over it): say hello and
+    /// log in in one go.
+    pub fn link_up(&mut self, gen: u64, now: Instant) {
+        let st = &mut self.st;
+        if gen != st.gen {
+            return;
+        }
+        let Phase::Connecting { .. } = st.phase else {
+            return;
+        };
+        let Phase::Connecting { login, .. } = std::mem::replace(&mut st.phase, Phase::LoggedOut)
+        else {
+            unreachable!("checked above")
+        };
+        self.dec = Decoder::new(MAX_PAYLOAD_TO_CLIENT);
+        st.out = OutQueue::new();
+        st.heartbeat = DEFAULT_HEARTBEAT;
+        st.last_rx = now;
+        st.last_tx = now;
+        st.out.push(Out::msg(&ClientMsg::Hello {
+            ver: PROTOCOL_VERSION,
+            agent: format!("libcrvm/{}", env!("CARGO_PKG_VERSION")),
+        }));
+        let login_id = st.id();
+        st.out.push(Out::msg(&ClientMsg::Req {
+            id: login_id,
+            op: login.op,
+        }));
+        st.phase = Phase::LoggingIn {
+            login_id,
+            cookie: login.cookie,
+            deadline: now + st.opts.request_timeout,
+        };
+    }
+
+    /// The connection of generation `gen` failed or could not be made: `code` is 203 for a
+    /// connection never made, 209 for TLS, 207 for a lost one.
+    pub fn link_failed(&mut self, gen: u64, code: Code, now: Instant) {
+        if gen == self.st.gen {
+            self.st.link_ended(code, now);
+        }
+    }
+
+    /// Room to read received bytes into; report how many with [`Session::received`].
+    pub fn read_buf(&mut self) -> &mut [u8] {
+        self.dec.spare()
+    }
+
+    /// `n` bytes were read into [`Session::read_buf`]: decodes and handles every whole frame.
+    /// A frame the protocol does not allow ends the link (207).
+    pub fn received(&mut self, n: usize, now: Instant) {
+        self.dec.filled(n);
+        self.st.last_rx = now;
+        let gen = self.st.gen;
+        loop {
+            let frame = match self.dec.next_frame_ref() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(_) => {
+                    self.st.link_ended(code(CRVIDEOSDK_CONNECTIONLOST), now);
+                    break;
+                }
+            };
+            if self.st.on_frame(frame, now).is_err() {
+                self.st.link_ended(code(CRVIDEOSDK_CONNECTIONLOST), now);
+            }
+            if self.st.gen != gen {
+                break; // the link is gone: the rest of what was read is moot
+            }
+        }
+        self.st.pump(now);
+    }
+
+    /// Appends what should be written next to `buf`: queued control frames first, else one data
+    /// chunk. False if there is nothing to write.
+    pub fn transmit(&mut self, buf: &mut Vec<u8>, now: Instant) -> bool {
+        let st = &mut self.st;
+        if matches!(st.phase, Phase::LoggedOut | Phase::Connecting { .. }) {
+            return false;
+        }
+        let ack = self.dec.last_seq();
+        loop {
+            if st.out.encode(ack, buf, WRITE_BATCH) > 0 {
+                break;
+            }
+            if matches!(st.phase, Phase::LoggedIn)
+                && st.xfers.fill_chunk(&mut st.out, ack, buf, &mut st.events)
+            {
+                break;
+            }
+            if st.out.is_empty() {
+                return false;
+            }
+        }
+        st.last_tx = now;
+        true
+    }
+
+    /// When [`Session::tick`] must run next, if ever.
+    pub fn deadline(&self) -> Option<Instant> {
+        let st = &self.st;
+        let link = st.last_rx + dead_after(st.heartbeat);
+        let ping = st.last_tx + st.heartbeat;
+        let requests = st.pending.values().map(|(_, d)| *d).min();
+        let own = match &st.phase {
+            Phase::LoggedOut => return None,
+            Phase::Connecting { deadline, .. } => return Some(*deadline),
+            Phase::LoggingIn { deadline, .. } | Phase::LoggingOut { deadline, .. } => *deadline,
+            Phase::LoggedIn => link.min(ping),
+        };
+        Some(requests.map_or(own, |r| r.min(own)))
+    }
+
+    /// Runs the timers that are due at `now`.
+    pub fn tick(&mut self, now: Instant) {
+        let st = &mut self.st;
+        match &st.phase {
+            Phase::LoggedOut => return,
+            Phase::Connecting { deadline, .. } => {
+                if now >= *deadline {
+                    st.link_ended(code(CRVIDEOSDK_CREATE_CONN_FAILED), now);
+                }
+                return;
+            }
+            Phase::LoggingIn { deadline, .. } => {
+                if now >= *deadline {
+                    return st.link_ended(code(CRVIDEOSDK_NOSERVER_RSP), now);
+                }
+            }
+            Phase::LoggingOut { deadline, .. } => {
+                if now >= *deadline {
+                    return st.finish_logout(now);
+                }
+            }
+            Phase::LoggedIn => {
+                if now >= st.last_rx + dead_after(st.heartbeat) {
+                    return st.link_ended(code(CRVIDEOSDK_CONNECTIONLOST), now);
+                }
+                if now >= st.last_tx + st.heartbeat {
+                    st.out.push(Out::Ping);
+                    st.last_tx = now;
+                }
+            }
+        }
+        let expired: Vec<u64> = st
+            .pending
+            .iter()
+            .filter(|(_, (_, d))| now >= *d)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some((p, _)) = st.pending.remove(&id) {
+                st.fail(p, code(CRVIDEOSDK_NOSERVER_RSP), now);
+            }
+        }
+        st.pump(now);
+    }
+
+    /// Whether events wait for delivery.
+    pub fn has_events(&self) -> bool {
+        !self.st.events.q.is_empty()
+    }
+
+    /// Takes the events waiting for delivery (at most `max`), in order.
+    pub fn take_events(&mut self, out: &mut Vec<Event>, max: usize) {
+        let st = &mut self.st;
+        for _ in 0..max {
+            let Some((ev, n)) = st.events.q.pop_front() else {
+                break;
+            };
+            if n > 0 {
+                st.taken_cmd = n;
+            }
+            out.push(ev);
+        }
+    }
+
+    /// The events taken last were delivered to the app: acknowledge the cmds among them, so
+    /// that their senders hear `send_cmd_rlst` and may send more (flow control follows the
+    /// app's pace, SPEC §3.5).
+    pub fn delivered(&mut self) {
+        let st = &mut self.st;
+        if st.taken_cmd > st.cmds.acked && matches!(st.phase, Phase::LoggedIn) {
+            st.cmds.acked = st.taken_cmd;
+            st.out.push(Out::msg(&ClientMsg::CmdAck {
+                upto: st.taken_cmd,
+            }));
+        }
+    }
+}
+
+impl State {
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn check_alive(&self) -> Result<(), Code> {
+        if self.destroyed {
+            return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
+        }
+        Ok(())
+    }
+
+    /// Logged in as far as the app is concerned (a logout in progress is logged out).
+    fn logged_in_publicly(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Connecting { .. } | Phase::LoggingIn { .. } | Phase::LoggedIn
+        )
+    }
+
+    fn check_logged_in(&self) -> Result<(), Code> {
+        self.check_alive()?;
+        if !matches!(self.phase, Phase::LoggedIn) {
+            return Err(code(CRVIDEOSDK_NOT_LOGIN));
+        }
+        Ok(())
+    }
+
+    /// The one synchronous refusal for volume (SPEC §3.5): while what is accepted and not yet
+    /// acknowledged would exceed `max_pending_bytes`. Something alone always fits.
+    fn check_pending(&self, more: u64) -> Result<(), Code> {
+        let pending = self.cmds.pending_bytes() + self.xfers.pending_bytes();
+        if pending > 0 && pending + more > self.opts.max_pending_bytes {
+            return Err(code(CRVIDEOSDK_SENDFAIL));
+        }
+        Ok(())
+    }
+
+    /// The transfer limits that apply: the client's and the server's.
+    fn sizes(&self) -> SizeLimits {
+        SizeLimits {
+            max_buffer: self.opts.max_buffer_bytes.min(self.server.max_buffer),
+            max_file: self.server.max_file,
+        }
+    }
+
+    fn start_login(&mut self, login: LoginReq, now: Instant) {
+        self.events.log = self.opts.log_file.as_ref().and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
+        if let Op::Login {
+            app_id, user_id, ..
+        } = &login.op
+        {
+            let what = format!("login as app {app_id:?} user {user_id:?}");
+            self.events.log(&what);
+        }
+        self.gen += 1;
+        self.phase = Phase::Connecting {
+            login,
+            deadline: now + self.opts.connect_timeout,
+        };
+    }
+
+    fn logout(&mut self, now: Instant) -> Result<(), Code> {
+        match std::mem::replace(&mut self.phase, Phase::LoggedOut) {
+            Phase::LoggedOut => return Err(code(CRVIDEOSDK_NOT_LOGIN)),
+            Phase::LoggingOut { logout_id, deadline } => {
+                // Already logging out: only a login queued behind it is abandoned.
+                self.phase = Phase::LoggingOut {
+                    logout_id,
+                    deadline,
+                };
+                let Some(login) = self.next_login.take() else {
+                    return Err(code(CRVIDEOSDK_NOT_LOGIN));
+                };
+                self.login_failed(login.cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
+            }
+            Phase::Connecting { login, .. } => {
+                // The login was overtaken by a logout: it still gets its one result.
+                self.gen += 1;
+                self.login_failed(login.cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
+            }
+            Phase::LoggingIn { cookie, .. } => {
+                self.gen += 1;
+                self.login_failed(cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
+            }
+            Phase::LoggedIn => {
+                let logout_id = self.id();
+                self.out.push(Out::msg(&ClientMsg::Req {
+                    id: logout_id,
+                    op: Op::Logout,
+                }));
+                let budget = self.opts.request_timeout.min(LOGOUT_BUDGET);
+                self.phase = Phase::LoggingOut {
+                    logout_id,
+                    deadline: now + budget,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn login_failed(&mut self, cookie: String, code: Code) {
+        self.events.emit(Event::Login {
+            result: Err(code),
+            cookie,
+        });
+    }
+
+    /// Sends request `op` with a fresh ID.
+    fn send_request(&mut self, op: Op, cookie: String, now: Instant) {
+        let id = self.id();
+        let msg = ClientMsg::Req { id, op };
+        self.out.push(Out::msg(&msg));
+        let ClientMsg::Req { op, .. } = msg else {
+            unreachable!("built above")
+        };
+        let deadline = now + self.opts.request_timeout;
+        self.pending.insert(id, (Pending::Op { op, cookie }, deadline));
+    }
+
+    /// The stream engine and what its steps need, borrowed side by side.
+    fn xio(&mut self, now: Instant) -> (&mut Transfers, Io<'_>) {
+        let io = Io {
+            out: &mut self.out,
+            events: &mut self.events,
+            opts: &self.opts,
+            now,
+        };
+        (&mut self.xfers, io)
+    }
+
+    /// Sends what may go now: queued cmds within the window, and offers of queued streams.
+    fn pump(&mut self, now: Instant) {
+        if !matches!(self.phase, Phase::LoggedIn) {
+            return;
+        }
+        let c = &mut self.cmds;
+        while let Some((_, _, data)) = c.queued.front() {
+            if !xfer::cmd_fits(c.unfinished.len(), c.unfinished_bytes, data.len()) {
+                break;
+            }
+            let (task, to, data) = c.queued.pop_front().expect("front exists");
+            c.next_n += 1;
+            let n = c.next_n;
+            c.queued_bytes -= data.len();
+            c.unfinished_bytes += data.len();
+            c.unfinished.insert(n, (task, data.len()));
+            self.out.push(Out::attached(&ClientMsg::Cmd { n, to }, data));
+        }
+        loop {
+            let (xfers, mut io) = self.xio(now);
+            let Some((task, op)) = xfers.next_offer(&mut io) else {
+                break;
+            };
+            let id = self.id();
+            self.out.push(Out::msg(&ClientMsg::Req { id, op }));
+            let deadline = now + self.opts.request_timeout;
+            self.pending.insert(id, (Pending::Offer(task), deadline));
+        }
+    }
+
+    /// Request `p` failed with `code` (timeout, lost link, logout).
+    fn fail(&mut self, p: Pending, code: Code, now: Instant) {
+        match p {
+            Pending::Op { op, cookie } => {
+                let ev = op_result(op, Err(code), cookie);
+                self.events.emit(ev);
+            }
+            Pending::Offer(task) => {
+                let (xfers, mut io) = self.xio(now);
+                xfers.offer_failed(&task, code, &mut io);
+            }
+        }
+    }
+
+    /// The link of the current generation is over (or was never made) with `code`.
+    fn link_ended(&mut self, code: Code, now: Instant) {
+        match std::mem::replace(&mut self.phase, Phase::LoggedOut) {
+            Phase::LoggedOut => {}
+            Phase::Connecting { login, .. } => {
+                self.gen += 1;
+                self.login_failed(login.cookie, code);
+            }
+            Phase::LoggingIn { cookie, .. } => {
+                self.gen += 1;
+                self.login_failed(cookie, code);
+            }
+            Phase::LoggedIn => self.link_lost(code, now),
+            logging_out @ Phase::LoggingOut { .. } => {
+                self.phase = logging_out;
+                self.finish_logout(now);
+            }
+        }
+    }
+
+    /// The session ends without a logout: every outstanding request gets its result with
+    /// `code`, the session's calls end locally, then `line_off(code)`.
+    fn link_lost(&mut self, code: Code, now: Instant) {
+        self.end_everything(code, now);
+        let mut calls: Vec<String> = self.events.calls.drain().collect();
+        calls.sort();
+        for call_id in calls {
+            self.events.emit(Event::NotifyCallHungup {
+                call_id,
+                usr_ext_dat: String::new(),
+            });
+        }
+        self.events.emit(Event::LineOff { code });
+    }
+
+    /// The logout is answered (or the server closed, or the budget ran out): what it did not
+    /// answer ends with 12, and a login made meanwhile starts.
+    fn finish_logout(&mut self, now: Instant) {
+        self.end_everything(code(CRVIDEOSDK_NOT_LOGIN), now);
+        self.events.calls.clear();
+        if let Some(login) = self.next_login.take() {
+            self.start_login(login, now);
+        }
+    }
+
+    /// Common to every end of a session: requests, cmds and streams end with `code`.
+    fn end_everything(&mut self, code: Code, now: Instant) {
+        self.phase = Phase::LoggedOut;
+        self.gen += 1;
+        self.out.clear();
+        self.notify_cookie.clear();
+        for (_, (p, _)) in std::mem::take(&mut self.pending) {
+            self.fail(p, code, now);
+        }
+        self.cmds.end_all(code, &mut self.events);
+        self.xfers.end_all(code, &mut self.events);
+        self.taken_cmd = 0;
+    }
+
+    /// Handles one frame from the server. `Err` is a protocol violation.
+    fn on_frame(&mut self, f: FrameRef<'_>, now: Instant) -> Result<(), FrameError> {
+        match f.kind {
+            Kind::Ping => self.out.push(Out::Pong),
+            Kind::Pong => {}
+            Kind::Data => {
+                if matches!(self.phase, Phase::LoggedIn) {
+                    let (sid, bytes) = f.data();
+                    let (xfers, mut io) = self.xio(now);
+                    xfers.on_data(sid, bytes, &mut io);
+                }
+            }
+            Kind::Control => {
+                let (json, attachment) = f.control()?;
+                let msg = parse_server_msg(json).ok_or(FrameError::BadControl)?;
+                self.on_msg(msg, attachment, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_msg(&mut self, msg: ServerMsg, attachment: &[u8], now: Instant) -> Result<(), FrameError> {
+        if let ServerMsg::Close { code: c, .. } = msg {
+            let c = Code::new(c).unwrap_or(code(CRVIDEOSDK_CONNECTIONLOST));
+            self.link_ended(c, now);
+            return Ok(());
+        }
+        match &self.phase {
+            Phase::LoggingIn { .. } => self.on_login_msg(msg),
+            Phase::LoggedIn => self.on_session_msg(msg, attachment, now),
+            Phase::LoggingOut { logout_id, .. } => {
+                let logout_id = *logout_id;
+                match msg {
+                    ServerMsg::Reply { re, .. } if re == logout_id => self.finish_logout(now),
+                    // Only answers to requests matter now; streams end with the logout.
+                    msg => {
+                        if let Some((re, reply)) = as_reply(msg) {
+                            self.on_reply(re, reply, now);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Phase::LoggedOut | Phase::Connecting { .. } => Ok(()),
+        }
+    }
+
+    fn on_login_msg(&mut self, msg: ServerMsg) -> Result<(), FrameError> {
+        let Phase::LoggingIn { login_id, .. } = self.phase else {
+            unreachable!("caller checked")
+        };
+        match msg {
+            ServerMsg::Welcome {
+                heartbeat_ms,
+                max_buffer_bytes,
+                max_file_bytes,
+                ..
+            } => {
+                self.heartbeat = Duration::from_millis(heartbeat_ms.clamp(100, 10_000));
+                self.server = SizeLimits {
+                    max_buffer: max_buffer_bytes,
+                    max_file: max_file_bytes,
+                };
+            }
+            ServerMsg::LoginOk { re, user_id } if re == login_id => {
+                let Phase::LoggingIn { cookie, .. } =
+                    std::mem::replace(&mut self.phase, Phase::LoggedIn)
+                else {
+                    unreachable!("checked above")
+                };
+                self.events.emit(Event::Login {
+                    result: Ok(user_id),
+                    cookie,
+                });
+            }
+            ServerMsg::Reply { re, code: c } if re == login_id => {
+                let c = Code::new(c).unwrap_or(code(CRVIDEOSDK_SERVER_EXCEPTION));
+                self.link_ended(c, self.last_rx);
+            }
+            _ => return Err(FrameError::BadControl),
+        }
+        Ok(())
+    }
+
+    /// Replies and pushes of an established session.
+    fn on_session_msg(
+        &mut self,
+        msg: ServerMsg,
+        attachment: &[u8],
+        now: Instant,
+    ) -> Result<(), FrameError> {
+        match msg {
+            ServerMsg::UserStatus(status) => {
+                let cookie = self.notify_cookie.clone();
+                self.events.emit(Event::NotifyUserStatus { status, cookie });
+            }
+            ServerMsg::CallIn {
+                call_id,
+                caller,
+                meet_obj,
+                ext,
+            } => self.events.emit(Event::NotifyCallIn {
+                call_id,
+                meet_obj,
+                caller_id: caller,
+                usr_ext_dat: ext,
+            }),
+            ServerMsg::CallAccepted {
+                call_id,
+                ext,
+                meet_obj,
+            } => self.events.emit(Event::NotifyCallAccepted {
+                call_id,
+                usr_ext_dat: ext,
+                meet_obj,
+            }),
+            ServerMsg::CallRejected {
+                call_id,
+                reason,
+                ext,
+            } => {
+                let reason = Code::new(reason).ok_or(FrameError::BadControl)?;
+                self.events.emit(Event::NotifyCallRejected {
+                    call_id,
+                    reason,
+                    usr_ext_dat: ext,
+                })
+            }
+            ServerMsg::CallHungup { call_id, ext } => self.events.emit(Event::NotifyCallHungup {
+                call_id,
+                usr_ext_dat: ext,
+            }),
+            ServerMsg::CmdIn { n, from } => {
+                if n != self.cmds.last_in + 1 {
+                    return Err(FrameError::BadControl);
+                }
+                self.cmds.last_in = n;
+                let ev = Event::NotifyCmdData {
+                    from,
+                    data: attachment.to_vec(),
+                };
+                self.events.push(ev, n);
+            }
+            ServerMsg::CmdDone { ns, code: c } => {
+                let result = check(c);
+                for n in ns {
+                    if let Some((task_id, len)) = self.cmds.unfinished.remove(&n) {
+                        self.cmds.unfinished_bytes -= len;
+                        self.events.emit(Event::CmdSent { task_id, result });
+                    }
+                }
+            }
+            ServerMsg::OfferOk { re, sid } => match self.pending.remove(&re) {
+                Some((Pending::Offer(task), _)) => {
+                    let (xfers, mut io) = self.xio(now);
+                    xfers.offered(&task, sid, &mut io);
+                }
+                Some((p, _)) => self.fail(p, code(CRVIDEOSDK_SERVER_EXCEPTION), now),
+                None => {}
+            },
+            ServerMsg::Start { sid } => {
+                let (xfers, mut io) = self.xio(now);
+                xfers.on_start(sid, &mut io);
+            }
+            ServerMsg::Incoming {
+                sid,
+                task,
+                from,
+                kind,
+                size,
+                name,
+            } => {
+                let (xfers, mut io) = self.xio(now);
+                xfers.on_incoming(sid, task, from, kind, size, &name, &mut io);
+            }
+            ServerMsg::DataEnd { sid, hash } => {
+                let (xfers, mut io) = self.xio(now);
+                xfers.on_data_end(sid, hash, &mut io);
+            }
+            ServerMsg::Progress { sid, bytes } => {
+                let (xfers, mut io) = self.xio(now);
+                xfers.on_progress(sid, bytes, &mut io);
+            }
+            ServerMsg::XferEnd { sid, code } => {
+                let (xfers, mut io) = self.xio(now);
+                xfers.on_xfer_end(sid, code, &mut io);
+            }
+            ServerMsg::Cancelled { sid } => {
+                let (xfers, mut io) = self.xio(now);
+                xfers.on_cancelled(sid, &mut io);
+            }
+            ServerMsg::CancelDone { sid, code } => {
+                let (xfers, mut io) = self.xio(now);
+                xfers.on_cancel_done(sid, code, &mut io);
+            }
+            ServerMsg::Welcome { .. } | ServerMsg::LoginOk { .. } => {
+                return Err(FrameError::BadControl)
+            }
+            msg => {
+                let (re, reply) = as_reply(msg).expect("every other message is a reply");
+                self.on_reply(re, reply, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// The answer to request `re`. An answer to a request that already timed out is dropped:
+    /// it had its one result.
+    fn on_reply(&mut self, re: u64, reply: Reply, now: Instant) {
+        let Some((p, _)) = self.pending.remove(&re) else {
+            return;
+        };
+        match (p, reply) {
+            (Pending::Op { op, cookie }, reply) => {
+                let ev = op_result(op, Ok(reply), cookie);
+                self.events.emit(ev);
+            }
+            (Pending::Offer(task), Reply::Code(c)) => {
+                let c = Code::new(c).unwrap_or(code(CRVIDEOSDK_SERVER_EXCEPTION));
+                self.fail(Pending::Offer(task), c, now);
+            }
+            (Pending::Offer(task), _) => {
+                self.fail(Pending::Offer(task), code(CRVIDEOSDK_SERVER_EXCEPTION), now)
+            }
+        }
+    }
+}
+
+/// A reply's payload.
+enum Reply {
+    Code(i32),
+    Statuses(Vec<crvm_proto::UserStatus>),
+    Meeting(crvm_proto::Meeting),
+    Meetings(Vec<crvm_proto::Meeting>),
+}
+
+/// The request ID and payload of a reply-type message.
+fn as_reply(msg: ServerMsg) -> Option<(u64, Reply)> {
+    Some(match msg {
+        ServerMsg::Reply { re, code } => (re, Reply::Code(code)),
+        ServerMsg::Statuses { re, list } => (re, Reply::Statuses(list)),
+        ServerMsg::MeetingCreated { re, meeting } => (re, Reply::Meeting(meeting)),
+        ServerMsg::Meetings { re, list } => (re, Reply::Meetings(list)),
+        _ => return None,
+    })
+}
+
+/// The result event of request `op`: its reply, or the code it failed with. A bare success
+/// where a payload was due is a server fault (8).
+fn op_result(op: Op, reply: Result<Reply, Code>, cookie: String) -> Event {
+    let fault = code(CRVIDEOSDK_SERVER_EXCEPTION);
+    let done = match &reply {
+        Ok(Reply::Code(c)) => check(*c),
+        Ok(_) => Err(fault),
+        Err(e) => Err(*e),
+    };
+    match op {
+        Op::SetDnd { .. } => Event::SetDndStatus {
+            result: done,
+            cookie,
+        },
+        Op::GetUserStatus => Event::GetUserStatus {
+            result: match reply {
+                Ok(Reply::Statuses(list)) => Ok(list),
+                _ => Err(done.err().unwrap_or(fault)),
+            },
+            cookie,
+        },
+        Op::StartStatusNotify => Event::StartUserStatusNotify {
+            result: done,
+            cookie,
+        },
+        Op::StopStatusNotify => Event::StopUserStatusNotify {
+            result: done,
+            cookie,
+        },
+        Op::CreateMeeting { .. } => Event::CreateMeeting {
+            result: match reply {
+                Ok(Reply::Meeting(m)) => Ok(m),
+                _ => Err(done.err().unwrap_or(fault)),
+            },
+            cookie,
+        },
+        Op::DestroyMeeting { .. } => Event::DestroyMeeting {
+            result: done,
+            cookie,
+        },
+        Op::GetMeetings => Event::GetMeetings {
+            result: match reply {
+                Ok(Reply::Meetings(list)) => Ok(list),
+                _ => Err(done.err().unwrap_or(fault)),
+            },
+            cookie,
+        },
+        Op::Call { call_id, .. } => Event::Call {
+            call_id,
+            result: done,
+            cookie,
+        },
+        Op::AcceptCall { call_id, .. } => Event::AcceptCall {
+            call_id,
+            result: done,
+            cookie,
+        },
+        Op::RejectCall { call_id, .. } => Event::RejectCall {
+            call_id,
+            result: done,
+            cookie,
+        },
+        Op::HangupCall { call_id, .. } => Event::HangupCall {
+            call_id,
+            result: done,
+            cookie,
+        },
+        Op::Login { .. } | Op::Logout | Op::Offer { .. } => {
+            unreachable!("logins, logouts and offers are not ops of `request`")
+        }
+    }
+}
+
+/// Parses a server message. Status pushes, the bulk of what a busy client receives, take a
+/// direct path that skips the enum's machinery; anything else, or a push written differently,
+/// goes the general way.
+fn parse_server_msg(json: &[u8]) -> Option<ServerMsg> {
+    #[derive(serde::Deserialize)]
+    struct StatusPush {
+        c: crvm_proto::UserStatus,
+    }
+    if json.starts_with(br#"{"t":"user_status","#) {
+        if let Ok(p) = serde_json::from_slice::<StatusPush>(json) {
+            return Some(ServerMsg::UserStatus(p.c));
+        }
+    }
+    serde_json::from_slice(json).ok()
+}
+
+fn check_len(s: &str, max: usize) -> Result<(), Code> {
+    if s.len() > max {
+        return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
+    }
+    Ok(())
+}
+
+fn check_target(to: &str) -> Result<(), Code> {
+    if to.is_empty() {
+        return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
+    }
+    check_len(to, limits::USER_ID_MAX)
+}
+
+fn dead_after(heartbeat: Duration) -> Duration {
+    (heartbeat * 3).min(MAX_SILENCE)
+}
