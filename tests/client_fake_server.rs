@@ -6,7 +6,8 @@ use crossbeam_channel::{Receiver, Sender};
 use crvm::core::{Client, Event, LoginParams};
 use crvm_proto::error::*;
 use crvm_proto::frame::{Decoder, Encoder, Kind, MAX_PAYLOAD_TO_SERVER};
-use crvm_proto::msg::{to_json, ClientMsg, ServerMsg};
+use crvm_proto::msg::{to_json, xfer, ClientMsg, Op, ServerMsg};
+use crvm_proto::{Code, PROTOCOL_VERSION};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
@@ -31,12 +32,13 @@ impl Peer {
         }
     }
 
-    /// Next control message from the client (heartbeats are skipped).
-    fn recv(&mut self) -> ClientMsg {
+    /// Next control message from the client and its attachment (heartbeats are skipped).
+    fn recv_attached(&mut self) -> (ClientMsg, Vec<u8>) {
         loop {
             if let Some(f) = self.dec.next_frame().unwrap() {
                 if f.kind == Kind::Control {
-                    return serde_json::from_slice(f.control().unwrap().0).unwrap();
+                    let (json, att) = f.control().unwrap();
+                    return (serde_json::from_slice(json).unwrap(), att.to_vec());
                 }
                 continue;
             }
@@ -47,19 +49,44 @@ impl Peer {
         }
     }
 
+    /// Next control message from the client.
+    fn recv(&mut self) -> ClientMsg {
+        self.recv_attached().0
+    }
+
+    /// Next request from the client: its ID and body.
+    fn req(&mut self) -> (u64, Op) {
+        match self.recv() {
+            ClientMsg::Req { id, op } => (id, op),
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
     fn send(&mut self, m: &ServerMsg) {
-        let f = self.enc.control(self.dec.last_seq(), &to_json(m), &[]);
+        self.send_attached(m, &[]);
+    }
+
+    fn send_attached(&mut self, m: &ServerMsg, attachment: &[u8]) {
+        let f = self
+            .enc
+            .control(self.dec.last_seq(), &to_json(m), attachment);
         self.sock.write_all(&f).unwrap();
     }
 
     /// Reads Hello and Login and answers both; returns the login request ID.
     fn welcome_and_login(&mut self, heartbeat_ms: u64) -> u64 {
-        assert!(matches!(self.recv(), ClientMsg::Hello { ver: 1, .. }));
-        let ClientMsg::Login { id, user_id, .. } = self.recv() else {
+        assert!(matches!(
+            self.recv(),
+            ClientMsg::Hello {
+                ver: PROTOCOL_VERSION,
+                ..
+            }
+        ));
+        let (id, Op::Login { user_id, .. }) = self.req() else {
             panic!("expected login")
         };
         self.send(&ServerMsg::Welcome {
-            ver: 1,
+            ver: PROTOCOL_VERSION,
             heartbeat_ms,
             max_buffer_bytes: 1 << 20,
             max_file_bytes: 1 << 30,
@@ -99,6 +126,21 @@ fn next(rx: &Receiver<Event>) -> Event {
     rx.recv_timeout(WAIT).expect("event expected")
 }
 
+fn c(n: i32) -> Code {
+    code(n)
+}
+
+/// A logged-in client and its fake server's side.
+fn logged_in(opts: &[(&str, &str)]) -> (TcpListener, Client, Receiver<Event>, Peer) {
+    let (l, addr) = listener();
+    let (cl, rx) = client(&addr, opts);
+    login(&cl, "alice");
+    let mut p = Peer::accept(&l);
+    p.welcome_and_login(10_000);
+    assert!(matches!(next(&rx), Event::Login { result: Ok(_), .. }));
+    (l, cl, rx, p)
+}
+
 fn listener() -> (TcpListener, String) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
@@ -108,8 +150,8 @@ fn listener() -> (TcpListener, String) {
 #[test]
 fn version_refusal_is_login_fail_4() {
     let (l, addr) = listener();
-    let (c, rx) = client(&addr, &[]);
-    login(&c, "alice");
+    let (cl, rx) = client(&addr, &[]);
+    login(&cl, "alice");
     let mut p = Peer::accept(&l);
     p.recv();
     p.send(&ServerMsg::Close {
@@ -118,75 +160,65 @@ fn version_refusal_is_login_fail_4() {
     });
     assert_eq!(
         next(&rx),
-        Event::LoginFail {
-            code: 4,
+        Event::Login {
+            result: Err(c(4)),
             cookie: "ck".into()
         }
     );
     // Logged out again: a new login is accepted.
-    login(&c, "alice");
+    login(&cl, "alice");
 }
 
 #[test]
 fn drop_with_requests_in_flight_answers_each_then_line_off() {
-    let (l, addr) = listener();
-    let (c, rx) = client(&addr, &[]);
-    login(&c, "alice");
-    let mut p = Peer::accept(&l);
-    p.welcome_and_login(10_000);
-    assert!(matches!(next(&rx), Event::LoginSuccess { .. }));
-    c.get_meetings("m").unwrap();
-    c.set_dnd_status(1, "d").unwrap();
-    assert!(matches!(p.recv(), ClientMsg::GetMeetings { .. }));
-    assert!(matches!(p.recv(), ClientMsg::SetDnd { .. }));
+    let (_l, cl, rx, mut p) = logged_in(&[]);
+    cl.get_meetings("m").unwrap();
+    cl.set_dnd_status(1, "d").unwrap();
+    assert!(matches!(p.req(), (_, Op::GetMeetings)));
+    assert!(matches!(p.req(), (_, Op::SetDnd { .. })));
     drop(p);
     assert_eq!(
         next(&rx),
-        Event::GetMeetingsFail {
-            code: 207,
+        Event::GetMeetings {
+            result: Err(c(207)),
             cookie: "m".into()
         }
     );
     assert_eq!(
         next(&rx),
-        Event::SetDndStatusFail {
-            code: 207,
+        Event::SetDndStatus {
+            result: Err(c(207)),
             cookie: "d".into()
         }
     );
-    assert_eq!(next(&rx), Event::LineOff { code: 207 });
-    assert_eq!(c.get_meetings(""), Err(CRVIDEOSDK_NOT_LOGIN));
+    assert_eq!(next(&rx), Event::LineOff { code: c(207) });
+    assert_eq!(cl.get_meetings(""), Err(c(CRVIDEOSDK_NOT_LOGIN)));
 }
 
 #[test]
 fn silent_server_is_detected_by_heartbeat() {
     let (l, addr) = listener();
-    let (c, rx) = client(&addr, &[]);
-    login(&c, "alice");
+    let (cl, rx) = client(&addr, &[]);
+    login(&cl, "alice");
     let mut p = Peer::accept(&l);
     // 100 ms heartbeats: the client declares the link dead after 300 ms of silence.
     p.welcome_and_login(100);
-    assert!(matches!(next(&rx), Event::LoginSuccess { .. }));
-    assert_eq!(next(&rx), Event::LineOff { code: 207 });
+    assert!(matches!(next(&rx), Event::Login { result: Ok(_), .. }));
+    assert_eq!(next(&rx), Event::LineOff { code: c(207) });
     drop(p);
 }
 
 #[test]
 fn unanswered_request_times_out_once_and_late_reply_is_ignored() {
-    let (l, addr) = listener();
-    let (c, rx) = client(&addr, &[("request_timeout_ms", "200")]);
-    login(&c, "alice");
-    let mut p = Peer::accept(&l);
-    p.welcome_and_login(10_000);
-    assert!(matches!(next(&rx), Event::LoginSuccess { .. }));
-    c.get_meetings("late").unwrap();
-    let ClientMsg::GetMeetings { id } = p.recv() else {
+    let (_l, cl, rx, mut p) = logged_in(&[("request_timeout_ms", "200")]);
+    cl.get_meetings("late").unwrap();
+    let (id, Op::GetMeetings) = p.req() else {
         panic!()
     };
     assert_eq!(
         next(&rx),
-        Event::GetMeetingsFail {
-            code: 202,
+        Event::GetMeetings {
+            result: Err(c(202)),
             cookie: "late".into()
         }
     );
@@ -194,8 +226,8 @@ fn unanswered_request_times_out_once_and_late_reply_is_ignored() {
         re: id,
         list: vec![],
     });
-    c.get_user_status("after").unwrap();
-    let ClientMsg::GetUserStatus { id } = p.recv() else {
+    cl.get_user_status("after").unwrap();
+    let (id, Op::GetUserStatus) = p.req() else {
         panic!()
     };
     p.send(&ServerMsg::Statuses {
@@ -204,8 +236,8 @@ fn unanswered_request_times_out_once_and_late_reply_is_ignored() {
     });
     assert_eq!(
         next(&rx),
-        Event::GetUserStatusSuccess {
-            users_status: "[]".into(),
+        Event::GetUserStatus {
+            result: Ok(vec![]),
             cookie: "after".into()
         }
     );
@@ -214,22 +246,22 @@ fn unanswered_request_times_out_once_and_late_reply_is_ignored() {
 #[test]
 fn login_without_answer_is_202_and_refused_connect_is_203() {
     let (l, addr) = listener();
-    let (c, rx) = client(&addr, &[("request_timeout_ms", "200")]);
-    login(&c, "alice");
+    let (cl, rx) = client(&addr, &[("request_timeout_ms", "200")]);
+    login(&cl, "alice");
     let _p = Peer::accept(&l);
     assert_eq!(
         next(&rx),
-        Event::LoginFail {
-            code: 202,
+        Event::Login {
+            result: Err(c(202)),
             cookie: "ck".into()
         }
     );
     drop(l);
-    login(&c, "alice");
+    login(&cl, "alice");
     assert_eq!(
         next(&rx),
-        Event::LoginFail {
-            code: 203,
+        Event::Login {
+            result: Err(c(203)),
             cookie: "ck".into()
         }
     );
@@ -241,56 +273,45 @@ fn kick_and_shutdown_codes_reach_line_off() {
         CRVIDEOSDK_USER_BEEN_KICKOUT,
         CRVIDEOSDK_FORCEDCLOSECONNECTION,
     ] {
-        let (l, addr) = listener();
-        let (c, rx) = client(&addr, &[]);
-        login(&c, "alice");
-        let mut p = Peer::accept(&l);
-        p.welcome_and_login(10_000);
-        assert!(matches!(next(&rx), Event::LoginSuccess { .. }));
+        let (_l, _cl, rx, mut p) = logged_in(&[]);
         p.send(&ServerMsg::Close {
             code,
             reason: String::new(),
         });
-        assert_eq!(next(&rx), Event::LineOff { code });
+        assert_eq!(next(&rx), Event::LineOff { code: c(code) });
     }
 }
 
 #[test]
 fn presence_pushes_carry_the_subscription_cookie_in_order() {
-    let (l, addr) = listener();
-    let (c, rx) = client(&addr, &[]);
-    login(&c, "alice");
-    let mut p = Peer::accept(&l);
-    p.welcome_and_login(10_000);
-    assert!(matches!(next(&rx), Event::LoginSuccess { .. }));
-    c.start_user_status_notify("sub").unwrap();
-    let ClientMsg::StartStatusNotify { id } = p.recv() else {
+    let (_l, cl, rx, mut p) = logged_in(&[]);
+    cl.start_user_status_notify("sub").unwrap();
+    let (id, Op::StartStatusNotify) = p.req() else {
         panic!()
     };
     // A push that overtakes the reply still carries the cookie.
-    for (i, dnd) in [0, 1, 2].into_iter().enumerate() {
-        p.send(&ServerMsg::UserStatus {
-            status: crvm_proto::UserStatus {
-                user_id: format!("u{i}"),
-                user_status: 1,
-                dnd_type: dnd,
-            },
-        });
+    let status = |i: i32| crvm_proto::UserStatus {
+        user_id: format!("u{i}"),
+        user_status: 1,
+        dnd_type: i,
+    };
+    for i in 0..3 {
+        p.send(&ServerMsg::UserStatus(status(i)));
     }
     p.send(&ServerMsg::Reply { re: id, code: 0 });
     for i in 0..3 {
         assert_eq!(
             next(&rx),
             Event::NotifyUserStatus {
-                user_status: format!(r#"{{"userID":"u{i}","userStatus":1,"DNDType":{i}}}"#),
+                status: status(i),
                 cookie: "sub".into()
             }
         );
     }
     assert_eq!(
         next(&rx),
-        Event::StartUserStatusNotifyRslt {
-            code: 0,
+        Event::StartUserStatusNotify {
+            result: Ok(()),
             cookie: "sub".into()
         }
     );
@@ -298,81 +319,89 @@ fn presence_pushes_carry_the_subscription_cookie_in_order() {
 
 #[test]
 fn logout_waits_for_earlier_answers_and_sends_no_line_off() {
-    let (l, addr) = listener();
-    let (c, rx) = client(&addr, &[]);
-    login(&c, "alice");
-    let mut p = Peer::accept(&l);
-    p.welcome_and_login(10_000);
-    assert!(matches!(next(&rx), Event::LoginSuccess { .. }));
-    c.set_dnd_status(3, "x").unwrap();
-    c.logout().unwrap();
-    assert_eq!(c.get_meetings(""), Err(CRVIDEOSDK_NOT_LOGIN));
-    let ClientMsg::SetDnd { id, .. } = p.recv() else {
+    let (l, cl, rx, mut p) = logged_in(&[]);
+    cl.set_dnd_status(3, "x").unwrap();
+    cl.logout().unwrap();
+    assert_eq!(cl.get_meetings(""), Err(c(CRVIDEOSDK_NOT_LOGIN)));
+    let (id, Op::SetDnd { .. }) = p.req() else {
         panic!()
     };
-    let ClientMsg::Logout { id: lid } = p.recv() else {
-        panic!()
-    };
+    let (lid, Op::Logout) = p.req() else { panic!() };
     p.send(&ServerMsg::Reply { re: id, code: 0 });
     p.send(&ServerMsg::Reply { re: lid, code: 0 });
-    assert_eq!(next(&rx), Event::SetDndStatusSuccess { cookie: "x".into() });
+    assert_eq!(
+        next(&rx),
+        Event::SetDndStatus {
+            result: Ok(()),
+            cookie: "x".into()
+        }
+    );
     // A fresh login goes out on a new connection; nothing else was emitted in between.
-    login(&c, "alice");
+    login(&cl, "alice");
     let mut p2 = Peer::accept(&l);
     p2.welcome_and_login(10_000);
-    assert!(matches!(next(&rx), Event::LoginSuccess { .. }));
+    assert!(matches!(next(&rx), Event::Login { result: Ok(_), .. }));
 }
 
 #[test]
 fn manual_dispatch_runs_events_only_inside_poll() {
     let (l, addr) = listener();
-    let (c, rx) = client(&addr, &[("dispatch", "manual")]);
+    let (cl, rx) = client(&addr, &[("dispatch", "manual")]);
     assert_eq!(
-        c.set_option("dispatch", "bogus"),
-        Err(CRVIDEOSDK_MEETPARAM_ERR)
+        cl.set_option("dispatch", "bogus"),
+        Err(c(CRVIDEOSDK_MEETPARAM_ERR))
     );
-    login(&c, "alice");
-    assert_eq!(c.set_option("dispatch", "thread"), Err(9));
+    login(&cl, "alice");
+    assert_eq!(cl.set_option("dispatch", "thread"), Err(c(9)));
     let mut p = Peer::accept(&l);
     p.welcome_and_login(10_000);
     // The login result is queued, not delivered, until someone polls.
     assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
     let mut ran = 0;
     while ran == 0 {
-        ran = c.poll(WAIT).unwrap();
+        ran = cl.poll(WAIT).unwrap();
     }
     assert_eq!(ran, 1);
-    assert!(matches!(rx.try_recv(), Ok(Event::LoginSuccess { .. })));
-    assert_eq!(c.poll(Duration::ZERO), Ok(0));
+    assert!(matches!(
+        rx.try_recv(),
+        Ok(Event::Login { result: Ok(_), .. })
+    ));
+    assert_eq!(cl.poll(Duration::ZERO), Ok(0));
 }
 
 #[test]
 fn call_ids_events_and_the_hangup_a_lost_link_implies() {
     let (l, addr) = listener();
-    let (c, rx) = client(&addr, &[]);
-    assert_eq!(c.call("bob", "", "", ""), Err(CRVIDEOSDK_NOT_LOGIN));
-    login(&c, "alice");
+    let (cl, rx) = client(&addr, &[]);
+    assert_eq!(cl.call("bob", "", "", ""), Err(c(CRVIDEOSDK_NOT_LOGIN)));
+    login(&cl, "alice");
     let mut p = Peer::accept(&l);
     p.welcome_and_login(10_000);
-    assert!(matches!(next(&rx), Event::LoginSuccess { .. }));
-    assert_eq!(c.call("", "", "", ""), Err(CRVIDEOSDK_MEETPARAM_ERR));
-    assert_eq!(c.call("bob", "[]", "", ""), Err(CRVIDEOSDK_MEETPARAM_ERR));
-    assert_eq!(c.accept_call("", "", "", ""), Err(CRVIDEOSDK_MEETPARAM_ERR));
+    assert!(matches!(next(&rx), Event::Login { result: Ok(_), .. }));
+    let bad = Err(c(CRVIDEOSDK_MEETPARAM_ERR));
+    assert_eq!(cl.call("", "", "", ""), bad);
+    assert_eq!(cl.call("bob", "[]", "", ""), bad);
     assert_eq!(
-        c.hungup_call(&"x".repeat(64), "", ""),
-        Err(CRVIDEOSDK_MEETPARAM_ERR)
+        cl.accept_call("", "", "", ""),
+        bad.clone().map(|_: String| ())
+    );
+    assert_eq!(
+        cl.hungup_call(&"x".repeat(64), "", ""),
+        bad.clone().map(|_: String| ())
     );
     let meet = r#"{"ID":1}"#;
-    let id1 = c.call("bob", meet, "hi", "ck1").unwrap();
-    let id2 = c.call("carol", "", "", "ck2").unwrap();
+    let id1 = cl.call("bob", meet, "hi", "ck1").unwrap();
+    let id2 = cl.call("carol", "", "", "ck2").unwrap();
     assert_ne!(id1, id2);
-    let ClientMsg::Call {
-        id: r1,
-        call_id,
-        callee,
-        meet_obj,
-        ext,
-    } = p.recv()
+    let (
+        r1,
+        Op::Call {
+            call_id,
+            callee,
+            meet_obj,
+            ext,
+        },
+    ) = p.req()
     else {
         panic!()
     };
@@ -380,7 +409,7 @@ fn call_ids_events_and_the_hangup_a_lost_link_implies() {
         (&call_id, &callee[..], &meet_obj[..], &ext[..]),
         (&id1, "bob", meet, "hi")
     );
-    let ClientMsg::Call { id: r2, .. } = p.recv() else {
+    let (r2, Op::Call { .. }) = p.req() else {
         panic!()
     };
     p.send(&ServerMsg::Reply { re: r1, code: 0 });
@@ -398,16 +427,17 @@ fn call_ids_events_and_the_hangup_a_lost_link_implies() {
     });
     assert_eq!(
         next(&rx),
-        Event::CallSuccess {
+        Event::Call {
             call_id: id1.clone(),
+            result: Ok(()),
             cookie: "ck1".into()
         }
     );
     assert_eq!(
         next(&rx),
-        Event::CallFail {
+        Event::Call {
             call_id: id2,
-            code: 601,
+            result: Err(c(601)),
             cookie: "ck2".into()
         }
     );
@@ -431,5 +461,163 @@ fn call_ids_events_and_the_hangup_a_lost_link_implies() {
     let mut want = vec![hung(&id1), hung("theirs")];
     want.sort_by_key(|e| format!("{e:?}"));
     assert_eq!(ended, want);
-    assert_eq!(next(&rx), Event::LineOff { code: 207 });
+    assert_eq!(next(&rx), Event::LineOff { code: c(207) });
+}
+
+/// The cmd numbers the client sends, in order, and their bytes, up to `n` of them.
+fn cmds(p: &mut Peer, n: usize) -> Vec<(u64, Vec<u8>)> {
+    (0..n)
+        .map(|_| match p.recv_attached() {
+            (ClientMsg::Cmd { n, to }, data) => {
+                assert_eq!(to, "bob");
+                (n, data)
+            }
+            (other, _) => panic!("expected a cmd, got {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn cmds_beyond_the_window_wait_in_order_and_each_gets_one_result() {
+    let (_l, cl, rx, mut p) = logged_in(&[]);
+    let total = xfer::CMD_WINDOW + 100;
+    let tasks: Vec<String> = (0..total)
+        .map(|i| cl.send_cmd("bob", format!("cmd {i}").as_bytes()).unwrap())
+        .collect();
+    // Only the window goes out until the server reports some done.
+    let first = cmds(&mut p, xfer::CMD_WINDOW);
+    for (i, (n, data)) in first.iter().enumerate() {
+        assert_eq!(
+            (*n, &data[..]),
+            (i as u64 + 1, format!("cmd {i}").as_bytes())
+        );
+    }
+    p.send(&ServerMsg::CmdDone {
+        ns: (1..=50).collect(),
+        code: 0,
+    });
+    // Fifty done: fifty more go, in order, and the fifty results come in order.
+    let more = cmds(&mut p, 50);
+    assert_eq!(more[0].0, xfer::CMD_WINDOW as u64 + 1);
+    for task in &tasks[..50] {
+        assert_eq!(
+            next(&rx),
+            Event::CmdSent {
+                task_id: task.clone(),
+                result: Ok(())
+            }
+        );
+    }
+    // A target that went away fails the rest; the still-queued ones end with the lost link.
+    p.send(&ServerMsg::CmdDone {
+        ns: (51..=60).collect(),
+        code: 1102,
+    });
+    for task in &tasks[50..60] {
+        assert_eq!(
+            next(&rx),
+            Event::CmdSent {
+                task_id: task.clone(),
+                result: Err(c(1102))
+            }
+        );
+    }
+    drop(p);
+    for task in &tasks[60..] {
+        assert_eq!(
+            next(&rx),
+            Event::CmdSent {
+                task_id: task.clone(),
+                result: Err(c(207))
+            }
+        );
+    }
+    assert_eq!(next(&rx), Event::LineOff { code: c(207) });
+}
+
+#[test]
+fn received_cmds_are_acknowledged_once_delivered_and_out_of_order_is_a_protocol_error() {
+    let (_l, _cl, rx, mut p) = logged_in(&[]);
+    for n in 1..=3u64 {
+        p.send_attached(
+            &ServerMsg::CmdIn {
+                n,
+                from: "bob".into(),
+            },
+            &[n as u8],
+        );
+    }
+    for n in 1..=3u8 {
+        assert_eq!(
+            next(&rx),
+            Event::NotifyCmdData {
+                from: "bob".into(),
+                data: vec![n]
+            }
+        );
+    }
+    // Acknowledged cumulatively (possibly in several steps), up to the last one delivered.
+    let mut upto = 0;
+    while upto < 3 {
+        match p.recv() {
+            ClientMsg::CmdAck { upto: u } => {
+                assert!(u > upto, "acknowledgements only grow");
+                upto = u;
+            }
+            other => panic!("expected cmd_ack, got {other:?}"),
+        }
+    }
+    assert_eq!(upto, 3);
+    // A gap in the numbering is not something a server may do: the link is dropped.
+    p.send_attached(
+        &ServerMsg::CmdIn {
+            n: 5,
+            from: "bob".into(),
+        },
+        b"x",
+    );
+    assert_eq!(next(&rx), Event::LineOff { code: c(207) });
+}
+
+#[test]
+fn max_pending_bytes_is_the_one_refusal_and_sends_nothing() {
+    let (_l, cl, rx2, mut p) = logged_in(&[("max_pending_bytes", "1000")]);
+    // Ten cmds of 100 bytes fill the 1000 bytes; the eleventh is refused at once.
+    let accepted: Vec<String> = (0..10)
+        .map(|_| cl.send_cmd("bob", &[7; 100]).unwrap())
+        .collect();
+    assert_eq!(cl.send_cmd("bob", &[7; 100]), Err(c(CRVIDEOSDK_SENDFAIL)));
+    assert_eq!(
+        cl.send_buffer("bob", vec![1; 10]),
+        Err(c(CRVIDEOSDK_SENDFAIL))
+    );
+    let sent = cmds(&mut p, 10);
+    // Once acknowledged, there is room again; the refused ones were never sent.
+    p.send(&ServerMsg::CmdDone {
+        ns: sent.iter().map(|(n, _)| *n).collect(),
+        code: 0,
+    });
+    for task in accepted {
+        assert_eq!(
+            next(&rx2),
+            Event::CmdSent {
+                task_id: task,
+                result: Ok(())
+            }
+        );
+    }
+    let t = cl.send_cmd("bob", b"again").unwrap();
+    let (n, data) = cmds(&mut p, 1).remove(0);
+    assert_eq!((n, &data[..]), (11, &b"again"[..]));
+    p.send(&ServerMsg::CmdDone {
+        ns: vec![11],
+        code: 0,
+    });
+    assert_eq!(
+        next(&rx2),
+        Event::CmdSent {
+            task_id: t,
+            result: Ok(())
+        }
+    );
 }

@@ -12,5 +12,7 @@ pub mod raw;
 
 pub use error::Code;
 pub use frame::{Decoder, Encoder, Frame, FrameError, FrameRef, Kind};
-pub use msg::{ClientMsg, Meeting, Op, ServerMsg, SizeLimits, UserStatus, XferKind, PROTOCOL_VERSION};
+pub use msg::{
+    ClientMsg, Meeting, Op, ServerMsg, SizeLimits, UserStatus, XferKind, PROTOCOL_VERSION,
+};
 pub use outq::{Out, OutQueue};

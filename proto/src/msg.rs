@@ -505,13 +505,19 @@ mod tests {
             op: Op::SetDnd { dnd: 2 },
         };
         let j = to_json(&m);
-        assert_eq!(j, br#"{"t":"req","c":{"id":3,"op":{"t":"set_dnd","c":{"dnd":2}}}}"#);
+        assert_eq!(
+            j,
+            br#"{"t":"req","c":{"id":3,"op":{"t":"set_dnd","c":{"dnd":2}}}}"#
+        );
         assert_eq!(serde_json::from_slice::<ClientMsg>(&j).unwrap(), m);
         let unit = to_json(&ClientMsg::Req {
             id: 9,
             op: Op::GetMeetings,
         });
-        assert_eq!(unit, br#"{"t":"req","c":{"id":9,"op":{"t":"get_meetings"}}}"#);
+        assert_eq!(
+            unit,
+            br#"{"t":"req","c":{"id":9,"op":{"t":"get_meetings"}}}"#
+        );
         let extra = br#"{"t":"req","c":{"id":9,"op":{"t":"get_meetings"},"future":true},"z":1}"#;
         assert_eq!(
             serde_json::from_slice::<ClientMsg>(extra).unwrap(),
@@ -544,7 +550,11 @@ mod tests {
             call("c1", &"b".repeat(129), ""),
             call("c1", "bob", "[]"),
         ] {
-            assert_eq!(bad.validate(&s), Err(code(CRVIDEOSDK_MEETPARAM_ERR)), "{bad:?}");
+            assert_eq!(
+                bad.validate(&s),
+                Err(code(CRVIDEOSDK_MEETPARAM_ERR)),
+                "{bad:?}"
+            );
         }
         let subject = |n: usize| Op::CreateMeeting {
             subject: "é".repeat(n),
@@ -564,10 +574,25 @@ mod tests {
             max_file: 20,
         };
         assert_eq!(offer(XferKind::Buffer, 10).validate(&small), Ok(()));
-        assert_eq!(offer(XferKind::Buffer, 11).validate(&small).unwrap_err().get(), 1101);
-        assert_eq!(offer(XferKind::File, 21).validate(&small).unwrap_err().get(), 1103);
+        assert_eq!(
+            offer(XferKind::Buffer, 11)
+                .validate(&small)
+                .unwrap_err()
+                .get(),
+            1101
+        );
+        assert_eq!(
+            offer(XferKind::File, 21)
+                .validate(&small)
+                .unwrap_err()
+                .get(),
+            1103
+        );
         assert_eq!(validate_cmd("bob", xfer::CMD_MAX), Ok(()));
-        assert_eq!(validate_cmd("bob", xfer::CMD_MAX + 1).unwrap_err().get(), 1100);
+        assert_eq!(
+            validate_cmd("bob", xfer::CMD_MAX + 1).unwrap_err().get(),
+            1100
+        );
         assert_eq!(validate_cmd("", 1).unwrap_err().get(), 5);
     }
 }

@@ -210,7 +210,11 @@ mod tests {
         assert_eq!(q.encode(7, &mut wire, 1 << 20), 2);
         assert_eq!(q.encode(7, &mut wire, 1 << 20), 1, "then one chunk");
         q.push(json(1));
-        assert_eq!(q.encode(7, &mut wire, 1 << 20), 1, "a new control frame goes first");
+        assert_eq!(
+            q.encode(7, &mut wire, 1 << 20),
+            1,
+            "a new control frame goes first"
+        );
         assert_eq!(q.encode(7, &mut wire, 1 << 20), 1);
         assert_eq!(q.encode(7, &mut wire, 1 << 20), 0);
         assert!(q.is_empty());
@@ -219,7 +223,13 @@ mod tests {
         let kinds: Vec<Kind> = got.iter().map(|f| f.0).collect();
         assert_eq!(
             kinds,
-            [Kind::Control, Kind::Pong, Kind::Data, Kind::Control, Kind::Data]
+            [
+                Kind::Control,
+                Kind::Pong,
+                Kind::Data,
+                Kind::Control,
+                Kind::Data
+            ]
         );
         assert_eq!(got.iter().map(|f| f.1).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
         assert_eq!(got[2].2[8..], [0; 16]);

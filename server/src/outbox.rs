@@ -233,7 +233,12 @@ impl Outbox {
     /// every queued control frame (up to a batch), or else one data chunk. Waits while there is
     /// nothing to send; with `ping`, queues a ping after `ping` of silence. Only one task (the
     /// writer) may call this.
-    pub async fn next_bytes(&self, ack: &AtomicU64, buf: &mut Vec<u8>, ping: Option<Duration>) -> Flow {
+    pub async fn next_bytes(
+        &self,
+        ack: &AtomicU64,
+        buf: &mut Vec<u8>,
+        ping: Option<Duration>,
+    ) -> Flow {
         loop {
             {
                 let mut q = self.0.q.lock();
@@ -250,7 +255,10 @@ impl Outbox {
             match ping {
                 None => self.0.wake.notified().await,
                 Some(after) => {
-                    if tokio::time::timeout(after, self.0.wake.notified()).await.is_err() {
+                    if tokio::time::timeout(after, self.0.wake.notified())
+                        .await
+                        .is_err()
+                    {
                         let mut q = self.0.q.lock();
                         if q.state == State::Open {
                             q.q.push(Out::Ping);
@@ -309,7 +317,11 @@ impl Outbox {
         let mut wire = Vec::new();
         {
             let mut q = self.0.q.lock();
-            while q.q.encode(ack.load(Ordering::Relaxed), &mut wire, usize::MAX) > 0 {}
+            while q
+                .q
+                .encode(ack.load(Ordering::Relaxed), &mut wire, usize::MAX)
+                > 0
+            {}
         }
         // Parsed header by header: earlier writes may have used the first sequence numbers.
         let mut frames = Vec::new();
@@ -361,7 +373,11 @@ mod tests {
         ob.push(Out::Pong).unwrap();
         let mut b = Vec::new();
         assert_eq!(ob.next_bytes(&ack, &mut b, None).await, Flow::Ready);
-        assert_eq!(b.len(), json(3).cost() + Out::Pong.cost(), "control frames only");
+        assert_eq!(
+            b.len(),
+            json(3).cost() + Out::Pong.cost(),
+            "control frames only"
+        );
         b.clear();
         assert_eq!(ob.next_bytes(&ack, &mut b, None).await, Flow::Ready);
         assert_eq!(b.len(), Out::Data(vec![0; 16]).cost(), "then one chunk");

@@ -612,7 +612,10 @@ mod tests {
         assert!(r.data(1, sid, &chunk(sid, 1)).is_err(), "window full");
         r.ack(2, sid, 100);
         assert!(r.data(1, sid, &chunk(sid, 100)).is_ok());
-        assert_eq!(a.outbox.take_msgs(), [ServerMsg::Progress { sid, bytes: 100 }]);
+        assert_eq!(
+            a.outbox.take_msgs(),
+            [ServerMsg::Progress { sid, bytes: 100 }]
+        );
         // Nothing beyond the offered size.
         let small = r
             .offer(8, a.clone(), b.clone(), offer(XferKind::Buffer, 5))
@@ -628,10 +631,14 @@ mod tests {
     fn cancel_is_decided_by_the_receiver() {
         let r = Relay::new();
         let (a, b) = (ep(1), ep(2));
-        let s1 = r.offer(1, a.clone(), b.clone(), offer(XferKind::Buffer, 10)).unwrap();
+        let s1 = r
+            .offer(1, a.clone(), b.clone(), offer(XferKind::Buffer, 10))
+            .unwrap();
         r.cancel(&a, s1);
         r.cancel_ack(2, s1, 0);
-        let s2 = r.offer(2, a.clone(), b.clone(), offer(XferKind::Buffer, 10)).unwrap();
+        let s2 = r
+            .offer(2, a.clone(), b.clone(), offer(XferKind::Buffer, 10))
+            .unwrap();
         r.cancel(&a, s2);
         r.fin(2, s2, 0); // delivered before the cancel arrived
         r.cancel_ack(2, s2, 1104); // ignored: already answered
@@ -678,9 +685,15 @@ mod tests {
     fn ended_sessions_end_their_transfers() {
         let r = Relay::new();
         let (a, b, c) = (ep(1), ep(2), ep(3));
-        let out = r.offer(1, a.clone(), b.clone(), offer(XferKind::File, 10)).unwrap();
-        let inc = r.offer(2, c.clone(), a.clone(), offer(XferKind::File, 10)).unwrap();
-        let other = r.offer(3, c.clone(), b.clone(), offer(XferKind::File, 10)).unwrap();
+        let out = r
+            .offer(1, a.clone(), b.clone(), offer(XferKind::File, 10))
+            .unwrap();
+        let inc = r
+            .offer(2, c.clone(), a.clone(), offer(XferKind::File, 10))
+            .unwrap();
+        let other = r
+            .offer(3, c.clone(), b.clone(), offer(XferKind::File, 10))
+            .unwrap();
         b.outbox.take_msgs();
         c.outbox.take_msgs();
         r.session_ended(1);
@@ -708,7 +721,10 @@ mod tests {
         let mut sids = Vec::new();
         for s in &senders {
             for _ in 0..xfer::MAX_OUTGOING {
-                sids.push(r.offer(1, s.clone(), b.clone(), offer(XferKind::Buffer, 1)).unwrap());
+                sids.push(
+                    r.offer(1, s.clone(), b.clone(), offer(XferKind::Buffer, 1))
+                        .unwrap(),
+                );
             }
         }
         assert!(sids.len() > xfer::MAX_INCOMING);
@@ -739,9 +755,12 @@ mod tests {
         let _ = first.unwrap();
         for _ in 1..xfer::MAX_INCOMING {
             let s = senders[(1 + r.len()) % 5].clone();
-            r.offer(1, s, b.clone(), offer(XferKind::Buffer, 1)).unwrap();
+            r.offer(1, s, b.clone(), offer(XferKind::Buffer, 1))
+                .unwrap();
         }
-        let last = r.offer(1, senders[4].clone(), b.clone(), offer(XferKind::Buffer, 1)).unwrap();
+        let last = r
+            .offer(1, senders[4].clone(), b.clone(), offer(XferKind::Buffer, 1))
+            .unwrap();
         b.outbox.take_msgs();
         senders[4].outbox.take_msgs();
         r.cancel(&senders[4], last);
@@ -762,7 +781,9 @@ mod tests {
         for i in 0..per {
             for (k, s) in senders.iter().enumerate() {
                 let from = format!("u{k}");
-                r.cmd(s, &from, i as u64 + 1, &b, vec![k as u8; 10]).unwrap().unwrap();
+                r.cmd(s, &from, i as u64 + 1, &b, vec![k as u8; 10])
+                    .unwrap()
+                    .unwrap();
             }
         }
         let mut seen = Vec::new();
@@ -824,7 +845,10 @@ mod tests {
         for n in 1..=xfer::CMD_WINDOW as u64 {
             r.cmd(&a, "alice", n, &b, vec![1]).unwrap().unwrap();
         }
-        assert!(r.cmd(&a, "alice", 9999, &b, vec![1]).is_err(), "over the window");
+        assert!(
+            r.cmd(&a, "alice", 9999, &b, vec![1]).is_err(),
+            "over the window"
+        );
         // The receiver goes: every cmd it had fails towards its sender, in one message.
         b.outbox.close();
         assert_eq!(r.cmd(&ep(3), "carol", 1, &b, vec![1]), Ok(Err(1102)));

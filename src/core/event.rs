@@ -125,6 +125,9 @@ mod tests {
             sent: 5,
             total: 9,
         };
-        assert_eq!(p.summary(), "send_progress task_id=t sended_len=5 total_len=9");
+        assert_eq!(
+            p.summary(),
+            "send_progress task_id=t sended_len=5 total_len=9"
+        );
     }
 }

@@ -140,7 +140,10 @@ impl Client {
     }
 
     /// Runs `f` on the session under the lock, then lets what it produced go.
-    fn with<T>(&self, f: impl FnOnce(&mut session::Session, Instant) -> Result<T, Code>) -> Result<T, Code> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut session::Session, Instant) -> Result<T, Code>,
+    ) -> Result<T, Code> {
         let mut sh = self.inner.shared.lock();
         let r = f(&mut sh.session, Instant::now());
         self.inner.after_call(sh);
@@ -194,7 +197,12 @@ impl Client {
     }
 
     /// `create_pswd > 0` asks the server for a 6-digit password; negative values are refused.
-    pub fn create_meeting(&self, subject: &str, create_pswd: i32, cookie: &str) -> Result<(), Code> {
+    pub fn create_meeting(
+        &self,
+        subject: &str,
+        create_pswd: i32,
+        cookie: &str,
+    ) -> Result<(), Code> {
         if create_pswd < 0 {
             return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
         }

@@ -1,8 +1,8 @@
 //! Client options (`crvm_set_option`): string keys and values, validated here once.
 
 use crvm_proto::error::{code, CRVIDEOSDK_MEETPARAM_ERR};
-use crvm_proto::Code;
 use crvm_proto::msg::limits::PATH_MAX;
+use crvm_proto::Code;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -19,8 +19,8 @@ use crvm_proto::error::*;
 use crvm_proto::frame::MAX_PAYLOAD_TO_CLIENT;
 use crvm_proto::msg::{limits, validate_cmd, xfer};
 use crvm_proto::{
-    ClientMsg, Code, Decoder, FrameError, FrameRef, Kind, Op, Out, OutQueue, ServerMsg,
-    SizeLimits, XferKind, PROTOCOL_VERSION,
+    ClientMsg, Code, Decoder, FrameError, FrameRef, Kind, Op, Out, OutQueue, ServerMsg, SizeLimits,
+    XferKind, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::File;
@@ -106,7 +106,10 @@ struct LoginReq {
 enum Phase {
     LoggedOut,
     /// The worker is connecting (DNS, TCP, TLS) for this login.
-    Connecting { login: LoginReq, deadline: Instant },
+    Connecting {
+        login: LoginReq,
+        deadline: Instant,
+    },
     /// `hello` and `login` are sent.
     LoggingIn {
         login_id: u64,
@@ -115,12 +118,18 @@ enum Phase {
     },
     LoggedIn,
     /// `logout` is sent; answers to earlier requests are still delivered.
-    LoggingOut { logout_id: u64, deadline: Instant },
+    LoggingOut {
+        logout_id: u64,
+        deadline: Instant,
+    },
 }
 
 /// What a request in flight is.
 enum Pending {
-    Op { op: Op, cookie: String },
+    Op {
+        op: Op,
+        cookie: String,
+    },
     /// The offer of the stream of this task.
     Offer(String),
 }
@@ -592,9 +601,8 @@ impl Session {
         let st = &mut self.st;
         if st.taken_cmd > st.cmds.acked && matches!(st.phase, Phase::LoggedIn) {
             st.cmds.acked = st.taken_cmd;
-            st.out.push(Out::msg(&ClientMsg::CmdAck {
-                upto: st.taken_cmd,
-            }));
+            st.out
+                .push(Out::msg(&ClientMsg::CmdAck { upto: st.taken_cmd }));
         }
     }
 }
@@ -672,7 +680,10 @@ impl State {
     fn logout(&mut self, now: Instant) -> Result<(), Code> {
         match std::mem::replace(&mut self.phase, Phase::LoggedOut) {
             Phase::LoggedOut => return Err(code(CRVIDEOSDK_NOT_LOGIN)),
-            Phase::LoggingOut { logout_id, deadline } => {
+            Phase::LoggingOut {
+                logout_id,
+                deadline,
+            } => {
                 // Already logging out: only a login queued behind it is abandoned.
                 self.phase = Phase::LoggingOut {
                     logout_id,
@@ -724,7 +735,8 @@ impl State {
             unreachable!("built above")
         };
         let deadline = now + self.opts.request_timeout;
-        self.pending.insert(id, (Pending::Op { op, cookie }, deadline));
+        self.pending
+            .insert(id, (Pending::Op { op, cookie }, deadline));
     }
 
     /// The stream engine and what its steps need, borrowed side by side.
@@ -754,7 +766,8 @@ impl State {
             c.queued_bytes -= data.len();
             c.unfinished_bytes += data.len();
             c.unfinished.insert(n, (task, data.len()));
-            self.out.push(Out::attached(&ClientMsg::Cmd { n, to }, data));
+            self.out
+                .push(Out::attached(&ClientMsg::Cmd { n, to }, data));
         }
         loop {
             let (xfers, mut io) = self.xio(now);
@@ -862,7 +875,12 @@ impl State {
         Ok(())
     }
 
-    fn on_msg(&mut self, msg: ServerMsg, attachment: &[u8], now: Instant) -> Result<(), FrameError> {
+    fn on_msg(
+        &mut self,
+        msg: ServerMsg,
+        attachment: &[u8],
+        now: Instant,
+    ) -> Result<(), FrameError> {
         if let ServerMsg::Close { code: c, .. } = msg {
             let c = Code::new(c).unwrap_or(code(CRVIDEOSDK_CONNECTIONLOST));
             self.link_ended(c, now);
@@ -1193,4 +1211,269 @@ fn check_target(to: &str) -> Result<(), Code> {
 
 fn dead_after(heartbeat: Duration) -> Duration {
     (heartbeat * 3).min(MAX_SILENCE)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The session driven by hand: no socket, no thread, no clock.
+
+    use super::*;
+    use crvm_proto::frame::MAX_PAYLOAD_TO_SERVER;
+    use crvm_proto::msg::to_json;
+    use crvm_proto::{Encoder, UserStatus};
+
+    /// The server's side of the link: decodes what the session transmits, encodes replies.
+    struct Server {
+        enc: Encoder,
+        dec: Decoder,
+    }
+
+    impl Server {
+        fn new() -> Server {
+            Server {
+                enc: Encoder::new(),
+                dec: Decoder::new(MAX_PAYLOAD_TO_SERVER),
+            }
+        }
+
+        /// Everything the session has to send, as messages.
+        fn take(&mut self, s: &mut Session, now: Instant) -> Vec<ClientMsg> {
+            let mut wire = Vec::new();
+            while s.transmit(&mut wire, now) {}
+            self.dec.feed(&wire);
+            let mut out = Vec::new();
+            while let Some(f) = self.dec.next_frame().unwrap() {
+                if f.kind == Kind::Control {
+                    out.push(serde_json::from_slice(f.control().unwrap().0).unwrap());
+                }
+            }
+            out
+        }
+
+        fn send(&mut self, s: &mut Session, msg: &ServerMsg, now: Instant) {
+            let bytes = self.enc.control(self.dec.last_seq(), &to_json(msg), &[]);
+            let room = s.read_buf();
+            room[..bytes.len()].copy_from_slice(&bytes);
+            s.received(bytes.len(), now);
+        }
+    }
+
+    fn events(s: &mut Session) -> Vec<Event> {
+        let mut out = Vec::new();
+        s.take_events(&mut out, usize::MAX);
+        s.delivered();
+        out
+    }
+
+    fn login_op() -> Op {
+        Op::Login {
+            app_id: "demo".into(),
+            secret: "s".into(),
+            user_id: "alice".into(),
+            nick: String::new(),
+            token: String::new(),
+        }
+    }
+
+    /// A session logged in as alice, and its server.
+    fn logged_in(t0: Instant) -> (Session, Server) {
+        let mut s = Session::new(t0);
+        s.login(login_op(), "ck", t0).unwrap();
+        let (gen, want) = s.want();
+        assert_eq!(want, Want::Connect { tls: false });
+        s.link_up(gen, t0);
+        let mut srv = Server::new();
+        let sent = srv.take(&mut s, t0);
+        assert!(matches!(
+            sent[0],
+            ClientMsg::Hello {
+                ver: PROTOCOL_VERSION,
+                ..
+            }
+        ));
+        let ClientMsg::Req { id, op } = &sent[1] else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(*op, login_op());
+        let welcome = ServerMsg::Welcome {
+            ver: PROTOCOL_VERSION,
+            heartbeat_ms: 1000,
+            max_buffer_bytes: 1 << 20,
+            max_file_bytes: 1 << 30,
+        };
+        srv.send(&mut s, &welcome, t0);
+        let ok = ServerMsg::LoginOk {
+            re: *id,
+            user_id: "alice".into(),
+        };
+        srv.send(&mut s, &ok, t0);
+        assert_eq!(
+            events(&mut s),
+            [Event::Login {
+                result: Ok("alice".into()),
+                cookie: "ck".into()
+            }]
+        );
+        (s, srv)
+    }
+
+    #[test]
+    fn requests_are_answered_by_their_replies_or_by_the_end_of_the_link() {
+        let t0 = Instant::now();
+        let (mut s, mut srv) = logged_in(t0);
+        s.request(Op::SetDnd { dnd: 2 }, "d", t0).unwrap();
+        s.request(Op::GetUserStatus, "g", t0).unwrap();
+        let sent = srv.take(&mut s, t0);
+        let ids: Vec<u64> = sent
+            .iter()
+            .map(|m| match m {
+                ClientMsg::Req { id, .. } => *id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let st = UserStatus {
+            user_id: "bob".into(),
+            user_status: 1,
+            dnd_type: 0,
+        };
+        let list = ServerMsg::Statuses {
+            re: ids[1],
+            list: vec![st.clone()],
+        };
+        srv.send(&mut s, &list, t0);
+        assert_eq!(
+            events(&mut s),
+            [Event::GetUserStatus {
+                result: Ok(vec![st]),
+                cookie: "g".into()
+            }]
+        );
+        // The link fails: the one left gets 207, then line_off; the session wants no link.
+        let (gen, _) = s.want();
+        s.link_failed(gen, code(CRVIDEOSDK_CONNECTIONLOST), t0);
+        assert_eq!(
+            events(&mut s),
+            [
+                Event::SetDndStatus {
+                    result: Err(code(207)),
+                    cookie: "d".into()
+                },
+                Event::LineOff { code: code(207) }
+            ]
+        );
+        assert_eq!(s.want().1, Want::None);
+        assert_eq!(s.request(Op::GetMeetings, "", t0), Err(code(12)));
+    }
+
+    #[test]
+    fn timers_fail_requests_once_ping_and_drop_a_silent_link() {
+        let t0 = Instant::now();
+        let (mut s, mut srv) = logged_in(t0);
+        s.request(Op::GetMeetings, "m", t0).unwrap();
+        srv.take(&mut s, t0);
+        // The heartbeat (1 s) comes before the request's 30 s.
+        let ping_at = s.deadline().unwrap();
+        assert_eq!(ping_at, t0 + Duration::from_secs(1));
+        s.tick(ping_at);
+        let mut wire = Vec::new();
+        assert!(s.transmit(&mut wire, ping_at));
+        assert_eq!(wire[4], Kind::Ping as u8);
+        // Nothing heard for three intervals: the link is dead, the request answered with 207.
+        s.tick(t0 + Duration::from_secs(3));
+        assert_eq!(
+            events(&mut s),
+            [
+                Event::GetMeetings {
+                    result: Err(code(207)),
+                    cookie: "m".into()
+                },
+                Event::LineOff { code: code(207) }
+            ]
+        );
+    }
+
+    #[test]
+    fn cmds_beyond_the_window_wait_and_a_logout_ends_them_with_12() {
+        let t0 = Instant::now();
+        let (mut s, mut srv) = logged_in(t0);
+        let n = xfer::CMD_WINDOW + 3;
+        let tasks: Vec<String> = (0..n)
+            .map(|_| s.send_cmd("bob", b"x", t0).unwrap())
+            .collect();
+        let sent = srv.take(&mut s, t0);
+        assert_eq!(sent.len(), xfer::CMD_WINDOW, "the window, no more");
+        let done = ServerMsg::CmdDone {
+            ns: vec![1],
+            code: 0,
+        };
+        srv.send(&mut s, &done, t0);
+        assert_eq!(
+            srv.take(&mut s, t0),
+            [ClientMsg::Cmd {
+                n: xfer::CMD_WINDOW as u64 + 1,
+                to: "bob".into()
+            }]
+        );
+        s.logout(t0).unwrap();
+        // The logout goes out; the server closes without answering the cmds.
+        assert!(matches!(
+            srv.take(&mut s, t0)[..],
+            [ClientMsg::Req { op: Op::Logout, .. }]
+        ));
+        let close = ServerMsg::Close {
+            code: 206,
+            reason: String::new(),
+        };
+        srv.send(&mut s, &close, t0);
+        let evs = events(&mut s);
+        assert_eq!(evs.len(), n);
+        assert_eq!(
+            evs[0],
+            Event::CmdSent {
+                task_id: tasks[0].clone(),
+                result: Ok(())
+            }
+        );
+        for (ev, task) in evs[1..].iter().zip(&tasks[1..]) {
+            assert_eq!(
+                *ev,
+                Event::CmdSent {
+                    task_id: task.clone(),
+                    result: Err(code(12))
+                }
+            );
+        }
+        assert_eq!(s.want().1, Want::None);
+    }
+
+    #[test]
+    fn a_logout_overtaking_a_login_still_answers_it_and_a_login_behind_a_logout_waits() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0);
+        s.login(login_op(), "first", t0).unwrap();
+        assert_eq!(s.login(login_op(), "again", t0), Err(code(9)));
+        s.logout(t0).unwrap();
+        assert_eq!(
+            events(&mut s),
+            [Event::Login {
+                result: Err(code(9)),
+                cookie: "first".into()
+            }]
+        );
+        assert_eq!(s.logout(t0), Err(code(12)));
+        // Logged in, then out: a login made while the logout completes runs after it.
+        let (mut s, mut srv) = logged_in(t0);
+        s.logout(t0).unwrap();
+        s.login(login_op(), "next", t0).unwrap();
+        let sent = srv.take(&mut s, t0);
+        let ClientMsg::Req { id, op: Op::Logout } = sent[0] else {
+            panic!("{sent:?}")
+        };
+        let gen = s.want().0;
+        srv.send(&mut s, &ServerMsg::Reply { re: id, code: 0 }, t0);
+        assert!(events(&mut s).is_empty(), "a logout has no event");
+        let (next_gen, want) = s.want();
+        assert_eq!(want, Want::Connect { tls: false });
+        assert!(next_gen > gen, "a new link for the new login");
+    }
 }

@@ -84,7 +84,9 @@ pub(crate) fn open_source(path: &Path) -> Result<(File, u64), Code> {
             io::ErrorKind::NotFound => code(CRVIDEOSDK_FILE_NOT_EXIST),
             _ => code(CRVIDEOSDK_FILE_READ_ERR),
         })?;
-    let meta = file.metadata().map_err(|_| code(CRVIDEOSDK_FILE_READ_ERR))?;
+    let meta = file
+        .metadata()
+        .map_err(|_| code(CRVIDEOSDK_FILE_READ_ERR))?;
     if !meta.is_file() {
         return Err(code(CRVIDEOSDK_FILE_READ_ERR));
     }
@@ -115,7 +117,14 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    pub fn new(task: String, to: String, kind: XferKind, source: Source, size: u64, path: String) -> Self {
+    pub fn new(
+        task: String,
+        to: String,
+        kind: XferKind,
+        source: Source,
+        size: u64,
+        path: String,
+    ) -> Self {
         Outgoing {
             task,
             to,
@@ -234,7 +243,11 @@ impl Transfers {
 
     /// Bytes of outgoing streams held until acknowledged (see [`Outgoing::pending_bytes`]).
     pub fn pending_bytes(&self) -> u64 {
-        let all = self.queued.iter().chain(self.offered.values()).chain(self.out.values());
+        let all = self
+            .queued
+            .iter()
+            .chain(self.offered.values())
+            .chain(self.out.values());
         all.map(Outgoing::pending_bytes).sum()
     }
 
@@ -338,7 +351,12 @@ impl Transfers {
             o.cancel = true;
             return true;
         }
-        match self.out.iter().find(|(_, o)| o.task == task).map(|(sid, _)| *sid) {
+        match self
+            .out
+            .iter()
+            .find(|(_, o)| o.task == task)
+            .map(|(sid, _)| *sid)
+        {
             Some(sid) => {
                 self.cancel_sid(sid, io);
                 true
@@ -364,7 +382,13 @@ impl Transfers {
 
     /// Appends the next data chunk to `buf` (header included, numbered by `out`), if a started
     /// stream's window has room. Returns whether it wrote one.
-    pub fn fill_chunk(&mut self, out: &mut OutQueue, ack: u64, buf: &mut Vec<u8>, events: &mut Events) -> bool {
+    pub fn fill_chunk(
+        &mut self,
+        out: &mut OutQueue,
+        ack: u64,
+        buf: &mut Vec<u8>,
+        events: &mut Events,
+    ) -> bool {
         for _ in 0..self.turn.len() {
             let Some(sid) = self.turn.pop_front() else {
                 break;

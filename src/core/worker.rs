@@ -35,7 +35,9 @@ const KEEP_WBUF: usize = 512 * 1024;
 pub(crate) enum Link {
     None,
     /// The worker resolves the server's name (without the lock).
-    Resolving { gen: u64 },
+    Resolving {
+        gen: u64,
+    },
     Connecting {
         gen: u64,
         sock: TcpStream,
@@ -106,9 +108,7 @@ impl Shared {
 /// Whether the worker must look at the session after an app's call changed it. Events are
 /// its to deliver unless `manual` (then the app's `poll` delivers them).
 pub(crate) fn needs_worker(sh: &Shared, manual: bool) -> bool {
-    if sh.link.gen() != sh.wanted_gen()
-        || sh.link.blocked()
-        || (!manual && sh.session.has_events())
+    if sh.link.gen() != sh.wanted_gen() || sh.link.blocked() || (!manual && sh.session.has_events())
     {
         return true;
     }

@@ -16,7 +16,11 @@ pub(crate) enum Null {
 ///
 /// # Safety
 /// `p` is NULL or points to memory readable up to its NUL or `max + 1` bytes.
-pub(crate) unsafe fn str_arg<'a>(p: *const c_char, null: Null, max: usize) -> Result<&'a str, Code> {
+pub(crate) unsafe fn str_arg<'a>(
+    p: *const c_char,
+    null: Null,
+    max: usize,
+) -> Result<&'a str, Code> {
     let bad = code(CRVIDEOSDK_MEETPARAM_ERR);
     if p.is_null() {
         return match null {

@@ -27,14 +27,30 @@ macro_rules! c_type {
 
 /// The C value of an argument of each kind, made from the event's field.
 macro_rules! c_arg {
-    ($s:ident, Id, $e:expr) => { $s.str(AsRef::<str>::as_ref($e)) };
-    ($s:ident, Str, $e:expr) => { $s.str(AsRef::<str>::as_ref($e)) };
-    ($s:ident, Json, $e:expr) => { $s.json($e) };
-    ($s:ident, B64, $e:expr) => { $s.b64(AsRef::<[u8]>::as_ref($e)) };
-    ($s:ident, Code, $e:expr) => { Code::get(*$e) };
-    ($s:ident, Rslt, $e:expr) => { code_of($e) };
-    ($s:ident, I32, $e:expr) => { $e };
-    ($s:ident, I64, $e:expr) => { $e };
+    ($s:ident, Id, $e:expr) => {
+        $s.str(AsRef::<str>::as_ref($e))
+    };
+    ($s:ident, Str, $e:expr) => {
+        $s.str(AsRef::<str>::as_ref($e))
+    };
+    ($s:ident, Json, $e:expr) => {
+        $s.json($e)
+    };
+    ($s:ident, B64, $e:expr) => {
+        $s.b64(AsRef::<[u8]>::as_ref($e))
+    };
+    ($s:ident, Code, $e:expr) => {
+        Code::get(*$e)
+    };
+    ($s:ident, Rslt, $e:expr) => {
+        code_of($e)
+    };
+    ($s:ident, I32, $e:expr) => {
+        $e
+    };
+    ($s:ident, I64, $e:expr) => {
+        $e
+    };
 }
 
 macro_rules! define_callbacks {
@@ -214,7 +230,11 @@ mod tests {
     fn arguments_are_converted_once_and_live_for_the_call() {
         use std::sync::Mutex as StdMutex;
         static SEEN: StdMutex<Vec<String>> = StdMutex::new(Vec::new());
-        unsafe extern "C" fn get_status(_: *mut c_void, json: *const c_char, cookie: *const c_char) {
+        unsafe extern "C" fn get_status(
+            _: *mut c_void,
+            json: *const c_char,
+            cookie: *const c_char,
+        ) {
             let json = CStr::from_ptr(json).to_str().unwrap().to_owned();
             let cookie = CStr::from_ptr(cookie).to_str().unwrap().to_owned();
             SEEN.lock().unwrap().push(format!("{json} {cookie}"));
@@ -224,7 +244,12 @@ mod tests {
             let b64 = CStr::from_ptr(b64).to_str().unwrap().to_owned();
             SEEN.lock().unwrap().push(format!("{from} {b64}"));
         }
-        unsafe extern "C" fn call_fail(_: *mut c_void, id: *const c_char, e: i32, _: *const c_char) {
+        unsafe extern "C" fn call_fail(
+            _: *mut c_void,
+            id: *const c_char,
+            e: i32,
+            _: *const c_char,
+        ) {
             let id = CStr::from_ptr(id).to_str().unwrap().to_owned();
             SEEN.lock().unwrap().push(format!("{id} {e}"));
         }
