@@ -1,23 +1,24 @@
 //! Presence fan-out: one changer, N subscribers, for crvm and its anchors (NATS 1 → N, Redis
 //! PUBLISH to N), all clients in the bench process on one tokio runtime.
 //!
-//! crvm: every subscriber and the changer speak the wire protocol directly (`crvm-proto`), one
-//! TCP connection each, logged in as `subI` / `changer` of one tenant; subscribers send
-//! `start_status_notify`, the changer `set_dnd` with a fresh value each time (the value numbers
-//! the change). NATS: one connection per subscriber on one subject, and a publisher connection.
-//! Redis: one pub/sub connection per subscriber on one channel, and a publisher connection.
+//! crvm: every subscriber and the changer speak the wire protocol directly
+//! (`crvm_proto::raw::Codec` on tokio sockets, see [`crvm_bench::wire`]), one TCP connection
+//! each, logged in as `subI` / `changer` of one tenant; subscribers send `start_status_notify`,
+//! the changer `set_dnd` with a fresh value each time (the value numbers the change). NATS: one
+//! connection per subscriber on one subject, and a publisher connection. Redis: one pub/sub
+//! connection per subscriber on one channel, and a publisher connection.
 //! Every message carries the same status object `{"userID":"changer","userStatus":1,
 //! "DNDType":V}` and every subscriber parses it with serde_json (crvm's also parses the
 //! envelope), so the subscribers' work is alike.
 
 use crate::procs::mono_ns;
 use crate::Res;
-use crvm_proto::frame::MAX_PAYLOAD_TO_CLIENT;
-use crvm_proto::msg::to_json;
-use crvm_proto::{ClientMsg, Decoder, Encoder, Kind, ServerMsg, UserStatus};
+use crvm_bench::wire::Conn;
+use crvm_proto::raw::{Codec, Incoming};
+use crvm_proto::{Op, ServerMsg, UserStatus};
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -88,113 +89,22 @@ fn parse_status(json: &[u8]) -> Res<Option<u64>> {
     Ok((s.user_id == CHANGER).then_some(s.dnd_type as u64))
 }
 
-/// A crvm wire-protocol connection (reading half).
-struct Proto {
-    stream: TcpStream,
-    enc: Encoder,
-    dec: Decoder,
-    next_id: u64,
-}
-
-impl Proto {
-    /// Connects, says hello and logs in as `user` of the `demo` tenant.
-    async fn login(addr: &str, user: &str) -> Res<Proto> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let mut p = Proto {
-            stream,
-            enc: Encoder::new(),
-            dec: Decoder::new(MAX_PAYLOAD_TO_CLIENT),
-            next_id: 0,
-        };
-        p.send(&ClientMsg::Hello {
-            ver: crvm_proto::PROTOCOL_VERSION,
-            agent: "crvm-bench".into(),
-        })
-        .await?;
-        match p.msg().await? {
-            ServerMsg::Welcome { .. } => {}
-            m => return Err(format!("{user}: expected welcome, got {m:?}").into()),
-        }
-        let id = p.id();
-        p.send(&ClientMsg::Login {
-            id,
-            app_id: "demo".into(),
-            secret: "demo-secret".into(),
-            user_id: user.into(),
-            nick: String::new(),
-            token: String::new(),
-        })
-        .await?;
-        match p.msg().await? {
-            ServerMsg::LoginOk { .. } => Ok(p),
-            m => Err(format!("{user}: login: {m:?}").into()),
-        }
-    }
-
-    fn id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    fn encode(&mut self, msg: &ClientMsg) -> Vec<u8> {
-        self.enc.control(self.dec.last_seq(), &to_json(msg), &[])
-    }
-
-    async fn send(&mut self, msg: &ClientMsg) -> Res<()> {
-        let bytes = self.encode(msg);
-        self.stream.write_all(&bytes).await?;
-        Ok(())
-    }
-
-    /// The next control message (answering pings).
-    async fn msg(&mut self) -> Res<ServerMsg> {
-        loop {
-            match self.dec.next_frame()? {
-                Some(f) => match f.kind {
-                    Kind::Control => {
-                        let (json, _) = f.control()?;
-                        return Ok(serde_json::from_slice(json)?);
-                    }
-                    Kind::Ping => {
-                        let pong = self.enc.frame(Kind::Pong, self.dec.last_seq(), &[]);
-                        self.stream.write_all(&pong).await?;
-                    }
-                    _ => {}
-                },
-                None => {
-                    let n = self.stream.read(self.dec.spare()).await?;
-                    if n == 0 {
-                        return Err("crvm-server closed the connection".into());
-                    }
-                    self.dec.filled(n);
-                }
-            }
-        }
-    }
-
-    /// Sends `start_status_notify` and checks its reply.
-    async fn subscribe(&mut self) -> Res<()> {
-        let id = self.id();
-        self.send(&ClientMsg::StartStatusNotify { id }).await?;
-        loop {
-            match self.msg().await? {
-                ServerMsg::Reply { re, code: 0 } if re == id => return Ok(()),
-                ServerMsg::UserStatus { .. } => {}
-                m => return Err(format!("start_status_notify: {m:?}").into()),
-            }
-        }
-    }
+/// Connects and logs in as `user` of the `demo` tenant.
+async fn login(addr: &str, user: &str) -> Res<Conn> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let mut c = Conn::new(stream);
+    c.login("demo", "demo-secret", user).await?;
+    Ok(c)
 }
 
 /// Who publishes the changes.
 enum Changer {
     /// Writes `set_dnd` frames (batched in `buf` until [`Changer::flush`]); a task reads and
-    /// checks the replies.
+    /// checks the replies. Both use the connection's codec.
     Crvm {
         w: OwnedWriteHalf,
-        enc: Encoder,
-        next_id: u64,
+        codec: Arc<Mutex<Codec>>,
         buf: Vec<u8>,
         replies: JoinHandle<Res<()>>,
     },
@@ -206,15 +116,9 @@ enum Changer {
 impl Changer {
     async fn change(&mut self, v: u64) -> Res<()> {
         match self {
-            Changer::Crvm {
-                enc, next_id, buf, ..
-            } => {
-                *next_id += 1;
-                let msg = ClientMsg::SetDnd {
-                    id: *next_id,
-                    dnd: v as i32,
-                };
-                buf.extend_from_slice(&enc.control(0, &to_json(&msg), &[]));
+            Changer::Crvm { codec, buf, .. } => {
+                let (_, bytes) = codec.lock().unwrap().request(Op::SetDnd { dnd: v as i32 });
+                buf.extend_from_slice(&bytes);
             }
             Changer::Nats(c) => c.publish(SUBJECT, status_json(v).into()).await?,
             Changer::Redis(_, pending) => pending.push(v),
@@ -269,18 +173,18 @@ impl Setup {
         let mut tasks = Vec::with_capacity(n);
         let (name, changer) = match target {
             Target::Crvm(addr) => {
-                let changer = Proto::login(addr, CHANGER).await?;
+                let changer = login(addr, CHANGER).await?;
                 // Everyone logs in first, then subscribes: no login pushes to N subscribers.
                 let mut subs = Vec::with_capacity(n);
                 for i in 0..n {
-                    subs.push(Proto::login(addr, &format!("sub{i}")).await?);
+                    subs.push(login(addr, &format!("sub{i}")).await?);
                 }
-                for mut p in subs {
-                    p.subscribe().await?;
+                for mut c in subs {
+                    c.request_ok(Op::StartStatusNotify).await?;
                     let fan = fan.clone();
                     tasks.push(tokio::spawn(async move {
                         loop {
-                            if let ServerMsg::UserStatus { status } = p.msg().await? {
+                            if let ServerMsg::UserStatus(status) = c.msg().await? {
                                 if status.user_id == CHANGER {
                                     fan.on(status.dnd_type as u64);
                                 }
@@ -288,35 +192,34 @@ impl Setup {
                         }
                     }));
                 }
-                let Proto {
-                    stream, enc, dec, ..
-                } = changer;
+                let (stream, codec) = changer.into_parts();
                 let (mut r, w) = stream.into_split();
+                let codec = Arc::new(Mutex::new(codec));
+                let reader = codec.clone();
                 let replies = tokio::spawn(async move {
-                    let mut dec = dec;
+                    let mut buf = vec![0u8; 64 * 1024];
                     loop {
-                        while let Some(f) = dec.next_frame()? {
-                            if f.kind != Kind::Control {
-                                continue;
-                            }
-                            let (json, _) = f.control()?;
-                            match serde_json::from_slice(json)? {
-                                ServerMsg::Reply { code: 0, .. } | ServerMsg::UserStatus { .. } => {
-                                }
-                                m => return Err(format!("changer: {m:?}").into()),
-                            }
-                        }
-                        let n = r.read(dec.spare()).await?;
+                        let n = r.read(&mut buf).await?;
                         if n == 0 {
                             return Ok(());
                         }
-                        dec.filled(n);
+                        let mut codec = reader.lock().unwrap();
+                        codec.feed(&buf[..n]);
+                        while let Some(i) = codec.next_incoming()? {
+                            match i {
+                                Incoming::Msg(
+                                    ServerMsg::Reply { code: 0, .. } | ServerMsg::UserStatus(_),
+                                    _,
+                                ) => {}
+                                Incoming::Msg(m, _) => return Err(format!("changer: {m:?}").into()),
+                                _ => {}
+                            }
+                        }
                     }
                 });
                 let changer = Changer::Crvm {
                     w,
-                    enc,
-                    next_id: 100,
+                    codec,
                     buf: Vec::new(),
                     replies,
                 };

@@ -27,9 +27,8 @@ const MIB: u64 = 1024 * 1024;
 const CMD_SIZES: [usize; 3] = [100, 4096, 51_200];
 /// Concurrent senders in (c)'s throughput rows.
 const SENDERS: usize = 8;
-/// Cmds (or messages) each sender has in flight in (c)'s pipelined rows, by default: together
-/// as many as one session may be receiving at once (more get code 1000).
-const WINDOW: u64 = (crvm_proto::msg::xfer::MAX_INCOMING / SENDERS) as u64;
+/// Cmds (or messages) each sender has in flight in (c)'s pipelined rows, by default.
+const WINDOW: u64 = 4;
 
 const USAGE: &str = "\
 usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-mib N]
@@ -46,8 +45,7 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
   --setups N         (b) call setups per side, over all rounds (default 20000)
   --pings N          (c) round trips per size and side, over all rounds (default 3000)
   --per-sender N     (c) cmds per sender per round in the throughput rows (default 500)
-  --window N         (c) cmds in flight per sender in the pipelined rows (default 4: 8 × 4 is
-                     the most transfers one session may be receiving at once)
+  --window N         (c) cmds in flight per sender in the pipelined rows (default 4)
   --fanout N,N,..    (d)/(e) subscriber counts (default 10,100,1000)
   --fan-deliveries N (d) pushes per round: changes = N / subscribers (default 200000)
   --fan-samples N    (e) single changes per subscriber count and side (default 300)

@@ -17,9 +17,9 @@
 
 use crate::procs::mono_ns;
 use crate::Res;
-use base64::Engine as _;
 use crossbeam_channel::{select, Receiver};
-use crvm::core::{Client, Event, LoginParams};
+use crvm::core::{Client, Code, Event, LoginParams};
+use crvm_proto::error::code_of;
 use std::time::Duration;
 
 /// No single event should take longer than this, even behind a 2 GiB transfer.
@@ -38,8 +38,8 @@ pub fn main(args: &[String]) -> Res<()> {
     }
 }
 
-fn code(what: &str) -> impl Fn(i32) -> String + '_ {
-    move |c| format!("{what} refused: code {c}")
+fn code(what: &str) -> impl Fn(Code) -> String + '_ {
+    move |c| format!("{what} refused: code {}", c.get())
 }
 
 fn run(addr: &str, user: &str, download_dir: &str) -> Res<()> {
@@ -70,8 +70,8 @@ fn run(addr: &str, user: &str, download_dir: &str) -> Res<()> {
         callins: Vec::new(),
         auto_accept: false,
     };
-    match peer.wait(|e| matches!(e, Event::LoginSuccess { .. } | Event::LoginFail { .. }))? {
-        (_, Event::LoginSuccess { .. }) => {}
+    match peer.wait(|e| matches!(e, Event::Login { .. }))? {
+        (_, Event::Login { result: Ok(_), .. }) => {}
         (_, e) => return Err(format!("login failed: {e:?}").into()),
     }
     println!("ready");
@@ -123,19 +123,19 @@ impl Peer {
     /// What happens to an event nobody is waiting for.
     fn on_event(&mut self, at: u64, ev: Event) {
         match ev {
-            Event::NotifyFileData { tmp_file, .. } => println!("got_file {tmp_file}"),
-            Event::SendFileRlst { code, .. } => {
+            Event::NotifyFileData { path, .. } => println!("got_file {path}"),
+            Event::FileSent { result, .. } => {
                 self.sending = self.sending.saturating_sub(1);
-                println!("file_rlst {code}");
+                println!("file_rlst {}", code_of(&result));
             }
             Event::SendProgress { .. } => self.progress_seen = true,
             Event::NotifyCallIn { call_id, .. } if self.auto_accept => {
                 if let Err(c) = self.client.accept_call(&call_id, "", "", "") {
-                    println!("error accept_call refused: code {c}");
+                    println!("error accept_call refused: code {}", c.get());
                 }
             }
             Event::NotifyCallIn { call_id, .. } => self.callins.push((call_id, at)),
-            Event::LineOff { code } => println!("line_off {code}"),
+            Event::LineOff { code } => println!("line_off {}", code.get()),
             _ => {}
         }
     }
@@ -209,7 +209,7 @@ impl Peer {
     /// `n` cmds of `size` bytes, at most `window` in flight: nanoseconds from each `send_cmd`
     /// to its `send_cmd_rlst`.
     fn pings(&mut self, target: &str, n: u64, size: usize, window: usize) -> Res<Vec<u64>> {
-        let data = base64::engine::general_purpose::STANDARD.encode(vec![0x5a; size]);
+        let data = vec![0x5a; size];
         let mut samples = Vec::with_capacity(n as usize);
         let mut in_flight = std::collections::HashMap::new();
         let mut sent = 0;
@@ -223,10 +223,14 @@ impl Peer {
                 in_flight.insert(task, t0);
                 sent += 1;
             }
-            let (t1, ev) = self.wait(|e| {
-                matches!(e, Event::SendCmdRlst { task_id, .. } if in_flight.contains_key(task_id))
-            })?;
-            let Event::SendCmdRlst { task_id, code: 0 } = ev else {
+            let (t1, ev) = self.wait(
+                |e| matches!(e, Event::CmdSent { task_id, .. } if in_flight.contains_key(task_id)),
+            )?;
+            let Event::CmdSent {
+                task_id,
+                result: Ok(()),
+            } = ev
+            else {
                 return Err(format!("cmd failed: {ev:?}").into());
             };
             let t0 = in_flight.remove(&task_id).expect("in flight");
@@ -235,25 +239,21 @@ impl Peer {
         Ok(samples)
     }
 
-    /// `n` calls to `target` (which accepts them), one at a time: nanoseconds from `call` to
-    /// `notify_call_accepted`; each call is hung up before the next.
     /// Hangs up call `id` and waits until that succeeded.
     fn hang_up(&mut self, id: &str) -> Res<()> {
         self.client
             .hungup_call(id, "", "")
             .map_err(code("hungup_call"))?;
-        let (_, ev) = self.wait(|e| match e {
-            Event::HungupCallSuccess { call_id, .. } | Event::HungupCallFail { call_id, .. } => {
-                call_id == id
-            }
-            _ => false,
-        })?;
-        if !matches!(ev, Event::HungupCallSuccess { .. }) {
+        let (_, ev) =
+            self.wait(|e| matches!(e, Event::HangupCall { call_id, .. } if call_id == id))?;
+        if !matches!(ev, Event::HangupCall { result: Ok(()), .. }) {
             return Err(format!("hang-up failed: {ev:?}").into());
         }
         Ok(())
     }
 
+    /// `n` calls to `target` (which accepts them), one at a time: nanoseconds from `call` to
+    /// `notify_call_accepted`; each call is hung up before the next.
     fn setups(&mut self, target: &str, n: u64) -> Res<Vec<u64>> {
         let mut samples = Vec::with_capacity(n as usize);
         for _ in 0..n {
@@ -262,7 +262,11 @@ impl Peer {
             let (t1, ev) = self.wait(|e| match e {
                 Event::NotifyCallAccepted { call_id, .. }
                 | Event::NotifyCallRejected { call_id, .. }
-                | Event::CallFail { call_id, .. } => *call_id == id,
+                | Event::Call {
+                    call_id,
+                    result: Err(_),
+                    ..
+                } => *call_id == id,
                 _ => false,
             })?;
             if !matches!(ev, Event::NotifyCallAccepted { .. }) {
@@ -295,14 +299,9 @@ impl Peer {
             }
             let t0 = mono_ns();
             let id = self.client.call(target, "", "", "").map_err(code("call"))?;
-            let is_this = |e: &Event| match e {
-                Event::CallSuccess { call_id, .. } | Event::CallFail { call_id, .. } => {
-                    *call_id == id
-                }
-                _ => false,
-            };
-            let (t1, ev) = self.wait(is_this)?;
-            if !matches!(ev, Event::CallSuccess { .. }) {
+            let (t1, ev) =
+                self.wait(|e| matches!(e, Event::Call { call_id, .. } if *call_id == id))?;
+            if !matches!(ev, Event::Call { result: Ok(()), .. }) {
                 return Err(format!("call failed: {ev:?}").into());
             }
             self.hang_up(&id)?;

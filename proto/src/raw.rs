@@ -117,7 +117,7 @@ impl Codec {
 
     /// The next whole frame received, parsed. A control frame that is not a valid message is
     /// an error (`FrameError::BadControl`).
-    pub fn next(&mut self) -> Result<Option<Incoming>, FrameError> {
+    pub fn next_incoming(&mut self) -> Result<Option<Incoming>, FrameError> {
         let Some(f) = self.next_frame()? else {
             return Ok(None);
         };

@@ -29,9 +29,10 @@ use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crvm_proto::frame::MAX_PAYLOAD_TO_CLIENT;
+use crvm_bench::wire::Conn;
+use crvm_proto::frame::MAX_PAYLOAD_TO_SERVER;
 use crvm_proto::msg::to_json;
-use crvm_proto::{ClientMsg, Decoder, Encoder, Kind, ServerMsg, UserStatus, PROTOCOL_VERSION};
+use crvm_proto::{ClientMsg, Decoder, Encoder, Kind, Op, ServerMsg, UserStatus, PROTOCOL_VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -398,113 +399,6 @@ fn source(i: usize, sources: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, 1 + (i % sources as usize) as u8)
 }
 
-fn io_err(e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(e.to_string())
-}
-
-/// One protocol connection: hello, login, requests; answers pings while reading.
-struct Proto {
-    s: TcpStream,
-    enc: Encoder,
-    dec: Decoder,
-    next_id: u64,
-}
-
-impl Proto {
-    fn new(s: TcpStream) -> Proto {
-        Proto {
-            s,
-            enc: Encoder::new(),
-            dec: Decoder::new(MAX_PAYLOAD_TO_CLIENT),
-            next_id: 0,
-        }
-    }
-
-    fn frame(&mut self, msg: &ClientMsg) -> Vec<u8> {
-        self.enc.control(self.dec.last_seq(), &to_json(msg), &[])
-    }
-
-    async fn send(&mut self, msg: &ClientMsg) -> std::io::Result<()> {
-        let f = self.frame(msg);
-        self.s.write_all(&f).await
-    }
-
-    fn id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// The next control message; answers pings on the way.
-    async fn next(&mut self) -> std::io::Result<ServerMsg> {
-        loop {
-            match self.dec.next_frame().map_err(io_err)? {
-                Some(f) => match f.kind {
-                    Kind::Control => {
-                        let (json, _) = f.control().map_err(io_err)?;
-                        return serde_json::from_slice(json).map_err(io_err);
-                    }
-                    Kind::Ping => {
-                        let pong = self.enc.frame(Kind::Pong, self.dec.last_seq(), &[]);
-                        self.s.write_all(&pong).await?;
-                    }
-                    _ => {}
-                },
-                None => {
-                    let n = self.s.read(self.dec.spare()).await?;
-                    if n == 0 {
-                        return Err(std::io::ErrorKind::UnexpectedEof.into());
-                    }
-                    self.dec.filled(n);
-                }
-            }
-        }
-    }
-
-    /// The next message that is not a status push.
-    async fn reply(&mut self) -> std::io::Result<ServerMsg> {
-        loop {
-            match self.next().await? {
-                ServerMsg::UserStatus { .. } => {}
-                m => return Ok(m),
-            }
-        }
-    }
-
-    async fn login(&mut self, user: &str) -> std::io::Result<()> {
-        let id = self.id();
-        let mut bytes = self.frame(&ClientMsg::Hello {
-            ver: PROTOCOL_VERSION,
-            agent: "crvm-scale".into(),
-        });
-        bytes.extend(self.frame(&ClientMsg::Login {
-            id,
-            app_id: APP.into(),
-            secret: SECRET.into(),
-            user_id: user.into(),
-            nick: String::new(),
-            token: String::new(),
-        }));
-        self.s.write_all(&bytes).await?;
-        match self.reply().await? {
-            ServerMsg::Welcome { .. } => {}
-            m => return Err(io_err(format!("expected welcome, got {m:?}"))),
-        }
-        match self.reply().await? {
-            ServerMsg::LoginOk { .. } => Ok(()),
-            m => Err(io_err(format!("login of {user}: {m:?}"))),
-        }
-    }
-
-    async fn request_ok(&mut self, build: impl FnOnce(u64) -> ClientMsg) -> std::io::Result<()> {
-        let id = self.id();
-        self.send(&build(id)).await?;
-        match self.reply().await? {
-            ServerMsg::Reply { re, code: 0 } if re == id => Ok(()),
-            m => Err(io_err(format!("request {id}: {m:?}"))),
-        }
-    }
-}
-
 /// Counters the session tasks report into.
 #[derive(Default)]
 struct Tally {
@@ -562,10 +456,10 @@ async fn crvm_session(
 ) {
     let permit = sem.acquire_owned().await;
     let mut p = match connect_from(source(i, sources), addr).await {
-        Ok(s) => Proto::new(s),
+        Ok(s) => Conn::new(s),
         Err(e) => return tally.fail(format!("connect {i}: {e}")),
     };
-    if let Err(e) = p.login(&format!("u{i}")).await {
+    if let Err(e) = p.login(APP, SECRET, &format!("u{i}")).await {
         return tally.fail(format!("login {i}: {e}"));
     }
     drop(permit);
@@ -576,16 +470,16 @@ async fn crvm_session(
             tokio::select! {
                 biased;
                 r = go.changed() => if r.is_err() { return },
-                r = p.next() => if let Err(e) = r { return tally.fail(format!("session {i}: {e}")) },
+                r = p.msg() => if let Err(e) = r { return tally.fail(format!("session {i}: {e}")) },
             }
         }
-        if let Err(e) = p.request_ok(|id| ClientMsg::StartStatusNotify { id }).await {
+        if let Err(e) = p.request_ok(Op::StartStatusNotify).await {
             return tally.fail(format!("subscribe {i}: {e}"));
         }
         tally.subscribed.fetch_add(1, Ordering::Relaxed);
     }
-    while let Ok(m) = p.next().await {
-        if let ServerMsg::UserStatus { status } = m {
+    while let Ok(m) = p.msg().await {
+        if let ServerMsg::UserStatus(status) = m {
             if status.user_id == CHANGER {
                 let _ = pushes.send((status.dnd_type, Instant::now()));
             }
@@ -844,8 +738,8 @@ async fn scale_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
         println!("    stopped: {e}");
         return Ok(());
     }
-    let mut changer = Proto::new(connect_from(Ipv4Addr::LOCALHOST, addr).await?);
-    changer.login(CHANGER).await?;
+    let mut changer = Conn::new(connect_from(Ipv4Addr::LOCALHOST, addr).await?);
+    changer.login(APP, SECRET, CHANGER).await?;
     go_tx.send_replace(true);
     let subs = tally_subscribed(&tally, subs).await?;
     let mut all = Vec::new();
@@ -855,8 +749,7 @@ async fn scale_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
         while push_rx.try_recv().is_ok() {}
         let t0 = Instant::now();
-        let id = changer.id();
-        changer.send(&ClientMsg::SetDnd { id, dnd: k }).await?;
+        changer.request(Op::SetDnd { dnd: k }).await?;
         let mut got = 0;
         let mut last = t0;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -1089,7 +982,7 @@ fn fake_server(listener: StdListener, n: u64) -> std::thread::JoinHandle<Res<()>
     std::thread::spawn(move || -> Res<()> {
         let (mut s, _) = listener.accept()?;
         s.set_nodelay(true)?;
-        let mut dec = Decoder::new(crvm_proto::frame::MAX_PAYLOAD_TO_SERVER);
+        let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
         let mut enc = Encoder::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut subscribed = false;
@@ -1111,8 +1004,14 @@ fn fake_server(listener: StdListener, n: u64) -> std::thread::JoinHandle<Res<()>
                         max_buffer_bytes: 100 << 20,
                         max_file_bytes: 4 << 30,
                     },
-                    ClientMsg::Login { id, user_id, .. } => ServerMsg::LoginOk { re: id, user_id },
-                    ClientMsg::StartStatusNotify { id } => {
+                    ClientMsg::Req {
+                        id,
+                        op: Op::Login { user_id, .. },
+                    } => ServerMsg::LoginOk { re: id, user_id },
+                    ClientMsg::Req {
+                        id,
+                        op: Op::StartStatusNotify,
+                    } => {
                         subscribed = true;
                         ServerMsg::Reply { re: id, code: 0 }
                     }
@@ -1124,13 +1023,11 @@ fn fake_server(listener: StdListener, n: u64) -> std::thread::JoinHandle<Res<()>
         // Keep reading (pings) so the client never blocks on us.
         let mut drain = s.try_clone()?;
         std::thread::spawn(move || while matches!(drain.read(&mut buf), Ok(n) if n > 0) {});
-        let json = to_json(&ServerMsg::UserStatus {
-            status: UserStatus {
-                user_id: "someone".into(),
-                user_status: 1,
-                dnd_type: 1,
-            },
-        });
+        let json = to_json(&ServerMsg::UserStatus(UserStatus {
+            user_id: "someone".into(),
+            user_status: 1,
+            dnd_type: 1,
+        }));
         let ack = dec.last_seq();
         let mut out = Vec::with_capacity(256 * 1024);
         let mut sent = 0;
@@ -1201,8 +1098,8 @@ async fn lib_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
     for c in 0..changers {
         let sent = Arc::clone(&sent);
         js.spawn(async move {
-            let mut p = Proto::new(connect_from(Ipv4Addr::LOCALHOST, addr).await?);
-            p.login(&format!("changer{c}")).await?;
+            let mut p = Conn::new(connect_from(Ipv4Addr::LOCALHOST, addr).await?);
+            p.login(APP, SECRET, &format!("changer{c}")).await?;
             // Up to 1024 requests in flight per changer, and at most ~20k events ahead of
             // the callbacks: the server's per-connection queue bound (4 MiB) would otherwise
             // close a client that falls behind.
@@ -1214,14 +1111,11 @@ async fn lib_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
                 {
                     let batch = (per - queued).min(256);
                     let mut bytes = Vec::new();
-                    for _ in 0..batch {
-                        let id = p.id();
-                        bytes.extend(p.frame(&ClientMsg::SetDnd {
-                            id,
-                            dnd: (id % 2) as i32,
-                        }));
+                    for k in queued..queued + batch {
+                        let dnd = (k % 2) as i32;
+                        bytes.extend(p.codec.request(Op::SetDnd { dnd }).1);
                     }
-                    p.s.write_all(&bytes).await?;
+                    p.write(&bytes).await?;
                     sent.fetch_add(batch, Ordering::Relaxed);
                     queued += batch;
                 }
