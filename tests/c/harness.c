@@ -188,7 +188,10 @@ static void launch(h_server *s) {
            log_path);
   if (strncmp(line, prefix, strlen(prefix)) != 0)
     h_fail(__FILE__, __LINE__, "unexpected first server line: \"%s\"", line);
-  snprintf(s->addr, sizeof s->addr, "%s", line + strlen(prefix));
+  const char *addr = line + strlen(prefix);
+  if (strlen(addr) >= sizeof s->addr)
+    h_fail(__FILE__, __LINE__, "server address too long: \"%s\"", addr);
+  memcpy(s->addr, addr, strlen(addr) + 1);
   pthread_t t;
   pthread_create(&t, NULL, drain, (void *)(intptr_t)fd);
   pthread_detach(t);
