@@ -17,14 +17,30 @@ include!("src/events.rs");
 
 /// The C type of an argument of each kind of the table.
 macro_rules! c_type {
-    (Id) => { "const char *" };
-    (Str) => { "const char *" };
-    (Json) => { "const char *" };
-    (B64) => { "const char *" };
-    (Code) => { "int32_t " };
-    (Rslt) => { "int32_t " };
-    (I32) => { "int32_t " };
-    (I64) => { "int64_t " };
+    (Id) => {
+        "const char *"
+    };
+    (Str) => {
+        "const char *"
+    };
+    (Json) => {
+        "const char *"
+    };
+    (B64) => {
+        "const char *"
+    };
+    (Code) => {
+        "int32_t "
+    };
+    (Rslt) => {
+        "int32_t "
+    };
+    (I32) => {
+        "int32_t "
+    };
+    (I64) => {
+        "int64_t "
+    };
 }
 
 /// The table as the C declaration of `crvm_callbacks`, with the rows' documentation in the
@@ -68,7 +84,10 @@ fn main() {
     let header = cbindgen::Builder::new()
         .with_crate(root)
         .with_config(config)
-        .with_after_include(format!("\n{}", CALLBACKS_C.replace(" */\n  /**", "\n   *").trim_end()))
+        .with_after_include(format!(
+            "\n{}",
+            CALLBACKS_C.replace(" */\n  /**", "\n   *").trim_end()
+        ))
         .generate()
         .expect("cbindgen could not generate crvm.h");
     let out = root.join("include").join("crvm.h");

@@ -1,0 +1,182 @@
+//! The callbacks struct is made once, from the events table, into the header
+//! (`include/crvm.h`). Two bindings mirror it by hand and are checked against it here: the C++
+//! wrapper's `crvm::Events` and its registration list (`include/crvm.hpp`), and the Python
+//! binding's `EVENTS` table (`bindings/python/crvm/_lib.py`): the same members, in the same
+//! order, with the same arguments.
+
+use std::path::Path;
+
+/// The C type of an argument, reduced to what the mirrors distinguish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Str,
+    I32,
+    I64,
+}
+
+/// One callback: its name and its arguments after `ud` (name, type).
+type Member = (String, Vec<(String, Ty)>);
+
+fn read(rel: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The text between `start` and the next `end` after it.
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text.find(start).unwrap_or_else(|| panic!("no {start:?}")) + start.len();
+    let to = text[from..].find(end).unwrap_or_else(|| panic!("no {end:?}")) + from;
+    &text[from..to]
+}
+
+fn c_type(t: &str) -> Ty {
+    match t.trim() {
+        "const char *" | "const char*" | "Str" => Ty::Str,
+        "int32_t" => Ty::I32,
+        "int64_t" => Ty::I64,
+        other => panic!("unexpected argument type {other:?}"),
+    }
+}
+
+/// `type name` → (name, type): the name is the last word.
+fn arg(decl: &str) -> (String, Ty) {
+    let decl = decl.trim();
+    let split = decl
+        .rfind(|c: char| c == ' ' || c == '*')
+        .unwrap_or_else(|| panic!("no name in {decl:?}"));
+    let (ty, name) = decl.split_at(split + 1);
+    (name.trim().to_owned(), c_type(ty))
+}
+
+/// The header's `crvm_callbacks` members: `void (*name)(void *ud, ...);`.
+fn header_members() -> Vec<Member> {
+    let h = read("include/crvm.h");
+    let body = between(&h, "typedef struct crvm_callbacks {", "} crvm_callbacks;");
+    body.split(';')
+        .filter_map(|decl| {
+            let at = decl.find("void (*")?;
+            let decl = &decl[at + "void (*".len()..];
+            let (name, rest) = decl.split_once(")(")?;
+            let params = rest.trim_end().strip_suffix(')')?;
+            let mut args: Vec<&str> = params.split(',').collect();
+            assert_eq!(args.remove(0).trim(), "void *ud", "{name}: first argument");
+            Some((name.to_owned(), args.into_iter().map(arg).collect()))
+        })
+        .collect()
+}
+
+/// `crvm::Events` in crvm.hpp: `std::function<void(Str a, int32_t b)> name;`.
+fn cpp_events() -> Vec<Member> {
+    let h = read("include/crvm.hpp");
+    let body = between(&h, "struct Events {", "};");
+    body.split(';')
+        .filter(|d| d.contains("std::function<void("))
+        .map(|decl| {
+            let params = between(decl, "std::function<void(", ")>");
+            let name = decl.rsplit('>').next().unwrap().trim().to_owned();
+            let args = params
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(arg)
+                .collect();
+            (name, args)
+        })
+        .collect()
+}
+
+/// The trampolines crvm.hpp registers: `CRVM_HPP_CB(name, types...)`, types only.
+fn cpp_registrations() -> Vec<(String, Vec<Ty>)> {
+    let h = read("include/crvm.hpp");
+    let body = between(&h, "#define CRVM_HPP_CB", "#undef CRVM_HPP_CB");
+    body.lines()
+        .filter_map(|l| l.trim().strip_prefix("CRVM_HPP_CB("))
+        .map(|l| {
+            let inner = l.trim_end().trim_end_matches(';').trim_end_matches(')');
+            let mut parts = inner.split(',');
+            let name = parts.next().unwrap().trim().to_owned();
+            (name, parts.map(c_type).collect())
+        })
+        .collect()
+}
+
+/// Python's `EVENTS`: `("name", (("arg", "kind"), ...))`, kinds s/b (str), i, l. The string
+/// literals are read in order with their tuple depth: names at depth 2, arguments at depth 4.
+fn python_events() -> Vec<Member> {
+    let py = read("bindings/python/crvm/_lib.py");
+    let body = between(&py, "EVENTS = (", "\n)\n");
+    let (mut depth, mut out, mut pending) = (1, Vec::<Member>::new(), Vec::new());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            '#' => {
+                chars.by_ref().take_while(|&c| c != '\n').for_each(drop);
+            }
+            '"' => {
+                let lit: String = chars.by_ref().take_while(|&c| c != '"').collect();
+                match depth {
+                    2 => out.push((lit, Vec::new())),
+                    4 => pending.push(lit),
+                    d => panic!("string {lit:?} at depth {d}"),
+                }
+                if pending.len() == 2 {
+                    let kind = pending.pop().unwrap();
+                    let name = pending.pop().unwrap();
+                    let ty = match kind.as_str() {
+                        "s" | "b" => Ty::Str,
+                        "i" => Ty::I32,
+                        "l" => Ty::I64,
+                        k => panic!("unknown kind {k:?}"),
+                    };
+                    out.last_mut().expect("a name first").1.push((name, ty));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn the_cpp_wrapper_mirrors_the_header() {
+    let header = header_members();
+    assert!(header.len() >= 36, "{} members", header.len());
+    // Same names and types; argument names too, except that the wrapper may drop none.
+    assert_eq!(cpp_events(), header);
+    let types: Vec<(String, Vec<Ty>)> = header
+        .iter()
+        .map(|(n, a)| (n.clone(), a.iter().map(|(_, t)| *t).collect()))
+        .collect();
+    assert_eq!(cpp_registrations(), types);
+}
+
+#[test]
+fn the_python_binding_mirrors_the_header() {
+    // Python names `data_base64` `data` (it hands over bytes); everything else is the header's.
+    let header: Vec<Member> = header_members()
+        .into_iter()
+        .map(|(n, args)| {
+            let args = args
+                .into_iter()
+                .map(|(a, t)| (if a == "data_base64" { "data".into() } else { a }, t))
+                .collect();
+            (n, args)
+        })
+        .collect();
+    assert_eq!(python_events(), header);
+}
+
+#[test]
+fn the_parsers_see_what_they_should() {
+    // A guard against a parser that silently finds nothing: spot-check known members.
+    let h = header_members();
+    assert_eq!(h[0].0, "login_success");
+    assert_eq!(
+        h[0].1,
+        [("usr_id".into(), Ty::Str), ("cookie".into(), Ty::Str)]
+    );
+    let progress = h.iter().find(|m| m.0 == "send_progress").unwrap();
+    assert_eq!(progress.1[1], ("sended_len".into(), Ty::I64));
+    assert_eq!(python_events().len(), h.len());
+}
