@@ -259,7 +259,7 @@ impl Relay {
     ) -> Result<Result<(), i32>, Violation> {
         let mut st = self.state.lock();
         let len = data.len();
-        let out = st.outgoing(sender.conn_id);
+        let out = st.outgoing.get(&sender.conn_id).copied().unwrap_or_default();
         if !xfer::cmd_fits(out.cmds, out.cmd_bytes, len) {
             return Err(Violation("cmd window exceeded"));
         }
@@ -268,6 +268,7 @@ impl Relay {
         if !receiver.outbox.is_open() {
             return Ok(Err(CRVIDEOSDK_SENDDATA_TARGETINVALID));
         }
+        let out = st.outgoing(sender.conn_id);
         out.cmds += 1;
         out.cmd_bytes += len;
         let cmd = Cmd {

@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use crvm_proto::{ClientMsg, Encoder, Kind, ServerMsg};
+use crvm_proto::{ClientMsg, Encoder, Kind, Op, ServerMsg};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,7 @@ fn never_hello(s: &Server, _: usize) -> Client {
 fn slow_drip(s: &Server, _: usize) -> Client {
     let mut c = s.connect();
     c.hello();
-    let frame = c.encode(&ClientMsg::GetUserStatus { id: 1 });
+    let (_, frame) = c.codec.request(Op::GetUserStatus);
     c.raw(&frame[..10]);
     c
 }
@@ -78,7 +78,7 @@ fn huge_length_prefix(s: &Server, _: usize) -> Client {
 fn malformed_json(s: &Server, _: usize) -> Client {
     let mut c = s.connect();
     c.hello();
-    let bytes = c.enc.control(0, b"{not json", &[]);
+    let bytes = raw_control(&mut c, b"{not json");
     c.raw(&bytes);
     c
 }
@@ -86,7 +86,7 @@ fn malformed_json(s: &Server, _: usize) -> Client {
 fn unknown_message(s: &Server, _: usize) -> Client {
     let mut c = s.connect();
     c.hello();
-    let bytes = c.enc.control(0, br#"{"t":"launch_missiles","id":1}"#, &[]);
+    let bytes = raw_control(&mut c, br#"{"t":"launch_missiles","c":{"id":1}}"#);
     c.raw(&bytes);
     c
 }
@@ -109,7 +109,7 @@ fn garbage_first(s: &Server, i: usize) -> Client {
 fn request_before_login(s: &Server, _: usize) -> Client {
     let mut c = s.connect();
     c.hello();
-    c.send(&ClientMsg::GetMeetings { id: 1 });
+    c.send_req(1, Op::GetMeetings);
     c
 }
 
@@ -117,8 +117,7 @@ fn request_flood(s: &Server, i: usize) -> Client {
     let mut c = s.login("demo", &format!("flood{i}"));
     let mut bytes = Vec::new();
     for _ in 0..2000 {
-        let id = c.id();
-        bytes.extend(c.encode(&ClientMsg::GetUserStatus { id }));
+        bytes.extend(c.codec.request(Op::GetUserStatus).1);
     }
     let mut writer = c.stream.try_clone().unwrap();
     // The server cuts the connection mid-write: that is the point.
@@ -130,7 +129,7 @@ fn request_flood(s: &Server, i: usize) -> Client {
 
 fn still_served(watcher: &mut Client, actor: &mut Client, dnd: i32) -> Duration {
     let t = Instant::now();
-    assert_eq!(actor.code(|id| ClientMsg::SetDnd { id, dnd }), 0);
+    assert_eq!(actor.code(Op::SetDnd { dnd }), 0);
     loop {
         let push = watcher.push();
         if push.user_id == "other" {
@@ -154,7 +153,7 @@ fn attack_census() {
     );
     let mut good = s.login("demo", "good");
     let mut other = s.login("demo", "other");
-    assert_eq!(good.code(|id| ClientMsg::StartStatusNotify { id }), 0);
+    assert_eq!(good.code(Op::StartStatusNotify), 0);
     let idle_ms = ms(still_served(&mut good, &mut other, 1));
 
     let attacks: [(&str, Attack, i32); 10] = [

@@ -4,15 +4,14 @@
 mod common;
 
 use common::*;
-use crvm_proto::{ClientMsg, ServerMsg};
+use crvm_proto::{Op, ServerMsg};
 
 fn subscribe(c: &mut Client) {
-    assert_eq!(c.code(|id| ClientMsg::StartStatusNotify { id }), 0);
+    assert_eq!(c.code(Op::StartStatusNotify), 0);
 }
 
 fn call(c: &mut Client, call_id: &str, callee: &str, meet_obj: &str) -> i32 {
-    c.code(|id| ClientMsg::Call {
-        id,
+    c.code(Op::Call {
         call_id: call_id.into(),
         callee: callee.into(),
         meet_obj: meet_obj.into(),
@@ -21,8 +20,7 @@ fn call(c: &mut Client, call_id: &str, callee: &str, meet_obj: &str) -> i32 {
 }
 
 fn accept(c: &mut Client, call_id: &str, meet_obj: &str) -> i32 {
-    c.code(|id| ClientMsg::AcceptCall {
-        id,
+    c.code(Op::AcceptCall {
         call_id: call_id.into(),
         meet_obj: meet_obj.into(),
         ext: "ext-accept".into(),
@@ -30,16 +28,14 @@ fn accept(c: &mut Client, call_id: &str, meet_obj: &str) -> i32 {
 }
 
 fn reject(c: &mut Client, call_id: &str) -> i32 {
-    c.code(|id| ClientMsg::RejectCall {
-        id,
+    c.code(Op::RejectCall {
         call_id: call_id.into(),
         ext: "ext-reject".into(),
     })
 }
 
 fn hangup(c: &mut Client, call_id: &str) -> i32 {
-    c.code(|id| ClientMsg::HangupCall {
-        id,
+    c.code(Op::HangupCall {
         call_id: call_id.into(),
         ext: "ext-hangup".into(),
     })
@@ -121,9 +117,9 @@ fn refusals_and_wrong_actors() {
     assert_eq!(call(&mut alice, "", "bob", ""), 5);
     assert_eq!(call(&mut alice, &"x".repeat(64), "bob", ""), 5);
     // DND: refused with 602 and the callee is not disturbed.
-    assert_eq!(bob.code(|id| ClientMsg::SetDnd { id, dnd: 1 }), 0);
+    assert_eq!(bob.code(Op::SetDnd { dnd: 1 }), 0);
     assert_eq!(call(&mut alice, "dnd", "bob", ""), 602);
-    assert_eq!(bob.code(|id| ClientMsg::SetDnd { id, dnd: 0 }), 0);
+    assert_eq!(bob.code(Op::SetDnd { dnd: 0 }), 0);
     assert_eq!(call(&mut alice, "c1", "bob", ""), 0);
     assert!(matches!(note(&mut bob), ServerMsg::CallIn { .. }));
     assert_eq!(call(&mut carol, "c2", "bob", ""), 602, "callee busy");
@@ -136,6 +132,21 @@ fn refusals_and_wrong_actors() {
     assert_eq!(accept(&mut carol, "c1", ""), 600);
     assert_eq!(hangup(&mut carol, "c1"), 600, "not a party");
     assert_eq!(hangup(&mut bob, "nope"), 600);
+    // A call ID that no call can have (empty, or longer than 63 bytes) is a malformed request
+    // (5), refused by the protocol's validation before any call is looked up; an unknown but
+    // well-formed one is 600 (above). Version 1 of the server answered 600 for both.
+    let long = "c".repeat(64);
+    for bad in ["", long.as_str()] {
+        assert_eq!(accept(&mut bob, bad, ""), 5, "{bad:?}");
+        assert_eq!(reject(&mut bob, bad), 5, "{bad:?}");
+        assert_eq!(hangup(&mut bob, bad), 5, "{bad:?}");
+        assert_eq!(hangup(&mut alice, bad), 5, "{bad:?}");
+    }
+    assert_eq!(
+        accept(&mut bob, &"c".repeat(63), ""),
+        600,
+        "63 bytes is well-formed"
+    );
     assert_eq!(accept(&mut bob, "c1", "[]"), 5);
     assert_eq!(reject(&mut bob, "c1"), 0);
     assert_eq!(
@@ -199,7 +210,7 @@ fn caller_cancel_and_vanishing_parties() {
     // The callee logs out while ringing: the caller hears 603.
     assert_eq!(call(&mut alice, "c2", "bob", ""), 0);
     assert!(matches!(note(&mut bob), ServerMsg::CallIn { .. }));
-    assert_eq!(bob.code(|id| ClientMsg::Logout { id }), 0);
+    assert_eq!(bob.code(Op::Logout), 0);
     assert_eq!(
         note(&mut alice),
         ServerMsg::CallRejected {
@@ -235,21 +246,25 @@ fn glare_leaves_exactly_one_call() {
     let mut bob = s.login("demo", "bob");
     // Both send before reading anything: the server orders them.
     let a = alice.id();
-    alice.send(&ClientMsg::Call {
-        id: a,
-        call_id: "from-alice".into(),
-        callee: "bob".into(),
-        meet_obj: String::new(),
-        ext: String::new(),
-    });
+    alice.send_req(
+        a,
+        Op::Call {
+            call_id: "from-alice".into(),
+            callee: "bob".into(),
+            meet_obj: String::new(),
+            ext: String::new(),
+        },
+    );
     let b = bob.id();
-    bob.send(&ClientMsg::Call {
-        id: b,
-        call_id: "from-bob".into(),
-        callee: "alice".into(),
-        meet_obj: String::new(),
-        ext: String::new(),
-    });
+    bob.send_req(
+        b,
+        Op::Call {
+            call_id: "from-bob".into(),
+            callee: "alice".into(),
+            meet_obj: String::new(),
+            ext: String::new(),
+        },
+    );
     let outcome = |c: &mut Client, re: u64| {
         let mut code = None;
         let mut rung = None;

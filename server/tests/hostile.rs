@@ -4,18 +4,18 @@
 mod common;
 
 use common::*;
-use crvm_proto::{ClientMsg, ServerMsg};
+use crvm_proto::{Kind, Op, ServerMsg};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 
 fn subscribe(c: &mut Client) {
-    assert_eq!(c.code(|id| ClientMsg::StartStatusNotify { id }), 0);
+    assert_eq!(c.code(Op::StartStatusNotify), 0);
 }
 
 /// A logged-in pair that checks the server still serves: `watcher` sees `actor`'s DND change
 /// (pushes about other users, such as the attacker's own login and logout, are skipped).
 fn still_served(watcher: &mut Client, actor: &mut Client, actor_id: &str, dnd: i32) {
-    assert_eq!(actor.code(|id| ClientMsg::SetDnd { id, dnd }), 0);
+    assert_eq!(actor.code(Op::SetDnd { dnd }), 0);
     loop {
         let push = watcher.push();
         if push.user_id == actor_id {
@@ -35,7 +35,7 @@ fn a_frame_that_never_completes_is_cut() {
     let mut bad = s.connect();
     bad.hello();
     // The first 10 bytes of a header, then nothing: a slow drip that never ends a frame.
-    let frame = bad.encode(&ClientMsg::GetUserStatus { id: 1 });
+    let (_, frame) = bad.codec.request(Op::GetUserStatus);
     bad.raw(&frame[..10]);
     still_served(&mut good, &mut other, "other", 1);
     bad.expect_close(6);
@@ -51,13 +51,12 @@ fn a_stream_of_frames_that_never_leaves_the_buffer_empty_is_not_cut() {
     let dir = TmpDir::new();
     let s = Server::start(&dir, &config("frame_timeout_ms = 300"));
     let mut c = s.login("demo", "streamer");
-    let ack = 0;
-    let mut pending = c.enc.frame(crvm_proto::Kind::Ping, ack, &[]);
+    let mut pending = c.codec.frame(Kind::Ping, &[]);
     c.raw(&pending[..10]);
     let start = std::time::Instant::now();
     while start.elapsed() < std::time::Duration::from_millis(1500) {
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let next = c.enc.frame(crvm_proto::Kind::Ping, ack, &[]);
+        let next = c.codec.frame(Kind::Ping, &[]);
         let mut bytes = pending[10..].to_vec();
         bytes.extend_from_slice(&next[..10]);
         c.raw(&bytes);
@@ -90,8 +89,7 @@ fn a_request_flood_is_cut() {
     let mut flood = s.login("demo", "flood");
     let mut bytes = Vec::new();
     for _ in 0..5000 {
-        let id = flood.id();
-        bytes.extend(flood.encode(&ClientMsg::GetUserStatus { id }));
+        bytes.extend(flood.codec.request(Op::GetUserStatus).1);
     }
     let mut writer = flood.stream.try_clone().unwrap();
     // The server may cut us off mid-write: that is the point.
@@ -106,7 +104,7 @@ fn a_request_flood_is_cut() {
                 assert_eq!(code, 6);
                 break;
             }
-            ServerMsg::UserStatus { .. } => {}
+            ServerMsg::UserStatus(_) => {}
             other => panic!("{other:?}"),
         }
     }

@@ -49,7 +49,7 @@ fn no_secret_or_token_in_any_log() {
         })
         .unwrap();
         let e = next(&rx);
-        assert_eq!(matches!(e, Event::LoginSuccess { .. }), ok, "{e:?}");
+        assert_eq!(matches!(e, Event::Login { result: Ok(_), .. }), ok, "{e:?}");
         if ok {
             c.logout().unwrap();
         }
@@ -57,9 +57,9 @@ fn no_secret_or_token_in_any_log() {
     drop(c);
     let lib = std::fs::read_to_string(&lib_log).unwrap();
     let server = s.log_text();
-    assert!(lib.contains("login_success id=erin"), "{lib}");
-    assert!(lib.contains("login_fail code=7"), "{lib}");
-    assert!(lib.contains("login_fail code=21"), "{lib}");
+    assert!(lib.contains("login_success usr_id=erin"), "{lib}");
+    assert!(lib.contains("login_fail sdk_err=7"), "{lib}");
+    assert!(lib.contains("login_fail sdk_err=21"), "{lib}");
     assert!(server.contains("login ok"), "{server}");
     for (name, log) in [("library", &lib), ("server", &server)] {
         for secret in [

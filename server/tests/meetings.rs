@@ -3,11 +3,10 @@
 mod common;
 
 use common::*;
-use crvm_proto::{ClientMsg, Meeting, ServerMsg};
+use crvm_proto::{Meeting, Op, ServerMsg};
 
 fn create(c: &mut Client, subject: &str, with_pswd: bool) -> Result<Meeting, i32> {
-    match c.request(|id| ClientMsg::CreateMeeting {
-        id,
+    match c.request(Op::CreateMeeting {
         subject: subject.into(),
         with_pswd,
     }) {
@@ -18,14 +17,14 @@ fn create(c: &mut Client, subject: &str, with_pswd: bool) -> Result<Meeting, i32
 }
 
 fn list(c: &mut Client) -> Vec<Meeting> {
-    match c.request(|id| ClientMsg::GetMeetings { id }) {
+    match c.request(Op::GetMeetings) {
         ServerMsg::Meetings { list, .. } => list,
         other => panic!("{other:?}"),
     }
 }
 
 fn destroy(c: &mut Client, meet_id: i32) -> i32 {
-    c.code(|id| ClientMsg::DestroyMeeting { id, meet_id })
+    c.code(Op::DestroyMeeting { meet_id })
 }
 
 fn now() -> i64 {

@@ -5,10 +5,10 @@ mod common;
 use std::io::Write;
 
 use common::*;
-use crvm_proto::ClientMsg;
+use crvm_proto::Op;
 
 fn subscribe(c: &mut Client) {
-    assert_eq!(c.code(|id| ClientMsg::StartStatusNotify { id }), 0);
+    assert_eq!(c.code(Op::StartStatusNotify), 0);
 }
 
 #[test]
@@ -20,16 +20,16 @@ fn login_dnd_logout_reach_subscribers_in_order() {
     // Idempotent.
     subscribe(&mut bob);
     let mut alice = s.login("demo", "alice");
-    assert_eq!(alice.code(|id| ClientMsg::SetDnd { id, dnd: 3 }), 0);
-    assert_eq!(alice.code(|id| ClientMsg::SetDnd { id, dnd: 0 }), 0);
-    assert_eq!(alice.code(|id| ClientMsg::Logout { id }), 0);
+    assert_eq!(alice.code(Op::SetDnd { dnd: 3 }), 0);
+    assert_eq!(alice.code(Op::SetDnd { dnd: 0 }), 0);
+    assert_eq!(alice.code(Op::Logout), 0);
     alice.expect_eof();
     assert_eq!(bob.push(), st("alice", 1, 0));
     assert_eq!(bob.push(), st("alice", 1, 3));
     assert_eq!(bob.push(), st("alice", 1, 0));
     assert_eq!(bob.push(), st("alice", 0, 0));
     // A subscriber sees its own changes too.
-    assert_eq!(bob.code(|id| ClientMsg::SetDnd { id, dnd: 9 }), 0);
+    assert_eq!(bob.code(Op::SetDnd { dnd: 9 }), 0);
     assert_eq!(bob.push(), st("bob", 1, 9));
 }
 
@@ -41,7 +41,7 @@ fn status_list_is_sorted_includes_the_caller_and_stays_in_the_tenant() {
     subscribe(&mut carol);
     let mut zed = s.login("demo", "zed");
     let mut amy = s.login("demo", "amy");
-    assert_eq!(amy.code(|id| ClientMsg::SetDnd { id, dnd: 1 }), 0);
+    assert_eq!(amy.code(Op::SetDnd { dnd: 1 }), 0);
     assert_eq!(zed.statuses(), vec![st("amy", 1, 1), st("zed", 1, 0)]);
     // Same user ID in another tenant is another user.
     let mut amy2 = s.login("acme", "amy");
@@ -59,10 +59,10 @@ fn stop_notify_stops_pushes() {
     let s = Server::start(&dir, &config(""));
     let mut bob = s.login("demo", "bob");
     subscribe(&mut bob);
-    assert_eq!(bob.code(|id| ClientMsg::StopStatusNotify { id }), 0);
-    assert_eq!(bob.code(|id| ClientMsg::StopStatusNotify { id }), 0);
+    assert_eq!(bob.code(Op::StopStatusNotify), 0);
+    assert_eq!(bob.code(Op::StopStatusNotify), 0);
     let mut alice = s.login("demo", "alice");
-    assert_eq!(alice.code(|id| ClientMsg::SetDnd { id, dnd: 1 }), 0);
+    assert_eq!(alice.code(Op::SetDnd { dnd: 1 }), 0);
     // Any push would have been queued before this answer.
     assert_eq!(bob.statuses().len(), 2);
     assert_eq!(bob.pending_pushes(), 0);
@@ -88,7 +88,7 @@ fn relogin_kicks_the_old_session_and_stays_online() {
     let mut bob = s.login("demo", "bob");
     subscribe(&mut bob);
     let mut old = s.login("demo", "alice");
-    assert_eq!(old.code(|id| ClientMsg::SetDnd { id, dnd: 5 }), 0);
+    assert_eq!(old.code(Op::SetDnd { dnd: 5 }), 0);
     let mut new = s.login("demo", "alice");
     old.expect_close(10);
     // The old connection is fully torn down now; its teardown must not log alice out.
@@ -98,7 +98,7 @@ fn relogin_kicks_the_old_session_and_stays_online() {
     assert_eq!(bob.push(), st("alice", 1, 0));
     assert_eq!(bob.pending_pushes(), 0);
     // The new session works and owns the user.
-    assert_eq!(new.code(|id| ClientMsg::SetDnd { id, dnd: 2 }), 0);
+    assert_eq!(new.code(Op::SetDnd { dnd: 2 }), 0);
     assert_eq!(bob.push(), st("alice", 1, 2));
 }
 
@@ -119,8 +119,7 @@ fn a_client_that_never_reads_is_dropped_and_others_carry_on() {
     for _round in 0..40 {
         let mut bytes = Vec::new();
         for i in 0..ROUND {
-            let id = loud.id();
-            bytes.extend(loud.encode(&ClientMsg::SetDnd { id, dnd: i as i32 }));
+            bytes.extend(loud.codec.request(Op::SetDnd { dnd: i as i32 }).1);
         }
         // Write from another thread while this one reads the replies, so neither side of the
         // loud connection ever stalls.

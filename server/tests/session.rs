@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use crvm_proto::{ClientMsg, Encoder, Kind, ServerMsg};
+use crvm_proto::{ClientMsg, Encoder, Kind, Op, ServerMsg};
 
 fn server(dir: &TmpDir) -> Server {
     Server::start(dir, &config(""))
@@ -40,9 +40,16 @@ fn version_mismatch_gets_close_4_then_eof() {
     c.expect_close(4);
     // A future hello may look different; its version is still understood.
     let mut c = s.connect();
-    let bytes = c
-        .enc
-        .control(0, br#"{"t":"hello","ver":2,"caps":{"x":1}}"#, &[]);
+    let future = format!(
+        r#"{{"t":"hello","c":{{"ver":{},"caps":{{"x":1}}}}}}"#,
+        crvm_proto::PROTOCOL_VERSION + 1
+    );
+    let bytes = raw_control(&mut c, future.as_bytes());
+    c.raw(&bytes);
+    c.expect_close(4);
+    // So is a version 1 hello, which had no `c` envelope: an old client learns it must upgrade.
+    let mut c = s.connect();
+    let bytes = raw_control(&mut c, br#"{"t":"hello","ver":1,"agent":"crvm 1"}"#);
     c.raw(&bytes);
     c.expect_close(4);
 }
@@ -65,7 +72,18 @@ fn request_before_login_gets_close_12() {
     let s = server(&dir);
     let mut c = s.connect();
     c.hello();
-    c.send(&ClientMsg::GetMeetings { id: 1 });
+    c.send_req(1, Op::GetMeetings);
+    c.expect_close(12);
+    // A cmd is no request, but it needs a session all the same.
+    let mut c = s.connect();
+    c.hello();
+    c.send_attached(
+        &ClientMsg::Cmd {
+            n: 1,
+            to: "bob".into(),
+        },
+        b"x",
+    );
     c.expect_close(12);
 }
 
@@ -73,22 +91,26 @@ fn request_before_login_gets_close_12() {
 fn malformed_input_gets_close_6() {
     let dir = TmpDir::new();
     let s = server(&dir);
-    let bad_payloads: [&[u8]; 4] = [
+    let bad_payloads: [&[u8]; 7] = [
         b"{not json",
-        br#"{"t":"launch_missiles","id":1}"#,
-        br#"{"t":"set_dnd","id":"one","dnd":1}"#,
+        br#"{"t":"launch_missiles","c":{"id":1}}"#,
+        br#"{"t":"req","c":{"id":1,"op":{"t":"launch_missiles"}}}"#,
+        br#"{"t":"req","c":{"id":"one","op":{"t":"set_dnd","c":{"dnd":1}}}}"#,
+        // A version 1 request (no envelope) after a version 2 hello.
+        br#"{"t":"set_dnd","id":1,"dnd":1}"#,
+        br#"{"t":"req","c":{"id":1}}"#,
         b"",
     ];
     for json in bad_payloads {
         let mut c = s.connect();
         c.hello();
-        let bytes = c.enc.control(0, json, &[]);
+        let bytes = raw_control(&mut c, json);
         c.raw(&bytes);
         c.expect_close(6);
     }
     // A first frame that is not Hello.
     let mut c = s.connect();
-    c.send(&ClientMsg::GetMeetings { id: 1 });
+    c.send_req(1, Op::GetMeetings);
     c.expect_close(6);
     let mut c = s.connect();
     c.send_kind(Kind::Ping);
@@ -116,7 +138,7 @@ fn ping_gets_pong_with_ack() {
     let s = server(&dir);
     let mut c = s.connect();
     c.hello();
-    let seq = c.enc.next_seq();
+    let seq = c.codec.next_seq();
     c.send_kind(Kind::Ping);
     let f = c.frame().unwrap();
     assert_eq!(f.kind, Kind::Pong);
@@ -297,7 +319,7 @@ fn logout_replies_then_closes() {
     let dir = TmpDir::new();
     let s = server(&dir);
     let mut c = s.login("demo", "alice");
-    assert_eq!(c.code(|id| ClientMsg::Logout { id }), 0);
+    assert_eq!(c.code(Op::Logout), 0);
     c.expect_eof();
     let mut d = s.login("demo", "bob");
     assert_eq!(d.statuses(), vec![st("bob", 1, 0)]);

@@ -8,10 +8,9 @@
 
 mod common;
 
-use base64::Engine as _;
 use common::*;
 use crossbeam_channel::{Receiver, Sender};
-use crvm::core::{Client, Event, LoginParams};
+use crvm::core::{Client, Code, Event, LoginParams};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,28 +48,19 @@ impl Rng {
 fn answered(e: &Event) -> Option<&str> {
     use Event::*;
     Some(match e {
-        LoginSuccess { cookie, .. }
-        | LoginFail { cookie, .. }
-        | SetDndStatusSuccess { cookie }
-        | SetDndStatusFail { cookie, .. }
-        | GetUserStatusSuccess { cookie, .. }
-        | GetUserStatusFail { cookie, .. }
-        | StartUserStatusNotifyRslt { cookie, .. }
-        | StopUserStatusNotifyRslt { cookie, .. }
-        | CreateMeetingSuccess { cookie, .. }
-        | CreateMeetingFail { cookie, .. }
-        | DestroyMeetingRslt { cookie, .. }
-        | GetMeetingsSuccess { cookie, .. }
-        | GetMeetingsFail { cookie, .. }
-        | CallSuccess { cookie, .. }
-        | CallFail { cookie, .. }
-        | AcceptCallSuccess { cookie, .. }
-        | AcceptCallFail { cookie, .. }
-        | RejectCallSuccess { cookie, .. }
-        | RejectCallFail { cookie, .. }
-        | HungupCallSuccess { cookie, .. }
-        | HungupCallFail { cookie, .. } => cookie,
-        SendCmdRlst { task_id, .. } => task_id,
+        Login { cookie, .. }
+        | SetDndStatus { cookie, .. }
+        | GetUserStatus { cookie, .. }
+        | StartUserStatusNotify { cookie, .. }
+        | StopUserStatusNotify { cookie, .. }
+        | CreateMeeting { cookie, .. }
+        | DestroyMeeting { cookie, .. }
+        | GetMeetings { cookie, .. }
+        | Call { cookie, .. }
+        | AcceptCall { cookie, .. }
+        | RejectCall { cookie, .. }
+        | HangupCall { cookie, .. } => cookie,
+        CmdSent { task_id, .. } => task_id,
         _ => return None,
     })
 }
@@ -145,7 +135,7 @@ fn soak() {
                     results += 1;
                 }
                 let me = &users[i];
-                let act = |f: &dyn Fn(&str) -> Result<(), i32>| {
+                let act = |f: &dyn Fn(&str) -> Result<(), Code>| {
                     let cookie = next_cookie(i);
                     outstanding.lock().insert(cookie.clone());
                     if f(&cookie).is_err() {
@@ -153,7 +143,7 @@ fn soak() {
                     }
                 };
                 match &e {
-                    Event::LoginSuccess { .. } => logged_in += 1,
+                    Event::Login { result: Ok(_), .. } => logged_in += 1,
                     Event::NotifyCallIn { call_id, .. } => match call_id.len() % 3 {
                         0 => act(&|c| me.accept_call(call_id, "", "", c)),
                         1 => act(&|c| me.reject_call(call_id, "", c)),
@@ -164,17 +154,19 @@ fn soak() {
                     }
                     // Meetings are destroyed by their creator once made, so the tenant's list
                     // (and every get_meetings answer) stays the size of the activity.
-                    Event::CreateMeetingSuccess { meet_obj, .. } => {
-                        let m: serde_json::Value = serde_json::from_str(meet_obj).unwrap();
-                        let id = m["ID"].as_i64().unwrap() as i32;
+                    Event::CreateMeeting { result: Ok(m), .. } => {
+                        let id = m.id;
                         act(&|c| me.destroy_meeting(id, c))
                     }
-                    Event::NotifyCmdData { data_base64, .. }
-                        if !cmds_seen.insert(data_base64.clone()) =>
-                    {
-                        errors.push(format!("cmd delivered twice: {data_base64}"));
+                    Event::NotifyCmdData { data, .. } if !cmds_seen.insert(data.clone()) => {
+                        errors.push(format!(
+                            "cmd delivered twice: {}",
+                            String::from_utf8_lossy(data)
+                        ));
                     }
-                    Event::LineOff { code } => errors.push(format!("u{i}: line_off {code}")),
+                    Event::LineOff { code } => {
+                        errors.push(format!("u{i}: line_off {}", code.get()))
+                    }
                     _ => {}
                 }
             }
@@ -221,9 +213,7 @@ fn soak() {
                             7 => me.call(&peer, "", "", &cookie).map(|_| ()),
                             _ => {
                                 outstanding.lock().remove(&cookie);
-                                let data = base64::engine::general_purpose::STANDARD
-                                    .encode(cookie.as_bytes());
-                                match me.send_cmd(&peer, &data) {
+                                match me.send_cmd(&peer, cookie.as_bytes()) {
                                     Ok(task) => {
                                         outstanding.lock().insert(task);
                                         Ok(())

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use crossbeam_channel::Receiver;
 use crvm::core::{Client, Event, LoginParams};
+use crvm_proto::error::code;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -84,20 +85,20 @@ fn trusted_certificate_carries_the_whole_protocol() {
         let (bob, brx) = client(&addr, Some(&pki.ca));
         assert!(matches!(
             login(&alice, &arx, "alice"),
-            Event::LoginSuccess { .. }
+            Event::Login { result: Ok(_), .. }
         ));
         assert!(matches!(
             login(&bob, &brx, "bob"),
-            Event::LoginSuccess { .. }
+            Event::Login { result: Ok(_), .. }
         ));
         // Requests, pushes between users, and a transfer all work through TLS.
-        let task = alice.send_buffer("bob", "aGVsbG8gdGxz").unwrap();
+        let task = alice.send_buffer("bob", b"hello tls".to_vec()).unwrap();
         let got = brx.recv_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(
             got,
             Event::NotifyBufferData {
-                source_user_id: "alice".into(),
-                data_base64: "aGVsbG8gdGxz".into()
+                from: "alice".into(),
+                data: b"hello tls".to_vec()
             }
         );
         loop {
@@ -106,9 +107,9 @@ fn trusted_certificate_carries_the_whole_protocol() {
                 e => {
                     assert_eq!(
                         e,
-                        Event::SendBufferRlst {
+                        Event::BufferSent {
                             task_id: task,
-                            code: 0
+                            result: Ok(())
                         }
                     );
                     break;
@@ -131,8 +132,8 @@ fn untrusted_or_mismatched_certificates_fail_login_with_209() {
     let (c, rx) = client(&format!("localhost:{port}"), Some(&other.ca));
     assert_eq!(
         login(&c, &rx, "alice"),
-        Event::LoginFail {
-            code: 209,
+        Event::Login {
+            result: Err(code(209)),
             cookie: String::new()
         }
     );
@@ -140,8 +141,8 @@ fn untrusted_or_mismatched_certificates_fail_login_with_209() {
     let (c, rx) = client(&format!("127.0.0.1:{port}"), Some(&pki.ca));
     assert_eq!(
         login(&c, &rx, "alice"),
-        Event::LoginFail {
-            code: 209,
+        Event::Login {
+            result: Err(code(209)),
             cookie: String::new()
         }
     );
@@ -149,12 +150,12 @@ fn untrusted_or_mismatched_certificates_fail_login_with_209() {
     let (c, rx) = client(&format!("localhost:{port}"), Some(&pki.ca));
     assert!(matches!(
         login(&c, &rx, "alice"),
-        Event::LoginSuccess { .. }
+        Event::Login { result: Ok(_), .. }
     ));
     // A file that is not a CA bundle is refused as an option.
     assert_eq!(
         c.set_option("tls_ca_file", pki.key.to_str().unwrap()),
-        Err(9)
+        Err(code(9))
     );
     let (tx, _rx) = crossbeam_channel::unbounded::<Event>();
     let fresh = Client::new(
@@ -166,7 +167,7 @@ fn untrusted_or_mismatched_certificates_fail_login_with_209() {
     .unwrap();
     assert_eq!(
         fresh.set_option("tls_ca_file", pki.key.to_str().unwrap()),
-        Err(5)
+        Err(code(5))
     );
 }
 
@@ -185,7 +186,7 @@ fn plaintext_client_cannot_talk_to_a_tls_server() {
     .unwrap();
     c.set_option("request_timeout_ms", "2000").unwrap();
     let e = login(&c, &rx, "alice");
-    assert!(matches!(e, Event::LoginFail { .. }), "{e:?}");
+    assert!(matches!(e, Event::Login { result: Err(_), .. }), "{e:?}");
     assert!(s.log_text().contains("TLS handshake failed"));
 }
 

@@ -4,23 +4,21 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crvm_proto::frame::MAX_PAYLOAD_TO_CLIENT;
-use crvm_proto::msg::to_json;
-use crvm_proto::{ClientMsg, Decoder, Encoder, Frame, Kind, ServerMsg, UserStatus};
+use crvm_proto::frame::control_prefix;
+use crvm_proto::{Kind, ServerMsg, UserStatus};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_crvm-server");
 
 /// Upper bound for any single wait; only reached when something is broken.
-pub const PATIENCE: Duration = Duration::from_secs(15);
+pub use crvm_proto::raw::PATIENCE;
 
 /// Tenants of [`config`]: one per auth mode plus a second secret tenant.
 pub const TENANTS: &str = r#"
@@ -228,233 +226,10 @@ impl Drop for Server {
     }
 }
 
-/// A blocking protocol client. Presence pushes that arrive while waiting for a reply are kept
-/// for [`Client::push`], in order.
-pub struct Client {
-    pub stream: TcpStream,
-    pub enc: Encoder,
-    dec: Decoder,
-    next_id: u64,
-    pushes: VecDeque<UserStatus>,
-    eof: bool,
-    /// `ack` of the last control frame received.
-    last_ack: u64,
-}
-
-impl Client {
-    pub fn connect(addr: SocketAddr) -> Client {
-        Client::over(TcpStream::connect(addr).unwrap())
-    }
-
-    /// A client on an already connected stream (e.g. from another source address).
-    pub fn over(stream: TcpStream) -> Client {
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream.set_nodelay(true).unwrap();
-        Client {
-            stream,
-            enc: Encoder::new(),
-            dec: Decoder::new(MAX_PAYLOAD_TO_CLIENT),
-            next_id: 1,
-            pushes: VecDeque::new(),
-            eof: false,
-            last_ack: 0,
-        }
-    }
-
-    /// A fresh request ID.
-    pub fn id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// The bytes of a control frame carrying `msg` (advances the sequence number).
-    pub fn encode(&mut self, msg: &ClientMsg) -> Vec<u8> {
-        let ack = self.dec.last_seq();
-        self.enc.control(ack, &to_json(msg), &[])
-    }
-
-    pub fn raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    pub fn send(&mut self, msg: &ClientMsg) {
-        let bytes = self.encode(msg);
-        self.raw(&bytes);
-    }
-
-    /// Sends only a header announcing a 4 GiB control payload (the server must refuse it from
-    /// the header alone).
-    pub fn send_huge_length_prefix(&mut self) {
-        let mut h = [0u8; crvm_proto::frame::HEADER_LEN];
-        h[..4].copy_from_slice(&u32::MAX.to_be_bytes());
-        h[4] = Kind::Control as u8;
-        h[8..16].copy_from_slice(&self.enc.next_seq().to_be_bytes());
-        self.raw(&h);
-    }
-
-    /// Sends `msg` with a binary attachment (a cmd's bytes).
-    pub fn send_attached(&mut self, msg: &ClientMsg, attachment: &[u8]) {
-        let ack = self.dec.last_seq();
-        let bytes = self.enc.control(ack, &to_json(msg), attachment);
-        self.raw(&bytes);
-    }
-
-    pub fn send_kind(&mut self, kind: Kind) {
-        let ack = self.dec.last_seq();
-        let bytes = self.enc.frame(kind, ack, &[]);
-        self.raw(&bytes);
-    }
-
-    /// The next frame, or `None` at end of stream (a reset counts as the end).
-    pub fn frame(&mut self) -> Option<Frame> {
-        let mut buf = [0u8; 64 * 1024];
-        loop {
-            if let Some(f) = self.dec.next_frame().expect("server sent a bad frame") {
-                return Some(f);
-            }
-            if self.eof {
-                return None;
-            }
-            match self.stream.read(&mut buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.dec.feed(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    panic!("no frame from the server within {PATIENCE:?}")
-                }
-                Err(_) => self.eof = true,
-            }
-        }
-    }
-
-    /// The next control message, skipping heartbeats. Panics at end of stream.
-    pub fn msg(&mut self) -> ServerMsg {
-        loop {
-            let f = self
-                .frame()
-                .expect("connection ended while a message was expected");
-            match f.kind {
-                Kind::Control => {
-                    self.last_ack = f.ack;
-                    let (json, _) = f.control().unwrap();
-                    return serde_json::from_slice(json).unwrap();
-                }
-                Kind::Ping => self.send_kind(Kind::Pong),
-                Kind::Pong => {}
-                Kind::Data => panic!("unexpected data frame"),
-            }
-        }
-    }
-
-    /// The next message that is not a presence push; pushes are kept for [`Client::push`].
-    pub fn reply(&mut self) -> ServerMsg {
-        loop {
-            match self.msg() {
-                ServerMsg::UserStatus { status } => self.pushes.push_back(status),
-                other => return other,
-            }
-        }
-    }
-
-    /// The next presence push.
-    pub fn push(&mut self) -> UserStatus {
-        if let Some(s) = self.pushes.pop_front() {
-            return s;
-        }
-        match self.msg() {
-            ServerMsg::UserStatus { status } => status,
-            other => panic!("expected a status push, got {other:?}"),
-        }
-    }
-
-    /// Pushes received so far and not yet taken.
-    pub fn pending_pushes(&self) -> usize {
-        self.pushes.len()
-    }
-
-    /// Sends the request built from a fresh ID and returns its answer, checking `re` and that
-    /// the answer's frame acknowledges the request.
-    pub fn request(&mut self, build: impl FnOnce(u64) -> ClientMsg) -> ServerMsg {
-        let id = self.id();
-        let seq = self.enc.next_seq();
-        self.send(&build(id));
-        let reply = self.reply();
-        assert_eq!(re_of(&reply), Some(id), "{reply:?}");
-        assert!(self.last_ack >= seq, "reply acks {} < {seq}", self.last_ack);
-        reply
-    }
-
-    /// The code of a `Reply` to the request built from a fresh ID.
-    pub fn code(&mut self, build: impl FnOnce(u64) -> ClientMsg) -> i32 {
-        match self.request(build) {
-            ServerMsg::Reply { code, .. } => code,
-            other => panic!("expected a reply, got {other:?}"),
-        }
-    }
-
-    pub fn hello(&mut self) -> ServerMsg {
-        self.send(&ClientMsg::Hello {
-            ver: crvm_proto::PROTOCOL_VERSION,
-            agent: "crvm-server tests".into(),
-        });
-        let w = self.msg();
-        assert!(matches!(w, ServerMsg::Welcome { .. }), "{w:?}");
-        w
-    }
-
-    pub fn login(&mut self, app: &str, secret: &str, user: &str, token: &str) -> ServerMsg {
-        let id = self.id();
-        self.send(&ClientMsg::Login {
-            id,
-            app_id: app.into(),
-            secret: secret.into(),
-            user_id: user.into(),
-            nick: String::new(),
-            token: token.into(),
-        });
-        let r = self.reply();
-        assert_eq!(re_of(&r), Some(id), "{r:?}");
-        r
-    }
-
-    /// Asserts that the next message is `Close{code}` and that the stream then ends.
-    pub fn expect_close(&mut self, code: i32) {
-        match self.msg() {
-            ServerMsg::Close { code: c, .. } => assert_eq!(c, code),
-            other => panic!("expected Close {code}, got {other:?}"),
-        }
-        self.expect_eof();
-    }
-
-    /// Asserts that nothing but heartbeats comes before the end of the stream.
-    pub fn expect_eof(&mut self) {
-        while let Some(f) = self.frame() {
-            assert!(
-                matches!(f.kind, Kind::Ping | Kind::Pong),
-                "frame before EOF: {f:?}"
-            );
-        }
-    }
-
-    /// The online users of the caller's tenant.
-    pub fn statuses(&mut self) -> Vec<UserStatus> {
-        match self.request(|id| ClientMsg::GetUserStatus { id }) {
-            ServerMsg::Statuses { list, .. } => list,
-            other => panic!("{other:?}"),
-        }
-    }
-}
-
-/// The `re` of a reply-type message.
-pub fn re_of(m: &ServerMsg) -> Option<u64> {
-    match m {
-        ServerMsg::Reply { re, .. }
-        | ServerMsg::LoginOk { re, .. }
-        | ServerMsg::Statuses { re, .. }
-        | ServerMsg::MeetingCreated { re, .. }
-        | ServerMsg::Meetings { re, .. } => Some(*re),
-        _ => None,
-    }
-}
+/// The blocking protocol client of the tests (the project's one raw client). Not every test
+/// binary uses every name.
+#[allow(unused_imports)]
+pub use crvm_proto::raw::{login_op, re_of, RawClient as Client};
 
 /// A status object.
 pub fn st(user: &str, status: i32, dnd: i32) -> UserStatus {
@@ -463,4 +238,10 @@ pub fn st(user: &str, status: i32, dnd: i32) -> UserStatus {
         user_status: status,
         dnd_type: dnd,
     }
+}
+
+/// The bytes of a control frame of `c` whose JSON text is `json` as is (malformed, foreign or
+/// old-format messages, which [`Client::send`] cannot build). Advances `c`'s sequence number.
+pub fn raw_control(c: &mut Client, json: &[u8]) -> Vec<u8> {
+    c.codec.frame(Kind::Control, &[&control_prefix(json), json])
 }
