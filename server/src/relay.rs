@@ -259,7 +259,11 @@ impl Relay {
     ) -> Result<Result<(), i32>, Violation> {
         let mut st = self.state.lock();
         let len = data.len();
-        let out = st.outgoing.get(&sender.conn_id).copied().unwrap_or_default();
+        let out = st
+            .outgoing
+            .get(&sender.conn_id)
+            .copied()
+            .unwrap_or_default();
         if !xfer::cmd_fits(out.cmds, out.cmd_bytes, len) {
             return Err(Violation("cmd window exceeded"));
         }
