@@ -67,6 +67,20 @@ fn huge_length_prefix_gets_close_6_then_eof() {
 }
 
 #[test]
+fn a_length_prefix_over_the_maximum_is_refused_from_its_four_bytes() {
+    // No hello, no rest of the header: the four bytes of the length alone must be enough,
+    // long before the (here very long) hello and frame deadlines.
+    let dir = TmpDir::new();
+    let s = Server::start(
+        &dir,
+        &config("hello_timeout_ms = 600000\nframe_timeout_ms = 600000"),
+    );
+    let mut c = s.connect();
+    c.raw(&u32::MAX.to_be_bytes());
+    c.expect_close(6);
+}
+
+#[test]
 fn request_before_login_gets_close_12() {
     let dir = TmpDir::new();
     let s = server(&dir);
