@@ -34,8 +34,9 @@ const USAGE: &str = "\
 usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-mib N]
                   [--big-mib N] [--reps N] [--setups N] [--pings N] [--per-sender N] [--window N]
                   [--fanout N,N,..] [--fan-deliveries N] [--fan-samples N] [--calls N]
-                  [--call-gap-ms N]
+                  [--call-gap-ms N] [--only SECTIONS]
 
+  --only SECTIONS    run only these sections, e.g. --only a,c (default: all of a..g)
   --quick            tiny sizes: a smoke run of every section (anchors whose tool is not
                      installed are skipped in this mode only)
   --server PATH      crvm-server binary (default: crvm-server next to this executable)
@@ -73,6 +74,14 @@ struct Cfg {
     calls: u64,
     /// Pause between two calls in (f), so that busy samples spread over the transfer.
     call_gap_ms: u64,
+    /// Section letters to run.
+    only: String,
+}
+
+impl Cfg {
+    fn runs(&self, section: char) -> bool {
+        self.only.contains(section)
+    }
 }
 
 fn parse_args(args: &[String]) -> Res<Cfg> {
@@ -98,6 +107,7 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
         fan_samples: if quick { 15 } else { 300 },
         calls: if quick { 10 } else { 100 },
         call_gap_ms: if quick { 2 } else { 20 },
+        only: "abcdefg".into(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -134,6 +144,12 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
             "--fan-deliveries" => cfg.fan_deliveries = num()?,
             "--fan-samples" => cfg.fan_samples = num()?,
             "--calls" => cfg.calls = num()?,
+            "--only" => {
+                cfg.only = value.to_lowercase();
+                if !cfg.only.chars().any(|c| "abcdefg".contains(c)) {
+                    return Err(format!("{flag}: no section among {value:?}").into());
+                }
+            }
             "--call-gap-ms" => {
                 cfg.call_gap_ms = value
                     .parse()
@@ -430,19 +446,31 @@ fn run(cfg: &Cfg) -> Res<()> {
         .build()?;
 
     let mut s = Session::start(cfg, &tmp.0.join("main"))?;
-    println!();
-    section_a(cfg, &mut s, &file_src, &tmp.0, anchors.socat)?;
-    println!();
-    section_b(cfg, &mut s, &rt, anchors.nats.as_ref())?;
-    println!();
-    section_c(cfg, &mut s, &tmp.0, &rt, anchors.nats.as_ref())?;
-    println!();
-    section_de(cfg, &tmp.0, &rt, &anchors)?;
-    println!();
-    section_f(cfg, &mut s, &big_src)?;
+    if cfg.runs('a') {
+        println!();
+        section_a(cfg, &mut s, &file_src, &tmp.0, anchors.socat)?;
+    }
+    if cfg.runs('b') {
+        println!();
+        section_b(cfg, &mut s, &rt, anchors.nats.as_ref())?;
+    }
+    if cfg.runs('c') {
+        println!();
+        section_c(cfg, &mut s, &tmp.0, &rt, anchors.nats.as_ref())?;
+    }
+    if cfg.runs('d') || cfg.runs('e') {
+        println!();
+        section_de(cfg, &tmp.0, &rt, &anchors)?;
+    }
+    if cfg.runs('f') {
+        println!();
+        section_f(cfg, &mut s, &big_src)?;
+    }
     drop(s);
-    println!();
-    section_g(cfg, &tmp.0, &[(&small_src, cfg.small), (&big_src, cfg.big)])?;
+    if cfg.runs('g') {
+        println!();
+        section_g(cfg, &tmp.0, &[(&small_src, cfg.small), (&big_src, cfg.big)])?;
+    }
     println!();
     println!("load average at the end: {}", loadavg());
     println!("done");

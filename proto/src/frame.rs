@@ -209,8 +209,9 @@ pub struct Decoder {
 
 /// Smallest room [`Decoder::spare`] offers, and the buffer an idle decoder keeps.
 const READ_MIN: usize = 512;
-/// Largest room [`Decoder::spare`] offers for one read.
-const READ_MAX: usize = 64 * 1024;
+/// Largest room [`Decoder::spare`] offers for one read: several data chunks per system call
+/// while a transfer streams (an idle connection shrinks back to [`READ_MIN`]).
+const READ_MAX: usize = 256 * 1024;
 
 impl Decoder {
     pub fn new(max_payload: u32) -> Self {

@@ -173,6 +173,28 @@ impl OutQueue {
         n
     }
 
+    /// Like [`OutQueue::encode`], except that a data chunk's payload is not copied into `buf`:
+    /// its header is, and the payload is returned, to be written right after `buf` (vectored
+    /// I/O: the relay forwards chunks without copying them again).
+    pub fn encode_vectored(&mut self, ack: u64, buf: &mut Vec<u8>, max: usize) -> Option<Vec<u8>> {
+        if !self.control.is_empty() {
+            self.encode(ack, buf, max);
+            return None;
+        }
+        let out = self.data.pop_front()?;
+        self.data_bytes -= out.cost();
+        match out {
+            Out::Data(payload) => {
+                buf.extend_from_slice(&self.enc.header(Kind::Data, ack, payload.len()));
+                Some(payload)
+            }
+            other => {
+                other.encode(&mut self.enc, ack, buf);
+                None
+            }
+        }
+    }
+
     /// The header of a frame of `len` payload bytes that the caller writes itself (a data
     /// chunk read straight from a file into the write buffer), with the next sequence number.
     pub fn header(&mut self, kind: Kind, ack: u64, len: usize) -> [u8; HEADER_LEN] {
@@ -234,6 +256,29 @@ mod tests {
         assert_eq!(got.iter().map(|f| f.1).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
         assert_eq!(got[2].2[8..], [0; 16]);
         assert_eq!(got[4].2[8..], [1; 16]);
+    }
+
+    #[test]
+    fn vectored_encoding_hands_the_chunk_over_uncopied() {
+        let mut q = OutQueue::new();
+        q.push_data(Out::data(3, &[9; 100]));
+        q.push(json(2));
+        let mut wire = Vec::new();
+        assert_eq!(
+            q.encode_vectored(0, &mut wire, 1 << 20),
+            None,
+            "control first"
+        );
+        let payload = q
+            .encode_vectored(0, &mut wire, 1 << 20)
+            .expect("then the chunk");
+        assert_eq!(payload.len(), 108);
+        wire.extend_from_slice(&payload);
+        assert!(q.is_empty() && q.data_bytes() == 0);
+        let got = frames(&wire);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[1].0, got[1].1), (Kind::Data, 2));
+        assert_eq!(got[1].2[8..], [9; 100]);
     }
 
     #[test]

@@ -340,6 +340,7 @@ fn serve(opts: &ServeOpts) -> i32 {
             return 1;
         }
     };
+    keep_freed_memory();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -354,6 +355,19 @@ fn serve(opts: &ServeOpts) -> i32 {
     // Connections still flushing after the grace period are cut off here.
     rt.shutdown_timeout(Duration::from_secs(1));
     code
+}
+
+/// The relay allocates and frees a buffer per data chunk (128 KiB). By default glibc serves
+/// that size with mmap and trims the heap as soon as 128 KiB at its top are free, so every
+/// chunk's memory was faulted in afresh: a tenth of the server's CPU while a file streams.
+/// Chunks come from the heap instead, and up to 16 MiB of freed memory is kept for reuse
+/// (above that it is returned to the system).
+fn keep_freed_memory() {
+    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 async fn run(

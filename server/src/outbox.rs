@@ -9,6 +9,7 @@
 //! Priorities and sequence numbers are the out-queue's: the writer takes every queued control
 //! frame before at most one data chunk, so signalling never waits behind more than one chunk.
 
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -230,7 +231,8 @@ impl Outbox {
     }
 
     /// Encodes the next frames into `buf` (stamped with their sequence numbers and `ack`):
-    /// every queued control frame (up to a batch), or else one data chunk. Waits while there is
+    /// every queued control frame (up to a batch), or else one data chunk, whose payload is
+    /// returned to be written after `buf` rather than copied into it. Waits while there is
     /// nothing to send; with `ping`, queues a ping after `ping` of silence. Only one task (the
     /// writer) may call this.
     pub async fn next_bytes(
@@ -238,18 +240,20 @@ impl Outbox {
         ack: &AtomicU64,
         buf: &mut Vec<u8>,
         ping: Option<Duration>,
-    ) -> Flow {
+    ) -> (Flow, Option<Vec<u8>>) {
         loop {
             {
                 let mut q = self.0.q.lock();
                 if matches!(q.state, State::Overflow | State::Broken) {
-                    return Flow::Stop;
+                    return (Flow::Stop, None);
                 }
-                if q.q.encode(ack.load(Ordering::Acquire), buf, BATCH_BYTES) > 0 {
-                    return Flow::Ready;
+                let payload =
+                    q.q.encode_vectored(ack.load(Ordering::Acquire), buf, BATCH_BYTES);
+                if !buf.is_empty() {
+                    return (Flow::Ready, payload);
                 }
                 if matches!(q.state, State::Closing { .. }) {
-                    return Flow::Drained;
+                    return (Flow::Drained, None);
                 }
             }
             match ping {
@@ -285,7 +289,8 @@ pub async fn run_writer(
         bytes.clear();
         // No pings before the handshake's answer: the first frame is Welcome or Close.
         let ping = sent_any.then_some(heartbeat);
-        match outbox.next_bytes(&ack, &mut bytes, ping).await {
+        let (flow, payload) = outbox.next_bytes(&ack, &mut bytes, ping).await;
+        match flow {
             Flow::Ready => {}
             Flow::Drained => {
                 let _ = wr.shutdown().await;
@@ -293,7 +298,11 @@ pub async fn run_writer(
             }
             Flow::Stop => return,
         }
-        if wr.write_all(&bytes).await.is_err() {
+        let written = match &payload {
+            None => wr.write_all(&bytes).await,
+            Some(p) => write_all_vectored(&mut wr, &bytes, p).await,
+        };
+        if written.is_err() {
             outbox.broken();
             return;
         }
@@ -306,6 +315,26 @@ pub async fn run_writer(
         }
         sent_any = true;
     }
+}
+
+/// Writes `head` then `tail` with as few system calls as the socket allows.
+async fn write_all_vectored(
+    wr: &mut (impl AsyncWrite + Unpin),
+    mut head: &[u8],
+    mut tail: &[u8],
+) -> std::io::Result<()> {
+    while !head.is_empty() {
+        let n = wr
+            .write_vectored(&[IoSlice::new(head), IoSlice::new(tail)])
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_head = n.min(head.len());
+        head = &head[from_head..];
+        tail = &tail[n - from_head..];
+    }
+    wr.write_all(tail).await
 }
 
 /// Test helpers: what an outbox would put on the wire, decoded.
@@ -357,6 +386,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crvm_proto::frame::HEADER_LEN;
     use crvm_proto::Kind;
 
     fn json(n: usize) -> Out {
@@ -372,15 +402,20 @@ mod tests {
         ob.push(json(3)).unwrap();
         ob.push(Out::Pong).unwrap();
         let mut b = Vec::new();
-        assert_eq!(ob.next_bytes(&ack, &mut b, None).await, Flow::Ready);
+        assert_eq!(ob.next_bytes(&ack, &mut b, None).await.0, Flow::Ready);
         assert_eq!(
             b.len(),
             json(3).cost() + Out::Pong.cost(),
             "control frames only"
         );
         b.clear();
-        assert_eq!(ob.next_bytes(&ack, &mut b, None).await, Flow::Ready);
-        assert_eq!(b.len(), Out::Data(vec![0; 16]).cost(), "then one chunk");
+        let (flow, chunk) = ob.next_bytes(&ack, &mut b, None).await;
+        assert_eq!(flow, Flow::Ready);
+        assert_eq!(
+            (b.len(), chunk),
+            (HEADER_LEN, Some(vec![0; 16])),
+            "then one chunk, its payload handed over as is"
+        );
         ob.push(json(1)).unwrap();
         let kinds: Vec<Kind> = ob.take_frames().iter().map(|f| f.kind).collect();
         assert_eq!(kinds, [Kind::Control, Kind::Data]);
@@ -394,7 +429,7 @@ mod tests {
         // A single oversized frame fits an empty queue.
         ob.push(json(5000)).unwrap();
         let mut b = Vec::new();
-        assert_eq!(ob.next_bytes(&ack, &mut b, None).await, Flow::Ready);
+        assert_eq!(ob.next_bytes(&ack, &mut b, None).await.0, Flow::Ready);
         let mut pushed = 0;
         let err = loop {
             match ob.push(json(100)) {
@@ -408,7 +443,7 @@ mod tests {
         assert_eq!(ob.queued_bytes(), 0);
         assert_eq!(ob.push(json(1)), Err(PushError::Closed));
         ob.stopped().await;
-        assert_eq!(ob.next_bytes(&ack, &mut b, None).await, Flow::Stop);
+        assert_eq!(ob.next_bytes(&ack, &mut b, None).await.0, Flow::Stop);
     }
 
     #[tokio::test]
@@ -432,7 +467,7 @@ mod tests {
             close
         );
         let mut b = Vec::new();
-        assert_eq!(ob.next_bytes(&ack, &mut b, None).await, Flow::Drained);
+        assert_eq!(ob.next_bytes(&ack, &mut b, None).await.0, Flow::Drained);
     }
 
     #[tokio::test]
@@ -443,7 +478,7 @@ mod tests {
             tokio::spawn(async move {
                 let ack = AtomicU64::new(0);
                 let mut b = Vec::new();
-                let flow = ob.next_bytes(&ack, &mut b, None).await;
+                let (flow, _) = ob.next_bytes(&ack, &mut b, None).await;
                 (flow, b.len())
             })
         };
@@ -453,7 +488,7 @@ mod tests {
         let ack = AtomicU64::new(0);
         let mut b = Vec::new();
         let silence = Some(Duration::from_millis(1));
-        assert_eq!(ob.next_bytes(&ack, &mut b, silence).await, Flow::Ready);
+        assert_eq!(ob.next_bytes(&ack, &mut b, silence).await.0, Flow::Ready);
         assert_eq!((b.len(), b[4]), (Out::Ping.cost(), Kind::Ping as u8));
     }
 }

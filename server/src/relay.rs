@@ -604,7 +604,12 @@ mod tests {
         let r = Relay::new();
         let (a, b) = (ep(1), ep(2));
         let sid = r
-            .offer(7, a.clone(), b.clone(), offer(XferKind::File, 4 << 20))
+            .offer(
+                7,
+                a.clone(),
+                b.clone(),
+                offer(XferKind::File, 4 * xfer::WINDOW),
+            )
             .unwrap();
         assert_eq!(
             a.outbox.take_msgs(),
