@@ -62,8 +62,9 @@ macro_rules! for_each_event {
                 Ok(list) => get_user_status_success(users_status: Json = list, cookie: Str = cookie),
                 Err(e) => get_user_status_fail(sdk_err: Code = e, cookie: Str = cookie),
             }
-            /// A user of the tenant changed status (after `start_user_status_notify`).
-            NotifyUserStatus { status: UserStatus, cookie: String } on () {
+            /// A user of the tenant changed status (after `start_user_status_notify`); the
+            /// cookie is that subscription's, shared by all its pushes.
+            NotifyUserStatus { status: UserStatus, cookie: Arc<str> } on () {
                 /// A user of the tenant changed status: `user_status` is its status object;
                 /// `cookie` is the one given to `crvm_start_user_status_notify`.
                 _ => notify_user_status(user_status: Json = status, cookie: Str = cookie),

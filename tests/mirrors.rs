@@ -45,7 +45,7 @@ fn c_type(t: &str) -> Ty {
 fn arg(decl: &str) -> (String, Ty) {
     let decl = decl.trim();
     let split = decl
-        .rfind(|c: char| c == ' ' || c == '*')
+        .rfind([' ', '*'])
         .unwrap_or_else(|| panic!("no name in {decl:?}"));
     let (ty, name) = decl.split_at(split + 1);
     (name.trim().to_owned(), c_type(ty))

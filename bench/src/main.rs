@@ -27,12 +27,13 @@ const MIB: u64 = 1024 * 1024;
 const CMD_SIZES: [usize; 3] = [100, 4096, 51_200];
 /// Concurrent senders in (c)'s throughput rows.
 const SENDERS: usize = 8;
-/// Cmds (or messages) each sender has in flight in (c)'s pipelined rows, by default.
-const WINDOW: u64 = 4;
+/// Bytes of cmds a sender of (c)'s throughput rows sends per round, at most: within the
+/// library's default `max_pending_bytes` (64 MiB), so that nothing is refused.
+const PENDING_BUDGET: u64 = 48 * MIB;
 
 const USAGE: &str = "\
 usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-mib N]
-                  [--big-mib N] [--reps N] [--setups N] [--pings N] [--per-sender N] [--window N]
+                  [--big-mib N] [--reps N] [--setups N] [--pings N] [--per-sender N]
                   [--fanout N,N,..] [--fan-deliveries N] [--fan-samples N] [--calls N]
                   [--call-gap-ms N] [--only SECTIONS]
 
@@ -45,8 +46,8 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
   --file-mib N       (a) bulk file size, MiB (default 1024)
   --setups N         (b) call setups per side, over all rounds (default 20000)
   --pings N          (c) round trips per size and side, over all rounds (default 3000)
-  --per-sender N     (c) cmds per sender per round in the throughput rows (default 500)
-  --window N         (c) cmds in flight per sender in the pipelined rows (default 4)
+  --per-sender N     (c) cmds per sender per round in the throughput rows (default 5000,
+                     at most 48 MiB of data)
   --fanout N,N,..    (d)/(e) subscriber counts (default 10,100,1000)
   --fan-deliveries N (d) pushes per round: changes = N / subscribers (default 200000)
   --fan-samples N    (e) single changes per subscriber count and side (default 300)
@@ -67,7 +68,6 @@ struct Cfg {
     setups: u64,
     pings: u64,
     per_sender: u64,
-    window: u64,
     fanout: Vec<usize>,
     fan_deliveries: u64,
     fan_samples: u64,
@@ -96,8 +96,7 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
         reps: 3,
         setups: if quick { 60 } else { 20_000 },
         pings: if quick { 60 } else { 3000 },
-        per_sender: if quick { 10 } else { 500 },
-        window: WINDOW,
+        per_sender: if quick { 10 } else { 5000 },
         fanout: if quick {
             vec![5, 10, 20]
         } else {
@@ -133,7 +132,6 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
             "--setups" => cfg.setups = num()?,
             "--pings" => cfg.pings = num()?,
             "--per-sender" => cfg.per_sender = num()?,
-            "--window" => cfg.window = num()?,
             "--fanout" => {
                 cfg.fanout = value
                     .split(',')
@@ -551,7 +549,7 @@ fn section_a(cfg: &Cfg, s: &mut Session, src: &Path, tmp: &Path, socat: bool) ->
     );
     println!(
         "    CPU s per GB: crvm {:.2} (server {server:.2}, alice {alice:.2}, bob {bob:.2}), socat \
-         {:.2} (socat + the bench's sender and receiver), ratio {:.2} (target <= 1.50)",
+         {:.2} (socat + the bench's sender and receiver), ratio {:.2} (target <= 1.20)",
         server + alice + bob,
         plain_cpu / gb,
         (server + alice + bob) / (plain_cpu / gb)
@@ -694,17 +692,17 @@ fn section_c(
         latency_rows(&bytes_label(size), &crvm, "NATS", &anchor, (1.0, 1.0));
     }
 
-    let n = cfg.per_sender;
+    let n = |size: usize| cfg.per_sender.min(PENDING_BUDGET / size as u64);
     println!(
-        "    throughput, {SENDERS} concurrent senders (crvm: {SENDERS} peers → bob; NATS: \
-         {SENDERS} connections of this process), {n} per sender and round, {} rounds, median \
-         msgs/s (target ratio >= 1.0):",
+        "    acked throughput, {SENDERS} senders → 1, each as fast as the API accepts (no window \
+         of the app's): crvm: {SENDERS} peers each call send_cmd N times in a row, then wait for \
+         every send_cmd_rlst; NATS: {SENDERS} connections of this process each publish N \
+         messages with a reply subject in a row, the responder replies empty to each, and every \
+         reply is counted. N = {} per sender (at most {} MiB of data each, within the default \
+         max_pending_bytes). Median msgs/s over {} rounds (target ratio >= 1.0):",
+        cfg.per_sender,
+        PENDING_BUDGET / MIB,
         cfg.reps
-    );
-    println!(
-        "      one in flight per sender: crvm send_cmd vs NATS request/reply; {w} in flight: \
-         crvm send_cmd vs NATS pub/sub (each publisher at most {w} ahead of the subscriber)",
-        w = cfg.window
     );
     let down = tmp.join("down-senders");
     std::fs::create_dir_all(&down)?;
@@ -717,10 +715,11 @@ fn section_c(
     let mut senders = start_senders()?;
     // A round in which a sender's cmd never completes (a peer gives up after 120 s without an
     // event) is reported and left out; the senders are restarted for the next round.
-    let mut crvm_burst = |size: usize, window: u64| -> Res<Option<f64>> {
+    let mut crvm_burst = |size: usize| -> Res<Option<f64>> {
+        let n = n(size);
         let t0 = std::time::Instant::now();
         for p in senders.iter_mut() {
-            p.send(&format!("pings bob {n} {size} {window}"))?;
+            p.send(&format!("pings bob {n} {size} {n}"))?;
         }
         let failed = senders
             .iter_mut()
@@ -739,44 +738,40 @@ fn section_c(
         ))
     };
     let url = nats.map(|n| n.url.clone());
-    let nats_burst = |size: usize, window: u64| -> Res<f64> {
+    let nats_burst = |size: usize| -> Res<f64> {
+        let n = n(size);
         let Some(url) = &url else { return Ok(0.0) };
-        let d = if window == 1 {
-            rt.block_on(natsmsg::concurrent_requests(url, SENDERS, n, size))?
-        } else {
-            rt.block_on(natsmsg::windowed_pubsub(url, SENDERS, n, size, window))?
-        };
+        let d = rt.block_on(natsmsg::pipelined_requests(url, SENDERS, n, size))?;
         Ok((SENDERS as u64 * n) as f64 / d.as_secs_f64())
     };
-    println!("      size      window   crvm msgs/s   NATS msgs/s   ratio   crvm MB/s");
+    println!("      size           N   crvm msgs/s   NATS msgs/s   ratio   crvm MB/s");
     for size in CMD_SIZES {
-        for window in [1, cfg.window] {
-            let (mut c, mut a) = (Vec::new(), Vec::new());
-            for round in 0..cfg.reps {
-                let (x, y) = ab(
-                    round,
-                    || crvm_burst(size, window),
-                    || nats_burst(size, window),
-                )?;
-                c.extend(x);
-                a.push(y);
-            }
-            if c.is_empty() {
-                println!("      {:<9} {window:>6}       stalled", bytes_label(size));
-                continue;
-            }
-            let (c, a) = (median(c), median(a));
-            let ratio = if a > 0.0 {
-                format!("{:.2}", c / a)
-            } else {
-                "-".into()
-            };
-            println!(
-                "      {:<9} {window:>6} {c:>13.0} {a:>13.0} {ratio:>7} {:>11.1}",
-                bytes_label(size),
-                c * size as f64 / 1e6
-            );
+        let (mut c, mut a) = (Vec::new(), Vec::new());
+        for round in 0..cfg.reps {
+            let (x, y) = ab(round, || crvm_burst(size), || nats_burst(size))?;
+            c.extend(x);
+            a.push(y);
         }
+        if c.is_empty() {
+            println!(
+                "      {:<9} {:>6}       stalled",
+                bytes_label(size),
+                n(size)
+            );
+            continue;
+        }
+        let (c, a) = (median(c), median(a));
+        let ratio = if a > 0.0 {
+            format!("{:.2}", c / a)
+        } else {
+            "-".into()
+        };
+        println!(
+            "      {:<9} {:>6} {c:>13.0} {a:>13.0} {ratio:>7} {:>11.1}",
+            bytes_label(size),
+            n(size),
+            c * size as f64 / 1e6
+        );
     }
     Ok(())
 }

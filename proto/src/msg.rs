@@ -347,14 +347,14 @@ pub mod xfer {
     pub const CMD_MAX: usize = 51_200;
     /// Cmds a sender may have unfinished (sent, no `cmd_done` yet) at once; the library queues
     /// the rest, the server closes a connection that exceeds it.
-    pub const CMD_WINDOW: usize = 512;
+    pub const CMD_WINDOW: usize = 2048;
     /// Bytes of cmd data a sender may have unfinished at once (same rules).
-    pub const CMD_WINDOW_BYTES: usize = 2 * 1024 * 1024;
+    pub const CMD_WINDOW_BYTES: usize = 4 * 1024 * 1024;
     /// Cmds the server has handed to one receiver and not yet had acknowledged; the rest wait
     /// in the server, in order.
-    pub const CMD_RECV_WINDOW: usize = 512;
+    pub const CMD_RECV_WINDOW: usize = 4096;
     /// Bytes of cmd data the server has handed to one receiver unacknowledged (same rules).
-    pub const CMD_RECV_WINDOW_BYTES: usize = 1024 * 1024;
+    pub const CMD_RECV_WINDOW_BYTES: usize = 4 * 1024 * 1024;
     /// Whether a sender with `cmds` unfinished cmds holding `bytes` may send one of `len` more
     /// (the rule of [`CMD_WINDOW`] and [`CMD_WINDOW_BYTES`]; one cmd always fits).
     pub fn cmd_fits(cmds: usize, bytes: usize, len: usize) -> bool {
@@ -392,6 +392,113 @@ pub struct UserStatus {
     pub user_status: i32,
     #[serde(rename = "DNDType")]
     pub dnd_type: i32,
+}
+
+impl UserStatus {
+    /// Appends the pinned JSON object — exactly what serde_json writes for it, escapes
+    /// included — without serde's machinery (a presence push is the event a busy client gets
+    /// most).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"userID":""#);
+        write_json_str(&self.user_id, out);
+        out.extend_from_slice(br#"","userStatus":"#);
+        write_i32(self.user_status, out);
+        out.extend_from_slice(br#","DNDType":"#);
+        write_i32(self.dnd_type, out);
+        out.push(b'}');
+    }
+
+    /// The status of a push written exactly as the server writes it
+    /// (`{"t":"user_status","c":{"userID":"…","userStatus":N,"DNDType":M}}`, no escape in the
+    /// user ID); `None` for anything else, which the general parser then takes.
+    pub fn parse_push(json: &[u8]) -> Option<UserStatus> {
+        let rest = json.strip_prefix(br#"{"t":"user_status","c":{"userID":""#)?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        let user_id = std::str::from_utf8(&rest[..end]).ok()?.to_owned();
+        let rest = rest[end..].strip_prefix(br#"","userStatus":"#)?;
+        let (user_status, rest) = parse_i32(rest)?;
+        let rest = rest.strip_prefix(br#","DNDType":"#)?;
+        let (dnd_type, rest) = parse_i32(rest)?;
+        if rest != b"}}" {
+            return None;
+        }
+        Some(UserStatus {
+            user_id,
+            user_status,
+            dnd_type,
+        })
+    }
+}
+
+/// A JSON integer at the start of `b` that fits an `i32`, and the rest.
+fn parse_i32(b: &[u8]) -> Option<(i32, &[u8])> {
+    let neg = b.first() == Some(&b'-');
+    let digits = &b[usize::from(neg)..];
+    let n = digits.iter().take_while(|c| c.is_ascii_digit()).count();
+    // JSON numbers have no leading zeros ("01"), and "-" alone is none.
+    if n == 0 || n > 10 || (n > 1 && digits[0] == b'0') {
+        return None;
+    }
+    let magnitude = digits[..n]
+        .iter()
+        .fold(0i64, |v, d| v * 10 + i64::from(d - b'0'));
+    let v = i32::try_from(if neg { -magnitude } else { magnitude }).ok()?;
+    Some((v, &digits[n..]))
+}
+
+/// Appends `v` in decimal.
+fn write_i32(v: i32, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 11];
+    let mut at = digits.len();
+    let mut m = i64::from(v).unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        at -= 1;
+        digits[at] = b'-';
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// Appends `s` as the inside of a JSON string, escaped as serde_json escapes it: `"` and `\`,
+/// and control characters (the short forms for \b \t \n \f \r, `\u00XX` for the rest).
+pub fn write_json_str(s: &str, out: &mut Vec<u8>) {
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x09 => b't',
+            0x0a => b'n',
+            0x0c => b'f',
+            0x0d => b'r',
+            0x00..=0x1f => 0,
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[from..i]);
+        from = i + 1;
+        if short != 0 {
+            out.extend_from_slice(&[b'\\', short]);
+        } else {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        }
+    }
+    out.extend_from_slice(&bytes[from..]);
 }
 
 /// `userStatus` values.
@@ -479,6 +586,59 @@ mod tests {
             to_json(&ServerMsg::UserStatus(s)),
             br#"{"t":"user_status","c":{"userID":"alice","userStatus":1,"DNDType":0}}"#
         );
+    }
+
+    #[test]
+    fn status_json_by_hand_is_serdes_to_the_byte() {
+        let tricky = [
+            "alice",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\tnew\nline",
+            "\u{0}\u{1f}\u{7f}",
+            "é€😀",
+            "\u{8}\u{c}\r",
+        ];
+        for (i, id) in tricky.iter().enumerate() {
+            let st = UserStatus {
+                user_id: (*id).into(),
+                user_status: [i32::MIN, -7, 0, 1, 9, 10, 12345, i32::MAX][i],
+                dnd_type: i32::MAX - i as i32,
+            };
+            let mut mine = Vec::new();
+            st.write_json(&mut mine);
+            assert_eq!(mine, serde_json::to_vec(&st).unwrap(), "{id:?}");
+            // A push as the server writes it parses back the same by hand or by serde.
+            let push = to_json(&ServerMsg::UserStatus(st.clone()));
+            let general = match serde_json::from_slice::<ServerMsg>(&push).unwrap() {
+                ServerMsg::UserStatus(s) => s,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(general, st);
+            match UserStatus::parse_push(&push) {
+                Some(fast) => assert_eq!(fast, st),
+                // Only IDs that need escapes go the general way.
+                None => assert!(
+                    id.chars().any(|c| c == '"' || c == '\\' || c < ' '),
+                    "{id:?}"
+                ),
+            }
+        }
+        for bad in [
+            &br#"{"t":"user_status","c":{"userID":"a","userStatus":01,"DNDType":0}}"#[..],
+            br#"{"t":"user_status","c":{"userID":"a","userStatus":-,"DNDType":0}}"#,
+            br#"{"t":"user_status","c":{"userID":"a","userStatus":1,"DNDType":0}} "#,
+            br#"{"t":"user_status","c":{"userID":"a","userStatus":99999999999,"DNDType":0}}"#,
+            b"{\"t\":\"user_status\",\"c\":{\"userID\":\"\xff\",\"userStatus\":1,\"DNDType\":0}}",
+        ] {
+            assert_eq!(
+                UserStatus::parse_push(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

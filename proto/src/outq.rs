@@ -173,32 +173,127 @@ impl OutQueue {
         n
     }
 
-    /// Like [`OutQueue::encode`], except that a data chunk's payload is not copied into `buf`:
-    /// its header is, and the payload is returned, to be written right after `buf` (vectored
-    /// I/O: the relay forwards chunks without copying them again).
-    pub fn encode_vectored(&mut self, ack: u64, buf: &mut Vec<u8>, max: usize) -> Option<Vec<u8>> {
-        if !self.control.is_empty() {
-            self.encode(ack, buf, max);
-            return None;
+    /// Like [`OutQueue::encode`] into `batch`, except that large payloads — a data chunk, a
+    /// cmd's bytes — are not copied: the batch keeps them and they are written in place
+    /// (vectored I/O), so the relay forwards them without copying them again.
+    pub fn encode_batch(&mut self, ack: u64, batch: &mut Batch, max: usize) -> usize {
+        let mut n = 0;
+        while batch.len < max {
+            let Some(out) = self.control.pop_front() else {
+                break;
+            };
+            self.control_bytes -= out.cost();
+            batch.push(&mut self.enc, ack, out);
+            n += 1;
         }
-        let out = self.data.pop_front()?;
-        self.data_bytes -= out.cost();
-        match out {
-            Out::Data(payload) => {
-                buf.extend_from_slice(&self.enc.header(Kind::Data, ack, payload.len()));
-                Some(payload)
-            }
-            other => {
-                other.encode(&mut self.enc, ack, buf);
-                None
+        if n == 0 {
+            if let Some(out) = self.data.pop_front() {
+                self.data_bytes -= out.cost();
+                batch.push(&mut self.enc, ack, out);
+                n = 1;
             }
         }
+        n
     }
 
     /// The header of a frame of `len` payload bytes that the caller writes itself (a data
     /// chunk read straight from a file into the write buffer), with the next sequence number.
     pub fn header(&mut self, kind: Kind, ack: u64, len: usize) -> [u8; HEADER_LEN] {
         self.enc.header(kind, ack, len)
+    }
+}
+
+/// Encoded frames ready for one vectored write: small parts (headers, JSON, small payloads)
+/// copied into `bytes`, large payloads kept as they are, in wire order.
+#[derive(Debug, Default)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    /// The write in order: `Ok(end)` is `bytes[previous end..end]`, `Err(i)` is `owned[i]`.
+    spans: Vec<Result<usize, usize>>,
+    owned: Vec<Vec<u8>>,
+    /// Wire bytes in the batch.
+    len: usize,
+}
+
+/// Payloads at least this large are written in place rather than copied.
+const IN_PLACE: usize = 2048;
+/// A batch takes at most this many payloads in place (a writev takes at most 1024 parts).
+const MAX_OWNED: usize = 256;
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Wire bytes in the batch.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Empties the batch, keeping its memory for the next one (unless it grew past `keep`).
+    pub fn clear(&mut self, keep: usize) {
+        if self.bytes.capacity() > keep {
+            self.bytes = Vec::new();
+        }
+        self.bytes.clear();
+        self.spans.clear();
+        self.owned.clear();
+        self.len = 0;
+    }
+
+    fn push(&mut self, enc: &mut Encoder, ack: u64, out: Out) {
+        self.len += out.cost();
+        let payload = match out {
+            Out::Attached(json, att) if att.len() >= IN_PLACE && self.owned.len() < MAX_OWNED => {
+                self.bytes.extend_from_slice(&enc.header(
+                    Kind::Control,
+                    ack,
+                    4 + json.len() + att.len(),
+                ));
+                self.bytes.extend_from_slice(&control_prefix(&json));
+                self.bytes.extend_from_slice(&json);
+                att
+            }
+            Out::Data(p) if p.len() >= IN_PLACE && self.owned.len() < MAX_OWNED => {
+                self.bytes
+                    .extend_from_slice(&enc.header(Kind::Data, ack, p.len()));
+                p
+            }
+            small => return small.encode(enc, ack, &mut self.bytes),
+        };
+        self.spans.push(Ok(self.bytes.len()));
+        self.spans.push(Err(self.owned.len()));
+        self.owned.push(payload);
+    }
+
+    /// The parts of the batch from wire offset `from` on, for a vectored write.
+    pub fn slices(&self, from: usize) -> Vec<std::io::IoSlice<'_>> {
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(self.spans.len() + 1);
+        let mut start = 0;
+        for span in &self.spans {
+            match *span {
+                Ok(end) => {
+                    parts.push(&self.bytes[start..end]);
+                    start = end;
+                }
+                Err(i) => parts.push(&self.owned[i]),
+            }
+        }
+        parts.push(&self.bytes[start..]);
+        let mut at = 0;
+        let mut out = Vec::with_capacity(parts.len());
+        for part in parts {
+            let end = at + part.len();
+            if end > from && !part.is_empty() {
+                out.push(std::io::IoSlice::new(&part[from.saturating_sub(at)..]));
+            }
+            at = end;
+        }
+        out
     }
 }
 
@@ -259,26 +354,31 @@ mod tests {
     }
 
     #[test]
-    fn vectored_encoding_hands_the_chunk_over_uncopied() {
+    fn batches_keep_large_payloads_in_place_and_write_the_same_bytes() {
         let mut q = OutQueue::new();
-        q.push_data(Out::data(3, &[9; 100]));
+        q.push_data(Out::data(3, &[9; 5000]));
         q.push(json(2));
-        let mut wire = Vec::new();
-        assert_eq!(
-            q.encode_vectored(0, &mut wire, 1 << 20),
-            None,
-            "control first"
-        );
-        let payload = q
-            .encode_vectored(0, &mut wire, 1 << 20)
-            .expect("then the chunk");
-        assert_eq!(payload.len(), 108);
-        wire.extend_from_slice(&payload);
+        q.push(Out::Attached(vec![b'j'; 10].into(), vec![7; 4096]));
+        q.push(Out::Attached(vec![b'k'; 10].into(), vec![8; 10]));
+        let mut b = Batch::new();
+        assert_eq!(q.encode_batch(0, &mut b, 1 << 20), 3, "control first");
+        assert_eq!(b.owned.len(), 1, "the large attachment only");
+        let mut wire: Vec<u8> = b.slices(0).iter().flat_map(|s| s.to_vec()).collect();
+        assert_eq!(wire.len(), b.len());
+        // Resuming a partial write from any offset gives the rest exactly.
+        for from in [0, 1, 40, 4096, b.len() - 1] {
+            let rest: Vec<u8> = b.slices(from).iter().flat_map(|s| s.to_vec()).collect();
+            assert_eq!(rest, wire[from..], "from {from}");
+        }
+        b.clear(usize::MAX);
+        assert_eq!(q.encode_batch(0, &mut b, 1 << 20), 1, "then the chunk");
+        wire.extend(b.slices(0).iter().flat_map(|s| s.to_vec()));
         assert!(q.is_empty() && q.data_bytes() == 0);
         let got = frames(&wire);
-        assert_eq!(got.len(), 2);
-        assert_eq!((got[1].0, got[1].1), (Kind::Data, 2));
-        assert_eq!(got[1].2[8..], [9; 100]);
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[1].2[4 + 10..], [7; 4096]);
+        assert_eq!((got[3].0, got[3].1), (Kind::Data, 4));
+        assert_eq!(got[3].2[8..], [9; 5000]);
     }
 
     #[test]

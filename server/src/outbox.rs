@@ -9,31 +9,33 @@
 //! Priorities and sequence numbers are the out-queue's: the writer takes every queued control
 //! frame before at most one data chunk, so signalling never waits behind more than one chunk.
 
-use std::io::IoSlice;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crvm_proto::msg::xfer;
 pub use crvm_proto::outq::Out;
-use crvm_proto::{OutQueue, ServerMsg};
+use crvm_proto::{Batch, OutQueue, ServerMsg};
 use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 
-/// Bound of the control queue of one connection.
-pub const CONTROL_LIMIT: usize = 4 * 1024 * 1024;
+/// Bound of the control queue of one connection: room for replies and pushes, plus the cmds
+/// the relay may have handed this connection and not had acknowledged (the receive window,
+/// with each cmd's framing).
+pub const CONTROL_LIMIT: usize =
+    4 * 1024 * 1024 + xfer::CMD_RECV_WINDOW_BYTES + xfer::CMD_RECV_WINDOW * 256;
 /// Bound of the data queue of one connection: the flow-control windows of as many transfers
 /// as a session may receive at once, with their frame headers. The relay enforces each window,
 /// so only a bug could reach it.
 pub const DATA_LIMIT: usize = xfer::MAX_INCOMING * (xfer::WINDOW as usize + 4096);
 /// Most bytes the writer encodes for one socket write.
 const BATCH_BYTES: usize = 256 * 1024;
-/// Largest write buffer a connection keeps between writes (one data chunk and its header fit).
+/// Largest write buffer a connection keeps between writes while busy…
 const KEEP_BYTES: usize = 80 * 1024;
-/// A write this small ends a burst: a larger write buffer kept from the burst is given back.
-const SMALL_WRITE: usize = 1024;
+/// …and once a write this small ends a burst.
+const KEEP_IDLE: usize = 4 * 1024;
 
 /// Life cycle of an outbox (and so of its connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,30 +232,30 @@ impl Outbox {
         }
     }
 
-    /// Encodes the next frames into `buf` (stamped with their sequence numbers and `ack`):
-    /// every queued control frame (up to a batch), or else one data chunk, whose payload is
-    /// returned to be written after `buf` rather than copied into it. Waits while there is
-    /// nothing to send; with `ping`, queues a ping after `ping` of silence. Only one task (the
-    /// writer) may call this.
-    pub async fn next_bytes(
+    /// Encodes the next frames into `batch` (stamped with their sequence numbers and `ack`):
+    /// every queued control frame (up to a batch), or else one data chunk; large payloads stay
+    /// where they are, for a vectored write. Waits while there is nothing to send; with
+    /// `ping`, queues a ping after `ping` of silence. Only one task (the writer) may call this.
+    pub async fn next_batch(
         &self,
         ack: &AtomicU64,
-        buf: &mut Vec<u8>,
+        batch: &mut Batch,
         ping: Option<Duration>,
-    ) -> (Flow, Option<Vec<u8>>) {
+    ) -> Flow {
         loop {
             {
                 let mut q = self.0.q.lock();
                 if matches!(q.state, State::Overflow | State::Broken) {
-                    return (Flow::Stop, None);
+                    return Flow::Stop;
                 }
-                let payload =
-                    q.q.encode_vectored(ack.load(Ordering::Acquire), buf, BATCH_BYTES);
-                if !buf.is_empty() {
-                    return (Flow::Ready, payload);
+                if q.q
+                    .encode_batch(ack.load(Ordering::Acquire), batch, BATCH_BYTES)
+                    > 0
+                {
+                    return Flow::Ready;
                 }
                 if matches!(q.state, State::Closing { .. }) {
-                    return (Flow::Drained, None);
+                    return Flow::Drained;
                 }
             }
             match ping {
@@ -283,14 +285,20 @@ pub async fn run_writer(
     ack: Arc<AtomicU64>,
     heartbeat: Duration,
 ) {
-    let mut bytes = Vec::new();
+    let mut batch = Batch::new();
     let mut sent_any = false;
     loop {
-        bytes.clear();
+        // Give a burst's memory back rather than keep it per connection: at once when it is
+        // large, otherwise at the first small write after it.
+        let keep = if batch.len() <= KEEP_IDLE / 4 {
+            KEEP_IDLE
+        } else {
+            KEEP_BYTES
+        };
+        batch.clear(keep);
         // No pings before the handshake's answer: the first frame is Welcome or Close.
         let ping = sent_any.then_some(heartbeat);
-        let (flow, payload) = outbox.next_bytes(&ack, &mut bytes, ping).await;
-        match flow {
+        match outbox.next_batch(&ack, &mut batch, ping).await {
             Flow::Ready => {}
             Flow::Drained => {
                 let _ = wr.shutdown().await;
@@ -298,43 +306,25 @@ pub async fn run_writer(
             }
             Flow::Stop => return,
         }
-        let written = match &payload {
-            None => wr.write_all(&bytes).await,
-            Some(p) => write_all_vectored(&mut wr, &bytes, p).await,
-        };
-        if written.is_err() {
+        if write_batch(&mut wr, &batch).await.is_err() {
             outbox.broken();
             return;
-        }
-        // Give a burst's memory back rather than keep it per connection: at once when it is
-        // large, otherwise at the first small write after it.
-        if bytes.capacity() > KEEP_BYTES
-            || (bytes.len() <= SMALL_WRITE && bytes.capacity() > 4 * SMALL_WRITE)
-        {
-            bytes = Vec::new();
         }
         sent_any = true;
     }
 }
 
-/// Writes `head` then `tail` with as few system calls as the socket allows.
-async fn write_all_vectored(
-    wr: &mut (impl AsyncWrite + Unpin),
-    mut head: &[u8],
-    mut tail: &[u8],
-) -> std::io::Result<()> {
-    while !head.is_empty() {
-        let n = wr
-            .write_vectored(&[IoSlice::new(head), IoSlice::new(tail)])
-            .await?;
+/// Writes a whole batch, with as few system calls as the socket allows.
+async fn write_batch(wr: &mut (impl AsyncWrite + Unpin), batch: &Batch) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < batch.len() {
+        let n = wr.write_vectored(&batch.slices(done)).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        let from_head = n.min(head.len());
-        head = &head[from_head..];
-        tail = &tail[n - from_head..];
+        done += n;
     }
-    wr.write_all(tail).await
+    Ok(())
 }
 
 /// Test helpers: what an outbox would put on the wire, decoded.
@@ -401,21 +391,16 @@ mod tests {
         ob.push_data(vec![1; 16]).unwrap();
         ob.push(json(3)).unwrap();
         ob.push(Out::Pong).unwrap();
-        let mut b = Vec::new();
-        assert_eq!(ob.next_bytes(&ack, &mut b, None).await.0, Flow::Ready);
+        let mut b = Batch::new();
+        assert_eq!(ob.next_batch(&ack, &mut b, None).await, Flow::Ready);
         assert_eq!(
             b.len(),
             json(3).cost() + Out::Pong.cost(),
             "control frames only"
         );
-        b.clear();
-        let (flow, chunk) = ob.next_bytes(&ack, &mut b, None).await;
-        assert_eq!(flow, Flow::Ready);
-        assert_eq!(
-            (b.len(), chunk),
-            (HEADER_LEN, Some(vec![0; 16])),
-            "then one chunk, its payload handed over as is"
-        );
+        b.clear(0);
+        assert_eq!(ob.next_batch(&ack, &mut b, None).await, Flow::Ready);
+        assert_eq!(b.len(), HEADER_LEN + 16, "then one chunk");
         ob.push(json(1)).unwrap();
         let kinds: Vec<Kind> = ob.take_frames().iter().map(|f| f.kind).collect();
         assert_eq!(kinds, [Kind::Control, Kind::Data]);
@@ -428,8 +413,8 @@ mod tests {
         let ack = AtomicU64::new(0);
         // A single oversized frame fits an empty queue.
         ob.push(json(5000)).unwrap();
-        let mut b = Vec::new();
-        assert_eq!(ob.next_bytes(&ack, &mut b, None).await.0, Flow::Ready);
+        let mut b = Batch::new();
+        assert_eq!(ob.next_batch(&ack, &mut b, None).await, Flow::Ready);
         let mut pushed = 0;
         let err = loop {
             match ob.push(json(100)) {
@@ -443,7 +428,7 @@ mod tests {
         assert_eq!(ob.queued_bytes(), 0);
         assert_eq!(ob.push(json(1)), Err(PushError::Closed));
         ob.stopped().await;
-        assert_eq!(ob.next_bytes(&ack, &mut b, None).await.0, Flow::Stop);
+        assert_eq!(ob.next_batch(&ack, &mut b, None).await, Flow::Stop);
     }
 
     #[tokio::test]
@@ -466,8 +451,8 @@ mod tests {
             serde_json::from_slice::<ServerMsg>(frames[1].control().unwrap().0).unwrap(),
             close
         );
-        let mut b = Vec::new();
-        assert_eq!(ob.next_bytes(&ack, &mut b, None).await.0, Flow::Drained);
+        let mut b = Batch::new();
+        assert_eq!(ob.next_batch(&ack, &mut b, None).await, Flow::Drained);
     }
 
     #[tokio::test]
@@ -477,8 +462,8 @@ mod tests {
             let ob = ob.clone();
             tokio::spawn(async move {
                 let ack = AtomicU64::new(0);
-                let mut b = Vec::new();
-                let (flow, _) = ob.next_bytes(&ack, &mut b, None).await;
+                let mut b = Batch::new();
+                let flow = ob.next_batch(&ack, &mut b, None).await;
                 (flow, b.len())
             })
         };
@@ -486,9 +471,10 @@ mod tests {
         ob.push(Out::Pong).unwrap();
         assert_eq!(waiter.await.unwrap(), (Flow::Ready, Out::Pong.cost()));
         let ack = AtomicU64::new(0);
-        let mut b = Vec::new();
+        let mut b = Batch::new();
         let silence = Some(Duration::from_millis(1));
-        assert_eq!(ob.next_bytes(&ack, &mut b, silence).await.0, Flow::Ready);
-        assert_eq!((b.len(), b[4]), (Out::Ping.cost(), Kind::Ping as u8));
+        assert_eq!(ob.next_batch(&ack, &mut b, silence).await, Flow::Ready);
+        let wire: Vec<u8> = b.slices(0).iter().flat_map(|s| s.to_vec()).collect();
+        assert_eq!((wire.len(), wire[4]), (Out::Ping.cost(), Kind::Ping as u8));
     }
 }

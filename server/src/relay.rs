@@ -785,9 +785,10 @@ mod tests {
     fn cmds_flow_in_order_within_the_windows() {
         let r = Relay::new();
         let b = ep(100);
-        let senders = [ep(1), ep(2)];
-        // Two senders, more cmds than the receiver's window.
-        let per = xfer::CMD_RECV_WINDOW;
+        let senders = [ep(1), ep(2), ep(3)];
+        // Three senders, each a full window: more cmds than the receiver's window.
+        let per = xfer::CMD_WINDOW;
+        assert!(senders.len() * per > xfer::CMD_RECV_WINDOW);
         for i in 0..per {
             for (k, s) in senders.iter().enumerate() {
                 let from = format!("u{k}");
@@ -819,7 +820,7 @@ mod tests {
             }
             r.cmd_ack(100, acked);
         }
-        assert_eq!(seen.len(), 2 * per);
+        assert_eq!(seen.len(), senders.len() * per);
         // Each sender's cmds reach the receiver in its own order, and each sender hears every
         // one of its cmds done, in order.
         for (k, s) in senders.iter().enumerate() {

@@ -22,8 +22,9 @@ use std::sync::Arc;
 const SENDERS: usize = 8;
 const CMDS_PER_SENDER: u64 = 1000;
 /// Cmds each sender keeps unfinished. Together the senders have twice the receiver's window
-/// (by count) in flight, so cmds also wait in the relay and must leave it in order.
-const IN_FLIGHT: u64 = 128;
+/// (by count) in flight, so cmds also wait in the relay and must leave it in order; at most
+/// 600 × 6 KB are unfinished per sender, within its byte window.
+const IN_FLIGHT: u64 = 600;
 
 /// The bytes of sender `tx`'s cmd number `n`: both numbers, then a filler whose length varies
 /// (up to ~6 KB) so that the relay's byte windows, not only its count windows, come into play.

@@ -5,6 +5,7 @@
 
 use crvm_proto::error::code_of;
 use crvm_proto::{Code, Meeting, UserStatus};
+use std::sync::Arc;
 
 /// One line of an [`Event::summary`]: IDs, codes and numbers; never a string the app chose.
 macro_rules! summary_arg {

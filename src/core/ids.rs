@@ -1,28 +1,42 @@
-//! Client-generated IDs (calls now, transfer tasks later): 128 random bits from the kernel, in
-//! hex. Unique without coordination, and unguessable by other users.
+//! Client-generated IDs (calls, transfer tasks, part files): 128 bits in hex, unique without
+//! coordination and not guessable by other users.
+//!
+//! An ID is a counter hashed with two secret keys (the standard library's `RandomState`, SipHash
+//! seeded from the kernel once per process), 64 bits each: unpredictable to anyone without the
+//! keys, and distinct unless both keyed hashes collide at once. Making one costs no system call
+//! — a burst of cmds makes one per cmd.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// The process's keys: two independently seeded hashers.
+fn keys() -> &'static (RandomState, RandomState) {
+    static KEYS: OnceLock<(RandomState, RandomState)> = OnceLock::new();
+    KEYS.get_or_init(|| (RandomState::new(), RandomState::new()))
+}
+
+/// The `n`th 128-bit ID value of this process.
+fn value(n: u64) -> u128 {
+    let (a, b) = keys();
+    let half = |k: &RandomState| {
+        let mut h = k.build_hasher();
+        h.write_u64(n);
+        h.finish()
+    };
+    (u128::from(half(a)) << 64) | u128::from(half(b))
+}
 
 /// A new ID: `prefix` followed by 32 lowercase hex digits (well under the 63-byte limit).
 pub(crate) fn new_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 16];
-    let mut filled = 0;
-    while filled < bytes.len() {
-        // SAFETY: writes at most the remaining length into a live buffer.
-        let n = unsafe {
-            libc::getrandom(
-                bytes[filled..].as_mut_ptr() as *mut libc::c_void,
-                bytes.len() - filled,
-                0,
-            )
-        };
-        if n > 0 {
-            filled += n as usize;
-        }
-        // n < 0 is EINTR (or EAGAIN before the pool is ready, which blocking mode excludes).
-    }
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let v = value(NEXT.fetch_add(1, Ordering::Relaxed));
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(prefix.len() + 32);
     id.push_str(prefix);
-    for b in bytes {
-        id.push_str(&format!("{b:02x}"));
+    for i in (0..32).rev() {
+        id.push(HEX[((v >> (4 * i)) & 0xf) as usize] as char);
     }
     id
 }
@@ -30,6 +44,7 @@ pub(crate) fn new_id(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn ids_are_distinct_hex() {
@@ -38,5 +53,7 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 34);
         assert!(a[2..].bytes().all(|c| c.is_ascii_hexdigit()));
+        let many: HashSet<String> = (0..100_000).map(|_| new_id("")).collect();
+        assert_eq!(many.len(), 100_000);
     }
 }

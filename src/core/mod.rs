@@ -55,12 +55,19 @@ impl Inner {
         self.manual.load(Ordering::Acquire)
     }
 
-    /// After an app's call changed the session: writes what it produced, and wakes the worker
-    /// (or the pollers) only if they have something to do.
-    fn after_call(&self, mut sh: MutexGuard<'_, Shared>) {
-        flush(&mut sh, Instant::now());
+    /// After an app's call changed the session: writes what it produced (unless `write` is
+    /// false: the worker will, batched with what follows), and wakes the worker (or the
+    /// pollers) only if they have something to do. An awake worker needs no wake-up: it looks
+    /// at everything under the lock before it sleeps again.
+    fn after_call(&self, mut sh: MutexGuard<'_, Shared>, write: bool) {
+        if write {
+            flush(&mut sh, Instant::now());
+        }
         let manual = self.manual();
-        let wake = needs_worker(&sh, manual);
+        let wake = sh.sleeping && !sh.woken && needs_worker(&sh, manual);
+        if wake {
+            sh.woken = true;
+        }
         let notify = manual && sh.session.has_events();
         drop(sh);
         if wake {
@@ -146,7 +153,7 @@ impl Client {
     ) -> Result<T, Code> {
         let mut sh = self.inner.shared.lock();
         let r = f(&mut sh.session, Instant::now());
-        self.inner.after_call(sh);
+        self.inner.after_call(sh, true);
         r
     }
 
@@ -285,7 +292,14 @@ impl Client {
     /// their turn, in order. Result: [`Event::CmdSent`], `Ok` once the target's app has it, or
     /// 1102 if the target is offline or unknown. Not cancellable.
     pub fn send_cmd(&self, target_user_id: &str, data: &[u8]) -> Result<String, Code> {
-        self.with(|s, now| s.send_cmd(target_user_id, data, now))
+        let mut sh = self.inner.shared.lock();
+        // A cmd alone is written at once (its latency is what counts); one of a burst — cmds
+        // already in flight — is left to the worker, which writes the burst in few system calls
+        // (its throughput is what counts).
+        let burst = sh.session.cmds_in_flight();
+        let r = sh.session.send_cmd(target_user_id, data, Instant::now());
+        self.inner.after_call(sh, !burst);
+        r
     }
 
     /// Sends a buffer (≤ `max_buffer_bytes`, the smaller of this client's option and the
@@ -340,7 +354,7 @@ impl Client {
             batch.clear();
             let mut sh = inner.shared.lock();
             sh.session.delivered();
-            inner.after_call(sh);
+            inner.after_call(sh, true);
             if inner.dispatch.is_destroyed() {
                 break;
             }
@@ -364,7 +378,7 @@ impl Client {
                 return;
             }
             sh.session.destroy(Instant::now());
-            self.inner.after_call(sh);
+            self.inner.after_call(sh, true);
         }
         self.inner.waker.wake();
         if self.inner.dispatch.close() {

@@ -24,6 +24,7 @@ use crvm_proto::{
 };
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::File;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Heartbeat interval until the server's `welcome` says otherwise.
@@ -204,7 +205,7 @@ struct State {
     pending: BTreeMap<u64, (Pending, Instant)>,
     next_id: u64,
     /// Cookie of the last `start_user_status_notify`, carried by every presence push.
-    notify_cookie: String,
+    notify_cookie: Arc<str>,
     cmds: Cmds,
     xfers: Transfers,
     heartbeat: Duration,
@@ -231,7 +232,7 @@ impl Session {
                 events: Events::default(),
                 pending: BTreeMap::new(),
                 next_id: 1,
-                notify_cookie: String::new(),
+                notify_cookie: Arc::from(""),
                 cmds: Cmds::default(),
                 xfers: Transfers::default(),
                 heartbeat: DEFAULT_HEARTBEAT,
@@ -309,7 +310,7 @@ impl Session {
         st.check_logged_in()?;
         if matches!(op, Op::StartStatusNotify) {
             // Pushes can overtake the reply, so the cookie applies from the moment we ask.
-            st.notify_cookie = cookie.to_owned();
+            st.notify_cookie = Arc::from(cookie);
         }
         st.send_request(op, cookie.to_owned(), now);
         st.pump(now);
@@ -575,22 +576,45 @@ impl Session {
         st.pump(now);
     }
 
+    /// Whether cmds are unfinished or queued (a burst is under way).
+    pub fn cmds_in_flight(&self) -> bool {
+        !self.st.cmds.unfinished.is_empty() || !self.st.cmds.queued.is_empty()
+    }
+
+    /// Whether frames wait to be written on an established link.
+    pub fn has_output(&self) -> bool {
+        !matches!(self.st.phase, Phase::LoggedOut | Phase::Connecting { .. })
+            && !self.st.out.is_empty()
+    }
+
     /// Whether events wait for delivery.
     pub fn has_events(&self) -> bool {
         !self.st.events.q.is_empty()
     }
 
     /// Takes the events waiting for delivery (at most `max`), in order.
+    ///
+    /// A batch holds at most a quarter of the server's cmd window for this session, so that the
+    /// acknowledgement after it reaches the server while the rest of the window is still
+    /// arriving: the flow never stops to wait for an acknowledgement.
     pub fn take_events(&mut self, out: &mut Vec<Event>, max: usize) {
         let st = &mut self.st;
+        let (mut cmds, mut bytes) = (0, 0);
         for _ in 0..max {
             let Some((ev, n)) = st.events.q.pop_front() else {
                 break;
             };
             if n > 0 {
                 st.taken_cmd = n;
+                cmds += 1;
+                if let Event::NotifyCmdData { data, .. } = &ev {
+                    bytes += data.len();
+                }
             }
             out.push(ev);
+            if cmds >= xfer::CMD_RECV_WINDOW / 4 || bytes >= xfer::CMD_RECV_WINDOW_BYTES / 4 {
+                break;
+            }
         }
     }
 
@@ -845,7 +869,7 @@ impl State {
         self.phase = Phase::LoggedOut;
         self.gen += 1;
         self.out.clear();
-        self.notify_cookie.clear();
+        self.notify_cookie = Arc::from("");
         for (_, (p, _)) in std::mem::take(&mut self.pending) {
             self.fail(p, code, now);
         }
@@ -952,7 +976,7 @@ impl State {
     ) -> Result<(), FrameError> {
         match msg {
             ServerMsg::UserStatus(status) => {
-                let cookie = self.notify_cookie.clone();
+                let cookie = Arc::clone(&self.notify_cookie);
                 self.events.emit(Event::NotifyUserStatus { status, cookie });
             }
             ServerMsg::CallIn {
@@ -1180,17 +1204,10 @@ fn op_result(op: Op, reply: Result<Reply, Code>, cookie: String) -> Event {
 }
 
 /// Parses a server message. Status pushes, the bulk of what a busy client receives, take a
-/// direct path that skips the enum's machinery; anything else, or a push written differently,
-/// goes the general way.
+/// direct path (written as the server writes them); anything else goes the general way.
 fn parse_server_msg(json: &[u8]) -> Option<ServerMsg> {
-    #[derive(serde::Deserialize)]
-    struct StatusPush {
-        c: crvm_proto::UserStatus,
-    }
-    if json.starts_with(br#"{"t":"user_status","#) {
-        if let Ok(p) = serde_json::from_slice::<StatusPush>(json) {
-            return Some(ServerMsg::UserStatus(p.c));
-        }
+    if let Some(status) = crvm_proto::UserStatus::parse_push(json) {
+        return Some(ServerMsg::UserStatus(status));
     }
     serde_json::from_slice(json).ok()
 }

@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     /// The worker sleeps in `poll` (until `sleep_until`, or until woken).
     pub sleeping: bool,
     pub sleep_until: Option<Instant>,
+    /// A wake-up is on its way to the sleeping worker: no need for another.
+    pub woken: bool,
 }
 
 impl Shared {
@@ -93,6 +95,7 @@ impl Shared {
             link: Link::None,
             sleeping: false,
             sleep_until: None,
+            woken: false,
         }
     }
 
@@ -108,16 +111,18 @@ impl Shared {
 /// Whether the worker must look at the session after an app's call changed it. Events are
 /// its to deliver unless `manual` (then the app's `poll` delivers them).
 pub(crate) fn needs_worker(sh: &Shared, manual: bool) -> bool {
-    if sh.link.gen() != sh.wanted_gen() || sh.link.blocked() || (!manual && sh.session.has_events())
+    if sh.link.gen() != sh.wanted_gen()
+        || sh.link.blocked()
+        || sh.session.has_output()
+        || (!manual && sh.session.has_events())
     {
         return true;
     }
-    sh.sleeping
-        && match (sh.session.deadline(), sh.sleep_until) {
-            (Some(d), Some(until)) => d < until,
-            (Some(_), None) => true,
-            (None, _) => false,
-        }
+    match (sh.session.deadline(), sh.sleep_until) {
+        (Some(d), Some(until)) => d < until,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
 }
 
 /// Writes what the session has to send until the socket would block. A failed write ends the
@@ -285,6 +290,7 @@ fn turn(inner: &Inner, events: &mut Vec<Event>) -> bool {
     }
     let mut sh = inner.shared.lock();
     sh.sleeping = false;
+    sh.woken = false;
     let revents = if nfds == 2 { fds[1].revents } else { 0 };
     if revents != 0 {
         let now = Instant::now();

@@ -7,7 +7,7 @@
 //! are written into buffers kept from one event to the next, so delivering an event allocates
 //! nothing once the buffers have grown to size.
 
-use crate::core::{Code, Event, EventHandler};
+use crate::core::{Code, Event, EventHandler, Meeting, UserStatus};
 use base64::Engine as _;
 use crvm_proto::error::code_of;
 use parking_lot::Mutex;
@@ -139,11 +139,10 @@ impl Scratch {
         b.as_ptr() as *const c_char
     }
 
-    /// `v` as JSON (the pinned key order is that of its type).
-    fn json<T: serde::Serialize>(&mut self, v: &T) -> *const c_char {
+    /// `v` as JSON, with the pinned keys in their order.
+    fn json<T: ToJson>(&mut self, v: &T) -> *const c_char {
         let b = self.next();
-        // Serialising plain structs into memory cannot fail.
-        let _ = serde_json::to_writer(&mut *b, v);
+        v.to_json(b);
         b.push(0);
         b.as_ptr() as *const c_char
     }
@@ -160,6 +159,44 @@ impl Scratch {
         b.as_ptr() as *const c_char
     }
 }
+
+/// The JSON the callbacks hand out (SPEC §3.2, §3.3).
+trait ToJson {
+    fn to_json(&self, out: &mut Vec<u8>);
+}
+
+/// Statuses by hand: a presence push is the event a busy client gets most.
+impl ToJson for UserStatus {
+    fn to_json(&self, out: &mut Vec<u8>) {
+        self.write_json(out);
+    }
+}
+
+impl ToJson for Vec<UserStatus> {
+    fn to_json(&self, out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (i, s) in self.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            s.write_json(out);
+        }
+        out.push(b']');
+    }
+}
+
+macro_rules! serde_json_to_json {
+    ($($t:ty),*) => {$(
+        impl ToJson for $t {
+            fn to_json(&self, out: &mut Vec<u8>) {
+                // Serialising plain structs into memory cannot fail.
+                let _ = serde_json::to_writer(out, self);
+            }
+        }
+    )*};
+}
+
+serde_json_to_json!(Meeting, Vec<Meeting>);
 
 /// Reads the app's callbacks: only `size` bytes (rounded down to whole members), the rest NULL.
 ///
