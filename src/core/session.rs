@@ -814,7 +814,7 @@ impl State {
             }
             Pending::Offer(task) => {
                 let (xfers, mut io) = self.xio(now);
-                xfers.offer_failed(&task, code, &mut io);
+                xfers.offer_failed(&task, code, code, &mut io);
             }
         }
     }
@@ -1100,12 +1100,15 @@ impl State {
                 let ev = op_result(op, Ok(reply), cookie);
                 self.events.emit(ev);
             }
-            (Pending::Offer(task), Reply::Code(c)) => {
-                let c = Code::new(c).unwrap_or(code(CRVIDEOSDK_SERVER_EXCEPTION));
-                self.fail(Pending::Offer(task), c, now);
-            }
-            (Pending::Offer(task), _) => {
-                self.fail(Pending::Offer(task), code(CRVIDEOSDK_SERVER_EXCEPTION), now)
+            (Pending::Offer(task), reply) => {
+                // Refused by the server (a success comes as `offer_ok`, not here).
+                let c = match reply {
+                    Reply::Code(c) => Code::new(c),
+                    _ => None,
+                };
+                let c = c.unwrap_or(code(CRVIDEOSDK_SERVER_EXCEPTION));
+                let (xfers, mut io) = self.xio(now);
+                xfers.offer_failed(&task, c, code(CRVIDEOSDK_TRANSID_INVALID), &mut io);
             }
         }
     }
@@ -1492,5 +1495,33 @@ mod tests {
         let (next_gen, want) = s.want();
         assert_eq!(want, Want::Connect { tls: false });
         assert!(next_gen > gen, "a new link for the new login");
+    }
+
+    #[test]
+    fn a_cancel_waiting_on_an_unanswered_offer_ends_with_the_link() {
+        let t0 = Instant::now();
+        let (mut s, mut srv) = logged_in(t0);
+        let task = s.send_buffer("bob", vec![1; 10], t0).unwrap();
+        let sent = srv.take(&mut s, t0);
+        assert!(matches!(sent[..], [ClientMsg::Req { op: Op::Offer { .. }, .. }]));
+        s.cancel_send(&task, t0).unwrap();
+        assert!(events(&mut s).is_empty(), "decided once the offer is answered");
+        let (gen, _) = s.want();
+        s.link_failed(gen, code(207), t0);
+        // The buffer and its cancel both end with the link's code: neither was refused.
+        assert_eq!(
+            events(&mut s),
+            [
+                Event::BufferSent {
+                    task_id: task.clone(),
+                    result: Err(code(207))
+                },
+                Event::CancelSend {
+                    task_id: task,
+                    result: Err(code(207))
+                },
+                Event::LineOff { code: code(207) }
+            ]
+        );
     }
 }

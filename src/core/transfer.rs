@@ -297,9 +297,10 @@ impl Transfers {
         }
     }
 
-    /// The offer of `task` failed with `code` (or timed out): the stream ends; a cancel made
-    /// meanwhile finds nothing left to cancel.
-    pub fn offer_failed(&mut self, task: &str, code: Code, io: &mut Io<'_>) {
+    /// The offer of `task` failed with `code`: the stream ends. A cancel made meanwhile gets
+    /// `cancel_code`: 1104 when the server refused the offer (there was nothing to cancel), the
+    /// same code as the stream when the session or the request ended (207, 202, 12).
+    pub fn offer_failed(&mut self, task: &str, code: Code, cancel_code: Code, io: &mut Io<'_>) {
         let Some(o) = self.offered.remove(task) else {
             return;
         };
@@ -307,7 +308,7 @@ impl Transfers {
         if o.cancel {
             io.emit(Event::CancelSend {
                 task_id: o.task,
-                result: Err(crvm_proto::error::code(CRVIDEOSDK_TRANSID_INVALID)),
+                result: Err(cancel_code),
             });
         }
     }
