@@ -3,7 +3,7 @@
  *
  * Threading: every crvm_* function is thread-safe and returns without waiting on the network
  * (crvm_destroy waits for the client's threads; crvm_poll waits up to its timeout). Events of a
- * client arrive one at a time, in order, on that client's dispatcher thread, or inside crvm_poll
+ * client arrive one at a time, in order, on that client's own thread, or inside crvm_poll
  * with the option dispatch=manual. A callback may call any crvm_* function, including
  * crvm_destroy of its own client.
  *
@@ -410,7 +410,9 @@ int32_t crvm_create(const char *server_addr,
  * Sets an option, only while logged out (else 9). Keys: `download_dir` (an existing
  * directory), `dispatch` (`thread` | `manual`; fixed from the first `crvm_login`),
  * `connect_timeout_ms`, `request_timeout_ms` (1 ms .. 10 min / 1 h), `max_buffer_bytes`
- * (largest buffer sent or accepted, default 100 MiB), `tls` (`off` | `on`), `tls_ca_file` (PEM
+ * (largest buffer sent or accepted, default 100 MiB), `max_pending_bytes` (data accepted and not
+ * yet acknowledged end to end beyond which `crvm_send_cmd` and `crvm_send_buffer` return 1000,
+ * default 64 MiB), `tls` (`off` | `on`), `tls_ca_file` (PEM
  * file of the CA certificates the server's certificate must chain to; default: the system's;
  * checked when set), `log_file` (a file the library appends one line per event to: names,
  * codes and IDs, never a secret, token, cookie or payload). With TLS the server's certificate
@@ -585,8 +587,11 @@ int32_t crvm_hungup_call(struct crvm_client *c,
 /**
  * Sends a small message: `data_base64` decodes to at most 51,200 bytes (else 1100; bad base64
  * 13). Writes the task ID to `task_id_out` (`task_id_cap >= CRVM_ID_BUF_LEN`, else 5).
- * Result: `send_cmd_rlst(task, 0)` once the target's library has it, or 1102 if the target is
- * offline or unknown. The target gets `notify_cmd_data`. Not cancellable.
+ * Result: `send_cmd_rlst(task, 0)` once the target's app has it, or 1102 if the target is
+ * offline or unknown. The target gets `notify_cmd_data`. Not cancellable. Never refused for
+ * volume: cmds beyond the flow-control window wait their turn, and cmds to one target arrive
+ * in the order they were sent; only when `max_pending_bytes` would be exceeded is it refused
+ * (1000, nothing sent).
  *
  * # Safety
  * String arguments are NULL or NUL-terminated; `task_id_out` is NULL or `task_id_cap` bytes.
@@ -602,6 +607,8 @@ int32_t crvm_send_cmd(struct crvm_client *c,
  * server limit, default 100 MiB; else 1101; bad base64 13). Task ID as for `crvm_send_cmd`.
  * Progress: `send_progress` as the target stores data; result: `send_buffer_rlst`. The target
  * gets one `notify_buffer_data` with the whole buffer. Cancellable with `crvm_cancel_send`.
+ * Buffers beyond those sent at once wait their turn; 1000 when `max_pending_bytes` would be
+ * exceeded.
  *
  * # Safety
  * String arguments are NULL or NUL-terminated; `task_id_out` is NULL or `task_id_cap` bytes.

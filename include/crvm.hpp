@@ -10,7 +10,7 @@
 //   be moved, not copied.
 // - Strings in and out are std::string; a NULL string from the library arrives as "".
 // - Events are std::function members of crvm::Events, set before the Client is made; an unset
-//   member ignores that event. They run on the client's dispatcher thread (or inside poll()),
+//   member ignores that event. They run on the client's own thread (or inside poll()),
 //   exactly as the C callbacks do, and may call any method of any Client.
 // - A synchronous refusal (a non-zero return of the C function) throws crvm::Error, which
 //   carries the SPEC §6 code (code()) and its English text (what()). An exception thrown by an

@@ -22,7 +22,7 @@ Events (the decision): every C callback becomes a ``crvm.Event`` — ``event.nam
 ``bytes`` for ``notify_cmd_data`` / ``notify_buffer_data``). Each event goes, in order, to
 
 1. optional handlers: ``Client(addr, on_event=fn)`` for all events and ``client.on(name, fn)``
-   per event. They run on the client's dispatcher thread (inside ``poll`` with
+   per event. They run on the client's own thread (inside ``poll`` with
    ``dispatch=manual``), one at a time; they may call any method of any client, including
    ``close`` of their own. An exception in a handler is logged on the ``"crvm"`` logger and
    never reaches C.

@@ -198,7 +198,7 @@ class Client:
     (none for ``logout``). Methods that produce an ID (``call``, ``send_*``) return it as str.
 
     Events: see the package docstring. ``on_event(event)`` runs for every event, and handlers
-    added with ``on(name, fn)`` for that event, on the client's dispatcher thread (or inside
+    added with ``on(name, fn)`` for that event, on the client's own thread (or inside
     ``poll``); then the event is queued for ``next_event`` / ``events`` unless
     ``queue_events=False``. ``options`` are passed to ``set_option`` in order.
     """
@@ -289,7 +289,7 @@ class Client:
     # -- events ------------------------------------------------------------------------------------
 
     def on(self, name, handler):
-        """Calls ``handler(event)`` for every event called ``name``, on the dispatcher thread."""
+        """Calls ``handler(event)`` for every event called ``name``, on the client's thread."""
         if name not in _lib.EVENT_NAMES:
             raise ValueError(f"unknown event {name!r}")
         with self._dispatch.cond:
