@@ -50,17 +50,6 @@ fn parse(data: &[u8]) -> (usize, u64) {
     (tx, n)
 }
 
-/// Asserts that the next message on `c` is the answer to a status request: nothing else (a
-/// stray `cmd_in` or `cmd_done`) was queued to it before.
-fn nothing_else_pending(c: &mut Client, who: &str) {
-    let id = c.id();
-    c.send_req(id, Op::GetUserStatus);
-    match c.msg() {
-        ServerMsg::Statuses { re, .. } => assert_eq!(re, id),
-        other => panic!("{who}: unexpected {other:?}"),
-    }
-}
-
 #[test]
 fn cmds_keep_their_order_and_each_is_done_once() {
     const {
@@ -131,8 +120,8 @@ fn cmds_keep_their_order_and_each_is_done_once() {
     let mut senders: Vec<Client> = senders.into_iter().map(|t| t.join().unwrap()).collect();
     let mut rx = receiver.join().unwrap();
     // Nothing doubled or left over on either side.
-    nothing_else_pending(&mut rx, "rx");
+    assert_nothing_pending(&mut rx, "rx");
     for (tx, c) in senders.iter_mut().enumerate() {
-        nothing_else_pending(c, &format!("tx{tx}"));
+        assert_nothing_pending(c, &format!("tx{tx}"));
     }
 }

@@ -53,17 +53,6 @@ fn expect_incoming(rx: &mut Client, sid: u64, from: &str, task: &str) {
     );
 }
 
-/// A round trip on `c` whose answer must be the next message: nothing else (a `start`, an
-/// `incoming`) was queued to it before.
-fn nothing_pending(c: &mut Client, who: &str) {
-    let id = c.id();
-    c.send_req(id, Op::GetUserStatus);
-    match c.msg() {
-        ServerMsg::Statuses { re, .. } => assert_eq!(re, id),
-        other => panic!("{who}: unexpected {other:?}"),
-    }
-}
-
 #[test]
 fn offer_refusals_and_the_senders_limit() {
     let dir = TmpDir::new();
@@ -104,7 +93,7 @@ fn offer_refusals_and_the_senders_limit() {
     for (i, sid) in sids.iter().enumerate() {
         expect_incoming(&mut rx, *sid, "tx", &format!("t{i}"));
     }
-    nothing_pending(&mut rx, "rx");
+    assert_nothing_pending(&mut rx, "rx");
     // One ends: its sender hears so, and has room for one more.
     rx.send(&ClientMsg::Fin {
         sid: sids[0],
@@ -154,11 +143,11 @@ fn streams_beyond_the_receivers_limit_wait_and_start_in_order() {
         })
         .collect();
     // No `start` for the waiting ones, no `incoming` beyond the limit.
-    nothing_pending(&mut tx[full], "the waiting sender");
+    assert_nothing_pending(&mut tx[full], "the waiting sender");
     for (k, sid, task) in &started {
         expect_incoming(&mut rx, *sid, &format!("tx{k}"), task);
     }
-    nothing_pending(&mut rx, "rx");
+    assert_nothing_pending(&mut rx, "rx");
     // One more sender, queued behind them.
     let mut late = s.login("demo", "late");
     let late_sid = offer(&mut late, "rx", "late", XferKind::Buffer, 10).unwrap();
@@ -170,9 +159,9 @@ fn streams_beyond_the_receivers_limit_wait_and_start_in_order() {
         assert_eq!(tx[full].msg(), ServerMsg::Start { sid: *next });
         expect_incoming(&mut rx, *next, &w, task);
     }
-    nothing_pending(&mut rx, "rx");
+    assert_nothing_pending(&mut rx, "rx");
     // Still full: the late stream waits. Data on it before its `start` breaks the protocol.
-    nothing_pending(&mut late, "late");
+    assert_nothing_pending(&mut late, "late");
     let bytes = late
         .codec
         .frame(Kind::Data, &[&late_sid.to_be_bytes(), b"0123456789"]);
@@ -185,9 +174,9 @@ fn streams_beyond_the_receivers_limit_wait_and_start_in_order() {
     );
     // The receiver never heard of it, and what it has goes on: the next stream to end leaves
     // room that nothing fills.
-    nothing_pending(&mut rx, "rx");
+    assert_nothing_pending(&mut rx, "rx");
     let (k, sid, _) = &started[xfer::MAX_OUTGOING];
     rx.send(&ClientMsg::Fin { sid: *sid, code: 0 });
     assert_eq!(tx[*k].msg(), ServerMsg::XferEnd { sid: *sid, code: 0 });
-    nothing_pending(&mut rx, "rx");
+    assert_nothing_pending(&mut rx, "rx");
 }

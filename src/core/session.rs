@@ -1503,9 +1503,18 @@ mod tests {
         let (mut s, mut srv) = logged_in(t0);
         let task = s.send_buffer("bob", vec![1; 10], t0).unwrap();
         let sent = srv.take(&mut s, t0);
-        assert!(matches!(sent[..], [ClientMsg::Req { op: Op::Offer { .. }, .. }]));
+        assert!(matches!(
+            sent[..],
+            [ClientMsg::Req {
+                op: Op::Offer { .. },
+                ..
+            }]
+        ));
         s.cancel_send(&task, t0).unwrap();
-        assert!(events(&mut s).is_empty(), "decided once the offer is answered");
+        assert!(
+            events(&mut s).is_empty(),
+            "decided once the offer is answered"
+        );
         let (gen, _) = s.want();
         s.link_failed(gen, code(207), t0);
         // The buffer and its cancel both end with the link's code: neither was refused.

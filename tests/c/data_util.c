@@ -259,6 +259,22 @@ void d_mkdir(const char *path) {
   if (mkdir(path, 0755) != 0) h_fail(__FILE__, __LINE__, "mkdir %s: %s", path, strerror(errno));
 }
 
+long long d_proc_kib(pid_t pid, const char *key) {
+  char path[64], line[256], want[32];
+  if (pid)
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  else
+    snprintf(path, sizeof path, "/proc/self/status");
+  snprintf(want, sizeof want, "%s: %%lld kB", key);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  long long kib = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, want, &kib) == 1) break;
+  fclose(f);
+  return kib;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Events                                                                                      */
 

@@ -56,6 +56,9 @@ const char *d_path(const char *dir, const char *name);
 const char *d_ls(const char *dir);
 /* mkdir, failing the test on error. */
 void d_mkdir(const char *path);
+/* A memory figure of process `pid` (0: this one) from /proc/PID/status, in KiB: `key` is
+ * "VmRSS" (resident now) or "VmHWM" (peak). -1 without procfs. */
+long long d_proc_kib(pid_t pid, const char *key);
 
 /* ---- events ---- */
 

@@ -21,22 +21,6 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Peak resident set size of process `pid` ("self" when 0), in KiB. */
-static long long peak_rss_kib(pid_t pid) {
-  char path[64], line[256];
-  if (pid)
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-  else
-    snprintf(path, sizeof path, "/proc/self/status");
-  FILE *f = fopen(path, "r");
-  if (!f) return -1; /* no procfs: not checked */
-  long long kib = -1;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmHWM: %lld kB", &kib) == 1) break;
-  fclose(f);
-  return kib;
-}
-
 static void test_one_gib_file(void) {
   h_server *s = h_server_start(NULL);
   user u[2] = {d_login(s, "alice"), d_login(s, "bob")};
@@ -59,7 +43,7 @@ static void test_one_gib_file(void) {
   double t3 = now_s();
   d_check_pattern_file(got, SIZE, 0x5eed);
 
-  long long server_kib = peak_rss_kib(s->pid), self_kib = peak_rss_kib(0);
+  long long server_kib = d_proc_kib(s->pid, "VmHWM"), self_kib = d_proc_kib(0, "VmHWM");
   fprintf(stderr,
           "  1 GiB: generated in %.1f s, transferred in %.1f s (%.0f MiB/s, %d progress events), "
           "compared in %.1f s; peak RSS: server %lld MiB, this process %lld MiB\n",

@@ -146,20 +146,11 @@ static char *cmd_b64(int sender, long n, size_t size) {
   return b64;
 }
 
-/* kB of resident memory of process `pid` (0: this one). */
+/* KiB resident now of process `pid` (0: this one). */
 static long rss_kib(pid_t pid) {
-  char path[64], line[256];
-  if (pid)
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-  else
-    snprintf(path, sizeof path, "/proc/self/status");
-  FILE *f = fopen(path, "r");
-  CHECK(f != NULL);
-  long kib = -1;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
-  fclose(f);
-  return kib;
+  long long kib = d_proc_kib(pid, "VmRSS");
+  CHECK(kib >= 0);
+  return (long)kib;
 }
 
 /* ---- 10,000 cmds in a loop from one sender ---- */

@@ -231,6 +231,17 @@ impl Drop for Server {
 #[allow(unused_imports)]
 pub use crvm_proto::raw::{login_op, re_of, RawClient as Client};
 
+/// Asserts that the answer to a status request is the next message on `c`: nothing else (a
+/// stray `cmd_in`, `cmd_done`, `start` or `incoming`) was queued to it before.
+pub fn assert_nothing_pending(c: &mut Client, who: &str) {
+    let id = c.id();
+    c.send_req(id, crvm_proto::Op::GetUserStatus);
+    match c.msg() {
+        ServerMsg::Statuses { re, .. } => assert_eq!(re, id),
+        other => panic!("{who}: unexpected {other:?}"),
+    }
+}
+
 /// A status object.
 pub fn st(user: &str, status: i32, dnd: i32) -> UserStatus {
     UserStatus {
