@@ -15,7 +15,7 @@ mod common;
 
 use common::*;
 use crvm_proto::msg::xfer;
-use crvm_proto::{ClientMsg, Op, ServerMsg};
+use crvm_proto::{ClientMsg, ServerMsg};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
