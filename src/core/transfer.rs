@@ -180,6 +180,8 @@ enum Sink {
         part: PathBuf,
         /// The sanitised name the sender gave.
         name: String,
+        /// Bytes whose write-back to disk has been started ([`start_writeback`]).
+        flushing: u64,
     },
 }
 
@@ -461,7 +463,13 @@ impl Transfers {
                 b.extend_from_slice(bytes);
                 Ok(())
             }
-            Sink::File { file, .. } => file.write_all(bytes),
+            Sink::File { file, flushing, .. } => file.write_all(bytes).map(|()| {
+                let written = inc.received + bytes.len() as u64;
+                if written - *flushing >= WRITEBACK_EVERY {
+                    start_writeback(file, *flushing, written - *flushing);
+                    *flushing = written;
+                }
+            }),
         };
         if stored.is_err() {
             let inc = self.inc.remove(&sid).expect("present");
@@ -509,6 +517,7 @@ impl Transfers {
                     file,
                     part,
                     name: sanitize_name(name),
+                    flushing: 0,
                 },
                 Err(_) => return fin(io, CRVIDEOSDK_FILE_WRITE_ERR),
             },
@@ -558,7 +567,9 @@ impl Transfers {
                 });
                 CRVIDEOSDK_NOERR
             }
-            Sink::File { file, part, name } => {
+            Sink::File {
+                file, part, name, ..
+            } => {
                 let published = file.sync_all().and_then(|()| {
                     drop(file);
                     publish(&part, &io.opts.download_dir, &name)
@@ -677,6 +688,31 @@ impl Transfers {
 
 /// Appends exactly `n` bytes read from `f` to `buf` (into its spare capacity, not zeroed
 /// first); a short file is an error.
+/// How often a file being received has its write-back to disk started.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// Asks the kernel to start writing `len` bytes at `offset` of `file` to disk, without waiting
+/// for them. A received file is synced before it is reported; with its write-back started as
+/// the data arrives, that final sync — which blocks the worker, and with it every event of the
+/// session — has little left to wait for, and a large file never piles up as dirty memory.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a system call on a descriptor `file` keeps open; no memory is passed. Its result
+    // is ignored: if it fails, the final sync does all the work, as without it.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
 fn read_into(f: &mut File, buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
     buf.reserve(n);
     let got = f.take(n as u64).read_to_end(buf)?;

@@ -177,7 +177,14 @@ fn read(sh: &mut Shared, now: Instant) {
                     .link_failed(gen, code(CRVIDEOSDK_CONNECTIONLOST), now);
                 return;
             }
-            Ok(n) => sh.session.received(n, now),
+            Ok(n) => {
+                sh.session.received(n, now);
+                if sh.session.has_output() {
+                    // Acknowledgements (and answers) go out before the next read: a sender
+                    // waiting for its window should not wait for this whole turn of reads.
+                    flush(sh, now);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
