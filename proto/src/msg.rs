@@ -365,7 +365,7 @@ pub mod xfer {
     pub const CHUNK: usize = 128 * 1024;
     /// Bytes a sender may have sent beyond what the receiver acknowledged. The server refuses
     /// (closes) a sender that exceeds it, so the relay never holds more than this per transfer.
-    pub const WINDOW: u64 = 8 * 1024 * 1024;
+    pub const WINDOW: u64 = 4 * 1024 * 1024;
     /// The receiver acknowledges at least every this many bytes (and at the end), so the
     /// window reopens in steps while the acknowledgement traffic stays small.
     pub const ACK_EVERY: u64 = 512 * 1024;
