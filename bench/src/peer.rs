@@ -5,15 +5,15 @@
 //! |---|---|
 //! | `file TARGET PATH` | `file_started`; later `file_rlst CODE` |
 //! | `pings TARGET N SIZE WINDOW` | `pings NS…`: N cmds (send_cmd → send_cmd_rlst), at most WINDOW in flight |
-//! | `autoaccept 1`/`0` | `autoaccept`: from now on, every call that rings here is (not) accepted at once |
+//! | `autoaccept 1`/`0` | `autoaccept`: from now on, every call that rings here is (not) accepted at once, inside the `notify_call_in` callback |
 //! | `setups TARGET N` | `setups NS…`: N calls, each `call` → `notify_call_accepted`, then hung up |
 //! | `calls TARGET N GAP_MS WHILE_SENDING` | `calls ID:T0:T1…`: N calls, each hung up at once |
 //! | `callins N` | `callins ID:T…`: the calls that rang here since the last `callins`, once there are N |
 //! | `quit` | `bye` |
 //!
 //! Unprompted lines: `got_file PATH` (a file arrived), `file_rlst CODE`, `line_off CODE`, and
-//! `error TEXT` before exiting on failure. Times are `CLOCK_MONOTONIC` nanoseconds stamped on the
-//! dispatcher thread as the event is delivered, i.e. when the app would see it.
+//! `error TEXT` before exiting on failure. Times are `CLOCK_MONOTONIC` nanoseconds stamped in the
+//! callback as the event is delivered, i.e. when the app sees it.
 
 use crate::procs::mono_ns;
 use crate::Res;
@@ -21,7 +21,8 @@ use crossbeam_channel::{select, Receiver};
 use crvm::core::{Client, Code, Event, LoginParams};
 use crvm_proto::error::code_of;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 /// No single event should take longer than this, even behind a 2 GiB transfer.
@@ -85,10 +86,25 @@ fn run(addr: &str, user: &str, download_dir: &str) -> Res<()> {
     let (tx, events) = crossbeam_channel::unbounded();
     let pings = Arc::new(Mutex::new(Pings::default()));
     let pings_cb = Arc::clone(&pings);
+    // Set once the client exists: the callback accepts calls itself, as an answering machine
+    // written in C would (and as the NATS responder replies inside its own message loop).
+    let answerer: Arc<OnceLock<Weak<Client>>> = Arc::new(OnceLock::new());
+    let answerer_cb = Arc::clone(&answerer);
+    let auto_accept = Arc::new(AtomicBool::new(false));
+    let auto_accept_cb = Arc::clone(&auto_accept);
     let client = Client::new(
         addr,
         Box::new(move |e: &Event| {
             let at = mono_ns();
+            if let Event::NotifyCallIn { call_id, .. } = e {
+                let me = answerer_cb.get().and_then(Weak::upgrade);
+                if let (true, Some(me)) = (auto_accept_cb.load(Ordering::Relaxed), me) {
+                    if let Err(c) = me.accept_call(call_id, "", "", "") {
+                        println!("error accept_call refused: code {}", c.get());
+                    }
+                    return;
+                }
+            }
             // Data arriving here is not looked at (the bench counts it at the sender).
             if matches!(
                 e,
@@ -104,6 +120,8 @@ fn run(addr: &str, user: &str, download_dir: &str) -> Res<()> {
         }),
     )
     .map_err(code("Client::new"))?;
+    let client = Arc::new(client);
+    let _ = answerer.set(Arc::downgrade(&client));
     client
         .set_option("download_dir", download_dir)
         .map_err(code("download_dir"))?;
@@ -122,7 +140,7 @@ fn run(addr: &str, user: &str, download_dir: &str) -> Res<()> {
         sending: 0,
         progress_seen: false,
         callins: Vec::new(),
-        auto_accept: false,
+        auto_accept,
     };
     match peer.wait(|e| matches!(e, Event::Login { .. }))? {
         (_, Event::Login { result: Ok(_), .. }) => {}
@@ -162,7 +180,7 @@ fn run(addr: &str, user: &str, download_dir: &str) -> Res<()> {
 }
 
 struct Peer {
-    client: Client,
+    client: Arc<Client>,
     events: Receiver<Note>,
     pings: Arc<Mutex<Pings>>,
     /// Files this peer is sending.
@@ -171,8 +189,8 @@ struct Peer {
     progress_seen: bool,
     /// Calls that rang here: call ID and when.
     callins: Vec<(String, u64)>,
-    /// Accept every call that rings here.
-    auto_accept: bool,
+    /// Accept every call that rings here (in the callback).
+    auto_accept: Arc<AtomicBool>,
 }
 
 impl Peer {
@@ -185,11 +203,6 @@ impl Peer {
                 println!("file_rlst {}", code_of(&result));
             }
             Event::SendProgress { .. } => self.progress_seen = true,
-            Event::NotifyCallIn { call_id, .. } if self.auto_accept => {
-                if let Err(c) = self.client.accept_call(&call_id, "", "", "") {
-                    println!("error accept_call refused: code {}", c.get());
-                }
-            }
             Event::NotifyCallIn { call_id, .. } => self.callins.push((call_id, at)),
             Event::LineOff { code } => println!("line_off {}", code.get()),
             _ => {}
@@ -240,7 +253,7 @@ impl Peer {
                 println!("pings {}", join(samples.iter()));
             }
             ["autoaccept", on] => {
-                self.auto_accept = on == "1";
+                self.auto_accept.store(on == "1", Ordering::Relaxed);
                 println!("autoaccept");
             }
             ["setups", target, n] => {
