@@ -118,6 +118,14 @@ typedef struct crvm_callbacks {
   /** The sender cancelled (or lost) the transfer `send_id`; what had arrived of
    * it is discarded. */
   void (*notify_cancel_send)(void *ud, const char *send_id);
+  /** The connection was lost (`sdk_err`: why, e.g. 207) and the library is
+   * resuming the session: requests are accepted and queued meanwhile, calls and
+   * transfers carry on. `line_resumed` follows, or — if the session cannot be
+   * resumed — each outstanding request's result with 207, then `line_off`. */
+  void (*line_reconnecting)(void *ud, int32_t sdk_err);
+  /** The session is resumed after `offline_ms` milliseconds without a link;
+   * nothing was lost and nothing will arrive twice. */
+  void (*line_resumed)(void *ud, int64_t offline_ms);
 } crvm_callbacks;
 
 /**
@@ -456,6 +464,13 @@ int32_t crvm_login(struct crvm_client *c,
                    const char *priv_acnt,
                    const char *priv_auth_code,
                    const char *cookie);
+
+/**
+ * The app knows the network changed (e.g. Wi-Fi to mobile): the link is dropped at once and
+ * the session resumed without waiting for a heartbeat to notice (SPEC §3.6). 0, or 12 if not
+ * logged in.
+ */
+int32_t crvm_network_changed(struct crvm_client *c);
 
 /**
  * Logs out, or abandons a login in progress (whose `login_fail(9)` still follows). No event

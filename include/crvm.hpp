@@ -80,6 +80,8 @@ struct Events {
   std::function<void(Str source_user_id, Str data_base64)> notify_buffer_data;
   std::function<void(Str source_user_id, Str tmp_file, Str org_file_name)> notify_file_data;
   std::function<void(Str send_id)> notify_cancel_send;
+  std::function<void(int32_t sdk_err)> line_reconnecting;
+  std::function<void(int64_t offline_ms)> line_resumed;
 };
 
 namespace detail {
@@ -154,6 +156,8 @@ class Client {
     CRVM_HPP_CB(notify_buffer_data, const char *, const char *);
     CRVM_HPP_CB(notify_file_data, const char *, const char *, const char *);
     CRVM_HPP_CB(notify_cancel_send, const char *);
+    CRVM_HPP_CB(line_reconnecting, int32_t);
+    CRVM_HPP_CB(line_resumed, int64_t);
 #undef CRVM_HPP_CB
     detail::check(crvm_create(detail::c(server_addr), &cb, sizeof cb, events_.get(), &c_));
   }
@@ -193,6 +197,8 @@ class Client {
                              c(priv_auth_code), c(cookie)));
   }
   void logout() { detail::check(crvm_logout(c_)); }
+  // The network changed: drop the link and resume the session at once (SPEC §3.6).
+  void network_changed() { detail::check(crvm_network_changed(c_)); }
   void set_dnd_status(int32_t dnd_status, Str cookie = "") {
     detail::check(crvm_set_dnd_status(c_, dnd_status, detail::c(cookie)));
   }

@@ -197,6 +197,20 @@ macro_rules! for_each_event {
                 /// it is discarded.
                 _ => notify_cancel_send(send_id: Id = task_id),
             }
+            /// The link was lost and the session is being resumed (SPEC §3.6).
+            LineReconnecting { code: Code } on () {
+                /// The connection was lost (`sdk_err`: why, e.g. 207) and the library is
+                /// resuming the session: requests are accepted and queued meanwhile, calls and
+                /// transfers carry on. `line_resumed` follows, or — if the session cannot be
+                /// resumed — each outstanding request's result with 207, then `line_off`.
+                _ => line_reconnecting(sdk_err: Code = code),
+            }
+            /// The session is resumed (SPEC §3.6).
+            LineResumed { offline_ms: u64 } on () {
+                /// The session is resumed after `offline_ms` milliseconds without a link;
+                /// nothing was lost and nothing will arrive twice.
+                _ => line_resumed(offline_ms: I64 = *offline_ms as i64),
+            }
         }
     };
 }

@@ -67,9 +67,12 @@ impl Peer {
     }
 
     fn send_attached(&mut self, m: &ServerMsg, attachment: &[u8]) {
-        let f = self
-            .enc
-            .control(self.dec.last_seq(), &to_json(m), attachment);
+        let f = if m.is_handshake() {
+            crvm_proto::frame::handshake_frame(&to_json(m))
+        } else {
+            self.enc
+                .control(self.dec.last_seq(), &to_json(m), attachment)
+        };
         self.sock.write_all(&f).unwrap();
     }
 

@@ -4,15 +4,18 @@
 //! offset size field
 //!  0     4    len    payload length in bytes (big-endian u32), checked against the
 //!                    receiver's maximum before a single payload byte is buffered
-//!  4     1    kind   1 control, 2 data, 3 ping, 4 pong
+//!  4     1    kind   1 control, 2 data, 3 ping, 4 pong, 5 ack
 //!  5     1    flags  0 in protocol version 1
 //!  6     2    rsv    0
-//!  8     8    seq    sender's sequence number of this frame: 1, 2, 3, … per direction
-//! 16     8    ack    highest sequence number received in order from the peer (0 = none)
+//!  8     8    seq    sender's sequence number of this frame: 1, 2, 3, … per direction and
+//!                    session (not per connection); 0 for an unnumbered frame
+//! 16     8    ack    highest sequence number the sender has handled from its peer (0 = none)
 //! ```
 //!
-//! `seq`/`ack` are checked on every frame (a gap or repeat is a protocol error) so that session
-//! resumption can later replay unacknowledged frames without a new frame format.
+//! Numbered frames (control and data) carry a session's traffic and are what session
+//! resumption replays; unnumbered ones (heartbeats, standalone acknowledgements, the handshake
+//! of a connection) belong to one connection only. The decoder discards a numbered frame it
+//! already had and refuses one from the future (a gap).
 
 use std::fmt;
 
@@ -36,15 +39,25 @@ pub enum Kind {
     Ping = 3,
     /// Heartbeat answer. Empty payload.
     Pong = 4,
+    /// A standalone acknowledgement (its header's `ack`), for when traffic is one-sided.
+    /// Empty payload, unnumbered.
+    Ack = 5,
 }
 
 impl Kind {
+    /// Whether frames of this kind carry a sequence number (control frames outside a
+    /// connection's handshake, data frames) rather than 0.
+    pub fn numbered(self) -> bool {
+        matches!(self, Kind::Control | Kind::Data)
+    }
+
     fn from_u8(b: u8) -> Option<Kind> {
         match b {
             1 => Some(Kind::Control),
             2 => Some(Kind::Data),
             3 => Some(Kind::Ping),
             4 => Some(Kind::Pong),
+            5 => Some(Kind::Ack),
             _ => None,
         }
     }
@@ -59,7 +72,8 @@ pub enum FrameError {
     BadKind(u8),
     /// Non-zero flags or reserved bits.
     BadFlags,
-    /// `seq` is not the previous one plus one.
+    /// A numbered frame from the future: `seq` beyond the previous one plus one (or an
+    /// unnumbered frame of a kind that must be numbered, or the reverse).
     BadSeq { expected: u64, got: u64 },
     /// A control payload whose JSON length runs past the payload.
     BadControl,
@@ -139,15 +153,19 @@ impl Encoder {
     }
 
     /// The header of the next frame, for writers that put it in front of a payload themselves.
+    /// Heartbeats and standalone acknowledgements are unnumbered (`seq` 0) and take no number.
     pub fn header(&mut self, kind: Kind, ack: u64, len: usize) -> [u8; HEADER_LEN] {
-        let mut h = [0u8; HEADER_LEN];
+        if !kind.numbered() {
+            return header_at(kind, 0, ack, len);
+        }
         let seq = self.next_seq();
         self.next_seq = seq + 1;
-        h[0..4].copy_from_slice(&(len as u32).to_be_bytes());
-        h[4] = kind as u8;
-        h[8..16].copy_from_slice(&seq.to_be_bytes());
-        h[16..24].copy_from_slice(&ack.to_be_bytes());
-        h
+        header_at(kind, seq, ack, len)
+    }
+
+    /// Continues the numbering after `last` (a resumed session's next frame is `last + 1`).
+    pub fn continue_after(&mut self, last: u64) {
+        self.next_seq = last + 1;
     }
 
     /// Fills in the header of `frame`, a buffer made by [`unstamped`], taking the next sequence
@@ -163,6 +181,25 @@ impl Encoder {
         let jl = (json.len() as u32).to_be_bytes();
         self.frame(Kind::Control, ack, &[&jl, json, attachment])
     }
+}
+
+/// A frame header with the given sequence number: `seq` 0 for an unnumbered frame (a
+/// connection's handshake), or the original number of a frame sent again after a resume.
+pub fn header_at(kind: Kind, seq: u64, ack: u64, len: usize) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[0..4].copy_from_slice(&(len as u32).to_be_bytes());
+    h[4] = kind as u8;
+    h[8..16].copy_from_slice(&seq.to_be_bytes());
+    h[16..24].copy_from_slice(&ack.to_be_bytes());
+    h
+}
+
+/// An unnumbered control frame carrying `json`: a message of a connection's handshake.
+pub fn handshake_frame(json: &[u8]) -> Vec<u8> {
+    let mut f = header_at(Kind::Control, 0, 0, 4 + json.len()).to_vec();
+    f.extend_from_slice(&control_prefix(json));
+    f.extend_from_slice(json);
+    f
 }
 
 /// A frame buffer with room for its header (zeroed) followed by `parts`, to be completed by
@@ -201,6 +238,8 @@ pub struct Decoder {
     end: usize,
     max_payload: u32,
     last_seq: u64,
+    /// Numbered frames discarded because they were already had.
+    dups: u64,
     /// Room the next read is offered when no frame's size says more.
     room: usize,
     /// Room the last [`Decoder::spare`] offered.
@@ -221,14 +260,26 @@ impl Decoder {
             end: 0,
             max_payload,
             last_seq: 0,
+            dups: 0,
             room: READ_MIN,
             offered: 0,
         }
     }
 
-    /// Highest sequence number decoded so far (what this side acknowledges).
+    /// Highest sequence number decoded so far (what this side acknowledges once handled).
     pub fn last_seq(&self) -> u64 {
         self.last_seq
+    }
+
+    /// A new connection of a resumed session: numbered frames up to `last` were had on an
+    /// earlier one (resent ones are discarded), the next is `last + 1`.
+    pub fn continue_after(&mut self, last: u64) {
+        self.last_seq = last;
+    }
+
+    /// Numbered frames discarded so far because they were already had.
+    pub fn duplicates(&self) -> u64 {
+        self.dups
     }
 
     /// Bytes received but not yet returned as frames.
@@ -341,7 +392,14 @@ impl Decoder {
             return Ok(None);
         }
         let h = parse_header(avail[..HEADER_LEN].try_into().unwrap(), self.max_payload)?;
-        if h.seq != self.last_seq + 1 {
+        let numbered = h.kind.numbered() && h.seq != 0;
+        let bad_seq = if numbered {
+            h.seq > self.last_seq + 1
+        } else {
+            // Only a control frame may be unnumbered (a connection's handshake).
+            h.seq != 0 || h.kind == Kind::Data
+        };
+        if bad_seq {
             return Err(FrameError::BadSeq {
                 expected: self.last_seq + 1,
                 got: h.seq,
@@ -353,7 +411,14 @@ impl Decoder {
         }
         let at = self.start;
         self.start += total;
-        self.last_seq = h.seq;
+        if numbered && h.seq <= self.last_seq {
+            // Already had (sent again after a resume): discarded, not handled twice.
+            self.dups += 1;
+            return self.next_frame_ref();
+        }
+        if numbered {
+            self.last_seq = h.seq;
+        }
         let payload = &self.buf[at + HEADER_LEN..at + total];
         if h.kind == Kind::Control {
             split_control(payload)?;
@@ -448,7 +513,8 @@ mod tests {
         assert_eq!(frames[1].control().unwrap(), (&b"{}"[..], &[1u8, 2, 3][..]));
         assert_eq!(frames[1].ack, 7);
         assert_eq!(frames[2].kind, Kind::Ping);
-        assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        // Heartbeats are unnumbered.
+        assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), [1, 2, 0]);
         assert_eq!(dec.buffered(), 0);
     }
 
@@ -459,6 +525,30 @@ mod tests {
         b.stamp(&mut f, Kind::Control, 9);
         assert_eq!(f, a.control(9, b"{}", b"att"));
         assert_eq!(a.next_seq(), b.next_seq());
+    }
+
+    #[test]
+    fn frames_already_had_are_discarded_and_numbering_continues_after_a_resume() {
+        let mut enc = Encoder::new();
+        let wire: Vec<Vec<u8>> = (0..4).map(|_| enc.control(0, b"{}", &[])).collect();
+        let mut dec = Decoder::new(100);
+        dec.feed(&wire[0]);
+        dec.feed(&wire[1]);
+        assert_eq!(dec.next_frame().unwrap().unwrap().seq, 1);
+        assert_eq!(dec.next_frame().unwrap().unwrap().seq, 2);
+        // A new connection: the peer sends 2 again (it did not know we had it), then 3, 4.
+        let mut dec2 = Decoder::new(100);
+        dec2.continue_after(dec.last_seq());
+        for f in &wire[1..] {
+            dec2.feed(f);
+        }
+        dec2.feed(&header_at(Kind::Control, 0, 0, 4)); // a handshake frame
+        dec2.feed(&[0; 4]);
+        let seqs: Vec<u64> = std::iter::from_fn(|| dec2.next_frame().unwrap())
+            .map(|f| f.seq)
+            .collect();
+        assert_eq!(seqs, [3, 4, 0]);
+        assert_eq!((dec2.duplicates(), dec2.last_seq()), (1, 4));
     }
 
     #[test]
@@ -496,15 +586,25 @@ mod tests {
             dec.feed(&f);
             assert!(dec.next_frame().is_err(), "byte {i}");
         }
-        let mut dec = Decoder::new(100);
-        dec.feed(&enc.frame(Kind::Ping, 0, &[])); // seq 2 where 1 is expected
-        assert_eq!(
-            dec.next_frame(),
-            Err(FrameError::BadSeq {
-                expected: 1,
-                got: 2
-            })
-        );
+        // A numbered frame from the future, a numbered heartbeat, an unnumbered data frame.
+        let mut enc = Encoder::new();
+        enc.frame(Kind::Control, 0, &[&[0, 0, 0, 0]]);
+        for f in [
+            enc.frame(Kind::Control, 0, &[&[0, 0, 0, 0]]),
+            header_at(Kind::Ping, 1, 0, 0).to_vec(),
+            header_at(Kind::Data, 0, 0, 8)
+                .iter()
+                .chain(&[0; 8])
+                .copied()
+                .collect(),
+        ] {
+            let mut dec = Decoder::new(100);
+            dec.feed(&f);
+            assert!(
+                matches!(dec.next_frame(), Err(FrameError::BadSeq { .. })),
+                "{f:?}"
+            );
+        }
         let mut enc = Encoder::new();
         let mut dec = Decoder::new(100);
         dec.feed(&enc.frame(Kind::Control, 0, &[&[0, 0, 0, 9], b"{}"]));

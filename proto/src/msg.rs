@@ -13,14 +13,23 @@ use serde::{Deserialize, Serialize};
 use crate::error::*;
 
 /// Protocol version spoken by this build. The server refuses any other with code 4.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", content = "c", rename_all = "snake_case")]
 pub enum ClientMsg {
-    /// First frame of every connection.
+    /// First frame of every connection (unnumbered).
     Hello { ver: u32, agent: String },
+    /// Second frame of a connection that resumes a session instead of logging in (unnumbered):
+    /// the session and its current secret (from `resumable` or the last `resumed`), and the
+    /// last numbered frame this side handled from the server.
+    Resume {
+        app_id: String,
+        session: String,
+        secret: String,
+        last: u64,
+    },
     /// A request, answered by exactly one reply carrying `id` as `re` (none for a logout the
     /// server closes after; see docs/PROTOCOL.md).
     Req { id: u64, op: Op },
@@ -55,6 +64,10 @@ pub enum Op {
         user_id: String,
         nick: String,
         token: String,
+        /// The client will resume the session after a lost connection (SPEC §3.6): the server
+        /// answers `resumable` after `login_ok` and holds the session when its link drops.
+        #[serde(default)]
+        resume: bool,
     },
     /// Answered once everything before it was answered; then the server closes.
     Logout,
@@ -155,6 +168,7 @@ impl Op {
                 user_id,
                 nick,
                 token,
+                ..
             } => {
                 present(app_id, APP_ID_MAX)?;
                 within(secret, SECRET_MAX)?;
@@ -224,6 +238,11 @@ impl Op {
 }
 
 impl ClientMsg {
+    /// Whether this message belongs to a connection's handshake (sent unnumbered).
+    pub fn is_handshake(&self) -> bool {
+        matches!(self, ClientMsg::Hello { .. } | ClientMsg::Resume { .. })
+    }
+
     /// Checks a message's fields, `attachment` included; `Err` is the code to refuse it with.
     /// For a request, the code its reply carries; for a cmd, its `cmd_done`'s.
     pub fn validate(&self, attachment: &[u8], sizes: &SizeLimits) -> Result<(), Code> {
@@ -231,6 +250,16 @@ impl ClientMsg {
             ClientMsg::Req { op, .. } => op.validate(sizes),
             ClientMsg::Cmd { to, .. } => validate_cmd(to, attachment.len()),
             ClientMsg::DataEnd { hash, .. } => within(hash, HASH_MAX),
+            ClientMsg::Resume {
+                app_id,
+                session,
+                secret,
+                ..
+            } => {
+                present(app_id, limits::APP_ID_MAX)?;
+                present(session, SECRET_TEXT_MAX)?;
+                present(secret, SECRET_TEXT_MAX)
+            }
             _ => Ok(()),
         }
     }
@@ -246,6 +275,8 @@ pub fn validate_cmd(to: &str, len: usize) -> Result<(), Code> {
 
 /// Longest checksum text accepted (an XXH3-128 is 32 hex digits).
 pub const HASH_MAX: usize = 64;
+/// Longest session ID or resume secret accepted (the server makes 32 hex digits).
+pub const SECRET_TEXT_MAX: usize = 64;
 
 /// Server → client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,6 +295,24 @@ pub enum ServerMsg {
     Reply { re: u64, code: i32 },
     /// Successful login.
     LoginOk { re: u64, user_id: String },
+    /// Right after `login_ok` of a login that asked to be resumable: how to resume the session
+    /// (`secret` changes on every resume) and how long the server holds it once its link drops.
+    Resumable {
+        session: String,
+        secret: String,
+        window_s: u64,
+    },
+    /// Answer to `resume` (unnumbered): the session is back; `last` is the last numbered frame
+    /// the server handled from the client, `secret` the one for the next resume. The server's
+    /// unacknowledged frames follow, then new traffic.
+    Resumed { secret: String, last: u64 },
+    /// Answer to `resume` (unnumbered) when the session cannot be resumed: 207 unknown, expired
+    /// or wrong secret (no difference is revealed), 10 kicked by a newer login meanwhile. The
+    /// server then closes.
+    ResumeFailed { code: i32 },
+    /// Answer to `resume` (unnumbered) when the server takes no resumes right now (rate
+    /// limit): try again after `after_ms`. The server then closes; the session is kept.
+    Retry { after_ms: u64 },
     /// Successful `GetUserStatus`: every online user of the tenant.
     Statuses { re: u64, list: Vec<UserStatus> },
     /// Successful `CreateMeeting`.
@@ -329,6 +378,19 @@ pub enum ServerMsg {
     /// The server is closing this connection for `code` (10 kicked, 206 shutting down, 4 version,
     /// 6 malformed input, 12 request before login…). Nothing follows.
     Close { code: i32, reason: String },
+}
+
+impl ServerMsg {
+    /// Whether this message belongs to a connection's handshake (sent unnumbered).
+    pub fn is_handshake(&self) -> bool {
+        matches!(
+            self,
+            ServerMsg::Welcome { .. }
+                | ServerMsg::Resumed { .. }
+                | ServerMsg::ResumeFailed { .. }
+                | ServerMsg::Retry { .. }
+        )
+    }
 }
 
 /// What a transfer carries (SPEC §3.5). Cmds are not transfers on the wire (see

@@ -8,13 +8,17 @@
 //! and what happens past it (the server closes a connection whose queue overflows; the
 //! library's own flow control keeps its queue small).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::frame::{control_prefix, Encoder, Kind, HEADER_LEN};
+use crate::frame::{control_prefix, header_at, Encoder, Kind, HEADER_LEN};
 use crate::msg::to_json;
+
+/// A large payload (a chunk, a cmd's bytes), shared between the write in progress and the
+/// unacknowledged tail without being copied.
+pub type Payload = Arc<Vec<u8>>;
 
 /// One outgoing frame, before its header is stamped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,11 +26,13 @@ pub enum Out {
     /// A control message's JSON (shared, so a fan-out serialises once).
     Control(Arc<[u8]>),
     /// A control message's JSON with a binary attachment (a cmd's bytes).
-    Attached(Arc<[u8]>, Vec<u8>),
+    Attached(Arc<[u8]>, Payload),
     /// A data frame payload: 8-byte stream ID, then the chunk.
-    Data(Vec<u8>),
+    Data(Payload),
     Ping,
     Pong,
+    /// A standalone acknowledgement.
+    Ack,
 }
 
 impl Out {
@@ -37,7 +43,7 @@ impl Out {
 
     /// A control frame carrying `msg` and `attachment`.
     pub fn attached<T: Serialize>(msg: &T, attachment: Vec<u8>) -> Out {
-        Out::Attached(to_json(msg).into(), attachment)
+        Out::Attached(to_json(msg).into(), Arc::new(attachment))
     }
 
     /// A data frame of stream `sid`.
@@ -45,7 +51,7 @@ impl Out {
         let mut p = Vec::with_capacity(8 + bytes.len());
         p.extend_from_slice(&sid.to_be_bytes());
         p.extend_from_slice(bytes);
-        Out::Data(p)
+        Out::Data(Arc::new(p))
     }
 
     pub fn kind(&self) -> Kind {
@@ -54,6 +60,7 @@ impl Out {
             Out::Data(_) => Kind::Data,
             Out::Ping => Kind::Ping,
             Out::Pong => Kind::Pong,
+            Out::Ack => Kind::Ack,
         }
     }
 
@@ -63,7 +70,7 @@ impl Out {
             Out::Control(json) => 4 + json.len(),
             Out::Attached(json, att) => 4 + json.len() + att.len(),
             Out::Data(p) => p.len(),
-            Out::Ping | Out::Pong => 0,
+            Out::Ping | Out::Pong | Out::Ack => 0,
         }
     }
 
@@ -72,9 +79,9 @@ impl Out {
         HEADER_LEN + self.payload_len()
     }
 
-    /// Appends this frame to `out`, header first, taking the next sequence number of `enc`.
-    pub fn encode(&self, enc: &mut Encoder, ack: u64, out: &mut Vec<u8>) {
-        out.extend_from_slice(&enc.header(self.kind(), ack, self.payload_len()));
+    /// Appends this frame to `out` with the given header.
+    fn encode_with(&self, header: [u8; HEADER_LEN], out: &mut Vec<u8>) {
+        out.extend_from_slice(&header);
         match self {
             Out::Control(json) => {
                 out.extend_from_slice(&control_prefix(json));
@@ -86,19 +93,56 @@ impl Out {
                 out.extend_from_slice(att);
             }
             Out::Data(p) => out.extend_from_slice(p),
-            Out::Ping | Out::Pong => {}
+            Out::Ping | Out::Pong | Out::Ack => {}
         }
+    }
+
+    /// Appends this frame to `out`, header first, taking the next sequence number of `enc`
+    /// (unless it is of an unnumbered kind).
+    pub fn encode(&self, enc: &mut Encoder, ack: u64, out: &mut Vec<u8>) {
+        self.encode_with(enc.header(self.kind(), ack, self.payload_len()), out);
     }
 }
 
-/// Queued frames of one connection and its outgoing sequence numbers.
+/// Where a frame taken from the queue comes from, which decides its number.
+#[derive(Clone, Copy)]
+enum Stamp {
+    /// A connection's handshake: unnumbered.
+    Handshake,
+    /// Sent again after a resume, with its original number.
+    Resent(u64),
+    /// The next number (if its kind is numbered).
+    Next,
+}
+
+/// The acknowledgement names a frame that was never sent, or a resume asks for frames that
+/// are no longer kept: the peer is broken or lying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsent;
+
+/// Queued frames of one connection (or, for a resumable session, of the session across its
+/// connections), its outgoing sequence numbers, and — with [`OutQueue::keep_tail`] — the
+/// numbered frames sent and not yet acknowledged, for sending again after a resume.
 #[derive(Debug, Default)]
 pub struct OutQueue {
+    handshake: VecDeque<Out>,
+    resend: VecDeque<(u64, Out)>,
     control: VecDeque<Out>,
     data: VecDeque<Out>,
     control_bytes: usize,
     data_bytes: usize,
     enc: Encoder,
+    keep: bool,
+    /// Numbered frames written and not acknowledged, in order (with `keep`).
+    tail: VecDeque<(u64, Out)>,
+    /// Wire bytes of `tail` and `resend`.
+    tail_bytes: usize,
+    /// Only the handshake goes out (a resume is being negotiated).
+    hold: bool,
+    /// Frames merged by key ([`OutQueue::push_merged`]): key → absolute index in `control`.
+    merged: HashMap<Box<str>, u64>,
+    /// Control frames taken from the front of `control` so far (absolute index base).
+    popped: u64,
 }
 
 impl OutQueue {
@@ -106,10 +150,44 @@ impl OutQueue {
         OutQueue::default()
     }
 
+    /// Keeps every numbered frame written until the peer acknowledges it (a resumable
+    /// session).
+    pub fn keep_tail(&mut self, keep: bool) {
+        self.keep = keep;
+        if !keep {
+            self.tail.clear();
+            self.tail_bytes = self.resend.iter().map(|(_, o)| o.cost()).sum();
+        }
+    }
+
     /// Queues a control-priority frame (messages, pings, pongs).
     pub fn push(&mut self, out: Out) {
         self.control_bytes += out.cost();
         self.control.push_back(out);
+    }
+
+    /// Queues a control frame that replaces a queued, not yet written one pushed with the same
+    /// `key` (in its place); otherwise like [`OutQueue::push`]. Returns whether it replaced
+    /// one. (While a session is detached, one user's presence pushes merge into the latest.)
+    pub fn push_merged(&mut self, key: &str, out: Out) -> bool {
+        if let Some(&at) = self.merged.get(key) {
+            if at >= self.popped {
+                let slot = &mut self.control[(at - self.popped) as usize];
+                self.control_bytes = self.control_bytes - slot.cost() + out.cost();
+                *slot = out;
+                return true;
+            }
+        }
+        let at = self.popped + self.control.len() as u64;
+        self.merged.insert(key.into(), at);
+        self.push(out);
+        false
+    }
+
+    /// Queues an unnumbered control frame of the connection's handshake (`hello`, `welcome`,
+    /// `resume`, `resumed`): written before anything else.
+    pub fn push_handshake(&mut self, out: Out) {
+        self.handshake.push_back(out);
     }
 
     /// Queues a data chunk (lower priority than every control frame).
@@ -128,21 +206,35 @@ impl OutQueue {
         self.data_bytes
     }
 
+    /// Wire bytes of frames sent and not acknowledged (kept for a resume).
+    pub fn tail_bytes(&self) -> usize {
+        self.tail_bytes
+    }
+
     /// Data chunks queued.
     pub fn data_len(&self) -> usize {
         self.data.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.control.is_empty() && self.data.is_empty()
+        self.handshake.is_empty()
+            && (self.hold || (self.resend.is_empty() && self.control.is_empty()))
+            && self.data.is_empty()
     }
 
-    /// Drops everything queued (the connection is gone).
+    /// Drops everything queued and kept (the session is gone).
     pub fn clear(&mut self) {
+        self.handshake.clear();
+        self.resend.clear();
         self.control.clear();
         self.data.clear();
+        self.tail.clear();
+        self.merged.clear();
+        self.popped = 0;
         self.control_bytes = 0;
         self.data_bytes = 0;
+        self.tail_bytes = 0;
+        self.hold = false;
     }
 
     /// Sequence number the next frame will carry.
@@ -150,24 +242,116 @@ impl OutQueue {
         self.enc.next_seq()
     }
 
+    /// The peer has handled every frame up to `upto`: they are no longer kept.
+    pub fn acked(&mut self, upto: u64) -> Result<(), Unsent> {
+        if upto >= self.enc.next_seq() {
+            return Err(Unsent);
+        }
+        while self.tail.front().is_some_and(|(seq, _)| *seq <= upto) {
+            let (_, out) = self.tail.pop_front().expect("front exists");
+            self.tail_bytes -= out.cost();
+        }
+        Ok(())
+    }
+
+    /// A new connection for the session: what the last one had left of its handshake is
+    /// dropped, and until [`OutQueue::resume`] (or [`OutQueue::release`]) only handshake frames
+    /// go out.
+    pub fn new_connection(&mut self) {
+        self.handshake.clear();
+        self.hold = true;
+    }
+
+    /// Lets everything queued go out (a fresh session's first connection).
+    pub fn release(&mut self) {
+        self.hold = false;
+    }
+
+    /// The session is resumed and the peer has handled every frame up to `peer_last`: those
+    /// are dropped, the rest of the tail is sent again first, with its numbers, then whatever
+    /// is queued.
+    pub fn resume(&mut self, peer_last: u64) -> Result<(), Unsent> {
+        self.acked(peer_last)?;
+        // Everything after `peer_last` must still be here.
+        let first = self
+            .resend
+            .front()
+            .or(self.tail.front())
+            .map_or(self.enc.next_seq(), |(seq, _)| *seq);
+        if first != peer_last + 1 {
+            return Err(Unsent);
+        }
+        while let Some(f) = self.tail.pop_back() {
+            self.resend.push_front(f);
+        }
+        self.hold = false;
+        Ok(())
+    }
+
+    /// The next frame to write: the handshake, then (unless held) what is to be sent again,
+    /// then control frames, then — only if `data` — one data chunk.
+    fn pop(&mut self, data: bool) -> Option<(Stamp, Out)> {
+        if let Some(out) = self.handshake.pop_front() {
+            return Some((Stamp::Handshake, out));
+        }
+        if self.hold {
+            return None;
+        }
+        if let Some((seq, out)) = self.resend.pop_front() {
+            self.tail_bytes -= out.cost();
+            return Some((Stamp::Resent(seq), out));
+        }
+        if let Some(out) = self.control.pop_front() {
+            self.popped += 1;
+            if self.control.is_empty() {
+                self.merged.clear();
+            }
+            self.control_bytes -= out.cost();
+            return Some((Stamp::Next, out));
+        }
+        if data {
+            if let Some(out) = self.data.pop_front() {
+                self.data_bytes -= out.cost();
+                return Some((Stamp::Next, out));
+            }
+        }
+        None
+    }
+
+    /// The header of `out` taken with `stamp`; a numbered frame is kept in the tail.
+    fn stamp(&mut self, stamp: Stamp, out: &Out, ack: u64) -> [u8; HEADER_LEN] {
+        let (kind, len) = (out.kind(), out.payload_len());
+        let seq = match stamp {
+            Stamp::Handshake => 0,
+            Stamp::Resent(seq) => seq,
+            Stamp::Next if kind.numbered() => {
+                let seq = self.enc.next_seq();
+                self.enc.continue_after(seq);
+                seq
+            }
+            Stamp::Next => 0,
+        };
+        if seq != 0 && self.keep {
+            self.tail_bytes += out.cost();
+            self.tail.push_back((seq, out.clone()));
+        }
+        header_at(kind, seq, ack, len)
+    }
+
     /// Appends queued frames to `buf`, stamped with their sequence numbers and `ack`: control
     /// frames until `buf` holds `max` bytes, or — only if there was no control frame — one data
     /// chunk. Returns how many frames it wrote.
     pub fn encode(&mut self, ack: u64, buf: &mut Vec<u8>, max: usize) -> usize {
         let mut n = 0;
-        while buf.len() < max {
-            let Some(out) = self.control.pop_front() else {
+        while buf.len() < max || n == 0 {
+            let Some((stamp, out)) = self.pop(n == 0) else {
                 break;
             };
-            self.control_bytes -= out.cost();
-            out.encode(&mut self.enc, ack, buf);
+            let header = self.stamp(stamp, &out, ack);
+            out.encode_with(header, buf);
             n += 1;
-        }
-        if n == 0 {
-            if let Some(out) = self.data.pop_front() {
-                self.data_bytes -= out.cost();
-                out.encode(&mut self.enc, ack, buf);
-                n = 1;
+            if out.kind() == Kind::Data {
+                break;
             }
         }
         n
@@ -178,19 +362,16 @@ impl OutQueue {
     /// (vectored I/O), so the relay forwards them without copying them again.
     pub fn encode_batch(&mut self, ack: u64, batch: &mut Batch, max: usize) -> usize {
         let mut n = 0;
-        while batch.len < max {
-            let Some(out) = self.control.pop_front() else {
+        while batch.len < max || n == 0 {
+            let Some((stamp, out)) = self.pop(n == 0) else {
                 break;
             };
-            self.control_bytes -= out.cost();
-            batch.push(&mut self.enc, ack, out);
+            let header = self.stamp(stamp, &out, ack);
+            let data = out.kind() == Kind::Data;
+            batch.push(header, out);
             n += 1;
-        }
-        if n == 0 {
-            if let Some(out) = self.data.pop_front() {
-                self.data_bytes -= out.cost();
-                batch.push(&mut self.enc, ack, out);
-                n = 1;
+            if data {
+                break;
             }
         }
         n
@@ -198,8 +379,22 @@ impl OutQueue {
 
     /// The header of a frame of `len` payload bytes that the caller writes itself (a data
     /// chunk read straight from a file into the write buffer), with the next sequence number.
+    /// With [`OutQueue::keep_tail`], the caller hands the frame to [`OutQueue::keep_sent`].
     pub fn header(&mut self, kind: Kind, ack: u64, len: usize) -> [u8; HEADER_LEN] {
         self.enc.header(kind, ack, len)
+    }
+
+    /// Whether written frames are kept until acknowledged.
+    pub fn keeps_tail(&self) -> bool {
+        self.keep
+    }
+
+    /// Keeps frame `seq`, written by the caller with [`OutQueue::header`], until acknowledged.
+    pub fn keep_sent(&mut self, seq: u64, out: Out) {
+        if self.keep {
+            self.tail_bytes += out.cost();
+            self.tail.push_back((seq, out));
+        }
     }
 }
 
@@ -210,7 +405,7 @@ pub struct Batch {
     bytes: Vec<u8>,
     /// The write in order: `Ok(end)` is `bytes[previous end..end]`, `Err(i)` is `owned[i]`.
     spans: Vec<Result<usize, usize>>,
-    owned: Vec<Vec<u8>>,
+    owned: Vec<Payload>,
     /// Wire bytes in the batch.
     len: usize,
 }
@@ -245,25 +440,20 @@ impl Batch {
         self.len = 0;
     }
 
-    fn push(&mut self, enc: &mut Encoder, ack: u64, out: Out) {
+    fn push(&mut self, header: [u8; HEADER_LEN], out: Out) {
         self.len += out.cost();
         let payload = match out {
             Out::Attached(json, att) if att.len() >= IN_PLACE && self.owned.len() < MAX_OWNED => {
-                self.bytes.extend_from_slice(&enc.header(
-                    Kind::Control,
-                    ack,
-                    4 + json.len() + att.len(),
-                ));
+                self.bytes.extend_from_slice(&header);
                 self.bytes.extend_from_slice(&control_prefix(&json));
                 self.bytes.extend_from_slice(&json);
                 att
             }
             Out::Data(p) if p.len() >= IN_PLACE && self.owned.len() < MAX_OWNED => {
-                self.bytes
-                    .extend_from_slice(&enc.header(Kind::Data, ack, p.len()));
+                self.bytes.extend_from_slice(&header);
                 p
             }
-            small => return small.encode(enc, ack, &mut self.bytes),
+            small => return small.encode_with(header, &mut self.bytes),
         };
         self.spans.push(Ok(self.bytes.len()));
         self.spans.push(Err(self.owned.len()));
@@ -280,7 +470,7 @@ impl Batch {
                     parts.push(&self.bytes[start..end]);
                     start = end;
                 }
-                Err(i) => parts.push(&self.owned[i]),
+                Err(i) => parts.push(&self.owned[i][..]),
             }
         }
         parts.push(&self.bytes[start..]);
@@ -307,7 +497,12 @@ mod tests {
     }
 
     fn frames(wire: &[u8]) -> Vec<(Kind, u64, Vec<u8>)> {
+        frames_after(0, wire)
+    }
+
+    fn frames_after(last: u64, wire: &[u8]) -> Vec<(Kind, u64, Vec<u8>)> {
         let mut dec = Decoder::new(1 << 20);
+        dec.continue_after(last);
         dec.feed(wire);
         let mut out = Vec::new();
         while let Some(f) = dec.next_frame().unwrap() {
@@ -348,7 +543,8 @@ mod tests {
                 Kind::Data
             ]
         );
-        assert_eq!(got.iter().map(|f| f.1).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        // The pong is unnumbered.
+        assert_eq!(got.iter().map(|f| f.1).collect::<Vec<_>>(), [1, 0, 2, 3, 4]);
         assert_eq!(got[2].2[8..], [0; 16]);
         assert_eq!(got[4].2[8..], [1; 16]);
     }
@@ -358,8 +554,11 @@ mod tests {
         let mut q = OutQueue::new();
         q.push_data(Out::data(3, &[9; 5000]));
         q.push(json(2));
-        q.push(Out::Attached(vec![b'j'; 10].into(), vec![7; 4096]));
-        q.push(Out::Attached(vec![b'k'; 10].into(), vec![8; 10]));
+        q.push(Out::Attached(
+            vec![b'j'; 10].into(),
+            Arc::new(vec![7; 4096]),
+        ));
+        q.push(Out::Attached(vec![b'k'; 10].into(), Arc::new(vec![8; 10])));
         let mut b = Batch::new();
         assert_eq!(q.encode_batch(0, &mut b, 1 << 20), 3, "control first");
         assert_eq!(b.owned.len(), 1, "the large attachment only");
@@ -379,6 +578,69 @@ mod tests {
         assert_eq!(got[1].2[4 + 10..], [7; 4096]);
         assert_eq!((got[3].0, got[3].1), (Kind::Data, 4));
         assert_eq!(got[3].2[8..], [9; 5000]);
+    }
+
+    #[test]
+    fn the_tail_is_kept_until_acknowledged_and_sent_again_after_a_resume() {
+        let mut q = OutQueue::new();
+        q.keep_tail(true);
+        q.push_handshake(json(1));
+        for n in 2..6 {
+            q.push(json(n));
+        }
+        q.push(Out::Ping);
+        let mut wire = Vec::new();
+        q.encode(0, &mut wire, usize::MAX);
+        let got = frames(&wire);
+        assert_eq!(
+            got.iter().map(|f| f.1).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4, 0],
+            "handshake and heartbeat unnumbered"
+        );
+        assert_eq!(
+            q.tail_bytes(),
+            (2..6).map(|n| json(n).cost()).sum::<usize>()
+        );
+        assert_eq!(q.acked(5), Err(Unsent), "5 was never sent");
+        q.acked(1).unwrap();
+        // The link drops; meanwhile something new is queued.
+        q.push(json(6));
+        q.new_connection();
+        q.push_handshake(json(7));
+        let mut wire = Vec::new();
+        q.encode(0, &mut wire, usize::MAX);
+        assert_eq!(frames(&wire).len(), 1, "held: the handshake only");
+        // A resume asking for a frame no longer kept is refused.
+        assert_eq!(q.resume(0), Err(Unsent));
+        q.resume(2).unwrap();
+        let mut wire = Vec::new();
+        q.encode(9, &mut wire, usize::MAX);
+        let got = frames_after(2, &wire);
+        assert_eq!(got.iter().map(|f| f.1).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(got[0].2.len(), 4 + 4, "frame 3 is json(4)");
+        assert_eq!(got[2].2.len(), 4 + 6, "then the new one");
+        q.acked(5).unwrap();
+        assert_eq!(q.tail_bytes(), 0);
+    }
+
+    #[test]
+    fn merged_pushes_replace_the_queued_one_in_its_place() {
+        let mut q = OutQueue::new();
+        assert!(!q.push_merged("alice", json(1)));
+        q.push(json(2));
+        assert!(q.push_merged("alice", json(3)));
+        assert!(!q.push_merged("bob", json(4)));
+        assert_eq!(
+            q.control_bytes(),
+            [3, 2, 4].map(|n| json(n).cost()).iter().sum::<usize>()
+        );
+        let mut wire = Vec::new();
+        q.encode(0, &mut wire, 1);
+        // alice's first push is written: a later one is queued anew.
+        assert!(!q.push_merged("alice", json(5)));
+        q.encode(0, &mut wire, usize::MAX);
+        let lens: Vec<usize> = frames(&wire).iter().map(|f| f.2.len() - 4).collect();
+        assert_eq!(lens, [3, 2, 4, 5]);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub enum Incoming {
     Data(u64, Vec<u8>),
     Ping,
     Pong,
+    /// A standalone acknowledgement.
+    Ack,
 }
 
 /// Framing and messages of one client connection, without I/O.
@@ -133,6 +135,7 @@ impl Codec {
             }
             Kind::Ping => Incoming::Ping,
             Kind::Pong => Incoming::Pong,
+            Kind::Ack => Incoming::Ack,
         }))
     }
 }
@@ -238,7 +241,7 @@ impl RawClient {
                     return (msg, att.to_vec());
                 }
                 Kind::Ping => self.send_kind(Kind::Pong),
-                Kind::Pong => {}
+                Kind::Pong | Kind::Ack => {}
                 Kind::Data => panic!("unexpected data frame"),
             }
         }
@@ -346,7 +349,7 @@ impl RawClient {
     pub fn expect_eof(&mut self) {
         while let Some(f) = self.frame() {
             assert!(
-                matches!(f.kind, Kind::Ping | Kind::Pong),
+                matches!(f.kind, Kind::Ping | Kind::Pong | Kind::Ack),
                 "frame before EOF: {f:?}"
             );
         }
@@ -369,6 +372,7 @@ pub fn login_op(app: &str, secret: &str, user: &str, token: &str) -> Op {
         user_id: user.into(),
         nick: String::new(),
         token: token.into(),
+        resume: false,
     }
 }
 

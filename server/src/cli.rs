@@ -19,6 +19,7 @@ use crate::hub::MemoryHub;
 use crate::limits::LoginLimiter;
 use crate::log;
 use crate::relay::Relay;
+use crate::resume::Sessions;
 use crate::server::{self, Connections};
 use crate::store::{MeetingStore, SqliteStore};
 
@@ -420,8 +421,10 @@ async fn run(
         config.login_failures_per_source,
         config.login_failures_per_tenant,
     );
+    let sessions = Sessions::new(config.resume_window(), config.max_resumes_per_s);
     let ctx = Arc::new(Ctx {
         config,
+        sessions,
         hub: Arc::new(MemoryHub::new()),
         store,
         relay: Arc::new(Relay::new()),

@@ -8,6 +8,7 @@
 //! max_buffer_bytes = 104857600
 //! max_file_bytes = 4294967296
 //! pub_meet_url_base = "https://meet.example.com/m"
+//! resume_window_s = 60          # how long a dropped session is held for its resume (0: never)
 //! heartbeat_ms = 10000          # extension: ping interval, mostly for tests
 //!
 //! [[tenant]]
@@ -68,6 +69,8 @@ struct FileConfig {
     max_file_bytes: Option<u64>,
     pub_meet_url_base: Option<String>,
     heartbeat_ms: Option<u64>,
+    resume_window_s: Option<u64>,
+    max_resumes_per_s: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     hello_timeout_ms: Option<u64>,
@@ -97,6 +100,12 @@ pub struct Config {
     /// Silence after which the server pings; three intervals (at most 30 s) of silence from a
     /// client drop it.
     pub heartbeat_ms: u64,
+    /// Seconds a session whose connection dropped is held for the client to resume it
+    /// (SPEC §3.6); 0 ends it at once.
+    pub resume_window_s: u64,
+    /// Resumes this node accepts per second (twice that in a burst); beyond, a client is told
+    /// to retry later, so that a reconnect storm cannot starve the sessions already here.
+    pub max_resumes_per_s: u64,
     /// Certificate chain and private key (PEM) to serve TLS with; both or neither.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -124,6 +133,8 @@ impl Default for Config {
             max_file_bytes: 4 * 1024 * 1024 * 1024,
             pub_meet_url_base: DEFAULT_MEET_URL_BASE.into(),
             heartbeat_ms: 10_000,
+            resume_window_s: 60,
+            max_resumes_per_s: 500,
             tls_cert: None,
             tls_key: None,
             hello_timeout_ms: 10_000,
@@ -168,6 +179,8 @@ impl Config {
             max_file_bytes: f.max_file_bytes.unwrap_or(d.max_file_bytes),
             pub_meet_url_base: f.pub_meet_url_base.unwrap_or(d.pub_meet_url_base),
             heartbeat_ms: f.heartbeat_ms.unwrap_or(d.heartbeat_ms),
+            resume_window_s: f.resume_window_s.unwrap_or(d.resume_window_s),
+            max_resumes_per_s: f.max_resumes_per_s.unwrap_or(d.max_resumes_per_s),
             tls_cert: f.tls_cert,
             tls_key: f.tls_key,
             hello_timeout_ms: f.hello_timeout_ms.unwrap_or(d.hello_timeout_ms),
@@ -198,6 +211,7 @@ impl Config {
             ("hello_timeout_ms", self.hello_timeout_ms),
             ("frame_timeout_ms", self.frame_timeout_ms),
             ("max_requests_per_s", self.max_requests_per_s),
+            ("max_resumes_per_s", self.max_resumes_per_s),
             ("login_failures_per_source", self.login_failures_per_source),
             ("login_failures_per_tenant", self.login_failures_per_tenant),
         ] {
@@ -244,6 +258,11 @@ impl Config {
     /// How long a logged-in connection may stay silent before it is dropped.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms.saturating_mul(3)).min(Duration::from_secs(30))
+    }
+
+    /// How long a dropped session is held (SPEC §3.6).
+    pub fn resume_window(&self) -> Duration {
+        Duration::from_secs(self.resume_window_s)
     }
 
     pub fn hello_timeout(&self) -> Duration {

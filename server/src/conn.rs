@@ -9,7 +9,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,8 @@ use crvm_proto::frame::MAX_PAYLOAD_TO_SERVER;
 use crvm_proto::msg::xfer;
 use crvm_proto::{ClientMsg, Decoder, FrameRef, Kind, ServerMsg, PROTOCOL_VERSION};
 use tokio::io::AsyncReadExt;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -30,9 +30,15 @@ use crate::hub::{ConnId, Hub};
 use crate::limits::{Bucket, LoginLimiter};
 use crate::log;
 use crate::outbox::{run_writer, Out, Outbox, State, CONTROL_LIMIT};
+use crate::random;
 use crate::relay::Relay;
+use crate::resume::{Refused, Sessions};
 use crate::server::Connections;
 use crate::store::MeetingStore;
+
+/// A standalone acknowledgement is sent after this many frames handled without one having
+/// gone out, so that a client that only sends still has its tail acknowledged.
+const ACK_EVERY: u64 = 32;
 
 /// How long a closing connection's writer may take to flush before it is cut off.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,6 +61,8 @@ pub struct Ctx {
     /// Set when the server speaks TLS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub logins: LoginLimiter,
+    /// Resumable sessions, attached or held (SPEC §3.6).
+    pub sessions: Sessions,
 }
 
 /// Why the read loop ended.
@@ -70,12 +78,31 @@ pub enum End {
     },
     LoginFailed(i32),
     Logout,
-    /// Someone else stopped the outbox: kick, shutdown, overflow or a failed write.
+    /// Someone else stopped the outbox: kick, shutdown, overflow, a failed write, or a
+    /// resume of the session on another connection.
     Stopped,
+    /// The client asks to resume a session on this connection.
+    Resume(ResumeReq),
+    /// A resume was refused with this code (207, 10), or deferred (0: retry later).
+    ResumeRefused(i32),
 }
 
-/// A connection: the handlers' [`Peer`], read by this task.
-struct Conn(Peer);
+/// A `resume` as received.
+pub struct ResumeReq {
+    pub app_id: String,
+    pub session: String,
+    pub secret: String,
+    pub last: u64,
+}
+
+/// A connection: the handlers' [`Peer`] (the session, once logged in or resumed) and the
+/// decoder of what the socket reads, read by this task.
+struct Conn {
+    peer: Peer,
+    dec: Decoder,
+}
+
+type Writer<S> = JoinHandle<Option<WriteHalf<S>>>;
 
 /// Serves one accepted connection until it ends.
 pub async fn serve<S>(id: ConnId, stream: S, peer: SocketAddr, ctx: Arc<Ctx>)
@@ -84,39 +111,55 @@ where
 {
     let (mut rd, wr) = tokio::io::split(stream);
     let outbox = Outbox::default();
-    let ack = Arc::new(AtomicU64::new(0));
-    let mut writer = tokio::spawn(run_writer(
-        wr,
-        outbox.clone(),
-        Arc::clone(&ack),
-        ctx.config.heartbeat(),
-    ));
+    let mut writer: Writer<S> =
+        tokio::spawn(run_writer(wr, outbox.clone(), ctx.config.heartbeat()));
     if !ctx.conns.add(id, &outbox) {
         outbox.close_with(&shutdown_msg());
     }
-    let mut conn = Conn(Peer {
-        id,
-        addr: peer,
-        ctx: Arc::clone(&ctx),
-        outbox: outbox.clone(),
-        phase: Phase::AwaitHello,
-    });
-    let end = conn.read_loop(&mut rd, &ack).await;
+    let mut conn = Conn {
+        peer: Peer {
+            id,
+            conn: id,
+            addr: peer,
+            ctx: Arc::clone(&ctx),
+            outbox,
+            phase: Phase::AwaitHello,
+        },
+        dec: Decoder::new(MAX_PAYLOAD_TO_SERVER),
+    };
+    let end = loop {
+        match conn.read_loop(&mut rd).await {
+            End::Resume(req) => {
+                if let Err(end) = conn.resume(req, &mut writer).await {
+                    break end;
+                }
+            }
+            end => break end,
+        }
+    };
+    ctx.conns.remove(id);
+    if conn.hold(&end) {
+        writer.abort();
+        return;
+    }
 
     // Leave the hub first so no more pushes are queued for a connection that is going away.
-    let who = conn.0.leave();
+    let who = conn.peer.leave();
     log!("conn {id} closed ({peer}){who}: {}", conn.describe(&end));
 
+    let outbox = conn.peer.outbox.clone();
     match outbox.state() {
         State::Overflow | State::Broken => writer.abort(),
         _ => {
             outbox.close();
             match tokio::time::timeout(FLUSH_TIMEOUT, &mut writer).await {
-                Ok(_) => {
+                Ok(Ok(Some(mut wr))) => {
+                    let _ = wr.shutdown().await;
                     if !matches!(end, End::PeerClosed | End::ReadFailed(_)) {
                         linger(&mut rd).await;
                     }
                 }
+                Ok(_) => {}
                 Err(_) => writer.abort(),
             }
         }
@@ -129,6 +172,33 @@ pub fn shutdown_msg() -> ServerMsg {
         code: CRVIDEOSDK_FORCEDCLOSECONNECTION,
         reason: "server shutting down".into(),
     }
+}
+
+/// Ends the session parked as generation `gen` once the resume window passes, or at once if it
+/// ends meanwhile (kicked, over its bound, shutdown) — unless a resume took it first.
+fn expire_later(ctx: Arc<Ctx>, sid: String, gen: u64, outbox: Outbox) {
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.sessions.window()) => {}
+            _ = outbox.ended() => {}
+        }
+        let state = outbox.state();
+        let kicked = state
+            == State::Closing {
+                code: Some(CRVIDEOSDK_USER_BEEN_KICKOUT),
+            };
+        if let Some(mut session) = ctx.sessions.expire(&sid, gen, kicked) {
+            let id = session.id;
+            let who = session.leave();
+            let why = match state {
+                State::Detached => "not resumed in time",
+                State::Overflow => "too much held for it",
+                _ if kicked => "kicked by a newer login",
+                _ => "closed",
+            };
+            log!("session of conn {id} ended while detached{who}: {why}");
+        }
+    });
 }
 
 /// Reads and discards until EOF, an error, or the linger bounds.
@@ -150,7 +220,7 @@ async fn linger(rd: &mut (impl AsyncRead + Unpin)) {
 /// Should a bug panic inside a connection, presence must still not show a ghost user.
 impl Drop for Conn {
     fn drop(&mut self) {
-        self.0.leave();
+        self.peer.leave();
     }
 }
 
@@ -177,9 +247,116 @@ fn is_request(msg: &ClientMsg) -> bool {
 }
 
 impl Conn {
-    async fn read_loop(&mut self, rd: &mut (impl AsyncRead + Unpin), ack: &AtomicU64) -> End {
-        let config = Arc::clone(&self.0.ctx.config);
-        let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
+    /// Whether the session, whose connection ended with `end`, is held for a resume rather
+    /// than ended; if so it is parked, with its expiry armed.
+    fn hold(&mut self, end: &End) -> bool {
+        let Phase::LoggedIn(user) = &self.peer.phase else {
+            return false;
+        };
+        let Some(sid) = user.session.clone() else {
+            return false;
+        };
+        let link_lost = match end {
+            End::PeerClosed | End::ReadFailed(_) | End::Idle => self.peer.outbox.detach(),
+            End::Stopped => self.peer.outbox.state() == State::Detached,
+            _ => false,
+        };
+        if !link_lost && self.peer.outbox.state() != State::Detached {
+            return false;
+        }
+        let ctx = Arc::clone(&self.peer.ctx);
+        let outbox = self.peer.outbox.clone();
+        let stand_in = self.peer.stand_in();
+        let session = std::mem::replace(&mut self.peer, stand_in);
+        let (id, conn, addr) = (session.id, session.conn, session.addr);
+        match ctx.sessions.park(&sid, conn, Box::new(session)) {
+            Ok(gen) => {
+                log!(
+                    "conn {conn} link lost ({addr}), session of conn {id} held for {} s: {}",
+                    ctx.sessions.window().as_secs(),
+                    self.describe(end)
+                );
+                expire_later(ctx, sid, gen, outbox);
+                true
+            }
+            Err(session) => {
+                // Taken over or ended meanwhile: this connection ends it as usual.
+                self.peer = *session;
+                false
+            }
+        }
+    }
+
+    /// Resumes session `req` on this connection: the session's outbox takes over the socket
+    /// (after the `welcome` already queued), the session's reader state carries on here.
+    async fn resume<S>(&mut self, req: ResumeReq, writer: &mut Writer<S>) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let ctx = Arc::clone(&self.peer.ctx);
+        let conn = self.peer.conn;
+        let taken = ctx
+            .sessions
+            .resume(&req.app_id, &req.session, &req.secret, conn)
+            .await;
+        let (mut session, secret) = match taken {
+            Ok(s) => s,
+            Err(refused) => {
+                let (msg, code) = match refused {
+                    Refused::Busy => (
+                        ServerMsg::Retry {
+                            after_ms: 250 + random::below(750),
+                        },
+                        0,
+                    ),
+                    Refused::Code(code) => (ServerMsg::ResumeFailed { code }, code),
+                };
+                self.peer.outbox.push_handshake(&msg);
+                self.peer.outbox.close();
+                return Err(End::ResumeRefused(code));
+            }
+        };
+        // The fresh outbox drains (the welcome) and its writer gives the socket back.
+        self.peer.outbox.close();
+        let wr = match tokio::time::timeout(FLUSH_TIMEOUT, &mut *writer).await {
+            Ok(Ok(Some(wr))) => Some(wr),
+            _ => None,
+        };
+        let resumed = ServerMsg::Resumed {
+            secret,
+            last: session.outbox.handled(),
+        };
+        let attached = wr.is_some() && session.outbox.attach(req.last, &resumed).is_ok();
+        let Some(wr) = wr.filter(|_| attached) else {
+            // The socket is gone, or the client claims frames never sent: held again.
+            let outbox = session.outbox.clone();
+            let id = session.id;
+            let gen = ctx.sessions.repark(&req.session, session);
+            expire_later(Arc::clone(&ctx), req.session, gen, outbox);
+            log!("conn {conn} resume of the session of conn {id} failed");
+            return Err(End::ResumeRefused(CRVIDEOSDK_ERR_DATA));
+        };
+        *writer = tokio::spawn(run_writer(
+            wr,
+            session.outbox.clone(),
+            ctx.config.heartbeat(),
+        ));
+        ctx.conns.add(conn, &session.outbox);
+        session.conn = conn;
+        session.addr = self.peer.addr;
+        self.dec.continue_after(session.outbox.handled());
+        log!(
+            "conn {conn} resumed the session of conn {} ({}), from frame {}",
+            session.id,
+            self.peer.addr,
+            req.last
+        );
+        self.peer = *session;
+        Ok(())
+    }
+
+    async fn read_loop(&mut self, rd: &mut (impl AsyncRead + Unpin)) -> End {
+        let config = Arc::clone(&self.peer.ctx.config);
         let hello_deadline = Instant::now() + config.hello_timeout();
         let idle = config.idle_timeout();
         let frame_timeout = config.frame_timeout();
@@ -187,24 +364,43 @@ impl Conn {
         let mut last_rx = Instant::now();
         // When the frame now partly buffered began to arrive: it must complete in time.
         let mut partial_since: Option<Instant> = None;
+        let mut acked_at = self.peer.outbox.handled();
         loop {
             let mut decoded = false;
             loop {
-                if !self.0.outbox.is_open() {
+                if !self.peer.outbox.is_open() {
                     return End::Stopped;
                 }
-                let frame = match dec.next_frame_ref() {
+                let frame = match self.dec.next_frame_ref() {
                     Ok(Some(frame)) => frame,
                     Ok(None) => break,
-                    Err(e) => return self.0.close(CRVIDEOSDK_ERR_DATA, e.to_string()),
+                    Err(e) => return self.peer.close(CRVIDEOSDK_ERR_DATA, e.to_string()),
                 };
                 decoded = true;
-                ack.store(frame.seq, Ordering::Release);
-                if let Some(end) = self.on_frame(frame, &mut requests).await {
+                let seq = frame.seq;
+                if matches!(self.peer.phase, Phase::LoggedIn(_))
+                    && self.peer.outbox.acked(frame.ack).is_err()
+                {
+                    return self.peer.close(
+                        CRVIDEOSDK_ERR_DATA,
+                        format!("acknowledges frame {} never sent", frame.ack),
+                    );
+                }
+                // Handled from here on: its answer, queued while handling it, acknowledges it.
+                // (A session outlives its connection, so what is being handled completes.)
+                if seq != 0 {
+                    self.peer.outbox.set_handled(seq);
+                }
+                if let Some(end) = Self::on_frame(&mut self.peer, frame, &mut requests).await {
                     return end;
                 }
             }
-            partial_since = match dec.buffered() {
+            let handled = self.peer.outbox.handled();
+            if handled >= acked_at + ACK_EVERY && matches!(self.peer.phase, Phase::LoggedIn(_)) {
+                self.peer.send_out(Out::Ack);
+                acked_at = handled;
+            }
+            partial_since = match self.dec.buffered() {
                 0 => None,
                 // A frame was completed, so the clock restarts for the one now partly buffered,
                 // from now: the time this connection spent handling requests (storage, locks) is
@@ -213,7 +409,7 @@ impl Conn {
                 _ if decoded => Some(Instant::now()),
                 _ => partial_since.or(Some(last_rx)),
             };
-            let mut deadline = match self.0.phase {
+            let mut deadline = match self.peer.phase {
                 Phase::AwaitHello => hello_deadline,
                 _ => last_rx + idle,
             };
@@ -224,8 +420,8 @@ impl Conn {
             // request the deadline may have passed while the client's data sat in the socket.
             let wake = tokio::select! {
                 biased;
-                _ = self.0.outbox.stopped() => Wake::Stopped,
-                r = rd.read(dec.spare()) => Wake::Read(r),
+                _ = self.peer.outbox.stopped() => Wake::Stopped,
+                r = rd.read(self.dec.spare()) => Wake::Read(r),
                 _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
             };
             match wake {
@@ -234,16 +430,18 @@ impl Conn {
                     if partial_since.is_some_and(|p| Instant::now() >= p + frame_timeout) =>
                 {
                     return self
-                        .0
+                        .peer
                         .close(CRVIDEOSDK_ERR_DATA, "frame not completed in time".into());
                 }
-                Wake::Timeout if matches!(self.0.phase, Phase::AwaitHello) => {
-                    return self.0.close(CRVIDEOSDK_ERR_DATA, "no hello in time".into());
+                Wake::Timeout if matches!(self.peer.phase, Phase::AwaitHello) => {
+                    return self
+                        .peer
+                        .close(CRVIDEOSDK_ERR_DATA, "no hello in time".into());
                 }
                 Wake::Timeout => return End::Idle,
                 Wake::Read(Ok(0)) => return End::PeerClosed,
                 Wake::Read(Ok(n)) => {
-                    dec.filled(n);
+                    self.dec.filled(n);
                     last_rx = Instant::now();
                 }
                 Wake::Read(Err(e)) => return End::ReadFailed(e),
@@ -251,8 +449,7 @@ impl Conn {
         }
     }
 
-    async fn on_frame(&mut self, frame: FrameRef<'_>, requests: &mut Bucket) -> Option<End> {
-        let peer = &mut self.0;
+    async fn on_frame(peer: &mut Peer, frame: FrameRef<'_>, requests: &mut Bucket) -> Option<End> {
         if matches!(peer.phase, Phase::AwaitHello) && frame.kind != Kind::Control {
             return Some(peer.close(CRVIDEOSDK_ERR_DATA, "first frame must be hello".into()));
         }
@@ -265,7 +462,7 @@ impl Conn {
                 peer.send_out(Out::Pong);
                 None
             }
-            Kind::Pong => None,
+            Kind::Pong | Kind::Ack => None,
             // Paced by flow control.
             Kind::Data => peer.on_data(frame),
             Kind::Control => {
@@ -274,6 +471,11 @@ impl Conn {
                     Err(e) => return Some(peer.close(CRVIDEOSDK_ERR_DATA, e.to_string())),
                 };
                 match serde_json::from_slice::<ClientMsg>(json) {
+                    // Only a connection's handshake is unnumbered.
+                    Ok(msg) if frame.seq == 0 && !msg.is_handshake() => Some(peer.close(
+                        CRVIDEOSDK_ERR_DATA,
+                        "an unnumbered frame that is not part of the handshake".into(),
+                    )),
                     Ok(msg) => {
                         if is_request(&msg) && flood(requests) {
                             return Some(peer.close(CRVIDEOSDK_ERR_DATA, "request flood".into()));
@@ -298,11 +500,14 @@ impl Conn {
 
     fn describe(&self, end: &End) -> String {
         match end {
+            End::Resume(_) => "resume".into(),
+            End::ResumeRefused(0) => "resume deferred (rate limit)".into(),
+            End::ResumeRefused(code) => format!("resume refused (code {code})"),
             End::PeerClosed => "peer closed the connection".into(),
             End::ReadFailed(e) => format!("read failed: {e}"),
             End::Idle => format!(
                 "nothing received for {} ms",
-                self.0.ctx.config.idle_timeout().as_millis()
+                self.peer.ctx.config.idle_timeout().as_millis()
             ),
             End::Closed { code, reason } => {
                 let kind = match *code {
@@ -315,7 +520,7 @@ impl Conn {
             }
             End::LoginFailed(code) => format!("login failed (code {code})"),
             End::Logout => "logout".into(),
-            End::Stopped => match self.0.outbox.state() {
+            End::Stopped => match self.peer.outbox.state() {
                 State::Closing {
                     code: Some(CRVIDEOSDK_USER_BEEN_KICKOUT),
                 } => "kicked by a newer login (code 10)".into(),
@@ -327,6 +532,7 @@ impl Conn {
                 }
                 State::Broken => "write failed".into(),
                 State::Closing { code } => format!("closed (code {code:?})"),
+                State::Detached => "taken over by a resume".into(),
                 State::Open => "stopped".into(),
             },
         }

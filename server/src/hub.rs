@@ -145,9 +145,10 @@ impl TenantState {
     /// Pushes `status` to every subscribed session. A subscriber whose queue is full is closed
     /// by its outbox; the others are unaffected.
     fn broadcast(&self, status: UserStatus) {
+        let status_user = status.user_id.clone();
         let out = Out::msg(&ServerMsg::UserStatus(status));
         for e in self.users.values().filter(|e| e.notify) {
-            let _ = e.outbox.push(out.clone());
+            let _ = e.outbox.push_status(&status_user, out.clone());
         }
     }
 

@@ -33,6 +33,7 @@ pub mod limits;
 pub mod outbox;
 pub mod random;
 pub mod relay;
+pub mod resume;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crvm_proto::msg::xfer;
 pub use crvm_proto::outq::Out;
-use crvm_proto::{Batch, OutQueue, ServerMsg};
+use crvm_proto::{Batch, OutQueue, ServerMsg, Unsent};
 use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
@@ -49,6 +49,16 @@ pub enum State {
     Overflow,
     /// Writing to the socket failed.
     Broken,
+    /// A resumable session without a connection (SPEC §3.6): pushes are still accepted within
+    /// the bounds (and kept, with the unacknowledged tail, for the resume); nothing is written.
+    Detached,
+}
+
+impl State {
+    /// Whether pushes are accepted.
+    fn accepts(self) -> bool {
+        matches!(self, State::Open | State::Detached)
+    }
 }
 
 /// Why a push was refused.
@@ -75,6 +85,8 @@ pub enum Flow {
 struct Queues {
     q: OutQueue,
     state: State,
+    /// A write failure detaches the session instead of ending it.
+    resumable: bool,
 }
 
 #[derive(Debug)]
@@ -87,6 +99,8 @@ struct Inner {
     stopped: Notify,
     control_limit: usize,
     data_limit: usize,
+    /// The last numbered frame handled from the client: every frame written acknowledges it.
+    ack: AtomicU64,
 }
 
 /// Handle to one connection's outbound queue; cheap to clone.
@@ -106,11 +120,13 @@ impl Outbox {
             q: Mutex::new(Queues {
                 q: OutQueue::new(),
                 state: State::Open,
+                resumable: false,
             }),
             wake: Notify::new(),
             stopped: Notify::new(),
             control_limit,
             data_limit,
+            ack: AtomicU64::new(0),
         }))
     }
 
@@ -131,13 +147,23 @@ impl Outbox {
 
     /// Queues a data chunk (lower priority than every control frame).
     pub fn push_data(&self, payload: Vec<u8>) -> Result<(), PushError> {
-        self.push_to(Out::Data(payload), true)
+        self.push_to(Out::Data(Arc::new(payload)), true)
+    }
+
+    /// Queues a presence push about `user`. While the session is detached, pushes about one
+    /// user merge into the latest, so a presence flood cannot overflow a held session.
+    pub fn push_status(&self, user: &str, out: Out) -> Result<(), PushError> {
+        self.push_with(out, false, Some(user))
     }
 
     fn push_to(&self, out: Out, data: bool) -> Result<(), PushError> {
+        self.push_with(out, data, None)
+    }
+
+    fn push_with(&self, out: Out, data: bool, merge: Option<&str>) -> Result<(), PushError> {
         let cost = out.cost();
         let mut q = self.0.q.lock();
-        if q.state != State::Open {
+        if !q.state.accepts() {
             return Err(PushError::Closed);
         }
         let (bytes, limit) = if data {
@@ -145,20 +171,88 @@ impl Outbox {
         } else {
             (q.q.control_bytes(), self.0.control_limit)
         };
+        // Everything held, sent or not, is bounded too (the unacknowledged tail is kept).
+        let held = q.q.control_bytes() + q.q.data_bytes() + q.q.tail_bytes();
+        let over = bytes + cost > limit || held + cost > self.0.control_limit + self.0.data_limit;
         // A frame alone in its queue always fits, so one large reply cannot wedge a connection.
-        if bytes > 0 && bytes + cost > limit {
+        if bytes > 0 && over {
             q.q.clear();
             self.set_state(&mut q, State::Overflow);
             return Err(PushError::Overflow);
         }
-        if data {
-            q.q.push_data(out);
-        } else {
-            q.q.push(out);
+        match merge {
+            Some(key) if q.state == State::Detached => {
+                q.q.push_merged(key, out);
+            }
+            _ if data => q.q.push_data(out),
+            _ => q.q.push(out),
         }
         drop(q);
         self.0.wake.notify_one();
         Ok(())
+    }
+
+    /// The session may be resumed: frames are kept until the client acknowledges them, and a
+    /// failed write detaches the session rather than ending it.
+    pub fn set_resumable(&self) {
+        let mut q = self.0.q.lock();
+        q.resumable = true;
+        q.q.keep_tail(true);
+    }
+
+    /// The client has handled every frame up to `upto`. `Err` if it acknowledges a frame
+    /// never sent (a broken or lying peer).
+    pub fn acked(&self, upto: u64) -> Result<(), Unsent> {
+        self.0.q.lock().q.acked(upto)
+    }
+
+    /// The last numbered frame handled from the client.
+    pub fn handled(&self) -> u64 {
+        self.0.ack.load(Ordering::Acquire)
+    }
+
+    /// Frame `seq` from the client is handled; frames written from now on acknowledge it.
+    pub fn set_handled(&self, seq: u64) {
+        self.0.ack.store(seq, Ordering::Release);
+    }
+
+    /// Takes the session off its connection (its link dropped, or a resume takes it over):
+    /// the writer stops, pushes are held. False unless it was open.
+    pub fn detach(&self) -> bool {
+        let mut q = self.0.q.lock();
+        if q.state != State::Open {
+            return false;
+        }
+        self.set_state(&mut q, State::Detached);
+        true
+    }
+
+    /// Puts a detached session on a new connection: `resumed` goes first, then every frame
+    /// the client has not handled (after `client_last`), then what was held. `Err` if the
+    /// client claims frames never sent; the session stays detached.
+    pub fn attach(&self, client_last: u64, resumed: &ServerMsg) -> Result<(), Unsent> {
+        let mut q = self.0.q.lock();
+        if q.state != State::Detached {
+            return Err(Unsent);
+        }
+        q.q.new_connection();
+        q.q.resume(client_last)?;
+        q.q.push_handshake(Out::msg(resumed));
+        q.state = State::Open;
+        drop(q);
+        self.0.wake.notify_one();
+        Ok(())
+    }
+
+    /// Queues an unnumbered frame of the connection's handshake (`welcome`, a refused resume):
+    /// written before anything else.
+    pub fn push_handshake(&self, msg: &ServerMsg) {
+        let mut q = self.0.q.lock();
+        if q.state.accepts() {
+            q.q.push_handshake(Out::msg(msg));
+            drop(q);
+            self.0.wake.notify_one();
+        }
     }
 
     /// Queues `msg` as the last frame (whatever the bound) and starts closing: nothing pushed
@@ -171,7 +265,7 @@ impl Outbox {
         };
         let out = Out::msg(msg);
         let mut q = self.0.q.lock();
-        if q.state != State::Open {
+        if !q.state.accepts() {
             return false;
         }
         q.q.push(out);
@@ -187,10 +281,13 @@ impl Outbox {
         }
     }
 
-    /// Marks the socket as unwritable; queued frames are dropped.
+    /// Marks the socket as unwritable: a resumable session is detached (everything kept),
+    /// otherwise queued frames are dropped.
     pub fn broken(&self) {
         let mut q = self.0.q.lock();
-        if matches!(q.state, State::Open | State::Closing { .. }) {
+        if q.state == State::Open && q.resumable {
+            self.set_state(&mut q, State::Detached);
+        } else if matches!(q.state, State::Open | State::Closing { .. }) {
             q.q.clear();
             self.set_state(&mut q, State::Broken);
         }
@@ -220,12 +317,22 @@ impl Outbox {
 
     /// Resolves once the outbox is no longer [`State::Open`].
     pub async fn stopped(&self) {
+        self.until(|s| s != State::Open).await
+    }
+
+    /// Resolves once the session is over: neither open nor detached (closed, kicked,
+    /// overflowed).
+    pub async fn ended(&self) {
+        self.until(|s| !s.accepts()).await
+    }
+
+    async fn until(&self, done: impl Fn(State) -> bool) {
         loop {
             let notified = self.0.stopped.notified();
             tokio::pin!(notified);
             // Registered before the state is read, so a change right after is not missed.
             notified.as_mut().enable();
-            if !self.is_open() {
+            if done(self.state()) {
                 return;
             }
             notified.await;
@@ -236,22 +343,14 @@ impl Outbox {
     /// every queued control frame (up to a batch), or else one data chunk; large payloads stay
     /// where they are, for a vectored write. Waits while there is nothing to send; with
     /// `ping`, queues a ping after `ping` of silence. Only one task (the writer) may call this.
-    pub async fn next_batch(
-        &self,
-        ack: &AtomicU64,
-        batch: &mut Batch,
-        ping: Option<Duration>,
-    ) -> Flow {
+    pub async fn next_batch(&self, batch: &mut Batch, ping: Option<Duration>) -> Flow {
         loop {
             {
                 let mut q = self.0.q.lock();
-                if matches!(q.state, State::Overflow | State::Broken) {
+                if matches!(q.state, State::Overflow | State::Broken | State::Detached) {
                     return Flow::Stop;
                 }
-                if q.q
-                    .encode_batch(ack.load(Ordering::Acquire), batch, BATCH_BYTES)
-                    > 0
-                {
+                if q.q.encode_batch(self.handled(), batch, BATCH_BYTES) > 0 {
                     return Flow::Ready;
                 }
                 if matches!(q.state, State::Closing { .. }) {
@@ -277,14 +376,15 @@ impl Outbox {
 }
 
 /// The writer task of a connection: writes whatever the outbox encodes (each frame's `ack` is
-/// the latest sequence number the reader decoded), pings after `heartbeat` of silence once the
-/// connection has said anything, and shuts the socket's write side down when the outbox drains.
-pub async fn run_writer(
-    mut wr: impl AsyncWrite + Unpin,
+/// the latest sequence number the reader handled), pings after `heartbeat` of silence once the
+/// connection has said anything. When the outbox drains it returns the write half (for the
+/// caller to shut down, or to hand to the session a resume takes over); `None` when it stopped
+/// or the socket failed.
+pub async fn run_writer<W: AsyncWrite + Unpin>(
+    mut wr: W,
     outbox: Outbox,
-    ack: Arc<AtomicU64>,
     heartbeat: Duration,
-) {
+) -> Option<W> {
     let mut batch = Batch::new();
     let mut sent_any = false;
     loop {
@@ -298,17 +398,14 @@ pub async fn run_writer(
         batch.clear(keep);
         // No pings before the handshake's answer: the first frame is Welcome or Close.
         let ping = sent_any.then_some(heartbeat);
-        match outbox.next_batch(&ack, &mut batch, ping).await {
+        match outbox.next_batch(&mut batch, ping).await {
             Flow::Ready => {}
-            Flow::Drained => {
-                let _ = wr.shutdown().await;
-                return;
-            }
-            Flow::Stop => return,
+            Flow::Drained => return Some(wr),
+            Flow::Stop => return None,
         }
         if write_batch(&mut wr, &batch).await.is_err() {
             outbox.broken();
-            return;
+            return None;
         }
         sent_any = true;
     }
@@ -332,15 +429,10 @@ async fn write_batch(wr: &mut (impl AsyncWrite + Unpin), batch: &Batch) -> std::
 impl Outbox {
     /// Every frame queued now, in wire order, as (kind, payload).
     pub fn take_frames(&self) -> Vec<crvm_proto::Frame> {
-        let ack = AtomicU64::new(0);
         let mut wire = Vec::new();
         {
             let mut q = self.0.q.lock();
-            while q
-                .q
-                .encode(ack.load(Ordering::Relaxed), &mut wire, usize::MAX)
-                > 0
-            {}
+            while q.q.encode(self.handled(), &mut wire, usize::MAX) > 0 {}
         }
         // Parsed header by header: earlier writes may have used the first sequence numbers.
         let mut frames = Vec::new();
@@ -386,20 +478,19 @@ mod tests {
     #[tokio::test]
     async fn control_before_data_and_one_chunk_at_a_time() {
         let ob = Outbox::default();
-        let ack = AtomicU64::new(0);
         ob.push_data(vec![0; 16]).unwrap();
         ob.push_data(vec![1; 16]).unwrap();
         ob.push(json(3)).unwrap();
         ob.push(Out::Pong).unwrap();
         let mut b = Batch::new();
-        assert_eq!(ob.next_batch(&ack, &mut b, None).await, Flow::Ready);
+        assert_eq!(ob.next_batch(&mut b, None).await, Flow::Ready);
         assert_eq!(
             b.len(),
             json(3).cost() + Out::Pong.cost(),
             "control frames only"
         );
         b.clear(0);
-        assert_eq!(ob.next_batch(&ack, &mut b, None).await, Flow::Ready);
+        assert_eq!(ob.next_batch(&mut b, None).await, Flow::Ready);
         assert_eq!(b.len(), HEADER_LEN + 16, "then one chunk");
         ob.push(json(1)).unwrap();
         let kinds: Vec<Kind> = ob.take_frames().iter().map(|f| f.kind).collect();
@@ -410,11 +501,10 @@ mod tests {
     #[tokio::test]
     async fn overflow_closes_instead_of_growing() {
         let ob = Outbox::new(1000, 1000);
-        let ack = AtomicU64::new(0);
         // A single oversized frame fits an empty queue.
         ob.push(json(5000)).unwrap();
         let mut b = Batch::new();
-        assert_eq!(ob.next_batch(&ack, &mut b, None).await, Flow::Ready);
+        assert_eq!(ob.next_batch(&mut b, None).await, Flow::Ready);
         let mut pushed = 0;
         let err = loop {
             match ob.push(json(100)) {
@@ -428,13 +518,12 @@ mod tests {
         assert_eq!(ob.queued_bytes(), 0);
         assert_eq!(ob.push(json(1)), Err(PushError::Closed));
         ob.stopped().await;
-        assert_eq!(ob.next_batch(&ack, &mut b, None).await, Flow::Stop);
+        assert_eq!(ob.next_batch(&mut b, None).await, Flow::Stop);
     }
 
     #[tokio::test]
     async fn close_with_sends_last_then_drains() {
         let ob = Outbox::new(100, 100);
-        let ack = AtomicU64::new(0);
         ob.push(json(50)).unwrap();
         let close = ServerMsg::Close {
             code: 206,
@@ -452,7 +541,7 @@ mod tests {
             close
         );
         let mut b = Batch::new();
-        assert_eq!(ob.next_batch(&ack, &mut b, None).await, Flow::Drained);
+        assert_eq!(ob.next_batch(&mut b, None).await, Flow::Drained);
     }
 
     #[tokio::test]
@@ -461,19 +550,17 @@ mod tests {
         let waiter = {
             let ob = ob.clone();
             tokio::spawn(async move {
-                let ack = AtomicU64::new(0);
                 let mut b = Batch::new();
-                let flow = ob.next_batch(&ack, &mut b, None).await;
+                let flow = ob.next_batch(&mut b, None).await;
                 (flow, b.len())
             })
         };
         tokio::task::yield_now().await;
         ob.push(Out::Pong).unwrap();
         assert_eq!(waiter.await.unwrap(), (Flow::Ready, Out::Pong.cost()));
-        let ack = AtomicU64::new(0);
         let mut b = Batch::new();
         let silence = Some(Duration::from_millis(1));
-        assert_eq!(ob.next_batch(&ack, &mut b, silence).await, Flow::Ready);
+        assert_eq!(ob.next_batch(&mut b, silence).await, Flow::Ready);
         let wire: Vec<u8> = b.slices(0).iter().flat_map(|s| s.to_vec()).collect();
         assert_eq!((wire.len(), wire[4]), (Out::Ping.cost(), Kind::Ping as u8));
     }

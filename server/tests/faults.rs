@@ -75,6 +75,9 @@ fn a_silent_partition_is_detected_by_both_sides() {
     let cut = Arc::new(AtomicBool::new(false));
     let via = proxy(s.addr, Arc::clone(&cut));
     let (alice, rx) = lib_client(via);
+    // Without resumption, so that the detection itself is what is seen (tests/resume.rs has
+    // the resumed case).
+    alice.set_option("reconnect", "off").unwrap();
     alice
         .login(&LoginParams {
             auth_acnt: "demo",

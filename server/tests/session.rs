@@ -129,13 +129,25 @@ fn malformed_input_gets_close_6() {
     let mut c = s.connect();
     c.send_kind(Kind::Ping);
     c.expect_close(6);
-    // A wrong sequence number.
+    // A numbered frame from the future (a gap), and a numbered heartbeat.
+    for (kind, seq) in [(Kind::Control, 99), (Kind::Ping, 2)] {
+        let mut c = s.connect();
+        c.hello();
+        let len = if kind == Kind::Control { 4 } else { 0 };
+        let mut bytes = crvm_proto::frame::header_at(kind, seq, 0, len).to_vec();
+        bytes.resize(bytes.len() + len, 0);
+        c.raw(&bytes);
+        c.expect_close(6);
+    }
+    // A numbered frame already had is discarded, not handled twice: the connection goes on.
     let mut c = s.connect();
     c.hello();
-    let mut other = Encoder::new();
-    let bytes = other.frame(Kind::Ping, 0, &[]);
-    c.raw(&bytes);
-    c.expect_close(6);
+    let mut again = Encoder::new();
+    c.raw(&again.control(0, br#"{"t":"hello","c":{"ver":3,"agent":""}}"#, &[]));
+    assert!(matches!(
+        c.login("demo", "demo-secret", "dup", ""),
+        ServerMsg::LoginOk { .. }
+    ));
     // Hello twice.
     let mut c = s.connect();
     c.hello();
@@ -152,11 +164,12 @@ fn ping_gets_pong_with_ack() {
     let s = server(&dir);
     let mut c = s.connect();
     c.hello();
-    let seq = c.codec.next_seq();
+    // Heartbeats are unnumbered: the pong acknowledges the last numbered frame, the hello.
+    let handled = c.codec.next_seq() - 1;
     c.send_kind(Kind::Ping);
     let f = c.frame().unwrap();
-    assert_eq!(f.kind, Kind::Pong);
-    assert_eq!(f.ack, seq);
+    assert_eq!((f.kind, f.seq), (Kind::Pong, 0));
+    assert_eq!(f.ack, handled);
 }
 
 #[test]

@@ -187,7 +187,7 @@ fn plaintext_client_cannot_talk_to_a_tls_server() {
     c.set_option("request_timeout_ms", "2000").unwrap();
     let e = login(&c, &rx, "alice");
     assert!(matches!(e, Event::Login { result: Err(_), .. }), "{e:?}");
-    assert!(s.log_text().contains("TLS handshake failed"));
+    assert!(s.log_says("TLS handshake failed"), "{}", s.log_text());
 }
 
 #[test]

@@ -28,6 +28,12 @@ fn value(n: u64) -> u128 {
     (u128::from(half(a)) << 64) | u128::from(half(b))
 }
 
+/// A fresh unpredictable 64-bit value (reconnect jitter).
+pub(crate) fn random_u64() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1 << 63);
+    value(NEXT.fetch_add(1, Ordering::Relaxed)) as u64
+}
+
 /// A new ID: `prefix` followed by 32 lowercase hex digits (well under the 63-byte limit).
 pub(crate) fn new_id(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);

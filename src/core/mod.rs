@@ -169,6 +169,8 @@ impl Client {
             user_id: p.priv_acnt.to_owned(),
             nick: p.nick_name.to_owned(),
             token: p.priv_auth_code.to_owned(),
+            // Set from the `reconnect` option when the login starts.
+            resume: false,
         };
         self.with(|s, now| {
             s.login(op, p.cookie, now)?;
@@ -176,6 +178,11 @@ impl Client {
             self.inner.manual.store(manual, Ordering::Release);
             Ok(())
         })
+    }
+
+    /// The network changed (SPEC §3.6): the link is dropped and the session resumed at once.
+    pub fn network_changed(&self) -> Result<(), Code> {
+        self.with(|s, now| s.network_changed(now))
     }
 
     /// Logs out (or abandons a login in progress). No event follows for the logout itself.

@@ -29,6 +29,8 @@ pub struct Options {
     pub max_pending_bytes: u64,
     /// Speak TLS to the server.
     pub tls: bool,
+    /// Resume the session after a lost connection (SPEC §3.6); off: `line_off(207)` at once.
+    pub reconnect: bool,
     /// CA certificates (PEM) that the server's certificate must chain to; the system's when
     /// unset.
     pub tls_ca_file: Option<PathBuf>,
@@ -47,6 +49,7 @@ impl Default for Options {
             max_buffer_bytes: 100 * 1024 * 1024,
             max_pending_bytes: 64 * 1024 * 1024,
             tls: false,
+            reconnect: true,
             tls_ca_file: None,
             log_file: None,
         }
@@ -67,6 +70,14 @@ fn millis(value: &str, max: u64) -> Result<Duration, Code> {
 fn positive(value: &str) -> Result<u64, Code> {
     match value.parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
+        _ => Err(bad()),
+    }
+}
+
+fn on_off(value: &str) -> Result<bool, Code> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
         _ => Err(bad()),
     }
 }
@@ -93,13 +104,8 @@ impl Options {
             "request_timeout_ms" => self.request_timeout = millis(value, 3_600_000)?,
             "max_buffer_bytes" => self.max_buffer_bytes = positive(value)?,
             "max_pending_bytes" => self.max_pending_bytes = positive(value)?,
-            "tls" => {
-                self.tls = match value {
-                    "on" => true,
-                    "off" => false,
-                    _ => return Err(bad()),
-                }
-            }
+            "tls" => self.tls = on_off(value)?,
+            "reconnect" => self.reconnect = on_off(value)?,
             "log_file" => {
                 // Opened now so a path that cannot be written is a refused option.
                 let path = PathBuf::from(value);
@@ -157,6 +163,10 @@ mod tests {
             "not a certificate"
         );
         assert!(o.set("no_such_key", "1").is_err());
+        assert!(o.set("reconnect", "yes").is_err());
+        assert!(o.reconnect);
+        assert!(o.set("reconnect", "off").is_ok());
+        assert!(!o.reconnect);
         assert!(o.set("max_pending_bytes", "0").is_err());
         assert!(o.set("max_pending_bytes", "4096").is_ok());
         assert_eq!(o.max_pending_bytes, 4096);

@@ -29,8 +29,16 @@ use std::time::{Duration, Instant};
 
 /// Heartbeat interval until the server's `welcome` says otherwise.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
-/// A peer silent for this long is dead, whatever the heartbeat interval (SPEC §3.1).
-const MAX_SILENCE: Duration = Duration::from_secs(30);
+/// A peer silent for this long is dead, whatever the heartbeat interval (SPEC §3.1, §3.6).
+const MAX_SILENCE: Duration = Duration::from_secs(15);
+/// First pause between two reconnect attempts after the immediate one, and the largest
+/// (SPEC §3.6: full jitter, doubling from 250 ms up to 5 s).
+const RETRY_BASE: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Longest a resume handshake may take on a connection before another attempt.
+const RESUME_HANDSHAKE: Duration = Duration::from_secs(10);
+/// A standalone acknowledgement goes out after this many frames handled without one.
+const ACK_EVERY: u64 = 32;
 /// Upper bound on a clean logout: the server's answer is awaited this long at most.
 const LOGOUT_BUDGET: Duration = Duration::from_secs(5);
 /// Most bytes of control frames encoded for one write.
@@ -118,11 +126,34 @@ enum Phase {
         deadline: Instant,
     },
     LoggedIn,
+    /// The link was lost and the session is being resumed (SPEC §3.6).
+    Reconnecting(Reconnect),
     /// `logout` is sent; answers to earlier requests are still delivered.
     LoggingOut {
         logout_id: u64,
         deadline: Instant,
     },
+}
+
+/// How to resume the session, from the server's `resumable` (and each `resumed`).
+struct Resumable {
+    app_id: String,
+    session: String,
+    secret: String,
+    window: Duration,
+}
+
+/// A session between losing its link and resuming it.
+struct Reconnect {
+    /// When the link was lost: request timers are paused from then, and the session is given
+    /// up once the server's window has passed.
+    since: Instant,
+    /// Attempts made so far.
+    attempt: u32,
+    /// When the next attempt starts; `None` while one is under way.
+    retry_at: Option<Instant>,
+    /// While an attempt is under way: when it is given up (connecting, then the handshake).
+    deadline: Option<Instant>,
 }
 
 /// What a request in flight is.
@@ -215,6 +246,12 @@ struct State {
     server: SizeLimits,
     /// Number of the last cmd event handed out for delivery (see [`Session::take_events`]).
     taken_cmd: u64,
+    /// How to resume this session, once the server has said it may be.
+    resume: Option<Resumable>,
+    /// The `ack` of the last frame written.
+    ack_sent: u64,
+    /// The app ID of the current login (a resume names it).
+    app_id: String,
 }
 
 impl Session {
@@ -240,6 +277,9 @@ impl Session {
                 last_tx: now,
                 server: SizeLimits::NONE,
                 taken_cmd: 0,
+                resume: None,
+                ack_sent: 0,
+                app_id: String::new(),
             },
         }
     }
@@ -266,6 +306,10 @@ impl Session {
         op.validate(&SizeLimits::NONE)?;
         check_len(cookie, limits::OPAQUE_MAX)?;
         st.check_alive()?;
+        let mut op = op;
+        if let Op::Login { resume, .. } = &mut op {
+            *resume = st.opts.reconnect;
+        }
         let login = LoginReq {
             op,
             cookie: cookie.to_owned(),
@@ -284,6 +328,26 @@ impl Session {
     pub fn logout(&mut self, now: Instant) -> Result<(), Code> {
         self.st.check_alive()?;
         self.st.logout(now)
+    }
+
+    /// The app says the network changed: a logged-in session drops its link and resumes at
+    /// once (SPEC §3.6); 12 if not logged in.
+    pub fn network_changed(&mut self, now: Instant) -> Result<(), Code> {
+        let st = &mut self.st;
+        st.check_alive()?;
+        match &mut st.phase {
+            Phase::LoggedIn => st.link_ended(code(CRVIDEOSDK_CONNECTIONLOST), now),
+            Phase::Reconnecting(r) => {
+                // Whatever attempt was under way or waited for: a new one, now.
+                st.gen += 1;
+                r.attempt = 0;
+                r.retry_at = Some(now);
+                r.deadline = None;
+                st.retry_due(now);
+            }
+            _ => return Err(code(CRVIDEOSDK_NOT_LOGIN)),
+        }
+        Ok(())
     }
 
     /// The client is being destroyed: log out cleanly if needed; nothing starts again.
@@ -413,6 +477,10 @@ impl Session {
             Phase::Connecting { .. } => Want::Connect {
                 tls: self.st.opts.tls,
             },
+            Phase::Reconnecting(r) if r.retry_at.is_some() => Want::None,
+            Phase::Reconnecting(_) => Want::Connect {
+                tls: self.st.opts.tls,
+            },
             _ => Want::Keep,
         };
         (self.st.gen, w)
@@ -425,6 +493,27 @@ impl Session {
         if gen != st.gen {
             return;
         }
+        if let Phase::Reconnecting(r) = &mut st.phase {
+            // A resume: hello and resume, unnumbered; everything queued waits for the answer.
+            let Some(res) = &st.resume else {
+                return;
+            };
+            let last = self.dec.last_seq();
+            self.dec = Decoder::new(MAX_PAYLOAD_TO_CLIENT);
+            self.dec.continue_after(last);
+            r.deadline = Some(now + RESUME_HANDSHAKE.min(st.opts.request_timeout));
+            st.last_rx = now;
+            st.last_tx = now;
+            st.out.new_connection();
+            st.out.push_handshake(Out::msg(&hello()));
+            st.out.push_handshake(Out::msg(&ClientMsg::Resume {
+                app_id: res.app_id.clone(),
+                session: res.session.clone(),
+                secret: res.secret.clone(),
+                last,
+            }));
+            return;
+        }
         let Phase::Connecting { .. } = st.phase else {
             return;
         };
@@ -434,13 +523,16 @@ impl Session {
         };
         self.dec = Decoder::new(MAX_PAYLOAD_TO_CLIENT);
         st.out = OutQueue::new();
+        st.out.keep_tail(st.opts.reconnect);
+        st.resume = None;
+        st.ack_sent = 0;
         st.heartbeat = DEFAULT_HEARTBEAT;
         st.last_rx = now;
         st.last_tx = now;
-        st.out.push(Out::msg(&ClientMsg::Hello {
-            ver: PROTOCOL_VERSION,
-            agent: format!("libcrvm/{}", env!("CARGO_PKG_VERSION")),
-        }));
+        st.out.push_handshake(Out::msg(&hello()));
+        if let Op::Login { app_id, .. } = &login.op {
+            st.app_id = app_id.clone();
+        }
         let login_id = st.id();
         st.out.push(Out::msg(&ClientMsg::Req {
             id: login_id,
@@ -456,7 +548,12 @@ impl Session {
     /// The connection of generation `gen` failed or could not be made: `code` is 203 for a
     /// connection never made, 209 for TLS, 207 for a lost one.
     pub fn link_failed(&mut self, gen: u64, code: Code, now: Instant) {
-        if gen == self.st.gen {
+        if gen != self.st.gen {
+            return;
+        }
+        if matches!(self.st.phase, Phase::Reconnecting(_)) {
+            self.st.attempt_failed(now, None);
+        } else {
             self.st.link_ended(code, now);
         }
     }
@@ -488,6 +585,11 @@ impl Session {
                 break; // the link is gone: the rest of what was read is moot
             }
         }
+        let handled = self.dec.last_seq();
+        if matches!(self.st.phase, Phase::LoggedIn) && handled >= self.st.ack_sent + ACK_EVERY {
+            self.st.out.push(Out::Ack);
+            self.st.ack_sent = handled;
+        }
         self.st.pump(now);
     }
 
@@ -495,10 +597,11 @@ impl Session {
     /// chunk. False if there is nothing to write.
     pub fn transmit(&mut self, buf: &mut Vec<u8>, now: Instant) -> bool {
         let st = &mut self.st;
-        if matches!(st.phase, Phase::LoggedOut | Phase::Connecting { .. }) {
+        if matches!(st.phase, Phase::LoggedOut | Phase::Connecting { .. }) || !st.link_up() {
             return false;
         }
         let ack = self.dec.last_seq();
+        st.ack_sent = ack;
         loop {
             if st.out.encode(ack, buf, WRITE_BATCH) > 0 {
                 break;
@@ -525,6 +628,15 @@ impl Session {
         let own = match &st.phase {
             Phase::LoggedOut => return None,
             Phase::Connecting { deadline, .. } => return Some(*deadline),
+            // Request timers are paused while the link is down.
+            Phase::Reconnecting(r) => {
+                let give_up = r.since + st.resume.as_ref().map_or(Duration::ZERO, |r| r.window);
+                return Some(
+                    r.retry_at
+                        .or(r.deadline)
+                        .map_or(give_up, |t| t.min(give_up)),
+                );
+            }
             Phase::LoggingIn { deadline, .. } | Phase::LoggingOut { deadline, .. } => *deadline,
             Phase::LoggedIn => link.min(ping),
         };
@@ -551,6 +663,18 @@ impl Session {
                 if now >= *deadline {
                     return st.finish_logout(now);
                 }
+            }
+            Phase::Reconnecting(r) => {
+                let window = st.resume.as_ref().map_or(Duration::ZERO, |r| r.window);
+                if now >= r.since + window {
+                    // The server no longer holds the session.
+                    return st.link_lost(code(CRVIDEOSDK_CONNECTIONLOST), now);
+                }
+                if r.deadline.is_some_and(|d| now >= d) {
+                    st.attempt_failed(now, None);
+                }
+                st.retry_due(now);
+                return;
             }
             Phase::LoggedIn => {
                 if now >= st.last_rx + dead_after(st.heartbeat) {
@@ -584,6 +708,7 @@ impl Session {
     /// Whether frames wait to be written on an established link.
     pub fn has_output(&self) -> bool {
         !matches!(self.st.phase, Phase::LoggedOut | Phase::Connecting { .. })
+            && self.st.link_up()
             && !self.st.out.is_empty()
     }
 
@@ -631,7 +756,101 @@ impl Session {
     }
 }
 
+fn hello() -> ClientMsg {
+    ClientMsg::Hello {
+        ver: PROTOCOL_VERSION,
+        agent: format!("libcrvm/{}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// The pause before reconnect attempt `attempt` (1 = the first after the immediate one): full
+/// jitter over a ceiling doubling from [`RETRY_BASE`] up to [`RETRY_MAX`].
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = RETRY_BASE
+        .saturating_mul(1 << attempt.saturating_sub(1).min(8))
+        .min(RETRY_MAX);
+    let unit = (super::ids::random_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    ceiling.mul_f64(unit)
+}
+
 impl State {
+    /// Whether a connection is up (or being set up) for the session's traffic: not while a
+    /// resume waits for its next attempt.
+    fn link_up(&self) -> bool {
+        !matches!(&self.phase, Phase::Reconnecting(r) if r.retry_at.is_some())
+    }
+
+    /// The link is lost with `code`: a resumable session starts resuming; any other ends.
+    fn lose_link(&mut self, code: Code, now: Instant) {
+        let resumable = self.resume.is_some()
+            && self.opts.reconnect
+            && matches!(
+                code.get(),
+                CRVIDEOSDK_CONNECTIONLOST | CRVIDEOSDK_SSL_ERR | CRVIDEOSDK_SOCKETEXCEPTION
+            );
+        if !resumable {
+            return self.link_lost(code, now);
+        }
+        self.gen += 1;
+        self.phase = Phase::Reconnecting(Reconnect {
+            since: now,
+            attempt: 0,
+            retry_at: Some(now),
+            deadline: None,
+        });
+        self.events.emit(Event::LineReconnecting { code });
+        self.retry_due(now);
+    }
+
+    /// Starts the attempt that is due, if one is.
+    fn retry_due(&mut self, now: Instant) {
+        if let Phase::Reconnecting(r) = &mut self.phase {
+            if r.retry_at.is_some_and(|t| now >= t) {
+                r.retry_at = None;
+                // The connection must be made (and then the handshake done) in time.
+                r.deadline = Some(now + self.opts.connect_timeout.min(RESUME_HANDSHAKE));
+                r.attempt += 1;
+                self.gen += 1;
+            }
+        }
+    }
+
+    /// A reconnect attempt failed (no connection, no answer, told to come back later after
+    /// `after`): the next one is scheduled.
+    fn attempt_failed(&mut self, now: Instant, after: Option<Duration>) {
+        if let Phase::Reconnecting(r) = &mut self.phase {
+            self.gen += 1;
+            let pause = backoff(r.attempt) + after.unwrap_or_default();
+            r.retry_at = Some(now + pause);
+            r.deadline = None;
+        }
+    }
+
+    /// The resume is accepted: the server has handled our frames up to `last`.
+    fn resumed(&mut self, secret: String, last: u64, now: Instant) -> Result<(), FrameError> {
+        let Phase::Reconnecting(r) = std::mem::replace(&mut self.phase, Phase::LoggedIn) else {
+            return Err(FrameError::BadControl);
+        };
+        if self.out.resume(last).is_err() {
+            // The server claims frames we never sent: the session cannot go on.
+            return Err(FrameError::BadControl);
+        }
+        if let Some(res) = &mut self.resume {
+            res.secret = secret;
+        }
+        // Request timers resume where they were paused.
+        let offline = now.saturating_duration_since(r.since);
+        for (_, deadline) in self.pending.values_mut() {
+            *deadline += offline;
+        }
+        self.last_rx = now;
+        self.last_tx = now;
+        self.events.emit(Event::LineResumed {
+            offline_ms: offline.as_millis() as u64,
+        });
+        Ok(())
+    }
+
     fn id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
@@ -649,13 +868,18 @@ impl State {
     fn logged_in_publicly(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Connecting { .. } | Phase::LoggingIn { .. } | Phase::LoggedIn
+            Phase::Connecting { .. }
+                | Phase::LoggingIn { .. }
+                | Phase::LoggedIn
+                | Phase::Reconnecting(_)
         )
     }
 
+    /// Logged in, with the link up or being resumed: requests are accepted (and, while the
+    /// link is down, queued).
     fn check_logged_in(&self) -> Result<(), Code> {
         self.check_alive()?;
-        if !matches!(self.phase, Phase::LoggedIn) {
+        if !matches!(self.phase, Phase::LoggedIn | Phase::Reconnecting(_)) {
             return Err(code(CRVIDEOSDK_NOT_LOGIN));
         }
         Ok(())
@@ -726,6 +950,11 @@ impl State {
             Phase::LoggingIn { cookie, .. } => {
                 self.gen += 1;
                 self.login_failed(cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
+            }
+            Phase::Reconnecting(_) => {
+                // No link to say it on: the session ends here and now (the server's window
+                // ends it there); what was outstanding ends with 12.
+                self.finish_logout(now);
             }
             Phase::LoggedIn => {
                 let logout_id = self.id();
@@ -831,7 +1060,11 @@ impl State {
                 self.gen += 1;
                 self.login_failed(cookie, code);
             }
-            Phase::LoggedIn => self.link_lost(code, now),
+            Phase::LoggedIn => self.lose_link(code, now),
+            Phase::Reconnecting(r) => {
+                self.phase = Phase::Reconnecting(r);
+                self.attempt_failed(now, None);
+            }
             logging_out @ Phase::LoggingOut { .. } => {
                 self.phase = logging_out;
                 self.finish_logout(now);
@@ -869,6 +1102,7 @@ impl State {
         self.phase = Phase::LoggedOut;
         self.gen += 1;
         self.out.clear();
+        self.resume = None;
         self.notify_cookie = Arc::from("");
         for (_, (p, _)) in std::mem::take(&mut self.pending) {
             self.fail(p, code, now);
@@ -880,9 +1114,14 @@ impl State {
 
     /// Handles one frame from the server. `Err` is a protocol violation.
     fn on_frame(&mut self, f: FrameRef<'_>, now: Instant) -> Result<(), FrameError> {
+        // A handshake frame's `ack` belongs to the connection, not to the session's numbering.
+        let handshake = f.kind == Kind::Control && f.seq == 0;
+        if !handshake && self.out.acked(f.ack).is_err() {
+            return Err(FrameError::BadControl); // acknowledges a frame never sent
+        }
         match f.kind {
             Kind::Ping => self.out.push(Out::Pong),
-            Kind::Pong => {}
+            Kind::Pong | Kind::Ack => {}
             Kind::Data => {
                 if matches!(self.phase, Phase::LoggedIn) {
                     let (sid, bytes) = f.data();
@@ -893,6 +1132,9 @@ impl State {
             Kind::Control => {
                 let (json, attachment) = f.control()?;
                 let msg = parse_server_msg(json).ok_or(FrameError::BadControl)?;
+                if handshake != msg.is_handshake() {
+                    return Err(FrameError::BadControl);
+                }
                 self.on_msg(msg, attachment, now)?;
             }
         }
@@ -913,6 +1155,7 @@ impl State {
         match &self.phase {
             Phase::LoggingIn { .. } => self.on_login_msg(msg),
             Phase::LoggedIn => self.on_session_msg(msg, attachment, now),
+            Phase::Reconnecting(_) => self.on_resume_msg(msg, now),
             Phase::LoggingOut { logout_id, .. } => {
                 let logout_id = *logout_id;
                 match msg {
@@ -928,6 +1171,30 @@ impl State {
             }
             Phase::LoggedOut | Phase::Connecting { .. } => Ok(()),
         }
+    }
+
+    /// The answer to a `resume`.
+    fn on_resume_msg(&mut self, msg: ServerMsg, now: Instant) -> Result<(), FrameError> {
+        match msg {
+            ServerMsg::Welcome { heartbeat_ms, .. } => {
+                self.heartbeat = Duration::from_millis(heartbeat_ms.clamp(100, 10_000));
+            }
+            ServerMsg::Resumed { secret, last } => {
+                self.resumed(secret, last, now)?;
+                self.pump(now);
+            }
+            ServerMsg::ResumeFailed { code: c } => {
+                // Gone (207: expired, or the server restarted) or kicked meanwhile (10).
+                let c = Code::new(c).unwrap_or(code(CRVIDEOSDK_CONNECTIONLOST));
+                self.link_lost(c, now);
+            }
+            ServerMsg::Retry { after_ms } => {
+                self.attempt_failed(now, Some(Duration::from_millis(after_ms.min(60_000))))
+            }
+            // Frames of the session before `resumed` cannot be.
+            _ => return Err(FrameError::BadControl),
+        }
+        Ok(())
     }
 
     fn on_login_msg(&mut self, msg: ServerMsg) -> Result<(), FrameError> {
@@ -1077,6 +1344,18 @@ impl State {
             ServerMsg::CancelDone { sid, code } => {
                 let (xfers, mut io) = self.xio(now);
                 xfers.on_cancel_done(sid, code, &mut io);
+            }
+            ServerMsg::Resumable {
+                session,
+                secret,
+                window_s,
+            } => {
+                self.resume = Some(Resumable {
+                    app_id: self.app_id.clone(),
+                    session,
+                    secret,
+                    window: Duration::from_secs(window_s),
+                });
             }
             ServerMsg::Welcome { .. } | ServerMsg::LoginOk { .. } => {
                 return Err(FrameError::BadControl)
@@ -1271,7 +1550,11 @@ mod tests {
         }
 
         fn send(&mut self, s: &mut Session, msg: &ServerMsg, now: Instant) {
-            let bytes = self.enc.control(self.dec.last_seq(), &to_json(msg), &[]);
+            let bytes = if msg.is_handshake() {
+                crvm_proto::frame::handshake_frame(&to_json(msg))
+            } else {
+                self.enc.control(self.dec.last_seq(), &to_json(msg), &[])
+            };
             let room = s.read_buf();
             room[..bytes.len()].copy_from_slice(&bytes);
             s.received(bytes.len(), now);
@@ -1292,6 +1575,8 @@ mod tests {
             user_id: "alice".into(),
             nick: String::new(),
             token: String::new(),
+            // What the session asks for with the default `reconnect=on`.
+            resume: true,
         }
     }
 

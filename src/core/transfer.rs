@@ -429,8 +429,14 @@ impl Transfers {
                 out.push(Out::msg(&ClientMsg::Cancel { sid }));
                 continue;
             }
+            let seq = out.next_seq();
             buf[at..at + HEADER_LEN].copy_from_slice(&out.header(Kind::Data, ack, 8 + n));
             buf[at + HEADER_LEN..data_at].copy_from_slice(&sid.to_be_bytes());
+            if out.keeps_tail() {
+                // Kept until the server has it, to be sent again after a resume.
+                let payload = buf[at + HEADER_LEN..].to_vec();
+                out.keep_sent(seq, Out::Data(std::sync::Arc::new(payload)));
+            }
             o.hasher.update(&buf[data_at..]);
             o.sent += n as u64;
             if o.sent == o.size {

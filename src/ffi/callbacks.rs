@@ -257,10 +257,13 @@ mod tests {
     fn one_member_per_name_in_the_pinned_order() {
         let member = std::mem::size_of::<Option<unsafe extern "C" fn()>>();
         assert_eq!(std::mem::size_of::<crvm_callbacks>(), NAMES.len() * member);
-        assert_eq!(NAMES.len(), 36);
+        // The 36 documented events, then the extensions, appended in their pinned order.
+        assert_eq!(NAMES.len(), 38);
         assert_eq!(NAMES[0], "login_success");
         assert_eq!(NAMES[2], "line_off");
         assert_eq!(NAMES[35], "notify_cancel_send");
+        assert_eq!(NAMES[36], "line_reconnecting");
+        assert_eq!(NAMES[37], "line_resumed");
     }
 
     #[test]

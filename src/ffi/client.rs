@@ -178,6 +178,14 @@ pub unsafe extern "C" fn crvm_login(
     })
 }
 
+/// The app knows the network changed (e.g. Wi-Fi to mobile): the link is dropped at once and
+/// the session resumed without waiting for a heartbeat to notice (SPEC §3.6). 0, or 12 if not
+/// logged in.
+#[no_mangle]
+pub extern "C" fn crvm_network_changed(c: *mut crvm_client) -> i32 {
+    with_client(c, |client| client.network_changed())
+}
+
 /// Logs out, or abandons a login in progress (whose `login_fail(9)` still follows). No event
 /// for the logout itself. 12 if not logged in.
 #[no_mangle]

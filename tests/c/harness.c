@@ -435,6 +435,13 @@ static void cb_login_fail(void *ud, int32_t err, const char *cookie) {
   record(ud, "login_fail %d %s", err, S(cookie));
 }
 static void cb_line_off(void *ud, int32_t err) { record(ud, "line_off %d", err); }
+static void cb_line_reconnecting(void *ud, int32_t err) {
+  record(ud, "line_reconnecting %d", err);
+}
+static void cb_line_resumed(void *ud, int64_t offline_ms) {
+  (void)offline_ms; /* a duration: not comparable between runs */
+  record(ud, "line_resumed");
+}
 static void cb_set_dnd_status_success(void *ud, const char *cookie) {
   record(ud, "set_dnd_status_success %s", S(cookie));
 }
@@ -547,6 +554,8 @@ static const crvm_callbacks g_callbacks = {
     .login_success = cb_login_success,
     .login_fail = cb_login_fail,
     .line_off = cb_line_off,
+    .line_reconnecting = cb_line_reconnecting,
+    .line_resumed = cb_line_resumed,
     .set_dnd_status_success = cb_set_dnd_status_success,
     .set_dnd_status_fail = cb_set_dnd_status_fail,
     .get_user_status_success = cb_get_user_status_success,

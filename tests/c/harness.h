@@ -128,6 +128,10 @@ int h_rec_pending(h_rec *r, const char *prefix);   /* unconsumed events matching
 crvm_client *h_client(const char *addr, h_rec *r);
 /* crvm_login (must return 0), then waits for "login_success <user> <cookie>" with the
  * cookie "login-<user>". */
+/* Server config for tests whose parties (or server) are killed and must be gone at once: no
+ * session is held for resumption (SPEC §3.6 resume_window_s = 0). */
+#define H_NO_RESUME "resume_window_s = 0\n"
+
 void h_login(crvm_client *c, h_rec *r, const char *app, const char *secret, const char *user);
 
 /* ---- small helpers ---- */

@@ -67,7 +67,7 @@ static void done(user *users, int n) {
 }
 
 static void test_no_answer(void) {
-  h_server *s = h_server_start("call_timeout_s = 1\n");
+  h_server *s = h_server_start(H_NO_RESUME "call_timeout_s = 1\n");
   user u[4] = {login_on(s, "alice", "alice"), login_on(s, "bob", "bob"),
                login_on(s, "carol", "carol"), login_on(s, "dave", "dave")};
   user *a = &u[0], *b = &u[1], *c = &u[2], *d = &u[3];
@@ -367,7 +367,7 @@ static void test_kicked(void) {
 /* The server dies mid-call: each party's library ends its call itself, then reports the loss.
  * Requests in flight get their 207 first; a call that never rang is not "hung up". */
 static void test_server_killed(void) {
-  h_server *s = h_server_start(NULL);
+  h_server *s = h_server_start(H_NO_RESUME);
   user u[6] = {login_on(s, "alice", "alice"), login_on(s, "bob", "bob"),
                login_on(s, "carol", "carol"), login_on(s, "dave", "dave"),
                login_on(s, "erin", "erin"),   login_on(s, "frank", "frank")};
@@ -411,7 +411,7 @@ static void test_server_killed(void) {
 
 /* A server shutting down (SIGTERM): the same, with 206. */
 static void test_server_shutdown(void) {
-  h_server *s = h_server_start(NULL);
+  h_server *s = h_server_start(H_NO_RESUME);
   user u[4] = {login_on(s, "alice", "alice"), login_on(s, "bob", "bob"),
                login_on(s, "carol", "carol"), login_on(s, "dave", "dave")};
   char ab[CRVM_ID_BUF_LEN], cd[CRVM_ID_BUF_LEN];
@@ -429,7 +429,7 @@ static void test_server_shutdown(void) {
 
 int main(int argc, char **argv) {
   if (argc == 5 && strcmp(argv[1], "--peer") == 0) return peer_main(argv[2], argv[3], argv[4]);
-  srv = h_server_start(NULL);
+  srv = h_server_start(H_NO_RESUME);
   RUN(test_no_answer);
   RUN(test_logout);
   RUN(test_destroy_in_call);

@@ -59,7 +59,7 @@ static void test_sender_killed(void) {
 }
 
 static void test_server_killed(void) {
-  h_server *s = h_server_start(NULL);
+  h_server *s = h_server_start(H_NO_RESUME);
   user u[2] = {d_login(s, "alice"), d_login(s, "bob")};
   user *a = &u[0], *b = &u[1];
   char tf[CRVM_ID_BUF_LEN], tb[CRVM_ID_BUF_LEN], tg[CRVM_ID_BUF_LEN], tc[CRVM_ID_BUF_LEN],
@@ -102,7 +102,7 @@ static void test_server_killed(void) {
 }
 
 static void test_server_shutdown(void) {
-  h_server *s = h_server_start(NULL);
+  h_server *s = h_server_start(H_NO_RESUME);
   user u[2] = {d_login(s, "alice"), d_login(s, "bob")};
   user *a = &u[0], *b = &u[1];
   char tf[CRVM_ID_BUF_LEN], tg[CRVM_ID_BUF_LEN];
@@ -128,7 +128,7 @@ static void test_server_shutdown(void) {
 
 int main(int argc, char **argv) {
   if (d_is_peer(argc, argv)) return d_peer_main(argc, argv);
-  srv = h_server_start(NULL);
+  srv = h_server_start(H_NO_RESUME);
   snprintf(big, sizeof big, "%s/big.bin", h_temp_dir("src"));
   d_sparse_file(big, 1 * GiB);
   RUN(test_receiver_killed);

@@ -233,7 +233,7 @@ static void test_many_small(void) {
 
 int main(int argc, char **argv) {
   if (d_is_peer(argc, argv)) return d_peer_main(argc, argv);
-  srv = h_server_start(NULL);
+  srv = h_server_start(H_NO_RESUME);
   snprintf(src, sizeof src, "%s", h_temp_dir("src"));
   snprintf(big, sizeof big, "%s/big.bin", src);
   d_sparse_file(big, 1 * GiB);

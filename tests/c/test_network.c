@@ -7,7 +7,7 @@
 
 static void test_nothing_listening(void) {
   /* A port that was just ours and is now closed. */
-  h_server *s = h_server_start(NULL);
+  h_server *s = h_server_start(H_NO_RESUME);
   char addr[64];
   snprintf(addr, sizeof addr, "%s", s->addr);
   CHECK_INT(h_server_stop(s), 0);
@@ -20,7 +20,7 @@ static void test_nothing_listening(void) {
 }
 
 static void test_no_answer(void) {
-  h_server *s = h_server_start(NULL);
+  h_server *s = h_server_start(H_NO_RESUME);
   h_server_pause(s); /* the kernel still accepts the connection; nobody answers */
   h_rec *r = h_rec_new("paused");
   crvm_client *c = h_client(s->addr, r);
@@ -33,7 +33,7 @@ static void test_no_answer(void) {
 }
 
 static void test_connection_lost(void) {
-  h_server *s = h_server_start(NULL);
+  h_server *s = h_server_start(H_NO_RESUME);
   h_rec *r = h_rec_new("lost");
   crvm_client *c = h_client(s->addr, r);
   h_login(c, r, H_APP, H_SECRET, "alice");
@@ -58,7 +58,7 @@ static void test_connection_lost(void) {
 }
 
 static void test_server_shutdown(void) {
-  h_server *s = h_server_start(NULL);
+  h_server *s = h_server_start(H_NO_RESUME);
   h_rec *r = h_rec_new("shutdown");
   crvm_client *c = h_client(s->addr, r);
   h_login(c, r, H_APP, H_SECRET, "alice");
@@ -69,7 +69,7 @@ static void test_server_shutdown(void) {
 }
 
 static void test_kicked_by_new_login(void) {
-  h_server *s = h_server_start(NULL);
+  h_server *s = h_server_start(H_NO_RESUME);
   h_rec *r1 = h_rec_new("alice-old"), *r2 = h_rec_new("alice-new");
   crvm_client *c1 = h_client(s->addr, r1), *c2 = h_client(s->addr, r2);
   h_login(c1, r1, H_APP, H_SECRET, "alice");

@@ -1017,7 +1017,12 @@ fn fake_server(listener: StdListener, n: u64) -> std::thread::JoinHandle<Res<()>
                     }
                     other => return Err(format!("fake server: unexpected {other:?}").into()),
                 };
-                s.write_all(&enc.control(dec.last_seq(), &to_json(&out), &[]))?;
+                let frame = if out.is_handshake() {
+                    crvm_proto::frame::handshake_frame(&to_json(&out))
+                } else {
+                    enc.control(dec.last_seq(), &to_json(&out), &[])
+                };
+                s.write_all(&frame)?;
             }
         }
         // Keep reading (pings) so the client never blocks on us.

@@ -52,6 +52,8 @@ EVENTS = (
     ("notify_buffer_data", (("source_user_id", "s"), ("data", "b"))),
     ("notify_file_data", (("source_user_id", "s"), ("tmp_file", "s"), ("org_file_name", "s"))),
     ("notify_cancel_send", (("send_id", "s"),)),
+    ("line_reconnecting", (("sdk_err", "i"),)),
+    ("line_resumed", (("offline_ms", "l"),)),
 )
 
 EVENT_NAMES = frozenset(name for name, _ in EVENTS)
@@ -87,6 +89,7 @@ _SIGNATURES = {
     "crvm_destroy": (None, [HANDLE]),
     "crvm_login": (_i32, [HANDLE, _c_str, _c_str, _c_str, _c_str, _c_str, _c_str]),
     "crvm_logout": (_i32, [HANDLE]),
+    "crvm_network_changed": (_i32, [HANDLE]),
     "crvm_set_dnd_status": (_i32, [HANDLE, _i32, _c_str]),
     "crvm_get_user_status": (_i32, [HANDLE, _c_str]),
     "crvm_start_user_status_notify": (_i32, [HANDLE, _c_str]),

@@ -363,6 +363,10 @@ class Client:
                 _s(priv_auth_code, "priv_auth_code"), _s(cookie, "cookie"))
         self._logged_in_once = True
 
+    def network_changed(self):
+        """The network changed: drop the link and resume the session at once (SPEC 3.6)."""
+        self._c("crvm_network_changed")
+
     def logout(self):
         """No event follows. Raises NotLoggedIn (12) if not logged in."""
         self._c("crvm_logout")

@@ -23,9 +23,9 @@ use std::sync::Arc;
 use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_LOGINSTATE_ERROR, CRVIDEOSDK_NOT_LOGIN};
 use crvm_proto::{ClientMsg, Op, ServerMsg, SizeLimits};
 
-use crate::conn::{Ctx, End};
+use crate::conn::{Ctx, End, ResumeReq};
 use crate::hub::ConnId;
-use crate::outbox::{Out, Outbox};
+use crate::outbox::{Out, Outbox, State};
 
 /// Where a connection is in its life.
 pub enum Phase {
@@ -40,11 +40,18 @@ pub struct User {
     /// The tenant's app ID.
     pub tenant: String,
     pub user_id: String,
+    /// The session's ID when it may be resumed (SPEC §3.6).
+    pub session: Option<String>,
 }
 
-/// One connection as the handlers see it.
+/// One connection as the handlers see it — once logged in, the session, which may outlive its
+/// connection and go on on another (SPEC §3.6).
 pub struct Peer {
+    /// The session's identity in the hub and the relay: the ID of the connection it logged in
+    /// on (or, before login, this connection's).
     pub id: ConnId,
+    /// The connection the session is on now.
+    pub conn: ConnId,
     pub addr: SocketAddr,
     pub ctx: Arc<Ctx>,
     pub outbox: Outbox,
@@ -69,6 +76,26 @@ impl Peer {
                     op: op @ Op::Login { .. },
                 },
             ) => self.login(id, op),
+            (Phase::LoggedOut, msg @ ClientMsg::Resume { .. }) => {
+                if let Err(code) = msg.validate(&[], &self.sizes()) {
+                    return Some(self.close(code.get(), "bad resume".into()));
+                }
+                let ClientMsg::Resume {
+                    app_id,
+                    session,
+                    secret,
+                    last,
+                } = msg
+                else {
+                    unreachable!("matched above")
+                };
+                Some(End::Resume(ResumeReq {
+                    app_id,
+                    session,
+                    secret,
+                    last,
+                }))
+            }
             (Phase::LoggedOut, _) => Some(self.close(CRVIDEOSDK_NOT_LOGIN, "log in first".into())),
             (Phase::LoggedIn(user), msg) => {
                 let user = user.clone();
@@ -90,6 +117,9 @@ impl Peer {
         }
         match msg {
             ClientMsg::Hello { .. } => unreachable!("handled in on_msg"),
+            ClientMsg::Resume { .. } => {
+                Some(self.close(CRVIDEOSDK_ERR_DATA, "resume while logged in".into()))
+            }
             ClientMsg::Req { id, op } => self.op(user, id, op).await,
             ClientMsg::Cmd { n, to } => self.cmd(user, n, &to, attachment),
             ClientMsg::CmdAck { upto } => {
@@ -179,11 +209,21 @@ impl Peer {
         End::Closed { code, reason }
     }
 
-    /// Logs the session out of the hub and the relay (if it is still the user's) and
-    /// unregisters the connection. Returns ` app "…" user "…"` for the log when it was
-    /// logged in.
+    /// What stays of this connection once its session is parked: nothing logged in.
+    pub fn stand_in(&self) -> Peer {
+        Peer {
+            id: self.conn,
+            conn: self.conn,
+            addr: self.addr,
+            ctx: Arc::clone(&self.ctx),
+            outbox: Outbox::default(),
+            phase: Phase::LoggedOut,
+        }
+    }
+
+    /// Logs the session out of the hub and the relay (if it is still the user's). Returns
+    /// ` app "…" user "…"` for the log when it was logged in.
     pub fn leave(&mut self) -> String {
-        self.ctx.conns.remove(self.id);
         match std::mem::replace(&mut self.phase, Phase::LoggedOut) {
             Phase::LoggedIn(user) => {
                 // Closed first, so that nothing new can be routed to this session once the
@@ -198,6 +238,13 @@ impl Peer {
 
     /// The session's presence, calls and data end (SPEC §3.1: logout leaves no trace).
     fn end_session(&self, user: &User) {
+        if let Some(sid) = &user.session {
+            let kicked = self.outbox.state()
+                == State::Closing {
+                    code: Some(crvm_proto::error::CRVIDEOSDK_USER_BEEN_KICKOUT),
+                };
+            self.ctx.sessions.ended(sid, self.conn, kicked);
+        }
         self.ctx.hub.logout(&user.tenant, &user.user_id, self.id);
         self.ctx.relay.session_ended(self.id);
     }

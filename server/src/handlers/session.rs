@@ -26,7 +26,7 @@ impl Peer {
         }
         self.phase = Phase::LoggedOut;
         let c = &self.ctx.config;
-        self.send(&ServerMsg::Welcome {
+        self.outbox.push_handshake(&ServerMsg::Welcome {
             ver: PROTOCOL_VERSION,
             heartbeat_ms: c.heartbeat_ms,
             max_buffer_bytes: c.max_buffer_bytes,
@@ -44,6 +44,7 @@ impl Peer {
             secret,
             user_id,
             token,
+            resume,
             ..
         } = op
         else {
@@ -109,13 +110,29 @@ impl Peer {
             app_id,
             user
         );
+        let window = self.ctx.sessions.window().as_secs();
+        let resumable = resume && window > 0;
+        if resumable {
+            // Before the first numbered frame, so that the tail has every one of them.
+            self.outbox.set_resumable();
+        }
         self.send(&ServerMsg::LoginOk {
             re: id,
             user_id: user.clone(),
         });
+        let session = resumable.then(|| {
+            let (session, secret) = self.ctx.sessions.register(&app_id, self.conn, &self.outbox);
+            self.send(&ServerMsg::Resumable {
+                session: session.clone(),
+                secret,
+                window_s: window,
+            });
+            session
+        });
         self.phase = Phase::LoggedIn(User {
             tenant: app_id,
             user_id: user,
+            session,
         });
         None
     }

@@ -217,6 +217,21 @@ impl Server {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Whether the log says `needle` within a few seconds: for a line the server writes after
+    /// the event the test saw (a TLS failure is logged after the socket is closed). Polls the
+    /// file: there is no other signal from another process's log.
+    #[allow(dead_code)]
+    pub fn log_says(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.log_text().contains(needle) {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        true
+    }
 }
 
 impl Drop for Server {

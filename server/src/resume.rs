@@ -1,0 +1,259 @@
+//! Resumable sessions (SPEC §3.6): which connection holds each one, and the sessions whose
+//! connection dropped, held for `resume_window_s` with everything they had.
+//!
+//! A session is a [`Peer`] (its identity in the hub and the relay is the ID of the connection
+//! that logged in, which never changes) plus its [`crate::outbox::Outbox`] (what is queued for
+//! it and what it has not acknowledged). When its link drops, the connection task parks the
+//! `Peer` here instead of ending the session; a resume takes it out and carries on with it on
+//! the new connection. A generation number, bumped on every park and take, fences everything
+//! stale: the expiry of an older parking, a connection that was taken over.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crvm_proto::error::{CRVIDEOSDK_CONNECTIONLOST, CRVIDEOSDK_USER_BEEN_KICKOUT};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::auth::ct_eq;
+use crate::handlers::Peer;
+use crate::hub::ConnId;
+use crate::limits::Bucket;
+use crate::outbox::Outbox;
+use crate::random;
+
+/// How long a resume waits for the connection it takes over to let go of the session.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+
+/// Hex digits of session IDs and resume secrets (128 bits).
+const TOKEN_HEX: usize = 32;
+
+/// Where a session is.
+enum Where {
+    /// On connection `conn`, whose outbox is `outbox`.
+    Attached { conn: ConnId, outbox: Outbox },
+    /// Parked while its link is down.
+    Detached(Box<Peer>),
+    /// Ended while its client could not hear it, with the code a resume now gets (10: kicked
+    /// by a newer login); forgotten at `until`.
+    Gone { code: i32, until: Instant },
+}
+
+struct Slot {
+    tenant: String,
+    secret: String,
+    gen: u64,
+    at: Where,
+}
+
+/// Why a resume was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Unknown, expired, wrong tenant or wrong secret (no difference is revealed): 207; or
+    /// kicked meanwhile: 10.
+    Code(i32),
+    /// Over the node's resume rate: try again later.
+    Busy,
+}
+
+/// Every resumable session of this node.
+pub struct Sessions {
+    slots: Mutex<HashMap<String, Slot>>,
+    /// Wakes resumes waiting for a taken-over connection to park its session.
+    parked: Notify,
+    rate: Mutex<Bucket>,
+    window: Duration,
+}
+
+impl Sessions {
+    pub fn new(window: Duration, resumes_per_s: u64) -> Sessions {
+        Sessions {
+            slots: Mutex::new(HashMap::new()),
+            parked: Notify::new(),
+            rate: Mutex::new(Bucket::new(resumes_per_s, 2 * resumes_per_s)),
+            window,
+        }
+    }
+
+    /// How long a dropped session is held.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Registers a session just logged in on `conn`; returns its ID and first secret.
+    pub fn register(&self, tenant: &str, conn: ConnId, outbox: &Outbox) -> (String, String) {
+        let id = random::hex(TOKEN_HEX);
+        let secret = random::hex(TOKEN_HEX);
+        let mut slots = self.slots.lock();
+        let now = Instant::now();
+        slots.retain(|_, s| !matches!(s.at, Where::Gone { until, .. } if until <= now));
+        slots.insert(
+            id.clone(),
+            Slot {
+                tenant: tenant.to_owned(),
+                secret: secret.clone(),
+                gen: 0,
+                at: Where::Attached {
+                    conn,
+                    outbox: outbox.clone(),
+                },
+            },
+        );
+        (id, secret)
+    }
+
+    /// The link of the session on `conn` dropped: parks it. Returns the generation its expiry
+    /// must match, or gives the peer back if the session is no longer on `conn` (taken over,
+    /// or ended), for the caller to end.
+    pub fn park(&self, id: &str, conn: ConnId, peer: Box<Peer>) -> Result<u64, Box<Peer>> {
+        let mut slots = self.slots.lock();
+        let Some(slot) = slots.get_mut(id) else {
+            return Err(peer);
+        };
+        if !matches!(slot.at, Where::Attached { conn: c, .. } if c == conn) {
+            return Err(peer);
+        }
+        slot.gen += 1;
+        slot.at = Where::Detached(peer);
+        let gen = slot.gen;
+        drop(slots);
+        self.parked.notify_waiters();
+        Ok(gen)
+    }
+
+    /// The window of parking `gen` passed, or its session ended meanwhile (kicked, overflow,
+    /// shutdown): takes the session out for the caller to end, exactly once. `kicked` leaves
+    /// a tombstone so that the client's resume learns it (10).
+    pub fn expire(&self, id: &str, gen: u64, kicked: bool) -> Option<Box<Peer>> {
+        let mut slots = self.slots.lock();
+        let slot = slots.get_mut(id)?;
+        if slot.gen != gen || !matches!(slot.at, Where::Detached(_)) {
+            return None;
+        }
+        let at = if kicked {
+            Where::Gone {
+                code: CRVIDEOSDK_USER_BEEN_KICKOUT,
+                until: Instant::now() + self.window,
+            }
+        } else {
+            Where::Gone {
+                code: CRVIDEOSDK_CONNECTIONLOST,
+                until: Instant::now(),
+            }
+        };
+        let Where::Detached(peer) = std::mem::replace(&mut slot.at, at) else {
+            unreachable!("checked above")
+        };
+        if !kicked {
+            slots.remove(id);
+        }
+        Some(peer)
+    }
+
+    /// The session on `conn` ended while attached (logout, kick, protocol error): forgotten,
+    /// or — when kicked — remembered as such for the window, in case its client is resuming.
+    pub fn ended(&self, id: &str, conn: ConnId, kicked: bool) {
+        let mut slots = self.slots.lock();
+        let Some(slot) = slots.get_mut(id) else {
+            return;
+        };
+        if !matches!(slot.at, Where::Attached { conn: c, .. } if c == conn) {
+            return;
+        }
+        if kicked {
+            slot.gen += 1;
+            slot.at = Where::Gone {
+                code: CRVIDEOSDK_USER_BEEN_KICKOUT,
+                until: Instant::now() + self.window,
+            };
+        } else {
+            slots.remove(id);
+        }
+    }
+
+    /// A resume of session `id` by a client of `tenant` presenting `secret`, on connection
+    /// `conn` whose outbox will be the session's. On success the session is attached to `conn`
+    /// and returned with its next secret. A session still attached to another connection (its
+    /// drop not noticed here yet) is taken from it.
+    pub async fn resume(
+        &self,
+        tenant: &str,
+        id: &str,
+        secret: &str,
+        conn: ConnId,
+    ) -> Result<(Box<Peer>, String), Refused> {
+        if !self.rate.lock().take(Instant::now()) {
+            return Err(Refused::Busy);
+        }
+        let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
+        loop {
+            let parked = self.parked.notified();
+            tokio::pin!(parked);
+            parked.as_mut().enable();
+            {
+                let mut slots = self.slots.lock();
+                let lost = Refused::Code(CRVIDEOSDK_CONNECTIONLOST);
+                let Some(slot) = slots.get_mut(id) else {
+                    return Err(lost);
+                };
+                // Compared in full whatever the tenant, so timing tells nothing.
+                let secret_ok = ct_eq(slot.secret.as_bytes(), secret.as_bytes());
+                if !secret_ok || slot.tenant != tenant {
+                    return Err(lost);
+                }
+                match &slot.at {
+                    Where::Gone { code, until } => {
+                        let code = if *until > Instant::now() {
+                            *code
+                        } else {
+                            CRVIDEOSDK_CONNECTIONLOST
+                        };
+                        slots.remove(id);
+                        return Err(Refused::Code(code));
+                    }
+                    Where::Attached { outbox, .. } => {
+                        // Its reader stops and parks the session (or ends it, if it was ending).
+                        outbox.detach();
+                    }
+                    Where::Detached(peer) => {
+                        let next = random::hex(TOKEN_HEX);
+                        slot.secret = next.clone();
+                        slot.gen += 1;
+                        let outbox = peer.outbox.clone();
+                        let Where::Detached(peer) =
+                            std::mem::replace(&mut slot.at, Where::Attached { conn, outbox })
+                        else {
+                            unreachable!("matched above")
+                        };
+                        return Ok((peer, next));
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, parked).await.is_err() {
+                return Err(Refused::Code(CRVIDEOSDK_CONNECTIONLOST));
+            }
+        }
+    }
+
+    /// A resume that took a session failed before the session was back on its connection (the
+    /// client claimed frames never sent): the session is parked again under a new generation,
+    /// for its expiry to end it.
+    pub fn repark(&self, id: &str, peer: Box<Peer>) -> u64 {
+        let mut slots = self.slots.lock();
+        let Some(slot) = slots.get_mut(id) else {
+            return 0;
+        };
+        slot.gen += 1;
+        slot.at = Where::Detached(peer);
+        slot.gen
+    }
+
+    /// Sessions held without a connection (for tests and measurements).
+    pub fn detached(&self) -> usize {
+        self.slots
+            .lock()
+            .values()
+            .filter(|s| matches!(s.at, Where::Detached(_)))
+            .count()
+    }
+}

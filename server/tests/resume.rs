@@ -1,0 +1,436 @@
+//! Session resumption (SPEC §3.6) between real library clients and a real server, with the
+//! network broken on purpose by the fault proxy: each test counts every event exactly.
+
+mod common;
+
+use common::*;
+use crossbeam_channel::Receiver;
+use crvm::core::{Client as Lib, Event, LoginParams};
+use crvm_faultproxy::{Mode, Proxy};
+use crvm_proto::error::code;
+use crvm_proto::{ClientMsg, ServerMsg};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+struct User {
+    lib: Lib,
+    rx: Receiver<Event>,
+}
+
+impl User {
+    /// A library client of the `demo` tenant logged in as `name` through `addr`.
+    fn login(addr: SocketAddr, name: &str, opts: &[(&str, &str)]) -> User {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let lib = Lib::new(
+            &addr.to_string(),
+            Box::new(move |e: &Event| {
+                let _ = tx.send(e.clone());
+            }),
+        )
+        .unwrap();
+        for (k, v) in opts {
+            lib.set_option(k, v).unwrap();
+        }
+        lib.login(&LoginParams {
+            auth_acnt: "demo",
+            auth_pswd: "demo-secret",
+            priv_acnt: name,
+            ..Default::default()
+        })
+        .unwrap();
+        let u = User { lib, rx };
+        assert!(
+            matches!(u.next(), Event::Login { result: Ok(_), .. }),
+            "{name} logs in"
+        );
+        u
+    }
+
+    fn next(&self) -> Event {
+        self.rx.recv_timeout(PATIENCE).expect("an event in time")
+    }
+
+    /// The next event, which must be `want`.
+    fn expect(&self, want: Event) {
+        assert_eq!(self.next(), want);
+    }
+
+    /// A lost link and its resume: `line_reconnecting(207)`, then `line_resumed`.
+    fn expect_resume(&self) {
+        self.expect(Event::LineReconnecting { code: code(207) });
+        assert!(
+            matches!(self.next(), Event::LineResumed { .. }),
+            "line_resumed"
+        );
+    }
+
+    /// Nothing more arrives for a moment.
+    fn expect_quiet(&self) {
+        if let Ok(e) = self.rx.recv_timeout(Duration::from_millis(300)) {
+            panic!("unexpected event {e:?}");
+        }
+    }
+}
+
+fn server(top: &str) -> (TmpDir, Server) {
+    let dir = TmpDir::new();
+    let s = Server::start(&dir, &config(top));
+    (dir, s)
+}
+
+#[test]
+fn a_connected_call_survives_a_drop_and_hangs_up_after_the_resume() {
+    let (_d, s) = server("");
+    let proxy = Proxy::start(s.addr).unwrap();
+    let alice = User::login(proxy.addr(), "alice", &[]);
+    let bob = User::login(s.addr, "bob", &[]);
+    let call_id = alice.lib.call("bob", "", "", "c").unwrap();
+    alice.expect(Event::Call {
+        call_id: call_id.clone(),
+        result: Ok(()),
+        cookie: "c".into(),
+    });
+    assert!(matches!(bob.next(), Event::NotifyCallIn { .. }));
+    bob.lib.accept_call(&call_id, "", "", "a").unwrap();
+    assert!(matches!(
+        bob.next(),
+        Event::AcceptCall { result: Ok(()), .. }
+    ));
+    assert!(matches!(alice.next(), Event::NotifyCallAccepted { .. }));
+
+    proxy.reset();
+    alice.expect_resume();
+    // The call carried on: bob's hang-up reaches alice once, after the resume.
+    bob.lib.hungup_call(&call_id, "bye", "h").unwrap();
+    assert!(matches!(
+        bob.next(),
+        Event::HangupCall { result: Ok(()), .. }
+    ));
+    alice.expect(Event::NotifyCallHungup {
+        call_id,
+        usr_ext_dat: "bye".into(),
+    });
+    alice.expect_quiet();
+    bob.expect_quiet();
+}
+
+#[test]
+fn a_ringing_call_keeps_ringing_and_its_timer_fires_on_time_while_the_callee_is_away() {
+    let (_d, s) = server("call_timeout_s = 2");
+    let proxy = Proxy::start(s.addr).unwrap();
+    let alice = User::login(s.addr, "alice", &[]);
+    let bob = User::login(proxy.addr(), "bob", &[]);
+    let call_id = alice.lib.call("bob", "", "", "c").unwrap();
+    let rung = Instant::now();
+    assert!(matches!(alice.next(), Event::Call { result: Ok(()), .. }));
+    assert!(matches!(bob.next(), Event::NotifyCallIn { .. }));
+    // Bob's network goes away while it rings; nobody answers.
+    proxy.set_mode(Mode::Refuse);
+    proxy.reset();
+    bob.expect(Event::LineReconnecting { code: code(207) });
+    alice.expect(Event::NotifyCallRejected {
+        call_id: call_id.clone(),
+        reason: code(604),
+        usr_ext_dat: String::new(),
+    });
+    let fired = rung.elapsed();
+    assert!(
+        fired >= Duration::from_secs(2) && fired < Duration::from_secs(10),
+        "{fired:?}"
+    );
+    // Bob comes back and hears how the call ended, once.
+    proxy.set_mode(Mode::Forward);
+    assert!(matches!(bob.next(), Event::LineResumed { .. }));
+    bob.expect(Event::NotifyCallHungup {
+        call_id,
+        usr_ext_dat: String::new(),
+    });
+    bob.expect_quiet();
+    alice.expect_quiet();
+}
+
+#[test]
+fn a_reply_lost_with_the_link_arrives_once_after_the_resume_and_the_callee_is_rung_once() {
+    let (_d, s) = server("");
+    let proxy = Proxy::start(s.addr).unwrap();
+    let alice = User::login(proxy.addr(), "alice", &[]);
+    let bob = User::login(s.addr, "bob", &[]);
+    // Frames sit in the proxy for a while: the server handles the call while its reply is
+    // still on the way, and the link is cut under it.
+    proxy.set_delay(Duration::from_millis(300));
+    let call_id = alice.lib.call("bob", "", "", "c").unwrap();
+    assert!(matches!(bob.next(), Event::NotifyCallIn { .. }));
+    proxy.reset();
+    proxy.set_delay(Duration::ZERO);
+    alice.expect(Event::LineReconnecting { code: code(207) });
+    assert!(matches!(alice.next(), Event::LineResumed { .. }));
+    alice.expect(Event::Call {
+        call_id,
+        result: Ok(()),
+        cookie: "c".into(),
+    });
+    alice.expect_quiet();
+    bob.expect_quiet();
+}
+
+#[test]
+fn requests_made_while_reconnects_are_refused_get_their_results_after_the_resume() {
+    let (_d, s) = server("");
+    let proxy = Proxy::start(s.addr).unwrap();
+    let alice = User::login(proxy.addr(), "alice", &[]);
+    proxy.set_mode(Mode::Refuse);
+    proxy.reset();
+    alice.expect(Event::LineReconnecting { code: code(207) });
+    // Accepted and queued while the link is down.
+    alice.lib.set_dnd_status(1, "dnd").unwrap();
+    alice.lib.get_user_status("who").unwrap();
+    let task = alice.lib.send_cmd("alice", b"to myself").unwrap();
+    // Let several attempts fail.
+    let refused = proxy.accepted();
+    while proxy.accepted() < refused + 2 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    proxy.set_mode(Mode::Forward);
+    assert!(matches!(alice.next(), Event::LineResumed { .. }));
+    alice.expect(Event::SetDndStatus {
+        result: Ok(()),
+        cookie: "dnd".into(),
+    });
+    match alice.next() {
+        Event::GetUserStatus {
+            result: Ok(list), ..
+        } => assert_eq!(list, [st("alice", 1, 1)]),
+        other => panic!("{other:?}"),
+    }
+    alice.expect(Event::CmdSent {
+        task_id: task,
+        result: Err(code(5)),
+    });
+    alice.expect_quiet();
+}
+
+#[test]
+fn cmds_both_ways_through_a_flapping_link_arrive_once_and_in_order() {
+    let (_d, s) = server("");
+    let pa = Proxy::start(s.addr).unwrap();
+    let pb = Proxy::start(s.addr).unwrap();
+    let alice = User::login(pa.addr(), "alice", &[]);
+    let bob = User::login(pb.addr(), "bob", &[]);
+    const N: usize = 1000;
+    pa.flap(Some(Duration::from_millis(200)));
+    pb.flap(Some(Duration::from_millis(200)));
+    let send = |u: &User, to: &str| {
+        (0..N)
+            .map(|i| u.lib.send_cmd(to, format!("{i}").as_bytes()).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (mut a_tasks, mut b_tasks) = (send(&alice, "bob"), send(&bob, "alice"));
+    let check = |u: &User, tasks: &mut Vec<String>, from: &str| {
+        let mut got = 0;
+        let (mut drops, mut resumes) = (0, 0);
+        tasks.reverse();
+        while got < N || !tasks.is_empty() {
+            match u.next() {
+                Event::NotifyCmdData { from: f, data } => {
+                    assert_eq!((f.as_str(), data), (from, format!("{got}").into_bytes()));
+                    got += 1;
+                }
+                Event::CmdSent { task_id, result } => {
+                    assert_eq!(result, Ok(()));
+                    assert_eq!(Some(task_id), tasks.pop(), "results in order, once each");
+                }
+                Event::LineReconnecting { .. } => drops += 1,
+                Event::LineResumed { .. } => resumes += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        (drops, resumes)
+    };
+    let (da, ra) = check(&alice, &mut a_tasks, "bob");
+    let (db, rb) = check(&bob, &mut b_tasks, "alice");
+    pa.flap(None);
+    pb.flap(None);
+    // Every drop is followed by its resume (one may still be under way).
+    assert!(da >= ra && da <= ra + 1 && db >= rb && db <= rb + 1);
+    eprintln!("alice: {da} drops, bob: {db} drops");
+}
+
+#[test]
+fn a_session_not_resumed_within_the_window_ends_once_for_everyone() {
+    let (_d, s) = server("resume_window_s = 1");
+    let proxy = Proxy::start(s.addr).unwrap();
+    let watcher = User::login(s.addr, "watcher", &[]);
+    let alice = User::login(proxy.addr(), "alice", &[]);
+    let call_id = watcher.lib.call("alice", "", "", "c").unwrap();
+    assert!(matches!(watcher.next(), Event::Call { result: Ok(()), .. }));
+    assert!(matches!(alice.next(), Event::NotifyCallIn { .. }));
+    watcher.lib.start_user_status_notify("w").unwrap();
+    assert!(matches!(
+        watcher.next(),
+        Event::StartUserStatusNotify { result: Ok(()), .. }
+    ));
+    proxy.set_mode(Mode::Refuse);
+    proxy.reset();
+    alice.expect(Event::LineReconnecting { code: code(207) });
+    alice.lib.get_meetings("m").unwrap();
+    // The window passes: the outstanding request gets 207, the call ends, then line_off.
+    alice.expect(Event::GetMeetings {
+        result: Err(code(207)),
+        cookie: "m".into(),
+    });
+    alice.expect(Event::NotifyCallHungup {
+        call_id: call_id.clone(),
+        usr_ext_dat: String::new(),
+    });
+    alice.expect(Event::LineOff { code: code(207) });
+    // For the others, alice went away once: the ringing call ends with 603, she goes offline.
+    watcher.expect(Event::NotifyCallRejected {
+        call_id,
+        reason: code(603),
+        usr_ext_dat: String::new(),
+    });
+    let mut offline = 0;
+    while let Ok(e) = watcher.rx.recv_timeout(Duration::from_millis(500)) {
+        match e {
+            // Her call ends first (back to 1), then she goes offline: once.
+            Event::NotifyUserStatus { status, .. } if status.user_id == "alice" => {
+                assert_eq!(offline, 0, "nothing after offline");
+                offline += (status.user_status == 0) as usize;
+            }
+            Event::NotifyUserStatus { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(offline, 1);
+    assert!(s.log_says("not resumed in time"), "{}", s.log_text());
+}
+
+#[test]
+fn a_session_kicked_while_detached_ends_with_10() {
+    let (_d, s) = server("");
+    let proxy = Proxy::start(s.addr).unwrap();
+    let alice = User::login(proxy.addr(), "alice", &[]);
+    proxy.set_mode(Mode::Refuse);
+    proxy.reset();
+    alice.expect(Event::LineReconnecting { code: code(207) });
+    let _again = User::login(s.addr, "alice", &[]);
+    proxy.set_mode(Mode::Forward);
+    alice.expect(Event::LineOff { code: code(10) });
+    alice.expect_quiet();
+}
+
+#[test]
+fn a_server_restarted_while_detached_knows_no_session() {
+    let dir = TmpDir::new();
+    let mut s = Server::start(&dir, &config(""));
+    let proxy = Proxy::start(s.addr).unwrap();
+    let alice = User::login(proxy.addr(), "alice", &[]);
+    let port = s.addr;
+    s.signal("-KILL");
+    s.wait();
+    alice.expect(Event::LineReconnecting { code: code(207) });
+    // The same address again, a new process.
+    let listen = port.to_string();
+    let config_arg = s.config.to_str().unwrap().to_owned();
+    let _s2 = Server::spawn(
+        &dir,
+        &[
+            "--listen",
+            &listen,
+            "--config",
+            &config_arg,
+            "--data-dir",
+            dir.path("data").to_str().unwrap(),
+        ],
+        s.config.clone(),
+    );
+    alice.expect(Event::LineOff { code: code(207) });
+}
+
+#[test]
+fn reconnect_off_keeps_the_old_behaviour() {
+    let (_d, s) = server("");
+    let proxy = Proxy::start(s.addr).unwrap();
+    let watcher = User::login(s.addr, "watcher", &[]);
+    watcher.lib.start_user_status_notify("w").unwrap();
+    assert!(matches!(
+        watcher.next(),
+        Event::StartUserStatusNotify { result: Ok(()), .. }
+    ));
+    let alice = User::login(proxy.addr(), "alice", &[("reconnect", "off")]);
+    assert!(matches!(watcher.next(), Event::NotifyUserStatus { .. }));
+    proxy.reset();
+    alice.expect(Event::LineOff { code: code(207) });
+    // The server did not hold it either.
+    match watcher.next() {
+        Event::NotifyUserStatus { status, .. } => assert_eq!(status, st("alice", 0, 0)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn network_changed_resumes_at_once_and_needs_a_login() {
+    let (_d, s) = server("");
+    let alice = User::login(s.addr, "alice", &[]);
+    alice.lib.network_changed().unwrap();
+    alice.expect_resume();
+    alice.lib.set_dnd_status(2, "d").unwrap();
+    alice.expect(Event::SetDndStatus {
+        result: Ok(()),
+        cookie: "d".into(),
+    });
+    alice.lib.logout().unwrap();
+    assert_eq!(alice.lib.network_changed(), Err(code(12)));
+}
+
+#[test]
+fn a_wrong_or_stale_secret_or_another_tenants_session_is_refused_as_unknown() {
+    let (_d, s) = server("");
+    // A real session, its ID and secret as the server gave them.
+    let mut c = s.connect();
+    c.hello();
+    let id = c.id();
+    c.send(&ClientMsg::Req {
+        id,
+        op: crvm_proto::Op::Login {
+            app_id: "demo".into(),
+            secret: "demo-secret".into(),
+            user_id: "alice".into(),
+            nick: String::new(),
+            token: String::new(),
+            resume: true,
+        },
+    });
+    assert!(matches!(c.msg(), ServerMsg::LoginOk { .. }));
+    let ServerMsg::Resumable {
+        session, secret, ..
+    } = c.msg()
+    else {
+        panic!("resumable")
+    };
+    let try_resume = |app: &str, session: &str, secret: &str| {
+        let mut r = s.connect();
+        r.hello();
+        r.send(&ClientMsg::Resume {
+            app_id: app.into(),
+            session: session.into(),
+            secret: secret.into(),
+            last: 0,
+        });
+        r.msg()
+    };
+    let refused = ServerMsg::ResumeFailed { code: 207 };
+    assert_eq!(try_resume("demo", &session, "0123"), refused);
+    assert_eq!(try_resume("acme", &session, &secret), refused);
+    assert_eq!(try_resume("demo", "no-such-session", &secret), refused);
+    // The right secret takes the session over (the first connection is let go)...
+    drop(c);
+    let ServerMsg::Resumed { secret: next, .. } = try_resume("demo", &session, &secret) else {
+        panic!("resumed")
+    };
+    // ...and the secret used is stale from then on.
+    assert_ne!(next, secret);
+    assert_eq!(try_resume("demo", &session, &secret), refused);
+}
