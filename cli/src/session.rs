@@ -274,6 +274,14 @@ impl Session {
             }
             match self.rx.recv_timeout(slice) {
                 Ok(Event::LineOff { code }) => return Err(Fail::Lost(code)),
+                // A blip is resumed by the library; the user is told on stderr, so that
+                // stdout (and `--json` output) stays what the command prints.
+                Ok(Event::LineReconnecting { code }) => {
+                    eprintln!("crvm: connection lost (code {}), resuming", code.get());
+                }
+                Ok(Event::LineResumed { offline_ms }) => {
+                    eprintln!("crvm: connection resumed after {offline_ms} ms");
+                }
                 Ok(ev) => {
                     if let Some(v) = f(self, ev)? {
                         return Ok(Some(v));

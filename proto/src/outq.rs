@@ -247,9 +247,13 @@ impl OutQueue {
         if upto >= self.enc.next_seq() {
             return Err(Unsent);
         }
-        while self.tail.front().is_some_and(|(seq, _)| *seq <= upto) {
-            let (_, out) = self.tail.pop_front().expect("front exists");
-            self.tail_bytes -= out.cost();
+        // The tail (written on this connection) comes before what still waits to be sent
+        // again (written on an earlier one).
+        for q in [&mut self.tail, &mut self.resend] {
+            while q.front().is_some_and(|(seq, _)| *seq <= upto) {
+                let (_, out) = q.pop_front().expect("front exists");
+                self.tail_bytes -= out.cost();
+            }
         }
         Ok(())
     }
@@ -274,9 +278,9 @@ impl OutQueue {
         self.acked(peer_last)?;
         // Everything after `peer_last` must still be here.
         let first = self
-            .resend
+            .tail
             .front()
-            .or(self.tail.front())
+            .or(self.resend.front())
             .map_or(self.enc.next_seq(), |(seq, _)| *seq);
         if first != peer_last + 1 {
             return Err(Unsent);
@@ -620,6 +624,46 @@ mod tests {
         assert_eq!(got[0].2.len(), 4 + 4, "frame 3 is json(4)");
         assert_eq!(got[2].2.len(), 4 + 6, "then the new one");
         q.acked(5).unwrap();
+        assert_eq!(q.tail_bytes(), 0);
+    }
+
+    #[test]
+    fn a_drop_while_the_tail_is_being_sent_again_resumes_from_where_the_peer_is() {
+        let mut q = OutQueue::new();
+        q.keep_tail(true);
+        for n in 1..=5 {
+            q.push(json(n));
+        }
+        let mut wire = Vec::new();
+        q.encode(0, &mut wire, usize::MAX);
+        // First resume: the peer had 1; 2..=5 go again, but only 2 and 3 make it out.
+        q.new_connection();
+        q.resume(1).unwrap();
+        let mut wire = Vec::new();
+        q.encode(0, &mut wire, 1);
+        q.encode(0, &mut wire, 1);
+        assert_eq!(
+            frames_after(1, &wire)
+                .iter()
+                .map(|f| f.1)
+                .collect::<Vec<_>>(),
+            [2, 3]
+        );
+        // Second drop: the peer handled 2 only.
+        q.new_connection();
+        q.resume(2).unwrap();
+        let mut wire = Vec::new();
+        q.encode(0, &mut wire, usize::MAX);
+        assert_eq!(
+            frames_after(2, &wire)
+                .iter()
+                .map(|f| f.1)
+                .collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        // Third: the peer had everything.
+        q.new_connection();
+        q.resume(5).unwrap();
         assert_eq!(q.tail_bytes(), 0);
     }
 

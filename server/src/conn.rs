@@ -138,8 +138,15 @@ where
         }
     };
     ctx.conns.remove(id);
-    if conn.hold(&end) {
+    if let Some(sid) = conn.holdable(&end) {
+        // The writer is gone before the session can be taken by a resume: two writers must
+        // never drain one session's outbox.
         writer.abort();
+        let _ = writer.await;
+        if !conn.park(sid, &end) {
+            let who = conn.peer.leave();
+            log!("conn {id} closed ({peer}){who}: {}", conn.describe(&end));
+        }
         return;
     }
 
@@ -247,25 +254,27 @@ fn is_request(msg: &ClientMsg) -> bool {
 }
 
 impl Conn {
-    /// Whether the session, whose connection ended with `end`, is held for a resume rather
-    /// than ended; if so it is parked, with its expiry armed.
-    fn hold(&mut self, end: &End) -> bool {
+    /// Whether the session, whose connection ended with `end`, is to be held for a resume
+    /// rather than ended: if so its outbox is detached and its ID returned.
+    fn holdable(&mut self, end: &End) -> Option<String> {
         let Phase::LoggedIn(user) = &self.peer.phase else {
-            return false;
+            return None;
         };
-        let Some(sid) = user.session.clone() else {
-            return false;
-        };
+        let sid = user.session.clone()?;
         let link_lost = match end {
             End::PeerClosed | End::ReadFailed(_) | End::Idle => self.peer.outbox.detach(),
             End::Stopped => self.peer.outbox.state() == State::Detached,
             _ => false,
         };
-        if !link_lost && self.peer.outbox.state() != State::Detached {
-            return false;
-        }
+        (link_lost || self.peer.outbox.state() == State::Detached).then_some(sid)
+    }
+
+    /// Parks session `sid` (see [`Conn::holdable`]) with its expiry armed. False if it was
+    /// taken over or ended meanwhile: the caller ends it.
+    fn park(&mut self, sid: String, end: &End) -> bool {
         let ctx = Arc::clone(&self.peer.ctx);
         let outbox = self.peer.outbox.clone();
+        let why = self.describe(end);
         let stand_in = self.peer.stand_in();
         let session = std::mem::replace(&mut self.peer, stand_in);
         let (id, conn, addr) = (session.id, session.conn, session.addr);
@@ -274,7 +283,7 @@ impl Conn {
                 log!(
                     "conn {conn} link lost ({addr}), session of conn {id} held for {} s: {}",
                     ctx.sessions.window().as_secs(),
-                    self.describe(end)
+                    why
                 );
                 expire_later(ctx, sid, gen, outbox);
                 true

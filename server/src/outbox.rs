@@ -273,10 +273,11 @@ impl Outbox {
         true
     }
 
-    /// Starts closing without a final message: what is queued is still sent.
+    /// Starts closing without a final message: what is queued is still sent (if there is a
+    /// connection to send it on).
     pub fn close(&self) {
         let mut q = self.0.q.lock();
-        if q.state == State::Open {
+        if q.state.accepts() {
             self.set_state(&mut q, State::Closing { code: None });
         }
     }
@@ -304,9 +305,14 @@ impl Outbox {
         self.0.q.lock().state
     }
 
-    /// Whether pushes are still accepted.
+    /// Whether the outbox is open on a connection.
     pub fn is_open(&self) -> bool {
         self.state() == State::Open
+    }
+
+    /// Whether pushes are still accepted: open, or a detached session held for its resume.
+    pub fn accepts(&self) -> bool {
+        self.state().accepts()
     }
 
     /// Bytes queued and not yet taken by the writer.

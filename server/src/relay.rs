@@ -269,7 +269,7 @@ impl Relay {
         }
         // A session that is going away takes nothing new (it closes its outbox before it asks
         // the relay to end what it has).
-        if !receiver.outbox.is_open() {
+        if !receiver.outbox.accepts() {
             return Ok(Err(CRVIDEOSDK_SENDDATA_TARGETINVALID));
         }
         let out = st.outgoing(sender.conn_id);
@@ -316,7 +316,7 @@ impl Relay {
         offer: Offer,
     ) -> Result<u64, i32> {
         let mut st = self.state.lock();
-        if !receiver.outbox.is_open() {
+        if !receiver.outbox.accepts() {
             return Err(CRVIDEOSDK_SENDDATA_TARGETINVALID);
         }
         if st.outgoing(sender.conn_id).streams >= xfer::MAX_OUTGOING {

@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use crvm_proto::{ClientMsg, Encoder, Kind, Op, ServerMsg};
+use crvm_proto::{ClientMsg, Kind, Op, ServerMsg};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,9 @@ fn unknown_message(s: &Server, _: usize) -> Client {
 fn wrong_sequence(s: &Server, _: usize) -> Client {
     let mut c = s.connect();
     c.hello();
-    let bytes = Encoder::new().frame(Kind::Ping, 0, &[]);
+    // A numbered frame from the future (the next one expected is 2).
+    let mut bytes = crvm_proto::frame::header_at(Kind::Control, 9, 0, 4).to_vec();
+    bytes.extend_from_slice(&[0; 4]);
     c.raw(&bytes);
     c
 }

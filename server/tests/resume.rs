@@ -434,3 +434,169 @@ fn a_wrong_or_stale_secret_or_another_tenants_session_is_refused_as_unknown() {
     assert_ne!(next, secret);
     assert_eq!(try_resume("demo", &session, &secret), refused);
 }
+
+#[test]
+fn a_silent_link_is_found_by_the_heartbeat_and_resumed() {
+    // Pings every 200 ms: silence is declared after 600 ms on both sides.
+    let (_d, s) = server("heartbeat_ms = 200");
+    let proxy = Proxy::start(s.addr).unwrap();
+    let alice = User::login(proxy.addr(), "alice", &[]);
+    proxy.set_mode(Mode::Blackhole);
+    let t0 = Instant::now();
+    alice.expect(Event::LineReconnecting { code: code(207) });
+    let detected = t0.elapsed();
+    assert!(detected < Duration::from_secs(15), "{detected:?}");
+    // The network comes back: the attempt that was hanging in it goes through.
+    proxy.set_mode(Mode::Forward);
+    assert!(matches!(alice.next(), Event::LineResumed { .. }));
+    alice.lib.set_dnd_status(1, "d").unwrap();
+    alice.expect(Event::SetDndStatus {
+        result: Ok(()),
+        cookie: "d".into(),
+    });
+}
+
+#[test]
+fn a_file_survives_drops_and_each_drop_resends_at_most_a_window() {
+    let (dir, s) = server("");
+    let proxy = Proxy::start(s.addr).unwrap();
+    let alice = User::login(proxy.addr(), "alice", &[]);
+    let inbox = dir.path("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let bob = User::login(s.addr, "bob", &[("download_dir", inbox.to_str().unwrap())]);
+    const SIZE: usize = 48 << 20;
+    let src = dir.path("big.bin");
+    let mut bytes = vec![0u8; SIZE];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = (i as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(17) as u8;
+    }
+    std::fs::write(&src, &bytes).unwrap();
+    drop(bytes);
+    let task = alice.lib.send_file("bob", src.to_str().unwrap()).unwrap();
+    // A drop at every 6 MiB of progress, up to 36 MiB.
+    const DROPS: u64 = 6;
+    let (mut drops, mut resumes) = (0, 0);
+    let received = loop {
+        match alice.next() {
+            Event::SendProgress { sent, .. }
+                if drops < DROPS && sent >= (drops + 1) * (6 << 20) =>
+            {
+                proxy.reset();
+                drops += 1;
+            }
+            Event::SendProgress { .. } => {}
+            Event::LineReconnecting { .. } => {}
+            Event::LineResumed { .. } => resumes += 1,
+            Event::FileSent {
+                task_id, result, ..
+            } => {
+                assert_eq!((task_id, result), (task.clone(), Ok(())));
+                break bob.next();
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(drops, DROPS);
+    assert_eq!(resumes, DROPS);
+    let Event::NotifyFileData { path, .. } = received else {
+        panic!("{received:?}")
+    };
+    assert!(
+        std::fs::read(&path).unwrap() == std::fs::read(&src).unwrap(),
+        "same bytes"
+    );
+    // What crossed the proxy beyond the file: the frames sent again after each drop (at most
+    // one flow-control window of the stream each), plus framing and acknowledgements.
+    let extra = proxy.bytes().saturating_sub(SIZE as u64);
+    let window = crvm_proto::msg::xfer::WINDOW;
+    assert!(
+        extra <= DROPS * (window + (1 << 20)),
+        "{extra} bytes beyond the file"
+    );
+    eprintln!(
+        "{DROPS} drops: {} KiB resent or framing in all",
+        extra / 1024
+    );
+    bob.expect_quiet();
+}
+
+#[test]
+fn presence_pushes_for_a_detached_session_merge_into_the_latest() {
+    let (_d, s) = server("");
+    let proxy = Proxy::start(s.addr).unwrap();
+    let bob = User::login(proxy.addr(), "bob", &[]);
+    bob.lib.start_user_status_notify("w").unwrap();
+    assert!(matches!(
+        bob.next(),
+        Event::StartUserStatusNotify { result: Ok(()), .. }
+    ));
+    let mut carol = s.login("demo", "carol");
+    match bob.next() {
+        Event::NotifyUserStatus { status, .. } => assert_eq!(status, st("carol", 1, 0)),
+        other => panic!("{other:?}"),
+    }
+    proxy.set_mode(Mode::Refuse);
+    proxy.reset();
+    bob.expect(Event::LineReconnecting { code: code(207) });
+    // A flood of changes while bob is away: far more than a held session could queue apart.
+    for dnd in 1..=20_000 {
+        assert_eq!(carol.code(crvm_proto::Op::SetDnd { dnd }), 0);
+    }
+    proxy.set_mode(Mode::Forward);
+    assert!(matches!(bob.next(), Event::LineResumed { .. }));
+    // What bob sees: carol's changes in order, ending with the last one, merged to a few.
+    let mut seen = Vec::new();
+    while let Ok(e) = bob.rx.recv_timeout(Duration::from_millis(500)) {
+        match e {
+            Event::NotifyUserStatus { status, .. } => seen.push(status.dnd_type),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen.last(), Some(&20_000));
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert!(seen.len() < 100, "{} pushes", seen.len());
+}
+
+#[test]
+fn logout_and_destroy_during_a_reconnect_end_at_once() {
+    let (_d, s) = server("");
+    let proxy = Proxy::start(s.addr).unwrap();
+    let alice = User::login(proxy.addr(), "alice", &[]);
+    let bob = User::login(proxy.addr(), "bob", &[]);
+    proxy.set_mode(Mode::Refuse);
+    proxy.reset();
+    alice.expect(Event::LineReconnecting { code: code(207) });
+    bob.expect(Event::LineReconnecting { code: code(207) });
+    alice.lib.get_meetings("m").unwrap();
+    alice.lib.logout().unwrap();
+    alice.expect(Event::GetMeetings {
+        result: Err(code(12)),
+        cookie: "m".into(),
+    });
+    alice.expect_quiet();
+    let t0 = Instant::now();
+    bob.lib.destroy();
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(bob.rx.try_recv().is_err(), "nothing after destroy");
+}
+
+#[test]
+fn a_resume_storm_is_paced_by_the_node_and_everyone_resumes() {
+    let (_d, s) = server("max_resumes_per_s = 2");
+    let proxy = Proxy::start(s.addr).unwrap();
+    let users: Vec<User> = (0..8)
+        .map(|i| User::login(proxy.addr(), &format!("u{i}"), &[]))
+        .collect();
+    proxy.reset();
+    for u in &users {
+        u.expect_resume();
+    }
+    // Twice the rate in a burst went through at once; the rest were told to come back.
+    assert!(s.log_says("resume deferred"), "{}", s.log_text());
+    for u in &users {
+        u.lib.get_meetings("m").unwrap();
+        assert!(matches!(u.next(), Event::GetMeetings { result: Ok(_), .. }));
+    }
+}

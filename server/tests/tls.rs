@@ -211,3 +211,25 @@ fn half_a_tls_config_is_refused() {
     let out = run(&["--config", bad.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_tls_session_resumes_over_tls() {
+    let dir = TmpDir::new();
+    let pki = make_pki(&dir, "good", &["localhost"], true);
+    let s = tls_server(&dir, &pki);
+    let proxy = crvm_faultproxy::Proxy::start(s.addr).unwrap();
+    let (c, rx) = client(&proxy.addr().to_string(), Some(&pki.ca));
+    assert!(matches!(
+        login(&c, &rx, "alice"),
+        Event::Login { result: Ok(_), .. }
+    ));
+    let next = || rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    proxy.reset();
+    assert_eq!(next(), Event::LineReconnecting { code: code(207) });
+    assert!(matches!(next(), Event::LineResumed { .. }));
+    // A second TLS handshake was made (on the proxy's second connection), and the session
+    // carries on over it.
+    assert_eq!(proxy.accepted(), 2);
+    c.get_meetings("m").unwrap();
+    assert!(matches!(next(), Event::GetMeetings { result: Ok(_), .. }));
+}

@@ -179,6 +179,8 @@ struct Cmds {
     queued_bytes: usize,
     /// Number of the last `cmd_in` received.
     last_in: u64,
+    /// Number of the last `cmd_in` the app has had.
+    delivered: u64,
     /// Number of the last `cmd_in` acknowledged to the server.
     acked: u64,
 }
@@ -748,11 +750,8 @@ impl Session {
     /// app's pace, SPEC §3.5).
     pub fn delivered(&mut self) {
         let st = &mut self.st;
-        if st.taken_cmd > st.cmds.acked && matches!(st.phase, Phase::LoggedIn) {
-            st.cmds.acked = st.taken_cmd;
-            st.out
-                .push(Out::msg(&ClientMsg::CmdAck { upto: st.taken_cmd }));
-        }
+        st.cmds.delivered = st.cmds.delivered.max(st.taken_cmd);
+        st.ack_cmds();
     }
 }
 
@@ -774,6 +773,17 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 impl State {
+    /// Acknowledges the cmds the app has had, if the link is up (else once it is resumed: a
+    /// receive window delivered while the link was down must still be acknowledged).
+    fn ack_cmds(&mut self) {
+        if self.cmds.delivered > self.cmds.acked && matches!(self.phase, Phase::LoggedIn) {
+            self.cmds.acked = self.cmds.delivered;
+            self.out.push(Out::msg(&ClientMsg::CmdAck {
+                upto: self.cmds.acked,
+            }));
+        }
+    }
+
     /// Whether a connection is up (or being set up) for the session's traffic: not while a
     /// resume waits for its next attempt.
     fn link_up(&self) -> bool {
@@ -848,6 +858,7 @@ impl State {
         self.events.emit(Event::LineResumed {
             offline_ms: offline.as_millis() as u64,
         });
+        self.ack_cmds();
         Ok(())
     }
 

@@ -22,6 +22,9 @@
 #ifndef CRVM_SERVER_PATH
 #define CRVM_SERVER_PATH "crvm-server"
 #endif
+#ifndef CRVM_FAULTPROXY_PATH
+#define CRVM_FAULTPROXY_PATH "crvm-faultproxy"
+#endif
 
 #define MAX_SERVERS 16
 #define MAX_RECS 64
@@ -34,6 +37,15 @@ static int g_nrecs;
 static char *g_temp_dirs[MAX_TEMP_DIRS];
 static int g_ntemp_dirs;
 static atomic_int g_failing;
+/* Links lost and resumed, with CRVM_TEST_DROPS. */
+static atomic_int g_reconnects, g_resumes;
+
+/* The drop interval of CRVM_TEST_DROPS in ms, or 0. */
+static int drops_ms(void) {
+  const char *env = getenv("CRVM_TEST_DROPS");
+  long v = env ? strtol(env, NULL, 10) : 0;
+  return v > 0 && v <= 600000 ? (int)v : 0;
+}
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -57,10 +69,23 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 }
 
 /* Kills every server still running; removes temp dirs unless the test failed. */
+static void stop_proxy(h_server *s) {
+  if (s->proxy_pid > 0) {
+    close(s->proxy_in);
+    kill(s->proxy_pid, SIGKILL);
+    waitpid(s->proxy_pid, NULL, 0);
+    s->proxy_pid = 0;
+  }
+}
+
 static void cleanup(void) {
   int failed = atomic_load(&g_failing);
+  if (drops_ms() > 0)
+    fprintf(stderr, "drops injected: %d links lost, %d resumed\n", atomic_load(&g_reconnects),
+            atomic_load(&g_resumes));
   for (int i = 0; i < g_nservers; i++) {
     h_server *s = g_servers[i];
+    stop_proxy(s);
     if (s->pid > 0) {
       kill(s->pid, SIGKILL);
       waitpid(s->pid, NULL, 0);
@@ -174,6 +199,39 @@ static int wait_exit(pid_t pid, int timeout_ms, int *status) {
 /* ------------------------------------------------------------------------------------------ */
 /* Servers                                                                                     */
 
+/* Puts a fault proxy in front of `s` (see CRVM_TEST_DROPS in harness.h). */
+static void start_proxy(h_server *s) {
+  stop_proxy(s);
+  char log_path[320];
+  snprintf(log_path, sizeof log_path, "%s/faultproxy.log", s->dir);
+  const char *path = getenv("CRVM_FAULTPROXY");
+  char *argv[] = {(char *)(path && *path ? path : CRVM_FAULTPROXY_PATH), s->server_addr, NULL};
+  int in[2];
+  if (pipe(in) != 0) h_fail(__FILE__, __LINE__, "pipe: %s", strerror(errno));
+  fcntl(in[1], F_SETFD, FD_CLOEXEC);
+  /* spawn() wires stdout; the proxy's stdin is the read end of `in`, set up around it. */
+  int saved = dup(STDIN_FILENO);
+  dup2(in[0], STDIN_FILENO);
+  close(in[0]);
+  int fd;
+  s->proxy_pid = spawn(argv, log_path, &fd);
+  dup2(saved, STDIN_FILENO);
+  close(saved);
+  s->proxy_in = in[1];
+  char line[256];
+  const char *prefix = "crvm-faultproxy listening on ";
+  if (read_line(fd, line, sizeof line, now_ms() + H_TIMEOUT_MS) != 0 ||
+      strncmp(line, prefix, strlen(prefix)) != 0 || strlen(line) - strlen(prefix) >= sizeof s->addr)
+    h_fail(__FILE__, __LINE__, "%s did not start; see %s", argv[0], log_path);
+  snprintf(s->addr, sizeof s->addr, "%s", line + strlen(prefix));
+  char cmd[64];
+  int n = snprintf(cmd, sizeof cmd, "flap %d\n", drops_ms());
+  if (write(s->proxy_in, cmd, (size_t)n) != n) h_fail(__FILE__, __LINE__, "faultproxy: write");
+  pthread_t t;
+  pthread_create(&t, NULL, drain, (void *)(intptr_t)fd);
+  pthread_detach(t);
+}
+
 static void launch(h_server *s) {
   char log_path[320];
   snprintf(log_path, sizeof log_path, "%s/server.log", s->dir);
@@ -192,9 +250,11 @@ static void launch(h_server *s) {
   if (strlen(addr) >= sizeof s->addr)
     h_fail(__FILE__, __LINE__, "server address too long: \"%s\"", addr);
   memcpy(s->addr, addr, strlen(addr) + 1);
+  memcpy(s->server_addr, addr, strlen(addr) + 1);
   pthread_t t;
   pthread_create(&t, NULL, drain, (void *)(intptr_t)fd);
   pthread_detach(t);
+  if (drops_ms() > 0) start_proxy(s);
 }
 
 h_server *h_server_start(const char *extra_toml) {
@@ -256,6 +316,7 @@ int h_server_stop(h_server *s) {
 }
 
 void h_server_kill(h_server *s) {
+  stop_proxy(s);
   if (s->pid <= 0) return;
   kill(s->pid, SIGKILL);
   waitpid(s->pid, NULL, 0);
@@ -436,11 +497,17 @@ static void cb_login_fail(void *ud, int32_t err, const char *cookie) {
 }
 static void cb_line_off(void *ud, int32_t err) { record(ud, "line_off %d", err); }
 static void cb_line_reconnecting(void *ud, int32_t err) {
-  record(ud, "line_reconnecting %d", err);
+  if (drops_ms() > 0)
+    atomic_fetch_add(&g_reconnects, 1);
+  else
+    record(ud, "line_reconnecting %d", err);
 }
 static void cb_line_resumed(void *ud, int64_t offline_ms) {
   (void)offline_ms; /* a duration: not comparable between runs */
-  record(ud, "line_resumed");
+  if (drops_ms() > 0)
+    atomic_fetch_add(&g_resumes, 1);
+  else
+    record(ud, "line_resumed");
 }
 static void cb_set_dnd_status_success(void *ud, const char *cookie) {
   record(ud, "set_dnd_status_success %s", S(cookie));

@@ -67,11 +67,19 @@ _Noreturn void h_fail(const char *file, int line, const char *fmt, ...)
 
 typedef struct h_server {
   pid_t pid;          /* 0 when not running */
-  char addr[64];      /* "127.0.0.1:PORT" of the running instance */
+  char addr[64];      /* "127.0.0.1:PORT" clients connect to: the server, or its fault proxy */
+  char server_addr[64]; /* the server's own address */
+  pid_t proxy_pid;    /* with CRVM_TEST_DROPS: the fault proxy in front of it (else 0) */
+  int proxy_in;       /* its command pipe */
   char dir[256];      /* temp root holding config.toml, server.log and data/ */
   char data_dir[300];
   char config[300];
 } h_server;
+
+/* With CRVM_TEST_DROPS=MS in the environment, every server gets a fault proxy in front of it
+ * (tests/faultproxy) that resets its connections at random intervals around MS milliseconds:
+ * sessions are resumed (SPEC §3.6) and every test must see exactly the events it would without
+ * drops. `line_reconnecting`/`line_resumed` are then counted, not recorded. */
 
 /* Starts a server with the four tenants above. `extra_toml` (may be NULL) holds top-level
  * config lines such as "call_timeout_s = 2\n". */

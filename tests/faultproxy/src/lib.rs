@@ -8,7 +8,8 @@
 //! - [`Mode::Blackhole`]: bytes stop moving in both directions and new connections hang, but
 //!   nothing is closed (a silent partition, found only by heartbeats);
 //! - [`Proxy::set_delay`]: every chunk is held this long before it is passed on;
-//! - [`Proxy::flap`]: reset every connection every `period` until told otherwise.
+//! - [`Proxy::flap`]: reset connections at random intervals around `period` until told
+//!   otherwise (only those at least [`FLAP_MIN_AGE`] old, so that a login gets through).
 //!
 //! Plain threads and blocking sockets: the proxy must not share a runtime with what it tests.
 //! The binary `crvm-faultproxy` drives the same proxy from a line protocol on stdin, for C tests.
@@ -19,7 +20,11 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A flap spares connections younger than this: a new connection (a login, a resume) gets
+/// the time to do its handshake.
+pub const FLAP_MIN_AGE: Duration = Duration::from_millis(100);
 
 /// What happens to traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +39,8 @@ struct State {
     delay: Duration,
     /// Bumped by every reset: connections of an older epoch are cut.
     epoch: u64,
-    /// Live connection pairs: (ID, client side, upstream side).
-    conns: Vec<(u64, TcpStream, TcpStream)>,
+    /// Live connection pairs: (ID, since, client side, upstream side).
+    conns: Vec<(u64, Instant, TcpStream, TcpStream)>,
     next_id: u64,
     flap: Option<Duration>,
 }
@@ -120,10 +125,11 @@ impl Proxy {
 
     /// Resets every live connection now.
     pub fn reset(&self) {
-        reset_all(&self.sh);
+        reset_all(&self.sh, Duration::ZERO);
     }
 
-    /// Resets every connection every `period` (`None`: stop flapping).
+    /// Resets connections at intervals drawn uniformly from `[period/2, 3·period/2]` (`None`:
+    /// stop flapping).
     pub fn flap(&self, period: Option<Duration>) {
         self.sh.st.lock().unwrap().flap = period;
         self.sh.changed.notify_all();
@@ -155,16 +161,22 @@ impl Drop for Proxy {
         self.sh.stop.store(true, Ordering::SeqCst);
         self.sh.st.lock().unwrap().mode = Mode::Refuse;
         self.sh.changed.notify_all();
-        reset_all(&self.sh);
+        reset_all(&self.sh, Duration::ZERO);
         // Unblock the accept loop.
         let _ = TcpStream::connect(self.addr);
     }
 }
 
-fn reset_all(sh: &Shared) {
+/// Resets every connection at least `min_age` old.
+fn reset_all(sh: &Shared, min_age: Duration) {
     let mut st = sh.st.lock().unwrap();
     st.epoch += 1;
-    for (_, a, b) in st.conns.drain(..) {
+    let now = Instant::now();
+    let (old, young): (Vec<_>, Vec<_>) = std::mem::take(&mut st.conns)
+        .into_iter()
+        .partition(|(_, since, _, _)| now.duration_since(*since) >= min_age);
+    st.conns = young;
+    for (_, _, a, b) in old {
         rst(&a);
         rst(&b);
     }
@@ -174,16 +186,25 @@ fn reset_all(sh: &Shared) {
 }
 
 fn flap_loop(sh: Arc<Shared>) {
+    // xorshift64, seeded from the clock: the drops fall at different points on every run.
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
     let mut st = sh.st.lock().unwrap();
     while !sh.stop.load(Ordering::SeqCst) {
         match st.flap {
             None => st = sh.changed.wait(st).unwrap(),
             Some(period) => {
-                let (g, timeout) = sh.changed.wait_timeout(st, period).unwrap();
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let pause = period / 2 + period.mul_f64((x >> 11) as f64 / (1u64 << 53) as f64);
+                let (g, timeout) = sh.changed.wait_timeout(st, pause).unwrap();
                 st = g;
                 if timeout.timed_out() && st.flap.is_some() {
                     drop(st);
-                    reset_all(&sh);
+                    reset_all(&sh, FLAP_MIN_AGE);
                     st = sh.st.lock().unwrap();
                 }
             }
@@ -237,7 +258,7 @@ fn open(client: TcpStream, sh: Arc<Shared>) {
         };
         st.next_id += 1;
         let id = st.next_id;
-        st.conns.push((id, a, b));
+        st.conns.push((id, Instant::now(), a, b));
         (st.epoch, id)
     };
     for (from, into) in [
@@ -275,5 +296,5 @@ fn pump(mut from: TcpStream, mut into: TcpStream, epoch: u64, id: u64, sh: Arc<S
     }
     // One side ended: pass the end on.
     let _ = into.shutdown(Shutdown::Write);
-    sh.st.lock().unwrap().conns.retain(|(i, _, _)| *i != id);
+    sh.st.lock().unwrap().conns.retain(|(i, ..)| *i != id);
 }
