@@ -1,6 +1,7 @@
 /*
  * demo.c: two users of the demo tenant, alice and bob, walk through presence, meetings and a
- * call, during which alice sends bob a message (cmd), a block of data (buffer) and a file.
+ * call, during which alice's network changes (the session is resumed: the call carries on) and
+ * she sends bob a message (cmd), a block of data (buffer) and a file.
  * Every callback is printed as a timestamped log line, e.g.
  *
  *   12:00:00.123 [bob]   notify_user_status {"userID":"alice","userStatus":1,"DNDType":1} presence
@@ -104,6 +105,12 @@ static void login_fail(void *ud, int32_t err, const char *cookie) {
   event(ud, "login_fail %d (%s) %s", err, crvm_err_str(err), cookie);
 }
 static void line_off(void *ud, int32_t err) { event(ud, "line_off %d (%s)", err, crvm_err_str(err)); }
+static void line_reconnecting(void *ud, int32_t err) {
+  event(ud, "line_reconnecting %d (%s)", err, crvm_err_str(err));
+}
+static void line_resumed(void *ud, int64_t offline_ms) {
+  event(ud, "line_resumed after %lld ms", (long long)offline_ms);
+}
 static void set_dnd_status_success(void *ud, const char *cookie) {
   event(ud, "set_dnd_status_success %s", cookie);
 }
@@ -370,6 +377,14 @@ static int step_accept(demo *d) {
   return expect(&d->alice, want, NULL, 0);
 }
 
+static int step_network_change(demo *d) {
+  /* Wi-Fi to mobile: the app tells the library, which drops the link and resumes the session
+   * on a new one at once. Nothing is lost: the call is still connected, for both. */
+  if (sent(&d->alice, "network_changed", crvm_network_changed(d->alice.client))) return -1;
+  if (expect(&d->alice, "line_reconnecting 207", NULL, 0)) return -1;
+  return expect(&d->alice, "line_resumed after ", NULL, 0);
+}
+
 static int step_send_cmd(demo *d) {
   /* A small message (at most 50 KiB), base64 on the API. The result comes once bob's library
    * has it. */
@@ -483,6 +498,7 @@ static const struct step {
     {"bob lists the meetings", step_list_meetings},
     {"alice calls bob with her meeting", step_call},
     {"bob accepts the call", step_accept},
+    {"alice's network changes; the call carries on", step_network_change},
     {"alice sends bob a message", step_send_cmd},
     {"alice sends bob a block of data", step_send_buffer},
     {"alice sends bob a file", step_send_file},
@@ -496,6 +512,8 @@ static int open_user(user *u, const char *name, const char *addr) {
       .login_success = login_success,
       .login_fail = login_fail,
       .line_off = line_off,
+      .line_reconnecting = line_reconnecting,
+      .line_resumed = line_resumed,
       .set_dnd_status_success = set_dnd_status_success,
       .set_dnd_status_fail = set_dnd_status_fail,
       .get_user_status_success = get_user_status_success,

@@ -12,6 +12,7 @@ mod natsmsg;
 mod peer;
 mod procs;
 mod relay;
+mod resume;
 
 use anchors::{Nats, Redis};
 use procs::{Peer, Server, TempDir};
@@ -37,7 +38,7 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
                   [--fanout N,N,..] [--fan-deliveries N] [--fan-samples N] [--calls N]
                   [--call-gap-ms N] [--only SECTIONS]
 
-  --only SECTIONS    run only these sections, e.g. --only a,c (default: all of a..g)
+  --only SECTIONS    run only these sections, e.g. --only a,c (default: all of a..h)
   --quick            tiny sizes: a smoke run of every section (anchors whose tool is not
                      installed are skipped in this mode only)
   --server PATH      crvm-server binary (default: crvm-server next to this executable)
@@ -54,7 +55,9 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
   --calls N          (f) calls per condition (default 100)
   --call-gap-ms N    (f) pause between two calls, ms (default 20)
   --small-mib N      (g) smaller transfer, MiB (default 256)
-  --big-mib N        (f) and (g) big transfer, MiB (default 2048)";
+  --big-mib N        (f) and (g) big transfer, MiB (default 2048)
+
+  (h) session resumption uses the (a) file for its transfer through drops.";
 
 #[derive(Debug)]
 struct Cfg {
@@ -106,7 +109,7 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
         fan_samples: if quick { 15 } else { 300 },
         calls: if quick { 10 } else { 100 },
         call_gap_ms: if quick { 2 } else { 20 },
-        only: "abcdefg".into(),
+        only: "abcdefgh".into(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -144,7 +147,7 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
             "--calls" => cfg.calls = num()?,
             "--only" => {
                 cfg.only = value.to_lowercase();
-                if !cfg.only.chars().any(|c| "abcdefg".contains(c)) {
+                if !cfg.only.chars().any(|c| "abcdefgh".contains(c)) {
                     return Err(format!("{flag}: no section among {value:?}").into());
                 }
             }
@@ -470,6 +473,10 @@ fn run(cfg: &Cfg) -> Res<()> {
     if cfg.runs('g') {
         println!();
         section_g(cfg, &tmp.0, &[(&small_src, cfg.small), (&big_src, cfg.big)])?;
+    }
+    if cfg.runs('h') {
+        println!();
+        resume::section_h(&cfg.server, &tmp.0, &file_src, cfg.file, cfg.quick)?;
     }
     println!();
     println!("load average at the end: {}", loadavg());

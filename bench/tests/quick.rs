@@ -57,6 +57,8 @@ fn quick_run_prints_every_section() {
             "(e) presence fan-out latency",
             "(f) call invite latency",
             "(g) peak RSS",
+            "(h) session resumption",
+            "storm:",
         ],
     );
     assert_prints(

@@ -135,8 +135,9 @@ pub struct OutQueue {
     keep: bool,
     /// Numbered frames written and not acknowledged, in order (with `keep`).
     tail: VecDeque<(u64, Out)>,
-    /// Wire bytes of `tail` and `resend`.
+    /// Wire bytes of `tail` and `resend`, and of the control frames among them.
     tail_bytes: usize,
+    tail_control_bytes: usize,
     /// Only the handshake goes out (a resume is being negotiated).
     hold: bool,
     /// Frames merged by key ([`OutQueue::push_merged`]): key → absolute index in `control`.
@@ -155,8 +156,9 @@ impl OutQueue {
     pub fn keep_tail(&mut self, keep: bool) {
         self.keep = keep;
         if !keep {
-            self.tail.clear();
-            self.tail_bytes = self.resend.iter().map(|(_, o)| o.cost()).sum();
+            for (_, out) in std::mem::take(&mut self.tail) {
+                self.kept(&out, false);
+            }
         }
     }
 
@@ -211,6 +213,22 @@ impl OutQueue {
         self.tail_bytes
     }
 
+    /// Wire bytes of the control frames among them.
+    pub fn tail_control_bytes(&self) -> usize {
+        self.tail_control_bytes
+    }
+
+    fn kept(&mut self, out: &Out, add: bool) {
+        let (cost, control) = (out.cost(), out.kind() == Kind::Control);
+        if add {
+            self.tail_bytes += cost;
+            self.tail_control_bytes += if control { cost } else { 0 };
+        } else {
+            self.tail_bytes -= cost;
+            self.tail_control_bytes -= if control { cost } else { 0 };
+        }
+    }
+
     /// Data chunks queued.
     pub fn data_len(&self) -> usize {
         self.data.len()
@@ -234,6 +252,7 @@ impl OutQueue {
         self.control_bytes = 0;
         self.data_bytes = 0;
         self.tail_bytes = 0;
+        self.tail_control_bytes = 0;
         self.hold = false;
     }
 
@@ -249,10 +268,18 @@ impl OutQueue {
         }
         // The tail (written on this connection) comes before what still waits to be sent
         // again (written on an earlier one).
-        for q in [&mut self.tail, &mut self.resend] {
-            while q.front().is_some_and(|(seq, _)| *seq <= upto) {
+        for resend in [false, true] {
+            loop {
+                let q = if resend {
+                    &mut self.resend
+                } else {
+                    &mut self.tail
+                };
+                if q.front().is_none_or(|(seq, _)| *seq > upto) {
+                    break;
+                }
                 let (_, out) = q.pop_front().expect("front exists");
-                self.tail_bytes -= out.cost();
+                self.kept(&out, false);
             }
         }
         Ok(())
@@ -302,7 +329,7 @@ impl OutQueue {
             return None;
         }
         if let Some((seq, out)) = self.resend.pop_front() {
-            self.tail_bytes -= out.cost();
+            self.kept(&out, false);
             return Some((Stamp::Resent(seq), out));
         }
         if let Some(out) = self.control.pop_front() {
@@ -336,7 +363,7 @@ impl OutQueue {
             Stamp::Next => 0,
         };
         if seq != 0 && self.keep {
-            self.tail_bytes += out.cost();
+            self.kept(out, true);
             self.tail.push_back((seq, out.clone()));
         }
         header_at(kind, seq, ack, len)
@@ -396,7 +423,7 @@ impl OutQueue {
     /// Keeps frame `seq`, written by the caller with [`OutQueue::header`], until acknowledged.
     pub fn keep_sent(&mut self, seq: u64, out: Out) {
         if self.keep {
-            self.tail_bytes += out.cost();
+            self.kept(&out, true);
             self.tail.push_back((seq, out));
         }
     }

@@ -100,6 +100,9 @@ pub struct ResumeReq {
 struct Conn {
     peer: Peer,
     dec: Decoder,
+    /// A session resumed on this connection whose client has not sent anything since its
+    /// `resumed` (its previous secret is still good until it does).
+    unconfirmed: Option<String>,
 }
 
 type Writer<S> = JoinHandle<Option<WriteHalf<S>>>;
@@ -126,6 +129,7 @@ where
             phase: Phase::AwaitHello,
         },
         dec: Decoder::new(MAX_PAYLOAD_TO_SERVER),
+        unconfirmed: None,
     };
     let end = loop {
         match conn.read_loop(&mut rd).await {
@@ -354,6 +358,7 @@ impl Conn {
         session.conn = conn;
         session.addr = self.peer.addr;
         self.dec.continue_after(session.outbox.handled());
+        self.unconfirmed = Some(req.session.clone());
         log!(
             "conn {conn} resumed the session of conn {} ({}), from frame {}",
             session.id,
@@ -386,6 +391,10 @@ impl Conn {
                     Err(e) => return self.peer.close(CRVIDEOSDK_ERR_DATA, e.to_string()),
                 };
                 decoded = true;
+                if let Some(sid) = self.unconfirmed.take() {
+                    // The client only speaks after `resumed`: it has the new secret.
+                    self.peer.ctx.sessions.confirm(&sid);
+                }
                 let seq = frame.seq;
                 if matches!(self.peer.phase, Phase::LoggedIn(_))
                     && self.peer.outbox.acked(frame.ack).is_err()

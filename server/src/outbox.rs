@@ -166,16 +166,16 @@ impl Outbox {
         if !q.state.accepts() {
             return Err(PushError::Closed);
         }
+        // What is kept unacknowledged (for a resume) counts with what is queued.
+        let tail_control = q.q.tail_control_bytes();
         let (bytes, limit) = if data {
-            (q.q.data_bytes(), self.0.data_limit)
+            let tail_data = q.q.tail_bytes() - tail_control;
+            (q.q.data_bytes() + tail_data, self.0.data_limit)
         } else {
-            (q.q.control_bytes(), self.0.control_limit)
+            (q.q.control_bytes() + tail_control, self.0.control_limit)
         };
-        // Everything held, sent or not, is bounded too (the unacknowledged tail is kept).
-        let held = q.q.control_bytes() + q.q.data_bytes() + q.q.tail_bytes();
-        let over = bytes + cost > limit || held + cost > self.0.control_limit + self.0.data_limit;
         // A frame alone in its queue always fits, so one large reply cannot wedge a connection.
-        if bytes > 0 && over {
+        if bytes > 0 && bytes + cost > limit {
             q.q.clear();
             self.set_state(&mut q, State::Overflow);
             return Err(PushError::Overflow);

@@ -42,6 +42,9 @@ enum Where {
 struct Slot {
     tenant: String,
     secret: String,
+    /// The secret before the last resume, still good until the client shows it got the new
+    /// one (a link cut right after the server's `resumed` leaves the client with the old).
+    prev_secret: Option<String>,
     gen: u64,
     at: Where,
 }
@@ -92,6 +95,7 @@ impl Sessions {
             Slot {
                 tenant: tenant.to_owned(),
                 secret: secret.clone(),
+                prev_secret: None,
                 gen: 0,
                 at: Where::Attached {
                     conn,
@@ -197,7 +201,11 @@ impl Sessions {
                     return Err(lost);
                 };
                 // Compared in full whatever the tenant, so timing tells nothing.
-                let secret_ok = ct_eq(slot.secret.as_bytes(), secret.as_bytes());
+                let prev_ok = slot
+                    .prev_secret
+                    .as_ref()
+                    .is_some_and(|p| ct_eq(p.as_bytes(), secret.as_bytes()));
+                let secret_ok = ct_eq(slot.secret.as_bytes(), secret.as_bytes()) | prev_ok;
                 if !secret_ok || slot.tenant != tenant {
                     return Err(lost);
                 }
@@ -217,6 +225,9 @@ impl Sessions {
                     }
                     Where::Detached(peer) => {
                         let next = random::hex(TOKEN_HEX);
+                        // The one the client presented stays good until it shows it has the
+                        // new one (`confirm`); any older one is stale from now on.
+                        slot.prev_secret = Some(secret.to_owned());
                         slot.secret = next.clone();
                         slot.gen += 1;
                         let outbox = peer.outbox.clone();
@@ -232,6 +243,14 @@ impl Sessions {
             if tokio::time::timeout_at(deadline, parked).await.is_err() {
                 return Err(Refused::Code(CRVIDEOSDK_CONNECTIONLOST));
             }
+        }
+    }
+
+    /// The client of session `id` sent a frame after its `resumed`: it has the new secret,
+    /// and the one before is stale from now on.
+    pub fn confirm(&self, id: &str) {
+        if let Some(slot) = self.slots.lock().get_mut(id) {
+            slot.prev_secret = None;
         }
     }
 

@@ -1709,6 +1709,107 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_link_is_resumed_on_schedule_with_request_timers_paused() {
+        let t0 = Instant::now();
+        let (mut s, mut srv) = logged_in(t0);
+        // The server says the session may be resumed, for 60 s.
+        let resumable = ServerMsg::Resumable {
+            session: "sess".into(),
+            secret: "s1".into(),
+            window_s: 60,
+        };
+        srv.send(&mut s, &resumable, t0);
+        s.request(Op::GetMeetings, "m", t0).unwrap();
+        srv.take(&mut s, t0);
+        let (gen, _) = s.want();
+        // The link fails: not a logout, a resume — the first attempt at once.
+        s.link_failed(gen, code(207), t0);
+        assert_eq!(
+            events(&mut s),
+            [Event::LineReconnecting { code: code(207) }]
+        );
+        let (gen1, want) = s.want();
+        assert_eq!(want, Want::Connect { tls: false });
+        assert!(gen1 > gen);
+        // It is refused; the next one waits a jittered pause of at most 250 ms.
+        s.link_failed(gen1, code(203), t0);
+        assert_eq!(s.want().1, Want::None);
+        let next = s.deadline().unwrap();
+        assert!(next <= t0 + RETRY_BASE, "{:?}", next - t0);
+        // Requests are accepted meanwhile; the first one's 30 s pass without a 202.
+        s.request(Op::SetDnd { dnd: 1 }, "d", t0).unwrap();
+        let later = t0 + Duration::from_secs(40);
+        s.tick(next);
+        let (gen2, want) = s.want();
+        assert_eq!(want, Want::Connect { tls: false });
+        s.link_up(gen2, later);
+        s.tick(later);
+        assert!(
+            events(&mut s).is_empty(),
+            "no timeout while the link was down"
+        );
+        // The handshake: hello and resume, unnumbered, with the secret and what we handled.
+        let mut wire = Vec::new();
+        while s.transmit(&mut wire, later) {}
+        let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
+        dec.feed(&wire);
+        let mut hs = Vec::new();
+        while let Some(f) = dec.next_frame().unwrap() {
+            assert_eq!(f.seq, 0, "only the handshake goes out before the answer");
+            hs.push(serde_json::from_slice::<ClientMsg>(f.control().unwrap().0).unwrap());
+        }
+        let handled = srv.enc.next_seq() - 1;
+        assert!(matches!(hs[0], ClientMsg::Hello { .. }));
+        assert_eq!(
+            hs[1],
+            ClientMsg::Resume {
+                app_id: "demo".into(),
+                session: "sess".into(),
+                secret: "s1".into(),
+                last: handled,
+            }
+        );
+        // Resumed: the server had none of the two requests; both go again, in order.
+        let last = srv.dec.last_seq() - 1;
+        srv.dec.continue_after(last);
+        let resumed = ServerMsg::Resumed {
+            secret: "s2".into(),
+            last,
+        };
+        srv.send(&mut s, &resumed, later);
+        assert_eq!(events(&mut s), [Event::LineResumed { offline_ms: 40_000 }]);
+        let sent = srv.take(&mut s, later);
+        let ids: Vec<u64> = sent
+            .iter()
+            .filter_map(|m| match m {
+                ClientMsg::Req { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 2, "{sent:?}");
+        // The paused timers go on from where they were: 30 s from the requests, plus 40 s away.
+        let deadlines: Vec<Instant> = s.st.pending.values().map(|(_, d)| *d).collect();
+        assert_eq!(deadlines, [t0 + Duration::from_secs(70); 2]);
+        // The heartbeat finds a silent link within 15 s at most.
+        assert_eq!(dead_after(Duration::from_secs(10)), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn the_reconnect_pause_doubles_from_250_ms_up_to_5_s_with_full_jitter() {
+        for attempt in 1..12u32 {
+            let ceiling = (RETRY_BASE * 2u32.pow((attempt - 1).min(8))).min(RETRY_MAX);
+            let pauses: Vec<Duration> = (0..200).map(|_| backoff(attempt)).collect();
+            assert!(pauses.iter().all(|p| *p <= ceiling), "attempt {attempt}");
+            // Full jitter: spread over the whole range, not bunched at the ceiling.
+            assert!(pauses.iter().any(|p| *p < ceiling / 4), "attempt {attempt}");
+            assert!(
+                pauses.iter().any(|p| *p > ceiling * 3 / 4),
+                "attempt {attempt}"
+            );
+        }
+    }
+
+    #[test]
     fn cmds_beyond_the_window_wait_and_a_logout_ends_them_with_12() {
         let t0 = Instant::now();
         let (mut s, mut srv) = logged_in(t0);

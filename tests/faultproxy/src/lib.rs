@@ -9,7 +9,8 @@
 //!   nothing is closed (a silent partition, found only by heartbeats);
 //! - [`Proxy::set_delay`]: every chunk is held this long before it is passed on;
 //! - [`Proxy::flap`]: reset connections at random intervals around `period` until told
-//!   otherwise (only those at least [`FLAP_MIN_AGE`] old, so that a login gets through).
+//!   otherwise (only those at least `period / 2` old, so that a login or a resume gets
+//!   through even on a slow machine).
 //!
 //! Plain threads and blocking sockets: the proxy must not share a runtime with what it tests.
 //! The binary `crvm-faultproxy` drives the same proxy from a line protocol on stdin, for C tests.
@@ -21,10 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// A flap spares connections younger than this: a new connection (a login, a resume) gets
-/// the time to do its handshake.
-pub const FLAP_MIN_AGE: Duration = Duration::from_millis(100);
 
 /// What happens to traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,7 +201,8 @@ fn flap_loop(sh: Arc<Shared>) {
                 st = g;
                 if timeout.timed_out() && st.flap.is_some() {
                     drop(st);
-                    reset_all(&sh, FLAP_MIN_AGE);
+                    // Younger connections are spared: a login or a resume gets its time.
+                    reset_all(&sh, period / 2);
                     st = sh.st.lock().unwrap();
                 }
             }
