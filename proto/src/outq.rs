@@ -319,6 +319,13 @@ impl OutQueue {
         Ok(())
     }
 
+    /// Drops everything queued and kept, and numbers the next frame `last + 1`: a session
+    /// resumed only to be logged out sends nothing of what it had.
+    pub fn restart_after(&mut self, last: u64) {
+        self.clear();
+        self.enc.continue_after(last);
+    }
+
     /// The next frame to write: the handshake, then (unless held) what is to be sent again,
     /// then control frames, then — only if `data` — one data chunk.
     fn pop(&mut self, data: bool) -> Option<(Stamp, Out)> {

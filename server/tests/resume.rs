@@ -623,26 +623,55 @@ fn presence_pushes_for_a_detached_session_merge_into_the_latest() {
 }
 
 #[test]
-fn logout_and_destroy_during_a_reconnect_end_at_once() {
+fn logout_and_destroy_during_a_reconnect_end_at_once_and_reach_the_server_when_they_can() {
     let (_d, s) = server("");
     let proxy = Proxy::start(s.addr).unwrap();
+    let watcher = User::login(s.addr, "watcher", &[]);
+    watcher.lib.start_user_status_notify("w").unwrap();
+    assert!(matches!(
+        watcher.next(),
+        Event::StartUserStatusNotify { result: Ok(()), .. }
+    ));
+    let bobs = Proxy::start(s.addr).unwrap();
     let alice = User::login(proxy.addr(), "alice", &[]);
-    let bob = User::login(proxy.addr(), "bob", &[]);
+    let bob = User::login(bobs.addr(), "bob", &[]);
+    for _ in 0..2 {
+        assert!(matches!(watcher.next(), Event::NotifyUserStatus { .. }));
+    }
+    // A destroy while the network is gone: it ends for the app within the logout budget, and
+    // nothing runs after it.
+    bobs.set_mode(Mode::Refuse);
+    bobs.reset();
+    bob.expect(Event::LineReconnecting { code: code(207) });
+    let t0 = Instant::now();
+    bob.lib.destroy();
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    assert!(bob.rx.try_recv().is_err(), "nothing after destroy");
     proxy.set_mode(Mode::Refuse);
     proxy.reset();
     alice.expect(Event::LineReconnecting { code: code(207) });
-    bob.expect(Event::LineReconnecting { code: code(207) });
+    // For the app the logout is immediate: what was outstanding ends with 12, nothing else.
     alice.lib.get_meetings("m").unwrap();
     alice.lib.logout().unwrap();
     alice.expect(Event::GetMeetings {
         result: Err(code(12)),
         cookie: "m".into(),
     });
-    alice.expect_quiet();
+    assert_eq!(alice.lib.logout(), Err(code(12)), "logged out already");
+    // Once the network is back, the library tells the server (well within its 60 s hold).
     let t0 = Instant::now();
-    bob.lib.destroy();
-    assert!(t0.elapsed() < Duration::from_secs(5));
-    assert!(bob.rx.try_recv().is_err(), "nothing after destroy");
+    proxy.set_mode(Mode::Forward);
+    match watcher.next() {
+        Event::NotifyUserStatus { status, .. } => assert_eq!(status, st("alice", 0, 0)),
+        other => panic!("{other:?}"),
+    }
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    alice.expect_quiet();
+    assert!(
+        s.log_says("logout: app \"demo\" user \"alice\""),
+        "{}",
+        s.log_text()
+    );
 }
 
 #[test]

@@ -128,6 +128,10 @@ enum Phase {
     LoggedIn,
     /// The link was lost and the session is being resumed (SPEC §3.6).
     Reconnecting(Reconnect),
+    /// A logout made while reconnecting: the app is logged out already; the library resumes
+    /// the session once more only to log it out on the server, so that the others see it end
+    /// now rather than when the server's hold expires. Best effort, within a budget.
+    Farewell(Farewell),
     /// `logout` is sent; answers to earlier requests are still delivered.
     LoggingOut {
         logout_id: u64,
@@ -154,6 +158,15 @@ struct Reconnect {
     retry_at: Option<Instant>,
     /// While an attempt is under way: when it is given up (connecting, then the handshake).
     deadline: Option<Instant>,
+}
+
+/// A logout that still has to reach the server (see [`Phase::Farewell`]).
+struct Farewell {
+    r: Reconnect,
+    /// Given up at this point, whatever happened.
+    deadline: Instant,
+    /// The `logout` request, once the session is resumed and it is sent.
+    logout_id: Option<u64>,
 }
 
 /// What a request in flight is.
@@ -319,7 +332,9 @@ impl Session {
         match st.phase {
             Phase::LoggedOut => st.start_login(login, now),
             // Runs once the logout before it completes.
-            Phase::LoggingOut { .. } if st.next_login.is_none() => st.next_login = Some(login),
+            Phase::LoggingOut { .. } | Phase::Farewell(_) if st.next_login.is_none() => {
+                st.next_login = Some(login)
+            }
             _ => return Err(code(CRVIDEOSDK_LOGINSTATE_ERROR)),
         }
         st.dispatch_fixed = true;
@@ -479,8 +494,12 @@ impl Session {
             Phase::Connecting { .. } => Want::Connect {
                 tls: self.st.opts.tls,
             },
-            Phase::Reconnecting(r) if r.retry_at.is_some() => Want::None,
-            Phase::Reconnecting(_) => Want::Connect {
+            Phase::Reconnecting(r) | Phase::Farewell(Farewell { r, .. })
+                if r.retry_at.is_some() =>
+            {
+                Want::None
+            }
+            Phase::Reconnecting(_) | Phase::Farewell(_) => Want::Connect {
                 tls: self.st.opts.tls,
             },
             _ => Want::Keep,
@@ -495,7 +514,7 @@ impl Session {
         if gen != st.gen {
             return;
         }
-        if let Phase::Reconnecting(r) = &mut st.phase {
+        if let Phase::Reconnecting(r) | Phase::Farewell(Farewell { r, .. }) = &mut st.phase {
             // A resume: hello and resume, unnumbered; everything queued waits for the answer.
             let Some(res) = &st.resume else {
                 return;
@@ -553,7 +572,7 @@ impl Session {
         if gen != self.st.gen {
             return;
         }
-        if matches!(self.st.phase, Phase::Reconnecting(_)) {
+        if matches!(self.st.phase, Phase::Reconnecting(_) | Phase::Farewell(_)) {
             self.st.attempt_failed(now, None);
         } else {
             self.st.link_ended(code, now);
@@ -639,6 +658,10 @@ impl Session {
                         .map_or(give_up, |t| t.min(give_up)),
                 );
             }
+            Phase::Farewell(f) => {
+                let next = f.r.retry_at.or(f.r.deadline);
+                return Some(next.map_or(f.deadline, |t| t.min(f.deadline)));
+            }
             Phase::LoggingIn { deadline, .. } | Phase::LoggingOut { deadline, .. } => *deadline,
             Phase::LoggedIn => link.min(ping),
         };
@@ -665,6 +688,16 @@ impl Session {
                 if now >= *deadline {
                     return st.finish_logout(now);
                 }
+            }
+            Phase::Farewell(f) => {
+                if now >= f.deadline {
+                    return st.farewell_done(now);
+                }
+                if f.r.deadline.is_some_and(|d| now >= d) {
+                    st.attempt_failed(now, None);
+                }
+                st.retry_due(now);
+                return;
             }
             Phase::Reconnecting(r) => {
                 let window = st.resume.as_ref().map_or(Duration::ZERO, |r| r.window);
@@ -787,7 +820,18 @@ impl State {
     /// Whether a connection is up (or being set up) for the session's traffic: not while a
     /// resume waits for its next attempt.
     fn link_up(&self) -> bool {
-        !matches!(&self.phase, Phase::Reconnecting(r) if r.retry_at.is_some())
+        !matches!(
+            &self.phase,
+            Phase::Reconnecting(r) | Phase::Farewell(Farewell { r, .. }) if r.retry_at.is_some()
+        )
+    }
+
+    /// The resume under way, if any (to resume the session, or to say farewell).
+    fn reconnect_mut(&mut self) -> Option<&mut Reconnect> {
+        match &mut self.phase {
+            Phase::Reconnecting(r) | Phase::Farewell(Farewell { r, .. }) => Some(r),
+            _ => None,
+        }
     }
 
     /// The link is lost with `code`: a resumable session starts resuming; any other ends.
@@ -814,25 +858,64 @@ impl State {
 
     /// Starts the attempt that is due, if one is.
     fn retry_due(&mut self, now: Instant) {
-        if let Phase::Reconnecting(r) = &mut self.phase {
-            if r.retry_at.is_some_and(|t| now >= t) {
-                r.retry_at = None;
-                // The connection must be made (and then the handshake done) in time.
-                r.deadline = Some(now + self.opts.connect_timeout.min(RESUME_HANDSHAKE));
-                r.attempt += 1;
-                self.gen += 1;
-            }
+        let limit = self.opts.connect_timeout.min(RESUME_HANDSHAKE);
+        let Some(r) = self.reconnect_mut() else {
+            return;
+        };
+        if r.retry_at.is_some_and(|t| now >= t) {
+            r.retry_at = None;
+            // The connection must be made (and then the handshake done) in time.
+            r.deadline = Some(now + limit);
+            r.attempt += 1;
+            self.gen += 1;
         }
     }
 
     /// A reconnect attempt failed (no connection, no answer, told to come back later after
     /// `after`): the next one is scheduled.
     fn attempt_failed(&mut self, now: Instant, after: Option<Duration>) {
-        if let Phase::Reconnecting(r) = &mut self.phase {
-            self.gen += 1;
-            let pause = backoff(r.attempt) + after.unwrap_or_default();
-            r.retry_at = Some(now + pause);
-            r.deadline = None;
+        let Some(r) = self.reconnect_mut() else {
+            return;
+        };
+        let pause = backoff(r.attempt) + after.unwrap_or_default();
+        r.retry_at = Some(now + pause);
+        r.deadline = None;
+        self.gen += 1;
+    }
+
+    /// A logout while reconnecting: everything outstanding ends with 12 for the app at once,
+    /// and the session is resumed one last time to be logged out on the server (best effort,
+    /// within the logout budget).
+    fn farewell(&mut self, now: Instant) {
+        let resume = self.resume.take();
+        self.end_everything(code(CRVIDEOSDK_NOT_LOGIN), now);
+        self.events.calls.clear();
+        let Some(resume) = resume else {
+            return;
+        };
+        self.resume = Some(resume);
+        self.phase = Phase::Farewell(Farewell {
+            r: Reconnect {
+                since: now,
+                attempt: 0,
+                retry_at: Some(now),
+                deadline: None,
+            },
+            deadline: now + self.opts.request_timeout.min(LOGOUT_BUDGET),
+            logout_id: None,
+        });
+        self.retry_due(now);
+    }
+
+    /// The farewell is over (answered, refused, or out of time): logged out for good; a login
+    /// made meanwhile starts.
+    fn farewell_done(&mut self, now: Instant) {
+        self.phase = Phase::LoggedOut;
+        self.gen += 1;
+        self.out.clear();
+        self.resume = None;
+        if let Some(login) = self.next_login.take() {
+            self.start_login(login, now);
         }
     }
 
@@ -962,10 +1045,14 @@ impl State {
                 self.gen += 1;
                 self.login_failed(cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
             }
-            Phase::Reconnecting(_) => {
-                // No link to say it on: the session ends here and now (the server's window
-                // ends it there); what was outstanding ends with 12.
-                self.finish_logout(now);
+            Phase::Reconnecting(_) => self.farewell(now),
+            farewell @ Phase::Farewell(_) => {
+                // Logged out already: only a login queued behind it is abandoned.
+                self.phase = farewell;
+                let Some(login) = self.next_login.take() else {
+                    return Err(code(CRVIDEOSDK_NOT_LOGIN));
+                };
+                self.login_failed(login.cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
             }
             Phase::LoggedIn => {
                 let logout_id = self.id();
@@ -1076,6 +1163,7 @@ impl State {
                 self.phase = Phase::Reconnecting(r);
                 self.attempt_failed(now, None);
             }
+            Phase::Farewell(_) => self.farewell_done(now),
             logging_out @ Phase::LoggingOut { .. } => {
                 self.phase = logging_out;
                 self.finish_logout(now);
@@ -1167,6 +1255,10 @@ impl State {
             Phase::LoggingIn { .. } => self.on_login_msg(msg),
             Phase::LoggedIn => self.on_session_msg(msg, attachment, now),
             Phase::Reconnecting(_) => self.on_resume_msg(msg, now),
+            Phase::Farewell(_) => {
+                self.on_farewell_msg(msg, now);
+                Ok(())
+            }
             Phase::LoggingOut { logout_id, .. } => {
                 let logout_id = *logout_id;
                 match msg {
@@ -1181,6 +1273,30 @@ impl State {
                 Ok(())
             }
             Phase::LoggedOut | Phase::Connecting { .. } => Ok(()),
+        }
+    }
+
+    /// What the server says to a farewell: only its answers to the resume and to the logout
+    /// matter; what it had held for the session is moot.
+    fn on_farewell_msg(&mut self, msg: ServerMsg, now: Instant) {
+        let Phase::Farewell(f) = &self.phase else {
+            return;
+        };
+        let logout_id = f.logout_id;
+        match msg {
+            ServerMsg::Resumed { last, .. } if logout_id.is_none() => {
+                let id = self.id();
+                if let Phase::Farewell(f) = &mut self.phase {
+                    f.logout_id = Some(id);
+                }
+                // Nothing but the logout: the app has had every result already.
+                self.out.restart_after(last);
+                self.out
+                    .push(Out::msg(&ClientMsg::Req { id, op: Op::Logout }));
+            }
+            ServerMsg::Reply { re, .. } if Some(re) == logout_id => self.farewell_done(now),
+            ServerMsg::ResumeFailed { .. } | ServerMsg::Retry { .. } => self.farewell_done(now),
+            _ => {}
         }
     }
 
