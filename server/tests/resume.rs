@@ -80,10 +80,22 @@ fn server(top: &str) -> (TmpDir, Server) {
     (dir, s)
 }
 
+/// A server with `top` in its config, and a fault proxy in front of it.
+fn proxied(top: &str) -> (TmpDir, Server, Proxy) {
+    let (dir, s) = server(top);
+    let proxy = Proxy::start(s.addr).unwrap();
+    (dir, s, proxy)
+}
+
+/// The network goes away: every connection through `proxy` is reset and new ones refused.
+fn cut(proxy: &Proxy) {
+    proxy.set_mode(Mode::Refuse);
+    proxy.reset();
+}
+
 #[test]
 fn a_connected_call_survives_a_drop_and_hangs_up_after_the_resume() {
-    let (_d, s) = server("");
-    let proxy = Proxy::start(s.addr).unwrap();
+    let (_d, s, proxy) = proxied("");
     let alice = User::login(proxy.addr(), "alice", &[]);
     let bob = User::login(s.addr, "bob", &[]);
     let call_id = alice.lib.call("bob", "", "", "c").unwrap();
@@ -118,8 +130,7 @@ fn a_connected_call_survives_a_drop_and_hangs_up_after_the_resume() {
 
 #[test]
 fn a_ringing_call_keeps_ringing_and_its_timer_fires_on_time_while_the_callee_is_away() {
-    let (_d, s) = server("call_timeout_s = 2");
-    let proxy = Proxy::start(s.addr).unwrap();
+    let (_d, s, proxy) = proxied("call_timeout_s = 2");
     let alice = User::login(s.addr, "alice", &[]);
     let bob = User::login(proxy.addr(), "bob", &[]);
     let call_id = alice.lib.call("bob", "", "", "c").unwrap();
@@ -127,8 +138,7 @@ fn a_ringing_call_keeps_ringing_and_its_timer_fires_on_time_while_the_callee_is_
     assert!(matches!(alice.next(), Event::Call { result: Ok(()), .. }));
     assert!(matches!(bob.next(), Event::NotifyCallIn { .. }));
     // Bob's network goes away while it rings; nobody answers.
-    proxy.set_mode(Mode::Refuse);
-    proxy.reset();
+    cut(&proxy);
     bob.expect(Event::LineReconnecting { code: code(207) });
     alice.expect(Event::NotifyCallRejected {
         call_id: call_id.clone(),
@@ -153,8 +163,7 @@ fn a_ringing_call_keeps_ringing_and_its_timer_fires_on_time_while_the_callee_is_
 
 #[test]
 fn a_reply_lost_with_the_link_arrives_once_after_the_resume_and_the_callee_is_rung_once() {
-    let (_d, s) = server("");
-    let proxy = Proxy::start(s.addr).unwrap();
+    let (_d, s, proxy) = proxied("");
     let alice = User::login(proxy.addr(), "alice", &[]);
     let bob = User::login(s.addr, "bob", &[]);
     // Frames sit in the proxy for a while: the server handles the call while its reply is
@@ -177,11 +186,9 @@ fn a_reply_lost_with_the_link_arrives_once_after_the_resume_and_the_callee_is_ru
 
 #[test]
 fn requests_made_while_reconnects_are_refused_get_their_results_after_the_resume() {
-    let (_d, s) = server("");
-    let proxy = Proxy::start(s.addr).unwrap();
+    let (_d, _s, proxy) = proxied("");
     let alice = User::login(proxy.addr(), "alice", &[]);
-    proxy.set_mode(Mode::Refuse);
-    proxy.reset();
+    cut(&proxy);
     alice.expect(Event::LineReconnecting { code: code(207) });
     // Accepted and queued while the link is down.
     alice.lib.set_dnd_status(1, "dnd").unwrap();
@@ -259,8 +266,7 @@ fn cmds_both_ways_through_a_flapping_link_arrive_once_and_in_order() {
 
 #[test]
 fn a_session_not_resumed_within_the_window_ends_once_for_everyone() {
-    let (_d, s) = server("resume_window_s = 1");
-    let proxy = Proxy::start(s.addr).unwrap();
+    let (_d, s, proxy) = proxied("resume_window_s = 1");
     let watcher = User::login(s.addr, "watcher", &[]);
     let alice = User::login(proxy.addr(), "alice", &[]);
     let call_id = watcher.lib.call("alice", "", "", "c").unwrap();
@@ -271,8 +277,7 @@ fn a_session_not_resumed_within_the_window_ends_once_for_everyone() {
         watcher.next(),
         Event::StartUserStatusNotify { result: Ok(()), .. }
     ));
-    proxy.set_mode(Mode::Refuse);
-    proxy.reset();
+    cut(&proxy);
     alice.expect(Event::LineReconnecting { code: code(207) });
     alice.lib.get_meetings("m").unwrap();
     // The window passes: the outstanding request gets 207, the call ends, then line_off.
@@ -309,11 +314,9 @@ fn a_session_not_resumed_within_the_window_ends_once_for_everyone() {
 
 #[test]
 fn a_session_kicked_while_detached_ends_with_10() {
-    let (_d, s) = server("");
-    let proxy = Proxy::start(s.addr).unwrap();
+    let (_d, s, proxy) = proxied("");
     let alice = User::login(proxy.addr(), "alice", &[]);
-    proxy.set_mode(Mode::Refuse);
-    proxy.reset();
+    cut(&proxy);
     alice.expect(Event::LineReconnecting { code: code(207) });
     let _again = User::login(s.addr, "alice", &[]);
     proxy.set_mode(Mode::Forward);
@@ -351,8 +354,7 @@ fn a_server_restarted_while_detached_knows_no_session() {
 
 #[test]
 fn reconnect_off_keeps_the_old_behaviour() {
-    let (_d, s) = server("");
-    let proxy = Proxy::start(s.addr).unwrap();
+    let (_d, s, proxy) = proxied("");
     let watcher = User::login(s.addr, "watcher", &[]);
     watcher.lib.start_user_status_notify("w").unwrap();
     assert!(matches!(
@@ -462,8 +464,7 @@ fn a_wrong_or_stale_secret_or_another_tenants_session_is_refused_as_unknown() {
 #[test]
 fn a_silent_link_is_found_by_the_heartbeat_and_resumed() {
     // Pings every 200 ms: silence is declared after 600 ms on both sides.
-    let (_d, s) = server("heartbeat_ms = 200");
-    let proxy = Proxy::start(s.addr).unwrap();
+    let (_d, _s, proxy) = proxied("heartbeat_ms = 200");
     let alice = User::login(proxy.addr(), "alice", &[]);
     proxy.set_mode(Mode::Blackhole);
     let t0 = Instant::now();
@@ -488,8 +489,7 @@ fn pattern(i: u64) -> u8 {
 #[test]
 fn a_gigabyte_survives_twenty_drops_and_each_resends_at_most_a_window() {
     use std::io::{Read, Write};
-    let (dir, s) = server("");
-    let proxy = Proxy::start(s.addr).unwrap();
+    let (dir, s, proxy) = proxied("");
     let alice = User::login(proxy.addr(), "alice", &[]);
     let inbox = dir.path("inbox");
     std::fs::create_dir_all(&inbox).unwrap();
@@ -585,8 +585,7 @@ fn a_gigabyte_survives_twenty_drops_and_each_resends_at_most_a_window() {
 
 #[test]
 fn presence_pushes_for_a_detached_session_merge_into_the_latest() {
-    let (_d, s) = server("");
-    let proxy = Proxy::start(s.addr).unwrap();
+    let (_d, s, proxy) = proxied("");
     let bob = User::login(proxy.addr(), "bob", &[]);
     bob.lib.start_user_status_notify("w").unwrap();
     assert!(matches!(
@@ -598,8 +597,7 @@ fn presence_pushes_for_a_detached_session_merge_into_the_latest() {
         Event::NotifyUserStatus { status, .. } => assert_eq!(status, st("carol", 1, 0)),
         other => panic!("{other:?}"),
     }
-    proxy.set_mode(Mode::Refuse);
-    proxy.reset();
+    cut(&proxy);
     bob.expect(Event::LineReconnecting { code: code(207) });
     // For everyone else bob is still there, with the same status.
     assert!(carol.statuses().contains(&st("bob", 1, 0)));
@@ -624,8 +622,7 @@ fn presence_pushes_for_a_detached_session_merge_into_the_latest() {
 
 #[test]
 fn logout_and_destroy_during_a_reconnect_end_at_once_and_reach_the_server_when_they_can() {
-    let (_d, s) = server("");
-    let proxy = Proxy::start(s.addr).unwrap();
+    let (_d, s, proxy) = proxied("");
     let watcher = User::login(s.addr, "watcher", &[]);
     watcher.lib.start_user_status_notify("w").unwrap();
     assert!(matches!(
@@ -640,15 +637,13 @@ fn logout_and_destroy_during_a_reconnect_end_at_once_and_reach_the_server_when_t
     }
     // A destroy while the network is gone: it ends for the app within the logout budget, and
     // nothing runs after it.
-    bobs.set_mode(Mode::Refuse);
-    bobs.reset();
+    cut(&bobs);
     bob.expect(Event::LineReconnecting { code: code(207) });
     let t0 = Instant::now();
     bob.lib.destroy();
     assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
     assert!(bob.rx.try_recv().is_err(), "nothing after destroy");
-    proxy.set_mode(Mode::Refuse);
-    proxy.reset();
+    cut(&proxy);
     alice.expect(Event::LineReconnecting { code: code(207) });
     // For the app the logout is immediate: what was outstanding ends with 12, nothing else.
     alice.lib.get_meetings("m").unwrap();
@@ -676,8 +671,7 @@ fn logout_and_destroy_during_a_reconnect_end_at_once_and_reach_the_server_when_t
 
 #[test]
 fn a_resume_storm_is_paced_by_the_node_and_everyone_resumes() {
-    let (_d, s) = server("max_resumes_per_s = 2");
-    let proxy = Proxy::start(s.addr).unwrap();
+    let (_d, s, proxy) = proxied("max_resumes_per_s = 2");
     let users: Vec<User> = (0..8)
         .map(|i| User::login(proxy.addr(), &format!("u{i}"), &[]))
         .collect();
