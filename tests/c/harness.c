@@ -223,7 +223,8 @@ static void start_proxy(h_server *s) {
   if (read_line(fd, line, sizeof line, now_ms() + H_TIMEOUT_MS) != 0 ||
       strncmp(line, prefix, strlen(prefix)) != 0 || strlen(line) - strlen(prefix) >= sizeof s->addr)
     h_fail(__FILE__, __LINE__, "%s did not start; see %s", argv[0], log_path);
-  snprintf(s->addr, sizeof s->addr, "%s", line + strlen(prefix));
+  const char *addr = line + strlen(prefix);
+  memcpy(s->addr, addr, strlen(addr) + 1); /* its length was checked above */
   char cmd[64];
   int n = snprintf(cmd, sizeof cmd, "flap %d\n", drops_ms());
   if (write(s->proxy_in, cmd, (size_t)n) != n) h_fail(__FILE__, __LINE__, "faultproxy: write");
