@@ -233,6 +233,9 @@ fn turn(inner: &Inner, events: &mut Vec<Event>) -> bool {
     sh = reconcile(inner, sh);
     let now = Instant::now();
     if sh.session.deadline().is_some_and(|d| now >= d) {
+        // What arrived while this thread was busy (a long callback, a slow disk) counts before
+        // a silence is judged: a link is dead only if nothing is waiting on it.
+        read(&mut sh, now);
         sh.session.tick(now);
         sh = reconcile(inner, sh);
     }
