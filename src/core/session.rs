@@ -883,10 +883,10 @@ impl State {
         self.gen += 1;
     }
 
-    /// A logout while reconnecting: everything outstanding ends with 12 for the app at once,
-    /// and the session is resumed one last time to be logged out on the server (best effort,
-    /// within the logout budget).
-    fn farewell(&mut self, now: Instant) {
+    /// A logout while reconnecting (or a link lost while logging out): everything outstanding
+    /// ends with 12 for the app at once, and the session is resumed one last time to be logged
+    /// out on the server (best effort, until `deadline`).
+    fn farewell(&mut self, now: Instant, deadline: Instant) {
         let resume = self.resume.take();
         self.end_everything(code(CRVIDEOSDK_NOT_LOGIN), now);
         self.events.calls.clear();
@@ -901,7 +901,7 @@ impl State {
                 retry_at: Some(now),
                 deadline: None,
             },
-            deadline: now + self.opts.request_timeout.min(LOGOUT_BUDGET),
+            deadline,
             logout_id: None,
         });
         self.retry_due(now);
@@ -1045,7 +1045,10 @@ impl State {
                 self.gen += 1;
                 self.login_failed(cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
             }
-            Phase::Reconnecting(_) => self.farewell(now),
+            Phase::Reconnecting(_) => {
+                let budget = self.opts.request_timeout.min(LOGOUT_BUDGET);
+                self.farewell(now, now + budget);
+            }
             farewell @ Phase::Farewell(_) => {
                 // Logged out already: only a login queued behind it is abandoned.
                 self.phase = farewell;
@@ -1164,6 +1167,11 @@ impl State {
                 self.attempt_failed(now, None);
             }
             Phase::Farewell(_) => self.farewell_done(now),
+            Phase::LoggingOut { deadline, .. } if self.resume.is_some() && self.opts.reconnect => {
+                // The logout may not have reached the server: it is said again on a resume,
+                // within what is left of its budget.
+                self.farewell(now, deadline);
+            }
             logging_out @ Phase::LoggingOut { .. } => {
                 self.phase = logging_out;
                 self.finish_logout(now);

@@ -9,7 +9,7 @@
 //!   nothing is closed (a silent partition, found only by heartbeats);
 //! - [`Proxy::set_delay`]: every chunk is held this long before it is passed on;
 //! - [`Proxy::flap`]: reset connections at random intervals around `period` until told
-//!   otherwise (only those at least `period / 2` old, so that a login or a resume gets
+//!   otherwise (only those at least `period` old, so that a login or a resume gets
 //!   through even on a slow machine).
 //!
 //! Plain threads and blocking sockets: the proxy must not share a runtime with what it tests.
@@ -202,7 +202,7 @@ fn flap_loop(sh: Arc<Shared>) {
                 if timeout.timed_out() && st.flap.is_some() {
                     drop(st);
                     // Younger connections are spared: a login or a resume gets its time.
-                    reset_all(&sh, period / 2);
+                    reset_all(&sh, period);
                     st = sh.st.lock().unwrap();
                 }
             }
