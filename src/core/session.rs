@@ -1046,21 +1046,9 @@ impl State {
                 // way): the logout follows the login on the same link, so that the server ends
                 // the session now rather than hold it for a resume that will not come.
                 self.login_failed(cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
-                let logout_id = self.id();
-                self.out.push(Out::msg(&ClientMsg::Req {
-                    id: logout_id,
-                    op: Op::Logout,
-                }));
-                let budget = self.opts.request_timeout.min(LOGOUT_BUDGET);
-                self.phase = Phase::LoggingOut {
-                    logout_id,
-                    deadline: now + budget,
-                };
+                self.send_logout(now);
             }
-            Phase::Reconnecting(_) => {
-                let budget = self.opts.request_timeout.min(LOGOUT_BUDGET);
-                self.farewell(now, now + budget);
-            }
+            Phase::Reconnecting(_) => self.farewell(now, now + self.logout_budget()),
             farewell @ Phase::Farewell(_) => {
                 // Logged out already: only a login queued behind it is abandoned.
                 self.phase = farewell;
@@ -1069,20 +1057,27 @@ impl State {
                 };
                 self.login_failed(login.cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
             }
-            Phase::LoggedIn => {
-                let logout_id = self.id();
-                self.out.push(Out::msg(&ClientMsg::Req {
-                    id: logout_id,
-                    op: Op::Logout,
-                }));
-                let budget = self.opts.request_timeout.min(LOGOUT_BUDGET);
-                self.phase = Phase::LoggingOut {
-                    logout_id,
-                    deadline: now + budget,
-                };
-            }
+            Phase::LoggedIn => self.send_logout(now),
         }
         Ok(())
+    }
+
+    /// How long a logout waits for the server's answer at most.
+    fn logout_budget(&self) -> Duration {
+        self.opts.request_timeout.min(LOGOUT_BUDGET)
+    }
+
+    /// Sends `logout` and waits for its answer (within the budget).
+    fn send_logout(&mut self, now: Instant) {
+        let logout_id = self.id();
+        self.out.push(Out::msg(&ClientMsg::Req {
+            id: logout_id,
+            op: Op::Logout,
+        }));
+        self.phase = Phase::LoggingOut {
+            logout_id,
+            deadline: now + self.logout_budget(),
+        };
     }
 
     fn login_failed(&mut self, cookie: String, code: Code) {
