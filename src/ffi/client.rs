@@ -94,7 +94,8 @@ pub unsafe extern "C" fn crvm_create(
 /// `connect_timeout_ms`, `request_timeout_ms` (1 ms .. 10 min / 1 h), `max_buffer_bytes`
 /// (largest buffer sent or accepted, default 100 MiB), `max_pending_bytes` (data accepted and not
 /// yet acknowledged end to end beyond which `crvm_send_cmd` and `crvm_send_buffer` return 1000,
-/// default 64 MiB), `tls` (`off` | `on`), `tls_ca_file` (PEM
+/// default 64 MiB), `reconnect` (`on` | `off`: resume the session after a lost connection,
+/// default on; SPEC §3.6), `tls` (`off` | `on`), `tls_ca_file` (PEM
 /// file of the CA certificates the server's certificate must chain to; default: the system's;
 /// checked when set), `log_file` (a file the library appends one line per event to: names,
 /// codes and IDs, never a secret, token, cookie or payload). With TLS the server's certificate
