@@ -21,9 +21,9 @@ cmake --build build-tsan -j "$(nproc)"
 # Not here: the Python binding (its interpreter is not instrumented), the install and README
 # checks and the Release build (no threads of their own), and the 1 GiB transfer (too slow under TSan; the other data
 # tests run the same code paths with smaller files).
-# The resumption tests (label drops) run here too, except the two heaviest (the same paths as
-# the others, at volume).
+# The resumption tests (label drops) run here too, except the heaviest (the same paths as the
+# others, repeated).
 # Everything runs several times slower: waits for expected events may take longer.
 H_PATIENCE_MS=120000 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest --test-dir build-tsan --output-on-failure -j "$(nproc)" \
-  -E '^(python_binding|test_install|test_readme|test_data_big|test_release_build|test_volume_drops|test_call_races_drops)$' "$@"
+  -E '^(python_binding|test_install|test_readme|test_data_big|test_release_build|test_call_races_drops)$' "$@"
