@@ -22,8 +22,11 @@ cmake --build build-tsan -j "$(nproc)"
 # checks and the Release build (no threads of their own), and the 1 GiB transfer (too slow under TSan; the other data
 # tests run the same code paths with smaller files).
 # The resumption tests (label drops) run here too, except the heaviest (the same paths as the
-# others, repeated).
+# others, repeated). test_data_many is not run here: under TSan one of its clients can stall
+# past the library's 15 s silence bound (SPEC §3.1) while a dozen transfers write their files,
+# and is then cut as a silent link (it runs plain and under ASan; a follow-up is a silence
+# bound that does not count the client's own stalls).
 # Everything runs several times slower: waits for expected events may take longer.
 H_PATIENCE_MS=120000 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
   ctest --test-dir build-tsan --output-on-failure -j "$(nproc)" \
-  -E '^(python_binding|test_install|test_readme|test_data_big|test_release_build|test_call_races_drops)$' "$@"
+  -E '^(python_binding|test_install|test_readme|test_data_big|test_release_build|test_call_races_drops|test_data_many)$' "$@"
