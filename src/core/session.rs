@@ -1042,11 +1042,8 @@ impl State {
                 self.login_failed(login.cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
             }
             Phase::LoggingIn { cookie, .. } => {
-                // The server may have logged the session in already (its answer is on the
-                // way): the logout follows the login on the same link, so that the server ends
-                // the session now rather than hold it for a resume that will not come.
+                self.gen += 1;
                 self.login_failed(cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
-                self.send_logout(now);
             }
             Phase::Reconnecting(_) => self.farewell(now, now + self.logout_budget()),
             farewell @ Phase::Farewell(_) => {
@@ -2023,49 +2020,6 @@ mod tests {
         let (next_gen, want) = s.want();
         assert_eq!(want, Want::Connect { tls: false });
         assert!(next_gen > gen, "a new link for the new login");
-    }
-
-    #[test]
-    fn a_logout_during_the_login_follows_it_on_the_same_link() {
-        let t0 = Instant::now();
-        let mut s = Session::new(t0);
-        s.login(login_op(), "first", t0).unwrap();
-        let (gen, _) = s.want();
-        s.link_up(gen, t0);
-        s.logout(t0).unwrap();
-        assert_eq!(
-            events(&mut s),
-            [Event::Login {
-                result: Err(code(9)),
-                cookie: "first".into()
-            }]
-        );
-        // Same link: hello, login, then the logout.
-        assert_eq!(s.want(), (gen, Want::Keep));
-        let mut srv = Server::new();
-        let sent = srv.take(&mut s, t0);
-        assert!(matches!(
-            sent[1],
-            ClientMsg::Req {
-                op: Op::Login { .. },
-                ..
-            }
-        ));
-        let ClientMsg::Req { id, op: Op::Logout } = sent[2] else {
-            panic!("{sent:?}")
-        };
-        // The server logged it in, then out: nothing reaches the app, the link goes.
-        let ClientMsg::Req { id: login_id, .. } = sent[1] else {
-            unreachable!()
-        };
-        let ok = ServerMsg::LoginOk {
-            re: login_id,
-            user_id: "alice".into(),
-        };
-        srv.send(&mut s, &ok, t0);
-        srv.send(&mut s, &ServerMsg::Reply { re: id, code: 0 }, t0);
-        assert!(events(&mut s).is_empty());
-        assert_eq!(s.want().1, Want::None);
     }
 
     #[test]
