@@ -194,10 +194,7 @@ fn expire_later(ctx: Arc<Ctx>, sid: String, gen: u64, outbox: Outbox) {
             _ = outbox.ended() => {}
         }
         let state = outbox.state();
-        let kicked = state
-            == State::Closing {
-                code: Some(CRVIDEOSDK_USER_BEEN_KICKOUT),
-            };
+        let kicked = state.kicked();
         if let Some(mut session) = ctx.sessions.expire(&sid, gen, kicked) {
             let id = session.id;
             let who = session.leave();

@@ -55,6 +55,13 @@ pub enum State {
 }
 
 impl State {
+    /// Whether the session was ended by a newer login of its user (`Close{10}`).
+    pub fn kicked(self) -> bool {
+        self == State::Closing {
+            code: Some(crvm_proto::error::CRVIDEOSDK_USER_BEEN_KICKOUT),
+        }
+    }
+
     /// Whether pushes are accepted.
     fn accepts(self) -> bool {
         matches!(self, State::Open | State::Detached)

@@ -266,13 +266,4 @@ impl Sessions {
         slot.at = Where::Detached(peer);
         slot.gen
     }
-
-    /// Sessions held without a connection (for tests and measurements).
-    pub fn detached(&self) -> usize {
-        self.slots
-            .lock()
-            .values()
-            .filter(|s| matches!(s.at, Where::Detached(_)))
-            .count()
-    }
 }

@@ -25,7 +25,7 @@ use crvm_proto::{ClientMsg, Op, ServerMsg, SizeLimits};
 
 use crate::conn::{Ctx, End, ResumeReq};
 use crate::hub::ConnId;
-use crate::outbox::{Out, Outbox, State};
+use crate::outbox::{Out, Outbox};
 
 /// Where a connection is in its life.
 pub enum Phase {
@@ -239,11 +239,9 @@ impl Peer {
     /// The session's presence, calls and data end (SPEC §3.1: logout leaves no trace).
     fn end_session(&self, user: &User) {
         if let Some(sid) = &user.session {
-            let kicked = self.outbox.state()
-                == State::Closing {
-                    code: Some(crvm_proto::error::CRVIDEOSDK_USER_BEEN_KICKOUT),
-                };
-            self.ctx.sessions.ended(sid, self.conn, kicked);
+            self.ctx
+                .sessions
+                .ended(sid, self.conn, self.outbox.state().kicked());
         }
         self.ctx.hub.logout(&user.tenant, &user.user_id, self.id);
         self.ctx.relay.session_ended(self.id);
