@@ -15,7 +15,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::auth;
 use crate::config::{Config, DEV_APP_ID, DEV_SECRET};
 use crate::conn::Ctx;
-use crate::hub::MemoryHub;
+use crate::hub::memory::MemoryHub;
+use crate::hub::LocalSessions;
 use crate::limits::LoginLimiter;
 use crate::log;
 use crate::relay::Relay;
@@ -422,10 +423,16 @@ async fn run(
         config.login_failures_per_tenant,
     );
     let sessions = Sessions::new(config.resume_window(), config.max_resumes_per_s);
+    let local = Arc::new(LocalSessions::new(0));
+    let hub = MemoryHub::new(
+        Arc::clone(&local),
+        Duration::from_secs(config.call_timeout_s),
+    );
     let ctx = Arc::new(Ctx {
         config,
         sessions,
-        hub: Arc::new(MemoryHub::new()),
+        hub: Arc::new(hub),
+        local,
         store,
         relay: Arc::new(Relay::new()),
         conns: Connections::new(),

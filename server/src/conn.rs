@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::handlers::{clip, Peer, Phase};
-use crate::hub::{ConnId, Hub};
+use crate::hub::{ConnId, Hub, LocalSessions};
 use crate::limits::{Bucket, LoginLimiter};
 use crate::log;
 use crate::outbox::{run_writer, Out, Outbox, State, CONTROL_LIMIT};
@@ -55,6 +55,8 @@ const LINGER_BYTES: usize =
 pub struct Ctx {
     pub config: Arc<Config>,
     pub hub: Arc<dyn Hub>,
+    /// This node's sessions, which the hub's effects reach.
+    pub local: Arc<LocalSessions>,
     pub store: Arc<dyn MeetingStore>,
     pub relay: Arc<Relay>,
     pub conns: Connections,
@@ -148,14 +150,14 @@ where
         writer.abort();
         let _ = writer.await;
         if !conn.park(sid, &end) {
-            let who = conn.peer.leave();
+            let who = conn.peer.leave().await;
             log!("conn {id} closed ({peer}){who}: {}", conn.describe(&end));
         }
         return;
     }
 
     // Leave the hub first so no more pushes are queued for a connection that is going away.
-    let who = conn.peer.leave();
+    let who = conn.peer.leave().await;
     log!("conn {id} closed ({peer}){who}: {}", conn.describe(&end));
 
     let outbox = conn.peer.outbox.clone();
@@ -197,7 +199,7 @@ fn expire_later(ctx: Arc<Ctx>, sid: String, gen: u64, outbox: Outbox) {
         let kicked = state.kicked();
         if let Some(mut session) = ctx.sessions.expire(&sid, gen, kicked) {
             let id = session.id;
-            let who = session.leave();
+            let who = session.leave().await;
             let why = match state {
                 State::Detached => "not resumed in time",
                 State::Overflow => "too much held for it",
@@ -228,7 +230,10 @@ async fn linger(rd: &mut (impl AsyncRead + Unpin)) {
 /// Should a bug panic inside a connection, presence must still not show a ghost user.
 impl Drop for Conn {
     fn drop(&mut self) {
-        self.peer.leave();
+        if let Some(user) = self.peer.leave_node() {
+            let hub = Arc::clone(&self.peer.ctx.hub);
+            tokio::spawn(async move { hub.logout(&user.tenant, &user.user_id, user.gen).await });
+        }
     }
 }
 

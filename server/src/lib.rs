@@ -8,8 +8,9 @@
 //! - [`handlers`]: what each message does, one module per area (session, presence, meetings,
 //!   calls, data);
 //! - [`outbox`]: the bounded outbound queue and the writer task of a connection;
-//! - [`hub`]: who is online where ([`hub::SessionRegistry`]) and presence ([`hub::Presence`]),
-//!   behind traits so that a multi-node implementation can replace the in-memory one;
+//! - [`hub`]: who is online where, presence and calls: node-local [`hub::LocalSessions`] and
+//!   the shared [`hub::Directory`], [`hub::PresenceStore`] and [`hub::CallStore`],
+//!   in memory on one node, in Redis for a cluster;
 //! - [`calls`]: the call state machine (pure state; the hub applies its effects);
 //! - [`relay`]: point-to-point cmds and transfers, routed and queued with end-to-end flow
 //!   control;

@@ -17,6 +17,15 @@ impl Peer {
         }
     }
 
+    /// The session `to` is logged in with, as the relay's endpoint.
+    fn receiver(&self, user: &User, to: &str) -> Option<Endpoint> {
+        let (_, local) = self.ctx.local.find(&user.tenant, to)?;
+        Some(Endpoint {
+            conn_id: local.conn_id,
+            outbox: local.outbox,
+        })
+    }
+
     /// The outcome of this connection's cmd `n`.
     pub(super) fn cmd_done(&self, n: u64, code: i32) {
         self.send(&ServerMsg::CmdDone { ns: vec![n], code });
@@ -28,11 +37,10 @@ impl Peer {
             self.cmd_done(n, CRVIDEOSDK_MEETPARAM_ERR);
             return None;
         }
-        let Some((conn_id, outbox)) = self.ctx.hub.session_of(&user.tenant, to) else {
+        let Some(receiver) = self.receiver(user, to) else {
             self.cmd_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
             return None;
         };
-        let receiver = Endpoint { conn_id, outbox };
         let relay = &self.ctx.relay;
         match relay.cmd(&self.endpoint(), &user.user_id, n, &receiver, data.to_vec()) {
             Ok(Ok(())) => None,
@@ -61,10 +69,9 @@ impl Peer {
         if kind == XferKind::Cmd || to == user.user_id {
             return self.reply(id, CRVIDEOSDK_MEETPARAM_ERR);
         }
-        let Some((conn_id, outbox)) = self.ctx.hub.session_of(&user.tenant, &to) else {
+        let Some(receiver) = self.receiver(user, &to) else {
             return self.reply(id, CRVIDEOSDK_SENDDATA_TARGETINVALID);
         };
-        let receiver = Endpoint { conn_id, outbox };
         let offer = Offer {
             task,
             from: user.user_id.clone(),

@@ -24,7 +24,7 @@ use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_LOGINSTATE_ERROR, CRVIDE
 use crvm_proto::{ClientMsg, Op, ServerMsg, SizeLimits};
 
 use crate::conn::{Ctx, End, ResumeReq};
-use crate::hub::ConnId;
+use crate::hub::{ConnId, Gen};
 use crate::outbox::{Out, Outbox};
 
 /// Where a connection is in its life.
@@ -40,6 +40,8 @@ pub struct User {
     /// The tenant's app ID.
     pub tenant: String,
     pub user_id: String,
+    /// The login's generation in the shared state (its identity in [`crate::hub`]).
+    pub gen: Gen,
     /// The session's ID when it may be resumed (SPEC §3.6).
     pub session: Option<String>,
 }
@@ -75,7 +77,7 @@ impl Peer {
                     id,
                     op: op @ Op::Login { .. },
                 },
-            ) => self.login(id, op),
+            ) => self.login(id, op).await,
             (Phase::LoggedOut, msg @ ClientMsg::Resume { .. }) => {
                 if let Err(code) = msg.validate(&[], &self.sizes()) {
                     return Some(self.close(code.get(), "bad resume".into()));
@@ -153,9 +155,9 @@ impl Peer {
     async fn op(&mut self, user: &User, id: u64, op: Op) -> Option<End> {
         match op {
             Op::Login { .. } => self.reply(id, CRVIDEOSDK_LOGINSTATE_ERROR),
-            Op::Logout => return Some(self.logout(user, id)),
-            Op::SetDnd { dnd } => self.set_dnd(user, id, dnd),
-            Op::GetUserStatus => self.get_user_status(user, id),
+            Op::Logout => return Some(self.logout(id).await),
+            Op::SetDnd { dnd } => self.set_dnd(user, id, dnd).await,
+            Op::GetUserStatus => self.get_user_status(user, id).await,
             Op::StartStatusNotify => self.set_notify(user, id, true),
             Op::StopStatusNotify => self.set_notify(user, id, false),
             Op::CreateMeeting { subject, with_pswd } => {
@@ -166,7 +168,7 @@ impl Peer {
             op @ (Op::Call { .. }
             | Op::AcceptCall { .. }
             | Op::RejectCall { .. }
-            | Op::HangupCall { .. }) => self.call_op(user, id, op),
+            | Op::HangupCall { .. }) => self.call_op(user, id, op).await,
             Op::Offer {
                 task,
                 to,
@@ -223,28 +225,40 @@ impl Peer {
 
     /// Logs the session out of the hub and the relay (if it is still the user's). Returns
     /// ` app "…" user "…"` for the log when it was logged in.
-    pub fn leave(&mut self) -> String {
-        match std::mem::replace(&mut self.phase, Phase::LoggedOut) {
-            Phase::LoggedIn(user) => {
-                // Closed first, so that nothing new can be routed to this session once the
-                // relay has ended what it had (see `Relay::offer`).
-                self.outbox.close();
-                self.end_session(&user);
+    pub async fn leave(&mut self) -> String {
+        self.outbox.close();
+        self.logout_session().await
+    }
+
+    /// [`Peer::leave`] without closing the outbox first (a logout's answer follows).
+    async fn logout_session(&mut self) -> String {
+        match self.leave_node() {
+            Some(user) => {
+                self.ctx
+                    .hub
+                    .logout(&user.tenant, &user.user_id, user.gen)
+                    .await;
                 format!(" app {:?} user {:?}", user.tenant, user.user_id)
             }
-            _ => String::new(),
+            None => String::new(),
         }
     }
 
-    /// The session's presence, calls and data end (SPEC §3.1: logout leaves no trace).
-    fn end_session(&self, user: &User) {
+    /// What [`Peer::leave`] does on this node, at once: the session leaves this node's
+    /// sessions (nothing new is routed to it), its transfers end. Returns the user, who must
+    /// still be logged out of the shared state.
+    pub fn leave_node(&mut self) -> Option<User> {
+        let Phase::LoggedIn(user) = std::mem::replace(&mut self.phase, Phase::LoggedOut) else {
+            return None;
+        };
         if let Some(sid) = &user.session {
             self.ctx
                 .sessions
                 .ended(sid, self.conn, self.outbox.state().kicked());
         }
-        self.ctx.hub.logout(&user.tenant, &user.user_id, self.id);
+        self.ctx.local.remove(user.gen);
         self.ctx.relay.session_ended(self.id);
+        Some(user)
     }
 }
 

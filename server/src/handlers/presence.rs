@@ -5,34 +5,30 @@ use crvm_proto::ServerMsg;
 
 use super::{Peer, User};
 
-/// `false` from the hub means this session was replaced meanwhile (it is being kicked).
-fn code(current: bool) -> i32 {
-    if current {
-        CRVIDEOSDK_NOERR
-    } else {
-        CRVIDEOSDK_NOT_LOGIN
-    }
-}
-
 impl Peer {
-    pub(super) fn set_dnd(&self, user: &User, id: u64, dnd: i32) {
-        let ok = self
-            .ctx
-            .hub
-            .set_dnd(&user.tenant, &user.user_id, self.id, dnd);
-        self.reply(id, code(ok));
+    pub(super) async fn set_dnd(&self, user: &User, id: u64, dnd: i32) {
+        let hub = &self.ctx.hub;
+        let r = hub
+            .set_dnd(&user.tenant, &user.user_id, user.gen, dnd)
+            .await;
+        self.reply(id, r.err().unwrap_or(CRVIDEOSDK_NOERR));
     }
 
-    pub(super) fn get_user_status(&self, user: &User, id: u64) {
-        let list = self.ctx.hub.statuses(&user.tenant);
-        self.send(&ServerMsg::Statuses { re: id, list });
+    pub(super) async fn get_user_status(&self, user: &User, id: u64) {
+        match self.ctx.hub.statuses(&user.tenant).await {
+            Ok(list) => self.send(&ServerMsg::Statuses { re: id, list }),
+            Err(code) => self.reply(id, code),
+        }
     }
 
+    /// Subscriptions belong to this node's session; `false` means it was replaced meanwhile
+    /// (it is being kicked).
     pub(super) fn set_notify(&self, user: &User, id: u64, on: bool) {
-        let ok = self
-            .ctx
-            .hub
-            .set_notify(&user.tenant, &user.user_id, self.id, on);
-        self.reply(id, code(ok));
+        let code = if self.ctx.local.set_notify(user.gen, on) {
+            CRVIDEOSDK_NOERR
+        } else {
+            CRVIDEOSDK_NOT_LOGIN
+        };
+        self.reply(id, code);
     }
 }

@@ -11,7 +11,8 @@ use crvm_proto::{Op, ServerMsg, PROTOCOL_VERSION};
 use super::{clip, Peer, Phase, User};
 use crate::auth::{self, Credentials};
 use crate::conn::End;
-use crate::hub::Session;
+use crate::hub::local::Local;
+use crate::hub::Login;
 use crate::log;
 
 impl Peer {
@@ -37,7 +38,7 @@ impl Peer {
 
     /// A login request (`op` is an `Op::Login`). A failed login gets its answer and the
     /// connection is closed.
-    pub(super) fn login(&mut self, id: u64, op: Op) -> Option<End> {
+    pub(super) async fn login(&mut self, id: u64, op: Op) -> Option<End> {
         let checked = op.validate(&self.sizes());
         let Op::Login {
             app_id,
@@ -89,19 +90,33 @@ impl Peer {
                 return Some(End::LoginFailed(code));
             }
         };
-        let kicked = self.ctx.hub.login(Session {
-            conn_id: self.id,
-            tenant: app_id.clone(),
-            user_id: user.clone(),
-            outbox: self.outbox.clone(),
-        });
-        if let Some(old) = kicked {
+        let gen = self.ctx.local.next_gen();
+        self.ctx.local.add(
+            gen,
+            Local {
+                conn_id: self.id,
+                tenant: app_id.clone(),
+                user_id: user.clone(),
+                outbox: self.outbox.clone(),
+            },
+        );
+        let login = Login {
+            tenant: &app_id,
+            user_id: &user,
+            gen,
+        };
+        if let Err(code) = self.ctx.hub.login(login).await {
+            self.ctx.local.remove(gen);
             log!(
-                "conn {old} kicked: app {:?} user {:?} logged in again on conn {}",
+                "conn {} login failed ({}): app {:?} user {:?}: shared state unreachable",
+                self.id,
+                self.addr,
                 app_id,
-                user,
-                self.id
+                user
             );
+            self.reply(id, code);
+            self.outbox.close();
+            return Some(End::LoginFailed(code));
         }
         log!(
             "conn {} login ok ({}): app {:?} user {:?}",
@@ -132,6 +147,7 @@ impl Peer {
         self.phase = Phase::LoggedIn(User {
             tenant: app_id,
             user_id: user,
+            gen,
             session,
         });
         None
@@ -139,15 +155,9 @@ impl Peer {
 
     /// Out of the registry first (nothing new can reach this session), then its calls and
     /// transfers end, their peers told; the answer goes last, then the server closes.
-    pub(super) fn logout(&mut self, user: &User, id: u64) -> End {
-        self.end_session(user);
-        log!(
-            "conn {} logout: app {:?} user {:?}",
-            self.id,
-            user.tenant,
-            user.user_id
-        );
-        self.phase = Phase::LoggedOut;
+    pub(super) async fn logout(&mut self, id: u64) -> End {
+        let who = self.logout_session().await;
+        log!("conn {} logout:{who}", self.id);
         self.reply(id, CRVIDEOSDK_NOERR);
         self.outbox.close();
         End::Logout

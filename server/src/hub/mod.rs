@@ -1,0 +1,141 @@
+//! Who is online where, their presence and their calls (SPEC §3.1, §3.2, §3.4, §4.1), split in
+//! two (docs/ARCHITECTURE.md item 6):
+//!
+//! - node-local and synchronous: [`LocalSessions`], each session of this node with its outbox
+//!   and whether it wants status pushes;
+//! - shared and async, behind traits with one implementation per deployment: [`Directory`]
+//!   (user → session, with a generation that fences stale sessions), [`PresenceStore`] and
+//!   [`CallStore`] (compare-and-set transitions that own their no-answer timers). The
+//!   single-node implementation is [`memory::MemoryHub`]; the cluster's is
+//!   [`redis::RedisHub`].
+//!
+//! **Effects are the only path from a state change to a connection.** A transition decides
+//! what must be told to whom as a list of [`Effect`]s; the implementation hands them to
+//! [`LocalSessions::apply`] on every node concerned — directly under its lock on one node,
+//! through each node's ordered Redis channel in a cluster — so that what a user is told can
+//! never disagree with the state, and one node's view of a user's changes keeps their order.
+
+pub mod local;
+pub mod memory;
+// pub mod redis;
+
+use async_trait::async_trait;
+use crvm_proto::{ServerMsg, UserStatus};
+use serde::{Deserialize, Serialize};
+
+pub use local::LocalSessions;
+
+/// Node-unique ID of a connection, for logs and the relay.
+pub type ConnId = u64;
+
+/// Cluster-unique ID of one login: a session's identity in the shared state. A request or a
+/// teardown carrying a generation that is no longer its user's current one changes nothing.
+pub type Gen = u64;
+
+/// Something a state change requires a node to do for one of its sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Effect {
+    /// Queue `msg` to session `gen` (of `user` in `tenant`).
+    Deliver {
+        tenant: String,
+        user: String,
+        gen: Gen,
+        msg: ServerMsg,
+    },
+    /// Queue `reply{re, 0}` to session `gen`: a request answered in order with the
+    /// notifications it caused. (`re` travels as text: it is the client's number, any u64.)
+    Reply { gen: Gen, re: String },
+    /// A user's status changed: push it to this node's subscribers of the tenant.
+    Status { tenant: String, status: UserStatus },
+    /// Session `gen` was replaced by a newer login of its user: `close{10}`.
+    Kick { gen: Gen },
+    /// Session `gen` ended in the shared state without its node asking (the node was thought
+    /// dead, or the shared state lost it): `close{207}`.
+    Drop { gen: Gen },
+}
+
+/// A session about to log in, as the shared state records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    pub tenant: &'a str,
+    pub user_id: &'a str,
+    pub gen: Gen,
+}
+
+/// Who makes a request, and the request ID to answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester<'a> {
+    pub tenant: &'a str,
+    pub user_id: &'a str,
+    pub gen: Gen,
+    pub re: u64,
+}
+
+/// A call request as it arrives (fields already checked against the limits).
+#[derive(Debug, Clone)]
+pub struct CallRequest<'a> {
+    pub call_id: &'a str,
+    pub callee: &'a str,
+    pub meet_obj: &'a str,
+    pub ext: &'a str,
+}
+
+/// Where a user's session is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub node: String,
+    pub gen: Gen,
+}
+
+/// Which session each logged-in user has. Errors are SPEC codes (8 when the shared state
+/// cannot be reached).
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// Makes session `login.gen` (already in this node's [`LocalSessions`]) its user's only
+    /// one and marks the user online (status 1, DND 0), pushed to subscribers. An older
+    /// session, wherever it is, has its call ended and is kicked (`close{10}`).
+    async fn login(&self, login: Login<'_>) -> Result<(), i32>;
+
+    /// Ends session `gen` if it is still its user's (a kicked session's teardown must not log
+    /// out its successor): its call ends, the user goes offline for subscribers.
+    async fn logout(&self, tenant: &str, user_id: &str, gen: Gen);
+
+    /// Where the user's session is, if online.
+    async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<Location>, i32>;
+}
+
+/// Do-not-disturb and the status list. (Subscriptions are node-local: [`LocalSessions`].)
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// Stores the DND value of session `gen` and pushes the new status. 12 if that session is
+    /// no longer its user's.
+    async fn set_dnd(&self, tenant: &str, user_id: &str, gen: Gen, dnd: i32) -> Result<(), i32>;
+
+    /// Status of every online user of the tenant, sorted by user ID.
+    async fn statuses(&self, tenant: &str) -> Result<Vec<UserStatus>, i32>;
+}
+
+/// One-to-one calls (SPEC §3.4), one state machine wherever the parties are. Every method
+/// acts for session `at.gen`, which must still be its user's; on success the store queues
+/// `reply{re, 0}` itself, in order with the notifications of the transition, so that nothing
+/// about the call reaches the requester before its reply. A call's no-answer timer belongs to
+/// the store and fires once. Errors are the codes of §3.4, for the caller to answer.
+#[async_trait]
+pub trait CallStore: Send + Sync {
+    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<(), i32>;
+    async fn accept(
+        &self,
+        at: &Requester<'_>,
+        call_id: &str,
+        meet_obj: &str,
+        ext: &str,
+    ) -> Result<(), i32>;
+    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32>;
+    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32>;
+}
+
+/// Everything a connection needs from the shared state.
+pub trait Hub: Directory + PresenceStore + CallStore {}
+
+impl<T: Directory + PresenceStore + CallStore> Hub for T {}
