@@ -5,6 +5,7 @@
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,9 +17,11 @@ use crate::auth;
 use crate::config::{Config, DEV_APP_ID, DEV_SECRET};
 use crate::conn::Ctx;
 use crate::hub::memory::MemoryHub;
-use crate::hub::LocalSessions;
+use crate::hub::redis::RedisHub;
+use crate::hub::{Hub, LocalSessions};
 use crate::limits::LoginLimiter;
 use crate::log;
+use crate::random;
 use crate::relay::Relay;
 use crate::resume::Sessions;
 use crate::server::{self, Connections};
@@ -372,6 +375,40 @@ fn keep_freed_memory() {
     }
 }
 
+/// This node's sessions and the shared state: in memory, or a cluster's in Redis. `None`
+/// (logged) when the cluster's settings are unusable.
+fn shared_state(config: &Config, addr: SocketAddr) -> Option<(Arc<LocalSessions>, Arc<dyn Hub>)> {
+    let call_timeout = Duration::from_secs(config.call_timeout_s);
+    let Some(c) = &config.cluster else {
+        let local = Arc::new(LocalSessions::new(0));
+        let hub = MemoryHub::new(Arc::clone(&local), call_timeout);
+        return Some((local, Arc::new(hub)));
+    };
+    let local = Arc::new(LocalSessions::for_cluster());
+    let node = c.node_id.clone().unwrap_or_else(|| random::hex(8));
+    let advertise = c.advertise.clone().unwrap_or_else(|| addr.to_string());
+    let timeout = Duration::from_millis(c.node_timeout_ms);
+    match RedisHub::start(
+        &c.redis,
+        node.clone(),
+        Arc::clone(&local),
+        call_timeout,
+        timeout,
+    ) {
+        Ok(hub) => {
+            log!(
+                "cluster node {node} (advertised at {advertise}) on {}",
+                c.redis
+            );
+            Some((local, Arc::new(hub)))
+        }
+        Err(e) => {
+            log!("{e}");
+            None
+        }
+    }
+}
+
 async fn run(
     config: Arc<Config>,
     store: Arc<dyn MeetingStore>,
@@ -423,15 +460,13 @@ async fn run(
         config.login_failures_per_tenant,
     );
     let sessions = Sessions::new(config.resume_window(), config.max_resumes_per_s);
-    let local = Arc::new(LocalSessions::new(0));
-    let hub = MemoryHub::new(
-        Arc::clone(&local),
-        Duration::from_secs(config.call_timeout_s),
-    );
+    let Some((local, hub)) = shared_state(&config, addr) else {
+        return 1;
+    };
     let ctx = Arc::new(Ctx {
         config,
         sessions,
-        hub: Arc::new(hub),
+        hub,
         local,
         store,
         relay: Arc::new(Relay::new()),

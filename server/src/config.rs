@@ -11,6 +11,12 @@
 //! resume_window_s = 60          # how long a dropped session is held for its resume (0: never)
 //! heartbeat_ms = 10000          # extension: ping interval, mostly for tests
 //!
+//! [cluster]                     # optional: many nodes on one Redis (SPEC §4.1)
+//! redis = "redis://127.0.0.1:6379/0"
+//! node_id = "n1"                # default: generated at start
+//! advertise = "10.0.0.5:5210"   # where clients reach this node; default: the bound address
+//! node_timeout_ms = 5000
+//!
 //! [[tenant]]
 //! app_id = "acme"
 //! secret = "…"
@@ -23,6 +29,11 @@ use std::time::Duration;
 
 use crvm_proto::msg::limits;
 use serde::Deserialize;
+
+/// May a node ID contain this byte? (It names Redis keys and channels.)
+fn node_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
 
 /// Default `listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5210";
@@ -78,8 +89,28 @@ struct FileConfig {
     max_requests_per_s: Option<u64>,
     login_failures_per_source: Option<u64>,
     login_failures_per_tenant: Option<u64>,
+    cluster: Option<Cluster>,
     #[serde(default)]
     tenant: Vec<Tenant>,
+}
+
+/// The `[cluster]` table (SPEC §4.1, pinned keys).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The Redis every node shares: `redis://host:port/db` or `unix:///path/to/socket`.
+    pub redis: String,
+    /// Unique per node; generated at start when absent.
+    pub node_id: Option<String>,
+    /// `HOST:PORT` where clients reach this node directly; the bound address when absent.
+    pub advertise: Option<String>,
+    /// A node silent this long is dead; a node without Redis this long closes its sessions.
+    #[serde(default = "default_node_timeout_ms")]
+    pub node_timeout_ms: u64,
+}
+
+fn default_node_timeout_ms() -> u64 {
+    5000
 }
 
 /// The effective configuration.
@@ -120,6 +151,8 @@ pub struct Config {
     /// further logins from there (into it) are refused for the rest of the minute.
     pub login_failures_per_source: u64,
     pub login_failures_per_tenant: u64,
+    /// Set when this node is one of a cluster.
+    pub cluster: Option<Cluster>,
     pub tenants: Vec<Tenant>,
 }
 
@@ -142,6 +175,7 @@ impl Default for Config {
             max_requests_per_s: 50_000,
             login_failures_per_source: 50,
             login_failures_per_tenant: 1000,
+            cluster: None,
             tenants: Vec::new(),
         }
     }
@@ -192,6 +226,7 @@ impl Config {
             login_failures_per_tenant: f
                 .login_failures_per_tenant
                 .unwrap_or(d.login_failures_per_tenant),
+            cluster: f.cluster,
             tenants: f.tenant,
         };
         c.validate()?;
@@ -217,6 +252,22 @@ impl Config {
         ] {
             if v == 0 {
                 return Err(format!("`{key}` must be greater than 0"));
+            }
+        }
+        if let Some(c) = &self.cluster {
+            if c.redis.is_empty() {
+                return Err("`cluster.redis` must not be empty".into());
+            }
+            if c.node_timeout_ms < 500 {
+                return Err("`cluster.node_timeout_ms` must be at least 500".into());
+            }
+            match &c.node_id {
+                Some(id) if id.is_empty() || id.len() > 64 || !id.bytes().all(node_id_byte) => {
+                    return Err(
+                        "`cluster.node_id` must be 1 to 64 letters, digits, `-`, `_` or `.`".into(),
+                    )
+                }
+                _ => {}
             }
         }
         if self.listen.is_empty() {

@@ -158,8 +158,8 @@ impl Peer {
             Op::Logout => return Some(self.logout(id).await),
             Op::SetDnd { dnd } => self.set_dnd(user, id, dnd).await,
             Op::GetUserStatus => self.get_user_status(user, id).await,
-            Op::StartStatusNotify => self.set_notify(user, id, true),
-            Op::StopStatusNotify => self.set_notify(user, id, false),
+            Op::StartStatusNotify => self.set_notify(user, id, true).await,
+            Op::StopStatusNotify => self.set_notify(user, id, false).await,
             Op::CreateMeeting { subject, with_pswd } => {
                 self.create_meeting(user, id, subject, with_pswd).await
             }

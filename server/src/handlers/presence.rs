@@ -1,6 +1,6 @@
 //! Do-not-disturb, the status list and status subscriptions (SPEC §3.2).
 
-use crvm_proto::error::{CRVIDEOSDK_NOERR, CRVIDEOSDK_NOT_LOGIN};
+use crvm_proto::error::CRVIDEOSDK_NOERR;
 use crvm_proto::ServerMsg;
 
 use super::{Peer, User};
@@ -21,14 +21,11 @@ impl Peer {
         }
     }
 
-    /// Subscriptions belong to this node's session; `false` means it was replaced meanwhile
-    /// (it is being kicked).
-    pub(super) fn set_notify(&self, user: &User, id: u64, on: bool) {
-        let code = if self.ctx.local.set_notify(user.gen, on) {
-            CRVIDEOSDK_NOERR
-        } else {
-            CRVIDEOSDK_NOT_LOGIN
-        };
-        self.reply(id, code);
+    /// Answered by the hub once the subscription is in effect (12 if the session was replaced
+    /// meanwhile).
+    pub(super) async fn set_notify(&self, user: &User, id: u64, on: bool) {
+        if let Err(code) = self.ctx.hub.set_notify(user.gen, on, id).await {
+            self.reply(id, code);
+        }
     }
 }

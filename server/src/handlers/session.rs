@@ -98,6 +98,7 @@ impl Peer {
                 tenant: app_id.clone(),
                 user_id: user.clone(),
                 outbox: self.outbox.clone(),
+                dnd: 0,
             },
         );
         let login = Login {
@@ -150,6 +151,8 @@ impl Peer {
             gen,
             session,
         });
+        // Answered: what the shared state sent this session meanwhile may follow.
+        self.ctx.local.open(gen);
         None
     }
 

@@ -18,12 +18,17 @@ pub struct Local {
     pub tenant: String,
     pub user_id: String,
     pub outbox: Outbox,
+    /// The session's DND value, kept to restore it if the shared state loses it.
+    pub dnd: i32,
 }
 
 #[derive(Debug)]
 struct Entry {
     local: Local,
     notify: bool,
+    /// Effects for a session whose login has not been answered yet, applied once it is
+    /// ([`LocalSessions::open`]): its `login_ok` comes before anything about it.
+    held: Option<Vec<Effect>>,
 }
 
 #[derive(Debug, Default)]
@@ -40,31 +45,56 @@ struct Inner {
 pub struct LocalSessions {
     inner: Mutex<Inner>,
     /// High bits of every generation this node makes: unique per node in a cluster.
-    prefix: u64,
+    prefix: AtomicU64,
     next: AtomicU64,
 }
 
-/// Bits of a generation counted by its node; the rest tell nodes apart.
+/// Bits of a generation counted by its node; the rest (the prefix) tell nodes apart.
 const COUNTER_BITS: u32 = 40;
+const PREFIX_MASK: u64 = (1 << (64 - COUNTER_BITS)) - 1;
 
 impl LocalSessions {
     /// `node_seq` is this node's number in its cluster (0 on its own); generations made here
     /// never collide with another node's.
-    pub fn new(node_seq: u64) -> LocalSessions {
+    pub fn new(prefix: u64) -> LocalSessions {
         LocalSessions {
             inner: Mutex::default(),
-            prefix: node_seq << COUNTER_BITS,
+            prefix: AtomicU64::new(prefix & PREFIX_MASK),
             next: AtomicU64::new(1),
         }
+    }
+
+    /// A node of a cluster: a random prefix, which the cluster makes sure no other node has.
+    pub fn for_cluster() -> LocalSessions {
+        LocalSessions::new(crate::random::next_u64())
+    }
+
+    /// The prefix of this node's generations.
+    pub fn prefix(&self) -> u64 {
+        self.prefix.load(Ordering::Relaxed)
+    }
+
+    /// Draws another prefix (another node of the cluster has this one).
+    pub fn new_prefix(&self) {
+        self.prefix
+            .store(crate::random::next_u64() & PREFIX_MASK, Ordering::Relaxed);
     }
 
     /// A generation for a new login, unique in the cluster.
     pub fn next_gen(&self) -> Gen {
         let n = self.next.fetch_add(1, Ordering::Relaxed) & ((1 << COUNTER_BITS) - 1);
-        self.prefix | n
+        (self.prefix() << COUNTER_BITS) | n
     }
 
-    /// Adds session `gen`, which becomes its user's current one on this node.
+    /// Records session `gen`'s DND value.
+    pub fn set_dnd(&self, gen: Gen, dnd: i32) {
+        if let Some(e) = self.inner.lock().by_gen.get_mut(&gen) {
+            e.local.dnd = dnd;
+        }
+    }
+
+    /// Adds session `gen`, which becomes its user's current one on this node. What reaches it
+    /// is held until [`LocalSessions::open`].
     pub fn add(&self, gen: Gen, local: Local) {
         let mut s = self.inner.lock();
         s.current
@@ -74,8 +104,40 @@ impl LocalSessions {
             Entry {
                 local,
                 notify: false,
+                held: Some(Vec::new()),
             },
         );
+    }
+
+    /// Session `gen`'s login was answered: what was held for it is applied, in order.
+    pub fn open(&self, gen: Gen) {
+        let held = match self.inner.lock().by_gen.get_mut(&gen) {
+            Some(e) => e.held.take().unwrap_or_default(),
+            None => return,
+        };
+        for effect in held {
+            self.apply(effect);
+        }
+    }
+
+    /// Holds `effect` if it is for a session whose login is unanswered; else gives it back.
+    fn hold(&self, effect: Effect) -> Option<Effect> {
+        let gen = match &effect {
+            Effect::Deliver { gen, .. }
+            | Effect::Reply { gen, .. }
+            | Effect::Kick { gen }
+            | Effect::Drop { gen }
+            | Effect::Notify { gen, .. } => *gen,
+            Effect::Status { .. } => return Some(effect),
+        };
+        let mut s = self.inner.lock();
+        match s.by_gen.get_mut(&gen).and_then(|e| e.held.as_mut()) {
+            Some(held) => {
+                held.push(effect);
+                None
+            }
+            None => Some(effect),
+        }
     }
 
     /// Forgets session `gen` (no more pushes reach it). Returns it if it was here.
@@ -143,6 +205,9 @@ impl LocalSessions {
     /// Does what a state change requires of this node. Pushes never block: a subscriber
     /// whose queue is full is closed by its outbox; the others are unaffected.
     pub fn apply(&self, effect: Effect) {
+        let Some(effect) = self.hold(effect) else {
+            return;
+        };
         match effect {
             Effect::Deliver { gen, msg, .. } => {
                 if let Some(e) = self.inner.lock().by_gen.get(&gen) {
@@ -159,6 +224,16 @@ impl LocalSessions {
                 }
             }
             Effect::Status { tenant, status } => self.push_status(&tenant, status),
+            Effect::Notify { gen, on, re } => {
+                let code = if self.set_notify(gen, on) {
+                    0
+                } else {
+                    crvm_proto::error::CRVIDEOSDK_NOT_LOGIN
+                };
+                if let (Ok(re), Some(l)) = (re.parse(), self.get(gen)) {
+                    let _ = l.outbox.push(Out::msg(&ServerMsg::Reply { re, code }));
+                }
+            }
             Effect::Kick { gen } => {
                 self.end(gen, CRVIDEOSDK_USER_BEEN_KICKOUT, "logged in elsewhere")
             }

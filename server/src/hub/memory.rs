@@ -208,6 +208,12 @@ impl PresenceStore for MemoryHub {
         }
     }
 
+    async fn set_notify(&self, gen: Gen, on: bool, re: u64) -> Result<(), i32> {
+        let re = re.to_string();
+        self.inner.local.apply(Effect::Notify { gen, on, re });
+        Ok(())
+    }
+
     async fn statuses(&self, tenant: &str) -> Result<Vec<UserStatus>, i32> {
         let state = self.tenant(tenant);
         let t = state.lock();
@@ -296,6 +302,7 @@ mod tests {
                 tenant: tenant.into(),
                 user_id: user.into(),
                 outbox: outbox.clone(),
+                dnd: 0,
             },
         );
         hub.login(Login {
@@ -305,6 +312,7 @@ mod tests {
         })
         .await
         .unwrap();
+        local.open(gen);
         (gen, outbox)
     }
 

@@ -17,7 +17,7 @@
 
 pub mod local;
 pub mod memory;
-// pub mod redis;
+pub mod redis;
 
 use async_trait::async_trait;
 use crvm_proto::{ServerMsg, UserStatus};
@@ -40,19 +40,53 @@ pub enum Effect {
     Deliver {
         tenant: String,
         user: String,
+        #[serde(with = "as_text")]
         gen: Gen,
         msg: ServerMsg,
     },
     /// Queue `reply{re, 0}` to session `gen`: a request answered in order with the
     /// notifications it caused. (`re` travels as text: it is the client's number, any u64.)
-    Reply { gen: Gen, re: String },
+    Reply {
+        #[serde(with = "as_text")]
+        gen: Gen,
+        re: String,
+    },
     /// A user's status changed: push it to this node's subscribers of the tenant.
     Status { tenant: String, status: UserStatus },
+    /// Session `gen` turns its status pushes on or off, then is answered `reply{re}`: in a
+    /// cluster this goes through the node's channel, so that the subscription starts after
+    /// every change published before it and never misses or repeats one.
+    Notify {
+        #[serde(with = "as_text")]
+        gen: Gen,
+        on: bool,
+        re: String,
+    },
     /// Session `gen` was replaced by a newer login of its user: `close{10}`.
-    Kick { gen: Gen },
+    Kick {
+        #[serde(with = "as_text")]
+        gen: Gen,
+    },
     /// Session `gen` ended in the shared state without its node asking (the node was thought
     /// dead, or the shared state lost it): `close{207}`.
-    Drop { gen: Gen },
+    Drop {
+        #[serde(with = "as_text")]
+        gen: Gen,
+    },
+}
+
+/// Generations travel as text: the Redis functions' numbers are doubles, exact only to 2^53.
+mod as_text {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(D::Error::custom)
+    }
 }
 
 /// A session about to log in, as the shared state records it.
@@ -105,12 +139,16 @@ pub trait Directory: Send + Sync {
     async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<Location>, i32>;
 }
 
-/// Do-not-disturb and the status list. (Subscriptions are node-local: [`LocalSessions`].)
+/// Do-not-disturb, subscriptions (kept by [`LocalSessions`]) and the status list.
 #[async_trait]
 pub trait PresenceStore: Send + Sync {
     /// Stores the DND value of session `gen` and pushes the new status. 12 if that session is
     /// no longer its user's.
     async fn set_dnd(&self, tenant: &str, user_id: &str, gen: Gen, dnd: i32) -> Result<(), i32>;
+
+    /// Turns status pushes to session `gen` on or off and answers request `re` (through an
+    /// [`Effect::Notify`]).
+    async fn set_notify(&self, gen: Gen, on: bool, re: u64) -> Result<(), i32>;
 
     /// Status of every online user of the tenant, sorted by user ID.
     async fn statuses(&self, tenant: &str) -> Result<Vec<UserStatus>, i32>;

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use crvm_proto::frame::control_prefix;
 use crvm_proto::{Kind, ServerMsg, UserStatus};
 
+pub mod cluster;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_crvm-server");
 

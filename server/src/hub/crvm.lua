@@ -1,0 +1,439 @@
+#!lua name=crvm
+-- The cluster's shared state (SPEC §4.1; docs/CLUSTER.md "What is in Redis").
+--
+-- Every state change that must be atomic across nodes is one function here: the change and the
+-- publication of its effects happen in one step, so that every node sees one user's changes in
+-- the order Redis ran them. Effects are gathered per node and published at the end, one JSON
+-- array per node on `crvm:ch:<node>`; the node applies them in order (`hub::Effect`).
+--
+-- Keys (t = tenant, u = user, c = call ID; `#t` is t's length, which keeps any t and u apart):
+--   crvm:epoch              the data's identity: a node that finds it changed rebuilds
+--   crvm:beats              zset node -> last heartbeat (ms, Redis clock): the live nodes
+--   crvm:np:<node>          the generation prefix the node owns (hex)
+--   crvm:pn:<prefix>        the node that owns a prefix
+--   crvm:ns:<node>          hash gen -> [t, u]: the sessions of a node
+--   crvm:u:#t:t:u           hash node, gen, st (1 online, 2 in a call), dnd, call
+--   crvm:on:#t:t            zset (score 0) of online users: the status list, sorted
+--   crvm:c:#t:t:c           hash caller, callee, meet, connected (0/1), serial, timer
+--   crvm:timers             zset timer -> deadline (ms): the no-answer timers of ringing calls
+--   crvm:serial             counter of calls (tells a call from a later one with its ID)
+-- Generations and request IDs are 64-bit and travel as text (Lua numbers are doubles).
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function ukey(t, u) return 'crvm:u:' .. #t .. ':' .. t .. ':' .. u end
+local function okey(t) return 'crvm:on:' .. #t .. ':' .. t end
+local function ckey(t, c) return 'crvm:c:' .. #t .. ':' .. t .. ':' .. c end
+local function nkey(n) return 'crvm:ns:' .. n end
+
+-- Effects, per node, in order.
+local function effects()
+  local fx = { nodes = {}, order = {} }
+  function fx.add(node, e)
+    local l = fx.nodes[node]
+    if not l then
+      l = {}
+      fx.nodes[node] = l
+      table.insert(fx.order, node)
+    end
+    table.insert(l, e)
+  end
+  function fx.publish()
+    for _, n in ipairs(fx.order) do
+      redis.call('PUBLISH', 'crvm:ch:' .. n, cjson.encode(fx.nodes[n]))
+    end
+  end
+  return fx
+end
+
+-- A message to u's current session, wherever it is.
+local function deliver(fx, t, u, msg)
+  local h = redis.call('HMGET', ukey(t, u), 'node', 'gen')
+  if h[1] then
+    fx.add(h[1], { k = 'deliver', tenant = t, user = u, gen = h[2], msg = msg })
+  end
+end
+
+local function reply(fx, node, gen, re)
+  fx.add(node, { k = 'reply', gen = gen, re = re })
+end
+
+-- u's status as it is now (0 when offline), to every live node's subscribers.
+local function push_status(fx, t, u)
+  local h = redis.call('HMGET', ukey(t, u), 'st', 'dnd')
+  local st, dnd = 0, 0
+  if h[1] then
+    st, dnd = tonumber(h[1]), tonumber(h[2])
+  end
+  local e = { k = 'status', tenant = t, status = { userID = u, userStatus = st, DNDType = dnd } }
+  for _, n in ipairs(redis.call('ZRANGE', 'crvm:beats', 0, -1)) do
+    fx.add(n, e)
+  end
+end
+
+local function set_in_call(fx, t, u, in_call)
+  local k = ukey(t, u)
+  if redis.call('EXISTS', k) == 1 then
+    redis.call('HSET', k, 'st', in_call and 2 or 1)
+    push_status(fx, t, u)
+  end
+end
+
+-- Ends call c (see server/src/calls.rs, whose rules this mirrors): each party gets exactly one
+-- terminal event, then both are out of the call.
+local function end_call(fx, t, c, how, by, ext)
+  local k = ckey(t, c)
+  local h = redis.call('HMGET', k, 'caller', 'callee', 'connected', 'timer')
+  local caller, callee, connected = h[1], h[2], h[3] == '1'
+  redis.call('DEL', k)
+  if h[4] then redis.call('ZREM', 'crvm:timers', h[4]) end
+  -- Who is still in this call (after a restore from an old snapshot, a party may not be).
+  local function party(u)
+    return redis.call('HGET', ukey(t, u), 'call') == c
+  end
+  local in_caller, in_callee = party(caller), party(callee)
+  local function rejected(reason, x)
+    if in_caller then
+      deliver(fx, t, caller, { t = 'call_rejected', c = { call_id = c, reason = reason, ext = x } })
+    end
+  end
+  local function hungup(u, x)
+    if party(u) then deliver(fx, t, u, { t = 'call_hungup', c = { call_id = c, ext = x } }) end
+  end
+  local function other(u)
+    if u == caller then return callee else return caller end
+  end
+  if how == 'rejected' then
+    rejected(606, ext)
+  elseif how == 'hungup' then
+    hungup(other(by), ext)
+  elseif how == 'noanswer' then
+    rejected(604, '')
+    hungup(callee, '')
+  elseif by == callee and not connected then
+    rejected(603, '')
+  else
+    hungup(other(by), '')
+  end
+  for _, u in ipairs({ caller, callee }) do
+    if (u == caller and in_caller) or (u == callee and in_callee) then
+      redis.call('HDEL', ukey(t, u), 'call')
+      set_in_call(fx, t, u, false)
+    end
+  end
+end
+
+-- u's session is going away: the call it is in ends as for a vanished party.
+local function vanish(fx, t, u)
+  local c = redis.call('HGET', ukey(t, u), 'call')
+  if c then end_call(fx, t, c, 'vanished', u, '') end
+end
+
+-- Removes session gen of u (if it is u's) and pushes u offline.
+local function remove_session(fx, t, u, gen)
+  local k = ukey(t, u)
+  local h = redis.call('HMGET', k, 'node', 'gen')
+  if h[2] ~= gen then return false end
+  vanish(fx, t, u)
+  redis.call('DEL', k)
+  redis.call('ZREM', okey(t), u)
+  redis.call('HDEL', nkey(h[1]), gen)
+  push_status(fx, t, u)
+  return true
+end
+
+-- Is `node` a live member of the data set it joined (epoch)?
+local function member(node, epoch)
+  return redis.call('GET', 'crvm:epoch') == epoch and redis.call('ZSCORE', 'crvm:beats', node)
+end
+
+-- Every session of a dead node ends; the node is forgotten.
+local function reap(fx, node)
+  local s = redis.call('HGETALL', nkey(node))
+  local p = redis.call('GET', 'crvm:np:' .. node)
+  if p and redis.call('GET', 'crvm:pn:' .. p) == node then redis.call('DEL', 'crvm:pn:' .. p) end
+  redis.call('ZREM', 'crvm:beats', node)
+  redis.call('DEL', nkey(node), 'crvm:np:' .. node)
+  for i = 1, #s, 2 do
+    local tu = cjson.decode(s[i + 1])
+    remove_session(fx, tu[1], tu[2], s[i])
+  end
+  return #s / 2
+end
+
+-- join(node, prefix, new_epoch) -> {epoch, ok}: makes `node` a live member with no sessions
+-- (whatever an earlier instance of it left ends now). The epoch is created when missing (an
+-- empty Redis). ok = 0 when another node owns `prefix`.
+redis.register_function('crvm_join', function(_, a)
+  local node, prefix = a[1], a[2]
+  local epoch = redis.call('GET', 'crvm:epoch')
+  if not epoch then
+    epoch = a[3]
+    redis.call('SET', 'crvm:epoch', epoch)
+  end
+  local owner = redis.call('GET', 'crvm:pn:' .. prefix)
+  if owner and owner ~= node then return { epoch, 0 } end
+  local fx = effects()
+  reap(fx, node)
+  redis.call('SET', 'crvm:pn:' .. prefix, node)
+  redis.call('SET', 'crvm:np:' .. node, prefix)
+  redis.call('ZADD', 'crvm:beats', now_ms(), node)
+  fx.publish()
+  return { epoch, 1 }
+end)
+
+-- beat(node, epoch, timeout_ms) -> 'ok' | 'fenced' (reaped meanwhile) | 'wiped' (the data is
+-- not the data this node joined). Also reaps every node silent for longer than the timeout.
+redis.register_function('crvm_beat', function(_, a)
+  local node, epoch, timeout = a[1], a[2], tonumber(a[3])
+  local e = redis.call('GET', 'crvm:epoch')
+  if e ~= epoch then return 'wiped' end
+  if not redis.call('ZSCORE', 'crvm:beats', node) then return 'fenced' end
+  local now = now_ms()
+  redis.call('ZADD', 'crvm:beats', now, node)
+  local fx = effects()
+  for _, n in ipairs(redis.call('ZRANGEBYSCORE', 'crvm:beats', '-inf', '(' .. (now - timeout))) do
+    reap(fx, n)
+  end
+  fx.publish()
+  return 'ok'
+end)
+
+-- leave(node, epoch): a node stopping on purpose ends its sessions at once.
+redis.register_function('crvm_leave', function(_, a)
+  if not member(a[1], a[2]) then return 0 end
+  local fx = effects()
+  local n = reap(fx, a[1])
+  fx.publish()
+  return n
+end)
+
+-- login(node, epoch, t, u, gen) -> 1, or 0 when this node is not a live member.
+redis.register_function('crvm_login', function(_, a)
+  local node, epoch, t, u, gen = a[1], a[2], a[3], a[4], a[5]
+  if not member(node, epoch) then return 0 end
+  local fx = effects()
+  local k = ukey(t, u)
+  vanish(fx, t, u)
+  local old = redis.call('HMGET', k, 'node', 'gen')
+  if old[2] then
+    redis.call('HDEL', nkey(old[1]), old[2])
+    fx.add(old[1], { k = 'kick', gen = old[2] })
+  end
+  redis.call('DEL', k)
+  redis.call('HSET', k, 'node', node, 'gen', gen, 'st', 1, 'dnd', 0)
+  redis.call('ZADD', okey(t), 0, u)
+  redis.call('HSET', nkey(node), gen, cjson.encode({ t, u }))
+  push_status(fx, t, u)
+  fx.publish()
+  return 1
+end)
+
+-- restore(node, epoch, [t, u, gen, dnd]...) -> for each session 1 (restored) or 0 (the user is
+-- logged in elsewhere now: the session is kicked). After Redis lost its data.
+redis.register_function('crvm_restore', function(_, a)
+  local node, epoch = a[1], a[2]
+  if not member(node, epoch) then return redis.error_reply('not a member') end
+  local fx = effects()
+  local out = {}
+  for i = 3, #a, 4 do
+    local t, u, gen, dnd = a[i], a[i + 1], a[i + 2], a[i + 3]
+    local k = ukey(t, u)
+    local cur = redis.call('HGET', k, 'gen')
+    if cur and cur ~= gen then
+      table.insert(out, 0)
+      fx.add(node, { k = 'kick', gen = gen })
+    else
+      redis.call('HSET', k, 'node', node, 'gen', gen, 'st', 1, 'dnd', dnd)
+      redis.call('ZADD', okey(t), 0, u)
+      redis.call('HSET', nkey(node), gen, cjson.encode({ t, u }))
+      push_status(fx, t, u)
+      table.insert(out, 1)
+    end
+  end
+  fx.publish()
+  return out
+end)
+
+-- sweep(node, epoch, gen...) -> how many ended: the node's sessions in Redis that it no longer
+-- has (Redis came back from an older snapshot, or a login's outcome was lost with its link).
+redis.register_function('crvm_sweep', function(_, a)
+  local node, epoch = a[1], a[2]
+  if not member(node, epoch) then return redis.error_reply('not a member') end
+  local live = {}
+  for i = 3, #a do live[a[i]] = true end
+  local fx = effects()
+  local s = redis.call('HGETALL', nkey(node))
+  local n = 0
+  for i = 1, #s, 2 do
+    if not live[s[i]] then
+      local tu = cjson.decode(s[i + 1])
+      if not remove_session(fx, tu[1], tu[2], s[i]) then redis.call('HDEL', nkey(node), s[i]) end
+      n = n + 1
+    end
+  end
+  fx.publish()
+  return n
+end)
+
+-- logout(t, u, gen): ends session gen if it is still u's.
+redis.register_function('crvm_logout', function(_, a)
+  local fx = effects()
+  local done = remove_session(fx, a[1], a[2], a[3])
+  fx.publish()
+  return done and 1 or 0
+end)
+
+-- where(t, u) -> {node, gen} or nil.
+redis.register_function{
+  function_name = 'crvm_where',
+  callback = function(_, a)
+    local h = redis.call('HMGET', ukey(a[1], a[2]), 'node', 'gen')
+    if not h[1] then return false end
+    return h
+  end,
+  flags = { 'no-writes' },
+}
+
+-- set_dnd(t, u, gen, dnd) -> 1, or 0 when gen is not u's session.
+redis.register_function('crvm_set_dnd', function(_, a)
+  local t, u, gen, dnd = a[1], a[2], a[3], a[4]
+  local k = ukey(t, u)
+  if redis.call('HGET', k, 'gen') ~= gen then return 0 end
+  redis.call('HSET', k, 'dnd', dnd)
+  local fx = effects()
+  push_status(fx, t, u)
+  fx.publish()
+  return 1
+end)
+
+-- notify(node, gen, on, re): the session's subscription changes in order with every effect
+-- published before (the node applies it from its channel, then answers).
+redis.register_function('crvm_notify', function(_, a)
+  local fx = effects()
+  fx.add(a[1], { k = 'notify', gen = a[2], on = a[3] == '1', re = a[4] })
+  fx.publish()
+  return 1
+end)
+
+-- statuses(t) -> {u, st, dnd, ...} sorted by user ID.
+redis.register_function{
+  function_name = 'crvm_statuses',
+  callback = function(_, a)
+    local t = a[1]
+    local out = {}
+    for _, u in ipairs(redis.call('ZRANGE', okey(t), 0, -1)) do
+      local h = redis.call('HMGET', ukey(t, u), 'st', 'dnd')
+      if h[1] then
+        table.insert(out, u)
+        table.insert(out, tonumber(h[1]))
+        table.insert(out, tonumber(h[2]))
+      end
+    end
+    return out
+  end,
+  flags = { 'no-writes' },
+}
+
+-- The requester's session (node) if gen is still u's.
+local function requester(t, u, gen)
+  local h = redis.call('HMGET', ukey(t, u), 'node', 'gen')
+  if h[2] ~= gen then return nil end
+  return h[1]
+end
+
+-- call(t, u, gen, re, c, callee, meet, ext, timeout_ms) -> 0 or an error code.
+redis.register_function('crvm_call', function(_, a)
+  local t, u, gen, re, c, callee, meet, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
+  local node = requester(t, u, gen)
+  if not node then return 12 end
+  if callee == u then return 5 end
+  if redis.call('HEXISTS', ukey(t, u), 'call') == 1 then return 601 end
+  -- Call IDs are random 128-bit values; a clash means a misbehaving client.
+  if redis.call('EXISTS', ckey(t, c)) == 1 then return 5 end
+  local h = redis.call('HMGET', ukey(t, callee), 'node', 'dnd', 'call')
+  if not h[1] then return 603 end
+  if h[2] ~= '0' or h[3] then return 602 end
+  local serial = tostring(redis.call('INCR', 'crvm:serial'))
+  local timer = cjson.encode({ t, c, serial })
+  redis.call('HSET', ckey(t, c), 'caller', u, 'callee', callee, 'meet', meet, 'connected', 0,
+    'serial', serial, 'timer', timer)
+  redis.call('ZADD', 'crvm:timers', now_ms() + tonumber(a[9]), timer)
+  redis.call('HSET', ukey(t, u), 'call', c)
+  redis.call('HSET', ukey(t, callee), 'call', c)
+  local fx = effects()
+  set_in_call(fx, t, u, true)
+  set_in_call(fx, t, callee, true)
+  deliver(fx, t, callee, { t = 'call_in', c = { call_id = c, caller = u, meet_obj = meet, ext = ext } })
+  reply(fx, node, gen, re)
+  fx.publish()
+  return 0
+end)
+
+-- The ringing call c of which u is the callee, or nil.
+local function ringing_for(t, u, c)
+  local h = redis.call('HMGET', ckey(t, c), 'callee', 'connected')
+  if h[1] == u and h[2] == '0' then return true end
+  return nil
+end
+
+-- accept(t, u, gen, re, c, meet, ext) -> 0 or 600.
+redis.register_function('crvm_accept', function(_, a)
+  local t, u, gen, re, c, meet, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+  local node = requester(t, u, gen)
+  if not node or not ringing_for(t, u, c) then return 600 end
+  local k = ckey(t, c)
+  local h = redis.call('HMGET', k, 'caller', 'meet', 'timer')
+  redis.call('HSET', k, 'connected', 1)
+  redis.call('ZREM', 'crvm:timers', h[3])
+  if meet == '' then meet = h[2] end
+  local fx = effects()
+  deliver(fx, t, h[1], { t = 'call_accepted', c = { call_id = c, ext = ext, meet_obj = meet } })
+  reply(fx, node, gen, re)
+  fx.publish()
+  return 0
+end)
+
+-- reject(t, u, gen, re, c, ext) -> 0 or 600.
+redis.register_function('crvm_reject', function(_, a)
+  local t, u, gen, re, c, ext = a[1], a[2], a[3], a[4], a[5], a[6]
+  local node = requester(t, u, gen)
+  if not node or not ringing_for(t, u, c) then return 600 end
+  local fx = effects()
+  end_call(fx, t, c, 'rejected', u, ext)
+  reply(fx, node, gen, re)
+  fx.publish()
+  return 0
+end)
+
+-- hangup(t, u, gen, re, c, ext) -> 0 or 600.
+redis.register_function('crvm_hangup', function(_, a)
+  local t, u, gen, re, c, ext = a[1], a[2], a[3], a[4], a[5], a[6]
+  local node = requester(t, u, gen)
+  if not node then return 600 end
+  local h = redis.call('HMGET', ckey(t, c), 'caller', 'callee')
+  if h[1] ~= u and h[2] ~= u then return 600 end
+  local fx = effects()
+  end_call(fx, t, c, 'hungup', u, ext)
+  reply(fx, node, gen, re)
+  fx.publish()
+  return 0
+end)
+
+-- timers() -> how many fired: every no-answer timer that is due ends its call if it still
+-- rings. Whichever node runs this first takes a timer; it fires once.
+redis.register_function('crvm_timers', function(_, _)
+  local due = redis.call('ZRANGEBYSCORE', 'crvm:timers', '-inf', now_ms(), 'LIMIT', 0, 256)
+  local fx = effects()
+  for _, timer in ipairs(due) do
+    redis.call('ZREM', 'crvm:timers', timer)
+    local x = cjson.decode(timer)
+    local h = redis.call('HMGET', ckey(x[1], x[2]), 'serial', 'connected')
+    if h[1] == x[3] and h[2] == '0' then end_call(fx, x[1], x[2], 'noanswer', nil, '') end
+  end
+  fx.publish()
+  return #due
+end)

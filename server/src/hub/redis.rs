@@ -1,0 +1,509 @@
+//! The cluster's shared state in Redis (SPEC §4.1, docs/CLUSTER.md): [`RedisHub`] implements
+//! the hub's traits with the functions of `crvm.lua`, each an atomic state change that
+//! publishes its effects to the nodes concerned; every node applies what arrives on its channel
+//! in order ([`LocalSessions::apply`]).
+//!
+//! A node is alive while its heartbeat is: every `node_timeout / 5` it beats, and the beat reaps
+//! every node silent for longer than `node_timeout` (its users go offline, their calls end for
+//! the other party — each once, by whichever node's beat got there first). A node that cannot
+//! beat for `node_timeout` closes its own sessions (`close{207}`) before anyone may reap it,
+//! so a user is never logged in on two nodes; a node that finds it was reaped (it was frozen)
+//! does the same and joins again; a node that finds Redis lost its data (the epoch changed)
+//! joins again and restores its live sessions.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use crvm_proto::error::{CRVIDEOSDK_NOT_LOGIN, CRVIDEOSDK_SERVER_EXCEPTION};
+use crvm_proto::UserStatus;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, ToRedisArgs};
+use tokio::time::Instant;
+
+use super::{
+    CallRequest, CallStore, Directory, Effect, Gen, LocalSessions, Location, Login, PresenceStore,
+    Requester,
+};
+use crate::log;
+use crate::random;
+
+/// The functions every node loads (idempotent: `FUNCTION LOAD REPLACE`).
+const LIBRARY: &str = include_str!("crvm.lua");
+
+/// How often the no-answer timers are looked at.
+const TIMER_TICK: Duration = Duration::from_millis(100);
+/// Sessions restored per call after Redis lost its data.
+const RESTORE_BATCH: usize = 256;
+
+/// How this node stands with the cluster.
+struct Membership {
+    /// The epoch of the data set this node joined ("" before it joined).
+    epoch: String,
+    /// When the last beat that succeeded was sent.
+    last_ok: Instant,
+    /// Something may have changed in Redis without this node's sessions being in it (a failed
+    /// request, a lost subscription, an outage): restore and sweep at the next good beat.
+    resync: bool,
+}
+
+struct Inner {
+    client: redis::Client,
+    conn: ConnectionManager,
+    node: String,
+    local: Arc<LocalSessions>,
+    call_timeout_ms: u64,
+    node_timeout: Duration,
+    /// Logins are taken only while this is set: joined, and Redis reached within the timeout.
+    up: AtomicBool,
+    membership: Mutex<Membership>,
+}
+
+/// The shared state of a cluster node.
+#[derive(Clone)]
+pub struct RedisHub {
+    inner: Arc<Inner>,
+}
+
+/// `Redis` failed: the request gets 8, and the node re-checks its sessions at the next beat.
+#[derive(Debug)]
+struct Failed;
+
+impl RedisHub {
+    /// Connects (lazily: a node starts while Redis is down and joins once it is up) and
+    /// starts the subscription, heartbeat and timer tasks on the current runtime.
+    pub fn start(
+        url: &str,
+        node: String,
+        local: Arc<LocalSessions>,
+        call_timeout: Duration,
+        node_timeout: Duration,
+    ) -> Result<RedisHub, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("cluster.redis: {e}"))?;
+        // No response timeout: a request whose answer is late must not be answered twice
+        // (once with 8, once by its effects). A node cut off from Redis closes its sessions
+        // instead, after `node_timeout`.
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| format!("cluster.redis: {e}"))?;
+        let hub = RedisHub {
+            inner: Arc::new(Inner {
+                client,
+                conn,
+                node,
+                local,
+                call_timeout_ms: call_timeout.as_millis() as u64,
+                node_timeout,
+                up: AtomicBool::new(false),
+                membership: Mutex::new(Membership {
+                    epoch: String::new(),
+                    last_ok: Instant::now(),
+                    resync: false,
+                }),
+            }),
+        };
+        let (subscribed_tx, subscribed_rx) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(hub.clone().subscribe(subscribed_tx));
+        tokio::spawn(hub.clone().heartbeat(subscribed_rx));
+        tokio::spawn(hub.clone().timers());
+        Ok(hub)
+    }
+
+    /// Whether this node takes logins now (for health checks).
+    pub fn is_up(&self) -> bool {
+        self.inner.up.load(Ordering::Acquire)
+    }
+
+    fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    fn epoch(&self) -> String {
+        self.inner.membership.lock().epoch.clone()
+    }
+
+    /// Calls function `name` of the library, loading the library first if Redis lost it.
+    async fn fcall<T: FromRedisValue>(
+        &self,
+        name: &str,
+        args: impl ToRedisArgs + Clone,
+    ) -> Result<T, Failed> {
+        let mut conn = self.inner.conn.clone();
+        let mut tried_load = false;
+        loop {
+            let r = redis::cmd("FCALL")
+                .arg(name)
+                .arg(0)
+                .arg(args.clone())
+                .query_async::<T>(&mut conn)
+                .await;
+            match r {
+                Ok(v) => return Ok(v),
+                Err(e) if !tried_load && e.to_string().contains("Function not found") => {
+                    tried_load = true;
+                    self.load_library().await?;
+                }
+                Err(e) => {
+                    log!("cluster: {name} failed: {e}");
+                    self.inner.membership.lock().resync = true;
+                    return Err(Failed);
+                }
+            }
+        }
+    }
+
+    async fn load_library(&self) -> Result<(), Failed> {
+        let mut conn = self.inner.conn.clone();
+        redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(LIBRARY)
+            .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                log!("cluster: loading the functions failed: {e}");
+                Failed
+            })
+    }
+
+    /// Applies what arrives on this node's channel, resubscribing after a lost connection.
+    /// Every (re)subscription bumps `subscribed`, so that the heartbeat joins only once effects
+    /// can reach this node, and re-checks its sessions after a gap.
+    async fn subscribe(self, subscribed: tokio::sync::watch::Sender<u64>) {
+        let channel = format!("crvm:ch:{}", self.node());
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let ps = match self.inner.client.get_async_pubsub().await {
+                Ok(mut ps) => match ps.subscribe(&channel).await {
+                    Ok(()) => Some(ps),
+                    Err(e) => {
+                        log!("cluster: subscribing failed: {e}");
+                        None
+                    }
+                },
+                Err(_) => None,
+            };
+            let Some(ps) = ps else {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+                continue;
+            };
+            backoff = Duration::from_millis(50);
+            subscribed.send_modify(|n| *n += 1);
+            let mut stream = ps.into_on_message();
+            while let Some(msg) = stream.next().await {
+                match serde_json::from_slice::<Vec<Effect>>(msg.get_payload_bytes()) {
+                    Ok(effects) => effects.into_iter().for_each(|e| self.inner.local.apply(e)),
+                    Err(e) => log!("cluster: bad message on {channel}: {e}"),
+                }
+            }
+            // Whatever was published meanwhile is lost: the sessions are re-checked.
+            log!("cluster: subscription lost; resubscribing");
+            self.inner.membership.lock().resync = true;
+        }
+    }
+
+    /// Beats every `node_timeout / 5`; joins, rejoins, restores and fences (see the module).
+    async fn heartbeat(self, mut subscribed: tokio::sync::watch::Receiver<u64>) {
+        let timeout = self.inner.node_timeout;
+        let interval = (timeout / 5).max(Duration::from_millis(50));
+        // Nothing is joined before effects can arrive.
+        let _ = subscribed.wait_for(|n| *n > 0).await;
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let sent = Instant::now();
+            let joined = !self.epoch().is_empty();
+            let result = if joined {
+                let args = (self.node(), self.epoch(), timeout.as_millis() as u64);
+                tokio::time::timeout(interval, self.fcall::<String>("crvm_beat", args)).await
+            } else {
+                Ok(Ok("wiped".to_owned()))
+            };
+            match result {
+                Ok(Ok(state)) => self.after_beat(&state, sent).await,
+                _ => {
+                    // Before anyone may reap this node (`timeout` after its last beat, checked
+                    // at their beats), with two intervals to spare for the check's own lag.
+                    let last_ok = self.inner.membership.lock().last_ok;
+                    let fence_after = timeout.saturating_sub(interval * 2);
+                    if joined && self.is_up() && last_ok.elapsed() >= fence_after {
+                        log!(
+                            "cluster: Redis unreachable for {} ms: closing this node's sessions",
+                            timeout.as_millis()
+                        );
+                        self.fence();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn after_beat(&self, state: &str, sent: Instant) {
+        match state {
+            "ok" => {
+                let resync = {
+                    let mut m = self.inner.membership.lock();
+                    m.last_ok = sent;
+                    std::mem::take(&mut m.resync)
+                };
+                if resync && self.resync().await.is_err() {
+                    self.inner.membership.lock().resync = true;
+                }
+                if !self.is_up() {
+                    // Back after an outage that closed every session: nothing of this node's
+                    // may stay in Redis.
+                    if self.resync().await.is_ok() {
+                        self.inner.up.store(true, Ordering::Release);
+                        log!("cluster: node {} serving again", self.node());
+                    }
+                }
+            }
+            "fenced" => {
+                log!(
+                    "cluster: node {} was declared dead meanwhile: closing its sessions and joining again",
+                    self.node()
+                );
+                self.fence();
+                let _ = self.join(sent).await;
+            }
+            _ => {
+                // Never joined, or Redis lost the data this node joined: join, then restore.
+                if self.join(sent).await.is_ok() && self.resync().await.is_err() {
+                    self.inner.membership.lock().resync = true;
+                }
+            }
+        }
+    }
+
+    /// Closes every session of this node (`close{207}`) without touching Redis, and takes no
+    /// logins until the next good beat.
+    fn fence(&self) {
+        self.inner.up.store(false, Ordering::Release);
+        for (gen, _) in self.inner.local.all() {
+            self.inner.local.apply(Effect::Drop { gen });
+        }
+    }
+
+    /// Becomes a member of the data set in Redis under this node's generation prefix (a new
+    /// one when another node has it; the sessions made under the old one are closed).
+    async fn join(&self, sent: Instant) -> Result<(), Failed> {
+        self.load_library().await?;
+        loop {
+            let prefix = format!("{:x}", self.inner.local.prefix());
+            let args = (self.node(), prefix, random::hex(32));
+            let (epoch, ok): (String, i64) = self.fcall("crvm_join", args).await?;
+            if ok == 1 {
+                let mut m = self.inner.membership.lock();
+                let fresh = m.epoch.is_empty();
+                m.epoch = epoch;
+                m.last_ok = sent;
+                drop(m);
+                if fresh {
+                    log!("cluster: node {} joined", self.node());
+                }
+                self.inner.up.store(true, Ordering::Release);
+                return Ok(());
+            }
+            self.fence();
+            self.inner.local.new_prefix();
+        }
+    }
+
+    /// Makes Redis hold exactly this node's live sessions: restores those it lost (or kicks
+    /// them, when their user logged in elsewhere meanwhile), ends those it has that are gone.
+    async fn resync(&self) -> Result<(), Failed> {
+        let sessions = self.inner.local.all();
+        let epoch = self.epoch();
+        for chunk in sessions.chunks(RESTORE_BATCH) {
+            let mut args: Vec<String> = vec![self.node().to_owned(), epoch.clone()];
+            for (gen, l) in chunk {
+                args.push(l.tenant.clone());
+                args.push(l.user_id.clone());
+                args.push(gen.to_string());
+                args.push(l.dnd.to_string());
+            }
+            self.fcall::<Vec<i64>>("crvm_restore", args).await?;
+        }
+        let mut args: Vec<String> = vec![self.node().to_owned(), epoch];
+        args.extend(sessions.iter().map(|(gen, _)| gen.to_string()));
+        let swept: i64 = self.fcall("crvm_sweep", args).await?;
+        if swept > 0 {
+            log!("cluster: {swept} stale session(s) of this node ended in Redis");
+        }
+        Ok(())
+    }
+
+    /// Ends every due no-answer timer (whichever node gets there first).
+    async fn timers(self) {
+        let mut tick = tokio::time::interval(TIMER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.is_up() {
+                let _ = self.fcall::<i64>("crvm_timers", Vec::<&str>::new()).await;
+            }
+        }
+    }
+
+    /// Runs a call transition: 0 is success (answered through the effects), else a code.
+    async fn transition(&self, name: &str, args: Vec<&str>) -> Result<(), i32> {
+        match self.fcall::<i32>(name, args).await {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(code),
+            Err(Failed) => Err(CRVIDEOSDK_SERVER_EXCEPTION),
+        }
+    }
+}
+
+#[async_trait]
+impl Directory for RedisHub {
+    async fn login(&self, login: Login<'_>) -> Result<(), i32> {
+        if !self.is_up() {
+            return Err(CRVIDEOSDK_SERVER_EXCEPTION);
+        }
+        let gen = login.gen.to_string();
+        let args = (
+            self.node(),
+            self.epoch(),
+            login.tenant,
+            login.user_id,
+            gen.as_str(),
+        );
+        match self.fcall::<i64>("crvm_login", args).await {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(CRVIDEOSDK_SERVER_EXCEPTION),
+            // The login may have happened without its answer reaching us; the next good beat
+            // ends it there (`resync`), as this node no longer has the session.
+            Err(Failed) => Err(CRVIDEOSDK_SERVER_EXCEPTION),
+        }
+    }
+
+    async fn logout(&self, tenant: &str, user_id: &str, gen: Gen) {
+        // While this node is cut off, its sessions are swept when it is back.
+        if self.is_up() {
+            let gen = gen.to_string();
+            let _ = self
+                .fcall::<i64>("crvm_logout", (tenant, user_id, gen.as_str()))
+                .await;
+        }
+    }
+
+    async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<Location>, i32> {
+        let r: Option<(String, String)> = self
+            .fcall("crvm_where", (tenant, user_id))
+            .await
+            .map_err(|Failed| CRVIDEOSDK_SERVER_EXCEPTION)?;
+        Ok(r.and_then(|(node, gen)| {
+            Some(Location {
+                node,
+                gen: gen.parse().ok()?,
+            })
+        }))
+    }
+}
+
+#[async_trait]
+impl PresenceStore for RedisHub {
+    async fn set_dnd(&self, tenant: &str, user_id: &str, gen: Gen, dnd: i32) -> Result<(), i32> {
+        let (g, d) = (gen.to_string(), dnd.to_string());
+        match self
+            .fcall::<i64>("crvm_set_dnd", (tenant, user_id, g.as_str(), d.as_str()))
+            .await
+        {
+            Ok(1) => {
+                self.inner.local.set_dnd(gen, dnd);
+                Ok(())
+            }
+            Ok(_) => Err(CRVIDEOSDK_NOT_LOGIN),
+            Err(Failed) => Err(CRVIDEOSDK_SERVER_EXCEPTION),
+        }
+    }
+
+    async fn set_notify(&self, gen: Gen, on: bool, re: u64) -> Result<(), i32> {
+        let (g, on, re) = (gen.to_string(), if on { "1" } else { "0" }, re.to_string());
+        let args = (self.node(), g.as_str(), on, re.as_str());
+        self.fcall::<i64>("crvm_notify", args)
+            .await
+            .map(drop)
+            .map_err(|Failed| CRVIDEOSDK_SERVER_EXCEPTION)
+    }
+
+    async fn statuses(&self, tenant: &str) -> Result<Vec<UserStatus>, i32> {
+        let flat: Vec<redis::Value> = self
+            .fcall("crvm_statuses", tenant)
+            .await
+            .map_err(|Failed| CRVIDEOSDK_SERVER_EXCEPTION)?;
+        let mut out = Vec::with_capacity(flat.len() / 3);
+        for t in flat.chunks_exact(3) {
+            let (Ok(user_id), Ok(user_status), Ok(dnd_type)) = (
+                String::from_redis_value(t[0].clone()),
+                i32::from_redis_value(t[1].clone()),
+                i32::from_redis_value(t[2].clone()),
+            ) else {
+                return Err(CRVIDEOSDK_SERVER_EXCEPTION);
+            };
+            out.push(UserStatus {
+                user_id,
+                user_status,
+                dnd_type,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl CallStore for RedisHub {
+    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<(), i32> {
+        let (gen, re, timeout) = (
+            at.gen.to_string(),
+            at.re.to_string(),
+            self.inner.call_timeout_ms.to_string(),
+        );
+        let args = vec![
+            at.tenant,
+            at.user_id,
+            &gen,
+            &re,
+            req.call_id,
+            req.callee,
+            req.meet_obj,
+            req.ext,
+            &timeout,
+        ];
+        self.transition("crvm_call", args).await
+    }
+
+    async fn accept(
+        &self,
+        at: &Requester<'_>,
+        call_id: &str,
+        meet_obj: &str,
+        ext: &str,
+    ) -> Result<(), i32> {
+        let (gen, re) = (at.gen.to_string(), at.re.to_string());
+        let args = vec![at.tenant, at.user_id, &gen, &re, call_id, meet_obj, ext];
+        self.transition("crvm_accept", args).await
+    }
+
+    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32> {
+        let (gen, re) = (at.gen.to_string(), at.re.to_string());
+        let args = vec![at.tenant, at.user_id, &gen, &re, call_id, ext];
+        self.transition("crvm_reject", args).await
+    }
+
+    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32> {
+        let (gen, re) = (at.gen.to_string(), at.re.to_string());
+        let args = vec![at.tenant, at.user_id, &gen, &re, call_id, ext];
+        self.transition("crvm_hangup", args).await
+    }
+}

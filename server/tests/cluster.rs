@@ -1,0 +1,361 @@
+//! A cluster of nodes on one Redis behaves as one server (SPEC §4.1): every rule of §3 between
+//! users on different nodes, and each failure handled once — with real processes: a
+//! `redis-server` and three `crvm-server` nodes per test.
+
+mod common;
+
+use common::cluster::{failure_patience, Cluster};
+use common::*;
+use crvm_proto::{Op, ServerMsg};
+
+/// Node timeout of these tests (the smallest allowed is 500 ms).
+const TIMEOUT_MS: u64 = 1000;
+
+fn cluster() -> Cluster {
+    Cluster::start(3, TIMEOUT_MS, "")
+}
+
+fn subscribe(c: &mut Client) {
+    assert_eq!(c.code(Op::StartStatusNotify), 0);
+}
+
+fn call(c: &mut Client, call_id: &str, callee: &str) -> i32 {
+    c.code(Op::Call {
+        call_id: call_id.into(),
+        callee: callee.into(),
+        meet_obj: r#"{"ID":7}"#.into(),
+        ext: "hi".into(),
+    })
+}
+
+fn names(list: &[crvm_proto::UserStatus]) -> Vec<(String, i32)> {
+    list.iter()
+        .map(|s| (s.user_id.clone(), s.user_status))
+        .collect()
+}
+
+#[test]
+fn presence_and_dnd_reach_subscribers_on_every_node() {
+    let c = cluster();
+    let mut carol = c.node(0).login("demo", "carol");
+    let mut dave = c.node(2).login("demo", "dave");
+    subscribe(&mut carol);
+    subscribe(&mut dave);
+    let mut alice = c.node(1).login("demo", "alice");
+    assert_eq!(alice.code(Op::SetDnd { dnd: 1 }), 0);
+    // Another tenant's user on the same node: never seen by demo's subscribers.
+    let _eve = c.node(1).login("acme", "eve");
+    for w in [&mut carol, &mut dave] {
+        assert_eq!(w.push(), st("alice", 1, 0));
+        assert_eq!(w.push(), st("alice", 1, 1));
+    }
+    assert_eq!(
+        names(&dave.statuses()),
+        [("alice".into(), 1), ("carol".into(), 1), ("dave".into(), 1)]
+    );
+    assert_eq!(alice.code(Op::Logout), 0);
+    for w in [&mut carol, &mut dave] {
+        assert_eq!(w.push(), st("alice", 0, 0));
+    }
+    assert_eq!(carol.statuses().len(), 2);
+    assert_nothing_pending(&mut carol, "carol");
+}
+
+#[test]
+fn a_login_on_another_node_kicks_the_older_session() {
+    let c = cluster();
+    let mut bob = c.node(2).login("demo", "bob");
+    subscribe(&mut bob);
+    let mut old = c.node(0).login("demo", "alice");
+    let mut new = c.node(1).login("demo", "alice");
+    old.expect_close(10);
+    assert_eq!(bob.push(), st("alice", 1, 0));
+    assert_eq!(bob.push(), st("alice", 1, 0));
+    // The kicked session's teardown on node 1 logs nobody out.
+    assert_eq!(
+        names(&new.statuses()),
+        [("alice".into(), 1), ("bob".into(), 1)]
+    );
+    assert_eq!(new.code(Op::SetDnd { dnd: 2 }), 0);
+    assert_eq!(bob.push(), st("alice", 1, 2));
+    assert_nothing_pending(&mut bob, "bob");
+}
+
+#[test]
+fn racing_logins_of_one_user_on_two_nodes_leave_exactly_one() {
+    let c = cluster();
+    for round in 0..10 {
+        let (a, b) = (c.node(0).addr, c.node(1).addr);
+        let t1 = std::thread::spawn(move || race_login(a));
+        let t2 = std::thread::spawn(move || race_login(b));
+        let (mut c1, mut c2) = (t1.join().unwrap(), t2.join().unwrap());
+        // The one kicked is whichever Redis ran first; the other stays.
+        let mut watcher = c.node(2).login("demo", "watcher");
+        let online: Vec<_> = watcher
+            .statuses()
+            .into_iter()
+            .filter(|s| s.user_id == "alice")
+            .collect();
+        assert_eq!(online.len(), 1, "round {round}");
+        let (k1, k2) = (kept(&mut c1), kept(&mut c2));
+        assert!(k1 != k2, "round {round}: exactly one survives");
+        let survivor = if k1 { &mut c1 } else { &mut c2 };
+        assert_eq!(survivor.code(Op::Logout), 0);
+        drop(watcher);
+    }
+}
+
+/// Whether `c`'s session is still its user's: a request is answered 0, or the session was
+/// kicked (`close{10}`, perhaps after a 12 for the request).
+fn kept(c: &mut Client) -> bool {
+    let id = c.id();
+    c.send_req(id, Op::SetDnd { dnd: 0 });
+    loop {
+        match c.reply() {
+            ServerMsg::Reply { re, code: 0 } if re == id => return true,
+            ServerMsg::Reply { re, code: 12 } if re == id => {}
+            ServerMsg::Close { code: 10, .. } => {
+                c.expect_eof();
+                return false;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Reads until `close{code}` (passing over whatever came before it), then the end.
+fn closed_with(c: &mut Client, code: i32) {
+    loop {
+        if let ServerMsg::Close { code: got, .. } = c.reply() {
+            assert_eq!(got, code);
+            c.expect_eof();
+            return;
+        }
+    }
+}
+
+fn race_login(addr: std::net::SocketAddr) -> Client {
+    let mut c = Client::connect(addr);
+    c.hello();
+    match c.login("demo", "demo-secret", "alice", "") {
+        ServerMsg::LoginOk { .. } => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_call_between_nodes_runs_one_state_machine() {
+    let c = cluster();
+    let mut watcher = c.node(2).login("demo", "carol");
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    subscribe(&mut watcher);
+    assert_eq!(call(&mut alice, "c1", "bob"), 0);
+    assert_eq!(
+        bob.reply(),
+        ServerMsg::CallIn {
+            call_id: "c1".into(),
+            caller: "alice".into(),
+            meet_obj: r#"{"ID":7}"#.into(),
+            ext: "hi".into()
+        }
+    );
+    assert_eq!(watcher.push(), st("alice", 2, 0));
+    assert_eq!(watcher.push(), st("bob", 2, 0));
+    // Busy across nodes, and the glare case.
+    let mut dave = c.node(2).login("demo", "dave");
+    assert_eq!(watcher.push(), st("dave", 1, 0));
+    assert_eq!(call(&mut dave, "c2", "bob"), 602);
+    assert_eq!(call(&mut bob, "c3", "alice"), 601);
+    assert_eq!(
+        bob.code(Op::AcceptCall {
+            call_id: "c1".into(),
+            meet_obj: String::new(),
+            ext: "yes".into()
+        }),
+        0
+    );
+    assert_eq!(
+        alice.reply(),
+        ServerMsg::CallAccepted {
+            call_id: "c1".into(),
+            ext: "yes".into(),
+            meet_obj: r#"{"ID":7}"#.into()
+        }
+    );
+    assert_eq!(
+        alice.code(Op::HangupCall {
+            call_id: "c1".into(),
+            ext: "bye".into()
+        }),
+        0
+    );
+    assert_eq!(
+        bob.reply(),
+        ServerMsg::CallHungup {
+            call_id: "c1".into(),
+            ext: "bye".into()
+        }
+    );
+    assert_eq!(watcher.push(), st("alice", 1, 0));
+    assert_eq!(watcher.push(), st("bob", 1, 0));
+    assert_eq!(
+        bob.code(Op::HangupCall {
+            call_id: "c1".into(),
+            ext: String::new()
+        }),
+        600
+    );
+    // DND on one node makes the user busy for a caller on another.
+    assert_eq!(bob.code(Op::SetDnd { dnd: 1 }), 0);
+    assert_eq!(call(&mut alice, "c4", "bob"), 602);
+    assert_eq!(call(&mut alice, "c5", "nobody"), 603);
+    assert_nothing_pending(&mut alice, "alice");
+    assert_nothing_pending(&mut bob, "bob");
+}
+
+#[test]
+fn the_no_answer_timer_fires_once_even_when_the_callers_node_dies() {
+    let mut c = Cluster::start(3, TIMEOUT_MS, "call_timeout_s = 1");
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    assert_eq!(call(&mut alice, "c1", "bob"), 0);
+    assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
+    assert_eq!(
+        alice.reply(),
+        ServerMsg::CallRejected {
+            call_id: "c1".into(),
+            reason: 604,
+            ext: String::new()
+        }
+    );
+    assert_eq!(
+        bob.reply(),
+        ServerMsg::CallHungup {
+            call_id: "c1".into(),
+            ext: String::new()
+        }
+    );
+    // Now the caller's node dies while the call rings: the callee hears of it once (the
+    // caller vanished), and the timer, which no longer has a call, does nothing.
+    let mut carol = c.node(2).login("demo", "carol");
+    assert_eq!(call(&mut carol, "c2", "bob"), 0);
+    assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
+    drop(carol);
+    let _ = c.nodes[2].child.kill();
+    let _ = c.nodes[2].child.wait();
+    let start = std::time::Instant::now();
+    assert_eq!(
+        bob.reply(),
+        ServerMsg::CallHungup {
+            call_id: "c2".into(),
+            ext: String::new()
+        }
+    );
+    assert!(start.elapsed() < failure_patience(TIMEOUT_MS));
+    // Well past the timer: nothing more came.
+    c.restart_node(2);
+    let mut dave = c.node(2).login("demo", "dave");
+    assert_eq!(call(&mut dave, "c3", "bob"), 0);
+    assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
+    assert_eq!(
+        bob.code(Op::RejectCall {
+            call_id: "c3".into(),
+            ext: String::new()
+        }),
+        0
+    );
+    assert_nothing_pending(&mut bob, "bob");
+    assert_eq!(
+        names(&bob.statuses()),
+        [("alice".into(), 1), ("bob".into(), 1), ("dave".into(), 1)]
+    );
+    assert_nothing_pending(&mut alice, "alice");
+}
+
+#[test]
+fn a_killed_node_s_users_go_offline_and_their_calls_end_once() {
+    let mut c = cluster();
+    let mut watcher = c.node(2).login("demo", "carol");
+    subscribe(&mut watcher);
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    assert_eq!(watcher.push(), st("alice", 1, 0));
+    assert_eq!(watcher.push(), st("bob", 1, 0));
+    assert_eq!(call(&mut alice, "c1", "bob"), 0);
+    assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
+    assert_eq!(
+        bob.code(Op::AcceptCall {
+            call_id: "c1".into(),
+            meet_obj: String::new(),
+            ext: String::new()
+        }),
+        0
+    );
+    assert!(matches!(alice.reply(), ServerMsg::CallAccepted { .. }));
+    assert_eq!(watcher.push(), st("alice", 2, 0));
+    assert_eq!(watcher.push(), st("bob", 2, 0));
+    c.nodes[0].signal("-KILL");
+    let _ = c.nodes[0].wait();
+    assert_eq!(
+        bob.reply(),
+        ServerMsg::CallHungup {
+            call_id: "c1".into(),
+            ext: String::new()
+        }
+    );
+    assert_eq!(watcher.push(), st("alice", 1, 0));
+    assert_eq!(watcher.push(), st("bob", 1, 0));
+    assert_eq!(watcher.push(), st("alice", 0, 0));
+    assert_eq!(
+        names(&bob.statuses()),
+        [("bob".into(), 1), ("carol".into(), 1)]
+    );
+    assert_nothing_pending(&mut bob, "bob");
+    assert_nothing_pending(&mut watcher, "carol");
+    drop(alice);
+}
+
+#[test]
+fn a_frozen_node_is_reaped_and_on_waking_closes_its_sessions() {
+    let c = cluster();
+    let mut watcher = c.node(2).login("demo", "carol");
+    subscribe(&mut watcher);
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    assert_eq!(watcher.push(), st("alice", 1, 0));
+    assert_eq!(watcher.push(), st("bob", 1, 0));
+    assert_eq!(call(&mut alice, "c1", "bob"), 0);
+    assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
+    c.node(0).signal("-STOP");
+    // The callee hears the caller vanished, once; the caller's user goes offline.
+    assert_eq!(
+        bob.reply(),
+        ServerMsg::CallHungup {
+            call_id: "c1".into(),
+            ext: String::new()
+        }
+    );
+    assert_eq!(watcher.push(), st("alice", 2, 0));
+    assert_eq!(watcher.push(), st("bob", 2, 0));
+    assert_eq!(watcher.push(), st("alice", 1, 0));
+    assert_eq!(watcher.push(), st("bob", 1, 0));
+    assert_eq!(watcher.push(), st("alice", 0, 0));
+    // Alice logs in again elsewhere while her old node sleeps.
+    let mut alice2 = c.node(1).login("demo", "alice");
+    assert_eq!(watcher.push(), st("alice", 1, 0));
+    c.node(0).signal("-CONT");
+    // Waking, the old node finds it was declared dead: its session ends, and nothing it still
+    // had queued changes the shared state.
+    closed_with(&mut alice, 207);
+    assert_eq!(alice2.code(Op::SetDnd { dnd: 1 }), 0);
+    assert_eq!(watcher.push(), st("alice", 1, 1));
+    assert_eq!(
+        names(&watcher.statuses()),
+        [("alice".into(), 1), ("bob".into(), 1), ("carol".into(), 1)]
+    );
+    assert_nothing_pending(&mut watcher, "carol");
+    // The woken node serves again.
+    let _dave = c.node(0).login("demo", "dave");
+    assert_eq!(watcher.push(), st("dave", 1, 0));
+}
