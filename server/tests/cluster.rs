@@ -359,3 +359,98 @@ fn a_frozen_node_is_reaped_and_on_waking_closes_its_sessions() {
     let _dave = c.node(0).login("demo", "dave");
     assert_eq!(watcher.push(), st("dave", 1, 0));
 }
+
+/// Logs `user` in on `node`, expecting the answer `code` (8 while the shared state is down).
+fn login_code(node: &Server, user: &str) -> i32 {
+    let mut c = node.connect();
+    c.hello();
+    match c.login("demo", "demo-secret", user, "") {
+        ServerMsg::LoginOk { .. } => 0,
+        ServerMsg::Reply { code, .. } => code,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn redis_gone_closes_every_session_and_refuses_logins_until_it_is_back_empty() {
+    let mut c = Cluster::start(2, TIMEOUT_MS, "");
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    assert_eq!(call(&mut alice, "c1", "bob"), 0);
+    assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
+    c.redis.shutdown();
+    // Within the node timeout each node closes its own sessions: no user can be logged in
+    // twice once another node takes logins again.
+    closed_with(&mut alice, 207);
+    closed_with(&mut bob, 207);
+    assert_eq!(login_code(c.node(0), "carol"), 8);
+    c.redis.restart();
+    for n in &c.nodes {
+        assert!(n.log_says("serving again"), "{}", n.log_text());
+    }
+    // Nothing of before is left, and nobody is busy.
+    let mut alice = c.node(1).login("demo", "alice");
+    let mut bob = c.node(0).login("demo", "bob");
+    assert_eq!(
+        names(&alice.statuses()),
+        [("alice".into(), 1), ("bob".into(), 1)]
+    );
+    assert_eq!(call(&mut alice, "c2", "bob"), 0);
+    assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
+}
+
+#[test]
+fn a_paused_redis_longer_than_the_timeout_ends_the_sessions_once() {
+    let c = Cluster::start(2, TIMEOUT_MS, "");
+    let mut watcher = c.node(1).login("demo", "carol");
+    let mut alice = c.node(0).login("demo", "alice");
+    let pause = (TIMEOUT_MS * 3).to_string();
+    assert_eq!(c.redis.cli(&["CLIENT", "PAUSE", &pause, "ALL"]), "OK");
+    closed_with(&mut alice, 207);
+    closed_with(&mut watcher, 207);
+    for n in &c.nodes {
+        assert!(n.log_says("serving again"), "{}", n.log_text());
+    }
+    let mut watcher = c.node(1).login("demo", "carol");
+    assert_eq!(names(&watcher.statuses()), [("carol".into(), 1)]);
+    let _alice = c.node(0).login("demo", "alice");
+    assert_eq!(
+        names(&watcher.statuses()),
+        [("alice".into(), 1), ("carol".into(), 1)]
+    );
+}
+
+#[test]
+fn after_redis_lost_its_data_the_nodes_restore_their_live_sessions() {
+    let c = cluster();
+    let mut watcher = c.node(2).login("demo", "carol");
+    subscribe(&mut watcher);
+    let mut alice = c.node(0).login("demo", "alice");
+    assert_eq!(alice.code(Op::SetDnd { dnd: 3 }), 0);
+    let _bob = c.node(1).login("demo", "bob");
+    assert_eq!(watcher.push(), st("alice", 1, 0));
+    assert_eq!(watcher.push(), st("alice", 1, 3));
+    assert_eq!(watcher.push(), st("bob", 1, 0));
+    assert_eq!(c.redis.cli(&["FLUSHALL"]), "OK");
+    for n in &c.nodes {
+        assert!(n.log_says("serving again"), "{}", n.log_text());
+    }
+    // Restored, with their DND; the connections never noticed. (A subscriber may hear a
+    // status twice: from the restore and from its node's snapshot.)
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 3 {
+        let s = watcher.push();
+        let expect = match s.user_id.as_str() {
+            "alice" => st("alice", 1, 3),
+            "bob" => st("bob", 1, 0),
+            _ => st("carol", 1, 0),
+        };
+        assert_eq!(s, expect);
+        seen.insert(s.user_id);
+    }
+    assert_eq!(
+        names(&watcher.statuses()),
+        [("alice".into(), 1), ("bob".into(), 1), ("carol".into(), 1)]
+    );
+    assert_eq!(call(&mut alice, "c1", "bob"), 0);
+}

@@ -258,18 +258,26 @@ redis.register_function('crvm_restore', function(_, a)
   return out
 end)
 
--- sweep(node, epoch, gen...) -> how many ended: the node's sessions in Redis that it no longer
--- has (Redis came back from an older snapshot, or a login's outcome was lost with its link).
+-- a < b for generations (decimal text without leading zeros).
+local function gen_lt(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+
+-- sweep(node, epoch, from, to, gen...) -> how many ended: the node's sessions in Redis that it
+-- no longer has (Redis came back from an older snapshot, or a login's outcome was lost with its
+-- link). Generations in [from, to) are newer than the list and are kept.
 redis.register_function('crvm_sweep', function(_, a)
-  local node, epoch = a[1], a[2]
+  local node, epoch, from, to = a[1], a[2], a[3], a[4]
   if not member(node, epoch) then return redis.error_reply('not a member') end
   local live = {}
-  for i = 3, #a do live[a[i]] = true end
+  for i = 5, #a do live[a[i]] = true end
+  local function newer(g) return not gen_lt(g, from) and gen_lt(g, to) end
   local fx = effects()
   local s = redis.call('HGETALL', nkey(node))
   local n = 0
   for i = 1, #s, 2 do
-    if not live[s[i]] then
+    if not live[s[i]] and not newer(s[i]) then
       local tu = cjson.decode(s[i + 1])
       if not remove_session(fx, tu[1], tu[2], s[i]) then redis.call('HDEL', nkey(node), s[i]) end
       n = n + 1
@@ -315,6 +323,25 @@ end)
 redis.register_function('crvm_notify', function(_, a)
   local fx = effects()
   fx.add(a[1], { k = 'notify', gen = a[2], on = a[3] == '1', re = a[4] })
+  fx.publish()
+  return 1
+end)
+
+-- snapshot(node, t...): every online user's status of these tenants, to the node's channel in
+-- order with every change, for its subscribers after the node may have missed changes (it
+-- joined again after Redis lost its data, or its subscription was interrupted).
+redis.register_function('crvm_snapshot', function(_, a)
+  local fx = effects()
+  for i = 2, #a do
+    local t = a[i]
+    for _, u in ipairs(redis.call('ZRANGE', okey(t), 0, -1)) do
+      local h = redis.call('HMGET', ukey(t, u), 'st', 'dnd')
+      if h[1] then
+        fx.add(a[1], { k = 'status', tenant = t,
+          status = { userID = u, userStatus = tonumber(h[1]), DNDType = tonumber(h[2]) } })
+      end
+    end
+  end
   fx.publish()
   return 1
 end)

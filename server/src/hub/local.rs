@@ -86,6 +86,15 @@ impl LocalSessions {
         (self.prefix() << COUNTER_BITS) | n
     }
 
+    /// The range of generations that logins from now on get, as decimal text: `[from, to)`.
+    pub fn newer_than_now(&self) -> (String, String) {
+        let prefix = u128::from(self.prefix());
+        let next = u128::from(self.next.load(Ordering::Relaxed) & ((1 << COUNTER_BITS) - 1));
+        let from = (prefix << COUNTER_BITS) | next;
+        let to = (prefix + 1) << COUNTER_BITS;
+        (from.to_string(), to.to_string())
+    }
+
     /// Records session `gen`'s DND value.
     pub fn set_dnd(&self, gen: Gen, dnd: i32) {
         if let Some(e) = self.inner.lock().by_gen.get_mut(&gen) {
@@ -191,6 +200,16 @@ impl LocalSessions {
         s.by_gen
             .iter()
             .map(|(g, e)| (*g, e.local.clone()))
+            .collect()
+    }
+
+    /// The tenants that have subscribers on this node.
+    pub fn subscribed_tenants(&self) -> Vec<String> {
+        let s = self.inner.lock();
+        s.subscribers
+            .iter()
+            .filter(|(_, subs)| !subs.is_empty())
+            .map(|(t, _)| t.clone())
             .collect()
     }
 

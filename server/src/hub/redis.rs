@@ -59,6 +59,9 @@ struct Inner {
     node_timeout: Duration,
     /// Logins are taken only while this is set: joined, and Redis reached within the timeout.
     up: AtomicBool,
+    /// This node's channel is subscribed: effects can reach it. Without it the node counts as
+    /// cut off from Redis.
+    subscribed: AtomicBool,
     membership: Mutex<Membership>,
 }
 
@@ -101,6 +104,7 @@ impl RedisHub {
                 call_timeout_ms: call_timeout.as_millis() as u64,
                 node_timeout,
                 up: AtomicBool::new(false),
+                subscribed: AtomicBool::new(false),
                 membership: Mutex::new(Membership {
                     epoch: String::new(),
                     last_ok: Instant::now(),
@@ -108,9 +112,8 @@ impl RedisHub {
                 }),
             }),
         };
-        let (subscribed_tx, subscribed_rx) = tokio::sync::watch::channel(0u64);
-        tokio::spawn(hub.clone().subscribe(subscribed_tx));
-        tokio::spawn(hub.clone().heartbeat(subscribed_rx));
+        tokio::spawn(hub.clone().subscribe());
+        tokio::spawn(hub.clone().heartbeat());
         tokio::spawn(hub.clone().timers());
         Ok(hub)
     }
@@ -173,10 +176,9 @@ impl RedisHub {
             })
     }
 
-    /// Applies what arrives on this node's channel, resubscribing after a lost connection.
-    /// Every (re)subscription bumps `subscribed`, so that the heartbeat joins only once effects
-    /// can reach this node, and re-checks its sessions after a gap.
-    async fn subscribe(self, subscribed: tokio::sync::watch::Sender<u64>) {
+    /// Applies what arrives on this node's channel, resubscribing after a lost connection. The
+    /// heartbeat joins only while subscribed, and re-checks the sessions after a gap.
+    async fn subscribe(self) {
         let channel = format!("crvm:ch:{}", self.node());
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -196,7 +198,7 @@ impl RedisHub {
                 continue;
             };
             backoff = Duration::from_millis(50);
-            subscribed.send_modify(|n| *n += 1);
+            self.inner.subscribed.store(true, Ordering::Release);
             let mut stream = ps.into_on_message();
             while let Some(msg) = stream.next().await {
                 match serde_json::from_slice::<Vec<Effect>>(msg.get_payload_bytes()) {
@@ -206,23 +208,25 @@ impl RedisHub {
             }
             // Whatever was published meanwhile is lost: the sessions are re-checked.
             log!("cluster: subscription lost; resubscribing");
+            self.inner.subscribed.store(false, Ordering::Release);
             self.inner.membership.lock().resync = true;
         }
     }
 
     /// Beats every `node_timeout / 5`; joins, rejoins, restores and fences (see the module).
-    async fn heartbeat(self, mut subscribed: tokio::sync::watch::Receiver<u64>) {
+    async fn heartbeat(self) {
         let timeout = self.inner.node_timeout;
         let interval = (timeout / 5).max(Duration::from_millis(50));
-        // Nothing is joined before effects can arrive.
-        let _ = subscribed.wait_for(|n| *n > 0).await;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let sent = Instant::now();
             let joined = !self.epoch().is_empty();
-            let result = if joined {
+            // Nothing is done for a node that effects cannot reach.
+            let result = if !self.inner.subscribed.load(Ordering::Acquire) {
+                Ok(Err(Failed))
+            } else if joined {
                 let args = (self.node(), self.epoch(), timeout.as_millis() as u64);
                 tokio::time::timeout(interval, self.fcall::<String>("crvm_beat", args)).await
             } else {
@@ -238,7 +242,7 @@ impl RedisHub {
                     if joined && self.is_up() && last_ok.elapsed() >= fence_after {
                         log!(
                             "cluster: Redis unreachable for {} ms: closing this node's sessions",
-                            timeout.as_millis()
+                            last_ok.elapsed().as_millis()
                         );
                         self.fence();
                     }
@@ -309,6 +313,8 @@ impl RedisHub {
                 drop(m);
                 if fresh {
                     log!("cluster: node {} joined", self.node());
+                } else {
+                    log!("cluster: node {} serving again", self.node());
                 }
                 self.inner.up.store(true, Ordering::Release);
                 return Ok(());
@@ -321,6 +327,8 @@ impl RedisHub {
     /// Makes Redis hold exactly this node's live sessions: restores those it lost (or kicks
     /// them, when their user logged in elsewhere meanwhile), ends those it has that are gone.
     async fn resync(&self) -> Result<(), Failed> {
+        // Logins made while this runs are newer than the list and must survive the sweep.
+        let (from, to) = self.inner.local.newer_than_now();
         let sessions = self.inner.local.all();
         let epoch = self.epoch();
         for chunk in sessions.chunks(RESTORE_BATCH) {
@@ -333,11 +341,18 @@ impl RedisHub {
             }
             self.fcall::<Vec<i64>>("crvm_restore", args).await?;
         }
-        let mut args: Vec<String> = vec![self.node().to_owned(), epoch];
+        let mut args: Vec<String> = vec![self.node().to_owned(), epoch, from, to];
         args.extend(sessions.iter().map(|(gen, _)| gen.to_string()));
         let swept: i64 = self.fcall("crvm_sweep", args).await?;
         if swept > 0 {
             log!("cluster: {swept} stale session(s) of this node ended in Redis");
+        }
+        // Subscribers here may have missed changes meanwhile: they get the present.
+        let tenants = self.inner.local.subscribed_tenants();
+        if !tenants.is_empty() {
+            let mut args = vec![self.node().to_owned()];
+            args.extend(tenants);
+            self.fcall::<i64>("crvm_snapshot", args).await?;
         }
         Ok(())
     }
