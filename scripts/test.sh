@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-cmake.sh
 source scripts/ensure-pytest.sh
+source scripts/ensure-redis.sh
 
 cargo test --workspace
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug
