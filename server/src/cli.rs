@@ -20,6 +20,7 @@ use crate::hub::memory::MemoryHub;
 use crate::hub::redis::RedisHub;
 use crate::hub::{Hub, LocalSessions};
 use crate::limits::LoginLimiter;
+use crate::link::Links;
 use crate::log;
 use crate::random;
 use crate::relay::Relay;
@@ -375,32 +376,74 @@ fn keep_freed_memory() {
     }
 }
 
-/// This node's sessions and the shared state: in memory, or a cluster's in Redis. `None`
-/// (logged) when the cluster's settings are unusable.
-fn shared_state(config: &Config, addr: SocketAddr) -> Option<(Arc<LocalSessions>, Arc<dyn Hub>)> {
+/// What a node shares with the others: its sessions, the shared state (in memory, or a
+/// cluster's in Redis), the relay and, in a cluster, the links to the other nodes.
+struct Shared {
+    local: Arc<LocalSessions>,
+    hub: Arc<dyn Hub>,
+    relay: Arc<Relay>,
+    links: Option<Arc<Links>>,
+}
+
+/// [`Shared`] for this node. `None` (logged) when the cluster's settings are unusable.
+async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
     let call_timeout = Duration::from_secs(config.call_timeout_s);
     let Some(c) = &config.cluster else {
         let local = Arc::new(LocalSessions::new(0));
         let hub = MemoryHub::new(Arc::clone(&local), call_timeout);
-        return Some((local, Arc::new(hub)));
+        return Some(Shared {
+            local,
+            hub: Arc::new(hub),
+            relay: Arc::new(Relay::new()),
+            links: None,
+        });
     };
     let local = Arc::new(LocalSessions::for_cluster());
+    let relay = Arc::new(Relay::with_sid_base(local.prefix() << 40));
     let node = c.node_id.clone().unwrap_or_else(|| random::hex(8));
     let advertise = c.advertise.clone().unwrap_or_else(|| addr.to_string());
     let timeout = Duration::from_millis(c.node_timeout_ms);
-    match RedisHub::start(
+    // Node links listen on the address clients reach this node at (its host), any port.
+    let link_ip = match advertise.parse::<SocketAddr>() {
+        Ok(a) => a.ip(),
+        Err(_) => addr.ip(),
+    };
+    let links = match Links::start(
+        node.clone(),
+        link_ip,
+        Arc::clone(&local),
+        Arc::clone(&relay),
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            log!("cannot listen for node links on {link_ip}: {e}");
+            return None;
+        }
+    };
+    let started = RedisHub::start(
         &c.redis,
         node.clone(),
         Arc::clone(&local),
+        Arc::clone(&links),
         call_timeout,
         timeout,
-    ) {
+    );
+    match started {
         Ok(hub) => {
             log!(
-                "cluster node {node} (advertised at {advertise}) on {}",
+                "cluster node {node} (advertised at {advertise}, links at {}) on {}",
+                links.addr,
                 c.redis
             );
-            Some((local, Arc::new(hub)))
+            links.set_registry(Arc::new(hub.clone()));
+            Some(Shared {
+                local,
+                hub: Arc::new(hub),
+                relay,
+                links: Some(links),
+            })
         }
         Err(e) => {
             log!("{e}");
@@ -460,16 +503,17 @@ async fn run(
         config.login_failures_per_tenant,
     );
     let sessions = Sessions::new(config.resume_window(), config.max_resumes_per_s);
-    let Some((local, hub)) = shared_state(&config, addr) else {
+    let Some(shared) = shared_state(&config, addr).await else {
         return 1;
     };
     let ctx = Arc::new(Ctx {
         config,
         sessions,
-        hub,
-        local,
+        hub: shared.hub,
+        local: shared.local,
         store,
-        relay: Arc::new(Relay::new()),
+        relay: shared.relay,
+        links: shared.links,
         conns: Connections::new(),
         tls,
         logins,

@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::handlers::{clip, Peer, Phase};
 use crate::hub::{ConnId, Hub, LocalSessions};
 use crate::limits::{Bucket, LoginLimiter};
+use crate::link::Links;
 use crate::log;
 use crate::outbox::{run_writer, Out, Outbox, State, CONTROL_LIMIT};
 use crate::random;
@@ -59,6 +60,8 @@ pub struct Ctx {
     pub local: Arc<LocalSessions>,
     pub store: Arc<dyn MeetingStore>,
     pub relay: Arc<Relay>,
+    /// The links to the other nodes, in a cluster.
+    pub links: Option<Arc<Links>>,
     pub conns: Connections,
     /// Set when the server speaks TLS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,

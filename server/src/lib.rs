@@ -31,6 +31,7 @@ pub mod conn;
 pub mod handlers;
 pub mod hub;
 pub mod limits;
+pub mod link;
 pub mod outbox;
 pub mod random;
 pub mod relay;

@@ -37,7 +37,8 @@ use crvm_proto::msg::xfer;
 use crvm_proto::{ServerMsg, XferKind};
 use parking_lot::Mutex;
 
-use crate::hub::ConnId;
+use crate::hub::{ConnId, Gen};
+use crate::link;
 use crate::outbox::{Out, Outbox};
 
 /// One side of a transfer or cmd: a connection and its outbox.
@@ -51,6 +52,40 @@ impl Endpoint {
     fn tell(&self, msg: &ServerMsg) {
         // A full or closing outbox takes care of its own connection.
         let _ = self.outbox.push_msg(msg);
+    }
+}
+
+/// Who sends a cmd or a stream: a session of this node, or one of another node of the cluster
+/// (whose relay state lives here, at the receiver's node), told through the link to its node.
+#[derive(Debug, Clone)]
+pub enum Sender {
+    Local(Endpoint),
+    Remote {
+        /// The session's generation: its identity here.
+        gen: Gen,
+        node: link::Peer,
+    },
+}
+
+impl Sender {
+    pub fn conn_id(&self) -> ConnId {
+        match self {
+            Sender::Local(e) => e.conn_id,
+            Sender::Remote { gen, .. } => *gen,
+        }
+    }
+
+    pub fn tell(&self, msg: &ServerMsg) {
+        match self {
+            Sender::Local(e) => e.tell(msg),
+            Sender::Remote { gen, node } => node.deliver(*gen, msg),
+        }
+    }
+}
+
+impl From<Endpoint> for Sender {
+    fn from(e: Endpoint) -> Sender {
+        Sender::Local(e)
     }
 }
 
@@ -71,7 +106,7 @@ pub struct Offer {
 #[derive(Debug)]
 struct Stream {
     offer: Offer,
-    sender: Endpoint,
+    sender: Sender,
     receiver: Endpoint,
     /// The receiver has been told (`incoming`) and the sender may send (`start`).
     started: bool,
@@ -86,7 +121,7 @@ struct Stream {
 /// A cmd the relay holds: delivered and unacknowledged, or waiting for room.
 #[derive(Debug)]
 struct Cmd {
-    sender: Endpoint,
+    sender: Sender,
     /// The sender's number of it.
     n: u64,
     len: usize,
@@ -213,7 +248,7 @@ impl State {
     /// receiver.
     fn remove(&mut self, sid: u64) -> Stream {
         let s = self.streams.remove(&sid).expect("caller checked");
-        if let Some(o) = self.outgoing.get_mut(&s.sender.conn_id) {
+        if let Some(o) = self.outgoing.get_mut(&s.sender.conn_id()) {
             o.streams -= 1;
         }
         let next = {
@@ -230,7 +265,7 @@ impl State {
         if let Some(next) = next {
             self.start(next);
         }
-        self.tidy(s.sender.conn_id);
+        self.tidy(s.sender.conn_id());
         s
     }
 }
@@ -246,12 +281,20 @@ impl Relay {
         Relay::default()
     }
 
+    /// A relay whose stream IDs start above `base`: in a cluster, each node's relay numbers
+    /// streams apart from the others' (a session may stream to several nodes at once).
+    pub fn with_sid_base(base: u64) -> Relay {
+        let relay = Relay::default();
+        relay.state.lock().next_sid = base;
+        relay
+    }
+
     /// A cmd numbered `n` from `sender` (user `from`) to `receiver`. Delivered at once if the
     /// receiver's window has room, else queued behind the others. `Err(code)` if it cannot be
     /// taken (1102: the receiver is going away); a sender over its window is a violation.
     pub fn cmd(
         &self,
-        sender: &Endpoint,
+        sender: &Sender,
         from: &str,
         n: u64,
         receiver: &Endpoint,
@@ -261,7 +304,7 @@ impl Relay {
         let len = data.len();
         let out = st
             .outgoing
-            .get(&sender.conn_id)
+            .get(&sender.conn_id())
             .copied()
             .unwrap_or_default();
         if !xfer::cmd_fits(out.cmds, out.cmd_bytes, len) {
@@ -272,7 +315,7 @@ impl Relay {
         if !receiver.outbox.accepts() {
             return Ok(Err(CRVIDEOSDK_SENDDATA_TARGETINVALID));
         }
-        let out = st.outgoing(sender.conn_id);
+        let out = st.outgoing(sender.conn_id());
         out.cmds += 1;
         out.cmd_bytes += len;
         let cmd = Cmd {
@@ -311,18 +354,19 @@ impl Relay {
     pub fn offer(
         &self,
         re: u64,
-        sender: Endpoint,
+        sender: impl Into<Sender>,
         receiver: Endpoint,
         offer: Offer,
     ) -> Result<u64, i32> {
+        let sender = sender.into();
         let mut st = self.state.lock();
         if !receiver.outbox.accepts() {
             return Err(CRVIDEOSDK_SENDDATA_TARGETINVALID);
         }
-        if st.outgoing(sender.conn_id).streams >= xfer::MAX_OUTGOING {
+        if st.outgoing(sender.conn_id()).streams >= xfer::MAX_OUTGOING {
             return Err(CRVIDEOSDK_SENDFAIL);
         }
-        st.outgoing(sender.conn_id).streams += 1;
+        st.outgoing(sender.conn_id()).streams += 1;
         st.next_sid += 1;
         let sid = st.next_sid;
         sender.tell(&ServerMsg::OfferOk { re, sid });
@@ -358,7 +402,7 @@ impl Relay {
         let Some(s) = st.streams.get_mut(&sid) else {
             return Ok(()); // ended meanwhile (receiver gone); the sender will hear of it
         };
-        if s.sender.conn_id != from {
+        if s.sender.conn_id() != from {
             return Err(Violation("data on a stream that is not yours"));
         }
         if !s.started {
@@ -384,7 +428,7 @@ impl Relay {
     pub fn data_end(&self, from: ConnId, sid: u64, hash: String) {
         let st = self.state.lock();
         if let Some(s) = st.streams.get(&sid) {
-            if s.sender.conn_id == from && s.started && !s.cancelling {
+            if s.sender.conn_id() == from && s.started && !s.cancelling {
                 s.receiver.tell(&ServerMsg::DataEnd { sid, hash });
             }
         }
@@ -425,17 +469,17 @@ impl Relay {
     /// The sender wants to abandon the stream. A stream still waiting for its receiver ends
     /// at once (its receiver never heard of it); otherwise the receiver decides (see the
     /// module doc).
-    pub fn cancel(&self, from: &Endpoint, sid: u64) {
+    pub fn cancel(&self, from: &Sender, sid: u64) {
         let mut st = self.state.lock();
         match st.streams.get_mut(&sid) {
-            Some(s) if s.sender.conn_id == from.conn_id && !s.started => {
+            Some(s) if s.sender.conn_id() == from.conn_id() && !s.started => {
                 st.remove(sid);
                 from.tell(&ServerMsg::CancelDone {
                     sid,
                     code: CRVIDEOSDK_NOERR,
                 });
             }
-            Some(s) if s.sender.conn_id == from.conn_id => {
+            Some(s) if s.sender.conn_id() == from.conn_id() => {
                 if !s.cancelling {
                     s.cancelling = true;
                     s.receiver.tell(&ServerMsg::Cancelled { sid });
@@ -480,10 +524,10 @@ impl Relay {
             for sid in incoming {
                 // Not through `remove`: this receiver's inbox is gone, nothing starts.
                 let s = st.streams.remove(&sid).expect("listed above");
-                if let Some(o) = st.outgoing.get_mut(&s.sender.conn_id) {
+                if let Some(o) = st.outgoing.get_mut(&s.sender.conn_id()) {
                     o.streams -= 1;
                 }
-                if s.sender.conn_id == conn_id {
+                if s.sender.conn_id() == conn_id {
                     continue;
                 }
                 let msg = if s.cancelling {
@@ -498,13 +542,13 @@ impl Relay {
                     }
                 };
                 s.sender.tell(&msg);
-                st.tidy(s.sender.conn_id);
+                st.tidy(s.sender.conn_id());
             }
         }
         let mut outgoing: Vec<u64> = st
             .streams
             .iter()
-            .filter(|(_, s)| s.sender.conn_id == conn_id)
+            .filter(|(_, s)| s.sender.conn_id() == conn_id)
             .map(|(sid, _)| *sid)
             .collect();
         outgoing.sort_unstable();
@@ -535,15 +579,15 @@ impl Relay {
 /// Tells the senders of `cmds` that they ended with `code`, one `cmd_done` per sender (its
 /// numbers in order), and frees their windows.
 fn finish_cmds(st: &mut State, cmds: Vec<Cmd>, code: i32) {
-    let mut by_sender: Vec<(Endpoint, Vec<u64>)> = Vec::new();
+    let mut by_sender: Vec<(Sender, Vec<u64>)> = Vec::new();
     for c in cmds {
-        if let Some(o) = st.outgoing.get_mut(&c.sender.conn_id) {
+        if let Some(o) = st.outgoing.get_mut(&c.sender.conn_id()) {
             o.cmds -= 1;
             o.cmd_bytes -= c.len;
         }
         match by_sender
             .iter_mut()
-            .find(|(e, _)| e.conn_id == c.sender.conn_id)
+            .find(|(e, _)| e.conn_id() == c.sender.conn_id())
         {
             Some((_, ns)) => ns.push(c.n),
             None => by_sender.push((c.sender, vec![c.n])),
@@ -553,10 +597,10 @@ fn finish_cmds(st: &mut State, cmds: Vec<Cmd>, code: i32) {
         sender.tell(&ServerMsg::CmdDone { ns, code });
         if st
             .outgoing
-            .get(&sender.conn_id)
+            .get(&sender.conn_id())
             .is_some_and(|o| o.cmds == 0 && o.streams == 0)
         {
-            st.outgoing.remove(&sender.conn_id);
+            st.outgoing.remove(&sender.conn_id());
         }
     }
 }
@@ -644,15 +688,15 @@ mod tests {
         let s1 = r
             .offer(1, a.clone(), b.clone(), offer(XferKind::Buffer, 10))
             .unwrap();
-        r.cancel(&a, s1);
+        r.cancel(&a.clone().into(), s1);
         r.cancel_ack(2, s1, 0);
         let s2 = r
             .offer(2, a.clone(), b.clone(), offer(XferKind::Buffer, 10))
             .unwrap();
-        r.cancel(&a, s2);
+        r.cancel(&a.clone().into(), s2);
         r.fin(2, s2, 0); // delivered before the cancel arrived
         r.cancel_ack(2, s2, 1104); // ignored: already answered
-        r.cancel(&a, 777);
+        r.cancel(&a.clone().into(), 777);
         let to_a: Vec<ServerMsg> = a
             .outbox
             .take_msgs()
@@ -773,7 +817,7 @@ mod tests {
             .unwrap();
         b.outbox.take_msgs();
         senders[4].outbox.take_msgs();
-        r.cancel(&senders[4], last);
+        r.cancel(&senders[4].clone().into(), last);
         assert_eq!(
             senders[4].outbox.take_msgs(),
             [ServerMsg::CancelDone { sid: last, code: 0 }]
@@ -792,9 +836,15 @@ mod tests {
         for i in 0..per {
             for (k, s) in senders.iter().enumerate() {
                 let from = format!("u{k}");
-                r.cmd(s, &from, i as u64 + 1, &b, vec![k as u8; 10])
-                    .unwrap()
-                    .unwrap();
+                r.cmd(
+                    &s.clone().into(),
+                    &from,
+                    i as u64 + 1,
+                    &b,
+                    vec![k as u8; 10],
+                )
+                .unwrap()
+                .unwrap();
             }
         }
         let mut seen = Vec::new();
@@ -839,7 +889,9 @@ mod tests {
         }
         assert_eq!(r.busy_senders(), 0);
         // An idle receiver's numbering goes on where it was.
-        r.cmd(&senders[0], "u0", 999, &b, vec![1]).unwrap().unwrap();
+        r.cmd(&senders[0].clone().into(), "u0", 999, &b, vec![1])
+            .unwrap()
+            .unwrap();
         assert_eq!(
             b.outbox.take_msgs(),
             [ServerMsg::CmdIn {
@@ -854,15 +906,18 @@ mod tests {
         let r = Relay::new();
         let (a, b) = (ep(1), ep(2));
         for n in 1..=xfer::CMD_WINDOW as u64 {
-            r.cmd(&a, "alice", n, &b, vec![1]).unwrap().unwrap();
+            r.cmd(&a.clone().into(), "alice", n, &b, vec![1])
+                .unwrap()
+                .unwrap();
         }
         assert!(
-            r.cmd(&a, "alice", 9999, &b, vec![1]).is_err(),
+            r.cmd(&a.clone().into(), "alice", 9999, &b, vec![1])
+                .is_err(),
             "over the window"
         );
         // The receiver goes: every cmd it had fails towards its sender, in one message.
         b.outbox.close();
-        assert_eq!(r.cmd(&ep(3), "carol", 1, &b, vec![1]), Ok(Err(1102)));
+        assert_eq!(r.cmd(&ep(3).into(), "carol", 1, &b, vec![1]), Ok(Err(1102)));
         r.session_ended(2);
         let msgs = a.outbox.take_msgs();
         assert_eq!(msgs.len(), 1);

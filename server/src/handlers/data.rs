@@ -1,4 +1,6 @@
-//! Cmds and the streams of buffers and files (SPEC §3.5), routed by [`crate::relay`].
+//! Cmds and the streams of buffers and files (SPEC §3.5), routed by [`crate::relay`] — or, when
+//! the receiver is on another node of a cluster, over the link to that node
+//! ([`crate::link`]), whose relay then runs the transfer.
 
 use crvm_proto::error::{
     CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_MEETPARAM_ERR, CRVIDEOSDK_SENDDATA_TARGETINVALID,
@@ -7,23 +9,36 @@ use crvm_proto::{FrameRef, ServerMsg, XferKind};
 
 use super::{Peer, User};
 use crate::conn::End;
-use crate::relay::{Endpoint, Offer};
+use crate::link::{self, Msg};
+use crate::relay::{Endpoint, Offer, Sender};
+
+/// Where a receiver is.
+enum Route {
+    Here(Endpoint),
+    /// On another node, reached through its link.
+    There(link::Peer),
+}
 
 impl Peer {
-    pub(super) fn endpoint(&self) -> Endpoint {
-        Endpoint {
+    /// This session as the sender of a cmd or stream.
+    pub(super) fn sender(&self) -> Sender {
+        Sender::Local(Endpoint {
             conn_id: self.id,
             outbox: self.outbox.clone(),
-        }
+        })
     }
 
-    /// The session `to` is logged in with, as the relay's endpoint.
-    fn receiver(&self, user: &User, to: &str) -> Option<Endpoint> {
-        let (_, local) = self.ctx.local.find(&user.tenant, to)?;
-        Some(Endpoint {
-            conn_id: local.conn_id,
-            outbox: local.outbox,
-        })
+    /// Where `to`'s session is, if anywhere.
+    async fn route(&self, user: &User, to: &str) -> Option<Route> {
+        if let Some((_, local)) = self.ctx.local.find(&user.tenant, to) {
+            return Some(Route::Here(Endpoint {
+                conn_id: local.conn_id,
+                outbox: local.outbox,
+            }));
+        }
+        let links = self.ctx.links.as_ref()?;
+        let node = links.route(self.ctx.hub.as_ref(), &user.tenant, to).await?;
+        Some(Route::There(links.peer(&node).await?))
     }
 
     /// The outcome of this connection's cmd `n`.
@@ -32,17 +47,25 @@ impl Peer {
     }
 
     /// A cmd (fields already checked): routed to its target's session, or answered at once.
-    pub(super) fn cmd(&self, user: &User, n: u64, to: &str, data: &[u8]) -> Option<End> {
+    pub(super) async fn cmd(&self, user: &User, n: u64, to: &str, data: &[u8]) -> Option<End> {
         if to == user.user_id {
             self.cmd_done(n, CRVIDEOSDK_MEETPARAM_ERR);
             return None;
         }
-        let Some(receiver) = self.receiver(user, to) else {
-            self.cmd_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
-            return None;
+        let receiver = match self.route(user, to).await {
+            None => {
+                self.cmd_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
+                return None;
+            }
+            Some(Route::There(peer)) => {
+                let links = self.ctx.links.as_ref().expect("routed over a link");
+                links.cmd(&peer, user.gen, &user.tenant, &user.user_id, to, n, data);
+                return None;
+            }
+            Some(Route::Here(receiver)) => receiver,
         };
         let relay = &self.ctx.relay;
-        match relay.cmd(&self.endpoint(), &user.user_id, n, &receiver, data.to_vec()) {
+        match relay.cmd(&self.sender(), &user.user_id, n, &receiver, data.to_vec()) {
             Ok(Ok(())) => None,
             Ok(Err(code)) => {
                 self.cmd_done(n, code);
@@ -55,7 +78,7 @@ impl Peer {
     /// An offer (fields already checked): the relay answers `offer_ok` and starts the stream
     /// when its receiver has room; failures are answered here.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn offer(
+    pub(super) async fn offer(
         &self,
         user: &User,
         id: u64,
@@ -69,9 +92,6 @@ impl Peer {
         if kind == XferKind::Cmd || to == user.user_id {
             return self.reply(id, CRVIDEOSDK_MEETPARAM_ERR);
         }
-        let Some(receiver) = self.receiver(user, &to) else {
-            return self.reply(id, CRVIDEOSDK_SENDDATA_TARGETINVALID);
-        };
         let offer = Offer {
             task,
             from: user.user_id.clone(),
@@ -79,20 +99,50 @@ impl Peer {
             size,
             name,
         };
-        if let Err(code) = self.ctx.relay.offer(id, self.endpoint(), receiver, offer) {
-            self.reply(id, code);
+        match self.route(user, &to).await {
+            None => self.reply(id, CRVIDEOSDK_SENDDATA_TARGETINVALID),
+            Some(Route::There(peer)) => {
+                let links = self.ctx.links.as_ref().expect("routed over a link");
+                links.offer(&peer, user.gen, &user.tenant, &to, id, offer);
+            }
+            Some(Route::Here(receiver)) => {
+                if let Err(code) = self.ctx.relay.offer(id, self.sender(), receiver, offer) {
+                    self.reply(id, code);
+                }
+            }
+        }
+    }
+
+    /// A stream message of this session for another node's relay: forwarded, and `true`.
+    pub(super) fn forwarded(&self, user: &User, sid: u64, msg: impl FnOnce(String) -> Msg) -> bool {
+        self.forwarded_with(user, sid, msg, &[])
+    }
+
+    fn forwarded_with(
+        &self,
+        user: &User,
+        sid: u64,
+        msg: impl FnOnce(String) -> Msg,
+        att: &[u8],
+    ) -> bool {
+        match &self.ctx.links {
+            Some(links) => links.forward(user.gen, sid, msg, att),
+            None => false,
         }
     }
 
     /// A data frame of one of this connection's streams. `Some` ends the connection.
     pub fn on_data(&self, frame: FrameRef<'_>) -> Option<End> {
-        if !matches!(self.phase, super::Phase::LoggedIn(_)) {
+        let super::Phase::LoggedIn(user) = &self.phase else {
             return Some(self.close(
                 crvm_proto::error::CRVIDEOSDK_NOT_LOGIN,
                 "log in first".into(),
             ));
-        }
+        };
         let (sid, _) = frame.data();
+        if self.forwarded_with(user, sid, |from| Msg::Data { from, sid }, frame.payload) {
+            return None;
+        }
         match self.ctx.relay.data(self.id, sid, frame.payload) {
             Ok(()) => None,
             Err(v) => Some(self.close(CRVIDEOSDK_ERR_DATA, v.0.into())),

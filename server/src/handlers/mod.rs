@@ -25,6 +25,7 @@ use crvm_proto::{ClientMsg, Op, ServerMsg, SizeLimits};
 
 use crate::conn::{Ctx, End, ResumeReq};
 use crate::hub::{ConnId, Gen};
+use crate::link::Msg;
 use crate::outbox::{Out, Outbox};
 
 /// Where a connection is in its life.
@@ -123,17 +124,22 @@ impl Peer {
                 Some(self.close(CRVIDEOSDK_ERR_DATA, "resume while logged in".into()))
             }
             ClientMsg::Req { id, op } => self.op(user, id, op).await,
-            ClientMsg::Cmd { n, to } => self.cmd(user, n, &to, attachment),
+            ClientMsg::Cmd { n, to } => self.cmd(user, n, &to, attachment).await,
             ClientMsg::CmdAck { upto } => {
                 self.ctx.relay.cmd_ack(self.id, upto);
                 None
             }
             ClientMsg::DataEnd { sid, hash } => {
-                self.ctx.relay.data_end(self.id, sid, hash);
+                let h = hash.clone();
+                if !self.forwarded(user, sid, |from| Msg::DataEnd { from, sid, hash: h }) {
+                    self.ctx.relay.data_end(self.id, sid, hash);
+                }
                 None
             }
             ClientMsg::Cancel { sid } => {
-                self.ctx.relay.cancel(&self.endpoint(), sid);
+                if !self.forwarded(user, sid, |from| Msg::Cancel { from, sid }) {
+                    self.ctx.relay.cancel(&self.sender(), sid);
+                }
                 None
             }
             ClientMsg::Ack { sid, bytes } => {
@@ -175,7 +181,7 @@ impl Peer {
                 kind,
                 size,
                 name,
-            } => self.offer(user, id, task, to, kind, size, name),
+            } => self.offer(user, id, task, to, kind, size, name).await,
         }
         None
     }
@@ -258,6 +264,9 @@ impl Peer {
         }
         self.ctx.local.remove(user.gen);
         self.ctx.relay.session_ended(self.id);
+        if let Some(links) = &self.ctx.links {
+            links.session_ended(user.gen);
+        }
         Some(user)
     }
 }

@@ -12,6 +12,7 @@
 --   crvm:np:<node>          the generation prefix the node owns (hex)
 --   crvm:pn:<prefix>        the node that owns a prefix
 --   crvm:ns:<node>          hash gen -> [t, u]: the sessions of a node
+--   crvm:link:<node>        "addr key": where the node's links listen, and their key
 --   crvm:u:#t:t:u           hash node, gen, st (1 online, 2 in a call), dnd, call
 --   crvm:on:#t:t            zset (score 0) of online users: the status list, sorted
 --   crvm:c:#t:t:c           hash caller, callee, meet, connected (0/1), serial, timer
@@ -155,8 +156,15 @@ local function reap(fx, node)
   local s = redis.call('HGETALL', nkey(node))
   local p = redis.call('GET', 'crvm:np:' .. node)
   if p and redis.call('GET', 'crvm:pn:' .. p) == node then redis.call('DEL', 'crvm:pn:' .. p) end
-  redis.call('ZREM', 'crvm:beats', node)
-  redis.call('DEL', nkey(node), 'crvm:np:' .. node)
+  local known = redis.call('ZREM', 'crvm:beats', node) == 1
+  redis.call('DEL', nkey(node), 'crvm:np:' .. node, 'crvm:link:' .. node)
+  -- The others end what they had in flight with it (a node unknown here, e.g. after Redis
+  -- lost its data, had nothing to end).
+  if known then
+    for _, n in ipairs(redis.call('ZRANGE', 'crvm:beats', 0, -1)) do
+      fx.add(n, { k = 'node_gone', node = node })
+    end
+  end
   for i = 1, #s, 2 do
     local tu = cjson.decode(s[i + 1])
     remove_session(fx, tu[1], tu[2], s[i])
@@ -164,7 +172,7 @@ local function reap(fx, node)
   return #s / 2
 end
 
--- join(node, prefix, new_epoch) -> {epoch, ok}: makes `node` a live member with no sessions
+-- join(node, prefix, new_epoch, link) -> {epoch, ok}: makes `node` a live member with no sessions
 -- (whatever an earlier instance of it left ends now). The epoch is created when missing (an
 -- empty Redis). ok = 0 when another node owns `prefix`.
 redis.register_function('crvm_join', function(_, a)
@@ -180,6 +188,7 @@ redis.register_function('crvm_join', function(_, a)
   reap(fx, node)
   redis.call('SET', 'crvm:pn:' .. prefix, node)
   redis.call('SET', 'crvm:np:' .. node, prefix)
+  redis.call('SET', 'crvm:link:' .. node, a[4])
   redis.call('ZADD', 'crvm:beats', now_ms(), node)
   fx.publish()
   return { epoch, 1 }

@@ -66,7 +66,9 @@ impl LocalSessions {
 
     /// A node of a cluster: a random prefix, which the cluster makes sure no other node has.
     pub fn for_cluster() -> LocalSessions {
-        LocalSessions::new(crate::random::next_u64())
+        let local = LocalSessions::new(0);
+        local.new_prefix();
+        local
     }
 
     /// The prefix of this node's generations.
@@ -76,8 +78,10 @@ impl LocalSessions {
 
     /// Draws another prefix (another node of the cluster has this one).
     pub fn new_prefix(&self) {
-        self.prefix
-            .store(crate::random::next_u64() & PREFIX_MASK, Ordering::Relaxed);
+        // Never 0, so that a generation is never a small number (the relay tells remote
+        // senders, known by generation, from local ones, known by connection ID).
+        let p = 1 + crate::random::below(PREFIX_MASK);
+        self.prefix.store(p, Ordering::Relaxed);
     }
 
     /// A generation for a new login, unique in the cluster.
@@ -137,7 +141,7 @@ impl LocalSessions {
             | Effect::Kick { gen }
             | Effect::Drop { gen }
             | Effect::Notify { gen, .. } => *gen,
-            Effect::Status { .. } => return Some(effect),
+            Effect::Status { .. } | Effect::NodeGone { .. } => return Some(effect),
         };
         let mut s = self.inner.lock();
         match s.by_gen.get_mut(&gen).and_then(|e| e.held.as_mut()) {
@@ -257,6 +261,8 @@ impl LocalSessions {
                 self.end(gen, CRVIDEOSDK_USER_BEEN_KICKOUT, "logged in elsewhere")
             }
             Effect::Drop { gen } => self.end(gen, CRVIDEOSDK_CONNECTIONLOST, "session lost"),
+            // The node links' business (see `RedisHub`); nothing for a session.
+            Effect::NodeGone { .. } => {}
         }
     }
 

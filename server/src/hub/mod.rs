@@ -67,6 +67,8 @@ pub enum Effect {
         #[serde(with = "as_text")]
         gen: Gen,
     },
+    /// Node `node` was declared dead: everything in flight with it ends (the node links).
+    NodeGone { node: String },
     /// Session `gen` ended in the shared state without its node asking (the node was thought
     /// dead, or the shared state lost it): `close{207}`.
     Drop {

@@ -28,6 +28,7 @@ use super::{
     CallRequest, CallStore, Directory, Effect, Gen, LocalSessions, Location, Login, PresenceStore,
     Requester,
 };
+use crate::link::{Links, Registry};
 use crate::log;
 use crate::random;
 
@@ -55,6 +56,7 @@ struct Inner {
     conn: ConnectionManager,
     node: String,
     local: Arc<LocalSessions>,
+    links: Arc<Links>,
     call_timeout_ms: u64,
     node_timeout: Duration,
     /// Logins are taken only while this is set: joined, and Redis reached within the timeout.
@@ -82,6 +84,7 @@ impl RedisHub {
         url: &str,
         node: String,
         local: Arc<LocalSessions>,
+        links: Arc<Links>,
         call_timeout: Duration,
         node_timeout: Duration,
     ) -> Result<RedisHub, String> {
@@ -101,6 +104,7 @@ impl RedisHub {
                 conn,
                 node,
                 local,
+                links,
                 call_timeout_ms: call_timeout.as_millis() as u64,
                 node_timeout,
                 up: AtomicBool::new(false),
@@ -202,7 +206,7 @@ impl RedisHub {
             let mut stream = ps.into_on_message();
             while let Some(msg) = stream.next().await {
                 match serde_json::from_slice::<Vec<Effect>>(msg.get_payload_bytes()) {
-                    Ok(effects) => effects.into_iter().for_each(|e| self.inner.local.apply(e)),
+                    Ok(effects) => effects.into_iter().for_each(|e| self.apply(e)),
                     Err(e) => log!("cluster: bad message on {channel}: {e}"),
                 }
             }
@@ -210,6 +214,15 @@ impl RedisHub {
             log!("cluster: subscription lost; resubscribing");
             self.inner.subscribed.store(false, Ordering::Release);
             self.inner.membership.lock().resync = true;
+        }
+    }
+
+    /// Applies one effect from this node's channel.
+    fn apply(&self, effect: Effect) {
+        match effect {
+            Effect::NodeGone { node } if node != self.inner.node => self.inner.links.lost(&node),
+            Effect::NodeGone { .. } => {}
+            e => self.inner.local.apply(e),
         }
     }
 
@@ -303,7 +316,8 @@ impl RedisHub {
         self.load_library().await?;
         loop {
             let prefix = format!("{:x}", self.inner.local.prefix());
-            let args = (self.node(), prefix, random::hex(32));
+            let link = format!("{} {}", self.inner.links.addr, self.inner.links.key());
+            let args = (self.node(), prefix, random::hex(32), link);
             let (epoch, ok): (String, i64) = self.fcall("crvm_join", args).await?;
             if ok == 1 {
                 let mut m = self.inner.membership.lock();
@@ -376,6 +390,21 @@ impl RedisHub {
             Ok(code) => Err(code),
             Err(Failed) => Err(CRVIDEOSDK_SERVER_EXCEPTION),
         }
+    }
+}
+
+#[async_trait]
+impl Registry for RedisHub {
+    async fn lookup(&self, node: &str) -> Option<(String, String)> {
+        let mut conn = self.inner.conn.clone();
+        let v: Option<String> = redis::cmd("GET")
+            .arg(format!("crvm:link:{node}"))
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        let v = v?;
+        let (addr, key) = v.split_once(' ')?;
+        Some((addr.to_owned(), key.to_owned()))
     }
 }
 

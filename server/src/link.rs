@@ -1,0 +1,701 @@
+//! Node-to-node links of a cluster (SPEC §4.1): cmds, buffers and files between users on
+//! different nodes go straight from node to node, never through Redis, with the same flow
+//! control as on one node.
+//!
+//! The relay state of a transfer lives at the **receiver's** node: the sender's node forwards
+//! what its session sends (`cmd`, `offer`, data, `data_end`, `cancel`) over its link to that
+//! node, whose relay treats the sender as a [`Sender::Remote`] and tells it everything
+//! (`cmd_done`, `offer_ok`, `start`, progress, `xfer_end`, …) back over the link in the other
+//! direction. The windows are enforced there, by the same code as for local senders.
+//!
+//! Each node sends only on connections it dialled (one per peer node, so what one session sends
+//! keeps its order) and reads those it accepted; a connection opens with the dialler's name and
+//! the key the accepting node published in Redis. When either direction to a node breaks, or
+//! the cluster declares the node dead, both directions are closed and everything in flight
+//! with that node ends once: this node's senders hear 1102 for their cmds, offers and streams
+//! towards it; its senders' streams to receivers here are cancelled.
+//!
+//! Frame: `u32` length of the rest, `u32` length of the JSON message, the message ([`Msg`]),
+//! then its attachment (a cmd's bytes, a data chunk).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_SENDDATA_TARGETINVALID};
+use crvm_proto::{ServerMsg, XferKind};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Notify};
+
+use crate::auth::ct_eq;
+use crate::hub::{Directory, Gen, LocalSessions};
+use crate::log;
+use crate::relay::{Endpoint, Offer, Relay, Sender};
+
+/// Largest frame a link accepts: a data chunk or a cmd with its message.
+const MAX_FRAME: usize = 8 * 1024 * 1024;
+
+/// What travels on a link. Generations travel as text, like everywhere in the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Msg {
+    /// First frame of a connection: who dials, with the key of the node it dials.
+    Hello {
+        node: String,
+        key: String,
+    },
+    /// A message for session `gen` of the receiving node (from its relay state over there).
+    Deliver {
+        gen: String,
+        msg: ServerMsg,
+    },
+    /// Session `from` (user `user`) sends cmd `n` to user `to` of `tenant`, whose session is
+    /// on the receiving node; the attachment is the cmd.
+    Cmd {
+        from: String,
+        tenant: String,
+        user: String,
+        to: String,
+        n: u64,
+    },
+    /// Session `from` offers a stream to user `to` of `tenant` (request `re`).
+    Offer {
+        from: String,
+        tenant: String,
+        to: String,
+        re: u64,
+        task: String,
+        user: String,
+        kind: XferKind,
+        size: u64,
+        name: String,
+    },
+    /// A data frame of session `from`'s stream; the attachment is the frame's payload.
+    Data {
+        from: String,
+        sid: u64,
+    },
+    DataEnd {
+        from: String,
+        sid: u64,
+        hash: String,
+    },
+    Cancel {
+        from: String,
+        sid: u64,
+    },
+    /// Session `gen` of the sending node ended: its streams here are cancelled.
+    Ended {
+        gen: String,
+    },
+    /// Session `gen` of the receiving node broke the protocol here: close it.
+    Violation {
+        gen: String,
+        what: String,
+    },
+}
+
+/// The sending half of the link to one node.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    node: Arc<str>,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl Peer {
+    /// Queues `msg` (and its attachment) to the node; dropped if the link is gone (its loss
+    /// ends everything it carried).
+    pub fn send(&self, msg: &Msg, attachment: &[u8]) {
+        let _ = self.tx.send(encode(msg, attachment));
+    }
+
+    /// Tells session `gen` of that node `msg`.
+    pub fn deliver(&self, gen: Gen, msg: &ServerMsg) {
+        self.send(
+            &Msg::Deliver {
+                gen: gen.to_string(),
+                msg: msg.clone(),
+            },
+            &[],
+        );
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+}
+
+fn encode(msg: &Msg, attachment: &[u8]) -> Vec<u8> {
+    let json = serde_json::to_vec(msg).expect("link messages serialize");
+    let mut f = Vec::with_capacity(8 + json.len() + attachment.len());
+    f.extend_from_slice(&((4 + json.len() + attachment.len()) as u32).to_be_bytes());
+    f.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    f.extend_from_slice(&json);
+    f.extend_from_slice(attachment);
+    f
+}
+
+/// Reads one frame: its message and attachment. `None` at the end or on a bad frame.
+async fn read_frame(rd: &mut (impl AsyncReadExt + Unpin)) -> Option<(Msg, Vec<u8>)> {
+    let mut len = [0u8; 4];
+    rd.read_exact(&mut len).await.ok()?;
+    let len = u32::from_be_bytes(len) as usize;
+    if !(4..=MAX_FRAME).contains(&len) {
+        return None;
+    }
+    let mut buf = vec![0u8; len];
+    rd.read_exact(&mut buf).await.ok()?;
+    let json_len = u32::from_be_bytes(buf[..4].try_into().ok()?) as usize;
+    if json_len > len - 4 {
+        return None;
+    }
+    let msg = serde_json::from_slice(&buf[4..4 + json_len]).ok()?;
+    buf.drain(..4 + json_len);
+    Some((msg, buf))
+}
+
+/// What this node's sessions have in flight towards one other node.
+#[derive(Debug, Default)]
+struct Towards {
+    /// Cmd numbers sent and not yet done.
+    cmds: HashSet<u64>,
+    /// Offers sent and not yet answered (their request IDs).
+    offers: Vec<u64>,
+    /// Streams the other node's relay numbered for us.
+    streams: HashSet<u64>,
+}
+
+impl Towards {
+    fn is_empty(&self) -> bool {
+        self.cmds.is_empty() && self.offers.is_empty() && self.streams.is_empty()
+    }
+}
+
+/// Where to reach a node's links, from Redis.
+#[async_trait::async_trait]
+pub trait Registry: Send + Sync {
+    /// The link address and key of `node`, if it is a live member.
+    async fn lookup(&self, node: &str) -> Option<(String, String)>;
+}
+
+/// The links of this node.
+pub struct Links {
+    node: String,
+    /// What a dialler must present.
+    key: String,
+    /// Where this node's links listen.
+    pub addr: SocketAddr,
+    local: Arc<LocalSessions>,
+    relay: Arc<Relay>,
+    registry: OnceLock<Arc<dyn Registry>>,
+    peers: Mutex<HashMap<String, Peer>>,
+    /// Per accepted connection's node: a way to close it.
+    accepted: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Per local sending session, what it has in flight towards each node.
+    senders: Mutex<HashMap<Gen, HashMap<String, Towards>>>,
+    /// Per node, its sessions that have relay state here.
+    proxies: Mutex<HashMap<String, HashSet<Gen>>>,
+    /// (tenant, user) → the node their session is on, for routing.
+    routes: Mutex<HashMap<(String, String), String>>,
+    /// The node is stopping: no more links.
+    closing: AtomicBool,
+}
+
+impl Links {
+    /// Binds the link listener on `ip` (any port) and starts accepting.
+    pub async fn start(
+        node: String,
+        ip: std::net::IpAddr,
+        local: Arc<LocalSessions>,
+        relay: Arc<Relay>,
+    ) -> std::io::Result<Arc<Links>> {
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
+        let links = Arc::new(Links {
+            node,
+            key: crate::random::hex(32),
+            addr: listener.local_addr()?,
+            local,
+            relay,
+            registry: OnceLock::new(),
+            peers: Mutex::default(),
+            accepted: Mutex::default(),
+            senders: Mutex::default(),
+            proxies: Mutex::default(),
+            routes: Mutex::default(),
+            closing: AtomicBool::new(false),
+        });
+        tokio::spawn(Arc::clone(&links).accept(listener));
+        Ok(links)
+    }
+
+    /// The key a node dialling this one must present.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn set_registry(&self, registry: Arc<dyn Registry>) {
+        let _ = self.registry.set(registry);
+    }
+
+    async fn accept(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(Arc::clone(&self).serve(stream));
+                }
+                Err(e) => {
+                    log!("cluster: accepting a node link failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Reads an accepted connection: a hello, then messages until it ends.
+    async fn serve(self: Arc<Self>, stream: TcpStream) {
+        let (mut rd, _wr) = stream.into_split();
+        let node = match read_frame(&mut rd).await {
+            Some((Msg::Hello { node, key }, _)) if ct_eq(key.as_bytes(), self.key.as_bytes()) => {
+                node
+            }
+            _ => return,
+        };
+        let stop = Arc::new(Notify::new());
+        if let Some(old) = self.accepted.lock().insert(node.clone(), Arc::clone(&stop)) {
+            old.notify_one();
+        }
+        loop {
+            tokio::select! {
+                f = read_frame(&mut rd) => match f {
+                    Some((msg, att)) => self.handle(&node, msg, att).await,
+                    None => break,
+                },
+                _ = stop.notified() => return,
+            }
+        }
+        self.lost(&node);
+    }
+
+    /// The link to `node`, dialled if there is none.
+    pub async fn peer(self: &Arc<Self>, node: &str) -> Option<Peer> {
+        if let Some(p) = self.peers.lock().get(node) {
+            return Some(p.clone());
+        }
+        if self.closing.load(Ordering::Acquire) {
+            return None;
+        }
+        let (addr, key) = self.registry.get()?.lookup(node).await?;
+        let stream = TcpStream::connect(addr.as_str()).await.ok()?;
+        let _ = stream.set_nodelay(true);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let peer = Peer {
+            node: node.into(),
+            tx,
+        };
+        let mut peers = self.peers.lock();
+        if let Some(p) = peers.get(node) {
+            return Some(p.clone()); // dialled meanwhile by another task
+        }
+        peer.send(
+            &Msg::Hello {
+                node: self.node.clone(),
+                key,
+            },
+            &[],
+        );
+        peers.insert(node.to_owned(), peer.clone());
+        drop(peers);
+        let (links, name) = (Arc::clone(self), node.to_owned());
+        tokio::spawn(async move {
+            write_link(stream, rx).await;
+            links.lost(&name);
+        });
+        Some(peer)
+    }
+
+    /// `node` is gone (a link to it broke, or the cluster declared it dead): both directions
+    /// close, and everything in flight with it ends, once.
+    pub fn lost(&self, node: &str) {
+        let dialled = self.peers.lock().remove(node);
+        self.forget_routes(node);
+        if let Some(stop) = self.accepted.lock().remove(node) {
+            stop.notify_one();
+        }
+        // Our senders' cmds, offers and streams towards it.
+        let mut failed = Vec::new();
+        {
+            let mut senders = self.senders.lock();
+            for (gen, towards) in senders.iter_mut() {
+                if let Some(t) = towards.remove(node) {
+                    failed.push((*gen, t));
+                }
+            }
+            senders.retain(|_, t| !t.is_empty());
+        }
+        let code = CRVIDEOSDK_SENDDATA_TARGETINVALID;
+        for (gen, t) in failed {
+            let Some(l) = self.local.get(gen) else {
+                continue;
+            };
+            if !t.cmds.is_empty() {
+                let mut ns: Vec<u64> = t.cmds.into_iter().collect();
+                ns.sort_unstable();
+                let _ = l.outbox.push_msg(&ServerMsg::CmdDone { ns, code });
+            }
+            for re in t.offers {
+                let _ = l.outbox.push_msg(&ServerMsg::Reply { re, code });
+            }
+            let mut sids: Vec<u64> = t.streams.into_iter().collect();
+            sids.sort_unstable();
+            for sid in sids {
+                let _ = l.outbox.push_msg(&ServerMsg::XferEnd { sid, code });
+            }
+        }
+        // Its senders' streams and cmds here.
+        let proxies = self.proxies.lock().remove(node).unwrap_or_default();
+        for gen in proxies {
+            self.relay.session_ended(gen);
+        }
+        if dialled.is_some() {
+            log!("cluster: link to node {node} closed");
+        }
+    }
+
+    /// Stops taking links (the node is shutting down).
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        let nodes: Vec<String> = self.peers.lock().keys().cloned().collect();
+        for n in nodes {
+            self.lost(&n);
+        }
+    }
+
+    fn towards<R>(&self, gen: Gen, node: &str, f: impl FnOnce(&mut Towards) -> R) -> R {
+        let mut senders = self.senders.lock();
+        let t = senders
+            .entry(gen)
+            .or_default()
+            .entry(node.to_owned())
+            .or_default();
+        f(t)
+    }
+
+    /// The node user `to` of `tenant` is on, if another: remembered until a cmd or offer to
+    /// that node fails with 1102 or the node is lost, else looked up in the directory.
+    pub async fn route(&self, dir: &dyn Directory, tenant: &str, to: &str) -> Option<String> {
+        let key = (tenant.to_owned(), to.to_owned());
+        if let Some(node) = self.routes.lock().get(&key) {
+            return Some(node.clone());
+        }
+        let loc = dir.locate(tenant, to).await.ok()??;
+        if loc.node == self.node {
+            return None; // leaving or arriving here: not a session to route to
+        }
+        self.routes.lock().insert(key, loc.node.clone());
+        Some(loc.node)
+    }
+
+    fn forget_routes(&self, node: &str) {
+        self.routes.lock().retain(|_, n| n != node);
+    }
+
+    /// Local session `gen` (user `user` of `tenant`) sends cmd `n` to user `to` on `peer`'s node.
+    #[allow(clippy::too_many_arguments)]
+    pub fn cmd(
+        &self,
+        peer: &Peer,
+        gen: Gen,
+        tenant: &str,
+        user: &str,
+        to: &str,
+        n: u64,
+        data: &[u8],
+    ) {
+        self.towards(gen, peer.node(), |t| t.cmds.insert(n));
+        let msg = Msg::Cmd {
+            from: gen.to_string(),
+            tenant: tenant.to_owned(),
+            user: user.to_owned(),
+            to: to.to_owned(),
+            n,
+        };
+        peer.send(&msg, data);
+    }
+
+    /// Local session `gen` offers a stream to user `to` of `tenant` on `peer`'s node.
+    pub fn offer(&self, peer: &Peer, gen: Gen, tenant: &str, to: &str, re: u64, offer: Offer) {
+        self.towards(gen, peer.node(), |t| t.offers.push(re));
+        let msg = Msg::Offer {
+            from: gen.to_string(),
+            tenant: tenant.to_owned(),
+            to: to.to_owned(),
+            re,
+            task: offer.task,
+            user: offer.from,
+            kind: offer.kind,
+            size: offer.size,
+            name: offer.name,
+        };
+        peer.send(&msg, &[]);
+    }
+
+    /// The node that numbered local session `gen`'s stream `sid`, if another.
+    fn stream_node(&self, gen: Gen, sid: u64) -> Option<String> {
+        let senders = self.senders.lock();
+        senders
+            .get(&gen)?
+            .iter()
+            .find(|(_, t)| t.streams.contains(&sid))
+            .map(|(n, _)| n.clone())
+    }
+
+    /// Forwards a stream message of local session `gen` if its stream is another node's.
+    /// Returns whether it did (else the stream is this node's relay's).
+    pub fn forward(&self, gen: Gen, sid: u64, msg: impl FnOnce(String) -> Msg, att: &[u8]) -> bool {
+        let Some(node) = self.stream_node(gen, sid) else {
+            return false;
+        };
+        if let Some(peer) = self.peers.lock().get(&node) {
+            peer.send(&msg(gen.to_string()), att);
+        }
+        true
+    }
+
+    /// Local session `gen` ended: the nodes it has streams or cmds with are told.
+    pub fn session_ended(&self, gen: Gen) {
+        let Some(towards) = self.senders.lock().remove(&gen) else {
+            return;
+        };
+        let peers = self.peers.lock();
+        for node in towards.keys() {
+            if let Some(p) = peers.get(node) {
+                p.send(
+                    &Msg::Ended {
+                        gen: gen.to_string(),
+                    },
+                    &[],
+                );
+            }
+        }
+    }
+
+    /// Something for local session `gen` from `node`'s relay: it passes, and what it settles is
+    /// struck from the books of what is in flight towards that node.
+    fn delivered(&self, node: &str, gen: Gen, msg: &ServerMsg) {
+        let gone = CRVIDEOSDK_SENDDATA_TARGETINVALID;
+        if matches!(msg, ServerMsg::CmdDone { code, .. } | ServerMsg::Reply { code, .. } if *code == gone)
+        {
+            // The user may have moved: look them up again next time.
+            self.forget_routes(node);
+        }
+        {
+            let mut senders = self.senders.lock();
+            if let Some(t) = senders.get_mut(&gen).and_then(|m| m.get_mut(node)) {
+                match msg {
+                    ServerMsg::CmdDone { ns, .. } => {
+                        for n in ns {
+                            t.cmds.remove(n);
+                        }
+                    }
+                    ServerMsg::OfferOk { re, sid } => {
+                        t.offers.retain(|r| r != re);
+                        t.streams.insert(*sid);
+                    }
+                    ServerMsg::Reply { re, .. } => t.offers.retain(|r| r != re),
+                    ServerMsg::XferEnd { sid, .. } | ServerMsg::CancelDone { sid, .. } => {
+                        t.streams.remove(sid);
+                    }
+                    _ => {}
+                }
+                if t.is_empty() {
+                    if let Some(m) = senders.get_mut(&gen) {
+                        m.remove(node);
+                        if m.is_empty() {
+                            senders.remove(&gen);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(l) = self.local.get(gen) {
+            let _ = l.outbox.push_msg(msg);
+        }
+    }
+
+    /// A remote sender, recorded so that its node's loss ends its relay state here.
+    fn sender(&self, node: &str, gen: Gen) -> Option<Sender> {
+        let peer = self.peers.lock().get(node).cloned()?;
+        self.proxies
+            .lock()
+            .entry(node.to_owned())
+            .or_default()
+            .insert(gen);
+        Some(Sender::Remote { gen, node: peer })
+    }
+
+    /// The session of user `to` of `tenant` on this node, as a receiver.
+    fn receiver(&self, tenant: &str, to: &str) -> Option<Endpoint> {
+        let (_, l) = self.local.find(tenant, to)?;
+        Some(Endpoint {
+            conn_id: l.conn_id,
+            outbox: l.outbox,
+        })
+    }
+
+    async fn handle(self: &Arc<Self>, node: &str, msg: Msg, att: Vec<u8>) {
+        let gen = |g: &str| g.parse::<Gen>().ok();
+        match msg {
+            Msg::Hello { .. } => {}
+            Msg::Deliver { gen: g, msg } => {
+                if let Some(g) = gen(&g) {
+                    self.delivered(node, g, &msg);
+                }
+            }
+            Msg::Violation { gen: g, what } => {
+                if let Some(l) = gen(&g).and_then(|g| self.local.get(g)) {
+                    l.outbox.close_with(&ServerMsg::Close {
+                        code: CRVIDEOSDK_ERR_DATA,
+                        reason: what,
+                    });
+                }
+            }
+            Msg::Cmd {
+                from,
+                tenant,
+                user,
+                to,
+                n,
+            } => {
+                let Some(from) = gen(&from) else {
+                    return;
+                };
+                // The answer goes back over our own link to that node.
+                let Some(sender) = self.sender_dialled(node, from).await else {
+                    return;
+                };
+                let Some(receiver) = self.receiver(&tenant, &to) else {
+                    sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
+                    return;
+                };
+                match self.relay.cmd(&sender, &user, n, &receiver, att) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(code)) => sender.tell_done(n, code),
+                    Err(v) => self.violation(&sender, v.0),
+                }
+            }
+            Msg::Offer {
+                from,
+                tenant,
+                to,
+                re,
+                task,
+                user,
+                kind,
+                size,
+                name,
+            } => {
+                let Some(from) = gen(&from) else {
+                    return;
+                };
+                let Some(sender) = self.sender_dialled(node, from).await else {
+                    return;
+                };
+                let Some(receiver) = self.receiver(&tenant, &to) else {
+                    sender.tell_reply(re, CRVIDEOSDK_SENDDATA_TARGETINVALID);
+                    return;
+                };
+                let offer = Offer {
+                    task,
+                    from: user,
+                    kind,
+                    size,
+                    name,
+                };
+                if let Err(code) = self.relay.offer(re, sender.clone(), receiver, offer) {
+                    sender.tell_reply(re, code);
+                }
+            }
+            Msg::Data { from, sid } => {
+                let Some(from) = gen(&from) else { return };
+                if let Err(v) = self.relay.data(from, sid, &att) {
+                    if let Some(sender) = self.sender_dialled(node, from).await {
+                        self.violation(&sender, v.0);
+                    }
+                }
+            }
+            Msg::DataEnd { from, sid, hash } => {
+                if let Some(from) = gen(&from) {
+                    self.relay.data_end(from, sid, hash);
+                }
+            }
+            Msg::Cancel { from, sid } => {
+                if let Some(sender) = match gen(&from) {
+                    Some(g) => self.sender_dialled(node, g).await,
+                    None => None,
+                } {
+                    self.relay.cancel(&sender, sid);
+                }
+            }
+            Msg::Ended { gen: g } => {
+                if let Some(g) = gen(&g) {
+                    if let Some(p) = self.proxies.lock().get_mut(node) {
+                        p.remove(&g);
+                    }
+                    self.relay.session_ended(g);
+                }
+            }
+        }
+    }
+
+    /// [`Links::sender`], dialling the node first if needed.
+    async fn sender_dialled(self: &Arc<Self>, node: &str, gen: Gen) -> Option<Sender> {
+        self.peer(node).await?;
+        self.sender(node, gen)
+    }
+
+    fn violation(&self, sender: &Sender, what: &str) {
+        if let Sender::Remote { gen, node } = sender {
+            node.send(
+                &Msg::Violation {
+                    gen: gen.to_string(),
+                    what: what.to_owned(),
+                },
+                &[],
+            );
+        }
+    }
+}
+
+impl Sender {
+    fn tell_done(&self, n: u64, code: i32) {
+        self.tell(&ServerMsg::CmdDone { ns: vec![n], code });
+    }
+
+    fn tell_reply(&self, re: u64, code: i32) {
+        self.tell(&ServerMsg::Reply { re, code });
+    }
+}
+
+/// Writes what is queued for a dialled link, in order, until the link is dropped or a write
+/// fails.
+async fn write_link(stream: TcpStream, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+    let mut wr = BufWriter::with_capacity(256 * 1024, stream);
+    while let Some(frame) = rx.recv().await {
+        if wr.write_all(&frame).await.is_err() {
+            return;
+        }
+        while let Ok(frame) = rx.try_recv() {
+            if wr.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        if wr.flush().await.is_err() {
+            return;
+        }
+    }
+}
