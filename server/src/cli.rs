@@ -27,6 +27,7 @@ use crate::relay::Relay;
 use crate::resume::Sessions;
 use crate::server::{self, Connections};
 use crate::store::{MeetingStore, SqliteStore};
+use crate::store_redis::RedisStore;
 
 /// Printed by `--help`.
 pub const USAGE: &str = "\
@@ -339,8 +340,13 @@ fn serve(opts: &ServeOpts) -> i32 {
     } else if config.tenants.is_empty() {
         log!("warning: the config has no [[tenant]], so nobody can log in");
     }
-    let store: Arc<dyn MeetingStore> = match SqliteStore::open(&config.data_dir) {
-        Ok(s) => Arc::new(s),
+    // A cluster keeps its meetings in its Redis, where every node sees them.
+    let opened = match &config.cluster {
+        None => SqliteStore::open(&config.data_dir).map(|s| Arc::new(s) as Arc<dyn MeetingStore>),
+        Some(c) => RedisStore::open(&c.redis).map(|s| Arc::new(s) as Arc<dyn MeetingStore>),
+    };
+    let store: Arc<dyn MeetingStore> = match opened {
+        Ok(s) => s,
         Err(e) => {
             log!("cannot open storage: {e}");
             return 1;

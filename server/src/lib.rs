@@ -38,4 +38,5 @@ pub mod relay;
 pub mod resume;
 pub mod server;
 pub mod store;
+pub mod store_redis;
 pub mod tls;

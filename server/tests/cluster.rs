@@ -454,3 +454,32 @@ fn after_redis_lost_its_data_the_nodes_restore_their_live_sessions() {
     );
     assert_eq!(call(&mut alice, "c1", "bob"), 0);
 }
+
+#[test]
+fn meetings_are_shared_by_every_node_and_kept_per_tenant() {
+    let c = cluster();
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    let mut eve = c.node(2).login("acme", "eve");
+    let created = match alice.request(Op::CreateMeeting {
+        subject: "weekly".into(),
+        with_pswd: true,
+    }) {
+        ServerMsg::MeetingCreated { meeting, .. } => meeting,
+        other => panic!("{other:?}"),
+    };
+    let list = |c: &mut Client| match c.request(Op::GetMeetings) {
+        ServerMsg::Meetings { list, .. } => list,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(list(&mut bob), [created.clone()]);
+    assert!(list(&mut eve).is_empty());
+    // Only the creator destroys, from whichever node.
+    let destroy = |c: &mut Client, id| c.code(Op::DestroyMeeting { meet_id: id });
+    assert_eq!(destroy(&mut bob, created.id), 800);
+    assert_eq!(destroy(&mut eve, created.id), 800);
+    let mut alice2 = c.node(2).login("demo", "alice");
+    alice.expect_close(10);
+    assert_eq!(destroy(&mut alice2, created.id), 0);
+    assert!(list(&mut bob).is_empty());
+}

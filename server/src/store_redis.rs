@@ -1,0 +1,160 @@
+//! Meetings of a cluster (SPEC §3.3, §4.1) in the Redis the nodes share: [`RedisStore`], the
+//! [`MeetingStore`] of a cluster node. Blocking, like every store (run with `run_blocking`),
+//! on one connection that is made again after a failure.
+//!
+//! Keys: `crvm:mids` (set) holds every meeting ID of the cluster, so that IDs stay unique
+//! across tenants and nodes; `crvm:m:#t:t` (hash) maps a tenant's meeting IDs to the meeting as
+//! JSON. Meetings are durable only as far as Redis is: docs/CLUSTER.md asks for persistence.
+
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::random;
+use crate::store::{MeetingDraft, MeetingRecord, MeetingStore, StoreError};
+
+const ID_TRIES: usize = 16;
+const IDS: &str = "crvm:mids";
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    pswd: String,
+    subject: String,
+    creator: String,
+    start_time: i64,
+}
+
+/// [`MeetingStore`] in Redis.
+pub struct RedisStore {
+    client: redis::Client,
+    conn: Mutex<Option<redis::Connection>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisStore")
+    }
+}
+
+fn key(tenant: &str) -> String {
+    format!("crvm:m:{}:{tenant}", tenant.len())
+}
+
+fn failed(e: redis::RedisError) -> StoreError {
+    StoreError(format!("redis: {e}"))
+}
+
+impl RedisStore {
+    /// Checks the URL; connects on first use (a node starts while Redis is down).
+    pub fn open(url: &str) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(failed)?;
+        Ok(RedisStore {
+            client,
+            conn: Mutex::new(None),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Runs `f` on the connection; a failed call drops it, so the next one connects again.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StoreError("storage is closed".into()));
+        }
+        let mut guard = self.conn.lock();
+        if guard.is_none() {
+            let c = self
+                .client
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .map_err(failed)?;
+            c.set_read_timeout(Some(Duration::from_secs(5)))
+                .map_err(failed)?;
+            *guard = Some(c);
+        }
+        let r = f(guard.as_mut().expect("connected above"));
+        if r.is_err() {
+            *guard = None;
+        }
+        r.map_err(failed)
+    }
+}
+
+impl MeetingStore for RedisStore {
+    fn create(&self, tenant: &str, draft: &MeetingDraft) -> Result<MeetingRecord, StoreError> {
+        let stored = Stored {
+            pswd: draft.pswd.clone(),
+            subject: draft.subject.clone(),
+            creator: draft.creator.clone(),
+            start_time: draft.start_time,
+        };
+        let json = serde_json::to_string(&stored).map_err(|e| StoreError(e.to_string()))?;
+        for _ in 0..ID_TRIES {
+            let id = random::meeting_id();
+            let fresh: i64 = self.with(|c| redis::cmd("SADD").arg(IDS).arg(id).query(c))?;
+            if fresh == 1 {
+                self.with(|c| {
+                    redis::cmd("HSET")
+                        .arg(key(tenant))
+                        .arg(id)
+                        .arg(&json)
+                        .query::<i64>(c)
+                })?;
+                return Ok(MeetingRecord {
+                    id,
+                    pswd: stored.pswd,
+                    subject: stored.subject,
+                    creator: stored.creator,
+                    start_time: stored.start_time,
+                });
+            }
+        }
+        Err(StoreError("no free meeting ID".into()))
+    }
+
+    fn destroy(&self, tenant: &str, id: i32, creator: &str) -> Result<bool, StoreError> {
+        let k = key(tenant);
+        let json: Option<String> = self.with(|c| redis::cmd("HGET").arg(&k).arg(id).query(c))?;
+        let Some(s) = json.and_then(|j| serde_json::from_str::<Stored>(&j).ok()) else {
+            return Ok(false);
+        };
+        if s.creator != creator {
+            return Ok(false);
+        }
+        let removed: i64 = self.with(|c| redis::cmd("HDEL").arg(&k).arg(id).query(c))?;
+        if removed == 1 {
+            self.with(|c| redis::cmd("SREM").arg(IDS).arg(id).query::<i64>(c))?;
+        }
+        Ok(removed == 1)
+    }
+
+    fn list(&self, tenant: &str) -> Result<Vec<MeetingRecord>, StoreError> {
+        let all: Vec<(i32, String)> =
+            self.with(|c| redis::cmd("HGETALL").arg(key(tenant)).query(c))?;
+        let mut out: Vec<MeetingRecord> = all
+            .into_iter()
+            .filter_map(|(id, j)| {
+                let s: Stored = serde_json::from_str(&j).ok()?;
+                Some(MeetingRecord {
+                    id,
+                    pswd: s.pswd,
+                    subject: s.subject,
+                    creator: s.creator,
+                    start_time: s.start_time,
+                })
+            })
+            .collect();
+        out.sort_by_key(|r| (r.start_time, r.id));
+        Ok(out)
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.conn.lock().take();
+        Ok(())
+    }
+}
