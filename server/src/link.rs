@@ -385,8 +385,9 @@ impl Links {
         f(t)
     }
 
-    /// The node user `to` of `tenant` is on, if another: remembered until a cmd or offer to
-    /// that node fails with 1102 or the node is lost, else looked up in the directory.
+    /// The node user `to` of `tenant` is on, if another: remembered until the user's status
+    /// changes (every login and logout publishes one to every node), a cmd or offer to that
+    /// node fails with 1102, or the node is lost; else looked up in the directory.
     pub async fn route(&self, dir: &dyn Directory, tenant: &str, to: &str) -> Option<String> {
         let key = (tenant.to_owned(), to.to_owned());
         if let Some(node) = self.routes.lock().get(&key) {
@@ -398,6 +399,13 @@ impl Links {
         }
         self.routes.lock().insert(key, loc.node.clone());
         Some(loc.node)
+    }
+
+    /// Where user `user` of `tenant` is may have changed.
+    pub fn forget_route(&self, tenant: &str, user: &str) {
+        self.routes
+            .lock()
+            .remove(&(tenant.to_owned(), user.to_owned()));
     }
 
     fn forget_routes(&self, node: &str) {

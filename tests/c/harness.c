@@ -53,6 +53,13 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The number of nodes of CRVM_TEST_CLUSTER (each server a cluster on its own Redis), or 0. */
+static int cluster_nodes(void) {
+  const char *env = getenv("CRVM_TEST_CLUSTER");
+  long v = env ? strtol(env, NULL, 10) : 0;
+  return v >= 2 && v <= H_MAX_NODES ? (int)v : 0;
+}
+
 static const char *server_path(void) {
   const char *env = getenv("CRVM_SERVER");
   return env && *env ? env : CRVM_SERVER_PATH;
@@ -78,6 +85,22 @@ static void stop_proxy(h_server *s) {
   }
 }
 
+/* Kills the other nodes and the Redis of a cluster server. */
+static void stop_cluster(h_server *s) {
+  for (int i = 1; i < s->nodes; i++) {
+    if (s->node_pid[i] > 0) {
+      kill(s->node_pid[i], SIGKILL);
+      waitpid(s->node_pid[i], NULL, 0);
+      s->node_pid[i] = 0;
+    }
+  }
+  if (s->redis_pid > 0) {
+    kill(s->redis_pid, SIGKILL);
+    waitpid(s->redis_pid, NULL, 0);
+    s->redis_pid = 0;
+  }
+}
+
 static void cleanup(void) {
   int failed = atomic_load(&g_failing);
   if (drops_ms() > 0)
@@ -91,6 +114,7 @@ static void cleanup(void) {
       waitpid(s->pid, NULL, 0);
       s->pid = 0;
     }
+    stop_cluster(s);
     if (failed)
       fprintf(stderr, "  server %d kept for inspection: %s (server.log, config.toml)\n", i,
               s->dir);
@@ -140,7 +164,7 @@ static pid_t spawn(char *const argv[], const char *log_path, int *out_fd) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
 #endif
-    execv(argv[0], argv);
+    execvp(argv[0], argv);
     _exit(127);
   }
   (void)parent;
@@ -233,13 +257,16 @@ static void start_proxy(h_server *s) {
   pthread_detach(t);
 }
 
-static void launch(h_server *s) {
+/* Starts `crvm-server` with `config` and `data_dir`, logging to `log_name` in the server's
+ * directory; returns its pid and puts its address in `addr` (capacity 64). */
+static pid_t launch_one(h_server *s, const char *config, const char *data_dir,
+                        const char *log_name, char *addr_out) {
   char log_path[320];
-  snprintf(log_path, sizeof log_path, "%s/server.log", s->dir);
-  char *argv[] = {(char *)server_path(), "--listen", "127.0.0.1:0", "--data-dir", s->data_dir,
-                  "--config", s->config, NULL};
+  snprintf(log_path, sizeof log_path, "%s/%s", s->dir, log_name);
+  char *argv[] = {(char *)server_path(), "--listen", "127.0.0.1:0", "--data-dir",
+                  (char *)data_dir, "--config", (char *)config, NULL};
   int fd;
-  s->pid = spawn(argv, log_path, &fd);
+  pid_t pid = spawn(argv, log_path, &fd);
   char line[256];
   const char *prefix = "crvm-server listening on ";
   if (read_line(fd, line, sizeof line, now_ms() + H_TIMEOUT_MS) != 0)
@@ -248,14 +275,92 @@ static void launch(h_server *s) {
   if (strncmp(line, prefix, strlen(prefix)) != 0)
     h_fail(__FILE__, __LINE__, "unexpected first server line: \"%s\"", line);
   const char *addr = line + strlen(prefix);
-  if (strlen(addr) >= sizeof s->addr)
-    h_fail(__FILE__, __LINE__, "server address too long: \"%s\"", addr);
-  memcpy(s->addr, addr, strlen(addr) + 1);
-  memcpy(s->server_addr, addr, strlen(addr) + 1);
+  if (strlen(addr) >= 64) h_fail(__FILE__, __LINE__, "server address too long: \"%s\"", addr);
+  memcpy(addr_out, addr, strlen(addr) + 1);
   pthread_t t;
   pthread_create(&t, NULL, drain, (void *)(intptr_t)fd);
   pthread_detach(t);
+  return pid;
+}
+
+/* Waits until the log `log_name` of `s` contains `needle` (a cluster node says "joined" once
+ * it serves). There is no other signal from another process's log than the file itself. */
+static void wait_log(h_server *s, const char *log_name, const char *needle) {
+  char path[320];
+  snprintf(path, sizeof path, "%s/%s", s->dir, log_name);
+  int64_t deadline = now_ms() + H_TIMEOUT_MS;
+  static char buf[1 << 16];
+  for (;;) {
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    if (strstr(buf, needle)) return;
+    if (now_ms() > deadline) h_fail(__FILE__, __LINE__, "%s never said \"%s\"", path, needle);
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* With CRVM_TEST_CLUSTER: a Redis of the server's own on a Unix socket in its directory. */
+static void start_redis(h_server *s) {
+  char sock[320], log_path[320];
+  snprintf(sock, sizeof sock, "%s/redis.sock", s->dir);
+  snprintf(log_path, sizeof log_path, "%s/redis.log", s->dir);
+  char *argv[] = {"redis-server", "--port", "0", "--unixsocket", sock, "--save", "",
+                  "--appendonly", "no", "--dir", s->dir, NULL};
+  int fd;
+  s->redis_pid = spawn(argv, log_path, &fd);
+  char line[512];
+  for (;;) {
+    if (read_line(fd, line, sizeof line, now_ms() + H_TIMEOUT_MS) != 0)
+      h_fail(__FILE__, __LINE__, "redis-server did not start (is it installed?)");
+    if (strstr(line, "eady to accept connections")) break;
+  }
+  pthread_t t;
+  pthread_create(&t, NULL, drain, (void *)(intptr_t)fd);
+  pthread_detach(t);
+}
+
+static void launch(h_server *s) {
+  if (s->nodes > 0) {
+    for (int i = 0; i < s->nodes; i++) {
+      char log_name[32], config[320];
+      snprintf(log_name, sizeof log_name, "server-n%d.log", i + 1);
+      snprintf(config, sizeof config, "%s/config-n%d.toml", s->dir, i + 1);
+      pid_t pid = launch_one(s, config, s->data_dir, log_name, s->node_addr[i]);
+      if (i == 0) s->pid = pid;
+      s->node_pid[i] = pid;
+      wait_log(s, log_name, "joined");
+    }
+    memcpy(s->addr, s->node_addr[0], sizeof s->addr);
+    memcpy(s->server_addr, s->node_addr[0], sizeof s->server_addr);
+    return;
+  }
+  s->pid = launch_one(s, s->config, s->data_dir, "server.log", s->addr);
+  memcpy(s->server_addr, s->addr, sizeof s->server_addr);
   if (drops_ms() > 0) start_proxy(s);
+}
+
+/* Writes the config of `s` to `path`; `node` (1-based) makes it that node's of a cluster. */
+static void write_config(h_server *s, const char *path, const char *extra_toml, int node) {
+  FILE *f = fopen(path, "w");
+  if (!f) h_fail(__FILE__, __LINE__, "cannot write %s", path);
+  /* Top-level keys must precede the tables. */
+  fprintf(f, "listen = \"127.0.0.1:0\"\ndata_dir = \"%s\"\n%s\n", s->data_dir,
+          extra_toml ? extra_toml : "");
+  if (node > 0)
+    fprintf(f, "[cluster]\nredis = \"unix://%s/redis.sock\"\nnode_id = \"n%d\"\n\n", s->dir,
+            node);
+  fprintf(f, "[[tenant]]\napp_id = \"%s\"\nsecret = \"%s\"\nauth = \"secret\"\n\n", H_APP,
+          H_SECRET);
+  fprintf(f, "[[tenant]]\napp_id = \"%s\"\nsecret = \"%s\"\nauth = \"secret\"\n\n", H_APP2,
+          H_SECRET2);
+  fprintf(f, "[[tenant]]\napp_id = \"%s\"\nsecret = \"%s\"\nauth = \"token\"\n\n", H_TOKEN_APP,
+          H_TOKEN_SECRET);
+  fprintf(f, "[[tenant]]\napp_id = \"%s\"\nsecret = \"%s\"\nauth = \"either\"\n",
+          H_EITHER_APP, H_EITHER_SECRET);
+  fclose(f);
 }
 
 h_server *h_server_start(const char *extra_toml) {
@@ -269,20 +374,16 @@ h_server *h_server_start(const char *extra_toml) {
   snprintf(s->data_dir, sizeof s->data_dir, "%s/data", s->dir);
   snprintf(s->config, sizeof s->config, "%s/config.toml", s->dir);
   mkdir(s->data_dir, 0755);
-  FILE *f = fopen(s->config, "w");
-  if (!f) h_fail(__FILE__, __LINE__, "cannot write %s", s->config);
-  /* Top-level keys must precede the [[tenant]] tables. */
-  fprintf(f, "listen = \"127.0.0.1:0\"\ndata_dir = \"%s\"\n%s\n", s->data_dir,
-          extra_toml ? extra_toml : "");
-  fprintf(f, "[[tenant]]\napp_id = \"%s\"\nsecret = \"%s\"\nauth = \"secret\"\n\n", H_APP,
-          H_SECRET);
-  fprintf(f, "[[tenant]]\napp_id = \"%s\"\nsecret = \"%s\"\nauth = \"secret\"\n\n", H_APP2,
-          H_SECRET2);
-  fprintf(f, "[[tenant]]\napp_id = \"%s\"\nsecret = \"%s\"\nauth = \"token\"\n\n", H_TOKEN_APP,
-          H_TOKEN_SECRET);
-  fprintf(f, "[[tenant]]\napp_id = \"%s\"\nsecret = \"%s\"\nauth = \"either\"\n",
-          H_EITHER_APP, H_EITHER_SECRET);
-  fclose(f);
+  write_config(s, s->config, extra_toml, 0);
+  s->nodes = cluster_nodes();
+  if (s->nodes > 0) {
+    start_redis(s);
+    for (int i = 1; i <= s->nodes; i++) {
+      char path[320];
+      snprintf(path, sizeof path, "%s/config-n%d.toml", s->dir, i);
+      write_config(s, path, extra_toml, i);
+    }
+  }
   launch(s);
   return s;
 }
@@ -301,6 +402,15 @@ int h_patience_ms(void) {
 
 int h_server_stop(h_server *s) {
   if (s->pid <= 0) return -1;
+  /* A cluster's other nodes stop first, each as it would alone. */
+  int others = 0;
+  for (int i = 1; i < s->nodes; i++) {
+    int st = 0;
+    kill(s->node_pid[i], SIGTERM);
+    if (!wait_exit(s->node_pid[i], H_TIMEOUT_MS, &st) || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+      others = -1;
+    s->node_pid[i] = 0;
+  }
   int status = 0;
   kill(s->pid, SIGTERM);
   kill(s->pid, SIGCONT);
@@ -313,6 +423,8 @@ int h_server_stop(h_server *s) {
     return -1;
   }
   s->pid = 0;
+  stop_cluster(s);
+  if (others != 0) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -665,6 +777,15 @@ const crvm_callbacks *h_callbacks(void) { return &g_callbacks; }
 /* Clients and helpers                                                                         */
 
 crvm_client *h_client(const char *addr, h_rec *r) {
+  /* Clients of a cluster server are spread over its nodes, in turn. */
+  for (int i = 0; i < g_nservers; i++) {
+    h_server *s = g_servers[i];
+    if (s->nodes > 0 && strcmp(addr, s->addr) == 0) {
+      int k = atomic_fetch_add(&s->next_node, 1);
+      addr = s->node_addr[k % s->nodes];
+      break;
+    }
+  }
   crvm_client *c = NULL;
   int32_t rc = crvm_create(addr, &g_callbacks, sizeof g_callbacks, r, &c);
   if (rc != 0 || !c) h_fail(__FILE__, __LINE__, "crvm_create(%s) = %d", addr, rc);

@@ -15,6 +15,7 @@
 #ifndef CRVM_TEST_HARNESS_H
 #define CRVM_TEST_HARNESS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -65,8 +66,10 @@ _Noreturn void h_fail(const char *file, int line, const char *fmt, ...)
 
 /* ---- servers ---- */
 
+#define H_MAX_NODES 8
+
 typedef struct h_server {
-  pid_t pid;          /* 0 when not running */
+  pid_t pid;          /* 0 when not running (in a cluster: its first node) */
   char addr[64];      /* "127.0.0.1:PORT" clients connect to: the server, or its fault proxy */
   char server_addr[64]; /* the server's own address */
   pid_t proxy_pid;    /* with CRVM_TEST_DROPS: the fault proxy in front of it (else 0) */
@@ -74,9 +77,19 @@ typedef struct h_server {
   char dir[256];      /* temp root holding config.toml, server.log and data/ */
   char data_dir[300];
   char config[300];
+  /* With CRVM_TEST_CLUSTER=N: the server is N nodes on a Redis of its own, and clients made
+   * with h_client(addr) are spread over the nodes in turn. */
+  int nodes;
+  pid_t node_pid[H_MAX_NODES];
+  char node_addr[H_MAX_NODES][64];
+  atomic_int next_node;
+  pid_t redis_pid;
 } h_server;
 
-/* With CRVM_TEST_DROPS=MS in the environment, every server gets a fault proxy in front of it
+/* With CRVM_TEST_CLUSTER=N (2 to H_MAX_NODES), every server is a cluster of N nodes sharing a
+ * redis-server of its own (SPEC §4.1), and the clients of a test are spread over the nodes.
+ *
+ * With CRVM_TEST_DROPS=MS in the environment, every server gets a fault proxy in front of it
  * (tests/faultproxy) that resets its connections at random intervals around MS milliseconds:
  * sessions are resumed (SPEC §3.6) and every test must see exactly the events it would without
  * drops. `line_reconnecting`/`line_resumed` are then counted, not recorded. */

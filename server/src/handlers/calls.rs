@@ -49,9 +49,14 @@ impl Peer {
             }
             _ => unreachable!("call_op gets call requests only"),
         };
-        if let Err(code) = result {
-            log!("conn {} {what} {:?}: code {code}", self.id, clip(call_id));
-            self.reply(id, code);
+        match result {
+            Ok(0) => {}
+            // Answered by the hub.
+            Ok(code) => log!("conn {} {what} {:?}: code {code}", self.id, clip(call_id)),
+            Err(code) => {
+                log!("conn {} {what} {:?}: code {code}", self.id, clip(call_id));
+                self.reply(id, code);
+            }
         }
     }
 }

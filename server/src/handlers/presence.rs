@@ -1,6 +1,5 @@
 //! Do-not-disturb, the status list and status subscriptions (SPEC §3.2).
 
-use crvm_proto::error::CRVIDEOSDK_NOERR;
 use crvm_proto::ServerMsg;
 
 use super::{Peer, User};
@@ -8,10 +7,13 @@ use super::{Peer, User};
 impl Peer {
     pub(super) async fn set_dnd(&self, user: &User, id: u64, dnd: i32) {
         let hub = &self.ctx.hub;
-        let r = hub
-            .set_dnd(&user.tenant, &user.user_id, user.gen, dnd)
-            .await;
-        self.reply(id, r.err().unwrap_or(CRVIDEOSDK_NOERR));
+        // Ok: the hub answered.
+        if let Err(code) = hub
+            .set_dnd(&user.tenant, &user.user_id, user.gen, id, dnd)
+            .await
+        {
+            self.reply(id, code);
+        }
     }
 
     pub(super) async fn get_user_status(&self, user: &User, id: u64) {

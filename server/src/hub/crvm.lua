@@ -58,8 +58,17 @@ local function deliver(fx, t, u, msg)
   end
 end
 
-local function reply(fx, node, gen, re)
-  fx.add(node, { k = 'reply', gen = gen, re = re })
+local function reply(fx, node, gen, re, code)
+  fx.add(node, { k = 'reply', gen = gen, re = re, code = code or 0 })
+end
+
+-- Answers request re of session gen on node with code, through the node's channel (so that
+-- the answer keeps its place among the effects of earlier changes), and returns the code.
+local function answer(node, gen, re, code)
+  local fx = effects()
+  reply(fx, node, gen, re, code)
+  fx.publish()
+  return code
 end
 
 -- u's status as it is now (0 when offline), to every live node's subscribers.
@@ -315,16 +324,17 @@ redis.register_function{
   flags = { 'no-writes' },
 }
 
--- set_dnd(t, u, gen, dnd) -> 1, or 0 when gen is not u's session.
+-- set_dnd(node, t, u, gen, re, dnd) -> 0, or 12 when gen is not u's session; answered.
 redis.register_function('crvm_set_dnd', function(_, a)
-  local t, u, gen, dnd = a[1], a[2], a[3], a[4]
+  local node, t, u, gen, re, dnd = a[1], a[2], a[3], a[4], a[5], a[6]
   local k = ukey(t, u)
-  if redis.call('HGET', k, 'gen') ~= gen then return 0 end
+  if redis.call('HGET', k, 'gen') ~= gen then return answer(node, gen, re, 12) end
   redis.call('HSET', k, 'dnd', dnd)
   local fx = effects()
   push_status(fx, t, u)
+  reply(fx, node, gen, re, 0)
   fx.publish()
-  return 1
+  return 0
 end)
 
 -- notify(node, gen, on, re): the session's subscription changes in order with every effect
@@ -381,23 +391,26 @@ local function requester(t, u, gen)
   return h[1]
 end
 
--- call(t, u, gen, re, c, callee, meet, ext, timeout_ms) -> 0 or an error code.
+-- The call functions take (node, t, u, gen, re, ...) and answer request re themselves, with
+-- 0 or an error code, which they also return.
+
+-- call(node, t, u, gen, re, c, callee, meet, ext, timeout_ms).
 redis.register_function('crvm_call', function(_, a)
-  local t, u, gen, re, c, callee, meet, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
+  local at, t, u, gen, re, c, callee, meet, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]
   local node = requester(t, u, gen)
-  if not node then return 12 end
-  if callee == u then return 5 end
-  if redis.call('HEXISTS', ukey(t, u), 'call') == 1 then return 601 end
+  if not node then return answer(at, gen, re, 12) end
+  if callee == u then return answer(at, gen, re, 5) end
+  if redis.call('HEXISTS', ukey(t, u), 'call') == 1 then return answer(at, gen, re, 601) end
   -- Call IDs are random 128-bit values; a clash means a misbehaving client.
-  if redis.call('EXISTS', ckey(t, c)) == 1 then return 5 end
+  if redis.call('EXISTS', ckey(t, c)) == 1 then return answer(at, gen, re, 5) end
   local h = redis.call('HMGET', ukey(t, callee), 'node', 'dnd', 'call')
-  if not h[1] then return 603 end
-  if h[2] ~= '0' or h[3] then return 602 end
+  if not h[1] then return answer(at, gen, re, 603) end
+  if h[2] ~= '0' or h[3] then return answer(at, gen, re, 602) end
   local serial = tostring(redis.call('INCR', 'crvm:serial'))
   local timer = cjson.encode({ t, c, serial })
   redis.call('HSET', ckey(t, c), 'caller', u, 'callee', callee, 'meet', meet, 'connected', 0,
     'serial', serial, 'timer', timer)
-  redis.call('ZADD', 'crvm:timers', now_ms() + tonumber(a[9]), timer)
+  redis.call('ZADD', 'crvm:timers', now_ms() + tonumber(a[10]), timer)
   redis.call('HSET', ukey(t, u), 'call', c)
   redis.call('HSET', ukey(t, callee), 'call', c)
   local fx = effects()
@@ -416,11 +429,11 @@ local function ringing_for(t, u, c)
   return nil
 end
 
--- accept(t, u, gen, re, c, meet, ext) -> 0 or 600.
+-- accept(node, t, u, gen, re, c, meet, ext): 0 or 600.
 redis.register_function('crvm_accept', function(_, a)
-  local t, u, gen, re, c, meet, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+  local at, t, u, gen, re, c, meet, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
   local node = requester(t, u, gen)
-  if not node or not ringing_for(t, u, c) then return 600 end
+  if not node or not ringing_for(t, u, c) then return answer(at, gen, re, 600) end
   local k = ckey(t, c)
   local h = redis.call('HMGET', k, 'caller', 'meet', 'timer')
   redis.call('HSET', k, 'connected', 1)
@@ -433,11 +446,11 @@ redis.register_function('crvm_accept', function(_, a)
   return 0
 end)
 
--- reject(t, u, gen, re, c, ext) -> 0 or 600.
+-- reject(node, t, u, gen, re, c, ext): 0 or 600.
 redis.register_function('crvm_reject', function(_, a)
-  local t, u, gen, re, c, ext = a[1], a[2], a[3], a[4], a[5], a[6]
+  local at, t, u, gen, re, c, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
   local node = requester(t, u, gen)
-  if not node or not ringing_for(t, u, c) then return 600 end
+  if not node or not ringing_for(t, u, c) then return answer(at, gen, re, 600) end
   local fx = effects()
   end_call(fx, t, c, 'rejected', u, ext)
   reply(fx, node, gen, re)
@@ -445,13 +458,13 @@ redis.register_function('crvm_reject', function(_, a)
   return 0
 end)
 
--- hangup(t, u, gen, re, c, ext) -> 0 or 600.
+-- hangup(node, t, u, gen, re, c, ext): 0 or 600.
 redis.register_function('crvm_hangup', function(_, a)
-  local t, u, gen, re, c, ext = a[1], a[2], a[3], a[4], a[5], a[6]
+  local at, t, u, gen, re, c, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
   local node = requester(t, u, gen)
-  if not node then return 600 end
+  if not node then return answer(at, gen, re, 600) end
   local h = redis.call('HMGET', ckey(t, c), 'caller', 'callee')
-  if h[1] ~= u and h[2] ~= u then return 600 end
+  if h[1] ~= u and h[2] ~= u then return answer(at, gen, re, 600) end
   local fx = effects()
   end_call(fx, t, c, 'hungup', u, ext)
   reply(fx, node, gen, re)

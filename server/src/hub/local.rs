@@ -237,13 +237,13 @@ impl LocalSessions {
                     let _ = e.local.outbox.push(Out::msg(&msg));
                 }
             }
-            Effect::Reply { gen, re } => {
+            Effect::Reply { gen, re, code } => {
                 let Ok(re) = re.parse() else { return };
                 if let Some(e) = self.inner.lock().by_gen.get(&gen) {
                     let _ = e
                         .local
                         .outbox
-                        .push(Out::msg(&ServerMsg::Reply { re, code: 0 }));
+                        .push(Out::msg(&ServerMsg::Reply { re, code }));
                 }
             }
             Effect::Status { tenant, status } => self.push_status(&tenant, status),

@@ -128,6 +128,7 @@ impl MemoryHub {
         self.inner.local.apply(Effect::Reply {
             gen: at.gen,
             re: at.re.to_string(),
+            code: 0,
         });
         Ok(value)
     }
@@ -194,7 +195,16 @@ impl Directory for MemoryHub {
 
 #[async_trait]
 impl PresenceStore for MemoryHub {
-    async fn set_dnd(&self, tenant: &str, user_id: &str, gen: Gen, dnd: i32) -> Result<(), i32> {
+    async fn set_dnd(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        gen: Gen,
+        _re: u64,
+        dnd: i32,
+    ) -> Result<i32, i32> {
+        // One node: the status is pushed under the lock, so the caller's answer after it keeps
+        // its order.
         let state = self.tenant(tenant);
         let mut t = state.lock();
         match t.users.get_mut(user_id) {
@@ -202,7 +212,7 @@ impl PresenceStore for MemoryHub {
                 e.dnd = dnd;
                 let st = status(user_id, e);
                 self.inner.local.apply(Self::status_effect(tenant, st));
-                Ok(())
+                Err(0)
             }
             _ => Err(CRVIDEOSDK_NOT_LOGIN),
         }
@@ -223,7 +233,7 @@ impl PresenceStore for MemoryHub {
 
 #[async_trait]
 impl CallStore for MemoryHub {
-    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<(), i32> {
+    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<i32, i32> {
         let serial = self.transition(at, CRVIDEOSDK_NOT_LOGIN, |t| {
             let callee = t.users.get(req.callee);
             let (online, dnd) = (callee.is_some(), callee.is_some_and(|e| e.dnd != 0));
@@ -243,7 +253,7 @@ impl CallStore for MemoryHub {
             tokio::time::sleep(hub.inner.call_timeout).await;
             hub.no_answer(&tenant, &call_id, serial);
         });
-        Ok(())
+        Ok(0)
     }
 
     async fn accept(
@@ -252,21 +262,21 @@ impl CallStore for MemoryHub {
         call_id: &str,
         meet_obj: &str,
         ext: &str,
-    ) -> Result<(), i32> {
+    ) -> Result<i32, i32> {
         self.transition(at, CRVIDEOSDK_INVALID_CALLID, |t| {
-            Ok(((), t.calls.accept(at.user_id, call_id, meet_obj, ext)?))
+            Ok((0, t.calls.accept(at.user_id, call_id, meet_obj, ext)?))
         })
     }
 
-    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32> {
+    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<i32, i32> {
         self.transition(at, CRVIDEOSDK_INVALID_CALLID, |t| {
-            Ok(((), t.calls.reject(at.user_id, call_id, ext)?))
+            Ok((0, t.calls.reject(at.user_id, call_id, ext)?))
         })
     }
 
-    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32> {
+    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<i32, i32> {
         self.transition(at, CRVIDEOSDK_INVALID_CALLID, |t| {
-            Ok(((), t.calls.hangup(at.user_id, call_id, ext)?))
+            Ok((0, t.calls.hangup(at.user_id, call_id, ext)?))
         })
     }
 }
@@ -332,7 +342,7 @@ mod tests {
         assert!(local.set_notify(bob, true));
         assert!(local.set_notify(carol, true));
         let (alice, _) = login(&hub, &local, "t1", "alice").await;
-        hub.set_dnd("t1", "alice", alice, 7).await.unwrap();
+        assert_eq!(hub.set_dnd("t1", "alice", alice, 1, 7).await, Err(0));
         hub.logout("t1", "alice", alice).await;
         hub.logout("t1", "alice", alice).await;
         assert_eq!(
@@ -354,7 +364,7 @@ mod tests {
         assert!(local.get(a1).is_none() && local.get(a2).is_some());
         // The kicked session's teardown changes nothing.
         hub.logout("t", "alice", a1).await;
-        assert_eq!(hub.set_dnd("t", "alice", a1, 1).await, Err(12));
+        assert_eq!(hub.set_dnd("t", "alice", a1, 1, 1).await, Err(12));
         let names: Vec<_> = hub
             .statuses("t")
             .await

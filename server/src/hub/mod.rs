@@ -44,12 +44,15 @@ pub enum Effect {
         gen: Gen,
         msg: ServerMsg,
     },
-    /// Queue `reply{re, 0}` to session `gen`: a request answered in order with the
-    /// notifications it caused. (`re` travels as text: it is the client's number, any u64.)
+    /// Queue `reply{re, code}` to session `gen`: a request answered in order with the
+    /// notifications of the changes before it. (`re` travels as text: it is the client's
+    /// number, any u64.)
     Reply {
         #[serde(with = "as_text")]
         gen: Gen,
         re: String,
+        #[serde(default)]
+        code: i32,
     },
     /// A user's status changed: push it to this node's subscribers of the tenant.
     Status { tenant: String, status: UserStatus },
@@ -144,9 +147,17 @@ pub trait Directory: Send + Sync {
 /// Do-not-disturb, subscriptions (kept by [`LocalSessions`]) and the status list.
 #[async_trait]
 pub trait PresenceStore: Send + Sync {
-    /// Stores the DND value of session `gen` and pushes the new status. 12 if that session is
-    /// no longer its user's.
-    async fn set_dnd(&self, tenant: &str, user_id: &str, gen: Gen, dnd: i32) -> Result<(), i32>;
+    /// Stores the DND value of session `gen` and pushes the new status; 12 if that session is
+    /// no longer its user's. The result is as for [`CallStore`]: `Ok(code)` when the store
+    /// answered request `re`, `Err(code)` for the caller to answer.
+    async fn set_dnd(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        gen: Gen,
+        re: u64,
+        dnd: i32,
+    ) -> Result<i32, i32>;
 
     /// Turns status pushes to session `gen` on or off and answers request `re` (through an
     /// [`Effect::Notify`]).
@@ -157,22 +168,23 @@ pub trait PresenceStore: Send + Sync {
 }
 
 /// One-to-one calls (SPEC §3.4), one state machine wherever the parties are. Every method
-/// acts for session `at.gen`, which must still be its user's; on success the store queues
-/// `reply{re, 0}` itself, in order with the notifications of the transition, so that nothing
-/// about the call reaches the requester before its reply. A call's no-answer timer belongs to
-/// the store and fires once. Errors are the codes of §3.4, for the caller to answer.
+/// acts for session `at.gen`, which must still be its user's. `Ok(code)`: the store answered
+/// `reply{re, code}` itself, in order with the notifications of the transition (and, in a
+/// cluster, of those before it), so that nothing about the call reaches the requester out of
+/// order with its answer; `Err(code)`: the caller answers (codes of §3.4, or 8). A call's
+/// no-answer timer belongs to the store and fires once.
 #[async_trait]
 pub trait CallStore: Send + Sync {
-    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<(), i32>;
+    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<i32, i32>;
     async fn accept(
         &self,
         at: &Requester<'_>,
         call_id: &str,
         meet_obj: &str,
         ext: &str,
-    ) -> Result<(), i32>;
-    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32>;
-    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32>;
+    ) -> Result<i32, i32>;
+    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<i32, i32>;
+    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<i32, i32>;
 }
 
 /// Everything a connection needs from the shared state.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use crvm_proto::error::{CRVIDEOSDK_NOT_LOGIN, CRVIDEOSDK_SERVER_EXCEPTION};
+use crvm_proto::error::CRVIDEOSDK_SERVER_EXCEPTION;
 use crvm_proto::UserStatus;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -222,7 +222,14 @@ impl RedisHub {
         match effect {
             Effect::NodeGone { node } if node != self.inner.node => self.inner.links.lost(&node),
             Effect::NodeGone { .. } => {}
-            e => self.inner.local.apply(e),
+            e => {
+                // Every login and logout anywhere shows here as a status change: where the
+                // user's session is may have changed.
+                if let Effect::Status { tenant, status } = &e {
+                    self.inner.links.forget_route(tenant, &status.user_id);
+                }
+                self.inner.local.apply(e)
+            }
         }
     }
 
@@ -383,13 +390,13 @@ impl RedisHub {
         }
     }
 
-    /// Runs a call transition: 0 is success (answered through the effects), else a code.
-    async fn transition(&self, name: &str, args: Vec<&str>) -> Result<(), i32> {
-        match self.fcall::<i32>(name, args).await {
-            Ok(0) => Ok(()),
-            Ok(code) => Err(code),
-            Err(Failed) => Err(CRVIDEOSDK_SERVER_EXCEPTION),
-        }
+    /// Runs a function that answers its request itself (through this node's channel): its
+    /// code, or 8 (unanswered) when Redis failed.
+    async fn answered(&self, name: &str, mut args: Vec<&str>) -> Result<i32, i32> {
+        args.insert(0, self.node());
+        self.fcall::<i32>(name, args)
+            .await
+            .map_err(|Failed| CRVIDEOSDK_SERVER_EXCEPTION)
     }
 }
 
@@ -457,19 +464,22 @@ impl Directory for RedisHub {
 
 #[async_trait]
 impl PresenceStore for RedisHub {
-    async fn set_dnd(&self, tenant: &str, user_id: &str, gen: Gen, dnd: i32) -> Result<(), i32> {
-        let (g, d) = (gen.to_string(), dnd.to_string());
-        match self
-            .fcall::<i64>("crvm_set_dnd", (tenant, user_id, g.as_str(), d.as_str()))
-            .await
-        {
-            Ok(1) => {
-                self.inner.local.set_dnd(gen, dnd);
-                Ok(())
-            }
-            Ok(_) => Err(CRVIDEOSDK_NOT_LOGIN),
-            Err(Failed) => Err(CRVIDEOSDK_SERVER_EXCEPTION),
+    async fn set_dnd(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        gen: Gen,
+        re: u64,
+        dnd: i32,
+    ) -> Result<i32, i32> {
+        let (g, re, d) = (gen.to_string(), re.to_string(), dnd.to_string());
+        let code = self
+            .answered("crvm_set_dnd", vec![tenant, user_id, &g, &re, &d])
+            .await?;
+        if code == 0 {
+            self.inner.local.set_dnd(gen, dnd);
         }
+        Ok(code)
     }
 
     async fn set_notify(&self, gen: Gen, on: bool, re: u64) -> Result<(), i32> {
@@ -507,7 +517,7 @@ impl PresenceStore for RedisHub {
 
 #[async_trait]
 impl CallStore for RedisHub {
-    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<(), i32> {
+    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<i32, i32> {
         let (gen, re, timeout) = (
             at.gen.to_string(),
             at.re.to_string(),
@@ -524,7 +534,7 @@ impl CallStore for RedisHub {
             req.ext,
             &timeout,
         ];
-        self.transition("crvm_call", args).await
+        self.answered("crvm_call", args).await
     }
 
     async fn accept(
@@ -533,21 +543,21 @@ impl CallStore for RedisHub {
         call_id: &str,
         meet_obj: &str,
         ext: &str,
-    ) -> Result<(), i32> {
+    ) -> Result<i32, i32> {
         let (gen, re) = (at.gen.to_string(), at.re.to_string());
         let args = vec![at.tenant, at.user_id, &gen, &re, call_id, meet_obj, ext];
-        self.transition("crvm_accept", args).await
+        self.answered("crvm_accept", args).await
     }
 
-    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32> {
+    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<i32, i32> {
         let (gen, re) = (at.gen.to_string(), at.re.to_string());
         let args = vec![at.tenant, at.user_id, &gen, &re, call_id, ext];
-        self.transition("crvm_reject", args).await
+        self.answered("crvm_reject", args).await
     }
 
-    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<(), i32> {
+    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<i32, i32> {
         let (gen, re) = (at.gen.to_string(), at.re.to_string());
         let args = vec![at.tenant, at.user_id, &gen, &re, call_id, ext];
-        self.transition("crvm_hangup", args).await
+        self.answered("crvm_hangup", args).await
     }
 }
