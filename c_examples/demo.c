@@ -6,7 +6,8 @@
  *
  *   12:00:00.123 [bob]   notify_user_status {"userID":"alice","userStatus":1,"DNDType":1} presence
  *
- * Run against `crvm-server --dev` (or give HOST:PORT). Exits non-zero as soon as an expected
+ * Run against `crvm-server --dev` (or give HOST:PORT; a second HOST:PORT puts bob there, e.g. on
+ * another node of a cluster: scripts/cluster-demo.sh). Exits non-zero as soon as an expected
  * event does not arrive. The walkthrough is the `steps` table at the bottom: add steps there.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -594,11 +595,17 @@ static void remove_tmp(demo *d) {
 
 int main(int argc, char **argv) {
   static demo d; /* zeroed */
+  /* A second address puts bob on another node of a cluster (scripts/cluster-demo.sh). */
   d.addr = argc > 1 ? argv[1] : "127.0.0.1:5210";
-  if (open_user(&d.alice, "alice", d.addr) || open_user(&d.bob, "bob", d.addr)) return 1;
+  const char *bob_addr = argc > 2 ? argv[2] : d.addr;
+  if (open_user(&d.alice, "alice", d.addr) || open_user(&d.bob, "bob", bob_addr)) return 1;
   if (make_tmp(&d)) return 1;
   char line[256];
-  snprintf(line, sizeof line, "libcrvm %s, server %s", crvm_version(), d.addr);
+  if (bob_addr == d.addr)
+    snprintf(line, sizeof line, "libcrvm %s, server %s", crvm_version(), d.addr);
+  else
+    snprintf(line, sizeof line, "libcrvm %s, alice on %s, bob on %s", crvm_version(), d.addr,
+             bob_addr);
   log_line("[demo]", line);
 
   int failed = 0;

@@ -297,10 +297,14 @@ pub enum ServerMsg {
     LoginOk { re: u64, user_id: String },
     /// Right after `login_ok` of a login that asked to be resumable: how to resume the session
     /// (`secret` changes on every resume) and how long the server holds it once its link drops.
+    /// `addr` (a cluster node's advertised `HOST:PORT`; absent on one server) is where to
+    /// resume: the node that holds the session, whatever address the client logged in through.
     Resumable {
         session: String,
         secret: String,
         window_s: u64,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        addr: String,
     },
     /// Answer to `resume` (unnumbered): the session is back; `last` is the last numbered frame
     /// the server handled from the client, `secret` the one for the next resume. The server's

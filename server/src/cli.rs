@@ -385,6 +385,7 @@ fn keep_freed_memory() {
 /// What a node shares with the others: its sessions, the shared state (in memory, or a
 /// cluster's in Redis), the relay and, in a cluster, the links to the other nodes.
 struct Shared {
+    resume_addr: String,
     local: Arc<LocalSessions>,
     hub: Arc<dyn Hub>,
     relay: Arc<Relay>,
@@ -398,6 +399,7 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
         let local = Arc::new(LocalSessions::new(0));
         let hub = MemoryHub::new(Arc::clone(&local), call_timeout);
         return Some(Shared {
+            resume_addr: String::new(),
             local,
             hub: Arc::new(hub),
             relay: Arc::new(Relay::new()),
@@ -445,6 +447,7 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
             );
             links.set_registry(Arc::new(hub.clone()));
             Some(Shared {
+                resume_addr: advertise,
                 local,
                 hub: Arc::new(hub),
                 relay,
@@ -520,6 +523,7 @@ async fn run(
         store,
         relay: shared.relay,
         links: shared.links,
+        resume_addr: shared.resume_addr,
         conns: Connections::new(),
         tls,
         logins,

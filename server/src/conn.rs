@@ -62,6 +62,9 @@ pub struct Ctx {
     pub relay: Arc<Relay>,
     /// The links to the other nodes, in a cluster.
     pub links: Option<Arc<Links>>,
+    /// Where clients resume their sessions: this node's advertised address in a cluster,
+    /// empty on one server (wherever they connected).
+    pub resume_addr: String,
     pub conns: Connections,
     /// Set when the server speaks TLS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,

@@ -221,3 +221,45 @@ fn a_node_killed_mid_transfer_fails_its_transfers_once() {
     drop(carol);
     let _ = alice.c.logout();
 }
+
+#[test]
+fn a_session_resumes_at_its_node_s_advertised_address_not_through_the_balancer() {
+    let c = Cluster::start(2, TIMEOUT_MS, "");
+    // A "load balancer" in front of node 1, through which alice logs in.
+    let lb = crvm_faultproxy::Proxy::start(c.node(0).addr).unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded::<Event>();
+    let alice = Client::new(
+        &lb.addr().to_string(),
+        Box::new(move |e: &Event| {
+            let _ = tx.send(e.clone());
+        }),
+    )
+    .unwrap();
+    alice
+        .login(&LoginParams {
+            auth_acnt: "demo",
+            auth_pswd: "demo-secret",
+            priv_acnt: "alice",
+            ..Default::default()
+        })
+        .unwrap();
+    let next = || rx.recv_timeout(WAIT).expect("an event");
+    assert!(matches!(next(), Event::Login { result: Ok(_), .. }));
+    let bob = User::login(c.node(1), "bob", &c.dir.0);
+    // The balancer goes away (or would send her to another node), cutting alice's link.
+    drop(lb);
+    assert!(matches!(next(), Event::LineReconnecting { .. }));
+    assert!(matches!(next(), Event::LineResumed { .. }));
+    // The same session, across nodes, both ways.
+    let t = alice.send_cmd("bob", b"after").unwrap();
+    assert!(matches!(bob.next(), Event::NotifyCmdData { data, .. } if data == b"after"));
+    assert_eq!(
+        next(),
+        Event::CmdSent {
+            task_id: t,
+            result: Ok(())
+        }
+    );
+    bob.c.send_cmd("alice", b"back").unwrap();
+    assert!(matches!(next(), Event::NotifyCmdData { data, .. } if data == b"back"));
+}

@@ -145,6 +145,8 @@ struct Resumable {
     session: String,
     secret: String,
     window: Duration,
+    /// Where to resume (a cluster node's address), or empty: where the login went.
+    addr: String,
 }
 
 /// A session between losing its link and resuming it.
@@ -486,6 +488,20 @@ impl Session {
     }
 
     // ----- the worker's side ----------------------------------------------------------------
+
+    /// Where to connect when [`Session::want`] says so: the node holding the session while
+    /// resuming in a cluster, else `None` (the address the client was made with).
+    pub fn connect_addr(&self) -> Option<&str> {
+        match &self.st.phase {
+            Phase::Reconnecting(_) | Phase::Farewell(_) => self
+                .st
+                .resume
+                .as_ref()
+                .map(|r| r.addr.as_str())
+                .filter(|a| !a.is_empty()),
+            _ => None,
+        }
+    }
 
     /// The link this session wants, and its generation.
     pub fn want(&self) -> (u64, Want) {
@@ -1488,12 +1504,14 @@ impl State {
                 session,
                 secret,
                 window_s,
+                addr,
             } => {
                 self.resume = Some(Resumable {
                     app_id: self.app_id.clone(),
                     session,
                     secret,
                     window: Duration::from_secs(window_s),
+                    addr,
                 });
             }
             ServerMsg::Welcome { .. } | ServerMsg::LoginOk { .. } => {
@@ -1842,6 +1860,7 @@ mod tests {
         let (mut s, mut srv) = logged_in(t0);
         // The server says the session may be resumed, for 60 s.
         let resumable = ServerMsg::Resumable {
+            addr: String::new(),
             session: "sess".into(),
             secret: "s1".into(),
             window_s: 60,

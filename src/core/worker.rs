@@ -329,9 +329,10 @@ fn reconcile<'a>(inner: &'a Inner, mut sh: MutexGuard<'a, Shared>) -> MutexGuard
         return sh;
     }
     sh.link = Link::Resolving { gen };
+    // A cluster's session is resumed at the node that holds it.
+    let target = sh.session.connect_addr().unwrap_or(&inner.addr).to_owned();
     drop(sh);
-    let addrs: Vec<SocketAddr> = inner
-        .addr
+    let addrs: Vec<SocketAddr> = target
         .to_socket_addrs()
         .map(|a| a.collect())
         .unwrap_or_default();

@@ -142,6 +142,7 @@ impl Peer {
                 session: session.clone(),
                 secret,
                 window_s: window,
+                addr: self.ctx.resume_addr.clone(),
             });
             session
         });
