@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-cmake.sh
+source scripts/ensure-redis.sh
 source scripts/ensure-pytest.sh
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCRVM_SANITIZE=ON > /dev/null
 cmake --build build-asan -j "$(nproc)"

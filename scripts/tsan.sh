@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-cmake.sh
+source scripts/ensure-redis.sh
 
 rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
 host=$(rustc -vV | sed -n 's/^host: //p')
