@@ -10,6 +10,11 @@
 //!   from several 127.0.0.x source addresses by one thread speaking the protocol directly;
 //!   logins per second, RSS per session, and the time one status change takes to reach every
 //!   subscriber (a subset, default 1,000) while all are connected.
+//! - **cluster**: the same many sessions (default 100,000) on a cluster of six nodes sharing
+//!   one redis-server (SPEC §4.1), held by six load-generator processes (one per node, each
+//!   under the 20,000 open files one process may have here); logins per second, RSS per
+//!   session per node, Redis memory per session, and the time one status change takes to
+//!   reach the subscribers spread over the nodes.
 //! - **lib**: events per second through the C callbacks of one client (`crvm_*` exports called
 //!   from Rust), fed by a fake server that writes pre-encoded status pushes (the library alone)
 //!   and by crvm-server driven by protocol-level changers (end to end); and the RSS an idle
@@ -50,7 +55,7 @@ const PATIENCE: Duration = Duration::from_secs(300);
 const USAGE: &str = "\
 crvm-scale: idle session memory (against nats-server and redis-server), scale, library overhead
 
-Usage: crvm-scale [--quick] [--only idle|scale|lib] [--server PATH] [--idle N] [--rounds N]
+Usage: crvm-scale [--quick] [--only idle|scale|cluster|lib] [--server PATH] [--idle N] [--rounds N]
                   [--sessions N] [--subscribers N] [--changes N] [--sources N] [--events N]
 
   --quick          every section tiny (200 sessions, 1 round, 20k events): a few seconds
@@ -76,6 +81,8 @@ struct Opts {
     changes: usize,
     sources: u8,
     events: u64,
+    /// Sessions of the cluster section (not capped by this process's open-file limit).
+    cluster_sessions: usize,
 }
 
 fn parse_opts() -> Res<Opts> {
@@ -91,6 +98,7 @@ fn parse_opts() -> Res<Opts> {
         changes: 20,
         sources: 8,
         events: 2_000_000,
+        cluster_sessions: 0,
     };
     if args.iter().any(|a| a == "--quick") {
         args.retain(|a| a != "--quick");
@@ -129,6 +137,15 @@ fn parse_opts() -> Res<Opts> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("__cluster-load") {
+        std::process::exit(match cluster_load_child(&args[2..]) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("cluster load: {e}");
+                1
+            }
+        });
+    }
     if args.get(1).map(String::as_str) == Some("__idle-client") {
         std::process::exit(match idle_client_child(&args[2]) {
             Ok(()) => 0,
@@ -158,6 +175,8 @@ fn run() -> Res<()> {
     // The server holds one descriptor per session plus its own few, and so does this process.
     let fit = (nofile as usize).saturating_sub(200);
     let mut o = o;
+    // The cluster section splits its sessions over processes; the others hold them in one.
+    o.cluster_sessions = o.sessions;
     for (what, n) in [("--sessions", &mut o.sessions), ("--idle", &mut o.idle)] {
         if *n > fit {
             println!(
@@ -180,6 +199,9 @@ fn run() -> Res<()> {
     }
     if run("scale") {
         rt.block_on(scale_section(&o, &tmp))?;
+    }
+    if run("cluster") {
+        rt.block_on(cluster_section(&o, &tmp))?;
     }
     if run("lib") {
         rt.block_on(lib_section(&o, &tmp))?;
@@ -1175,4 +1197,404 @@ async fn lib_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
     );
     drop(server);
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A cluster of six nodes
+
+/// Nodes of the cluster section (and load-generator processes, one per node).
+const NODES: usize = 6;
+
+/// CLOCK_MONOTONIC in ns: one clock for every process of the machine.
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// `used_memory` of the Redis on `sock`, in bytes.
+fn redis_used_memory(sock: &std::path::Path) -> Res<u64> {
+    let out = Command::new("redis-cli")
+        .arg("-s")
+        .arg(sock)
+        .args(["INFO", "memory"])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .ok_or("no used_memory in INFO")?;
+    Ok(v.trim().parse()?)
+}
+
+/// Starts node `name` of the cluster on `sock`; returns it and its address once it has joined.
+fn start_node(
+    o: &Opts,
+    dir: &std::path::Path,
+    sock: &std::path::Path,
+    name: &str,
+) -> Res<(Proc, SocketAddr)> {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nmax_requests_per_s = 100000000\n\n\
+             [cluster]\nredis = \"unix://{}\"\nnode_id = \"{name}\"\n\n\
+             [[tenant]]\napp_id = \"{APP}\"\nsecret = \"{SECRET}\"\n",
+            sock.display()
+        ),
+    )?;
+    let log = dir.join(format!("{name}.log"));
+    let mut p = Proc::spawn(
+        Command::new(&o.server)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.join(format!("data-{name}")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?),
+    )?;
+    let mut line = String::new();
+    BufReader::new(p.0.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("crvm-server listening on ")
+        .ok_or_else(|| format!("node {name} said {line:?}"))?
+        .parse()?;
+    wait_until(&format!("node {name} to join"), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("joined"))
+    })?;
+    Ok((p, addr))
+}
+
+/// A load generator: `first..first+count` sessions on one node, `subs` of them subscribers.
+struct Load {
+    _proc: Proc,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Load {
+    fn spawn(node: SocketAddr, first: usize, count: usize, subs: usize, src: u8) -> Res<Load> {
+        let exe = std::env::current_exe()?;
+        let mut p = Proc::spawn(
+            Command::new(exe)
+                .arg("__cluster-load")
+                .args([
+                    node.to_string(),
+                    first.to_string(),
+                    count.to_string(),
+                    subs.to_string(),
+                    src.to_string(),
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        )?;
+        let stdin = p.0.stdin.take().ok_or("no stdin")?;
+        let out = BufReader::new(p.0.stdout.take().ok_or("no stdout")?);
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Load {
+            _proc: p,
+            stdin,
+            lines,
+        })
+    }
+
+    /// The next line starting with `prefix` (others are passed over), within [`PATIENCE`].
+    fn expect(&self, prefix: &str) -> Res<String> {
+        loop {
+            let l = self
+                .lines
+                .recv_timeout(PATIENCE)
+                .map_err(|_| format!("load generator: no {prefix:?} line"))?;
+            if let Some(rest) = l.strip_prefix(prefix) {
+                return Ok(rest.trim().to_owned());
+            }
+            if let Some(e) = l.strip_prefix("error ") {
+                return Err(format!("load generator: {e}").into());
+            }
+        }
+    }
+}
+
+async fn cluster_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
+    let n = o.cluster_sessions;
+    let subs = o.subscribers.min(n);
+    if which("redis-server").is_none() {
+        println!("\ncluster: skipped (redis-server is not installed)");
+        return Ok(());
+    }
+    println!(
+        "\ncluster: {n} concurrent sessions on {NODES} nodes sharing one redis-server, held by {NODES} load-generator processes (one per node), {subs} subscribed to presence spread over the nodes, {} status changes",
+        o.changes
+    );
+    let dir = tmp.0.join("cluster");
+    std::fs::create_dir_all(&dir)?;
+    let sock = dir.join("redis.sock");
+    let mut redis = Proc::spawn(
+        Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&sock)
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )?;
+    let mut rout = BufReader::new(redis.0.stdout.take().ok_or("no stdout")?);
+    let mut line = String::new();
+    while !line
+        .to_ascii_lowercase()
+        .contains("ready to accept connections")
+    {
+        line.clear();
+        if rout.read_line(&mut line)? == 0 {
+            return Err("redis-server exited".into());
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut rout, &mut std::io::sink()));
+    let mut nodes = Vec::new();
+    for i in 1..=NODES {
+        nodes.push(start_node(o, &dir, &sock, &format!("n{i}"))?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_before: Vec<u64> = nodes.iter().map(|(p, _)| rss_kib(p.pid())).collect();
+    let redis_before = redis_used_memory(&sock)?;
+    let start = Instant::now();
+    let cpu0: f64 = nodes.iter().map(|(p, _)| cpu_s(p.pid())).sum();
+    let per = n.div_ceil(NODES);
+    let mut loads = Vec::new();
+    for (k, (_, addr)) in nodes.iter().enumerate() {
+        let first = k * per;
+        let count = per.min(n.saturating_sub(first));
+        let s = subs / NODES + usize::from(k < subs % NODES);
+        loads.push(Load::spawn(*addr, first, count, s, 1 + k as u8)?);
+    }
+    let mut ready = 0;
+    for l in &loads {
+        ready += l.expect("ready")?.parse::<usize>()?;
+    }
+    let took = start.elapsed().as_secs_f64();
+    let node_cpu: f64 = nodes.iter().map(|(p, _)| cpu_s(p.pid())).sum::<f64>() - cpu0;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_at: Vec<u64> = nodes.iter().map(|(p, _)| rss_kib(p.pid())).collect();
+    let redis_at = redis_used_memory(&sock)?;
+    println!(
+        "    logins: {ready} in {took:.1} s = {:.0} logins/s (nodes' CPU {node_cpu:.1} s in all, {:.0} µs per login)",
+        ready as f64 / took,
+        node_cpu * 1e6 / ready.max(1) as f64
+    );
+    let total_at: u64 = rss_at.iter().sum();
+    let per_node: Vec<String> = rss_before
+        .iter()
+        .zip(&rss_at)
+        .map(|(b, a)| {
+            format!(
+                "{:.2}",
+                a.saturating_sub(*b) as f64 * NODES as f64 / ready.max(1) as f64
+            )
+        })
+        .collect();
+    println!(
+        "    node RSS: {:.1} MiB in all with {ready} sessions (target: <= 1024 MiB); KiB per session, node by node: {}",
+        total_at as f64 / 1024.0,
+        per_node.join(", ")
+    );
+    println!(
+        "    Redis memory: {:.1} MiB before, {:.1} MiB with {ready} sessions: {:.0} bytes per session (target: <= 1024)",
+        redis_before as f64 / 1048576.0,
+        redis_at as f64 / 1048576.0,
+        redis_at.saturating_sub(redis_before) as f64 / ready.max(1) as f64
+    );
+    // One change at a time from a session on node 1, timed until every subscriber has it.
+    let mut changer = Conn::new(connect_from(Ipv4Addr::LOCALHOST, nodes[0].1).await?);
+    changer.login(APP, SECRET, CHANGER).await?;
+    for l in &mut loads {
+        l.stdin.write_all(b"go\n")?;
+    }
+    let mut subscribed = 0;
+    for l in &loads {
+        subscribed += l.expect("subscribed")?.parse::<usize>()?;
+    }
+    let mut all = Vec::new();
+    let mut each = Vec::new();
+    for k in 1..=o.changes as i32 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let t0 = mono_ns();
+        changer.request(Op::SetDnd { dnd: k }).await?;
+        let mut last = t0;
+        for l in &loads {
+            // Each generator reports the change once all its subscribers have it.
+            let r = l.expect(&format!("change {k} "))?;
+            let mut it = r.split_whitespace().map(|x| x.parse::<u64>());
+            let (Some(Ok(max)), Some(Ok(cnt))) = (it.next(), it.next()) else {
+                return Err(format!("bad change line {r:?}").into());
+            };
+            last = last.max(max);
+            for x in it.take(cnt as usize).flatten() {
+                each.push(x.saturating_sub(t0) as f64 / 1e6);
+            }
+        }
+        all.push(last.saturating_sub(t0) as f64 / 1e6);
+        changer.reply().await?;
+    }
+    println!(
+        "    status change → all {subscribed} subscribers on {NODES} nodes, with {ready} sessions connected: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} changes (target p99 <= 50 ms; each subscriber: p50 {:.2} ms, p99 {:.2} ms)",
+        pct(&all, 0.5),
+        pct(&all, 0.99),
+        pct(&all, 1.0),
+        all.len(),
+        pct(&each, 0.5),
+        pct(&each, 0.99)
+    );
+    drop(loads);
+    drop(nodes);
+    Ok(())
+}
+
+/// `__cluster-load NODE FIRST COUNT SUBS SRC`: holds sessions u<FIRST>.. on one node. Prints
+/// `ready N` once all are logged in; on `go` (stdin) its subscribers subscribe and it prints
+/// `subscribed K`; then, for each status change of the changer, once all K have it:
+/// `change DND MAX_NS K T1 T2 …` (arrival times, CLOCK_MONOTONIC).
+fn cluster_load_child(args: &[String]) -> Res<()> {
+    let [node, first, count, subs, src] = args else {
+        return Err("usage: __cluster-load NODE FIRST COUNT SUBS SRC".into());
+    };
+    let node: SocketAddr = node.parse()?;
+    let (first, count, subs): (usize, usize, usize) =
+        (first.parse()?, count.parse()?, subs.parse()?);
+    let src = Ipv4Addr::new(127, 0, 0, src.parse()?);
+    raise_nofile(count as u64 + 100);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let tally = Arc::new(Tally::default());
+        let sem = Arc::new(Semaphore::new(256));
+        let (go_tx, go_rx) = watch::channel(false);
+        let (push_tx, mut push_rx) = mpsc::unbounded_channel::<(i32, u64)>();
+        let every = (count / subs.max(1)).max(1);
+        let mut tasks = tokio::task::JoinSet::new();
+        for j in 0..count {
+            let (sem, tally, go, pushes) = (
+                Arc::clone(&sem),
+                Arc::clone(&tally),
+                go_rx.clone(),
+                push_tx.clone(),
+            );
+            let subscriber = subs > 0 && j % every == 0 && j / every < subs;
+            tasks.spawn(load_session(
+                first + j,
+                node,
+                src,
+                sem,
+                tally,
+                subscriber,
+                go,
+                pushes,
+            ));
+        }
+        let out = |l: String| {
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "{l}");
+            let _ = o.flush();
+        };
+        if let Err(e) = wait_for(&tally, count, "logins", || {
+            tally.ready.load(Ordering::Relaxed)
+        })
+        .await
+        {
+            out(format!("error {e}"));
+            return Ok(());
+        }
+        out(format!("ready {}", tally.ready.load(Ordering::Relaxed)));
+        let stdin = tokio::task::spawn_blocking(|| {
+            let mut l = String::new();
+            let _ = std::io::stdin().read_line(&mut l);
+            l
+        });
+        let _ = stdin.await;
+        go_tx.send_replace(true);
+        if let Err(e) = wait_for(&tally, subs, "subscriptions", || {
+            tally.subscribed.load(Ordering::Relaxed)
+        })
+        .await
+        {
+            out(format!("error {e}"));
+            return Ok(());
+        }
+        out(format!("subscribed {subs}"));
+        let mut seen: HashMap<i32, Vec<u64>> = HashMap::new();
+        while let Some((dnd, at)) = push_rx.recv().await {
+            let v = seen.entry(dnd).or_default();
+            v.push(at);
+            if v.len() == subs {
+                let v = seen.remove(&dnd).unwrap_or_default();
+                let max = v.iter().copied().max().unwrap_or(0);
+                let times: Vec<String> = v.iter().map(u64::to_string).collect();
+                out(format!(
+                    "change {dnd} {max} {} {}",
+                    v.len(),
+                    times.join(" ")
+                ));
+            }
+        }
+        Ok::<(), Box<dyn Error + Send + Sync>>(())
+    })
+}
+
+/// One session of a load generator: as [`crvm_session`], reporting arrival times on the
+/// machine-wide monotonic clock.
+#[allow(clippy::too_many_arguments)]
+async fn load_session(
+    i: usize,
+    addr: SocketAddr,
+    src: Ipv4Addr,
+    sem: Arc<Semaphore>,
+    tally: Arc<Tally>,
+    subscriber: bool,
+    mut go: watch::Receiver<bool>,
+    pushes: mpsc::UnboundedSender<(i32, u64)>,
+) {
+    let permit = sem.acquire_owned().await;
+    let mut p = match connect_from(src, addr).await {
+        Ok(s) => Conn::new(s),
+        Err(e) => return tally.fail(format!("connect {i}: {e}")),
+    };
+    if let Err(e) = p.login(APP, SECRET, &format!("u{i}")).await {
+        return tally.fail(format!("login {i}: {e}"));
+    }
+    drop(permit);
+    tally.ready.fetch_add(1, Ordering::Relaxed);
+    if subscriber {
+        while !*go.borrow_and_update() {
+            tokio::select! {
+                biased;
+                r = go.changed() => if r.is_err() { return },
+                r = p.msg() => if let Err(e) = r { return tally.fail(format!("session {i}: {e}")) },
+            }
+        }
+        if let Err(e) = p.request_ok(Op::StartStatusNotify).await {
+            return tally.fail(format!("subscribe {i}: {e}"));
+        }
+        tally.subscribed.fetch_add(1, Ordering::Relaxed);
+    }
+    while let Ok(m) = p.msg().await {
+        if let ServerMsg::UserStatus(status) = m {
+            if status.user_id == CHANGER {
+                let _ = pushes.send((status.dnd_type, mono_ns()));
+            }
+        }
+    }
 }
