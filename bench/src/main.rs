@@ -7,6 +7,7 @@
 //! NATS responder).
 
 mod anchors;
+mod cluster;
 mod fanout;
 mod natsmsg;
 mod peer;
@@ -38,7 +39,7 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
                   [--fanout N,N,..] [--fan-deliveries N] [--fan-samples N] [--calls N]
                   [--call-gap-ms N] [--only SECTIONS]
 
-  --only SECTIONS    run only these sections, e.g. --only a,c (default: all of a..h)
+  --only SECTIONS    run only these sections, e.g. --only a,c (default: all of a..i)
   --quick            tiny sizes: a smoke run of every section (anchors whose tool is not
                      installed are skipped in this mode only)
   --server PATH      crvm-server binary (default: crvm-server next to this executable)
@@ -57,7 +58,8 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
   --small-mib N      (g) smaller transfer, MiB (default 256)
   --big-mib N        (f) and (g) big transfer, MiB (default 2048)
 
-  (h) session resumption uses the (a) file for its transfer through drops.";
+  (h) session resumption uses the (a) file for its transfer through drops; (i), across cluster
+  nodes vs one node, uses it for its bulk row (and needs redis-server).";
 
 #[derive(Debug)]
 struct Cfg {
@@ -109,7 +111,7 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
         fan_samples: if quick { 15 } else { 300 },
         calls: if quick { 10 } else { 100 },
         call_gap_ms: if quick { 2 } else { 20 },
-        only: "abcdefgh".into(),
+        only: "abcdefghi".into(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -147,7 +149,7 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
             "--calls" => cfg.calls = num()?,
             "--only" => {
                 cfg.only = value.to_lowercase();
-                if !cfg.only.chars().any(|c| "abcdefgh".contains(c)) {
+                if !cfg.only.chars().any(|c| "abcdefghi".contains(c)) {
                     return Err(format!("{flag}: no section among {value:?}").into());
                 }
             }
@@ -477,6 +479,10 @@ fn run(cfg: &Cfg) -> Res<()> {
     if cfg.runs('h') {
         println!();
         resume::section_h(&cfg.server, &tmp.0, &file_src, cfg.file, cfg.quick)?;
+    }
+    if cfg.runs('i') {
+        println!();
+        cluster::section_i(cfg, &tmp.0, &file_src, cfg.file)?;
     }
     println!();
     println!("load average at the end: {}", loadavg());

@@ -131,7 +131,7 @@ impl Drop for TempDir {
 
 /// A child process, killed and reaped on drop.
 pub struct Proc {
-    child: Child,
+    pub child: Child,
     name: String,
 }
 

@@ -1,0 +1,205 @@
+//! (i) Across the nodes of a cluster (SPEC §4.1) vs on one node, side by side in one run: a
+//! redis-server and two nodes; one pair of peers on node 1 (carol → dave), one across the two
+//! nodes (alice on node 1 → bob on node 2). The same measurements as (a)–(c), alternating.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::procs::{Peer, Proc, Server};
+use crate::{ab, latency_rows, mb_per_s, samples_of, transfer_patience, Cfg, Res, MIB};
+
+/// A redis-server on a Unix socket in `dir`, nothing on disk.
+fn start_redis(dir: &Path) -> Res<(Proc, String)> {
+    let sock = dir.join("redis.sock");
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", "0", "--unixsocket"])
+        .arg(&sock)
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut proc = Proc::spawn(cmd, "redis-server")?;
+    let mut out = BufReader::new(proc.child.stdout.take().ok_or("no stdout")?);
+    let mut line = String::new();
+    while !line
+        .to_ascii_lowercase()
+        .contains("ready to accept connections")
+    {
+        line.clear();
+        if out.read_line(&mut line)? == 0 {
+            return Err("redis-server exited before it was ready".into());
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    Ok((proc, format!("unix://{}", sock.display())))
+}
+
+/// Node `name` of the cluster on `redis`, once it has joined.
+fn start_node(cfg: &Cfg, dir: &Path, redis: &str, name: &str, max_file: u64) -> Res<Server> {
+    let dir = dir.join(name);
+    let top = format!("[cluster]\nredis = \"{redis}\"\nnode_id = \"{name}\"\n");
+    let server = Server::start(&cfg.server, &dir, max_file, &top)?;
+    let log = dir.join("server.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("joined")) {
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err(format!("node {name} did not join: {}", server.log_tail()).into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(server)
+}
+
+/// A sender and its receiver.
+struct Pair {
+    tx: Peer,
+    rx: Peer,
+    rx_name: &'static str,
+}
+
+impl Pair {
+    fn setups(&mut self, n: u64, warmup: u64) -> Res<Vec<u64>> {
+        self.tx
+            .send(&format!("setups {} {}", self.rx_name, warmup + n))?;
+        let line = self.tx.expect("setups", Duration::from_secs(1800))?;
+        Ok(samples_of(&line).split_off(warmup as usize))
+    }
+
+    fn pings(&mut self, n: u64, warmup: u64, size: usize) -> Res<Vec<u64>> {
+        self.tx
+            .send(&format!("pings {} {} {size} 1", self.rx_name, warmup + n))?;
+        let line = self.tx.expect("pings", Duration::from_secs(600))?;
+        Ok(samples_of(&line).split_off(warmup as usize))
+    }
+
+    /// Sends `src` (`size` bytes); the time until the receiver has it and the sender its result.
+    fn transfer(&mut self, src: &Path, size: u64) -> Res<Duration> {
+        let t0 = Instant::now();
+        self.tx
+            .send(&format!("file {} {}", self.rx_name, src.display()))?;
+        self.tx.expect("file_started", Duration::from_secs(30))?;
+        let got = self.rx.expect("got_file ", transfer_patience(size))?;
+        let code = self.tx.expect("file_rlst ", transfer_patience(size))?;
+        let took = t0.elapsed();
+        if code != "0" {
+            return Err(format!("send_file_rlst {code}").into());
+        }
+        let len = std::fs::metadata(&got)?.len();
+        std::fs::remove_file(&got)?;
+        if len != size {
+            return Err(format!("received {len} bytes of {size}").into());
+        }
+        Ok(took)
+    }
+}
+
+pub fn section_i(cfg: &Cfg, tmp: &Path, file: &Path, file_size: u64) -> Res<()> {
+    let dir = tmp.join("cluster");
+    std::fs::create_dir_all(&dir)?;
+    if Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        if cfg.quick {
+            println!("(i) across cluster nodes: skipped (redis-server is not installed)");
+            return Ok(());
+        }
+        return Err("(i) needs redis-server (apt-get install redis-server)".into());
+    }
+    println!(
+        "(i) across the nodes of a cluster (a redis-server, two nodes) vs on one node of it: \
+         alice on node 1 → bob on node 2, carol → dave both on node 1; {} alternating rounds",
+        cfg.reps
+    );
+    let (_redis, url) = start_redis(&dir)?;
+    let max_file = (4 * 1024 * MIB).max(file_size + 1);
+    let n1 = start_node(cfg, &dir, &url, "n1", max_file)?;
+    let n2 = start_node(cfg, &dir, &url, "n2", max_file)?;
+    let down = |who: &str| -> Res<std::path::PathBuf> {
+        let d = dir.join(format!("down-{who}"));
+        std::fs::create_dir_all(&d)?;
+        Ok(d)
+    };
+    let mut cross = Pair {
+        tx: Peer::start(&n1.addr, "alice", &down("alice")?)?,
+        rx: Peer::start(&n2.addr, "bob", &down("bob")?)?,
+        rx_name: "bob",
+    };
+    let mut local = Pair {
+        tx: Peer::start(&n1.addr, "carol", &down("carol")?)?,
+        rx: Peer::start(&n1.addr, "dave", &down("dave")?)?,
+        rx_name: "dave",
+    };
+
+    // Call setup.
+    for p in [&mut cross, &mut local] {
+        p.rx.send("autoaccept 1")?;
+        p.rx.expect("autoaccept", Duration::from_secs(30))?;
+    }
+    let per_round = cfg.setups.div_ceil(cfg.reps as u64).div_ceil(4).max(5);
+    let warmup = (per_round / 10).clamp(5, 200);
+    let (mut c, mut l) = (Vec::new(), Vec::new());
+    for round in 0..cfg.reps {
+        let (a, b) = ab(
+            round,
+            || cross.setups(per_round, warmup),
+            || local.setups(per_round, warmup),
+        )?;
+        c.extend(a);
+        l.extend(b);
+    }
+    println!(
+        "    call setup, {} per side (targets: cross-node / one node <= 1.5):",
+        per_round * cfg.reps as u64
+    );
+    latency_rows("setup", &c, "one node", &l, (1.5, 1.5));
+
+    // Cmd round trips.
+    let per_round = cfg.pings.div_ceil(cfg.reps as u64).max(5);
+    let warmup = (per_round / 10).clamp(5, 200);
+    println!(
+        "    cmd round trip (send_cmd → send_cmd_rlst), {} per size and side (targets <= 1.5):",
+        per_round * cfg.reps as u64
+    );
+    for size in [100usize, 4096] {
+        let (mut c, mut l) = (Vec::new(), Vec::new());
+        for round in 0..cfg.reps {
+            let (a, b) = ab(
+                round,
+                || cross.pings(per_round, warmup, size),
+                || local.pings(per_round, warmup, size),
+            )?;
+            c.extend(a);
+            l.extend(b);
+        }
+        latency_rows(&format!("{size} B"), &c, "one node", &l, (1.5, 1.5));
+    }
+
+    // Bulk relay: one untimed transfer each first (fresh memory in a VM costs at first touch).
+    cross.transfer(file, file_size)?;
+    local.transfer(file, file_size)?;
+    let (mut c, mut l) = (Vec::new(), Vec::new());
+    for round in 0..cfg.reps {
+        let (a, b) = ab(
+            round,
+            || cross.transfer(file, file_size),
+            || local.transfer(file, file_size),
+        )?;
+        c.push(mb_per_s(file_size, a));
+        l.push(mb_per_s(file_size, b));
+    }
+    let (cm, lm) = (crate::median(c), crate::median(l));
+    println!(
+        "    bulk relay, a {} MiB file: across nodes {cm:.0} MB/s, one node {lm:.0} MB/s (median of {}): ratio {:.2} (target >= 0.8)",
+        file_size / MIB,
+        cfg.reps,
+        cm / lm
+    );
+    drop((cross, local, n1, n2));
+    Ok(())
+}
