@@ -483,3 +483,49 @@ fn meetings_are_shared_by_every_node_and_kept_per_tenant() {
     assert_eq!(destroy(&mut alice2, created.id), 0);
     assert!(list(&mut bob).is_empty());
 }
+
+#[test]
+fn a_redis_restart_with_its_data_loses_nothing_still_connected() {
+    let mut c = Cluster::start(2, TIMEOUT_MS, "");
+    let mut watcher = c.node(1).login("demo", "carol");
+    subscribe(&mut watcher);
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    assert_eq!(watcher.push(), st("alice", 1, 0));
+    assert_eq!(watcher.push(), st("bob", 1, 0));
+    c.redis.shutdown_saving();
+    c.redis.restart();
+    // Each node notices (its channel's connection broke) and, once Redis answers again,
+    // re-checks its sessions there.
+    for (n, live) in c.nodes.iter().zip([1, 2]) {
+        let line = format!("sessions re-checked: {live} live");
+        assert!(n.log_says(&line), "{}", n.log_text());
+    }
+    // Everyone is still there, and everything works across nodes.
+    assert_eq!(alice.code(Op::SetDnd { dnd: 1 }), 0);
+    let mut seen = Vec::new();
+    loop {
+        let s = watcher.push();
+        if s == st("alice", 1, 1) {
+            break;
+        }
+        seen.push(s);
+    }
+    assert_eq!(
+        names(&watcher.statuses()),
+        [("alice".into(), 1), ("bob".into(), 1), ("carol".into(), 1)]
+    );
+    assert_eq!(call(&mut bob, "c1", "carol"), 0);
+    assert!(matches!(watcher.reply(), ServerMsg::CallIn { .. }));
+    assert_eq!(
+        watcher.code(Op::RejectCall {
+            call_id: "c1".into(),
+            ext: String::new()
+        }),
+        0
+    );
+    assert!(matches!(
+        bob.reply(),
+        ServerMsg::CallRejected { reason: 606, .. }
+    ));
+}

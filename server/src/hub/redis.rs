@@ -365,9 +365,10 @@ impl RedisHub {
         let mut args: Vec<String> = vec![self.node().to_owned(), epoch, from, to];
         args.extend(sessions.iter().map(|(gen, _)| gen.to_string()));
         let swept: i64 = self.fcall("crvm_sweep", args).await?;
-        if swept > 0 {
-            log!("cluster: {swept} stale session(s) of this node ended in Redis");
-        }
+        log!(
+            "cluster: sessions re-checked: {} live, {swept} stale ended in Redis",
+            sessions.len()
+        );
         // Subscribers here may have missed changes meanwhile: they get the present.
         let tenants = self.inner.local.subscribed_tenants();
         if !tenants.is_empty() {

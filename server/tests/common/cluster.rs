@@ -169,3 +169,13 @@ impl Cluster {
 pub fn failure_patience(node_timeout_ms: u64) -> std::time::Duration {
     std::time::Duration::from_millis(node_timeout_ms * 2) + PATIENCE / 3
 }
+
+impl Redis {
+    /// Stops Redis with its data saved (`SHUTDOWN SAVE`, to `dump.rdb` in its directory), so
+    /// that [`Redis::restart`] comes back with it.
+    pub fn shutdown_saving(&mut self) {
+        let mut child = self.child.take().expect("redis is running");
+        self.cli(&["SHUTDOWN", "SAVE"]);
+        let _ = child.wait();
+    }
+}
