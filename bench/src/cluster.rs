@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::fanout;
 use crate::procs::{Peer, Proc, Server};
 use crate::{ab, latency_rows, mb_per_s, samples_of, transfer_patience, Cfg, Res, MIB};
 
@@ -40,7 +41,11 @@ fn start_redis(dir: &Path) -> Res<(Proc, String)> {
 /// Node `name` of the cluster on `redis`, once it has joined.
 fn start_node(cfg: &Cfg, dir: &Path, redis: &str, name: &str, max_file: u64) -> Res<Server> {
     let dir = dir.join(name);
-    let top = format!("[cluster]\nredis = \"{redis}\"\nnode_id = \"{name}\"\n");
+    // As (d)'s server: room for idle subscribers and for the changer's bursts.
+    let top = format!(
+        "heartbeat_ms = 3600000\nmax_requests_per_s = 100000000\n\
+         [cluster]\nredis = \"{redis}\"\nnode_id = \"{name}\"\n"
+    );
     let server = Server::start(&cfg.server, &dir, max_file, &top)?;
     let log = dir.join("server.log");
     let start = Instant::now();
@@ -96,7 +101,13 @@ impl Pair {
     }
 }
 
-pub fn section_i(cfg: &Cfg, tmp: &Path, file: &Path, file_size: u64) -> Res<()> {
+pub fn section_i(
+    cfg: &Cfg,
+    tmp: &Path,
+    file: &Path,
+    file_size: u64,
+    rt: &tokio::runtime::Runtime,
+) -> Res<()> {
     let dir = tmp.join("cluster");
     std::fs::create_dir_all(&dir)?;
     if Command::new("redis-server")
@@ -200,6 +211,38 @@ pub fn section_i(cfg: &Cfg, tmp: &Path, file: &Path, file_size: u64) -> Res<()> 
         cfg.reps,
         cm / lm
     );
-    drop((cross, local, n1, n2));
+    drop((cross, local));
+
+    // Presence fan-out with the subscribers on three nodes vs Redis PUBLISH (the same Redis)
+    // to as many subscribers.
+    let n3 = start_node(cfg, &dir, &url, "n3", max_file)?;
+    let nodes = [n1.addr.clone(), n2.addr.clone(), n3.addr.clone()];
+    let n = *cfg.fanout.iter().max().unwrap_or(&1000);
+    let k = (cfg.fan_deliveries / n as u64).max(10);
+    let (c, r) = rt.block_on(async {
+        let mut crvm = fanout::Setup::start(fanout::Target::CrvmNodes(&nodes), n).await?;
+        let mut redis = fanout::Setup::start(fanout::Target::Redis(&url), n).await?;
+        crvm.rate((k / 10).max(1)).await?;
+        redis.rate((k / 10).max(1)).await?;
+        let (mut c, mut r) = (Vec::new(), Vec::new());
+        for round in 0..cfg.reps {
+            if round % 2 == 0 {
+                c.push(crvm.rate(k).await?);
+                r.push(redis.rate(k).await?);
+            } else {
+                r.push(redis.rate(k).await?);
+                c.push(crvm.rate(k).await?);
+            }
+        }
+        Res::Ok((crate::median(c), crate::median(r)))
+    })?;
+    println!(
+        "    presence fan-out, {n} subscribers spread over 3 nodes, {k} changes back to back: \
+         crvm {c:.0} changes/s, Redis PUBLISH to {n} subscribers {r:.0}/s (median of {}): \
+         ratio {:.2} (target >= 1.0)",
+        cfg.reps,
+        c / r
+    );
+    drop((n1, n2, n3));
     Ok(())
 }

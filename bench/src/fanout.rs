@@ -162,6 +162,8 @@ pub struct Setup {
 
 pub enum Target<'a> {
     Crvm(&'a str),
+    /// The nodes of a cluster: the changer on the first, subscribers spread over all in turn.
+    CrvmNodes(&'a [String]),
     Nats(&'a str),
     Redis(&'a str),
 }
@@ -171,13 +173,23 @@ impl Setup {
     pub async fn start(target: Target<'_>, n: usize) -> Res<Setup> {
         let fan = Arc::new(Fan::default());
         let mut tasks = Vec::with_capacity(n);
-        let (name, changer) = match target {
+        let one;
+        let (target, name) = match target {
             Target::Crvm(addr) => {
-                let changer = login(addr, CHANGER).await?;
+                one = [addr.to_owned()];
+                (Target::CrvmNodes(&one), "crvm")
+            }
+            Target::CrvmNodes(nodes) => (Target::CrvmNodes(nodes), "crvm cluster"),
+            t => (t, ""),
+        };
+        let (name, changer) = match target {
+            Target::Crvm(_) => unreachable!("made CrvmNodes above"),
+            Target::CrvmNodes(nodes) => {
+                let changer = login(&nodes[0], CHANGER).await?;
                 // Everyone logs in first, then subscribes: no login pushes to N subscribers.
                 let mut subs = Vec::with_capacity(n);
                 for i in 0..n {
-                    subs.push(login(addr, &format!("sub{i}")).await?);
+                    subs.push(login(&nodes[i % nodes.len()], &format!("sub{i}")).await?);
                 }
                 for mut c in subs {
                     c.request_ok(Op::StartStatusNotify).await?;
@@ -223,7 +235,7 @@ impl Setup {
                     buf: Vec::new(),
                     replies,
                 };
-                ("crvm", changer)
+                (name, changer)
             }
             Target::Nats(url) => {
                 for _ in 0..n {

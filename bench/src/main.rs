@@ -482,7 +482,7 @@ fn run(cfg: &Cfg) -> Res<()> {
     }
     if cfg.runs('i') {
         println!();
-        cluster::section_i(cfg, &tmp.0, &file_src, cfg.file)?;
+        cluster::section_i(cfg, &tmp.0, &file_src, cfg.file, &rt)?;
     }
     println!();
     println!("load average at the end: {}", loadavg());
