@@ -191,6 +191,47 @@ pub fn section_i(
         latency_rows(&format!("{size} B"), &c, "one node", &l, (1.5, 1.5));
     }
 
+    // Acked cmd throughput: SENDERS peers on node 1 to the receiver across nodes (bob) vs on
+    // node 1 (dave), each sender as fast as the API accepts.
+    let down_s = down("senders")?;
+    let mut senders: Vec<Peer> = (0..crate::SENDERS)
+        .map(|i| Peer::start(&n1.addr, &format!("s{i}"), &down_s))
+        .collect::<Res<_>>()?;
+    println!(
+        "    acked cmd throughput, {} senders on node 1 → 1 receiver (as (c)), median msgs/s over {} rounds (target: cross-node / one node >= 0.7):",
+        crate::SENDERS,
+        cfg.reps
+    );
+    for size in [100usize, 4096] {
+        let n = cfg.per_sender.min(crate::PENDING_BUDGET / size as u64);
+        let mut burst = |to: &str| -> Res<f64> {
+            let t0 = Instant::now();
+            for p in senders.iter_mut() {
+                p.send(&format!("pings {to} {n} {size} {n}"))?;
+            }
+            for p in senders.iter_mut() {
+                p.expect("pings", Duration::from_secs(600))?;
+            }
+            Ok((crate::SENDERS as u64 * n) as f64 / t0.elapsed().as_secs_f64())
+        };
+        let (mut c, mut l) = (Vec::new(), Vec::new());
+        for round in 0..cfg.reps {
+            if round % 2 == 0 {
+                c.push(burst("bob")?);
+                l.push(burst("dave")?);
+            } else {
+                l.push(burst("dave")?);
+                c.push(burst("bob")?);
+            }
+        }
+        let (c, l) = (crate::median(c), crate::median(l));
+        println!(
+            "      {size:>5} B × {n}: across nodes {c:.0}/s, one node {l:.0}/s: ratio {:.2}",
+            c / l
+        );
+    }
+    drop(senders);
+
     // Bulk relay: one untimed transfer each first (fresh memory in a VM costs at first touch).
     cross.transfer(file, file_size)?;
     local.transfer(file, file_size)?;
