@@ -130,6 +130,7 @@ pub async fn run(
             SHUTDOWN_GRACE.as_secs()
         );
     }
+    ctx.hub.leave().await;
     match run_blocking(&ctx.store, |s| s.close()).await {
         Ok(()) => log!("storage closed; bye"),
         Err(e) => log!("closing storage failed: {e}"),

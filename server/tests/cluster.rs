@@ -529,3 +529,16 @@ fn a_redis_restart_with_its_data_loses_nothing_still_connected() {
         ServerMsg::CallRejected { reason: 606, .. }
     ));
 }
+
+#[test]
+fn a_node_that_stops_leaves_the_cluster_at_once() {
+    let mut c = cluster();
+    let _alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    c.nodes[0].signal("-TERM");
+    assert!(c.nodes[0].wait().success());
+    // Gone from the live nodes before it exited, not a node timeout later; its user too.
+    let live = c.redis.cli(&["ZRANGE", "crvm:beats", "0", "-1"]);
+    assert!(!live.lines().any(|l| l == "n1"), "{live}");
+    assert_eq!(names(&bob.statuses()), [("bob".into(), 1)]);
+}

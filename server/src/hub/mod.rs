@@ -142,6 +142,10 @@ pub trait Directory: Send + Sync {
 
     /// Where the user's session is, if online.
     async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<Location>, i32>;
+
+    /// This node stops (its sessions were closed): the shared state forgets it at once, rather
+    /// than after it has been silent for the node timeout.
+    async fn leave(&self) {}
 }
 
 /// Do-not-disturb, subscriptions (kept by [`LocalSessions`]) and the status list.

@@ -64,6 +64,8 @@ struct Inner {
     /// This node's channel is subscribed: effects can reach it. Without it the node counts as
     /// cut off from Redis.
     subscribed: AtomicBool,
+    /// The node is stopping: no more heartbeats (it would join again).
+    leaving: AtomicBool,
     membership: Mutex<Membership>,
 }
 
@@ -109,6 +111,7 @@ impl RedisHub {
                 node_timeout,
                 up: AtomicBool::new(false),
                 subscribed: AtomicBool::new(false),
+                leaving: AtomicBool::new(false),
                 membership: Mutex::new(Membership {
                     epoch: String::new(),
                     last_ok: Instant::now(),
@@ -241,6 +244,9 @@ impl RedisHub {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if self.inner.leaving.load(Ordering::Acquire) {
+                return;
+            }
             let sent = Instant::now();
             let joined = !self.epoch().is_empty();
             // Nothing is done for a node that effects cannot reach.
@@ -447,6 +453,17 @@ impl Directory for RedisHub {
                 .fcall::<i64>("crvm_logout", (tenant, user_id, gen.as_str()))
                 .await;
         }
+    }
+
+    async fn leave(&self) {
+        self.inner.leaving.store(true, Ordering::Release);
+        self.inner.up.store(false, Ordering::Release);
+        let args = (self.node(), self.epoch());
+        match self.fcall::<i64>("crvm_leave", args).await {
+            Ok(n) => log!("cluster: node {} left ({n} session(s) ended)", self.node()),
+            Err(Failed) => log!("cluster: node {} could not say it leaves", self.node()),
+        }
+        self.inner.links.close();
     }
 
     async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<Location>, i32> {
