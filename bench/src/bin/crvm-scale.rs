@@ -411,6 +411,22 @@ fn start_anchor(kind: Sys, tmp: &TmpDir, n: usize) -> Res<Option<(Proc, SocketAd
 
 async fn connect_from(src: Ipv4Addr, dst: SocketAddr) -> std::io::Result<TcpStream> {
     let s = TcpSocket::new_v4()?;
+    // The port is picked at connect, per destination: a bind to port 0 would search the
+    // source's whole port range for one free for any destination (slow with 10,000s in use).
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket and a correctly sized option value.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                &on as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
     s.bind(SocketAddr::new(src.into(), 0))?;
     let s = s.connect(dst).await?;
     s.set_nodelay(true)?;
@@ -1373,13 +1389,14 @@ async fn cluster_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
     let redis_before = redis_used_memory(&sock)?;
     let start = Instant::now();
     let cpu0: f64 = nodes.iter().map(|(p, _)| cpu_s(p.pid())).sum();
+    let redis_cpu0 = cpu_s(redis.pid());
     let per = n.div_ceil(NODES);
     let mut loads = Vec::new();
     for (k, (_, addr)) in nodes.iter().enumerate() {
         let first = k * per;
         let count = per.min(n.saturating_sub(first));
         let s = subs / NODES + usize::from(k < subs % NODES);
-        loads.push(Load::spawn(*addr, first, count, s, 1 + k as u8)?);
+        loads.push(Load::spawn(*addr, first, count, s, 10 + k as u8)?);
     }
     let mut ready = 0;
     for l in &loads {
@@ -1387,11 +1404,13 @@ async fn cluster_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
     }
     let took = start.elapsed().as_secs_f64();
     let node_cpu: f64 = nodes.iter().map(|(p, _)| cpu_s(p.pid())).sum::<f64>() - cpu0;
+    let redis_cpu = cpu_s(redis.pid()) - redis_cpu0;
+    let load_cpu: f64 = loads.iter().map(|l| cpu_s(l._proc.pid())).sum();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_at: Vec<u64> = nodes.iter().map(|(p, _)| rss_kib(p.pid())).collect();
     let redis_at = redis_used_memory(&sock)?;
     println!(
-        "    logins: {ready} in {took:.1} s = {:.0} logins/s (nodes' CPU {node_cpu:.1} s in all, {:.0} µs per login)",
+        "    logins: {ready} in {took:.1} s = {:.0} logins/s (CPU: nodes {node_cpu:.1} s in all, {:.0} µs per login; Redis {redis_cpu:.1} s; load generators {load_cpu:.1} s)",
         ready as f64 / took,
         node_cpu * 1e6 / ready.max(1) as f64
     );
@@ -1474,7 +1493,8 @@ fn cluster_load_child(args: &[String]) -> Res<()> {
     let node: SocketAddr = node.parse()?;
     let (first, count, subs): (usize, usize, usize) =
         (first.parse()?, count.parse()?, subs.parse()?);
-    let src = Ipv4Addr::new(127, 0, 0, src.parse()?);
+    // Four source addresses of its own (127.K.0.1-4), ~28,000 ports each.
+    let src: u8 = src.parse()?;
     raise_nofile(count as u64 + 100);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1494,10 +1514,11 @@ fn cluster_load_child(args: &[String]) -> Res<()> {
                 push_tx.clone(),
             );
             let subscriber = subs > 0 && j % every == 0 && j / every < subs;
+            let from = Ipv4Addr::new(127, src, 0, 1 + (j % 4) as u8);
             tasks.spawn(load_session(
                 first + j,
                 node,
-                src,
+                from,
                 sem,
                 tally,
                 subscriber,
