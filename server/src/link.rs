@@ -27,9 +27,9 @@ use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_SENDDATA_TARGETINVALID};
 use crvm_proto::{ServerMsg, XferKind};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::auth::ct_eq;
 use crate::hub::{Directory, Gen, LocalSessions};
@@ -103,14 +103,66 @@ pub enum Msg {
 #[derive(Debug, Clone)]
 pub struct Peer {
     node: Arc<str>,
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    out: Arc<Out>,
+}
+
+/// A dialled link's socket and what waits to be written to it. A frame is written by the task
+/// that sends it when nothing is waiting (no hand-over, no wake-up: the latency of a cmd
+/// across nodes); otherwise it waits, in order, for the link's writer task.
+#[derive(Debug)]
+struct Out {
+    stream: TcpStream,
+    q: Mutex<OutQ>,
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct OutQ {
+    pending: Vec<u8>,
+    /// The writer task owns the bytes in flight: new frames go to `pending`.
+    busy: bool,
+    failed: bool,
 }
 
 impl Peer {
-    /// Queues `msg` (and its attachment) to the node; dropped if the link is gone (its loss
-    /// ends everything it carried).
+    /// Sends `msg` (and its attachment) to the node, in order; dropped if the link is gone
+    /// (its loss ends everything it carried).
     pub fn send(&self, msg: &Msg, attachment: &[u8]) {
-        let _ = self.tx.send(encode(msg, attachment));
+        let frame = encode(msg, attachment);
+        let mut q = self.out.q.lock();
+        if q.failed {
+            return;
+        }
+        if q.busy || !q.pending.is_empty() {
+            q.pending.extend_from_slice(&frame);
+            return;
+        }
+        let written = match self.out.stream.try_write(&frame) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(_) => {
+                q.failed = true;
+                drop(q);
+                self.out.wake.notify_one();
+                return;
+            }
+        };
+        if written < frame.len() {
+            q.pending.extend_from_slice(&frame[written..]);
+            q.busy = true;
+            drop(q);
+            self.out.wake.notify_one();
+        }
+    }
+
+    /// Closes the link (both directions of the socket): nothing more is sent on it.
+    fn close(&self) {
+        self.out.q.lock().failed = true;
+        use std::os::fd::AsRawFd;
+        // SAFETY: shutdown on the socket this link owns; it stays open (and valid) until the
+        // last holder drops it.
+        unsafe { libc::shutdown(self.out.stream.as_raw_fd(), libc::SHUT_RDWR) };
+        self.out.wake.notify_one();
     }
 
     /// Tells session `gen` of that node `msg`.
@@ -139,8 +191,23 @@ fn encode(msg: &Msg, attachment: &[u8]) -> Vec<u8> {
     f
 }
 
-/// Reads one frame: its message and attachment. `None` at the end or on a bad frame.
-async fn read_frame(rd: &mut (impl AsyncReadExt + Unpin)) -> Option<(Msg, Vec<u8>)> {
+/// A frame's attachment: the frame's bytes from `at` on.
+pub struct Attachment {
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl std::ops::Deref for Attachment {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.at..]
+    }
+}
+
+/// Reads one frame (from a buffered reader: a frame is two reads): its message and its
+/// attachment, not copied. `None` at the end or on a bad frame.
+async fn read_frame(rd: &mut (impl AsyncReadExt + Unpin)) -> Option<(Msg, Attachment)> {
     let mut len = [0u8; 4];
     rd.read_exact(&mut len).await.ok()?;
     let len = u32::from_be_bytes(len) as usize;
@@ -154,8 +221,13 @@ async fn read_frame(rd: &mut (impl AsyncReadExt + Unpin)) -> Option<(Msg, Vec<u8
         return None;
     }
     let msg = serde_json::from_slice(&buf[4..4 + json_len]).ok()?;
-    buf.drain(..4 + json_len);
-    Some((msg, buf))
+    Some((
+        msg,
+        Attachment {
+            buf,
+            at: 4 + json_len,
+        },
+    ))
 }
 
 /// What this node's sessions have in flight towards one other node.
@@ -258,7 +330,8 @@ impl Links {
 
     /// Reads an accepted connection: a hello, then messages until it ends.
     async fn serve(self: Arc<Self>, stream: TcpStream) {
-        let (mut rd, _wr) = stream.into_split();
+        let (rd, _wr) = stream.into_split();
+        let mut rd = tokio::io::BufReader::with_capacity(256 * 1024, rd);
         let node = match read_frame(&mut rd).await {
             Some((Msg::Hello { node, key }, _)) if ct_eq(key.as_bytes(), self.key.as_bytes()) => {
                 node
@@ -292,10 +365,14 @@ impl Links {
         let (addr, key) = self.registry.get()?.lookup(node).await?;
         let stream = TcpStream::connect(addr.as_str()).await.ok()?;
         let _ = stream.set_nodelay(true);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let out = Arc::new(Out {
+            stream,
+            q: Mutex::default(),
+            wake: Notify::new(),
+        });
         let peer = Peer {
             node: node.into(),
-            tx,
+            out: Arc::clone(&out),
         };
         let mut peers = self.peers.lock();
         if let Some(p) = peers.get(node) {
@@ -312,7 +389,7 @@ impl Links {
         drop(peers);
         let (links, name) = (Arc::clone(self), node.to_owned());
         tokio::spawn(async move {
-            write_link(stream, rx).await;
+            write_link(out).await;
             links.lost(&name);
         });
         Some(peer)
@@ -322,6 +399,9 @@ impl Links {
     /// close, and everything in flight with it ends, once.
     pub fn lost(&self, node: &str) {
         let dialled = self.peers.lock().remove(node);
+        if let Some(p) = &dialled {
+            p.close();
+        }
         self.forget_routes(node);
         if let Some(stop) = self.accepted.lock().remove(node) {
             stop.notify_one();
@@ -530,8 +610,8 @@ impl Links {
                 }
             }
         }
-        if let Some(l) = self.local.get(gen) {
-            let _ = l.outbox.push_msg(msg);
+        if let Some(outbox) = self.local.outbox(gen) {
+            let _ = outbox.push_msg(msg);
         }
     }
 
@@ -555,7 +635,7 @@ impl Links {
         })
     }
 
-    async fn handle(self: &Arc<Self>, node: &str, msg: Msg, att: Vec<u8>) {
+    async fn handle(self: &Arc<Self>, node: &str, msg: Msg, att: Attachment) {
         let gen = |g: &str| g.parse::<Gen>().ok();
         match msg {
             Msg::Hello { .. } => {}
@@ -590,7 +670,7 @@ impl Links {
                     sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
                     return;
                 };
-                match self.relay.cmd(&sender, &user, n, &receiver, att) {
+                match self.relay.cmd(&sender, &user, n, &receiver, att.to_vec()) {
                     Ok(Ok(())) => {}
                     Ok(Err(code)) => sender.tell_done(n, code),
                     Err(v) => self.violation(&sender, v.0),
@@ -689,20 +769,42 @@ impl Sender {
     }
 }
 
-/// Writes what is queued for a dialled link, in order, until the link is dropped or a write
-/// fails.
-async fn write_link(stream: TcpStream, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
-    let mut wr = BufWriter::with_capacity(256 * 1024, stream);
-    while let Some(frame) = rx.recv().await {
-        if wr.write_all(&frame).await.is_err() {
-            return;
-        }
-        while let Ok(frame) = rx.try_recv() {
-            if wr.write_all(&frame).await.is_err() {
-                return;
+/// Writes what waits for a dialled link, in order, until the link is dropped (no peer holds
+/// it) or a write fails.
+async fn write_link(out: Arc<Out>) {
+    loop {
+        out.wake.notified().await;
+        loop {
+            let data = {
+                let mut q = out.q.lock();
+                if q.failed {
+                    return;
+                }
+                if q.pending.is_empty() {
+                    q.busy = false;
+                    break;
+                }
+                q.busy = true;
+                std::mem::take(&mut q.pending)
+            };
+            let mut off = 0;
+            while off < data.len() {
+                if out.stream.writable().await.is_err() {
+                    out.q.lock().failed = true;
+                    return;
+                }
+                match out.stream.try_write(&data[off..]) {
+                    Ok(n) => off += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        out.q.lock().failed = true;
+                        return;
+                    }
+                }
             }
         }
-        if wr.flush().await.is_err() {
+        // Only this task and the peers hold the link: when no peer is left, it is dropped.
+        if Arc::strong_count(&out) == 1 {
             return;
         }
     }

@@ -193,6 +193,15 @@ impl LocalSessions {
         s.by_gen.get(&gen).map(|e| (gen, e.local.clone()))
     }
 
+    /// The outbox of session `gen`, if it is on this node.
+    pub fn outbox(&self, gen: Gen) -> Option<Outbox> {
+        self.inner
+            .lock()
+            .by_gen
+            .get(&gen)
+            .map(|e| e.local.outbox.clone())
+    }
+
     /// Session `gen`, if it is on this node.
     pub fn get(&self, gen: Gen) -> Option<Local> {
         self.inner.lock().by_gen.get(&gen).map(|e| e.local.clone())
