@@ -416,6 +416,11 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
         Ok(a) => a.ip(),
         Err(_) => addr.ip(),
     };
+    if link_ip.is_unspecified() {
+        log!(
+            "warning: node links listen on {link_ip}, which other nodes cannot dial: set cluster.advertise to this node's address"
+        );
+    }
     let links = match Links::start(
         node.clone(),
         link_ip,

@@ -205,13 +205,26 @@ impl std::ops::Deref for Attachment {
     }
 }
 
+/// Largest first frame (the hello) of a connection, and how long it may take.
+const HELLO_MAX: usize = 4096;
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long dialling a node may take.
+const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Reads one frame (from a buffered reader: a frame is two reads): its message and its
 /// attachment, not copied. `None` at the end or on a bad frame.
 async fn read_frame(rd: &mut (impl AsyncReadExt + Unpin)) -> Option<(Msg, Attachment)> {
+    read_frame_max(rd, MAX_FRAME).await
+}
+
+async fn read_frame_max(
+    rd: &mut (impl AsyncReadExt + Unpin),
+    max: usize,
+) -> Option<(Msg, Attachment)> {
     let mut len = [0u8; 4];
     rd.read_exact(&mut len).await.ok()?;
     let len = u32::from_be_bytes(len) as usize;
-    if !(4..=MAX_FRAME).contains(&len) {
+    if !(4..=max).contains(&len) {
         return None;
     }
     let mut buf = vec![0u8; len];
@@ -332,8 +345,12 @@ impl Links {
     async fn serve(self: Arc<Self>, stream: TcpStream) {
         let (rd, _wr) = stream.into_split();
         let mut rd = tokio::io::BufReader::with_capacity(256 * 1024, rd);
-        let node = match read_frame(&mut rd).await {
-            Some((Msg::Hello { node, key }, _)) if ct_eq(key.as_bytes(), self.key.as_bytes()) => {
+        // The hello is small and comes at once; anything else is not a node of this cluster.
+        let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame_max(&mut rd, HELLO_MAX)).await;
+        let node = match hello {
+            Ok(Some((Msg::Hello { node, key }, _)))
+                if ct_eq(key.as_bytes(), self.key.as_bytes()) =>
+            {
                 node
             }
             _ => return,
@@ -363,7 +380,8 @@ impl Links {
             return None;
         }
         let (addr, key) = self.registry.get()?.lookup(node).await?;
-        let stream = TcpStream::connect(addr.as_str()).await.ok()?;
+        let dial = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr.as_str()));
+        let stream = dial.await.ok()?.ok()?;
         let _ = stream.set_nodelay(true);
         let out = Arc::new(Out {
             stream,

@@ -542,3 +542,51 @@ fn a_node_that_stops_leaves_the_cluster_at_once() {
     assert!(!live.lines().any(|l| l == "n1"), "{live}");
     assert_eq!(names(&bob.statuses()), [("bob".into(), 1)]);
 }
+
+#[test]
+fn a_node_link_refuses_whoever_lacks_the_key() {
+    use std::io::{Read, Write};
+    let c = Cluster::start(2, TIMEOUT_MS, "");
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    let link = c.redis.cli(&["GET", "crvm:link:n2"]);
+    let (addr, key) = link.split_once(' ').expect("addr key");
+    let frame = |json: &str| {
+        let mut f = ((4 + json.len()) as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        f.extend_from_slice(json.as_bytes());
+        f
+    };
+    let closed = |bytes: &[u8]| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let _ = s.write_all(bytes);
+        let mut buf = [0u8; 16];
+        // Closed without a word (a reset counts as closed too).
+        assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+    };
+    let wrong = format!("{}x", &key[..key.len() - 1]);
+    closed(&frame(&format!(
+        r#"{{"k":"hello","node":"n1","key":"{wrong}"}}"#
+    )));
+    closed(&[0xff, 0xff, 0xff, 0xff]);
+    closed(&frame(r#"{"k":"ended","gen":"1"}"#));
+    // The real link still carries a cmd there and its acknowledgement back.
+    alice.send_attached(
+        &crvm_proto::ClientMsg::Cmd {
+            n: 1,
+            to: "bob".into(),
+        },
+        b"hi",
+    );
+    let (n, from, data) = bob.cmd_in();
+    assert_eq!((from.as_str(), data.as_slice()), ("alice", &b"hi"[..]));
+    bob.send(&crvm_proto::ClientMsg::CmdAck { upto: n });
+    assert_eq!(
+        alice.reply(),
+        ServerMsg::CmdDone {
+            ns: vec![1],
+            code: 0
+        }
+    );
+}
