@@ -475,12 +475,12 @@ impl Links {
 
     fn towards<R>(&self, gen: Gen, node: &str, f: impl FnOnce(&mut Towards) -> R) -> R {
         let mut senders = self.senders.lock();
-        let t = senders
-            .entry(gen)
-            .or_default()
-            .entry(node.to_owned())
-            .or_default();
-        f(t)
+        let by_node = senders.entry(gen).or_default();
+        // No allocation for the common case, a node already in the books.
+        if let Some(t) = by_node.get_mut(node) {
+            return f(t);
+        }
+        f(by_node.entry(node.to_owned()).or_default())
     }
 
     /// The node user `to` of `tenant` is on, if another: remembered until the user's status
@@ -636,11 +636,15 @@ impl Links {
     /// A remote sender, recorded so that its node's loss ends its relay state here.
     fn sender(&self, node: &str, gen: Gen) -> Option<Sender> {
         let peer = self.peers.lock().get(node).cloned()?;
-        self.proxies
-            .lock()
-            .entry(node.to_owned())
-            .or_default()
-            .insert(gen);
+        let mut proxies = self.proxies.lock();
+        match proxies.get_mut(node) {
+            Some(p) => {
+                p.insert(gen);
+            }
+            None => {
+                proxies.entry(node.to_owned()).or_default().insert(gen);
+            }
+        }
         Some(Sender::Remote { gen, node: peer })
     }
 
