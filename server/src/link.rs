@@ -285,7 +285,7 @@ pub struct Links {
     /// Per node, its sessions that have relay state here.
     proxies: Mutex<HashMap<String, HashSet<Gen>>>,
     /// (tenant, user) → the node their session is on, for routing.
-    routes: Mutex<HashMap<(String, String), String>>,
+    routes: Mutex<HashMap<String, HashMap<String, Arc<str>>>>,
     /// The node is stopping: no more links.
     closing: AtomicBool,
 }
@@ -486,28 +486,34 @@ impl Links {
     /// The node user `to` of `tenant` is on, if another: remembered until the user's status
     /// changes (every login and logout publishes one to every node), a cmd or offer to that
     /// node fails with 1102, or the node is lost; else looked up in the directory.
-    pub async fn route(&self, dir: &dyn Directory, tenant: &str, to: &str) -> Option<String> {
-        let key = (tenant.to_owned(), to.to_owned());
-        if let Some(node) = self.routes.lock().get(&key) {
-            return Some(node.clone());
+    pub async fn route(&self, dir: &dyn Directory, tenant: &str, to: &str) -> Option<Arc<str>> {
+        if let Some(node) = self.routes.lock().get(tenant).and_then(|t| t.get(to)) {
+            return Some(Arc::clone(node));
         }
         let loc = dir.locate(tenant, to).await.ok()??;
         if loc.node == self.node {
             return None; // leaving or arriving here: not a session to route to
         }
-        self.routes.lock().insert(key, loc.node.clone());
-        Some(loc.node)
+        let node: Arc<str> = loc.node.into();
+        self.routes
+            .lock()
+            .entry(tenant.to_owned())
+            .or_default()
+            .insert(to.to_owned(), Arc::clone(&node));
+        Some(node)
     }
 
     /// Where user `user` of `tenant` is may have changed.
     pub fn forget_route(&self, tenant: &str, user: &str) {
-        self.routes
-            .lock()
-            .remove(&(tenant.to_owned(), user.to_owned()));
+        if let Some(t) = self.routes.lock().get_mut(tenant) {
+            t.remove(user);
+        }
     }
 
     fn forget_routes(&self, node: &str) {
-        self.routes.lock().retain(|_, n| n != node);
+        for t in self.routes.lock().values_mut() {
+            t.retain(|_, n| &**n != node);
+        }
     }
 
     /// Local session `gen` (user `user` of `tenant`) sends cmd `n` to user `to` on `peer`'s node.
@@ -650,11 +656,8 @@ impl Links {
 
     /// The session of user `to` of `tenant` on this node, as a receiver.
     fn receiver(&self, tenant: &str, to: &str) -> Option<Endpoint> {
-        let (_, l) = self.local.find(tenant, to)?;
-        Some(Endpoint {
-            conn_id: l.conn_id,
-            outbox: l.outbox,
-        })
+        let (conn_id, outbox) = self.local.find_endpoint(tenant, to)?;
+        Some(Endpoint { conn_id, outbox })
     }
 
     async fn handle(self: &Arc<Self>, node: &str, msg: Msg, att: Attachment) {

@@ -30,11 +30,8 @@ impl Peer {
 
     /// Where `to`'s session is, if anywhere.
     async fn route(&self, user: &User, to: &str) -> Option<Route> {
-        if let Some((_, local)) = self.ctx.local.find(&user.tenant, to) {
-            return Some(Route::Here(Endpoint {
-                conn_id: local.conn_id,
-                outbox: local.outbox,
-            }));
+        if let Some((conn_id, outbox)) = self.ctx.local.find_endpoint(&user.tenant, to) {
+            return Some(Route::Here(Endpoint { conn_id, outbox }));
         }
         let links = self.ctx.links.as_ref()?;
         let node = links.route(self.ctx.hub.as_ref(), &user.tenant, to).await?;

@@ -35,7 +35,8 @@ struct Entry {
 struct Inner {
     by_gen: HashMap<Gen, Entry>,
     /// The newest session of each (tenant, user) on this node.
-    current: HashMap<(String, String), Gen>,
+    /// Per tenant (looked up without allocating: this is on every cmd's path).
+    current: HashMap<String, HashMap<String, Gen>>,
     /// Per tenant, the sessions that asked for status pushes.
     subscribers: HashMap<String, HashSet<Gen>>,
 }
@@ -111,7 +112,9 @@ impl LocalSessions {
     pub fn add(&self, gen: Gen, local: Local) {
         let mut s = self.inner.lock();
         s.current
-            .insert((local.tenant.clone(), local.user_id.clone()), gen);
+            .entry(local.tenant.clone())
+            .or_default()
+            .insert(local.user_id.clone(), gen);
         s.by_gen.insert(
             gen,
             Entry {
@@ -157,9 +160,13 @@ impl LocalSessions {
     pub fn remove(&self, gen: Gen) -> Option<Local> {
         let mut s = self.inner.lock();
         let e = s.by_gen.remove(&gen)?;
-        let key = (e.local.tenant.clone(), e.local.user_id.clone());
-        if s.current.get(&key) == Some(&gen) {
-            s.current.remove(&key);
+        if let Some(users) = s.current.get_mut(&e.local.tenant) {
+            if users.get(&e.local.user_id) == Some(&gen) {
+                users.remove(&e.local.user_id);
+                if users.is_empty() {
+                    s.current.remove(&e.local.tenant);
+                }
+            }
         }
         if let Some(subs) = s.subscribers.get_mut(&e.local.tenant) {
             subs.remove(&gen);
@@ -189,8 +196,17 @@ impl LocalSessions {
     /// The current session of a user on this node.
     pub fn find(&self, tenant: &str, user_id: &str) -> Option<(Gen, Local)> {
         let s = self.inner.lock();
-        let gen = *s.current.get(&(tenant.to_owned(), user_id.to_owned()))?;
+        let gen = *s.current.get(tenant)?.get(user_id)?;
         s.by_gen.get(&gen).map(|e| (gen, e.local.clone()))
+    }
+
+    /// The connection and outbox of a user's current session on this node (a receiver).
+    pub fn find_endpoint(&self, tenant: &str, user_id: &str) -> Option<(ConnId, Outbox)> {
+        let s = self.inner.lock();
+        let gen = *s.current.get(tenant)?.get(user_id)?;
+        s.by_gen
+            .get(&gen)
+            .map(|e| (e.local.conn_id, e.local.outbox.clone()))
     }
 
     /// The outbox of session `gen`, if it is on this node.
