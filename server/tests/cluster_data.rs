@@ -5,65 +5,17 @@
 mod common;
 
 use common::cluster::Cluster;
+use common::user::{pattern, User, WAIT};
 use common::*;
-use crossbeam_channel::{Receiver, Sender};
 use crvm::core::{Client, Event, LoginParams};
 use crvm_proto::error::code;
-use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(20);
 const TIMEOUT_MS: u64 = 1000;
 
-struct User {
-    c: Client,
-    rx: Receiver<Event>,
-}
-
-impl User {
-    fn login(s: &Server, name: &str, dir: &std::path::Path) -> User {
-        let (tx, rx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::unbounded();
-        let c = Client::new(
-            &s.addr.to_string(),
-            Box::new(move |e: &Event| {
-                let _ = tx.send(e.clone());
-            }),
-        )
-        .unwrap();
-        c.set_option("download_dir", dir.to_str().unwrap()).unwrap();
-        // A node killed under these tests must end its sessions, not have them resumed.
-        c.set_option("reconnect", "off").unwrap();
-        c.login(&LoginParams {
-            auth_acnt: "demo",
-            auth_pswd: "demo-secret",
-            priv_acnt: name,
-            ..Default::default()
-        })
-        .unwrap();
-        let u = User { c, rx };
-        assert!(matches!(u.next(), Event::Login { result: Ok(_), .. }));
-        u
-    }
-
-    fn next(&self) -> Event {
-        self.rx.recv_timeout(WAIT).expect("an event")
-    }
-
-    /// Events up to and including the first that `stop` accepts.
-    fn until(&self, stop: impl Fn(&Event) -> bool) -> Vec<Event> {
-        let mut v = Vec::new();
-        loop {
-            let e = self.next();
-            let done = stop(&e);
-            v.push(e);
-            if done {
-                return v;
-            }
-        }
-    }
-}
-
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i * 31 % 251) as u8).collect()
+/// A library client on `s`; a node killed under these tests must end its sessions, not have
+/// them resumed.
+fn login(s: &Server, name: &str, dir: &std::path::Path) -> User {
+    User::login_with(s, name, dir, &[("reconnect", "off")])
 }
 
 #[test]
@@ -71,8 +23,8 @@ fn cmds_buffers_and_files_cross_nodes_intact_and_in_order() {
     let c = Cluster::start(3, TIMEOUT_MS, "");
     let down = c.dir.path("bob-downloads");
     std::fs::create_dir(&down).unwrap();
-    let alice = User::login(c.node(0), "alice", &c.dir.0);
-    let bob = User::login(c.node(1), "bob", &down);
+    let alice = login(c.node(0), "alice", &c.dir.0);
+    let bob = login(c.node(1), "bob", &down);
 
     // Many cmds: every one arrives once, in order, and each sender hears of each.
     let n = 3000;
@@ -176,9 +128,9 @@ fn a_node_killed_mid_transfer_fails_its_transfers_once() {
     let mut c = Cluster::start(3, TIMEOUT_MS, "");
     let down = c.dir.path("down");
     std::fs::create_dir(&down).unwrap();
-    let alice = User::login(c.node(0), "alice", &c.dir.0);
-    let bob = User::login(c.node(1), "bob", &down);
-    let carol = User::login(c.node(2), "carol", &down);
+    let alice = login(c.node(0), "alice", &c.dir.0);
+    let bob = login(c.node(1), "bob", &down);
+    let carol = login(c.node(2), "carol", &down);
     let big = c.dir.path("big.bin");
     std::fs::write(&big, pattern(256 * 1024 * 1024)).unwrap();
 
@@ -245,7 +197,7 @@ fn a_session_resumes_at_its_node_s_advertised_address_not_through_the_balancer()
         .unwrap();
     let next = || rx.recv_timeout(WAIT).expect("an event");
     assert!(matches!(next(), Event::Login { result: Ok(_), .. }));
-    let bob = User::login(c.node(1), "bob", &c.dir.0);
+    let bob = login(c.node(1), "bob", &c.dir.0);
     // The balancer goes away (or would send her to another node), cutting alice's link.
     drop(lb);
     assert!(matches!(next(), Event::LineReconnecting { .. }));

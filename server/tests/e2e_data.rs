@@ -2,63 +2,10 @@
 
 mod common;
 
+use common::user::{pattern, User};
 use common::*;
-use crossbeam_channel::{Receiver, Sender};
-use crvm::core::{Client, Event, LoginParams};
+use crvm::core::Event;
 use crvm_proto::error::code;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(20);
-
-struct User {
-    c: Client,
-    rx: Receiver<Event>,
-}
-
-impl User {
-    fn login(s: &Server, name: &str, dir: &std::path::Path) -> User {
-        let (tx, rx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::unbounded();
-        let c = Client::new(
-            &s.addr.to_string(),
-            Box::new(move |e: &Event| {
-                let _ = tx.send(e.clone());
-            }),
-        )
-        .unwrap();
-        c.set_option("download_dir", dir.to_str().unwrap()).unwrap();
-        c.login(&LoginParams {
-            auth_acnt: "demo",
-            auth_pswd: "demo-secret",
-            priv_acnt: name,
-            ..Default::default()
-        })
-        .unwrap();
-        let u = User { c, rx };
-        assert!(matches!(u.next(), Event::Login { result: Ok(_), .. }));
-        u
-    }
-
-    fn next(&self) -> Event {
-        self.rx.recv_timeout(WAIT).expect("an event")
-    }
-
-    /// Events up to and including the first that `stop` accepts.
-    fn until(&self, stop: impl Fn(&Event) -> bool) -> Vec<Event> {
-        let mut v = Vec::new();
-        loop {
-            let e = self.next();
-            let done = stop(&e);
-            v.push(e);
-            if done {
-                return v;
-            }
-        }
-    }
-}
-
-fn pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| (i * 31 % 251) as u8).collect()
-}
 
 #[test]
 fn cmd_buffer_and_file_arrive_intact_with_progress() {
