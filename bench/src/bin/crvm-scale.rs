@@ -485,15 +485,15 @@ const CHANGER: &str = "changer";
 async fn crvm_session(
     i: usize,
     addr: SocketAddr,
-    sources: u8,
+    src: Ipv4Addr,
     sem: Arc<Semaphore>,
     tally: Arc<Tally>,
     subscriber: bool,
     mut go: watch::Receiver<bool>,
-    pushes: mpsc::UnboundedSender<(i32, Instant)>,
+    pushes: mpsc::UnboundedSender<(i32, u64)>,
 ) {
     let permit = sem.acquire_owned().await;
-    let mut p = match connect_from(source(i, sources), addr).await {
+    let mut p = match connect_from(src, addr).await {
         Ok(s) => Conn::new(s),
         Err(e) => return tally.fail(format!("connect {i}: {e}")),
     };
@@ -519,7 +519,7 @@ async fn crvm_session(
     while let Ok(m) = p.msg().await {
         if let ServerMsg::UserStatus(status) = m {
             if status.user_id == CHANGER {
-                let _ = pushes.send((status.dnd_type, Instant::now()));
+                let _ = pushes.send((status.dnd_type, mono_ns()));
             }
         }
     }
@@ -614,7 +614,7 @@ async fn idle_once(o: &Opts, tmp: &TmpDir, sys: Sys, n: usize) -> Res<Option<f64
             Sys::Crvm => tasks.spawn(crvm_session(
                 i,
                 addr,
-                o.sources,
+                source(i, o.sources),
                 sem,
                 tally,
                 true,
@@ -747,7 +747,7 @@ async fn scale_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
         tasks.spawn(crvm_session(
             i,
             addr,
-            o.sources,
+            source(i, o.sources),
             Arc::clone(&sem),
             Arc::clone(&tally),
             i % every == 0 && i / every < subs,
@@ -786,7 +786,7 @@ async fn scale_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
         // Drain stray pushes (none are expected), pace the changes, then time one.
         tokio::time::sleep(Duration::from_millis(50)).await;
         while push_rx.try_recv().is_ok() {}
-        let t0 = Instant::now();
+        let t0 = mono_ns();
         changer.request(Op::SetDnd { dnd: k }).await?;
         let mut got = 0;
         let mut last = t0;
@@ -796,13 +796,13 @@ async fn scale_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
                 Ok(Some((dnd, at))) if dnd == k => {
                     got += 1;
                     last = last.max(at);
-                    each.push(at.duration_since(t0).as_secs_f64() * 1e3);
+                    each.push(at.saturating_sub(t0) as f64 / 1e6);
                 }
                 Ok(Some(_)) => {}
                 _ => return Err(format!("change {k}: {got} of {subs} subscribers told").into()),
             }
         }
-        all.push(last.duration_since(t0).as_secs_f64() * 1e3);
+        all.push(last.saturating_sub(t0) as f64 / 1e6);
         changer.reply().await?;
     }
     println!(
@@ -1515,7 +1515,7 @@ fn cluster_load_child(args: &[String]) -> Res<()> {
             );
             let subscriber = subs > 0 && j % every == 0 && j / every < subs;
             let from = Ipv4Addr::new(127, src, 0, 1 + (j % 4) as u8);
-            tasks.spawn(load_session(
+            tasks.spawn(crvm_session(
                 first + j,
                 node,
                 from,
@@ -1573,49 +1573,4 @@ fn cluster_load_child(args: &[String]) -> Res<()> {
         }
         Ok::<(), Box<dyn Error + Send + Sync>>(())
     })
-}
-
-/// One session of a load generator: as [`crvm_session`], reporting arrival times on the
-/// machine-wide monotonic clock.
-#[allow(clippy::too_many_arguments)]
-async fn load_session(
-    i: usize,
-    addr: SocketAddr,
-    src: Ipv4Addr,
-    sem: Arc<Semaphore>,
-    tally: Arc<Tally>,
-    subscriber: bool,
-    mut go: watch::Receiver<bool>,
-    pushes: mpsc::UnboundedSender<(i32, u64)>,
-) {
-    let permit = sem.acquire_owned().await;
-    let mut p = match connect_from(src, addr).await {
-        Ok(s) => Conn::new(s),
-        Err(e) => return tally.fail(format!("connect {i}: {e}")),
-    };
-    if let Err(e) = p.login(APP, SECRET, &format!("u{i}")).await {
-        return tally.fail(format!("login {i}: {e}"));
-    }
-    drop(permit);
-    tally.ready.fetch_add(1, Ordering::Relaxed);
-    if subscriber {
-        while !*go.borrow_and_update() {
-            tokio::select! {
-                biased;
-                r = go.changed() => if r.is_err() { return },
-                r = p.msg() => if let Err(e) = r { return tally.fail(format!("session {i}: {e}")) },
-            }
-        }
-        if let Err(e) = p.request_ok(Op::StartStatusNotify).await {
-            return tally.fail(format!("subscribe {i}: {e}"));
-        }
-        tally.subscribed.fetch_add(1, Ordering::Relaxed);
-    }
-    while let Ok(m) = p.msg().await {
-        if let ServerMsg::UserStatus(status) = m {
-            if status.user_id == CHANGER {
-                let _ = pushes.send((status.dnd_type, mono_ns()));
-            }
-        }
-    }
 }
