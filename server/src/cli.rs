@@ -407,7 +407,7 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
         });
     };
     let local = Arc::new(LocalSessions::for_cluster());
-    let relay = Arc::new(Relay::with_sid_base(local.prefix() << 40));
+    let relay = Arc::new(Relay::with_sid_base(local.base()));
     let node = c.node_id.clone().unwrap_or_else(|| random::hex(8));
     let advertise = c.advertise.clone().unwrap_or_else(|| addr.to_string());
     let timeout = Duration::from_millis(c.node_timeout_ms);

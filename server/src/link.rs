@@ -39,7 +39,7 @@ use crate::relay::{Endpoint, Offer, Relay, Sender};
 /// Largest frame a link accepts: a data chunk or a cmd with its message.
 const MAX_FRAME: usize = 8 * 1024 * 1024;
 
-/// What travels on a link. Generations travel as text, like everywhere in the cluster.
+/// What travels on a link (JSON between two nodes of this build: generations as numbers).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 pub enum Msg {
@@ -50,13 +50,13 @@ pub enum Msg {
     },
     /// A message for session `gen` of the receiving node (from its relay state over there).
     Deliver {
-        gen: String,
+        gen: Gen,
         msg: ServerMsg,
     },
     /// Session `from` (user `user`) sends cmd `n` to user `to` of `tenant`, whose session is
     /// on the receiving node; the attachment is the cmd.
     Cmd {
-        from: String,
+        from: Gen,
         tenant: String,
         user: String,
         to: String,
@@ -64,7 +64,7 @@ pub enum Msg {
     },
     /// Session `from` offers a stream to user `to` of `tenant` (request `re`).
     Offer {
-        from: String,
+        from: Gen,
         tenant: String,
         to: String,
         re: u64,
@@ -76,25 +76,25 @@ pub enum Msg {
     },
     /// A data frame of session `from`'s stream; the attachment is the frame's payload.
     Data {
-        from: String,
+        from: Gen,
         sid: u64,
     },
     DataEnd {
-        from: String,
+        from: Gen,
         sid: u64,
         hash: String,
     },
     Cancel {
-        from: String,
+        from: Gen,
         sid: u64,
     },
     /// Session `gen` of the sending node ended: its streams here are cancelled.
     Ended {
-        gen: String,
+        gen: Gen,
     },
     /// Session `gen` of the receiving node broke the protocol here: close it.
     Violation {
-        gen: String,
+        gen: Gen,
         what: String,
     },
 }
@@ -169,7 +169,7 @@ impl Peer {
     pub fn deliver(&self, gen: Gen, msg: &ServerMsg) {
         self.send(
             &Msg::Deliver {
-                gen: gen.to_string(),
+                gen,
                 msg: msg.clone(),
             },
             &[],
@@ -437,21 +437,21 @@ impl Links {
         }
         let code = CRVIDEOSDK_SENDDATA_TARGETINVALID;
         for (gen, t) in failed {
-            let Some(l) = self.local.get(gen) else {
+            let Some(outbox) = self.local.outbox(gen) else {
                 continue;
             };
             if !t.cmds.is_empty() {
                 let mut ns: Vec<u64> = t.cmds.into_iter().collect();
                 ns.sort_unstable();
-                let _ = l.outbox.push_msg(&ServerMsg::CmdDone { ns, code });
+                let _ = outbox.push_msg(&ServerMsg::CmdDone { ns, code });
             }
             for re in t.offers {
-                let _ = l.outbox.push_msg(&ServerMsg::Reply { re, code });
+                let _ = outbox.push_msg(&ServerMsg::Reply { re, code });
             }
             let mut sids: Vec<u64> = t.streams.into_iter().collect();
             sids.sort_unstable();
             for sid in sids {
-                let _ = l.outbox.push_msg(&ServerMsg::XferEnd { sid, code });
+                let _ = outbox.push_msg(&ServerMsg::XferEnd { sid, code });
             }
         }
         // Its senders' streams and cmds here.
@@ -464,7 +464,7 @@ impl Links {
         }
     }
 
-    /// Stops taking links (the node is shutting down).
+    /// The node is stopping: every link closes, and no new one is dialled.
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
         let nodes: Vec<String> = self.peers.lock().keys().cloned().collect();
@@ -490,11 +490,11 @@ impl Links {
         if let Some(node) = self.routes.lock().get(tenant).and_then(|t| t.get(to)) {
             return Some(Arc::clone(node));
         }
-        let loc = dir.locate(tenant, to).await.ok()??;
-        if loc.node == self.node {
+        let node = dir.locate(tenant, to).await.ok()??;
+        if node == self.node {
             return None; // leaving or arriving here: not a session to route to
         }
-        let node: Arc<str> = loc.node.into();
+        let node: Arc<str> = node.into();
         self.routes
             .lock()
             .entry(tenant.to_owned())
@@ -530,7 +530,7 @@ impl Links {
     ) {
         self.towards(gen, peer.node(), |t| t.cmds.insert(n));
         let msg = Msg::Cmd {
-            from: gen.to_string(),
+            from: gen,
             tenant: tenant.to_owned(),
             user: user.to_owned(),
             to: to.to_owned(),
@@ -543,7 +543,7 @@ impl Links {
     pub fn offer(&self, peer: &Peer, gen: Gen, tenant: &str, to: &str, re: u64, offer: Offer) {
         self.towards(gen, peer.node(), |t| t.offers.push(re));
         let msg = Msg::Offer {
-            from: gen.to_string(),
+            from: gen,
             tenant: tenant.to_owned(),
             to: to.to_owned(),
             re,
@@ -568,12 +568,12 @@ impl Links {
 
     /// Forwards a stream message of local session `gen` if its stream is another node's.
     /// Returns whether it did (else the stream is this node's relay's).
-    pub fn forward(&self, gen: Gen, sid: u64, msg: impl FnOnce(String) -> Msg, att: &[u8]) -> bool {
+    pub fn forward(&self, gen: Gen, sid: u64, msg: impl FnOnce() -> Msg, att: &[u8]) -> bool {
         let Some(node) = self.stream_node(gen, sid) else {
             return false;
         };
         if let Some(peer) = self.peers.lock().get(&node) {
-            peer.send(&msg(gen.to_string()), att);
+            peer.send(&msg(), att);
         }
         true
     }
@@ -586,12 +586,7 @@ impl Links {
         let peers = self.peers.lock();
         for node in towards.keys() {
             if let Some(p) = peers.get(node) {
-                p.send(
-                    &Msg::Ended {
-                        gen: gen.to_string(),
-                    },
-                    &[],
-                );
+                p.send(&Msg::Ended { gen }, &[]);
             }
         }
     }
@@ -656,22 +651,17 @@ impl Links {
 
     /// The session of user `to` of `tenant` on this node, as a receiver.
     fn receiver(&self, tenant: &str, to: &str) -> Option<Endpoint> {
-        let (conn_id, outbox) = self.local.find_endpoint(tenant, to)?;
+        let (conn_id, outbox) = self.local.find(tenant, to)?;
         Some(Endpoint { conn_id, outbox })
     }
 
     async fn handle(self: &Arc<Self>, node: &str, msg: Msg, att: Attachment) {
-        let gen = |g: &str| g.parse::<Gen>().ok();
         match msg {
             Msg::Hello { .. } => {}
-            Msg::Deliver { gen: g, msg } => {
-                if let Some(g) = gen(&g) {
-                    self.delivered(node, g, &msg);
-                }
-            }
-            Msg::Violation { gen: g, what } => {
-                if let Some(l) = gen(&g).and_then(|g| self.local.get(g)) {
-                    l.outbox.close_with(&ServerMsg::Close {
+            Msg::Deliver { gen, msg } => self.delivered(node, gen, &msg),
+            Msg::Violation { gen, what } => {
+                if let Some(outbox) = self.local.outbox(gen) {
+                    outbox.close_with(&ServerMsg::Close {
                         code: CRVIDEOSDK_ERR_DATA,
                         reason: what,
                     });
@@ -684,9 +674,6 @@ impl Links {
                 to,
                 n,
             } => {
-                let Some(from) = gen(&from) else {
-                    return;
-                };
                 // The answer goes back over our own link to that node.
                 let Some(sender) = self.sender_dialled(node, from).await else {
                     return;
@@ -712,9 +699,6 @@ impl Links {
                 size,
                 name,
             } => {
-                let Some(from) = gen(&from) else {
-                    return;
-                };
                 let Some(sender) = self.sender_dialled(node, from).await else {
                     return;
                 };
@@ -734,33 +718,23 @@ impl Links {
                 }
             }
             Msg::Data { from, sid } => {
-                let Some(from) = gen(&from) else { return };
                 if let Err(v) = self.relay.data(from, sid, &att) {
                     if let Some(sender) = self.sender_dialled(node, from).await {
                         self.violation(&sender, v.0);
                     }
                 }
             }
-            Msg::DataEnd { from, sid, hash } => {
-                if let Some(from) = gen(&from) {
-                    self.relay.data_end(from, sid, hash);
-                }
-            }
+            Msg::DataEnd { from, sid, hash } => self.relay.data_end(from, sid, hash),
             Msg::Cancel { from, sid } => {
-                if let Some(sender) = match gen(&from) {
-                    Some(g) => self.sender_dialled(node, g).await,
-                    None => None,
-                } {
+                if let Some(sender) = self.sender_dialled(node, from).await {
                     self.relay.cancel(&sender, sid);
                 }
             }
-            Msg::Ended { gen: g } => {
-                if let Some(g) = gen(&g) {
-                    if let Some(p) = self.proxies.lock().get_mut(node) {
-                        p.remove(&g);
-                    }
-                    self.relay.session_ended(g);
+            Msg::Ended { gen } => {
+                if let Some(p) = self.proxies.lock().get_mut(node) {
+                    p.remove(&gen);
                 }
+                self.relay.session_ended(gen);
             }
         }
     }
@@ -775,7 +749,7 @@ impl Links {
         if let Sender::Remote { gen, node } = sender {
             node.send(
                 &Msg::Violation {
-                    gen: gen.to_string(),
+                    gen: *gen,
                     what: what.to_owned(),
                 },
                 &[],

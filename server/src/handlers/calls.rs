@@ -5,7 +5,7 @@
 use crvm_proto::Op;
 
 use super::{clip, Peer, User};
-use crate::hub::{CallRequest, Requester};
+use crate::hub::{Answer, CallRequest, Requester};
 use crate::log;
 
 impl Peer {
@@ -49,14 +49,15 @@ impl Peer {
             }
             _ => unreachable!("call_op gets call requests only"),
         };
-        match result {
-            Ok(0) => {}
-            // Answered by the hub.
-            Ok(code) => log!("conn {} {what} {:?}: code {code}", self.id, clip(call_id)),
-            Err(code) => {
-                log!("conn {} {what} {:?}: code {code}", self.id, clip(call_id));
-                self.reply(id, code);
-            }
+        let (code, ours) = match result {
+            Answer::Sent(code) => (code, false),
+            Answer::ToSend(code) => (code, true),
+        };
+        if code != 0 {
+            log!("conn {} {what} {:?}: code {code}", self.id, clip(call_id));
+        }
+        if ours {
+            self.reply(id, code);
         }
     }
 }

@@ -30,7 +30,7 @@ impl Peer {
 
     /// Where `to`'s session is, if anywhere.
     async fn route(&self, user: &User, to: &str) -> Option<Route> {
-        if let Some((conn_id, outbox)) = self.ctx.local.find_endpoint(&user.tenant, to) {
+        if let Some((conn_id, outbox)) = self.ctx.local.find(&user.tenant, to) {
             return Some(Route::Here(Endpoint { conn_id, outbox }));
         }
         let links = self.ctx.links.as_ref()?;
@@ -111,17 +111,11 @@ impl Peer {
     }
 
     /// A stream message of this session for another node's relay: forwarded, and `true`.
-    pub(super) fn forwarded(&self, user: &User, sid: u64, msg: impl FnOnce(String) -> Msg) -> bool {
+    pub(super) fn forwarded(&self, user: &User, sid: u64, msg: impl FnOnce() -> Msg) -> bool {
         self.forwarded_with(user, sid, msg, &[])
     }
 
-    fn forwarded_with(
-        &self,
-        user: &User,
-        sid: u64,
-        msg: impl FnOnce(String) -> Msg,
-        att: &[u8],
-    ) -> bool {
+    fn forwarded_with(&self, user: &User, sid: u64, msg: impl FnOnce() -> Msg, att: &[u8]) -> bool {
         match &self.ctx.links {
             Some(links) => links.forward(user.gen, sid, msg, att),
             None => false,
@@ -137,7 +131,8 @@ impl Peer {
             ));
         };
         let (sid, _) = frame.data();
-        if self.forwarded_with(user, sid, |from| Msg::Data { from, sid }, frame.payload) {
+        let from = user.gen;
+        if self.forwarded_with(user, sid, || Msg::Data { from, sid }, frame.payload) {
             return None;
         }
         match self.ctx.relay.data(self.id, sid, frame.payload) {

@@ -130,14 +130,15 @@ impl Peer {
                 None
             }
             ClientMsg::DataEnd { sid, hash } => {
-                let h = hash.clone();
-                if !self.forwarded(user, sid, |from| Msg::DataEnd { from, sid, hash: h }) {
+                let (from, h) = (user.gen, hash.clone());
+                if !self.forwarded(user, sid, || Msg::DataEnd { from, sid, hash: h }) {
                     self.ctx.relay.data_end(self.id, sid, hash);
                 }
                 None
             }
             ClientMsg::Cancel { sid } => {
-                if !self.forwarded(user, sid, |from| Msg::Cancel { from, sid }) {
+                let from = user.gen;
+                if !self.forwarded(user, sid, || Msg::Cancel { from, sid }) {
                     self.ctx.relay.cancel(&self.sender(), sid);
                 }
                 None

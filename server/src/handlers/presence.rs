@@ -3,15 +3,15 @@
 use crvm_proto::ServerMsg;
 
 use super::{Peer, User};
+use crate::hub::Answer;
 
 impl Peer {
     pub(super) async fn set_dnd(&self, user: &User, id: u64, dnd: i32) {
         let hub = &self.ctx.hub;
-        // Ok: the hub answered.
-        if let Err(code) = hub
+        let answer = hub
             .set_dnd(&user.tenant, &user.user_id, user.gen, id, dnd)
-            .await
-        {
+            .await;
+        if let Answer::ToSend(code) = answer {
             self.reply(id, code);
         }
     }

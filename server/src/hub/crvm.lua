@@ -54,7 +54,7 @@ end
 local function deliver(fx, t, u, msg)
   local h = redis.call('HMGET', ukey(t, u), 'node', 'gen')
   if h[1] then
-    fx.add(h[1], { k = 'deliver', tenant = t, user = u, gen = h[2], msg = msg })
+    fx.add(h[1], { k = 'deliver', gen = h[2], msg = msg })
   end
 end
 
@@ -313,13 +313,11 @@ redis.register_function('crvm_logout', function(_, a)
   return done and 1 or 0
 end)
 
--- where(t, u) -> {node, gen} or nil.
+-- where(t, u) -> the node of u's session, or nil.
 redis.register_function{
   function_name = 'crvm_where',
   callback = function(_, a)
-    local h = redis.call('HMGET', ukey(a[1], a[2]), 'node', 'gen')
-    if not h[1] then return false end
-    return h
+    return redis.call('HGET', ukey(a[1], a[2]), 'node')
   end,
   flags = { 'no-writes' },
 }

@@ -25,7 +25,6 @@ pub struct Local {
 #[derive(Debug)]
 struct Entry {
     local: Local,
-    notify: bool,
     /// Effects for a session whose login has not been answered yet, applied once it is
     /// ([`LocalSessions::open`]): its `login_ok` comes before anything about it.
     held: Option<Vec<Effect>>,
@@ -34,8 +33,8 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Inner {
     by_gen: HashMap<Gen, Entry>,
-    /// The newest session of each (tenant, user) on this node.
-    /// Per tenant (looked up without allocating: this is on every cmd's path).
+    /// The newest session of each user on this node, per tenant (two maps, so that a lookup
+    /// allocates nothing: it is on every cmd's path).
     current: HashMap<String, HashMap<String, Gen>>,
     /// Per tenant, the sessions that asked for status pushes.
     subscribers: HashMap<String, HashSet<Gen>>,
@@ -52,11 +51,12 @@ pub struct LocalSessions {
 
 /// Bits of a generation counted by its node; the rest (the prefix) tell nodes apart.
 const COUNTER_BITS: u32 = 40;
+const COUNTER_MASK: u64 = (1 << COUNTER_BITS) - 1;
 const PREFIX_MASK: u64 = (1 << (64 - COUNTER_BITS)) - 1;
 
 impl LocalSessions {
-    /// `node_seq` is this node's number in its cluster (0 on its own); generations made here
-    /// never collide with another node's.
+    /// Generations made here start with `prefix` (0 on a node of its own; in a cluster one
+    /// that no other node has).
     pub fn new(prefix: u64) -> LocalSessions {
         LocalSessions {
             inner: Mutex::default(),
@@ -77,6 +77,12 @@ impl LocalSessions {
         self.prefix.load(Ordering::Relaxed)
     }
 
+    /// The lowest generation under the current prefix (other numberings of this node, such
+    /// as its relay's stream IDs, start there too, apart from every other node's).
+    pub fn base(&self) -> u64 {
+        self.prefix() << COUNTER_BITS
+    }
+
     /// Draws another prefix (another node of the cluster has this one).
     pub fn new_prefix(&self) {
         // Never 0, so that a generation is never a small number (the relay tells remote
@@ -87,14 +93,13 @@ impl LocalSessions {
 
     /// A generation for a new login, unique in the cluster.
     pub fn next_gen(&self) -> Gen {
-        let n = self.next.fetch_add(1, Ordering::Relaxed) & ((1 << COUNTER_BITS) - 1);
-        (self.prefix() << COUNTER_BITS) | n
+        self.base() | (self.next.fetch_add(1, Ordering::Relaxed) & COUNTER_MASK)
     }
 
     /// The range of generations that logins from now on get, as decimal text: `[from, to)`.
     pub fn newer_than_now(&self) -> (String, String) {
         let prefix = u128::from(self.prefix());
-        let next = u128::from(self.next.load(Ordering::Relaxed) & ((1 << COUNTER_BITS) - 1));
+        let next = u128::from(self.next.load(Ordering::Relaxed) & COUNTER_MASK);
         let from = (prefix << COUNTER_BITS) | next;
         let to = (prefix + 1) << COUNTER_BITS;
         (from.to_string(), to.to_string())
@@ -119,7 +124,6 @@ impl LocalSessions {
             gen,
             Entry {
                 local,
-                notify: false,
                 held: Some(Vec::new()),
             },
         );
@@ -180,10 +184,9 @@ impl LocalSessions {
     /// Turns status pushes to session `gen` on or off. False if it is no longer here.
     pub fn set_notify(&self, gen: Gen, on: bool) -> bool {
         let mut s = self.inner.lock();
-        let Some(e) = s.by_gen.get_mut(&gen) else {
+        let Some(e) = s.by_gen.get(&gen) else {
             return false;
         };
-        e.notify = on;
         let tenant = e.local.tenant.clone();
         if on {
             s.subscribers.entry(tenant).or_default().insert(gen);
@@ -193,15 +196,8 @@ impl LocalSessions {
         true
     }
 
-    /// The current session of a user on this node.
-    pub fn find(&self, tenant: &str, user_id: &str) -> Option<(Gen, Local)> {
-        let s = self.inner.lock();
-        let gen = *s.current.get(tenant)?.get(user_id)?;
-        s.by_gen.get(&gen).map(|e| (gen, e.local.clone()))
-    }
-
     /// The connection and outbox of a user's current session on this node (a receiver).
-    pub fn find_endpoint(&self, tenant: &str, user_id: &str) -> Option<(ConnId, Outbox)> {
+    pub fn find(&self, tenant: &str, user_id: &str) -> Option<(ConnId, Outbox)> {
         let s = self.inner.lock();
         let gen = *s.current.get(tenant)?.get(user_id)?;
         s.by_gen
@@ -216,11 +212,6 @@ impl LocalSessions {
             .by_gen
             .get(&gen)
             .map(|e| e.local.outbox.clone())
-    }
-
-    /// Session `gen`, if it is on this node.
-    pub fn get(&self, gen: Gen) -> Option<Local> {
-        self.inner.lock().by_gen.get(&gen).map(|e| e.local.clone())
     }
 
     /// Every session of this node.
@@ -242,14 +233,6 @@ impl LocalSessions {
             .collect()
     }
 
-    pub fn len(&self) -> usize {
-        self.inner.lock().by_gen.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Does what a state change requires of this node. Pushes never block: a subscriber
     /// whose queue is full is closed by its outbox; the others are unaffected.
     pub fn apply(&self, effect: Effect) {
@@ -257,18 +240,10 @@ impl LocalSessions {
             return;
         };
         match effect {
-            Effect::Deliver { gen, msg, .. } => {
-                if let Some(e) = self.inner.lock().by_gen.get(&gen) {
-                    let _ = e.local.outbox.push(Out::msg(&msg));
-                }
-            }
+            Effect::Deliver { gen, msg } => self.push(gen, &msg),
             Effect::Reply { gen, re, code } => {
-                let Ok(re) = re.parse() else { return };
-                if let Some(e) = self.inner.lock().by_gen.get(&gen) {
-                    let _ = e
-                        .local
-                        .outbox
-                        .push(Out::msg(&ServerMsg::Reply { re, code }));
+                if let Ok(re) = re.parse() {
+                    self.push(gen, &ServerMsg::Reply { re, code });
                 }
             }
             Effect::Status { tenant, status } => self.push_status(&tenant, status),
@@ -278,8 +253,8 @@ impl LocalSessions {
                 } else {
                     crvm_proto::error::CRVIDEOSDK_NOT_LOGIN
                 };
-                if let (Ok(re), Some(l)) = (re.parse(), self.get(gen)) {
-                    let _ = l.outbox.push(Out::msg(&ServerMsg::Reply { re, code }));
+                if let Ok(re) = re.parse() {
+                    self.push(gen, &ServerMsg::Reply { re, code });
                 }
             }
             Effect::Kick { gen } => {
@@ -288,6 +263,13 @@ impl LocalSessions {
             Effect::Drop { gen } => self.end(gen, CRVIDEOSDK_CONNECTIONLOST, "session lost"),
             // The node links' business (see `RedisHub`); nothing for a session.
             Effect::NodeGone { .. } => {}
+        }
+    }
+
+    /// Queues `msg` to session `gen`, if it is here.
+    fn push(&self, gen: Gen, msg: &ServerMsg) {
+        if let Some(outbox) = self.outbox(gen) {
+            let _ = outbox.push(Out::msg(msg));
         }
     }
 

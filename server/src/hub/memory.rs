@@ -14,7 +14,7 @@ use crvm_proto::UserStatus;
 use parking_lot::Mutex;
 
 use super::{
-    CallRequest, CallStore, Directory, Effect, Gen, LocalSessions, Location, Login, PresenceStore,
+    Answer, CallRequest, CallStore, Directory, Effect, Gen, LocalSessions, Login, PresenceStore,
     Requester,
 };
 use crate::calls::{self, CallTable};
@@ -88,12 +88,7 @@ impl MemoryHub {
             match effect {
                 calls::Effect::Notify { user, msg } => {
                     if let Some(e) = t.users.get(&user) {
-                        local.apply(Effect::Deliver {
-                            tenant: tenant.to_owned(),
-                            user,
-                            gen: e.gen,
-                            msg,
-                        });
+                        local.apply(Effect::Deliver { gen: e.gen, msg });
                     }
                 }
                 calls::Effect::InCall { user, in_call } => {
@@ -183,26 +178,16 @@ impl Directory for MemoryHub {
         self.inner.local.apply(Self::status_effect(tenant, offline));
     }
 
-    async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<Location>, i32> {
+    async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<String>, i32> {
         let state = self.tenant(tenant);
         let t = state.lock();
-        Ok(t.users.get(user_id).map(|e| Location {
-            node: String::new(),
-            gen: e.gen,
-        }))
+        Ok(t.users.get(user_id).map(|_| String::new()))
     }
 }
 
 #[async_trait]
 impl PresenceStore for MemoryHub {
-    async fn set_dnd(
-        &self,
-        tenant: &str,
-        user_id: &str,
-        gen: Gen,
-        _re: u64,
-        dnd: i32,
-    ) -> Result<i32, i32> {
+    async fn set_dnd(&self, tenant: &str, user_id: &str, gen: Gen, _re: u64, dnd: i32) -> Answer {
         // One node: the status is pushed under the lock, so the caller's answer after it keeps
         // its order.
         let state = self.tenant(tenant);
@@ -212,9 +197,9 @@ impl PresenceStore for MemoryHub {
                 e.dnd = dnd;
                 let st = status(user_id, e);
                 self.inner.local.apply(Self::status_effect(tenant, st));
-                Err(0)
+                Answer::ToSend(0)
             }
-            _ => Err(CRVIDEOSDK_NOT_LOGIN),
+            _ => Answer::ToSend(CRVIDEOSDK_NOT_LOGIN),
         }
     }
 
@@ -233,8 +218,8 @@ impl PresenceStore for MemoryHub {
 
 #[async_trait]
 impl CallStore for MemoryHub {
-    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<i32, i32> {
-        let serial = self.transition(at, CRVIDEOSDK_NOT_LOGIN, |t| {
+    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Answer {
+        let started = self.transition(at, CRVIDEOSDK_NOT_LOGIN, |t| {
             let callee = t.users.get(req.callee);
             let (online, dnd) = (callee.is_some(), callee.is_some_and(|e| e.dnd != 0));
             t.calls.start(
@@ -246,38 +231,45 @@ impl CallStore for MemoryHub {
                 online,
                 dnd,
             )
-        })?;
+        });
+        let serial = match started {
+            Ok(serial) => serial,
+            Err(code) => return Answer::ToSend(code),
+        };
         let hub = self.clone();
         let (tenant, call_id) = (at.tenant.to_owned(), req.call_id.to_owned());
         tokio::spawn(async move {
             tokio::time::sleep(hub.inner.call_timeout).await;
             hub.no_answer(&tenant, &call_id, serial);
         });
-        Ok(0)
+        Answer::Sent(0)
     }
 
-    async fn accept(
-        &self,
-        at: &Requester<'_>,
-        call_id: &str,
-        meet_obj: &str,
-        ext: &str,
-    ) -> Result<i32, i32> {
-        self.transition(at, CRVIDEOSDK_INVALID_CALLID, |t| {
-            Ok((0, t.calls.accept(at.user_id, call_id, meet_obj, ext)?))
-        })
+    async fn accept(&self, at: &Requester<'_>, call_id: &str, meet_obj: &str, ext: &str) -> Answer {
+        answer(self.transition(at, CRVIDEOSDK_INVALID_CALLID, |t| {
+            Ok(((), t.calls.accept(at.user_id, call_id, meet_obj, ext)?))
+        }))
     }
 
-    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<i32, i32> {
-        self.transition(at, CRVIDEOSDK_INVALID_CALLID, |t| {
-            Ok((0, t.calls.reject(at.user_id, call_id, ext)?))
-        })
+    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Answer {
+        answer(self.transition(at, CRVIDEOSDK_INVALID_CALLID, |t| {
+            Ok(((), t.calls.reject(at.user_id, call_id, ext)?))
+        }))
     }
 
-    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<i32, i32> {
-        self.transition(at, CRVIDEOSDK_INVALID_CALLID, |t| {
-            Ok((0, t.calls.hangup(at.user_id, call_id, ext)?))
-        })
+    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Answer {
+        answer(self.transition(at, CRVIDEOSDK_INVALID_CALLID, |t| {
+            Ok(((), t.calls.hangup(at.user_id, call_id, ext)?))
+        }))
+    }
+}
+
+/// A transition that succeeded answered its requester itself; a refusal is the caller's to
+/// answer.
+fn answer(r: Result<(), i32>) -> Answer {
+    match r {
+        Ok(()) => Answer::Sent(0),
+        Err(code) => Answer::ToSend(code),
     }
 }
 
@@ -342,7 +334,10 @@ mod tests {
         assert!(local.set_notify(bob, true));
         assert!(local.set_notify(carol, true));
         let (alice, _) = login(&hub, &local, "t1", "alice").await;
-        assert_eq!(hub.set_dnd("t1", "alice", alice, 1, 7).await, Err(0));
+        assert_eq!(
+            hub.set_dnd("t1", "alice", alice, 1, 7).await,
+            Answer::ToSend(0)
+        );
         hub.logout("t1", "alice", alice).await;
         hub.logout("t1", "alice", alice).await;
         assert_eq!(
@@ -361,10 +356,13 @@ mod tests {
         let (a1, a1_ob) = login(&hub, &local, "t", "alice").await;
         let (a2, _) = login(&hub, &local, "t", "alice").await;
         assert_eq!(a1_ob.state(), State::Closing { code: Some(10) });
-        assert!(local.get(a1).is_none() && local.get(a2).is_some());
+        assert!(local.outbox(a1).is_none() && local.outbox(a2).is_some());
         // The kicked session's teardown changes nothing.
         hub.logout("t", "alice", a1).await;
-        assert_eq!(hub.set_dnd("t", "alice", a1, 1, 1).await, Err(12));
+        assert_eq!(
+            hub.set_dnd("t", "alice", a1, 1, 1).await,
+            Answer::ToSend(12)
+        );
         let names: Vec<_> = hub
             .statuses("t")
             .await
@@ -377,6 +375,7 @@ mod tests {
             bob_ob.take_msgs(),
             vec![st("alice", 1, 0), st("alice", 1, 0)]
         );
-        assert_eq!(local.find("t", "alice").map(|(g, _)| g), Some(a2));
+        // (These sessions' connection IDs are their generations.)
+        assert_eq!(local.find("t", "alice").map(|(c, _)| c), Some(a2));
     }
 }

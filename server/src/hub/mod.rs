@@ -36,10 +36,8 @@ pub type Gen = u64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 pub enum Effect {
-    /// Queue `msg` to session `gen` (of `user` in `tenant`).
+    /// Queue `msg` to session `gen`.
     Deliver {
-        tenant: String,
-        user: String,
         #[serde(with = "as_text")]
         gen: Gen,
         msg: ServerMsg,
@@ -120,13 +118,6 @@ pub struct CallRequest<'a> {
     pub ext: &'a str,
 }
 
-/// Where a user's session is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    pub node: String,
-    pub gen: Gen,
-}
-
 /// Which session each logged-in user has. Errors are SPEC codes (8 when the shared state
 /// cannot be reached).
 #[async_trait]
@@ -140,28 +131,30 @@ pub trait Directory: Send + Sync {
     /// out its successor): its call ends, the user goes offline for subscribers.
     async fn logout(&self, tenant: &str, user_id: &str, gen: Gen);
 
-    /// Where the user's session is, if online.
-    async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<Location>, i32>;
+    /// The node the user's session is on, if online ("" on a server of its own).
+    async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<String>, i32>;
 
     /// This node stops (its sessions were closed): the shared state forgets it at once, rather
     /// than after it has been silent for the node timeout.
     async fn leave(&self) {}
 }
 
+/// Who answers a request that a store ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The store queued `reply{re, code}` itself, in order with the notifications of the change
+    /// (and, in a cluster, of the changes before it).
+    Sent(i32),
+    /// The caller answers `code` (any change it made is already pushed: one node, one lock).
+    ToSend(i32),
+}
+
 /// Do-not-disturb, subscriptions (kept by [`LocalSessions`]) and the status list.
 #[async_trait]
 pub trait PresenceStore: Send + Sync {
     /// Stores the DND value of session `gen` and pushes the new status; 12 if that session is
-    /// no longer its user's. The result is as for [`CallStore`]: `Ok(code)` when the store
-    /// answered request `re`, `Err(code)` for the caller to answer.
-    async fn set_dnd(
-        &self,
-        tenant: &str,
-        user_id: &str,
-        gen: Gen,
-        re: u64,
-        dnd: i32,
-    ) -> Result<i32, i32>;
+    /// no longer its user's.
+    async fn set_dnd(&self, tenant: &str, user_id: &str, gen: Gen, re: u64, dnd: i32) -> Answer;
 
     /// Turns status pushes to session `gen` on or off and answers request `re` (through an
     /// [`Effect::Notify`]).
@@ -172,23 +165,16 @@ pub trait PresenceStore: Send + Sync {
 }
 
 /// One-to-one calls (SPEC §3.4), one state machine wherever the parties are. Every method
-/// acts for session `at.gen`, which must still be its user's. `Ok(code)`: the store answered
-/// `reply{re, code}` itself, in order with the notifications of the transition (and, in a
-/// cluster, of those before it), so that nothing about the call reaches the requester out of
-/// order with its answer; `Err(code)`: the caller answers (codes of §3.4, or 8). A call's
-/// no-answer timer belongs to the store and fires once.
+/// acts for session `at.gen`, which must still be its user's; a success is always
+/// [`Answer::Sent`], so that nothing about the call reaches the requester before its answer.
+/// Codes are those of §3.4, or 8. A call's no-answer timer belongs to the store and fires
+/// once.
 #[async_trait]
 pub trait CallStore: Send + Sync {
-    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<i32, i32>;
-    async fn accept(
-        &self,
-        at: &Requester<'_>,
-        call_id: &str,
-        meet_obj: &str,
-        ext: &str,
-    ) -> Result<i32, i32>;
-    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<i32, i32>;
-    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<i32, i32>;
+    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Answer;
+    async fn accept(&self, at: &Requester<'_>, call_id: &str, meet_obj: &str, ext: &str) -> Answer;
+    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Answer;
+    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Answer;
 }
 
 /// Everything a connection needs from the shared state.

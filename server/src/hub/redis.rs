@@ -25,7 +25,7 @@ use redis::{FromRedisValue, ToRedisArgs};
 use tokio::time::Instant;
 
 use super::{
-    CallRequest, CallStore, Directory, Effect, Gen, LocalSessions, Location, Login, PresenceStore,
+    Answer, CallRequest, CallStore, Directory, Effect, Gen, LocalSessions, Login, PresenceStore,
     Requester,
 };
 use crate::link::{Links, Registry};
@@ -125,7 +125,7 @@ impl RedisHub {
         Ok(hub)
     }
 
-    /// Whether this node takes logins now (for health checks).
+    /// Whether this node takes logins now.
     pub fn is_up(&self) -> bool {
         self.inner.up.load(Ordering::Acquire)
     }
@@ -285,13 +285,13 @@ impl RedisHub {
                     m.last_ok = sent;
                     std::mem::take(&mut m.resync)
                 };
-                if resync && self.resync().await.is_err() {
-                    self.inner.membership.lock().resync = true;
-                }
-                if !self.is_up() {
-                    // Back after an outage that closed every session: nothing of this node's
-                    // may stay in Redis.
-                    if self.resync().await.is_ok() {
+                // Back after an outage that closed every session, nothing of this node's may
+                // stay in Redis either.
+                let down = !self.is_up();
+                if resync || down {
+                    if self.resync().await.is_err() {
+                        self.inner.membership.lock().resync = true;
+                    } else if down {
                         self.inner.up.store(true, Ordering::Release);
                         log!("cluster: node {} serving again", self.node());
                     }
@@ -397,13 +397,14 @@ impl RedisHub {
         }
     }
 
-    /// Runs a function that answers its request itself (through this node's channel): its
-    /// code, or 8 (unanswered) when Redis failed.
-    async fn answered(&self, name: &str, mut args: Vec<&str>) -> Result<i32, i32> {
+    /// Runs a function that answers its request itself (through this node's channel), or 8
+    /// for the caller to answer when Redis failed.
+    async fn answered(&self, name: &str, mut args: Vec<&str>) -> Answer {
         args.insert(0, self.node());
-        self.fcall::<i32>(name, args)
-            .await
-            .map_err(|Failed| CRVIDEOSDK_SERVER_EXCEPTION)
+        match self.fcall::<i32>(name, args).await {
+            Ok(code) => Answer::Sent(code),
+            Err(Failed) => Answer::ToSend(CRVIDEOSDK_SERVER_EXCEPTION),
+        }
     }
 }
 
@@ -466,38 +467,24 @@ impl Directory for RedisHub {
         self.inner.links.close();
     }
 
-    async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<Location>, i32> {
-        let r: Option<(String, String)> = self
-            .fcall("crvm_where", (tenant, user_id))
+    async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<String>, i32> {
+        self.fcall("crvm_where", (tenant, user_id))
             .await
-            .map_err(|Failed| CRVIDEOSDK_SERVER_EXCEPTION)?;
-        Ok(r.and_then(|(node, gen)| {
-            Some(Location {
-                node,
-                gen: gen.parse().ok()?,
-            })
-        }))
+            .map_err(|Failed| CRVIDEOSDK_SERVER_EXCEPTION)
     }
 }
 
 #[async_trait]
 impl PresenceStore for RedisHub {
-    async fn set_dnd(
-        &self,
-        tenant: &str,
-        user_id: &str,
-        gen: Gen,
-        re: u64,
-        dnd: i32,
-    ) -> Result<i32, i32> {
+    async fn set_dnd(&self, tenant: &str, user_id: &str, gen: Gen, re: u64, dnd: i32) -> Answer {
         let (g, re, d) = (gen.to_string(), re.to_string(), dnd.to_string());
-        let code = self
+        let answer = self
             .answered("crvm_set_dnd", vec![tenant, user_id, &g, &re, &d])
-            .await?;
-        if code == 0 {
+            .await;
+        if answer == Answer::Sent(0) {
             self.inner.local.set_dnd(gen, dnd);
         }
-        Ok(code)
+        answer
     }
 
     async fn set_notify(&self, gen: Gen, on: bool, re: u64) -> Result<(), i32> {
@@ -535,7 +522,7 @@ impl PresenceStore for RedisHub {
 
 #[async_trait]
 impl CallStore for RedisHub {
-    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Result<i32, i32> {
+    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Answer {
         let (gen, re, timeout) = (
             at.gen.to_string(),
             at.re.to_string(),
@@ -555,25 +542,19 @@ impl CallStore for RedisHub {
         self.answered("crvm_call", args).await
     }
 
-    async fn accept(
-        &self,
-        at: &Requester<'_>,
-        call_id: &str,
-        meet_obj: &str,
-        ext: &str,
-    ) -> Result<i32, i32> {
+    async fn accept(&self, at: &Requester<'_>, call_id: &str, meet_obj: &str, ext: &str) -> Answer {
         let (gen, re) = (at.gen.to_string(), at.re.to_string());
         let args = vec![at.tenant, at.user_id, &gen, &re, call_id, meet_obj, ext];
         self.answered("crvm_accept", args).await
     }
 
-    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<i32, i32> {
+    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Answer {
         let (gen, re) = (at.gen.to_string(), at.re.to_string());
         let args = vec![at.tenant, at.user_id, &gen, &re, call_id, ext];
         self.answered("crvm_reject", args).await
     }
 
-    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Result<i32, i32> {
+    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Answer {
         let (gen, re) = (at.gen.to_string(), at.re.to_string());
         let args = vec![at.tenant, at.user_id, &gen, &re, call_id, ext];
         self.answered("crvm_hangup", args).await
