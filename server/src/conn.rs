@@ -237,8 +237,11 @@ async fn linger(rd: &mut (impl AsyncRead + Unpin)) {
 impl Drop for Conn {
     fn drop(&mut self) {
         if let Some(user) = self.peer.leave_node() {
+            // The shared state's part is async; a runtime that is going away takes it along.
             let hub = Arc::clone(&self.peer.ctx.hub);
-            tokio::spawn(async move { hub.logout(&user.tenant, &user.user_id, user.gen).await });
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { hub.logout(&user.tenant, &user.user_id, user.gen).await });
+            }
         }
     }
 }

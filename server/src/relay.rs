@@ -354,11 +354,10 @@ impl Relay {
     pub fn offer(
         &self,
         re: u64,
-        sender: impl Into<Sender>,
+        sender: Sender,
         receiver: Endpoint,
         offer: Offer,
     ) -> Result<u64, i32> {
-        let sender = sender.into();
         let mut st = self.state.lock();
         if !receiver.outbox.accepts() {
             return Err(CRVIDEOSDK_SENDDATA_TARGETINVALID);
@@ -650,7 +649,7 @@ mod tests {
         let sid = r
             .offer(
                 7,
-                a.clone(),
+                a.clone().into(),
                 b.clone(),
                 offer(XferKind::File, 4 * xfer::WINDOW),
             )
@@ -672,7 +671,7 @@ mod tests {
         );
         // Nothing beyond the offered size.
         let small = r
-            .offer(8, a.clone(), b.clone(), offer(XferKind::Buffer, 5))
+            .offer(8, a.clone().into(), b.clone(), offer(XferKind::Buffer, 5))
             .unwrap();
         assert!(r.data(1, small, &chunk(small, 6)).is_err());
         assert!(
@@ -686,12 +685,12 @@ mod tests {
         let r = Relay::new();
         let (a, b) = (ep(1), ep(2));
         let s1 = r
-            .offer(1, a.clone(), b.clone(), offer(XferKind::Buffer, 10))
+            .offer(1, a.clone().into(), b.clone(), offer(XferKind::Buffer, 10))
             .unwrap();
         r.cancel(&a.clone().into(), s1);
         r.cancel_ack(2, s1, 0);
         let s2 = r
-            .offer(2, a.clone(), b.clone(), offer(XferKind::Buffer, 10))
+            .offer(2, a.clone().into(), b.clone(), offer(XferKind::Buffer, 10))
             .unwrap();
         r.cancel(&a.clone().into(), s2);
         r.fin(2, s2, 0); // delivered before the cancel arrived
@@ -740,13 +739,13 @@ mod tests {
         let r = Relay::new();
         let (a, b, c) = (ep(1), ep(2), ep(3));
         let out = r
-            .offer(1, a.clone(), b.clone(), offer(XferKind::File, 10))
+            .offer(1, a.clone().into(), b.clone(), offer(XferKind::File, 10))
             .unwrap();
         let inc = r
-            .offer(2, c.clone(), a.clone(), offer(XferKind::File, 10))
+            .offer(2, c.clone().into(), a.clone(), offer(XferKind::File, 10))
             .unwrap();
         let other = r
-            .offer(3, c.clone(), b.clone(), offer(XferKind::File, 10))
+            .offer(3, c.clone().into(), b.clone(), offer(XferKind::File, 10))
             .unwrap();
         b.outbox.take_msgs();
         c.outbox.take_msgs();
@@ -776,7 +775,7 @@ mod tests {
         for s in &senders {
             for _ in 0..xfer::MAX_OUTGOING {
                 sids.push(
-                    r.offer(1, s.clone(), b.clone(), offer(XferKind::Buffer, 1))
+                    r.offer(1, s.clone().into(), b.clone(), offer(XferKind::Buffer, 1))
                         .unwrap(),
                 );
             }
@@ -786,7 +785,12 @@ mod tests {
         assert_eq!(started, sids[..xfer::MAX_INCOMING]);
         // A sender's next offer beyond its own limit is refused.
         assert_eq!(
-            r.offer(1, senders[0].clone(), b.clone(), offer(XferKind::Buffer, 1)),
+            r.offer(
+                1,
+                senders[0].clone().into(),
+                b.clone(),
+                offer(XferKind::Buffer, 1)
+            ),
             Err(1000)
         );
         // Data before `start` is a violation.
@@ -805,15 +809,25 @@ mod tests {
         assert!(r.is_empty());
         assert_eq!(r.busy_senders(), 0);
         // A waiting stream cancelled by its sender ends at once; its receiver never hears.
-        let first = r.offer(1, senders[0].clone(), b.clone(), offer(XferKind::Buffer, 1));
+        let first = r.offer(
+            1,
+            senders[0].clone().into(),
+            b.clone(),
+            offer(XferKind::Buffer, 1),
+        );
         let _ = first.unwrap();
         for _ in 1..xfer::MAX_INCOMING {
             let s = senders[(1 + r.len()) % 5].clone();
-            r.offer(1, s, b.clone(), offer(XferKind::Buffer, 1))
+            r.offer(1, s.into(), b.clone(), offer(XferKind::Buffer, 1))
                 .unwrap();
         }
         let last = r
-            .offer(1, senders[4].clone(), b.clone(), offer(XferKind::Buffer, 1))
+            .offer(
+                1,
+                senders[4].clone().into(),
+                b.clone(),
+                offer(XferKind::Buffer, 1),
+            )
             .unwrap();
         b.outbox.take_msgs();
         senders[4].outbox.take_msgs();

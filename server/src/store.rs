@@ -86,7 +86,7 @@ where
 
 /// How often a random ID may collide before creation gives up (each try has a chance of
 /// about count/2^31 to collide, so reaching this means something else is wrong).
-const ID_TRIES: usize = 16;
+pub(crate) const ID_TRIES: usize = 16;
 
 /// [`MeetingStore`] on one SQLite connection in WAL mode.
 pub struct SqliteStore {

@@ -12,9 +12,8 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::random;
-use crate::store::{MeetingDraft, MeetingRecord, MeetingStore, StoreError};
+use crate::store::{MeetingDraft, MeetingRecord, MeetingStore, StoreError, ID_TRIES};
 
-const ID_TRIES: usize = 16;
 const IDS: &str = "crvm:mids";
 
 #[derive(Serialize, Deserialize)]

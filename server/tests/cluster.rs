@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cluster::{failure_patience, Cluster};
+use common::cluster::Cluster;
 use common::*;
 use crvm_proto::{Op, ServerMsg};
 
@@ -244,7 +244,6 @@ fn the_no_answer_timer_fires_once_even_when_the_callers_node_dies() {
     drop(carol);
     let _ = c.nodes[2].child.kill();
     let _ = c.nodes[2].child.wait();
-    let start = std::time::Instant::now();
     assert_eq!(
         bob.reply(),
         ServerMsg::CallHungup {
@@ -252,8 +251,7 @@ fn the_no_answer_timer_fires_once_even_when_the_callers_node_dies() {
             ext: String::new()
         }
     );
-    assert!(start.elapsed() < failure_patience(TIMEOUT_MS));
-    // Well past the timer: nothing more came.
+    // The call ended with its timer: the next thing bob hears is dave's call.
     c.restart_node(2);
     let mut dave = c.node(2).login("demo", "dave");
     assert_eq!(call(&mut dave, "c3", "bob"), 0);
@@ -427,10 +425,15 @@ fn after_redis_lost_its_data_the_nodes_restore_their_live_sessions() {
     subscribe(&mut watcher);
     let mut alice = c.node(0).login("demo", "alice");
     assert_eq!(alice.code(Op::SetDnd { dnd: 3 }), 0);
-    let _bob = c.node(1).login("demo", "bob");
+    let mut bob = c.node(1).login("demo", "bob");
     assert_eq!(watcher.push(), st("alice", 1, 0));
     assert_eq!(watcher.push(), st("alice", 1, 3));
     assert_eq!(watcher.push(), st("bob", 1, 0));
+    // A call rings when Redis loses everything.
+    assert_eq!(call(&mut alice, "c0", "bob"), 0);
+    assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
+    assert_eq!(watcher.push(), st("alice", 2, 3));
+    assert_eq!(watcher.push(), st("bob", 2, 0));
     assert_eq!(c.redis.cli(&["FLUSHALL"]), "OK");
     for n in &c.nodes {
         assert!(n.log_says("serving again"), "{}", n.log_text());
@@ -448,11 +451,20 @@ fn after_redis_lost_its_data_the_nodes_restore_their_live_sessions() {
         assert_eq!(s, expect);
         seen.insert(s.user_id);
     }
+    // Nobody stays busy; the lost call is unknown now (docs/CLUSTER.md), and a new one rings.
     assert_eq!(
         names(&watcher.statuses()),
         [("alice".into(), 1), ("bob".into(), 1), ("carol".into(), 1)]
     );
+    assert_eq!(
+        alice.code(Op::HangupCall {
+            call_id: "c0".into(),
+            ext: String::new()
+        }),
+        600
+    );
     assert_eq!(call(&mut alice, "c1", "bob"), 0);
+    assert!(matches!(bob.reply(), ServerMsg::CallIn { call_id, .. } if call_id == "c1"));
 }
 
 #[test]
@@ -503,14 +515,8 @@ fn a_redis_restart_with_its_data_loses_nothing_still_connected() {
     }
     // Everyone is still there, and everything works across nodes.
     assert_eq!(alice.code(Op::SetDnd { dnd: 1 }), 0);
-    let mut seen = Vec::new();
-    loop {
-        let s = watcher.push();
-        if s == st("alice", 1, 1) {
-            break;
-        }
-        seen.push(s);
-    }
+    // (The snapshot after the restart may come first.)
+    while watcher.push() != st("alice", 1, 1) {}
     assert_eq!(
         names(&watcher.statuses()),
         [("alice".into(), 1), ("bob".into(), 1), ("carol".into(), 1)]

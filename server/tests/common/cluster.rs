@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use super::{Server, TmpDir, PATIENCE, TENANTS};
+use super::{Server, TmpDir, TENANTS};
 
 /// A `redis-server` of the test's own.
 pub struct Redis {
@@ -26,7 +26,8 @@ impl Redis {
         r
     }
 
-    /// Starts the server again (after [`Redis::shutdown`]): empty, as it keeps nothing on disk.
+    /// Starts the server again (after a shutdown): empty, or with what
+    /// [`Redis::shutdown_saving`] saved.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "redis is running");
         let mut child = Command::new("redis-server")
@@ -74,6 +75,14 @@ impl Redis {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Stops Redis with its data saved (`SHUTDOWN SAVE`, to `dump.rdb` in its directory), so
+    /// that [`Redis::restart`] comes back with it.
+    pub fn shutdown_saving(&mut self) {
+        let mut child = self.child.take().expect("redis is running");
+        self.cli(&["SHUTDOWN", "SAVE"]);
+        let _ = child.wait();
     }
 
     /// Stops Redis at once, losing everything (`SHUTDOWN NOSAVE`).
@@ -162,20 +171,5 @@ impl Cluster {
         let _ = self.nodes[i].child.kill();
         let _ = self.nodes[i].child.wait();
         self.nodes[i] = self.spawn_node(&name);
-    }
-}
-
-/// How long a failure may take to be noticed: the node timeout plus a beat and slack.
-pub fn failure_patience(node_timeout_ms: u64) -> std::time::Duration {
-    std::time::Duration::from_millis(node_timeout_ms * 2) + PATIENCE / 3
-}
-
-impl Redis {
-    /// Stops Redis with its data saved (`SHUTDOWN SAVE`, to `dump.rdb` in its directory), so
-    /// that [`Redis::restart`] comes back with it.
-    pub fn shutdown_saving(&mut self) {
-        let mut child = self.child.take().expect("redis is running");
-        self.cli(&["SHUTDOWN", "SAVE"]);
-        let _ = child.wait();
     }
 }
