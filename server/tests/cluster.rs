@@ -557,8 +557,10 @@ fn a_node_link_refuses_whoever_lacks_the_key() {
     let mut bob = c.node(1).login("demo", "bob");
     let link = c.redis.cli(&["GET", "crvm:link:n2"]);
     let (addr, key) = link.split_once(' ').expect("addr key");
+    // A JSON message's frame (kind 0).
     let frame = |json: &str| {
-        let mut f = ((4 + json.len()) as u32).to_be_bytes().to_vec();
+        let mut f = ((5 + json.len()) as u32).to_be_bytes().to_vec();
+        f.push(0);
         f.extend_from_slice(&(json.len() as u32).to_be_bytes());
         f.extend_from_slice(json.as_bytes());
         f

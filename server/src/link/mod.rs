@@ -15,8 +15,7 @@
 //! with that node ends once: this node's senders hear 1102 for their cmds, offers and streams
 //! towards it; its senders' streams to receivers here are cancelled.
 //!
-//! Frame: `u32` length of the rest, `u32` length of the JSON message, the message ([`Msg`]),
-//! then its attachment (a cmd's bytes, a data chunk).
+//! Frames: [`frame`].
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -36,10 +35,13 @@ use crate::hub::{Directory, Gen, LocalSessions};
 use crate::log;
 use crate::relay::{Endpoint, Offer, Relay, Sender};
 
+mod frame;
+use frame::Attachment;
+
 /// Largest frame a link accepts: a data chunk or a cmd with its message.
 const MAX_FRAME: usize = 8 * 1024 * 1024;
 
-/// What travels on a link (JSON between two nodes of this build: generations as numbers).
+/// What travels on a link (encoded by [`frame`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 pub enum Msg {
@@ -61,6 +63,12 @@ pub enum Msg {
         user: String,
         to: String,
         n: u64,
+    },
+    /// The `cmd_done` of session `gen` of the receiving node (from its relay state over there).
+    CmdDone {
+        gen: Gen,
+        ns: Vec<u64>,
+        code: i32,
     },
     /// Session `from` offers a stream to user `to` of `tenant` (request `re`).
     Offer {
@@ -106,9 +114,9 @@ pub struct Peer {
     out: Arc<Out>,
 }
 
-/// A dialled link's socket and what waits to be written to it. A frame is written by the task
-/// that sends it when nothing is waiting (no hand-over, no wake-up: the latency of a cmd
-/// across nodes); otherwise it waits, in order, for the link's writer task.
+/// A dialled link's socket and what waits to be written to it, in order, by the link's writer
+/// task: frames sent while it writes go out together in its next write, and nobody writes to
+/// the socket while holding a lock of the relay.
 #[derive(Debug)]
 struct Out {
     stream: TcpStream,
@@ -119,8 +127,6 @@ struct Out {
 #[derive(Debug, Default)]
 struct OutQ {
     pending: Vec<u8>,
-    /// The writer task owns the bytes in flight: new frames go to `pending`.
-    busy: bool,
     failed: bool,
 }
 
@@ -128,29 +134,18 @@ impl Peer {
     /// Sends `msg` (and its attachment) to the node, in order; dropped if the link is gone
     /// (its loss ends everything it carried).
     pub fn send(&self, msg: &Msg, attachment: &[u8]) {
-        let frame = encode(msg, attachment);
+        let head = frame::head(msg);
         let mut q = self.out.q.lock();
         if q.failed {
             return;
         }
-        if q.busy || !q.pending.is_empty() {
-            q.pending.extend_from_slice(&frame);
-            return;
-        }
-        let written = match self.out.stream.try_write(&frame) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-            Err(_) => {
-                q.failed = true;
-                drop(q);
-                self.out.wake.notify_one();
-                return;
-            }
-        };
-        if written < frame.len() {
-            q.pending.extend_from_slice(&frame[written..]);
-            q.busy = true;
-            drop(q);
+        let was_empty = q.pending.is_empty();
+        let len = (head.len() - 4 + attachment.len()) as u32;
+        q.pending.extend_from_slice(&len.to_be_bytes());
+        q.pending.extend_from_slice(&head[4..]);
+        q.pending.extend_from_slice(attachment);
+        drop(q);
+        if was_empty {
             self.out.wake.notify_one();
         }
     }
@@ -167,41 +162,22 @@ impl Peer {
 
     /// Tells session `gen` of that node `msg`.
     pub fn deliver(&self, gen: Gen, msg: &ServerMsg) {
-        self.send(
-            &Msg::Deliver {
+        let msg = match msg {
+            ServerMsg::CmdDone { ns, code } => Msg::CmdDone {
+                gen,
+                ns: ns.clone(),
+                code: *code,
+            },
+            _ => Msg::Deliver {
                 gen,
                 msg: msg.clone(),
             },
-            &[],
-        );
+        };
+        self.send(&msg, &[]);
     }
 
     pub fn node(&self) -> &str {
         &self.node
-    }
-}
-
-fn encode(msg: &Msg, attachment: &[u8]) -> Vec<u8> {
-    let json = serde_json::to_vec(msg).expect("link messages serialize");
-    let mut f = Vec::with_capacity(8 + json.len() + attachment.len());
-    f.extend_from_slice(&((4 + json.len() + attachment.len()) as u32).to_be_bytes());
-    f.extend_from_slice(&(json.len() as u32).to_be_bytes());
-    f.extend_from_slice(&json);
-    f.extend_from_slice(attachment);
-    f
-}
-
-/// A frame's attachment: the frame's bytes from `at` on.
-pub struct Attachment {
-    buf: Vec<u8>,
-    at: usize,
-}
-
-impl std::ops::Deref for Attachment {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.buf[self.at..]
     }
 }
 
@@ -224,23 +200,12 @@ async fn read_frame_max(
     let mut len = [0u8; 4];
     rd.read_exact(&mut len).await.ok()?;
     let len = u32::from_be_bytes(len) as usize;
-    if !(4..=max).contains(&len) {
+    if !(1..=max).contains(&len) {
         return None;
     }
     let mut buf = vec![0u8; len];
     rd.read_exact(&mut buf).await.ok()?;
-    let json_len = u32::from_be_bytes(buf[..4].try_into().ok()?) as usize;
-    if json_len > len - 4 {
-        return None;
-    }
-    let msg = serde_json::from_slice(&buf[4..4 + json_len]).ok()?;
-    Some((
-        msg,
-        Attachment {
-            buf,
-            at: 4 + json_len,
-        },
-    ))
+    frame::decode(buf)
 }
 
 /// What this node's sessions have in flight towards one other node.
@@ -659,6 +624,9 @@ impl Links {
         match msg {
             Msg::Hello { .. } => {}
             Msg::Deliver { gen, msg } => self.delivered(node, gen, &msg),
+            Msg::CmdDone { gen, ns, code } => {
+                self.delivered(node, gen, &ServerMsg::CmdDone { ns, code })
+            }
             Msg::Violation { gen, what } => {
                 if let Some(outbox) = self.local.outbox(gen) {
                     outbox.close_with(&ServerMsg::Close {
@@ -682,7 +650,7 @@ impl Links {
                     sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
                     return;
                 };
-                match self.relay.cmd(&sender, &user, n, &receiver, att.to_vec()) {
+                match self.relay.cmd(&sender, &user, n, &receiver, att.into_vec()) {
                     Ok(Ok(())) => {}
                     Ok(Err(code)) => sender.tell_done(n, code),
                     Err(v) => self.violation(&sender, v.0),
@@ -771,21 +739,21 @@ impl Sender {
 /// Writes what waits for a dialled link, in order, until the link is dropped (no peer holds
 /// it) or a write fails.
 async fn write_link(out: Arc<Out>) {
+    let mut data = Vec::new();
     loop {
         out.wake.notified().await;
         loop {
-            let data = {
+            {
                 let mut q = out.q.lock();
                 if q.failed {
                     return;
                 }
                 if q.pending.is_empty() {
-                    q.busy = false;
                     break;
                 }
-                q.busy = true;
-                std::mem::take(&mut q.pending)
-            };
+                // The two buffers swap: each keeps its capacity for the next round.
+                std::mem::swap(&mut q.pending, &mut data);
+            }
             let mut off = 0;
             while off < data.len() {
                 if out.stream.writable().await.is_err() {
@@ -801,6 +769,7 @@ async fn write_link(out: Arc<Out>) {
                     }
                 }
             }
+            data.clear();
         }
         // Only this task and the peers hold the link: when no peer is left, it is dropped.
         if Arc::strong_count(&out) == 1 {
