@@ -324,13 +324,15 @@ impl Links {
         if let Some(old) = self.accepted.lock().insert(node.clone(), Arc::clone(&stop)) {
             old.notify_one();
         }
+        let stopped = stop.notified();
+        tokio::pin!(stopped);
         loop {
             tokio::select! {
                 f = read_frame(&mut rd) => match f {
                     Some((msg, att)) => self.handle(&node, msg, att).await,
                     None => break,
                 },
-                _ = stop.notified() => return,
+                _ = &mut stopped => return,
             }
         }
         self.lost(&node);
