@@ -3,19 +3,51 @@
 //!
 //! The messages of every cmd and data chunk (`cmd`, `cmd_done`, `data`) have a fixed binary
 //! layout, integers big-endian and strings as a `u32` length and their UTF-8 bytes; every other
-//! message is JSON (`u32` length, then the JSON of [`Msg`]).
+//! message is JSON (`u32` length, then the JSON of [`Msg`]). A frame is encoded straight into
+//! the link's buffer from borrowed fields, and read straight from the link's buffered reader,
+//! its attachment into a vector of its own (no copy of a whole frame either way).
+
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::Msg;
+use crate::hub::Gen;
 
 const JSON: u8 = 0;
 const CMD: u8 = 1;
 const CMD_DONE: u8 = 2;
 const DATA: u8 = 3;
 
-/// The start of `msg`'s frame, before its attachment, with four bytes left at the front for
-/// the frame's length (which counts the attachment).
-pub fn head(msg: &Msg) -> Vec<u8> {
-    let mut f = vec![0; 4];
+/// Appends the frame of cmd `n` of session `from` (user `user` of `tenant`) to user `to`.
+pub fn put_cmd(f: &mut Vec<u8>, from: Gen, n: u64, [tenant, user, to]: [&str; 3], data: &[u8]) {
+    let len = 1 + 16 + 12 + tenant.len() + user.len() + to.len() + data.len();
+    f.reserve(4 + len);
+    f.extend_from_slice(&(len as u32).to_be_bytes());
+    f.push(CMD);
+    f.extend_from_slice(&from.to_be_bytes());
+    f.extend_from_slice(&n.to_be_bytes());
+    for s in [tenant, user, to] {
+        f.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        f.extend_from_slice(s.as_bytes());
+    }
+    f.extend_from_slice(data);
+}
+
+/// Appends the frame of a `cmd_done` for session `gen`.
+pub fn put_cmd_done(f: &mut Vec<u8>, gen: Gen, ns: &[u64], code: i32) {
+    let len = 1 + 8 + 4 + 4 + 8 * ns.len();
+    f.reserve(4 + len);
+    f.extend_from_slice(&(len as u32).to_be_bytes());
+    f.push(CMD_DONE);
+    f.extend_from_slice(&gen.to_be_bytes());
+    f.extend_from_slice(&code.to_be_bytes());
+    f.extend_from_slice(&(ns.len() as u32).to_be_bytes());
+    for n in ns {
+        f.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+/// Appends the frame of `msg` and its attachment.
+pub fn put(f: &mut Vec<u8>, msg: &Msg, attachment: &[u8]) {
     match msg {
         Msg::Cmd {
             from,
@@ -23,232 +55,209 @@ pub fn head(msg: &Msg) -> Vec<u8> {
             user,
             to,
             n,
-        } => {
-            f.push(CMD);
-            put_u64(&mut f, *from);
-            put_u64(&mut f, *n);
-            for s in [tenant, user, to] {
-                put_str(&mut f, s);
-            }
-        }
-        Msg::CmdDone { gen, ns, code } => {
-            f.push(CMD_DONE);
-            put_u64(&mut f, *gen);
-            f.extend_from_slice(&code.to_be_bytes());
-            f.extend_from_slice(&(ns.len() as u32).to_be_bytes());
-            for n in ns {
-                put_u64(&mut f, *n);
-            }
-        }
+        } => put_cmd(f, *from, *n, [tenant, user, to], attachment),
+        Msg::CmdDone { gen, ns, code } => put_cmd_done(f, *gen, ns, *code),
         Msg::Data { from, sid } => {
+            let len = 1 + 16 + attachment.len();
+            f.reserve(4 + len);
+            f.extend_from_slice(&(len as u32).to_be_bytes());
             f.push(DATA);
-            put_u64(&mut f, *from);
-            put_u64(&mut f, *sid);
+            f.extend_from_slice(&from.to_be_bytes());
+            f.extend_from_slice(&sid.to_be_bytes());
+            f.extend_from_slice(attachment);
         }
         _ => {
-            f.extend_from_slice(&[JSON, 0, 0, 0, 0]);
-            serde_json::to_writer(&mut f, msg).expect("link messages serialize");
-            let json_len = (f.len() - 9) as u32;
-            f[5..9].copy_from_slice(&json_len.to_be_bytes());
+            let json = serde_json::to_vec(msg).expect("link messages serialize");
+            let len = 1 + 4 + json.len() + attachment.len();
+            f.reserve(4 + len);
+            f.extend_from_slice(&(len as u32).to_be_bytes());
+            f.push(JSON);
+            f.extend_from_slice(&(json.len() as u32).to_be_bytes());
+            f.extend_from_slice(&json);
+            f.extend_from_slice(attachment);
         }
     }
-    f
 }
 
-fn put_u64(f: &mut Vec<u8>, v: u64) {
-    f.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_str(f: &mut Vec<u8>, s: &str) {
-    f.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    f.extend_from_slice(s.as_bytes());
-}
-
-/// A frame's attachment: the frame's bytes from `at` on.
-pub struct Attachment {
-    buf: Vec<u8>,
-    at: usize,
-}
-
-impl Attachment {
-    /// The attachment as a vector of its own.
-    pub fn into_vec(self) -> Vec<u8> {
-        if self.at == 0 {
-            return self.buf;
-        }
-        self.buf[self.at..].to_vec()
+/// Reads one frame of at most `max` bytes: its message and its attachment. `None` at the end
+/// of the stream or on a frame that is not well formed (the link is then closed).
+pub async fn read(rd: &mut (impl AsyncRead + Unpin), max: usize) -> Option<(Msg, Vec<u8>)> {
+    let len = rd.read_u32().await.ok()? as usize;
+    if !(1..=max).contains(&len) {
+        return None;
     }
-}
-
-impl std::ops::Deref for Attachment {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.buf[self.at..]
-    }
-}
-
-/// Reads a frame's bytes (after its length) front to back.
-struct Cursor<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let end = self.at.checked_add(n)?;
-        let s = self.buf.get(self.at..end)?;
-        self.at = end;
-        Some(s)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
-    }
-
-    fn str(&mut self) -> Option<String> {
-        let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
-    }
-}
-
-/// The message and attachment of a frame's bytes (after its length); `None` if they are not a
-/// well-formed frame.
-pub fn decode(buf: Vec<u8>) -> Option<(Msg, Attachment)> {
-    let mut c = Cursor { buf: &buf, at: 0 };
-    let msg = match c.u8()? {
-        CMD => {
-            let from = c.u64()?;
-            let n = c.u64()?;
-            Msg::Cmd {
-                from,
-                n,
-                tenant: c.str()?,
-                user: c.str()?,
-                to: c.str()?,
-            }
-        }
+    let mut r = Frame { rd, left: len };
+    let msg = match r.u8().await? {
+        CMD => Msg::Cmd {
+            from: r.u64().await?,
+            n: r.u64().await?,
+            tenant: r.str().await?,
+            user: r.str().await?,
+            to: r.str().await?,
+        },
         CMD_DONE => {
-            let gen = c.u64()?;
-            let code = c.u32()? as i32;
-            let count = c.u32()? as usize;
+            let gen = r.u64().await?;
+            let code = r.u32().await? as i32;
+            let count = r.u32().await? as usize;
             // Every number takes eight bytes of the frame: the count cannot promise more.
-            if count > (buf.len() - c.at) / 8 {
+            if count > r.left / 8 {
                 return None;
             }
-            let ns = (0..count).map(|_| c.u64()).collect::<Option<Vec<u64>>>()?;
+            let mut ns = Vec::with_capacity(count);
+            for _ in 0..count {
+                ns.push(r.u64().await?);
+            }
             Msg::CmdDone { gen, ns, code }
         }
         DATA => Msg::Data {
-            from: c.u64()?,
-            sid: c.u64()?,
+            from: r.u64().await?,
+            sid: r.u64().await?,
         },
         JSON => {
-            let n = c.u32()? as usize;
-            serde_json::from_slice(c.take(n)?).ok()?
+            let n = r.u32().await? as usize;
+            serde_json::from_slice(&r.bytes(n).await?).ok()?
         }
         _ => return None,
     };
-    let at = c.at;
-    Some((msg, Attachment { buf, at }))
+    let rest = r.left;
+    let attachment = r.bytes(rest).await?;
+    Some((msg, attachment))
+}
+
+/// The part of a frame not read yet.
+struct Frame<'a, R> {
+    rd: &'a mut R,
+    left: usize,
+}
+
+impl<R: AsyncRead + Unpin> Frame<'_, R> {
+    async fn fixed<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.left = self.left.checked_sub(N)?;
+        let mut b = [0; N];
+        self.rd.read_exact(&mut b).await.ok()?;
+        Some(b)
+    }
+
+    async fn u8(&mut self) -> Option<u8> {
+        Some(self.fixed::<1>().await?[0])
+    }
+
+    async fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.fixed().await?))
+    }
+
+    async fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_be_bytes(self.fixed().await?))
+    }
+
+    async fn bytes(&mut self, n: usize) -> Option<Vec<u8>> {
+        self.left = self.left.checked_sub(n)?;
+        let mut b = vec![0; n];
+        self.rd.read_exact(&mut b).await.ok()?;
+        Some(b)
+    }
+
+    async fn str(&mut self) -> Option<String> {
+        let n = self.u32().await? as usize;
+        String::from_utf8(self.bytes(n).await?).ok()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn round_trip(msg: Msg, att: &[u8]) -> (Msg, Vec<u8>) {
-        let mut f = head(&msg);
-        f.extend_from_slice(att);
-        let len = u32::from_be_bytes(f[..4].try_into().unwrap());
-        assert_eq!(len, 0, "the length is the sender's to fill in");
-        let (m, a) = decode(f.split_off(4)).expect("decodes");
-        (m, a.into_vec())
+    fn read_all(bytes: &[u8], max: usize) -> Vec<Option<(Msg, Vec<u8>)>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut rd = bytes;
+            let mut out = Vec::new();
+            while !rd.is_empty() {
+                let f = read(&mut rd, max).await;
+                let end = f.is_none();
+                out.push(f);
+                if end {
+                    break;
+                }
+            }
+            out
+        })
     }
 
     #[test]
-    fn every_kind_round_trips() {
-        let (m, a) = round_trip(
-            Msg::Cmd {
-                from: 7,
-                tenant: "t".into(),
-                user: "alice".into(),
-                to: "bob✓".into(),
-                n: u64::MAX,
-            },
-            b"payload",
-        );
-        assert!(matches!(m, Msg::Cmd { from: 7, n: u64::MAX, ref tenant, ref user, ref to }
+    fn every_kind_round_trips_back_to_back() {
+        let mut f = Vec::new();
+        put_cmd(&mut f, 7, u64::MAX, ["t", "alice", "bob✓"], b"payload");
+        put_cmd_done(&mut f, 1 << 63, &[1, 2, 3], -5);
+        put(&mut f, &Msg::Data { from: 3, sid: 9 }, &[0; 1000]);
+        put(&mut f, &Msg::Ended { gen: 11 }, b"x");
+        let got = read_all(&f, 1 << 20);
+        assert_eq!(got.len(), 4);
+        let got: Vec<(Msg, Vec<u8>)> = got.into_iter().map(|f| f.expect("a frame")).collect();
+        assert!(matches!(&got[0].0, Msg::Cmd { from: 7, n: u64::MAX, tenant, user, to }
             if tenant == "t" && user == "alice" && to == "bob✓"));
-        assert_eq!(a, b"payload");
-        let (m, a) = round_trip(
-            Msg::CmdDone {
-                gen: 1 << 63,
-                ns: vec![1, 2, 3],
-                code: -5,
-            },
-            b"",
-        );
+        assert_eq!(got[0].1, b"payload");
         assert!(
-            matches!(m, Msg::CmdDone { gen: g, ref ns, code: -5 } if g == 1 << 63 && ns == &[1, 2, 3])
+            matches!(&got[1].0, Msg::CmdDone { gen, ns, code: -5 } if *gen == 1 << 63 && ns == &[1, 2, 3])
         );
-        assert!(a.is_empty());
-        let (m, a) = round_trip(
-            Msg::Data {
-                from: 3,
-                sid: 9,
-            },
-            &[0; 1000],
-        );
-        assert!(matches!(m, Msg::Data { from: 3, sid: 9 }));
-        assert_eq!(a.len(), 1000);
-        let (m, a) = round_trip(Msg::Ended { gen: 11 }, b"x");
-        assert!(matches!(m, Msg::Ended { gen: 11 }));
-        assert_eq!(a, b"x");
+        assert!(got[1].1.is_empty());
+        assert!(matches!(got[2].0, Msg::Data { from: 3, sid: 9 }));
+        assert_eq!(got[2].1.len(), 1000);
+        assert!(matches!(got[3].0, Msg::Ended { gen: 11 }));
+        assert_eq!(got[3].1, b"x");
+    }
+
+    fn read_one(bytes: &[u8], max: usize) -> Option<(Msg, Vec<u8>)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(read(&mut &bytes[..], max))
+    }
+
+    /// A frame whose length says `body.len()`.
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut f = (body.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(body);
+        f
     }
 
     #[test]
     fn malformed_frames_are_refused() {
-        let mut good = head(&Msg::Cmd {
-            from: 1,
-            tenant: "t".into(),
-            user: "u".into(),
-            to: "v".into(),
-            n: 1,
-        });
-        good.drain(..4);
-        // Every truncation of a frame without attachment is refused, never a panic.
+        let mut good = Vec::new();
+        put_cmd(&mut good, 1, 1, ["t", "u", "v"], b"");
+        // Every truncation (the stream ends early), and every length too short for what the
+        // frame holds, is refused, never a panic.
         for cut in 0..good.len() {
-            assert!(decode(good[..cut].to_vec()).is_none(), "cut at {cut}");
+            assert!(read_one(&good[..cut], 1 << 20).is_none(), "cut at {cut}");
         }
-        assert!(decode(vec![9, 0, 0]).is_none(), "unknown kind");
+        for short in 1..good.len() - 4 {
+            let f = frame(&good[4..4 + short]);
+            assert!(read_one(&f, 1 << 20).is_none(), "length {short}");
+        }
+        assert!(read_one(&good, good.len() - 5).is_none(), "over the maximum");
+        assert!(read_one(&frame(&[]), 1 << 20).is_none(), "empty");
+        assert!(read_one(&frame(&[9, 0, 0]), 1 << 20).is_none(), "unknown kind");
         // A string length beyond the frame, a count promising more than the frame holds.
         let mut long = vec![CMD];
         long.extend_from_slice(&[0; 16]);
         long.extend_from_slice(&u32::MAX.to_be_bytes());
-        assert!(decode(long).is_none());
+        assert!(read_one(&frame(&long), 1 << 20).is_none());
         let mut many = vec![CMD_DONE];
         many.extend_from_slice(&[0; 12]);
         many.extend_from_slice(&u32::MAX.to_be_bytes());
-        assert!(decode(many).is_none());
+        assert!(read_one(&frame(&many), 1 << 20).is_none());
         // Not UTF-8.
         let mut bad = vec![CMD];
         bad.extend_from_slice(&[0; 16]);
         bad.extend_from_slice(&1u32.to_be_bytes());
         bad.push(0xff);
-        assert!(decode(bad).is_none());
+        assert!(read_one(&frame(&bad), 1 << 20).is_none());
         // JSON that is not a message.
         let mut json = vec![JSON];
         json.extend_from_slice(&2u32.to_be_bytes());
         json.extend_from_slice(b"{}");
-        assert!(decode(json).is_none());
+        assert!(read_one(&frame(&json), 1 << 20).is_none());
     }
 }

@@ -26,7 +26,6 @@ use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_SENDDATA_TARGETINVALID};
 use crvm_proto::{ServerMsg, XferKind};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
@@ -36,7 +35,6 @@ use crate::log;
 use crate::relay::{Endpoint, Offer, Relay, Sender};
 
 mod frame;
-use frame::Attachment;
 
 /// Largest frame a link accepts: a data chunk or a cmd with its message.
 const MAX_FRAME: usize = 8 * 1024 * 1024;
@@ -122,6 +120,8 @@ struct Out {
     stream: TcpStream,
     q: Mutex<OutQ>,
     wake: Notify,
+    /// Closed by [`Links::lost`]: nothing more goes through it.
+    closed: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -134,16 +134,17 @@ impl Peer {
     /// Sends `msg` (and its attachment) to the node, in order; dropped if the link is gone
     /// (its loss ends everything it carried).
     pub fn send(&self, msg: &Msg, attachment: &[u8]) {
-        let head = frame::head(msg);
+        self.send_with(|f| frame::put(f, msg, attachment));
+    }
+
+    /// Appends a frame to what waits for the link's writer, and wakes it if it was idle.
+    fn send_with(&self, put: impl FnOnce(&mut Vec<u8>)) {
         let mut q = self.out.q.lock();
         if q.failed {
             return;
         }
         let was_empty = q.pending.is_empty();
-        let len = (head.len() - 4 + attachment.len()) as u32;
-        q.pending.extend_from_slice(&len.to_be_bytes());
-        q.pending.extend_from_slice(&head[4..]);
-        q.pending.extend_from_slice(attachment);
+        put(&mut q.pending);
         drop(q);
         if was_empty {
             self.out.wake.notify_one();
@@ -152,6 +153,7 @@ impl Peer {
 
     /// Closes the link (both directions of the socket): nothing more is sent on it.
     fn close(&self) {
+        self.out.closed.store(true, Ordering::Release);
         self.out.q.lock().failed = true;
         use std::os::fd::AsRawFd;
         // SAFETY: shutdown on the socket this link owns; it stays open (and valid) until the
@@ -160,20 +162,24 @@ impl Peer {
         self.out.wake.notify_one();
     }
 
+    fn is_closed(&self) -> bool {
+        self.out.closed.load(Ordering::Acquire)
+    }
+
     /// Tells session `gen` of that node `msg`.
     pub fn deliver(&self, gen: Gen, msg: &ServerMsg) {
-        let msg = match msg {
-            ServerMsg::CmdDone { ns, code } => Msg::CmdDone {
-                gen,
-                ns: ns.clone(),
-                code: *code,
-            },
-            _ => Msg::Deliver {
-                gen,
-                msg: msg.clone(),
-            },
-        };
-        self.send(&msg, &[]);
+        match msg {
+            ServerMsg::CmdDone { ns, code } => {
+                self.send_with(|f| frame::put_cmd_done(f, gen, ns, *code))
+            }
+            _ => self.send(
+                &Msg::Deliver {
+                    gen,
+                    msg: msg.clone(),
+                },
+                &[],
+            ),
+        }
     }
 
     pub fn node(&self) -> &str {
@@ -187,25 +193,13 @@ const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long dialling a node may take.
 const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Reads one frame (from a buffered reader: a frame is two reads): its message and its
-/// attachment, not copied. `None` at the end or on a bad frame.
-async fn read_frame(rd: &mut (impl AsyncReadExt + Unpin)) -> Option<(Msg, Attachment)> {
-    read_frame_max(rd, MAX_FRAME).await
-}
-
-async fn read_frame_max(
-    rd: &mut (impl AsyncReadExt + Unpin),
-    max: usize,
-) -> Option<(Msg, Attachment)> {
-    let mut len = [0u8; 4];
-    rd.read_exact(&mut len).await.ok()?;
-    let len = u32::from_be_bytes(len) as usize;
-    if !(1..=max).contains(&len) {
-        return None;
-    }
-    let mut buf = vec![0u8; len];
-    rd.read_exact(&mut buf).await.ok()?;
-    frame::decode(buf)
+/// What an accepted connection from a node remembers between its frames.
+#[derive(Default)]
+struct Inbound {
+    /// The link back to that node, once dialled.
+    back: Option<Peer>,
+    /// Its sessions recorded as remote senders here.
+    known: HashSet<Gen>,
 }
 
 /// What this node's sessions have in flight towards one other node.
@@ -311,7 +305,7 @@ impl Links {
         let (rd, _wr) = stream.into_split();
         let mut rd = tokio::io::BufReader::with_capacity(256 * 1024, rd);
         // The hello is small and comes at once; anything else is not a node of this cluster.
-        let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame_max(&mut rd, HELLO_MAX)).await;
+        let hello = tokio::time::timeout(HELLO_TIMEOUT, frame::read(&mut rd, HELLO_MAX)).await;
         let node = match hello {
             Ok(Some((Msg::Hello { node, key }, _)))
                 if ct_eq(key.as_bytes(), self.key.as_bytes()) =>
@@ -326,10 +320,11 @@ impl Links {
         }
         let stopped = stop.notified();
         tokio::pin!(stopped);
+        let mut via = Inbound::default();
         loop {
             tokio::select! {
-                f = read_frame(&mut rd) => match f {
-                    Some((msg, att)) => self.handle(&node, msg, att).await,
+                f = frame::read(&mut rd, MAX_FRAME) => match f {
+                    Some((msg, att)) => self.handle(&node, &mut via, msg, att).await,
                     None => break,
                 },
                 _ = &mut stopped => return,
@@ -354,6 +349,7 @@ impl Links {
             stream,
             q: Mutex::default(),
             wake: Notify::new(),
+            closed: AtomicBool::new(false),
         });
         let peer = Peer {
             node: node.into(),
@@ -496,14 +492,7 @@ impl Links {
         data: &[u8],
     ) {
         self.towards(gen, peer.node(), |t| t.cmds.insert(n));
-        let msg = Msg::Cmd {
-            from: gen,
-            tenant: tenant.to_owned(),
-            user: user.to_owned(),
-            to: to.to_owned(),
-            n,
-        };
-        peer.send(&msg, data);
+        peer.send_with(|f| frame::put_cmd(f, gen, n, [tenant, user, to], data));
     }
 
     /// Local session `gen` offers a stream to user `to` of `tenant` on `peer`'s node.
@@ -601,17 +590,36 @@ impl Links {
         }
     }
 
-    /// A remote sender, recorded so that its node's loss ends its relay state here.
-    fn sender(&self, node: &str, gen: Gen) -> Option<Sender> {
-        let peer = self.peers.lock().get(node).cloned()?;
-        let mut proxies = self.proxies.lock();
-        match proxies.get_mut(node) {
-            Some(p) => {
-                p.insert(gen);
-            }
+    /// Remote sender `gen` of `node`, over the link back to that node, recorded (once per
+    /// accepted connection) so that the node's loss ends its relay state here. `None` if the
+    /// link back cannot be dialled or is closing.
+    async fn sender(self: &Arc<Self>, node: &str, gen: Gen, via: &mut Inbound) -> Option<Sender> {
+        let peer = match &via.back {
+            Some(p) => p.clone(),
             None => {
-                proxies.entry(node.to_owned()).or_default().insert(gen);
+                let p = self.peer(node).await?;
+                via.back = Some(p.clone());
+                p
             }
+        };
+        if !via.known.contains(&gen) {
+            // Under the lock `lost` takes after it closes the link: either it finds this
+            // session to end, or this finds the link closed.
+            let mut proxies = self.proxies.lock();
+            if peer.is_closed() {
+                return None;
+            }
+            match proxies.get_mut(node) {
+                Some(p) => {
+                    p.insert(gen);
+                }
+                None => {
+                    proxies.entry(node.to_owned()).or_default().insert(gen);
+                }
+            }
+            via.known.insert(gen);
+        } else if peer.is_closed() {
+            return None;
         }
         Some(Sender::Remote { gen, node: peer })
     }
@@ -622,7 +630,7 @@ impl Links {
         Some(Endpoint { conn_id, outbox })
     }
 
-    async fn handle(self: &Arc<Self>, node: &str, msg: Msg, att: Attachment) {
+    async fn handle(self: &Arc<Self>, node: &str, via: &mut Inbound, msg: Msg, att: Vec<u8>) {
         match msg {
             Msg::Hello { .. } => {}
             Msg::Deliver { gen, msg } => self.delivered(node, gen, &msg),
@@ -645,14 +653,14 @@ impl Links {
                 n,
             } => {
                 // The answer goes back over our own link to that node.
-                let Some(sender) = self.sender_dialled(node, from).await else {
+                let Some(sender) = self.sender(node, from, via).await else {
                     return;
                 };
                 let Some(receiver) = self.receiver(&tenant, &to) else {
                     sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
                     return;
                 };
-                match self.relay.cmd(&sender, &user, n, &receiver, att.into_vec()) {
+                match self.relay.cmd(&sender, &user, n, &receiver, att) {
                     Ok(Ok(())) => {}
                     Ok(Err(code)) => sender.tell_done(n, code),
                     Err(v) => self.violation(&sender, v.0),
@@ -669,7 +677,7 @@ impl Links {
                 size,
                 name,
             } => {
-                let Some(sender) = self.sender_dialled(node, from).await else {
+                let Some(sender) = self.sender(node, from, via).await else {
                     return;
                 };
                 let Some(receiver) = self.receiver(&tenant, &to) else {
@@ -689,30 +697,25 @@ impl Links {
             }
             Msg::Data { from, sid } => {
                 if let Err(v) = self.relay.data(from, sid, &att) {
-                    if let Some(sender) = self.sender_dialled(node, from).await {
+                    if let Some(sender) = self.sender(node, from, via).await {
                         self.violation(&sender, v.0);
                     }
                 }
             }
             Msg::DataEnd { from, sid, hash } => self.relay.data_end(from, sid, hash),
             Msg::Cancel { from, sid } => {
-                if let Some(sender) = self.sender_dialled(node, from).await {
+                if let Some(sender) = self.sender(node, from, via).await {
                     self.relay.cancel(&sender, sid);
                 }
             }
             Msg::Ended { gen } => {
+                via.known.remove(&gen);
                 if let Some(p) = self.proxies.lock().get_mut(node) {
                     p.remove(&gen);
                 }
                 self.relay.session_ended(gen);
             }
         }
-    }
-
-    /// [`Links::sender`], dialling the node first if needed.
-    async fn sender_dialled(self: &Arc<Self>, node: &str, gen: Gen) -> Option<Sender> {
-        self.peer(node).await?;
-        self.sender(node, gen)
     }
 
     fn violation(&self, sender: &Sender, what: &str) {
