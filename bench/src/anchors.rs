@@ -57,8 +57,45 @@ pub struct Nats {
 
 impl Nats {
     pub fn start() -> Res<Nats> {
+        Nats::start_with(&[])
+    }
+
+    /// `n` nats-servers routed to each other as one NATS cluster (full mesh), their route
+    /// ports picked as [`free_port`] does.
+    pub fn start_cluster(n: usize) -> Res<Vec<Nats>> {
+        // Bound all at once, so that they are `n` different ports.
+        let held: Vec<TcpListener> = (0..n)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<_, _>>()?;
+        let ports: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<Result<_, _>>()?;
+        drop(held);
+        ports
+            .iter()
+            .map(|p| {
+                let routes: Vec<String> = ports
+                    .iter()
+                    .filter(|q| *q != p)
+                    .map(|q| format!("nats://127.0.0.1:{q}"))
+                    .collect();
+                Nats::start_with(&[
+                    "--cluster_name".into(),
+                    "crvm-bench".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{p}"),
+                    "--routes".into(),
+                    routes.join(","),
+                ])
+            })
+            .collect()
+    }
+
+    fn start_with(extra: &[String]) -> Res<Nats> {
         let mut cmd = Command::new("nats-server");
         cmd.args(["-a", "127.0.0.1", "-p", "-1"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -7,9 +7,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::anchors::Nats;
 use crate::fanout;
 use crate::procs::{Peer, Proc, Server};
-use crate::{ab, latency_rows, mb_per_s, samples_of, transfer_patience, Cfg, Res, MIB};
+use crate::{
+    ab, latency_pair, latency_rows, mb_per_s, natsmsg, samples_of, transfer_patience, Cfg, Res, MIB,
+};
 
 /// A redis-server on a Unix socket in `dir`, nothing on disk.
 fn start_redis(dir: &Path) -> Res<(Proc, String)> {
@@ -191,6 +194,32 @@ pub fn section_i(
         latency_rows(&format!("{size} B"), &c, "one node", &l, (1.5, 1.5));
     }
 
+    // The anchor: what crossing servers costs NATS, its requester on server 1 of a two-server
+    // NATS cluster and its responder on server 2, vs both on server 1.
+    let nats = nats_cluster(rt)?;
+    if let Some(n) = &nats {
+        for size in [100usize, 4096] {
+            let (mut c, mut l) = (Vec::new(), Vec::new());
+            for round in 0..cfg.reps {
+                let (a, b) = ab(
+                    round,
+                    || n.requests("far.ack", warmup + per_round, size, warmup),
+                    || n.requests("near.ack", warmup + per_round, size, warmup),
+                )?;
+                c.extend(a);
+                l.extend(b);
+            }
+            latency_pair(
+                &format!("{size} B"),
+                "NATS across its cluster",
+                &c,
+                "one NATS server",
+                &l,
+                None,
+            );
+        }
+    }
+
     // Acked cmd throughput: SENDERS peers on node 1 to the receiver across nodes (bob) vs on
     // node 1 (dave), each sender as fast as the API accepts.
     let down_s = down("senders")?;
@@ -229,8 +258,26 @@ pub fn section_i(
             "      {size:>5} B × {n}: across nodes {c:.0}/s, one node {l:.0}/s: ratio {:.2}",
             c / l
         );
+        if let Some(nats) = &nats {
+            let (mut c, mut l) = (Vec::new(), Vec::new());
+            for round in 0..cfg.reps {
+                let (a, b) = ab(
+                    round,
+                    || nats.burst("far.ack", n, size),
+                    || nats.burst("near.ack", n, size),
+                )?;
+                c.push(a);
+                l.push(b);
+            }
+            let (c, l) = (crate::median(c), crate::median(l));
+            println!(
+                "      {size:>5} B × {n}: NATS across its cluster {c:.0}/s, one NATS server {l:.0}/s: ratio {:.2} (the anchor)",
+                c / l
+            );
+        }
     }
     drop(senders);
+    drop(nats);
 
     // Bulk relay: one untimed transfer each first (fresh memory in a VM costs at first touch).
     cross.transfer(file, file_size)?;
@@ -286,4 +333,65 @@ pub fn section_i(
     );
     drop((n1, n2, n3));
     Ok(())
+}
+
+/// A two-server NATS cluster with a responder on each server (answering on `near.*` on server
+/// 1 and `far.*` on server 2) and a requester on server 1. `None` without nats-server.
+struct NatsPair<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    client: async_nats::Client,
+    url: String,
+    _echoes: [Peer; 2],
+    _servers: Vec<Nats>,
+}
+
+fn nats_cluster(rt: &tokio::runtime::Runtime) -> Res<Option<NatsPair<'_>>> {
+    if Command::new("nats-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        println!("    (the NATS cluster anchor is skipped: nats-server is not installed)");
+        return Ok(None);
+    }
+    let servers = Nats::start_cluster(2)?;
+    let near = Peer::role(&["__nats_echo", &servers[0].url, "near"], "nats-echo")?;
+    let far = Peer::role(&["__nats_echo", &servers[1].url, "far"], "nats-echo")?;
+    let url = servers[0].url.clone();
+    let client = rt.block_on(async {
+        let client = async_nats::connect(url.as_str()).await?;
+        natsmsg::until_answered(&client, "near.ack").await?;
+        natsmsg::until_answered(&client, "far.ack").await?;
+        Res::Ok(client)
+    })?;
+    Ok(Some(NatsPair {
+        rt,
+        client,
+        url,
+        _echoes: [near, far],
+        _servers: servers,
+    }))
+}
+
+impl NatsPair<'_> {
+    /// `n` requests of `size` bytes on `subject` one at a time, the first `warmup` left out.
+    fn requests(&self, subject: &str, n: u64, size: usize, warmup: u64) -> Res<Vec<u64>> {
+        let v = self
+            .rt
+            .block_on(natsmsg::requests(&self.client, subject, n, size))?;
+        Ok(v[warmup as usize..].to_vec())
+    }
+
+    /// Messages per second of [`crate::SENDERS`] requesters sending `n` each, acked.
+    fn burst(&self, subject: &str, n: u64, size: usize) -> Res<f64> {
+        let d = self.rt.block_on(natsmsg::pipelined_requests(
+            &self.url,
+            subject,
+            crate::SENDERS,
+            n,
+            size,
+        ))?;
+        Ok((crate::SENDERS as u64 * n) as f64 / d.as_secs_f64())
+    }
 }

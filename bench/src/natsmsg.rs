@@ -11,19 +11,21 @@ pub const ECHO: &str = "bench.echo";
 /// …and here with an empty payload (an acknowledgement, like `send_cmd_rlst`).
 pub const ACK: &str = "bench.ack";
 
-/// The `__nats_echo URL` role: one NATS client answering on [`ECHO`] and [`ACK`] until `quit`
-/// or the end of stdin.
+/// The `__nats_echo URL [PREFIX]` role: one NATS client answering on [`ECHO`] and [`ACK`]
+/// (or on `PREFIX.echo` and `PREFIX.ack`) until `quit` or the end of stdin.
 pub fn echo_main(args: &[String]) -> Res<()> {
-    let [url] = args else {
-        return Err("usage: crvm-bench __nats_echo URL".into());
+    let (url, echo_subject, ack_subject) = match args {
+        [url] => (url, ECHO.to_owned(), ACK.to_owned()),
+        [url, prefix] => (url, format!("{prefix}.echo"), format!("{prefix}.ack")),
+        _ => return Err("usage: crvm-bench __nats_echo URL [PREFIX]".into()),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let client = async_nats::connect(url.as_str()).await?;
-        let mut echo = client.subscribe(ECHO).await?;
-        let mut ack = client.subscribe(ACK).await?;
+        let mut echo = client.subscribe(echo_subject).await?;
+        let mut ack = client.subscribe(ack_subject).await?;
         client.flush().await?;
         let (tx, mut quit) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || {
@@ -59,7 +61,7 @@ pub fn echo_main(args: &[String]) -> Res<()> {
 /// `n` requests of `size` bytes on `subject`, one at a time: nanoseconds each.
 pub async fn requests(
     client: &async_nats::Client,
-    subject: &'static str,
+    subject: &str,
     n: u64,
     size: usize,
 ) -> Res<Vec<u64>> {
@@ -67,16 +69,22 @@ pub async fn requests(
     let mut samples = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let t0 = Instant::now();
-        client.request(subject, payload.clone()).await?;
+        client.request(subject.to_owned(), payload.clone()).await?;
         samples.push(t0.elapsed().as_nanos() as u64);
     }
     Ok(samples)
 }
 
-/// `senders` clients at once, each publishing `n` messages of `size` bytes to [`ACK`] with its
-/// own inbox as the reply subject, back to back (no window), and counting the responder's `n`
-/// empty replies: the time until every reply has arrived.
-pub async fn pipelined_requests(url: &str, senders: usize, n: u64, size: usize) -> Res<Duration> {
+/// `senders` clients at once, each publishing `n` messages of `size` bytes to `subject` (an
+/// [`ACK`] subject) with its own inbox as the reply subject, back to back (no window), and
+/// counting the responder's `n` empty replies: the time until every reply has arrived.
+pub async fn pipelined_requests(
+    url: &str,
+    subject: &str,
+    senders: usize,
+    n: u64,
+    size: usize,
+) -> Res<Duration> {
     let mut clients = Vec::new();
     for _ in 0..senders {
         let c = async_nats::connect(url).await?;
@@ -89,6 +97,7 @@ pub async fn pipelined_requests(url: &str, senders: usize, n: u64, size: usize) 
     let tasks: Vec<_> = clients
         .into_iter()
         .map(|(c, inbox, mut replies)| {
+            let subject = subject.to_owned();
             tokio::spawn(async move {
                 let payload: bytes::Bytes = vec![0x5a; size].into();
                 let counter = tokio::spawn(async move {
@@ -101,7 +110,7 @@ pub async fn pipelined_requests(url: &str, senders: usize, n: u64, size: usize) 
                     Res::Ok(())
                 });
                 for _ in 0..n {
-                    c.publish_with_reply(ACK, inbox.clone(), payload.clone())
+                    c.publish_with_reply(subject.clone(), inbox.clone(), payload.clone())
                         .await?;
                 }
                 c.flush().await?;
@@ -113,4 +122,20 @@ pub async fn pipelined_requests(url: &str, senders: usize, n: u64, size: usize) 
         t.await??;
     }
     Ok(t0.elapsed())
+}
+
+/// Waits until a request on `subject` is answered: across a NATS cluster, a responder's
+/// subscription reaches the other servers a moment after it is made.
+pub async fn until_answered(client: &async_nats::Client, subject: &str) -> Res<()> {
+    let t0 = Instant::now();
+    loop {
+        let ask = client.request(subject.to_owned(), bytes::Bytes::new());
+        match tokio::time::timeout(Duration::from_secs(1), ask).await {
+            Ok(Ok(_)) => return Ok(()),
+            _ if t0.elapsed() > Duration::from_secs(30) => {
+                return Err(format!("nobody answers on {subject} after 30 s").into())
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
 }

@@ -211,11 +211,11 @@ impl Drop for Proc {
 pub fn line_reader(stdout: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {
+        // Read to the end even when nobody listens any more: a closed pipe would kill a
+        // process that logs on (nats-server logs its cluster routes after it is ready).
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     rx

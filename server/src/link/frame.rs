@@ -196,8 +196,10 @@ mod tests {
         let got = read_all(&f, 1 << 20);
         assert_eq!(got.len(), 4);
         let got: Vec<(Msg, Vec<u8>)> = got.into_iter().map(|f| f.expect("a frame")).collect();
-        assert!(matches!(&got[0].0, Msg::Cmd { from: 7, n: u64::MAX, tenant, user, to }
-            if tenant == "t" && user == "alice" && to == "bob✓"));
+        assert!(
+            matches!(&got[0].0, Msg::Cmd { from: 7, n: u64::MAX, tenant, user, to }
+            if tenant == "t" && user == "alice" && to == "bob✓")
+        );
         assert_eq!(got[0].1, b"payload");
         assert!(
             matches!(&got[1].0, Msg::CmdDone { gen, ns, code: -5 } if *gen == 1 << 63 && ns == &[1, 2, 3])
@@ -236,9 +238,15 @@ mod tests {
             let f = frame(&good[4..4 + short]);
             assert!(read_one(&f, 1 << 20).is_none(), "length {short}");
         }
-        assert!(read_one(&good, good.len() - 5).is_none(), "over the maximum");
+        assert!(
+            read_one(&good, good.len() - 5).is_none(),
+            "over the maximum"
+        );
         assert!(read_one(&frame(&[]), 1 << 20).is_none(), "empty");
-        assert!(read_one(&frame(&[9, 0, 0]), 1 << 20).is_none(), "unknown kind");
+        assert!(
+            read_one(&frame(&[9, 0, 0]), 1 << 20).is_none(),
+            "unknown kind"
+        );
         // A string length beyond the frame, a count promising more than the frame holds.
         let mut long = vec![CMD];
         long.extend_from_slice(&[0; 16]);
