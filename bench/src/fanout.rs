@@ -271,7 +271,12 @@ impl Setup {
                         Ok(())
                     }));
                 }
-                let conn = client.get_multiplexed_async_connection().await?;
+                // No response timeout (500 ms by default): a pipeline of a thousand publishes
+                // to a thousand subscribers each takes longer.
+                let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+                let conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
                 ("Redis", Changer::Redis(conn, Vec::new()))
             }
         };
