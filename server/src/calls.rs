@@ -53,6 +53,22 @@ pub struct CallTable {
 }
 
 impl CallTable {
+    /// The calls in progress, sorted by call ID.
+    pub fn list(&self) -> Vec<crate::hub::CallInfo> {
+        let mut v: Vec<crate::hub::CallInfo> = self
+            .calls
+            .iter()
+            .map(|(id, c)| crate::hub::CallInfo {
+                call_id: id.clone(),
+                caller: c.caller.clone(),
+                callee: c.callee.clone(),
+                connected: c.connected,
+            })
+            .collect();
+        v.sort_by(|a, b| a.call_id.cmp(&b.call_id));
+        v
+    }
+
     pub fn in_call(&self, user: &str) -> bool {
         self.by_user.contains_key(user)
     }

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::admin::{self, Action, AdminOpts};
 use crate::auth;
 use crate::config::{Config, DEV_APP_ID, DEV_SECRET};
 use crate::conn::Ctx;
@@ -22,6 +23,7 @@ use crate::hub::{Hub, LocalSessions};
 use crate::limits::LoginLimiter;
 use crate::link::Links;
 use crate::log;
+use crate::monitor;
 use crate::random;
 use crate::relay::Relay;
 use crate::resume::Sessions;
@@ -37,6 +39,8 @@ Usage:
   crvm-server --dev [--listen HOST:PORT] [--data-dir DIR]
   crvm-server --config FILE [--listen HOST:PORT] [--data-dir DIR]
   crvm-server token --app APP_ID --user USER_ID --ttl SECS (--config FILE | --dev | --secret SECRET)
+  crvm-server admin [--url URL] [--token TOKEN] (stats | sessions APP_ID [--after USER_ID]
+                    [--limit N] | calls APP_ID | kick APP_ID USER_ID)
   crvm-server --help
 
 Options:
@@ -52,7 +56,12 @@ The `token` command prints a login token for one user, valid for SECS seconds (z
 already expired, for tests), signed with the tenant's secret taken from the config, the dev
 tenant, or --secret.
 
-The first line on stdout is `crvm-server listening on HOST:PORT`; logs go to stderr.
+The `admin` command asks a running server's admin API (its `monitor_listen` address, by
+default http://127.0.0.1:8222; the token from --token or CRVM_ADMIN_TOKEN) and prints its JSON
+answer: exit status 0, or 1 when the server refused or could not be reached.
+
+The first line on stdout is `crvm-server listening on HOST:PORT` (then `crvm-server monitor on
+HOST:PORT` with `monitor_listen`); logs go to stderr.
 SIGINT or SIGTERM closes every connection (code 206) and exits with status 0.
 ";
 
@@ -62,6 +71,7 @@ pub enum Command {
     Help,
     Serve(ServeOpts),
     Token(TokenOpts),
+    Admin(AdminOpts),
 }
 
 /// Options of the server proper.
@@ -142,6 +152,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     if args.first().map(String::as_str) == Some("token") {
         return parse_token(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("admin") {
+        return parse_admin(&args[1..]);
+    }
     let mut s = ServeOpts::default();
     let mut a = Args::new(args);
     while let Some(flag) = a.next_flag() {
@@ -162,6 +175,65 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         (true, Some(_)) => Err("--dev and --config cannot be combined".into()),
         _ => Ok(Command::Serve(s)),
     }
+}
+
+/// Where `admin` finds the server when `--url` is not given.
+pub const ADMIN_URL: &str = "http://127.0.0.1:8222";
+
+fn parse_admin(args: &[String]) -> Result<Command, String> {
+    let mut url = None;
+    let mut token = None;
+    let (mut after, mut limit) = (None, None);
+    let mut words = Vec::new();
+    let mut a = Args::new(args);
+    while let Some(flag) = a.next_flag() {
+        match flag {
+            "--help" | "-h" => return Ok(Command::Help),
+            "--url" => url = Some(a.value(flag)?),
+            "--token" => token = Some(a.value(flag)?),
+            "--after" => after = Some(a.value(flag)?),
+            "--limit" => {
+                let v = a.value(flag)?;
+                limit = Some(
+                    v.parse::<usize>()
+                        .map_err(|_| format!("`--limit` must be a number, not {v:?}"))?,
+                );
+            }
+            f if f.starts_with('-') => return Err(format!("unknown argument `{f}`")),
+            word => words.push(word.to_owned()),
+        }
+    }
+    let token = match token.or_else(|| std::env::var("CRVM_ADMIN_TOKEN").ok()) {
+        Some(t) if !t.is_empty() => t,
+        _ => return Err("admin: give the admin token with --token or CRVM_ADMIN_TOKEN".into()),
+    };
+    let paging = after.is_some() || limit.is_some();
+    let action =
+        match words.as_slice() {
+            [w] if w == "stats" => Action::Stats,
+            [w, t] if w == "sessions" => Action::Sessions {
+                tenant: t.clone(),
+                after,
+                limit,
+            },
+            [w, t] if w == "calls" => Action::Calls { tenant: t.clone() },
+            [w, t, u] if w == "kick" => Action::Kick {
+                tenant: t.clone(),
+                user: u.clone(),
+            },
+            _ => return Err(
+                "admin: one of `stats`, `sessions APP_ID`, `calls APP_ID`, `kick APP_ID USER_ID`"
+                    .into(),
+            ),
+        };
+    if paging && !matches!(action, Action::Sessions { .. }) {
+        return Err("admin: --after and --limit go with `sessions`".into());
+    }
+    Ok(Command::Admin(AdminOpts {
+        url: url.unwrap_or_else(|| ADMIN_URL.into()),
+        token,
+        action,
+    }))
 }
 
 fn parse_token(args: &[String]) -> Result<Command, String> {
@@ -223,6 +295,7 @@ pub fn main() -> i32 {
             0
         }
         Ok(Command::Token(t)) => token(&t),
+        Ok(Command::Admin(a)) => admin::run(&a),
         Ok(Command::Serve(s)) => serve(&s),
         Err(msg) => usage_error(&msg),
     }
@@ -533,6 +606,31 @@ async fn run(
         tls,
         logins,
     });
+    if let Some(listen) = &ctx.config.monitor_listen {
+        match monitor::start(Arc::clone(&ctx), listen).await {
+            Ok(bound) => {
+                let mut out = std::io::stdout().lock();
+                if writeln!(out, "crvm-server monitor on {bound}")
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    log!("could not write the monitor line to stdout");
+                }
+                log!(
+                    "monitor on {bound}{}",
+                    if ctx.config.admin_token.is_some() {
+                        " (with the admin API)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Err(e) => {
+                log!("cannot listen for the monitor on {listen}: {e}");
+                return 1;
+            }
+        }
+    }
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => "SIGTERM",

@@ -11,6 +11,9 @@
 //! resume_window_s = 60          # how long a dropped session is held for its resume (0: never)
 //! heartbeat_ms = 10000          # extension: ping interval, mostly for tests
 //!
+//! monitor_listen = "127.0.0.1:8222"  # optional: /healthz, /metrics (SPEC §4.2)
+//! admin_token = "…"             # optional: the admin API under /v1/ on the monitor
+//!
 //! [cluster]                     # optional: many nodes on one Redis (SPEC §4.1)
 //! redis = "redis://127.0.0.1:6379/0"
 //! node_id = "n1"                # default: generated at start
@@ -89,6 +92,8 @@ struct FileConfig {
     max_requests_per_s: Option<u64>,
     login_failures_per_source: Option<u64>,
     login_failures_per_tenant: Option<u64>,
+    monitor_listen: Option<String>,
+    admin_token: Option<String>,
     cluster: Option<Cluster>,
     #[serde(default)]
     tenant: Vec<Tenant>,
@@ -151,6 +156,11 @@ pub struct Config {
     /// further logins from there (into it) are refused for the rest of the minute.
     pub login_failures_per_source: u64,
     pub login_failures_per_tenant: u64,
+    /// `HOST:PORT` of the monitor's HTTP listener (`/healthz`, `/metrics`); off when absent.
+    pub monitor_listen: Option<String>,
+    /// The bearer token of the admin API (under `/v1/` on the monitor); no admin API when
+    /// absent.
+    pub admin_token: Option<String>,
     /// Set when this node is one of a cluster.
     pub cluster: Option<Cluster>,
     pub tenants: Vec<Tenant>,
@@ -175,6 +185,8 @@ impl Default for Config {
             max_requests_per_s: 50_000,
             login_failures_per_source: 50,
             login_failures_per_tenant: 1000,
+            monitor_listen: None,
+            admin_token: None,
             cluster: None,
             tenants: Vec::new(),
         }
@@ -226,6 +238,8 @@ impl Config {
             login_failures_per_tenant: f
                 .login_failures_per_tenant
                 .unwrap_or(d.login_failures_per_tenant),
+            monitor_listen: f.monitor_listen,
+            admin_token: f.admin_token,
             cluster: f.cluster,
             tenants: f.tenant,
         };
@@ -252,6 +266,16 @@ impl Config {
         ] {
             if v == 0 {
                 return Err(format!("`{key}` must be greater than 0"));
+            }
+        }
+        if let Some(t) = &self.admin_token {
+            if self.monitor_listen.is_none() {
+                return Err(
+                    "`admin_token` needs `monitor_listen`: the admin API is served there".into(),
+                );
+            }
+            if t.len() < 16 {
+                return Err("`admin_token` must be at least 16 characters".into());
             }
         }
         if let Some(c) = &self.cluster {

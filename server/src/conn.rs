@@ -29,13 +29,13 @@ use crate::handlers::{clip, Peer, Phase};
 use crate::hub::{ConnId, Hub, LocalSessions};
 use crate::limits::{Bucket, LoginLimiter};
 use crate::link::Links;
-use crate::log;
 use crate::outbox::{run_writer, Out, Outbox, State, CONTROL_LIMIT};
 use crate::random;
 use crate::relay::Relay;
 use crate::resume::{Refused, Sessions};
 use crate::server::Connections;
 use crate::store::MeetingStore;
+use crate::{log, metrics};
 
 /// A standalone acknowledgement is sent after this many frames handled without one having
 /// gone out, so that a client that only sends still has its tail acknowledged.
@@ -120,6 +120,7 @@ pub async fn serve<S>(id: ConnId, stream: S, peer: SocketAddr, ctx: Arc<Ctx>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    metrics::get().opened();
     let (mut rd, wr) = tokio::io::split(stream);
     let outbox = Outbox::default();
     let mut writer: Writer<S> =
@@ -150,6 +151,7 @@ where
         }
     };
     ctx.conns.remove(id);
+    metrics::get().closed(conn.reason(&end));
     if let Some(sid) = conn.holdable(&end) {
         // The writer is gone before the session can be taken by a resume: two writers must
         // never drain one session's outbox.
@@ -512,7 +514,11 @@ impl Conn {
                         // Boxed: the request handlers' states (storage, calls) are large and
                         // alive only while a request runs; unboxed they would size every idle
                         // connection's task.
-                        Box::pin(peer.on_msg(msg, attachment)).await
+                        let kind = metrics::request_kind(&msg);
+                        let t0 = std::time::Instant::now();
+                        let end = Box::pin(peer.on_msg(msg, attachment)).await;
+                        metrics::get().request(kind, t0.elapsed());
+                        end
                     }
                     Err(_) if foreign_hello(&peer.phase, json) => Some(peer.close(
                         CRVIDEOSDK_MISMATCHCLIENTVER,
@@ -563,6 +569,29 @@ impl Conn {
                 State::Closing { code } => format!("closed (code {code:?})"),
                 State::Detached => "taken over by a resume".into(),
                 State::Open => "stopped".into(),
+            },
+        }
+    }
+
+    /// The `reason` label of the metric of ended connections (a bounded set).
+    fn reason(&self, end: &End) -> &'static str {
+        match end {
+            End::Resume(_) => "resumed",
+            End::ResumeRefused(_) => "resume_refused",
+            End::PeerClosed => "peer_closed",
+            End::ReadFailed(_) => "read_failed",
+            End::Idle => "idle",
+            End::Closed { .. } => "protocol_error",
+            End::LoginFailed(_) => "login_failed",
+            End::Logout => "logout",
+            End::Stopped => match self.peer.outbox.state() {
+                State::Closing {
+                    code: Some(CRVIDEOSDK_USER_BEEN_KICKOUT),
+                } => "kicked",
+                State::Overflow => "overflow",
+                State::Broken => "write_failed",
+                State::Detached => "resumed",
+                State::Closing { .. } | State::Open => "closed_by_server",
             },
         }
     }

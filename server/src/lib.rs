@@ -23,6 +23,7 @@
 
 pub mod log;
 
+pub mod admin;
 pub mod auth;
 pub mod calls;
 pub mod cli;
@@ -32,6 +33,8 @@ pub mod handlers;
 pub mod hub;
 pub mod limits;
 pub mod link;
+pub mod metrics;
+pub mod monitor;
 pub mod outbox;
 pub mod random;
 pub mod relay;

@@ -185,6 +185,7 @@ impl Outbox {
         if bytes > 0 && bytes + cost > limit {
             q.q.clear();
             self.set_state(&mut q, State::Overflow);
+            crate::metrics::get().overflow();
             return Err(PushError::Overflow);
         }
         match merge {

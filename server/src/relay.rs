@@ -171,6 +171,7 @@ impl Inbox {
             n,
             from: from.to_owned(),
         };
+        crate::metrics::get().relayed_cmd(cmd.len);
         let _ = self.endpoint.outbox.push(Out::attached(&msg, data));
         self.delivered_bytes += cmd.len;
         self.delivered.push_back(cmd);
@@ -419,6 +420,7 @@ impl Relay {
         s.relayed += len;
         // The window bounds this queue; should it overflow anyway, the receiver's outbox closes
         // that connection and `session_ended` tells the sender.
+        crate::metrics::get().relayed_data(payload.len() - 8);
         let _ = s.receiver.outbox.push_data(payload.to_vec());
         Ok(())
     }

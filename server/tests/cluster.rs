@@ -5,6 +5,7 @@
 mod common;
 
 use common::cluster::Cluster;
+use common::http;
 use common::*;
 use crvm_proto::{Op, ServerMsg};
 
@@ -597,4 +598,68 @@ fn a_node_link_refuses_whoever_lacks_the_key() {
             code: 0
         }
     );
+}
+
+#[test]
+fn the_monitor_of_each_node_sees_the_cluster_and_its_health_follows_redis() {
+    let top = format!(
+        "monitor_listen = \"127.0.0.1:0\"\nadmin_token = \"{}\"\n",
+        http::TOKEN
+    );
+    let mut c = Cluster::start(2, TIMEOUT_MS, &top);
+    let mon: Vec<String> = c.nodes.iter_mut().map(http::monitor_addr).collect();
+    for m in &mon {
+        assert_eq!(http::http("GET", m, "/healthz", None).0, 200);
+    }
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    assert_eq!(call(&mut alice, "c-mon", "bob"), 0);
+    assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
+    // Either node lists the tenant's calls and sessions, wherever they are.
+    for m in &mon {
+        let calls = http::get_json(m, "/v1/tenants/demo/calls");
+        assert_eq!(calls["calls"][0]["call_id"], "c-mon", "{calls}");
+        let text = http::http("GET", m, "/metrics", None).1;
+        assert_eq!(
+            http::metric(&text, "crvm_calls_active"),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            http::metric(&text, r#"crvm_sessions{tenant="demo"}"#),
+            Some(1.0)
+        );
+    }
+    let page = http::get_json(&mon[1], "/v1/tenants/demo/sessions");
+    assert_eq!(page["sessions"][0]["user_id"], "alice");
+    assert_eq!(page["sessions"][0]["here"], false);
+    assert_eq!(page["sessions"][1]["here"], true);
+    // A kick asked of node 1 reaches bob on node 2.
+    let (status, _) = http::http(
+        "POST",
+        &mon[0],
+        "/v1/tenants/demo/users/bob/kick",
+        Some(http::TOKEN),
+    );
+    assert_eq!(status, 200);
+    closed_with(&mut bob, 206);
+    assert!(matches!(
+        alice.reply(),
+        ServerMsg::CallRejected { reason: 603, .. }
+    ));
+    // Redis paused past the node timeout: the node closes its sessions and is unhealthy until
+    // it serves again.
+    let pause = (TIMEOUT_MS * 3).to_string();
+    assert_eq!(c.redis.cli(&["CLIENT", "PAUSE", &pause, "ALL"]), "OK");
+    closed_with(&mut alice, 207);
+    assert_eq!(
+        http::http("GET", &mon[0], "/healthz", None),
+        (503, "unavailable\n".into())
+    );
+    assert!(
+        c.node(0).log_says("serving again"),
+        "{}",
+        c.node(0).log_text()
+    );
+    assert_eq!(http::http("GET", &mon[0], "/healthz", None).0, 200);
 }

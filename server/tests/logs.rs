@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::http::{http, monitor_addr, TOKEN};
 use common::*;
 use crossbeam_channel::Receiver;
 use crvm::core::{Client, Event, LoginParams};
@@ -14,7 +15,9 @@ fn next(rx: &Receiver<Event>) -> Event {
 #[test]
 fn no_secret_or_token_in_any_log() {
     let dir = TmpDir::new();
-    let s = Server::start(&dir, &config(""));
+    let top = format!("monitor_listen = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n");
+    let mut s = Server::start(&dir, &config(&top));
+    let monitor = monitor_addr(&mut s);
     let lib_log = dir.path("lib.log");
     let (tx, rx) = crossbeam_channel::unbounded();
     let c = Client::new(
@@ -55,6 +58,13 @@ fn no_secret_or_token_in_any_log() {
         }
     }
     drop(c);
+    // The admin API, with a wrong token and with the right one.
+    let wrong_admin = "not-the-admin-token-42";
+    let _xavier = s.login("demo", "xavier");
+    let kick = "/v1/tenants/demo/users/xavier/kick";
+    assert_eq!(http("POST", &monitor, kick, Some(wrong_admin)).0, 401);
+    assert_eq!(http("POST", &monitor, kick, Some(TOKEN)).0, 200);
+    assert!(s.log_says("admin: kicked"));
     let lib = std::fs::read_to_string(&lib_log).unwrap();
     let server = s.log_text();
     assert!(lib.contains("login_success usr_id=erin"), "{lib}");
@@ -67,6 +77,8 @@ fn no_secret_or_token_in_any_log() {
             token.as_str(),
             wrong,
             "bm90LWEtcmVhbC10b2tlbg",
+            TOKEN,
+            wrong_admin,
         ] {
             assert!(!log.contains(secret), "the {name} log contains {secret:?}");
         }

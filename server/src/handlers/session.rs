@@ -13,7 +13,7 @@ use crate::auth::{self, Credentials};
 use crate::conn::End;
 use crate::hub::local::Local;
 use crate::hub::Login;
-use crate::log;
+use crate::{log, metrics};
 
 impl Peer {
     pub(super) fn hello(&mut self, ver: u32) -> Option<End> {
@@ -85,6 +85,7 @@ impl Peer {
                         ""
                     }
                 );
+                metrics::get().login(code);
                 self.reply(id, code);
                 self.outbox.close();
                 return Some(End::LoginFailed(code));
@@ -115,10 +116,12 @@ impl Peer {
                 app_id,
                 user
             );
+            metrics::get().login(code);
             self.reply(id, code);
             self.outbox.close();
             return Some(End::LoginFailed(code));
         }
+        metrics::get().login(CRVIDEOSDK_NOERR);
         log!(
             "conn {} login ok ({}): app {:?} user {:?}",
             self.id,

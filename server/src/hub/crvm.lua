@@ -16,6 +16,7 @@
 --   crvm:u:#t:t:u           hash node, gen, st (1 online, 2 in a call), dnd, call
 --   crvm:on:#t:t            zset (score 0) of online users: the status list, sorted
 --   crvm:c:#t:t:c           hash caller, callee, meet, connected (0/1), serial, timer
+--   crvm:cs:#t:t            set of t's calls in progress (their IDs), for the admin API
 --   crvm:timers             zset timer -> deadline (ms): the no-answer timers of ringing calls
 --   crvm:serial             counter of calls (tells a call from a later one with its ID)
 -- Generations and request IDs are 64-bit and travel as text (Lua numbers are doubles).
@@ -28,6 +29,7 @@ end
 local function ukey(t, u) return 'crvm:u:' .. #t .. ':' .. t .. ':' .. u end
 local function okey(t) return 'crvm:on:' .. #t .. ':' .. t end
 local function ckey(t, c) return 'crvm:c:' .. #t .. ':' .. t .. ':' .. c end
+local function cskey(t) return 'crvm:cs:' .. #t .. ':' .. t end
 local function nkey(n) return 'crvm:ns:' .. n end
 
 -- Effects, per node, in order.
@@ -99,6 +101,7 @@ local function end_call(fx, t, c, how, by, ext)
   local h = redis.call('HMGET', k, 'caller', 'callee', 'connected', 'timer')
   local caller, callee, connected = h[1], h[2], h[3] == '1'
   redis.call('DEL', k)
+  redis.call('SREM', cskey(t), c)
   if h[4] then redis.call('ZREM', 'crvm:timers', h[4]) end
   -- Who is still in this call (after a restore from an old snapshot, a party may not be).
   local function party(u)
@@ -322,6 +325,16 @@ redis.register_function{
   flags = { 'no-writes' },
 }
 
+-- kick(t, u) -> 1 if u had a session, which its node closes with 206 (the admin API); else 0.
+redis.register_function('crvm_kick', function(_, a)
+  local h = redis.call('HMGET', ukey(a[1], a[2]), 'node', 'gen')
+  if not h[2] then return 0 end
+  local fx = effects()
+  fx.add(h[1], { k = 'kicked', gen = h[2] })
+  fx.publish()
+  return 1
+end)
+
 -- set_dnd(node, t, u, gen, re, dnd) -> 0, or 12 when gen is not u's session; answered.
 redis.register_function('crvm_set_dnd', function(_, a)
   local node, t, u, gen, re, dnd = a[1], a[2], a[3], a[4], a[5], a[6]
@@ -408,6 +421,7 @@ redis.register_function('crvm_call', function(_, a)
   local timer = cjson.encode({ t, c, serial })
   redis.call('HSET', ckey(t, c), 'caller', u, 'callee', callee, 'meet', meet, 'connected', 0,
     'serial', serial, 'timer', timer)
+  redis.call('SADD', cskey(t), c)
   redis.call('ZADD', 'crvm:timers', now_ms() + tonumber(a[10]), timer)
   redis.call('HSET', ukey(t, u), 'call', c)
   redis.call('HSET', ukey(t, callee), 'call', c)

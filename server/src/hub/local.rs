@@ -4,7 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crvm_proto::error::{CRVIDEOSDK_CONNECTIONLOST, CRVIDEOSDK_USER_BEEN_KICKOUT};
+use crvm_proto::error::{
+    CRVIDEOSDK_CONNECTIONLOST, CRVIDEOSDK_FORCEDCLOSECONNECTION, CRVIDEOSDK_USER_BEEN_KICKOUT,
+};
 use crvm_proto::{ServerMsg, UserStatus};
 use parking_lot::Mutex;
 
@@ -146,6 +148,7 @@ impl LocalSessions {
             Effect::Deliver { gen, .. }
             | Effect::Reply { gen, .. }
             | Effect::Kick { gen }
+            | Effect::Kicked { gen }
             | Effect::Drop { gen }
             | Effect::Notify { gen, .. } => *gen,
             Effect::Status { .. } | Effect::NodeGone { .. } => return Some(effect),
@@ -205,6 +208,20 @@ impl LocalSessions {
             .map(|e| (e.local.conn_id, e.local.outbox.clone()))
     }
 
+    /// The generation of the user's current session on this node.
+    pub fn current(&self, tenant: &str, user_id: &str) -> Option<Gen> {
+        self.inner.lock().current.get(tenant)?.get(user_id).copied()
+    }
+
+    /// How many sessions each tenant has on this node (tenants with none left out).
+    pub fn count_by_tenant(&self) -> Vec<(String, usize)> {
+        let s = self.inner.lock();
+        s.current
+            .iter()
+            .map(|(t, u)| (t.clone(), u.len()))
+            .collect()
+    }
+
     /// The outbox of session `gen`, if it is on this node.
     pub fn outbox(&self, gen: Gen) -> Option<Outbox> {
         self.inner
@@ -240,7 +257,10 @@ impl LocalSessions {
             return;
         };
         match effect {
-            Effect::Deliver { gen, msg } => self.push(gen, &msg),
+            Effect::Deliver { gen, msg } => {
+                count_call_event(&msg);
+                self.push(gen, &msg)
+            }
             Effect::Reply { gen, re, code } => {
                 if let Ok(re) = re.parse() {
                     self.push(gen, &ServerMsg::Reply { re, code });
@@ -261,6 +281,11 @@ impl LocalSessions {
                 self.end(gen, CRVIDEOSDK_USER_BEEN_KICKOUT, "logged in elsewhere")
             }
             Effect::Drop { gen } => self.end(gen, CRVIDEOSDK_CONNECTIONLOST, "session lost"),
+            Effect::Kicked { gen } => self.end(
+                gen,
+                CRVIDEOSDK_FORCEDCLOSECONNECTION,
+                "closed by the operator",
+            ),
             // The node links' business (see `RedisHub`); nothing for a session.
             Effect::NodeGone { .. } => {}
         }
@@ -297,4 +322,22 @@ impl LocalSessions {
             });
         }
     }
+}
+
+/// Each call event reaches exactly one party, so counting them where they are delivered counts
+/// every call once over the cluster.
+fn count_call_event(msg: &ServerMsg) {
+    use crvm_proto::error::{CRVIDEOSDK_ERR_NOANSWER, CRVIDEOSDK_ERR_OFFLINE};
+    let outcome = match msg {
+        ServerMsg::CallIn { .. } => "rang",
+        ServerMsg::CallAccepted { .. } => "accepted",
+        ServerMsg::CallRejected { reason, .. } => match *reason {
+            CRVIDEOSDK_ERR_NOANSWER => "no_answer",
+            CRVIDEOSDK_ERR_OFFLINE => "callee_left",
+            _ => "rejected",
+        },
+        ServerMsg::CallHungup { .. } => "hung_up",
+        _ => return,
+    };
+    crate::metrics::get().call(outcome);
 }

@@ -14,8 +14,8 @@ use crvm_proto::UserStatus;
 use parking_lot::Mutex;
 
 use super::{
-    Answer, CallRequest, CallStore, Directory, Effect, Gen, LocalSessions, Login, PresenceStore,
-    Requester,
+    Answer, CallInfo, CallRequest, CallStore, Directory, Effect, Gen, LocalSessions, Login,
+    Operations, PresenceStore, Requester,
 };
 use crate::calls::{self, CallTable};
 
@@ -270,6 +270,25 @@ fn answer(r: Result<(), i32>) -> Answer {
     match r {
         Ok(()) => Answer::Sent(0),
         Err(code) => Answer::ToSend(code),
+    }
+}
+
+#[async_trait]
+impl Operations for MemoryHub {
+    fn healthy(&self) -> bool {
+        true
+    }
+
+    async fn calls(&self, tenant: &str) -> Result<Vec<CallInfo>, i32> {
+        Ok(self.tenant(tenant).lock().calls.list())
+    }
+
+    async fn kick(&self, tenant: &str, user_id: &str) -> Result<bool, i32> {
+        let gen = self.tenant(tenant).lock().users.get(user_id).map(|e| e.gen);
+        if let Some(gen) = gen {
+            self.inner.local.apply(Effect::Kicked { gen });
+        }
+        Ok(gen.is_some())
     }
 }
 

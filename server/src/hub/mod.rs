@@ -68,6 +68,11 @@ pub enum Effect {
         #[serde(with = "as_text")]
         gen: Gen,
     },
+    /// An operator ended session `gen` (admin API): `close{206}`.
+    Kicked {
+        #[serde(with = "as_text")]
+        gen: Gen,
+    },
     /// Node `node` was declared dead: everything in flight with it ends (the node links).
     NodeGone { node: String },
     /// Session `gen` ended in the shared state without its node asking (the node was thought
@@ -177,7 +182,31 @@ pub trait CallStore: Send + Sync {
     async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Answer;
 }
 
-/// Everything a connection needs from the shared state.
-pub trait Hub: Directory + PresenceStore + CallStore {}
+/// A call in progress, as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallInfo {
+    pub call_id: String,
+    pub caller: String,
+    pub callee: String,
+    /// Accepted (else ringing).
+    pub connected: bool,
+}
 
-impl<T: Directory + PresenceStore + CallStore> Hub for T {}
+/// What an operator reads and does (SPEC §4.2: the monitor and admin API).
+#[async_trait]
+pub trait Operations: Send + Sync {
+    /// Whether the shared state can serve (in a cluster: Redis reachable, this node a member).
+    fn healthy(&self) -> bool;
+
+    /// The calls of `tenant` in progress, sorted by call ID.
+    async fn calls(&self, tenant: &str) -> Result<Vec<CallInfo>, i32>;
+
+    /// Ends the user's session wherever it is with `close{206}` (its teardown then runs as
+    /// for any other end). Whether the user had one.
+    async fn kick(&self, tenant: &str, user_id: &str) -> Result<bool, i32>;
+}
+
+/// Everything a connection needs from the shared state.
+pub trait Hub: Directory + PresenceStore + CallStore + Operations {}
+
+impl<T: Directory + PresenceStore + CallStore + Operations> Hub for T {}

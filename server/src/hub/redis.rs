@@ -25,8 +25,8 @@ use redis::{FromRedisValue, ToRedisArgs};
 use tokio::time::Instant;
 
 use super::{
-    Answer, CallRequest, CallStore, Directory, Effect, Gen, LocalSessions, Login, PresenceStore,
-    Requester,
+    Answer, CallInfo, CallRequest, CallStore, Directory, Effect, Gen, LocalSessions, Login,
+    Operations, PresenceStore, Requester,
 };
 use crate::link::{Links, Registry};
 use crate::log;
@@ -338,12 +338,13 @@ impl RedisHub {
                 m.epoch = epoch;
                 m.last_ok = sent;
                 drop(m);
+                // Up before it says so: whoever reads the log finds it serving.
+                self.inner.up.store(true, Ordering::Release);
                 if fresh {
                     log!("cluster: node {} joined", self.node());
                 } else {
                     log!("cluster: node {} serving again", self.node());
                 }
-                self.inner.up.store(true, Ordering::Release);
                 return Ok(());
             }
             self.fence();
@@ -404,6 +405,64 @@ impl RedisHub {
         match self.fcall::<i32>(name, args).await {
             Ok(code) => Answer::Sent(code),
             Err(Failed) => Answer::ToSend(CRVIDEOSDK_SERVER_EXCEPTION),
+        }
+    }
+}
+
+#[async_trait]
+impl Operations for RedisHub {
+    fn healthy(&self) -> bool {
+        self.is_up()
+    }
+
+    async fn calls(&self, tenant: &str) -> Result<Vec<CallInfo>, i32> {
+        let failed = |e: redis::RedisError| {
+            log!("cluster: listing calls failed: {e}");
+            CRVIDEOSDK_SERVER_EXCEPTION
+        };
+        // The key layout of crvm.lua: a tenant's length keeps any tenant and call ID apart.
+        let t = format!("{}:{tenant}", tenant.len());
+        let mut conn = self.inner.conn.clone();
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("crvm:cs:{t}"))
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        if ids.is_empty() {
+            return Ok(Vec::new()); // (an empty pipeline answers nothing to convert)
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET").arg(format!("crvm:c:{t}:{id}")).arg(&[
+                "caller",
+                "callee",
+                "connected",
+            ]);
+        }
+        type Row = (Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Row> = pipe.query_async(&mut conn).await.map_err(failed)?;
+        let mut calls: Vec<CallInfo> = ids
+            .into_iter()
+            .zip(rows)
+            .filter_map(|(call_id, row)| match row {
+                // Ended between the two reads.
+                (Some(caller), Some(callee), connected) => Some(CallInfo {
+                    call_id,
+                    caller,
+                    callee,
+                    connected: connected.as_deref() == Some("1"),
+                }),
+                _ => None,
+            })
+            .collect();
+        calls.sort_by(|a, b| a.call_id.cmp(&b.call_id));
+        Ok(calls)
+    }
+
+    async fn kick(&self, tenant: &str, user_id: &str) -> Result<bool, i32> {
+        match self.fcall::<i64>("crvm_kick", (tenant, user_id)).await {
+            Ok(n) => Ok(n == 1),
+            Err(Failed) => Err(CRVIDEOSDK_SERVER_EXCEPTION),
         }
     }
 }

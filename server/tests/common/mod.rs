@@ -15,6 +15,7 @@ use crvm_proto::frame::control_prefix;
 use crvm_proto::{Kind, ServerMsg, UserStatus};
 
 pub mod cluster;
+pub mod http;
 pub mod user;
 
 /// The binary under test.
