@@ -22,7 +22,6 @@ use crate::hub::redis::RedisHub;
 use crate::hub::{Hub, LocalSessions};
 use crate::limits::LoginLimiter;
 use crate::link::Links;
-use crate::log;
 use crate::monitor;
 use crate::random;
 use crate::relay::Relay;
@@ -36,8 +35,8 @@ pub const USAGE: &str = "\
 crvm-server: the crvm signalling server
 
 Usage:
-  crvm-server --dev [--listen HOST:PORT] [--data-dir DIR]
-  crvm-server --config FILE [--listen HOST:PORT] [--data-dir DIR]
+  crvm-server --dev [--listen HOST:PORT] [--data-dir DIR] [--log-format text|json] [--log-level FILTER]
+  crvm-server --config FILE [--listen HOST:PORT] [--data-dir DIR] [--log-format …] [--log-level …]
   crvm-server token --app APP_ID --user USER_ID --ttl SECS (--config FILE | --dev | --secret SECRET)
   crvm-server admin [--url URL] [--token TOKEN] (stats | sessions APP_ID [--after USER_ID]
                     [--limit N] | calls APP_ID | kick APP_ID USER_ID)
@@ -51,6 +50,9 @@ Options:
                       with app_id, secret, auth (secret | token | either)
   --listen HOST:PORT  address to listen on (port 0 picks a free port); overrides the config
   --data-dir DIR      directory of the meeting database; overrides the config
+  --log-format F      text (default) or json, one event per line on stderr; or CRVM_LOG_FORMAT
+  --log-level FILTER  info (default), warn, debug…, or a tracing filter such as
+                      warn,crvm_server::link=debug; or CRVM_LOG
 
 The `token` command prints a login token for one user, valid for SECS seconds (zero or negative:
 already expired, for tests), signed with the tenant's secret taken from the config, the dev
@@ -81,6 +83,10 @@ pub struct ServeOpts {
     pub config: Option<PathBuf>,
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// `--log-format text|json` (else `CRVM_LOG_FORMAT`, else text).
+    pub log_format: Option<String>,
+    /// `--log-level FILTER` (else `CRVM_LOG`, else info).
+    pub log_level: Option<String>,
 }
 
 /// Options of `crvm-server token`.
@@ -167,6 +173,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "--config" => s.config = Some(a.value(flag)?.into()),
             "--listen" => s.listen = Some(a.value(flag)?),
             "--data-dir" => s.data_dir = Some(a.value(flag)?.into()),
+            "--log-format" => s.log_format = Some(a.value(flag)?),
+            "--log-level" => s.log_level = Some(a.value(flag)?),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -379,6 +387,12 @@ fn raise_fd_limit() {
 }
 
 fn serve(opts: &ServeOpts) -> i32 {
+    let logs = crate::log::format(opts.log_format.as_deref())
+        .and_then(|f| Ok((f, crate::log::filter(opts.log_level.as_deref())?)));
+    match logs {
+        Ok((format, filter)) => crate::log::init(format, filter),
+        Err(e) => return usage_error(&e),
+    }
     raise_fd_limit();
     let mut config = if opts.dev {
         Config::dev()
@@ -409,9 +423,9 @@ fn serve(opts: &ServeOpts) -> i32 {
         _ => None,
     };
     if opts.dev {
-        log!("dev mode: one tenant, app_id {DEV_APP_ID:?}, with the well-known dev secret; not for production");
+        tracing::info!("dev mode: one tenant, app_id {DEV_APP_ID:?}, with the well-known dev secret; not for production");
     } else if config.tenants.is_empty() {
-        log!("warning: the config has no [[tenant]], so nobody can log in");
+        tracing::warn!("the config has no [[tenant]], so nobody can log in");
     }
     // A cluster keeps its meetings in its Redis, where every node sees them.
     let opened = match &config.cluster {
@@ -421,7 +435,7 @@ fn serve(opts: &ServeOpts) -> i32 {
     let store: Arc<dyn MeetingStore> = match opened {
         Ok(s) => s,
         Err(e) => {
-            log!("cannot open storage: {e}");
+            tracing::error!("cannot open storage: {e}");
             return 1;
         }
     };
@@ -432,7 +446,7 @@ fn serve(opts: &ServeOpts) -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            log!("cannot start the runtime: {e}");
+            tracing::error!("cannot start the runtime: {e}");
             return 1;
         }
     };
@@ -490,8 +504,8 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
         Err(_) => addr.ip(),
     };
     if link_ip.is_unspecified() {
-        log!(
-            "warning: node links listen on {link_ip}, which other nodes cannot dial: set cluster.advertise to this node's address"
+        tracing::warn!(
+            "node links listen on {link_ip}, which other nodes cannot dial: set cluster.advertise to this node's address"
         );
     }
     let links = match Links::start(
@@ -504,7 +518,7 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
     {
         Ok(l) => l,
         Err(e) => {
-            log!("cannot listen for node links on {link_ip}: {e}");
+            tracing::error!("cannot listen for node links on {link_ip}: {e}");
             return None;
         }
     };
@@ -518,7 +532,7 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
     );
     match started {
         Ok(hub) => {
-            log!(
+            tracing::info!(
                 "cluster node {node} (advertised at {advertise}, links at {}) on {}",
                 links.addr,
                 c.redis
@@ -533,7 +547,7 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
             })
         }
         Err(e) => {
-            log!("{e}");
+            tracing::error!("{e}");
             None
         }
     }
@@ -552,21 +566,21 @@ async fn run(
     ) {
         (Ok(t), Ok(i)) => (t, i),
         (Err(e), _) | (_, Err(e)) => {
-            log!("cannot install signal handlers: {e}");
+            tracing::error!("cannot install signal handlers: {e}");
             return 1;
         }
     };
     let listener = match listen(&config.listen).await {
         Ok(l) => l,
         Err(e) => {
-            log!("cannot listen on {}: {e}", config.listen);
+            tracing::error!("cannot listen on {}: {e}", config.listen);
             return 1;
         }
     };
     let addr = match listener.local_addr() {
         Ok(a) => a,
         Err(e) => {
-            log!("cannot read the bound address: {e}");
+            tracing::error!("cannot read the bound address: {e}");
             return 1;
         }
     };
@@ -577,10 +591,10 @@ async fn run(
             .is_err()
         {
             // Whoever started us may have stopped reading; that is no reason to stop serving.
-            log!("could not write the listening line to stdout");
+            tracing::warn!("could not write the listening line to stdout");
         }
     }
-    log!(
+    tracing::info!(
         "listening on {addr}; data dir {}; {} tenant(s)",
         config.data_dir.display(),
         config.tenants.len()
@@ -614,9 +628,9 @@ async fn run(
                     .and_then(|()| out.flush())
                     .is_err()
                 {
-                    log!("could not write the monitor line to stdout");
+                    tracing::warn!("could not write the monitor line to stdout");
                 }
-                log!(
+                tracing::info!(
                     "monitor on {bound}{}",
                     if ctx.config.admin_token.is_some() {
                         " (with the admin API)"
@@ -626,7 +640,7 @@ async fn run(
                 );
             }
             Err(e) => {
-                log!("cannot listen for the monitor on {listen}: {e}");
+                tracing::error!("cannot listen for the monitor on {listen}: {e}");
                 return 1;
             }
         }
@@ -652,12 +666,17 @@ mod tests {
     #[test]
     fn serve_flags() {
         assert_eq!(
-            parse(&args("--dev --listen 127.0.0.1:0 --data-dir=/tmp/d")).unwrap(),
+            parse(&args(
+                "--dev --listen 127.0.0.1:0 --data-dir=/tmp/d --log-format json --log-level warn"
+            ))
+            .unwrap(),
             Command::Serve(ServeOpts {
                 dev: true,
                 config: None,
                 listen: Some("127.0.0.1:0".into()),
                 data_dir: Some("/tmp/d".into()),
+                log_format: Some("json".into()),
+                log_level: Some("warn".into()),
             })
         );
         assert!(matches!(

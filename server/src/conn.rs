@@ -29,13 +29,13 @@ use crate::handlers::{clip, Peer, Phase};
 use crate::hub::{ConnId, Hub, LocalSessions};
 use crate::limits::{Bucket, LoginLimiter};
 use crate::link::Links;
+use crate::metrics;
 use crate::outbox::{run_writer, Out, Outbox, State, CONTROL_LIMIT};
 use crate::random;
 use crate::relay::Relay;
 use crate::resume::{Refused, Sessions};
 use crate::server::Connections;
 use crate::store::MeetingStore;
-use crate::{log, metrics};
 
 /// A standalone acknowledgement is sent after this many frames handled without one having
 /// gone out, so that a client that only sends still has its tail acknowledged.
@@ -159,14 +159,14 @@ where
         let _ = writer.await;
         if !conn.park(sid, &end) {
             let who = conn.peer.leave().await;
-            log!("conn {id} closed ({peer}){who}: {}", conn.describe(&end));
+            tracing::info!("conn {id} closed ({peer}){who}: {}", conn.describe(&end));
         }
         return;
     }
 
     // Leave the hub first so no more pushes are queued for a connection that is going away.
     let who = conn.peer.leave().await;
-    log!("conn {id} closed ({peer}){who}: {}", conn.describe(&end));
+    tracing::info!("conn {id} closed ({peer}){who}: {}", conn.describe(&end));
 
     let outbox = conn.peer.outbox.clone();
     match outbox.state() {
@@ -214,7 +214,7 @@ fn expire_later(ctx: Arc<Ctx>, sid: String, gen: u64, outbox: Outbox) {
                 _ if kicked => "kicked by a newer login",
                 _ => "closed",
             };
-            log!("session of conn {id} ended while detached{who}: {why}");
+            tracing::info!("session of conn {id} ended while detached{who}: {why}");
         }
     });
 }
@@ -297,7 +297,7 @@ impl Conn {
         let (id, conn, addr) = (session.id, session.conn, session.addr);
         match ctx.sessions.park(&sid, conn, Box::new(session)) {
             Ok(gen) => {
-                log!(
+                tracing::info!(
                     "conn {conn} link lost ({addr}), session of conn {id} held for {} s: {}",
                     ctx.sessions.window().as_secs(),
                     why
@@ -359,7 +359,7 @@ impl Conn {
             let id = session.id;
             let gen = ctx.sessions.repark(&req.session, session);
             expire_later(Arc::clone(&ctx), req.session, gen, outbox);
-            log!("conn {conn} resume of the session of conn {id} failed");
+            tracing::warn!("conn {conn} resume of the session of conn {id} failed");
             return Err(End::ResumeRefused(CRVIDEOSDK_ERR_DATA));
         };
         *writer = tokio::spawn(run_writer(
@@ -372,7 +372,7 @@ impl Conn {
         session.addr = self.peer.addr;
         self.dec.continue_after(session.outbox.handled());
         self.unconfirmed = Some(req.session.clone());
-        log!(
+        tracing::info!(
             "conn {conn} resumed the session of conn {} ({}), from frame {}",
             session.id,
             self.peer.addr,

@@ -1,57 +1,70 @@
-//! Event log: one line per event on stderr, prefixed with a UTC timestamp.
+//! Logs, on `tracing`: one event per line on stderr, as text (`2025-01-31T12:00:00.123456Z  INFO
+//! crvm_server::conn: conn 3 login ok …`) or JSON (`--log-format json`, one object per line with
+//! `timestamp`, `level`, `target` and `fields.message`), filtered by level (`--log-level` or
+//! `CRVM_LOG`: `info` by default, or any `tracing` filter such as `warn,crvm_server::link=debug`).
 //!
 //! Callers format user-controlled strings with `{:?}` so that a hostile app or user ID cannot
-//! forge log lines; secrets and tokens are never passed here.
+//! forge log lines; secrets and tokens are never logged.
 
-use std::fmt;
-use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use tracing_subscriber::EnvFilter;
 
-/// Writes one event line to stderr: `2025-01-31T12:00:00.123Z crvm-server: <event>`.
-#[macro_export]
-macro_rules! log {
-    ($($arg:tt)*) => {
-        $crate::log::line(format_args!($($arg)*))
+/// The environment variable of the level filter (the `--log-level` flag wins).
+pub const LEVEL_ENV: &str = "CRVM_LOG";
+/// The environment variable of the format (the `--log-format` flag wins).
+pub const FORMAT_ENV: &str = "CRVM_LOG_FORMAT";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            _ => Err(format!("the log format is text or json, not {s:?}")),
+        }
+    }
+}
+
+/// The filter of `level` (a flag's value, else [`LEVEL_ENV`], else `info`).
+pub fn filter(level: Option<&str>) -> Result<EnvFilter, String> {
+    let text = match level {
+        Some(l) => l.to_owned(),
+        None => std::env::var(LEVEL_ENV).unwrap_or_else(|_| "info".into()),
     };
+    EnvFilter::builder()
+        .parse(&text)
+        .map_err(|e| format!("bad log level {text:?}: {e}"))
 }
 
-/// What [`log!`] expands to.
-pub fn line(args: fmt::Arguments<'_>) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let stamp = utc(now.as_secs() as i64, now.subsec_millis());
-    // One locked write per line keeps lines from different threads whole.
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{stamp} crvm-server: {args}");
+/// The format of `format` (a flag's value, else [`FORMAT_ENV`], else text).
+pub fn format(format: Option<&str>) -> Result<Format, String> {
+    match format {
+        Some(f) => f.parse(),
+        None => match std::env::var(FORMAT_ENV) {
+            Ok(f) => f.parse(),
+            Err(_) => Ok(Format::Text),
+        },
+    }
 }
 
-/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn utc(secs: i64, millis: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        tod / 3600,
-        tod / 60 % 60,
-        tod % 60
-    )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (era-based arithmetic: 400-year
-/// eras of 146 097 days, years starting in March so the leap day comes last).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// Installs the process's log subscriber (once; later calls change nothing).
+pub fn init(format: Format, filter: EnvFilter) {
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match format {
+        Format::Text => b.try_init(),
+        Format::Json => b.json().try_init(),
+    };
 }
 
 #[cfg(test)]
@@ -59,9 +72,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_utc() {
-        assert_eq!(utc(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(utc(951_782_400, 5), "2000-02-29T00:00:00.005Z");
-        assert_eq!(utc(1_764_000_000, 999), "2025-11-24T16:00:00.999Z");
+    fn flags_win_and_bad_values_are_named() {
+        assert_eq!(format(Some("json")), Ok(Format::Json));
+        assert!(format(Some("xml")).unwrap_err().contains("xml"));
+        assert!(filter(Some("warn,crvm_server::link=debug")).is_ok());
+        assert!(filter(Some("crvm_server=loud"))
+            .unwrap_err()
+            .contains("loud"));
     }
 }

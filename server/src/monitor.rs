@@ -61,7 +61,7 @@ pub async fn start(ctx: Arc<Ctx>, addr: &str) -> std::io::Result<std::net::Socke
     let app = app.with_state(m);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
-            crate::log!("monitor stopped: {e}");
+            tracing::info!("monitor stopped: {e}");
         }
     });
     Ok(bound)
@@ -224,7 +224,7 @@ async fn kick(State(m): State<Shared>, Path((tenant, user)): Path<(String, Strin
     }
     match m.ctx.hub.kick(&tenant, &user).await {
         Ok(true) => {
-            crate::log!(
+            tracing::info!(
                 "admin: kicked user {:?} of app {tenant:?}",
                 crate::handlers::clip(&user)
             );

@@ -12,7 +12,6 @@ use tokio::sync::mpsc;
 
 use crate::conn::{self, Ctx};
 use crate::hub::ConnId;
-use crate::log;
 use crate::outbox::Outbox;
 use crate::store::run_blocking;
 
@@ -100,8 +99,8 @@ pub async fn run(
                                 let handshake = tls.accept(stream);
                                 match tokio::time::timeout(ctx.config.hello_timeout(), handshake).await {
                                     Ok(Ok(s)) => conn::serve(id, s, peer, ctx).await,
-                                    Ok(Err(e)) => log!("conn {id} TLS handshake failed ({peer}): {e}"),
-                                    Err(_) => log!("conn {id} TLS handshake timed out ({peer})"),
+                                    Ok(Err(e)) => tracing::warn!("conn {id} TLS handshake failed ({peer}): {e}"),
+                                    Err(_) => tracing::warn!("conn {id} TLS handshake timed out ({peer})"),
                                 }
                             })
                             .await,
@@ -110,7 +109,7 @@ pub async fn run(
                     });
                 }
                 Err(e) => {
-                    log!("accept failed: {e}");
+                    tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
@@ -118,13 +117,13 @@ pub async fn run(
     };
     drop(listener);
     let told = ctx.conns.close_all(&conn::shutdown_msg());
-    log!("{why}: shutting down, closing {told} connection(s)");
+    tracing::info!("{why}: shutting down, closing {told} connection(s)");
     drop(alive_tx);
     if tokio::time::timeout(SHUTDOWN_GRACE, alive_rx.recv())
         .await
         .is_err()
     {
-        log!(
+        tracing::warn!(
             "{} connection(s) did not finish within {} s",
             ctx.conns.len(),
             SHUTDOWN_GRACE.as_secs()
@@ -132,7 +131,7 @@ pub async fn run(
     }
     ctx.hub.leave().await;
     match run_blocking(&ctx.store, |s| s.close()).await {
-        Ok(()) => log!("storage closed; bye"),
-        Err(e) => log!("closing storage failed: {e}"),
+        Ok(()) => tracing::info!("storage closed; bye"),
+        Err(e) => tracing::warn!("closing storage failed: {e}"),
     }
 }

@@ -6,6 +6,7 @@ use common::http::{http, monitor_addr, TOKEN};
 use common::*;
 use crossbeam_channel::Receiver;
 use crvm::core::{Client, Event, LoginParams};
+use crvm_proto::ServerMsg;
 use std::time::Duration;
 
 fn next(rx: &Receiver<Event>) -> Event {
@@ -85,6 +86,85 @@ fn no_secret_or_token_in_any_log() {
         assert!(
             !log.contains("cookie-is-app-data"),
             "the {name} log contains a cookie"
+        );
+    }
+}
+
+/// A server started with `args` on top of the usual ones.
+fn start_with(dir: &TmpDir, args: &[&str]) -> Server {
+    let config = dir.write("crvm.toml", &config(""));
+    let mut all = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let data = dir.path("data");
+    all.extend_from_slice(&["--data-dir", data.to_str().unwrap()]);
+    Server::spawn(dir, &all, config.clone())
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_a_level() {
+    let dir = TmpDir::new();
+    let s = start_with(&dir, &["--log-format", "json"]);
+    let mut bad = s.connect();
+    bad.hello();
+    assert!(matches!(
+        bad.login("demo", "wrong", "ann", ""),
+        ServerMsg::Reply { code: 7, .. }
+    ));
+    let _ok = s.login("demo", "bob");
+    assert!(s.log_says("login ok"));
+    let text = s.log_text();
+    let mut levels = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert!(v["timestamp"].is_string(), "{line}");
+        assert!(v["fields"]["message"].is_string(), "{line}");
+        levels.insert(v["level"].as_str().unwrap().to_owned());
+    }
+    // The failed login is a warning, the rest information.
+    assert_eq!(
+        levels.into_iter().collect::<Vec<_>>(),
+        ["INFO".to_owned(), "WARN".to_owned()]
+    );
+    assert!(
+        text.contains(r#"login failed"#) && text.contains(r#"\"ann\""#),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_level_filter_keeps_warnings_only() {
+    let dir = TmpDir::new();
+    let s = start_with(&dir, &["--log-level", "warn"]);
+    let mut bad = s.connect();
+    bad.hello();
+    assert!(matches!(
+        bad.login("demo", "wrong", "ann", ""),
+        ServerMsg::Reply { code: 7, .. }
+    ));
+    let _ok = s.login("demo", "bob");
+    assert!(s.log_says("login failed"));
+    let text = s.log_text();
+    assert!(
+        !text.contains("login ok") && !text.contains("listening on"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l.contains(" WARN ")), "{text}");
+}
+
+#[test]
+fn bad_log_flags_exit_2_naming_the_value() {
+    for (flag, value) in [("--log-format", "xml"), ("--log-level", "crvm_server=loud")] {
+        let out = run(&["--dev", "--listen", "127.0.0.1:0", flag, value]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(value),
+            "{out:?}"
         );
     }
 }

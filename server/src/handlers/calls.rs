@@ -6,7 +6,6 @@ use crvm_proto::Op;
 
 use super::{clip, Peer, User};
 use crate::hub::{Answer, CallRequest, Requester};
-use crate::log;
 
 impl Peer {
     /// One of the call requests (`op` is `Call`, `AcceptCall`, `RejectCall` or `HangupCall`).
@@ -54,7 +53,7 @@ impl Peer {
             Answer::ToSend(code) => (code, true),
         };
         if code != 0 {
-            log!("conn {} {what} {:?}: code {code}", self.id, clip(call_id));
+            tracing::info!("conn {} {what} {:?}: code {code}", self.id, clip(call_id));
         }
         if ours {
             self.reply(id, code);

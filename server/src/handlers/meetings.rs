@@ -5,7 +5,6 @@ use crvm_proto::{Meeting, ServerMsg};
 
 use super::session::now_secs;
 use super::{Peer, User};
-use crate::log;
 use crate::random;
 use crate::store::{run_blocking, MeetingDraft, MeetingRecord};
 
@@ -74,7 +73,7 @@ impl Peer {
     }
 
     fn store_failed(&self, id: u64, what: &str, e: &impl std::fmt::Display) {
-        log!("conn {} {what} failed: storage error: {e}", self.id);
+        tracing::warn!("conn {} {what} failed: storage error: {e}", self.id);
         self.reply(id, CRVIDEOSDK_SERVER_EXCEPTION);
     }
 }

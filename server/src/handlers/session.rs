@@ -13,7 +13,7 @@ use crate::auth::{self, Credentials};
 use crate::conn::End;
 use crate::hub::local::Local;
 use crate::hub::Login;
-use crate::{log, metrics};
+use crate::metrics;
 
 impl Peer {
     pub(super) fn hello(&mut self, ver: u32) -> Option<End> {
@@ -73,7 +73,7 @@ impl Peer {
                 if !limited && code != CRVIDEOSDK_MEETPARAM_ERR {
                     self.ctx.logins.failed(self.addr.ip(), &app_id);
                 }
-                log!(
+                tracing::warn!(
                     "conn {} login failed ({}): app {:?} user {:?}: code {code}{}",
                     self.id,
                     self.addr,
@@ -109,7 +109,7 @@ impl Peer {
         };
         if let Err(code) = self.ctx.hub.login(login).await {
             self.ctx.local.remove(gen);
-            log!(
+            tracing::warn!(
                 "conn {} login failed ({}): app {:?} user {:?}: shared state unreachable",
                 self.id,
                 self.addr,
@@ -122,7 +122,7 @@ impl Peer {
             return Some(End::LoginFailed(code));
         }
         metrics::get().login(CRVIDEOSDK_NOERR);
-        log!(
+        tracing::info!(
             "conn {} login ok ({}): app {:?} user {:?}",
             self.id,
             self.addr,
@@ -164,7 +164,7 @@ impl Peer {
     /// transfers end, their peers told; the answer goes last, then the server closes.
     pub(super) async fn logout(&mut self, id: u64) -> End {
         let who = self.logout_session().await;
-        log!("conn {} logout:{who}", self.id);
+        tracing::info!("conn {} logout:{who}", self.id);
         self.reply(id, CRVIDEOSDK_NOERR);
         self.outbox.close();
         End::Logout

@@ -29,7 +29,6 @@ use super::{
     Operations, PresenceStore, Requester,
 };
 use crate::link::{Links, Registry};
-use crate::log;
 use crate::random;
 
 /// The functions every node loads (idempotent: `FUNCTION LOAD REPLACE`).
@@ -160,7 +159,7 @@ impl RedisHub {
                     self.load_library().await?;
                 }
                 Err(e) => {
-                    log!("cluster: {name} failed: {e}");
+                    tracing::warn!("cluster: {name} failed: {e}");
                     self.inner.membership.lock().resync = true;
                     return Err(Failed);
                 }
@@ -178,7 +177,7 @@ impl RedisHub {
             .await
             .map(drop)
             .map_err(|e| {
-                log!("cluster: loading the functions failed: {e}");
+                tracing::warn!("cluster: loading the functions failed: {e}");
                 Failed
             })
     }
@@ -193,7 +192,7 @@ impl RedisHub {
                 Ok(mut ps) => match ps.subscribe(&channel).await {
                     Ok(()) => Some(ps),
                     Err(e) => {
-                        log!("cluster: subscribing failed: {e}");
+                        tracing::warn!("cluster: subscribing failed: {e}");
                         None
                     }
                 },
@@ -210,11 +209,11 @@ impl RedisHub {
             while let Some(msg) = stream.next().await {
                 match serde_json::from_slice::<Vec<Effect>>(msg.get_payload_bytes()) {
                     Ok(effects) => effects.into_iter().for_each(|e| self.apply(e)),
-                    Err(e) => log!("cluster: bad message on {channel}: {e}"),
+                    Err(e) => tracing::warn!("cluster: bad message on {channel}: {e}"),
                 }
             }
             // Whatever was published meanwhile is lost: the sessions are re-checked.
-            log!("cluster: subscription lost; resubscribing");
+            tracing::warn!("cluster: subscription lost; resubscribing");
             self.inner.subscribed.store(false, Ordering::Release);
             self.inner.membership.lock().resync = true;
         }
@@ -266,7 +265,7 @@ impl RedisHub {
                     let last_ok = self.inner.membership.lock().last_ok;
                     let fence_after = timeout.saturating_sub(interval * 2);
                     if joined && self.is_up() && last_ok.elapsed() >= fence_after {
-                        log!(
+                        tracing::info!(
                             "cluster: Redis unreachable for {} ms: closing this node's sessions",
                             last_ok.elapsed().as_millis()
                         );
@@ -293,12 +292,12 @@ impl RedisHub {
                         self.inner.membership.lock().resync = true;
                     } else if down {
                         self.inner.up.store(true, Ordering::Release);
-                        log!("cluster: node {} serving again", self.node());
+                        tracing::info!("cluster: node {} serving again", self.node());
                     }
                 }
             }
             "fenced" => {
-                log!(
+                tracing::info!(
                     "cluster: node {} was declared dead meanwhile: closing its sessions and joining again",
                     self.node()
                 );
@@ -341,9 +340,9 @@ impl RedisHub {
                 // Up before it says so: whoever reads the log finds it serving.
                 self.inner.up.store(true, Ordering::Release);
                 if fresh {
-                    log!("cluster: node {} joined", self.node());
+                    tracing::info!("cluster: node {} joined", self.node());
                 } else {
-                    log!("cluster: node {} serving again", self.node());
+                    tracing::info!("cluster: node {} serving again", self.node());
                 }
                 return Ok(());
             }
@@ -372,7 +371,7 @@ impl RedisHub {
         let mut args: Vec<String> = vec![self.node().to_owned(), epoch, from, to];
         args.extend(sessions.iter().map(|(gen, _)| gen.to_string()));
         let swept: i64 = self.fcall("crvm_sweep", args).await?;
-        log!(
+        tracing::info!(
             "cluster: sessions re-checked: {} live, {swept} stale ended in Redis",
             sessions.len()
         );
@@ -417,7 +416,7 @@ impl Operations for RedisHub {
 
     async fn calls(&self, tenant: &str) -> Result<Vec<CallInfo>, i32> {
         let failed = |e: redis::RedisError| {
-            log!("cluster: listing calls failed: {e}");
+            tracing::warn!("cluster: listing calls failed: {e}");
             CRVIDEOSDK_SERVER_EXCEPTION
         };
         // The key layout of crvm.lua: a tenant's length keeps any tenant and call ID apart.
@@ -520,8 +519,8 @@ impl Directory for RedisHub {
         self.inner.up.store(false, Ordering::Release);
         let args = (self.node(), self.epoch());
         match self.fcall::<i64>("crvm_leave", args).await {
-            Ok(n) => log!("cluster: node {} left ({n} session(s) ended)", self.node()),
-            Err(Failed) => log!("cluster: node {} could not say it leaves", self.node()),
+            Ok(n) => tracing::info!("cluster: node {} left ({n} session(s) ended)", self.node()),
+            Err(Failed) => tracing::warn!("cluster: node {} could not say it leaves", self.node()),
         }
         self.inner.links.close();
     }

@@ -31,7 +31,6 @@ use tokio::sync::Notify;
 
 use crate::auth::ct_eq;
 use crate::hub::{Directory, Gen, LocalSessions};
-use crate::log;
 use crate::relay::{Endpoint, Offer, Relay, Sender};
 
 mod frame;
@@ -293,7 +292,7 @@ impl Links {
                     tokio::spawn(Arc::clone(&self).serve(stream));
                 }
                 Err(e) => {
-                    log!("cluster: accepting a node link failed: {e}");
+                    tracing::warn!("cluster: accepting a node link failed: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             }
@@ -423,7 +422,7 @@ impl Links {
             self.relay.session_ended(gen);
         }
         if dialled.is_some() {
-            log!("cluster: link to node {node} closed");
+            tracing::info!("cluster: link to node {node} closed");
         }
     }
 
