@@ -23,7 +23,9 @@ use crvm_proto::error::{
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::config::{AuthMode, Config};
+#[cfg(test)]
+use crate::config::Config;
+use crate::config::{AuthMode, Tenant};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -105,8 +107,13 @@ pub struct Credentials<'a> {
 
 /// Decides a login (SPEC §3.1). Returns the user ID to log in as — a fresh `u-…` ID when the
 /// user ID is empty under secret auth — or the error code for `Reply`.
-pub fn authenticate(config: &Config, cred: &Credentials<'_>, now: u64) -> Result<String, i32> {
-    let Some(tenant) = config.tenant(cred.app_id) else {
+/// `tenant` is the one registered as `cred.app_id`, if any.
+pub fn authenticate(
+    tenant: Option<&Tenant>,
+    cred: &Credentials<'_>,
+    now: u64,
+) -> Result<String, i32> {
+    let Some(tenant) = tenant else {
         // Same work and same code as a wrong secret: app IDs cannot be enumerated.
         let _ = ct_eq(cred.secret.as_bytes(), NO_TENANT_SECRET);
         return Err(CRVIDEOSDK_ANCTPSWD_ERR);
@@ -231,7 +238,7 @@ mod tests {
             user_id,
             token,
         };
-        authenticate(&config(), &cred, NOW)
+        authenticate(config().tenant(cred.app_id), &cred, NOW)
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::admin::{self, Action, AdminOpts};
 use crate::auth;
-use crate::config::{Config, DEV_APP_ID, DEV_SECRET};
+use crate::config::{Config, Tenants, DEV_APP_ID, DEV_SECRET};
 use crate::conn::Ctx;
 use crate::hub::memory::MemoryHub;
 use crate::hub::redis::RedisHub;
@@ -64,7 +64,9 @@ answer: exit status 0, or 1 when the server refused or could not be reached.
 
 The first line on stdout is `crvm-server listening on HOST:PORT` (then `crvm-server monitor on
 HOST:PORT` with `monitor_listen`); logs go to stderr.
-SIGINT or SIGTERM closes every connection (code 206) and exits with status 0.
+SIGINT or SIGTERM closes every connection (code 206) and exits with status 0. SIGHUP reloads
+the [[tenant]] tables of the config file (added, removed, changed secrets) without dropping
+anyone; a removed tenant's sessions end with code 206. Other keys need a restart.
 ";
 
 /// What the command line asks for.
@@ -450,10 +452,42 @@ fn serve(opts: &ServeOpts) -> i32 {
             return 1;
         }
     };
-    let code = rt.block_on(run(Arc::new(config), store, tls));
+    let code = rt.block_on(run(Arc::new(config), opts.config.clone(), store, tls));
     // Connections still flushing after the grace period are cut off here.
     rt.shutdown_timeout(Duration::from_secs(1));
     code
+}
+
+/// SIGHUP: the tenants of `config_file` replace those in force, without dropping anyone but the
+/// sessions of a removed tenant (`close{206}`). Other keys are read at start only; a config
+/// that does not load changes nothing.
+fn reload(ctx: &Ctx, config_file: Option<&std::path::Path>) {
+    let Some(path) = config_file else {
+        tracing::warn!("SIGHUP: no config file to reload (--dev)");
+        return;
+    };
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("SIGHUP: {e}; the tenants stay as they were");
+            return;
+        }
+    };
+    let ch = ctx.tenants.replace(new.tenants);
+    let mut ended = 0;
+    for t in &ch.removed {
+        ended += ctx.local.end_tenant(
+            t,
+            crvm_proto::error::CRVIDEOSDK_FORCEDCLOSECONNECTION,
+            "the app was removed",
+        );
+    }
+    tracing::info!(
+        "SIGHUP: tenants reloaded: added {:?}, removed {:?} ({ended} session(s) ended), changed {:?}",
+        ch.added,
+        ch.removed,
+        ch.changed
+    );
 }
 
 /// The relay allocates and frees a buffer per data chunk (128 KiB). By default glibc serves
@@ -553,19 +587,22 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
     }
 }
 
+/// Serves until SIGTERM or SIGINT; on SIGHUP, reloads the tenants from `config_file`.
 async fn run(
     config: Arc<Config>,
+    config_file: Option<PathBuf>,
     store: Arc<dyn MeetingStore>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> i32 {
     // Install the handlers before announcing the port: a SIGTERM sent as soon as the port is
     // known must shut down cleanly, not kill the process.
-    let (mut term, mut int) = match (
+    let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             tracing::error!("cannot install signal handlers: {e}");
             return 1;
         }
@@ -608,6 +645,7 @@ async fn run(
         return 1;
     };
     let ctx = Arc::new(Ctx {
+        tenants: Tenants::new(config.tenants.clone()),
         config,
         sessions,
         hub: shared.hub,
@@ -645,6 +683,12 @@ async fn run(
             }
         }
     }
+    let reloading = Arc::clone(&ctx);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            reload(&reloading, config_file.as_deref());
+        }
+    });
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => "SIGTERM",

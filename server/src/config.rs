@@ -28,6 +28,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crvm_proto::msg::limits;
@@ -351,6 +352,56 @@ impl Config {
     /// Interval of the server's own pings.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
+    }
+}
+
+/// The tenants in force: the config's, replaced whole when the server reloads its config file
+/// (SIGHUP). Everything else in [`Config`] is read once, at start.
+#[derive(Debug, Default)]
+pub struct Tenants(parking_lot::RwLock<Arc<Vec<Tenant>>>);
+
+/// What a [`Tenants::replace`] changed, by app ID.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TenantChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Secret or auth mode changed (sessions logged in before keep going).
+    pub changed: Vec<String>,
+}
+
+impl Tenants {
+    pub fn new(list: Vec<Tenant>) -> Tenants {
+        Tenants(parking_lot::RwLock::new(Arc::new(list)))
+    }
+
+    /// The tenant registered as `app_id`.
+    pub fn get(&self, app_id: &str) -> Option<Tenant> {
+        self.0.read().iter().find(|t| t.app_id == app_id).cloned()
+    }
+
+    pub fn list(&self) -> Arc<Vec<Tenant>> {
+        Arc::clone(&self.0.read())
+    }
+
+    /// Puts `list` in force.
+    pub fn replace(&self, list: Vec<Tenant>) -> TenantChanges {
+        let mut cur = self.0.write();
+        let find = |l: &[Tenant], id: &str| l.iter().find(|t| t.app_id == id).cloned();
+        let mut ch = TenantChanges::default();
+        for t in &list {
+            match find(&cur, &t.app_id) {
+                None => ch.added.push(t.app_id.clone()),
+                Some(old) if old != *t => ch.changed.push(t.app_id.clone()),
+                Some(_) => {}
+            }
+        }
+        for t in cur.iter() {
+            if find(&list, &t.app_id).is_none() {
+                ch.removed.push(t.app_id.clone());
+            }
+        }
+        *cur = Arc::new(list);
+        ch
     }
 }
 

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::Config;
+use crate::config::{Config, Tenants};
 use crate::handlers::{clip, Peer, Phase};
 use crate::hub::{ConnId, Hub, LocalSessions};
 use crate::limits::{Bucket, LoginLimiter};
@@ -55,6 +55,8 @@ const LINGER_BYTES: usize =
 /// What every connection shares.
 pub struct Ctx {
     pub config: Arc<Config>,
+    /// The tenants in force (the config's, until a reload replaces them).
+    pub tenants: Tenants,
     pub hub: Arc<dyn Hub>,
     /// This node's sessions, which the hub's effects reach.
     pub local: Arc<LocalSessions>,

@@ -79,8 +79,8 @@ async fn healthz(State(m): State<Shared>) -> Response {
 fn sessions_by_tenant(m: &Monitor) -> Vec<(String, usize)> {
     let mut by: BTreeMap<String, usize> = m
         .ctx
-        .config
         .tenants
+        .list()
         .iter()
         .map(|t| (t.app_id.clone(), 0))
         .collect();
@@ -95,7 +95,7 @@ fn sessions_by_tenant(m: &Monitor) -> Vec<(String, usize)> {
 /// Calls in progress over every tenant of the config; `None` if the shared state cannot say.
 async fn calls_active(m: &Monitor) -> Option<usize> {
     let mut n = 0;
-    for t in &m.ctx.config.tenants {
+    for t in m.ctx.tenants.list().iter() {
         n += m.ctx.hub.calls(&t.app_id).await.ok()?.len();
     }
     Some(n)
@@ -147,7 +147,7 @@ fn unavailable() -> Response {
 
 /// Whether the config has `tenant`.
 fn known(m: &Monitor, tenant: &str) -> bool {
-    m.ctx.config.tenants.iter().any(|t| t.app_id == tenant)
+    m.ctx.tenants.get(tenant).is_some()
 }
 
 fn no_tenant() -> Response {

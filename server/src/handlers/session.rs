@@ -64,7 +64,8 @@ impl Peer {
                     user_id: &user_id,
                     token: &token,
                 };
-                auth::authenticate(&self.ctx.config, &cred, now_secs() as u64)
+                let tenant = self.ctx.tenants.get(&app_id);
+                auth::authenticate(tenant.as_ref(), &cred, now_secs() as u64)
             }
         };
         let user = match result {

@@ -213,6 +213,18 @@ impl LocalSessions {
         self.inner.lock().current.get(tenant)?.get(user_id).copied()
     }
 
+    /// Ends every session of `tenant` on this node with `close{code}`; how many.
+    pub fn end_tenant(&self, tenant: &str, code: i32, reason: &str) -> usize {
+        let gens: Vec<Gen> = match self.inner.lock().current.get(tenant) {
+            Some(users) => users.values().copied().collect(),
+            None => return 0,
+        };
+        for &gen in &gens {
+            self.end(gen, code, reason);
+        }
+        gens.len()
+    }
+
     /// How many sessions each tenant has on this node (tenants with none left out).
     pub fn count_by_tenant(&self) -> Vec<(String, usize)> {
         let s = self.inner.lock();
