@@ -458,6 +458,14 @@ fn serve(opts: &ServeOpts) -> i32 {
     code
 }
 
+/// Tells the service manager (systemd's `Type=notify`, through `NOTIFY_SOCKET`) how the server
+/// is: ready once it serves, reloading during a SIGHUP, stopping. Nothing without a manager.
+fn tell_systemd(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!("cannot notify the service manager: {e}");
+    }
+}
+
 /// SIGHUP: the tenants of `config_file` replace those in force, without dropping anyone but the
 /// sessions of a removed tenant (`close{206}`). Other keys are read at start only; a config
 /// that does not load changes nothing.
@@ -686,14 +694,21 @@ async fn run(
     let reloading = Arc::clone(&ctx);
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            let mut reloading_state = vec![sd_notify::NotifyState::Reloading];
+            reloading_state.extend(sd_notify::NotifyState::monotonic_usec_now());
+            tell_systemd(&reloading_state);
             reload(&reloading, config_file.as_deref());
+            tell_systemd(&[sd_notify::NotifyState::Ready]);
         }
     });
+    tell_systemd(&[sd_notify::NotifyState::Ready]);
     let shutdown = async move {
-        tokio::select! {
+        let why = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
-        }
+        };
+        tell_systemd(&[sd_notify::NotifyState::Stopping]);
+        why
     };
     server::run(ctx, listener, shutdown).await;
     0

@@ -148,10 +148,16 @@ impl Server {
 
     /// Spawns the binary with `args` and waits for its listening line.
     pub fn spawn(dir: &TmpDir, args: &[&str], config: PathBuf) -> Server {
+        Server::spawn_env(dir, args, config, &[])
+    }
+
+    /// [`Server::spawn`] with environment variables `env` set.
+    pub fn spawn_env(dir: &TmpDir, args: &[&str], config: PathBuf, env: &[(&str, &str)]) -> Server {
         static N: AtomicUsize = AtomicUsize::new(0);
         let log = dir.path(&format!("server-{}.log", N.fetch_add(1, Ordering::Relaxed)));
         let mut child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
