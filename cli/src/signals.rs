@@ -1,36 +1,44 @@
-//! SIGINT and SIGTERM: the handler only records the signal; the event loop polls it between
-//! events (at least every 50 ms) and winds the command down. A second signal while winding down
-//! exits at once.
+//! SIGINT and SIGTERM, on `signal-hook`: the handler only records the signal; the event loop
+//! polls it between events (at least every 50 ms) and winds the command down. A second signal
+//! while winding down exits at once (status 128 + the signal).
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
-static PENDING: AtomicI32 = AtomicI32::new(0);
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::flag;
 
-extern "C" fn on_signal(sig: libc::c_int) {
-    if PENDING.swap(sig, Ordering::SeqCst) != 0 {
-        // Second signal: the user insists. `_exit` is async-signal-safe.
-        unsafe { libc::_exit(128 + sig) };
-    }
+/// The first signal received (0: none), and whether one was.
+struct Pending {
+    signal: Arc<AtomicUsize>,
+    seen: Arc<AtomicBool>,
 }
+
+static PENDING: OnceLock<Pending> = OnceLock::new();
 
 /// Installs the handlers; call before the client starts its threads.
 pub fn install() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction is valid; the handler touches only an atomic and `_exit`.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            sa.sa_flags = libc::SA_RESTART;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+    let p = PENDING.get_or_init(|| Pending {
+        signal: Arc::new(AtomicUsize::new(0)),
+        seen: Arc::new(AtomicBool::new(false)),
+    });
+    for sig in [SIGINT, SIGTERM] {
+        // In this order for each signal: a second one exits (the check runs before the flag of
+        // the first is set); the first records which it was.
+        let registered = flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&p.seen))
+            .and_then(|_| flag::register_usize(sig, Arc::clone(&p.signal), sig as usize))
+            .and_then(|_| flag::register(sig, Arc::clone(&p.seen)));
+        if let Err(e) = registered {
+            eprintln!("crvm: cannot handle signal {sig}: {e}");
         }
     }
 }
 
 /// The signal received, if any.
 pub fn pending() -> Option<i32> {
-    match PENDING.load(Ordering::SeqCst) {
+    let p = PENDING.get()?;
+    match p.signal.load(Ordering::SeqCst) {
         0 => None,
-        sig => Some(sig),
+        sig => Some(sig as i32),
     }
 }
