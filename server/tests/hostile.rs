@@ -157,15 +157,6 @@ fn connect_from(source: &str, to: SocketAddr) -> Client {
     Client::over(sock.into())
 }
 
-fn login_code(c: &mut Client, app: &str, secret: &str, user: &str) -> i32 {
-    c.hello();
-    match c.login(app, secret, user, "") {
-        ServerMsg::LoginOk { .. } => 0,
-        ServerMsg::Reply { code, .. } => code,
-        other => panic!("{other:?}"),
-    }
-}
-
 #[test]
 fn failed_logins_are_limited_per_source() {
     let dir = TmpDir::new();

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use crvm_proto::{Op, ServerMsg};
+use crvm_proto::Op;
 
 const BEFORE: &str = r#"
 [[tenant]]
@@ -27,16 +27,6 @@ app_id = "newco"
 secret = "newco-secret"
 "#;
 
-fn login_code(s: &Server, app: &str, secret: &str, user: &str) -> i32 {
-    let mut c = s.connect();
-    c.hello();
-    match c.login(app, secret, user, "") {
-        ServerMsg::LoginOk { .. } => 0,
-        ServerMsg::Reply { code, .. } => code,
-        other => panic!("{other:?}"),
-    }
-}
-
 #[test]
 fn sighup_reloads_the_tenants_and_ends_a_removed_tenants_sessions() {
     let dir = TmpDir::new();
@@ -52,7 +42,7 @@ fn sighup_reloads_the_tenants_and_ends_a_removed_tenants_sessions() {
         "{}",
         s.log_text()
     );
-    assert_eq!(login_code(&s, "acme", "acme-secret", "dave"), 0);
+    assert_eq!(s.login_code("acme", "acme-secret", "dave"), 0);
 
     std::fs::write(&s.config, AFTER).unwrap();
     s.signal("-HUP");
@@ -64,9 +54,9 @@ fn sighup_reloads_the_tenants_and_ends_a_removed_tenants_sessions() {
     );
     // Alice, logged in with the old secret, stays; new logins take the new tenants.
     assert_eq!(alice.code(Op::SetDnd { dnd: 1 }), 0);
-    assert_eq!(login_code(&s, "demo", "demo-secret", "bob"), 7);
-    assert_eq!(login_code(&s, "demo", "demo-secret-2", "bob"), 0);
-    assert_eq!(login_code(&s, "acme", "acme-secret", "erin"), 7);
-    assert_eq!(login_code(&s, "newco", "newco-secret", "frank"), 0);
+    assert_eq!(s.login_code("demo", "demo-secret", "bob"), 7);
+    assert_eq!(s.login_code("demo", "demo-secret-2", "bob"), 0);
+    assert_eq!(s.login_code("acme", "acme-secret", "erin"), 7);
+    assert_eq!(s.login_code("newco", "newco-secret", "frank"), 0);
     assert_eq!(alice.code(Op::SetDnd { dnd: 0 }), 0);
 }

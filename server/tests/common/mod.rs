@@ -191,6 +191,11 @@ impl Server {
         Client::connect(self.addr)
     }
 
+    /// A fresh connection's login with `secret`: 0, or the code it was refused with.
+    pub fn login_code(&self, app: &str, secret: &str, user: &str) -> i32 {
+        login_code(&mut self.connect(), app, secret, user)
+    }
+
     /// A client that has said hello and logged in as `user` of the secret tenant `app`.
     pub fn login(&self, app: &str, user: &str) -> Client {
         let mut c = self.connect();
@@ -258,6 +263,16 @@ pub use crvm_proto::raw::{login_op, re_of, RawClient as Client};
 
 /// Asserts that the answer to a status request is the next message on `c`: nothing else (a
 /// stray `cmd_in`, `cmd_done`, `start` or `incoming`) was queued to it before.
+/// Says hello and logs in on `c`: 0, or the code the login was refused with.
+pub fn login_code(c: &mut Client, app: &str, secret: &str, user: &str) -> i32 {
+    c.hello();
+    match c.login(app, secret, user, "") {
+        ServerMsg::LoginOk { .. } => 0,
+        ServerMsg::Reply { code, .. } => code,
+        other => panic!("{other:?}"),
+    }
+}
+
 pub fn assert_nothing_pending(c: &mut Client, who: &str) {
     let id = c.id();
     c.send_req(id, crvm_proto::Op::GetUserStatus);
