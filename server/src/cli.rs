@@ -1,4 +1,4 @@
-//! Command line (hand-parsed) and process start-up.
+//! Process start-up: the commands of the command line ([`crate::args`]) and the server's run.
 //!
 //! Exit codes: 0 success, 1 the server could not start (bind, storage, runtime), 2 bad usage or
 //! bad configuration.
@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::admin::{self, Action, AdminOpts};
+use crate::admin::{self, AdminOpts};
+use crate::args::{self, Stop};
 use crate::auth;
 use crate::config::{Config, Tenants, DEV_APP_ID, DEV_SECRET};
 use crate::conn::Ctx;
@@ -30,49 +31,9 @@ use crate::server::{self, Connections};
 use crate::store::{MeetingStore, SqliteStore};
 use crate::store_redis::RedisStore;
 
-/// Printed by `--help`.
-pub const USAGE: &str = "\
-crvm-server: the crvm signalling server
-
-Usage:
-  crvm-server --dev [--listen HOST:PORT] [--data-dir DIR] [--log-format text|json] [--log-level FILTER]
-  crvm-server --config FILE [--listen HOST:PORT] [--data-dir DIR] [--log-format …] [--log-level …]
-  crvm-server token --app APP_ID --user USER_ID --ttl SECS (--config FILE | --dev | --secret SECRET)
-  crvm-server admin [--url URL] [--token TOKEN] (stats | sessions APP_ID [--after USER_ID]
-                    [--limit N] | calls APP_ID | kick APP_ID USER_ID)
-  crvm-server --help
-
-Options:
-  --dev               one tenant, app_id \"demo\" with secret \"demo-secret\"; listens on
-                      127.0.0.1:5210, keeps data in ./crvm-data. For development only.
-  --config FILE       TOML configuration: listen, data_dir, call_timeout_s, max_buffer_bytes,
-                      max_file_bytes, pub_meet_url_base, heartbeat_ms, and [[tenant]] tables
-                      with app_id, secret, auth (secret | token | either)
-  --listen HOST:PORT  address to listen on (port 0 picks a free port); overrides the config
-  --data-dir DIR      directory of the meeting database; overrides the config
-  --log-format F      text (default) or json, one event per line on stderr; or CRVM_LOG_FORMAT
-  --log-level FILTER  info (default), warn, debug…, or a tracing filter such as
-                      warn,crvm_server::link=debug; or CRVM_LOG
-
-The `token` command prints a login token for one user, valid for SECS seconds (zero or negative:
-already expired, for tests), signed with the tenant's secret taken from the config, the dev
-tenant, or --secret.
-
-The `admin` command asks a running server's admin API (its `monitor_listen` address, by
-default http://127.0.0.1:8222; the token from --token or CRVM_ADMIN_TOKEN) and prints its JSON
-answer: exit status 0, or 1 when the server refused or could not be reached.
-
-The first line on stdout is `crvm-server listening on HOST:PORT` (then `crvm-server monitor on
-HOST:PORT` with `monitor_listen`); logs go to stderr.
-SIGINT or SIGTERM closes every connection (code 206) and exits with status 0. SIGHUP reloads
-the [[tenant]] tables of the config file (added, removed, changed secrets) without dropping
-anyone; a removed tenant's sessions end with code 206. Other keys need a restart.
-";
-
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Help,
     Serve(ServeOpts),
     Token(TokenOpts),
     Admin(AdminOpts),
@@ -108,187 +69,6 @@ pub enum KeySource {
     Secret(String),
 }
 
-/// Walks the arguments; accepts `--flag value` and `--flag=value`.
-struct Args<'a> {
-    rest: std::slice::Iter<'a, String>,
-    /// The `=value` part of the current flag, if it had one.
-    inline: Option<&'a str>,
-}
-
-impl<'a> Args<'a> {
-    fn new(args: &'a [String]) -> Self {
-        Args {
-            rest: args.iter(),
-            inline: None,
-        }
-    }
-
-    fn next_flag(&mut self) -> Option<&'a str> {
-        let arg = self.rest.next()?;
-        match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                self.inline = Some(value);
-                Some(flag)
-            }
-            _ => {
-                self.inline = None;
-                Some(arg)
-            }
-        }
-    }
-
-    fn value(&mut self, flag: &str) -> Result<String, String> {
-        if let Some(v) = self.inline.take() {
-            return Ok(v.to_owned());
-        }
-        self.rest
-            .next()
-            .cloned()
-            .ok_or_else(|| format!("`{flag}` needs a value"))
-    }
-
-    fn switch(&mut self, flag: &str) -> Result<(), String> {
-        match self.inline.take() {
-            Some(_) => Err(format!("`{flag}` takes no value")),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Parses the arguments after the program name.
-pub fn parse(args: &[String]) -> Result<Command, String> {
-    if args.first().map(String::as_str) == Some("token") {
-        return parse_token(&args[1..]);
-    }
-    if args.first().map(String::as_str) == Some("admin") {
-        return parse_admin(&args[1..]);
-    }
-    let mut s = ServeOpts::default();
-    let mut a = Args::new(args);
-    while let Some(flag) = a.next_flag() {
-        match flag {
-            "--help" | "-h" => return Ok(Command::Help),
-            "--dev" => {
-                a.switch(flag)?;
-                s.dev = true;
-            }
-            "--config" => s.config = Some(a.value(flag)?.into()),
-            "--listen" => s.listen = Some(a.value(flag)?),
-            "--data-dir" => s.data_dir = Some(a.value(flag)?.into()),
-            "--log-format" => s.log_format = Some(a.value(flag)?),
-            "--log-level" => s.log_level = Some(a.value(flag)?),
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    match (s.dev, &s.config) {
-        (false, None) => Err("either --dev or --config FILE is required".into()),
-        (true, Some(_)) => Err("--dev and --config cannot be combined".into()),
-        _ => Ok(Command::Serve(s)),
-    }
-}
-
-/// Where `admin` finds the server when `--url` is not given.
-pub const ADMIN_URL: &str = "http://127.0.0.1:8222";
-
-fn parse_admin(args: &[String]) -> Result<Command, String> {
-    let mut url = None;
-    let mut token = None;
-    let (mut after, mut limit) = (None, None);
-    let mut words = Vec::new();
-    let mut a = Args::new(args);
-    while let Some(flag) = a.next_flag() {
-        match flag {
-            "--help" | "-h" => return Ok(Command::Help),
-            "--url" => url = Some(a.value(flag)?),
-            "--token" => token = Some(a.value(flag)?),
-            "--after" => after = Some(a.value(flag)?),
-            "--limit" => {
-                let v = a.value(flag)?;
-                limit = Some(
-                    v.parse::<usize>()
-                        .map_err(|_| format!("`--limit` must be a number, not {v:?}"))?,
-                );
-            }
-            f if f.starts_with('-') => return Err(format!("unknown argument `{f}`")),
-            word => words.push(word.to_owned()),
-        }
-    }
-    let token = match token.or_else(|| std::env::var("CRVM_ADMIN_TOKEN").ok()) {
-        Some(t) if !t.is_empty() => t,
-        _ => return Err("admin: give the admin token with --token or CRVM_ADMIN_TOKEN".into()),
-    };
-    let paging = after.is_some() || limit.is_some();
-    let action =
-        match words.as_slice() {
-            [w] if w == "stats" => Action::Stats,
-            [w, t] if w == "sessions" => Action::Sessions {
-                tenant: t.clone(),
-                after,
-                limit,
-            },
-            [w, t] if w == "calls" => Action::Calls { tenant: t.clone() },
-            [w, t, u] if w == "kick" => Action::Kick {
-                tenant: t.clone(),
-                user: u.clone(),
-            },
-            _ => return Err(
-                "admin: one of `stats`, `sessions APP_ID`, `calls APP_ID`, `kick APP_ID USER_ID`"
-                    .into(),
-            ),
-        };
-    if paging && !matches!(action, Action::Sessions { .. }) {
-        return Err("admin: --after and --limit go with `sessions`".into());
-    }
-    Ok(Command::Admin(AdminOpts {
-        url: url.unwrap_or_else(|| ADMIN_URL.into()),
-        token,
-        action,
-    }))
-}
-
-fn parse_token(args: &[String]) -> Result<Command, String> {
-    let (mut app, mut user, mut ttl) = (None, None, None);
-    let mut keys = Vec::new();
-    let mut a = Args::new(args);
-    while let Some(flag) = a.next_flag() {
-        match flag {
-            "--help" | "-h" => return Ok(Command::Help),
-            "--app" => app = Some(a.value(flag)?),
-            "--user" => user = Some(a.value(flag)?),
-            "--ttl" => {
-                let v = a.value(flag)?;
-                // Zero or negative mints a token that has already expired (for testing).
-                let secs = v
-                    .parse::<i64>()
-                    .map_err(|_| format!("`--ttl` must be a number of seconds, not {v:?}"))?;
-                ttl = Some(secs);
-            }
-            "--config" => keys.push(KeySource::Config(a.value(flag)?.into())),
-            "--secret" => keys.push(KeySource::Secret(a.value(flag)?)),
-            "--dev" => {
-                a.switch(flag)?;
-                keys.push(KeySource::Dev);
-            }
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    let app = app.ok_or("token: `--app` is required")?;
-    let user = user.ok_or("token: `--user` is required")?;
-    let ttl = ttl.ok_or("token: `--ttl` is required")?;
-    if app.is_empty() || user.is_empty() {
-        return Err("token: `--app` and `--user` must not be empty".into());
-    }
-    if keys.len() != 1 {
-        return Err("token: give exactly one of --config FILE, --dev, --secret SECRET".into());
-    }
-    Ok(Command::Token(TokenOpts {
-        app,
-        user,
-        ttl,
-        key: keys.remove(0),
-    }))
-}
-
 /// Runs the process; returns its exit code.
 pub fn main() -> i32 {
     let args: Result<Vec<String>, OsString> = std::env::args_os()
@@ -296,18 +76,26 @@ pub fn main() -> i32 {
         .map(OsString::into_string)
         .collect();
     let parsed = match args {
-        Ok(args) => parse(&args),
-        Err(bad) => Err(format!("argument {bad:?} is not valid UTF-8")),
+        Ok(args) => args::parse(&args),
+        Err(bad) => Err(Stop::Usage(format!("argument {bad:?} is not valid UTF-8"))),
     };
     match parsed {
-        Ok(Command::Help) => {
-            print!("{USAGE}");
-            0
-        }
         Ok(Command::Token(t)) => token(&t),
         Ok(Command::Admin(a)) => admin::run(&a),
         Ok(Command::Serve(s)) => serve(&s),
-        Err(msg) => usage_error(&msg),
+        Err(Stop::Print(text)) => {
+            print!("{text}");
+            0
+        }
+        Err(Stop::Usage(msg)) => {
+            // clap's messages end with their own hint; ours get one.
+            if msg.starts_with("error:") {
+                eprint!("{msg}");
+                2
+            } else {
+                usage_error(&msg)
+            }
+        }
     }
 }
 
@@ -712,74 +500,4 @@ async fn run(
     };
     server::run(ctx, listener, shutdown).await;
     0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    #[test]
-    fn serve_flags() {
-        assert_eq!(
-            parse(&args(
-                "--dev --listen 127.0.0.1:0 --data-dir=/tmp/d --log-format json --log-level warn"
-            ))
-            .unwrap(),
-            Command::Serve(ServeOpts {
-                dev: true,
-                config: None,
-                listen: Some("127.0.0.1:0".into()),
-                data_dir: Some("/tmp/d".into()),
-                log_format: Some("json".into()),
-                log_level: Some("warn".into()),
-            })
-        );
-        assert!(matches!(
-            parse(&args("--config c.toml")).unwrap(),
-            Command::Serve(ServeOpts {
-                config: Some(_),
-                dev: false,
-                ..
-            })
-        ));
-        assert_eq!(parse(&args("--dev --help")).unwrap(), Command::Help);
-    }
-
-    #[test]
-    fn serve_errors() {
-        assert!(parse(&[]).unwrap_err().contains("--dev or --config"));
-        assert!(parse(&args("--dev --bogus"))
-            .unwrap_err()
-            .contains("--bogus"));
-        assert!(parse(&args("--dev --listen"))
-            .unwrap_err()
-            .contains("--listen"));
-        assert!(parse(&args("--dev=1")).is_err());
-        assert!(parse(&args("--dev --config x")).is_err());
-    }
-
-    #[test]
-    fn token_flags() {
-        assert_eq!(
-            parse(&args("token --app a --user u --ttl 60 --secret s")).unwrap(),
-            Command::Token(TokenOpts {
-                app: "a".into(),
-                user: "u".into(),
-                ttl: 60,
-                key: KeySource::Secret("s".into()),
-            })
-        );
-        assert!(parse(&args("token --app a --user u --ttl 60")).is_err());
-        assert!(parse(&args("token --app a --user u --ttl -60 --dev")).is_ok());
-        assert!(parse(&args("token --app a --user u --ttl x --dev")).is_err());
-        assert!(parse(&args("token --app a --ttl 5 --dev")).is_err());
-        assert!(parse(&args("token --app a --user u --ttl 5 --dev --secret s")).is_err());
-        assert!(parse(&args("token --app a --user u --ttl 5 --dev --zap"))
-            .unwrap_err()
-            .contains("--zap"));
-    }
 }

@@ -24,6 +24,7 @@
 pub mod log;
 
 pub mod admin;
+pub mod args;
 pub mod auth;
 pub mod calls;
 pub mod cli;
