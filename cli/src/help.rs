@@ -20,6 +20,8 @@ Commands:
   meetings create SUBJECT [--password]
   meetings destroy ID
   help [COMMAND]                     this text, or one command's (also: crvm COMMAND --help)
+  completions bash|zsh|fish          a shell completion script on stdout
+  man                                the manual page (roff) on stdout
 
 Global flags [environment variable]:
   --server HOST:PORT  [CRVM_SERVER]    server address (default 127.0.0.1:5210)

@@ -7,7 +7,7 @@ mod progress;
 mod session;
 mod signals;
 
-use args::{CmdArgs, FlagSpec, Global};
+use args::{Command, Global, Meetings, Stop};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use crvm::core::{Event, Meeting, UserStatus};
@@ -28,50 +28,41 @@ fn run() -> i32 {
             Err(a) => return usage(&format!("argument {a:?} is not UTF-8")),
         }
     }
-    let line = match args::split(&argv, &|k| std::env::var(k).ok()) {
-        Ok(l) => l,
-        Err(m) => return usage(&m),
-    };
-    let g = line.global;
-    if g.version {
-        println!("crvm {}", env!("CARGO_PKG_VERSION"));
-        return EXIT_OK;
-    }
-    let mut rest = line.rest.as_slice();
-    if rest.first().is_some_and(|a| a == "--") {
-        rest = &rest[1..];
-    }
-    let Some((cmd, cmd_args)) = rest.split_first() else {
-        if g.help {
-            println!("{}", help::MAIN);
+    let (g, cmd) = match args::parse(&argv) {
+        Ok(parsed) => parsed,
+        Err(Stop::Print(text)) => {
+            print!("{text}");
             return EXIT_OK;
         }
-        eprintln!("{}", help::MAIN);
-        return EXIT_USAGE;
+        Err(Stop::Usage(msg)) => {
+            eprint!("{msg}");
+            return EXIT_USAGE;
+        }
+        Err(Stop::NoCommand) => {
+            eprintln!("{}", help::MAIN);
+            return EXIT_USAGE;
+        }
     };
-    if cmd == "help" {
-        return match cmd_args.first() {
-            None => {
-                println!("{}", help::MAIN);
-                EXIT_OK
-            }
-            Some(c) => match help::command(c) {
-                Some(text) => {
-                    println!("{text}");
-                    EXIT_OK
-                }
-                None => usage(&format!("no command {c:?}")),
-            },
-        };
-    }
-    let Some(text) = help::command(cmd) else {
-        return usage(&format!("unknown command {cmd:?}"));
+    let result = match cmd {
+        Command::Login => login(&g),
+        Command::Status { watch } => status(&g, watch),
+        Command::Dnd { value } => dnd(&g, &value),
+        Command::Call { peer, hangup_after } => call(&g, peer, hangup_after),
+        Command::Answer {
+            reject,
+            from,
+            hangup_after,
+        } => answer(&g, from, reject, hangup_after),
+        Command::SendCmd { to, text } => send_cmd(&g, to, text),
+        Command::SendFile {
+            to,
+            path,
+            no_progress,
+        } => send_file(&g, to, path, no_progress),
+        Command::Receive { dir, count } => receive(&g, &dir, count),
+        Command::Meetings { action } => meetings(&g, action.unwrap_or(Meetings::List)),
+        Command::Completions { .. } | Command::Man => unreachable!("printed by args::parse"),
     };
-    if g.help {
-        println!("{text}");
-        return EXIT_OK;
-    }
-    let result = parse_and_run(cmd, cmd_args, &g);
     match result {
         Ok(()) => EXIT_OK,
         Err(f) => {
@@ -86,53 +77,7 @@ fn usage(msg: &str) -> i32 {
     EXIT_USAGE
 }
 
-fn parse_and_run(cmd: &str, raw: &[String], g: &Global) -> Result<(), Fail> {
-    let spec: FlagSpec = match cmd {
-        "status" => &[("--watch", false)],
-        "call" => &[("--hangup-after", true)],
-        "answer" => &[
-            ("--reject", false),
-            ("--from", true),
-            ("--hangup-after", true),
-        ],
-        "send-file" => &[("--no-progress", false)],
-        "receive" => &[("--dir", true), ("--count", true)],
-        "meetings" => &[("--password", false)],
-        _ => &[],
-    };
-    let a = args::command(cmd, raw, spec).map_err(Fail::Usage)?;
-    match cmd {
-        "login" => login(g, &a),
-        "status" => status(g, &a),
-        "dnd" => dnd(g, &a),
-        "call" => call(g, &a),
-        "answer" => answer(g, &a),
-        "send-cmd" => send_cmd(g, &a),
-        "send-file" => send_file(g, &a),
-        "receive" => receive(g, &a),
-        "meetings" => meetings(g, &a),
-        _ => Err(Fail::Usage(format!("unknown command {cmd:?}"))),
-    }
-}
-
-/// Checks the number of positional arguments.
-fn positional<'a>(a: &'a CmdArgs, cmd: &str, min: usize, max: usize) -> Result<&'a [String], Fail> {
-    let n = a.positional.len();
-    if n < min || n > max {
-        let want = if min == max {
-            format!("{min}")
-        } else {
-            format!("{min} to {max}")
-        };
-        return Err(Fail::Usage(format!(
-            "`crvm {cmd}` takes {want} argument(s), got {n}"
-        )));
-    }
-    Ok(&a.positional)
-}
-
-fn login(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
-    positional(a, "login", 0, 0)?;
+fn login(g: &Global) -> Result<(), Fail> {
     let s = Session::login(g, &[])?;
     s.out
         .emit(json!({"event": "logged_in", "user": s.user}), || {
@@ -172,9 +117,7 @@ fn print_status(out: &Out, event: &str, st: &UserStatus) {
     });
 }
 
-fn status(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
-    positional(a, "status", 0, 0)?;
-    let watch = a.has("--watch");
+fn status(g: &Global, watch: bool) -> Result<(), Fail> {
     let mut s = Session::login(g, &[])?;
     let deadline = s.deadline;
     // Subscribe first so that no change falls between the list and the subscription; changes
@@ -230,9 +173,8 @@ fn status(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
     }
 }
 
-fn dnd(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
-    let p = positional(a, "dnd", 1, 1)?;
-    let value: i32 = match p[0].as_str() {
+fn dnd(g: &Global, value: &str) -> Result<(), Fail> {
+    let value: i32 = match value {
         "on" => 1,
         "off" => 0,
         n => n
@@ -313,10 +255,7 @@ fn in_call(
     Ok(())
 }
 
-fn call(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
-    let p = positional(a, "call", 1, 1)?;
-    let peer = p[0].clone();
-    let hangup_after = a.secs("--hangup-after").map_err(Fail::Usage)?;
+fn call(g: &Global, peer: String, hangup_after: Option<Duration>) -> Result<(), Fail> {
     let mut s = Session::login(g, &[])?;
     let call_id = s
         .client
@@ -346,11 +285,12 @@ fn call(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
     in_call(&mut s, &call_id, &peer, hangup_after)
 }
 
-fn answer(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
-    positional(a, "answer", 0, 0)?;
-    let from = a.value("--from").map(str::to_owned);
-    let reject = a.has("--reject");
-    let hangup_after = a.secs("--hangup-after").map_err(Fail::Usage)?;
+fn answer(
+    g: &Global,
+    from: Option<String>,
+    reject: bool,
+    hangup_after: Option<Duration>,
+) -> Result<(), Fail> {
     let mut s = Session::login(g, &[])?;
     let user = s.user.clone();
     s.out.emit(
@@ -411,9 +351,7 @@ fn answer(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
 
 // ----- data ----------------------------------------------------------------------------------
 
-fn send_cmd(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
-    let p = positional(a, "send-cmd", 2, 2)?;
-    let (peer, text) = (p[0].clone(), p[1].clone());
+fn send_cmd(g: &Global, peer: String, text: String) -> Result<(), Fail> {
     let mut s = Session::login(g, &[])?;
     let task = s
         .client
@@ -433,9 +371,7 @@ fn send_cmd(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
     Ok(())
 }
 
-fn send_file(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
-    let p = positional(a, "send-file", 2, 2)?;
-    let (peer, path) = (p[0].clone(), p[1].clone());
+fn send_file(g: &Global, peer: String, path: String, no_progress: bool) -> Result<(), Fail> {
     let mut s = Session::login(g, &[])?;
     let task = s
         .client
@@ -443,8 +379,7 @@ fn send_file(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
         .map_err(|c| Fail::code("send-file", c))?;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let json_out = g.json;
-    let mut bar =
-        progress::Bar::new(!json_out && !a.has("--no-progress") && progress::stderr_is_tty());
+    let mut bar = progress::Bar::new(!json_out && !no_progress && progress::stderr_is_tty());
     let mut last_json: Option<Instant> = None;
     let deadline = s.deadline;
     let t = task.clone();
@@ -508,20 +443,7 @@ fn send_file(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
     Ok(())
 }
 
-fn receive(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
-    positional(a, "receive", 0, 0)?;
-    let dir = a.value("--dir").unwrap_or(".");
-    let count = match a.value("--count") {
-        None => None,
-        Some(n) => match n.parse::<u64>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                return Err(Fail::Usage(format!(
-                    "--count wants a positive integer, not {n:?}"
-                )))
-            }
-        },
-    };
+fn receive(g: &Global, dir: &str, count: Option<u64>) -> Result<(), Fail> {
     let dir = std::fs::create_dir_all(dir)
         .and_then(|_| std::fs::canonicalize(dir))
         .map_err(|e| Fail::Usage(format!("cannot use {dir:?} as --dir: {e}")))?;
@@ -612,17 +534,9 @@ fn print_meeting(out: &Out, event: &str, m: &Meeting) {
     });
 }
 
-fn meetings(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
-    let p = &a.positional;
-    let sub = p.first().map(String::as_str).unwrap_or("list");
-    if a.has("--password") && sub != "create" {
-        return Err(Fail::Usage(
-            "--password goes with `meetings create`".to_owned(),
-        ));
-    }
-    match sub {
-        "list" => {
-            positional(a, "meetings list", 0, 1)?;
+fn meetings(g: &Global, action: Meetings) -> Result<(), Fail> {
+    match action {
+        Meetings::List => {
             let mut s = Session::login(g, &[])?;
             s.client
                 .get_meetings("")
@@ -640,11 +554,9 @@ fn meetings(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
             }
             Ok(())
         }
-        "create" => {
-            let p = positional(a, "meetings create", 2, 2)?;
-            let subject = p[1].clone();
+        Meetings::Create { subject, password } => {
             let mut s = Session::login(g, &[])?;
-            let pswd = i32::from(a.has("--password"));
+            let pswd = i32::from(password);
             s.client
                 .create_meeting(&subject, pswd, "")
                 .map_err(|c| Fail::code("meetings create", c))?;
@@ -656,11 +568,10 @@ fn meetings(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
             print_meeting(&s.out, "meeting_created", &m);
             Ok(())
         }
-        "destroy" => {
-            let p = positional(a, "meetings destroy", 2, 2)?;
-            let id: i32 = p[1]
+        Meetings::Destroy { id } => {
+            let id: i32 = id
                 .parse()
-                .map_err(|_| Fail::Usage(format!("not a meeting ID: {:?}", p[1])))?;
+                .map_err(|_| Fail::Usage(format!("not a meeting ID: {id:?}")))?;
             let mut s = Session::login(g, &[])?;
             s.client
                 .destroy_meeting(id, "")
@@ -676,8 +587,5 @@ fn meetings(g: &Global, a: &CmdArgs) -> Result<(), Fail> {
                 });
             Ok(())
         }
-        other => Err(Fail::Usage(format!(
-            "`crvm meetings` takes list, create or destroy, not {other:?}"
-        ))),
     }
 }
