@@ -42,20 +42,21 @@ open at interpreter exit are closed by an ``atexit`` hook.
 """
 
 from ._lib import EVENT_NAMES, LibraryNotFound
-from .client import Client, Event
+from .client import BytesLike, Client, Event, EventNames, Handler, StrPath
 from .errors import (DataError, Error, FileError, InvalidParam, LoginStateError, NotLoggedIn,
                      err_str)
 from . import _lib, codes
+# The CRVIDEOSDK_* error codes and CRVM_ID_BUF_LEN, as crvm.CRVIDEOSDK_NOT_LOGIN etc. (a star
+# import, so that type checkers see them too).
+from .codes import *  # noqa: F401,F403
 
 __all__ = ["Client", "Event", "Error", "InvalidParam", "LoginStateError", "NotLoggedIn",
-           "DataError", "FileError", "LibraryNotFound", "EVENT_NAMES", "err_str", "version"]
-
-# The CRVIDEOSDK_* error codes and CRVM_ID_BUF_LEN, as crvm.CRVIDEOSDK_NOT_LOGIN etc.
-_CONSTANTS = {k: v for k, v in vars(codes).items() if k.startswith(("CRVIDEOSDK_", "CRVM_"))}
-globals().update(_CONSTANTS)
-__all__ += sorted(_CONSTANTS)
+           "DataError", "FileError", "LibraryNotFound", "EVENT_NAMES", "err_str", "version",
+           "Handler", "EventNames", "StrPath", "BytesLike"]
+__all__ += sorted(k for k in vars(codes) if k.startswith(("CRVIDEOSDK_", "CRVM_")))
 
 
-def version():
+def version() -> str:
     """The library's version string (crvm_version), e.g. "0.1.0"."""
-    return _lib.lib().crvm_version().decode("ascii")
+    text: bytes = _lib.lib().crvm_version()
+    return text.decode("ascii")
