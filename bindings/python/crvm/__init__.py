@@ -8,7 +8,7 @@
         call_id = c.call("bob")                               # IDs are str
 
 Library: loaded on first use from the path in the environment variable ``CRVM_LIB``, else
-``libcrvm.so`` beside this package, else the system's search (``find_library("crvm")``);
+``libcrvm.so`` beside this package (an installed wheel carries it), else the system's search (``find_library("crvm")``);
 ``crvm.LibraryNotFound`` says what was tried.
 
 Methods: ``crvm.Client`` has one method per C function, named without ``crvm_`` (``login``,
@@ -29,11 +29,13 @@ Events (the decision): every C callback becomes a ``crvm.Event`` — ``event.nam
 2. a thread-safe queue read with ``client.next_event(name=None, timeout=None, **fields)``
    (first matching event; non-matching ones stay queued in order; ``TimeoutError`` after
    ``timeout`` seconds) or ``for ev in client.events(timeout=...)``. ``queue_events=False``
-   turns the queue off for handler-only apps. With ``dispatch=manual`` these helpers call
-   ``poll`` themselves while waiting.
+   turns the queue off for handler-only apps. In asyncio, ``async for ev in
+   client.aevents()`` and ``await client.anext_event(...)`` read the same queue without
+   blocking the loop (the iterator ends when the client is closed). With ``dispatch=manual``
+   these helpers call ``poll`` themselves while waiting.
 
-The queue is the default because it makes sequential code (tests, scripts, asyncio via
-``run_in_executor``) straightforward and keeps user code off the library's thread unless asked.
+The queue is the default because it makes sequential code (tests, scripts, coroutines)
+straightforward and keeps user code off the library's thread unless asked.
 
 Lifetime: ``close()`` (alias ``destroy()``; also the context manager's exit, and a finalizer)
 calls ``crvm_destroy``; after it returns no handler runs again. The ctypes callback objects are

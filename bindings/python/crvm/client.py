@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import base64
 import collections
@@ -11,7 +12,7 @@ import os
 import threading
 import time
 import weakref
-from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, FrozenSet, Iterable,
+from typing import (TYPE_CHECKING, Any, AsyncIterator, Callable, Deque, Dict, FrozenSet, Iterable,
                     Iterator, List, Mapping, Optional, Tuple, Union)
 
 from . import _lib
@@ -132,6 +133,10 @@ class _Dispatcher:
         self.handlers: Dict[str, List[Handler]] = {}
         self.on_event = on_event
         self.queue_events = queue_events
+        # Set once crvm_destroy has returned: no event is queued after that.
+        self.closed = False
+        # The asyncio readers waiting for an event: (their loop, the flag to set in it).
+        self.waiters: List[Tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self.local = threading.local()
         self.struct = _lib.Callbacks()
         self.cfuncs: List[Any] = []
@@ -174,6 +179,22 @@ class _Dispatcher:
             with self.cond:
                 self.pending.append(event)
                 self.cond.notify_all()
+                self._wake_async()
+
+    def mark_closed(self) -> None:
+        """crvm_destroy has returned: wakes every reader so that async ones can end."""
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+            self._wake_async()
+
+    def _wake_async(self) -> None:
+        """Sets the flag of every asyncio reader, from any thread, in its loop. Holds cond."""
+        for loop, flag in self.waiters:
+            try:
+                loop.call_soon_threadsafe(flag.set)
+            except RuntimeError:  # that loop is closed; its reader is gone
+                pass
 
     def take(self, names: Optional[Iterable[str]], match: Mapping[str, Any]) -> Optional[Event]:
         """Removes and returns the first queued event that matches, or None. Holds cond."""
@@ -268,6 +289,9 @@ class Client:
         if handle:
             _live.discard(self)
             self._lib.crvm_destroy(handle)
+        dispatch = getattr(self, "_dispatch", None)
+        if dispatch is not None:
+            dispatch.mark_closed()
 
     destroy = close
 
@@ -377,6 +401,68 @@ class Client:
                 yield self.next_event(timeout=timeout)
             except TimeoutError:
                 return
+
+    # -- events in asyncio -------------------------------------------------------------------------
+
+    async def anext_event(self, name: EventNames = None, timeout: Optional[float] = None,
+                          **match: Any) -> Event:
+        """``next_event`` for asyncio: waits without blocking the event loop. Raises
+        TimeoutError after ``timeout`` seconds, and EOFError once the client is closed and no
+        queued event matches (nothing can arrive any more)."""
+        names = _names(name)
+        d = self._dispatch
+        if not d.queue_events:
+            raise RuntimeError("the client was created with queue_events=False: there is no "
+                               "queue to read events from")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        # The dispatcher's thread (or poll) sets this flag in our loop after queuing an event
+        # (loop.call_soon_threadsafe); it is cleared before each look at the queue, so no
+        # wake-up is lost between the look and the wait.
+        flag = asyncio.Event()
+        waiter = (loop, flag)
+        with d.cond:
+            d.waiters.append(waiter)
+        try:
+            while True:
+                flag.clear()
+                with d.cond:
+                    event = d.take(names, match)
+                    if event is not None:
+                        return event
+                    if d.closed:
+                        raise EOFError("the client is closed")
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"no event {sorted(names) if names else 'at all'}"
+                                       f"{' with ' + repr(match) if match else ''} within "
+                                       f"{timeout} s")
+                if self._manual and self._handle:
+                    # Manual dispatch: the events run here, on the loop's thread.
+                    if self.poll(0):
+                        continue
+                    left = 0.02 if left is None else min(left, 0.02)
+                try:
+                    await asyncio.wait_for(flag.wait(), left)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            with d.cond:
+                d.waiters.remove(waiter)
+
+    async def aevents(self, name: EventNames = None, **match: Any) -> AsyncIterator[Event]:
+        """Iterates over events as they arrive, in asyncio: ``async for ev in
+        client.aevents(): ...``. It reads the same queue as ``next_event`` (each event is
+        taken once, by whichever reader asks first; events queued before the loop started
+        come first) and ends when the client is closed, after the events already queued.
+        ``name`` and the keyword arguments select events as in ``next_event``; others stay
+        queued."""
+        while True:
+            try:
+                event = await self.anext_event(name, **match)
+            except EOFError:
+                return
+            yield event
 
     def pending_events(self) -> List[Event]:
         """A snapshot of the queued events (left in the queue)."""
