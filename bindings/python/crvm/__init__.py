@@ -8,7 +8,7 @@
         call_id = c.call("bob")                               # IDs are str
 
 Library: loaded on first use from the path in the environment variable ``CRVM_LIB``, else
-``libcrvm.so`` beside this package, else the system's search (``find_library("crvm")``);
+``libcrvm.so`` beside this package (an installed wheel carries it), else the system's search (``find_library("crvm")``);
 ``crvm.LibraryNotFound`` says what was tried.
 
 Methods: ``crvm.Client`` has one method per C function, named without ``crvm_`` (``login``,
@@ -29,11 +29,13 @@ Events (the decision): every C callback becomes a ``crvm.Event`` — ``event.nam
 2. a thread-safe queue read with ``client.next_event(name=None, timeout=None, **fields)``
    (first matching event; non-matching ones stay queued in order; ``TimeoutError`` after
    ``timeout`` seconds) or ``for ev in client.events(timeout=...)``. ``queue_events=False``
-   turns the queue off for handler-only apps. With ``dispatch=manual`` these helpers call
-   ``poll`` themselves while waiting.
+   turns the queue off for handler-only apps. In asyncio, ``async for ev in
+   client.aevents()`` and ``await client.anext_event(...)`` read the same queue without
+   blocking the loop (the iterator ends when the client is closed). With ``dispatch=manual``
+   these helpers call ``poll`` themselves while waiting.
 
-The queue is the default because it makes sequential code (tests, scripts, asyncio via
-``run_in_executor``) straightforward and keeps user code off the library's thread unless asked.
+The queue is the default because it makes sequential code (tests, scripts, coroutines)
+straightforward and keeps user code off the library's thread unless asked.
 
 Lifetime: ``close()`` (alias ``destroy()``; also the context manager's exit, and a finalizer)
 calls ``crvm_destroy``; after it returns no handler runs again. The ctypes callback objects are
@@ -42,20 +44,21 @@ open at interpreter exit are closed by an ``atexit`` hook.
 """
 
 from ._lib import EVENT_NAMES, LibraryNotFound
-from .client import Client, Event
+from .client import BytesLike, Client, Event, EventNames, Handler, StrPath
 from .errors import (DataError, Error, FileError, InvalidParam, LoginStateError, NotLoggedIn,
                      err_str)
 from . import _lib, codes
+# The CRVIDEOSDK_* error codes and CRVM_ID_BUF_LEN, as crvm.CRVIDEOSDK_NOT_LOGIN etc. (a star
+# import, so that type checkers see them too).
+from .codes import *  # noqa: F401,F403
 
 __all__ = ["Client", "Event", "Error", "InvalidParam", "LoginStateError", "NotLoggedIn",
-           "DataError", "FileError", "LibraryNotFound", "EVENT_NAMES", "err_str", "version"]
-
-# The CRVIDEOSDK_* error codes and CRVM_ID_BUF_LEN, as crvm.CRVIDEOSDK_NOT_LOGIN etc.
-_CONSTANTS = {k: v for k, v in vars(codes).items() if k.startswith(("CRVIDEOSDK_", "CRVM_"))}
-globals().update(_CONSTANTS)
-__all__ += sorted(_CONSTANTS)
+           "DataError", "FileError", "LibraryNotFound", "EVENT_NAMES", "err_str", "version",
+           "Handler", "EventNames", "StrPath", "BytesLike"]
+__all__ += sorted(k for k in vars(codes) if k.startswith(("CRVIDEOSDK_", "CRVM_")))
 
 
-def version():
+def version() -> str:
     """The library's version string (crvm_version), e.g. "0.1.0"."""
-    return _lib.lib().crvm_version().decode("ascii")
+    text: bytes = _lib.lib().crvm_version()
+    return text.decode("ascii")

@@ -5,10 +5,13 @@ order: the file named by the environment variable CRVM_LIB, libcrvm.so next to t
 then the system's search (ctypes.util.find_library("crvm"), then plain "libcrvm.so").
 """
 
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import os
 import threading
+from typing import List, Optional
 
 # The 36 members of crvm_callbacks, in the header's order (SPEC §2.3), each with its arguments
 # after `void *ud`. Kinds: "s" a string (str), "i" int32_t, "l" int64_t, "b" a base64 string
@@ -116,10 +119,10 @@ class LibraryNotFound(OSError):
 
 
 _lock = threading.Lock()
-_lib = None
+_lib: Optional[ctypes.CDLL] = None
 
 
-def _candidates():
+def _candidates() -> List[str]:
     env = os.environ.get("CRVM_LIB")
     if env:
         # An explicit choice is final: no silent fallback to another copy.
@@ -133,7 +136,7 @@ def _candidates():
     return found
 
 
-def lib():
+def lib() -> ctypes.CDLL:
     """The loaded library (ctypes.CDLL, GIL released during calls), loaded on first use."""
     global _lib
     with _lock:
@@ -142,7 +145,7 @@ def lib():
         return _lib
 
 
-def _load():
+def _load() -> ctypes.CDLL:
     tried = []
     for path in _candidates():
         try:

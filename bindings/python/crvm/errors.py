@@ -1,12 +1,17 @@
 """crvm.Error: a request the library refused before sending it (a non-zero C return)."""
 
+from __future__ import annotations
+
+from typing import Dict, Optional, Type
+
 from . import _lib
 from . import codes
 
 
-def err_str(code):
+def err_str(code: int) -> str:
     """The library's static English text for an error code (crvm_err_str)."""
-    return _lib.lib().crvm_err_str(code).decode("utf-8", "replace")
+    text: bytes = _lib.lib().crvm_err_str(code)
+    return text.decode("utf-8", "replace")
 
 
 class Error(Exception):
@@ -16,17 +21,20 @@ class Error(Exception):
     ``NotLoggedIn``), so either the base class or a subclass can be caught.
     """
 
-    def __new__(cls, code, text=None):
+    code: int
+    text: str
+
+    def __new__(cls, code: int, text: Optional[str] = None) -> Error:
         if cls is Error:
             cls = _BY_CODE.get(code, Error)
         return super().__new__(cls, code, text)
 
-    def __init__(self, code, text=None):
+    def __init__(self, code: int, text: Optional[str] = None) -> None:
         self.code = code
         self.text = text if text is not None else err_str(code)
         super().__init__(code, self.text)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.text} ({self.code})"
 
 
@@ -51,7 +59,7 @@ class FileError(Error):
     """1400 file does not exist, 1401 file read failed (send_file)."""
 
 
-_BY_CODE = {
+_BY_CODE: Dict[int, Type[Error]] = {
     codes.CRVIDEOSDK_MEETPARAM_ERR: InvalidParam,
     codes.CRVIDEOSDK_LOGINSTATE_ERROR: LoginStateError,
     codes.CRVIDEOSDK_NOT_LOGIN: NotLoggedIn,
@@ -64,7 +72,7 @@ _BY_CODE = {
 }
 
 
-def check(rc):
+def check(rc: int) -> None:
     """Raises the matching Error for a non-zero return code."""
     if rc != 0:
         raise Error(rc)

@@ -28,11 +28,12 @@ def python_block_after(path, marker):
     return m.group(1)
 
 
-@pytest.mark.parametrize("readme, marker", [
-    (os.path.join(REPO, "README.md"), "**Python.**"),
-    (os.path.join(PACKAGE_DIR, "README.md"), "## Example"),
+@pytest.mark.parametrize("readme, marker, printed", [
+    (os.path.join(REPO, "README.md"), "**Python.**", "b'\\x00any bytes'"),
+    (os.path.join(PACKAGE_DIR, "README.md"), "## Example", "b'\\x00any bytes'"),
+    (os.path.join(PACKAGE_DIR, "README.md"), "## asyncio", "b'hello from asyncio'"),
 ])
-def test_readme_snippet_runs(server, readme, marker):
+def test_readme_snippet_runs(server, readme, marker, printed):
     code = python_block_after(readme, marker)
     assert 'os.environ.get("CRVM_ADDR", "127.0.0.1:5210")' in code
     env = dict(os.environ, CRVM_ADDR=server.addr,
@@ -41,4 +42,4 @@ def test_readme_snippet_runs(server, readme, marker):
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "b'\\x00any bytes'" in r.stdout
+    assert printed in r.stdout
