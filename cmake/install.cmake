@@ -8,8 +8,8 @@
 #   lib/cmake/crvm/crvmConfig.cmake (+Version)  find_package(crvm) -> crvm::crvm, crvm::crvm_static
 #   bin/crvm-server, bin/crvm (the CLI)
 #
-# The files come from cargo's output for CRVM_CARGO_PROFILE (configure with
-# -DCRVM_CARGO_PROFILE=release for an optimised install).
+# The files come from cargo's output for the profile the build type picks (CRVM_PROFILE): a
+# Release build, the default, installs cargo's --release build.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 

@@ -9,6 +9,6 @@ source scripts/ensure-pytest.sh
 source scripts/ensure-redis.sh
 
 cargo test --workspace
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug -DCRVM_WERROR=ON
 cmake --build build -j "$(nproc)"
 ctest --test-dir build --output-on-failure "$@"
