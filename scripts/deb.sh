@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-cmake.sh
 root=$PWD
+# The release build shares scripts/cmake-conventions.sh's cargo output (CI runs both).
+target=${CARGO_TARGET_DIR:-$root/target}
+mkdir -p "$target"
+export CARGO_TARGET_DIR
+CARGO_TARGET_DIR=$(cd "$target" && pwd)/cmake-conventions
 if ! cargo deb --version >/dev/null 2>&1; then
   cargo install cargo-deb --locked --quiet
 fi
@@ -17,8 +22,8 @@ done
 
 # The release build and its install, staged as the package will lay it out.
 rm -rf build-deb
-cmake -S . -B build-deb -DCMAKE_BUILD_TYPE=Release -DCRVM_CARGO_PROFILE=release \
-  -DCMAKE_INSTALL_PREFIX=/usr -DBUILD_TESTING=OFF >/dev/null
+cmake -S . -B build-deb -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
+  -DBUILD_TESTING=OFF -DCRVM_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-deb -j "$(nproc)" >/dev/null 2>&1
 DESTDIR="$root/build-deb/stage" cmake --install build-deb >/dev/null
 cargo deb -p crvm-server --no-build --fast --output build-deb/ >/dev/null
