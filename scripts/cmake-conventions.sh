@@ -62,15 +62,8 @@ int main(void) {
   return 0;
 }
 EOF
-cat >CMakeLists.txt <<'EOF'
-cmake_minimum_required(VERSION 3.16)
-project(app C)
-find_package(crvm 0.1 REQUIRED)
-add_executable(app app.c)
-target_link_libraries(app PRIVATE crvm::crvm)
-add_executable(app_static app.c)
-target_link_libraries(app_static PRIVATE crvm::crvm_static)
-EOF
+# The consumer project of tests/install (find_package(crvm): shared and static).
+cp "$tmp/src/tests/install/CMakeLists.txt" .
 expect="libcrvm $version"
 cmake -S . -B out -DCMAKE_PREFIX_PATH="$PREFIX" -DCMAKE_C_FLAGS="-Wall -Wextra -Werror" >/dev/null
 cmake --build out >/dev/null
