@@ -25,6 +25,7 @@ fail() {
   echo "cmake-conventions: $*" >&2
   exit 1
 }
+[[ -z $(git status --porcelain --untracked-files=no) ]] || echo "cmake-conventions: uncommitted changes are not in the clone it tests" >&2
 git clone -q "$repo" "$tmp/src"
 cd "$tmp/src"
 echo "== clean clone of $(git log -1 --format='%h %s' | cut -c1-80)"
