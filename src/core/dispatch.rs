@@ -98,6 +98,11 @@ impl Dispatch {
         }
     }
 
+    /// From now on no callback starts (one running on another thread finishes).
+    pub fn stop(&self) {
+        self.destroyed.store(true, Ordering::Release);
+    }
+
     /// Marks the client destroyed. Unless the caller is itself delivering an event of this
     /// client, waits for the event in progress (on another thread) to finish. Returns whether
     /// the caller is inside a callback of this client.

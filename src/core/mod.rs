@@ -384,6 +384,9 @@ impl Client {
             if sh.session.finished() || self.inner.dispatch.is_destroyed() {
                 return;
             }
+            // First, so that nothing the logout below settles (a pending login's result, say)
+            // reaches the app: the worker may deliver the moment the events are queued.
+            self.inner.dispatch.stop();
             sh.session.destroy(Instant::now());
             self.inner.after_call(sh, true);
         }
