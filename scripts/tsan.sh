@@ -17,7 +17,8 @@ lib_dir=$PWD/target/tsan/$host/debug
 # The library really is instrumented (it calls into the TSan runtime).
 [[ $(nm -D "$lib_dir/libcrvm.so" | grep -c ' U __tsan_read') -gt 0 ]] || { echo "libcrvm is not instrumented" >&2; exit 1; }
 
-cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCRVM_WERROR=ON -DCRVM_TSAN=ON -DCRVM_LIB_DIR="$lib_dir" >/dev/null
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCRVM_WERROR=ON -DCRVM_TSAN=ON -DCRVM_LIB_DIR="$lib_dir" \
+  -DCRVM_TEST_DROPS_MS=1000 >/dev/null
 cmake --build build-tsan -j "$(nproc)"
 # Not here: the Python binding (its interpreter is not instrumented), the install and README
 # checks and the Release build (no threads of their own), and the 1 GiB transfer (too slow under TSan; the other data
