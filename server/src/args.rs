@@ -139,7 +139,9 @@ enum AdminSub {
 pub enum Stop {
     /// Print this on stdout and exit 0 (help, version, completions, manual page).
     Print(String),
-    /// A usage error (clap's own message, or ours): exit 2.
+    /// A usage error found by clap: its message, hint included, on stderr; exit 2.
+    Clap(String),
+    /// A usage error of ours: exit 2.
     Usage(String),
 }
 
@@ -148,7 +150,7 @@ pub fn parse(args: &[String]) -> Result<Command, Stop> {
     let argv = std::iter::once("crvm-server".to_owned()).chain(args.iter().cloned());
     let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
-        Err(e) if e.use_stderr() => return Err(Stop::Usage(e.render().to_string())),
+        Err(e) if e.use_stderr() => return Err(Stop::Clap(e.render().to_string())),
         Err(e) => return Err(Stop::Print(e.render().to_string())),
     };
     match cli.command {
@@ -247,7 +249,7 @@ mod tests {
 
     fn usage(s: &str) -> String {
         match parse(&args(s)) {
-            Err(Stop::Usage(m)) => m,
+            Err(Stop::Usage(m) | Stop::Clap(m)) => m,
             other => panic!("{s}: {other:?}"),
         }
     }

@@ -87,15 +87,11 @@ pub fn main() -> i32 {
             print!("{text}");
             0
         }
-        Err(Stop::Usage(msg)) => {
-            // clap's messages end with their own hint; ours get one.
-            if msg.starts_with("error:") {
-                eprint!("{msg}");
-                2
-            } else {
-                usage_error(&msg)
-            }
+        Err(Stop::Clap(msg)) => {
+            eprint!("{msg}");
+            2
         }
+        Err(Stop::Usage(msg)) => usage_error(&msg),
     }
 }
 

@@ -255,10 +255,6 @@ pub fn request_kind(msg: &crvm_proto::ClientMsg) -> &'static str {
             Op::RejectCall { .. } => "reject_call",
             Op::HangupCall { .. } => "hangup_call",
             Op::Offer { .. } => "offer",
-            #[allow(unreachable_patterns)]
-            _ => "other",
         },
-        #[allow(unreachable_patterns)]
-        _ => "other",
     }
 }
