@@ -56,6 +56,8 @@ pub struct Metrics {
     calls: Family<Outcome, Counter>,
     overflows: Counter,
     requests: Histograms,
+    /// One scrape at a time: each sets the gauges, then encodes them.
+    scraping: parking_lot::Mutex<()>,
 }
 
 /// The process's metrics.
@@ -84,6 +86,7 @@ impl Metrics {
             calls: Family::default(),
             overflows: Counter::default(),
             requests: Family::new_with_constructor(request_histogram),
+            scraping: parking_lot::Mutex::new(()),
         };
         let r = &mut m.registry;
         r.register(
@@ -189,6 +192,8 @@ impl Metrics {
     /// tenant of the config, 0 included) and calls in progress (unchanged when `None`: the
     /// shared state could not say).
     pub fn scrape(&self, sessions: &[(String, usize)], calls_active: Option<usize>) -> String {
+        let _one = self.scraping.lock();
+        // Cleared first: a tenant removed by a reload has no series any more.
         self.sessions.clear();
         for (tenant, n) in sessions {
             self.sessions
