@@ -7,7 +7,6 @@
 
 // The table and the generator, exactly as build.rs sees them.
 include!("../src/events.rs");
-#[allow(dead_code)]
 #[path = "../codegen/mirrors.rs"]
 mod mirrors;
 

@@ -15,16 +15,19 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import _abi
 
-# The callbacks and functions of the header, generated from the library's sources (_abi.py).
+# The members of crvm_callbacks with their arguments (_abi.py, generated from the events table).
 EVENTS = _abi.EVENTS
 
 EVENT_NAMES = frozenset(name for name, _ in EVENTS)
 
-_CTYPE = {"s": ctypes.c_char_p, "b": ctypes.c_char_p, "i": ctypes.c_int32, "l": ctypes.c_int64}
+# The ctypes type of each kind of event argument.
+_KIND_CTYPE = {
+    "s": ctypes.c_char_p, "b": ctypes.c_char_p, "i": ctypes.c_int32, "l": ctypes.c_int64,
+}
 
 # One CFUNCTYPE per member: void (*)(void *ud, ...).
 PROTOTYPES = {
-    name: ctypes.CFUNCTYPE(None, ctypes.c_void_p, *(_CTYPE[kind] for _, kind in args))
+    name: ctypes.CFUNCTYPE(None, ctypes.c_void_p, *(_KIND_CTYPE[kind] for _, kind in args))
     for name, args in EVENTS
 }
 
@@ -43,7 +46,7 @@ HANDLE = ctypes.POINTER(_Handle)
 
 # The C types the header uses, as ctypes types (None: void). A type missing here fails the
 # first load loudly (KeyError), rather than calling a function with a guessed signature.
-_CTYPES = {
+_C_TYPE = {
     "void": None,
     "int32_t": ctypes.c_int32,
     "int64_t": ctypes.c_int64,
@@ -59,7 +62,7 @@ _CTYPES = {
 
 def _signatures() -> Dict[str, Tuple[Any, List[Any]]]:
     """name -> (restype, argtypes) of every function of the header."""
-    return {name: (_CTYPES[ret], [_CTYPES[ty] for _, ty in args])
+    return {name: (_C_TYPE[ret], [_C_TYPE[ty] for _, ty in args])
             for name, ret, args in _abi.FUNCTIONS}
 
 
