@@ -49,15 +49,32 @@ fn main() {
     // The mirrors, where this tree has them (a packaged crate carries neither).
     let hpp = root.join("include/crvm.hpp");
     if let Ok(text) = std::fs::read_to_string(&hpp) {
-        let (begin, end) = (mirrors::CPP_BEGIN, mirrors::CPP_END);
-        let spliced = mirrors::splice(&text, begin, end, &mirrors::cpp_region())
-            .unwrap_or_else(|| panic!("include/crvm.hpp lost its {begin:?} ... {end:?} lines"));
-        write_if_changed(&hpp, &spliced);
+        let text = splice(
+            &hpp,
+            &text,
+            mirrors::CPP_BEGIN,
+            mirrors::CPP_END,
+            &mirrors::cpp_region(),
+        );
+        let (begin, end) = (mirrors::CPP_REQUESTS_BEGIN, mirrors::CPP_REQUESTS_END);
+        let text = splice(&hpp, &text, begin, end, &mirrors::cpp_requests(&header));
+        write_if_changed(&hpp, &text);
     }
     let py = root.join("bindings/python/crvm");
     if py.is_dir() {
         write_if_changed(&py.join("_abi.py"), &mirrors::python_abi(&header));
+        let client = py.join("client.py");
+        let text = std::fs::read_to_string(&client).expect("bindings/python/crvm/client.py");
+        let (begin, end) = (mirrors::PY_REQUESTS_BEGIN, mirrors::PY_REQUESTS_END);
+        let text = splice(&client, &text, begin, end, &mirrors::py_requests(&header));
+        write_if_changed(&client, &text);
     }
+}
+
+/// `text` of `path` with its generated region rewritten.
+fn splice(path: &Path, text: &str, begin: &str, end: &str, region: &str) -> String {
+    mirrors::splice(text, begin, end, region)
+        .unwrap_or_else(|| panic!("{} lost its {begin:?} ... {end:?} lines", path.display()))
 }
 
 /// Writes only on change, so an unchanged file keeps its timestamp (no spurious rebuilds).

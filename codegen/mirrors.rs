@@ -120,10 +120,16 @@ pub const CPP_END: &str = "// END generated from src/events.rs";
 /// The longest line the C++ and Python renderings aim for.
 const WIDTH: usize = 99;
 
-/// `head` and `tail` on one line, or on two (`tail` indented by `indent`) if one is too long.
+/// `head` and `tail` on one line, a space apart, or on two (`tail` indented by `indent`) if
+/// one would be too long.
 fn fit(head: &str, tail: &str, indent: &str) -> String {
-    if head.len() + 1 + tail.len() <= WIDTH {
-        format!("{head} {tail}\n")
+    fit_sep(head, " ", tail, indent)
+}
+
+/// [`fit`] with `sep` between the two on one line.
+fn fit_sep(head: &str, sep: &str, tail: &str, indent: &str) -> String {
+    if head.len() + sep.len() + tail.len() <= WIDTH {
+        format!("{head}{sep}{tail}\n")
     } else {
         format!("{head}\n{indent}{tail}\n")
     }
@@ -288,4 +294,182 @@ pub fn python_abi(header: &str) -> String {
         out += "    )),\n";
     }
     out + ")\n"
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests: the bindings' methods of the plain ones
+
+/// Functions of a client whose C++ method is written by hand in include/crvm.hpp (lifecycle,
+/// and defaults beyond a trailing cookie). Every other request of the header is plain and
+/// generated.
+pub const CPP_BY_HAND: &[&str] = &[
+    "crvm_set_option",
+    "crvm_poll",
+    "crvm_destroy",
+    "crvm_login",
+    "crvm_logout",
+    "crvm_network_changed",
+    "crvm_call",
+    "crvm_accept_call",
+    "crvm_reject_call",
+    "crvm_hungup_call",
+];
+
+/// The same for Python's bindings/python/crvm/client.py, which also writes by hand the methods
+/// that take bytes or paths, other defaults, or say more in a docstring.
+pub const PY_BY_HAND: &[&str] = &[
+    "crvm_set_option",
+    "crvm_poll",
+    "crvm_destroy",
+    "crvm_login",
+    "crvm_logout",
+    "crvm_network_changed",
+    "crvm_create_meeting",
+    "crvm_call",
+    "crvm_accept_call",
+    "crvm_reject_call",
+    "crvm_hungup_call",
+    "crvm_send_cmd",
+    "crvm_send_buffer",
+    "crvm_send_file",
+];
+
+/// A plain request: `int32_t crvm_<name>(struct crvm_client *c, ...)` whose arguments are
+/// strings and `int32_t`s, then maybe an `<x>_out`/`<x>_cap` buffer for an ID it returns.
+pub struct Request {
+    /// The C function's name.
+    pub c_name: String,
+    /// The method's: without `crvm_`.
+    pub name: String,
+    /// (name, is a string) of each argument between the handle and the ID buffer.
+    pub args: Vec<(String, bool)>,
+    /// It writes an ID to a buffer, which the method returns.
+    pub returns_id: bool,
+}
+
+/// The plain requests of `header` that `by_hand` leaves to the generator, in the header's
+/// order. Panics on a request that is neither plain nor written by hand: its methods must be.
+pub fn plain_requests(header: &str, by_hand: &[&str]) -> Vec<Request> {
+    let mut out = Vec::new();
+    for (c_name, ret, args) in header_functions(header) {
+        let is_request = args
+            .first()
+            .is_some_and(|(_, ty)| ty == "struct crvm_client *");
+        if !is_request || by_hand.contains(&c_name.as_str()) {
+            continue;
+        }
+        let mut args = &args[1..];
+        let mut returns_id = false;
+        if let [rest @ .., (out, out_ty), (cap, cap_ty)] = args {
+            if out.ends_with("_out") && out_ty == "char *" && cap.ends_with("_cap") {
+                assert_eq!(cap_ty, "size_t", "{c_name}: {cap}");
+                (args, returns_id) = (rest, true);
+            }
+        }
+        let plain = ret == "int32_t"
+            && args
+                .iter()
+                .all(|(_, ty)| ty == "const char *" || ty == "int32_t");
+        assert!(
+            plain,
+            "{c_name} is not a plain request: write its C++ and Python methods by hand and add \
+             it to CPP_BY_HAND and PY_BY_HAND (codegen/mirrors.rs)"
+        );
+        out.push(Request {
+            name: c_name["crvm_".len()..].to_owned(),
+            args: args
+                .iter()
+                .map(|(n, ty)| (n.clone(), ty == "const char *"))
+                .collect(),
+            c_name,
+            returns_id,
+        });
+    }
+    out
+}
+
+pub const CPP_REQUESTS_BEGIN: &str = "// BEGIN generated from include/crvm.h by build.rs";
+pub const CPP_REQUESTS_END: &str = "// END generated from include/crvm.h";
+
+/// The generated region inside `crvm::Client`: one method per plain request.
+pub fn cpp_requests(header: &str) -> String {
+    let mut out = format!(
+        "{CPP_REQUESTS_BEGIN}: do not edit; `cargo build` rewrites it.\n\
+         \x20 // The plain requests, crvm_<name> without the handle: a trailing cookie defaults to \"\",\n\
+         \x20 // an ID buffer becomes the return value; data stays base64, as in the C API.\n"
+    );
+    for r in plain_requests(header, CPP_BY_HAND) {
+        let n = r.args.len();
+        let params: Vec<String> = (r.args.iter().enumerate())
+            .map(|(i, (a, s))| match (s, i + 1 == n && a == "cookie") {
+                (true, true) => format!("Str {a} = \"\""),
+                (true, false) => format!("Str {a}"),
+                (false, _) => format!("int32_t {a}"),
+            })
+            .collect();
+        let mut call: Vec<String> = vec!["c_".into()];
+        call.extend(r.args.iter().map(|(a, s)| match s {
+            true => format!("detail::c({a})"),
+            false => a.clone(),
+        }));
+        let ret = if r.returns_id { "std::string" } else { "void" };
+        out += &format!("  {ret} {}({}) {{\n", r.name, params.join(", "));
+        if r.returns_id {
+            call.extend(["id".into(), "sizeof id".into()]);
+            out += "    char id[CRVM_ID_BUF_LEN];\n";
+        }
+        out += &fit_sep(
+            "    detail::check(",
+            "",
+            &format!("{}({}));", r.c_name, call.join(", ")),
+            "        ",
+        );
+        if r.returns_id {
+            out += "    return id;\n";
+        }
+        out += "  }\n";
+    }
+    out + "  " + CPP_REQUESTS_END
+}
+
+pub const PY_REQUESTS_BEGIN: &str = "# BEGIN generated from include/crvm.h by build.rs";
+pub const PY_REQUESTS_END: &str = "# END generated from include/crvm.h";
+
+/// The generated region at the end of Python's `Client`: one method per plain request.
+pub fn py_requests(header: &str) -> String {
+    let mut out = format!(
+        "{PY_REQUESTS_BEGIN}: do not edit; `cargo build` rewrites it.\n\
+         \x20   # The plain requests, crvm_<name> without the handle: a trailing cookie defaults to \"\",\n\
+         \x20   # an ID buffer becomes the returned str.\n"
+    );
+    for r in plain_requests(header, PY_BY_HAND) {
+        let n = r.args.len();
+        let mut params = vec!["self".to_owned()];
+        params.extend(r.args.iter().enumerate().map(|(i, (a, s))| {
+            match (s, i + 1 == n && a == "cookie") {
+                (true, true) => format!("{a}: str = \"\""),
+                (true, false) => format!("{a}: str"),
+                (false, _) => format!("{a}: int"),
+            }
+        }));
+        let ret = if r.returns_id { "str" } else { "None" };
+        out += &format!("\n    def {}({}) -> {ret}:\n", r.name, params.join(", "));
+        let mut call = vec![format!("\"{}\"", r.c_name)];
+        call.extend(r.args.iter().map(|(a, s)| match s {
+            true => format!("_s({a}, \"{a}\")"),
+            false => format!("_i32({a}, \"{a}\")"),
+        }));
+        let head = if r.returns_id {
+            "        return self._with_id("
+        } else {
+            "        self._c("
+        };
+        out += &fit_sep(
+            head,
+            "",
+            &format!("{})", call.join(", ")),
+            "                ",
+        );
+    }
+    out + "    " + PY_REQUESTS_END
 }

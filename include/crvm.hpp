@@ -226,25 +226,6 @@ class Client {
   void logout() { detail::check(crvm_logout(c_)); }
   // The network changed: drop the link and resume the session at once (SPEC §3.6).
   void network_changed() { detail::check(crvm_network_changed(c_)); }
-  void set_dnd_status(int32_t dnd_status, Str cookie = "") {
-    detail::check(crvm_set_dnd_status(c_, dnd_status, detail::c(cookie)));
-  }
-  void get_user_status(Str cookie = "") {
-    detail::check(crvm_get_user_status(c_, detail::c(cookie)));
-  }
-  void start_user_status_notify(Str cookie = "") {
-    detail::check(crvm_start_user_status_notify(c_, detail::c(cookie)));
-  }
-  void stop_user_status_notify(Str cookie = "") {
-    detail::check(crvm_stop_user_status_notify(c_, detail::c(cookie)));
-  }
-  void create_meeting(Str meet_subject, int32_t create_pswd, Str cookie = "") {
-    detail::check(crvm_create_meeting(c_, detail::c(meet_subject), create_pswd, detail::c(cookie)));
-  }
-  void destroy_meeting(int32_t meet_id, Str cookie = "") {
-    detail::check(crvm_destroy_meeting(c_, meet_id, detail::c(cookie)));
-  }
-  void get_meetings(Str cookie = "") { detail::check(crvm_get_meetings(c_, detail::c(cookie))); }
 
   // Returns the new call's ID.
   std::string call(Str called_user_id, Str meet_obj = "", Str usr_ext_dat = "", Str cookie = "") {
@@ -267,10 +248,35 @@ class Client {
     detail::check(crvm_hungup_call(c_, c(call_id), c(usr_ext_dat), c(cookie)));
   }
 
-  // Data is base64, as in the C API. Each returns the task ID.
+  // BEGIN generated from include/crvm.h by build.rs: do not edit; `cargo build` rewrites it.
+  // The plain requests, crvm_<name> without the handle: a trailing cookie defaults to "",
+  // an ID buffer becomes the return value; data stays base64, as in the C API.
+  void set_dnd_status(int32_t dnd_status, Str cookie = "") {
+    detail::check(crvm_set_dnd_status(c_, dnd_status, detail::c(cookie)));
+  }
+  void get_user_status(Str cookie = "") {
+    detail::check(crvm_get_user_status(c_, detail::c(cookie)));
+  }
+  void start_user_status_notify(Str cookie = "") {
+    detail::check(crvm_start_user_status_notify(c_, detail::c(cookie)));
+  }
+  void stop_user_status_notify(Str cookie = "") {
+    detail::check(crvm_stop_user_status_notify(c_, detail::c(cookie)));
+  }
+  void create_meeting(Str meet_subject, int32_t create_pswd, Str cookie = "") {
+    detail::check(
+        crvm_create_meeting(c_, detail::c(meet_subject), create_pswd, detail::c(cookie)));
+  }
+  void destroy_meeting(int32_t meet_id, Str cookie = "") {
+    detail::check(crvm_destroy_meeting(c_, meet_id, detail::c(cookie)));
+  }
+  void get_meetings(Str cookie = "") {
+    detail::check(crvm_get_meetings(c_, detail::c(cookie)));
+  }
   std::string send_cmd(Str target_user_id, Str data_base64) {
     char id[CRVM_ID_BUF_LEN];
-    detail::check(crvm_send_cmd(c_, detail::c(target_user_id), detail::c(data_base64), id, sizeof id));
+    detail::check(
+        crvm_send_cmd(c_, detail::c(target_user_id), detail::c(data_base64), id, sizeof id));
     return id;
   }
   std::string send_buffer(Str target_user_id, Str data_base64) {
@@ -281,10 +287,14 @@ class Client {
   }
   std::string send_file(Str target_user_id, Str file_name) {
     char id[CRVM_ID_BUF_LEN];
-    detail::check(crvm_send_file(c_, detail::c(target_user_id), detail::c(file_name), id, sizeof id));
+    detail::check(
+        crvm_send_file(c_, detail::c(target_user_id), detail::c(file_name), id, sizeof id));
     return id;
   }
-  void cancel_send(Str task_id) { detail::check(crvm_cancel_send(c_, detail::c(task_id))); }
+  void cancel_send(Str task_id) {
+    detail::check(crvm_cancel_send(c_, detail::c(task_id)));
+  }
+  // END generated from include/crvm.h
 
  private:
   crvm_client *c_ = nullptr;

@@ -160,22 +160,79 @@ fn the_committed_mirrors_are_what_the_table_renders() {
         header.contains(&mirrors::c_callbacks()),
         "include/crvm.h: crvm_callbacks is stale (cargo build rewrites it)"
     );
-    let hpp = read("include/crvm.hpp");
-    let spliced = mirrors::splice(
-        &hpp,
-        mirrors::CPP_BEGIN,
-        mirrors::CPP_END,
-        &mirrors::cpp_region(),
-    )
-    .expect("crvm.hpp's generated region");
-    assert!(
-        spliced == hpp,
-        "include/crvm.hpp: the generated region is stale or edited (cargo build rewrites it)"
-    );
+    let regions = [
+        (
+            "include/crvm.hpp",
+            mirrors::CPP_BEGIN,
+            mirrors::CPP_END,
+            mirrors::cpp_region(),
+        ),
+        (
+            "include/crvm.hpp",
+            mirrors::CPP_REQUESTS_BEGIN,
+            mirrors::CPP_REQUESTS_END,
+            mirrors::cpp_requests(&header),
+        ),
+        (
+            "bindings/python/crvm/client.py",
+            mirrors::PY_REQUESTS_BEGIN,
+            mirrors::PY_REQUESTS_END,
+            mirrors::py_requests(&header),
+        ),
+    ];
+    for (file, begin, end, region) in regions {
+        let text = read(file);
+        let spliced = mirrors::splice(&text, begin, end, &region)
+            .unwrap_or_else(|| panic!("{file}: no {begin:?} region"));
+        assert!(
+            spliced == text,
+            "{file}: the region {begin:?} is stale or edited (cargo build rewrites it)"
+        );
+    }
     assert!(
         read("bindings/python/crvm/_abi.py") == mirrors::python_abi(&header),
         "bindings/python/crvm/_abi.py is stale or edited (cargo build rewrites it)"
     );
+}
+
+#[test]
+fn every_function_of_a_client_has_a_method_in_each_binding() {
+    let header = read("include/crvm.h");
+    let (hpp, py) = (
+        read("include/crvm.hpp"),
+        read("bindings/python/crvm/client.py"),
+    );
+    let functions = mirrors::header_functions(&header);
+    let of_a_client = functions.iter().filter(|(_, _, args)| {
+        args.first()
+            .is_some_and(|(_, t)| t == "struct crvm_client *")
+    });
+    let mut n = 0;
+    for (c_name, _, _) in of_a_client {
+        let name = &c_name["crvm_".len()..];
+        // crvm_destroy is the C++ destructor and Python's close().
+        let (cpp_name, py_name) = match name {
+            "destroy" => ("~Client", "close"),
+            _ => (name, name),
+        };
+        assert!(
+            hpp.contains(&format!(" {cpp_name}(")),
+            "crvm.hpp: no {cpp_name}()"
+        );
+        assert!(
+            py.contains(&format!("    def {py_name}(")),
+            "client.py: no {py_name}()"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 21);
+    // The generator's lists of methods written by hand name functions that exist.
+    for name in mirrors::CPP_BY_HAND.iter().chain(mirrors::PY_BY_HAND) {
+        assert!(
+            functions.iter().any(|f| f.0 == *name),
+            "no {name} in the header"
+        );
+    }
 }
 
 #[test]
