@@ -1,9 +1,10 @@
 //! Generates include/crvm.h from the Rust sources with cbindgen, and the bindings' mirrors of
-//! it: the C++ wrapper's event members (a marked region of include/crvm.hpp) and the Python
-//! binding's description of the ABI (bindings/python/crvm/_abi.py). All are committed; CI
-//! regenerates them and fails on any difference, and `tests/mirrors.rs` checks the committed
-//! copies against what `codegen/mirrors.rs` renders, so header, library and bindings never drift
-//! apart.
+//! it (`codegen/mirrors.rs`): in include/crvm.hpp the C++ wrapper's event members and the
+//! methods of the plain requests, and for Python the description of the ABI
+//! (bindings/python/crvm/_abi.py) and the same methods (in client.py), each in a marked region.
+//! All are committed; CI regenerates them and fails on any difference, and `tests/mirrors.rs`
+//! checks the committed copies against what `codegen/mirrors.rs` renders, so header, library and
+//! bindings never drift apart.
 //!
 //! `crvm_callbacks` is made by a macro from the events table (`src/events.rs`), which cbindgen
 //! cannot see through, so `codegen/mirrors.rs` renders the same table into C itself and it goes

@@ -1,9 +1,10 @@
 // What is generated from the events table (`src/events.rs`) and from the header: the C
-// declaration of `crvm_callbacks` (into include/crvm.h), the C++ wrapper's `crvm::Events` and
-// its trampolines (a marked region of include/crvm.hpp) and the Python binding's description
-// of the ABI (bindings/python/crvm/_abi.py). All three are committed; `build.rs` rewrites them
-// on every build and `tests/mirrors.rs` fails when a committed copy differs from what this file
-// renders, so no mirror is ever kept by hand.
+// declaration of `crvm_callbacks` (into include/crvm.h); in include/crvm.hpp, the C++
+// wrapper's `crvm::Events` with its trampolines and the methods of the plain requests (two
+// marked regions); for Python, the description of the ABI (bindings/python/crvm/_abi.py) and
+// the methods of the plain requests (a marked region of client.py). All are committed;
+// `build.rs` rewrites them on every build and `tests/mirrors.rs` fails when a committed copy
+// differs from what this file renders, so no mirror is kept by hand.
 //
 // Used by `build.rs` and by `tests/mirrors.rs`, both of which `include!` the events table
 // before this module, so `for_each_event!` is in scope here.

@@ -1,9 +1,11 @@
 //! The bindings' mirrors of the header are generated (`codegen/mirrors.rs`, run by `build.rs`)
-//! and committed: the C++ wrapper's `crvm::Events` and its trampolines (a marked region of
-//! `include/crvm.hpp`) and the Python binding's `EVENTS` and `FUNCTIONS`
-//! (`bindings/python/crvm/_abi.py`). Here the committed copies are checked against what the
-//! generator renders (no hand edit, no stale copy), and, independently of the generator, parsed
-//! and compared with the header: the same members, in the same order, with the same arguments.
+//! and committed: the C++ wrapper's `crvm::Events` with its trampolines and its methods of the
+//! plain requests (two marked regions of `include/crvm.hpp`), and the Python binding's `EVENTS`
+//! and `FUNCTIONS` (`bindings/python/crvm/_abi.py`) and methods of the plain requests (a marked
+//! region of `client.py`). Here the committed copies are checked against what the generator
+//! renders (no hand edit, no stale copy); every function of a client must have a method in both
+//! bindings; and, independently of the generator, the event mirrors are parsed and compared
+//! with the header: the same members, in the same order, with the same arguments.
 
 // The table and the generator, exactly as build.rs sees them.
 include!("../src/events.rs");
