@@ -1,10 +1,14 @@
-//! Generates include/crvm.h from the Rust sources with cbindgen. The header is committed; CI
-//! regenerates it and fails on any difference, so header and library never drift apart.
+//! Generates include/crvm.h from the Rust sources with cbindgen, and the bindings' mirrors of
+//! it (`codegen/mirrors.rs`): in include/crvm.hpp the C++ wrapper's event members and the
+//! methods of the plain requests, and for Python the description of the ABI
+//! (bindings/python/crvm/_abi.py) and the same methods (in client.py), each in a marked region.
+//! All are committed; CI regenerates them and fails on any difference, and `tests/mirrors.rs`
+//! checks the committed copies against what `codegen/mirrors.rs` renders, so header, library and
+//! bindings never drift apart.
 //!
 //! `crvm_callbacks` is made by a macro from the events table (`src/events.rs`), which cbindgen
-//! cannot see through, so this script renders the same table into C itself and puts it right
-//! after the includes.
-
+//! cannot see through, so `codegen/mirrors.rs` renders the same table into C itself and it goes
+//! right after the includes.
 //!
 //! It also gives the shared library a versioned SONAME, `libcrvm.so.<major>`, so apps record the
 //! ABI they were built against, and puts the matching `libcrvm.so.<major>` link next to cargo's
@@ -15,84 +19,70 @@ use std::path::Path;
 // The events table: `for_each_event!(m)` calls `m!` with every row.
 include!("src/events.rs");
 
-/// The C type of an argument of each kind of the table.
-macro_rules! c_type {
-    (Id) => {
-        "const char *"
-    };
-    (Str) => {
-        "const char *"
-    };
-    (Json) => {
-        "const char *"
-    };
-    (B64) => {
-        "const char *"
-    };
-    (Code) => {
-        "int32_t "
-    };
-    (Rslt) => {
-        "int32_t "
-    };
-    (I32) => {
-        "int32_t "
-    };
-    (I64) => {
-        "int64_t "
-    };
-}
-
-/// The table as the C declaration of `crvm_callbacks`, with the rows' documentation in the
-/// header's doxygen style.
-macro_rules! render_callbacks {
-    (
-        $(#[doc = $sdoc:literal])* struct crvm_callbacks;
-        $(
-            $(#[doc = $vdoc:literal])*
-            $variant:ident { $($field:ident : $fty:ty),* $(,)? } on $scrut:tt {
-                $(
-                    $(#[doc = $cdoc:literal])*
-                    $pat:pat => $cb:ident ( $($arg:ident : $kind:ident = $e:expr),* $(,)? )
-                ),* $(,)?
-            }
-        )*
-    ) => {
-        concat!(
-            "/**\n", $(" *", $sdoc, "\n",)* " */\n",
-            "typedef struct crvm_callbacks {\n",
-            $($(
-                $("  /**", $cdoc, " */\n",)*
-                "  void (*", stringify!($cb), ")(void *ud", $(", ", c_type!($kind), stringify!($arg),)* ");\n",
-            )*)*
-            "} crvm_callbacks;\n"
-        )
-    };
-}
-
-/// `crvm_callbacks` in C.
-const CALLBACKS_C: &str = for_each_event!(render_callbacks);
+#[path = "codegen/mirrors.rs"]
+mod mirrors;
 
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let root = Path::new(&dir);
     soname();
-    for watched in ["src", "src/events.rs", "proto/src", "cbindgen.toml"] {
+    for watched in [
+        "src",
+        "src/events.rs",
+        "proto/src",
+        "cbindgen.toml",
+        "codegen",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
-    let header = cbindgen::Builder::new()
+    let bindings = cbindgen::Builder::new()
         .with_crate(root)
         .with_config(config)
-        .with_after_include(format!(
-            "\n{}",
-            CALLBACKS_C.replace(" */\n  /**", "\n   *").trim_end()
-        ))
+        .with_after_include(format!("\n{}", mirrors::c_callbacks()))
         .generate()
         .expect("cbindgen could not generate crvm.h");
-    let out = root.join("include").join("crvm.h");
-    // Write only on change, so an unchanged header keeps its timestamp (no spurious rebuilds).
-    header.write_to_file(out);
+    let mut header = Vec::new();
+    bindings.write(&mut header);
+    let header = String::from_utf8(header).expect("cbindgen writes UTF-8");
+    write_if_changed(&root.join("include/crvm.h"), &header);
+
+    // The mirrors, where this tree has them (a packaged crate carries neither).
+    let hpp = root.join("include/crvm.hpp");
+    if let Ok(text) = std::fs::read_to_string(&hpp) {
+        let text = splice(
+            &hpp,
+            &text,
+            mirrors::CPP_BEGIN,
+            mirrors::CPP_END,
+            &mirrors::cpp_region(),
+        );
+        let (begin, end) = (mirrors::CPP_REQUESTS_BEGIN, mirrors::CPP_REQUESTS_END);
+        let text = splice(&hpp, &text, begin, end, &mirrors::cpp_requests(&header));
+        write_if_changed(&hpp, &text);
+    }
+    let py = root.join("bindings/python/crvm");
+    if py.is_dir() {
+        write_if_changed(&py.join("_abi.py"), &mirrors::python_abi(&header));
+        let client = py.join("client.py");
+        let text = std::fs::read_to_string(&client).expect("bindings/python/crvm/client.py");
+        let (begin, end) = (mirrors::PY_REQUESTS_BEGIN, mirrors::PY_REQUESTS_END);
+        let text = splice(&client, &text, begin, end, &mirrors::py_requests(&header));
+        write_if_changed(&client, &text);
+    }
+}
+
+/// `text` of `path` with its generated region rewritten.
+fn splice(path: &Path, text: &str, begin: &str, end: &str, region: &str) -> String {
+    mirrors::splice(text, begin, end, region)
+        .unwrap_or_else(|| panic!("{} lost its {begin:?} ... {end:?} lines", path.display()))
+}
+
+/// Writes only on change, so an unchanged file keeps its timestamp (no spurious rebuilds).
+fn write_if_changed(path: &Path, text: &str) {
+    if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
 }
 
 /// `-Wl,-soname,libcrvm.so.<major>` for the cdylib, plus the `libcrvm.so.<major> -> libcrvm.so`

@@ -41,7 +41,41 @@ class Error : public std::runtime_error {
 
 using Str = const std::string &;
 
-// One std::function per crvm_callbacks member, same names, same argument order.
+// The event handlers, one per crvm_callbacks member (generated below from the events table).
+struct Events;
+
+namespace detail {
+
+inline std::string str(const char *s) { return s ? std::string(s) : std::string(); }
+template <typename T>
+T conv(T v) {
+  return v;
+}
+inline std::string conv(const char *s) { return str(s); }
+
+// The C callback for member `M` of Events: converts the arguments and calls the function, if
+// set. Nothing escapes into C. (`set_trampolines`, below, registers one per member.)
+template <auto M, typename... A>
+void trampoline(void *ud, A... args) {
+  auto &f = static_cast<Events *>(ud)->*M;
+  if (!f) return;
+  try {
+    f(conv(args)...);
+  } catch (...) {
+  }
+}
+
+inline const char *c(Str s) { return s.c_str(); }
+
+inline void check(int32_t rc) {
+  if (rc != 0) throw Error(rc);
+}
+
+}  // namespace detail
+
+// BEGIN generated from src/events.rs by build.rs: do not edit; `cargo build` rewrites it.
+// One std::function per crvm_callbacks member (documented there, in crvm.h), same names,
+// same argument order.
 struct Events {
   std::function<void(Str usr_id, Str cookie)> login_success;
   std::function<void(int32_t sdk_err, Str cookie)> login_fail;
@@ -86,79 +120,72 @@ struct Events {
 
 namespace detail {
 
-inline std::string str(const char *s) { return s ? std::string(s) : std::string(); }
-template <typename T>
-T conv(T v) {
-  return v;
-}
-inline std::string conv(const char *s) { return str(s); }
-
-// The C callback for member `M` of Events: converts the arguments and calls the function, if
-// set. Nothing escapes into C.
-template <auto M, typename... A>
-void trampoline(void *ud, A... args) {
-  auto &f = static_cast<Events *>(ud)->*M;
-  if (!f) return;
-  try {
-    f(conv(args)...);
-  } catch (...) {
-  }
-}
-
-inline const char *c(Str s) { return s.c_str(); }
-
-inline void check(int32_t rc) {
-  if (rc != 0) throw Error(rc);
+// Points every member of `cb` at the trampoline of the Events member of that name.
+inline void set_trampolines(crvm_callbacks &cb) {
+  cb.login_success = &trampoline<&Events::login_success, const char *, const char *>;
+  cb.login_fail = &trampoline<&Events::login_fail, int32_t, const char *>;
+  cb.line_off = &trampoline<&Events::line_off, int32_t>;
+  cb.set_dnd_status_success = &trampoline<&Events::set_dnd_status_success, const char *>;
+  cb.set_dnd_status_fail = &trampoline<&Events::set_dnd_status_fail, int32_t, const char *>;
+  cb.get_user_status_success =
+      &trampoline<&Events::get_user_status_success, const char *, const char *>;
+  cb.get_user_status_fail = &trampoline<&Events::get_user_status_fail, int32_t, const char *>;
+  cb.notify_user_status = &trampoline<&Events::notify_user_status, const char *, const char *>;
+  cb.start_user_status_notify_rslt =
+      &trampoline<&Events::start_user_status_notify_rslt, int32_t, const char *>;
+  cb.stop_user_status_notify_rslt =
+      &trampoline<&Events::stop_user_status_notify_rslt, int32_t, const char *>;
+  cb.create_meeting_success =
+      &trampoline<&Events::create_meeting_success, const char *, const char *>;
+  cb.create_meeting_fail = &trampoline<&Events::create_meeting_fail, int32_t, const char *>;
+  cb.destroy_meeting_rslt = &trampoline<&Events::destroy_meeting_rslt, int32_t, const char *>;
+  cb.get_meetings_success = &trampoline<&Events::get_meetings_success, const char *, const char *>;
+  cb.get_meetings_fail = &trampoline<&Events::get_meetings_fail, int32_t, const char *>;
+  cb.call_success = &trampoline<&Events::call_success, const char *, const char *>;
+  cb.call_fail = &trampoline<&Events::call_fail, const char *, int32_t, const char *>;
+  cb.accept_call_success = &trampoline<&Events::accept_call_success, const char *, const char *>;
+  cb.accept_call_fail =
+      &trampoline<&Events::accept_call_fail, const char *, int32_t, const char *>;
+  cb.reject_call_success = &trampoline<&Events::reject_call_success, const char *, const char *>;
+  cb.reject_call_fail =
+      &trampoline<&Events::reject_call_fail, const char *, int32_t, const char *>;
+  cb.hungup_call_success = &trampoline<&Events::hungup_call_success, const char *, const char *>;
+  cb.hungup_call_fail =
+      &trampoline<&Events::hungup_call_fail, const char *, int32_t, const char *>;
+  cb.notify_call_in =
+      &trampoline<&Events::notify_call_in, const char *, const char *, const char *, const char *>;
+  cb.notify_call_accepted =
+      &trampoline<&Events::notify_call_accepted, const char *, const char *, const char *>;
+  cb.notify_call_rejected =
+      &trampoline<&Events::notify_call_rejected, const char *, int32_t, const char *>;
+  cb.notify_call_hungup = &trampoline<&Events::notify_call_hungup, const char *, const char *>;
+  cb.send_cmd_rlst = &trampoline<&Events::send_cmd_rlst, const char *, int32_t, const char *>;
+  cb.send_buffer_rlst =
+      &trampoline<&Events::send_buffer_rlst, const char *, int32_t, const char *>;
+  cb.send_file_rlst =
+      &trampoline<&Events::send_file_rlst, const char *, const char *, int32_t, const char *>;
+  cb.send_progress =
+      &trampoline<&Events::send_progress, const char *, int64_t, int64_t, const char *>;
+  cb.cancel_send_rlst =
+      &trampoline<&Events::cancel_send_rlst, const char *, int32_t, const char *>;
+  cb.notify_cmd_data = &trampoline<&Events::notify_cmd_data, const char *, const char *>;
+  cb.notify_buffer_data = &trampoline<&Events::notify_buffer_data, const char *, const char *>;
+  cb.notify_file_data =
+      &trampoline<&Events::notify_file_data, const char *, const char *, const char *>;
+  cb.notify_cancel_send = &trampoline<&Events::notify_cancel_send, const char *>;
+  cb.line_reconnecting = &trampoline<&Events::line_reconnecting, int32_t>;
+  cb.line_resumed = &trampoline<&Events::line_resumed, int64_t>;
 }
 
 }  // namespace detail
+// END generated from src/events.rs
 
 class Client {
  public:
   // Creates a client for `server_addr` ("host:port"). Throws crvm::Error if refused.
   Client(Str server_addr, Events events) : events_(new Events(std::move(events))) {
-    using detail::trampoline;
     crvm_callbacks cb{};
-#define CRVM_HPP_CB(name, ...) cb.name = &trampoline<&Events::name, __VA_ARGS__>
-    CRVM_HPP_CB(login_success, const char *, const char *);
-    CRVM_HPP_CB(login_fail, int32_t, const char *);
-    CRVM_HPP_CB(line_off, int32_t);
-    CRVM_HPP_CB(set_dnd_status_success, const char *);
-    CRVM_HPP_CB(set_dnd_status_fail, int32_t, const char *);
-    CRVM_HPP_CB(get_user_status_success, const char *, const char *);
-    CRVM_HPP_CB(get_user_status_fail, int32_t, const char *);
-    CRVM_HPP_CB(notify_user_status, const char *, const char *);
-    CRVM_HPP_CB(start_user_status_notify_rslt, int32_t, const char *);
-    CRVM_HPP_CB(stop_user_status_notify_rslt, int32_t, const char *);
-    CRVM_HPP_CB(create_meeting_success, const char *, const char *);
-    CRVM_HPP_CB(create_meeting_fail, int32_t, const char *);
-    CRVM_HPP_CB(destroy_meeting_rslt, int32_t, const char *);
-    CRVM_HPP_CB(get_meetings_success, const char *, const char *);
-    CRVM_HPP_CB(get_meetings_fail, int32_t, const char *);
-    CRVM_HPP_CB(call_success, const char *, const char *);
-    CRVM_HPP_CB(call_fail, const char *, int32_t, const char *);
-    CRVM_HPP_CB(accept_call_success, const char *, const char *);
-    CRVM_HPP_CB(accept_call_fail, const char *, int32_t, const char *);
-    CRVM_HPP_CB(reject_call_success, const char *, const char *);
-    CRVM_HPP_CB(reject_call_fail, const char *, int32_t, const char *);
-    CRVM_HPP_CB(hungup_call_success, const char *, const char *);
-    CRVM_HPP_CB(hungup_call_fail, const char *, int32_t, const char *);
-    CRVM_HPP_CB(notify_call_in, const char *, const char *, const char *, const char *);
-    CRVM_HPP_CB(notify_call_accepted, const char *, const char *, const char *);
-    CRVM_HPP_CB(notify_call_rejected, const char *, int32_t, const char *);
-    CRVM_HPP_CB(notify_call_hungup, const char *, const char *);
-    CRVM_HPP_CB(send_cmd_rlst, const char *, int32_t, const char *);
-    CRVM_HPP_CB(send_buffer_rlst, const char *, int32_t, const char *);
-    CRVM_HPP_CB(send_file_rlst, const char *, const char *, int32_t, const char *);
-    CRVM_HPP_CB(send_progress, const char *, int64_t, int64_t, const char *);
-    CRVM_HPP_CB(cancel_send_rlst, const char *, int32_t, const char *);
-    CRVM_HPP_CB(notify_cmd_data, const char *, const char *);
-    CRVM_HPP_CB(notify_buffer_data, const char *, const char *);
-    CRVM_HPP_CB(notify_file_data, const char *, const char *, const char *);
-    CRVM_HPP_CB(notify_cancel_send, const char *);
-    CRVM_HPP_CB(line_reconnecting, int32_t);
-    CRVM_HPP_CB(line_resumed, int64_t);
-#undef CRVM_HPP_CB
+    detail::set_trampolines(cb);
     detail::check(crvm_create(detail::c(server_addr), &cb, sizeof cb, events_.get(), &c_));
   }
 
@@ -199,25 +226,6 @@ class Client {
   void logout() { detail::check(crvm_logout(c_)); }
   // The network changed: drop the link and resume the session at once (SPEC §3.6).
   void network_changed() { detail::check(crvm_network_changed(c_)); }
-  void set_dnd_status(int32_t dnd_status, Str cookie = "") {
-    detail::check(crvm_set_dnd_status(c_, dnd_status, detail::c(cookie)));
-  }
-  void get_user_status(Str cookie = "") {
-    detail::check(crvm_get_user_status(c_, detail::c(cookie)));
-  }
-  void start_user_status_notify(Str cookie = "") {
-    detail::check(crvm_start_user_status_notify(c_, detail::c(cookie)));
-  }
-  void stop_user_status_notify(Str cookie = "") {
-    detail::check(crvm_stop_user_status_notify(c_, detail::c(cookie)));
-  }
-  void create_meeting(Str meet_subject, int32_t create_pswd, Str cookie = "") {
-    detail::check(crvm_create_meeting(c_, detail::c(meet_subject), create_pswd, detail::c(cookie)));
-  }
-  void destroy_meeting(int32_t meet_id, Str cookie = "") {
-    detail::check(crvm_destroy_meeting(c_, meet_id, detail::c(cookie)));
-  }
-  void get_meetings(Str cookie = "") { detail::check(crvm_get_meetings(c_, detail::c(cookie))); }
 
   // Returns the new call's ID.
   std::string call(Str called_user_id, Str meet_obj = "", Str usr_ext_dat = "", Str cookie = "") {
@@ -240,10 +248,35 @@ class Client {
     detail::check(crvm_hungup_call(c_, c(call_id), c(usr_ext_dat), c(cookie)));
   }
 
-  // Data is base64, as in the C API. Each returns the task ID.
+  // BEGIN generated from include/crvm.h by build.rs: do not edit; `cargo build` rewrites it.
+  // The plain requests, crvm_<name> without the handle: a trailing cookie defaults to "",
+  // an ID buffer becomes the return value; data stays base64, as in the C API.
+  void set_dnd_status(int32_t dnd_status, Str cookie = "") {
+    detail::check(crvm_set_dnd_status(c_, dnd_status, detail::c(cookie)));
+  }
+  void get_user_status(Str cookie = "") {
+    detail::check(crvm_get_user_status(c_, detail::c(cookie)));
+  }
+  void start_user_status_notify(Str cookie = "") {
+    detail::check(crvm_start_user_status_notify(c_, detail::c(cookie)));
+  }
+  void stop_user_status_notify(Str cookie = "") {
+    detail::check(crvm_stop_user_status_notify(c_, detail::c(cookie)));
+  }
+  void create_meeting(Str meet_subject, int32_t create_pswd, Str cookie = "") {
+    detail::check(
+        crvm_create_meeting(c_, detail::c(meet_subject), create_pswd, detail::c(cookie)));
+  }
+  void destroy_meeting(int32_t meet_id, Str cookie = "") {
+    detail::check(crvm_destroy_meeting(c_, meet_id, detail::c(cookie)));
+  }
+  void get_meetings(Str cookie = "") {
+    detail::check(crvm_get_meetings(c_, detail::c(cookie)));
+  }
   std::string send_cmd(Str target_user_id, Str data_base64) {
     char id[CRVM_ID_BUF_LEN];
-    detail::check(crvm_send_cmd(c_, detail::c(target_user_id), detail::c(data_base64), id, sizeof id));
+    detail::check(
+        crvm_send_cmd(c_, detail::c(target_user_id), detail::c(data_base64), id, sizeof id));
     return id;
   }
   std::string send_buffer(Str target_user_id, Str data_base64) {
@@ -254,10 +287,14 @@ class Client {
   }
   std::string send_file(Str target_user_id, Str file_name) {
     char id[CRVM_ID_BUF_LEN];
-    detail::check(crvm_send_file(c_, detail::c(target_user_id), detail::c(file_name), id, sizeof id));
+    detail::check(
+        crvm_send_file(c_, detail::c(target_user_id), detail::c(file_name), id, sizeof id));
     return id;
   }
-  void cancel_send(Str task_id) { detail::check(crvm_cancel_send(c_, detail::c(task_id))); }
+  void cancel_send(Str task_id) {
+    detail::check(crvm_cancel_send(c_, detail::c(task_id)));
+  }
+  // END generated from include/crvm.h
 
  private:
   crvm_client *c_ = nullptr;

@@ -10,9 +10,12 @@
 // - `core::event` makes the `Event` enum, `Event::name` and `Event::summary` (log lines);
 // - `ffi::callbacks` makes the `#[repr(C)] crvm_callbacks` struct and the dispatch of each
 //   event to its member;
-// - `build.rs` renders the struct into `include/crvm.h` (cbindgen does not expand macros).
-// The C members come out in row order: the pinned order of SPEC §2.3. The Python binding and
-// the C++ wrapper mirror the header; `tests/mirrors.rs` checks both against it.
+// - `codegen/mirrors.rs`, run by `build.rs`, renders the struct into `include/crvm.h`
+//   (cbindgen does not expand macros), the C++ wrapper's `crvm::Events` and its trampolines
+//   into a marked region of `include/crvm.hpp`, and the Python binding's `EVENTS` into
+//   `bindings/python/crvm/_abi.py`; `tests/mirrors.rs` fails if a committed copy is stale.
+// The C members come out in row order: the pinned order of SPEC §2.3. New rows go at the end
+// (members are only ever appended); each gives its callbacks to C, C++ and Python at once.
 //
 // This file holds nothing but the macro: `build.rs` includes it as it is.
 

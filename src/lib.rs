@@ -10,4 +10,9 @@ mod ffi;
 
 pub use ffi::CRVM_ID_BUF_LEN;
 
+/// The C API itself, callable from Rust: not for Rust apps (use [`Client`]), but for a
+/// benchmark that measures what a C app gets.
+#[doc(hidden)]
+pub use ffi::c_api;
+
 pub use crate::core::{Client, Code, Event, EventHandler, LoginParams};

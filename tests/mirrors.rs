@@ -1,8 +1,16 @@
-//! The callbacks struct is made once, from the events table, into the header
-//! (`include/crvm.h`). Two bindings mirror it by hand and are checked against it here: the C++
-//! wrapper's `crvm::Events` and its registration list (`include/crvm.hpp`), and the Python
-//! binding's `EVENTS` table (`bindings/python/crvm/_lib.py`): the same members, in the same
-//! order, with the same arguments.
+//! The bindings' mirrors of the header are generated (`codegen/mirrors.rs`, run by `build.rs`)
+//! and committed: the C++ wrapper's `crvm::Events` with its trampolines and its methods of the
+//! plain requests (two marked regions of `include/crvm.hpp`), and the Python binding's `EVENTS`
+//! and `FUNCTIONS` (`bindings/python/crvm/_abi.py`) and methods of the plain requests (a marked
+//! region of `client.py`). Here the committed copies are checked against what the generator
+//! renders (no hand edit, no stale copy); every function of a client must have a method in both
+//! bindings; and, independently of the generator, the event mirrors are parsed and compared
+//! with the header: the same members, in the same order, with the same arguments.
+
+// The table and the generator, exactly as build.rs sees them.
+include!("../src/events.rs");
+#[path = "../codegen/mirrors.rs"]
+mod mirrors;
 
 use std::path::Path;
 
@@ -87,16 +95,22 @@ fn cpp_events() -> Vec<Member> {
         .collect()
 }
 
-/// The trampolines crvm.hpp registers: `CRVM_HPP_CB(name, types...)`, types only.
+/// The trampolines crvm.hpp registers: `cb.name = &trampoline<&Events::name, types...>;`,
+/// types only.
 fn cpp_registrations() -> Vec<(String, Vec<Ty>)> {
     let h = read("include/crvm.hpp");
-    let body = between(&h, "#define CRVM_HPP_CB", "#undef CRVM_HPP_CB");
-    body.lines()
-        .filter_map(|l| l.trim().strip_prefix("CRVM_HPP_CB("))
-        .map(|l| {
-            let inner = l.trim_end().trim_end_matches(';').trim_end_matches(')');
+    let body = between(
+        &h,
+        "inline void set_trampolines(crvm_callbacks &cb) {",
+        "\n}",
+    );
+    body.split(';')
+        .filter(|s| s.contains("&trampoline<"))
+        .map(|stmt| {
+            let name = between(stmt, "cb.", " =").to_owned();
+            let inner = between(stmt, "&trampoline<", ">");
             let mut parts = inner.split(',');
-            let name = parts.next().unwrap().trim().to_owned();
+            assert_eq!(parts.next().unwrap(), format!("&Events::{name}"));
             (name, parts.map(c_type).collect())
         })
         .collect()
@@ -105,7 +119,7 @@ fn cpp_registrations() -> Vec<(String, Vec<Ty>)> {
 /// Python's `EVENTS`: `("name", (("arg", "kind"), ...))`, kinds s/b (str), i, l. The string
 /// literals are read in order with their tuple depth: names at depth 2, arguments at depth 4.
 fn python_events() -> Vec<Member> {
-    let py = read("bindings/python/crvm/_lib.py");
+    let py = read("bindings/python/crvm/_abi.py");
     let body = between(&py, "EVENTS = (", "\n)\n");
     let (mut depth, mut out, mut pending) = (1, Vec::<Member>::new(), Vec::new());
     let mut chars = body.chars();
@@ -139,6 +153,88 @@ fn python_events() -> Vec<Member> {
         }
     }
     out
+}
+
+#[test]
+fn the_committed_mirrors_are_what_the_table_renders() {
+    let header = read("include/crvm.h");
+    assert!(
+        header.contains(&mirrors::c_callbacks()),
+        "include/crvm.h: crvm_callbacks is stale (cargo build rewrites it)"
+    );
+    let regions = [
+        (
+            "include/crvm.hpp",
+            mirrors::CPP_BEGIN,
+            mirrors::CPP_END,
+            mirrors::cpp_region(),
+        ),
+        (
+            "include/crvm.hpp",
+            mirrors::CPP_REQUESTS_BEGIN,
+            mirrors::CPP_REQUESTS_END,
+            mirrors::cpp_requests(&header),
+        ),
+        (
+            "bindings/python/crvm/client.py",
+            mirrors::PY_REQUESTS_BEGIN,
+            mirrors::PY_REQUESTS_END,
+            mirrors::py_requests(&header),
+        ),
+    ];
+    for (file, begin, end, region) in regions {
+        let text = read(file);
+        let spliced = mirrors::splice(&text, begin, end, &region)
+            .unwrap_or_else(|| panic!("{file}: no {begin:?} region"));
+        assert!(
+            spliced == text,
+            "{file}: the region {begin:?} is stale or edited (cargo build rewrites it)"
+        );
+    }
+    assert!(
+        read("bindings/python/crvm/_abi.py") == mirrors::python_abi(&header),
+        "bindings/python/crvm/_abi.py is stale or edited (cargo build rewrites it)"
+    );
+}
+
+#[test]
+fn every_function_of_a_client_has_a_method_in_each_binding() {
+    let header = read("include/crvm.h");
+    let (hpp, py) = (
+        read("include/crvm.hpp"),
+        read("bindings/python/crvm/client.py"),
+    );
+    let functions = mirrors::header_functions(&header);
+    let of_a_client = functions.iter().filter(|(_, _, args)| {
+        args.first()
+            .is_some_and(|(_, t)| t == "struct crvm_client *")
+    });
+    let mut n = 0;
+    for (c_name, _, _) in of_a_client {
+        let name = &c_name["crvm_".len()..];
+        // crvm_destroy is the C++ destructor and Python's close().
+        let (cpp_name, py_name) = match name {
+            "destroy" => ("~Client", "close"),
+            _ => (name, name),
+        };
+        assert!(
+            hpp.contains(&format!(" {cpp_name}(")),
+            "crvm.hpp: no {cpp_name}()"
+        );
+        assert!(
+            py.contains(&format!("    def {py_name}(")),
+            "client.py: no {py_name}()"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 21);
+    // The generator's lists of methods written by hand name functions that exist.
+    for name in mirrors::CPP_BY_HAND.iter().chain(mirrors::PY_BY_HAND) {
+        assert!(
+            functions.iter().any(|f| f.0 == *name),
+            "no {name} in the header"
+        );
+    }
 }
 
 #[test]
@@ -182,4 +278,26 @@ fn the_parsers_see_what_they_should() {
     let progress = h.iter().find(|m| m.0 == "send_progress").unwrap();
     assert_eq!(progress.1[1], ("sended_len".into(), Ty::I64));
     assert_eq!(python_events().len(), h.len());
+    // The prototypes Python's FUNCTIONS are made from.
+    let f = mirrors::header_functions(&read("include/crvm.h"));
+    assert_eq!(f.len(), 24, "{f:?}");
+    let create = &f[0];
+    assert_eq!(
+        (create.0.as_str(), create.1.as_str()),
+        ("crvm_create", "int32_t")
+    );
+    assert_eq!(
+        create.2[1],
+        ("callbacks".into(), "const crvm_callbacks *".into())
+    );
+    assert_eq!(
+        create.2[4],
+        ("out_client".into(), "struct crvm_client **".into())
+    );
+    let call = f.iter().find(|f| f.0 == "crvm_call").unwrap();
+    assert_eq!(call.2[5], ("call_id_out".into(), "char *".into()));
+    assert_eq!(
+        f.last().unwrap(),
+        &("crvm_version".into(), "const char *".into(), vec![])
+    );
 }

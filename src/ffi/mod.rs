@@ -18,3 +18,11 @@ mod client;
 mod errors;
 mod handle;
 pub use client::CRVM_ID_BUF_LEN;
+
+/// Every item of the header (`include/crvm.h`), for Rust code that goes through the C API as a
+/// C app does (the benchmark's library figure): declared once, here, never again by hand.
+pub mod c_api {
+    pub use super::callbacks::crvm_callbacks;
+    pub use super::client::*;
+    pub use super::errors::*;
+}

@@ -42,9 +42,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-// Links the library so that its `#[no_mangle]` C exports resolve below.
-extern crate crvm;
-
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const APP: &str = "bench";
@@ -836,42 +833,11 @@ async fn tally_subscribed(t: &Tally, subs: usize) -> Res<usize> {
 // ---------------------------------------------------------------------------------------------
 // Library overhead through the C callbacks
 
-/// The first members of `struct crvm_callbacks` (include/crvm.h), in order; `crvm_create` is
-/// told the size, so the members after these read as NULL.
-#[repr(C)]
-struct Callbacks {
-    login_success: Option<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char)>,
-    login_fail: Option<unsafe extern "C" fn(*mut c_void, i32, *const c_char)>,
-    line_off: Option<unsafe extern "C" fn(*mut c_void, i32)>,
-    set_dnd_status_success: Option<unsafe extern "C" fn(*mut c_void, *const c_char)>,
-    set_dnd_status_fail: Option<unsafe extern "C" fn(*mut c_void, i32, *const c_char)>,
-    get_user_status_success:
-        Option<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char)>,
-    get_user_status_fail: Option<unsafe extern "C" fn(*mut c_void, i32, *const c_char)>,
-    notify_user_status: Option<unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char)>,
-    start_user_status_notify_rslt: Option<unsafe extern "C" fn(*mut c_void, i32, *const c_char)>,
-}
-
-extern "C" {
-    fn crvm_create(
-        server_addr: *const c_char,
-        callbacks: *const Callbacks,
-        callbacks_size: usize,
-        user_data: *mut c_void,
-        out_client: *mut *mut c_void,
-    ) -> i32;
-    fn crvm_login(
-        c: *mut c_void,
-        auth_acnt: *const c_char,
-        auth_pswd: *const c_char,
-        nick_name: *const c_char,
-        priv_acnt: *const c_char,
-        priv_auth_code: *const c_char,
-        cookie: *const c_char,
-    ) -> i32;
-    fn crvm_start_user_status_notify(c: *mut c_void, cookie: *const c_char) -> i32;
-    fn crvm_destroy(c: *mut c_void);
-}
+// The C API as the header declares it, from the library itself (no second declaration here).
+use crvm::c_api::{
+    crvm_callbacks, crvm_client, crvm_create, crvm_destroy, crvm_login,
+    crvm_start_user_status_notify,
+};
 
 /// What the callbacks report (one client at a time per process).
 static LOGIN: AtomicI32 = AtomicI32::new(0); // 0 pending, 1 ok, -code failed
@@ -901,23 +867,19 @@ unsafe extern "C" fn on_status(_: *mut c_void, json: *const c_char, _: *const c_
     }
 }
 
-struct LibClient(*mut c_void);
+struct LibClient(*mut crvm_client);
 
 impl LibClient {
     /// Creates a client, logs in as `user` and subscribes to presence.
     fn login(addr: SocketAddr, user: &str) -> Res<LibClient> {
         LOGIN.store(0, Ordering::Release);
         NOTIFY.store(i32::MIN, Ordering::Release);
-        let cb = Callbacks {
+        let cb = crvm_callbacks {
             login_success: Some(on_login),
             login_fail: Some(on_login_fail),
-            line_off: None,
-            set_dnd_status_success: None,
-            set_dnd_status_fail: None,
-            get_user_status_success: None,
-            get_user_status_fail: None,
             notify_user_status: Some(on_status),
             start_user_status_notify_rslt: Some(on_notify_rslt),
+            ..Default::default()
         };
         let c_addr = CString::new(addr.to_string())?;
         let mut c = std::ptr::null_mut();
@@ -927,7 +889,7 @@ impl LibClient {
             crvm_create(
                 c_addr.as_ptr(),
                 &cb,
-                std::mem::size_of::<Callbacks>(),
+                std::mem::size_of::<crvm_callbacks>(),
                 std::ptr::null_mut(),
                 &mut c,
             )
@@ -974,8 +936,8 @@ impl LibClient {
 
 impl Drop for LibClient {
     fn drop(&mut self) {
-        // SAFETY: the handle came from crvm_create and is destroyed once.
-        unsafe { crvm_destroy(self.0) }
+        // The handle came from crvm_create and is destroyed once.
+        crvm_destroy(self.0)
     }
 }
 

@@ -469,7 +469,7 @@ class Client:
         with self._dispatch.cond:
             return list(self._dispatch.pending)
 
-    # -- login and presence ----------------------------------------------------------------------
+    # -- login and logout ------------------------------------------------------------------------
 
     def login(self, auth_acnt: str, auth_pswd: str, nick_name: str = "", priv_acnt: str = "",
               priv_auth_code: str = "", cookie: str = "") -> None:
@@ -487,29 +487,11 @@ class Client:
         """No event follows. Raises NotLoggedIn (12) if not logged in."""
         self._c("crvm_logout")
 
-    def set_dnd_status(self, dnd_status: int, cookie: str = "") -> None:
-        self._c("crvm_set_dnd_status", _i32(dnd_status, "dnd_status"), _s(cookie, "cookie"))
-
-    def get_user_status(self, cookie: str = "") -> None:
-        self._c("crvm_get_user_status", _s(cookie, "cookie"))
-
-    def start_user_status_notify(self, cookie: str = "") -> None:
-        self._c("crvm_start_user_status_notify", _s(cookie, "cookie"))
-
-    def stop_user_status_notify(self, cookie: str = "") -> None:
-        self._c("crvm_stop_user_status_notify", _s(cookie, "cookie"))
-
     # -- meetings ----------------------------------------------------------------------------------
 
     def create_meeting(self, meet_subject: str, create_pswd: int = 0, cookie: str = "") -> None:
         self._c("crvm_create_meeting", _s(meet_subject, "meet_subject"),
                 _i32(create_pswd, "create_pswd"), _s(cookie, "cookie"))
-
-    def destroy_meeting(self, meet_id: int, cookie: str = "") -> None:
-        self._c("crvm_destroy_meeting", _i32(meet_id, "meet_id"), _s(cookie, "cookie"))
-
-    def get_meetings(self, cookie: str = "") -> None:
-        self._c("crvm_get_meetings", _s(cookie, "cookie"))
 
     # -- calls -------------------------------------------------------------------------------------
 
@@ -550,5 +532,30 @@ class Client:
         return self._with_id("crvm_send_file", _s(target_user_id, "target_user_id"),
                              _path(file_name, "file_name"))
 
+    # -- the plain requests ------------------------------------------------------------------------
+
+    # BEGIN generated from include/crvm.h by build.rs: do not edit; `cargo build` rewrites it.
+    # The plain requests, crvm_<name> without the handle: a trailing cookie defaults to "",
+    # an ID buffer becomes the returned str.
+
+    def set_dnd_status(self, dnd_status: int, cookie: str = "") -> None:
+        self._c("crvm_set_dnd_status", _i32(dnd_status, "dnd_status"), _s(cookie, "cookie"))
+
+    def get_user_status(self, cookie: str = "") -> None:
+        self._c("crvm_get_user_status", _s(cookie, "cookie"))
+
+    def start_user_status_notify(self, cookie: str = "") -> None:
+        self._c("crvm_start_user_status_notify", _s(cookie, "cookie"))
+
+    def stop_user_status_notify(self, cookie: str = "") -> None:
+        self._c("crvm_stop_user_status_notify", _s(cookie, "cookie"))
+
+    def destroy_meeting(self, meet_id: int, cookie: str = "") -> None:
+        self._c("crvm_destroy_meeting", _i32(meet_id, "meet_id"), _s(cookie, "cookie"))
+
+    def get_meetings(self, cookie: str = "") -> None:
+        self._c("crvm_get_meetings", _s(cookie, "cookie"))
+
     def cancel_send(self, task_id: str) -> None:
         self._c("crvm_cancel_send", _s(task_id, "task_id"))
+    # END generated from include/crvm.h
