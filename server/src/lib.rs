@@ -24,14 +24,16 @@
 pub mod log;
 
 pub mod admin;
+pub mod app;
 pub mod args;
 pub mod auth;
 pub mod calls;
-pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod ctx;
 pub mod handlers;
 pub mod hub;
+pub mod ids;
 pub mod limits;
 pub mod link;
 pub mod metrics;
@@ -41,6 +43,6 @@ pub mod random;
 pub mod relay;
 pub mod resume;
 pub mod server;
+pub mod session;
 pub mod store;
-pub mod store_redis;
 pub mod tls;
