@@ -2,7 +2,8 @@
 //! the deadlines (hello, idle, slow frames) and the request-rate limit, hands each message to
 //! its handler ([`crate::handlers`]) to completion before the next, so replies leave in request
 //! order, and on teardown always leaves presence right and lingers so that a final `Close` is
-//! read rather than reset.
+//! read rather than reset. A session whose link dropped is parked for a resume instead, and a
+//! `resume` takes one over on this connection ([`crate::resume`]).
 //!
 //! Everything outgoing goes through the connection's [`Outbox`] to its writer task
 //! ([`run_writer`]); the reader never writes to the socket.
