@@ -1,5 +1,5 @@
 //! Who is online where, their presence and their calls (SPEC §3.1, §3.2, §3.4, §4.1), split in
-//! two (docs/DESIGN.md, "Server"):
+//! two (docs/DESIGN.md, Cluster, "The hub split"):
 //!
 //! - node-local and synchronous: [`LocalSessions`], each session of this node with its outbox
 //!   and whether it wants status pushes;

@@ -41,7 +41,7 @@ struct OutQ {
 
 impl NodeLink {
     /// A link dialled on `stream` to `node`; [`NodeLink::writer`] is the task that writes it.
-    pub(super) fn new(node: &str, stream: TcpStream) -> NodeLink {
+    pub(crate) fn new(node: &str, stream: TcpStream) -> NodeLink {
         NodeLink {
             node: node.into(),
             out: Arc::new(Out {

@@ -345,3 +345,28 @@ fn sender_window_and_receiver_end() {
     assert_eq!(ns.len(), xfer::CMD_WINDOW);
     assert_eq!(r.busy_senders(), 0);
 }
+
+#[tokio::test]
+async fn a_remote_sender_is_never_taken_for_a_local_one() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Session 1 of another node: the same number as local session 1.
+    let remote = Sender::Remote {
+        gen: LoginGen(1),
+        link: NodeLink::new("n2", stream),
+    };
+    let r = Relay::new();
+    let (a, b) = (ep(1), ep(2));
+    let sid = r
+        .offer(1, a.clone().into(), b.clone(), offer(XferKind::File, 100))
+        .unwrap();
+    assert!(
+        r.data(remote.key(), sid, &chunk(sid, 10)).is_err(),
+        "not its stream"
+    );
+    r.session_ended(remote.key());
+    assert_eq!(r.len(), 1, "the local session's stream lives on");
+    assert!(r.data(here(1), sid, &chunk(sid, 10)).is_ok());
+    assert_eq!(b.outbox.state(), OutState::Open);
+}
