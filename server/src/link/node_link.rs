@@ -29,7 +29,7 @@ struct Out {
     stream: TcpStream,
     q: Mutex<OutQ>,
     wake: Notify,
-    /// Closed by [`Links::lost`]: nothing more goes through it.
+    /// Closed by [`super::Links::lost`]: nothing more goes through it.
     closed: AtomicBool,
 }
 

@@ -26,6 +26,14 @@
 //! Ordering: everything here happens under one lock, and messages are queued to outboxes under
 //! it, so that `offer_ok` precedes `start` precedes `xfer_end` on the sender's connection and
 //! `incoming` precedes the stream's chunks on the receiver's.
+//!
+//! [`xfer::CMD_WINDOW`]: crvm_proto::msg::xfer::CMD_WINDOW
+//! [`xfer::CMD_WINDOW_BYTES`]: crvm_proto::msg::xfer::CMD_WINDOW_BYTES
+//! [`xfer::CMD_RECV_WINDOW`]: crvm_proto::msg::xfer::CMD_RECV_WINDOW
+//! [`xfer::CMD_RECV_WINDOW_BYTES`]: crvm_proto::msg::xfer::CMD_RECV_WINDOW_BYTES
+//! [`xfer::WINDOW`]: crvm_proto::msg::xfer::WINDOW
+//! [`xfer::MAX_INCOMING`]: crvm_proto::msg::xfer::MAX_INCOMING
+//! [`xfer::MAX_OUTGOING`]: crvm_proto::msg::xfer::MAX_OUTGOING
 
 use std::collections::HashMap;
 
