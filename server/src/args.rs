@@ -6,7 +6,44 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::admin::{Action, AdminOpts};
-use crate::cli::{Command, KeySource, ServeOpts, TokenOpts};
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Serve(ServeOpts),
+    Token(TokenOpts),
+    Admin(AdminOpts),
+}
+
+/// Options of the server proper.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServeOpts {
+    pub dev: bool,
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// `--log-format text|json` (else `CRVM_LOG_FORMAT`, else text).
+    pub log_format: Option<String>,
+    /// `--log-level FILTER` (else `CRVM_LOG`, else info).
+    pub log_level: Option<String>,
+}
+
+/// Options of `crvm-server token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOpts {
+    pub app: String,
+    pub user: String,
+    pub ttl: i64,
+    pub key: KeySource,
+}
+
+/// Where `token` takes the tenant secret from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Config(PathBuf),
+    Dev,
+    Secret(String),
+}
 
 /// Where `admin` finds the server when `--url` is not given.
 pub const ADMIN_URL: &str = "http://127.0.0.1:8222";

@@ -2,7 +2,8 @@
 //! the deadlines (hello, idle, slow frames) and the request-rate limit, hands each message to
 //! its handler ([`crate::handlers`]) to completion before the next, so replies leave in request
 //! order, and on teardown always leaves presence right and lingers so that a final `Close` is
-//! read rather than reset.
+//! read rather than reset. A session whose link dropped is parked for a resume instead, and a
+//! `resume` takes one over on this connection ([`crate::resume`]).
 //!
 //! Everything outgoing goes through the connection's [`Outbox`] to its writer task
 //! ([`run_writer`]); the reader never writes to the socket.
@@ -20,29 +21,22 @@ use crvm_proto::frame::MAX_PAYLOAD_TO_SERVER;
 use crvm_proto::msg::xfer;
 use crvm_proto::{ClientMsg, Decoder, FrameRef, Kind, ServerMsg, PROTOCOL_VERSION};
 use tokio::io::AsyncReadExt;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
-use tokio::task::JoinHandle;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::config::{Config, Tenants};
-use crate::handlers::{clip, Peer, Phase};
-use crate::hub::{ConnId, Hub, LocalSessions};
-use crate::limits::{Bucket, LoginLimiter};
-use crate::link::Links;
+use crate::ctx::Ctx;
+use crate::handlers::{clip, End, ResumeReq, ServerSession};
+use crate::ids::ConnId;
+use crate::limits::Bucket;
 use crate::metrics;
-use crate::outbox::{run_writer, Out, Outbox, State, CONTROL_LIMIT};
-use crate::random;
-use crate::relay::Relay;
-use crate::resume::{Refused, Sessions};
-use crate::server::Connections;
-use crate::store::MeetingStore;
+use crate::outbox::{run_writer, Out, Outbox, State, Writer, CONTROL_LIMIT, FLUSH_TIMEOUT};
+use crate::resume;
+use crate::session::Phase;
 
 /// A standalone acknowledgement is sent after this many frames handled without one having
 /// gone out, so that a client that only sends still has its tail acknowledged.
 const ACK_EVERY: u64 = 32;
 
-/// How long a closing connection's writer may take to flush before it is cut off.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// After our last frame, read and discard what the peer still sends for at most this long
 /// (and [`LINGER_BYTES`]) so that closing with unread input does not reset the connection
 /// and destroy the final `Close` before the peer reads it.
@@ -52,73 +46,18 @@ const LINGER: Duration = Duration::from_secs(5);
 const LINGER_BYTES: usize =
     xfer::MAX_OUTGOING * xfer::WINDOW as usize + xfer::CMD_WINDOW_BYTES + 1024 * 1024;
 
-/// What every connection shares.
-pub struct Ctx {
-    pub config: Arc<Config>,
-    /// The tenants in force (the config's, until a reload replaces them).
-    pub tenants: Tenants,
-    pub hub: Arc<dyn Hub>,
-    /// This node's sessions, which the hub's effects reach.
-    pub local: Arc<LocalSessions>,
-    pub store: Arc<dyn MeetingStore>,
-    pub relay: Arc<Relay>,
-    /// The links to the other nodes, in a cluster.
-    pub links: Option<Arc<Links>>,
-    /// Where clients resume their sessions: this node's advertised address in a cluster,
-    /// empty on one server (wherever they connected).
-    pub resume_addr: String,
-    pub conns: Connections,
-    /// Set when the server speaks TLS.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-    pub logins: LoginLimiter,
-    /// Resumable sessions, attached or held (SPEC §3.6).
-    pub sessions: Sessions,
-}
-
-/// Why the read loop ended.
-pub enum End {
-    PeerClosed,
-    ReadFailed(io::Error),
-    /// Nothing received for the idle timeout.
-    Idle,
-    /// This connection queued `Close{code}`.
-    Closed {
-        code: i32,
-        reason: String,
-    },
-    LoginFailed(i32),
-    Logout,
-    /// Someone else stopped the outbox: kick, shutdown, overflow, a failed write, or a
-    /// resume of the session on another connection.
-    Stopped,
-    /// The client asks to resume a session on this connection.
-    Resume(ResumeReq),
-    /// A resume was refused with this code (207, 10), or deferred (0: retry later).
-    ResumeRefused(i32),
-}
-
-/// A `resume` as received.
-pub struct ResumeReq {
-    pub app_id: String,
-    pub session: String,
-    pub secret: String,
-    pub last: u64,
-}
-
-/// A connection: the handlers' [`Peer`] (the session, once logged in or resumed) and the
-/// decoder of what the socket reads, read by this task.
+/// A connection: the handlers' [`ServerSession`] (the session, once logged in or resumed)
+/// and the decoder of what the socket reads, read by this task.
 struct Conn {
-    peer: Peer,
+    session: ServerSession,
     dec: Decoder,
     /// A session resumed on this connection whose client has not sent anything since its
     /// `resumed` (its previous secret is still good until it does).
     unconfirmed: Option<String>,
 }
 
-type Writer<S> = JoinHandle<Option<WriteHalf<S>>>;
-
 /// Serves one accepted connection until it ends.
-pub async fn serve<S>(id: ConnId, stream: S, peer: SocketAddr, ctx: Arc<Ctx>)
+pub async fn serve<S>(id: ConnId, stream: S, addr: SocketAddr, ctx: Arc<Ctx>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -131,10 +70,10 @@ where
         outbox.close_with(&shutdown_msg());
     }
     let mut conn = Conn {
-        peer: Peer {
-            id,
+        session: ServerSession {
+            login_conn: id,
             conn: id,
-            addr: peer,
+            addr,
             ctx: Arc::clone(&ctx),
             outbox,
             phase: Phase::AwaitHello,
@@ -154,23 +93,24 @@ where
     };
     ctx.conns.remove(id);
     metrics::get().closed(conn.reason(&end));
-    if let Some(sid) = conn.holdable(&end) {
+    if let Some(sid) = resume::holdable(&conn.session, &end) {
         // The writer is gone before the session can be taken by a resume: two writers must
         // never drain one session's outbox.
         writer.abort();
         let _ = writer.await;
-        if !conn.park(sid, &end) {
-            let who = conn.peer.leave().await;
-            tracing::info!("conn {id} closed ({peer}){who}: {}", conn.describe(&end));
+        let why = conn.describe(&end);
+        if !resume::park(&mut conn.session, sid, why) {
+            let who = conn.session.leave().await;
+            tracing::info!("conn {id} closed ({addr}){who}: {}", conn.describe(&end));
         }
         return;
     }
 
     // Leave the hub first so no more pushes are queued for a connection that is going away.
-    let who = conn.peer.leave().await;
-    tracing::info!("conn {id} closed ({peer}){who}: {}", conn.describe(&end));
+    let who = conn.session.leave().await;
+    tracing::info!("conn {id} closed ({addr}){who}: {}", conn.describe(&end));
 
-    let outbox = conn.peer.outbox.clone();
+    let outbox = conn.session.outbox.clone();
     match outbox.state() {
         State::Overflow | State::Broken => writer.abort(),
         _ => {
@@ -197,30 +137,6 @@ pub fn shutdown_msg() -> ServerMsg {
     }
 }
 
-/// Ends the session parked as generation `gen` once the resume window passes, or at once if it
-/// ends meanwhile (kicked, over its bound, shutdown) — unless a resume took it first.
-fn expire_later(ctx: Arc<Ctx>, sid: String, gen: u64, outbox: Outbox) {
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::time::sleep(ctx.sessions.window()) => {}
-            _ = outbox.ended() => {}
-        }
-        let state = outbox.state();
-        let kicked = state.kicked();
-        if let Some(mut session) = ctx.sessions.expire(&sid, gen, kicked) {
-            let id = session.id;
-            let who = session.leave().await;
-            let why = match state {
-                State::Detached => "not resumed in time",
-                State::Overflow => "too much held for it",
-                _ if kicked => "kicked by a newer login",
-                _ => "closed",
-            };
-            tracing::info!("session of conn {id} ended while detached{who}: {why}");
-        }
-    });
-}
-
 /// Reads and discards until EOF, an error, or the linger bounds.
 async fn linger(rd: &mut (impl AsyncRead + Unpin)) {
     // On the heap: a buffer here would be part of every connection task's size.
@@ -240,9 +156,9 @@ async fn linger(rd: &mut (impl AsyncRead + Unpin)) {
 /// Should a bug panic inside a connection, presence must still not show a ghost user.
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(user) = self.peer.leave_node() {
+        if let Some(user) = self.session.leave_node() {
             // The shared state's part is async; a runtime that is going away takes it along.
-            let hub = Arc::clone(&self.peer.ctx.hub);
+            let hub = Arc::clone(&self.session.ctx.hub);
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move { hub.logout(&user.tenant, &user.user_id, user.gen).await });
             }
@@ -273,119 +189,22 @@ fn is_request(msg: &ClientMsg) -> bool {
 }
 
 impl Conn {
-    /// Whether the session, whose connection ended with `end`, is to be held for a resume
-    /// rather than ended: if so its outbox is detached and its ID returned.
-    fn holdable(&mut self, end: &End) -> Option<String> {
-        let Phase::LoggedIn(user) = &self.peer.phase else {
-            return None;
-        };
-        let sid = user.session.clone()?;
-        let link_lost = match end {
-            End::PeerClosed | End::ReadFailed(_) | End::Idle => self.peer.outbox.detach(),
-            End::Stopped => self.peer.outbox.state() == State::Detached,
-            _ => false,
-        };
-        (link_lost || self.peer.outbox.state() == State::Detached).then_some(sid)
-    }
-
-    /// Parks session `sid` (see [`Conn::holdable`]) with its expiry armed. False if it was
-    /// taken over or ended meanwhile: the caller ends it.
-    fn park(&mut self, sid: String, end: &End) -> bool {
-        let ctx = Arc::clone(&self.peer.ctx);
-        let outbox = self.peer.outbox.clone();
-        let why = self.describe(end);
-        let stand_in = self.peer.stand_in();
-        let session = std::mem::replace(&mut self.peer, stand_in);
-        let (id, conn, addr) = (session.id, session.conn, session.addr);
-        match ctx.sessions.park(&sid, conn, Box::new(session)) {
-            Ok(gen) => {
-                tracing::info!(
-                    "conn {conn} link lost ({addr}), session of conn {id} held for {} s: {}",
-                    ctx.sessions.window().as_secs(),
-                    why
-                );
-                expire_later(ctx, sid, gen, outbox);
-                true
-            }
-            Err(session) => {
-                // Taken over or ended meanwhile: this connection ends it as usual.
-                self.peer = *session;
-                false
-            }
-        }
-    }
-
-    /// Resumes session `req` on this connection: the session's outbox takes over the socket
-    /// (after the `welcome` already queued), the session's reader state carries on here.
+    /// Resumes session `req` on this connection ([`resume::resume`]): the reader state
+    /// carries on with the session's.
     async fn resume<S>(&mut self, req: ResumeReq, writer: &mut Writer<S>) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let ctx = Arc::clone(&self.peer.ctx);
-        let conn = self.peer.conn;
-        let taken = ctx
-            .sessions
-            .resume(&req.app_id, &req.session, &req.secret, conn)
-            .await;
-        let (mut session, secret) = match taken {
-            Ok(s) => s,
-            Err(refused) => {
-                let (msg, code) = match refused {
-                    Refused::Busy => (
-                        ServerMsg::Retry {
-                            after_ms: 250 + random::below(750),
-                        },
-                        0,
-                    ),
-                    Refused::Code(code) => (ServerMsg::ResumeFailed { code }, code),
-                };
-                self.peer.outbox.push_handshake(&msg);
-                self.peer.outbox.close();
-                return Err(End::ResumeRefused(code));
-            }
-        };
-        // The fresh outbox drains (the welcome) and its writer gives the socket back.
-        self.peer.outbox.close();
-        let wr = match tokio::time::timeout(FLUSH_TIMEOUT, &mut *writer).await {
-            Ok(Ok(Some(wr))) => Some(wr),
-            _ => None,
-        };
-        let resumed = ServerMsg::Resumed {
-            secret,
-            last: session.outbox.handled(),
-        };
-        let attached = wr.is_some() && session.outbox.attach(req.last, &resumed).is_ok();
-        let Some(wr) = wr.filter(|_| attached) else {
-            // The socket is gone, or the client claims frames never sent: held again.
-            let outbox = session.outbox.clone();
-            let id = session.id;
-            let gen = ctx.sessions.repark(&req.session, session);
-            expire_later(Arc::clone(&ctx), req.session, gen, outbox);
-            tracing::warn!("conn {conn} resume of the session of conn {id} failed");
-            return Err(End::ResumeRefused(CRVIDEOSDK_ERR_DATA));
-        };
-        *writer = tokio::spawn(run_writer(
-            wr,
-            session.outbox.clone(),
-            ctx.config.heartbeat(),
-        ));
-        ctx.conns.add(conn, &session.outbox);
-        session.conn = conn;
-        session.addr = self.peer.addr;
+        let sid = req.session.clone();
+        let session = resume::resume(&self.session, req, writer).await?;
         self.dec.continue_after(session.outbox.handled());
-        self.unconfirmed = Some(req.session.clone());
-        tracing::info!(
-            "conn {conn} resumed the session of conn {} ({}), from frame {}",
-            session.id,
-            self.peer.addr,
-            req.last
-        );
-        self.peer = *session;
+        self.unconfirmed = Some(sid);
+        self.session = session;
         Ok(())
     }
 
     async fn read_loop(&mut self, rd: &mut (impl AsyncRead + Unpin)) -> End {
-        let config = Arc::clone(&self.peer.ctx.config);
+        let config = Arc::clone(&self.session.ctx.config);
         let hello_deadline = Instant::now() + config.hello_timeout();
         let idle = config.idle_timeout();
         let frame_timeout = config.frame_timeout();
@@ -393,28 +212,28 @@ impl Conn {
         let mut last_rx = Instant::now();
         // When the frame now partly buffered began to arrive: it must complete in time.
         let mut partial_since: Option<Instant> = None;
-        let mut acked_at = self.peer.outbox.handled();
+        let mut acked_at = self.session.outbox.handled();
         loop {
             let mut decoded = false;
             loop {
-                if !self.peer.outbox.is_open() {
+                if !self.session.outbox.is_open() {
                     return End::Stopped;
                 }
                 let frame = match self.dec.next_frame_ref() {
                     Ok(Some(frame)) => frame,
                     Ok(None) => break,
-                    Err(e) => return self.peer.close(CRVIDEOSDK_ERR_DATA, e.to_string()),
+                    Err(e) => return self.session.close(CRVIDEOSDK_ERR_DATA, e.to_string()),
                 };
                 decoded = true;
                 if let Some(sid) = self.unconfirmed.take() {
                     // The client only speaks after `resumed`: it has the new secret.
-                    self.peer.ctx.sessions.confirm(&sid);
+                    self.session.ctx.sessions.confirm(&sid);
                 }
                 let seq = frame.seq;
-                if matches!(self.peer.phase, Phase::LoggedIn(_))
-                    && self.peer.outbox.acked(frame.ack).is_err()
+                if matches!(self.session.phase, Phase::LoggedIn(_))
+                    && self.session.outbox.acked(frame.ack).is_err()
                 {
-                    return self.peer.close(
+                    return self.session.close(
                         CRVIDEOSDK_ERR_DATA,
                         format!("acknowledges frame {} never sent", frame.ack),
                     );
@@ -422,15 +241,15 @@ impl Conn {
                 // Handled from here on: its answer, queued while handling it, acknowledges it.
                 // (A session outlives its connection, so what is being handled completes.)
                 if seq != 0 {
-                    self.peer.outbox.set_handled(seq);
+                    self.session.outbox.set_handled(seq);
                 }
-                if let Some(end) = Self::on_frame(&mut self.peer, frame, &mut requests).await {
+                if let Some(end) = Self::on_frame(&mut self.session, frame, &mut requests).await {
                     return end;
                 }
             }
-            let handled = self.peer.outbox.handled();
-            if handled >= acked_at + ACK_EVERY && matches!(self.peer.phase, Phase::LoggedIn(_)) {
-                self.peer.send_out(Out::Ack);
+            let handled = self.session.outbox.handled();
+            if handled >= acked_at + ACK_EVERY && matches!(self.session.phase, Phase::LoggedIn(_)) {
+                self.session.send_out(Out::Ack);
                 acked_at = handled;
             }
             partial_since = match self.dec.buffered() {
@@ -442,7 +261,7 @@ impl Conn {
                 _ if decoded => Some(Instant::now()),
                 _ => partial_since.or(Some(last_rx)),
             };
-            let mut deadline = match self.peer.phase {
+            let mut deadline = match self.session.phase {
                 Phase::AwaitHello => hello_deadline,
                 _ => last_rx + idle,
             };
@@ -453,7 +272,7 @@ impl Conn {
             // request the deadline may have passed while the client's data sat in the socket.
             let wake = tokio::select! {
                 biased;
-                _ = self.peer.outbox.stopped() => Wake::Stopped,
+                _ = self.session.outbox.stopped() => Wake::Stopped,
                 r = rd.read(self.dec.spare()) => Wake::Read(r),
                 _ = tokio::time::sleep_until(deadline) => Wake::Timeout,
             };
@@ -463,12 +282,12 @@ impl Conn {
                     if partial_since.is_some_and(|p| Instant::now() >= p + frame_timeout) =>
                 {
                     return self
-                        .peer
+                        .session
                         .close(CRVIDEOSDK_ERR_DATA, "frame not completed in time".into());
                 }
-                Wake::Timeout if matches!(self.peer.phase, Phase::AwaitHello) => {
+                Wake::Timeout if matches!(self.session.phase, Phase::AwaitHello) => {
                     return self
-                        .peer
+                        .session
                         .close(CRVIDEOSDK_ERR_DATA, "no hello in time".into());
                 }
                 Wake::Timeout => return End::Idle,
@@ -482,51 +301,57 @@ impl Conn {
         }
     }
 
-    async fn on_frame(peer: &mut Peer, frame: FrameRef<'_>, requests: &mut Bucket) -> Option<End> {
-        if matches!(peer.phase, Phase::AwaitHello) && frame.kind != Kind::Control {
-            return Some(peer.close(CRVIDEOSDK_ERR_DATA, "first frame must be hello".into()));
+    async fn on_frame(
+        session: &mut ServerSession,
+        frame: FrameRef<'_>,
+        requests: &mut Bucket,
+    ) -> Option<End> {
+        if matches!(session.phase, Phase::AwaitHello) && frame.kind != Kind::Control {
+            return Some(session.close(CRVIDEOSDK_ERR_DATA, "first frame must be hello".into()));
         }
         let flood = |requests: &mut Bucket| !requests.take(Instant::now().into_std());
         match frame.kind {
             Kind::Ping => {
                 if flood(requests) {
-                    return Some(peer.close(CRVIDEOSDK_ERR_DATA, "request flood".into()));
+                    return Some(session.close(CRVIDEOSDK_ERR_DATA, "request flood".into()));
                 }
-                peer.send_out(Out::Pong);
+                session.send_out(Out::Pong);
                 None
             }
             Kind::Pong | Kind::Ack => None,
             // Paced by flow control.
-            Kind::Data => peer.on_data(frame),
+            Kind::Data => session.on_data(frame),
             Kind::Control => {
                 let (json, attachment) = match frame.control() {
                     Ok(parts) => parts,
-                    Err(e) => return Some(peer.close(CRVIDEOSDK_ERR_DATA, e.to_string())),
+                    Err(e) => return Some(session.close(CRVIDEOSDK_ERR_DATA, e.to_string())),
                 };
                 match serde_json::from_slice::<ClientMsg>(json) {
                     // Only a connection's handshake is unnumbered.
-                    Ok(msg) if frame.seq == 0 && !msg.is_handshake() => Some(peer.close(
+                    Ok(msg) if frame.seq == 0 && !msg.is_handshake() => Some(session.close(
                         CRVIDEOSDK_ERR_DATA,
                         "an unnumbered frame that is not part of the handshake".into(),
                     )),
                     Ok(msg) => {
                         if is_request(&msg) && flood(requests) {
-                            return Some(peer.close(CRVIDEOSDK_ERR_DATA, "request flood".into()));
+                            return Some(
+                                session.close(CRVIDEOSDK_ERR_DATA, "request flood".into()),
+                            );
                         }
                         // Boxed: the request handlers' states (storage, calls) are large and
                         // alive only while a request runs; unboxed they would size every idle
                         // connection's task.
                         let kind = metrics::request_kind(&msg);
                         let t0 = std::time::Instant::now();
-                        let end = Box::pin(peer.on_msg(msg, attachment)).await;
+                        let end = Box::pin(session.on_msg(msg, attachment)).await;
                         metrics::get().request(kind, t0.elapsed());
                         end
                     }
-                    Err(_) if foreign_hello(&peer.phase, json) => Some(peer.close(
+                    Err(_) if foreign_hello(&session.phase, json) => Some(session.close(
                         CRVIDEOSDK_MISMATCHCLIENTVER,
                         "unsupported protocol version".into(),
                     )),
-                    Err(e) => Some(peer.close(
+                    Err(e) => Some(session.close(
                         CRVIDEOSDK_ERR_DATA,
                         format!("bad control message: {}", clip(&e.to_string())),
                     )),
@@ -544,7 +369,7 @@ impl Conn {
             End::ReadFailed(e) => format!("read failed: {e}"),
             End::Idle => format!(
                 "nothing received for {} ms",
-                self.peer.ctx.config.idle_timeout().as_millis()
+                self.session.ctx.config.idle_timeout().as_millis()
             ),
             End::Closed { code, reason } => {
                 let kind = match *code {
@@ -557,7 +382,7 @@ impl Conn {
             }
             End::LoginFailed(code) => format!("login failed (code {code})"),
             End::Logout => "logout".into(),
-            End::Stopped => match self.peer.outbox.state() {
+            End::Stopped => match self.session.outbox.state() {
                 State::Closing {
                     code: Some(CRVIDEOSDK_USER_BEEN_KICKOUT),
                 } => "kicked by a newer login (code 10)".into(),
@@ -586,7 +411,7 @@ impl Conn {
             End::Closed { .. } => "protocol_error",
             End::LoginFailed(_) => "login_failed",
             End::Logout => "logout",
-            End::Stopped => match self.peer.outbox.state() {
+            End::Stopped => match self.session.outbox.state() {
                 State::Closing {
                     code: Some(CRVIDEOSDK_USER_BEEN_KICKOUT),
                 } => "kicked",

@@ -1,37 +1,58 @@
 //! crvm-server: authentication, presence, meetings, calls and data relay for libcrvm clients (SPEC §3–§4).
 //!
-//! Where things live:
-//! - [`cli`]: argument parsing, the `token` subcommand and process start-up;
+//! Where things live, from the process down to a message. No files import one another in a
+//! circle, directly or through others (`scripts/circles.py` checks).
+//!
+//! Start-up and operation
+//! - [`app`]: start-up and wiring: runs the command, builds the shared state, serves until a
+//!   signal;
+//! - [`args`]: the command line (clap) and the commands it stands for;
 //! - [`config`]: the TOML configuration and the `--dev` defaults;
-//! - [`server`]: the listener, the set of live connections and graceful shutdown;
+//! - [`admin`]: `crvm-server admin …`, a client of the admin API;
+//! - [`monitor`]: the HTTP monitor (health, Prometheus metrics) and the admin API;
+//! - [`metrics`]: the counters and histograms the monitor exports;
+//! - [`log`]: one line per event on stderr.
+//!
+//! Connections and sessions
+//! - [`server`]: the listener and graceful shutdown;
+//! - [`ctx`]: what every connection shares ([`ctx::Ctx`]) and the set of live connections;
 //! - [`conn`]: one task per connection — framing, deadlines, rate limit, teardown, linger;
-//! - [`handlers`]: what each message does, one module per area (session, presence, meetings,
-//!   calls, data);
+//! - [`handlers`]: what each message does to a [`handlers::ServerSession`], one module per
+//!   area (session, presence, meetings, calls, data);
+//! - [`session`]: a session's phase and user, and the form it is parked in;
+//! - [`resume`]: resumable sessions (SPEC §3.6): the registry, and parking, expiry and takeover;
 //! - [`outbox`]: the bounded outbound queue and the writer task of a connection;
+//! - [`ids`]: the identities: connection, login generation, parking epoch, and the relay's
+//!   key for a session here or on another node;
+//! - [`tls`]: the TLS acceptor (rustls), when the config names a certificate and key;
+//! - [`limits`]: request-rate buckets and failed-login counters;
+//! - [`auth`]: secrets, per-user tokens and constant-time comparison.
+//!
+//! Shared state and data
 //! - [`hub`]: who is online where, presence and calls: node-local [`hub::LocalSessions`] and
 //!   the shared [`hub::Directory`], [`hub::PresenceStore`] and [`hub::CallStore`],
 //!   in memory on one node, in Redis for a cluster;
 //! - [`calls`]: the call state machine (pure state; the hub applies its effects);
 //! - [`relay`]: point-to-point cmds and transfers, routed and queued with end-to-end flow
 //!   control;
-//! - [`store`]: durable meetings behind [`store::MeetingStore`] (SQLite by default);
-//! - [`tls`]: the TLS acceptor (rustls), when the config names a certificate and key;
-//! - [`limits`]: request-rate buckets and failed-login counters;
-//! - [`auth`]: secrets, per-user tokens and constant-time comparison;
-//! - [`random`]: the OS random source (meeting IDs, passwords, generated user IDs);
-//! - [`log`]: one line per event on stderr.
+//! - [`link`]: the links between the nodes of a cluster, which carry cmds and transfers;
+//! - [`store`]: durable meetings behind [`store::MeetingStore`]: SQLite on one node, Redis in a
+//!   cluster;
+//! - [`random`]: the OS random source (meeting IDs, passwords, generated user IDs, secrets).
 
 pub mod log;
 
 pub mod admin;
+pub mod app;
 pub mod args;
 pub mod auth;
 pub mod calls;
-pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod ctx;
 pub mod handlers;
 pub mod hub;
+pub mod ids;
 pub mod limits;
 pub mod link;
 pub mod metrics;
@@ -41,6 +62,6 @@ pub mod random;
 pub mod relay;
 pub mod resume;
 pub mod server;
+pub mod session;
 pub mod store;
-pub mod store_redis;
 pub mod tls;

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::ct_eq;
-use crate::conn::Ctx;
+use crate::ctx::Ctx;
 use crate::metrics;
 
 /// Most sessions one page of `/v1/tenants/{tenant}/sessions` lists, and the default.

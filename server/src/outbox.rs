@@ -389,6 +389,12 @@ impl Outbox {
     }
 }
 
+/// How long a closing connection's writer may take to flush before it is cut off.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The task of [`run_writer`] on a split stream `S`: it gives the write half back.
+pub type Writer<S> = tokio::task::JoinHandle<Option<tokio::io::WriteHalf<S>>>;
+
 /// The writer task of a connection: writes whatever the outbox encodes (each frame's `ack` is
 /// the latest sequence number the reader handled), pings after `heartbeat` of silence once the
 /// connection has said anything. When the outbox drains it returns the write half (for the

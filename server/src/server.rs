@@ -1,73 +1,22 @@
-//! The listener, the set of live connections, and graceful shutdown (SPEC §4).
+//! The listener and graceful shutdown (SPEC §4): one task per accepted connection
+//! ([`conn::serve`]), each registered in [`crate::ctx::Connections`] so that shutdown reaches it.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crvm_proto::ServerMsg;
-use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::conn::{self, Ctx};
-use crate::hub::ConnId;
-use crate::outbox::Outbox;
+use crate::conn;
+use crate::ctx::Ctx;
+use crate::ids::ConnId;
 use crate::store::run_blocking;
 
 /// How long shutdown waits for connections to flush their `Close{206}`.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Every live connection, logged in or not, so shutdown can reach them all.
-#[derive(Debug, Default)]
-pub struct Connections {
-    inner: Mutex<ConnsInner>,
-}
-
-#[derive(Debug, Default)]
-struct ConnsInner {
-    open: HashMap<ConnId, Outbox>,
-    closing: bool,
-}
-
-impl Connections {
-    pub fn new() -> Connections {
-        Connections::default()
-    }
-
-    /// Registers a connection. False once shutdown has begun: the caller closes it itself.
-    pub fn add(&self, id: ConnId, outbox: &Outbox) -> bool {
-        let mut c = self.inner.lock();
-        if c.closing {
-            return false;
-        }
-        c.open.insert(id, outbox.clone());
-        true
-    }
-
-    pub fn remove(&self, id: ConnId) {
-        self.inner.lock().open.remove(&id);
-    }
-
-    /// Number of registered connections.
-    pub fn len(&self) -> usize {
-        self.inner.lock().open.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Refuses new registrations and queues `msg` as the last frame of every connection.
-    /// Returns how many were told.
-    pub fn close_all(&self, msg: &ServerMsg) -> usize {
-        let mut c = self.inner.lock();
-        c.closing = true;
-        c.open.values().filter(|o| o.close_with(msg)).count()
-    }
-}
 
 /// Accepts connections until `shutdown` resolves (to the name of what asked for it), then
 /// closes every connection with `Close{206}`, waits up to [`SHUTDOWN_GRACE`] for them to
@@ -79,14 +28,14 @@ pub async fn run(
 ) {
     // Each connection task holds a sender; the channel closes when the last one ends.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    let mut next_id: ConnId = 0;
+    let mut next_id = ConnId::default();
     tokio::pin!(shutdown);
     let why = loop {
         tokio::select! {
             why = &mut shutdown => break why,
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    next_id += 1;
+                    next_id.0 += 1;
                     // Replies are small and latency matters more than packet count.
                     let _ = stream.set_nodelay(true);
                     let (id, ctx, alive) = (next_id, Arc::clone(&ctx), alive_tx.clone());

@@ -4,10 +4,11 @@
 
 use crvm_proto::Op;
 
-use super::{clip, Peer, User};
+use super::{clip, ServerSession};
 use crate::hub::{Answer, CallRequest, Requester};
+use crate::session::User;
 
-impl Peer {
+impl ServerSession {
     /// One of the call requests (`op` is `Call`, `AcceptCall`, `RejectCall` or `HangupCall`).
     pub(super) async fn call_op(&self, user: &User, id: u64, op: Op) {
         let hub = &self.ctx.hub;
@@ -53,7 +54,11 @@ impl Peer {
             Answer::ToSend(code) => (code, true),
         };
         if code != 0 {
-            tracing::info!("conn {} {what} {:?}: code {code}", self.id, clip(call_id));
+            tracing::info!(
+                "conn {} {what} {:?}: code {code}",
+                self.login_conn,
+                clip(call_id)
+            );
         }
         if ours {
             self.reply(id, code);

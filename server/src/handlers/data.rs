@@ -7,35 +7,39 @@ use crvm_proto::error::{
 };
 use crvm_proto::{FrameRef, ServerMsg, XferKind};
 
-use super::{Peer, User};
-use crate::conn::End;
-use crate::link::{self, Msg};
+use super::{End, ServerSession};
+use crate::ids::SessionKey;
+use crate::link::{Msg, NodeLink};
 use crate::relay::{Endpoint, Offer, Sender};
+use crate::session::{Phase, User};
 
 /// Where a receiver is.
 enum Route {
     Here(Endpoint),
     /// On another node, reached through its link.
-    There(link::Peer),
+    There(NodeLink),
 }
 
-impl Peer {
-    /// This session as the sender of a cmd or stream.
+impl ServerSession {
+    /// This session as the sender of a cmd or stream (only a logged-in session sends).
     pub(super) fn sender(&self) -> Sender {
+        let Phase::LoggedIn(user) = &self.phase else {
+            unreachable!("handled for logged-in sessions only")
+        };
         Sender::Local(Endpoint {
-            conn_id: self.id,
+            gen: user.gen,
             outbox: self.outbox.clone(),
         })
     }
 
     /// Where `to`'s session is, if anywhere.
     async fn route(&self, user: &User, to: &str) -> Option<Route> {
-        if let Some((conn_id, outbox)) = self.ctx.local.find(&user.tenant, to) {
-            return Some(Route::Here(Endpoint { conn_id, outbox }));
+        if let Some((gen, outbox)) = self.ctx.local.find(&user.tenant, to) {
+            return Some(Route::Here(Endpoint { gen, outbox }));
         }
         let links = self.ctx.links.as_ref()?;
         let node = links.route(self.ctx.hub.as_ref(), &user.tenant, to).await?;
-        Some(Route::There(links.peer(&node).await?))
+        Some(Route::There(links.link(&node).await?))
     }
 
     /// The outcome of this connection's cmd `n`.
@@ -54,9 +58,9 @@ impl Peer {
                 self.cmd_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
                 return None;
             }
-            Some(Route::There(peer)) => {
+            Some(Route::There(link)) => {
                 let links = self.ctx.links.as_ref().expect("routed over a link");
-                links.cmd(&peer, user.gen, &user.tenant, &user.user_id, to, n, data);
+                links.cmd(&link, user.gen, &user.tenant, &user.user_id, to, n, data);
                 return None;
             }
             Some(Route::Here(receiver)) => receiver,
@@ -98,9 +102,9 @@ impl Peer {
         };
         match self.route(user, &to).await {
             None => self.reply(id, CRVIDEOSDK_SENDDATA_TARGETINVALID),
-            Some(Route::There(peer)) => {
+            Some(Route::There(link)) => {
                 let links = self.ctx.links.as_ref().expect("routed over a link");
-                links.offer(&peer, user.gen, &user.tenant, &to, id, offer);
+                links.offer(&link, user.gen, &user.tenant, &to, id, offer);
             }
             Some(Route::Here(receiver)) => {
                 if let Err(code) = self.ctx.relay.offer(id, self.sender(), receiver, offer) {
@@ -124,7 +128,7 @@ impl Peer {
 
     /// A data frame of one of this connection's streams. `Some` ends the connection.
     pub fn on_data(&self, frame: FrameRef<'_>) -> Option<End> {
-        let super::Phase::LoggedIn(user) = &self.phase else {
+        let Phase::LoggedIn(user) = &self.phase else {
             return Some(self.close(
                 crvm_proto::error::CRVIDEOSDK_NOT_LOGIN,
                 "log in first".into(),
@@ -135,7 +139,11 @@ impl Peer {
         if self.forwarded_with(user, sid, || Msg::Data { from, sid }, frame.payload) {
             return None;
         }
-        match self.ctx.relay.data(self.id, sid, frame.payload) {
+        match self
+            .ctx
+            .relay
+            .data(SessionKey::Here(user.gen), sid, frame.payload)
+        {
             Ok(()) => None,
             Err(v) => Some(self.close(CRVIDEOSDK_ERR_DATA, v.0.into())),
         }

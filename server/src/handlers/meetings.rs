@@ -4,11 +4,12 @@ use crvm_proto::error::{CRVIDEOSDK_MEETNOTEXIST, CRVIDEOSDK_NOERR, CRVIDEOSDK_SE
 use crvm_proto::{Meeting, ServerMsg};
 
 use super::session::now_secs;
-use super::{Peer, User};
+use super::ServerSession;
 use crate::random;
+use crate::session::User;
 use crate::store::{run_blocking, MeetingDraft, MeetingRecord};
 
-impl Peer {
+impl ServerSession {
     pub(super) async fn create_meeting(
         &self,
         user: &User,
@@ -73,7 +74,7 @@ impl Peer {
     }
 
     fn store_failed(&self, id: u64, what: &str, e: &impl std::fmt::Display) {
-        tracing::warn!("conn {} {what} failed: storage error: {e}", self.id);
+        tracing::warn!("conn {} {what} failed: storage error: {e}", self.login_conn);
         self.reply(id, CRVIDEOSDK_SERVER_EXCEPTION);
     }
 }

@@ -1,5 +1,5 @@
 //! What the server does with each message of a connection, one module per area, each an
-//! `impl Peer` block holding the handlers of its messages (the shape of mini-redis's `cmd/`):
+//! `impl ServerSession` block holding the handlers of its messages (the shape of mini-redis's `cmd/`):
 //!
 //! - [`session`]: `hello`, `login`, `logout`;
 //! - [`presence`]: do-not-disturb, the status list, status subscriptions;
@@ -8,7 +8,7 @@
 //! - [`data`]: cmds, buffer and file streams (routed by [`crate::relay`]).
 //!
 //! `conn.rs` owns the socket: it decodes frames, enforces deadlines and limits, and calls
-//! [`Peer::on_msg`] / [`Peer::on_data`]. Every field is checked once, by the protocol's
+//! [`ServerSession::on_msg`] / [`ServerSession::on_data`]. Every field is checked once, by the protocol's
 //! [`ClientMsg::validate`], before any handler runs.
 
 mod calls;
@@ -23,36 +23,49 @@ use std::sync::Arc;
 use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_LOGINSTATE_ERROR, CRVIDEOSDK_NOT_LOGIN};
 use crvm_proto::{ClientMsg, Op, ServerMsg, SizeLimits};
 
-use crate::conn::{Ctx, End, ResumeReq};
-use crate::hub::{ConnId, Gen};
+use crate::ctx::Ctx;
+use crate::ids::{ConnId, SessionKey};
 use crate::link::Msg;
 use crate::outbox::{Out, Outbox};
+use crate::session::{ParkedSession, Phase, User};
 
-/// Where a connection is in its life.
-pub enum Phase {
-    AwaitHello,
-    LoggedOut,
-    LoggedIn(User),
+/// Why a connection's read loop ended.
+pub enum End {
+    PeerClosed,
+    ReadFailed(std::io::Error),
+    /// Nothing received for the idle timeout.
+    Idle,
+    /// This connection queued `Close{code}`.
+    Closed {
+        code: i32,
+        reason: String,
+    },
+    LoginFailed(i32),
+    Logout,
+    /// Someone else stopped the outbox: kick, shutdown, overflow, a failed write, or a
+    /// resume of the session on another connection.
+    Stopped,
+    /// The client asks to resume a session on this connection.
+    Resume(ResumeReq),
+    /// A resume was refused with this code (207, 10), or deferred (0: retry later).
+    ResumeRefused(i32),
 }
 
-/// The user a connection is logged in as.
-#[derive(Debug, Clone)]
-pub struct User {
-    /// The tenant's app ID.
-    pub tenant: String,
-    pub user_id: String,
-    /// The login's generation in the shared state (its identity in [`crate::hub`]).
-    pub gen: Gen,
-    /// The session's ID when it may be resumed (SPEC §3.6).
-    pub session: Option<String>,
+/// A `resume` as received.
+pub struct ResumeReq {
+    pub app_id: String,
+    pub session: String,
+    pub secret: String,
+    pub last: u64,
 }
 
 /// One connection as the handlers see it — once logged in, the session, which may outlive its
-/// connection and go on on another (SPEC §3.6).
-pub struct Peer {
-    /// The session's identity in the hub and the relay: the ID of the connection it logged in
-    /// on (or, before login, this connection's).
-    pub id: ConnId,
+/// connection and go on on another (SPEC §3.6). Its identity in the shared state, the relay and
+/// the node links is its login ([`User::gen`]); connections are only where it is.
+pub struct ServerSession {
+    /// The connection the session logged in on (or, before login, this connection): it names
+    /// the session in logs.
+    pub login_conn: ConnId,
     /// The connection the session is on now.
     pub conn: ConnId,
     pub addr: SocketAddr,
@@ -61,7 +74,7 @@ pub struct Peer {
     pub phase: Phase,
 }
 
-impl Peer {
+impl ServerSession {
     /// Handles one control message. `Some` ends the connection.
     pub async fn on_msg(&mut self, msg: ClientMsg, attachment: &[u8]) -> Option<End> {
         match (&self.phase, msg) {
@@ -126,13 +139,15 @@ impl Peer {
             ClientMsg::Req { id, op } => self.op(user, id, op).await,
             ClientMsg::Cmd { n, to } => self.cmd(user, n, &to, attachment).await,
             ClientMsg::CmdAck { upto } => {
-                self.ctx.relay.cmd_ack(self.id, upto);
+                self.ctx.relay.cmd_ack(user.gen, upto);
                 None
             }
             ClientMsg::DataEnd { sid, hash } => {
                 let (from, h) = (user.gen, hash.clone());
                 if !self.forwarded(user, sid, || Msg::DataEnd { from, sid, hash: h }) {
-                    self.ctx.relay.data_end(self.id, sid, hash);
+                    self.ctx
+                        .relay
+                        .data_end(SessionKey::Here(user.gen), sid, hash);
                 }
                 None
             }
@@ -144,15 +159,15 @@ impl Peer {
                 None
             }
             ClientMsg::Ack { sid, bytes } => {
-                self.ctx.relay.ack(self.id, sid, bytes);
+                self.ctx.relay.ack(user.gen, sid, bytes);
                 None
             }
             ClientMsg::Fin { sid, code } => {
-                self.ctx.relay.fin(self.id, sid, code);
+                self.ctx.relay.fin(user.gen, sid, code);
                 None
             }
             ClientMsg::CancelAck { sid, code } => {
-                self.ctx.relay.cancel_ack(self.id, sid, code);
+                self.ctx.relay.cancel_ack(user.gen, sid, code);
                 None
             }
         }
@@ -219,14 +234,37 @@ impl Peer {
     }
 
     /// What stays of this connection once its session is parked: nothing logged in.
-    pub fn stand_in(&self) -> Peer {
-        Peer {
-            id: self.conn,
+    pub fn stand_in(&self) -> ServerSession {
+        ServerSession {
+            login_conn: self.conn,
             conn: self.conn,
             addr: self.addr,
             ctx: Arc::clone(&self.ctx),
             outbox: Outbox::default(),
             phase: Phase::LoggedOut,
+        }
+    }
+
+    /// This session as parking holds it: without the node's context.
+    pub fn into_parked(self) -> ParkedSession {
+        ParkedSession {
+            login_conn: self.login_conn,
+            conn: self.conn,
+            addr: self.addr,
+            outbox: self.outbox,
+            phase: self.phase,
+        }
+    }
+
+    /// A parked session back at work, with the node's context.
+    pub fn from_parked(ctx: Arc<Ctx>, p: ParkedSession) -> ServerSession {
+        ServerSession {
+            login_conn: p.login_conn,
+            conn: p.conn,
+            addr: p.addr,
+            ctx,
+            outbox: p.outbox,
+            phase: p.phase,
         }
     }
 
@@ -237,7 +275,7 @@ impl Peer {
         self.logout_session().await
     }
 
-    /// [`Peer::leave`] without closing the outbox first (a logout's answer follows).
+    /// [`ServerSession::leave`] without closing the outbox first (a logout's answer follows).
     async fn logout_session(&mut self) -> String {
         match self.leave_node() {
             Some(user) => {
@@ -251,7 +289,7 @@ impl Peer {
         }
     }
 
-    /// What [`Peer::leave`] does on this node, at once: the session leaves this node's
+    /// What [`ServerSession::leave`] does on this node, at once: the session leaves this node's
     /// sessions (nothing new is routed to it), its transfers end. Returns the user, who must
     /// still be logged out of the shared state.
     pub fn leave_node(&mut self) -> Option<User> {
@@ -264,7 +302,7 @@ impl Peer {
                 .ended(sid, self.conn, self.outbox.state().kicked());
         }
         self.ctx.local.remove(user.gen);
-        self.ctx.relay.session_ended(self.id);
+        self.ctx.relay.session_ended(SessionKey::Here(user.gen));
         if let Some(links) = &self.ctx.links {
             links.session_ended(user.gen);
         }

@@ -2,10 +2,11 @@
 
 use crvm_proto::ServerMsg;
 
-use super::{Peer, User};
+use super::ServerSession;
 use crate::hub::Answer;
+use crate::session::User;
 
-impl Peer {
+impl ServerSession {
     pub(super) async fn set_dnd(&self, user: &User, id: u64, dnd: i32) {
         let hub = &self.ctx.hub;
         let answer = hub

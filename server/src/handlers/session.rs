@@ -8,14 +8,14 @@ use crvm_proto::error::{
 };
 use crvm_proto::{Op, ServerMsg, PROTOCOL_VERSION};
 
-use super::{clip, Peer, Phase, User};
+use super::{clip, End, ServerSession};
 use crate::auth::{self, Credentials};
-use crate::conn::End;
 use crate::hub::local::Local;
 use crate::hub::Login;
 use crate::metrics;
+use crate::session::{Phase, User};
 
-impl Peer {
+impl ServerSession {
     pub(super) fn hello(&mut self, ver: u32) -> Option<End> {
         if ver != PROTOCOL_VERSION {
             return Some(self.close(
@@ -76,7 +76,7 @@ impl Peer {
                 }
                 tracing::warn!(
                     "conn {} login failed ({}): app {:?} user {:?}: code {code}{}",
-                    self.id,
+                    self.login_conn,
                     self.addr,
                     clip(&app_id),
                     clip(&user_id),
@@ -96,7 +96,6 @@ impl Peer {
         self.ctx.local.add(
             gen,
             Local {
-                conn_id: self.id,
                 tenant: app_id.clone(),
                 user_id: user.clone(),
                 outbox: self.outbox.clone(),
@@ -112,7 +111,7 @@ impl Peer {
             self.ctx.local.remove(gen);
             tracing::warn!(
                 "conn {} login failed ({}): app {:?} user {:?}: shared state unreachable",
-                self.id,
+                self.login_conn,
                 self.addr,
                 app_id,
                 user
@@ -125,7 +124,7 @@ impl Peer {
         metrics::get().login(CRVIDEOSDK_NOERR);
         tracing::info!(
             "conn {} login ok ({}): app {:?} user {:?}",
-            self.id,
+            self.login_conn,
             self.addr,
             app_id,
             user
@@ -165,7 +164,7 @@ impl Peer {
     /// transfers end, their peers told; the answer goes last, then the server closes.
     pub(super) async fn logout(&mut self, id: u64) -> End {
         let who = self.logout_session().await;
-        tracing::info!("conn {} logout:{who}", self.id);
+        tracing::info!("conn {} logout:{who}", self.login_conn);
         self.reply(id, CRVIDEOSDK_NOERR);
         self.outbox.close();
         End::Logout

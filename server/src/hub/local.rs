@@ -10,13 +10,13 @@ use crvm_proto::error::{
 use crvm_proto::{ServerMsg, UserStatus};
 use parking_lot::Mutex;
 
-use super::{ConnId, Effect, Gen};
+use super::Effect;
+use crate::ids::LoginGen;
 use crate::outbox::{Out, Outbox};
 
 /// A session of this node.
 #[derive(Debug, Clone)]
 pub struct Local {
-    pub conn_id: ConnId,
     pub tenant: String,
     pub user_id: String,
     pub outbox: Outbox,
@@ -34,12 +34,12 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_gen: HashMap<Gen, Entry>,
+    by_gen: HashMap<LoginGen, Entry>,
     /// The newest session of each user on this node, per tenant (two maps, so that a lookup
     /// allocates nothing: it is on every cmd's path).
-    current: HashMap<String, HashMap<String, Gen>>,
+    current: HashMap<String, HashMap<String, LoginGen>>,
     /// Per tenant, the sessions that asked for status pushes.
-    subscribers: HashMap<String, HashSet<Gen>>,
+    subscribers: HashMap<String, HashSet<LoginGen>>,
 }
 
 /// Every session of this node, by generation.
@@ -87,15 +87,14 @@ impl LocalSessions {
 
     /// Draws another prefix (another node of the cluster has this one).
     pub fn new_prefix(&self) {
-        // Never 0, so that a generation is never a small number (the relay tells remote
-        // senders, known by generation, from local ones, known by connection ID).
+        // Never 0: that prefix is a server of its own's.
         let p = 1 + crate::random::below(PREFIX_MASK);
         self.prefix.store(p, Ordering::Relaxed);
     }
 
     /// A generation for a new login, unique in the cluster.
-    pub fn next_gen(&self) -> Gen {
-        self.base() | (self.next.fetch_add(1, Ordering::Relaxed) & COUNTER_MASK)
+    pub fn next_gen(&self) -> LoginGen {
+        LoginGen(self.base() | (self.next.fetch_add(1, Ordering::Relaxed) & COUNTER_MASK))
     }
 
     /// The range of generations that logins from now on get, as decimal text: `[from, to)`.
@@ -108,7 +107,7 @@ impl LocalSessions {
     }
 
     /// Records session `gen`'s DND value.
-    pub fn set_dnd(&self, gen: Gen, dnd: i32) {
+    pub fn set_dnd(&self, gen: LoginGen, dnd: i32) {
         if let Some(e) = self.inner.lock().by_gen.get_mut(&gen) {
             e.local.dnd = dnd;
         }
@@ -116,7 +115,7 @@ impl LocalSessions {
 
     /// Adds session `gen`, which becomes its user's current one on this node. What reaches it
     /// is held until [`LocalSessions::open`].
-    pub fn add(&self, gen: Gen, local: Local) {
+    pub fn add(&self, gen: LoginGen, local: Local) {
         let mut s = self.inner.lock();
         s.current
             .entry(local.tenant.clone())
@@ -132,7 +131,7 @@ impl LocalSessions {
     }
 
     /// Session `gen`'s login was answered: what was held for it is applied, in order.
-    pub fn open(&self, gen: Gen) {
+    pub fn open(&self, gen: LoginGen) {
         let held = match self.inner.lock().by_gen.get_mut(&gen) {
             Some(e) => e.held.take().unwrap_or_default(),
             None => return,
@@ -164,7 +163,7 @@ impl LocalSessions {
     }
 
     /// Forgets session `gen` (no more pushes reach it). Returns it if it was here.
-    pub fn remove(&self, gen: Gen) -> Option<Local> {
+    pub fn remove(&self, gen: LoginGen) -> Option<Local> {
         let mut s = self.inner.lock();
         let e = s.by_gen.remove(&gen)?;
         if let Some(users) = s.current.get_mut(&e.local.tenant) {
@@ -185,7 +184,7 @@ impl LocalSessions {
     }
 
     /// Turns status pushes to session `gen` on or off. False if it is no longer here.
-    pub fn set_notify(&self, gen: Gen, on: bool) -> bool {
+    pub fn set_notify(&self, gen: LoginGen, on: bool) -> bool {
         let mut s = self.inner.lock();
         let Some(e) = s.by_gen.get(&gen) else {
             return false;
@@ -199,23 +198,21 @@ impl LocalSessions {
         true
     }
 
-    /// The connection and outbox of a user's current session on this node (a receiver).
-    pub fn find(&self, tenant: &str, user_id: &str) -> Option<(ConnId, Outbox)> {
+    /// The generation and outbox of a user's current session on this node (a receiver).
+    pub fn find(&self, tenant: &str, user_id: &str) -> Option<(LoginGen, Outbox)> {
         let s = self.inner.lock();
         let gen = *s.current.get(tenant)?.get(user_id)?;
-        s.by_gen
-            .get(&gen)
-            .map(|e| (e.local.conn_id, e.local.outbox.clone()))
+        s.by_gen.get(&gen).map(|e| (gen, e.local.outbox.clone()))
     }
 
     /// The generation of the user's current session on this node.
-    pub fn current(&self, tenant: &str, user_id: &str) -> Option<Gen> {
+    pub fn current(&self, tenant: &str, user_id: &str) -> Option<LoginGen> {
         self.inner.lock().current.get(tenant)?.get(user_id).copied()
     }
 
     /// Ends every session of `tenant` on this node with `close{code}`; how many.
     pub fn end_tenant(&self, tenant: &str, code: i32, reason: &str) -> usize {
-        let gens: Vec<Gen> = match self.inner.lock().current.get(tenant) {
+        let gens: Vec<LoginGen> = match self.inner.lock().current.get(tenant) {
             Some(users) => users.values().copied().collect(),
             None => return 0,
         };
@@ -235,7 +232,7 @@ impl LocalSessions {
     }
 
     /// The outbox of session `gen`, if it is on this node.
-    pub fn outbox(&self, gen: Gen) -> Option<Outbox> {
+    pub fn outbox(&self, gen: LoginGen) -> Option<Outbox> {
         self.inner
             .lock()
             .by_gen
@@ -244,7 +241,7 @@ impl LocalSessions {
     }
 
     /// Every session of this node.
-    pub fn all(&self) -> Vec<(Gen, Local)> {
+    pub fn all(&self) -> Vec<(LoginGen, Local)> {
         let s = self.inner.lock();
         s.by_gen
             .iter()
@@ -304,7 +301,7 @@ impl LocalSessions {
     }
 
     /// Queues `msg` to session `gen`, if it is here.
-    fn push(&self, gen: Gen, msg: &ServerMsg) {
+    fn push(&self, gen: LoginGen, msg: &ServerMsg) {
         if let Some(outbox) = self.outbox(gen) {
             let _ = outbox.push(Out::msg(msg));
         }
@@ -326,7 +323,7 @@ impl LocalSessions {
 
     /// Ends session `gen` with `close{code}`; its connection's teardown (or its resume
     /// window's expiry) then finds it gone from the shared state and changes nothing there.
-    fn end(&self, gen: Gen, code: i32, reason: &str) {
+    fn end(&self, gen: LoginGen, code: i32, reason: &str) {
         if let Some(local) = self.remove(gen) {
             local.outbox.close_with(&ServerMsg::Close {
                 code,

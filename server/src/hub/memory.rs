@@ -14,14 +14,15 @@ use crvm_proto::UserStatus;
 use parking_lot::Mutex;
 
 use super::{
-    Answer, CallInfo, CallRequest, CallStore, Directory, Effect, Gen, LocalSessions, Login,
-    Operations, PresenceStore, Requester,
+    Answer, CallInfo, CallRequest, CallStore, Directory, Effect, LocalSessions, Login, Operations,
+    PresenceStore, Requester,
 };
 use crate::calls::{self, CallTable};
+use crate::ids::LoginGen;
 
 #[derive(Debug)]
 struct Entry {
-    gen: Gen,
+    gen: LoginGen,
     user_status: i32,
     dnd: i32,
 }
@@ -161,7 +162,7 @@ impl Directory for MemoryHub {
         Ok(())
     }
 
-    async fn logout(&self, tenant: &str, user_id: &str, gen: Gen) {
+    async fn logout(&self, tenant: &str, user_id: &str, gen: LoginGen) {
         let state = self.tenant(tenant);
         let mut t = state.lock();
         if t.users.get(user_id).map(|e| e.gen) != Some(gen) {
@@ -187,7 +188,14 @@ impl Directory for MemoryHub {
 
 #[async_trait]
 impl PresenceStore for MemoryHub {
-    async fn set_dnd(&self, tenant: &str, user_id: &str, gen: Gen, _re: u64, dnd: i32) -> Answer {
+    async fn set_dnd(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        gen: LoginGen,
+        _re: u64,
+        dnd: i32,
+    ) -> Answer {
         // One node: the status is pushed under the lock, so the caller's answer after it keeps
         // its order.
         let state = self.tenant(tenant);
@@ -203,7 +211,7 @@ impl PresenceStore for MemoryHub {
         }
     }
 
-    async fn set_notify(&self, gen: Gen, on: bool, re: u64) -> Result<(), i32> {
+    async fn set_notify(&self, gen: LoginGen, on: bool, re: u64) -> Result<(), i32> {
         let re = re.to_string();
         self.inner.local.apply(Effect::Notify { gen, on, re });
         Ok(())
@@ -313,13 +321,12 @@ mod tests {
         local: &LocalSessions,
         tenant: &str,
         user: &str,
-    ) -> (Gen, Outbox) {
+    ) -> (LoginGen, Outbox) {
         let outbox = Outbox::default();
         let gen = local.next_gen();
         local.add(
             gen,
             Local {
-                conn_id: gen,
                 tenant: tenant.into(),
                 user_id: user.into(),
                 outbox: outbox.clone(),
@@ -394,7 +401,6 @@ mod tests {
             bob_ob.take_msgs(),
             vec![st("alice", 1, 0), st("alice", 1, 0)]
         );
-        // (These sessions' connection IDs are their generations.)
-        assert_eq!(local.find("t", "alice").map(|(c, _)| c), Some(a2));
+        assert_eq!(local.find("t", "alice").map(|(g, _)| g), Some(a2));
     }
 }

@@ -1,5 +1,5 @@
 //! Who is online where, their presence and their calls (SPEC §3.1, §3.2, §3.4, §4.1), split in
-//! two (docs/ARCHITECTURE.md item 6):
+//! two (docs/DESIGN.md, Cluster, "The hub split"):
 //!
 //! - node-local and synchronous: [`LocalSessions`], each session of this node with its outbox
 //!   and whether it wants status pushes;
@@ -23,14 +23,9 @@ use async_trait::async_trait;
 use crvm_proto::{ServerMsg, UserStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::LoginGen;
+
 pub use local::LocalSessions;
-
-/// Node-unique ID of a connection, for logs and the relay.
-pub type ConnId = u64;
-
-/// Cluster-unique ID of one login: a session's identity in the shared state. A request or a
-/// teardown carrying a generation that is no longer its user's current one changes nothing.
-pub type Gen = u64;
 
 /// Something a state change requires a node to do for one of its sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +34,7 @@ pub enum Effect {
     /// Queue `msg` to session `gen`.
     Deliver {
         #[serde(with = "as_text")]
-        gen: Gen,
+        gen: LoginGen,
         msg: ServerMsg,
     },
     /// Queue `reply{re, code}` to session `gen`: a request answered in order with the
@@ -47,7 +42,7 @@ pub enum Effect {
     /// number, any u64.)
     Reply {
         #[serde(with = "as_text")]
-        gen: Gen,
+        gen: LoginGen,
         re: String,
         #[serde(default)]
         code: i32,
@@ -59,19 +54,19 @@ pub enum Effect {
     /// every change published before it and never misses or repeats one.
     Notify {
         #[serde(with = "as_text")]
-        gen: Gen,
+        gen: LoginGen,
         on: bool,
         re: String,
     },
     /// Session `gen` was replaced by a newer login of its user: `close{10}`.
     Kick {
         #[serde(with = "as_text")]
-        gen: Gen,
+        gen: LoginGen,
     },
     /// An operator ended session `gen` (admin API): `close{206}`.
     Kicked {
         #[serde(with = "as_text")]
-        gen: Gen,
+        gen: LoginGen,
     },
     /// Node `node` was declared dead: everything in flight with it ends (the node links).
     NodeGone { node: String },
@@ -79,7 +74,7 @@ pub enum Effect {
     /// dead, or the shared state lost it): `close{207}`.
     Drop {
         #[serde(with = "as_text")]
-        gen: Gen,
+        gen: LoginGen,
     },
 }
 
@@ -87,11 +82,13 @@ pub enum Effect {
 mod as_text {
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    use crate::ids::LoginGen;
+
+    pub fn serialize<S: Serializer>(v: &LoginGen, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(v)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LoginGen, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         text.parse().map_err(D::Error::custom)
     }
@@ -102,7 +99,7 @@ mod as_text {
 pub struct Login<'a> {
     pub tenant: &'a str,
     pub user_id: &'a str,
-    pub gen: Gen,
+    pub gen: LoginGen,
 }
 
 /// Who makes a request, and the request ID to answer.
@@ -110,7 +107,7 @@ pub struct Login<'a> {
 pub struct Requester<'a> {
     pub tenant: &'a str,
     pub user_id: &'a str,
-    pub gen: Gen,
+    pub gen: LoginGen,
     pub re: u64,
 }
 
@@ -134,7 +131,7 @@ pub trait Directory: Send + Sync {
 
     /// Ends session `gen` if it is still its user's (a kicked session's teardown must not log
     /// out its successor): its call ends, the user goes offline for subscribers.
-    async fn logout(&self, tenant: &str, user_id: &str, gen: Gen);
+    async fn logout(&self, tenant: &str, user_id: &str, gen: LoginGen);
 
     /// The node the user's session is on, if online ("" on a server of its own).
     async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<String>, i32>;
@@ -159,11 +156,18 @@ pub enum Answer {
 pub trait PresenceStore: Send + Sync {
     /// Stores the DND value of session `gen` and pushes the new status; 12 if that session is
     /// no longer its user's.
-    async fn set_dnd(&self, tenant: &str, user_id: &str, gen: Gen, re: u64, dnd: i32) -> Answer;
+    async fn set_dnd(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        gen: LoginGen,
+        re: u64,
+        dnd: i32,
+    ) -> Answer;
 
     /// Turns status pushes to session `gen` on or off and answers request `re` (through an
     /// [`Effect::Notify`]).
-    async fn set_notify(&self, gen: Gen, on: bool, re: u64) -> Result<(), i32>;
+    async fn set_notify(&self, gen: LoginGen, on: bool, re: u64) -> Result<(), i32>;
 
     /// Status of every online user of the tenant, sorted by user ID.
     async fn statuses(&self, tenant: &str) -> Result<Vec<UserStatus>, i32>;

@@ -25,9 +25,10 @@ use redis::{FromRedisValue, ToRedisArgs};
 use tokio::time::Instant;
 
 use super::{
-    Answer, CallInfo, CallRequest, CallStore, Directory, Effect, Gen, LocalSessions, Login,
-    Operations, PresenceStore, Requester,
+    Answer, CallInfo, CallRequest, CallStore, Directory, Effect, LocalSessions, Login, Operations,
+    PresenceStore, Requester,
 };
+use crate::ids::LoginGen;
 use crate::link::{Links, Registry};
 use crate::random;
 
@@ -504,7 +505,7 @@ impl Directory for RedisHub {
         }
     }
 
-    async fn logout(&self, tenant: &str, user_id: &str, gen: Gen) {
+    async fn logout(&self, tenant: &str, user_id: &str, gen: LoginGen) {
         // While this node is cut off, its sessions are swept when it is back.
         if self.is_up() {
             let gen = gen.to_string();
@@ -534,7 +535,14 @@ impl Directory for RedisHub {
 
 #[async_trait]
 impl PresenceStore for RedisHub {
-    async fn set_dnd(&self, tenant: &str, user_id: &str, gen: Gen, re: u64, dnd: i32) -> Answer {
+    async fn set_dnd(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        gen: LoginGen,
+        re: u64,
+        dnd: i32,
+    ) -> Answer {
         let (g, re, d) = (gen.to_string(), re.to_string(), dnd.to_string());
         let answer = self
             .answered("crvm_set_dnd", vec![tenant, user_id, &g, &re, &d])
@@ -545,7 +553,7 @@ impl PresenceStore for RedisHub {
         answer
     }
 
-    async fn set_notify(&self, gen: Gen, on: bool, re: u64) -> Result<(), i32> {
+    async fn set_notify(&self, gen: LoginGen, on: bool, re: u64) -> Result<(), i32> {
         let (g, on, re) = (gen.to_string(), if on { "1" } else { "0" }, re.to_string());
         let args = (self.node(), g.as_str(), on, re.as_str());
         self.fcall::<i64>("crvm_notify", args)

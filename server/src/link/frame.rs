@@ -6,11 +6,81 @@
 //! message is JSON (`u32` length, then the JSON of [`Msg`]). A frame is encoded straight into
 //! the link's buffer from borrowed fields, and read straight from the link's buffered reader,
 //! its attachment into a vector of its own (no copy of a whole frame either way).
+//!
+//! A session is named by its [`LoginGen`] (`gen`, `from`) on the wire: the receiving node
+//! knows it as one of its own sessions, or as a session of the sending node.
 
+use crvm_proto::{ServerMsg, XferKind};
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::Msg;
-use crate::hub::Gen;
+use crate::ids::LoginGen;
+
+/// What travels on a link (encoded by this module).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Msg {
+    /// First frame of a connection: who dials, with the key of the node it dials.
+    Hello {
+        node: String,
+        key: String,
+    },
+    /// A message for session `gen` of the receiving node (from its relay state over there).
+    Deliver {
+        gen: LoginGen,
+        msg: ServerMsg,
+    },
+    /// Session `from` (user `user`) sends cmd `n` to user `to` of `tenant`, whose session is
+    /// on the receiving node; the attachment is the cmd.
+    Cmd {
+        from: LoginGen,
+        tenant: String,
+        user: String,
+        to: String,
+        n: u64,
+    },
+    /// The `cmd_done` of session `gen` of the receiving node (from its relay state over there).
+    CmdDone {
+        gen: LoginGen,
+        ns: Vec<u64>,
+        code: i32,
+    },
+    /// Session `from` offers a stream to user `to` of `tenant` (request `re`).
+    Offer {
+        from: LoginGen,
+        tenant: String,
+        to: String,
+        re: u64,
+        task: String,
+        user: String,
+        kind: XferKind,
+        size: u64,
+        name: String,
+    },
+    /// A data frame of session `from`'s stream; the attachment is the frame's payload.
+    Data {
+        from: LoginGen,
+        sid: u64,
+    },
+    DataEnd {
+        from: LoginGen,
+        sid: u64,
+        hash: String,
+    },
+    Cancel {
+        from: LoginGen,
+        sid: u64,
+    },
+    /// Session `gen` of the sending node ended: its streams here are cancelled.
+    Ended {
+        gen: LoginGen,
+    },
+    /// Session `gen` of the receiving node broke the protocol here: close it.
+    Violation {
+        gen: LoginGen,
+        what: String,
+    },
+}
 
 const JSON: u8 = 0;
 const CMD: u8 = 1;
@@ -18,12 +88,18 @@ const CMD_DONE: u8 = 2;
 const DATA: u8 = 3;
 
 /// Appends the frame of cmd `n` of session `from` (user `user` of `tenant`) to user `to`.
-pub fn put_cmd(f: &mut Vec<u8>, from: Gen, n: u64, [tenant, user, to]: [&str; 3], data: &[u8]) {
+pub fn put_cmd(
+    f: &mut Vec<u8>,
+    from: LoginGen,
+    n: u64,
+    [tenant, user, to]: [&str; 3],
+    data: &[u8],
+) {
     let len = 1 + 16 + 12 + tenant.len() + user.len() + to.len() + data.len();
     f.reserve(4 + len);
     f.extend_from_slice(&(len as u32).to_be_bytes());
     f.push(CMD);
-    f.extend_from_slice(&from.to_be_bytes());
+    f.extend_from_slice(&from.0.to_be_bytes());
     f.extend_from_slice(&n.to_be_bytes());
     for s in [tenant, user, to] {
         f.extend_from_slice(&(s.len() as u32).to_be_bytes());
@@ -33,12 +109,12 @@ pub fn put_cmd(f: &mut Vec<u8>, from: Gen, n: u64, [tenant, user, to]: [&str; 3]
 }
 
 /// Appends the frame of a `cmd_done` for session `gen`.
-pub fn put_cmd_done(f: &mut Vec<u8>, gen: Gen, ns: &[u64], code: i32) {
+pub fn put_cmd_done(f: &mut Vec<u8>, gen: LoginGen, ns: &[u64], code: i32) {
     let len = 1 + 8 + 4 + 4 + 8 * ns.len();
     f.reserve(4 + len);
     f.extend_from_slice(&(len as u32).to_be_bytes());
     f.push(CMD_DONE);
-    f.extend_from_slice(&gen.to_be_bytes());
+    f.extend_from_slice(&gen.0.to_be_bytes());
     f.extend_from_slice(&code.to_be_bytes());
     f.extend_from_slice(&(ns.len() as u32).to_be_bytes());
     for n in ns {
@@ -62,7 +138,7 @@ pub fn put(f: &mut Vec<u8>, msg: &Msg, attachment: &[u8]) {
             f.reserve(4 + len);
             f.extend_from_slice(&(len as u32).to_be_bytes());
             f.push(DATA);
-            f.extend_from_slice(&from.to_be_bytes());
+            f.extend_from_slice(&from.0.to_be_bytes());
             f.extend_from_slice(&sid.to_be_bytes());
             f.extend_from_slice(attachment);
         }
@@ -89,14 +165,14 @@ pub async fn read(rd: &mut (impl AsyncRead + Unpin), max: usize) -> Option<(Msg,
     let mut r = Frame { rd, left: len };
     let msg = match r.u8().await? {
         CMD => Msg::Cmd {
-            from: r.u64().await?,
+            from: LoginGen(r.u64().await?),
             n: r.u64().await?,
             tenant: r.str().await?,
             user: r.str().await?,
             to: r.str().await?,
         },
         CMD_DONE => {
-            let gen = r.u64().await?;
+            let gen = LoginGen(r.u64().await?);
             let code = r.u32().await? as i32;
             let count = r.u32().await? as usize;
             // Every number takes eight bytes of the frame: the count cannot promise more.
@@ -110,7 +186,7 @@ pub async fn read(rd: &mut (impl AsyncRead + Unpin), max: usize) -> Option<(Msg,
             Msg::CmdDone { gen, ns, code }
         }
         DATA => Msg::Data {
-            from: r.u64().await?,
+            from: LoginGen(r.u64().await?),
             sid: r.u64().await?,
         },
         JSON => {
@@ -189,25 +265,41 @@ mod tests {
     #[test]
     fn every_kind_round_trips_back_to_back() {
         let mut f = Vec::new();
-        put_cmd(&mut f, 7, u64::MAX, ["t", "alice", "bob✓"], b"payload");
-        put_cmd_done(&mut f, 1 << 63, &[1, 2, 3], -5);
-        put(&mut f, &Msg::Data { from: 3, sid: 9 }, &[0; 1000]);
-        put(&mut f, &Msg::Ended { gen: 11 }, b"x");
+        put_cmd(
+            &mut f,
+            LoginGen(7),
+            u64::MAX,
+            ["t", "alice", "bob✓"],
+            b"payload",
+        );
+        put_cmd_done(&mut f, LoginGen(1 << 63), &[1, 2, 3], -5);
+        let data = Msg::Data {
+            from: LoginGen(3),
+            sid: 9,
+        };
+        put(&mut f, &data, &[0; 1000]);
+        put(&mut f, &Msg::Ended { gen: LoginGen(11) }, b"x");
         let got = read_all(&f, 1 << 20);
         assert_eq!(got.len(), 4);
         let got: Vec<(Msg, Vec<u8>)> = got.into_iter().map(|f| f.expect("a frame")).collect();
         assert!(
-            matches!(&got[0].0, Msg::Cmd { from: 7, n: u64::MAX, tenant, user, to }
+            matches!(&got[0].0, Msg::Cmd { from: LoginGen(7), n: u64::MAX, tenant, user, to }
             if tenant == "t" && user == "alice" && to == "bob✓")
         );
         assert_eq!(got[0].1, b"payload");
         assert!(
-            matches!(&got[1].0, Msg::CmdDone { gen, ns, code: -5 } if *gen == 1 << 63 && ns == &[1, 2, 3])
+            matches!(&got[1].0, Msg::CmdDone { gen, ns, code: -5 } if gen.0 == 1 << 63 && ns == &[1, 2, 3])
         );
         assert!(got[1].1.is_empty());
-        assert!(matches!(got[2].0, Msg::Data { from: 3, sid: 9 }));
+        assert!(matches!(
+            got[2].0,
+            Msg::Data {
+                from: LoginGen(3),
+                sid: 9
+            }
+        ));
         assert_eq!(got[2].1.len(), 1000);
-        assert!(matches!(got[3].0, Msg::Ended { gen: 11 }));
+        assert!(matches!(got[3].0, Msg::Ended { gen: LoginGen(11) }));
         assert_eq!(got[3].1, b"x");
     }
 
@@ -228,7 +320,7 @@ mod tests {
     #[test]
     fn malformed_frames_are_refused() {
         let mut good = Vec::new();
-        put_cmd(&mut good, 1, 1, ["t", "u", "v"], b"");
+        put_cmd(&mut good, LoginGen(1), 1, ["t", "u", "v"], b"");
         // Every truncation (the stream ends early), and every length too short for what the
         // frame holds, is refused, never a panic.
         for cut in 0..good.len() {

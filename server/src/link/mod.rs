@@ -15,7 +15,7 @@
 //! with that node ends once: this node's senders hear 1102 for their cmds, offers and streams
 //! towards it; its senders' streams to receivers here are cancelled.
 //!
-//! Frames: [`frame`].
+//! Messages and frames: [`frame`]; the sending half of a link: [`node_link`].
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -23,168 +23,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_SENDDATA_TARGETINVALID};
-use crvm_proto::{ServerMsg, XferKind};
+use crvm_proto::ServerMsg;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use crate::auth::ct_eq;
-use crate::hub::{Directory, Gen, LocalSessions};
+use crate::hub::{Directory, LocalSessions};
+use crate::ids::{LoginGen, SessionKey};
 use crate::relay::{Endpoint, Offer, Relay, Sender};
 
-mod frame;
+pub mod frame;
+pub mod node_link;
+
+pub use frame::Msg;
+pub use node_link::NodeLink;
 
 /// Largest frame a link accepts: a data chunk or a cmd with its message.
 const MAX_FRAME: usize = 8 * 1024 * 1024;
-
-/// What travels on a link (encoded by [`frame`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "k", rename_all = "snake_case")]
-pub enum Msg {
-    /// First frame of a connection: who dials, with the key of the node it dials.
-    Hello {
-        node: String,
-        key: String,
-    },
-    /// A message for session `gen` of the receiving node (from its relay state over there).
-    Deliver {
-        gen: Gen,
-        msg: ServerMsg,
-    },
-    /// Session `from` (user `user`) sends cmd `n` to user `to` of `tenant`, whose session is
-    /// on the receiving node; the attachment is the cmd.
-    Cmd {
-        from: Gen,
-        tenant: String,
-        user: String,
-        to: String,
-        n: u64,
-    },
-    /// The `cmd_done` of session `gen` of the receiving node (from its relay state over there).
-    CmdDone {
-        gen: Gen,
-        ns: Vec<u64>,
-        code: i32,
-    },
-    /// Session `from` offers a stream to user `to` of `tenant` (request `re`).
-    Offer {
-        from: Gen,
-        tenant: String,
-        to: String,
-        re: u64,
-        task: String,
-        user: String,
-        kind: XferKind,
-        size: u64,
-        name: String,
-    },
-    /// A data frame of session `from`'s stream; the attachment is the frame's payload.
-    Data {
-        from: Gen,
-        sid: u64,
-    },
-    DataEnd {
-        from: Gen,
-        sid: u64,
-        hash: String,
-    },
-    Cancel {
-        from: Gen,
-        sid: u64,
-    },
-    /// Session `gen` of the sending node ended: its streams here are cancelled.
-    Ended {
-        gen: Gen,
-    },
-    /// Session `gen` of the receiving node broke the protocol here: close it.
-    Violation {
-        gen: Gen,
-        what: String,
-    },
-}
-
-/// The sending half of the link to one node.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    node: Arc<str>,
-    out: Arc<Out>,
-}
-
-/// A dialled link's socket and what waits to be written to it, in order, by the link's writer
-/// task: frames sent while it writes go out together in its next write, and nobody writes to
-/// the socket while holding a lock of the relay.
-#[derive(Debug)]
-struct Out {
-    stream: TcpStream,
-    q: Mutex<OutQ>,
-    wake: Notify,
-    /// Closed by [`Links::lost`]: nothing more goes through it.
-    closed: AtomicBool,
-}
-
-#[derive(Debug, Default)]
-struct OutQ {
-    pending: Vec<u8>,
-    failed: bool,
-}
-
-impl Peer {
-    /// Sends `msg` (and its attachment) to the node, in order; dropped if the link is gone
-    /// (its loss ends everything it carried).
-    pub fn send(&self, msg: &Msg, attachment: &[u8]) {
-        self.send_with(|f| frame::put(f, msg, attachment));
-    }
-
-    /// Appends a frame to what waits for the link's writer, and wakes it if it was idle.
-    fn send_with(&self, put: impl FnOnce(&mut Vec<u8>)) {
-        let mut q = self.out.q.lock();
-        if q.failed {
-            return;
-        }
-        let was_empty = q.pending.is_empty();
-        put(&mut q.pending);
-        drop(q);
-        if was_empty {
-            self.out.wake.notify_one();
-        }
-    }
-
-    /// Closes the link (both directions of the socket): nothing more is sent on it.
-    fn close(&self) {
-        self.out.closed.store(true, Ordering::Release);
-        self.out.q.lock().failed = true;
-        use std::os::fd::AsRawFd;
-        // SAFETY: shutdown on the socket this link owns; it stays open (and valid) until the
-        // last holder drops it.
-        unsafe { libc::shutdown(self.out.stream.as_raw_fd(), libc::SHUT_RDWR) };
-        self.out.wake.notify_one();
-    }
-
-    fn is_closed(&self) -> bool {
-        self.out.closed.load(Ordering::Acquire)
-    }
-
-    /// Tells session `gen` of that node `msg`.
-    pub fn deliver(&self, gen: Gen, msg: &ServerMsg) {
-        match msg {
-            ServerMsg::CmdDone { ns, code } => {
-                self.send_with(|f| frame::put_cmd_done(f, gen, ns, *code))
-            }
-            _ => self.send(
-                &Msg::Deliver {
-                    gen,
-                    msg: msg.clone(),
-                },
-                &[],
-            ),
-        }
-    }
-
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-}
 
 /// Largest first frame (the hello) of a connection, and how long it may take.
 const HELLO_MAX: usize = 4096;
@@ -196,9 +52,9 @@ const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 #[derive(Default)]
 struct Inbound {
     /// The link back to that node, once dialled.
-    back: Option<Peer>,
+    back: Option<NodeLink>,
     /// Its sessions recorded as remote senders here.
-    known: HashSet<Gen>,
+    known: HashSet<LoginGen>,
 }
 
 /// What this node's sessions have in flight towards one other node.
@@ -235,13 +91,14 @@ pub struct Links {
     local: Arc<LocalSessions>,
     relay: Arc<Relay>,
     registry: OnceLock<Arc<dyn Registry>>,
-    peers: Mutex<HashMap<String, Peer>>,
+    /// The links this node dialled, by node.
+    dialled: Mutex<HashMap<String, NodeLink>>,
     /// Per accepted connection's node: a way to close it.
     accepted: Mutex<HashMap<String, Arc<Notify>>>,
     /// Per local sending session, what it has in flight towards each node.
-    senders: Mutex<HashMap<Gen, HashMap<String, Towards>>>,
+    senders: Mutex<HashMap<LoginGen, HashMap<String, Towards>>>,
     /// Per node, its sessions that have relay state here.
-    proxies: Mutex<HashMap<String, HashSet<Gen>>>,
+    proxies: Mutex<HashMap<String, HashSet<LoginGen>>>,
     /// (tenant, user) → the node their session is on, for routing.
     routes: Mutex<HashMap<String, HashMap<String, Arc<str>>>>,
     /// The node is stopping: no more links.
@@ -264,7 +121,7 @@ impl Links {
             local,
             relay,
             registry: OnceLock::new(),
-            peers: Mutex::default(),
+            dialled: Mutex::default(),
             accepted: Mutex::default(),
             senders: Mutex::default(),
             proxies: Mutex::default(),
@@ -333,8 +190,8 @@ impl Links {
     }
 
     /// The link to `node`, dialled if there is none.
-    pub async fn peer(self: &Arc<Self>, node: &str) -> Option<Peer> {
-        if let Some(p) = self.peers.lock().get(node) {
+    pub async fn link(self: &Arc<Self>, node: &str) -> Option<NodeLink> {
+        if let Some(p) = self.dialled.lock().get(node) {
             return Some(p.clone());
         }
         if self.closing.load(Ordering::Acquire) {
@@ -344,41 +201,32 @@ impl Links {
         let dial = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(addr.as_str()));
         let stream = dial.await.ok()?.ok()?;
         let _ = stream.set_nodelay(true);
-        let out = Arc::new(Out {
-            stream,
-            q: Mutex::default(),
-            wake: Notify::new(),
-            closed: AtomicBool::new(false),
-        });
-        let peer = Peer {
-            node: node.into(),
-            out: Arc::clone(&out),
-        };
-        let mut peers = self.peers.lock();
-        if let Some(p) = peers.get(node) {
+        let link = NodeLink::new(node, stream);
+        let mut dialled = self.dialled.lock();
+        if let Some(p) = dialled.get(node) {
             return Some(p.clone()); // dialled meanwhile by another task
         }
-        peer.send(
+        link.send(
             &Msg::Hello {
                 node: self.node.clone(),
                 key,
             },
             &[],
         );
-        peers.insert(node.to_owned(), peer.clone());
-        drop(peers);
-        let (links, name) = (Arc::clone(self), node.to_owned());
+        dialled.insert(node.to_owned(), link.clone());
+        drop(dialled);
+        let (links, name, writer) = (Arc::clone(self), node.to_owned(), link.writer());
         tokio::spawn(async move {
-            write_link(out).await;
+            writer.await;
             links.lost(&name);
         });
-        Some(peer)
+        Some(link)
     }
 
     /// `node` is gone (a link to it broke, or the cluster declared it dead): both directions
     /// close, and everything in flight with it ends, once.
     pub fn lost(&self, node: &str) {
-        let dialled = self.peers.lock().remove(node);
+        let dialled = self.dialled.lock().remove(node);
         if let Some(p) = &dialled {
             p.close();
         }
@@ -419,7 +267,7 @@ impl Links {
         // Its senders' streams and cmds here.
         let proxies = self.proxies.lock().remove(node).unwrap_or_default();
         for gen in proxies {
-            self.relay.session_ended(gen);
+            self.relay.session_ended(SessionKey::There(gen));
         }
         if dialled.is_some() {
             tracing::info!("cluster: link to node {node} closed");
@@ -429,13 +277,13 @@ impl Links {
     /// The node is stopping: every link closes, and no new one is dialled.
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
-        let nodes: Vec<String> = self.peers.lock().keys().cloned().collect();
+        let nodes: Vec<String> = self.dialled.lock().keys().cloned().collect();
         for n in nodes {
             self.lost(&n);
         }
     }
 
-    fn towards<R>(&self, gen: Gen, node: &str, f: impl FnOnce(&mut Towards) -> R) -> R {
+    fn towards<R>(&self, gen: LoginGen, node: &str, f: impl FnOnce(&mut Towards) -> R) -> R {
         let mut senders = self.senders.lock();
         let by_node = senders.entry(gen).or_default();
         // No allocation for the common case, a node already in the books.
@@ -478,25 +326,33 @@ impl Links {
         }
     }
 
-    /// Local session `gen` (user `user` of `tenant`) sends cmd `n` to user `to` on `peer`'s node.
+    /// Local session `gen` (user `user` of `tenant`) sends cmd `n` to user `to` on `link`'s node.
     #[allow(clippy::too_many_arguments)]
     pub fn cmd(
         &self,
-        peer: &Peer,
-        gen: Gen,
+        link: &NodeLink,
+        gen: LoginGen,
         tenant: &str,
         user: &str,
         to: &str,
         n: u64,
         data: &[u8],
     ) {
-        self.towards(gen, peer.node(), |t| t.cmds.insert(n));
-        peer.send_with(|f| frame::put_cmd(f, gen, n, [tenant, user, to], data));
+        self.towards(gen, link.node(), |t| t.cmds.insert(n));
+        link.send_with(|f| frame::put_cmd(f, gen, n, [tenant, user, to], data));
     }
 
-    /// Local session `gen` offers a stream to user `to` of `tenant` on `peer`'s node.
-    pub fn offer(&self, peer: &Peer, gen: Gen, tenant: &str, to: &str, re: u64, offer: Offer) {
-        self.towards(gen, peer.node(), |t| t.offers.push(re));
+    /// Local session `gen` offers a stream to user `to` of `tenant` on `link`'s node.
+    pub fn offer(
+        &self,
+        link: &NodeLink,
+        gen: LoginGen,
+        tenant: &str,
+        to: &str,
+        re: u64,
+        offer: Offer,
+    ) {
+        self.towards(gen, link.node(), |t| t.offers.push(re));
         let msg = Msg::Offer {
             from: gen,
             tenant: tenant.to_owned(),
@@ -508,11 +364,11 @@ impl Links {
             size: offer.size,
             name: offer.name,
         };
-        peer.send(&msg, &[]);
+        link.send(&msg, &[]);
     }
 
     /// The node that numbered local session `gen`'s stream `sid`, if another.
-    fn stream_node(&self, gen: Gen, sid: u64) -> Option<String> {
+    fn stream_node(&self, gen: LoginGen, sid: u64) -> Option<String> {
         let senders = self.senders.lock();
         senders
             .get(&gen)?
@@ -523,24 +379,24 @@ impl Links {
 
     /// Forwards a stream message of local session `gen` if its stream is another node's.
     /// Returns whether it did (else the stream is this node's relay's).
-    pub fn forward(&self, gen: Gen, sid: u64, msg: impl FnOnce() -> Msg, att: &[u8]) -> bool {
+    pub fn forward(&self, gen: LoginGen, sid: u64, msg: impl FnOnce() -> Msg, att: &[u8]) -> bool {
         let Some(node) = self.stream_node(gen, sid) else {
             return false;
         };
-        if let Some(peer) = self.peers.lock().get(&node) {
-            peer.send(&msg(), att);
+        if let Some(link) = self.dialled.lock().get(&node) {
+            link.send(&msg(), att);
         }
         true
     }
 
     /// Local session `gen` ended: the nodes it has streams or cmds with are told.
-    pub fn session_ended(&self, gen: Gen) {
+    pub fn session_ended(&self, gen: LoginGen) {
         let Some(towards) = self.senders.lock().remove(&gen) else {
             return;
         };
-        let peers = self.peers.lock();
+        let dialled = self.dialled.lock();
         for node in towards.keys() {
-            if let Some(p) = peers.get(node) {
+            if let Some(p) = dialled.get(node) {
                 p.send(&Msg::Ended { gen }, &[]);
             }
         }
@@ -548,7 +404,7 @@ impl Links {
 
     /// Something for local session `gen` from `node`'s relay: it passes, and what it settles is
     /// struck from the books of what is in flight towards that node.
-    fn delivered(&self, node: &str, gen: Gen, msg: &ServerMsg) {
+    fn delivered(&self, node: &str, gen: LoginGen, msg: &ServerMsg) {
         let gone = CRVIDEOSDK_SENDDATA_TARGETINVALID;
         if matches!(msg, ServerMsg::CmdDone { code, .. } | ServerMsg::Reply { code, .. } if *code == gone)
         {
@@ -592,11 +448,16 @@ impl Links {
     /// Remote sender `gen` of `node`, over the link back to that node, recorded (once per
     /// accepted connection) so that the node's loss ends its relay state here. `None` if the
     /// link back cannot be dialled or is closing.
-    async fn sender(self: &Arc<Self>, node: &str, gen: Gen, via: &mut Inbound) -> Option<Sender> {
-        let peer = match &via.back {
+    async fn sender(
+        self: &Arc<Self>,
+        node: &str,
+        gen: LoginGen,
+        via: &mut Inbound,
+    ) -> Option<Sender> {
+        let link = match &via.back {
             Some(p) => p.clone(),
             None => {
-                let p = self.peer(node).await?;
+                let p = self.link(node).await?;
                 via.back = Some(p.clone());
                 p
             }
@@ -605,7 +466,7 @@ impl Links {
             // Under the lock `lost` takes after it closes the link: either it finds this
             // session to end, or this finds the link closed.
             let mut proxies = self.proxies.lock();
-            if peer.is_closed() {
+            if link.is_closed() {
                 return None;
             }
             match proxies.get_mut(node) {
@@ -617,16 +478,16 @@ impl Links {
                 }
             }
             via.known.insert(gen);
-        } else if peer.is_closed() {
+        } else if link.is_closed() {
             return None;
         }
-        Some(Sender::Remote { gen, node: peer })
+        Some(Sender::Remote { gen, link })
     }
 
     /// The session of user `to` of `tenant` on this node, as a receiver.
     fn receiver(&self, tenant: &str, to: &str) -> Option<Endpoint> {
-        let (conn_id, outbox) = self.local.find(tenant, to)?;
-        Some(Endpoint { conn_id, outbox })
+        let (gen, outbox) = self.local.find(tenant, to)?;
+        Some(Endpoint { gen, outbox })
     }
 
     async fn handle(self: &Arc<Self>, node: &str, via: &mut Inbound, msg: Msg, att: Vec<u8>) {
@@ -695,13 +556,15 @@ impl Links {
                 }
             }
             Msg::Data { from, sid } => {
-                if let Err(v) = self.relay.data(from, sid, &att) {
+                if let Err(v) = self.relay.data(SessionKey::There(from), sid, &att) {
                     if let Some(sender) = self.sender(node, from, via).await {
                         self.violation(&sender, v.0);
                     }
                 }
             }
-            Msg::DataEnd { from, sid, hash } => self.relay.data_end(from, sid, hash),
+            Msg::DataEnd { from, sid, hash } => {
+                self.relay.data_end(SessionKey::There(from), sid, hash)
+            }
             Msg::Cancel { from, sid } => {
                 if let Some(sender) = self.sender(node, from, via).await {
                     self.relay.cancel(&sender, sid);
@@ -712,14 +575,14 @@ impl Links {
                 if let Some(p) = self.proxies.lock().get_mut(node) {
                     p.remove(&gen);
                 }
-                self.relay.session_ended(gen);
+                self.relay.session_ended(SessionKey::There(gen));
             }
         }
     }
 
     fn violation(&self, sender: &Sender, what: &str) {
-        if let Sender::Remote { gen, node } = sender {
-            node.send(
+        if let Sender::Remote { gen, link } = sender {
+            link.send(
                 &Msg::Violation {
                     gen: *gen,
                     what: what.to_owned(),
@@ -737,47 +600,5 @@ impl Sender {
 
     fn tell_reply(&self, re: u64, code: i32) {
         self.tell(&ServerMsg::Reply { re, code });
-    }
-}
-
-/// Writes what waits for a dialled link, in order, until the link is dropped (no peer holds
-/// it) or a write fails.
-async fn write_link(out: Arc<Out>) {
-    let mut data = Vec::new();
-    loop {
-        out.wake.notified().await;
-        loop {
-            {
-                let mut q = out.q.lock();
-                if q.failed {
-                    return;
-                }
-                if q.pending.is_empty() {
-                    break;
-                }
-                // The two buffers swap: each keeps its capacity for the next round.
-                std::mem::swap(&mut q.pending, &mut data);
-            }
-            let mut off = 0;
-            while off < data.len() {
-                if out.stream.writable().await.is_err() {
-                    out.q.lock().failed = true;
-                    return;
-                }
-                match out.stream.try_write(&data[off..]) {
-                    Ok(n) => off += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => {
-                        out.q.lock().failed = true;
-                        return;
-                    }
-                }
-            }
-            data.clear();
-        }
-        // Only this task and the peers hold the link: when no peer is left, it is dropped.
-        if Arc::strong_count(&out) == 1 {
-            return;
-        }
     }
 }

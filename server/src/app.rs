@@ -1,4 +1,7 @@
-//! Process start-up: the commands of the command line ([`crate::args`]) and the server's run.
+//! Start-up and wiring: runs the command the command line asks for ([`crate::args`]); for the
+//! server proper, loads the configuration, opens the storage, builds what the connections
+//! share ([`Ctx`]: the hub, this node's sessions, the relay and, in a cluster, the node links)
+//! and serves until a signal stops it.
 //!
 //! Exit codes: 0 success, 1 the server could not start (bind, storage, runtime), 2 bad usage or
 //! bad configuration.
@@ -13,11 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::admin::{self, AdminOpts};
-use crate::args::{self, Stop};
+use crate::admin;
+use crate::args::{self, Command, KeySource, ServeOpts, Stop, TokenOpts};
 use crate::auth;
 use crate::config::{Config, Tenants, DEV_APP_ID, DEV_SECRET};
-use crate::conn::Ctx;
+use crate::ctx::{Connections, Ctx};
 use crate::hub::memory::MemoryHub;
 use crate::hub::redis::RedisHub;
 use crate::hub::{Hub, LocalSessions};
@@ -27,47 +30,8 @@ use crate::monitor;
 use crate::random;
 use crate::relay::Relay;
 use crate::resume::Sessions;
-use crate::server::{self, Connections};
-use crate::store::{MeetingStore, SqliteStore};
-use crate::store_redis::RedisStore;
-
-/// What the command line asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Serve(ServeOpts),
-    Token(TokenOpts),
-    Admin(AdminOpts),
-}
-
-/// Options of the server proper.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServeOpts {
-    pub dev: bool,
-    pub config: Option<PathBuf>,
-    pub listen: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    /// `--log-format text|json` (else `CRVM_LOG_FORMAT`, else text).
-    pub log_format: Option<String>,
-    /// `--log-level FILTER` (else `CRVM_LOG`, else info).
-    pub log_level: Option<String>,
-}
-
-/// Options of `crvm-server token`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenOpts {
-    pub app: String,
-    pub user: String,
-    pub ttl: i64,
-    pub key: KeySource,
-}
-
-/// Where `token` takes the tenant secret from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    Config(PathBuf),
-    Dev,
-    Secret(String),
-}
+use crate::server;
+use crate::store::{MeetingStore, RedisStore, SqliteStore};
 
 /// Runs the process; returns its exit code.
 pub fn main() -> i32 {

@@ -1,12 +1,15 @@
 //! Resumable sessions (SPEC §3.6): which connection holds each one, and the sessions whose
 //! connection dropped, held for `resume_window_s` with everything they had.
 //!
-//! A session is a [`Peer`] (its identity in the hub and the relay is the ID of the connection
-//! that logged in, which never changes) plus its [`crate::outbox::Outbox`] (what is queued for
-//! it and what it has not acknowledged). When its link drops, the connection task parks the
-//! `Peer` here instead of ending the session; a resume takes it out and carries on with it on
-//! the new connection. A generation number, bumped on every park and take, fences everything
+//! A session is a [`crate::handlers::ServerSession`] (its identity in the hub and the relay is
+//! its login, which never changes) with its [`crate::outbox::Outbox`] (what is queued for it
+//! and what it has not acknowledged). When its link drops, the connection task parks it here
+//! ([`ParkedSession`]) instead of ending the session; a resume takes it out and carries on with
+//! it on the new connection. A [`ParkEpoch`], bumped on every park and take, fences everything
 //! stale: the expiry of an older parking, a connection that was taken over.
+//!
+//! This module is the registry; [`takeover`] is what a connection does with it: parking a
+//! session when its link drops, ending it when the window passes, taking it over on a resume.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,11 +19,15 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::auth::ct_eq;
-use crate::handlers::Peer;
-use crate::hub::ConnId;
+use crate::ids::{ConnId, ParkEpoch};
 use crate::limits::Bucket;
 use crate::outbox::Outbox;
 use crate::random;
+use crate::session::ParkedSession;
+
+pub mod takeover;
+
+pub use takeover::{holdable, park, resume};
 
 /// How long a resume waits for the connection it takes over to let go of the session.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
@@ -33,7 +40,7 @@ enum Where {
     /// On connection `conn`, whose outbox is `outbox`.
     Attached { conn: ConnId, outbox: Outbox },
     /// Parked while its link is down.
-    Detached(Box<Peer>),
+    Detached(Box<ParkedSession>),
     /// Ended while its client could not hear it, with the code a resume now gets (10: kicked
     /// by a newer login); forgotten at `until`.
     Gone { code: i32, until: Instant },
@@ -45,7 +52,7 @@ struct Slot {
     /// The secret before the last resume, still good until the client shows it got the new
     /// one (a link cut right after the server's `resumed` leaves the client with the old).
     prev_secret: Option<String>,
-    gen: u64,
+    epoch: ParkEpoch,
     at: Where,
 }
 
@@ -96,7 +103,7 @@ impl Sessions {
                 tenant: tenant.to_owned(),
                 secret: secret.clone(),
                 prev_secret: None,
-                gen: 0,
+                epoch: ParkEpoch::default(),
                 at: Where::Attached {
                     conn,
                     outbox: outbox.clone(),
@@ -106,32 +113,37 @@ impl Sessions {
         (id, secret)
     }
 
-    /// The link of the session on `conn` dropped: parks it. Returns the generation its expiry
-    /// must match, or gives the peer back if the session is no longer on `conn` (taken over,
-    /// or ended), for the caller to end.
-    pub fn park(&self, id: &str, conn: ConnId, peer: Box<Peer>) -> Result<u64, Box<Peer>> {
+    /// The link of the session on `conn` dropped: parks it. Returns the epoch its expiry must
+    /// match, or gives the session back if it is no longer on `conn` (taken over, or ended),
+    /// for the caller to end.
+    pub fn park(
+        &self,
+        id: &str,
+        conn: ConnId,
+        session: Box<ParkedSession>,
+    ) -> Result<ParkEpoch, Box<ParkedSession>> {
         let mut slots = self.slots.lock();
         let Some(slot) = slots.get_mut(id) else {
-            return Err(peer);
+            return Err(session);
         };
         if !matches!(slot.at, Where::Attached { conn: c, .. } if c == conn) {
-            return Err(peer);
+            return Err(session);
         }
-        slot.gen += 1;
-        slot.at = Where::Detached(peer);
-        let gen = slot.gen;
+        slot.epoch = slot.epoch.next();
+        slot.at = Where::Detached(session);
+        let epoch = slot.epoch;
         drop(slots);
         self.parked.notify_waiters();
-        Ok(gen)
+        Ok(epoch)
     }
 
-    /// The window of parking `gen` passed, or its session ended meanwhile (kicked, overflow,
+    /// The window of parking `epoch` passed, or its session ended meanwhile (kicked, overflow,
     /// shutdown): takes the session out for the caller to end, exactly once. `kicked` leaves
     /// a tombstone so that the client's resume learns it (10).
-    pub fn expire(&self, id: &str, gen: u64, kicked: bool) -> Option<Box<Peer>> {
+    pub fn expire(&self, id: &str, epoch: ParkEpoch, kicked: bool) -> Option<Box<ParkedSession>> {
         let mut slots = self.slots.lock();
         let slot = slots.get_mut(id)?;
-        if slot.gen != gen || !matches!(slot.at, Where::Detached(_)) {
+        if slot.epoch != epoch || !matches!(slot.at, Where::Detached(_)) {
             return None;
         }
         let at = if kicked {
@@ -145,13 +157,13 @@ impl Sessions {
                 until: Instant::now(),
             }
         };
-        let Where::Detached(peer) = std::mem::replace(&mut slot.at, at) else {
+        let Where::Detached(session) = std::mem::replace(&mut slot.at, at) else {
             unreachable!("checked above")
         };
         if !kicked {
             slots.remove(id);
         }
-        Some(peer)
+        Some(session)
     }
 
     /// The session on `conn` ended while attached (logout, kick, protocol error): forgotten,
@@ -165,7 +177,7 @@ impl Sessions {
             return;
         }
         if kicked {
-            slot.gen += 1;
+            slot.epoch = slot.epoch.next();
             slot.at = Where::Gone {
                 code: CRVIDEOSDK_USER_BEEN_KICKOUT,
                 until: Instant::now() + self.window,
@@ -185,7 +197,7 @@ impl Sessions {
         id: &str,
         secret: &str,
         conn: ConnId,
-    ) -> Result<(Box<Peer>, String), Refused> {
+    ) -> Result<(Box<ParkedSession>, String), Refused> {
         if !self.rate.lock().take(Instant::now()) {
             return Err(Refused::Busy);
         }
@@ -223,20 +235,20 @@ impl Sessions {
                         // Its reader stops and parks the session (or ends it, if it was ending).
                         outbox.detach();
                     }
-                    Where::Detached(peer) => {
+                    Where::Detached(session) => {
                         let next = random::hex(TOKEN_HEX);
                         // The one the client presented stays good until it shows it has the
                         // new one (`confirm`); any older one is stale from now on.
                         slot.prev_secret = Some(secret.to_owned());
                         slot.secret = next.clone();
-                        slot.gen += 1;
-                        let outbox = peer.outbox.clone();
-                        let Where::Detached(peer) =
+                        slot.epoch = slot.epoch.next();
+                        let outbox = session.outbox.clone();
+                        let Where::Detached(session) =
                             std::mem::replace(&mut slot.at, Where::Attached { conn, outbox })
                         else {
                             unreachable!("matched above")
                         };
-                        return Ok((peer, next));
+                        return Ok((session, next));
                     }
                 }
             }
@@ -255,15 +267,15 @@ impl Sessions {
     }
 
     /// A resume that took a session failed before the session was back on its connection (the
-    /// client claimed frames never sent): the session is parked again under a new generation,
-    /// for its expiry to end it.
-    pub fn repark(&self, id: &str, peer: Box<Peer>) -> u64 {
+    /// client claimed frames never sent): the session is parked again under a new epoch, for
+    /// its expiry to end it.
+    pub fn repark(&self, id: &str, session: Box<ParkedSession>) -> ParkEpoch {
         let mut slots = self.slots.lock();
         let Some(slot) = slots.get_mut(id) else {
-            return 0;
+            return ParkEpoch::default();
         };
-        slot.gen += 1;
-        slot.at = Where::Detached(peer);
-        slot.gen
+        slot.epoch = slot.epoch.next();
+        slot.at = Where::Detached(session);
+        slot.epoch
     }
 }

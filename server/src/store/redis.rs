@@ -11,8 +11,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::{MeetingDraft, MeetingRecord, MeetingStore, StoreError, ID_TRIES};
 use crate::random;
-use crate::store::{MeetingDraft, MeetingRecord, MeetingStore, StoreError, ID_TRIES};
 
 const IDS: &str = "crvm:mids";
 

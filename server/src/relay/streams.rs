@@ -1,0 +1,229 @@
+//! Streams of buffers and files through the relay (see the module doc of [`super`]): offers,
+//! their turn at the receiver, the window of each, and how they end.
+
+use crvm_proto::error::{
+    CRVIDEOSDK_NOERR, CRVIDEOSDK_SENDDATA_TARGETINVALID, CRVIDEOSDK_SENDFAIL,
+    CRVIDEOSDK_TRANSID_INVALID,
+};
+use crvm_proto::msg::xfer;
+use crvm_proto::ServerMsg;
+
+use super::{Endpoint, Offer, Relay, Sender, State, Violation};
+use crate::ids::{LoginGen, SessionKey};
+
+#[derive(Debug)]
+pub(super) struct Stream {
+    pub(super) offer: Offer,
+    pub(super) sender: Sender,
+    pub(super) receiver: Endpoint,
+    /// The receiver has been told (`incoming`) and the sender may send (`start`).
+    pub(super) started: bool,
+    /// Data bytes relayed to the receiver so far.
+    pub(super) relayed: u64,
+    /// Highest byte count the receiver acknowledged.
+    pub(super) acked: u64,
+    /// The sender asked to cancel; waiting for the receiver's answer.
+    pub(super) cancelling: bool,
+}
+
+impl State {
+    /// Lets stream `sid` begin: the receiver hears of it, the sender may send.
+    pub(super) fn start(&mut self, sid: u64) {
+        let s = self.streams.get_mut(&sid).expect("caller checked");
+        s.started = true;
+        let o = &s.offer;
+        s.receiver.tell(&ServerMsg::Incoming {
+            sid,
+            task: o.task.clone(),
+            from: o.from.clone(),
+            kind: o.kind,
+            size: o.size,
+            name: o.name.clone(),
+        });
+        s.sender.tell(&ServerMsg::Start { sid });
+        let receiver = s.receiver.clone();
+        self.inbox(&receiver).streams += 1;
+    }
+
+    /// Removes stream `sid`, freeing its places, and starts the next one waiting for its
+    /// receiver.
+    pub(super) fn remove(&mut self, sid: u64) -> Stream {
+        let s = self.streams.remove(&sid).expect("caller checked");
+        if let Some(o) = self.outgoing.get_mut(&s.sender.key()) {
+            o.streams -= 1;
+        }
+        let next = {
+            let inbox = self.inbox(&s.receiver);
+            if s.started {
+                inbox.streams -= 1;
+            } else {
+                inbox.queued.retain(|q| *q != sid);
+            }
+            (inbox.streams < xfer::MAX_INCOMING)
+                .then(|| inbox.queued.pop_front())
+                .flatten()
+        };
+        if let Some(next) = next {
+            self.start(next);
+        }
+        self.tidy(s.sender.key());
+        s
+    }
+}
+
+impl Relay {
+    /// Registers a stream from `sender` to `receiver`, answers `offer_ok{re, sid}`, and starts
+    /// it if the receiver has room (else it waits its turn). `Err(code)`: 1102 the receiver is
+    /// going away, 1000 the sender already has [`xfer::MAX_OUTGOING`] streams.
+    pub fn offer(
+        &self,
+        re: u64,
+        sender: Sender,
+        receiver: Endpoint,
+        offer: Offer,
+    ) -> Result<u64, i32> {
+        let mut st = self.state.lock();
+        if !receiver.outbox.accepts() {
+            return Err(CRVIDEOSDK_SENDDATA_TARGETINVALID);
+        }
+        if st.outgoing(sender.key()).streams >= xfer::MAX_OUTGOING {
+            return Err(CRVIDEOSDK_SENDFAIL);
+        }
+        st.outgoing(sender.key()).streams += 1;
+        st.next_sid += 1;
+        let sid = st.next_sid;
+        sender.tell(&ServerMsg::OfferOk { re, sid });
+        let inbox = st.inbox(&receiver);
+        let now = inbox.streams < xfer::MAX_INCOMING && inbox.queued.is_empty();
+        if !now {
+            inbox.queued.push_back(sid);
+        }
+        st.streams.insert(
+            sid,
+            Stream {
+                offer,
+                sender,
+                receiver,
+                started: false,
+                relayed: 0,
+                acked: 0,
+                cancelling: false,
+            },
+        );
+        if now {
+            st.start(sid);
+        }
+        Ok(sid)
+    }
+
+    /// A data frame from `from` (payload: stream ID then bytes): forwarded as is, or dropped if
+    /// its stream is gone or being cancelled. Overrunning the window or the size, sending before
+    /// `start`, or writing to someone else's stream, is a violation.
+    pub fn data(&self, from: SessionKey, sid: u64, payload: &[u8]) -> Result<(), Violation> {
+        let len = (payload.len() - 8) as u64;
+        let mut st = self.state.lock();
+        let Some(s) = st.streams.get_mut(&sid) else {
+            return Ok(()); // ended meanwhile (receiver gone); the sender will hear of it
+        };
+        if s.sender.key() != from {
+            return Err(Violation("data on a stream that is not yours"));
+        }
+        if !s.started {
+            return Err(Violation("data before start"));
+        }
+        if s.cancelling {
+            return Ok(());
+        }
+        if s.relayed + len > s.offer.size {
+            return Err(Violation("more data than offered"));
+        }
+        if s.relayed + len - s.acked > xfer::WINDOW {
+            return Err(Violation("flow-control window exceeded"));
+        }
+        s.relayed += len;
+        // The window bounds this queue; should it overflow anyway, the receiver's outbox closes
+        // that connection and `session_ended` tells the sender.
+        crate::metrics::get().relayed_data(payload.len() - 8);
+        let _ = s.receiver.outbox.push_data(payload.to_vec());
+        Ok(())
+    }
+
+    /// The sender's checksum, after its last chunk.
+    pub fn data_end(&self, from: SessionKey, sid: u64, hash: String) {
+        let st = self.state.lock();
+        if let Some(s) = st.streams.get(&sid) {
+            if s.sender.key() == from && s.started && !s.cancelling {
+                s.receiver.tell(&ServerMsg::DataEnd { sid, hash });
+            }
+        }
+    }
+
+    /// The receiver holds `bytes` of the stream: pass the credit on to the sender.
+    pub fn ack(&self, receiver: LoginGen, sid: u64, bytes: u64) {
+        let mut st = self.state.lock();
+        if let Some(s) = st.streams.get_mut(&sid) {
+            if s.receiver.gen == receiver && bytes > s.acked {
+                s.acked = bytes.min(s.relayed);
+                s.sender.tell(&ServerMsg::Progress {
+                    sid,
+                    bytes: s.acked,
+                });
+            }
+        }
+    }
+
+    /// The receiver finished the stream with `code`.
+    pub fn fin(&self, receiver: LoginGen, sid: u64, code: i32) {
+        let mut st = self.state.lock();
+        match st.streams.get(&sid) {
+            Some(s) if s.receiver.gen == receiver && s.started => {}
+            _ => return,
+        }
+        let s = st.remove(sid);
+        s.sender.tell(&ServerMsg::XferEnd { sid, code });
+        if s.cancelling {
+            // The receiver finished before it saw the cancel: too late to cancel.
+            s.sender.tell(&ServerMsg::CancelDone {
+                sid,
+                code: CRVIDEOSDK_TRANSID_INVALID,
+            });
+        }
+    }
+
+    /// The sender wants to abandon the stream. A stream still waiting for its receiver ends
+    /// at once (its receiver never heard of it); otherwise the receiver decides (see the
+    /// module doc).
+    pub fn cancel(&self, from: &Sender, sid: u64) {
+        let mut st = self.state.lock();
+        match st.streams.get_mut(&sid) {
+            Some(s) if s.sender.key() == from.key() && !s.started => {
+                st.remove(sid);
+                from.tell(&ServerMsg::CancelDone {
+                    sid,
+                    code: CRVIDEOSDK_NOERR,
+                });
+            }
+            Some(s) if s.sender.key() == from.key() => {
+                if !s.cancelling {
+                    s.cancelling = true;
+                    s.receiver.tell(&ServerMsg::Cancelled { sid });
+                }
+            }
+            _ => from.tell(&ServerMsg::CancelDone {
+                sid,
+                code: CRVIDEOSDK_TRANSID_INVALID,
+            }),
+        }
+    }
+
+    /// The receiver's answer to `cancelled`.
+    pub fn cancel_ack(&self, receiver: LoginGen, sid: u64, code: i32) {
+        let mut st = self.state.lock();
+        match st.streams.get(&sid) {
+            Some(s) if s.receiver.gen == receiver && s.cancelling => {}
+            _ => return,
+        }
+        let s = st.remove(sid);
+        s.sender.tell(&ServerMsg::CancelDone { sid, code });
+    }
+}
