@@ -24,7 +24,7 @@
 //! hears "cancelled" for data the receiver's app was given.
 //!
 //! Ordering: everything here happens under one lock, and messages are queued to outboxes under
-//! it, so that `offer_ok` precedes `start` precedes `xfer_end` on the sender's connection and
+//! it, so that `res{offer}` precedes `start` precedes `xfer_end` on the sender's connection and
 //! `incoming` precedes the stream's chunks on the receiver's.
 
 use std::collections::{HashMap, VecDeque};
@@ -349,7 +349,7 @@ impl Relay {
         finish_cmds(&mut st, done, CRVIDEOSDK_NOERR);
     }
 
-    /// Registers a stream from `sender` to `receiver`, answers `offer_ok{re, sid}`, and starts
+    /// Registers a stream from `sender` to `receiver`, answers `res{re, offer{sid}}`, and starts
     /// it if the receiver has room (else it waits its turn). `Err(code)`: 1102 the receiver is
     /// going away, 1000 the sender already has [`xfer::MAX_OUTGOING`] streams.
     pub fn offer(
@@ -369,7 +369,10 @@ impl Relay {
         st.outgoing(sender.conn_id()).streams += 1;
         st.next_sid += 1;
         let sid = st.next_sid;
-        sender.tell(&ServerMsg::OfferOk { re, sid });
+        sender.tell(&ServerMsg::Res {
+            re,
+            result: crvm_proto::Outcome::Offer { sid },
+        });
         let inbox = st.inbox(&receiver);
         let now = inbox.streams < xfer::MAX_INCOMING && inbox.queued.is_empty();
         if !now {
@@ -658,7 +661,13 @@ mod tests {
             .unwrap();
         assert_eq!(
             a.outbox.take_msgs(),
-            [ServerMsg::OfferOk { re: 7, sid }, ServerMsg::Start { sid }]
+            [
+                ServerMsg::Res {
+                    re: 7,
+                    result: crvm_proto::Outcome::Offer { sid }
+                },
+                ServerMsg::Start { sid }
+            ]
         );
         assert_eq!(incoming(&b.outbox.take_msgs()), [sid]);
         let w = xfer::WINDOW as usize;
@@ -702,7 +711,7 @@ mod tests {
             .outbox
             .take_msgs()
             .into_iter()
-            .filter(|m| !matches!(m, ServerMsg::OfferOk { .. } | ServerMsg::Start { .. }))
+            .filter(|m| !matches!(m, ServerMsg::Res { .. } | ServerMsg::Start { .. }))
             .collect();
         assert_eq!(
             to_a,

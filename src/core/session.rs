@@ -19,8 +19,8 @@ use crvm_proto::error::*;
 use crvm_proto::frame::MAX_PAYLOAD_TO_CLIENT;
 use crvm_proto::msg::{limits, validate_cmd, xfer};
 use crvm_proto::{
-    ClientMsg, Code, Decoder, FrameError, FrameRef, Kind, Op, Out, OutQueue, ServerMsg, SizeLimits,
-    XferKind, PROTOCOL_VERSION,
+    ClientMsg, Code, Decoder, FrameError, FrameRef, Kind, Op, Out, OutQueue, Outcome, ServerMsg,
+    SizeLimits, XferKind, PROTOCOL_VERSION,
 };
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs::File;
@@ -1274,14 +1274,16 @@ impl State {
         attachment: &[u8],
         now: Instant,
     ) -> Result<(), FrameError> {
-        if let ServerMsg::Close { code: c, .. } = msg {
-            let c = Code::new(c).unwrap_or(code(CRVIDEOSDK_CONNECTIONLOST));
-            self.link_ended(c, now);
+        if matches!(self.phase, Phase::LoggedIn) {
+            return self.on_session_msg(msg, attachment, now);
+        }
+        if let ServerMsg::Close { code, .. } = msg {
+            self.closed(code, now);
             return Ok(());
         }
         match &self.phase {
             Phase::LoggingIn { .. } => self.on_login_msg(msg),
-            Phase::LoggedIn => self.on_session_msg(msg, attachment, now),
+            Phase::LoggedIn => unreachable!("handled above"),
             Phase::Reconnecting(_) => self.on_resume_msg(msg, now),
             Phase::Farewell(_) => {
                 self.on_farewell_msg(msg, now);
@@ -1290,13 +1292,18 @@ impl State {
             Phase::LoggingOut { logout_id, .. } => {
                 let logout_id = *logout_id;
                 match msg {
-                    ServerMsg::Reply { re, .. } if re == logout_id => self.finish_logout(now),
-                    // Only answers to requests matter now; streams end with the logout.
-                    msg => {
-                        if let Some((re, reply)) = as_reply(msg) {
-                            self.on_reply(re, reply, now);
-                        }
-                    }
+                    ServerMsg::Res {
+                        re,
+                        result: Outcome::Ok | Outcome::Err(_),
+                    } if re == logout_id => self.finish_logout(now),
+                    // Only answers to requests matter now; streams (offers too) end with the
+                    // logout.
+                    ServerMsg::Res {
+                        result: Outcome::Login { .. } | Outcome::Offer { .. },
+                        ..
+                    } => {}
+                    ServerMsg::Res { re, result } => self.on_reply(re, result, now),
+                    _ => {}
                 }
                 Ok(())
             }
@@ -1322,7 +1329,10 @@ impl State {
                 self.out
                     .push(Out::msg(&ClientMsg::Req { id, op: Op::Logout }));
             }
-            ServerMsg::Reply { re, .. } if Some(re) == logout_id => self.farewell_done(now),
+            ServerMsg::Res {
+                re,
+                result: Outcome::Ok | Outcome::Err(_),
+            } if Some(re) == logout_id => self.farewell_done(now),
             ServerMsg::ResumeFailed { .. } | ServerMsg::Retry { .. } => self.farewell_done(now),
             _ => {}
         }
@@ -1369,7 +1379,10 @@ impl State {
                     max_file: max_file_bytes,
                 };
             }
-            ServerMsg::LoginOk { re, user_id } if re == login_id => {
+            ServerMsg::Res {
+                re,
+                result: Outcome::Login { user_id },
+            } if re == login_id => {
                 let Phase::LoggingIn { cookie, .. } =
                     std::mem::replace(&mut self.phase, Phase::LoggedIn)
                 else {
@@ -1380,8 +1393,12 @@ impl State {
                     cookie,
                 });
             }
-            ServerMsg::Reply { re, code: c } if re == login_id => {
-                let c = Code::new(c).unwrap_or(code(CRVIDEOSDK_SERVER_EXCEPTION));
+            // A refusal; a bare success is a server fault.
+            ServerMsg::Res {
+                re,
+                result: result @ (Outcome::Ok | Outcome::Err(_)),
+            } if re == login_id => {
+                let c = Code::new(result.code()).unwrap_or(code(CRVIDEOSDK_SERVER_EXCEPTION));
                 self.link_ended(c, self.last_rx);
             }
             _ => return Err(FrameError::BadControl),
@@ -1457,14 +1474,12 @@ impl State {
                     }
                 }
             }
-            ServerMsg::OfferOk { re, sid } => match self.pending.remove(&re) {
-                Some((Pending::Offer(task), _)) => {
-                    let (xfers, mut io) = self.xio(now);
-                    xfers.offered(&task, sid, &mut io);
-                }
-                Some((p, _)) => self.fail(p, code(CRVIDEOSDK_SERVER_EXCEPTION), now),
-                None => {}
-            },
+            // The login was answered already.
+            ServerMsg::Res {
+                result: Outcome::Login { .. },
+                ..
+            } => return Err(FrameError::BadControl),
+            ServerMsg::Res { re, result } => self.on_reply(re, result, now),
             ServerMsg::Start { sid } => {
                 let (xfers, mut io) = self.xio(now);
                 xfers.on_start(sid, &mut io);
@@ -1514,35 +1529,40 @@ impl State {
                     addr,
                 });
             }
-            ServerMsg::Welcome { .. } | ServerMsg::LoginOk { .. } => {
-                return Err(FrameError::BadControl)
-            }
-            msg => {
-                let (re, reply) = as_reply(msg).expect("every other message is a reply");
-                self.on_reply(re, reply, now);
-            }
+            ServerMsg::Close { code, .. } => self.closed(code, now),
+            // Handshake messages belong to a connection's start, not to a session.
+            ServerMsg::Welcome { .. }
+            | ServerMsg::Resumed { .. }
+            | ServerMsg::ResumeFailed { .. }
+            | ServerMsg::Retry { .. } => return Err(FrameError::BadControl),
         }
         Ok(())
     }
 
+    /// The server closes the connection with `code` (its `close`).
+    fn closed(&mut self, c: i32, now: Instant) {
+        let c = Code::new(c).unwrap_or(code(CRVIDEOSDK_CONNECTIONLOST));
+        self.link_ended(c, now);
+    }
+
     /// The answer to request `re`. An answer to a request that already timed out is dropped:
     /// it had its one result.
-    fn on_reply(&mut self, re: u64, reply: Reply, now: Instant) {
+    fn on_reply(&mut self, re: u64, result: Outcome, now: Instant) {
         let Some((p, _)) = self.pending.remove(&re) else {
             return;
         };
-        match (p, reply) {
-            (Pending::Op { op, cookie }, reply) => {
-                let ev = op_result(op, Ok(reply), cookie);
+        match (p, result) {
+            (Pending::Op { op, cookie }, result) => {
+                let ev = op_result(op, Ok(result), cookie);
                 self.events.emit(ev);
             }
-            (Pending::Offer(task), reply) => {
-                // Refused by the server (a success comes as `offer_ok`, not here).
-                let c = match reply {
-                    Reply::Code(c) => Code::new(c),
-                    _ => None,
-                };
-                let c = c.unwrap_or(code(CRVIDEOSDK_SERVER_EXCEPTION));
+            (Pending::Offer(task), Outcome::Offer { sid }) => {
+                let (xfers, mut io) = self.xio(now);
+                xfers.offered(&task, sid, &mut io);
+            }
+            (Pending::Offer(task), result) => {
+                // Refused by the server; any other success is a server fault.
+                let c = Code::new(result.code()).unwrap_or(code(CRVIDEOSDK_SERVER_EXCEPTION));
                 let (xfers, mut io) = self.xio(now);
                 xfers.offer_failed(&task, c, code(CRVIDEOSDK_TRANSID_INVALID), &mut io);
             }
@@ -1550,31 +1570,13 @@ impl State {
     }
 }
 
-/// A reply's payload.
-enum Reply {
-    Code(i32),
-    Statuses(Vec<crvm_proto::UserStatus>),
-    Meeting(crvm_proto::Meeting),
-    Meetings(Vec<crvm_proto::Meeting>),
-}
-
-/// The request ID and payload of a reply-type message.
-fn as_reply(msg: ServerMsg) -> Option<(u64, Reply)> {
-    Some(match msg {
-        ServerMsg::Reply { re, code } => (re, Reply::Code(code)),
-        ServerMsg::Statuses { re, list } => (re, Reply::Statuses(list)),
-        ServerMsg::MeetingCreated { re, meeting } => (re, Reply::Meeting(meeting)),
-        ServerMsg::Meetings { re, list } => (re, Reply::Meetings(list)),
-        _ => return None,
-    })
-}
-
-/// The result event of request `op`: its reply, or the code it failed with. A bare success
-/// where a payload was due is a server fault (8).
-fn op_result(op: Op, reply: Result<Reply, Code>, cookie: String) -> Event {
+/// The result event of request `op`: its answer, or the code it failed with. A success of
+/// another kind than the request's (a bare one where a payload was due) is a server fault (8).
+fn op_result(op: Op, reply: Result<Outcome, Code>, cookie: String) -> Event {
     let fault = code(CRVIDEOSDK_SERVER_EXCEPTION);
     let done = match &reply {
-        Ok(Reply::Code(c)) => check(*c),
+        Ok(Outcome::Ok) => Ok(()),
+        Ok(Outcome::Err(c)) => check(*c),
         Ok(_) => Err(fault),
         Err(e) => Err(*e),
     };
@@ -1585,7 +1587,7 @@ fn op_result(op: Op, reply: Result<Reply, Code>, cookie: String) -> Event {
         },
         Op::GetUserStatus => Event::GetUserStatus {
             result: match reply {
-                Ok(Reply::Statuses(list)) => Ok(list),
+                Ok(Outcome::Statuses(list)) => Ok(list),
                 _ => Err(done.err().unwrap_or(fault)),
             },
             cookie,
@@ -1600,7 +1602,7 @@ fn op_result(op: Op, reply: Result<Reply, Code>, cookie: String) -> Event {
         },
         Op::CreateMeeting { .. } => Event::CreateMeeting {
             result: match reply {
-                Ok(Reply::Meeting(m)) => Ok(m),
+                Ok(Outcome::Meeting(m)) => Ok(m),
                 _ => Err(done.err().unwrap_or(fault)),
             },
             cookie,
@@ -1611,7 +1613,7 @@ fn op_result(op: Op, reply: Result<Reply, Code>, cookie: String) -> Event {
         },
         Op::GetMeetings => Event::GetMeetings {
             result: match reply {
-                Ok(Reply::Meetings(list)) => Ok(list),
+                Ok(Outcome::Meetings(list)) => Ok(list),
                 _ => Err(done.err().unwrap_or(fault)),
             },
             cookie,
@@ -1764,9 +1766,11 @@ mod tests {
             max_file_bytes: 1 << 30,
         };
         srv.send(&mut s, &welcome, t0);
-        let ok = ServerMsg::LoginOk {
+        let ok = ServerMsg::Res {
             re: *id,
-            user_id: "alice".into(),
+            result: Outcome::Login {
+                user_id: "alice".into(),
+            },
         };
         srv.send(&mut s, &ok, t0);
         assert_eq!(
@@ -1798,9 +1802,9 @@ mod tests {
             user_status: 1,
             dnd_type: 0,
         };
-        let list = ServerMsg::Statuses {
+        let list = ServerMsg::Res {
             re: ids[1],
-            list: vec![st.clone()],
+            result: Outcome::Statuses(vec![st.clone()]),
         };
         srv.send(&mut s, &list, t0);
         assert_eq!(
@@ -2034,7 +2038,7 @@ mod tests {
             panic!("{sent:?}")
         };
         let gen = s.want().0;
-        srv.send(&mut s, &ServerMsg::Reply { re: id, code: 0 }, t0);
+        srv.send(&mut s, &ServerMsg::reply(id, 0), t0);
         assert!(events(&mut s).is_empty(), "a logout has no event");
         let (next_gen, want) = s.want();
         assert_eq!(want, Want::Connect { tls: false });

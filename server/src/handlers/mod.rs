@@ -196,7 +196,7 @@ impl Peer {
     }
 
     fn reply(&self, re: u64, code: i32) {
-        self.send(&ServerMsg::Reply { re, code });
+        self.send(&ServerMsg::reply(re, code));
     }
 
     fn send(&self, msg: &ServerMsg) {
