@@ -11,6 +11,7 @@
 
 mod dispatch;
 mod event;
+mod events;
 mod ids;
 mod net;
 mod options;

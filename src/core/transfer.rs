@@ -18,9 +18,9 @@
 //! then is the app told. A failure or cancel deletes the part file.
 
 use super::event::Event;
+use super::events::Events;
 use super::ids::new_id;
 use super::options::Options;
-use super::session::Events;
 use crvm_proto::error::*;
 use crvm_proto::frame::{Kind, HEADER_LEN};
 use crvm_proto::msg::{checksum_hex, xfer};

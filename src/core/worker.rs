@@ -11,7 +11,7 @@
 
 use super::event::Event;
 use super::net;
-use super::session::{Session, Want};
+use super::session::{Session, SystemEnv, Want};
 use super::transport::{is_tls_error, tls_config, Transport};
 use super::Inner;
 use crvm_proto::error::*;
@@ -91,7 +91,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(now: Instant) -> Shared {
         Shared {
-            session: Session::new(now),
+            session: Session::new(now, Box::new(SystemEnv)),
             link: Link::None,
             sleeping: false,
             sleep_until: None,
