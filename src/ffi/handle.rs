@@ -1,4 +1,5 @@
-//! The handle type and its table: the one place that fixes how a `crvm_client *` maps to a client.
+//! The handle type and its table: the one place that fixes how a `crvm_client *` maps to a
+//! client.
 //!
 //! A handle is an opaque token, never dereferenced: it is looked up here and the client is
 //! shared (`Arc`) with the calling export for the duration of the call. A destroyed or made-up
