@@ -294,8 +294,9 @@ pub enum ServerMsg {
     },
     /// The answer to request `re` (the `id` of its `req`).
     Res { re: u64, result: Outcome },
-    /// Right after the successful answer to a login that asked to be resumable: how to resume the session
-    /// (`secret` changes on every resume) and how long the server holds it once its link drops.
+    /// Right after the successful answer to a login that asked to be resumable: how to resume
+    /// the session (`secret` changes on every resume) and how long the server holds it once its
+    /// link drops.
     /// `addr` (a cluster node's advertised `HOST:PORT`; absent on one server) is where to
     /// resume: the node that holds the session, whatever address the client logged in through.
     Resumable {

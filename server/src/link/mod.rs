@@ -550,8 +550,11 @@ impl Links {
     /// struck from the books of what is in flight towards that node.
     fn delivered(&self, node: &str, gen: Gen, msg: &ServerMsg) {
         let gone = CRVIDEOSDK_SENDDATA_TARGETINVALID;
-        if matches!(msg, ServerMsg::CmdDone { code, .. } | ServerMsg::Res { result: crvm_proto::Outcome::Err(code), .. } if *code == gone)
-        {
+        if matches!(
+            msg,
+            ServerMsg::CmdDone { code, .. }
+                | ServerMsg::Res { result: crvm_proto::Outcome::Err(code), .. } if *code == gone
+        ) {
             // The user may have moved: look them up again next time.
             self.forget_routes(node);
         }
