@@ -94,7 +94,10 @@ impl Peer {
             max_buffer_bytes: 1 << 20,
             max_file_bytes: 1 << 30,
         });
-        self.send(&ServerMsg::LoginOk { re: id, user_id });
+        self.send(&ServerMsg::Res {
+            re: id,
+            result: crvm_proto::Outcome::Login { user_id },
+        });
         id
     }
 }
@@ -225,17 +228,17 @@ fn unanswered_request_times_out_once_and_late_reply_is_ignored() {
             cookie: "late".into()
         }
     );
-    p.send(&ServerMsg::Meetings {
+    p.send(&ServerMsg::Res {
         re: id,
-        list: vec![],
+        result: crvm_proto::Outcome::Meetings(vec![]),
     });
     cl.get_user_status("after").unwrap();
     let (id, Op::GetUserStatus) = p.req() else {
         panic!()
     };
-    p.send(&ServerMsg::Statuses {
+    p.send(&ServerMsg::Res {
         re: id,
-        list: vec![],
+        result: crvm_proto::Outcome::Statuses(vec![]),
     });
     assert_eq!(
         next(&rx),
@@ -301,7 +304,7 @@ fn presence_pushes_carry_the_subscription_cookie_in_order() {
     for i in 0..3 {
         p.send(&ServerMsg::UserStatus(status(i)));
     }
-    p.send(&ServerMsg::Reply { re: id, code: 0 });
+    p.send(&ServerMsg::reply(id, 0));
     for i in 0..3 {
         assert_eq!(
             next(&rx),
@@ -330,8 +333,8 @@ fn logout_waits_for_earlier_answers_and_sends_no_line_off() {
         panic!()
     };
     let (lid, Op::Logout) = p.req() else { panic!() };
-    p.send(&ServerMsg::Reply { re: id, code: 0 });
-    p.send(&ServerMsg::Reply { re: lid, code: 0 });
+    p.send(&ServerMsg::reply(id, 0));
+    p.send(&ServerMsg::reply(lid, 0));
     assert_eq!(
         next(&rx),
         Event::SetDndStatus {
@@ -415,8 +418,8 @@ fn call_ids_events_and_the_hangup_a_lost_link_implies() {
     let (r2, Op::Call { .. }) = p.req() else {
         panic!()
     };
-    p.send(&ServerMsg::Reply { re: r1, code: 0 });
-    p.send(&ServerMsg::Reply { re: r2, code: 601 });
+    p.send(&ServerMsg::reply(r1, 0));
+    p.send(&ServerMsg::reply(r2, 601));
     p.send(&ServerMsg::CallAccepted {
         call_id: id1.clone(),
         ext: "yo".into(),

@@ -220,7 +220,11 @@ impl Setup {
                         while let Some(i) = codec.next_incoming()? {
                             match i {
                                 Incoming::Msg(
-                                    ServerMsg::Reply { code: 0, .. } | ServerMsg::UserStatus(_),
+                                    ServerMsg::Res {
+                                        result: crvm_proto::Outcome::Ok,
+                                        ..
+                                    }
+                                    | ServerMsg::UserStatus(_),
                                     _,
                                 ) => {}
                                 Incoming::Msg(m, _) => return Err(format!("changer: {m:?}").into()),

@@ -88,7 +88,10 @@ impl Conn {
             m => return Err(io_err(format!("{user}: expected welcome, got {m:?}"))),
         }
         match self.reply().await? {
-            ServerMsg::LoginOk { .. } => Ok(()),
+            ServerMsg::Res {
+                result: crvm_proto::Outcome::Login { .. },
+                ..
+            } => Ok(()),
             m => Err(io_err(format!("login of {user}: {m:?}"))),
         }
     }
@@ -97,7 +100,10 @@ impl Conn {
     pub async fn request_ok(&mut self, op: Op) -> io::Result<()> {
         let id = self.request(op).await?;
         match self.reply().await? {
-            ServerMsg::Reply { re, code: 0 } if re == id => Ok(()),
+            ServerMsg::Res {
+                re,
+                result: crvm_proto::Outcome::Ok,
+            } if re == id => Ok(()),
             m => Err(io_err(format!("request {id}: {m:?}"))),
         }
     }

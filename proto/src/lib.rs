@@ -13,6 +13,6 @@ pub mod raw;
 pub use error::Code;
 pub use frame::{Decoder, Encoder, Frame, FrameError, FrameRef, Kind};
 pub use msg::{
-    ClientMsg, Meeting, Op, ServerMsg, SizeLimits, UserStatus, XferKind, PROTOCOL_VERSION,
+    ClientMsg, Meeting, Op, Outcome, ServerMsg, SizeLimits, UserStatus, XferKind, PROTOCOL_VERSION,
 };
 pub use outq::{Batch, Out, OutQueue, Payload, Unsent};

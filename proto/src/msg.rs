@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::*;
 
 /// Protocol version spoken by this build. The server refuses any other with code 4.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// Version 4 answers every request with one `res` envelope (version 3 had six reply types).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +31,7 @@ pub enum ClientMsg {
         secret: String,
         last: u64,
     },
-    /// A request, answered by exactly one reply carrying `id` as `re` (none for a logout the
+    /// A request, answered by exactly one `res` carrying `id` as `re` (none for a logout the
     /// server closes after; see docs/PROTOCOL.md).
     Req { id: u64, op: Op },
     /// A cmd to `to`; its bytes are the frame's attachment. `n` numbers the connection's cmds
@@ -65,7 +66,7 @@ pub enum Op {
         nick: String,
         token: String,
         /// The client will resume the session after a lost connection (SPEC §3.6): the server
-        /// answers `resumable` after `login_ok` and holds the session when its link drops.
+        /// answers `resumable` after `res{login}` and holds the session when its link drops.
         #[serde(default)]
         resume: bool,
     },
@@ -106,7 +107,7 @@ pub enum Op {
         call_id: String,
         ext: String,
     },
-    /// Starts a buffer or file transfer of `size` bytes to `to`, answered by `offer_ok` with
+    /// Starts a buffer or file transfer of `size` bytes to `to`, answered by `res{offer}` with
     /// the stream ID; data may flow once `start` for it arrives.
     Offer {
         task: String,
@@ -291,12 +292,11 @@ pub enum ServerMsg {
         max_buffer_bytes: u64,
         max_file_bytes: u64,
     },
-    /// Result of a request without a payload, or the failure of any request.
-    Reply { re: u64, code: i32 },
-    /// Successful login.
-    LoginOk { re: u64, user_id: String },
-    /// Right after `login_ok` of a login that asked to be resumable: how to resume the session
-    /// (`secret` changes on every resume) and how long the server holds it once its link drops.
+    /// The answer to request `re` (the `id` of its `req`).
+    Res { re: u64, result: Outcome },
+    /// Right after the successful answer to a login that asked to be resumable: how to resume
+    /// the session (`secret` changes on every resume) and how long the server holds it once its
+    /// link drops.
     /// `addr` (a cluster node's advertised `HOST:PORT`; absent on one server) is where to
     /// resume: the node that holds the session, whatever address the client logged in through.
     Resumable {
@@ -317,15 +317,6 @@ pub enum ServerMsg {
     /// Answer to `resume` (unnumbered) when the server takes no resumes right now (rate
     /// limit): try again after `after_ms`. The server then closes; the session is kept.
     Retry { after_ms: u64 },
-    /// Successful `GetUserStatus`: every online user of the tenant.
-    Statuses { re: u64, list: Vec<UserStatus> },
-    /// Successful `CreateMeeting`.
-    MeetingCreated { re: u64, meeting: Meeting },
-    /// Successful `GetMeetings`.
-    Meetings { re: u64, list: Vec<Meeting> },
-    /// Successful `offer`: the transfer's stream ID (every later message of the transfer and
-    /// its data frames use it). Data waits for `start`.
-    OfferOk { re: u64, sid: u64 },
     /// Presence push, sent only to subscribed sessions; the content is the status object.
     UserStatus(UserStatus),
     /// Someone calls this user (SPEC §3.4 `notify_call_in`).
@@ -384,7 +375,55 @@ pub enum ServerMsg {
     Close { code: i32, reason: String },
 }
 
+/// How a request ended: a failure code, or success with the payload its kind has. Each
+/// request kind has one success variant (docs/PROTOCOL.md lists which).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "c", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The request failed with this code (never 0).
+    Err(i32),
+    /// Success without a payload.
+    Ok,
+    /// Successful `login`: the user ID as the server knows it.
+    Login { user_id: String },
+    /// Successful `get_user_status`: every online user of the tenant.
+    Statuses(Vec<UserStatus>),
+    /// Successful `create_meeting`.
+    Meeting(Meeting),
+    /// Successful `get_meetings`.
+    Meetings(Vec<Meeting>),
+    /// Successful `offer`: the transfer's stream ID (every later message of the transfer and
+    /// its data frames use it). Data waits for `start`.
+    Offer { sid: u64 },
+}
+
+impl Outcome {
+    /// `Ok` for code 0, else the failure.
+    pub fn of_code(code: i32) -> Outcome {
+        match code {
+            0 => Outcome::Ok,
+            c => Outcome::Err(c),
+        }
+    }
+
+    /// The code of the outcome: the failure's, or 0 for any success.
+    pub fn code(&self) -> i32 {
+        match self {
+            Outcome::Err(c) => *c,
+            _ => 0,
+        }
+    }
+}
+
 impl ServerMsg {
+    /// The answer to request `re` with `code`: success without a payload (0) or a failure.
+    pub fn reply(re: u64, code: i32) -> ServerMsg {
+        ServerMsg::Res {
+            re,
+            result: Outcome::of_code(code),
+        }
+    }
+
     /// Whether this message belongs to a connection's handshake (sent unnumbered).
     pub fn is_handshake(&self) -> bool {
         matches!(
@@ -757,6 +796,44 @@ mod tests {
             br#"{"t":"req","c":{"id":1,"op":{"t":"nope"}}}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn answers_travel_in_one_envelope() {
+        let wire = |m: ServerMsg| String::from_utf8(to_json(&m)).unwrap();
+        assert_eq!(
+            wire(ServerMsg::reply(4, 0)),
+            r#"{"t":"res","c":{"re":4,"result":{"t":"ok"}}}"#
+        );
+        assert_eq!(
+            wire(ServerMsg::reply(4, 7)),
+            r#"{"t":"res","c":{"re":4,"result":{"t":"err","c":7}}}"#
+        );
+        let login = ServerMsg::Res {
+            re: 1,
+            result: Outcome::Login {
+                user_id: "alice".into(),
+            },
+        };
+        let j = wire(login.clone());
+        assert_eq!(
+            j,
+            r#"{"t":"res","c":{"re":1,"result":{"t":"login","c":{"user_id":"alice"}}}}"#
+        );
+        assert_eq!(serde_json::from_str::<ServerMsg>(&j).unwrap(), login);
+        assert_eq!(
+            wire(ServerMsg::Res {
+                re: 2,
+                result: Outcome::Offer { sid: 9 }
+            }),
+            r#"{"t":"res","c":{"re":2,"result":{"t":"offer","c":{"sid":9}}}}"#
+        );
+        assert_eq!(Outcome::of_code(0).code(), 0);
+        assert_eq!(Outcome::of_code(12).code(), 12);
+        // A version 3 reply is not a version 4 message.
+        assert!(
+            serde_json::from_str::<ServerMsg>(r#"{"t":"reply","c":{"re":1,"code":0}}"#).is_err()
+        );
     }
 
     #[test]

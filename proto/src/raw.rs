@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::frame::{Decoder, Encoder, Frame, FrameError, Kind, HEADER_LEN, MAX_PAYLOAD_TO_CLIENT};
-use crate::msg::{to_json, ClientMsg, Op, ServerMsg, UserStatus, PROTOCOL_VERSION};
+use crate::msg::{to_json, ClientMsg, Op, Outcome, ServerMsg, UserStatus, PROTOCOL_VERSION};
 
 /// Upper bound for any single wait of a [`RawClient`]; only reached when something is broken.
 pub const PATIENCE: Duration = Duration::from_secs(15);
@@ -313,11 +313,11 @@ impl RawClient {
         reply
     }
 
-    /// The code of the `reply` to `op`.
+    /// The code of the answer to `op` (0 for any success).
     pub fn code(&mut self, op: Op) -> i32 {
         match self.request(op) {
-            ServerMsg::Reply { code, .. } => code,
-            other => panic!("expected a reply, got {other:?}"),
+            ServerMsg::Res { result, .. } => result.code(),
+            other => panic!("expected an answer, got {other:?}"),
         }
     }
 
@@ -358,7 +358,10 @@ impl RawClient {
     /// The online users of the caller's tenant.
     pub fn statuses(&mut self) -> Vec<UserStatus> {
         match self.request(Op::GetUserStatus) {
-            ServerMsg::Statuses { list, .. } => list,
+            ServerMsg::Res {
+                result: Outcome::Statuses(list),
+                ..
+            } => list,
             other => panic!("{other:?}"),
         }
     }
@@ -376,15 +379,10 @@ pub fn login_op(app: &str, secret: &str, user: &str, token: &str) -> Op {
     }
 }
 
-/// The `re` of a reply-type message.
+/// The `re` of an answer.
 pub fn re_of(m: &ServerMsg) -> Option<u64> {
     match m {
-        ServerMsg::Reply { re, .. }
-        | ServerMsg::LoginOk { re, .. }
-        | ServerMsg::Statuses { re, .. }
-        | ServerMsg::MeetingCreated { re, .. }
-        | ServerMsg::Meetings { re, .. }
-        | ServerMsg::OfferOk { re, .. } => Some(*re),
+        ServerMsg::Res { re, .. } => Some(*re),
         _ => None,
     }
 }

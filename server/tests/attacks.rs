@@ -216,7 +216,7 @@ fn attack_census() {
         let mut c = s.connect();
         c.hello();
         match c.login("demo", "wrong", &format!("guess{i}"), "") {
-            ServerMsg::Reply { code, .. } => assert_eq!(code, 7),
+            ServerMsg::Res { result, .. } => assert_eq!(result, crvm_proto::Outcome::Err(7)),
             other => panic!("{other:?}"),
         }
     }

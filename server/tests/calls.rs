@@ -270,7 +270,7 @@ fn glare_leaves_exactly_one_call() {
         let mut rung = None;
         while code.is_none() || (code == Some(601) && rung.is_none()) {
             match c.reply() {
-                ServerMsg::Reply { re: r, code: k } if r == re => code = Some(k),
+                ServerMsg::Res { re: r, result } if r == re => code = Some(result.code()),
                 ServerMsg::CallIn { call_id, .. } => rung = Some(call_id),
                 other => panic!("{other:?}"),
             }

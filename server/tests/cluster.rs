@@ -113,8 +113,14 @@ fn kept(c: &mut Client) -> bool {
     c.send_req(id, Op::SetDnd { dnd: 0 });
     loop {
         match c.reply() {
-            ServerMsg::Reply { re, code: 0 } if re == id => return true,
-            ServerMsg::Reply { re, code: 12 } if re == id => {}
+            ServerMsg::Res {
+                re,
+                result: crvm_proto::Outcome::Ok,
+            } if re == id => return true,
+            ServerMsg::Res {
+                re,
+                result: crvm_proto::Outcome::Err(12),
+            } if re == id => {}
             ServerMsg::Close { code: 10, .. } => {
                 c.expect_eof();
                 return false;
@@ -139,7 +145,10 @@ fn race_login(addr: std::net::SocketAddr) -> Client {
     let mut c = Client::connect(addr);
     c.hello();
     match c.login("demo", "demo-secret", "alice", "") {
-        ServerMsg::LoginOk { .. } => c,
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Login { .. },
+            ..
+        } => c,
         other => panic!("{other:?}"),
     }
 }
@@ -364,8 +373,14 @@ fn login_code(node: &Server, user: &str) -> i32 {
     let mut c = node.connect();
     c.hello();
     match c.login("demo", "demo-secret", user, "") {
-        ServerMsg::LoginOk { .. } => 0,
-        ServerMsg::Reply { code, .. } => code,
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Login { .. },
+            ..
+        } => 0,
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Err(code),
+            ..
+        } => code,
         other => panic!("{other:?}"),
     }
 }
@@ -478,11 +493,17 @@ fn meetings_are_shared_by_every_node_and_kept_per_tenant() {
         subject: "weekly".into(),
         with_pswd: true,
     }) {
-        ServerMsg::MeetingCreated { meeting, .. } => meeting,
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Meeting(meeting),
+            ..
+        } => meeting,
         other => panic!("{other:?}"),
     };
     let list = |c: &mut Client| match c.request(Op::GetMeetings) {
-        ServerMsg::Meetings { list, .. } => list,
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Meetings(list),
+            ..
+        } => list,
         other => panic!("{other:?}"),
     };
     assert_eq!(list(&mut bob), std::slice::from_ref(&created));

@@ -99,7 +99,10 @@ fn a_request_flood_is_cut() {
     let mut answered = 0;
     loop {
         match flood.msg() {
-            ServerMsg::Statuses { .. } => answered += 1,
+            ServerMsg::Res {
+                result: crvm_proto::Outcome::Statuses(_),
+                ..
+            } => answered += 1,
             ServerMsg::Close { code, .. } => {
                 assert_eq!(code, 6);
                 break;

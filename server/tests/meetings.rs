@@ -10,15 +10,24 @@ fn create(c: &mut Client, subject: &str, with_pswd: bool) -> Result<Meeting, i32
         subject: subject.into(),
         with_pswd,
     }) {
-        ServerMsg::MeetingCreated { meeting, .. } => Ok(meeting),
-        ServerMsg::Reply { code, .. } => Err(code),
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Meeting(meeting),
+            ..
+        } => Ok(meeting),
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Err(code),
+            ..
+        } => Err(code),
         other => panic!("{other:?}"),
     }
 }
 
 fn list(c: &mut Client) -> Vec<Meeting> {
     match c.request(Op::GetMeetings) {
-        ServerMsg::Meetings { list, .. } => list,
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Meetings(list),
+            ..
+        } => list,
         other => panic!("{other:?}"),
     }
 }

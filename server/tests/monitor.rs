@@ -50,7 +50,10 @@ fn metrics_count_what_happens_with_bounded_labels_only() {
     bad.hello();
     assert!(matches!(
         bad.login("demo", "wrong", "mallory-999", ""),
-        ServerMsg::Reply { code: 7, .. }
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Err(7),
+            ..
+        }
     ));
     // Gone from the server's books before it shuts the connection.
     bad.expect_eof();

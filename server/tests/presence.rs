@@ -130,7 +130,10 @@ fn a_client_that_never_reads_is_dropped_and_others_carry_on() {
         for _ in 0..ROUND {
             assert!(matches!(
                 loud.reply(),
-                crvm_proto::ServerMsg::Reply { code: 0, .. }
+                crvm_proto::ServerMsg::Res {
+                    result: crvm_proto::Outcome::Ok,
+                    ..
+                }
             ));
         }
         writer = w.join().unwrap();

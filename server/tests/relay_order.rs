@@ -6,7 +6,7 @@
 //! the receiver acknowledged that cmd.
 //!
 //! History: in protocol version 1 cmds were transfers, and an instant `fin` could make the
-//! `xfer_end` overtake its `offer_ok`, so the sender could not match the end to its request and
+//! `xfer_end` overtake its `res{offer}`, so the sender could not match the end to its request and
 //! waited for ever (found by crvm-bench: eight senders sending cmds to one receiver now and then
 //! lost a `send_cmd_rlst`). Version 2 numbers cmds per connection and answers them end to end
 //! with `cmd_done`; this test holds the new path to the same standard under the same load.

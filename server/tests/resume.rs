@@ -405,7 +405,13 @@ fn a_wrong_or_stale_secret_or_another_tenants_session_is_refused_as_unknown() {
             resume: true,
         },
     });
-    assert!(matches!(c.msg(), ServerMsg::LoginOk { .. }));
+    assert!(matches!(
+        c.msg(),
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Login { .. },
+            ..
+        }
+    ));
     let ServerMsg::Resumable {
         session, secret, ..
     } = c.msg()
@@ -700,12 +706,18 @@ fn a_session_that_would_hold_too_much_ends_at_once_and_cannot_be_resumed() {
         };
         assert!(matches!(
             owner.request(op),
-            ServerMsg::MeetingCreated { .. }
+            ServerMsg::Res {
+                result: crvm_proto::Outcome::Meeting(_),
+                ..
+            }
         ));
     }
     assert!(matches!(
         owner.request(crvm_proto::Op::Logout),
-        ServerMsg::Reply { code: 0, .. }
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Ok,
+            ..
+        }
     ));
     let mut watcher = s.login("demo", "watcher");
     assert_eq!(watcher.code(crvm_proto::Op::StartStatusNotify), 0);
@@ -718,7 +730,13 @@ fn a_session_that_would_hold_too_much_ends_at_once_and_cannot_be_resumed() {
     if let crvm_proto::Op::Login { resume, .. } = &mut op {
         *resume = true;
     }
-    assert!(matches!(c.request(op), ServerMsg::LoginOk { .. }));
+    assert!(matches!(
+        c.request(op),
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Login { .. },
+            ..
+        }
+    ));
     let ServerMsg::Resumable {
         session, secret, ..
     } = c.msg()

@@ -47,6 +47,13 @@ fn version_mismatch_gets_close_4_then_eof() {
     let bytes = raw_control(&mut c, future.as_bytes());
     c.raw(&bytes);
     c.expect_close(4);
+    // A version 3 client, which knows no `res`, is told to upgrade before anything is answered.
+    let mut c = s.connect();
+    c.send(&ClientMsg::Hello {
+        ver: 3,
+        agent: "crvm 3".into(),
+    });
+    c.expect_close(4);
     // So is a version 1 hello, which had no `c` envelope: an old client learns it must upgrade.
     let mut c = s.connect();
     let bytes = raw_control(&mut c, br#"{"t":"hello","ver":1,"agent":"crvm 1"}"#);
@@ -143,10 +150,13 @@ fn malformed_input_gets_close_6() {
     let mut c = s.connect();
     c.hello();
     let mut again = Encoder::new();
-    c.raw(&again.control(0, br#"{"t":"hello","c":{"ver":3,"agent":""}}"#, &[]));
+    c.raw(&again.control(0, br#"{"t":"hello","c":{"ver":4,"agent":""}}"#, &[]));
     assert!(matches!(
         c.login("demo", "demo-secret", "dup", ""),
-        ServerMsg::LoginOk { .. }
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Login { .. },
+            ..
+        }
     ));
     // Hello twice.
     let mut c = s.connect();
@@ -205,10 +215,7 @@ fn wrong_secret_or_unknown_app_is_7_then_closed() {
     for (app, secret) in [("demo", "wrong"), ("nope", "demo-secret"), ("demo", "")] {
         let mut c = s.connect();
         c.hello();
-        assert_eq!(
-            c.login(app, secret, "alice", ""),
-            ServerMsg::Reply { re: 2, code: 7 }
-        );
+        assert_eq!(c.login(app, secret, "alice", ""), ServerMsg::reply(2, 7));
         c.expect_eof();
     }
     assert!(!s.log_text().contains("demo-secret"));
@@ -224,7 +231,7 @@ fn over_long_fields_are_5() {
         c.hello();
         assert_eq!(
             c.login("demo", "demo-secret", user, token),
-            ServerMsg::Reply { re: 2, code: 5 }
+            ServerMsg::reply(2, 5)
         );
         c.expect_eof();
     }
@@ -234,7 +241,10 @@ fn over_long_fields_are_5() {
     let max = "y".repeat(128);
     assert!(matches!(
         c.login("demo", "demo-secret", &max, ""),
-        ServerMsg::LoginOk { .. }
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Login { .. },
+            ..
+        }
     ));
 }
 
@@ -248,7 +258,10 @@ fn empty_user_id_gets_a_generated_one() {
         let mut c = s.connect();
         c.hello();
         match c.login("demo", "demo-secret", "", "") {
-            ServerMsg::LoginOk { user_id, .. } => ids.push(user_id),
+            ServerMsg::Res {
+                result: crvm_proto::Outcome::Login { user_id },
+                ..
+            } => ids.push(user_id),
             other => panic!("{other:?}"),
         }
         // Keep the connection open so both are online at once.
@@ -267,7 +280,7 @@ fn second_login_on_a_connection_is_9_and_keeps_it() {
     let mut c = s.login("demo", "alice");
     assert_eq!(
         c.login("demo", "demo-secret", "alice", ""),
-        ServerMsg::Reply { re: 3, code: 9 }
+        ServerMsg::reply(3, 9)
     );
     assert_eq!(c.statuses(), vec![st("alice", 1, 0)]);
 }
@@ -285,7 +298,7 @@ fn token_tenant_codes() {
     };
     // No token: 14, even with the right secret.
     let (r, mut c) = attempt("tok-secret", "alice", "");
-    assert_eq!(r, ServerMsg::Reply { re: 2, code: 14 });
+    assert_eq!(r, ServerMsg::reply(2, 14));
     c.expect_eof();
     // Someone else's token, a forged one, a malformed one: 21.
     for (user, t) in [
@@ -295,21 +308,23 @@ fn token_tenant_codes() {
         ("", token.clone()),
     ] {
         let (r, mut c) = attempt("", user, &t);
-        assert_eq!(r, ServerMsg::Reply { re: 2, code: 21 }, "{user} {t}");
+        assert_eq!(r, ServerMsg::reply(2, 21), "{user} {t}");
         c.expect_eof();
     }
     // Expired: 18.
     let old = crvm_server::auth::mint("tok-secret", "tok", "alice", 1_000_000);
     let (r, mut c) = attempt("", "alice", &old);
-    assert_eq!(r, ServerMsg::Reply { re: 2, code: 18 });
+    assert_eq!(r, ServerMsg::reply(2, 18));
     c.expect_eof();
     // The minted token works (the secret field is ignored).
     let (r, mut c) = attempt("whatever", "alice", &token);
     assert_eq!(
         r,
-        ServerMsg::LoginOk {
+        ServerMsg::Res {
             re: 2,
-            user_id: "alice".into()
+            result: crvm_proto::Outcome::Login {
+                user_id: "alice".into()
+            }
         }
     );
     assert_eq!(c.statuses(), vec![st("alice", 1, 0)]);
@@ -325,19 +340,25 @@ fn either_tenant_takes_token_or_secret() {
     a.hello();
     assert!(matches!(
         a.login("either", "", "alice", &token),
-        ServerMsg::LoginOk { .. }
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Login { .. },
+            ..
+        }
     ));
     let mut b = s.connect();
     b.hello();
     assert!(matches!(
         b.login("either", "either-secret", "bob", ""),
-        ServerMsg::LoginOk { .. }
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Login { .. },
+            ..
+        }
     ));
     let mut c = s.connect();
     c.hello();
     assert_eq!(
         c.login("either", "either-secret", "carol", "1.AAAA"),
-        ServerMsg::Reply { re: 2, code: 21 }
+        ServerMsg::reply(2, 21)
     );
 }
 

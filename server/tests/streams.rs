@@ -1,5 +1,5 @@
 //! Admission of buffer and file streams at the protocol level (SPEC §3.5, protocol v2): an
-//! offer is answered `offer_ok` and its data may flow only after `start`; a sender has at most
+//! offer is answered `res{offer}` and its data may flow only after `start`; a sender has at most
 //! [`xfer::MAX_OUTGOING`] unfinished streams (the next offer is refused with 1000); a receiver
 //! takes [`xfer::MAX_INCOMING`] at once and further offers to it wait, starting in order as
 //! earlier ones end (in protocol version 1 they were refused with 1000); data before `start` is
@@ -24,13 +24,19 @@ fn offer(c: &mut Client, to: &str, task: &str, kind: XferKind, size: u64) -> Res
             String::new()
         },
     }) {
-        ServerMsg::OfferOk { sid, .. } => Ok(sid),
-        ServerMsg::Reply { code, .. } => Err(code),
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Offer { sid },
+            ..
+        } => Ok(sid),
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Err(code),
+            ..
+        } => Err(code),
         other => panic!("answer to an offer: {other:?}"),
     }
 }
 
-/// A buffer offer that the receiver has room for: `offer_ok`, then `start` at once.
+/// A buffer offer that the receiver has room for: `res{offer}`, then `start` at once.
 fn offer_started(c: &mut Client, to: &str, task: &str) -> u64 {
     let sid = offer(c, to, task, XferKind::Buffer, 10).unwrap();
     assert_eq!(c.msg(), ServerMsg::Start { sid }, "{task}");

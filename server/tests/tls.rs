@@ -233,3 +233,35 @@ fn a_tls_session_resumes_over_tls() {
     c.get_meetings("m").unwrap();
     assert!(matches!(next(), Event::GetMeetings { result: Ok(_), .. }));
 }
+
+/// A cluster node's resume address is a route, not a name: the resumed connection goes to the
+/// node's `advertise` address (here a bare IP its certificate does not name) and still
+/// verifies the certificate against the name the client was made with (docs/DESIGN.md).
+#[test]
+fn a_resume_at_a_node_s_advertised_ip_verifies_the_client_s_server_name() {
+    let pki_dir = TmpDir::new();
+    let pki = make_pki(&pki_dir, "node", &["localhost"], false);
+    let top = format!(
+        "tls_cert = {:?}\ntls_key = {:?}",
+        pki.cert.to_str().unwrap(),
+        pki.key.to_str().unwrap()
+    );
+    let cluster = common::cluster::Cluster::start(1, 5000, &top);
+    let node = cluster.node(0);
+    // The client comes through a balancer (the proxy) under the certificate's name.
+    let proxy = crvm_faultproxy::Proxy::start(node.addr).unwrap();
+    let via = format!("localhost:{}", proxy.addr().port());
+    let (c, rx) = client(&via, Some(&pki.ca));
+    assert!(matches!(
+        login(&c, &rx, "alice"),
+        Event::Login { result: Ok(_), .. }
+    ));
+    let next = || rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    proxy.reset();
+    assert_eq!(next(), Event::LineReconnecting { code: code(207) });
+    assert!(matches!(next(), Event::LineResumed { .. }));
+    // The resume went to the node's advertised 127.0.0.1, not through the balancer.
+    assert_eq!(proxy.accepted(), 1);
+    c.get_meetings("m").unwrap();
+    assert!(matches!(next(), Event::GetMeetings { result: Ok(_), .. }));
+}

@@ -1,5 +1,7 @@
-//! The Rust core of libcrvm: a [`Client`] whose state machine is a sans-IO [`session`]
-//! pumped by a worker thread ([`worker`]). It speaks typed Rust only — bytes as `&[u8]`,
+//! The Rust core of libcrvm: a [`Client`] whose state machine is a sans-IO [`session`] (no
+//! socket, thread, clock or randomness of its own; its parts are listed in its module docs)
+//! pumped by a worker thread ([`worker`]). The session's events wait in [`events`], which its
+//! stream engine ([`transfer`]) emits into too. It speaks typed Rust only — bytes as `&[u8]`,
 //! statuses and meetings as structs, results as `Result<T, Code>` — and never sees a raw
 //! pointer, base64 or the C split into `_success` and `_fail`; the C surface in `crate::ffi`
 //! does those.
@@ -11,6 +13,7 @@
 
 mod dispatch;
 mod event;
+mod events;
 mod ids;
 mod net;
 mod options;

@@ -5,7 +5,7 @@
 //!
 //! Sending: at most [`xfer::MAX_OUTGOING`] streams are offered to the server at once; the rest
 //! wait here in order, never refused (SPEC §3.5, "Volume is never a failure"). An offered
-//! stream gets its ID (`offer_ok`), then waits for `start` (the receiver has room); from then
+//! stream gets its ID (`res{offer}`), then waits for `start` (the receiver has room); from then
 //! on [`Transfers::fill_chunk`] feeds its data, round-robin over the streams whose
 //! flow-control window has room, one chunk per call, so control messages never wait behind more
 //! than one. A file is read chunk by chunk as it goes out, never held whole. The receiver's
@@ -18,9 +18,9 @@
 //! then is the app told. A failure or cancel deletes the part file.
 
 use super::event::Event;
+use super::events::Events;
 use super::ids::new_id;
 use super::options::Options;
-use super::session::Events;
 use crvm_proto::error::*;
 use crvm_proto::frame::{Kind, HEADER_LEN};
 use crvm_proto::msg::{checksum_hex, xfer};
@@ -213,7 +213,7 @@ impl Incoming {
 pub(crate) struct Transfers {
     /// Accepted and not yet offered, in order.
     queued: VecDeque<Outgoing>,
-    /// Offered, waiting for `offer_ok`, by task.
+    /// Offered, waiting for `res{offer}`, by task.
     offered: HashMap<String, Outgoing>,
     /// With a stream ID, by stream.
     out: HashMap<u64, Outgoing>,

@@ -11,7 +11,7 @@
 
 use super::event::Event;
 use super::net;
-use super::session::{Session, Want};
+use super::session::{Session, SystemEnv, Want};
 use super::transport::{is_tls_error, tls_config, Transport};
 use super::Inner;
 use crvm_proto::error::*;
@@ -91,7 +91,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(now: Instant) -> Shared {
         Shared {
-            session: Session::new(now),
+            session: Session::new(now, Box::new(SystemEnv)),
             link: Link::None,
             sleeping: false,
             sleep_until: None,
@@ -381,7 +381,7 @@ fn connected(inner: &Inner, sh: &mut Shared, now: Instant) {
     }
     let opts = sh.session.opts();
     let transport = if opts.tls {
-        let host = inner.addr.rsplit_once(':').map_or("", |(h, _)| h);
+        let host = tls_name(&inner.addr);
         tls_config(opts.tls_ca_file.as_deref()).and_then(|c| Transport::tls(sock, c, host))
     } else {
         Ok(Transport::Plain(sock))
@@ -398,5 +398,28 @@ fn connected(inner: &Inner, sh: &mut Shared, now: Instant) {
             flush(sh, now);
         }
         Err(_) => sh.session.link_failed(gen, code(CRVIDEOSDK_SSL_ERR), now),
+    }
+}
+
+/// The name the server's certificate must carry, for every connection of a client made with
+/// `client_addr` — resumes included, even where a cluster sends them to another address (the
+/// node's `advertise`, [`Session::connect_addr`]). A cluster is one service: behind a TCP
+/// balancer every node terminates TLS with the service's certificate, and the advertised
+/// address (often a bare IP, docs/CLUSTER.md) is a route to a node, not an identity of its own.
+/// The client has that route from a server it already verified under this name.
+fn tls_name(client_addr: &str) -> &str {
+    client_addr.rsplit_once(':').map_or("", |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_name;
+
+    #[test]
+    fn the_tls_name_is_the_host_the_client_was_made_with() {
+        assert_eq!(tls_name("crvm.example.com:5210"), "crvm.example.com");
+        assert_eq!(tls_name("10.0.0.5:5210"), "10.0.0.5");
+        // Brackets are Transport::tls's to strip.
+        assert_eq!(tls_name("[::1]:5210"), "[::1]");
     }
 }

@@ -6,7 +6,7 @@
 
 use super::args::{rc, str_arg, Null};
 use super::callbacks::{copy_callbacks, crvm_callbacks, CHandler};
-use super::handle;
+use super::handle::{self, crvm_client};
 use crate::core::{Client, Code, LoginParams, ADDR_MAX};
 use base64::Engine as _;
 use crvm_proto::error::{
@@ -19,12 +19,6 @@ use std::time::Duration;
 
 /// Size of a buffer that holds any call or task ID with its NUL (IDs are at most 63 bytes).
 pub const CRVM_ID_BUF_LEN: usize = 64;
-
-/// An opaque client handle, from `crvm_create` until `crvm_destroy`.
-#[allow(non_camel_case_types)]
-pub struct crvm_client {
-    _opaque: [u8; 0],
-}
 
 /// Longest option key or value accepted by `crvm_set_option`.
 const OPTION_MAX: usize = PATH_MAX;

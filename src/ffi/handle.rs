@@ -1,10 +1,10 @@
-//! The handle table: the one place that fixes how a `crvm_client *` maps to a client.
+//! The handle type and its table: the one place that fixes how a `crvm_client *` maps to a
+//! client.
 //!
 //! A handle is an opaque token, never dereferenced: it is looked up here and the client is
 //! shared (`Arc`) with the calling export for the duration of the call. A destroyed or made-up
 //! handle is simply not found, so use-after-destroy and double destroy are refused, not UB.
 
-use super::client::crvm_client;
 use crate::core::Client;
 use crvm_proto::error::{code, CRVIDEOSDK_MEETPARAM_ERR};
 use crvm_proto::Code;
@@ -12,6 +12,12 @@ use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// An opaque client handle, from `crvm_create` until `crvm_destroy`.
+#[allow(non_camel_case_types)]
+pub struct crvm_client {
+    _opaque: [u8; 0],
+}
 
 struct Table {
     next: usize,

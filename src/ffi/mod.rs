@@ -25,4 +25,5 @@ pub mod c_api {
     pub use super::callbacks::crvm_callbacks;
     pub use super::client::*;
     pub use super::errors::*;
+    pub use super::handle::crvm_client;
 }

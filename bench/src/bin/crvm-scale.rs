@@ -1007,13 +1007,16 @@ fn fake_server(listener: StdListener, n: u64) -> std::thread::JoinHandle<Res<()>
                     ClientMsg::Req {
                         id,
                         op: Op::Login { user_id, .. },
-                    } => ServerMsg::LoginOk { re: id, user_id },
+                    } => ServerMsg::Res {
+                        re: id,
+                        result: crvm_proto::Outcome::Login { user_id },
+                    },
                     ClientMsg::Req {
                         id,
                         op: Op::StartStatusNotify,
                     } => {
                         subscribed = true;
-                        ServerMsg::Reply { re: id, code: 0 }
+                        ServerMsg::reply(id, 0)
                     }
                     other => return Err(format!("fake server: unexpected {other:?}").into()),
                 };

@@ -76,7 +76,7 @@ impl ServerSession {
         }
     }
 
-    /// An offer (fields already checked): the relay answers `offer_ok` and starts the stream
+    /// An offer (fields already checked): the relay answers `res{offer}` and starts the stream
     /// when its receiver has room; failures are answered here.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn offer(

@@ -31,7 +31,10 @@ impl ServerSession {
         match run_blocking(&self.ctx.store, move |s| s.create(&t, &draft)).await {
             Ok(r) => {
                 let meeting = self.meeting(r);
-                self.send(&ServerMsg::MeetingCreated { re: id, meeting });
+                self.send(&ServerMsg::Res {
+                    re: id,
+                    result: crvm_proto::Outcome::Meeting(meeting),
+                });
             }
             Err(e) => self.store_failed(id, "create meeting", &e),
         }
@@ -55,7 +58,10 @@ impl ServerSession {
         match run_blocking(&self.ctx.store, move |s| s.list(&t)).await {
             Ok(list) => {
                 let list = list.into_iter().map(|r| self.meeting(r)).collect();
-                self.send(&ServerMsg::Meetings { re: id, list });
+                self.send(&ServerMsg::Res {
+                    re: id,
+                    result: crvm_proto::Outcome::Meetings(list),
+                });
             }
             Err(e) => self.store_failed(id, "list meetings", &e),
         }

@@ -211,7 +211,7 @@ impl ServerSession {
     }
 
     fn reply(&self, re: u64, code: i32) {
-        self.send(&ServerMsg::Reply { re, code });
+        self.send(&ServerMsg::reply(re, code));
     }
 
     fn send(&self, msg: &ServerMsg) {

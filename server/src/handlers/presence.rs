@@ -19,7 +19,10 @@ impl ServerSession {
 
     pub(super) async fn get_user_status(&self, user: &User, id: u64) {
         match self.ctx.hub.statuses(&user.tenant).await {
-            Ok(list) => self.send(&ServerMsg::Statuses { re: id, list }),
+            Ok(list) => self.send(&ServerMsg::Res {
+                re: id,
+                result: crvm_proto::Outcome::Statuses(list),
+            }),
             Err(code) => self.reply(id, code),
         }
     }

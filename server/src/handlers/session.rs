@@ -135,9 +135,11 @@ impl ServerSession {
             // Before the first numbered frame, so that the tail has every one of them.
             self.outbox.set_resumable();
         }
-        self.send(&ServerMsg::LoginOk {
+        self.send(&ServerMsg::Res {
             re: id,
-            user_id: user.clone(),
+            result: crvm_proto::Outcome::Login {
+                user_id: user.clone(),
+            },
         });
         let session = resumable.then(|| {
             let (session, secret) = self.ctx.sessions.register(&app_id, self.conn, &self.outbox);

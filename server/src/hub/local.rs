@@ -28,7 +28,7 @@ pub struct Local {
 struct Entry {
     local: Local,
     /// Effects for a session whose login has not been answered yet, applied once it is
-    /// ([`LocalSessions::open`]): its `login_ok` comes before anything about it.
+    /// ([`LocalSessions::open`]): its `res{login}` comes before anything about it.
     held: Option<Vec<Effect>>,
 }
 
@@ -272,7 +272,7 @@ impl LocalSessions {
             }
             Effect::Reply { gen, re, code } => {
                 if let Ok(re) = re.parse() {
-                    self.push(gen, &ServerMsg::Reply { re, code });
+                    self.push(gen, &ServerMsg::reply(re, code));
                 }
             }
             Effect::Status { tenant, status } => self.push_status(&tenant, status),
@@ -283,7 +283,7 @@ impl LocalSessions {
                     crvm_proto::error::CRVIDEOSDK_NOT_LOGIN
                 };
                 if let Ok(re) = re.parse() {
-                    self.push(gen, &ServerMsg::Reply { re, code });
+                    self.push(gen, &ServerMsg::reply(re, code));
                 }
             }
             Effect::Kick { gen } => {

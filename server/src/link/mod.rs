@@ -5,7 +5,7 @@
 //! The relay state of a transfer lives at the **receiver's** node: the sender's node forwards
 //! what its session sends (`cmd`, `offer`, data, `data_end`, `cancel`) over its link to that
 //! node, whose relay treats the sender as a [`Sender::Remote`] and tells it everything
-//! (`cmd_done`, `offer_ok`, `start`, progress, `xfer_end`, …) back over the link in the other
+//! (`cmd_done`, `res{offer}`, `start`, progress, `xfer_end`, …) back over the link in the other
 //! direction. The windows are enforced there, by the same code as for local senders.
 //!
 //! Each node sends only on connections it dialled (one per peer node, so what one session sends
@@ -256,7 +256,7 @@ impl Links {
                 let _ = outbox.push_msg(&ServerMsg::CmdDone { ns, code });
             }
             for re in t.offers {
-                let _ = outbox.push_msg(&ServerMsg::Reply { re, code });
+                let _ = outbox.push_msg(&ServerMsg::reply(re, code));
             }
             let mut sids: Vec<u64> = t.streams.into_iter().collect();
             sids.sort_unstable();
@@ -406,8 +406,11 @@ impl Links {
     /// struck from the books of what is in flight towards that node.
     fn delivered(&self, node: &str, gen: LoginGen, msg: &ServerMsg) {
         let gone = CRVIDEOSDK_SENDDATA_TARGETINVALID;
-        if matches!(msg, ServerMsg::CmdDone { code, .. } | ServerMsg::Reply { code, .. } if *code == gone)
-        {
+        if matches!(
+            msg,
+            ServerMsg::CmdDone { code, .. }
+                | ServerMsg::Res { result: crvm_proto::Outcome::Err(code), .. } if *code == gone
+        ) {
             // The user may have moved: look them up again next time.
             self.forget_routes(node);
         }
@@ -420,11 +423,17 @@ impl Links {
                             t.cmds.remove(n);
                         }
                     }
-                    ServerMsg::OfferOk { re, sid } => {
+                    ServerMsg::Res {
+                        re,
+                        result: crvm_proto::Outcome::Offer { sid },
+                    } => {
                         t.offers.retain(|r| r != re);
                         t.streams.insert(*sid);
                     }
-                    ServerMsg::Reply { re, .. } => t.offers.retain(|r| r != re),
+                    ServerMsg::Res {
+                        re,
+                        result: crvm_proto::Outcome::Ok | crvm_proto::Outcome::Err(_),
+                    } => t.offers.retain(|r| r != re),
                     ServerMsg::XferEnd { sid, .. } | ServerMsg::CancelDone { sid, .. } => {
                         t.streams.remove(sid);
                     }
@@ -599,6 +608,6 @@ impl Sender {
     }
 
     fn tell_reply(&self, re: u64, code: i32) {
-        self.tell(&ServerMsg::Reply { re, code });
+        self.tell(&ServerMsg::reply(re, code));
     }
 }

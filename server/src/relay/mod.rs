@@ -24,7 +24,7 @@
 //! hears "cancelled" for data the receiver's app was given.
 //!
 //! Ordering: everything here happens under one lock, and messages are queued to outboxes under
-//! it, so that `offer_ok` precedes `start` precedes `xfer_end` on the sender's connection and
+//! it, so that `res{offer}` precedes `start` precedes `xfer_end` on the sender's connection and
 //! `incoming` precedes the stream's chunks on the receiver's.
 //!
 //! [`xfer::CMD_WINDOW`]: crvm_proto::msg::xfer::CMD_WINDOW

@@ -72,7 +72,7 @@ impl State {
 }
 
 impl Relay {
-    /// Registers a stream from `sender` to `receiver`, answers `offer_ok{re, sid}`, and starts
+    /// Registers a stream from `sender` to `receiver`, answers `res{re, offer{sid}}`, and starts
     /// it if the receiver has room (else it waits its turn). `Err(code)`: 1102 the receiver is
     /// going away, 1000 the sender already has [`xfer::MAX_OUTGOING`] streams.
     pub fn offer(
@@ -92,7 +92,10 @@ impl Relay {
         st.outgoing(sender.key()).streams += 1;
         st.next_sid += 1;
         let sid = st.next_sid;
-        sender.tell(&ServerMsg::OfferOk { re, sid });
+        sender.tell(&ServerMsg::Res {
+            re,
+            result: crvm_proto::Outcome::Offer { sid },
+        });
         let inbox = st.inbox(&receiver);
         let now = inbox.streams < xfer::MAX_INCOMING && inbox.queued.is_empty();
         if !now {

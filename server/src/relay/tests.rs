@@ -57,7 +57,13 @@ fn window_size_start_and_ownership_are_enforced() {
         .unwrap();
     assert_eq!(
         a.outbox.take_msgs(),
-        [ServerMsg::OfferOk { re: 7, sid }, ServerMsg::Start { sid }]
+        [
+            ServerMsg::Res {
+                re: 7,
+                result: crvm_proto::Outcome::Offer { sid }
+            },
+            ServerMsg::Start { sid }
+        ]
     );
     assert_eq!(incoming(&b.outbox.take_msgs()), [sid]);
     let w = xfer::WINDOW as usize;
@@ -104,7 +110,7 @@ fn cancel_is_decided_by_the_receiver() {
         .outbox
         .take_msgs()
         .into_iter()
-        .filter(|m| !matches!(m, ServerMsg::OfferOk { .. } | ServerMsg::Start { .. }))
+        .filter(|m| !matches!(m, ServerMsg::Res { .. } | ServerMsg::Start { .. }))
         .collect();
     assert_eq!(
         to_a,

@@ -202,7 +202,10 @@ impl Server {
         c.hello();
         let secret = format!("{app}-secret");
         match c.login(app, &secret, user, "") {
-            ServerMsg::LoginOk { user_id, .. } => assert_eq!(user_id, user),
+            ServerMsg::Res {
+                result: crvm_proto::Outcome::Login { user_id },
+                ..
+            } => assert_eq!(user_id, user),
             other => panic!("login of {user}: {other:?}"),
         }
         c
@@ -267,8 +270,14 @@ pub use crvm_proto::raw::{login_op, re_of, RawClient as Client};
 pub fn login_code(c: &mut Client, app: &str, secret: &str, user: &str) -> i32 {
     c.hello();
     match c.login(app, secret, user, "") {
-        ServerMsg::LoginOk { .. } => 0,
-        ServerMsg::Reply { code, .. } => code,
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Login { .. },
+            ..
+        } => 0,
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Err(code),
+            ..
+        } => code,
         other => panic!("{other:?}"),
     }
 }
@@ -277,7 +286,10 @@ pub fn assert_nothing_pending(c: &mut Client, who: &str) {
     let id = c.id();
     c.send_req(id, crvm_proto::Op::GetUserStatus);
     match c.msg() {
-        ServerMsg::Statuses { re, .. } => assert_eq!(re, id),
+        ServerMsg::Res {
+            re,
+            result: crvm_proto::Outcome::Statuses(_),
+        } => assert_eq!(re, id),
         other => panic!("{who}: unexpected {other:?}"),
     }
 }
