@@ -243,8 +243,8 @@ fn the_no_answer_timer_fires_once_even_when_the_callers_node_dies() {
     assert_eq!(call(&mut carol, "c2", "bob"), 0);
     assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
     drop(carol);
-    let _ = c.nodes[2].child.kill();
-    let _ = c.nodes[2].child.wait();
+    let _ = c.nodes[2].proc.kill();
+    let _ = c.nodes[2].proc.wait();
     assert_eq!(
         bob.reply(),
         ServerMsg::CallHungup {

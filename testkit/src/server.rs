@@ -1,28 +1,19 @@
-//! Helpers shared by the integration tests: temp dirs, a spawned `crvm-server`, and a blocking
-//! protocol client built on crvm-proto.
+//! A `crvm-server` process: started with a config in a directory, its address read from its
+//! first stdout line, its stderr in a log file, killed on drop; and the tenants of the tests.
 
-// Each test binary uses a different subset of these helpers.
-#![allow(dead_code)]
-
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::process::{ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crvm_proto::frame::control_prefix;
-use crvm_proto::{Kind, ServerMsg, UserStatus};
+use crvm_proto::raw::{RawClient, PATIENCE};
+use crvm_proto::ServerMsg;
 
-pub mod cluster;
-pub mod http;
-pub mod user;
-
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_crvm-server");
-
-/// Upper bound for any single wait; only reached when something is broken.
-pub use crvm_proto::raw::PATIENCE;
+use crate::{Proc, TmpDir};
 
 /// Tenants of [`config`]: one per auth mode plus a second secret tenant.
 pub const TENANTS: &str = r#"
@@ -51,83 +42,90 @@ pub fn config(top: &str) -> String {
     format!("pub_meet_url_base = \"https://meet.test/m/\"\n{top}\n{TENANTS}")
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-pub struct TmpDir(pub PathBuf);
-
-impl TmpDir {
-    pub fn new() -> TmpDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "crvm-it-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TmpDir(p)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Writes `text` to `name` and returns its path.
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Runs the binary to completion with `args` (for the failure and `token` cases).
-pub fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-/// Mints a token through `crvm-server token`.
-pub fn cli_token(config: &Path, app: &str, user: &str, ttl: u64) -> String {
-    let out = run(&[
-        "token",
-        "--config",
-        config.to_str().unwrap(),
-        "--app",
-        app,
-        "--user",
-        user,
-        "--ttl",
-        &ttl.to_string(),
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    let token = lines.next().unwrap().to_owned();
-    assert_eq!(lines.next(), None, "one line only");
-    token
+/// The workspace's `crvm-server`: `$CRVM_SERVER_BIN`, else the one in the target directory of
+/// the running test (`target/<profile>/deps/<test>` → `target/<profile>/crvm-server`). The
+/// server's own tests always find it there (cargo builds a package's binaries before its
+/// integration tests); another package's tests may run before it is built, so it is built
+/// once here then (a no-op when it is fresh).
+pub fn server_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("CRVM_SERVER_BIN") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().expect("the test's path");
+        let mut dir = exe.parent().expect("a directory").to_path_buf();
+        if dir.file_name() == Some(OsStr::new("deps")) {
+            dir.pop();
+        }
+        let bin = dir.join("crvm-server");
+        if !bin.is_file() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "crvm-server"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if dir.file_name() == Some(OsStr::new("release")) {
+                cmd.arg("--release");
+            }
+            let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
+            assert!(
+                ok && bin.is_file(),
+                "could not build {}: run `cargo build -p crvm-server` first",
+                bin.display()
+            );
+        }
+        bin
+    })
 }
 
 /// A running server, killed on drop.
 pub struct Server {
-    pub child: Child,
+    pub proc: Proc,
     pub addr: SocketAddr,
+    /// Its stdout after the first line (the monitor's address comes next when it has one).
     pub stdout: BufReader<ChildStdout>,
     pub log: PathBuf,
     pub config: PathBuf,
 }
 
 impl Server {
+    /// Starts `bin` with `args` (and `env` set), its stderr to `log`, and waits for its
+    /// listening line. `config` is the config file it was given, for the tests that rewrite it.
+    pub fn launch<A: AsRef<OsStr>>(
+        bin: &Path,
+        args: &[A],
+        env: &[(&str, &str)],
+        log: PathBuf,
+        config: PathBuf,
+    ) -> Result<Server, String> {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?);
+        let mut proc = Proc::spawn(cmd, "crvm-server")?;
+        let mut stdout = BufReader::new(proc.stdout.take().expect("piped"));
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        let addr = line
+            .strip_prefix("crvm-server listening on ")
+            .and_then(|a| a.trim_end().parse().ok());
+        let Some(addr) = addr else {
+            return Err(format!(
+                "crvm-server: bad first line {line:?}; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        };
+        Ok(Server {
+            proc,
+            addr,
+            stdout,
+            log,
+            config,
+        })
+    }
+
     /// Starts a server with `config_text` in a fresh directory that `dir` keeps alive.
     pub fn start(dir: &TmpDir, config_text: &str) -> Server {
         let config = dir.write("crvm.toml", config_text);
@@ -155,49 +153,15 @@ impl Server {
     pub fn spawn_env(dir: &TmpDir, args: &[&str], config: PathBuf, env: &[(&str, &str)]) -> Server {
         static N: AtomicUsize = AtomicUsize::new(0);
         let log = dir.path(&format!("server-{}.log", N.fetch_add(1, Ordering::Relaxed)));
-        let mut child = Command::new(BIN)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let addr = line
-            .strip_prefix("crvm-server listening on ")
-            .and_then(|a| a.strip_suffix('\n'))
-            .unwrap_or_else(|| {
-                let _ = child.kill();
-                panic!(
-                    "bad first line {line:?}; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-            .parse()
-            .unwrap();
-        Server {
-            child,
-            addr,
-            stdout,
-            log,
-            config,
-        }
+        Server::launch(server_bin(), args, env, log, config).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    pub fn connect(&self) -> Client {
-        Client::connect(self.addr)
-    }
-
-    /// A fresh connection's login with `secret`: 0, or the code it was refused with.
-    pub fn login_code(&self, app: &str, secret: &str, user: &str) -> i32 {
-        login_code(&mut self.connect(), app, secret, user)
+    pub fn connect(&self) -> RawClient {
+        RawClient::connect(self.addr)
     }
 
     /// A client that has said hello and logged in as `user` of the secret tenant `app`.
-    pub fn login(&self, app: &str, user: &str) -> Client {
+    pub fn login(&self, app: &str, user: &str) -> RawClient {
         let mut c = self.connect();
         c.hello();
         let secret = format!("{app}-secret");
@@ -208,9 +172,10 @@ impl Server {
         c
     }
 
+    /// Sends `sig`, as `kill` takes it (`-TERM`, `-KILL`, …).
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
+            .args([sig, &self.proc.pid().to_string()])
             .status()
             .unwrap()
             .success();
@@ -221,7 +186,7 @@ impl Server {
     pub fn wait(&mut self) -> ExitStatus {
         let start = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.proc.try_wait().unwrap() {
                 return status;
             }
             assert!(start.elapsed() < PATIENCE, "server did not exit");
@@ -233,66 +198,30 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Whether the log says `needle` within a few seconds: for a line the server writes after
-    /// the event the test saw (a TLS failure is logged after the socket is closed). Polls the
-    /// file: there is no other signal from another process's log.
-    #[allow(dead_code)]
-    pub fn log_says(&self, needle: &str) -> bool {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    /// The last `n` lines of the log, for error messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Whether the log says `needle` within `patience`: for a line the server writes after an
+    /// event the caller saw (a TLS failure is logged after the socket is closed; a node logs
+    /// "joined" once it is in its cluster). Polls the file: there is no other signal from
+    /// another process's log.
+    pub fn log_says_within(&self, needle: &str, patience: Duration) -> bool {
+        let deadline = Instant::now() + patience;
         while !self.log_text().contains(needle) {
-            if std::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 return false;
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10));
         }
         true
     }
-}
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// [`Server::log_says_within`] a few seconds.
+    pub fn log_says(&self, needle: &str) -> bool {
+        self.log_says_within(needle, Duration::from_secs(10))
     }
-}
-
-/// The blocking protocol client of the tests (the project's one raw client). Not every test
-/// binary uses every name.
-#[allow(unused_imports)]
-pub use crvm_proto::raw::{login_op, re_of, RawClient as Client};
-
-/// Asserts that the answer to a status request is the next message on `c`: nothing else (a
-/// stray `cmd_in`, `cmd_done`, `start` or `incoming`) was queued to it before.
-/// Says hello and logs in on `c`: 0, or the code the login was refused with.
-pub fn login_code(c: &mut Client, app: &str, secret: &str, user: &str) -> i32 {
-    c.hello();
-    match c.login(app, secret, user, "") {
-        ServerMsg::LoginOk { .. } => 0,
-        ServerMsg::Reply { code, .. } => code,
-        other => panic!("{other:?}"),
-    }
-}
-
-pub fn assert_nothing_pending(c: &mut Client, who: &str) {
-    let id = c.id();
-    c.send_req(id, crvm_proto::Op::GetUserStatus);
-    match c.msg() {
-        ServerMsg::Statuses { re, .. } => assert_eq!(re, id),
-        other => panic!("{who}: unexpected {other:?}"),
-    }
-}
-
-/// A status object.
-pub fn st(user: &str, status: i32, dnd: i32) -> UserStatus {
-    UserStatus {
-        user_id: user.into(),
-        user_status: status,
-        dnd_type: dnd,
-    }
-}
-
-/// The bytes of a control frame of `c` whose JSON text is `json` as is (malformed, foreign or
-/// old-format messages, which [`Client::send`] cannot build). Advances `c`'s sequence number.
-pub fn raw_control(c: &mut Client, json: &[u8]) -> Vec<u8> {
-    c.codec.frame(Kind::Control, &[&control_prefix(json), json])
 }
