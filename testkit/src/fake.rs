@@ -53,9 +53,13 @@ impl FakeCodec {
         if m.is_handshake() {
             handshake_frame(&to_json(m))
         } else {
-            self.enc
-                .control(self.dec.last_seq(), &to_json(m), attachment)
+            self.control(&to_json(m), attachment)
         }
+    }
+
+    /// The bytes of a control frame carrying `json` as is (encoded once, sent many times).
+    pub fn control(&mut self, json: &[u8], attachment: &[u8]) -> Vec<u8> {
+        self.enc.control(self.dec.last_seq(), json, attachment)
     }
 
     /// Sequence number of the last frame received.
