@@ -48,7 +48,10 @@ fn subscribe(url: &str) -> mpsc::Receiver<(String, Vec<u8>)> {
         while let Ok(m) = ps.get_message() {
             let done = m.get_channel_name() == END;
             if tx
-                .send((m.get_channel_name().to_owned(), m.get_payload_bytes().to_vec()))
+                .send((
+                    m.get_channel_name().to_owned(),
+                    m.get_payload_bytes().to_vec(),
+                ))
                 .is_err()
                 || done
             {
@@ -90,7 +93,10 @@ where
     let parsed: T =
         serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{what} {json}: {e}"));
     let back = serde_json::to_value(&parsed).unwrap();
-    assert_eq!(&back, json, "{what}: a field the Lua writes is not the message's");
+    assert_eq!(
+        &back, json,
+        "{what}: a field the Lua writes is not the message's"
+    );
     parsed
 }
 
@@ -138,16 +144,25 @@ fn every_effect_and_message_of_the_redis_functions_parses() {
         }),
         0
     );
-    assert!(matches!(alice.reply(), ServerMsg::CallRejected { reason: 606, .. }));
+    assert!(matches!(
+        alice.reply(),
+        ServerMsg::CallRejected { reason: 606, .. }
+    ));
     assert_eq!(call(&mut alice, "c3", "bob"), 0);
     assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
-    assert!(matches!(alice.reply(), ServerMsg::CallRejected { reason: 604, .. }));
+    assert!(matches!(
+        alice.reply(),
+        ServerMsg::CallRejected { reason: 604, .. }
+    ));
     assert!(matches!(bob.reply(), ServerMsg::CallHungup { .. }));
 
     // Kicks: by a newer login on another node, and by an operator (the admin API's function).
     let _bob2 = c.node(0).login("demo", "bob");
     bob.expect_close(10);
-    assert_eq!(c.redis.cli(&["FCALL", "crvm_kick", "0", "demo", "alice"]), "1");
+    assert_eq!(
+        c.redis.cli(&["FCALL", "crvm_kick", "0", "demo", "alice"]),
+        "1"
+    );
     alice.expect_close(206);
 
     // A node that dies (now without users): the others are told it is gone.
@@ -174,7 +189,9 @@ fn every_effect_and_message_of_the_redis_functions_parses() {
             .unwrap_or_else(|e| panic!("the node cannot read {what}: {e}"));
         let effects: Vec<Value> = serde_json::from_slice(payload).unwrap();
         for e in effects {
-            let k = e["k"].as_str().unwrap_or_else(|| panic!("no kind in {what}"));
+            let k = e["k"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no kind in {what}"));
             kinds.insert(k.to_owned());
             match k {
                 "deliver" => {

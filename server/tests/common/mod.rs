@@ -14,7 +14,7 @@ pub mod http;
 pub mod user;
 
 pub use crvm_testkit::topology::Kind as Topo;
-pub use crvm_testkit::{cluster, config, Server, Topology, TmpDir, PATIENCE, TENANTS};
+pub use crvm_testkit::{cluster, config, Server, TmpDir, Topology, PATIENCE, TENANTS};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_crvm-server");
