@@ -25,6 +25,9 @@ pub(crate) fn registry() -> MutexGuard<'static, Registry> {
 }
 
 /// A child process, killed and reaped on drop. Derefs to its [`Child`].
+///
+/// `PR_SET_PDEATHSIG` fires when the *thread* that spawned the child ends, not only the
+/// process: start children from a thread that outlives them (a test's own thread does).
 pub struct Proc {
     child: Child,
     name: String,
