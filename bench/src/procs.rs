@@ -47,7 +47,6 @@ pub fn cpu_secs(pid: u32) -> Res<f64> {
 /// What the bench measures of a child process.
 pub trait Stats {
     fn cpu_secs(&self) -> Res<f64>;
-    fn take_stderr(&mut self) -> std::process::ChildStderr;
     fn cpu_secs_at_exit(&self) -> Res<f64>;
     fn peak_rss_kib(&self) -> Res<u64>;
 }
@@ -55,10 +54,6 @@ pub trait Stats {
 impl Stats for Proc {
     fn cpu_secs(&self) -> Res<f64> {
         cpu_secs(self.pid())
-    }
-
-    fn take_stderr(&mut self) -> std::process::ChildStderr {
-        self.stderr.take().expect("stderr piped")
     }
 
     /// Waits (up to 10 s) until the process has exited on its own, and returns the CPU time it
