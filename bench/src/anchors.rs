@@ -10,7 +10,7 @@
 //!   (`TCP-LISTEN:0`, read back from its `-d -d` log line `listening on AF=2 127.0.0.1:PORT`), relaying
 //!   to the bench's receiver.
 
-use crate::procs::{line_reader, Proc, Stats};
+use crate::procs::{line_reader, Proc};
 use crate::Res;
 use crossbeam_channel::Receiver;
 use std::net::{SocketAddr, TcpListener, TcpStream};
