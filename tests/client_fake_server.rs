@@ -5,102 +5,13 @@
 use crossbeam_channel::{Receiver, Sender};
 use crvm::core::{Client, Event, LoginParams};
 use crvm_proto::error::*;
-use crvm_proto::frame::{Decoder, Encoder, Kind, MAX_PAYLOAD_TO_SERVER};
-use crvm_proto::msg::{to_json, xfer, ClientMsg, Op, ServerMsg};
-use crvm_proto::{Code, PROTOCOL_VERSION};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use crvm_proto::msg::{xfer, ClientMsg, Op, ServerMsg};
+use crvm_proto::Code;
+use crvm_testkit::fake::FakePeer as Peer;
+use std::net::TcpListener;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The server side of one accepted connection.
-struct Peer {
-    sock: TcpStream,
-    dec: Decoder,
-    enc: Encoder,
-}
-
-impl Peer {
-    fn accept(l: &TcpListener) -> Peer {
-        let (sock, _) = l.accept().unwrap();
-        sock.set_read_timeout(Some(WAIT)).unwrap();
-        Peer {
-            sock,
-            dec: Decoder::new(MAX_PAYLOAD_TO_SERVER),
-            enc: Encoder::new(),
-        }
-    }
-
-    /// Next control message from the client and its attachment (heartbeats are skipped).
-    fn recv_attached(&mut self) -> (ClientMsg, Vec<u8>) {
-        loop {
-            if let Some(f) = self.dec.next_frame().unwrap() {
-                if f.kind == Kind::Control {
-                    let (json, att) = f.control().unwrap();
-                    return (serde_json::from_slice(json).unwrap(), att.to_vec());
-                }
-                continue;
-            }
-            let mut buf = [0u8; 4096];
-            let n = self.sock.read(&mut buf).unwrap();
-            assert!(n > 0, "client closed");
-            self.dec.feed(&buf[..n]);
-        }
-    }
-
-    /// Next control message from the client.
-    fn recv(&mut self) -> ClientMsg {
-        self.recv_attached().0
-    }
-
-    /// Next request from the client: its ID and body.
-    fn req(&mut self) -> (u64, Op) {
-        match self.recv() {
-            ClientMsg::Req { id, op } => (id, op),
-            other => panic!("expected a request, got {other:?}"),
-        }
-    }
-
-    fn send(&mut self, m: &ServerMsg) {
-        self.send_attached(m, &[]);
-    }
-
-    fn send_attached(&mut self, m: &ServerMsg, attachment: &[u8]) {
-        let f = if m.is_handshake() {
-            crvm_proto::frame::handshake_frame(&to_json(m))
-        } else {
-            self.enc
-                .control(self.dec.last_seq(), &to_json(m), attachment)
-        };
-        self.sock.write_all(&f).unwrap();
-    }
-
-    /// Reads Hello and Login and answers both; returns the login request ID.
-    fn welcome_and_login(&mut self, heartbeat_ms: u64) -> u64 {
-        assert!(matches!(
-            self.recv(),
-            ClientMsg::Hello {
-                ver: PROTOCOL_VERSION,
-                ..
-            }
-        ));
-        let (id, Op::Login { user_id, .. }) = self.req() else {
-            panic!("expected login")
-        };
-        self.send(&ServerMsg::Welcome {
-            ver: PROTOCOL_VERSION,
-            heartbeat_ms,
-            max_buffer_bytes: 1 << 20,
-            max_file_bytes: 1 << 30,
-        });
-        self.send(&ServerMsg::Res {
-            re: id,
-            result: crvm_proto::Outcome::Login { user_id },
-        });
-        id
-    }
-}
 
 fn client(addr: &str, opts: &[(&str, &str)]) -> (Client, Receiver<Event>) {
     let (tx, rx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::unbounded();
@@ -141,7 +52,7 @@ fn logged_in(opts: &[(&str, &str)]) -> (TcpListener, Client, Receiver<Event>, Pe
     let (l, addr) = listener();
     let (cl, rx) = client(&addr, opts);
     login(&cl, "alice");
-    let mut p = Peer::accept(&l);
+    let mut p = Peer::accept(&l, WAIT);
     p.welcome_and_login(10_000);
     assert!(matches!(next(&rx), Event::Login { result: Ok(_), .. }));
     (l, cl, rx, p)
@@ -158,7 +69,7 @@ fn version_refusal_is_login_fail_4() {
     let (l, addr) = listener();
     let (cl, rx) = client(&addr, &[]);
     login(&cl, "alice");
-    let mut p = Peer::accept(&l);
+    let mut p = Peer::accept(&l, WAIT);
     p.recv();
     p.send(&ServerMsg::Close {
         code: CRVIDEOSDK_MISMATCHCLIENTVER,
@@ -206,7 +117,7 @@ fn silent_server_is_detected_by_heartbeat() {
     let (l, addr) = listener();
     let (cl, rx) = client(&addr, &[]);
     login(&cl, "alice");
-    let mut p = Peer::accept(&l);
+    let mut p = Peer::accept(&l, WAIT);
     // 100 ms heartbeats: the client declares the link dead after 300 ms of silence.
     p.welcome_and_login(100);
     assert!(matches!(next(&rx), Event::Login { result: Ok(_), .. }));
@@ -254,7 +165,7 @@ fn login_without_answer_is_202_and_refused_connect_is_203() {
     let (l, addr) = listener();
     let (cl, rx) = client(&addr, &[("request_timeout_ms", "200")]);
     login(&cl, "alice");
-    let _p = Peer::accept(&l);
+    let _p = Peer::accept(&l, WAIT);
     assert_eq!(
         next(&rx),
         Event::Login {
@@ -344,7 +255,7 @@ fn logout_waits_for_earlier_answers_and_sends_no_line_off() {
     );
     // A fresh login goes out on a new connection; nothing else was emitted in between.
     login(&cl, "alice");
-    let mut p2 = Peer::accept(&l);
+    let mut p2 = Peer::accept(&l, WAIT);
     p2.welcome_and_login(10_000);
     assert!(matches!(next(&rx), Event::Login { result: Ok(_), .. }));
 }
@@ -359,7 +270,7 @@ fn manual_dispatch_runs_events_only_inside_poll() {
     );
     login(&cl, "alice");
     assert_eq!(cl.set_option("dispatch", "thread"), Err(c(9)));
-    let mut p = Peer::accept(&l);
+    let mut p = Peer::accept(&l, WAIT);
     p.welcome_and_login(10_000);
     // The login result is queued, not delivered, until someone polls.
     assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
@@ -381,7 +292,7 @@ fn call_ids_events_and_the_hangup_a_lost_link_implies() {
     let (cl, rx) = client(&addr, &[]);
     assert_eq!(cl.call("bob", "", "", ""), Err(c(CRVIDEOSDK_NOT_LOGIN)));
     login(&cl, "alice");
-    let mut p = Peer::accept(&l);
+    let mut p = Peer::accept(&l, WAIT);
     p.welcome_and_login(10_000);
     assert!(matches!(next(&rx), Event::Login { result: Ok(_), .. }));
     let bad = Err(c(CRVIDEOSDK_MEETPARAM_ERR));

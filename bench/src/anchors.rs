@@ -101,7 +101,7 @@ impl Nats {
             .stderr(Stdio::piped());
         let mut proc = Proc::spawn(cmd, "nats-server")?;
         // Drained until the server exits, so that its log never blocks it.
-        let lines = line_reader(proc.take_stderr());
+        let lines = line_reader(proc.stderr.take().expect("stderr piped"));
         let addr = wait_for(
             &lines,
             "Listening for client connections on ",
@@ -172,7 +172,7 @@ impl Socat {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut proc = Proc::spawn(cmd, "socat")?;
-        let lines = line_reader(proc.take_stderr());
+        let lines = line_reader(proc.stderr.take().expect("stderr piped"));
         let addr = wait_for(&lines, "listening on AF=2 ", "socat")?;
         Ok(Socat {
             proc,

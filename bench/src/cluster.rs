@@ -2,44 +2,18 @@
 //! redis-server and two nodes; one pair of peers on node 1 (carol → dave), one across the two
 //! nodes (alice on node 1 → bob on node 2). The same measurements as (a)–(c), alternating.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+
+use crvm_testkit::Redis;
 use std::time::{Duration, Instant};
 
 use crate::anchors::Nats;
 use crate::fanout;
-use crate::procs::{Peer, Proc, Server};
+use crate::procs::{start_server, Peer, Server};
 use crate::{
     ab, latency_pair, latency_rows, mb_per_s, natsmsg, samples_of, transfer_patience, Cfg, Res, MIB,
 };
-
-/// A redis-server on a Unix socket in `dir`, nothing on disk.
-fn start_redis(dir: &Path) -> Res<(Proc, String)> {
-    let sock = dir.join("redis.sock");
-    let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", "0", "--unixsocket"])
-        .arg(&sock)
-        .args(["--save", "", "--appendonly", "no", "--dir"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut proc = Proc::spawn(cmd, "redis-server")?;
-    let mut out = BufReader::new(proc.child.stdout.take().ok_or("no stdout")?);
-    let mut line = String::new();
-    while !line
-        .to_ascii_lowercase()
-        .contains("ready to accept connections")
-    {
-        line.clear();
-        if out.read_line(&mut line)? == 0 {
-            return Err("redis-server exited before it was ready".into());
-        }
-    }
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    Ok((proc, format!("unix://{}", sock.display())))
-}
 
 /// Node `name` of the cluster on `redis`, once it has joined.
 fn start_node(cfg: &Cfg, dir: &Path, redis: &str, name: &str, max_file: u64) -> Res<Server> {
@@ -49,14 +23,9 @@ fn start_node(cfg: &Cfg, dir: &Path, redis: &str, name: &str, max_file: u64) -> 
         "heartbeat_ms = 3600000\nmax_requests_per_s = 100000000\n\
          [cluster]\nredis = \"{redis}\"\nnode_id = \"{name}\"\n"
     );
-    let server = Server::start(&cfg.server, &dir, max_file, &top)?;
-    let log = dir.join("server.log");
-    let start = Instant::now();
-    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("joined")) {
-        if start.elapsed() > Duration::from_secs(30) {
-            return Err(format!("node {name} did not join: {}", server.log_tail()).into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let server = start_server(&cfg.server, &dir, max_file, &top)?;
+    if !server.log_says_within("joined", Duration::from_secs(30)) {
+        return Err(format!("node {name} did not join: {}", server.log_tail(20)).into());
     }
     Ok(server)
 }
@@ -130,7 +99,9 @@ pub fn section_i(
          alice on node 1 → bob on node 2, carol → dave both on node 1; {} alternating rounds",
         cfg.reps
     );
-    let (_redis, url) = start_redis(&dir)?;
+    // A redis-server on a Unix socket in `dir`, nothing on disk.
+    let redis = Redis::launch(&dir)?;
+    let url = redis.url();
     let max_file = (4 * 1024 * MIB).max(file_size + 1);
     let n1 = start_node(cfg, &dir, &url, "n1", max_file)?;
     let n2 = start_node(cfg, &dir, &url, "n2", max_file)?;
@@ -140,13 +111,13 @@ pub fn section_i(
         Ok(d)
     };
     let mut cross = Pair {
-        tx: Peer::start(&n1.addr, "alice", &down("alice")?)?,
-        rx: Peer::start(&n2.addr, "bob", &down("bob")?)?,
+        tx: Peer::start(&n1.addr.to_string(), "alice", &down("alice")?)?,
+        rx: Peer::start(&n2.addr.to_string(), "bob", &down("bob")?)?,
         rx_name: "bob",
     };
     let mut local = Pair {
-        tx: Peer::start(&n1.addr, "carol", &down("carol")?)?,
-        rx: Peer::start(&n1.addr, "dave", &down("dave")?)?,
+        tx: Peer::start(&n1.addr.to_string(), "carol", &down("carol")?)?,
+        rx: Peer::start(&n1.addr.to_string(), "dave", &down("dave")?)?,
         rx_name: "dave",
     };
 
@@ -224,7 +195,7 @@ pub fn section_i(
     // node 1 (dave), each sender as fast as the API accepts.
     let down_s = down("senders")?;
     let mut senders: Vec<Peer> = (0..crate::SENDERS)
-        .map(|i| Peer::start(&n1.addr, &format!("s{i}"), &down_s))
+        .map(|i| Peer::start(&n1.addr.to_string(), &format!("s{i}"), &down_s))
         .collect::<Res<_>>()?;
     println!(
         "    acked cmd throughput, {} senders on node 1 → 1 receiver (as (c)), median msgs/s over {} rounds (target: cross-node / one node >= 0.7):",
@@ -304,7 +275,11 @@ pub fn section_i(
     // Presence fan-out with the subscribers on three nodes vs Redis PUBLISH (the same Redis)
     // to as many subscribers.
     let n3 = start_node(cfg, &dir, &url, "n3", max_file)?;
-    let nodes = [n1.addr.clone(), n2.addr.clone(), n3.addr.clone()];
+    let nodes = [
+        n1.addr.to_string(),
+        n2.addr.to_string(),
+        n3.addr.to_string(),
+    ];
     let n = *cfg.fanout.iter().max().unwrap_or(&1000);
     // Ten times (d)'s rounds: a round of 200 changes lasts a third of a second, too short to
     // measure apart from the machine's noise (ratios from 0.6 to 1.6 over runs).

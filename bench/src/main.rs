@@ -16,7 +16,7 @@ mod relay;
 mod resume;
 
 use anchors::{Nats, Redis};
-use procs::{Peer, Server, TempDir};
+use procs::{start_server, Peer, Server, Stats, TmpDir};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -188,7 +188,7 @@ fn main() {
         println!("{USAGE}");
         return;
     }
-    procs::catch_signals();
+    procs::catch_signals("crvm-bench");
     // Every child and temp file lives inside `run`, so all are gone when it returns.
     if let Err(e) = parse_args(&args).and_then(|cfg| run(&cfg)) {
         eprintln!("crvm-bench: error: {e}");
@@ -212,9 +212,9 @@ impl Session {
         std::fs::create_dir_all(&down)?;
         std::fs::create_dir_all(&down_alice)?;
         let max_file = (4 * 1024 * MIB).max(cfg.big.max(cfg.file) + 1);
-        let server = Server::start(&cfg.server, dir, max_file, "")?;
-        let alice = Peer::start(&server.addr, "alice", &down_alice)?;
-        let bob = Peer::start(&server.addr, "bob", &down)?;
+        let server = start_server(&cfg.server, dir, max_file, "")?;
+        let alice = Peer::start(&server.addr.to_string(), "alice", &down_alice)?;
+        let bob = Peer::start(&server.addr.to_string(), "bob", &down)?;
         Ok(Session {
             server,
             alice,
@@ -236,7 +236,7 @@ impl Session {
     fn finish_file(&mut self, src: &Path, size: u64, verify_bytes: bool) -> Res<Instant> {
         let patience = transfer_patience(size);
         let got = self.bob.expect("got_file ", patience);
-        let got = got.map_err(|e| format!("{e}\nserver log:\n{}", self.server.log_tail()))?;
+        let got = got.map_err(|e| format!("{e}\nserver log:\n{}", self.server.log_tail(20)))?;
         let code = self.alice.expect("file_rlst ", patience)?;
         let done = Instant::now();
         if code != "0" {
@@ -433,7 +433,7 @@ fn run(cfg: &Cfg) -> Res<()> {
     }
     // First, so that a missing tool fails the full run before any temp file is written.
     let anchors = Anchors::start(cfg)?;
-    let tmp = TempDir::new(&cfg.tmp)?;
+    let tmp = TmpDir::under(&cfg.tmp, "crvm-bench")?;
     let small_src = tmp.0.join("small.bin");
     let big_src = tmp.0.join("big.bin");
     let file_src = tmp.0.join("file.bin");
@@ -782,7 +782,7 @@ fn section_c(
     );
     let down = tmp.join("down-senders");
     std::fs::create_dir_all(&down)?;
-    let addr = s.server.addr.clone();
+    let addr = s.server.addr.to_string();
     let start_senders = || -> Res<Vec<Peer>> {
         (0..SENDERS)
             .map(|i| Peer::start(&addr, &format!("s{i}"), &down))
@@ -878,7 +878,7 @@ struct FanResult {
 
 fn section_de(cfg: &Cfg, tmp: &Path, rt: &tokio::runtime::Runtime, a: &Anchors) -> Res<()> {
     // A server of its own, with room for the subscribers' idle periods and the changer's bursts.
-    let server = Server::start(
+    let server = start_server(
         &cfg.server,
         &tmp.join("fanout"),
         MIB,
@@ -887,8 +887,9 @@ fn section_de(cfg: &Cfg, tmp: &Path, rt: &tokio::runtime::Runtime, a: &Anchors) 
     let results = rt.block_on(async {
         let mut results = Vec::new();
         for &n in &cfg.fanout {
-            let mut setups =
-                vec![fanout::Setup::start(fanout::Target::Crvm(&server.addr), n).await?];
+            let mut setups = vec![
+                fanout::Setup::start(fanout::Target::Crvm(&server.addr.to_string()), n).await?,
+            ];
             if let Some(nats) = &a.nats {
                 setups.push(fanout::Setup::start(fanout::Target::Nats(&nats.url), n).await?);
             }

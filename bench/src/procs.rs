@@ -1,32 +1,20 @@
-//! Child processes of the bench (the server and the two peers) and cleanup on every exit path:
-//! a normal return or an error drops them (kill + wait), a panic unwinds into the same drops,
-//! Ctrl-C/SIGTERM is caught by a signal thread that kills them and removes the temp dir, and if
-//! the bench itself is killed outright the kernel kills them (`PR_SET_PDEATHSIG`).
+//! Child processes of the bench (the server and the two peers). Their cleanup on every exit path
+//! is `crvm-testkit`'s: a normal return or an error drops them (kill + wait), a panic unwinds
+//! into the same drops, Ctrl-C/SIGTERM is caught by a signal thread that kills them and removes
+//! the temp dir ([`catch_signals`]), and if the bench itself is killed outright the kernel kills
+//! them (`PR_SET_PDEATHSIG`). What is here is the bench's own: CPU and memory figures of a
+//! process, the server's config, and the peers.
 
 use crate::Res;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
+use std::path::Path;
+use std::process::{ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-/// What the signal thread must clean up.
-struct Registry {
-    pids: Vec<u32>,
-    dirs: Vec<PathBuf>,
-}
-
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    pids: Vec::new(),
-    dirs: Vec::new(),
-});
-
-fn registry() -> std::sync::MutexGuard<'static, Registry> {
-    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub use crvm_testkit::proc::catch_signals;
+pub use crvm_testkit::{Proc, Server, TmpDir};
 
 /// Nanoseconds of `CLOCK_MONOTONIC`: one clock for every process on the machine, so a time
 /// stamped in one peer can be compared with one stamped in the other.
@@ -56,120 +44,21 @@ pub fn cpu_secs(pid: u32) -> Res<f64> {
     Ok((ticks(11)? + ticks(12)?) as f64 / hz)
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in every thread and waits for them in one that kills the
-/// children and removes the temp dirs. Call before any other thread is started (threads inherit
-/// the mask; `Command` resets it in children).
-pub fn catch_signals() {
-    // SAFETY: plain signal-set manipulation on a local set.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    std::thread::spawn(move || {
-        let mut sig = 0;
-        // SAFETY: `set` and `sig` are valid for the call.
-        unsafe { libc::sigwait(&set, &mut sig) };
-        let reg = registry();
-        for &pid in &reg.pids {
-            // SAFETY: signalling and reaping our own children.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-                libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0);
-            }
-        }
-        for dir in &reg.dirs {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        eprintln!("crvm-bench: interrupted (signal {sig}); children killed, temp files removed");
-        std::process::exit(128 + sig);
-    });
+/// What the bench measures of a child process.
+pub trait Stats {
+    fn cpu_secs(&self) -> Res<f64>;
+    fn cpu_secs_at_exit(&self) -> Res<f64>;
+    fn peak_rss_kib(&self) -> Res<u64>;
 }
 
-/// A temp directory, removed on drop (and by the signal thread).
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(parent: &Path) -> Res<TempDir> {
-        remove_stale(parent);
-        let nanos = mono_ns() % 1_000_000_000;
-        let dir = parent.join(format!("crvm-bench-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        registry().dirs.push(dir.clone());
-        Ok(TempDir(dir))
-    }
-}
-
-/// Removes the temp dirs of earlier runs that were killed outright (SIGKILL cannot be caught):
-/// `crvm-bench-PID-…` whose PID is no longer running.
-fn remove_stale(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("crvm-bench-")) else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or("");
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        registry().dirs.retain(|d| d != &self.0);
-    }
-}
-
-/// A child process, killed and reaped on drop.
-pub struct Proc {
-    pub child: Child,
-    name: String,
-}
-
-impl Proc {
-    pub fn spawn(mut cmd: Command, name: &str) -> Res<Proc> {
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut reg = registry();
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {name} ({:?}): {e}", cmd.get_program()))?;
-        reg.pids.push(child.id());
-        Ok(Proc {
-            child,
-            name: name.to_owned(),
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn cpu_secs(&self) -> Res<f64> {
+impl Stats for Proc {
+    fn cpu_secs(&self) -> Res<f64> {
         cpu_secs(self.pid())
-    }
-
-    pub fn take_stderr(&mut self) -> std::process::ChildStderr {
-        self.child.stderr.take().expect("stderr piped")
     }
 
     /// Waits (up to 10 s) until the process has exited on its own, and returns the CPU time it
     /// used: it is read while the process is a zombie (not yet reaped), when `/proc` still has it.
-    pub fn cpu_secs_at_exit(&self) -> Res<f64> {
+    fn cpu_secs_at_exit(&self) -> Res<f64> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
@@ -181,29 +70,20 @@ impl Proc {
                 return self.cpu_secs();
             }
             if std::time::Instant::now() > deadline {
-                return Err(format!("{} did not exit", self.name).into());
+                return Err(format!("{} did not exit", self.name()).into());
             }
             std::thread::sleep(Duration::from_millis(2));
         }
     }
 
     /// Peak resident set size so far (`VmHWM`), in KiB.
-    pub fn peak_rss_kib(&self) -> Res<u64> {
+    fn peak_rss_kib(&self) -> Res<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| format!("no VmHWM for {}", self.name).into())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let pid = self.child.id();
-        registry().pids.retain(|&p| p != pid);
+            .ok_or_else(|| format!("no VmHWM for {}", self.name()).into())
     }
 }
 
@@ -221,57 +101,33 @@ pub fn line_reader(stdout: impl Read + Send + 'static) -> Receiver<String> {
     rx
 }
 
-/// A running `crvm-server` with one tenant, `demo`/`demo-secret`.
-pub struct Server {
-    pub proc: Proc,
-    pub addr: String,
-    log: PathBuf,
-}
-
-impl Server {
-    /// `top`: further top-level config lines.
-    pub fn start(bin: &Path, dir: &Path, max_file_bytes: u64, top: &str) -> Res<Server> {
-        std::fs::create_dir_all(dir)?;
-        let config = dir.join("crvm.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "max_file_bytes = {max_file_bytes}\n{top}\n[[tenant]]\napp_id = \"demo\"\nsecret = \"demo-secret\"\n"
-            ),
-        )?;
-        let log = dir.join("server.log");
-        let mut cmd = Command::new(bin);
-        cmd.arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.join("server-data"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?);
-        let mut proc = Proc::spawn(cmd, "crvm-server")?;
-        let lines = line_reader(proc.child.stdout.take().expect("piped"));
-        let first = lines
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_default();
-        let Some(addr) = first.strip_prefix("crvm-server listening on ") else {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(format!("server did not start: {first:?}\n{log}").into());
-        };
-        Ok(Server {
-            addr: addr.to_owned(),
-            proc,
-            log,
-        })
-    }
-
-    /// The end of the server's log, for error messages.
-    pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
+/// Starts a `crvm-server` in `dir` with one tenant, `demo`/`demo-secret`; `top`: further
+/// top-level config lines.
+pub fn start_server(bin: &Path, dir: &Path, max_file_bytes: u64, top: &str) -> Res<Server> {
+    std::fs::create_dir_all(dir)?;
+    let config = dir.join("crvm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "max_file_bytes = {max_file_bytes}\n{top}\n[[tenant]]\napp_id = \"demo\"\nsecret = \"demo-secret\"\n"
+        ),
+    )?;
+    let data = dir.join("server-data");
+    let args: [&std::ffi::OsStr; 6] = [
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ];
+    Ok(Server::launch(
+        bin,
+        &args,
+        &[],
+        dir.join("server.log"),
+        config.clone(),
+    )?)
 }
 
 /// A peer: this executable re-run as `__peer`, one crvm client in its own process, driven by
@@ -303,8 +159,8 @@ impl Peer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut proc = Proc::spawn(cmd, user)?;
-        let stdin = proc.child.stdin.take().expect("piped");
-        let lines = line_reader(proc.child.stdout.take().expect("piped"));
+        let stdin = proc.stdin.take().expect("piped");
+        let lines = line_reader(proc.stdout.take().expect("piped"));
         let mut peer = Peer {
             proc,
             user: user.to_owned(),

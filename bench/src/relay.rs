@@ -3,6 +3,7 @@
 //! with no protocol at all.
 
 use crate::anchors::Socat;
+use crate::procs::Stats;
 use crate::Res;
 use std::fs::File;
 use std::io::{self, Read, Write};

@@ -8,7 +8,7 @@ use crvm_faultproxy::{Mode, Proxy};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::procs::Server;
+use crate::procs::start_server;
 use crate::{pct_us, Res};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -101,8 +101,8 @@ pub fn section_h(bin: &Path, tmp: &Path, file: &Path, file_size: u64, quick: boo
     let (tx, rx) = crossbeam_channel::unbounded();
 
     // Resume time: the link is reset and is back at once.
-    let s = Server::start(bin, &tmp.join("h-resume"), 1 << 40, "")?;
-    let proxy = Proxy::start(s.addr.parse()?)?;
+    let s = start_server(bin, &tmp.join("h-resume"), 1 << 40, "")?;
+    let proxy = Proxy::start(s.addr)?;
     let c = client(&proxy.addr().to_string(), 0, &tx, &[])?;
     until(&rx, Some(0), logged_in)?;
     let mut times = Vec::new();
@@ -148,13 +148,13 @@ pub fn section_h(bin: &Path, tmp: &Path, file: &Path, file_size: u64, quick: boo
     } else {
         vec![1000, 10_000]
     } {
-        let s = Server::start(
+        let s = start_server(
             bin,
             &tmp.join(format!("h-hb{hb}")),
             1 << 40,
             &format!("heartbeat_ms = {hb}"),
         )?;
-        let proxy = Proxy::start(s.addr.parse()?)?;
+        let proxy = Proxy::start(s.addr)?;
         let c = client(&proxy.addr().to_string(), 0, &tx, &[])?;
         until(&rx, Some(0), logged_in)?;
         // Let the heartbeat settle (the welcome sets it).
@@ -175,14 +175,14 @@ pub fn section_h(bin: &Path, tmp: &Path, file: &Path, file_size: u64, quick: boo
 
     // A file through drops: what is sent again per drop.
     let drops = if quick { 4 } else { 20 };
-    let s = Server::start(bin, &tmp.join("h-file"), 1 << 40, "")?;
-    let proxy = Proxy::start(s.addr.parse()?)?;
+    let s = start_server(bin, &tmp.join("h-file"), 1 << 40, "")?;
+    let proxy = Proxy::start(s.addr)?;
     let inbox = tmp.join("h-inbox");
     std::fs::create_dir_all(&inbox)?;
     let a = client(&proxy.addr().to_string(), 0, &tx, &[])?;
     until(&rx, Some(0), logged_in)?;
     let b = client(
-        &s.addr,
+        &s.addr.to_string(),
         1,
         &tx,
         &[("download_dir", inbox.to_str().ok_or("path")?)],
@@ -237,13 +237,13 @@ pub fn section_h(bin: &Path, tmp: &Path, file: &Path, file_size: u64, quick: boo
 
     // Server memory per session, attached and detached; then the storm.
     let n = if quick { 200 } else { 2000 };
-    let s = Server::start(bin, &tmp.join("h-storm"), 1 << 40, "")?;
+    let s = start_server(bin, &tmp.join("h-storm"), 1 << 40, "")?;
     let pid = s.proc.pid();
     let base = rss_kib(pid);
-    let proxy = Proxy::start(s.addr.parse()?)?;
-    let by_a = client(&s.addr, 0, &tx, &[])?;
+    let proxy = Proxy::start(s.addr)?;
+    let by_a = client(&s.addr.to_string(), 0, &tx, &[])?;
     until(&rx, Some(0), logged_in)?;
-    let by_b = client(&s.addr, 1, &tx, &[])?;
+    let by_b = client(&s.addr.to_string(), 1, &tx, &[])?;
     until(&rx, Some(1), logged_in)?;
     let mut clients = Vec::new();
     for i in 2..n + 2 {
@@ -295,7 +295,7 @@ pub fn section_h(bin: &Path, tmp: &Path, file: &Path, file_size: u64, quick: boo
     // The bystanders measure from their own channel: a second one, so the storm's events do
     // not queue in front of theirs.
     let (btx, brx) = crossbeam_channel::unbounded();
-    let by_c = client(&s.addr, n + 2, &btx, &[])?;
+    let by_c = client(&s.addr.to_string(), n + 2, &btx, &[])?;
     until(&brx, Some(n + 2), logged_in)?;
     let t0 = Instant::now();
     proxy.reset();

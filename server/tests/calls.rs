@@ -1,10 +1,20 @@
 //! Calls at the protocol level (SPEC §3.4): the server's state machine, what each party is told,
-//! in which order, and the status it shows.
+//! in which order, and the status it shows. Each test runs on one node (the memory hub) and on
+//! a three-node cluster (the Redis functions) with its parties on different nodes: the two
+//! copies of the state machine must agree.
 
 mod common;
 
 use common::*;
 use crvm_proto::{Op, ServerMsg};
+
+crvm_testkit::both_topologies!(
+    call_accept_hangup_with_status_pushes,
+    refusals_and_wrong_actors,
+    no_answer_times_out_and_late_accept_is_600,
+    caller_cancel_and_vanishing_parties,
+    glare_leaves_exactly_one_call,
+);
 
 fn subscribe(c: &mut Client) {
     assert_eq!(c.code(Op::StartStatusNotify), 0);
@@ -48,10 +58,8 @@ fn note(c: &mut Client) -> ServerMsg {
 
 const MEET: &str = r#"{"ID":12345678,"subject":"weekly"}"#;
 
-#[test]
-fn call_accept_hangup_with_status_pushes() {
-    let dir = TmpDir::new();
-    let s = Server::start(&dir, &config(""));
+fn call_accept_hangup_with_status_pushes(kind: Topo) {
+    let s = Topology::start(kind, "");
     let mut watcher = s.login("demo", "carol");
     let mut alice = s.login("demo", "alice");
     let mut bob = s.login("demo", "bob");
@@ -97,10 +105,8 @@ fn call_accept_hangup_with_status_pushes() {
     assert_eq!(accept(&mut bob, "c1", ""), 600);
 }
 
-#[test]
-fn refusals_and_wrong_actors() {
-    let dir = TmpDir::new();
-    let s = Server::start(&dir, &config(""));
+fn refusals_and_wrong_actors(kind: Topo) {
+    let s = Topology::start(kind, "");
     let mut alice = s.login("demo", "alice");
     let mut bob = s.login("demo", "bob");
     let mut carol = s.login("demo", "carol");
@@ -160,10 +166,8 @@ fn refusals_and_wrong_actors() {
     assert_eq!(reject(&mut bob, "c1"), 600);
 }
 
-#[test]
-fn no_answer_times_out_and_late_accept_is_600() {
-    let dir = TmpDir::new();
-    let s = Server::start(&dir, &config("call_timeout_s = 1"));
+fn no_answer_times_out_and_late_accept_is_600(kind: Topo) {
+    let s = Topology::start(kind, "call_timeout_s = 1");
     let mut alice = s.login("demo", "alice");
     let mut bob = s.login("demo", "bob");
     assert_eq!(call(&mut alice, "c1", "bob", ""), 0);
@@ -196,10 +200,8 @@ fn no_answer_times_out_and_late_accept_is_600() {
     assert_eq!(hangup(&mut alice, "c2"), 0);
 }
 
-#[test]
-fn caller_cancel_and_vanishing_parties() {
-    let dir = TmpDir::new();
-    let s = Server::start(&dir, &config(""));
+fn caller_cancel_and_vanishing_parties(kind: Topo) {
+    let s = Topology::start(kind, "");
     let mut alice = s.login("demo", "alice");
     let mut bob = s.login("demo", "bob");
     // The caller hangs up while ringing: a cancel.
@@ -238,10 +240,8 @@ fn caller_cancel_and_vanishing_parties() {
     assert!(bob2.statuses().iter().all(|s| s.user_status == 1));
 }
 
-#[test]
-fn glare_leaves_exactly_one_call() {
-    let dir = TmpDir::new();
-    let s = Server::start(&dir, &config(""));
+fn glare_leaves_exactly_one_call(kind: Topo) {
+    let s = Topology::start(kind, "");
     let mut alice = s.login("demo", "alice");
     let mut bob = s.login("demo", "bob");
     // Both send before reading anything: the server orders them.

@@ -1,6 +1,9 @@
-//! A cluster of nodes on one Redis behaves as one server (SPEC §4.1): every rule of §3 between
-//! users on different nodes, and each failure handled once — with real processes: a
-//! `redis-server` and three `crvm-server` nodes per test.
+//! A cluster of nodes on one Redis behaves as one server (SPEC §4.1): what only a cluster has
+//! (races between nodes, subscribers on every node, nodes and Redis that fail, shared
+//! meetings, node links), each failure handled once — with real processes: a `redis-server`
+//! and three `crvm-server` nodes per test. The rules of §3 between users on different nodes are
+//! the one-node suites run on a cluster (`calls.rs`, `presence.rs`, `e2e_data.rs`,
+//! `faults.rs`: `Topology`).
 
 mod common;
 
@@ -60,26 +63,6 @@ fn presence_and_dnd_reach_subscribers_on_every_node() {
     }
     assert_eq!(carol.statuses().len(), 2);
     assert_nothing_pending(&mut carol, "carol");
-}
-
-#[test]
-fn a_login_on_another_node_kicks_the_older_session() {
-    let c = cluster();
-    let mut bob = c.node(2).login("demo", "bob");
-    subscribe(&mut bob);
-    let mut old = c.node(0).login("demo", "alice");
-    let mut new = c.node(1).login("demo", "alice");
-    old.expect_close(10);
-    assert_eq!(bob.push(), st("alice", 1, 0));
-    assert_eq!(bob.push(), st("alice", 1, 0));
-    // The kicked session's teardown on node 1 logs nobody out.
-    assert_eq!(
-        names(&new.statuses()),
-        [("alice".into(), 1), ("bob".into(), 1)]
-    );
-    assert_eq!(new.code(Op::SetDnd { dnd: 2 }), 0);
-    assert_eq!(bob.push(), st("alice", 1, 2));
-    assert_nothing_pending(&mut bob, "bob");
 }
 
 #[test]
@@ -154,77 +137,6 @@ fn race_login(addr: std::net::SocketAddr) -> Client {
 }
 
 #[test]
-fn a_call_between_nodes_runs_one_state_machine() {
-    let c = cluster();
-    let mut watcher = c.node(2).login("demo", "carol");
-    let mut alice = c.node(0).login("demo", "alice");
-    let mut bob = c.node(1).login("demo", "bob");
-    subscribe(&mut watcher);
-    assert_eq!(call(&mut alice, "c1", "bob"), 0);
-    assert_eq!(
-        bob.reply(),
-        ServerMsg::CallIn {
-            call_id: "c1".into(),
-            caller: "alice".into(),
-            meet_obj: r#"{"ID":7}"#.into(),
-            ext: "hi".into()
-        }
-    );
-    assert_eq!(watcher.push(), st("alice", 2, 0));
-    assert_eq!(watcher.push(), st("bob", 2, 0));
-    // Busy across nodes, and the glare case.
-    let mut dave = c.node(2).login("demo", "dave");
-    assert_eq!(watcher.push(), st("dave", 1, 0));
-    assert_eq!(call(&mut dave, "c2", "bob"), 602);
-    assert_eq!(call(&mut bob, "c3", "alice"), 601);
-    assert_eq!(
-        bob.code(Op::AcceptCall {
-            call_id: "c1".into(),
-            meet_obj: String::new(),
-            ext: "yes".into()
-        }),
-        0
-    );
-    assert_eq!(
-        alice.reply(),
-        ServerMsg::CallAccepted {
-            call_id: "c1".into(),
-            ext: "yes".into(),
-            meet_obj: r#"{"ID":7}"#.into()
-        }
-    );
-    assert_eq!(
-        alice.code(Op::HangupCall {
-            call_id: "c1".into(),
-            ext: "bye".into()
-        }),
-        0
-    );
-    assert_eq!(
-        bob.reply(),
-        ServerMsg::CallHungup {
-            call_id: "c1".into(),
-            ext: "bye".into()
-        }
-    );
-    assert_eq!(watcher.push(), st("alice", 1, 0));
-    assert_eq!(watcher.push(), st("bob", 1, 0));
-    assert_eq!(
-        bob.code(Op::HangupCall {
-            call_id: "c1".into(),
-            ext: String::new()
-        }),
-        600
-    );
-    // DND on one node makes the user busy for a caller on another.
-    assert_eq!(bob.code(Op::SetDnd { dnd: 1 }), 0);
-    assert_eq!(call(&mut alice, "c4", "bob"), 602);
-    assert_eq!(call(&mut alice, "c5", "nobody"), 603);
-    assert_nothing_pending(&mut alice, "alice");
-    assert_nothing_pending(&mut bob, "bob");
-}
-
-#[test]
 fn the_no_answer_timer_fires_once_even_when_the_callers_node_dies() {
     let mut c = Cluster::start(3, TIMEOUT_MS, "call_timeout_s = 1");
     let mut alice = c.node(0).login("demo", "alice");
@@ -252,8 +164,8 @@ fn the_no_answer_timer_fires_once_even_when_the_callers_node_dies() {
     assert_eq!(call(&mut carol, "c2", "bob"), 0);
     assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
     drop(carol);
-    let _ = c.nodes[2].child.kill();
-    let _ = c.nodes[2].child.wait();
+    let _ = c.nodes[2].proc.kill();
+    let _ = c.nodes[2].proc.wait();
     assert_eq!(
         bob.reply(),
         ServerMsg::CallHungup {

@@ -1,6 +1,7 @@
-//! Cmds, buffers and files between users on different nodes of a cluster (SPEC §4.1, §3.5):
-//! the real library on both ends, a `redis-server` and three nodes, data straight from node to
-//! node over their links — and a node killed mid-transfer.
+//! Data between users on different nodes of a cluster where only a cluster can fail (SPEC
+//! §4.1, §3.5): a node killed mid-transfer, a session resumed at its node's own address. The
+//! real library on both ends, a `redis-server` and three nodes. (Cmds, buffers and files that
+//! merely cross nodes are `e2e_data.rs`'s tests, run on a cluster too.)
 
 mod common;
 
@@ -16,111 +17,6 @@ const TIMEOUT_MS: u64 = 1000;
 /// them resumed.
 fn login(s: &Server, name: &str, dir: &std::path::Path) -> User {
     User::login_with(s, name, dir, &[("reconnect", "off")])
-}
-
-#[test]
-fn cmds_buffers_and_files_cross_nodes_intact_and_in_order() {
-    let c = Cluster::start(3, TIMEOUT_MS, "");
-    let down = c.dir.path("bob-downloads");
-    std::fs::create_dir(&down).unwrap();
-    let alice = login(c.node(0), "alice", &c.dir.0);
-    let bob = login(c.node(1), "bob", &down);
-
-    // Many cmds: every one arrives once, in order, and each sender hears of each.
-    let n = 3000;
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        tasks.push(
-            alice
-                .c
-                .send_cmd("bob", format!("cmd {i}").as_bytes())
-                .unwrap(),
-        );
-    }
-    for i in 0..n {
-        match bob.next() {
-            Event::NotifyCmdData { from, data } => {
-                assert_eq!(from, "alice");
-                assert_eq!(data, format!("cmd {i}").as_bytes());
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-    let mut done = std::collections::HashSet::new();
-    while done.len() < n {
-        match alice.next() {
-            Event::CmdSent { task_id, result } => {
-                assert_eq!(result, Ok(()));
-                assert!(done.insert(task_id));
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-    assert!(tasks.iter().all(|t| done.contains(t)));
-
-    // A buffer and a file, with progress, the other way round too.
-    let buf = pattern(3 * 1024 * 1024 + 17);
-    let t = alice.c.send_buffer("bob", buf.clone()).unwrap();
-    match bob.next() {
-        Event::NotifyBufferData { from, data } => {
-            assert_eq!(from, "alice");
-            assert!(data == buf, "buffer differs");
-        }
-        other => panic!("{other:?}"),
-    }
-    let evs = alice.until(|e| matches!(e, Event::BufferSent { .. }));
-    assert_eq!(
-        evs.last(),
-        Some(&Event::BufferSent {
-            task_id: t,
-            result: Ok(())
-        })
-    );
-    assert!(evs.iter().any(|e| matches!(e, Event::SendProgress { .. })));
-    let src = c.dir.path("f.bin");
-    let data = pattern(20 * 1024 * 1024 + 5);
-    std::fs::write(&src, &data).unwrap();
-    let t = alice.c.send_file("bob", src.to_str().unwrap()).unwrap();
-    let path = match bob.next() {
-        Event::NotifyFileData { path, .. } => path,
-        other => panic!("{other:?}"),
-    };
-    assert!(std::fs::read(&path).unwrap() == data, "file differs");
-    let evs = alice.until(|e| matches!(e, Event::FileSent { .. }));
-    assert!(
-        matches!(evs.last(), Some(Event::FileSent { result: Ok(()), task_id, .. }) if *task_id == t)
-    );
-    let back = pattern(100_000);
-    bob.c.send_buffer("alice", back.clone()).unwrap();
-    assert!(matches!(alice.next(), Event::NotifyBufferData { data, .. } if data == back));
-
-    // A cancel of a stream in flight between nodes.
-    let big = c.dir.path("big.bin");
-    std::fs::write(&big, pattern(64 * 1024 * 1024)).unwrap();
-    let t = alice.c.send_file("bob", big.to_str().unwrap()).unwrap();
-    assert!(matches!(alice.next(), Event::SendProgress { .. }));
-    alice.c.cancel_send(&t).unwrap();
-    let evs = alice.until(|e| matches!(e, Event::CancelSend { .. }));
-    assert_eq!(
-        evs.last(),
-        Some(&Event::CancelSend {
-            task_id: t.clone(),
-            result: Ok(())
-        })
-    );
-    assert!(
-        matches!(bob.until(|e| matches!(e, Event::NotifyCancelSend { .. })).last(),
-        Some(Event::NotifyCancelSend { task_id }) if *task_id == t)
-    );
-    // To nobody, through the cluster: refused as on one node.
-    let t = alice.c.send_cmd("nobody", b"x").unwrap();
-    assert_eq!(
-        alice.next(),
-        Event::CmdSent {
-            task_id: t,
-            result: Err(code(1102))
-        }
-    );
 }
 
 #[test]

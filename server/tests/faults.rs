@@ -1,5 +1,6 @@
 //! Faults between a real library client and the server: a network that silently stops
-//! delivering (no FIN, no RST) is detected by heartbeats on both sides.
+//! delivering (no FIN, no RST) is detected by heartbeats on both sides, on one node and on a
+//! cluster (where the one who sees the user go offline is on another node).
 
 mod common;
 
@@ -67,13 +68,13 @@ fn next(rx: &Receiver<Event>) -> Event {
     rx.recv_timeout(Duration::from_secs(30)).expect("an event")
 }
 
-#[test]
-fn a_silent_partition_is_detected_by_both_sides() {
-    let dir = TmpDir::new();
+crvm_testkit::both_topologies!(a_silent_partition_is_detected_by_both_sides);
+
+fn a_silent_partition_is_detected_by_both_sides(kind: Topo) {
     // Pings every 200 ms: silence is declared after 600 ms (the same rule caps it at 30 s).
-    let s = Server::start(&dir, &config("heartbeat_ms = 200"));
+    let s = Topology::start(kind, "heartbeat_ms = 200");
     let cut = Arc::new(AtomicBool::new(false));
-    let via = proxy(s.addr, Arc::clone(&cut));
+    let via = proxy(s.node().addr, Arc::clone(&cut));
     let (alice, rx) = lib_client(via);
     // Without resumption, so that the detection itself is what is seen (tests/resume.rs has
     // the resumed case).

@@ -101,7 +101,7 @@ fn meetings_survive_a_restart() {
     let m = create(&mut alice, "kept", true).unwrap();
     drop(alice);
     // A hard kill: what was acknowledged must already be on disk.
-    s.child.kill().unwrap();
+    s.proc.kill().unwrap();
     s.wait();
     let s2 = Server::start(&dir, &text);
     let mut bob = s2.login("demo", "bob");

@@ -1,4 +1,6 @@
-//! Presence, DND, subscriptions, kicks and slow consumers (SPEC §3.1–§3.2).
+//! Presence, DND, subscriptions, kicks and slow consumers (SPEC §3.1–§3.2). Each test but the
+//! slow consumer's (a matter of one connection's queue) runs on one node and on a three-node
+//! cluster with its users on different nodes.
 
 mod common;
 
@@ -7,14 +9,20 @@ use std::io::Write;
 use common::*;
 use crvm_proto::Op;
 
+crvm_testkit::both_topologies!(
+    login_dnd_logout_reach_subscribers_in_order,
+    status_list_is_sorted_includes_the_caller_and_stays_in_the_tenant,
+    stop_notify_stops_pushes,
+    disconnect_pushes_offline,
+    relogin_kicks_the_old_session_and_stays_online,
+);
+
 fn subscribe(c: &mut Client) {
     assert_eq!(c.code(Op::StartStatusNotify), 0);
 }
 
-#[test]
-fn login_dnd_logout_reach_subscribers_in_order() {
-    let dir = TmpDir::new();
-    let s = Server::start(&dir, &config(""));
+fn login_dnd_logout_reach_subscribers_in_order(kind: Topo) {
+    let s = Topology::start(kind, "");
     let mut bob = s.login("demo", "bob");
     subscribe(&mut bob);
     // Idempotent.
@@ -33,10 +41,8 @@ fn login_dnd_logout_reach_subscribers_in_order() {
     assert_eq!(bob.push(), st("bob", 1, 9));
 }
 
-#[test]
-fn status_list_is_sorted_includes_the_caller_and_stays_in_the_tenant() {
-    let dir = TmpDir::new();
-    let s = Server::start(&dir, &config(""));
+fn status_list_is_sorted_includes_the_caller_and_stays_in_the_tenant(kind: Topo) {
+    let s = Topology::start(kind, "");
     let mut carol = s.login("acme", "carol");
     subscribe(&mut carol);
     let mut zed = s.login("demo", "zed");
@@ -53,10 +59,8 @@ fn status_list_is_sorted_includes_the_caller_and_stays_in_the_tenant() {
     drop(amy);
 }
 
-#[test]
-fn stop_notify_stops_pushes() {
-    let dir = TmpDir::new();
-    let s = Server::start(&dir, &config(""));
+fn stop_notify_stops_pushes(kind: Topo) {
+    let s = Topology::start(kind, "");
     let mut bob = s.login("demo", "bob");
     subscribe(&mut bob);
     assert_eq!(bob.code(Op::StopStatusNotify), 0);
@@ -68,10 +72,8 @@ fn stop_notify_stops_pushes() {
     assert_eq!(bob.pending_pushes(), 0);
 }
 
-#[test]
-fn disconnect_pushes_offline() {
-    let dir = TmpDir::new();
-    let s = Server::start(&dir, &config(""));
+fn disconnect_pushes_offline(kind: Topo) {
+    let s = Topology::start(kind, "");
     let mut bob = s.login("demo", "bob");
     subscribe(&mut bob);
     let alice = s.login("demo", "alice");
@@ -81,10 +83,8 @@ fn disconnect_pushes_offline() {
     assert_eq!(bob.statuses(), vec![st("bob", 1, 0)]);
 }
 
-#[test]
-fn relogin_kicks_the_old_session_and_stays_online() {
-    let dir = TmpDir::new();
-    let s = Server::start(&dir, &config(""));
+fn relogin_kicks_the_old_session_and_stays_online(kind: Topo) {
+    let s = Topology::start(kind, "");
     let mut bob = s.login("demo", "bob");
     subscribe(&mut bob);
     let mut old = s.login("demo", "alice");

@@ -74,7 +74,7 @@ fn soak() {
     let secs = env("CRVM_SOAK_SECS", 40);
     let dir = TmpDir::new();
     let s = Server::start(&dir, &config("call_timeout_s = 2"));
-    let pid = s.child.id();
+    let pid = s.proc.id();
     let rss_start = rss_kib(pid);
 
     // Every event of every client lands on one channel, tagged with the client's index.

@@ -27,17 +27,17 @@ use std::error::Error;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crvm_bench::wire::Conn;
-use crvm_proto::frame::MAX_PAYLOAD_TO_SERVER;
 use crvm_proto::msg::to_json;
-use crvm_proto::{ClientMsg, Decoder, Encoder, Kind, Op, ServerMsg, UserStatus, PROTOCOL_VERSION};
+use crvm_proto::{ClientMsg, Op, ServerMsg, UserStatus};
+use crvm_testkit::fake::{self, FakeCodec};
+use crvm_testkit::{Proc, Redis, Server, TmpDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -183,7 +183,11 @@ fn run() -> Res<()> {
         }
     }
     o.subscribers = o.subscribers.min(o.sessions);
-    let tmp = TmpDir::new()?;
+    let mut tmp = TmpDir::under(&std::env::temp_dir(), "crvm-scale")?;
+    if std::env::var_os("CRVM_SCALE_KEEP").is_some() {
+        tmp.keep();
+        eprintln!("crvm-scale: keeping {}", tmp.0.display());
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -268,53 +272,6 @@ fn cpu_s(pid: u32) -> f64 {
     (v(11) + v(12)) / tick
 }
 
-struct TmpDir(PathBuf);
-
-impl TmpDir {
-    fn new() -> Res<TmpDir> {
-        let p = std::env::temp_dir().join(format!("crvm-scale-{}", std::process::id()));
-        std::fs::create_dir_all(&p)?;
-        Ok(TmpDir(p))
-    }
-}
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        if std::env::var_os("CRVM_SCALE_KEEP").is_some() {
-            eprintln!("crvm-scale: kept {}", self.0.display());
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process, killed on drop (and by the kernel if this process dies).
-struct Proc(Child);
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Res<Proc> {
-        // SAFETY: prctl is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        Ok(Proc(cmd.spawn()?))
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn free_port() -> Res<u16> {
     Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -340,24 +297,21 @@ fn start_crvm(o: &Opts, tmp: &TmpDir, tag: &str) -> Res<(Proc, SocketAddr)> {
              [[tenant]]\napp_id = \"{APP}\"\nsecret = \"{SECRET}\"\n"
         ),
     )?;
-    let mut p = Proc::spawn(
-        Command::new(&o.server)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("server.log"))?),
+    let data = dir.join("data");
+    let args = [
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ];
+    let server = Server::launch(
+        &o.server,
+        &args,
+        &[],
+        dir.join("server.log"),
+        config.clone(),
     )?;
-    let mut line = String::new();
-    BufReader::new(p.0.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("crvm-server listening on ")
-        .ok_or_else(|| format!("crvm-server said {line:?}"))?
-        .parse()?;
-    Ok((p, addr))
+    Ok((server.proc, server.addr))
 }
 
 /// Starts an anchor server and waits until it accepts connections.
@@ -387,11 +341,10 @@ fn start_anchor(kind: Sys, tmp: &TmpDir, n: usize) -> Res<Option<(Proc, SocketAd
             &(n + 100).to_string(),
         ]),
     };
-    let p = Proc::spawn(
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log),
-    )?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let p = Proc::spawn(cmd, name)?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let start = Instant::now();
     while StdStream::connect(addr).is_err() {
@@ -982,8 +935,7 @@ fn fake_server(listener: StdListener, n: u64) -> std::thread::JoinHandle<Res<()>
     std::thread::spawn(move || -> Res<()> {
         let (mut s, _) = listener.accept()?;
         s.set_nodelay(true)?;
-        let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
-        let mut enc = Encoder::new();
+        let mut codec = FakeCodec::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut subscribed = false;
         while !subscribed {
@@ -991,19 +943,10 @@ fn fake_server(listener: StdListener, n: u64) -> std::thread::JoinHandle<Res<()>
             if n == 0 {
                 return Err("client left".into());
             }
-            dec.feed(&buf[..n]);
-            while let Some(f) = dec.next_frame()? {
-                if f.kind != Kind::Control {
-                    continue;
-                }
-                let msg: ClientMsg = serde_json::from_slice(f.control()?.0)?;
+            codec.feed(&buf[..n]);
+            while let Some((msg, _)) = codec.next_msg()? {
                 let out = match msg {
-                    ClientMsg::Hello { .. } => ServerMsg::Welcome {
-                        ver: PROTOCOL_VERSION,
-                        heartbeat_ms: 10_000,
-                        max_buffer_bytes: 100 << 20,
-                        max_file_bytes: 4 << 30,
-                    },
+                    ClientMsg::Hello { .. } => fake::welcome(10_000, 100 << 20, 4 << 30),
                     ClientMsg::Req {
                         id,
                         op: Op::Login { user_id, .. },
@@ -1020,12 +963,7 @@ fn fake_server(listener: StdListener, n: u64) -> std::thread::JoinHandle<Res<()>
                     }
                     other => return Err(format!("fake server: unexpected {other:?}").into()),
                 };
-                let frame = if out.is_handshake() {
-                    crvm_proto::frame::handshake_frame(&to_json(&out))
-                } else {
-                    enc.control(dec.last_seq(), &to_json(&out), &[])
-                };
-                s.write_all(&frame)?;
+                s.write_all(&codec.encode(&out, &[]))?;
             }
         }
         // Keep reading (pings) so the client never blocks on us.
@@ -1036,13 +974,12 @@ fn fake_server(listener: StdListener, n: u64) -> std::thread::JoinHandle<Res<()>
             user_status: 1,
             dnd_type: 1,
         }));
-        let ack = dec.last_seq();
         let mut out = Vec::with_capacity(256 * 1024);
         let mut sent = 0;
         while sent < n {
             out.clear();
             while out.len() < 200 * 1024 && sent < n {
-                out.extend(enc.control(ack, &json, &[]));
+                out.extend(codec.control(&json, &[]));
                 sent += 1;
             }
             s.write_all(&out)?;
@@ -1229,28 +1166,19 @@ fn start_node(
             sock.display()
         ),
     )?;
+    let data = dir.join(format!("data-{name}"));
+    let args = [
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ];
     let log = dir.join(format!("{name}.log"));
-    let mut p = Proc::spawn(
-        Command::new(&o.server)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.join(format!("data-{name}")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?),
-    )?;
-    let mut line = String::new();
-    BufReader::new(p.0.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("crvm-server listening on ")
-        .ok_or_else(|| format!("node {name} said {line:?}"))?
-        .parse()?;
-    wait_until(&format!("node {name} to join"), || {
-        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("joined"))
-    })?;
-    Ok((p, addr))
+    let server = Server::launch(&o.server, &args, &[], log, config.clone())?;
+    if !server.log_says_within("joined", PATIENCE) {
+        return Err(format!("node {name} did not join").into());
+    }
+    Ok((server.proc, server.addr))
 }
 
 /// A load generator: `first..first+count` sessions on one node, `subs` of them subscribers.
@@ -1263,21 +1191,20 @@ struct Load {
 impl Load {
     fn spawn(node: SocketAddr, first: usize, count: usize, subs: usize, src: u8) -> Res<Load> {
         let exe = std::env::current_exe()?;
-        let mut p = Proc::spawn(
-            Command::new(exe)
-                .arg("__cluster-load")
-                .args([
-                    node.to_string(),
-                    first.to_string(),
-                    count.to_string(),
-                    subs.to_string(),
-                    src.to_string(),
-                ])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped()),
-        )?;
-        let stdin = p.0.stdin.take().ok_or("no stdin")?;
-        let out = BufReader::new(p.0.stdout.take().ok_or("no stdout")?);
+        let mut cmd = Command::new(exe);
+        cmd.arg("__cluster-load")
+            .args([
+                node.to_string(),
+                first.to_string(),
+                count.to_string(),
+                subs.to_string(),
+                src.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut p = Proc::spawn(cmd, "load generator")?;
+        let stdin = p.stdin.take().ok_or("no stdin")?;
+        let out = BufReader::new(p.stdout.take().ok_or("no stdout")?);
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for l in out.lines().map_while(Result::ok) {
@@ -1323,28 +1250,8 @@ async fn cluster_section(o: &Opts, tmp: &TmpDir) -> Res<()> {
     );
     let dir = tmp.0.join("cluster");
     std::fs::create_dir_all(&dir)?;
-    let sock = dir.join("redis.sock");
-    let mut redis = Proc::spawn(
-        Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&sock)
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
-    )?;
-    let mut rout = BufReader::new(redis.0.stdout.take().ok_or("no stdout")?);
-    let mut line = String::new();
-    while !line
-        .to_ascii_lowercase()
-        .contains("ready to accept connections")
-    {
-        line.clear();
-        if rout.read_line(&mut line)? == 0 {
-            return Err("redis-server exited".into());
-        }
-    }
-    std::thread::spawn(move || std::io::copy(&mut rout, &mut std::io::sink()));
+    let redis = Redis::launch(&dir)?;
+    let sock = redis.sock.clone();
     let mut nodes = Vec::new();
     for i in 1..=NODES {
         nodes.push(start_node(o, &dir, &sock, &format!("n{i}"))?);

@@ -1,16 +1,15 @@
-//! Shared by the CLI's integration tests: a `crvm-server --dev` per test on a free port, `crvm`
-//! processes whose stdout lines are read as they come, and guards that kill every process on
-//! drop (so a failing assertion leaves nothing behind).
+//! Shared by the CLI's integration tests: a `crvm-server --dev` per test on a free port (launched
+//! by `crvm-testkit`), `crvm` processes whose stdout lines are read as they come, and guards that
+//! kill every process on drop (so a failing assertion leaves nothing behind).
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -19,66 +18,11 @@ pub const CRVM: &str = env!("CARGO_BIN_EXE_crvm");
 /// Upper bound for any single wait; only reached when something is broken.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The workspace's `crvm-server`, next to `crvm` in the target directory. `cargo test
-/// --workspace` builds it before any test runs; with `cargo test -p crvm-cli` alone it may be
-/// missing, so it is built here once (a no-op when it is fresh).
-pub fn server_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let crvm = PathBuf::from(CRVM);
-        let bin = crvm.with_file_name("crvm-server");
-        if !bin.is_file() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "crvm-server"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if crvm.parent().and_then(Path::file_name) == Some("release".as_ref()) {
-                cmd.arg("--release");
-            }
-            let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
-            assert!(
-                ok && bin.is_file(),
-                "could not build {}: run `cargo build -p crvm-server` first",
-                bin.display()
-            );
-        }
-        bin
-    })
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-pub struct TmpDir(pub PathBuf);
-
-impl TmpDir {
-    pub fn new() -> TmpDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "crvm-cli-{}-{}-{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TmpDir(p)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use crvm_testkit::TmpDir;
 
 /// A `crvm-server --dev` on a free port in its own data directory, killed on drop.
 pub struct Server {
-    child: Child,
+    server: crvm_testkit::Server,
     pub addr: String,
     pub dir: TmpDir,
 }
@@ -86,27 +30,28 @@ pub struct Server {
 impl Server {
     pub fn start() -> Server {
         let dir = TmpDir::new();
-        let mut child = Command::new(server_bin())
-            .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path("data"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path("server.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let Some(addr) = line
-            .strip_prefix("crvm-server listening on ")
-            .map(|a| a.trim_end().to_owned())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("bad first line {line:?}");
-        };
-        Server { child, addr, dir }
+        let data = dir.path("data");
+        let args = [
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        // `--dev` runs without a config file.
+        let server = crvm_testkit::Server::launch(
+            crvm_testkit::server_bin(),
+            &args,
+            &[],
+            dir.path("server.log"),
+            PathBuf::new(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        Server {
+            addr: server.addr.to_string(),
+            server,
+            dir,
+        }
     }
 
     /// `crvm ARGS` against this server as `user` of the demo tenant (credentials and address
@@ -132,14 +77,7 @@ impl Server {
 
     /// Sends `sig` to the server.
     pub fn signal(&self, sig: i32) {
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.proc.signal(sig);
     }
 }
 

@@ -1,15 +1,15 @@
-//! A cluster on loopback for the tests: one `redis-server` on a Unix socket in the test's
-//! directory (no TCP port at all) and `crvm-server` nodes sharing it, all killed on drop.
+//! A cluster on loopback: one `redis-server` on a Unix socket in a directory of its own (no TCP
+//! port at all) and `crvm-server` nodes sharing it, all killed on drop.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
-use super::{Server, TmpDir, TENANTS};
+use crate::{Proc, Server, TmpDir, TENANTS};
 
-/// A `redis-server` of the test's own.
+/// A `redis-server` of the caller's own.
 pub struct Redis {
-    child: Option<Child>,
+    proc: Option<Proc>,
     pub sock: PathBuf,
     dir: PathBuf,
 }
@@ -17,34 +17,46 @@ pub struct Redis {
 impl Redis {
     /// Starts Redis in `dir` and waits until it accepts connections.
     pub fn start(dir: &TmpDir) -> Redis {
+        Redis::launch(&dir.0).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Redis::start`], for callers that report errors rather than panic (the benches).
+    pub fn launch(dir: &Path) -> Result<Redis, String> {
         let mut r = Redis {
-            child: None,
-            sock: dir.path("redis.sock"),
-            dir: dir.0.clone(),
+            proc: None,
+            sock: dir.join("redis.sock"),
+            dir: dir.to_owned(),
         };
-        r.restart();
-        r
+        r.relaunch()?;
+        Ok(r)
     }
 
     /// Starts the server again (after a shutdown): empty, or with what
     /// [`Redis::shutdown_saving`] saved.
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "redis is running");
-        let mut child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
+        self.relaunch().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn relaunch(&mut self) -> Result<(), String> {
+        assert!(self.proc.is_none(), "redis is running");
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", "0", "--unixsocket"])
             .arg(&self.sock)
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(&self.dir)
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (install it: apt-get install redis-server)");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
+            .stderr(Stdio::null());
+        let mut proc = Proc::spawn(cmd, "redis-server")
+            .map_err(|e| format!("{e} (install it: scripts/ensure-redis.sh)"))?;
+        let mut out = BufReader::new(proc.stdout.take().expect("piped"));
         let mut line = String::new();
         loop {
             line.clear();
-            let n = out.read_line(&mut line).unwrap();
-            assert!(n > 0, "redis-server exited before it was ready");
+            let n = out.read_line(&mut line).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("redis-server exited before it was ready".into());
+            }
             if line
                 .to_ascii_lowercase()
                 .contains("ready to accept connections")
@@ -59,7 +71,13 @@ impl Redis {
                 sink.clear();
             }
         });
-        self.child = Some(child);
+        self.proc = Some(proc);
+        Ok(())
+    }
+
+    /// Its process ID (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().expect("redis is running").pid()
     }
 
     pub fn url(&self) -> String {
@@ -80,25 +98,16 @@ impl Redis {
     /// Stops Redis with its data saved (`SHUTDOWN SAVE`, to `dump.rdb` in its directory), so
     /// that [`Redis::restart`] comes back with it.
     pub fn shutdown_saving(&mut self) {
-        let mut child = self.child.take().expect("redis is running");
+        let mut proc = self.proc.take().expect("redis is running");
         self.cli(&["SHUTDOWN", "SAVE"]);
-        let _ = child.wait();
+        let _ = proc.wait();
     }
 
     /// Stops Redis at once, losing everything (`SHUTDOWN NOSAVE`).
     pub fn shutdown(&mut self) {
-        let mut child = self.child.take().expect("redis is running");
+        let mut proc = self.proc.take().expect("redis is running");
         self.cli(&["SHUTDOWN", "NOSAVE"]);
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = proc.wait();
     }
 }
 
@@ -168,8 +177,8 @@ impl Cluster {
     /// Replaces node `i` with a fresh process of the same name.
     pub fn restart_node(&mut self, i: usize) {
         let name = format!("n{}", i + 1);
-        let _ = self.nodes[i].child.kill();
-        let _ = self.nodes[i].child.wait();
+        let _ = self.nodes[i].proc.kill();
+        let _ = self.nodes[i].proc.wait();
         self.nodes[i] = self.spawn_node(&name);
     }
 }
