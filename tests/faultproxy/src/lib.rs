@@ -29,14 +29,16 @@
 mod calibrate;
 mod pipe;
 pub mod shape;
+mod sock;
 mod spec;
 
 pub use calibrate::{calibrate, Calibration};
 pub use spec::{Direction, LinkSpec, Loss, Profile, PROFILE_QUEUE};
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+
+use sock::rst;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -91,6 +93,8 @@ pub(crate) struct Shared {
     st: Mutex<State>,
     changed: Condvar,
     upstream: SocketAddr,
+    /// The proxy's listener, for the MSS it announces.
+    listener: TcpListener,
     accepted: AtomicU64,
     resets: AtomicU64,
     bytes: AtomicU64,
@@ -137,25 +141,6 @@ pub struct Proxy {
     sh: Arc<Shared>,
 }
 
-/// Closes `s` with a reset rather than a FIN.
-fn rst(s: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket and a correctly sized option value.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-    let _ = s.shutdown(Shutdown::Both);
-}
-
 impl Proxy {
     /// Listens on an ephemeral loopback port and forwards to `upstream`.
     pub fn start(upstream: SocketAddr) -> io::Result<Proxy> {
@@ -172,6 +157,7 @@ impl Proxy {
             }),
             changed: Condvar::new(),
             upstream,
+            listener: listener.try_clone()?,
             accepted: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -214,6 +200,9 @@ impl Proxy {
     /// keep their backlog, which drains at the new rate.
     pub fn set_link(&self, dir: Direction, spec: LinkSpec) {
         self.sh.st.lock().unwrap().links[dir.index()] = spec;
+        if dir == Direction::Up {
+            sock::prepare_listener(&self.sh.listener, &spec);
+        }
         self.sh.link_gen.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -364,7 +353,8 @@ fn open(client: TcpStream, sh: Arc<Shared>) {
     if sh.st.lock().unwrap().mode == Mode::Refuse {
         return rst(&client);
     }
-    let Ok(upstream) = TcpStream::connect(sh.upstream) else {
+    let down = sh.st.lock().unwrap().links[Direction::Down.index()];
+    let Ok(upstream) = sock::connect(sh.upstream, &down) else {
         return rst(&client);
     };
     let _ = client.set_nodelay(true);

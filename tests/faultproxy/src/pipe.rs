@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::shape::Shaper;
+use crate::sock;
 use crate::spec::{Direction, LinkSpec};
 use crate::{LinkStats, Shared};
 
@@ -29,28 +30,6 @@ pub(crate) struct Pipe {
     /// Set when the connection is reset: the bytes held die with it.
     pub cut: Arc<AtomicBool>,
     pub sh: Arc<Shared>,
-}
-
-/// Sets a socket buffer option (`SO_RCVBUF` or `SO_SNDBUF`).
-fn set_buf(s: &TcpStream, opt: libc::c_int, bytes: u64) {
-    let v = bytes.min(i32::MAX as u64) as libc::c_int;
-    // SAFETY: a valid socket and a correctly sized option value.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            &v as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
-/// The kernel's buffers on the proxy's side of a shaped link: bytes in them are ahead of the
-/// queue (the sender's TCP counts them delivered), so they stay at about 2 ms of the link's
-/// rate, which the kernel doubles for its bookkeeping.
-fn kernel_buf(spec: &LinkSpec) -> u64 {
-    (spec.rate_bps / 8 / 500).clamp(8 * 1024, 256 * 1024)
 }
 
 /// Waits until `fd` (if any) is readable or closed, or `timeout` passes; true if it is
@@ -82,14 +61,13 @@ impl Pipe {
         self.sh.stats_changed.notify_all();
     }
 
-    fn apply(&self, shaper: &mut Shaper, now: Duration, spec: LinkSpec) {
-        let was = shaper.spec().rate_bps > 0;
+    fn apply(&self, shaper: &mut Shaper, now: Duration, mut spec: LinkSpec) {
         if spec.rate_bps > 0 {
-            set_buf(&self.from, libc::SO_RCVBUF, kernel_buf(&spec));
-            set_buf(&self.into, libc::SO_SNDBUF, kernel_buf(&spec));
-        } else if was {
-            set_buf(&self.from, libc::SO_RCVBUF, 4 << 20);
-            set_buf(&self.into, libc::SO_SNDBUF, 4 << 20);
+            // The kernel's buffer is part of the queue: the model keeps the rest.
+            let kernel = sock::recv_buf(&self.from, Some(&spec));
+            spec.queue_bytes = spec.queue_bytes.saturating_sub(kernel);
+        } else if shaper.spec().rate_bps > 0 {
+            sock::recv_buf(&self.from, None);
         }
         shaper.set_spec(now, spec);
     }
