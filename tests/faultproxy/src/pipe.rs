@@ -72,6 +72,15 @@ impl Pipe {
         shaper.set_spec(now, spec);
     }
 
+    /// Applies the link as set now, if it changed since generation `seen`.
+    fn refresh(&self, shaper: &mut Shaper, seen: &mut u64, origin: Instant) {
+        if self.sh.link_gen.load(Ordering::SeqCst) != *seen {
+            let (spec, gen) = self.sh.link(self.dir);
+            *seen = gen;
+            self.apply(shaper, origin.elapsed(), spec);
+        }
+    }
+
     /// Writes `bytes` to the receiver; a receiver that does not take them is counted.
     fn deliver(&mut self, bytes: &[u8]) -> io::Result<()> {
         // SAFETY: a valid socket and buffer; MSG_DONTWAIT leaves the shared socket blocking.
@@ -123,11 +132,7 @@ impl Pipe {
             if self.sh.holding.load(Ordering::SeqCst) && !self.sh.wait_flowing(&self.cut) {
                 return;
             }
-            if self.sh.link_gen.load(Ordering::SeqCst) != seen {
-                let (spec, gen) = self.sh.link(self.dir);
-                seen = gen;
-                self.apply(&mut shaper, origin.elapsed(), spec);
-            }
+            self.refresh(&mut shaper, &mut seen, origin);
             let now = origin.elapsed();
             let due = shaper.take_due(now) as usize;
             if due > 0 {
@@ -174,6 +179,8 @@ impl Pipe {
                 }
                 Ok(n) => n,
             };
+            // A link changed while waiting for these bytes applies to them.
+            self.refresh(&mut shaper, &mut seen, origin);
             let now = origin.elapsed();
             shaper.push(now, n as u64);
             let new_lost = shaper.lost() - lost;

@@ -78,10 +78,10 @@ pub(crate) fn prepare_listener(l: &TcpListener, spec: &LinkSpec) {
 /// The receive buffer without a rate (autotuning, once turned off, does not come back).
 const UNSHAPED_RCVBUF: u64 = 4 << 20;
 
-/// About 4 ms of the rate, at least 16 segments (fewer stall the sender on window updates).
+/// About 2 ms of the rate, at least 4 segments (fewer stall the sender on window updates).
 fn recv_buf_for(spec: &LinkSpec, mss: Option<u32>) -> u64 {
     let mss = mss.map_or(65_483, u64::from);
-    (spec.rate_bps / 8 / 250).max(16 * mss).min(1 << 20)
+    (spec.rate_bps / 8 / 500).max(4 * mss).min(1 << 20)
 }
 
 fn set_rcvbuf(fd: RawFd, bytes: u64) {
@@ -117,7 +117,7 @@ fn mss(s: &TcpStream) -> u64 {
 pub(crate) fn recv_buf(s: &TcpStream, spec: Option<&LinkSpec>) -> u64 {
     let bytes = match spec {
         Some(spec) => recv_buf_for(spec, mss_for(spec))
-            .max(16 * mss(s))
+            .max(4 * mss(s))
             .min(1 << 20),
         None => UNSHAPED_RCVBUF,
     };
