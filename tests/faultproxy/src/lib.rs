@@ -93,8 +93,6 @@ pub(crate) struct Shared {
     st: Mutex<State>,
     changed: Condvar,
     upstream: SocketAddr,
-    /// The proxy's listener, for the MSS it announces.
-    listener: TcpListener,
     accepted: AtomicU64,
     resets: AtomicU64,
     bytes: AtomicU64,
@@ -139,6 +137,8 @@ impl Shared {
 pub struct Proxy {
     addr: SocketAddr,
     sh: Arc<Shared>,
+    /// The accept loop's listener, for what the sockets it accepts announce.
+    listener: TcpListener,
 }
 
 impl Proxy {
@@ -157,7 +157,6 @@ impl Proxy {
             }),
             changed: Condvar::new(),
             upstream,
-            listener: listener.try_clone()?,
             accepted: AtomicU64::new(0),
             resets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -167,11 +166,16 @@ impl Proxy {
             stats: Mutex::new([LinkStats::default(); 2]),
             stats_changed: Condvar::new(),
         });
+        let kept = listener.try_clone()?;
         let s = Arc::clone(&sh);
         thread::spawn(move || accept_loop(listener, s));
         let s = Arc::clone(&sh);
         thread::spawn(move || flap_loop(s));
-        Ok(Proxy { addr, sh })
+        Ok(Proxy {
+            addr,
+            sh,
+            listener: kept,
+        })
     }
 
     /// Where clients connect.
@@ -201,7 +205,7 @@ impl Proxy {
     pub fn set_link(&self, dir: Direction, spec: LinkSpec) {
         self.sh.st.lock().unwrap().links[dir.index()] = spec;
         if dir == Direction::Up {
-            sock::prepare_listener(&self.sh.listener, &spec);
+            sock::prepare_listener(&self.listener, &spec);
         }
         self.sh.link_gen.fetch_add(1, Ordering::SeqCst);
     }

@@ -192,7 +192,10 @@ impl Pipe {
                 s.lost += new_lost;
             });
             // Unshaped, the bytes are due at once: written from the read buffer, no copy.
-            if held.is_empty() && shaper.next_due().is_some_and(|t| t <= now) {
+            if held.is_empty()
+                && shaper.next_due().is_some_and(|t| t <= now)
+                && !self.sh.holding.load(Ordering::SeqCst)
+            {
                 let due = shaper.take_due(now) as usize;
                 held.extend(&buf[due..n]);
                 if self.deliver(&buf[..due]).is_err() {
