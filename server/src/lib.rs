@@ -61,6 +61,7 @@ pub mod outbox;
 pub mod random;
 pub mod relay;
 pub mod resume;
+pub mod route;
 pub mod server;
 pub mod session;
 pub mod store;

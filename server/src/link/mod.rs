@@ -4,7 +4,7 @@
 //!
 //! The relay state of a transfer lives at the **receiver's** node: the sender's node forwards
 //! what its session sends (`cmd`, `offer`, data, `data_end`, `cancel`) over its link to that
-//! node, whose relay treats the sender as a [`Sender::Remote`] and tells it everything
+//! node, whose relay treats the sender as an [`Endpoint::There`] and tells it everything
 //! (`cmd_done`, `res{offer}`, `start`, progress, `xfer_end`, …) back over the link in the other
 //! direction. The windows are enforced there, by the same code as for local senders.
 //!
@@ -31,7 +31,8 @@ use tokio::sync::Notify;
 use crate::auth::ct_eq;
 use crate::hub::{Directory, LocalSessions};
 use crate::ids::{LoginGen, SessionKey};
-use crate::relay::{Endpoint, Offer, Relay, Sender};
+use crate::relay::{Offer, Relay};
+use crate::route::endpoint::{Endpoint, LocalEnd, RemoteEnd};
 
 pub mod frame;
 pub mod node_link;
@@ -462,7 +463,7 @@ impl Links {
         node: &str,
         gen: LoginGen,
         via: &mut Inbound,
-    ) -> Option<Sender> {
+    ) -> Option<Endpoint> {
         let link = match &via.back {
             Some(p) => p.clone(),
             None => {
@@ -490,13 +491,13 @@ impl Links {
         } else if link.is_closed() {
             return None;
         }
-        Some(Sender::Remote { gen, link })
+        Some(Endpoint::There(RemoteEnd { gen, link }))
     }
 
     /// The session of user `to` of `tenant` on this node, as a receiver.
-    fn receiver(&self, tenant: &str, to: &str) -> Option<Endpoint> {
+    fn receiver(&self, tenant: &str, to: &str) -> Option<LocalEnd> {
         let (gen, outbox) = self.local.find(tenant, to)?;
-        Some(Endpoint { gen, outbox })
+        Some(LocalEnd { gen, outbox })
     }
 
     async fn handle(self: &Arc<Self>, node: &str, via: &mut Inbound, msg: Msg, att: Vec<u8>) {
@@ -589,8 +590,8 @@ impl Links {
         }
     }
 
-    fn violation(&self, sender: &Sender, what: &str) {
-        if let Sender::Remote { gen, link } = sender {
+    fn violation(&self, sender: &Endpoint, what: &str) {
+        if let Endpoint::There(RemoteEnd { gen, link }) = sender {
             link.send(
                 &Msg::Violation {
                     gen: *gen,
@@ -599,15 +600,5 @@ impl Links {
                 &[],
             );
         }
-    }
-}
-
-impl Sender {
-    fn tell_done(&self, n: u64, code: i32) {
-        self.tell(&ServerMsg::CmdDone { ns: vec![n], code });
-    }
-
-    fn tell_reply(&self, re: u64, code: i32) {
-        self.tell(&ServerMsg::reply(re, code));
     }
 }
