@@ -37,7 +37,10 @@ impl ServerSession {
             tenant: &user.tenant,
             user: &user.user_id,
         };
-        let routed = self.ctx.router.cmd(self.ctx.hub.as_ref(), from, n, to, data);
+        let routed = self
+            .ctx
+            .router
+            .cmd(self.ctx.hub.as_ref(), from, n, to, data);
         match routed.await {
             Ok(()) => None,
             Err(v) => Some(self.close(CRVIDEOSDK_ERR_DATA, v.0.into())),

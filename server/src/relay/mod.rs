@@ -175,7 +175,6 @@ impl State {
     }
 }
 
-
 impl State {
     /// A session ended. Its outgoing streams are cancelled towards their receivers (a waiting
     /// one just disappears); its incoming ones fail towards their senders (1102), or count as
@@ -233,7 +232,10 @@ impl State {
         for sid in outgoing {
             let s = self.remove(sid, fx);
             if s.started {
-                fx.effect(Effect::ToReceiver(&s.receiver, ServerMsg::Cancelled { sid }));
+                fx.effect(Effect::ToReceiver(
+                    &s.receiver,
+                    ServerMsg::Cancelled { sid },
+                ));
             }
         }
         self.outgoing.remove(&key);
@@ -320,7 +322,9 @@ impl Relay {
 
     /// See [`State::cancel_ack`].
     pub fn cancel_ack(&self, receiver: LoginGen, sid: u64, code: i32) {
-        self.state.lock().cancel_ack(receiver, sid, code, &mut Deliver)
+        self.state
+            .lock()
+            .cancel_ack(receiver, sid, code, &mut Deliver)
     }
 
     /// See [`State::session_ended`].

@@ -194,7 +194,10 @@ impl State {
             _ => return,
         }
         let s = st.remove(sid, fx);
-        fx.effect(Effect::ToSender(&s.sender, ServerMsg::XferEnd { sid, code }));
+        fx.effect(Effect::ToSender(
+            &s.sender,
+            ServerMsg::XferEnd { sid, code },
+        ));
         if s.cancelling {
             // The receiver finished before it saw the cancel: too late to cancel.
             let done = ServerMsg::CancelDone {
@@ -222,7 +225,10 @@ impl State {
             Some(s) if s.sender.key() == from.key() => {
                 if !s.cancelling {
                     s.cancelling = true;
-                    fx.effect(Effect::ToReceiver(&s.receiver, ServerMsg::Cancelled { sid }));
+                    fx.effect(Effect::ToReceiver(
+                        &s.receiver,
+                        ServerMsg::Cancelled { sid },
+                    ));
                 }
             }
             _ => {
@@ -236,13 +242,22 @@ impl State {
     }
 
     /// The receiver's answer to `cancelled`.
-    pub(crate) fn cancel_ack(&mut self, receiver: LoginGen, sid: u64, code: i32, fx: &mut impl Sink) {
+    pub(crate) fn cancel_ack(
+        &mut self,
+        receiver: LoginGen,
+        sid: u64,
+        code: i32,
+        fx: &mut impl Sink,
+    ) {
         let st = self;
         match st.streams.get(&sid) {
             Some(s) if s.receiver.gen == receiver && s.cancelling => {}
             _ => return,
         }
         let s = st.remove(sid, fx);
-        fx.effect(Effect::ToSender(&s.sender, ServerMsg::CancelDone { sid, code }));
+        fx.effect(Effect::ToSender(
+            &s.sender,
+            ServerMsg::CancelDone { sid, code },
+        ));
     }
 }

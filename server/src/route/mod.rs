@@ -86,7 +86,10 @@ impl Router {
             }
             Some(Target::Here(receiver)) => {
                 let me = Endpoint::Here(sender.clone());
-                if let Err(code) = self.relay.cmd(&me, from.user, n, &receiver, data.to_vec())? {
+                if let Err(code) = self
+                    .relay
+                    .cmd(&me, from.user, n, &receiver, data.to_vec())?
+                {
                     sender.tell_done(n, code);
                 }
             }
@@ -140,7 +143,16 @@ impl Router {
     /// The checksum after the last chunk of local session `gen`'s stream `sid`.
     pub fn data_end(&self, gen: LoginGen, sid: u64, hash: String) {
         let h = hash.clone();
-        if !self.forwarded(gen, sid, || Msg::DataEnd { from: gen, sid, hash: h }, &[]) {
+        if !self.forwarded(
+            gen,
+            sid,
+            || Msg::DataEnd {
+                from: gen,
+                sid,
+                hash: h,
+            },
+            &[],
+        ) {
             self.relay.data_end(SessionKey::Here(gen), sid, hash);
         }
     }
