@@ -31,9 +31,8 @@ impl ServerSession {
             self.cmd_done(n, CRVIDEOSDK_MEETPARAM_ERR);
             return None;
         }
-        let me = self.end_of(user);
         let from = Sending {
-            end: &me,
+            end: self.end_of(user),
             tenant: &user.tenant,
             user: &user.user_id,
         };
@@ -71,9 +70,8 @@ impl ServerSession {
             size,
             name,
         };
-        let me = self.end_of(user);
         let from = Sending {
-            end: &me,
+            end: self.end_of(user),
             tenant: &user.tenant,
             user: &user.user_id,
         };

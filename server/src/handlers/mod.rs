@@ -146,7 +146,7 @@ impl ServerSession {
                 None
             }
             ClientMsg::Cancel { sid } => {
-                self.ctx.router.cancel(&self.end_of(user), sid);
+                self.ctx.router.cancel(self.end_of(user), sid);
                 None
             }
             // A receiver's messages: its transfers run in this node's relay.

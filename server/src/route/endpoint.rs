@@ -23,16 +23,6 @@ impl LocalEnd {
         // A full or closing outbox takes care of its own connection.
         let _ = self.outbox.push_msg(msg);
     }
-
-    /// The outcome of its cmd `n`.
-    pub fn tell_done(&self, n: u64, code: i32) {
-        self.tell(&ServerMsg::CmdDone { ns: vec![n], code });
-    }
-
-    /// The failed outcome of its request `re`.
-    pub fn tell_reply(&self, re: u64, code: i32) {
-        self.tell(&ServerMsg::reply(re, code));
-    }
 }
 
 /// A session of another node of the cluster, told through the link to its node.

@@ -29,7 +29,7 @@ pub enum Target {
 
 /// A local session that sends: its endpoint and who it is.
 pub struct Sending<'a> {
-    pub end: &'a LocalEnd,
+    pub end: LocalEnd,
     pub tenant: &'a str,
     pub user: &'a str,
 }
@@ -77,19 +77,17 @@ impl Router {
         to: &str,
         data: &[u8],
     ) -> Result<(), Violation> {
-        let sender = from.end;
+        let gen = from.end.gen;
+        let sender = Endpoint::Here(from.end);
         match self.locate(dir, from.tenant, to).await {
             None => sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID),
             Some(Target::There(link)) => {
                 let links = self.links.as_ref().expect("located over a link");
-                links.cmd(&link, sender.gen, from.tenant, from.user, to, n, data);
+                links.cmd(&link, gen, from.tenant, from.user, to, n, data);
             }
             Some(Target::Here(receiver)) => {
-                let me = Endpoint::Here(sender.clone());
-                if let Err(code) = self
-                    .relay
-                    .cmd(&me, from.user, n, &receiver, data.to_vec())?
-                {
+                let data = data.to_vec();
+                if let Err(code) = self.relay.cmd(&sender, from.user, n, &receiver, data)? {
                     sender.tell_done(n, code);
                 }
             }
@@ -108,17 +106,19 @@ impl Router {
         to: &str,
         offer: Offer,
     ) {
-        let sender = from.end;
+        let gen = from.end.gen;
+        let sender = Endpoint::Here(from.end);
         match self.locate(dir, from.tenant, to).await {
             None => sender.tell_reply(re, CRVIDEOSDK_SENDDATA_TARGETINVALID),
             Some(Target::There(link)) => {
                 let links = self.links.as_ref().expect("located over a link");
-                links.offer(&link, sender.gen, from.tenant, to, re, offer);
+                links.offer(&link, gen, from.tenant, to, re, offer);
             }
             Some(Target::Here(receiver)) => {
-                let me = Endpoint::Here(sender.clone());
-                if let Err(code) = self.relay.offer(re, me, receiver, offer) {
-                    sender.tell_reply(re, code);
+                // The relay keeps the sender (offers are few: a clone is cheap here).
+                let back = sender.clone();
+                if let Err(code) = self.relay.offer(re, sender, receiver, offer) {
+                    back.tell_reply(re, code);
                 }
             }
         }
@@ -158,10 +158,10 @@ impl Router {
     }
 
     /// Local session `sender` abandons its stream `sid`.
-    pub fn cancel(&self, sender: &LocalEnd, sid: u64) {
+    pub fn cancel(&self, sender: LocalEnd, sid: u64) {
         let gen = sender.gen;
         if !self.forwarded(gen, sid, || Msg::Cancel { from: gen, sid }, &[]) {
-            self.relay.cancel(&Endpoint::Here(sender.clone()), sid);
+            self.relay.cancel(&sender.into(), sid);
         }
     }
 
