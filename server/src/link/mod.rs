@@ -15,6 +15,11 @@
 //! with that node ends once: this node's senders hear 1102 for their cmds, offers and streams
 //! towards it; its senders' streams to receivers here are cancelled.
 //!
+//! Which side a cmd or stream goes to is the router's decision ([`crate::route`]); this module
+//! carries it: it keeps the books of what each local session has in flight towards each node
+//! (which also say which streams are another node's), and runs the relay's side for senders of
+//! other nodes.
+//!
 //! Messages and frames: [`frame`]; the sending half of a link: [`node_link`].
 
 use std::collections::{HashMap, HashSet};

@@ -86,7 +86,7 @@ impl State {
     /// A cmd numbered `n` from `sender` (user `from`) to `receiver`. Delivered at once if the
     /// receiver's window has room, else queued behind the others. `Err(code)` if it cannot be
     /// taken (1102: the receiver is going away); a sender over its window is a violation.
-    pub(crate) fn cmd(
+    pub fn cmd(
         &mut self,
         sender: &Endpoint,
         from: &str,
@@ -125,7 +125,7 @@ impl State {
 
     /// Receiver `receiver` has every `cmd_in` up to `upto`: their senders hear `cmd_done`,
     /// and waiting cmds take the room.
-    pub(crate) fn cmd_ack(&mut self, receiver: LoginGen, upto: u64, fx: &mut impl Sink) {
+    pub fn cmd_ack(&mut self, receiver: LoginGen, upto: u64, fx: &mut impl Sink) {
         let st = self;
         let Some(inbox) = st.inboxes.get_mut(&receiver) else {
             return;

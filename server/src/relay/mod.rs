@@ -25,8 +25,8 @@
 //!
 //! **Shape.** The books ([`State`]) are pure: each transition (`offer`, `cmd`, `fin`, …) changes
 //! them and emits its [`Effect`]s — a message for a sender or receiver, a cmd with its bytes, a
-//! chunk — into a [`Sink`], without touching a socket, so the tests watch exactly what each
-//! transition says to whom ([`tests`] records them). [`Relay`] is the thin layer: it runs a
+//! chunk — into a [`Sink`], without touching a socket, so the unit tests record exactly what
+//! each transition says to whom, in order. [`Relay`] is the thin layer: it runs a
 //! transition under its lock with [`Deliver`] as the sink, which queues each effect at once to
 //! the receiving session's outbox or to the link to its node ([`Endpoint::tell`]). The sink is a
 //! generic parameter, so a cmd or a chunk costs no allocation beyond the queued frame itself.
@@ -140,9 +140,9 @@ struct Outgoing {
     streams: usize,
 }
 
-/// The relay's books, and its transitions (here and in [`cmds`] and [`streams`]).
+/// The relay's books, and its transitions (here and in `cmds.rs` and `streams.rs`).
 #[derive(Debug, Default)]
-pub(crate) struct State {
+pub struct State {
     next_sid: u64,
     streams: HashMap<u64, Stream>,
     /// Per receiving session (always one of this node).
@@ -180,7 +180,7 @@ impl State {
     /// one just disappears); its incoming ones fail towards their senders (1102), or count as
     /// cancelled if the sender was cancelling anyway. Cmds it had coming in fail towards their
     /// senders with 1102; cmds it sent are still delivered.
-    pub(crate) fn session_ended(&mut self, key: SessionKey, fx: &mut impl Sink) {
+    pub fn session_ended(&mut self, key: SessionKey, fx: &mut impl Sink) {
         // The receiving side first (a session of this node's), so that no queued stream of
         // this session starts below.
         let inbox = match key {

@@ -77,7 +77,7 @@ impl State {
     /// Registers a stream from `sender` to `receiver`, answers `res{re, offer{sid}}`, and starts
     /// it if the receiver has room (else it waits its turn). `Err(code)`: 1102 the receiver is
     /// going away, 1000 the sender already has [`xfer::MAX_OUTGOING`] streams.
-    pub(crate) fn offer(
+    pub fn offer(
         &mut self,
         re: u64,
         sender: Endpoint,
@@ -126,7 +126,7 @@ impl State {
     /// A data frame from `from` (payload: stream ID then bytes): forwarded as is, or dropped if
     /// its stream is gone or being cancelled. Overrunning the window or the size, sending before
     /// `start`, or writing to someone else's stream, is a violation.
-    pub(crate) fn data(
+    pub fn data(
         &mut self,
         from: SessionKey,
         sid: u64,
@@ -161,7 +161,7 @@ impl State {
     }
 
     /// The sender's checksum, after its last chunk.
-    pub(crate) fn data_end(&self, from: SessionKey, sid: u64, hash: String, fx: &mut impl Sink) {
+    pub fn data_end(&self, from: SessionKey, sid: u64, hash: String, fx: &mut impl Sink) {
         if let Some(s) = self.streams.get(&sid) {
             if s.sender.key() == from && s.started && !s.cancelling {
                 fx.effect(Effect::ToReceiver(
@@ -173,7 +173,7 @@ impl State {
     }
 
     /// The receiver holds `bytes` of the stream: pass the credit on to the sender.
-    pub(crate) fn ack(&mut self, receiver: LoginGen, sid: u64, bytes: u64, fx: &mut impl Sink) {
+    pub fn ack(&mut self, receiver: LoginGen, sid: u64, bytes: u64, fx: &mut impl Sink) {
         if let Some(s) = self.streams.get_mut(&sid) {
             if s.receiver.gen == receiver && bytes > s.acked {
                 s.acked = bytes.min(s.relayed);
@@ -187,7 +187,7 @@ impl State {
     }
 
     /// The receiver finished the stream with `code`.
-    pub(crate) fn fin(&mut self, receiver: LoginGen, sid: u64, code: i32, fx: &mut impl Sink) {
+    pub fn fin(&mut self, receiver: LoginGen, sid: u64, code: i32, fx: &mut impl Sink) {
         let st = self;
         match st.streams.get(&sid) {
             Some(s) if s.receiver.gen == receiver && s.started => {}
@@ -211,7 +211,7 @@ impl State {
     /// The sender wants to abandon the stream. A stream still waiting for its receiver ends
     /// at once (its receiver never heard of it); otherwise the receiver decides (see the
     /// module doc).
-    pub(crate) fn cancel(&mut self, from: &Endpoint, sid: u64, fx: &mut impl Sink) {
+    pub fn cancel(&mut self, from: &Endpoint, sid: u64, fx: &mut impl Sink) {
         let st = self;
         match st.streams.get_mut(&sid) {
             Some(s) if s.sender.key() == from.key() && !s.started => {
@@ -242,13 +242,7 @@ impl State {
     }
 
     /// The receiver's answer to `cancelled`.
-    pub(crate) fn cancel_ack(
-        &mut self,
-        receiver: LoginGen,
-        sid: u64,
-        code: i32,
-        fx: &mut impl Sink,
-    ) {
+    pub fn cancel_ack(&mut self, receiver: LoginGen, sid: u64, code: i32, fx: &mut impl Sink) {
         let st = self;
         match st.streams.get(&sid) {
             Some(s) if s.receiver.gen == receiver && s.cancelling => {}
