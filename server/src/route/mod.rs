@@ -174,3 +174,6 @@ impl Router {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
