@@ -253,21 +253,21 @@ impl Links {
         }
         let code = CRVIDEOSDK_SENDDATA_TARGETINVALID;
         for (gen, t) in failed {
-            let Some(outbox) = self.local.outbox(gen) else {
+            let Some(sender) = self.local_end(gen) else {
                 continue;
             };
             if !t.cmds.is_empty() {
                 let mut ns: Vec<u64> = t.cmds.into_iter().collect();
                 ns.sort_unstable();
-                let _ = outbox.push_msg(&ServerMsg::CmdDone { ns, code });
+                sender.tell(&ServerMsg::CmdDone { ns, code });
             }
             for re in t.offers {
-                let _ = outbox.push_msg(&ServerMsg::reply(re, code));
+                sender.tell(&ServerMsg::reply(re, code));
             }
             let mut sids: Vec<u64> = t.streams.into_iter().collect();
             sids.sort_unstable();
             for sid in sids {
-                let _ = outbox.push_msg(&ServerMsg::XferEnd { sid, code });
+                sender.tell(&ServerMsg::XferEnd { sid, code });
             }
         }
         // Its senders' streams and cmds here.
@@ -455,8 +455,8 @@ impl Links {
                 }
             }
         }
-        if let Some(outbox) = self.local.outbox(gen) {
-            let _ = outbox.push_msg(msg);
+        if let Some(sender) = self.local_end(gen) {
+            sender.tell(msg);
         }
     }
 
@@ -497,6 +497,12 @@ impl Links {
             return None;
         }
         Some(Endpoint::There(RemoteEnd { gen, link }))
+    }
+
+    /// Session `gen` of this node, if it is still here.
+    fn local_end(&self, gen: LoginGen) -> Option<LocalEnd> {
+        let outbox = self.local.outbox(gen)?;
+        Some(LocalEnd { gen, outbox })
     }
 
     /// The session of user `to` of `tenant` on this node, as a receiver.
