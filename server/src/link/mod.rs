@@ -373,23 +373,22 @@ impl Links {
         link.send(&msg, &[]);
     }
 
-    /// The node that numbered local session `gen`'s stream `sid`, if another.
-    fn stream_node(&self, gen: LoginGen, sid: u64) -> Option<String> {
-        let senders = self.senders.lock();
-        senders
-            .get(&gen)?
-            .iter()
-            .find(|(_, t)| t.streams.contains(&sid))
-            .map(|(n, _)| n.clone())
-    }
-
-    /// Forwards a stream message of local session `gen` if its stream is another node's.
-    /// Returns whether it did (else the stream is this node's relay's).
+    /// Forwards a stream message of local session `gen` if its stream is another node's (the
+    /// books of what it has in flight say which). Returns whether it did (else the stream is
+    /// this node's relay's); the message is dropped if that node's link is gone meanwhile.
     pub fn forward(&self, gen: LoginGen, sid: u64, msg: impl FnOnce() -> Msg, att: &[u8]) -> bool {
-        let Some(node) = self.stream_node(gen, sid) else {
-            return false;
+        let link = {
+            let senders = self.senders.lock();
+            let Some((node, _)) = senders
+                .get(&gen)
+                .and_then(|m| m.iter().find(|(_, t)| t.streams.contains(&sid)))
+            else {
+                return false;
+            };
+            // `senders`, then `dialled`: nothing takes them the other way round.
+            self.dialled.lock().get(node.as_str()).cloned()
         };
-        if let Some(link) = self.dialled.lock().get(&node) {
+        if let Some(link) = link {
             link.send(&msg(), att);
         }
         true
