@@ -30,6 +30,7 @@ use crate::monitor;
 use crate::random;
 use crate::relay::Relay;
 use crate::resume::Sessions;
+use crate::route::Router;
 use crate::server;
 use crate::store::{MeetingStore, RedisStore, SqliteStore};
 
@@ -405,10 +406,9 @@ async fn run(
         config,
         sessions,
         hub: shared.hub,
-        local: shared.local,
         store,
-        relay: shared.relay,
-        links: shared.links,
+        router: Router::new(Arc::clone(&shared.local), shared.relay, shared.links),
+        local: shared.local,
         resume_addr: shared.resume_addr,
         conns: Connections::new(),
         tls,

@@ -1,6 +1,6 @@
 //! What every connection shares ([`Ctx`]), built once at start-up ([`crate::app`]): the
 //! configuration and tenants, the shared state and this node's sessions, the meeting store, the
-//! relay and node links, the resumable sessions, and the set of live connections.
+//! data plane's router (relay and node links), the resumable sessions, and the set of live connections.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,10 +12,9 @@ use crate::config::{Config, Tenants};
 use crate::hub::{Hub, LocalSessions};
 use crate::ids::ConnId;
 use crate::limits::LoginLimiter;
-use crate::link::Links;
 use crate::outbox::Outbox;
-use crate::relay::Relay;
 use crate::resume::Sessions;
+use crate::route::Router;
 use crate::store::MeetingStore;
 
 /// What every connection shares.
@@ -27,9 +26,8 @@ pub struct Ctx {
     /// This node's sessions, which the hub's effects reach.
     pub local: Arc<LocalSessions>,
     pub store: Arc<dyn MeetingStore>,
-    pub relay: Arc<Relay>,
-    /// The links to the other nodes, in a cluster.
-    pub links: Option<Arc<Links>>,
+    /// Where cmds and streams go: this node's relay, or the links to the other nodes.
+    pub router: Router,
     /// Where clients resume their sessions: this node's advertised address in a cluster,
     /// empty on one server (wherever they connected).
     pub resume_addr: String,

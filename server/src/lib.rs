@@ -33,8 +33,10 @@
 //!   the shared [`hub::Directory`], [`hub::PresenceStore`] and [`hub::CallStore`],
 //!   in memory on one node, in Redis for a cluster;
 //! - [`calls`]: the call state machine (pure state; the hub applies its effects);
-//! - [`relay`]: point-to-point cmds and transfers, routed and queued with end-to-end flow
-//!   control;
+//! - [`route`]: the data plane's routing layer: where the other side of a cmd or stream is
+//!   (here or on another node), and the [`route::endpoint::Endpoint`] that stands for it;
+//! - [`relay`]: point-to-point cmds and transfers, queued with end-to-end flow control (pure
+//!   state; its transitions emit effects);
 //! - [`link`]: the links between the nodes of a cluster, which carry cmds and transfers;
 //! - [`store`]: durable meetings behind [`store::MeetingStore`]: SQLite on one node, Redis in a
 //!   cluster;
@@ -61,6 +63,7 @@ pub mod outbox;
 pub mod random;
 pub mod relay;
 pub mod resume;
+pub mod route;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -1,45 +1,23 @@
-//! Cmds and the streams of buffers and files (SPEC §3.5), routed by [`crate::relay`] — or, when
-//! the receiver is on another node of a cluster, over the link to that node
-//! ([`crate::link`]), whose relay then runs the transfer.
+//! Cmds and the streams of buffers and files (SPEC §3.5): checked here, then handed to the
+//! data plane's router ([`crate::route`]), which takes them to this node's relay or over the
+//! link to the receiver's node.
 
-use crvm_proto::error::{
-    CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_MEETPARAM_ERR, CRVIDEOSDK_SENDDATA_TARGETINVALID,
-};
+use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_MEETPARAM_ERR};
 use crvm_proto::{FrameRef, ServerMsg, XferKind};
 
 use super::{End, ServerSession};
-use crate::ids::SessionKey;
-use crate::link::{Msg, NodeLink};
-use crate::relay::{Endpoint, Offer, Sender};
+use crate::relay::Offer;
+use crate::route::endpoint::LocalEnd;
+use crate::route::Sending;
 use crate::session::{Phase, User};
 
-/// Where a receiver is.
-enum Route {
-    Here(Endpoint),
-    /// On another node, reached through its link.
-    There(NodeLink),
-}
-
 impl ServerSession {
-    /// This session as the sender of a cmd or stream (only a logged-in session sends).
-    pub(super) fn sender(&self) -> Sender {
-        let Phase::LoggedIn(user) = &self.phase else {
-            unreachable!("handled for logged-in sessions only")
-        };
-        Sender::Local(Endpoint {
+    /// This session as one side of a cmd or stream.
+    pub(super) fn end_of(&self, user: &User) -> LocalEnd {
+        LocalEnd {
             gen: user.gen,
             outbox: self.outbox.clone(),
-        })
-    }
-
-    /// Where `to`'s session is, if anywhere.
-    async fn route(&self, user: &User, to: &str) -> Option<Route> {
-        if let Some((gen, outbox)) = self.ctx.local.find(&user.tenant, to) {
-            return Some(Route::Here(Endpoint { gen, outbox }));
         }
-        let links = self.ctx.links.as_ref()?;
-        let node = links.route(self.ctx.hub.as_ref(), &user.tenant, to).await?;
-        Some(Route::There(links.link(&node).await?))
     }
 
     /// The outcome of this connection's cmd `n`.
@@ -53,31 +31,23 @@ impl ServerSession {
             self.cmd_done(n, CRVIDEOSDK_MEETPARAM_ERR);
             return None;
         }
-        let receiver = match self.route(user, to).await {
-            None => {
-                self.cmd_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
-                return None;
-            }
-            Some(Route::There(link)) => {
-                let links = self.ctx.links.as_ref().expect("routed over a link");
-                links.cmd(&link, user.gen, &user.tenant, &user.user_id, to, n, data);
-                return None;
-            }
-            Some(Route::Here(receiver)) => receiver,
+        let from = Sending {
+            end: self.end_of(user),
+            tenant: &user.tenant,
+            user: &user.user_id,
         };
-        let relay = &self.ctx.relay;
-        match relay.cmd(&self.sender(), &user.user_id, n, &receiver, data.to_vec()) {
-            Ok(Ok(())) => None,
-            Ok(Err(code)) => {
-                self.cmd_done(n, code);
-                None
-            }
+        let routed = self
+            .ctx
+            .router
+            .cmd(self.ctx.hub.as_ref(), from, n, to, data);
+        match routed.await {
+            Ok(()) => None,
             Err(v) => Some(self.close(CRVIDEOSDK_ERR_DATA, v.0.into())),
         }
     }
 
     /// An offer (fields already checked): the relay answers `res{offer}` and starts the stream
-    /// when its receiver has room; failures are answered here.
+    /// when its receiver has room; failures are answered at once.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn offer(
         &self,
@@ -100,30 +70,13 @@ impl ServerSession {
             size,
             name,
         };
-        match self.route(user, &to).await {
-            None => self.reply(id, CRVIDEOSDK_SENDDATA_TARGETINVALID),
-            Some(Route::There(link)) => {
-                let links = self.ctx.links.as_ref().expect("routed over a link");
-                links.offer(&link, user.gen, &user.tenant, &to, id, offer);
-            }
-            Some(Route::Here(receiver)) => {
-                if let Err(code) = self.ctx.relay.offer(id, self.sender(), receiver, offer) {
-                    self.reply(id, code);
-                }
-            }
-        }
-    }
-
-    /// A stream message of this session for another node's relay: forwarded, and `true`.
-    pub(super) fn forwarded(&self, user: &User, sid: u64, msg: impl FnOnce() -> Msg) -> bool {
-        self.forwarded_with(user, sid, msg, &[])
-    }
-
-    fn forwarded_with(&self, user: &User, sid: u64, msg: impl FnOnce() -> Msg, att: &[u8]) -> bool {
-        match &self.ctx.links {
-            Some(links) => links.forward(user.gen, sid, msg, att),
-            None => false,
-        }
+        let from = Sending {
+            end: self.end_of(user),
+            tenant: &user.tenant,
+            user: &user.user_id,
+        };
+        let dir = self.ctx.hub.as_ref();
+        self.ctx.router.offer(dir, from, id, &to, offer).await
     }
 
     /// A data frame of one of this connection's streams. `Some` ends the connection.
@@ -135,15 +88,7 @@ impl ServerSession {
             ));
         };
         let (sid, _) = frame.data();
-        let from = user.gen;
-        if self.forwarded_with(user, sid, || Msg::Data { from, sid }, frame.payload) {
-            return None;
-        }
-        match self
-            .ctx
-            .relay
-            .data(SessionKey::Here(user.gen), sid, frame.payload)
-        {
+        match self.ctx.router.data(user.gen, sid, frame.payload) {
             Ok(()) => None,
             Err(v) => Some(self.close(CRVIDEOSDK_ERR_DATA, v.0.into())),
         }

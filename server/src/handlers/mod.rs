@@ -5,7 +5,7 @@
 //! - [`presence`]: do-not-disturb, the status list, status subscriptions;
 //! - [`meetings`]: create, destroy, list (durable, through the meeting store);
 //! - [`calls`]: call, accept, reject, hang up (the state machine is [`crate::calls`]);
-//! - [`data`]: cmds, buffer and file streams (routed by [`crate::relay`]).
+//! - [`data`]: cmds, buffer and file streams (routed by [`crate::route`]).
 //!
 //! `conn.rs` owns the socket: it decodes frames, enforces deadlines and limits, and calls
 //! [`ServerSession::on_msg`] / [`ServerSession::on_data`]. Every field is checked once, by the protocol's
@@ -24,8 +24,7 @@ use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_LOGINSTATE_ERROR, CRVIDE
 use crvm_proto::{ClientMsg, Op, ServerMsg, SizeLimits};
 
 use crate::ctx::Ctx;
-use crate::ids::{ConnId, SessionKey};
-use crate::link::Msg;
+use crate::ids::ConnId;
 use crate::outbox::{Out, Outbox};
 use crate::session::{ParkedSession, Phase, User};
 
@@ -139,35 +138,28 @@ impl ServerSession {
             ClientMsg::Req { id, op } => self.op(user, id, op).await,
             ClientMsg::Cmd { n, to } => self.cmd(user, n, &to, attachment).await,
             ClientMsg::CmdAck { upto } => {
-                self.ctx.relay.cmd_ack(user.gen, upto);
+                self.ctx.router.relay().cmd_ack(user.gen, upto);
                 None
             }
             ClientMsg::DataEnd { sid, hash } => {
-                let (from, h) = (user.gen, hash.clone());
-                if !self.forwarded(user, sid, || Msg::DataEnd { from, sid, hash: h }) {
-                    self.ctx
-                        .relay
-                        .data_end(SessionKey::Here(user.gen), sid, hash);
-                }
+                self.ctx.router.data_end(user.gen, sid, hash);
                 None
             }
             ClientMsg::Cancel { sid } => {
-                let from = user.gen;
-                if !self.forwarded(user, sid, || Msg::Cancel { from, sid }) {
-                    self.ctx.relay.cancel(&self.sender(), sid);
-                }
+                self.ctx.router.cancel(self.end_of(user), sid);
                 None
             }
+            // A receiver's messages: its transfers run in this node's relay.
             ClientMsg::Ack { sid, bytes } => {
-                self.ctx.relay.ack(user.gen, sid, bytes);
+                self.ctx.router.relay().ack(user.gen, sid, bytes);
                 None
             }
             ClientMsg::Fin { sid, code } => {
-                self.ctx.relay.fin(user.gen, sid, code);
+                self.ctx.router.relay().fin(user.gen, sid, code);
                 None
             }
             ClientMsg::CancelAck { sid, code } => {
-                self.ctx.relay.cancel_ack(user.gen, sid, code);
+                self.ctx.router.relay().cancel_ack(user.gen, sid, code);
                 None
             }
         }
@@ -302,10 +294,7 @@ impl ServerSession {
                 .ended(sid, self.conn, self.outbox.state().kicked());
         }
         self.ctx.local.remove(user.gen);
-        self.ctx.relay.session_ended(SessionKey::Here(user.gen));
-        if let Some(links) = &self.ctx.links {
-            links.session_ended(user.gen);
-        }
+        self.ctx.router.session_ended(user.gen);
         Some(user)
     }
 }

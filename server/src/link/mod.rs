@@ -4,7 +4,7 @@
 //!
 //! The relay state of a transfer lives at the **receiver's** node: the sender's node forwards
 //! what its session sends (`cmd`, `offer`, data, `data_end`, `cancel`) over its link to that
-//! node, whose relay treats the sender as a [`Sender::Remote`] and tells it everything
+//! node, whose relay treats the sender as an [`Endpoint::There`] and tells it everything
 //! (`cmd_done`, `res{offer}`, `start`, progress, `xfer_end`, …) back over the link in the other
 //! direction. The windows are enforced there, by the same code as for local senders.
 //!
@@ -14,6 +14,11 @@
 //! the cluster declares the node dead, both directions are closed and everything in flight
 //! with that node ends once: this node's senders hear 1102 for their cmds, offers and streams
 //! towards it; its senders' streams to receivers here are cancelled.
+//!
+//! Which side a cmd or stream goes to is the router's decision ([`crate::route`]); this module
+//! carries it: it keeps the books of what each local session has in flight towards each node
+//! (which also say which streams are another node's), and runs the relay's side for senders of
+//! other nodes.
 //!
 //! Messages and frames: [`frame`]; the sending half of a link: [`node_link`].
 
@@ -31,7 +36,8 @@ use tokio::sync::Notify;
 use crate::auth::ct_eq;
 use crate::hub::{Directory, LocalSessions};
 use crate::ids::{LoginGen, SessionKey};
-use crate::relay::{Endpoint, Offer, Relay, Sender};
+use crate::relay::{Offer, Relay};
+use crate::route::endpoint::{Endpoint, LocalEnd, RemoteEnd};
 
 pub mod frame;
 pub mod node_link;
@@ -247,21 +253,21 @@ impl Links {
         }
         let code = CRVIDEOSDK_SENDDATA_TARGETINVALID;
         for (gen, t) in failed {
-            let Some(outbox) = self.local.outbox(gen) else {
+            let Some(sender) = self.local_end(gen) else {
                 continue;
             };
             if !t.cmds.is_empty() {
                 let mut ns: Vec<u64> = t.cmds.into_iter().collect();
                 ns.sort_unstable();
-                let _ = outbox.push_msg(&ServerMsg::CmdDone { ns, code });
+                sender.tell(&ServerMsg::CmdDone { ns, code });
             }
             for re in t.offers {
-                let _ = outbox.push_msg(&ServerMsg::reply(re, code));
+                sender.tell(&ServerMsg::reply(re, code));
             }
             let mut sids: Vec<u64> = t.streams.into_iter().collect();
             sids.sort_unstable();
             for sid in sids {
-                let _ = outbox.push_msg(&ServerMsg::XferEnd { sid, code });
+                sender.tell(&ServerMsg::XferEnd { sid, code });
             }
         }
         // Its senders' streams and cmds here.
@@ -367,23 +373,22 @@ impl Links {
         link.send(&msg, &[]);
     }
 
-    /// The node that numbered local session `gen`'s stream `sid`, if another.
-    fn stream_node(&self, gen: LoginGen, sid: u64) -> Option<String> {
-        let senders = self.senders.lock();
-        senders
-            .get(&gen)?
-            .iter()
-            .find(|(_, t)| t.streams.contains(&sid))
-            .map(|(n, _)| n.clone())
-    }
-
-    /// Forwards a stream message of local session `gen` if its stream is another node's.
-    /// Returns whether it did (else the stream is this node's relay's).
+    /// Forwards a stream message of local session `gen` if its stream is another node's (the
+    /// books of what it has in flight say which). Returns whether it did (else the stream is
+    /// this node's relay's); the message is dropped if that node's link is gone meanwhile.
     pub fn forward(&self, gen: LoginGen, sid: u64, msg: impl FnOnce() -> Msg, att: &[u8]) -> bool {
-        let Some(node) = self.stream_node(gen, sid) else {
-            return false;
+        let link = {
+            let senders = self.senders.lock();
+            let Some((node, _)) = senders
+                .get(&gen)
+                .and_then(|m| m.iter().find(|(_, t)| t.streams.contains(&sid)))
+            else {
+                return false;
+            };
+            // `senders`, then `dialled`: nothing takes them the other way round.
+            self.dialled.lock().get(node.as_str()).cloned()
         };
-        if let Some(link) = self.dialled.lock().get(&node) {
+        if let Some(link) = link {
             link.send(&msg(), att);
         }
         true
@@ -449,8 +454,8 @@ impl Links {
                 }
             }
         }
-        if let Some(outbox) = self.local.outbox(gen) {
-            let _ = outbox.push_msg(msg);
+        if let Some(sender) = self.local_end(gen) {
+            sender.tell(msg);
         }
     }
 
@@ -462,7 +467,7 @@ impl Links {
         node: &str,
         gen: LoginGen,
         via: &mut Inbound,
-    ) -> Option<Sender> {
+    ) -> Option<Endpoint> {
         let link = match &via.back {
             Some(p) => p.clone(),
             None => {
@@ -490,13 +495,19 @@ impl Links {
         } else if link.is_closed() {
             return None;
         }
-        Some(Sender::Remote { gen, link })
+        Some(Endpoint::There(RemoteEnd { gen, link }))
+    }
+
+    /// Session `gen` of this node, if it is still here.
+    fn local_end(&self, gen: LoginGen) -> Option<LocalEnd> {
+        let outbox = self.local.outbox(gen)?;
+        Some(LocalEnd { gen, outbox })
     }
 
     /// The session of user `to` of `tenant` on this node, as a receiver.
-    fn receiver(&self, tenant: &str, to: &str) -> Option<Endpoint> {
+    fn receiver(&self, tenant: &str, to: &str) -> Option<LocalEnd> {
         let (gen, outbox) = self.local.find(tenant, to)?;
-        Some(Endpoint { gen, outbox })
+        Some(LocalEnd { gen, outbox })
     }
 
     async fn handle(self: &Arc<Self>, node: &str, via: &mut Inbound, msg: Msg, att: Vec<u8>) {
@@ -589,8 +600,8 @@ impl Links {
         }
     }
 
-    fn violation(&self, sender: &Sender, what: &str) {
-        if let Sender::Remote { gen, link } = sender {
+    fn violation(&self, sender: &Endpoint, what: &str) {
+        if let Endpoint::There(RemoteEnd { gen, link }) = sender {
             link.send(
                 &Msg::Violation {
                     gen: *gen,
@@ -599,15 +610,5 @@ impl Links {
                 &[],
             );
         }
-    }
-}
-
-impl Sender {
-    fn tell_done(&self, n: u64, code: i32) {
-        self.tell(&ServerMsg::CmdDone { ns: vec![n], code });
-    }
-
-    fn tell_reply(&self, re: u64, code: i32) {
-        self.tell(&ServerMsg::reply(re, code));
     }
 }

@@ -1,7 +1,7 @@
 //! The sending half of the link to one node ([`NodeLink`]): frames queued in order and written
 //! by the link's own task, so that nobody writes to the socket while holding a lock of the
-//! relay. The relay holds one for each remote sender, to tell it what becomes of its cmds and
-//! streams.
+//! relay. A remote sender's [`crate::route::endpoint::Endpoint`] holds one, so that the relay's
+//! effects tell it what becomes of its cmds and streams.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -94,18 +94,12 @@ impl NodeLink {
     }
 
     /// Tells session `gen` of that node `msg`.
-    pub fn deliver(&self, gen: LoginGen, msg: &ServerMsg) {
+    pub fn deliver(&self, gen: LoginGen, msg: ServerMsg) {
         match msg {
             ServerMsg::CmdDone { ns, code } => {
-                self.send_with(|f| frame::put_cmd_done(f, gen, ns, *code))
+                self.send_with(|f| frame::put_cmd_done(f, gen, &ns, code))
             }
-            _ => self.send(
-                &Msg::Deliver {
-                    gen,
-                    msg: msg.clone(),
-                },
-                &[],
-            ),
+            msg => self.send(&Msg::Deliver { gen, msg }, &[]),
         }
     }
 

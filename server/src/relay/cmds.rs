@@ -7,14 +7,14 @@ use crvm_proto::error::{CRVIDEOSDK_NOERR, CRVIDEOSDK_SENDDATA_TARGETINVALID};
 use crvm_proto::msg::xfer;
 use crvm_proto::ServerMsg;
 
-use super::{Endpoint, Relay, Sender, State, Violation};
+use super::{Effect, Sink, State, Violation};
 use crate::ids::LoginGen;
-use crate::outbox::Out;
+use crate::route::endpoint::{Endpoint, LocalEnd};
 
 /// A cmd the relay holds: delivered and unacknowledged, or waiting for room.
 #[derive(Debug)]
 pub(super) struct Cmd {
-    pub(super) sender: Sender,
+    pub(super) sender: Endpoint,
     /// The sender's number of it.
     pub(super) n: u64,
     pub(super) len: usize,
@@ -23,7 +23,7 @@ pub(super) struct Cmd {
 /// What one receiving session has coming in.
 #[derive(Debug)]
 pub(super) struct Inbox {
-    pub(super) endpoint: Endpoint,
+    pub(super) endpoint: LocalEnd,
     /// Number the next `cmd_in` gets.
     pub(super) next_n: u64,
     /// Cmds handed to the receiver and not yet acknowledged, numbered from `next_n - len`.
@@ -38,7 +38,7 @@ pub(super) struct Inbox {
 }
 
 impl Inbox {
-    pub(super) fn new(endpoint: Endpoint) -> Inbox {
+    pub(super) fn new(endpoint: LocalEnd) -> Inbox {
         Inbox {
             endpoint,
             next_n: 1,
@@ -56,44 +56,46 @@ impl Inbox {
                 && self.delivered_bytes + len <= xfer::CMD_RECV_WINDOW_BYTES)
     }
 
-    /// Hands cmds to the receiver while its window has room.
-    pub(super) fn deliver(&mut self, cmd: Cmd, from: &str, data: Vec<u8>) {
+    /// Hands a cmd to the receiver (its window has room).
+    fn deliver(&mut self, cmd: Cmd, from: &str, data: Vec<u8>, fx: &mut impl Sink) {
         let n = self.next_n;
         self.next_n += 1;
-        let msg = ServerMsg::CmdIn {
+        fx.effect(Effect::CmdIn {
+            to: &self.endpoint,
             n,
-            from: from.to_owned(),
-        };
-        crate::metrics::get().relayed_cmd(cmd.len);
-        let _ = self.endpoint.outbox.push(Out::attached(&msg, data));
+            from,
+            data,
+        });
         self.delivered_bytes += cmd.len;
         self.delivered.push_back(cmd);
     }
 
-    pub(super) fn refill(&mut self) {
+    /// Hands waiting cmds to the receiver while its window has room.
+    fn refill(&mut self, fx: &mut impl Sink) {
         while let Some((cmd, _, _)) = self.waiting.front() {
             if !self.has_room(cmd.len) {
                 return;
             }
             let (cmd, from, data) = self.waiting.pop_front().expect("front exists");
-            self.deliver(cmd, &from, data);
+            self.deliver(cmd, &from, data, fx);
         }
     }
 }
 
-impl Relay {
+impl State {
     /// A cmd numbered `n` from `sender` (user `from`) to `receiver`. Delivered at once if the
     /// receiver's window has room, else queued behind the others. `Err(code)` if it cannot be
     /// taken (1102: the receiver is going away); a sender over its window is a violation.
     pub fn cmd(
-        &self,
-        sender: &Sender,
+        &mut self,
+        sender: &Endpoint,
         from: &str,
         n: u64,
-        receiver: &Endpoint,
+        receiver: &LocalEnd,
         data: Vec<u8>,
+        fx: &mut impl Sink,
     ) -> Result<Result<(), i32>, Violation> {
-        let mut st = self.state.lock();
+        let st = self;
         let len = data.len();
         let out = st.outgoing.get(&sender.key()).copied().unwrap_or_default();
         if !xfer::cmd_fits(out.cmds, out.cmd_bytes, len) {
@@ -114,7 +116,7 @@ impl Relay {
         };
         let inbox = st.inbox(receiver);
         if inbox.waiting.is_empty() && inbox.has_room(len) {
-            inbox.deliver(cmd, from, data);
+            inbox.deliver(cmd, from, data, fx);
         } else {
             inbox.waiting.push_back((cmd, from.to_owned(), data));
         }
@@ -123,8 +125,8 @@ impl Relay {
 
     /// Receiver `receiver` has every `cmd_in` up to `upto`: their senders hear `cmd_done`,
     /// and waiting cmds take the room.
-    pub fn cmd_ack(&self, receiver: LoginGen, upto: u64) {
-        let mut st = self.state.lock();
+    pub fn cmd_ack(&mut self, receiver: LoginGen, upto: u64, fx: &mut impl Sink) {
+        let st = self;
         let Some(inbox) = st.inboxes.get_mut(&receiver) else {
             return;
         };
@@ -133,15 +135,15 @@ impl Relay {
         let k = (k as usize).min(inbox.delivered.len());
         let done: Vec<Cmd> = inbox.delivered.drain(..k).collect();
         inbox.delivered_bytes -= done.iter().map(|c| c.len).sum::<usize>();
-        inbox.refill();
-        finish_cmds(&mut st, done, CRVIDEOSDK_NOERR);
+        inbox.refill(fx);
+        finish_cmds(st, done, CRVIDEOSDK_NOERR, fx);
     }
 }
 
 /// Tells the senders of `cmds` that they ended with `code`, one `cmd_done` per sender (its
 /// numbers in order), and frees their windows.
-pub(super) fn finish_cmds(st: &mut State, cmds: Vec<Cmd>, code: i32) {
-    let mut by_sender: Vec<(Sender, Vec<u64>)> = Vec::new();
+pub(super) fn finish_cmds(st: &mut State, cmds: Vec<Cmd>, code: i32, fx: &mut impl Sink) {
+    let mut by_sender: Vec<(Endpoint, Vec<u64>)> = Vec::new();
     for c in cmds {
         if let Some(o) = st.outgoing.get_mut(&c.sender.key()) {
             o.cmds -= 1;
@@ -156,7 +158,7 @@ pub(super) fn finish_cmds(st: &mut State, cmds: Vec<Cmd>, code: i32) {
         }
     }
     for (sender, ns) in by_sender {
-        sender.tell(&ServerMsg::CmdDone { ns, code });
+        fx.effect(Effect::ToSender(&sender, ServerMsg::CmdDone { ns, code }));
         if st
             .outgoing
             .get(&sender.key())

@@ -23,9 +23,21 @@
 //! reaches the receiver after it delivered the data is answered 1104, so the sender's app never
 //! hears "cancelled" for data the receiver's app was given.
 //!
-//! Ordering: everything here happens under one lock, and messages are queued to outboxes under
-//! it, so that `res{offer}` precedes `start` precedes `xfer_end` on the sender's connection and
-//! `incoming` precedes the stream's chunks on the receiver's.
+//! **Shape.** The books ([`State`]) are pure: each transition (`offer`, `cmd`, `fin`, …) changes
+//! them and emits its [`Effect`]s — a message for a sender or receiver, a cmd with its bytes, a
+//! chunk — into a [`Sink`], without touching a socket, so the unit tests record exactly what
+//! each transition says to whom, in order. [`Relay`] is the thin layer: it runs a
+//! transition under its lock with [`Deliver`] as the sink, which queues each effect at once to
+//! the receiving session's outbox or to the link to its node ([`Endpoint::tell`]). The sink is a
+//! generic parameter, so a cmd or a chunk costs no allocation beyond the queued frame itself.
+//!
+//! Ordering: a transition emits its effects in the order their messages must arrive (`res{offer}`
+//! before `start`, `incoming` before `start`), and [`Deliver`] queues each as it is emitted, still
+//! under the relay's lock, so the effects of two transitions never interleave. Queueing never
+//! waits (outboxes and links only append), so holding the lock for it is cheap. Hence
+//! `res{offer}` precedes `start` precedes `xfer_end` on the sender's connection (or its link,
+//! which keeps order too), and `incoming` precedes the stream's chunks on the receiver's: a
+//! chunk is accepted only once the stream started, and `incoming` was queued by that start.
 //!
 //! [`xfer::CMD_WINDOW`]: crvm_proto::msg::xfer::CMD_WINDOW
 //! [`xfer::CMD_WINDOW_BYTES`]: crvm_proto::msg::xfer::CMD_WINDOW_BYTES
@@ -42,8 +54,8 @@ use crvm_proto::{ServerMsg, XferKind};
 use parking_lot::Mutex;
 
 use crate::ids::{LoginGen, SessionKey};
-use crate::link::node_link::NodeLink;
-use crate::outbox::Outbox;
+use crate::outbox::Out;
+use crate::route::endpoint::{Endpoint, LocalEnd};
 
 mod cmds;
 mod streams;
@@ -53,54 +65,56 @@ mod tests;
 use cmds::{finish_cmds, Cmd, Inbox};
 use streams::Stream;
 
-/// A session of this node as one side of a transfer or cmd: its login and its outbox (which
-/// follows it from connection to connection).
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub gen: LoginGen,
-    pub outbox: Outbox,
-}
-
-impl Endpoint {
-    fn tell(&self, msg: &ServerMsg) {
-        // A full or closing outbox takes care of its own connection.
-        let _ = self.outbox.push_msg(msg);
-    }
-}
-
-/// Who sends a cmd or a stream: a session of this node, or one of another node of the cluster
-/// (whose relay state lives here, at the receiver's node), told through the link to its node.
-#[derive(Debug, Clone)]
-pub enum Sender {
-    Local(Endpoint),
-    Remote {
-        /// The session's login on its node.
-        gen: LoginGen,
-        /// The link to its node.
-        link: NodeLink,
+/// Something a transition of the relay makes happen outside its books.
+#[derive(Debug)]
+pub enum Effect<'a> {
+    /// Queue `msg` to a sender, here or on another node: `res{offer}`, `start`, `progress`,
+    /// `xfer_end`, `cancel_done`, `cmd_done`.
+    ToSender(&'a Endpoint, ServerMsg),
+    /// Queue `msg` to a receiver: `incoming`, `data_end`, `cancelled`.
+    ToReceiver(&'a LocalEnd, ServerMsg),
+    /// Hand the receiver cmd `n` from user `from`, with its bytes.
+    CmdIn {
+        to: &'a LocalEnd,
+        n: u64,
+        from: &'a str,
+        data: Vec<u8>,
     },
+    /// Forward a chunk to the receiver as it came (stream ID, then bytes).
+    Data { to: &'a LocalEnd, payload: &'a [u8] },
 }
 
-impl Sender {
-    /// The sender's key in the relay's books.
-    pub fn key(&self) -> SessionKey {
-        match self {
-            Sender::Local(e) => SessionKey::Here(e.gen),
-            Sender::Remote { gen, .. } => SessionKey::There(*gen),
-        }
-    }
-
-    pub fn tell(&self, msg: &ServerMsg) {
-        match self {
-            Sender::Local(e) => e.tell(msg),
-            Sender::Remote { gen, link } => link.deliver(*gen, msg),
-        }
-    }
+/// Where a transition puts its effects, in order.
+pub trait Sink {
+    fn effect(&mut self, e: Effect<'_>);
 }
 
-impl From<Endpoint> for Sender {
-    fn from(e: Endpoint) -> Sender {
-        Sender::Local(e)
+/// The sink of the running server: each effect queued at once to its session's outbox or the
+/// link to its node (see the module doc for why at once, under the relay's lock).
+pub struct Deliver;
+
+impl Sink for Deliver {
+    fn effect(&mut self, e: Effect<'_>) {
+        // A full or closing outbox takes care of its own connection; a closed link's loss ends
+        // everything it carried.
+        match e {
+            Effect::ToSender(to, msg) => to.tell(msg),
+            Effect::ToReceiver(to, msg) => to.tell(&msg),
+            Effect::CmdIn { to, n, from, data } => {
+                crate::metrics::get().relayed_cmd(data.len());
+                let msg = ServerMsg::CmdIn {
+                    n,
+                    from: from.to_owned(),
+                };
+                let _ = to.outbox.push(Out::attached(&msg, data));
+            }
+            Effect::Data { to, payload } => {
+                // The window bounds this queue; should it overflow anyway, the receiver's
+                // outbox closes that connection and `session_ended` tells the sender.
+                crate::metrics::get().relayed_data(payload.len() - 8);
+                let _ = to.outbox.push_data(payload.to_vec());
+            }
+        }
     }
 }
 
@@ -126,8 +140,9 @@ struct Outgoing {
     streams: usize,
 }
 
+/// The relay's books, and its transitions (here and in `cmds.rs` and `streams.rs`).
 #[derive(Debug, Default)]
-struct State {
+pub struct State {
     next_sid: u64,
     streams: HashMap<u64, Stream>,
     /// Per receiving session (always one of this node).
@@ -137,7 +152,7 @@ struct State {
 }
 
 impl State {
-    fn inbox(&mut self, receiver: &Endpoint) -> &mut Inbox {
+    fn inbox(&mut self, receiver: &LocalEnd) -> &mut Inbox {
         self.inboxes
             .entry(receiver.gen)
             .or_insert_with(|| Inbox::new(receiver.clone()))
@@ -160,7 +175,76 @@ impl State {
     }
 }
 
-/// The cmds and streams in flight on this server.
+impl State {
+    /// A session ended. Its outgoing streams are cancelled towards their receivers (a waiting
+    /// one just disappears); its incoming ones fail towards their senders (1102), or count as
+    /// cancelled if the sender was cancelling anyway. Cmds it had coming in fail towards their
+    /// senders with 1102; cmds it sent are still delivered.
+    pub fn session_ended(&mut self, key: SessionKey, fx: &mut impl Sink) {
+        // The receiving side first (a session of this node's), so that no queued stream of
+        // this session starts below.
+        let inbox = match key {
+            SessionKey::Here(gen) => self.inboxes.remove(&gen).map(|inbox| (gen, inbox)),
+            SessionKey::There(_) => None,
+        };
+        if let Some((gen, inbox)) = inbox {
+            let mut cmds: Vec<Cmd> = inbox.delivered.into_iter().collect();
+            cmds.extend(inbox.waiting.into_iter().map(|(c, _, _)| c));
+            finish_cmds(self, cmds, CRVIDEOSDK_SENDDATA_TARGETINVALID, fx);
+            let mut incoming: Vec<u64> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| s.receiver.gen == gen)
+                .map(|(sid, _)| *sid)
+                .collect();
+            incoming.sort_unstable();
+            for sid in incoming {
+                // Not through `remove`: this receiver's inbox is gone, nothing starts.
+                let s = self.streams.remove(&sid).expect("listed above");
+                if let Some(o) = self.outgoing.get_mut(&s.sender.key()) {
+                    o.streams -= 1;
+                }
+                if s.sender.key() == key {
+                    continue;
+                }
+                let msg = if s.cancelling {
+                    ServerMsg::CancelDone {
+                        sid,
+                        code: CRVIDEOSDK_NOERR,
+                    }
+                } else {
+                    ServerMsg::XferEnd {
+                        sid,
+                        code: CRVIDEOSDK_SENDDATA_TARGETINVALID,
+                    }
+                };
+                fx.effect(Effect::ToSender(&s.sender, msg));
+                self.tidy(s.sender.key());
+            }
+        }
+        let mut outgoing: Vec<u64> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.sender.key() == key)
+            .map(|(sid, _)| *sid)
+            .collect();
+        outgoing.sort_unstable();
+        for sid in outgoing {
+            let s = self.remove(sid, fx);
+            if s.started {
+                fx.effect(Effect::ToReceiver(
+                    &s.receiver,
+                    ServerMsg::Cancelled { sid },
+                ));
+            }
+        }
+        self.outgoing.remove(&key);
+    }
+}
+
+/// The cmds and streams in flight on this server: the books under one lock, each transition's
+/// effects delivered as it emits them (see the module doc). What each call does is documented
+/// on its transition of [`State`].
 #[derive(Debug, Default)]
 pub struct Relay {
     state: Mutex<State>,
@@ -179,67 +263,73 @@ impl Relay {
         relay
     }
 
-    /// A session ended. Its outgoing streams are cancelled towards their receivers (a waiting
-    /// one just disappears); its incoming ones fail towards their senders (1102), or count as
-    /// cancelled if the sender was cancelling anyway. Cmds it had coming in fail towards their
-    /// senders with 1102; cmds it sent are still delivered.
+    /// See [`State::cmd`].
+    pub fn cmd(
+        &self,
+        sender: &Endpoint,
+        from: &str,
+        n: u64,
+        receiver: &LocalEnd,
+        data: Vec<u8>,
+    ) -> Result<Result<(), i32>, Violation> {
+        self.state
+            .lock()
+            .cmd(sender, from, n, receiver, data, &mut Deliver)
+    }
+
+    /// See [`State::cmd_ack`].
+    pub fn cmd_ack(&self, receiver: LoginGen, upto: u64) {
+        self.state.lock().cmd_ack(receiver, upto, &mut Deliver)
+    }
+
+    /// See [`State::offer`].
+    pub fn offer(
+        &self,
+        re: u64,
+        sender: Endpoint,
+        receiver: LocalEnd,
+        offer: Offer,
+    ) -> Result<u64, i32> {
+        self.state
+            .lock()
+            .offer(re, sender, receiver, offer, &mut Deliver)
+    }
+
+    /// See [`State::data`].
+    pub fn data(&self, from: SessionKey, sid: u64, payload: &[u8]) -> Result<(), Violation> {
+        self.state.lock().data(from, sid, payload, &mut Deliver)
+    }
+
+    /// See [`State::data_end`].
+    pub fn data_end(&self, from: SessionKey, sid: u64, hash: String) {
+        self.state.lock().data_end(from, sid, hash, &mut Deliver)
+    }
+
+    /// See [`State::ack`].
+    pub fn ack(&self, receiver: LoginGen, sid: u64, bytes: u64) {
+        self.state.lock().ack(receiver, sid, bytes, &mut Deliver)
+    }
+
+    /// See [`State::fin`].
+    pub fn fin(&self, receiver: LoginGen, sid: u64, code: i32) {
+        self.state.lock().fin(receiver, sid, code, &mut Deliver)
+    }
+
+    /// See [`State::cancel`].
+    pub fn cancel(&self, from: &Endpoint, sid: u64) {
+        self.state.lock().cancel(from, sid, &mut Deliver)
+    }
+
+    /// See [`State::cancel_ack`].
+    pub fn cancel_ack(&self, receiver: LoginGen, sid: u64, code: i32) {
+        self.state
+            .lock()
+            .cancel_ack(receiver, sid, code, &mut Deliver)
+    }
+
+    /// See [`State::session_ended`].
     pub fn session_ended(&self, key: SessionKey) {
-        let mut st = self.state.lock();
-        // The receiving side first (a session of this node's), so that no queued stream of
-        // this session starts below.
-        let inbox = match key {
-            SessionKey::Here(gen) => st.inboxes.remove(&gen).map(|inbox| (gen, inbox)),
-            SessionKey::There(_) => None,
-        };
-        if let Some((gen, inbox)) = inbox {
-            let mut cmds: Vec<Cmd> = inbox.delivered.into_iter().collect();
-            cmds.extend(inbox.waiting.into_iter().map(|(c, _, _)| c));
-            finish_cmds(&mut st, cmds, CRVIDEOSDK_SENDDATA_TARGETINVALID);
-            let mut incoming: Vec<u64> = st
-                .streams
-                .iter()
-                .filter(|(_, s)| s.receiver.gen == gen)
-                .map(|(sid, _)| *sid)
-                .collect();
-            incoming.sort_unstable();
-            for sid in incoming {
-                // Not through `remove`: this receiver's inbox is gone, nothing starts.
-                let s = st.streams.remove(&sid).expect("listed above");
-                if let Some(o) = st.outgoing.get_mut(&s.sender.key()) {
-                    o.streams -= 1;
-                }
-                if s.sender.key() == key {
-                    continue;
-                }
-                let msg = if s.cancelling {
-                    ServerMsg::CancelDone {
-                        sid,
-                        code: CRVIDEOSDK_NOERR,
-                    }
-                } else {
-                    ServerMsg::XferEnd {
-                        sid,
-                        code: CRVIDEOSDK_SENDDATA_TARGETINVALID,
-                    }
-                };
-                s.sender.tell(&msg);
-                st.tidy(s.sender.key());
-            }
-        }
-        let mut outgoing: Vec<u64> = st
-            .streams
-            .iter()
-            .filter(|(_, s)| s.sender.key() == key)
-            .map(|(sid, _)| *sid)
-            .collect();
-        outgoing.sort_unstable();
-        for sid in outgoing {
-            let s = st.remove(sid);
-            if s.started {
-                s.receiver.tell(&ServerMsg::Cancelled { sid });
-            }
-        }
-        st.outgoing.remove(&key);
+        self.state.lock().session_ended(key, &mut Deliver)
     }
 
     /// Streams in flight or waiting (for tests and logs).

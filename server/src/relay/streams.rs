@@ -8,14 +8,15 @@ use crvm_proto::error::{
 use crvm_proto::msg::xfer;
 use crvm_proto::ServerMsg;
 
-use super::{Endpoint, Offer, Relay, Sender, State, Violation};
+use super::{Effect, Offer, Sink, State, Violation};
 use crate::ids::{LoginGen, SessionKey};
+use crate::route::endpoint::{Endpoint, LocalEnd};
 
 #[derive(Debug)]
 pub(super) struct Stream {
     pub(super) offer: Offer,
-    pub(super) sender: Sender,
-    pub(super) receiver: Endpoint,
+    pub(super) sender: Endpoint,
+    pub(super) receiver: LocalEnd,
     /// The receiver has been told (`incoming`) and the sender may send (`start`).
     pub(super) started: bool,
     /// Data bytes relayed to the receiver so far.
@@ -28,26 +29,27 @@ pub(super) struct Stream {
 
 impl State {
     /// Lets stream `sid` begin: the receiver hears of it, the sender may send.
-    pub(super) fn start(&mut self, sid: u64) {
+    fn start(&mut self, sid: u64, fx: &mut impl Sink) {
         let s = self.streams.get_mut(&sid).expect("caller checked");
         s.started = true;
         let o = &s.offer;
-        s.receiver.tell(&ServerMsg::Incoming {
+        let incoming = ServerMsg::Incoming {
             sid,
             task: o.task.clone(),
             from: o.from.clone(),
             kind: o.kind,
             size: o.size,
             name: o.name.clone(),
-        });
-        s.sender.tell(&ServerMsg::Start { sid });
+        };
+        fx.effect(Effect::ToReceiver(&s.receiver, incoming));
+        fx.effect(Effect::ToSender(&s.sender, ServerMsg::Start { sid }));
         let receiver = s.receiver.clone();
         self.inbox(&receiver).streams += 1;
     }
 
     /// Removes stream `sid`, freeing its places, and starts the next one waiting for its
     /// receiver.
-    pub(super) fn remove(&mut self, sid: u64) -> Stream {
+    pub(super) fn remove(&mut self, sid: u64, fx: &mut impl Sink) -> Stream {
         let s = self.streams.remove(&sid).expect("caller checked");
         if let Some(o) = self.outgoing.get_mut(&s.sender.key()) {
             o.streams -= 1;
@@ -64,25 +66,26 @@ impl State {
                 .flatten()
         };
         if let Some(next) = next {
-            self.start(next);
+            self.start(next, fx);
         }
         self.tidy(s.sender.key());
         s
     }
 }
 
-impl Relay {
+impl State {
     /// Registers a stream from `sender` to `receiver`, answers `res{re, offer{sid}}`, and starts
     /// it if the receiver has room (else it waits its turn). `Err(code)`: 1102 the receiver is
     /// going away, 1000 the sender already has [`xfer::MAX_OUTGOING`] streams.
     pub fn offer(
-        &self,
+        &mut self,
         re: u64,
-        sender: Sender,
-        receiver: Endpoint,
+        sender: Endpoint,
+        receiver: LocalEnd,
         offer: Offer,
+        fx: &mut impl Sink,
     ) -> Result<u64, i32> {
-        let mut st = self.state.lock();
+        let st = self;
         if !receiver.outbox.accepts() {
             return Err(CRVIDEOSDK_SENDDATA_TARGETINVALID);
         }
@@ -92,10 +95,11 @@ impl Relay {
         st.outgoing(sender.key()).streams += 1;
         st.next_sid += 1;
         let sid = st.next_sid;
-        sender.tell(&ServerMsg::Res {
+        let res = ServerMsg::Res {
             re,
             result: crvm_proto::Outcome::Offer { sid },
-        });
+        };
+        fx.effect(Effect::ToSender(&sender, res));
         let inbox = st.inbox(&receiver);
         let now = inbox.streams < xfer::MAX_INCOMING && inbox.queued.is_empty();
         if !now {
@@ -114,7 +118,7 @@ impl Relay {
             },
         );
         if now {
-            st.start(sid);
+            st.start(sid, fx);
         }
         Ok(sid)
     }
@@ -122,10 +126,15 @@ impl Relay {
     /// A data frame from `from` (payload: stream ID then bytes): forwarded as is, or dropped if
     /// its stream is gone or being cancelled. Overrunning the window or the size, sending before
     /// `start`, or writing to someone else's stream, is a violation.
-    pub fn data(&self, from: SessionKey, sid: u64, payload: &[u8]) -> Result<(), Violation> {
+    pub fn data(
+        &mut self,
+        from: SessionKey,
+        sid: u64,
+        payload: &[u8],
+        fx: &mut impl Sink,
+    ) -> Result<(), Violation> {
         let len = (payload.len() - 8) as u64;
-        let mut st = self.state.lock();
-        let Some(s) = st.streams.get_mut(&sid) else {
+        let Some(s) = self.streams.get_mut(&sid) else {
             return Ok(()); // ended meanwhile (receiver gone); the sender will hear of it
         };
         if s.sender.key() != from {
@@ -144,89 +153,105 @@ impl Relay {
             return Err(Violation("flow-control window exceeded"));
         }
         s.relayed += len;
-        // The window bounds this queue; should it overflow anyway, the receiver's outbox closes
-        // that connection and `session_ended` tells the sender.
-        crate::metrics::get().relayed_data(payload.len() - 8);
-        let _ = s.receiver.outbox.push_data(payload.to_vec());
+        fx.effect(Effect::Data {
+            to: &s.receiver,
+            payload,
+        });
         Ok(())
     }
 
     /// The sender's checksum, after its last chunk.
-    pub fn data_end(&self, from: SessionKey, sid: u64, hash: String) {
-        let st = self.state.lock();
-        if let Some(s) = st.streams.get(&sid) {
+    pub fn data_end(&self, from: SessionKey, sid: u64, hash: String, fx: &mut impl Sink) {
+        if let Some(s) = self.streams.get(&sid) {
             if s.sender.key() == from && s.started && !s.cancelling {
-                s.receiver.tell(&ServerMsg::DataEnd { sid, hash });
+                fx.effect(Effect::ToReceiver(
+                    &s.receiver,
+                    ServerMsg::DataEnd { sid, hash },
+                ));
             }
         }
     }
 
     /// The receiver holds `bytes` of the stream: pass the credit on to the sender.
-    pub fn ack(&self, receiver: LoginGen, sid: u64, bytes: u64) {
-        let mut st = self.state.lock();
-        if let Some(s) = st.streams.get_mut(&sid) {
+    pub fn ack(&mut self, receiver: LoginGen, sid: u64, bytes: u64, fx: &mut impl Sink) {
+        if let Some(s) = self.streams.get_mut(&sid) {
             if s.receiver.gen == receiver && bytes > s.acked {
                 s.acked = bytes.min(s.relayed);
-                s.sender.tell(&ServerMsg::Progress {
+                let progress = ServerMsg::Progress {
                     sid,
                     bytes: s.acked,
-                });
+                };
+                fx.effect(Effect::ToSender(&s.sender, progress));
             }
         }
     }
 
     /// The receiver finished the stream with `code`.
-    pub fn fin(&self, receiver: LoginGen, sid: u64, code: i32) {
-        let mut st = self.state.lock();
+    pub fn fin(&mut self, receiver: LoginGen, sid: u64, code: i32, fx: &mut impl Sink) {
+        let st = self;
         match st.streams.get(&sid) {
             Some(s) if s.receiver.gen == receiver && s.started => {}
             _ => return,
         }
-        let s = st.remove(sid);
-        s.sender.tell(&ServerMsg::XferEnd { sid, code });
+        let s = st.remove(sid, fx);
+        fx.effect(Effect::ToSender(
+            &s.sender,
+            ServerMsg::XferEnd { sid, code },
+        ));
         if s.cancelling {
             // The receiver finished before it saw the cancel: too late to cancel.
-            s.sender.tell(&ServerMsg::CancelDone {
+            let done = ServerMsg::CancelDone {
                 sid,
                 code: CRVIDEOSDK_TRANSID_INVALID,
-            });
+            };
+            fx.effect(Effect::ToSender(&s.sender, done));
         }
     }
 
     /// The sender wants to abandon the stream. A stream still waiting for its receiver ends
     /// at once (its receiver never heard of it); otherwise the receiver decides (see the
     /// module doc).
-    pub fn cancel(&self, from: &Sender, sid: u64) {
-        let mut st = self.state.lock();
+    pub fn cancel(&mut self, from: &Endpoint, sid: u64, fx: &mut impl Sink) {
+        let st = self;
         match st.streams.get_mut(&sid) {
             Some(s) if s.sender.key() == from.key() && !s.started => {
-                st.remove(sid);
-                from.tell(&ServerMsg::CancelDone {
+                st.remove(sid, fx);
+                let done = ServerMsg::CancelDone {
                     sid,
                     code: CRVIDEOSDK_NOERR,
-                });
+                };
+                fx.effect(Effect::ToSender(from, done));
             }
             Some(s) if s.sender.key() == from.key() => {
                 if !s.cancelling {
                     s.cancelling = true;
-                    s.receiver.tell(&ServerMsg::Cancelled { sid });
+                    fx.effect(Effect::ToReceiver(
+                        &s.receiver,
+                        ServerMsg::Cancelled { sid },
+                    ));
                 }
             }
-            _ => from.tell(&ServerMsg::CancelDone {
-                sid,
-                code: CRVIDEOSDK_TRANSID_INVALID,
-            }),
+            _ => {
+                let done = ServerMsg::CancelDone {
+                    sid,
+                    code: CRVIDEOSDK_TRANSID_INVALID,
+                };
+                fx.effect(Effect::ToSender(from, done));
+            }
         }
     }
 
     /// The receiver's answer to `cancelled`.
-    pub fn cancel_ack(&self, receiver: LoginGen, sid: u64, code: i32) {
-        let mut st = self.state.lock();
+    pub fn cancel_ack(&mut self, receiver: LoginGen, sid: u64, code: i32, fx: &mut impl Sink) {
+        let st = self;
         match st.streams.get(&sid) {
             Some(s) if s.receiver.gen == receiver && s.cancelling => {}
             _ => return,
         }
-        let s = st.remove(sid);
-        s.sender.tell(&ServerMsg::CancelDone { sid, code });
+        let s = st.remove(sid, fx);
+        fx.effect(Effect::ToSender(
+            &s.sender,
+            ServerMsg::CancelDone { sid, code },
+        ));
     }
 }

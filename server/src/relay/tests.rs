@@ -3,10 +3,10 @@
 use crvm_proto::msg::xfer;
 
 use super::*;
-use crate::outbox::State as OutState;
+use crate::outbox::{Outbox, State as OutState};
 
-fn ep(n: u64) -> Endpoint {
-    Endpoint {
+fn ep(n: u64) -> LocalEnd {
+    LocalEnd {
         gen: LoginGen(n),
         outbox: Outbox::default(),
     }
@@ -179,7 +179,7 @@ fn ended_sessions_end_their_transfers() {
 fn streams_beyond_the_receivers_limit_wait_their_turn() {
     let r = Relay::new();
     let b = ep(100);
-    let senders: Vec<Endpoint> = (1..=5).map(ep).collect();
+    let senders: Vec<LocalEnd> = (1..=5).map(ep).collect();
     // 5 senders × MAX_OUTGOING streams: more than the receiver takes at once.
     let mut sids = Vec::new();
     for s in &senders {
@@ -352,27 +352,271 @@ fn sender_window_and_receiver_end() {
     assert_eq!(r.busy_senders(), 0);
 }
 
-#[tokio::test]
-async fn a_remote_sender_is_never_taken_for_a_local_one() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+#[test]
+fn a_remote_sender_is_never_taken_for_a_local_one() {
     // Session 1 of another node: the same number as local session 1.
-    let remote = Sender::Remote {
-        gen: LoginGen(1),
-        link: NodeLink::new("n2", stream),
-    };
+    let remote = SessionKey::There(LoginGen(1));
     let r = Relay::new();
     let (a, b) = (ep(1), ep(2));
     let sid = r
         .offer(1, a.clone().into(), b.clone(), offer(XferKind::File, 100))
         .unwrap();
     assert!(
-        r.data(remote.key(), sid, &chunk(sid, 10)).is_err(),
+        r.data(remote, sid, &chunk(sid, 10)).is_err(),
         "not its stream"
     );
-    r.session_ended(remote.key());
+    r.session_ended(remote);
     assert_eq!(r.len(), 1, "the local session's stream lives on");
     assert!(r.data(here(1), sid, &chunk(sid, 10)).is_ok());
     assert_eq!(b.outbox.state(), OutState::Open);
+}
+
+// The transitions alone: what each emits, to whom, in which order (no outbox involved).
+
+/// An effect as the tests see it.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Msg(SessionKey, ServerMsg),
+    /// `CmdIn`'s bytes, or a chunk's (without its stream ID).
+    Bytes(LoginGen, usize),
+}
+
+/// Records the effects of transitions.
+#[derive(Default)]
+struct Rec(Vec<Seen>);
+
+impl Sink for Rec {
+    fn effect(&mut self, e: Effect<'_>) {
+        match e {
+            Effect::ToSender(to, msg) => self.0.push(Seen::Msg(to.key(), msg)),
+            Effect::ToReceiver(to, msg) => self.0.push(Seen::Msg(here(to.gen.0), msg)),
+            Effect::CmdIn { to, n, from, data } => {
+                let from = from.to_owned();
+                self.0
+                    .push(Seen::Msg(here(to.gen.0), ServerMsg::CmdIn { n, from }));
+                self.0.push(Seen::Bytes(to.gen, data.len()));
+            }
+            Effect::Data { to, payload } => self.0.push(Seen::Bytes(to.gen, payload.len() - 8)),
+        }
+    }
+}
+
+impl Rec {
+    fn take(&mut self) -> Vec<Seen> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+fn said(to: u64, msg: ServerMsg) -> Seen {
+    Seen::Msg(here(to), msg)
+}
+
+fn incoming_msg(sid: u64, size: u64) -> ServerMsg {
+    ServerMsg::Incoming {
+        sid,
+        task: "t".into(),
+        from: "alice".into(),
+        kind: XferKind::File,
+        size,
+        name: String::new(),
+    }
+}
+
+#[test]
+fn an_offer_answers_before_it_starts_and_the_receiver_hears_first() {
+    let mut st = State::default();
+    let mut fx = Rec::default();
+    let (a, b) = (ep(1), ep(2));
+    let sid = st
+        .offer(7, a.into(), b, offer(XferKind::File, 10), &mut fx)
+        .unwrap();
+    let res = ServerMsg::Res {
+        re: 7,
+        result: crvm_proto::Outcome::Offer { sid },
+    };
+    assert_eq!(
+        fx.take(),
+        [
+            said(1, res),
+            said(2, incoming_msg(sid, 10)),
+            said(1, ServerMsg::Start { sid }),
+        ]
+    );
+    st.data(here(1), sid, &chunk(sid, 10), &mut fx).unwrap();
+    st.data_end(here(1), sid, "h".into(), &mut fx);
+    st.ack(LoginGen(2), sid, 10, &mut fx);
+    st.fin(LoginGen(2), sid, CRVIDEOSDK_NOERR, &mut fx);
+    assert_eq!(
+        fx.take(),
+        [
+            Seen::Bytes(LoginGen(2), 10),
+            said(
+                2,
+                ServerMsg::DataEnd {
+                    sid,
+                    hash: "h".into()
+                }
+            ),
+            said(1, ServerMsg::Progress { sid, bytes: 10 }),
+            said(
+                1,
+                ServerMsg::XferEnd {
+                    sid,
+                    code: CRVIDEOSDK_NOERR
+                }
+            ),
+        ]
+    );
+    assert!(st.streams.is_empty() && st.outgoing.is_empty());
+}
+
+#[test]
+fn a_waiting_stream_starts_when_one_ends_before_that_ones_end_is_told() {
+    let mut st = State::default();
+    let mut fx = Rec::default();
+    let b = ep(100);
+    let sids: Vec<u64> = (1..=xfer::MAX_INCOMING as u64 + 1)
+        .map(|n| {
+            st.offer(
+                n,
+                ep(n).into(),
+                b.clone(),
+                offer(XferKind::File, 1),
+                &mut fx,
+            )
+            .unwrap()
+        })
+        .collect();
+    let last = *sids.last().unwrap();
+    let waiting = xfer::MAX_INCOMING as u64 + 1;
+    // The last one is only answered: it waits for room.
+    assert_eq!(
+        fx.take().last(),
+        Some(&said(
+            waiting,
+            ServerMsg::Res {
+                re: waiting,
+                result: crvm_proto::Outcome::Offer { sid: last }
+            }
+        ))
+    );
+    st.fin(LoginGen(100), sids[0], CRVIDEOSDK_NOERR, &mut fx);
+    assert_eq!(
+        fx.take(),
+        [
+            said(100, incoming_msg(last, 1)),
+            said(waiting, ServerMsg::Start { sid: last }),
+            said(
+                1,
+                ServerMsg::XferEnd {
+                    sid: sids[0],
+                    code: CRVIDEOSDK_NOERR
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn cmds_wait_for_the_receivers_window_and_are_done_per_sender() {
+    let mut st = State::default();
+    let mut fx = Rec::default();
+    let (a, c, b) = (Endpoint::from(ep(1)), Endpoint::from(ep(3)), ep(2));
+    for n in 1..=xfer::CMD_RECV_WINDOW as u64 {
+        let sender = if n % 2 == 1 { &a } else { &c };
+        assert_eq!(st.cmd(sender, "u", n, &b, vec![0; 4], &mut fx), Ok(Ok(())));
+    }
+    assert_eq!(fx.take().len(), 2 * xfer::CMD_RECV_WINDOW, "all delivered");
+    // The window is full: a third sender's cmd waits, and goes when the first two are
+    // acknowledged.
+    let d = Endpoint::from(ep(4));
+    assert_eq!(st.cmd(&d, "u", 99, &b, vec![0; 5], &mut fx), Ok(Ok(())));
+    assert_eq!(fx.take(), []);
+    st.cmd_ack(LoginGen(2), 2, &mut fx);
+    let n = xfer::CMD_RECV_WINDOW as u64 + 1;
+    let from = "u".to_owned();
+    assert_eq!(
+        fx.take(),
+        [
+            said(2, ServerMsg::CmdIn { n, from }),
+            Seen::Bytes(LoginGen(2), 5),
+            said(
+                1,
+                ServerMsg::CmdDone {
+                    ns: vec![1],
+                    code: CRVIDEOSDK_NOERR
+                }
+            ),
+            said(
+                3,
+                ServerMsg::CmdDone {
+                    ns: vec![2],
+                    code: CRVIDEOSDK_NOERR
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_receiver_that_ends_fails_what_it_had_coming_towards_each_sender() {
+    let mut st = State::default();
+    let mut fx = Rec::default();
+    let (a, b) = (ep(1), ep(2));
+    let sender = Endpoint::from(a.clone());
+    st.cmd(&sender, "u", 5, &b, vec![1], &mut fx)
+        .unwrap()
+        .unwrap();
+    let sid = st
+        .offer(1, a.into(), b, offer(XferKind::File, 10), &mut fx)
+        .unwrap();
+    fx.take();
+    st.session_ended(here(2), &mut fx);
+    let gone = crvm_proto::error::CRVIDEOSDK_SENDDATA_TARGETINVALID;
+    assert_eq!(
+        fx.take(),
+        [
+            said(
+                1,
+                ServerMsg::CmdDone {
+                    ns: vec![5],
+                    code: gone
+                }
+            ),
+            said(1, ServerMsg::XferEnd { sid, code: gone }),
+        ]
+    );
+    assert!(st.streams.is_empty() && st.outgoing.is_empty());
+}
+
+#[test]
+fn a_cancel_is_the_receivers_to_answer_once_started() {
+    let mut st = State::default();
+    let mut fx = Rec::default();
+    let (a, b) = (ep(1), ep(2));
+    let sender = Endpoint::from(a);
+    let sid = st
+        .offer(1, sender.clone(), b, offer(XferKind::File, 10), &mut fx)
+        .unwrap();
+    fx.take();
+    st.cancel(&sender, sid, &mut fx);
+    st.cancel(&sender, sid, &mut fx);
+    assert_eq!(
+        fx.take(),
+        [said(2, ServerMsg::Cancelled { sid })],
+        "told once"
+    );
+    st.data(here(1), sid, &chunk(sid, 4), &mut fx).unwrap();
+    assert_eq!(fx.take(), [], "a cancelled stream's chunks are dropped");
+    st.cancel_ack(LoginGen(2), sid, CRVIDEOSDK_NOERR, &mut fx);
+    assert_eq!(
+        fx.take(),
+        [said(
+            1,
+            ServerMsg::CancelDone {
+                sid,
+                code: CRVIDEOSDK_NOERR
+            }
+        )]
+    );
 }
