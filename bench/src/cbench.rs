@@ -16,16 +16,16 @@ const SOURCE: &str = include_str!("../c/cmd_throughput.c");
 const HEADER: &str = include_str!("../../include/crvm.h");
 /// Sender connections of the rows: the 4, and (c)'s 8.
 const SENDER_COUNTS: [usize; 2] = [4, 8];
+/// libcrvm's soname (the root build.rs sets it from the major version, the bench's too).
+const SONAME: &str = concat!("libcrvm.so.", env!("CARGO_PKG_VERSION_MAJOR"));
 const NATS_SUBJECT: &str = "bench.cmd";
 const CRVM_RECEIVER: &str = "crx";
 
 /// Builds the C program in `dir`. `Ok(Err(what))` when a prerequisite is not installed.
 fn build(dir: &Path) -> Res<Result<PathBuf, &'static str>> {
-    let exe = std::env::current_exe()?;
-    let lib_dir = exe.parent().ok_or("crvm-bench has no directory")?;
-    if !lib_dir.join("libcrvm.so").is_file() {
+    let Some(lib) = libcrvm()? else {
         return Ok(Err("libcrvm.so (cargo build -p crvm)"));
-    }
+    };
     if !installed("cc") {
         return Ok(Err("cc"));
     }
@@ -44,6 +44,10 @@ fn build(dir: &Path) -> Res<Result<PathBuf, &'static str>> {
         return Ok(Err("libnats (libnats-dev)"));
     }
     std::fs::create_dir_all(dir)?;
+    // A copy under its soname (the name the program will ask for), linked and found at run
+    // time through this directory.
+    std::fs::copy(&lib, dir.join(SONAME))?;
+    std::os::unix::fs::symlink(SONAME, dir.join("libcrvm.so"))?;
     let src = dir.join("cmd_throughput.c");
     std::fs::write(&src, SOURCE)?;
     std::fs::write(dir.join("crvm.h"), HEADER)?;
@@ -55,9 +59,9 @@ fn build(dir: &Path) -> Res<Result<PathBuf, &'static str>> {
         .arg("-I")
         .arg(dir)
         .arg("-L")
-        .arg(lib_dir)
+        .arg(dir)
         .args(["-lcrvm", "-lnats", "-lpthread"])
-        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
         .output()?;
     if !out.status.success() {
         return Err(format!(
@@ -67,6 +71,25 @@ fn build(dir: &Path) -> Res<Result<PathBuf, &'static str>> {
         .into());
     }
     Ok(Ok(prog))
+}
+
+/// The libcrvm.so of crvm-bench's own build: cargo builds the cdylib with the bench but puts it
+/// in `deps/` only, unless the `crvm` package itself was built, which copies it up beside the
+/// executables; the newer of the two.
+fn libcrvm() -> Res<Option<PathBuf>> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().ok_or("crvm-bench has no directory")?;
+    let mut newest = None;
+    for lib in [dir.join("libcrvm.so"), dir.join("deps/libcrvm.so")] {
+        let Ok(modified) = std::fs::metadata(&lib).and_then(|m| m.modified()) else {
+            continue;
+        };
+        match &newest {
+            Some((t, _)) if *t >= modified => {}
+            _ => newest = Some((modified, lib)),
+        }
+    }
+    Ok(newest.map(|(_, lib)| lib))
 }
 
 /// One system's three processes: its server, the receiver, the senders.
