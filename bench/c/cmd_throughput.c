@@ -1,8 +1,8 @@
 /*
  * cmd_throughput: acked small-message throughput through libcrvm (the C API) and through libnats
  * (the C NATS client), the same shape on both: S sender connections → 1 receiver, each message
- * acknowledged end to end. crvm-bench's section (j) builds it (cc -O2, against the libcrvm.so
- * next to crvm-bench and Debian's libnats-dev) and drives it; see docs/PERFORMANCE.md.
+ * acknowledged end to end. crvm-bench's section (j) builds it (cc -O2, against the libcrvm.so of
+ * crvm-bench's own build and Debian's libnats-dev) and drives it; see docs/PERFORMANCE.md.
  *
  * Roles, one process each (the servers are processes of their own):
  *
