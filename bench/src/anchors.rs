@@ -51,7 +51,7 @@ fn wait_for(lines: &Receiver<String>, marker: &str, what: &str) -> Res<String> {
 /// A running nats-server.
 pub struct Nats {
     /// Killed on drop.
-    _proc: Proc,
+    pub proc: Proc,
     pub url: String,
 }
 
@@ -109,7 +109,7 @@ impl Nats {
         )?;
         wait_for(&lines, "Server is ready", "nats-server")?;
         Ok(Nats {
-            _proc: proc,
+            proc,
             url: format!("nats://{addr}"),
         })
     }

@@ -7,6 +7,7 @@
 //! NATS responder).
 
 mod anchors;
+mod cbench;
 mod cluster;
 mod fanout;
 mod natsmsg;
@@ -39,7 +40,7 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
                   [--fanout N,N,..] [--fan-deliveries N] [--fan-samples N] [--calls N]
                   [--call-gap-ms N] [--only SECTIONS]
 
-  --only SECTIONS    run only these sections, e.g. --only a,c (default: all of a..i)
+  --only SECTIONS    run only these sections, e.g. --only a,c (default: all of a..j)
   --quick            tiny sizes: a smoke run of every section (anchors whose tool is not
                      installed are skipped in this mode only)
   --server PATH      crvm-server binary (default: crvm-server next to this executable)
@@ -48,7 +49,7 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
   --file-mib N       (a) bulk file size, MiB (default 1024)
   --setups N         (b) call setups per side, over all rounds (default 20000)
   --pings N          (c) round trips per size and side, over all rounds (default 3000)
-  --per-sender N     (c) cmds per sender per round in the throughput rows (default 5000,
+  --per-sender N     (c), (j) cmds per sender per round in the throughput rows (default 5000,
                      at most 48 MiB of data)
   --fanout N,N,..    (d)/(e) subscriber counts (default 10,100,1000)
   --fan-deliveries N (d) pushes per round: changes = N / subscribers (default 200000)
@@ -59,7 +60,9 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
   --big-mib N        (f) and (g) big transfer, MiB (default 2048)
 
   (h) session resumption uses the (a) file for its transfer through drops; (i), across cluster
-  nodes vs one node, uses it for its bulk row (and needs redis-server).";
+  nodes vs one node, uses it for its bulk row (and needs redis-server). (j), (c)'s throughput rows
+  with C clients (libcrvm vs libnats), builds bench/c/cmd_throughput.c with cc and libnats-dev,
+  and uses --per-sender.";
 
 #[derive(Debug)]
 struct Cfg {
@@ -111,7 +114,7 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
         fan_samples: if quick { 15 } else { 300 },
         calls: if quick { 10 } else { 100 },
         call_gap_ms: if quick { 2 } else { 20 },
-        only: "abcdefghi".into(),
+        only: "abcdefghij".into(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -149,7 +152,7 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
             "--calls" => cfg.calls = num()?,
             "--only" => {
                 cfg.only = value.to_lowercase();
-                if !cfg.only.chars().any(|c| "abcdefghi".contains(c)) {
+                if !cfg.only.chars().any(|c| "abcdefghij".contains(c)) {
                     return Err(format!("{flag}: no section among {value:?}").into());
                 }
             }
@@ -483,6 +486,10 @@ fn run(cfg: &Cfg) -> Res<()> {
     if cfg.runs('i') {
         println!();
         cluster::section_i(cfg, &tmp.0, &file_src, cfg.file, &rt)?;
+    }
+    if cfg.runs('j') {
+        println!();
+        cbench::section_j(cfg, &tmp.0, anchors.nats.as_ref())?;
     }
     println!();
     println!("load average at the end: {}", loadavg());

@@ -154,8 +154,13 @@ impl Peer {
     /// print `ready` once it is, answer `quit` with `bye`, and exit when its stdin closes.
     pub fn role(args: &[&str], user: &str) -> Res<Peer> {
         let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.args(args)
-            .stdin(Stdio::piped())
+        cmd.args(args);
+        Peer::command(cmd, user)
+    }
+
+    /// [`Peer::role`] for another program that speaks the same lines (`ready`, `quit` → `bye`).
+    pub fn command(mut cmd: Command, user: &str) -> Res<Peer> {
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut proc = Proc::spawn(cmd, user)?;

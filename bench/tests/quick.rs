@@ -1,7 +1,7 @@
 //! Keeps the benches from rotting: `crvm-bench --quick` and `crvm-scale --quick` must run every
 //! section to the end against the workspace's `crvm-server`. No timing or memory figure is
-//! asserted. The anchors (socat, nats-server, redis-server) run when they are installed;
-//! otherwise their sections or columns say so and the tests still pass.
+//! asserted. The anchors (socat, nats-server, redis-server, libnats-dev) run when they are
+//! installed; otherwise their sections or columns say so and the tests still pass.
 //!
 //! The server binary is taken from the same target directory as the benches. `cargo test
 //! --workspace` builds it (every workspace binary is built before any test runs); with
@@ -59,6 +59,7 @@ fn quick_run_prints_every_section() {
             "(g) peak RSS",
             "(h) session resumption",
             "storm:",
+            "(j) acked cmd throughput, C clients",
         ],
     );
     assert_prints(
