@@ -38,8 +38,8 @@ enum Job {
         dir: PathBuf,
         name: String,
     },
-    /// Cancelled or failed: close and delete the part file.
-    Discard { sid: u64, part: PathBuf },
+    /// Cancelled or failed (its part file already deleted): close it, write no more.
+    Discard { sid: u64 },
 }
 
 /// What the writer finished, in order per stream.
@@ -98,8 +98,8 @@ impl Disk {
         });
     }
 
-    pub fn discard(&mut self, sid: u64, part: PathBuf) {
-        self.submit(Job::Discard { sid, part });
+    pub fn discard(&mut self, sid: u64) {
+        self.submit(Job::Discard { sid });
     }
 
     /// What the writer has finished since the last call, in order.
@@ -142,8 +142,8 @@ impl Disk {
 }
 
 impl Drop for Disk {
-    /// Waits for the writer to finish what it was given (discarded part files deleted, synced
-    /// files named), so that nothing is left behind once the client is gone.
+    /// Waits for the writer to finish what it was given (files closed, synced files named), so
+    /// that nothing is left behind once the client is gone.
     fn drop(&mut self) {
         if let Some((tx, handle)) = self.thread.take() {
             drop(tx);
@@ -229,9 +229,8 @@ impl Files {
                     }
                 }
             }
-            Job::Discard { sid, part } => {
+            Job::Discard { sid } => {
                 self.0.remove(&sid);
-                let _ = std::fs::remove_file(part);
             }
         }
     }

@@ -297,10 +297,13 @@ impl Receiving {
         }
     }
 
-    /// Deletes what was stored of `sid` so far.
+    /// Deletes what was stored of `sid` so far. The name goes at once, so that the part file
+    /// is gone by the time the app hears of the cancel; the writer closes the file (and drops
+    /// what it still had to write).
     fn discard(&mut self, sid: u64, inc: Incoming) {
         if let Sink::File { part, .. } = inc.sink {
-            self.disk.discard(sid, part);
+            let _ = std::fs::remove_file(part);
+            self.disk.discard(sid);
         }
     }
 }
