@@ -1,9 +1,9 @@
 //! Non-blocking connects for the worker's poll loop (plain `libc`: std has no non-blocking
 //! connect).
 
+use crvm_proto::outq::KERNEL_UNSENT;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use crvm_proto::outq::KERNEL_UNSENT;
 use std::os::fd::{AsRawFd, FromRawFd};
 
 /// Starts a non-blocking connect; completion is signalled by the socket becoming writable.

@@ -256,7 +256,9 @@ impl State {
                 name,
             } => {
                 let (xfers, mut io) = self.xio(now);
-                xfers.recv.on_incoming(sid, task, from, kind, size, &name, &mut io);
+                xfers
+                    .recv
+                    .on_incoming(sid, task, from, kind, size, &name, &mut io);
             }
             ServerMsg::DataEnd { sid, hash } => {
                 let (xfers, mut io) = self.xio(now);

@@ -2,8 +2,8 @@
 //! bytes read and to write, its timers, and its events on their way to the app.
 
 use super::super::event::Event;
-use super::lifecycle::{Phase, RESUME_HANDSHAKE};
 use super::super::transfer::Wake;
+use super::lifecycle::{Phase, RESUME_HANDSHAKE};
 use super::timers::Timer;
 use super::{Session, Want, ACK_EVERY, DEFAULT_HEARTBEAT, WRITE_BATCH};
 use crvm_proto::error::*;

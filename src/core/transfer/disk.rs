@@ -29,8 +29,14 @@ const SPARE_BUFFERS: usize = 8;
 
 enum Job {
     /// A part file, opened by the worker, to write stream `sid` into.
-    Open { sid: u64, file: File },
-    Write { sid: u64, bytes: Vec<u8> },
+    Open {
+        sid: u64,
+        file: File,
+    },
+    Write {
+        sid: u64,
+        bytes: Vec<u8>,
+    },
     /// Every byte is written: sync, then give the part file its final name in `dir`.
     Finish {
         sid: u64,
@@ -39,7 +45,9 @@ enum Job {
         name: String,
     },
     /// Cancelled or failed (its part file already deleted): close it, write no more.
-    Discard { sid: u64 },
+    Discard {
+        sid: u64,
+    },
 }
 
 /// What the writer finished, in order per stream.
