@@ -64,6 +64,18 @@ pub(crate) enum Done {
 /// Completions waiting for the worker, shared with the thread.
 type DoneQueue = Arc<Mutex<Vec<Done>>>;
 
+/// Reports `d`, waking the worker if the queue was empty: it takes everything each time it
+/// looks (under the same lock), so a queue that is not empty already has a wake-up coming.
+fn report(done: &DoneQueue, wake: Option<&Wake>, d: Done) {
+    let mut q = done.lock();
+    let was_empty = q.is_empty();
+    q.push(d);
+    drop(q);
+    if let (true, Some(wake)) = (was_empty, wake) {
+        wake();
+    }
+}
+
 /// The worker's handle on the writer.
 #[derive(Default)]
 pub(crate) struct Disk {
@@ -125,7 +137,8 @@ impl Disk {
     fn submit(&mut self, job: Job) {
         let Some(wake) = &self.wake else {
             // No worker to wake: done at once.
-            return self.inline.run(job, &self.done);
+            let done = &self.done;
+            return self.inline.run(job, &|d| report(done, None, d));
         };
         if self.thread.is_none() {
             let (tx, rx) = crossbeam_channel::unbounded();
@@ -164,12 +177,7 @@ impl Drop for Disk {
 fn writer(rx: Receiver<Job>, done: DoneQueue, wake: Wake) {
     let mut files = Files::default();
     while let Ok(job) = rx.recv() {
-        let was_empty = done.lock().is_empty();
-        files.run(job, &done);
-        // One wake-up per batch the worker has not taken yet.
-        if was_empty && !done.lock().is_empty() {
-            wake();
-        }
+        files.run(job, &|d| report(&done, Some(&wake), d));
     }
 }
 
@@ -185,8 +193,7 @@ struct Writing {
 }
 
 impl Files {
-    fn run(&mut self, job: Job, done: &DoneQueue) {
-        let report = |d: Done| done.lock().push(d);
+    fn run(&mut self, job: Job, report: &dyn Fn(Done)) {
         match job {
             Job::Open { sid, file } => {
                 let w = Writing {
