@@ -36,8 +36,7 @@ pub async fn run(
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     next_id.0 += 1;
-                    // Replies are small and latency matters more than packet count.
-                    let _ = stream.set_nodelay(true);
+                    conn::tune_socket(&stream);
                     let (id, ctx, alive) = (next_id, Arc::clone(&ctx), alive_tx.clone());
                     tokio::spawn(async move {
                         match ctx.tls.clone() {

@@ -46,7 +46,8 @@ pub(crate) struct Inner {
     shared: Mutex<Shared>,
     /// Signalled when events wait for a `poll` (manual dispatch).
     events_ready: Condvar,
-    waker: Waker,
+    /// Shared with the disk writer of received files, which wakes the worker too.
+    waker: Arc<Waker>,
     dispatch: Dispatch,
     /// `dispatch=manual`, fixed at the first login.
     manual: AtomicBool,
@@ -130,10 +131,15 @@ impl Client {
         if !valid_addr(addr) {
             return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
         }
-        let waker = Waker::new().map_err(|_| code(CRVIDEOSDK_NETWORK_INITFAILED))?;
+        let waker = Arc::new(Waker::new().map_err(|_| code(CRVIDEOSDK_NETWORK_INITFAILED))?);
+        let mut shared = Shared::new(Instant::now());
+        let disk_wake = Arc::clone(&waker);
+        shared
+            .session
+            .set_disk_wake(Arc::new(move || disk_wake.wake()));
         let inner = Arc::new(Inner {
             addr: addr.to_owned(),
-            shared: Mutex::new(Shared::new(Instant::now())),
+            shared: Mutex::new(shared),
             events_ready: Condvar::new(),
             waker,
             dispatch: Dispatch::new(handler),

@@ -1,9 +1,10 @@
 //! Non-blocking connects for the worker's poll loop (plain `libc`: std has no non-blocking
 //! connect).
 
+use crvm_proto::outq::KERNEL_UNSENT;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 
 /// Starts a non-blocking connect; completion is signalled by the socket becoming writable.
 pub fn start_connect(addr: &SocketAddr) -> io::Result<TcpStream> {
@@ -36,8 +37,26 @@ pub fn connect_result(stream: &TcpStream) -> io::Result<()> {
         Some(e) => Err(e),
         None => {
             stream.set_nodelay(true)?;
+            limit_unsent(stream);
             Ok(())
         }
+    }
+}
+
+/// Bounds the bytes the kernel holds unsent on `stream` ([`KERNEL_UNSENT`]): what waits beyond
+/// that waits in the session's out-queue, where an invite or a cmd overtakes data. Best effort:
+/// without it (another OS) only latency under load suffers.
+pub fn limit_unsent(stream: &TcpStream) {
+    let lowat = KERNEL_UNSENT as libc::c_int;
+    // SAFETY: setsockopt on a descriptor `stream` owns, with a live c_int of the stated size.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            &lowat as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 

@@ -232,6 +232,7 @@ fn turn(inner: &Inner, events: &mut Vec<Event>) -> bool {
     let mut sh = inner.shared.lock();
     sh = reconcile(inner, sh);
     let now = Instant::now();
+    sh.session.disk_done(now);
     if sh.session.deadline().is_some_and(|d| now >= d) {
         // What arrived while this thread was busy (a long callback, a slow disk) counts before
         // a silence is judged: a link is dead only if nothing is waiting on it.

@@ -25,7 +25,7 @@ impl State {
                 if matches!(self.phase, Phase::LoggedIn) {
                     let (sid, bytes) = f.data();
                     let (xfers, mut io) = self.xio(now);
-                    xfers.on_data(sid, bytes, &mut io);
+                    xfers.recv.on_data(sid, bytes, &mut io);
                 }
             }
             Kind::Control => {
@@ -256,11 +256,13 @@ impl State {
                 name,
             } => {
                 let (xfers, mut io) = self.xio(now);
-                xfers.on_incoming(sid, task, from, kind, size, &name, &mut io);
+                xfers
+                    .recv
+                    .on_incoming(sid, task, from, kind, size, &name, &mut io);
             }
             ServerMsg::DataEnd { sid, hash } => {
                 let (xfers, mut io) = self.xio(now);
-                xfers.on_data_end(sid, hash, &mut io);
+                xfers.recv.on_data_end(sid, hash, &mut io);
             }
             ServerMsg::Progress { sid, bytes } => {
                 let (xfers, mut io) = self.xio(now);
@@ -272,7 +274,7 @@ impl State {
             }
             ServerMsg::Cancelled { sid } => {
                 let (xfers, mut io) = self.xio(now);
-                xfers.on_cancelled(sid, &mut io);
+                xfers.recv.on_cancelled(sid, &mut io);
             }
             ServerMsg::CancelDone { sid, code } => {
                 let (xfers, mut io) = self.xio(now);

@@ -2,6 +2,7 @@
 //! bytes read and to write, its timers, and its events on their way to the app.
 
 use super::super::event::Event;
+use super::super::transfer::Wake;
 use super::lifecycle::{Phase, RESUME_HANDSHAKE};
 use super::timers::Timer;
 use super::{Session, Want, ACK_EVERY, DEFAULT_HEARTBEAT, WRITE_BATCH};
@@ -181,6 +182,18 @@ impl Session {
     /// Whether cmds are unfinished or queued (a burst is under way).
     pub fn cmds_in_flight(&self) -> bool {
         self.st.cmds.in_flight()
+    }
+
+    /// Received files are written on a thread of their own, which calls `wake` when it has
+    /// stored or finished something: the worker then calls [`Session::disk_done`].
+    pub fn set_disk_wake(&mut self, wake: Wake) {
+        self.st.xfers.recv.set_wake(wake);
+    }
+
+    /// Takes what the disk writer finished: acknowledgements of stored chunks, received files.
+    pub fn disk_done(&mut self, now: Instant) {
+        let (xfers, mut io) = self.st.xio(now);
+        xfers.recv.disk_done(&mut io);
     }
 
     /// Whether frames wait to be written on an established link.

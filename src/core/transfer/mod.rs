@@ -12,14 +12,16 @@
 //! acknowledgements (relayed as `progress`) open the window and drive `send_progress`; its
 //! `fin` ends the stream.
 //!
-//! Receiving: a file is written to a hidden part file in `download_dir` as chunks arrive, and
-//! each stored chunk is acknowledged. When all bytes and the sender's checksum are in and the
-//! checksum matches, the file gets its final, fresh name (never overwriting anything) and only
-//! then is the app told. A failure or cancel deletes the part file.
+//! Receiving is [`recv`]'s, its files written off the worker by [`disk`].
+
+mod disk;
+mod recv;
+
+pub(crate) use disk::Wake;
+use recv::Receiving;
 
 use super::event::Event;
 use super::events::Events;
-use super::ids::new_id;
 use super::options::Options;
 use crvm_proto::error::*;
 use crvm_proto::frame::{Kind, HEADER_LEN};
@@ -27,7 +29,7 @@ use crvm_proto::msg::{checksum_hex, xfer};
 use crvm_proto::{ClientMsg, Code, Op, Out, OutQueue, XferKind};
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,8 +39,6 @@ use xxhash_rust::xxh3::Xxh3;
 const PROGRESS_BYTES: u64 = 1024 * 1024;
 /// …or this often (in time), whichever comes first.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
-/// Longest file name (bytes) the receiver keeps from the sender's.
-const NAME_MAX: usize = 200;
 /// Files waiting in the queue that keep their descriptor open; beyond this, a queued file is
 /// reopened by its path when its turn comes (so that a burst of files cannot exhaust the
 /// process's descriptors).
@@ -173,41 +173,6 @@ impl Outgoing {
     }
 }
 
-enum Sink {
-    Bytes(Vec<u8>),
-    File {
-        file: File,
-        part: PathBuf,
-        /// The sanitised name the sender gave.
-        name: String,
-        /// Bytes whose write-back to disk has been started ([`start_writeback`]).
-        flushing: u64,
-    },
-}
-
-struct Incoming {
-    task: String,
-    from: String,
-    size: u64,
-    received: u64,
-    /// Bytes acknowledged to the sender so far.
-    acked: u64,
-    sink: Sink,
-    hasher: Xxh3,
-    /// The sender's checksum, once `data_end` arrived (it may overtake the last chunks).
-    expected: Option<String>,
-}
-
-impl Incoming {
-    /// Deletes what was stored so far.
-    fn discard(self) {
-        if let Sink::File { file, part, .. } = self.sink {
-            drop(file);
-            let _ = std::fs::remove_file(part);
-        }
-    }
-}
-
 /// Every stream of the session.
 #[derive(Default)]
 pub(crate) struct Transfers {
@@ -219,7 +184,8 @@ pub(crate) struct Transfers {
     out: HashMap<u64, Outgoing>,
     /// Started streams that may still have data to send, in round-robin order.
     turn: VecDeque<u64>,
-    inc: HashMap<u64, Incoming>,
+    /// Incoming streams.
+    pub recv: Receiving,
     /// The app's cancels awaiting the server's answer: stream → task.
     cancels: HashMap<u64, String>,
     next_order: u64,
@@ -450,171 +416,6 @@ impl Transfers {
         false
     }
 
-    /// Data frame of stream `sid`.
-    pub fn on_data(&mut self, sid: u64, bytes: &[u8], io: &mut Io<'_>) {
-        let Some(inc) = self.inc.get_mut(&sid) else {
-            return; // failed or cancelled: the rest of its chunks are dropped
-        };
-        if inc.received + bytes.len() as u64 > inc.size {
-            let inc = self.inc.remove(&sid).expect("present");
-            inc.discard();
-            io.send(&ClientMsg::Fin {
-                sid,
-                code: CRVIDEOSDK_ERR_DATA,
-            });
-            return;
-        }
-        let stored = match &mut inc.sink {
-            Sink::Bytes(b) => {
-                b.extend_from_slice(bytes);
-                Ok(())
-            }
-            Sink::File { file, flushing, .. } => file.write_all(bytes).map(|()| {
-                let written = inc.received + bytes.len() as u64;
-                if written - *flushing >= WRITEBACK_EVERY {
-                    start_writeback(file, *flushing, written - *flushing);
-                    *flushing = written;
-                }
-            }),
-        };
-        if stored.is_err() {
-            let inc = self.inc.remove(&sid).expect("present");
-            inc.discard();
-            io.send(&ClientMsg::Fin {
-                sid,
-                code: CRVIDEOSDK_FILE_WRITE_ERR,
-            });
-            return;
-        }
-        inc.hasher.update(bytes);
-        inc.received += bytes.len() as u64;
-        if inc.received - inc.acked >= xfer::ACK_EVERY || inc.received == inc.size {
-            inc.acked = inc.received;
-            io.send(&ClientMsg::Ack {
-                sid,
-                bytes: inc.received,
-            });
-        }
-        self.try_finish(sid, io);
-    }
-
-    /// A stream to this session starts.
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_incoming(
-        &mut self,
-        sid: u64,
-        task: String,
-        from: String,
-        kind: XferKind,
-        size: u64,
-        name: &str,
-        io: &mut Io<'_>,
-    ) {
-        let fin = |io: &mut Io<'_>, code| io.send(&ClientMsg::Fin { sid, code });
-        let sink = match kind {
-            // Cmds are not streams: a server that says so is answered as for bad data.
-            XferKind::Cmd => return fin(io, CRVIDEOSDK_ERR_DATA),
-            XferKind::Buffer if size > io.opts.max_buffer_bytes => {
-                return fin(io, CRVIDEOSDK_SENDBUFFER_LARGE)
-            }
-            XferKind::Buffer => Sink::Bytes(Vec::with_capacity(size.min(1 << 20) as usize)),
-            XferKind::File => match open_part(&io.opts.download_dir) {
-                Ok((file, part)) => Sink::File {
-                    file,
-                    part,
-                    name: sanitize_name(name),
-                    flushing: 0,
-                },
-                Err(_) => return fin(io, CRVIDEOSDK_FILE_WRITE_ERR),
-            },
-        };
-        self.inc.insert(
-            sid,
-            Incoming {
-                task,
-                from,
-                size,
-                received: 0,
-                acked: 0,
-                sink,
-                hasher: Xxh3::new(),
-                expected: None,
-            },
-        );
-        self.try_finish(sid, io); // an empty transfer may already be complete
-    }
-
-    pub fn on_data_end(&mut self, sid: u64, hash: String, io: &mut Io<'_>) {
-        if let Some(inc) = self.inc.get_mut(&sid) {
-            inc.expected = Some(hash);
-            self.try_finish(sid, io);
-        }
-    }
-
-    /// Delivers an incoming stream once every byte and the checksum are in.
-    fn try_finish(&mut self, sid: u64, io: &mut Io<'_>) {
-        match self.inc.get(&sid) {
-            Some(inc) if inc.received == inc.size && inc.expected.is_some() => {}
-            _ => return,
-        }
-        let inc = self.inc.remove(&sid).expect("present");
-        if inc.expected.as_deref() != Some(&checksum_hex(inc.hasher.digest128())) {
-            inc.discard();
-            return io.send(&ClientMsg::Fin {
-                sid,
-                code: CRVIDEOSDK_SENDFILE_FILEINERROR,
-            });
-        }
-        let code = match inc.sink {
-            Sink::Bytes(data) => {
-                io.emit(Event::NotifyBufferData {
-                    from: inc.from,
-                    data,
-                });
-                CRVIDEOSDK_NOERR
-            }
-            Sink::File {
-                file, part, name, ..
-            } => {
-                let published = file.sync_all().and_then(|()| {
-                    drop(file);
-                    publish(&part, &io.opts.download_dir, &name)
-                });
-                match published {
-                    Ok(path) => {
-                        io.emit(Event::NotifyFileData {
-                            from: inc.from,
-                            path: path.to_string_lossy().into_owned(),
-                            name,
-                        });
-                        CRVIDEOSDK_NOERR
-                    }
-                    Err(_) => {
-                        let _ = std::fs::remove_file(&part);
-                        CRVIDEOSDK_FILE_WRITE_ERR
-                    }
-                }
-            }
-        };
-        io.send(&ClientMsg::Fin { sid, code });
-    }
-
-    /// The sender cancelled (or went away): discard, tell the app, answer the server.
-    pub fn on_cancelled(&mut self, sid: u64, io: &mut Io<'_>) {
-        let code = match self.inc.remove(&sid) {
-            Some(inc) => {
-                io.emit(Event::NotifyCancelSend {
-                    task_id: inc.task.clone(),
-                });
-                inc.discard();
-                CRVIDEOSDK_NOERR
-            }
-            // Already delivered (or failed and answered): nothing to cancel.
-            None => CRVIDEOSDK_TRANSID_INVALID,
-        };
-        io.send(&ClientMsg::CancelAck { sid, code });
-    }
-
     /// The receiver holds `bytes` of an outgoing stream.
     pub fn on_progress(&mut self, sid: u64, bytes: u64, io: &mut Io<'_>) {
         let Some(o) = self.out.get_mut(&sid) else {
@@ -685,40 +486,13 @@ impl Transfers {
                 result: Err(code),
             });
         }
-        for (_, inc) in self.inc.drain() {
-            inc.discard();
-        }
+        self.recv.end_all();
         self.turn.clear();
     }
 }
 
 /// Appends exactly `n` bytes read from `f` to `buf` (into its spare capacity, not zeroed
 /// first); a short file is an error.
-/// How often a file being received has its write-back to disk started.
-const WRITEBACK_EVERY: u64 = 8 << 20;
-
-/// Asks the kernel to start writing `len` bytes at `offset` of `file` to disk, without waiting
-/// for them. A received file is synced before it is reported; with its write-back started as
-/// the data arrives, that final sync — which blocks the worker, and with it every event of the
-/// session — has little left to wait for, and a large file never piles up as dirty memory.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a system call on a descriptor `file` keeps open; no memory is passed. Its result
-    // is ignored: if it fails, the final sync does all the work, as without it.
-    unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
-
 fn read_into(f: &mut File, buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
     buf.reserve(n);
     let got = f.take(n as u64).read_to_end(buf)?;
@@ -731,102 +505,4 @@ fn read_into(f: &mut File, buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
 /// The last component of a path (what the receiver is told the file is called).
 pub(crate) fn base_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
-}
-
-/// Creates a fresh hidden part file in `dir`.
-fn open_part(dir: &Path) -> io::Result<(File, PathBuf)> {
-    let part = dir.join(format!(".crvm-{}.part", new_id("")));
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&part)?;
-    Ok((file, part))
-}
-
-/// What the receiver keeps of the sender's file name: the last path component, without control
-/// characters (NUL included), never empty, `.` or `..`, at most [`NAME_MAX`] bytes.
-pub(crate) fn sanitize_name(name: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let mut clean: String = base.chars().filter(|c| !c.is_control()).collect();
-    let trimmed = clean.trim();
-    if trimmed.is_empty() || trimmed == "." || trimmed == ".." {
-        return "file".into();
-    }
-    clean = trimmed.to_owned();
-    if clean.len() > NAME_MAX {
-        let mut end = NAME_MAX;
-        while !clean.is_char_boundary(end) {
-            end -= 1;
-        }
-        clean.truncate(end);
-    }
-    clean
-}
-
-/// Gives the finished part file its final name in `dir`: `name`, else `stem (1).ext`,
-/// `stem (2).ext`, … — never replacing an existing file (a hard link fails if the name exists).
-fn publish(part: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
-    let dir = std::fs::canonicalize(dir)?;
-    let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 => (&name[..i], &name[i..]),
-        _ => (name, ""),
-    };
-    for n in 0..1000 {
-        let candidate = if n == 0 {
-            dir.join(name)
-        } else {
-            dir.join(format!("{stem} ({n}){ext}"))
-        };
-        match std::fs::hard_link(part, &candidate) {
-            Ok(()) => {
-                std::fs::remove_file(part)?;
-                return Ok(candidate);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    let candidate = dir.join(format!("{stem}-{}{ext}", new_id("")));
-    std::fs::hard_link(part, &candidate)?;
-    std::fs::remove_file(part)?;
-    Ok(candidate)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_sanitised() {
-        assert_eq!(sanitize_name("../../etc/passwd"), "passwd");
-        assert_eq!(sanitize_name("a\\b\\c.txt"), "c.txt");
-        assert_eq!(sanitize_name(".."), "file");
-        assert_eq!(sanitize_name("dir/"), "file");
-        assert_eq!(sanitize_name("x\0y\n.txt"), "xy.txt");
-        assert_eq!(sanitize_name("  résumé final.pdf "), "résumé final.pdf");
-        assert_eq!(sanitize_name(&"é".repeat(150)).len(), 200);
-    }
-
-    #[test]
-    fn publish_never_overwrites() {
-        let dir = std::env::temp_dir().join(format!("crvm-publish-{}", new_id("")));
-        std::fs::create_dir(&dir).unwrap();
-        let mut got = Vec::new();
-        for body in ["one", "two", "three"] {
-            let (mut f, part) = open_part(&dir).unwrap();
-            f.write_all(body.as_bytes()).unwrap();
-            let path = publish(&part, &dir, "report.txt").unwrap();
-            assert!(!part.exists());
-            got.push((path, body));
-        }
-        let names: Vec<String> = got
-            .iter()
-            .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["report.txt", "report (1).txt", "report (2).txt"]);
-        for (p, body) in &got {
-            assert_eq!(std::fs::read_to_string(p).unwrap(), *body);
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }
