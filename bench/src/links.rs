@@ -75,14 +75,7 @@ pub fn section_k(cfg: &Cfg, tmp: &Path, socat: bool) -> Res<()> {
 }
 
 /// Runs one profile: a server of its own, bob behind a fresh emulator.
-fn profile(
-    cfg: &Cfg,
-    dir: &Path,
-    p: Profile,
-    size: u64,
-    socat: bool,
-    round: usize,
-) -> Res<Rows> {
+fn profile(cfg: &Cfg, dir: &Path, p: Profile, size: u64, socat: bool, round: usize) -> Res<Rows> {
     std::fs::create_dir_all(dir)?;
     let src = dir.join("src.bin");
     make_file(&src, size)?;
@@ -98,8 +91,22 @@ fn profile(
 
     let gap = call_gap_ms(cfg);
     let patience = transfer_patience(size) + Duration::from_secs(60);
-    calls(&mut alice, &mut bob, WARMUP_CALLS, gap, During::Always, patience)?;
-    let (_, idle) = calls(&mut alice, &mut bob, cfg.link_calls, gap, During::Always, patience)?;
+    calls(
+        &mut alice,
+        &mut bob,
+        WARMUP_CALLS,
+        gap,
+        During::Always,
+        patience,
+    )?;
+    let (_, idle) = calls(
+        &mut alice,
+        &mut bob,
+        cfg.link_calls,
+        gap,
+        During::Always,
+        patience,
+    )?;
 
     let mut busy = Vec::new();
     for (k, way) in [Way::Down, Way::Up].into_iter().enumerate() {
@@ -187,9 +194,9 @@ fn print_rows(p: Profile, r: &Rows) {
         Way::Down => "bob downloads",
         Way::Up => "bob uploads",
     };
-    println!("    invite (call → notify_call_in)   n    p50 ms    p99 ms   target p99");
+    println!("    invite (call → notify_call_in)      n    p50 ms    p99 ms   target p99");
     println!(
-        "      idle                       {:>4} {:>9.1} {:>9.1}",
+        "      idle                          {:>4} {:>9.1} {:>9.1}",
         r.idle.len(),
         ms(&r.idle, 0.5),
         idle99
@@ -206,11 +213,11 @@ fn print_rows(p: Profile, r: &Rows) {
         );
     }
     let set = p.spec().rate_bps as f64;
-    println!("    transfer (Mbit/s)           crvm   of link     socat   of link   crvm/socat");
+    println!("    transfer (Mbit/s)             crvm   of link     socat   of link   crvm/socat");
     for (w, _, rate, anchor) in &r.busy {
         let Some(a) = anchor else {
             println!(
-                "      {:<20} {:>9.1} {:>9.3}",
+                "      {:<22} {:>9.1} {:>9.3}",
                 way(*w),
                 rate / 1e6,
                 rate / set
@@ -219,7 +226,7 @@ fn print_rows(p: Profile, r: &Rows) {
         };
         let ratio = rate / a;
         println!(
-            "      {:<20} {:>9.1} {:>9.3} {:>9.1} {:>9.3} {ratio:>8.2} (target >= {RATE_TARGET:.1}: {})",
+            "      {:<22} {:>9.1} {:>9.3} {:>9.1} {:>9.3} {ratio:>12.2} (target >= {RATE_TARGET:.1}: {})",
             way(*w),
             rate / 1e6,
             rate / set,

@@ -1067,7 +1067,14 @@ fn section_f(cfg: &Cfg, s: &mut Session, big: &Path) -> Res<()> {
     );
     let patience = transfer_patience(cfg.big);
     let batch = |s: &mut Session, gap_ms, during| {
-        calls(&mut s.alice, &mut s.bob, cfg.calls, gap_ms, during, patience)
+        calls(
+            &mut s.alice,
+            &mut s.bob,
+            cfg.calls,
+            gap_ms,
+            during,
+            patience,
+        )
     };
     let (warm_ok, warm_in) = batch(s, 0, During::Always)?;
     let (idle_ok, idle_in) = batch(s, cfg.call_gap_ms, During::Always)?;

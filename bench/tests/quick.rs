@@ -59,6 +59,9 @@ fn quick_run_prints_every_section() {
             "(g) peak RSS",
             "(h) session resumption",
             "storm:",
+            "(k) emulated links",
+            "bob downloads",
+            "bob uploads",
         ],
     );
     assert_prints(
