@@ -194,9 +194,10 @@ fn print_rows(p: Profile, r: &Rows) {
         Way::Down => "bob downloads",
         Way::Up => "bob uploads",
     };
-    println!("    invite (call → notify_call_in)      n    p50 ms    p99 ms   target p99");
+    println!("    invite (call → notify_call_in)       n    p50 ms    p99 ms   target p99");
     println!(
-        "      idle                          {:>4} {:>9.1} {:>9.1}",
+        "      {:<30} {:>4} {:>9.1} {:>9.1}",
+        "idle",
         r.idle.len(),
         ms(&r.idle, 0.5),
         idle99
@@ -205,8 +206,8 @@ fn print_rows(p: Profile, r: &Rows) {
         let p99 = ms(lat, 0.99);
         let limit = idle99 + rtt;
         println!(
-            "      during transfer, {:<13} {:>4} {:>9.1} {p99:>9.1}   <= {limit:.1} ({})",
-            way(*w),
+            "      {:<30} {:>4} {:>9.1} {p99:>9.1}   <= {limit:.1} ({})",
+            format!("during transfer, {}", way(*w)),
             lat.len(),
             ms(lat, 0.5),
             if p99 <= limit { "met" } else { "missed" }
