@@ -10,6 +10,7 @@ mod anchors;
 mod cbench;
 mod cluster;
 mod fanout;
+mod links;
 mod natsmsg;
 mod peer;
 mod procs;
@@ -17,6 +18,7 @@ mod relay;
 mod resume;
 
 use anchors::{Nats, Redis};
+use peer::During;
 use procs::{start_server, Peer, Server, Stats, TmpDir};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -34,13 +36,16 @@ const SENDERS: usize = 8;
 /// library's default `max_pending_bytes` (64 MiB), so that nothing is refused.
 const PENDING_BUDGET: u64 = 48 * MIB;
 
+/// Every section's letter.
+const SECTIONS: &str = "abcdefghijk";
+
 const USAGE: &str = "\
 usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-mib N]
                   [--big-mib N] [--reps N] [--setups N] [--pings N] [--per-sender N]
                   [--fanout N,N,..] [--fan-deliveries N] [--fan-samples N] [--calls N]
-                  [--call-gap-ms N] [--only SECTIONS]
+                  [--call-gap-ms N] [--link-secs N] [--link-calls N] [--only SECTIONS]
 
-  --only SECTIONS    run only these sections, e.g. --only a,c (default: all of a..j)
+  --only SECTIONS    run only these sections, e.g. --only a,c (default: all of a..k)
   --quick            tiny sizes: a smoke run of every section (anchors whose tool is not
                      installed are skipped in this mode only)
   --server PATH      crvm-server binary (default: crvm-server next to this executable)
@@ -58,6 +63,8 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
   --call-gap-ms N    (f) pause between two calls, ms (default 20)
   --small-mib N      (g) smaller transfer, MiB (default 256)
   --big-mib N        (f) and (g) big transfer, MiB (default 2048)
+  --link-secs N      (k) file size on each emulated link, in seconds at its rate (default 10)
+  --link-calls N     (k) calls per row (default 50)
 
   (h) session resumption uses the (a) file for its transfer through drops; (i), across cluster
   nodes vs one node, uses it for its bulk row (and needs redis-server). (j), (c)'s throughput rows
@@ -82,6 +89,10 @@ struct Cfg {
     calls: u64,
     /// Pause between two calls in (f), so that busy samples spread over the transfer.
     call_gap_ms: u64,
+    /// (k) seconds of a transfer at the emulated link's rate: its file's size.
+    link_secs: f64,
+    /// (k) calls per row.
+    link_calls: u64,
     /// Section letters to run.
     only: String,
 }
@@ -114,7 +125,9 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
         fan_samples: if quick { 15 } else { 300 },
         calls: if quick { 10 } else { 100 },
         call_gap_ms: if quick { 2 } else { 20 },
-        only: "abcdefghij".into(),
+        link_secs: if quick { 0.2 } else { 10.0 },
+        link_calls: if quick { 5 } else { 50 },
+        only: SECTIONS.into(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -150,9 +163,11 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
             "--fan-deliveries" => cfg.fan_deliveries = num()?,
             "--fan-samples" => cfg.fan_samples = num()?,
             "--calls" => cfg.calls = num()?,
+            "--link-secs" => cfg.link_secs = num()? as f64,
+            "--link-calls" => cfg.link_calls = num()?,
             "--only" => {
                 cfg.only = value.to_lowercase();
-                if !cfg.only.chars().any(|c| "abcdefghij".contains(c)) {
+                if !cfg.only.chars().any(|c| SECTIONS.contains(c)) {
                     return Err(format!("{flag}: no section among {value:?}").into());
                 }
             }
@@ -440,12 +455,15 @@ fn run(cfg: &Cfg) -> Res<()> {
     let small_src = tmp.0.join("small.bin");
     let big_src = tmp.0.join("big.bin");
     let file_src = tmp.0.join("file.bin");
-    for (path, size) in [
-        (&file_src, cfg.file),
-        (&small_src, cfg.small),
-        (&big_src, cfg.big),
+    // Only the files the chosen sections use.
+    for (path, size, users) in [
+        (&file_src, cfg.file, "ahi"),
+        (&small_src, cfg.small, "g"),
+        (&big_src, cfg.big, "fg"),
     ] {
-        make_file(path, size)?;
+        if users.chars().any(|c| cfg.runs(c)) {
+            make_file(path, size)?;
+        }
     }
     // The anchors' clients and the presence subscribers; two workers, one per core.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -490,6 +508,10 @@ fn run(cfg: &Cfg) -> Res<()> {
     if cfg.runs('j') {
         println!();
         cbench::section_j(cfg, &tmp.0, anchors.nats.as_ref())?;
+    }
+    if cfg.runs('k') {
+        println!();
+        links::section_k(cfg, &tmp.0, anchors.socat)?;
     }
     println!();
     println!("load average at the end: {}", loadavg());
@@ -1000,24 +1022,24 @@ fn section_de(cfg: &Cfg, tmp: &Path, rt: &tokio::runtime::Runtime, a: &Anchors) 
     Ok(())
 }
 
-/// Latencies of one batch of calls alice → bob, nanoseconds: `call` → `call_success` (alice's
-/// clock) and `call` → bob's `notify_call_in` (one monotonic clock for both processes).
+/// Latencies of one batch of up to `n` calls alice → bob, nanoseconds: `call` → `call_success`
+/// (alice's clock) and `call` → bob's `notify_call_in` (one monotonic clock for both processes).
+/// `during`: which calls alice makes (all, or only while a transfer of hers runs); `patience`:
+/// how long she may take.
 fn calls(
-    cfg: &Cfg,
-    s: &mut Session,
+    alice: &mut Peer,
+    bob: &mut Peer,
+    n: u64,
     gap_ms: u64,
-    while_sending: bool,
+    during: peer::During,
+    patience: Duration,
 ) -> Res<(Vec<u64>, Vec<u64>)> {
-    let cmd = format!(
-        "calls bob {} {gap_ms} {}",
-        cfg.calls,
-        u8::from(while_sending)
-    );
-    s.alice.send(&cmd)?;
-    let made = s.alice.expect("calls", transfer_patience(cfg.big))?;
+    let cmd = format!("calls {} {n} {gap_ms} {}", bob.user, during.word());
+    alice.send(&cmd)?;
+    let made = alice.expect("calls", patience)?;
     let n_made = made.split(' ').filter(|w| !w.is_empty()).count();
-    s.bob.send(&format!("callins {n_made}"))?;
-    let rang = s.bob.expect("callins", Duration::from_secs(30))?;
+    bob.send(&format!("callins {n_made}"))?;
+    let rang = bob.expect("callins", Duration::from_secs(60))?;
     let rang: std::collections::HashMap<&str, u64> = rang
         .split(' ')
         .filter_map(|w| w.split_once(':'))
@@ -1050,10 +1072,21 @@ fn section_f(cfg: &Cfg, s: &mut Session, big: &Path) -> Res<()> {
         cfg.calls,
         cfg.call_gap_ms
     );
-    let (warm_ok, warm_in) = calls(cfg, s, 0, false)?;
-    let (idle_ok, idle_in) = calls(cfg, s, cfg.call_gap_ms, false)?;
+    let patience = transfer_patience(cfg.big);
+    let batch = |s: &mut Session, gap_ms, during| {
+        calls(
+            &mut s.alice,
+            &mut s.bob,
+            cfg.calls,
+            gap_ms,
+            during,
+            patience,
+        )
+    };
+    let (warm_ok, warm_in) = batch(s, 0, During::Always)?;
+    let (idle_ok, idle_in) = batch(s, cfg.call_gap_ms, During::Always)?;
     s.start_file(big)?;
-    let (busy_ok, busy_in) = calls(cfg, s, cfg.call_gap_ms, true)?;
+    let (busy_ok, busy_in) = batch(s, cfg.call_gap_ms, During::Sending)?;
     s.finish_file(big, cfg.big, cfg.quick)?;
     println!("                                 call → call_success      call → notify_call_in");
     println!("                          n      p50 µs      p99 µs        p50 µs      p99 µs");

@@ -7,7 +7,8 @@
 //! | `pings TARGET N SIZE WINDOW` | `pings NS…`: N cmds (send_cmd → send_cmd_rlst), at most WINDOW in flight |
 //! | `autoaccept 1`/`0` | `autoaccept`: from now on, every call that rings here is (not) accepted at once, inside the `notify_call_in` callback |
 //! | `setups TARGET N` | `setups NS…`: N calls, each `call` → `notify_call_accepted`, then hung up |
-//! | `calls TARGET N GAP_MS WHILE_SENDING` | `calls ID:T0:T1…`: N calls, each hung up at once |
+//! | `calls TARGET N GAP_MS WHILE` | `calls ID:T0:T1…`: N calls, each hung up at once; WHILE 1: only while this peer sends a file, 2: while it receives one |
+//! | `progress` | `progress`: once the file this peer sends is moving (a `send_progress` came) |
 //! | `callins N` | `callins ID:T…`: the calls that rang here since the last `callins`, once there are N |
 //! | `quit` | `bye` |
 //!
@@ -140,6 +141,7 @@ fn run(addr: &str, user: &str, download_dir: &str) -> Res<()> {
         sending: 0,
         progress_seen: false,
         callins: Vec::new(),
+        received: 0,
         auto_accept,
     };
     match peer.wait(|e| matches!(e, Event::Login { .. }))? {
@@ -189,6 +191,8 @@ struct Peer {
     progress_seen: bool,
     /// Calls that rang here: call ID and when.
     callins: Vec<(String, u64)>,
+    /// Files received so far.
+    received: usize,
     /// Accept every call that rings here (in the callback).
     auto_accept: Arc<AtomicBool>,
 }
@@ -197,7 +201,10 @@ impl Peer {
     /// What happens to an event nobody is waiting for.
     fn on_event(&mut self, at: u64, ev: Event) {
         match ev {
-            Event::NotifyFileData { path, .. } => println!("got_file {path}"),
+            Event::NotifyFileData { path, .. } => {
+                self.received += 1;
+                println!("got_file {path}");
+            }
             Event::FileSent { result, .. } => {
                 self.sending = self.sending.saturating_sub(1);
                 println!("file_rlst {}", code_of(&result));
@@ -262,12 +269,21 @@ impl Peer {
             }
             ["calls", target, rest] => {
                 let args: Vec<u64> = rest.split(' ').filter_map(|w| w.parse().ok()).collect();
-                let [n, gap_ms, while_sending] = args[..] else {
+                let [n, gap_ms, during] = args[..] else {
                     return Err(format!("bad command {line:?}").into());
                 };
-                let calls = self.calls(target, n, gap_ms, while_sending != 0)?;
+                let during =
+                    During::parse(during).ok_or_else(|| format!("bad command {line:?}"))?;
+                let calls = self.calls(target, n, gap_ms, during)?;
                 let calls = calls.iter().map(|(id, t0, t1)| format!("{id}:{t0}:{t1}"));
                 println!("calls {}", join(calls));
+            }
+            ["progress"] => {
+                while self.sending > 0 && !self.progress_seen {
+                    let (at, ev) = self.next_event()?;
+                    self.on_event(at, ev);
+                }
+                println!("progress");
             }
             ["callins", n] => {
                 // The caller's `call_success` may overtake this side's `notify_call_in`.
@@ -361,22 +377,29 @@ impl Peer {
     }
 
     /// Up to `n` calls to `target`, each hung up as soon as it succeeded, `gap_ms` apart: call ID,
-    /// when `call` was made and when `call_success` came. With `while_sending`, waits until data
-    /// is moving first and stops (after at least one call) once no file is being sent.
+    /// when `call` was made and when `call_success` came. [`During::Sending`] waits until data
+    /// is moving first and stops (after at least one call) once no file is being sent;
+    /// [`During::Receiving`] stops (after at least one call) once a file has arrived here.
     fn calls(
         &mut self,
         target: &str,
         n: u64,
         gap_ms: u64,
-        while_sending: bool,
+        during: During,
     ) -> Res<Vec<(String, u64, u64)>> {
-        while while_sending && self.sending > 0 && !self.progress_seen {
+        while during == During::Sending && self.sending > 0 && !self.progress_seen {
             let (at, ev) = self.next_event()?;
             self.on_event(at, ev);
         }
+        let received = self.received;
         let mut out = Vec::new();
         for i in 0..n {
-            if while_sending && i > 0 && self.sending == 0 {
+            let over = match during {
+                During::Always => false,
+                During::Sending => self.sending == 0,
+                During::Receiving => self.received > received,
+            };
+            if i > 0 && over {
                 break;
             }
             let t0 = mono_ns();
@@ -391,6 +414,33 @@ impl Peer {
             std::thread::sleep(Duration::from_millis(gap_ms));
         }
         Ok(out)
+    }
+}
+
+/// Which calls of a `calls` command are made (its WHILE word).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum During {
+    /// All of them.
+    Always,
+    /// Only while the caller sends a file.
+    Sending,
+    /// Only while the caller receives a file (the other side's transfer is under way).
+    Receiving,
+}
+
+impl During {
+    pub fn word(self) -> u64 {
+        match self {
+            During::Always => 0,
+            During::Sending => 1,
+            During::Receiving => 2,
+        }
+    }
+
+    fn parse(w: u64) -> Option<During> {
+        [During::Always, During::Sending, During::Receiving]
+            .into_iter()
+            .find(|d| d.word() == w)
     }
 }
 

@@ -60,6 +60,9 @@ fn quick_run_prints_every_section() {
             "(h) session resumption",
             "storm:",
             "(j) acked cmd throughput, C clients",
+            "(k) emulated links",
+            "bob downloads",
+            "bob uploads",
         ],
     );
     assert_prints(
