@@ -11,7 +11,7 @@
 
 use super::event::Event;
 use super::net;
-use super::session::{Session, SystemEnv, Want};
+use super::session::{LinkGen, Session, SystemEnv, Want};
 use super::transport::{is_tls_error, tls_config, Transport};
 use super::Inner;
 use crvm_proto::error::*;
@@ -36,16 +36,16 @@ pub(crate) enum Link {
     None,
     /// The worker resolves the server's name (without the lock).
     Resolving {
-        gen: u64,
+        gen: LinkGen,
     },
     Connecting {
-        gen: u64,
+        gen: LinkGen,
         sock: TcpStream,
         addrs: Vec<SocketAddr>,
         next: usize,
     },
     Open {
-        gen: u64,
+        gen: LinkGen,
         transport: Transport,
         /// Bytes the session produced, written from `woff` on.
         wbuf: Vec<u8>,
@@ -54,7 +54,7 @@ pub(crate) enum Link {
 }
 
 impl Link {
-    fn gen(&self) -> Option<u64> {
+    fn gen(&self) -> Option<LinkGen> {
         match self {
             Link::None => None,
             Link::Resolving { gen } | Link::Connecting { gen, .. } | Link::Open { gen, .. } => {
@@ -100,7 +100,7 @@ impl Shared {
     }
 
     /// The generation the link should have, if any.
-    fn wanted_gen(&self) -> Option<u64> {
+    fn wanted_gen(&self) -> Option<LinkGen> {
         match self.session.want() {
             (_, Want::None) => None,
             (gen, _) => Some(gen),
@@ -346,7 +346,13 @@ fn reconcile<'a>(inner: &'a Inner, mut sh: MutexGuard<'a, Shared>) -> MutexGuard
 }
 
 /// Starts connecting to `addrs[next..]`, skipping addresses that fail at once.
-fn try_connect(sh: &mut Shared, gen: u64, addrs: Vec<SocketAddr>, mut next: usize, now: Instant) {
+fn try_connect(
+    sh: &mut Shared,
+    gen: LinkGen,
+    addrs: Vec<SocketAddr>,
+    mut next: usize,
+    now: Instant,
+) {
     while next < addrs.len() {
         let addr = addrs[next];
         next += 1;

@@ -65,7 +65,7 @@ impl Session {
             Phase::Reconnecting(r) => {
                 // Whatever attempt was under way or waited for: a new one, now.
                 r.attempt = 0;
-                st.gen += 1;
+                st.gen = st.gen.next();
                 st.start_attempt(now);
             }
             _ => return Err(code(CRVIDEOSDK_NOT_LOGIN)),

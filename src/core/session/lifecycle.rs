@@ -155,7 +155,7 @@ impl State {
             let what = format!("login as app {app_id:?} user {user_id:?}");
             self.events.log(&what);
         }
-        self.gen += 1;
+        self.gen = self.gen.next();
         self.enter(Phase::Connecting { login });
         self.timers
             .set(Timer::Connect, now + self.opts.connect_timeout);
@@ -200,12 +200,12 @@ impl State {
             Phase::Connecting { login } => {
                 // The login was overtaken by a logout: it still gets its one result.
                 self.enter(Phase::LoggedOut);
-                self.gen += 1;
+                self.gen = self.gen.next();
                 self.login_failed(login.cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
             }
             Phase::LoggingIn { cookie, .. } => {
                 self.enter(Phase::LoggedOut);
-                self.gen += 1;
+                self.gen = self.gen.next();
                 self.login_failed(cookie, code(CRVIDEOSDK_LOGINSTATE_ERROR));
             }
             Phase::Reconnecting(_) => self.farewell(now, now + self.logout_budget()),
@@ -251,12 +251,12 @@ impl State {
             Phase::LoggedOut => {}
             Phase::Connecting { login } => {
                 self.enter(Phase::LoggedOut);
-                self.gen += 1;
+                self.gen = self.gen.next();
                 self.login_failed(login.cookie, code);
             }
             Phase::LoggingIn { cookie, .. } => {
                 self.enter(Phase::LoggedOut);
-                self.gen += 1;
+                self.gen = self.gen.next();
                 self.login_failed(cookie, code);
             }
             Phase::LoggedIn => self.lose_link(code, now),
@@ -289,7 +289,7 @@ impl State {
         let Some(window) = self.resume.as_ref().map(|r| r.window).filter(|_| resumable) else {
             return self.link_lost(code, now);
         };
-        self.gen += 1;
+        self.gen = self.gen.next();
         self.enter(Phase::Reconnecting(Reconnect {
             since: now,
             attempt: 0,
@@ -311,7 +311,7 @@ impl State {
         r.attempt += 1;
         self.timers.stop(Timer::Retry);
         self.timers.set(Timer::Attempt, now + limit);
-        self.gen += 1;
+        self.gen = self.gen.next();
     }
 
     /// A reconnect attempt failed (no connection, no answer, told to come back later after
@@ -324,7 +324,7 @@ impl State {
         let pause = backoff(r.attempt, random) + after.unwrap_or_default();
         self.timers.stop(Timer::Attempt);
         self.timers.set(Timer::Retry, now + pause);
-        self.gen += 1;
+        self.gen = self.gen.next();
     }
 
     /// A logout while reconnecting (or a link lost while logging out): everything outstanding
@@ -353,7 +353,7 @@ impl State {
     /// made meanwhile starts.
     pub(super) fn farewell_done(&mut self, now: Instant) {
         self.enter(Phase::LoggedOut);
-        self.gen += 1;
+        self.gen = self.gen.next();
         self.out.clear();
         self.resume = None;
         if let Some(login) = self.next_login.take() {
@@ -418,7 +418,7 @@ impl State {
     /// Common to every end of a session: requests, cmds and streams end with `code`.
     fn end_everything(&mut self, code: Code, now: Instant) {
         self.enter(Phase::LoggedOut);
-        self.gen += 1;
+        self.gen = self.gen.next();
         self.out.clear();
         self.resume = None;
         self.notify_cookie = Arc::from("");

@@ -5,7 +5,7 @@ use super::super::event::Event;
 use super::super::transfer::Wake;
 use super::lifecycle::{Phase, RESUME_HANDSHAKE};
 use super::timers::Timer;
-use super::{Session, Want, ACK_EVERY, DEFAULT_HEARTBEAT, WRITE_BATCH};
+use super::{LinkGen, Session, Want, ACK_EVERY, DEFAULT_HEARTBEAT, WRITE_BATCH};
 use crvm_proto::error::*;
 use crvm_proto::frame::MAX_PAYLOAD_TO_CLIENT;
 use crvm_proto::msg::xfer;
@@ -28,7 +28,7 @@ impl Session {
     }
 
     /// The link this session wants, and its generation.
-    pub fn want(&self) -> (u64, Want) {
+    pub fn want(&self) -> (LinkGen, Want) {
         let tls = self.st.opts.tls;
         let w = match &self.st.phase {
             Phase::LoggedOut => Want::None,
@@ -42,7 +42,7 @@ impl Session {
 
     /// The connection of generation `gen` is up (TLS, if any, set up over it): say hello and
     /// log in in one go.
-    pub fn link_up(&mut self, gen: u64, now: Instant) {
+    pub fn link_up(&mut self, gen: LinkGen, now: Instant) {
         let st = &mut self.st;
         if gen != st.gen {
             return;
@@ -89,7 +89,7 @@ impl Session {
 
     /// The connection of generation `gen` failed or could not be made: `code` is 203 for a
     /// connection never made, 209 for TLS, 207 for a lost one.
-    pub fn link_failed(&mut self, gen: u64, code: Code, now: Instant) {
+    pub fn link_failed(&mut self, gen: LinkGen, code: Code, now: Instant) {
         if gen != self.st.gen {
             return;
         }

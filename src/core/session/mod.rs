@@ -42,6 +42,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timers::TimerTable;
 
+/// A generation of the link the session wants (the client's link epoch): it changes whenever
+/// the wanted link changes (a new login, a link given up), and the worker drops a connection
+/// of an older one. Not a login generation nor the server's parking epoch: a number of this
+/// client's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LinkGen(u64);
+
+impl LinkGen {
+    /// The generation after this one.
+    fn next(self) -> LinkGen {
+        LinkGen(self.0 + 1)
+    }
+}
+
 /// Heartbeat interval until the server's `welcome` says otherwise.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 /// A peer silent for this long is dead, whatever the heartbeat interval (SPEC §3.1, §3.6).
@@ -77,7 +91,7 @@ struct State {
     timers: TimerTable,
     /// Changes whenever the wanted link changes (a new login, a link given up): the worker
     /// drops a connection of an older generation.
-    gen: u64,
+    gen: LinkGen,
     /// A login made while the logout before it completes.
     next_login: Option<lifecycle::LoginReq>,
     out: OutQueue,
@@ -113,7 +127,7 @@ impl Session {
                 destroyed: false,
                 phase: Phase::LoggedOut,
                 timers: TimerTable::default(),
-                gen: 0,
+                gen: LinkGen::default(),
                 next_login: None,
                 out: OutQueue::new(),
                 events: Events::default(),
