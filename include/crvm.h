@@ -389,15 +389,6 @@ typedef struct crvm_callbacks {
 #define CRVIDEOSDK_FILE_OPERATOR_ERR 1404
 
 /**
- * Unsent bytes either end lets the kernel hold per socket (`TCP_NOTSENT_LOWAT`): past this, a
- * write takes no more and the socket polls as not writable, so data waits here, where control
- * frames overtake it, rather than in the kernel's send buffer ahead of them. 32 KiB is a third
- * of a millisecond at 1 Gbit/s and 26 ms at 10 Mbit/s; enough that a fast link never starves
- * (the kernel refills it from this much while the writer is woken).
- */
-#define KERNEL_UNSENT (32 * 1024)
-
-/**
  * An opaque client handle, from `crvm_create` until `crvm_destroy`.
  */
 typedef struct crvm_client crvm_client;
