@@ -194,6 +194,11 @@ impl Receiving {
                 }
                 Done::Failed { sid } => {
                     if let Some(inc) = self.inc.remove(&sid) {
+                        // The part file goes before the sender hears 1402: a failed file
+                        // leaves nothing behind (the writer has closed it).
+                        if let Sink::File { part, .. } = &inc.sink {
+                            let _ = std::fs::remove_file(part);
+                        }
                         io.send(&ClientMsg::Fin {
                             sid,
                             code: CRVIDEOSDK_FILE_WRITE_ERR,
