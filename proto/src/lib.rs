@@ -15,4 +15,4 @@ pub use frame::{Decoder, Encoder, Frame, FrameError, FrameRef, Kind};
 pub use msg::{
     ClientMsg, Meeting, Op, Outcome, ServerMsg, SizeLimits, UserStatus, XferKind, PROTOCOL_VERSION,
 };
-pub use outq::{Batch, Out, OutQueue, Payload, Unsent};
+pub use outq::{limit_unsent, Batch, Out, OutQueue, Payload, Unsent};

@@ -23,6 +23,23 @@ use crate::msg::to_json;
 /// (the kernel refills it from this much while the writer is woken).
 pub const KERNEL_UNSENT: usize = 32 * 1024;
 
+/// Bounds the bytes the kernel holds unsent on the TCP socket `fd` to [`KERNEL_UNSENT`]
+/// (`TCP_NOTSENT_LOWAT`), for the library's and the server's sockets alike. Best effort:
+/// without it (another OS) only latency under load suffers.
+pub fn limit_unsent(fd: std::os::fd::RawFd) {
+    let lowat = KERNEL_UNSENT as libc::c_int;
+    // SAFETY: setsockopt on a descriptor the caller owns, with a live c_int of the stated size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            &lowat as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 /// A large payload (a chunk, a cmd's bytes), shared between the write in progress and the
 /// unacknowledged tail without being copied.
 pub type Payload = Arc<Vec<u8>>;

@@ -19,7 +19,6 @@ use crvm_proto::error::{
 };
 use crvm_proto::frame::MAX_PAYLOAD_TO_SERVER;
 use crvm_proto::msg::xfer;
-use crvm_proto::outq::KERNEL_UNSENT;
 use crvm_proto::{ClientMsg, Decoder, FrameRef, Kind, ServerMsg, PROTOCOL_VERSION};
 use tokio::io::AsyncReadExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -131,23 +130,13 @@ where
 }
 
 /// Sets up an accepted or dialled socket: no Nagle delay (replies are small and latency matters
-/// more than packet count), and at most [`KERNEL_UNSENT`] bytes unsent in the kernel, so that
+/// more than packet count), and at most [`KERNEL_UNSENT`](crvm_proto::outq::KERNEL_UNSENT) bytes unsent in the kernel, so that
 /// data waits in the outbox, where control frames overtake it, not in the send buffer ahead of
 /// them (SPEC §3.5, "Signalling first on any link"). Both best effort.
 pub fn tune_socket(stream: &tokio::net::TcpStream) {
     use std::os::fd::AsRawFd;
     let _ = stream.set_nodelay(true);
-    let lowat = KERNEL_UNSENT as libc::c_int;
-    // SAFETY: setsockopt on a descriptor `stream` owns, with a live c_int of the stated size.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
-            &lowat as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    crvm_proto::limit_unsent(stream.as_raw_fd());
 }
 
 /// `Close{206}`, sent to every connection when the server stops.

@@ -1,7 +1,6 @@
 //! Non-blocking connects for the worker's poll loop (plain `libc`: std has no non-blocking
 //! connect).
 
-use crvm_proto::outq::KERNEL_UNSENT;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -43,21 +42,11 @@ pub fn connect_result(stream: &TcpStream) -> io::Result<()> {
     }
 }
 
-/// Bounds the bytes the kernel holds unsent on `stream` ([`KERNEL_UNSENT`]): what waits beyond
+/// Bounds the bytes the kernel holds unsent on `stream` ([`KERNEL_UNSENT`](crvm_proto::outq::KERNEL_UNSENT)): what waits beyond
 /// that waits in the session's out-queue, where an invite or a cmd overtakes data. Best effort:
 /// without it (another OS) only latency under load suffers.
 pub fn limit_unsent(stream: &TcpStream) {
-    let lowat = KERNEL_UNSENT as libc::c_int;
-    // SAFETY: setsockopt on a descriptor `stream` owns, with a live c_int of the stated size.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
-            &lowat as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    crvm_proto::limit_unsent(stream.as_raw_fd());
 }
 
 fn sockaddr(addr: &SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::socklen_t) {
