@@ -282,19 +282,7 @@ fn a_frozen_node_is_reaped_and_on_waking_closes_its_sessions() {
 
 /// Logs `user` in on `node`, expecting the answer `code` (8 while the shared state is down).
 fn login_code(node: &Server, user: &str) -> i32 {
-    let mut c = node.connect();
-    c.hello();
-    match c.login("demo", "demo-secret", user, "") {
-        ServerMsg::Res {
-            result: crvm_proto::Outcome::Login { .. },
-            ..
-        } => 0,
-        ServerMsg::Res {
-            result: crvm_proto::Outcome::Err(code),
-            ..
-        } => code,
-        other => panic!("{other:?}"),
-    }
+    common::login_code(&mut node.connect(), "demo", "demo-secret", user)
 }
 
 #[test]

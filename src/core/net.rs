@@ -36,17 +36,12 @@ pub fn connect_result(stream: &TcpStream) -> io::Result<()> {
         Some(e) => Err(e),
         None => {
             stream.set_nodelay(true)?;
-            limit_unsent(stream);
+            // Data waits in the session's out-queue, where an invite or a cmd overtakes it,
+            // not in the kernel's send buffer (best effort: elsewhere only latency suffers).
+            crvm_proto::limit_unsent(stream.as_raw_fd());
             Ok(())
         }
     }
-}
-
-/// Bounds the bytes the kernel holds unsent on `stream` ([`KERNEL_UNSENT`](crvm_proto::outq::KERNEL_UNSENT)): what waits beyond
-/// that waits in the session's out-queue, where an invite or a cmd overtakes data. Best effort:
-/// without it (another OS) only latency under load suffers.
-pub fn limit_unsent(stream: &TcpStream) {
-    crvm_proto::limit_unsent(stream.as_raw_fd());
 }
 
 fn sockaddr(addr: &SocketAddr) -> (libc::c_int, libc::sockaddr_storage, libc::socklen_t) {
