@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/ensure-cmake.sh
 source scripts/ensure-pytest.sh
 source scripts/ensure-redis.sh
+source scripts/ensure-checkers.sh
 
 cargo test --workspace
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug -DCRVM_WERROR=ON

@@ -188,10 +188,15 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The text of a scrape, with the gauges of what exists now: sessions per tenant (every
-    /// tenant of the config, 0 included) and calls in progress (unchanged when `None`: the
-    /// shared state could not say).
-    pub fn scrape(&self, sessions: &[(String, usize)], calls_active: Option<usize>) -> String {
+    /// The text of a scrape in `format`, with the gauges of what exists now: sessions per
+    /// tenant (every tenant of the config, 0 included) and calls in progress (unchanged when
+    /// `None`: the shared state could not say).
+    pub fn scrape(
+        &self,
+        format: Format,
+        sessions: &[(String, usize)],
+        calls_active: Option<usize>,
+    ) -> String {
         let _one = self.scraping.lock();
         // Cleared first: a tenant removed by a reload has no series any more.
         self.sessions.clear();
@@ -208,13 +213,100 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Prometheus => classic(&out),
+        }
     }
 
     /// Open client connections.
     pub fn connections(&self) -> i64 {
         self.connections.get()
     }
+}
+
+/// The two text formats a scraper may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus's classic text format, version 0.0.4: what a scraper gets unless it asks
+    /// for OpenMetrics.
+    Prometheus,
+    /// OpenMetrics 1.0.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it names
+    /// `application/openmetrics-text` with a quality at least that of any plain-text range
+    /// (Prometheus itself sends OpenMetrics at q=1 and `text/plain` at q=0.5); the classic
+    /// format otherwise, and without an `Accept` header.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        let (mut open, mut plain) = (0.0f32, 0.0f32);
+        for range in accept.unwrap_or_default().split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|v| v.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => open = open.max(q),
+                "text/plain" | "text/*" | "*/*" => plain = plain.max(q),
+                _ => {}
+            }
+        }
+        if open > 0.0 && open >= plain {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        }
+    }
+
+    /// The `Content-Type` of a scrape in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics text rewritten in the classic format: a counter family's `HELP` and `TYPE`
+/// lines name its samples (`x_total`, not `x`), `unknown` becomes `untyped`, and the
+/// OpenMetrics-only lines (`# UNIT`, `# EOF`) go. Samples are written the same in both.
+fn classic(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len() + 64);
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|tag| Some((tag, line.strip_prefix(tag)?)));
+        match meta {
+            Some((tag, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(tag);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(if tag == "# TYPE " && tail == "unknown" {
+                    "untyped"
+                } else {
+                    tail
+                });
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The `result` label of a login answered with `code`.
@@ -261,5 +353,70 @@ pub fn request_kind(msg: &crvm_proto::ClientMsg) -> &'static str {
             Op::HangupCall { .. } => "hangup_call",
             Op::Offer { .. } => "offer",
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_picks_openmetrics_only_when_asked_for_first() {
+        use Format::*;
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                          version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::from_accept(Some(prometheus)), OpenMetrics);
+        assert_eq!(Format::from_accept(None), Prometheus);
+        assert_eq!(Format::from_accept(Some("*/*")), Prometheus);
+        assert_eq!(Format::from_accept(Some("text/plain;version=0.0.4")), Prometheus);
+        assert_eq!(
+            Format::from_accept(Some("text/plain, application/openmetrics-text;q=0.5")),
+            Prometheus
+        );
+        assert_eq!(
+            Format::from_accept(Some("application/openmetrics-text; q=0")),
+            Prometheus
+        );
+        assert_eq!(
+            Format::from_accept(Some("Application/OpenMetrics-Text")),
+            OpenMetrics
+        );
+    }
+
+    #[test]
+    fn the_classic_format_names_each_family_by_its_samples() {
+        let m = Metrics::new();
+        m.login(0);
+        m.relayed_cmd(5);
+        m.request("call", Duration::from_millis(3));
+        let open = m.scrape(Format::OpenMetrics, &[("demo".into(), 1)], Some(0));
+        assert!(open.ends_with("# EOF\n"));
+        assert!(open.contains("# TYPE crvm_relay_bytes counter\n"));
+        let text = m.scrape(Format::Prometheus, &[("demo".into(), 1)], Some(0));
+        assert!(!text.contains("# EOF"));
+        assert!(text.contains("# HELP crvm_relay_bytes_total Bytes of cmds"));
+        assert!(text.contains("# TYPE crvm_relay_bytes_total counter\n"));
+        assert!(text.contains("crvm_relay_bytes_total 5\n"));
+        assert!(text.contains("# TYPE crvm_connections gauge\n"));
+        assert!(text.contains("# TYPE crvm_request_duration_seconds histogram\n"));
+        // Every sample belongs to the family declared before it: its name, or for a
+        // histogram its name with _bucket, _sum or _count.
+        let mut family = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap().to_owned();
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|b| *b == family)
+                .unwrap_or(name);
+            assert_eq!(base, family, "{line} in\n{text}");
+        }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - `GET /healthz`: 200 while the server serves, 503 while it cannot (in a cluster: Redis
 //!   unreachable, or this node not a member).
-//! - `GET /metrics`: Prometheus's text format ([`crate::metrics`]).
+//! - `GET /metrics`: Prometheus's classic text format, or OpenMetrics when the scraper's
+//!   `Accept` asks for it ([`crate::metrics`]).
 //! - With `admin_token` set, the admin API under `/v1/`, JSON, behind `Authorization: Bearer
 //!   <admin_token>` (anything else is 401): `GET /v1/stats`, `GET
 //!   /v1/tenants/{tenant}/sessions?after=&limit=`, `GET /v1/tenants/{tenant}/calls`, `POST
@@ -101,17 +102,12 @@ async fn calls_active(m: &Monitor) -> Option<usize> {
     Some(n)
 }
 
-async fn scrape(State(m): State<Shared>) -> Response {
+async fn scrape(State(m): State<Shared>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = metrics::Format::from_accept(accept);
     let calls = calls_active(&m).await;
-    let text = metrics::get().scrape(&sessions_by_tenant(&m), calls);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    let text = metrics::get().scrape(format, &sessions_by_tenant(&m), calls);
+    ([(header::CONTENT_TYPE, format.content_type())], text).into_response()
 }
 
 /// Lets a request through only with the admin token.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::http::{get_json, http, metric, monitor_addr, TOKEN};
+use common::http::{get_json, http, metric, monitor_addr, scrape_as, TOKEN};
 use common::*;
 use crvm_proto::{ClientMsg, Op, ServerMsg};
 
@@ -116,6 +116,78 @@ fn metrics_count_what_happens_with_bounded_labels_only() {
     }
     // Without admin_token there is no admin API.
     assert_eq!(http("GET", &mon, "/v1/stats", Some(TOKEN)).0, 404);
+}
+
+/// Runs `program args…` with `input` on its stdin: whether it succeeded, and what it printed.
+fn check_with(program: &str, args: &[&str], input: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e} (scripts/ensure-checkers.sh installs it)"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+/// Parses OpenMetrics text with the Python client's strict parser and prints each family.
+const OPENMETRICS_PARSE: &str = "import sys\n\
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
+for f in parse(sys.stdin.read()):\n    print(f.name, f.type, len(f.samples))\n";
+
+#[test]
+fn metrics_pass_promtool_and_an_openmetrics_parser_by_content_negotiation() {
+    let dir = TmpDir::new();
+    let (s, mon) = start(&dir, false);
+    // Something in every family with labels: a login, a cmd, a call.
+    let mut alice = s.login("demo", "alice-1234");
+    let mut bob = s.login("demo", "bob-5678");
+    alice.send_attached(
+        &ClientMsg::Cmd {
+            n: 1,
+            to: "bob-5678".into(),
+        },
+        b"12345",
+    );
+    let (n, _, _) = bob.cmd_in();
+    bob.send(&ClientMsg::CmdAck { upto: n });
+    assert!(matches!(alice.reply(), ServerMsg::CmdDone { .. }));
+
+    // No Accept (curl, a browser): the classic format, which promtool checks clean.
+    let (status, kind, classic) = scrape_as(&mon, None);
+    assert_eq!(status, 200);
+    assert_eq!(kind, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(classic.contains("# TYPE crvm_relay_bytes_total counter"));
+    let (ok, said) = check_with("promtool", &["check", "metrics"], &classic);
+    assert!(ok && said.trim().is_empty(), "promtool: {said}\n{classic}");
+
+    // What Prometheus sends: OpenMetrics first.
+    let prometheus = "application/openmetrics-text;version=1.0.0,\
+                      application/openmetrics-text;version=0.0.1;q=0.75,\
+                      text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (status, kind, open) = scrape_as(&mon, Some(prometheus));
+    assert_eq!(status, 200);
+    assert_eq!(
+        kind,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(open.ends_with("# EOF\n"));
+    let (ok, said) = check_with("python3", &["-c", OPENMETRICS_PARSE], &open);
+    assert!(ok, "the OpenMetrics parser: {said}\n{open}");
+    assert!(said.contains("crvm_relay_bytes counter 1"), "{said}");
+    // The same text is not classic: the checker tells them apart.
+    let (ok, _) = check_with("python3", &["-c", OPENMETRICS_PARSE], &classic);
+    assert!(!ok, "the classic text parsed as OpenMetrics");
 }
 
 #[test]

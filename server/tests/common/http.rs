@@ -43,6 +43,29 @@ pub fn http(method: &str, addr: &str, path: &str, token: Option<&str>) -> (u16, 
     (status, resp.body_mut().read_to_string().unwrap())
 }
 
+/// `GET http://addr/metrics` with `accept` as its `Accept` header: status, `Content-Type` and
+/// body.
+pub fn scrape_as(addr: &str, accept: Option<&str>) -> (u16, String, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(PATIENCE))
+        .build()
+        .into();
+    let mut r = agent.get(&format!("http://{addr}/metrics"));
+    if let Some(a) = accept {
+        r = r.header("Accept", a);
+    }
+    let mut resp = r.call().unwrap();
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let status = resp.status().as_u16();
+    (status, kind, resp.body_mut().read_to_string().unwrap())
+}
+
 /// The admin token of the tests' configs.
 pub const TOKEN: &str = "admin-token-0123456789";
 
