@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::admin;
-use crate::args::{self, Command, KeySource, ServeOpts, Stop, TokenOpts};
+use crate::args::{self, CertOpts, Command, KeySource, ServeOpts, Stop, TokenOpts};
 use crate::auth;
 use crate::config::{Config, Tenants, DEV_APP_ID, DEV_SECRET};
 use crate::ctx::{Connections, Ctx};
@@ -47,6 +47,7 @@ pub fn main() -> i32 {
     match parsed {
         Ok(Command::Token(t)) => token(&t),
         Ok(Command::Admin(a)) => admin::run(&a),
+        Ok(Command::Cert(c)) => cert(&c),
         Ok(Command::Serve(s)) => serve(&s),
         Err(Stop::Print(text)) => {
             print!("{text}");
@@ -95,6 +96,50 @@ fn token(t: &TokenOpts) -> i32 {
     println!(
         "{}",
         auth::mint(&secret, &t.app, &t.user, now.saturating_add_signed(t.ttl))
+    );
+    0
+}
+
+/// `crvm-server cert`: writes `cert.pem` and `key.pem` (owner-only) in `c.out`, never over
+/// existing files, and prints how to use them.
+fn cert(c: &CertOpts) -> i32 {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (cert, key) = match crate::tls::dev_certificate(&c.names, c.days) {
+        Ok(pair) => pair,
+        Err(e) => return usage_error(&format!("cannot make a certificate: {e}")),
+    };
+    let (cert_path, key_path) = (c.out.join("cert.pem"), c.out.join("key.pem"));
+    if let Some(there) = [&cert_path, &key_path].into_iter().find(|p| p.exists()) {
+        eprintln!(
+            "crvm-server: {} exists; not overwriting it",
+            there.display()
+        );
+        return 1;
+    }
+    for (path, text, mode) in [(&key_path, &key, 0o600), (&cert_path, &cert, 0o644)] {
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("crvm-server: cannot write {}: {e}", path.display());
+            return 1;
+        }
+    }
+    println!(
+        "wrote {} and {} for {}, valid {} days\n\
+         server config:  tls_cert = {:?}\n                tls_key = {:?}\n\
+         clients:        tls = on, tls_ca_file = {:?}",
+        cert_path.display(),
+        key_path.display(),
+        c.names.join(", "),
+        c.days,
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+        cert_path.display().to_string(),
     );
     0
 }

@@ -13,6 +13,17 @@ pub enum Command {
     Serve(ServeOpts),
     Token(TokenOpts),
     Admin(AdminOpts),
+    Cert(CertOpts),
+}
+
+/// Options of `crvm-server cert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertOpts {
+    /// DNS names and IP addresses the certificate names.
+    pub names: Vec<String>,
+    /// Directory of `cert.pem` and `key.pem`.
+    pub out: PathBuf,
+    pub days: u32,
 }
 
 /// Options of the server proper.
@@ -58,6 +69,7 @@ Usage summary:
   crvm-server --config FILE [--listen HOST:PORT] [--data-dir DIR] [--log-format …] [--log-level …]
   crvm-server token --app APP_ID --user USER_ID --ttl SECS (--config FILE | --dev | --secret SECRET)
   crvm-server admin [--url URL] [--token TOKEN] (stats | sessions APP_ID | calls APP_ID | kick APP_ID USER_ID)
+  crvm-server cert [--name HOST]… [--out DIR] [--days N]
   crvm-server completions bash|zsh|fish|elvish|powershell
   crvm-server man
 
@@ -108,6 +120,8 @@ enum Sub {
     Token(Token),
     /// Ask a running server's admin API (its monitor_listen address) and print its JSON answer
     Admin(Admin),
+    /// Write a self-signed certificate and key for development (cert.pem, key.pem)
+    Cert(Cert),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -115,6 +129,20 @@ enum Sub {
     },
     /// Print the manual page (roff)
     Man,
+}
+
+#[derive(Debug, Args)]
+struct Cert {
+    /// A DNS name or IP address clients dial (repeatable; default localhost, 127.0.0.1, ::1)
+    #[arg(long, value_name = "HOST")]
+    name: Vec<String>,
+    /// Directory to write cert.pem and key.pem in (existing files are not overwritten)
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+    /// Days the certificate is valid
+    #[arg(long, value_name = "N", default_value_t = 365,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +222,15 @@ pub fn parse(args: &[String]) -> Result<Command, Stop> {
         None => serve(cli.serve),
         Some(Sub::Token(t)) => token(t),
         Some(Sub::Admin(a)) => admin(a),
+        Some(Sub::Cert(c)) => Ok(Command::Cert(CertOpts {
+            names: if c.name.is_empty() {
+                ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec()
+            } else {
+                c.name
+            },
+            out: c.out,
+            days: c.days,
+        })),
         Some(Sub::Completions { shell }) => {
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "crvm-server", &mut out);

@@ -368,7 +368,10 @@ mod tests {
         assert_eq!(Format::from_accept(Some(prometheus)), OpenMetrics);
         assert_eq!(Format::from_accept(None), Prometheus);
         assert_eq!(Format::from_accept(Some("*/*")), Prometheus);
-        assert_eq!(Format::from_accept(Some("text/plain;version=0.0.4")), Prometheus);
+        assert_eq!(
+            Format::from_accept(Some("text/plain;version=0.0.4")),
+            Prometheus
+        );
         assert_eq!(
             Format::from_accept(Some("text/plain, application/openmetrics-text;q=0.5")),
             Prometheus

@@ -47,7 +47,10 @@ pub async fn run(
                                 let handshake = tls.accept(stream);
                                 match tokio::time::timeout(ctx.config.hello_timeout(), handshake).await {
                                     Ok(Ok(s)) => conn::serve(id, s, peer, ctx).await,
-                                    Ok(Err(e)) => tracing::warn!("conn {id} TLS handshake failed ({peer}): {e}"),
+                                    Ok(Err(e)) => tracing::warn!(
+                                        "conn {id} TLS handshake failed ({peer}): {}",
+                                        crate::tls::handshake_failure(&e)
+                                    ),
                                     Err(_) => tracing::warn!("conn {id} TLS handshake timed out ({peer})"),
                                 }
                             })

@@ -265,3 +265,162 @@ fn a_resume_at_a_node_s_advertised_ip_verifies_the_client_s_server_name() {
     c.get_meetings("m").unwrap();
     assert!(matches!(next(), Event::GetMeetings { result: Ok(_), .. }));
 }
+
+fn tls_server_with(dir: &TmpDir, cert: &Path, key: &Path) -> Server {
+    let top = format!(
+        "tls_cert = {:?}\ntls_key = {:?}",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap()
+    );
+    Server::start(dir, &config(&top))
+}
+
+/// `crvm-server cert` writes a certificate clients accept under every default name, never over
+/// existing files; a certificate marked `CA:TRUE` (what `openssl req -x509` makes by default)
+/// fails with 209 and the server's log says why.
+#[test]
+fn crvm_server_cert_writes_a_certificate_clients_accept() {
+    let dir = TmpDir::new();
+    let out = dir.path("pki");
+    std::fs::create_dir(&out).unwrap();
+    let made = run(&["cert", "--out", out.to_str().unwrap()]);
+    assert_eq!(made.status.code(), Some(0), "{made:?}");
+    let said = String::from_utf8_lossy(&made.stdout);
+    assert!(said.contains("tls_ca_file"), "{said}");
+    let (cert, key) = (out.join("cert.pem"), out.join("key.pem"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "key.pem is readable by others: {mode:o}");
+    // Run again: nothing is overwritten.
+    let before = std::fs::read(&cert).unwrap();
+    let again = run(&["cert", "--out", out.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(std::fs::read(&cert).unwrap(), before);
+
+    let s = tls_server_with(&dir, &cert, &key);
+    // (The test server listens on 127.0.0.1 only, so ::1 is not dialled.)
+    for host in ["localhost", "127.0.0.1"] {
+        let (c, rx) = client(&format!("{host}:{}", s.addr.port()), Some(&cert));
+        let e = login(&c, &rx, "alice");
+        assert!(
+            matches!(e, Event::Login { result: Ok(_), .. }),
+            "{host}: {e:?}"
+        );
+        c.logout().unwrap();
+    }
+
+    // docs/SERVER.md's OpenSSL recipe makes one clients accept too.
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SERVER.md")).unwrap();
+    let recipe = doc
+        .lines()
+        .find(|l| l.starts_with("openssl req -x509"))
+        .expect("docs/SERVER.md has an openssl recipe");
+    let osl = TmpDir::new();
+    let made = std::process::Command::new("sh")
+        .args(["-c", recipe])
+        .current_dir(osl.path(""))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{recipe}: {made:?}");
+    let s = tls_server_with(&osl, &osl.path("cert.pem"), &osl.path("key.pem"));
+    let (c, rx) = client(
+        &format!("localhost:{}", s.addr.port()),
+        Some(&osl.path("cert.pem")),
+    );
+    let e = login(&c, &rx, "alice");
+    assert!(
+        matches!(e, Event::Login { result: Ok(_), .. }),
+        "openssl: {e:?}"
+    );
+
+    // A self-signed CA certificate used as the server's: refused by the client, explained by
+    // the server.
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = params.self_signed(&ca_key).unwrap();
+    let ca_dir = TmpDir::new();
+    let ca_pem = ca_dir.write("ca-as-server.pem", &ca_cert.pem());
+    let ca_key_pem = ca_dir.write("ca-as-server.key", &ca_key.serialize_pem());
+    let s = tls_server_with(&ca_dir, &ca_pem, &ca_key_pem);
+    let (c, rx) = client(&format!("localhost:{}", s.addr.port()), Some(&ca_pem));
+    assert_eq!(
+        login(&c, &rx, "alice"),
+        Event::Login {
+            result: Err(code(209)),
+            cookie: String::new()
+        }
+    );
+    assert!(
+        s.log_says("the client rejected this server's certificate"),
+        "{}",
+        s.log_text()
+    );
+}
+
+/// The server's cipher-suite order wins over the client's: a client listing ChaCha20 first
+/// still gets the server's first choice, AES-256-GCM, on TLS 1.3 and on TLS 1.2.
+#[test]
+fn the_server_s_cipher_order_is_enforced() {
+    use rustls::crypto::ring::{cipher_suite as cs, default_provider};
+    use std::sync::Arc;
+    let dir = TmpDir::new();
+    let pki = make_pki(&dir, "good", &["localhost"], true);
+    let s = tls_server(&dir, &pki);
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&pki.ca).unwrap();
+    for c in rustls_pemfile_certs(&ca) {
+        roots.add(c).unwrap();
+    }
+    let cases = [
+        (
+            &rustls::version::TLS13,
+            vec![
+                cs::TLS13_CHACHA20_POLY1305_SHA256,
+                cs::TLS13_AES_128_GCM_SHA256,
+                cs::TLS13_AES_256_GCM_SHA384,
+            ],
+            cs::TLS13_AES_256_GCM_SHA384,
+        ),
+        (
+            &rustls::version::TLS12,
+            vec![
+                cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            ],
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        ),
+    ];
+    for (version, client_order, server_first) in cases {
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: client_order,
+            ..default_provider()
+        };
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        let name = "localhost".try_into().unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut sock = std::net::TcpStream::connect(s.addr).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).unwrap();
+        }
+        assert_eq!(
+            conn.negotiated_cipher_suite().map(|s| s.suite()),
+            Some(server_first.suite()),
+            "{version:?}"
+        );
+    }
+}
+
+/// The certificates of a PEM file.
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
