@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the .deb (cargo-deb over a release `cmake --install` staged under build-deb/stage),
-# installs it with dpkg, starts the installed server, and builds and runs an app against the
-# installed files (pkg-config and find_package); then removes the package again.
-# Usage: scripts/deb.sh          (needs root for dpkg; installs cargo-deb when it is missing)
+# Builds the Debian packages (packaging/deb/build.sh over a release `cmake --install` staged
+# under build-deb/stage), checks them with lintian (no error, no warning), installs them with
+# dpkg, starts the installed server, and builds and runs an app against the installed files
+# (pkg-config and find_package); then purges them again.
+# Usage: scripts/deb.sh          (needs root for dpkg; installs lintian when it is missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-cmake.sh
@@ -12,13 +13,11 @@ target=${CARGO_TARGET_DIR:-$root/target}
 mkdir -p "$target"
 export CARGO_TARGET_DIR
 CARGO_TARGET_DIR=$(cd "$target" && pwd)/cmake-conventions
-if ! cargo deb --version >/dev/null 2>&1; then
-  cargo install cargo-deb --locked --quiet
-fi
 source scripts/apt.sh
 for tool in dpkg-shlibdeps pkg-config; do
   command -v "$tool" >/dev/null || apt_install dpkg-dev pkg-config
 done
+source scripts/ensure-checkers.sh
 
 # The release build and its install, staged as the package will lay it out.
 rm -rf build-deb
@@ -26,21 +25,38 @@ cmake -S . -B build-deb -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
   -DBUILD_TESTING=OFF -DCRVM_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-deb -j "$(nproc)" >/dev/null 2>&1
 DESTDIR="$root/build-deb/stage" cmake --install build-deb >/dev/null
-cargo deb -p crvm-server --no-build --fast --output build-deb/ >/dev/null
-deb=$(ls build-deb/crvm_*.deb)
-echo "built $deb"
+packaging/deb/build.sh build-deb/stage build-deb/debs
+# Debian's own checker: no error and no warning (informational tags only).
+lintian_ok=0
+lintian --fail-on error,warning build-deb/debs/*.deb >build-deb/lintian.txt 2>&1 || lintian_ok=$?
+grep -v 'root privileges' build-deb/lintian.txt || true
+[ "$lintian_ok" = 0 ] || { echo "lintian found errors or warnings" >&2; exit 1; }
+echo "lintian: no error, no warning"
+packages=(libcrvm0 libcrvm-dev crvm-server crvm)
 
 tmp=$(mktemp -d)
 cleanup() {
   [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null || true
-  dpkg --purge crvm >/dev/null 2>&1 || true
+  dpkg --purge "${packages[@]}" >/dev/null 2>&1 || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-dpkg -i "$deb" >/dev/null
-dpkg -L crvm | grep -q '^/usr/lib/x86_64-linux-gnu/libcrvm.so.0$'
+dpkg -i $(for p in "${packages[@]}"; do echo build-deb/debs/${p}_*.deb; done) >/dev/null
+dpkg -L libcrvm0 | grep -q '^/usr/lib/x86_64-linux-gnu/libcrvm.so.0$'
 [ -L /usr/lib/x86_64-linux-gnu/libcrvm.so.0 ] || { echo "libcrvm.so.0 is not a link" >&2; exit 1; }
+dpkg -L libcrvm-dev | grep -q '^/usr/include/crvm.h$'
 [ -f /lib/systemd/system/crvm-server.service ] && [ -f /etc/crvm/crvm.toml ]
+# The service's user exists and the configuration (tenant secrets) is not world-readable.
+getent passwd crvm >/dev/null || { echo "no crvm user" >&2; exit 1; }
+[ "$(stat -c %a:%G /etc/crvm/crvm.toml)" = 640:crvm ] || {
+  echo "/etc/crvm/crvm.toml: $(stat -c %a:%G /etc/crvm/crvm.toml)" >&2
+  exit 1
+}
+# Stripped, with the debug symbols in their own package.
+for f in /usr/bin/crvm-server /usr/bin/crvm /usr/lib/x86_64-linux-gnu/libcrvm.so.0; do
+  ! readelf -S "$f" | grep -q '\.debug_info' || { echo "$f is not stripped" >&2; exit 1; }
+done
+[ -f /usr/share/man/man1/crvm-server.1.gz ] && [ -f /usr/share/man/man1/crvm.1.gz ]
 
 # The installed server, on a free port, with the dev tenant.
 /usr/bin/crvm-server --dev --listen 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/server.out" 2>"$tmp/log" &
