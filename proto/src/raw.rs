@@ -68,6 +68,12 @@ impl Codec {
         self.dec.last_seq()
     }
 
+    /// After a resume that said it had frames up to `last`: the server's replay continues
+    /// from `last + 1`.
+    pub fn received_up_to(&mut self, last: u64) {
+        self.dec.continue_after(last)
+    }
+
     /// The bytes of a control frame carrying `msg` and `attachment`.
     pub fn msg(&mut self, msg: &ClientMsg, attachment: &[u8]) -> Vec<u8> {
         let ack = self.dec.last_seq();

@@ -389,6 +389,29 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
     }
 }
 
+/// Binds the WebSocket listener and says where (`crvm-server websocket on HOST:PORT`, after
+/// the listening and monitor lines). `None` (logged) when it cannot.
+async fn listen_ws(addr: &str, tls: bool) -> Option<TcpListener> {
+    let listener = match listen(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot listen for WebSocket on {addr}: {e}");
+            return None;
+        }
+    };
+    let bound = listener.local_addr().ok()?;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "crvm-server websocket on {bound}")
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        tracing::warn!("could not write the websocket line to stdout");
+    }
+    let scheme = if tls { "wss" } else { "ws" };
+    tracing::info!("WebSocket on {scheme}://{bound}{}", crate::ws::PATH);
+    Some(listener)
+}
+
 /// Serves until SIGTERM or SIGINT; on SIGHUP, reloads the tenants from `config_file`.
 async fn run(
     config: Arc<Config>,
@@ -484,6 +507,13 @@ async fn run(
             }
         }
     }
+    let ws = match &ctx.config.ws_listen {
+        None => None,
+        Some(listen) => match listen_ws(listen, ctx.tls.is_some()).await {
+            Some(l) => Some(l),
+            None => return 1,
+        },
+    };
     let reloading = Arc::clone(&ctx);
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
@@ -503,6 +533,6 @@ async fn run(
         tell_systemd(&[sd_notify::NotifyState::Stopping]);
         why
     };
-    server::run(ctx, listener, shutdown).await;
+    server::run(ctx, listener, ws, shutdown).await;
     0
 }

@@ -220,6 +220,7 @@ mod tests {
             app_id: app_id.into(),
             secret: format!("{app_id}-secret"),
             auth,
+            allowed_origins: None,
         };
         Config {
             tenants: vec![

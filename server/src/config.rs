@@ -71,6 +71,21 @@ pub struct Tenant {
     pub secret: String,
     #[serde(default)]
     pub auth: AuthMode,
+    /// The web pages (`Origin`s, e.g. `https://app.example.com`) whose browsers may log in to
+    /// this tenant over WebSocket; `"*"` allows any. Absent: none (any for `--dev`). Clients
+    /// that send no `Origin` (every non-browser client) are not concerned.
+    #[serde(default)]
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+impl Tenant {
+    /// Whether a browser on the page `origin` may log in to this tenant.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .flatten()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
 }
 
 /// The file as written; every key optional except the tenants' own.
@@ -95,6 +110,7 @@ struct FileConfig {
     login_failures_per_tenant: Option<u64>,
     monitor_listen: Option<String>,
     admin_token: Option<String>,
+    ws_listen: Option<String>,
     cluster: Option<Cluster>,
     #[serde(default)]
     tenant: Vec<Tenant>,
@@ -162,6 +178,8 @@ pub struct Config {
     /// The bearer token of the admin API (under `/v1/` on the monitor); no admin API when
     /// absent.
     pub admin_token: Option<String>,
+    /// `HOST:PORT` of the WebSocket listener (path `/crvm`; `wss://` with TLS); off when absent.
+    pub ws_listen: Option<String>,
     /// Set when this node is one of a cluster.
     pub cluster: Option<Cluster>,
     pub tenants: Vec<Tenant>,
@@ -188,6 +206,7 @@ impl Default for Config {
             login_failures_per_tenant: 1000,
             monitor_listen: None,
             admin_token: None,
+            ws_listen: None,
             cluster: None,
             tenants: Vec::new(),
         }
@@ -202,6 +221,7 @@ impl Config {
                 app_id: DEV_APP_ID.into(),
                 secret: DEV_SECRET.into(),
                 auth: AuthMode::Secret,
+                allowed_origins: Some(vec!["*".into()]),
             }],
             ..Config::default()
         }
@@ -241,6 +261,7 @@ impl Config {
                 .unwrap_or(d.login_failures_per_tenant),
             monitor_listen: f.monitor_listen,
             admin_token: f.admin_token,
+            ws_listen: f.ws_listen,
             cluster: f.cluster,
             tenants: f.tenant,
         };

@@ -56,9 +56,15 @@ struct Conn {
     unconfirmed: Option<String>,
 }
 
-/// Serves one accepted connection until it ends.
-pub async fn serve<S>(id: ConnId, stream: S, addr: SocketAddr, ctx: Arc<Ctx>)
-where
+/// Serves one accepted connection until it ends. `origin` is the web page of a browser on a
+/// WebSocket ([`crate::ws`]); `None` for every other client.
+pub async fn serve<S>(
+    id: ConnId,
+    stream: S,
+    addr: SocketAddr,
+    ctx: Arc<Ctx>,
+    origin: Option<String>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     metrics::get().opened();
@@ -77,6 +83,7 @@ where
             ctx: Arc::clone(&ctx),
             outbox,
             phase: Phase::AwaitHello,
+            origin,
         },
         dec: Decoder::new(MAX_PAYLOAD_TO_SERVER),
         unconfirmed: None,

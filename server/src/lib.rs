@@ -25,6 +25,8 @@
 //! - [`ids`]: the identities: connection, login generation, parking epoch, and the relay's
 //!   key for a session here or on another node;
 //! - [`tls`]: the TLS acceptor (rustls), when the config names a certificate and key;
+//! - [`ws`]: the WebSocket transport (`ws_listen`): the handshake's admission (path,
+//!   subprotocol, origin) and the pump between messages and a connection's byte stream;
 //! - [`limits`]: request-rate buckets and failed-login counters;
 //! - [`auth`]: secrets, per-user tokens and constant-time comparison.
 //!
@@ -68,3 +70,4 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod tls;
+pub mod ws;

@@ -762,3 +762,58 @@ fn a_session_that_would_hold_too_much_ends_at_once_and_cannot_be_resumed() {
     assert!(s.log_says("slow consumer"), "{}", s.log_text());
     drop(c);
 }
+
+/// A resume that claims fewer frames than it acknowledged (the server has dropped them) is
+/// refused without harm: the connection ends, the session stays held, and a right resume
+/// takes it afterwards. (The refusal once awaited the connection's writer twice and panicked
+/// its task, leaving the connection in the server's books.)
+#[test]
+fn a_resume_behind_its_acknowledgements_is_refused_cleanly() {
+    let dir = TmpDir::new();
+    let s = Server::start(&dir, &config(""));
+    let mut c = s.connect();
+    c.hello();
+    let id = c.id();
+    c.send(&ClientMsg::Req {
+        id,
+        op: crvm_proto::Op::Login {
+            app_id: "demo".into(),
+            secret: "demo-secret".into(),
+            user_id: "alice".into(),
+            nick: String::new(),
+            token: String::new(),
+            resume: true,
+        },
+    });
+    assert!(matches!(c.msg(), ServerMsg::Res { .. }));
+    let ServerMsg::Resumable {
+        session, secret, ..
+    } = c.msg()
+    else {
+        panic!("resumable")
+    };
+    // Acknowledge what arrived (a ping carries the ack), then lose the link.
+    c.send_kind(crvm_proto::Kind::Ping);
+    while c.frame().is_some_and(|f| f.kind != crvm_proto::Kind::Pong) {}
+    let last = c.codec.last_seq();
+    assert!(last > 0);
+    drop(c);
+    let resume = |last: u64| {
+        let mut r = s.connect();
+        r.hello();
+        r.send(&ClientMsg::Resume {
+            app_id: "demo".into(),
+            session: session.clone(),
+            secret: secret.clone(),
+            last,
+        });
+        r
+    };
+    let mut behind = resume(0);
+    behind.expect_eof();
+    assert!(s.log_says("resume refused (code 6)"), "{}", s.log_text());
+    let mut right = resume(last);
+    right.codec.received_up_to(last);
+    assert!(matches!(right.msg(), ServerMsg::Resumed { .. }));
+    assert!(!s.log_text().contains("panicked"), "{}", s.log_text());
+}

@@ -71,6 +71,9 @@ pub struct ServerSession {
     pub ctx: Arc<Ctx>,
     pub outbox: Outbox,
     pub phase: Phase,
+    /// The web page (`Origin`) of a browser on a WebSocket connection; `None` for every other
+    /// client. Checked against the tenant's `allowed_origins` at login.
+    pub origin: Option<String>,
 }
 
 impl ServerSession {
@@ -234,6 +237,7 @@ impl ServerSession {
             ctx: Arc::clone(&self.ctx),
             outbox: Outbox::default(),
             phase: Phase::LoggedOut,
+            origin: self.origin.clone(),
         }
     }
 
@@ -257,6 +261,8 @@ impl ServerSession {
             ctx,
             outbox: p.outbox,
             phase: p.phase,
+            // A parked session has no connection; a resume sets its new one's.
+            origin: None,
         }
     }
 

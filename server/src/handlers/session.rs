@@ -65,7 +65,21 @@ impl ServerSession {
                     token: &token,
                 };
                 let tenant = self.ctx.tenants.get(&app_id);
-                auth::authenticate(tenant.as_ref(), &cred, now_secs() as u64)
+                match (&self.origin, &tenant) {
+                    // A page the tenant does not allow: refused like a wrong secret (the
+                    // log says why), before the credentials are looked at.
+                    (Some(origin), Some(t)) if !t.allows_origin(origin) => {
+                        tracing::warn!(
+                            "conn {} login refused ({}): app {:?} does not allow pages from {:?}",
+                            self.login_conn,
+                            self.addr,
+                            clip(&app_id),
+                            clip(origin)
+                        );
+                        Err(CRVIDEOSDK_ANCTPSWD_ERR)
+                    }
+                    _ => auth::authenticate(tenant.as_ref(), &cred, now_secs() as u64),
+                }
             }
         };
         let user = match result {

@@ -125,6 +125,10 @@ where
         Ok(Ok(Some(wr))) => Some(wr),
         _ => None,
     };
+    if writer.is_finished() {
+        // Its output is taken: the connection's teardown must not await it a second time.
+        *writer = tokio::spawn(std::future::ready(None));
+    }
     let resumed = ServerMsg::Resumed {
         secret,
         last: parked.outbox.handled(),
@@ -148,6 +152,7 @@ where
     let mut session = ServerSession::from_parked(Arc::clone(&ctx), *parked);
     session.conn = conn;
     session.addr = current.addr;
+    session.origin = current.origin.clone();
     tracing::info!(
         "conn {conn} resumed the session of conn {} ({}), from frame {}",
         session.login_conn,

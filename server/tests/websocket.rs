@@ -1,0 +1,469 @@
+//! The WebSocket listener (`ws_listen`): who the handshake admits (path, subprotocol, the
+//! page's origin), one frame per binary message, a browser's session as a peer of TCP clients,
+//! and resumption across transports.
+//!
+//! A browser is played by [`Bridge`]: a local TCP port whose connections it carries over a
+//! WebSocket to the server, one frame per message, so that the protocol's raw test client
+//! speaks WebSocket unchanged.
+
+mod common;
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+
+use common::*;
+use crvm_proto::frame::HEADER_LEN;
+use crvm_proto::raw::RawClient;
+use crvm_proto::{ClientMsg, Op, Outcome, ServerMsg, PROTOCOL_VERSION};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
+
+const ORIGIN: &str = "https://app.example.com";
+
+/// A server with `ws_listen`, where tenant `demo` allows pages from [`ORIGIN`] and `acme`
+/// allows none; the WebSocket address from its stdout.
+fn start(dir: &TmpDir) -> (Server, SocketAddr) {
+    let text = config("ws_listen = \"127.0.0.1:0\"").replace(
+        "app_id = \"demo\"\nsecret = \"demo-secret\"",
+        &format!("app_id = \"demo\"\nsecret = \"demo-secret\"\nallowed_origins = [\"{ORIGIN}\"]"),
+    );
+    let mut s = Server::start(dir, &text);
+    let mut line = String::new();
+    s.stdout.read_line(&mut line).unwrap();
+    let addr = line
+        .strip_prefix("crvm-server websocket on ")
+        .unwrap_or_else(|| panic!("bad second line {line:?}"))
+        .trim()
+        .parse()
+        .unwrap();
+    (s, addr)
+}
+
+/// The handshake request of a browser on `origin` offering `protocol`, at `path`.
+fn request(
+    ws: SocketAddr,
+    path: &str,
+    protocol: Option<&str>,
+    origin: Option<&str>,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut req = format!("ws://{ws}{path}").into_client_request().unwrap();
+    if let Some(p) = protocol {
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p).unwrap());
+    }
+    if let Some(o) = origin {
+        req.headers_mut()
+            .insert("Origin", HeaderValue::from_str(o).unwrap());
+    }
+    req
+}
+
+fn ours() -> String {
+    format!("crvm.{PROTOCOL_VERSION}")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The HTTP status a handshake was refused with, or 101.
+fn handshake_status(
+    ws: SocketAddr,
+    path: &str,
+    protocol: Option<&str>,
+    origin: Option<&str>,
+) -> u16 {
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(ws).await.unwrap();
+        match tokio_tungstenite::client_async(request(ws, path, protocol, origin), tcp).await {
+            Ok((_, resp)) => {
+                assert_eq!(
+                    resp.headers()
+                        .get("Sec-WebSocket-Protocol")
+                        .and_then(|v| v.to_str().ok()),
+                    protocol.map(|p| p.split(',').next_back().unwrap().trim()),
+                );
+                resp.status().as_u16()
+            }
+            Err(WsError::Http(resp)) => resp.status().as_u16(),
+            Err(e) => panic!("handshake: {e}"),
+        }
+    })
+}
+
+/// A local port whose TCP connections are carried to the server's WebSocket listener, each
+/// frame in one binary message (what a browser does). Dropped: its thread ends with the test.
+struct Bridge {
+    addr: SocketAddr,
+}
+
+impl Bridge {
+    fn start(ws: SocketAddr, origin: Option<&str>) -> Bridge {
+        let origin = origin.map(str::to_owned);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let req = request(ws, "/crvm", Some(&ours()), origin.as_deref());
+                    tokio::spawn(carry(tcp, ws, req));
+                }
+            })
+        });
+        Bridge {
+            addr: rx.recv().unwrap(),
+        }
+    }
+
+    fn connect(&self) -> RawClient {
+        RawClient::connect(self.addr)
+    }
+}
+
+/// Carries one TCP connection over a WebSocket until either ends.
+async fn carry(
+    tcp: tokio::net::TcpStream,
+    ws: SocketAddr,
+    req: tokio_tungstenite::tungstenite::handshake::client::Request,
+) {
+    let server = tokio::net::TcpStream::connect(ws).await.unwrap();
+    let Ok((socket, _)) = tokio_tungstenite::client_async(req, server).await else {
+        return; // Refused: the client sees its connection closed.
+    };
+    let (mut sink, mut stream) = socket.split();
+    let (mut rd, mut wr) = tcp.into_split();
+    let up = async {
+        let mut buf = Vec::new();
+        loop {
+            match rd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let mut at = 0;
+            while buf.len() - at >= HEADER_LEN {
+                let len = u32::from_be_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+                if buf.len() - at < HEADER_LEN + len {
+                    break;
+                }
+                let frame = Bytes::copy_from_slice(&buf[at..at + HEADER_LEN + len]);
+                at += HEADER_LEN + len;
+                if sink.send(Message::Binary(frame)).await.is_err() {
+                    return;
+                }
+            }
+            buf.drain(..at);
+        }
+    };
+    let down = async {
+        while let Some(Ok(m)) = stream.next().await {
+            match m {
+                Message::Binary(b) if wr.write_all(&b).await.is_err() => return,
+                Message::Close(_) => return,
+                _ => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = up => {}
+        () = down => {}
+    }
+}
+
+#[test]
+fn the_handshake_admits_the_path_the_subprotocol_and_allowed_pages_only() {
+    let dir = TmpDir::new();
+    let (_s, ws) = start(&dir);
+    let ours = ours();
+    // A non-browser client (no Origin) and a page the demo tenant allows.
+    assert_eq!(handshake_status(ws, "/crvm", Some(&ours), None), 101);
+    assert_eq!(
+        handshake_status(ws, "/crvm", Some(&ours), Some(ORIGIN)),
+        101
+    );
+    // A page no tenant allows is refused before any login.
+    assert_eq!(
+        handshake_status(ws, "/crvm", Some(&ours), Some("https://evil.example")),
+        403
+    );
+    // No subprotocol, or none of ours.
+    assert_eq!(handshake_status(ws, "/crvm", None, None), 400);
+    assert_eq!(handshake_status(ws, "/crvm", Some("chat"), None), 400);
+    // Another path.
+    assert_eq!(handshake_status(ws, "/", Some(&ours), None), 404);
+}
+
+#[test]
+fn another_protocol_version_is_answered_with_4_through_hello() {
+    let dir = TmpDir::new();
+    let (_s, ws) = start(&dir);
+    assert_eq!(handshake_status(ws, "/crvm", Some("crvm.1"), None), 101);
+    let old = runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(ws).await.unwrap();
+        let (mut socket, _) =
+            tokio_tungstenite::client_async(request(ws, "/crvm", Some("crvm.1"), None), tcp)
+                .await
+                .unwrap();
+        let mut codec = crvm_proto::raw::Codec::new();
+        let hello = codec.msg(
+            &ClientMsg::Hello {
+                ver: 1,
+                agent: "old".into(),
+            },
+            b"",
+        );
+        socket.send(Message::Binary(hello.into())).await.unwrap();
+        match socket.next().await {
+            Some(Ok(Message::Binary(b))) => {
+                codec.feed(&b);
+                codec.next_frame().unwrap().unwrap()
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+    let (json, _) = old.control().unwrap();
+    let msg: ServerMsg = serde_json::from_slice(json).unwrap();
+    assert!(matches!(msg, ServerMsg::Close { code: 4, .. }), "{msg:?}");
+}
+
+#[test]
+fn a_browser_and_a_tcp_client_are_peers() {
+    let dir = TmpDir::new();
+    let (s, ws) = start(&dir);
+    let browser = Bridge::start(ws, Some(ORIGIN));
+    let mut web = browser.connect();
+    web.hello();
+    assert!(matches!(
+        web.login("demo", "demo-secret", "web-1", ""),
+        ServerMsg::Res {
+            result: Outcome::Login { .. },
+            ..
+        }
+    ));
+    let mut app = s.login("demo", "app-1");
+    // A cmd each way.
+    app.send_attached(
+        &ClientMsg::Cmd {
+            n: 1,
+            to: "web-1".into(),
+        },
+        b"to the browser",
+    );
+    let (n, from, data) = web.cmd_in();
+    assert_eq!(
+        (from.as_str(), data.as_slice()),
+        ("app-1", &b"to the browser"[..])
+    );
+    web.send(&ClientMsg::CmdAck { upto: n });
+    assert!(matches!(app.reply(), ServerMsg::CmdDone { .. }));
+    web.send_attached(
+        &ClientMsg::Cmd {
+            n: 1,
+            to: "app-1".into(),
+        },
+        b"to the app",
+    );
+    let (n, from, data) = app.cmd_in();
+    assert_eq!(
+        (from.as_str(), data.as_slice()),
+        ("web-1", &b"to the app"[..])
+    );
+    app.send(&ClientMsg::CmdAck { upto: n });
+    assert!(matches!(web.reply(), ServerMsg::CmdDone { .. }));
+    // The app calls the browser, which accepts.
+    assert_eq!(
+        app.code(Op::Call {
+            call_id: "c1".into(),
+            callee: "web-1".into(),
+            meet_obj: String::new(),
+            ext: String::new(),
+        }),
+        0
+    );
+    assert!(matches!(web.msg(), ServerMsg::CallIn { .. }));
+    assert_eq!(
+        web.code(Op::AcceptCall {
+            call_id: "c1".into(),
+            meet_obj: String::new(),
+            ext: String::new(),
+        }),
+        0
+    );
+    assert!(matches!(app.msg(), ServerMsg::CallAccepted { .. }));
+}
+
+#[test]
+fn a_page_is_held_to_its_tenant_s_allowed_origins() {
+    let dir = TmpDir::new();
+    let (s, ws) = start(&dir);
+    let browser = Bridge::start(ws, Some(ORIGIN));
+    // acme allows no page: its login is refused like a wrong secret, and the log says why.
+    let mut web = browser.connect();
+    web.hello();
+    assert!(matches!(
+        web.login("acme", "acme-secret", "web-1", ""),
+        ServerMsg::Res {
+            result: Outcome::Err(7),
+            ..
+        }
+    ));
+    assert!(s.log_says("does not allow pages from"), "{}", s.log_text());
+    // The same user without a page (a TCP client) is welcome.
+    let _app = s.login("acme", "web-1");
+}
+
+#[test]
+fn a_message_must_be_exactly_one_frame() {
+    let dir = TmpDir::new();
+    let (s, ws) = start(&dir);
+    for bad in ["text", "two frames", "half a frame"] {
+        let closed = runtime().block_on(async {
+            let tcp = tokio::net::TcpStream::connect(ws).await.unwrap();
+            let (mut socket, _) =
+                tokio_tungstenite::client_async(request(ws, "/crvm", Some(&ours()), None), tcp)
+                    .await
+                    .unwrap();
+            let mut codec = crvm_proto::raw::Codec::new();
+            let hello = codec.msg(
+                &ClientMsg::Hello {
+                    ver: PROTOCOL_VERSION,
+                    agent: "t".into(),
+                },
+                b"",
+            );
+            let msg = match bad {
+                "text" => Message::Text("{\"t\":\"hello\"}".into()),
+                "two frames" => {
+                    let mut two = hello.clone();
+                    two.extend_from_slice(&hello);
+                    Message::Binary(two.into())
+                }
+                _ => Message::Binary(hello[..hello.len() - 1].to_vec().into()),
+            };
+            socket.send(msg).await.unwrap();
+            loop {
+                match socket.next().await {
+                    Some(Ok(Message::Close(Some(f)))) => return Some(u16::from(f.code)),
+                    Some(Ok(_)) => continue,
+                    _ => return None,
+                }
+            }
+        });
+        assert_eq!(closed, Some(1002), "{bad}");
+    }
+    assert!(
+        s.log_says("a binary message must carry exactly one frame"),
+        "{}",
+        s.log_text()
+    );
+    // The server still serves.
+    let _ok = s.login("demo", "after");
+}
+
+#[test]
+fn a_session_resumes_over_either_transport() {
+    let dir = TmpDir::new();
+    let (s, ws) = start(&dir);
+    let browser = Bridge::start(ws, Some(ORIGIN));
+    let mut web = browser.connect();
+    web.hello();
+    let id = web.id();
+    web.send(&ClientMsg::Req {
+        id,
+        op: Op::Login {
+            app_id: "demo".into(),
+            secret: "demo-secret".into(),
+            user_id: "web-1".into(),
+            nick: String::new(),
+            token: String::new(),
+            resume: true,
+        },
+    });
+    assert!(matches!(
+        web.msg(),
+        ServerMsg::Res {
+            result: Outcome::Login { .. },
+            ..
+        }
+    ));
+    let ServerMsg::Resumable {
+        session, secret, ..
+    } = web.msg()
+    else {
+        panic!("resumable")
+    };
+    // The link drops; a cmd for the browser waits in its session.
+    drop(web);
+    let mut app = s.login("demo", "app-1");
+    app.send_attached(
+        &ClientMsg::Cmd {
+            n: 1,
+            to: "web-1".into(),
+        },
+        b"while away",
+    );
+    // Resumed over TCP: the cmd is delivered there...
+    let mut tcp = s.connect();
+    tcp.hello();
+    tcp.send(&ClientMsg::Resume {
+        app_id: "demo".into(),
+        session: session.clone(),
+        secret,
+        last: 0,
+    });
+    let ServerMsg::Resumed { secret, .. } = tcp.msg() else {
+        panic!("resumed over TCP: {}", s.log_text())
+    };
+    until_cmd(&mut tcp, b"while away");
+    // (Speaking after `resumed` makes its new secret the one in force, and acknowledges what
+    // it received.)
+    tcp.send_kind(crvm_proto::Kind::Ping);
+    while tcp
+        .frame()
+        .is_some_and(|f| f.kind != crvm_proto::Kind::Pong)
+    {}
+    let last = tcp.codec.last_seq();
+    drop(tcp);
+    // ...and back over WebSocket, with the secret of the last resume.
+    let mut web = browser.connect();
+    web.hello();
+    web.send(&ClientMsg::Resume {
+        app_id: "demo".into(),
+        session,
+        secret,
+        last,
+    });
+    web.codec.received_up_to(last);
+    let answer = web.frame().map(|f| f.control().map(|(j, _)| j.to_vec()));
+    assert!(
+        matches!(&answer, Some(Ok(j)) if j.starts_with(b"{\"t\":\"resumed\"")),
+        "resumed over WebSocket: {:?}\n{}",
+        answer.map(|a| a.map(|j| String::from_utf8_lossy(&j).into_owned())),
+        s.log_text()
+    );
+    app.send_attached(
+        &ClientMsg::Cmd {
+            n: 2,
+            to: "web-1".into(),
+        },
+        b"back",
+    );
+    until_cmd(&mut web, b"back");
+}
+
+/// Reads messages (the session's replayed tail among them) until a cmd carrying `data`.
+fn until_cmd(c: &mut RawClient, data: &[u8]) {
+    loop {
+        if let (ServerMsg::CmdIn { .. }, got) = c.msg_attached() {
+            if got == data {
+                return;
+            }
+        }
+    }
+}
