@@ -84,7 +84,8 @@ pub unsafe extern "C" fn crvm_create(
 }
 
 /// Sets an option, only while logged out (else 9). Keys: `download_dir` (an existing
-/// directory), `dispatch` (`thread` | `manual`; fixed from the first `crvm_login`),
+/// directory; default: the user's own download directory, `$XDG_DOWNLOAD_DIR` or the one
+/// `user-dirs.dirs` names, else `$HOME`, else the current directory), `dispatch` (`thread` | `manual`; fixed from the first `crvm_login`),
 /// `connect_timeout_ms`, `request_timeout_ms` (1 ms .. 10 min / 1 h), `max_buffer_bytes`
 /// (largest buffer sent or accepted, default 100 MiB), `max_pending_bytes` (data accepted and not
 /// yet acknowledged end to end beyond which `crvm_send_cmd` and `crvm_send_buffer` return 1000,
