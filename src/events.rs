@@ -11,8 +11,8 @@
 // - `ffi::callbacks` makes the `#[repr(C)] crvm_callbacks` struct and the dispatch of each
 //   event to its member;
 // - `codegen/mirrors.rs`, run by `build.rs`, renders the struct into `include/crvm.h`
-//   (cbindgen does not expand macros), the C++ wrapper's `crvm::Events` and its trampolines
-//   into a marked region of `include/crvm.hpp`, and the Python binding's `EVENTS` into
+//   (cbindgen does not expand macros), the C++ wrapper's `crvm::Event`, `crvm::Handlers`, its
+//   trampolines and `on_<event>` setters into marked regions of `include/crvm.hpp`, and the Python binding's `EVENTS` into
 //   `bindings/python/crvm/_abi.py`; `tests/mirrors.rs` fails if a committed copy is stale.
 // The C members come out in row order: the pinned order of SPEC §2.3. New rows go at the end
 // (members are only ever appended); each gives its callbacks to C, C++ and Python at once.
