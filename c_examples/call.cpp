@@ -1,6 +1,6 @@
 // call_cpp: alice calls bob, bob accepts from his handler, alice sends him a note and a file,
 // then hangs up. Every wait has a deadline and every failure is reported: without a server it
-// exits 1 with "failed: login_fail: Could not connect (...)". Usage: call_cpp [HOST:PORT]
+// exits 1 with "failed: login_fail: could not connect (...)". Usage: call_cpp [HOST:PORT]
 #include <chrono>
 #include <cstdio>
 #include <filesystem>

@@ -407,7 +407,7 @@ pub fn python_abi(header: &str) -> String {
          \"\"\"\n\n",
     );
     out += &format!(
-        "# The {} members of crvm_callbacks, in the header's order (SPEC §2.3), each with its\n\
+        "# The {} members of crvm_callbacks, in the header's order (docs/API.md §2.3), each with its\n\
          # arguments after `void *ud`. Kinds: \"s\" a string (str), \"i\" int32_t, \"l\" int64_t,\n\
          # \"b\" a base64 string delivered to Python as bytes. The argument names are the header's,\n\
          # except that base64 ones drop their `_base64` suffix (data_base64 -> data).\n\

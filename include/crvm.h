@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 /**
- * Event callbacks (SPEC §2.3). Zero-fill the struct and set the members you need:
+ * Event callbacks (docs/API.md §2.3). Zero-fill the struct and set the members you need:
  * a NULL member ignores that event. Pass `sizeof(crvm_callbacks)` as
  * `callbacks_size` to `crvm_create`; members are only ever appended, so an app
  * built against an older, shorter struct keeps working.
@@ -422,7 +422,7 @@ int32_t crvm_create(const char *server_addr,
  * (largest buffer sent or accepted, default 100 MiB), `max_pending_bytes` (data accepted and not
  * yet acknowledged end to end beyond which `crvm_send_cmd` and `crvm_send_buffer` return 1000,
  * default 64 MiB), `reconnect` (`on` | `off`: resume the session after a lost connection,
- * default on; SPEC §3.6), `tls` (`off` | `on`), `tls_ca_file` (PEM
+ * default on; docs/API.md §3.6), `tls` (`off` | `on`), `tls_ca_file` (PEM
  * file of the CA certificates the server's certificate must chain to; default: the system's;
  * checked when set), `log_file` (a file the library appends one line per event to: names,
  * codes and IDs, never a secret, token, cookie or payload). With TLS the server's certificate
@@ -471,7 +471,7 @@ int32_t crvm_login(struct crvm_client *c,
 
 /**
  * The app knows the network changed (e.g. Wi-Fi to mobile): the link is dropped at once and
- * the session resumed without waiting for a heartbeat to notice (SPEC §3.6). 0, or 12 if not
+ * the session resumed without waiting for a heartbeat to notice (docs/API.md §3.6). 0, or 12 if not
  * logged in.
  */
 int32_t crvm_network_changed(struct crvm_client *c);
@@ -666,7 +666,7 @@ int32_t crvm_send_file(struct crvm_client *c,
 int32_t crvm_cancel_send(struct crvm_client *c, const char *task_id);
 
 /**
- * Static English text for an error code (SPEC §6). Never NULL; unknown codes get
+ * Static English text for an error code (docs/API.md §6). Never NULL; unknown codes get
  * "unknown error code". The string must not be freed.
  */
 const char *crvm_err_str(int32_t code);

@@ -238,9 +238,6 @@ struct UserStatus {
   std::string user_id;                    // "userID"
   Presence presence = Presence::offline;  // "userStatus"
   int32_t dnd = 0;                        // "DNDType": 0 off, any other value on (the app's own)
-  // "reconnecting": the user's link dropped and the session waits to be resumed (it still
-  // counts as online, with the status it had); false when absent (servers before it).
-  bool reconnecting = false;
 };
 
 // A meeting (create_meeting_success, get_meetings_success).
@@ -476,7 +473,6 @@ inline UserStatus to_status(const Json &o) {
   s.user_id = o.str("userID");
   s.presence = static_cast<Presence>(o.num("userStatus"));
   s.dnd = static_cast<int32_t>(o.num("DNDType"));
-  s.reconnecting = o.flag("reconnecting");
   return s;
 }
 

@@ -26,11 +26,11 @@ pub struct Options {
     /// Largest buffer this client sends or accepts (the server's own limit applies too).
     pub max_buffer_bytes: u64,
     /// Data accepted and not yet acknowledged end to end beyond which `send_cmd` and
-    /// `send_buffer` are refused with 1000 (SPEC §3.5).
+    /// `send_buffer` are refused with 1000 (docs/API.md §3.5).
     pub max_pending_bytes: u64,
     /// Speak TLS to the server.
     pub tls: bool,
-    /// Resume the session after a lost connection (SPEC §3.6); off: `line_off(207)` at once.
+    /// Resume the session after a lost connection (docs/API.md §3.6); off: `line_off(207)` at once.
     pub reconnect: bool,
     /// CA certificates (PEM) that the server's certificate must chain to; the system's when
     /// unset.
@@ -257,11 +257,17 @@ mod tests {
         // XDG_CONFIG_HOME is where user-dirs.dirs is looked for.
         let cfg = s.0.join("cfg");
         std::fs::create_dir(&cfg).unwrap();
-        assert_eq!(dir_with(&[("HOME", &home), ("XDG_CONFIG_HOME", &cfg)]), home);
+        assert_eq!(
+            dir_with(&[("HOME", &home), ("XDG_CONFIG_HOME", &cfg)]),
+            home
+        );
         // $XDG_DOWNLOAD_DIR comes first; a relative one is ignored.
         let own = s.0.join("own");
         std::fs::create_dir(&own).unwrap();
-        assert_eq!(dir_with(&[("HOME", &home), ("XDG_DOWNLOAD_DIR", &own)]), own);
+        assert_eq!(
+            dir_with(&[("HOME", &home), ("XDG_DOWNLOAD_DIR", &own)]),
+            own
+        );
         let relative = Path::new("own");
         assert_eq!(
             dir_with(&[("HOME", &home), ("XDG_DOWNLOAD_DIR", relative)]),
