@@ -328,7 +328,9 @@ struct Json {
   }
   int64_t num(std::string_view key) const {
     const Json *v = get(key);
-    return v && v->kind == number ? static_cast<int64_t>(v->n) : 0;
+    // Out of int64_t's range (or NaN) reads as 0: converting it would be undefined.
+    bool fits = v && v->kind == number && v->n > -9.2e18 && v->n < 9.2e18;
+    return fits ? static_cast<int64_t>(v->n) : 0;
   }
   bool flag(std::string_view key) const {
     const Json *v = get(key);
