@@ -606,8 +606,9 @@ class Client {
 
   // With dispatch=manual: runs pending events here, waiting up to `timeout` for the first;
   // returns how many ran.
-  int poll(std::chrono::milliseconds timeout) {
-    int32_t n = crvm_poll(c_, clamp(timeout));
+  int poll(std::chrono::milliseconds timeout) { return poll(clamp(timeout)); }
+  int poll(int32_t timeout_ms) {
+    int32_t n = crvm_poll(c_, timeout_ms);
     if (n < 0) throw Error(static_cast<Errc>(-n), "poll");
     return n;
   }

@@ -229,9 +229,14 @@ int main(int argc, char **argv) {
       });
   alice.get_user_status();
   CHECK(passed.get_future().wait_for(kWait) == std::future_status::ready);
+  alice.on_get_user_status_success({});
   alice.queue_events(true);
   alice.get_meetings("kept");
   CHECK(expect(alice, "get_meetings_success").cookie == "kept");
+  // {}: any event.
+  alice.get_meetings("any");
+  auto next = alice.next_event({}, kWait);
+  CHECK(next && next->name == "get_meetings_success" && next->cookie == "any");
 
   // Manual dispatch: next_event runs the events itself.
   crvm::Client manual(addr);
@@ -240,6 +245,13 @@ int main(int argc, char **argv) {
   CHECK(expect(manual, "login_success").cookie == "m");
   manual.get_user_status();
   CHECK(!expect(manual, "get_user_status_success").statuses.empty());
+  // poll() runs events too (the handler here, the queue for the rest).
+  std::atomic<bool> polled{false};
+  manual.on_get_meetings_success([&](crvm::Client &, const std::vector<crvm::Meeting> &,
+                                     const std::string &) { polled = true; });
+  manual.get_meetings();
+  for (int i = 0; i < 100 && !polled; ++i) manual.poll(200);
+  CHECK(polled);
   std::puts("crvm.hpp: all checks passed");
   return 0;
 }
