@@ -332,10 +332,6 @@ struct Json {
     bool fits = v && v->kind == number && v->n > -9.2e18 && v->n < 9.2e18;
     return fits ? static_cast<int64_t>(v->n) : 0;
   }
-  bool flag(std::string_view key) const {
-    const Json *v = get(key);
-    return v && v->kind == boolean && v->b;
-  }
 };
 
 class JsonReader {
