@@ -1,5 +1,6 @@
 /*
- * crvm — the CloudroomVideoMgr API as a C library.
+ * crvm — the CloudroomVideoMgr API as a C library. The reference for every function, option,
+ * event, error code and JSON shape is docs/API.md.
  *
  * Threading: every crvm_* function is thread-safe and returns without waiting on the network
  * (crvm_destroy waits for the client's threads; crvm_poll waits up to its timeout). Events of a
