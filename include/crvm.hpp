@@ -1,10 +1,13 @@
 // crvm.hpp — a header-only C++17 wrapper over the crvm C API (crvm.h); it builds as C++20 too.
 // docs/API.md is the reference: every function, event, code and JSON shape.
 //
-//   crvm::Client alice("127.0.0.1:5210");          // throws crvm::Error on refusal
+//   crvm::Client alice("127.0.0.1:5210");           // throws crvm::Error on refusal
+//   alice.on_notify_call_in([](crvm::Client &me, const std::string &call_id, const std::string &,
+//                              const std::string &from, const std::string &) {
+//     me.accept_call(call_id);
+//   });
 //   alice.login("demo", "demo-secret", "Alice", "alice");
-//   auto e = alice.next_event({"login_success", "login_fail"}, std::chrono::seconds(10));
-//   if (!e || e->name != "login_success") ...       // e->sdk_err says why
+//   alice.wait("login_success", {"login_fail"}, std::chrono::seconds(10));  // or throws
 //
 // Design (docs/DESIGN.md, "C++ wrapper"):
 // - RAII: a Client owns its crvm_client and destroys it (logging out) in its destructor. It is
@@ -18,7 +21,8 @@
 //   thread; a handler gets its Client& first. Events without a handler are queued for
 //   next_event(names, timeout), which any thread may call (queue_events(false) drops them
 //   instead). Handlers run on the client's own thread (or inside poll()/next_event() with
-//   dispatch=manual), one at a time, in order, and may call any method of any Client.
+//   dispatch=manual), one at a time, in order, and may call any method of any Client (but not
+//   wait for their own client's events: none can run while they do).
 // - A handler may destroy its own Client (say, reset the unique_ptr holding it): the running
 //   handler and the client's state stay alive until it returns, and no event runs after.
 // - A synchronous refusal throws crvm::Error (code(), and what() naming the call). An exception
