@@ -120,6 +120,33 @@ fn fit(head: &str, tail: &str, indent: &str) -> String {
     fit_sep(head, " ", tail, indent)
 }
 
+/// `prefix`, `items` separated by ", ", then `suffix`, on one line if it fits; otherwise
+/// `prefix` alone, then the items packed on lines indented by `indent`, `suffix` after the last.
+fn wrap_list(prefix: &str, items: &[String], suffix: &str, indent: &str) -> String {
+    let one = format!("{prefix}{}{suffix}", items.join(", "));
+    if one.len() <= WIDTH {
+        return one + "\n";
+    }
+    let mut out = format!("{prefix}\n");
+    let mut line = indent.to_owned();
+    for (i, item) in items.iter().enumerate() {
+        let piece = if i + 1 < items.len() {
+            format!("{item},")
+        } else {
+            format!("{item}{suffix}")
+        };
+        if line.len() > indent.len() && line.len() + 1 + piece.len() > WIDTH {
+            out += &format!("{line}\n");
+            line = indent.to_owned();
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line += &piece;
+    }
+    out + &line + "\n"
+}
+
 /// [`fit`] with `sep` between the two on one line.
 fn fit_sep(head: &str, sep: &str, tail: &str, indent: &str) -> String {
     if head.len() + sep.len() + tail.len() <= WIDTH {
@@ -162,8 +189,8 @@ fn cpp_param(ty: &str) -> String {
     }
 }
 
-/// The handler type of an event: `std::function<void(Client &, <params>)>`.
-fn cpp_handler_type(cb: &Callback) -> String {
+/// The parameters of an event's handler: `Client &`, then the converted arguments.
+fn cpp_handler_params(cb: &Callback) -> Vec<String> {
     let mut params = vec!["Client &".to_owned()];
     for &(name, kind) in cb.args {
         let (field, ty, _) = cpp_field(name, kind);
@@ -171,7 +198,7 @@ fn cpp_handler_type(cb: &Callback) -> String {
         let sep = if p.ends_with('&') { "" } else { " " };
         params.push(format!("{p}{sep}{field}"));
     }
-    format!("std::function<void({})>", params.join(", "))
+    params
 }
 
 /// The generated region of include/crvm.hpp, markers included: `crvm::Event` (what
@@ -211,9 +238,10 @@ pub fn cpp_region() -> String {
             // arguments, converted. Held by shared_ptr, so a running handler outlives its replacement.\n\
             struct Handlers {\n";
     for cb in TABLE.callbacks {
-        out += &fit(
-            &format!("  using {}_fn =", cb.name),
-            &format!("{};", cpp_handler_type(cb)),
+        out += &wrap_list(
+            &format!("  using {}_fn = std::function<void(", cb.name),
+            &cpp_handler_params(cb),
+            ")>;",
             "      ",
         );
         out += &format!("  std::shared_ptr<const {0}_fn> {0};\n", cb.name);
@@ -224,27 +252,22 @@ pub fn cpp_region() -> String {
     for cb in TABLE.callbacks {
         let mut sig = vec!["void *ud".to_owned()];
         sig.extend(cb.args.iter().map(|(n, k)| format!("{}{n}", k.c())));
-        out += &fit(
-            &format!("  cb.{} =", cb.name),
-            &format!("[]({}) {{", sig.join(", ")),
-            "      ",
-        );
-        out += &format!("    Event e{{\"{}\"}};\n", cb.name);
+        out += &wrap_list(&format!("  cb.{} = [](", cb.name), &sig, ") {", "      ");
+        out += &format!("    Event e;\n    e.name = \"{}\";\n", cb.name);
         let mut fields = Vec::new();
         for &(name, kind) in cb.args {
             let (field, _, conv) = cpp_field(name, kind);
             out += &format!("    e.{field} = {conv};\n");
-            fields.push(format!("e.{field}"));
+            fields.push(format!("ev.{field}"));
         }
         let mut call = vec!["c".to_owned()];
         call.extend(fields);
-        out += &fit(
-            &format!("    deliver(ud, std::move(e), &Handlers::{},", cb.name),
-            &format!(
-                "[](const auto &f, Client &c, const Event &e) {{ f({}); }});",
-                call.join(", ")
-            ),
-            "            ",
+        out += "    auto call = [](const auto &f, Client &c, const Event &ev) {\n";
+        out += &wrap_list("      f(", &call, ");", "          ");
+        out += "    };\n";
+        out += &format!(
+            "    deliver(ud, std::move(e), &Handlers::{}, call);\n",
+            cb.name
         );
         out += "  };\n";
     }
@@ -567,10 +590,10 @@ pub fn cpp_requests(header: &str) -> String {
             call.extend(["id".into(), "sizeof id".into()]);
             out += "    char id[CRVM_ID_BUF_LEN];\n";
         }
-        out += &fit_sep(
-            "    detail::check(",
-            "",
-            &format!("{}({}), \"{}\");", r.c_name, call.join(", "), r.name),
+        out += &wrap_list(
+            &format!("    detail::check({}(", r.c_name),
+            &call,
+            &format!("), \"{}\");", r.name),
             "        ",
         );
         if r.returns_id {

@@ -101,8 +101,8 @@ struct Event {
 // The handler of each event (Client::on_<event> sets it): the client, then the event's
 // arguments, converted. Held by shared_ptr, so a running handler outlives its replacement.
 struct Handlers {
-  using login_success_fn =
-      std::function<void(Client &, const std::string &usr_id, const std::string &cookie)>;
+  using login_success_fn = std::function<void(
+      Client &, const std::string &usr_id, const std::string &cookie)>;
   std::shared_ptr<const login_success_fn> login_success;
   using login_fail_fn = std::function<void(Client &, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const login_fail_fn> login_fail;
@@ -110,98 +110,103 @@ struct Handlers {
   std::shared_ptr<const line_off_fn> line_off;
   using set_dnd_status_success_fn = std::function<void(Client &, const std::string &cookie)>;
   std::shared_ptr<const set_dnd_status_success_fn> set_dnd_status_success;
-  using set_dnd_status_fail_fn =
-      std::function<void(Client &, Errc sdk_err, const std::string &cookie)>;
+  using set_dnd_status_fail_fn = std::function<void(
+      Client &, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const set_dnd_status_fail_fn> set_dnd_status_fail;
-  using get_user_status_success_fn =
-      std::function<void(Client &, const std::vector<UserStatus> &statuses, const std::string &cookie)>;
+  using get_user_status_success_fn = std::function<void(
+      Client &, const std::vector<UserStatus> &statuses, const std::string &cookie)>;
   std::shared_ptr<const get_user_status_success_fn> get_user_status_success;
-  using get_user_status_fail_fn =
-      std::function<void(Client &, Errc sdk_err, const std::string &cookie)>;
+  using get_user_status_fail_fn = std::function<void(
+      Client &, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const get_user_status_fail_fn> get_user_status_fail;
-  using notify_user_status_fn =
-      std::function<void(Client &, const UserStatus &status, const std::string &cookie)>;
+  using notify_user_status_fn = std::function<void(
+      Client &, const UserStatus &status, const std::string &cookie)>;
   std::shared_ptr<const notify_user_status_fn> notify_user_status;
-  using start_user_status_notify_rslt_fn =
-      std::function<void(Client &, Errc sdk_err, const std::string &cookie)>;
+  using start_user_status_notify_rslt_fn = std::function<void(
+      Client &, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const start_user_status_notify_rslt_fn> start_user_status_notify_rslt;
-  using stop_user_status_notify_rslt_fn =
-      std::function<void(Client &, Errc sdk_err, const std::string &cookie)>;
+  using stop_user_status_notify_rslt_fn = std::function<void(
+      Client &, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const stop_user_status_notify_rslt_fn> stop_user_status_notify_rslt;
-  using create_meeting_success_fn =
-      std::function<void(Client &, const Meeting &meeting, const std::string &cookie)>;
+  using create_meeting_success_fn = std::function<void(
+      Client &, const Meeting &meeting, const std::string &cookie)>;
   std::shared_ptr<const create_meeting_success_fn> create_meeting_success;
-  using create_meeting_fail_fn =
-      std::function<void(Client &, Errc sdk_err, const std::string &cookie)>;
+  using create_meeting_fail_fn = std::function<void(
+      Client &, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const create_meeting_fail_fn> create_meeting_fail;
-  using destroy_meeting_rslt_fn =
-      std::function<void(Client &, Errc sdk_err, const std::string &cookie)>;
+  using destroy_meeting_rslt_fn = std::function<void(
+      Client &, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const destroy_meeting_rslt_fn> destroy_meeting_rslt;
-  using get_meetings_success_fn =
-      std::function<void(Client &, const std::vector<Meeting> &meetings, const std::string &cookie)>;
+  using get_meetings_success_fn = std::function<void(
+      Client &, const std::vector<Meeting> &meetings, const std::string &cookie)>;
   std::shared_ptr<const get_meetings_success_fn> get_meetings_success;
-  using get_meetings_fail_fn =
-      std::function<void(Client &, Errc sdk_err, const std::string &cookie)>;
+  using get_meetings_fail_fn = std::function<void(
+      Client &, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const get_meetings_fail_fn> get_meetings_fail;
-  using call_success_fn =
-      std::function<void(Client &, const std::string &call_id, const std::string &cookie)>;
+  using call_success_fn = std::function<void(
+      Client &, const std::string &call_id, const std::string &cookie)>;
   std::shared_ptr<const call_success_fn> call_success;
-  using call_fail_fn =
-      std::function<void(Client &, const std::string &call_id, Errc sdk_err, const std::string &cookie)>;
+  using call_fail_fn = std::function<void(
+      Client &, const std::string &call_id, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const call_fail_fn> call_fail;
-  using accept_call_success_fn =
-      std::function<void(Client &, const std::string &call_id, const std::string &cookie)>;
+  using accept_call_success_fn = std::function<void(
+      Client &, const std::string &call_id, const std::string &cookie)>;
   std::shared_ptr<const accept_call_success_fn> accept_call_success;
-  using accept_call_fail_fn =
-      std::function<void(Client &, const std::string &call_id, Errc sdk_err, const std::string &cookie)>;
+  using accept_call_fail_fn = std::function<void(
+      Client &, const std::string &call_id, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const accept_call_fail_fn> accept_call_fail;
-  using reject_call_success_fn =
-      std::function<void(Client &, const std::string &call_id, const std::string &cookie)>;
+  using reject_call_success_fn = std::function<void(
+      Client &, const std::string &call_id, const std::string &cookie)>;
   std::shared_ptr<const reject_call_success_fn> reject_call_success;
-  using reject_call_fail_fn =
-      std::function<void(Client &, const std::string &call_id, Errc sdk_err, const std::string &cookie)>;
+  using reject_call_fail_fn = std::function<void(
+      Client &, const std::string &call_id, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const reject_call_fail_fn> reject_call_fail;
-  using hungup_call_success_fn =
-      std::function<void(Client &, const std::string &call_id, const std::string &cookie)>;
+  using hungup_call_success_fn = std::function<void(
+      Client &, const std::string &call_id, const std::string &cookie)>;
   std::shared_ptr<const hungup_call_success_fn> hungup_call_success;
-  using hungup_call_fail_fn =
-      std::function<void(Client &, const std::string &call_id, Errc sdk_err, const std::string &cookie)>;
+  using hungup_call_fail_fn = std::function<void(
+      Client &, const std::string &call_id, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const hungup_call_fail_fn> hungup_call_fail;
-  using notify_call_in_fn =
-      std::function<void(Client &, const std::string &call_id, const std::string &meet_obj, const std::string &caller_id, const std::string &usr_ext_dat)>;
+  using notify_call_in_fn = std::function<void(
+      Client &, const std::string &call_id, const std::string &meet_obj,
+      const std::string &caller_id, const std::string &usr_ext_dat)>;
   std::shared_ptr<const notify_call_in_fn> notify_call_in;
-  using notify_call_accepted_fn =
-      std::function<void(Client &, const std::string &call_id, const std::string &usr_ext_dat, const std::string &meet_obj)>;
+  using notify_call_accepted_fn = std::function<void(
+      Client &, const std::string &call_id, const std::string &usr_ext_dat,
+      const std::string &meet_obj)>;
   std::shared_ptr<const notify_call_accepted_fn> notify_call_accepted;
-  using notify_call_rejected_fn =
-      std::function<void(Client &, const std::string &call_id, Errc reason, const std::string &usr_ext_dat)>;
+  using notify_call_rejected_fn = std::function<void(
+      Client &, const std::string &call_id, Errc reason, const std::string &usr_ext_dat)>;
   std::shared_ptr<const notify_call_rejected_fn> notify_call_rejected;
-  using notify_call_hungup_fn =
-      std::function<void(Client &, const std::string &call_id, const std::string &usr_ext_dat)>;
+  using notify_call_hungup_fn = std::function<void(
+      Client &, const std::string &call_id, const std::string &usr_ext_dat)>;
   std::shared_ptr<const notify_call_hungup_fn> notify_call_hungup;
-  using send_cmd_rlst_fn =
-      std::function<void(Client &, const std::string &task_id, Errc sdk_err, const std::string &cookie)>;
+  using send_cmd_rlst_fn = std::function<void(
+      Client &, const std::string &task_id, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const send_cmd_rlst_fn> send_cmd_rlst;
-  using send_buffer_rlst_fn =
-      std::function<void(Client &, const std::string &task_id, Errc sdk_err, const std::string &cookie)>;
+  using send_buffer_rlst_fn = std::function<void(
+      Client &, const std::string &task_id, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const send_buffer_rlst_fn> send_buffer_rlst;
-  using send_file_rlst_fn =
-      std::function<void(Client &, const std::string &task_id, const std::string &file_name, Errc sdk_err, const std::string &cookie)>;
+  using send_file_rlst_fn = std::function<void(
+      Client &, const std::string &task_id, const std::string &file_name, Errc sdk_err,
+      const std::string &cookie)>;
   std::shared_ptr<const send_file_rlst_fn> send_file_rlst;
-  using send_progress_fn =
-      std::function<void(Client &, const std::string &task_id, int64_t sended_len, int64_t total_len, const std::string &cookie)>;
+  using send_progress_fn = std::function<void(
+      Client &, const std::string &task_id, int64_t sended_len, int64_t total_len,
+      const std::string &cookie)>;
   std::shared_ptr<const send_progress_fn> send_progress;
-  using cancel_send_rlst_fn =
-      std::function<void(Client &, const std::string &task_id, Errc sdk_err, const std::string &cookie)>;
+  using cancel_send_rlst_fn = std::function<void(
+      Client &, const std::string &task_id, Errc sdk_err, const std::string &cookie)>;
   std::shared_ptr<const cancel_send_rlst_fn> cancel_send_rlst;
-  using notify_cmd_data_fn =
-      std::function<void(Client &, const std::string &source_user_id, const Bytes &data)>;
+  using notify_cmd_data_fn = std::function<void(
+      Client &, const std::string &source_user_id, const Bytes &data)>;
   std::shared_ptr<const notify_cmd_data_fn> notify_cmd_data;
-  using notify_buffer_data_fn =
-      std::function<void(Client &, const std::string &source_user_id, const Bytes &data)>;
+  using notify_buffer_data_fn = std::function<void(
+      Client &, const std::string &source_user_id, const Bytes &data)>;
   std::shared_ptr<const notify_buffer_data_fn> notify_buffer_data;
-  using notify_file_data_fn =
-      std::function<void(Client &, const std::string &source_user_id, const std::string &tmp_file, const std::string &org_file_name)>;
+  using notify_file_data_fn = std::function<void(
+      Client &, const std::string &source_user_id, const std::string &tmp_file,
+      const std::string &org_file_name)>;
   std::shared_ptr<const notify_file_data_fn> notify_file_data;
   using notify_cancel_send_fn = std::function<void(Client &, const std::string &send_id)>;
   std::shared_ptr<const notify_cancel_send_fn> notify_cancel_send;
@@ -216,287 +221,402 @@ namespace detail {
 // Points every member of `cb` at a function that makes the event and delivers it.
 inline void set_trampolines(crvm_callbacks &cb) {
   cb.login_success = [](void *ud, const char *usr_id, const char *cookie) {
-    Event e{"login_success"};
+    Event e;
+    e.name = "login_success";
     e.usr_id = str(usr_id);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::login_success,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.usr_id, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.usr_id, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::login_success, call);
   };
   cb.login_fail = [](void *ud, int32_t sdk_err, const char *cookie) {
-    Event e{"login_fail"};
+    Event e;
+    e.name = "login_fail";
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::login_fail,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::login_fail, call);
   };
   cb.line_off = [](void *ud, int32_t sdk_err) {
-    Event e{"line_off"};
+    Event e;
+    e.name = "line_off";
     e.sdk_err = Errc(sdk_err);
-    deliver(ud, std::move(e), &Handlers::line_off,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.sdk_err); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.sdk_err);
+    };
+    deliver(ud, std::move(e), &Handlers::line_off, call);
   };
   cb.set_dnd_status_success = [](void *ud, const char *cookie) {
-    Event e{"set_dnd_status_success"};
+    Event e;
+    e.name = "set_dnd_status_success";
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::set_dnd_status_success,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::set_dnd_status_success, call);
   };
   cb.set_dnd_status_fail = [](void *ud, int32_t sdk_err, const char *cookie) {
-    Event e{"set_dnd_status_fail"};
+    Event e;
+    e.name = "set_dnd_status_fail";
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::set_dnd_status_fail,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::set_dnd_status_fail, call);
   };
   cb.get_user_status_success = [](void *ud, const char *users_status, const char *cookie) {
-    Event e{"get_user_status_success"};
+    Event e;
+    e.name = "get_user_status_success";
     e.statuses = parse_statuses(users_status);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::get_user_status_success,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.statuses, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.statuses, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::get_user_status_success, call);
   };
   cb.get_user_status_fail = [](void *ud, int32_t sdk_err, const char *cookie) {
-    Event e{"get_user_status_fail"};
+    Event e;
+    e.name = "get_user_status_fail";
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::get_user_status_fail,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::get_user_status_fail, call);
   };
   cb.notify_user_status = [](void *ud, const char *user_status, const char *cookie) {
-    Event e{"notify_user_status"};
+    Event e;
+    e.name = "notify_user_status";
     e.status = parse_status(user_status);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::notify_user_status,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.status, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.status, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::notify_user_status, call);
   };
   cb.start_user_status_notify_rslt = [](void *ud, int32_t sdk_err, const char *cookie) {
-    Event e{"start_user_status_notify_rslt"};
+    Event e;
+    e.name = "start_user_status_notify_rslt";
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::start_user_status_notify_rslt,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::start_user_status_notify_rslt, call);
   };
   cb.stop_user_status_notify_rslt = [](void *ud, int32_t sdk_err, const char *cookie) {
-    Event e{"stop_user_status_notify_rslt"};
+    Event e;
+    e.name = "stop_user_status_notify_rslt";
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::stop_user_status_notify_rslt,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::stop_user_status_notify_rslt, call);
   };
   cb.create_meeting_success = [](void *ud, const char *meet_obj, const char *cookie) {
-    Event e{"create_meeting_success"};
+    Event e;
+    e.name = "create_meeting_success";
     e.meeting = parse_meeting(meet_obj);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::create_meeting_success,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.meeting, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.meeting, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::create_meeting_success, call);
   };
   cb.create_meeting_fail = [](void *ud, int32_t sdk_err, const char *cookie) {
-    Event e{"create_meeting_fail"};
+    Event e;
+    e.name = "create_meeting_fail";
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::create_meeting_fail,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::create_meeting_fail, call);
   };
   cb.destroy_meeting_rslt = [](void *ud, int32_t sdk_err, const char *cookie) {
-    Event e{"destroy_meeting_rslt"};
+    Event e;
+    e.name = "destroy_meeting_rslt";
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::destroy_meeting_rslt,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::destroy_meeting_rslt, call);
   };
   cb.get_meetings_success = [](void *ud, const char *json_meetings, const char *cookie) {
-    Event e{"get_meetings_success"};
+    Event e;
+    e.name = "get_meetings_success";
     e.meetings = parse_meetings(json_meetings);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::get_meetings_success,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.meetings, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.meetings, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::get_meetings_success, call);
   };
   cb.get_meetings_fail = [](void *ud, int32_t sdk_err, const char *cookie) {
-    Event e{"get_meetings_fail"};
+    Event e;
+    e.name = "get_meetings_fail";
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::get_meetings_fail,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::get_meetings_fail, call);
   };
   cb.call_success = [](void *ud, const char *call_id, const char *cookie) {
-    Event e{"call_success"};
+    Event e;
+    e.name = "call_success";
     e.call_id = str(call_id);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::call_success,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.call_id, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.call_id, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::call_success, call);
   };
   cb.call_fail = [](void *ud, const char *call_id, int32_t sdk_err, const char *cookie) {
-    Event e{"call_fail"};
+    Event e;
+    e.name = "call_fail";
     e.call_id = str(call_id);
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::call_fail,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.call_id, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.call_id, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::call_fail, call);
   };
   cb.accept_call_success = [](void *ud, const char *call_id, const char *cookie) {
-    Event e{"accept_call_success"};
+    Event e;
+    e.name = "accept_call_success";
     e.call_id = str(call_id);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::accept_call_success,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.call_id, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.call_id, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::accept_call_success, call);
   };
   cb.accept_call_fail = [](void *ud, const char *call_id, int32_t sdk_err, const char *cookie) {
-    Event e{"accept_call_fail"};
+    Event e;
+    e.name = "accept_call_fail";
     e.call_id = str(call_id);
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::accept_call_fail,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.call_id, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.call_id, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::accept_call_fail, call);
   };
   cb.reject_call_success = [](void *ud, const char *call_id, const char *cookie) {
-    Event e{"reject_call_success"};
+    Event e;
+    e.name = "reject_call_success";
     e.call_id = str(call_id);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::reject_call_success,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.call_id, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.call_id, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::reject_call_success, call);
   };
   cb.reject_call_fail = [](void *ud, const char *call_id, int32_t sdk_err, const char *cookie) {
-    Event e{"reject_call_fail"};
+    Event e;
+    e.name = "reject_call_fail";
     e.call_id = str(call_id);
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::reject_call_fail,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.call_id, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.call_id, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::reject_call_fail, call);
   };
   cb.hungup_call_success = [](void *ud, const char *call_id, const char *cookie) {
-    Event e{"hungup_call_success"};
+    Event e;
+    e.name = "hungup_call_success";
     e.call_id = str(call_id);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::hungup_call_success,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.call_id, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.call_id, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::hungup_call_success, call);
   };
   cb.hungup_call_fail = [](void *ud, const char *call_id, int32_t sdk_err, const char *cookie) {
-    Event e{"hungup_call_fail"};
+    Event e;
+    e.name = "hungup_call_fail";
     e.call_id = str(call_id);
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::hungup_call_fail,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.call_id, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.call_id, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::hungup_call_fail, call);
   };
-  cb.notify_call_in =
-      [](void *ud, const char *call_id, const char *meet_obj, const char *caller_id, const char *usr_ext_dat) {
-    Event e{"notify_call_in"};
+  cb.notify_call_in = [](
+      void *ud, const char *call_id, const char *meet_obj, const char *caller_id,
+      const char *usr_ext_dat) {
+    Event e;
+    e.name = "notify_call_in";
     e.call_id = str(call_id);
     e.meet_obj = str(meet_obj);
     e.caller_id = str(caller_id);
     e.usr_ext_dat = str(usr_ext_dat);
-    deliver(ud, std::move(e), &Handlers::notify_call_in,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.call_id, e.meet_obj, e.caller_id, e.usr_ext_dat); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.call_id, ev.meet_obj, ev.caller_id, ev.usr_ext_dat);
+    };
+    deliver(ud, std::move(e), &Handlers::notify_call_in, call);
   };
-  cb.notify_call_accepted =
-      [](void *ud, const char *call_id, const char *usr_ext_dat, const char *meet_obj) {
-    Event e{"notify_call_accepted"};
+  cb.notify_call_accepted = [](
+      void *ud, const char *call_id, const char *usr_ext_dat, const char *meet_obj) {
+    Event e;
+    e.name = "notify_call_accepted";
     e.call_id = str(call_id);
     e.usr_ext_dat = str(usr_ext_dat);
     e.meet_obj = str(meet_obj);
-    deliver(ud, std::move(e), &Handlers::notify_call_accepted,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.call_id, e.usr_ext_dat, e.meet_obj); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.call_id, ev.usr_ext_dat, ev.meet_obj);
+    };
+    deliver(ud, std::move(e), &Handlers::notify_call_accepted, call);
   };
-  cb.notify_call_rejected =
-      [](void *ud, const char *call_id, int32_t reason, const char *usr_ext_dat) {
-    Event e{"notify_call_rejected"};
+  cb.notify_call_rejected = [](
+      void *ud, const char *call_id, int32_t reason, const char *usr_ext_dat) {
+    Event e;
+    e.name = "notify_call_rejected";
     e.call_id = str(call_id);
     e.reason = Errc(reason);
     e.usr_ext_dat = str(usr_ext_dat);
-    deliver(ud, std::move(e), &Handlers::notify_call_rejected,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.call_id, e.reason, e.usr_ext_dat); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.call_id, ev.reason, ev.usr_ext_dat);
+    };
+    deliver(ud, std::move(e), &Handlers::notify_call_rejected, call);
   };
   cb.notify_call_hungup = [](void *ud, const char *call_id, const char *usr_ext_dat) {
-    Event e{"notify_call_hungup"};
+    Event e;
+    e.name = "notify_call_hungup";
     e.call_id = str(call_id);
     e.usr_ext_dat = str(usr_ext_dat);
-    deliver(ud, std::move(e), &Handlers::notify_call_hungup,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.call_id, e.usr_ext_dat); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.call_id, ev.usr_ext_dat);
+    };
+    deliver(ud, std::move(e), &Handlers::notify_call_hungup, call);
   };
   cb.send_cmd_rlst = [](void *ud, const char *task_id, int32_t sdk_err, const char *cookie) {
-    Event e{"send_cmd_rlst"};
+    Event e;
+    e.name = "send_cmd_rlst";
     e.task_id = str(task_id);
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::send_cmd_rlst,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.task_id, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.task_id, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::send_cmd_rlst, call);
   };
   cb.send_buffer_rlst = [](void *ud, const char *task_id, int32_t sdk_err, const char *cookie) {
-    Event e{"send_buffer_rlst"};
+    Event e;
+    e.name = "send_buffer_rlst";
     e.task_id = str(task_id);
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::send_buffer_rlst,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.task_id, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.task_id, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::send_buffer_rlst, call);
   };
-  cb.send_file_rlst =
-      [](void *ud, const char *task_id, const char *file_name, int32_t sdk_err, const char *cookie) {
-    Event e{"send_file_rlst"};
+  cb.send_file_rlst = [](
+      void *ud, const char *task_id, const char *file_name, int32_t sdk_err, const char *cookie) {
+    Event e;
+    e.name = "send_file_rlst";
     e.task_id = str(task_id);
     e.file_name = str(file_name);
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::send_file_rlst,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.task_id, e.file_name, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.task_id, ev.file_name, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::send_file_rlst, call);
   };
-  cb.send_progress =
-      [](void *ud, const char *task_id, int64_t sended_len, int64_t total_len, const char *cookie) {
-    Event e{"send_progress"};
+  cb.send_progress = [](
+      void *ud, const char *task_id, int64_t sended_len, int64_t total_len, const char *cookie) {
+    Event e;
+    e.name = "send_progress";
     e.task_id = str(task_id);
     e.sended_len = (sended_len);
     e.total_len = (total_len);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::send_progress,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.task_id, e.sended_len, e.total_len, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.task_id, ev.sended_len, ev.total_len, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::send_progress, call);
   };
   cb.cancel_send_rlst = [](void *ud, const char *task_id, int32_t sdk_err, const char *cookie) {
-    Event e{"cancel_send_rlst"};
+    Event e;
+    e.name = "cancel_send_rlst";
     e.task_id = str(task_id);
     e.sdk_err = Errc(sdk_err);
     e.cookie = str(cookie);
-    deliver(ud, std::move(e), &Handlers::cancel_send_rlst,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.task_id, e.sdk_err, e.cookie); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.task_id, ev.sdk_err, ev.cookie);
+    };
+    deliver(ud, std::move(e), &Handlers::cancel_send_rlst, call);
   };
   cb.notify_cmd_data = [](void *ud, const char *source_user_id, const char *data_base64) {
-    Event e{"notify_cmd_data"};
+    Event e;
+    e.name = "notify_cmd_data";
     e.source_user_id = str(source_user_id);
     e.data = from_base64(data_base64);
-    deliver(ud, std::move(e), &Handlers::notify_cmd_data,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.source_user_id, e.data); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.source_user_id, ev.data);
+    };
+    deliver(ud, std::move(e), &Handlers::notify_cmd_data, call);
   };
   cb.notify_buffer_data = [](void *ud, const char *source_user_id, const char *data_base64) {
-    Event e{"notify_buffer_data"};
+    Event e;
+    e.name = "notify_buffer_data";
     e.source_user_id = str(source_user_id);
     e.data = from_base64(data_base64);
-    deliver(ud, std::move(e), &Handlers::notify_buffer_data,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.source_user_id, e.data); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.source_user_id, ev.data);
+    };
+    deliver(ud, std::move(e), &Handlers::notify_buffer_data, call);
   };
-  cb.notify_file_data =
-      [](void *ud, const char *source_user_id, const char *tmp_file, const char *org_file_name) {
-    Event e{"notify_file_data"};
+  cb.notify_file_data = [](
+      void *ud, const char *source_user_id, const char *tmp_file, const char *org_file_name) {
+    Event e;
+    e.name = "notify_file_data";
     e.source_user_id = str(source_user_id);
     e.tmp_file = str(tmp_file);
     e.org_file_name = str(org_file_name);
-    deliver(ud, std::move(e), &Handlers::notify_file_data,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.source_user_id, e.tmp_file, e.org_file_name); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.source_user_id, ev.tmp_file, ev.org_file_name);
+    };
+    deliver(ud, std::move(e), &Handlers::notify_file_data, call);
   };
   cb.notify_cancel_send = [](void *ud, const char *send_id) {
-    Event e{"notify_cancel_send"};
+    Event e;
+    e.name = "notify_cancel_send";
     e.send_id = str(send_id);
-    deliver(ud, std::move(e), &Handlers::notify_cancel_send,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.send_id); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.send_id);
+    };
+    deliver(ud, std::move(e), &Handlers::notify_cancel_send, call);
   };
   cb.line_reconnecting = [](void *ud, int32_t sdk_err) {
-    Event e{"line_reconnecting"};
+    Event e;
+    e.name = "line_reconnecting";
     e.sdk_err = Errc(sdk_err);
-    deliver(ud, std::move(e), &Handlers::line_reconnecting,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.sdk_err); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.sdk_err);
+    };
+    deliver(ud, std::move(e), &Handlers::line_reconnecting, call);
   };
   cb.line_resumed = [](void *ud, int64_t offline_ms) {
-    Event e{"line_resumed"};
+    Event e;
+    e.name = "line_resumed";
     e.offline_ms = (offline_ms);
-    deliver(ud, std::move(e), &Handlers::line_resumed,
-            [](const auto &f, Client &c, const Event &e) { f(c, e.offline_ms); });
+    auto call = [](const auto &f, Client &c, const Event &ev) {
+      f(c, ev.offline_ms);
+    };
+    deliver(ud, std::move(e), &Handlers::line_resumed, call);
   };
 }
 
@@ -728,36 +848,38 @@ class Client {
   // The plain requests, crvm_<name> without the handle: a trailing cookie defaults to "",
   // an ID buffer becomes the return value. A refusal throws crvm::Error.
   void set_dnd_status(int32_t dnd_status, Text cookie = "") {
-    detail::check(
-        crvm_set_dnd_status(c_, dnd_status, cookie.c("set_dnd_status", "cookie")), "set_dnd_status");
+    detail::check(crvm_set_dnd_status(
+        c_, dnd_status, cookie.c("set_dnd_status", "cookie")), "set_dnd_status");
   }
   void get_user_status(Text cookie = "") {
-    detail::check(
-        crvm_get_user_status(c_, cookie.c("get_user_status", "cookie")), "get_user_status");
+    detail::check(crvm_get_user_status(
+        c_, cookie.c("get_user_status", "cookie")), "get_user_status");
   }
   void start_user_status_notify(Text cookie = "") {
-    detail::check(
-        crvm_start_user_status_notify(c_, cookie.c("start_user_status_notify", "cookie")), "start_user_status_notify");
+    detail::check(crvm_start_user_status_notify(
+        c_, cookie.c("start_user_status_notify", "cookie")), "start_user_status_notify");
   }
   void stop_user_status_notify(Text cookie = "") {
-    detail::check(
-        crvm_stop_user_status_notify(c_, cookie.c("stop_user_status_notify", "cookie")), "stop_user_status_notify");
+    detail::check(crvm_stop_user_status_notify(
+        c_, cookie.c("stop_user_status_notify", "cookie")), "stop_user_status_notify");
   }
   void create_meeting(Text meet_subject, int32_t create_pswd, Text cookie = "") {
-    detail::check(
-        crvm_create_meeting(c_, meet_subject.c("create_meeting", "meet_subject"), create_pswd, cookie.c("create_meeting", "cookie")), "create_meeting");
+    detail::check(crvm_create_meeting(
+        c_, meet_subject.c("create_meeting", "meet_subject"), create_pswd,
+        cookie.c("create_meeting", "cookie")), "create_meeting");
   }
   void destroy_meeting(int32_t meet_id, Text cookie = "") {
-    detail::check(
-        crvm_destroy_meeting(c_, meet_id, cookie.c("destroy_meeting", "cookie")), "destroy_meeting");
+    detail::check(crvm_destroy_meeting(
+        c_, meet_id, cookie.c("destroy_meeting", "cookie")), "destroy_meeting");
   }
   void get_meetings(Text cookie = "") {
     detail::check(crvm_get_meetings(c_, cookie.c("get_meetings", "cookie")), "get_meetings");
   }
   std::string send_file(Text target_user_id, Text file_name) {
     char id[CRVM_ID_BUF_LEN];
-    detail::check(
-        crvm_send_file(c_, target_user_id.c("send_file", "target_user_id"), file_name.c("send_file", "file_name"), id, sizeof id), "send_file");
+    detail::check(crvm_send_file(
+        c_, target_user_id.c("send_file", "target_user_id"), file_name.c("send_file", "file_name"),
+        id, sizeof id), "send_file");
     return id;
   }
   void cancel_send(Text task_id) {

@@ -60,7 +60,7 @@ static void json() {
 
 static void base64() {
   std::vector<std::uint8_t> all(256);
-  for (int i = 0; i < 256; ++i) all[i] = std::uint8_t(i);
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint8_t>(i);
   for (std::size_t n = 0; n <= all.size(); ++n) {
     crvm::Bytes in(all.begin(), all.begin() + long(n));
     std::string b64 = to_base64(in);
