@@ -1,6 +1,6 @@
 //! Generates include/crvm.h from the Rust sources with cbindgen, and the bindings' mirrors of
-//! it (`codegen/mirrors.rs`): in include/crvm.hpp the C++ wrapper's event members and the
-//! methods of the plain requests, and for Python the description of the ABI
+//! it (`codegen/mirrors.rs`): in include/crvm.hpp the C++ wrapper's events, handler setters, error
+//! codes and the methods of the plain requests, and for Python the description of the ABI
 //! (bindings/python/crvm/_abi.py) and the same methods (in client.py), each in a marked region.
 //! All are committed; CI regenerates them and fails on any difference, and `tests/mirrors.rs`
 //! checks the committed copies against what `codegen/mirrors.rs` renders, so header, library and
@@ -59,7 +59,14 @@ fn main() {
         );
         let (begin, end) = (mirrors::CPP_REQUESTS_BEGIN, mirrors::CPP_REQUESTS_END);
         let text = splice(&hpp, &text, begin, end, &mirrors::cpp_requests(&header));
+        let (begin, end) = (mirrors::CPP_SETTERS_BEGIN, mirrors::CPP_SETTERS_END);
+        let text = splice(&hpp, &text, begin, end, &mirrors::cpp_setters());
         write_if_changed(&hpp, &text);
+        let values = root.join("include/crvm_values.hpp");
+        let text = std::fs::read_to_string(&values).expect("include/crvm_values.hpp");
+        let (begin, end) = (mirrors::CPP_ERRC_BEGIN, mirrors::CPP_ERRC_END);
+        let text = splice(&values, &text, begin, end, &mirrors::cpp_errc(&header));
+        write_if_changed(&values, &text);
     }
     let py = root.join("bindings/python/crvm");
     if py.is_dir() {

@@ -1,80 +1,62 @@
-// The C++ version of call.c: alice calls bob, bob accepts, alice sends him a note, hangs up.
-// Usage: call_cpp [HOST:PORT]   (default 127.0.0.1:5210, a `crvm-server --dev`)
-#include <condition_variable>
+// call_cpp: alice calls bob, bob accepts from his handler, alice sends him a note and a file,
+// then hangs up. Every wait has a deadline and every failure is reported: without a server it
+// exits 1 with "failed: login_fail: could not connect (...)". Usage: call_cpp [HOST:PORT]
+#include <chrono>
 #include <cstdio>
-#include <mutex>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "crvm.hpp"
 
-// Blocks until `fire()` was called (once per step is all this example needs).
-class Signal {
- public:
-  void fire() {
-    std::lock_guard<std::mutex> g(m_);
-    fired_ = true;
-    cv_.notify_all();
-  }
-  void wait() {
-    std::unique_lock<std::mutex> g(m_);
-    cv_.wait(g, [this] { return fired_; });
-    fired_ = false;
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool fired_ = false;
-};
+using namespace std::chrono_literals;
+using Str = const std::string &;
+namespace fs = std::filesystem;
 
 int main(int argc, char **argv) {
-  const std::string addr = argc > 1 ? argv[argc - 1] : "127.0.0.1:5210";
-  Signal step;
+  const char *addr = argc > 1 ? argv[argc - 1] : "127.0.0.1:5210";
+  const fs::path dir = fs::absolute("call_cpp_files"), note = dir / "agenda.txt";
+  fs::create_directories(dir / "inbox");
+  std::ofstream(note) << "Agenda: crvm release\n";
+  int status = 0;
   try {
-    crvm::Events a, b;
-    a.login_success = [&](const std::string &user, const std::string &) {
-      std::printf("%s logged in\n", user.c_str());
-      step.fire();
-    };
-    b.login_success = a.login_success;
-    a.notify_call_accepted = [&](const std::string &, const std::string &ext, const std::string &) {
-      std::printf("alice: bob accepted (\"%s\")\n", ext.c_str());
-      step.fire();
-    };
-    a.send_cmd_rlst = [&](const std::string &, int32_t err, const std::string &) {
-      std::printf("alice: note delivered (%d)\n", err);
-      step.fire();
-    };
-    a.hungup_call_success = [&](const std::string &, const std::string &) { step.fire(); };
-
-    crvm::Client alice(addr, a), *bob_ptr = nullptr;
-    b.notify_call_in = [&](const std::string &id, const std::string &, const std::string &from,
-                           const std::string &) {
+    crvm::Client alice(addr), bob(addr);
+    bob.set_option("download_dir", (dir / "inbox").string());  // default: the user's Downloads
+    // Bob answers from his handler: it gets its own Client.
+    bob.on_notify_call_in([](crvm::Client &me, Str call_id, Str, Str from, Str) {
       std::printf("bob: %s is calling\n", from.c_str());
-      bob_ptr->accept_call(id, "", "hello!");  // calling back into the library is allowed
-    };
-    b.notify_cmd_data = [](const std::string &from, const std::string &data) {
-      std::printf("bob: note from %s (base64 %s)\n", from.c_str(), data.c_str());
-    };
-    b.notify_call_hungup = [](const std::string &, const std::string &) {
-      std::printf("bob: call ended\n");
-    };
-    crvm::Client bob(addr, b);
-    bob_ptr = &bob;
+      me.accept_call(call_id, "", "hello!");
+    });
+    bob.on_notify_cmd_data([](crvm::Client &, Str from, const crvm::Bytes &data) {
+      std::string text(data.begin(), data.end());
+      std::printf("bob: note from %s: %s\n", from.c_str(), text.c_str());
+    });
+    bob.on_notify_file_data([](crvm::Client &, Str from, Str saved_as, Str) {
+      std::printf("bob: file from %s saved as %s\n", from.c_str(), saved_as.c_str());
+    });
 
     alice.login("demo", "demo-secret", "Alice", "alice");
-    step.wait();
+    alice.wait("login_success", {"login_fail"}, 15s);
     bob.login("demo", "demo-secret", "Bob", "bob");
-    step.wait();
+    bob.wait("login_success", {"login_fail"}, 15s);
+
     std::string call = alice.call("bob");
-    step.wait();  // accepted
-    alice.send_cmd("bob", "U2VlIHlvdSB0aGVyZQ==");  // "See you there"
-    step.wait();
+    alice.wait("call_success", {"call_fail"}, 10s);
+    auto accepted =
+        alice.wait("notify_call_accepted", {"notify_call_rejected", "notify_call_hungup"}, 30s);
+    std::printf("alice: bob accepted (\"%s\")\n", accepted.usr_ext_dat.c_str());
+
+    alice.send_cmd("bob", "See you there");
+    alice.wait("send_cmd_rlst", {}, 10s);
+    alice.send_file("bob", note.string());
+    alice.wait("send_file_rlst", {}, 60s);  // throws if the file did not arrive whole
     alice.hungup_call(call);
-    step.wait();
-  } catch (const crvm::Error &e) {
-    std::fprintf(stderr, "refused: %s (%d)\n", e.what(), e.code());
-    return 1;
+    alice.wait("hungup_call_success", {"hungup_call_fail"}, 10s);
+    std::puts("alice: done");
+  } catch (const std::exception &e) {  // crvm::Error (refused or failed) or crvm::Timeout
+    std::fprintf(stderr, "failed: %s\n", e.what());
+    status = 1;
   }
-  return 0;
+  fs::remove_all(dir);
+  return status;
 }

@@ -3,7 +3,7 @@
 #
 #   lib/libcrvm.so.X.Y.Z, libcrvm.so.X -> it, libcrvm.so -> libcrvm.so.X   (SONAME libcrvm.so.X)
 #   lib/libcrvm.a
-#   include/crvm.h, include/crvm.hpp
+#   include/crvm.h, include/crvm.hpp, include/crvm_values.hpp
 #   lib/pkgconfig/crvm.pc                       pkg-config --cflags --libs crvm
 #   lib/cmake/crvm/crvmConfig.cmake (+Version)  find_package(crvm) -> crvm::crvm, crvm::crvm_static
 #   bin/crvm-server, bin/crvm (the CLI)
@@ -44,6 +44,7 @@ install(FILES "${CRVM_STAGE}/${CRVM_SONAME}" "${CRVM_STAGE}/libcrvm.so"
               "${CRVM_OUT_DIR}/libcrvm.a"
         DESTINATION "${CMAKE_INSTALL_LIBDIR}")
 install(FILES "${CRVM_INCLUDE_DIR}/crvm.h" "${CRVM_INCLUDE_DIR}/crvm.hpp"
+              "${CRVM_INCLUDE_DIR}/crvm_values.hpp"
         DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 install(FILES "${CRVM_STAGE}/crvm.pc" DESTINATION "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
 install(FILES "${CRVM_STAGE}/crvmConfig.cmake" "${CRVM_STAGE}/crvmConfigVersion.cmake"

@@ -1,7 +1,8 @@
 // What is generated from the events table (`src/events.rs`) and from the header: the C
 // declaration of `crvm_callbacks` (into include/crvm.h); in include/crvm.hpp, the C++
-// wrapper's `crvm::Events` with its trampolines and the methods of the plain requests (two
-// marked regions); for Python, the description of the ABI (bindings/python/crvm/_abi.py) and
+// wrapper's `crvm::Event`, `crvm::Handlers` with the trampolines, the `on_<event>` setters and
+// the methods of the plain requests, and in include/crvm_values.hpp its `crvm::Errc` (marked
+// regions); for Python, the description of the ABI (bindings/python/crvm/_abi.py) and
 // the methods of the plain requests (a marked region of client.py). All are committed;
 // `build.rs` rewrites them on every build and `tests/mirrors.rs` fails when a committed copy
 // differs from what this file renders, so no mirror is kept by hand.
@@ -30,14 +31,6 @@ impl Kind {
             Kind::Id | Kind::Str | Kind::Json | Kind::B64 => "const char *",
             Kind::Code | Kind::Rslt | Kind::I32 => "int32_t ",
             Kind::I64 => "int64_t ",
-        }
-    }
-
-    /// The argument type of the C++ `std::function` (`Str` is crvm.hpp's `const std::string &`).
-    fn cpp(self) -> &'static str {
-        match self {
-            Kind::Id | Kind::Str | Kind::Json | Kind::B64 => "Str",
-            _ => self.c().trim_end(),
         }
     }
 
@@ -127,6 +120,33 @@ fn fit(head: &str, tail: &str, indent: &str) -> String {
     fit_sep(head, " ", tail, indent)
 }
 
+/// `prefix`, `items` separated by ", ", then `suffix`, on one line if it fits; otherwise
+/// `prefix` alone, then the items packed on lines indented by `indent`, `suffix` after the last.
+fn wrap_list(prefix: &str, items: &[String], suffix: &str, indent: &str) -> String {
+    let one = format!("{prefix}{}{suffix}", items.join(", "));
+    if one.len() <= WIDTH {
+        return one + "\n";
+    }
+    let mut out = format!("{prefix}\n");
+    let mut line = indent.to_owned();
+    for (i, item) in items.iter().enumerate() {
+        let piece = if i + 1 < items.len() {
+            format!("{item},")
+        } else {
+            format!("{item}{suffix}")
+        };
+        if line.len() > indent.len() && line.len() + 1 + piece.len() > WIDTH {
+            out += &format!("{line}\n");
+            line = indent.to_owned();
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line += &piece;
+    }
+    out + &line + "\n"
+}
+
 /// [`fit`] with `sep` between the two on one line.
 fn fit_sep(head: &str, sep: &str, tail: &str, indent: &str) -> String {
     if head.len() + sep.len() + tail.len() <= WIDTH {
@@ -136,41 +156,190 @@ fn fit_sep(head: &str, sep: &str, tail: &str, indent: &str) -> String {
     }
 }
 
-/// The generated region of include/crvm.hpp, markers included: `crvm::Events` (one
-/// `std::function` per member) and `detail::set_trampolines`, which points each C member at the
-/// trampoline of its `Events` member. The C++ compiler checks every trampoline's signature
-/// against the header's member.
+/// How C++ sees one argument of a callback: the field of `crvm::Event` it becomes (also the
+/// handler's parameter name), its C++ type, and the expression that converts the C argument
+/// (named as in the header) inside a trampoline. Codes become `crvm::Errc`, base64 becomes
+/// `crvm::Bytes`, and the JSON of statuses and meetings is parsed into `crvm::UserStatus` and
+/// `crvm::Meeting`.
+fn cpp_field(name: &str, kind: Kind) -> (String, &'static str, String) {
+    let (field, ty, conv) = match (kind, name) {
+        (Kind::Json, "users_status") => ("statuses", "std::vector<UserStatus>", "parse_statuses"),
+        (Kind::Json, "user_status") => ("status", "UserStatus", "parse_status"),
+        (Kind::Json, "json_meetings") => ("meetings", "std::vector<Meeting>", "parse_meetings"),
+        (Kind::Json, "meet_obj") => ("meeting", "Meeting", "parse_meeting"),
+        (Kind::Json, _) => panic!("JSON argument {name}: give it a C++ type in cpp_field"),
+        (Kind::B64, _) => (
+            name.strip_suffix("_base64").unwrap_or(name),
+            "Bytes",
+            "from_base64",
+        ),
+        (Kind::Id | Kind::Str, _) => (name, "std::string", "str"),
+        (Kind::Code | Kind::Rslt, _) => (name, "Errc", "Errc"),
+        (Kind::I32, _) => (name, "int32_t", ""),
+        (Kind::I64, _) => (name, "int64_t", ""),
+    };
+    (field.to_owned(), ty, format!("{conv}({name})"))
+}
+
+/// The C++ parameter type of a handler for a field of type `ty`: class types by reference.
+fn cpp_param(ty: &str) -> String {
+    match ty {
+        "Errc" | "int32_t" | "int64_t" => ty.to_owned(),
+        _ => format!("const {ty} &"),
+    }
+}
+
+/// The parameters of an event's handler: `Client &`, then the converted arguments.
+fn cpp_handler_params(cb: &Callback) -> Vec<String> {
+    let mut params = vec!["Client &".to_owned()];
+    for &(name, kind) in cb.args {
+        let (field, ty, _) = cpp_field(name, kind);
+        let p = cpp_param(ty);
+        let sep = if p.ends_with('&') { "" } else { " " };
+        params.push(format!("{p}{sep}{field}"));
+    }
+    params
+}
+
+/// The generated region of include/crvm.hpp, markers included: `crvm::Event` (what
+/// `next_event` returns: the union of every event's fields), `crvm::Handlers` (one handler
+/// type and slot per event) and `detail::set_trampolines`, which points each C member at a
+/// function that converts its arguments into an `Event` and hands it to `detail::deliver`.
+/// The C++ compiler checks every trampoline's signature against the header's member.
 pub fn cpp_region() -> String {
     let mut out = format!(
         "{CPP_BEGIN}: do not edit; `cargo build` rewrites it.\n\
-         // One std::function per crvm_callbacks member (documented there, in crvm.h), same names,\n\
-         // same argument order.\n\
-         struct Events {{\n"
+         // One event, as Client::next_event returns it: `name` is the crvm_callbacks member\n\
+         // (documented in docs/API.md); the other fields are those of every event, and an\n\
+         // event sets only its own (the rest stay empty or zero).\n\
+         struct Event {{\n\
+         \x20 std::string name;\n"
     );
+    let mut fields: Vec<(String, &str)> = Vec::new();
     for cb in TABLE.callbacks {
-        let args: Vec<String> = cb
-            .args
-            .iter()
-            .map(|(n, k)| format!("{} {n}", k.cpp()))
-            .collect();
-        let head = format!("  std::function<void({})>", args.join(", "));
-        out += &fit(&head, &format!("{};", cb.name), "      ");
+        for &(name, kind) in cb.args {
+            let (field, ty, _) = cpp_field(name, kind);
+            match fields.iter().find(|(f, _)| *f == field) {
+                Some((_, t)) => assert_eq!(*t, ty, "Event::{field} has two types"),
+                None => fields.push((field, ty)),
+            }
+        }
+    }
+    for (field, ty) in &fields {
+        let init = match *ty {
+            "Errc" => " = Errc::NOERR",
+            "int32_t" | "int64_t" => " = 0",
+            _ => "",
+        };
+        out += &format!("  {ty} {field}{init};\n");
+    }
+    out += "};\n\n\
+            // The handler of each event (Client::on_<event> sets it): the client, then the event's\n\
+            // arguments, converted. Held by shared_ptr, so a running handler outlives its replacement.\n\
+            struct Handlers {\n";
+    for cb in TABLE.callbacks {
+        out += &wrap_list(
+            &format!("  using {}_fn = std::function<void(", cb.name),
+            &cpp_handler_params(cb),
+            ")>;",
+            "      ",
+        );
+        out += &format!("  std::shared_ptr<const {0}_fn> {0};\n", cb.name);
     }
     out += "};\n\nnamespace detail {\n\n\
-            // Points every member of `cb` at the trampoline of the Events member of that name.\n\
+            // Points every member of `cb` at a function that makes the event and delivers it.\n\
             inline void set_trampolines(crvm_callbacks &cb) {\n";
     for cb in TABLE.callbacks {
-        let mut target = format!("&trampoline<&Events::{}", cb.name);
-        for (_, kind) in cb.args {
-            target += &format!(", {}", kind.c().trim_end());
+        let mut sig = vec!["void *ud".to_owned()];
+        sig.extend(cb.args.iter().map(|(n, k)| format!("{}{n}", k.c())));
+        out += &wrap_list(&format!("  cb.{} = [](", cb.name), &sig, ") {", "      ");
+        out += &format!("    Event e;\n    e.name = \"{}\";\n", cb.name);
+        let mut fields = Vec::new();
+        for &(name, kind) in cb.args {
+            let (field, _, conv) = cpp_field(name, kind);
+            out += &format!("    e.{field} = {conv};\n");
+            fields.push(format!("ev.{field}"));
         }
+        let mut call = vec!["c".to_owned()];
+        call.extend(fields);
+        out += "    auto call = [](const auto &f, Client &c, const Event &ev) {\n";
+        out += &wrap_list("      f(", &call, ");", "          ");
+        out += "    };\n";
+        out += &format!(
+            "    deliver(ud, std::move(e), &Handlers::{}, call);\n",
+            cb.name
+        );
+        out += "  };\n";
+    }
+    out + &format!("}}\n\n}}  // namespace detail\n{CPP_END}")
+}
+
+/// The first and last lines of the generated setters inside `crvm::Client`.
+pub const CPP_SETTERS_BEGIN: &str = "// BEGIN generated handler setters from src/events.rs";
+pub const CPP_SETTERS_END: &str = "// END generated handler setters";
+
+/// `on_<event>(handler)` for every event: sets or replaces (or, with an empty function,
+/// removes) its handler, at any time, from any thread.
+pub fn cpp_setters() -> String {
+    let mut out = format!(
+        "{CPP_SETTERS_BEGIN}: do not edit; `cargo build` rewrites it.\n\
+         \x20 // on_<event>(handler): sets, replaces or (with {{}}) removes the handler of an event, at any\n\
+         \x20 // time and from any thread; an event without a handler goes to next_event's queue.\n"
+    );
+    for cb in TABLE.callbacks {
         out += &fit(
-            &format!("  cb.{} =", cb.name),
-            &format!("{target}>;"),
+            &format!("  void on_{0}(Handlers::{0}_fn f) {{", cb.name),
+            &format!("set(&Handlers::{}, std::move(f)); }}", cb.name),
+            "    ",
+        );
+    }
+    out + "  " + CPP_SETTERS_END
+}
+
+/// The first and last lines of the generated error codes of include/crvm.hpp.
+pub const CPP_ERRC_BEGIN: &str = "// BEGIN generated error codes from include/crvm.h";
+pub const CPP_ERRC_END: &str = "// END generated error codes";
+
+/// The header's error codes: (name without `CRVIDEOSDK_`, value, the comment's text).
+pub fn header_codes(header: &str) -> Vec<(String, i32, String)> {
+    let mut out = Vec::new();
+    let mut doc = String::new();
+    for line in header.lines() {
+        let t = line.trim();
+        if let Some(text) = t.strip_prefix("* ") {
+            doc = text.to_owned();
+        } else if let Some(rest) = t.strip_prefix("#define CRVIDEOSDK_") {
+            let (name, value) = rest.split_once(' ').expect("#define NAME VALUE");
+            let value = value.trim().parse().expect("a number");
+            out.push((name.to_owned(), value, std::mem::take(&mut doc)));
+        }
+    }
+    out
+}
+
+/// `crvm::Errc` (the header's codes, named without their prefix) and `crvm::name(Errc)`.
+pub fn cpp_errc(header: &str) -> String {
+    let codes = header_codes(header);
+    let mut out = format!(
+        "{CPP_ERRC_BEGIN}: do not edit; `cargo build` rewrites it.\n\
+         // The error codes of crvm.h (CRVIDEOSDK_<NAME>) as Errc::<NAME>; docs/API.md explains each.\n\
+         enum class Errc : int32_t {{\n"
+    );
+    for (name, value, doc) in &codes {
+        out += &format!("  {name} = {value},  // {doc}\n");
+    }
+    out += "};\n\n\
+            // The C name of a code (\"CRVIDEOSDK_ERR_OFFLINE\"); \"\" for a value that is none of them.\n\
+            inline const char *name(Errc code) noexcept {\n\
+            \x20 switch (code) {\n";
+    for (name, _, _) in &codes {
+        out += &fit(
+            &format!("    case Errc::{name}:"),
+            &format!("return \"CRVIDEOSDK_{name}\";"),
             "      ",
         );
     }
-    out + &format!("}}\n\n}}  // namespace detail\n{CPP_END}")
+    out + "  }\n  return \"\";\n}\n" + CPP_ERRC_END
 }
 
 /// `text` with its region from the line starting with `begin` to the line starting with `end`
@@ -261,7 +430,7 @@ pub fn python_abi(header: &str) -> String {
          \"\"\"\n\n",
     );
     out += &format!(
-        "# The {} members of crvm_callbacks, in the header's order (SPEC §2.3), each with its\n\
+        "# The {} members of crvm_callbacks, in the header's order (docs/API.md §2.3), each with its\n\
          # arguments after `void *ud`. Kinds: \"s\" a string (str), \"i\" int32_t, \"l\" int64_t,\n\
          # \"b\" a base64 string delivered to Python as bytes. The argument names are the header's,\n\
          # except that base64 ones drop their `_base64` suffix (data_base64 -> data).\n\
@@ -301,7 +470,7 @@ pub fn python_abi(header: &str) -> String {
 // Requests: the bindings' methods of the plain ones
 
 /// Functions of a client whose C++ method is written by hand in include/crvm.hpp (lifecycle,
-/// and defaults beyond a trailing cookie). Every other request of the header is plain and
+/// defaults beyond a trailing cookie, and data taken as bytes). Every other request of the header is plain and
 /// generated.
 pub const CPP_BY_HAND: &[&str] = &[
     "crvm_set_option",
@@ -314,6 +483,8 @@ pub const CPP_BY_HAND: &[&str] = &[
     "crvm_accept_call",
     "crvm_reject_call",
     "crvm_hungup_call",
+    "crvm_send_cmd",
+    "crvm_send_buffer",
 ];
 
 /// The same for Python's bindings/python/crvm/client.py, which also writes by hand the methods
@@ -397,20 +568,20 @@ pub fn cpp_requests(header: &str) -> String {
     let mut out = format!(
         "{CPP_REQUESTS_BEGIN}: do not edit; `cargo build` rewrites it.\n\
          \x20 // The plain requests, crvm_<name> without the handle: a trailing cookie defaults to \"\",\n\
-         \x20 // an ID buffer becomes the return value; data stays base64, as in the C API.\n"
+         \x20 // an ID buffer becomes the return value. A refusal throws crvm::Error.\n"
     );
     for r in plain_requests(header, CPP_BY_HAND) {
         let n = r.args.len();
         let params: Vec<String> = (r.args.iter().enumerate())
             .map(|(i, (a, s))| match (s, i + 1 == n && a == "cookie") {
-                (true, true) => format!("Str {a} = \"\""),
-                (true, false) => format!("Str {a}"),
+                (true, true) => format!("Text {a} = \"\""),
+                (true, false) => format!("Text {a}"),
                 (false, _) => format!("int32_t {a}"),
             })
             .collect();
         let mut call: Vec<String> = vec!["c_".into()];
         call.extend(r.args.iter().map(|(a, s)| match s {
-            true => format!("detail::c({a})"),
+            true => format!("{a}.c(\"{}\", \"{a}\")", r.name),
             false => a.clone(),
         }));
         let ret = if r.returns_id { "std::string" } else { "void" };
@@ -419,10 +590,10 @@ pub fn cpp_requests(header: &str) -> String {
             call.extend(["id".into(), "sizeof id".into()]);
             out += "    char id[CRVM_ID_BUF_LEN];\n";
         }
-        out += &fit_sep(
-            "    detail::check(",
-            "",
-            &format!("{}({}));", r.c_name, call.join(", ")),
+        out += &wrap_list(
+            &format!("    detail::check({}(", r.c_name),
+            &call,
+            &format!("), \"{}\");", r.name),
             "        ",
         );
         if r.returns_id {

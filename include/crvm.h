@@ -1,5 +1,6 @@
 /*
- * crvm — the CloudroomVideoMgr API as a C library.
+ * crvm — the CloudroomVideoMgr API as a C library. The reference for every function, option,
+ * event, error code and JSON shape is docs/API.md.
  *
  * Threading: every crvm_* function is thread-safe and returns without waiting on the network
  * (crvm_destroy waits for the client's threads; crvm_poll waits up to its timeout). Events of a
@@ -23,7 +24,7 @@
 #include <stdint.h>
 
 /**
- * Event callbacks (SPEC §2.3). Zero-fill the struct and set the members you need:
+ * Event callbacks (docs/API.md §2.3). Zero-fill the struct and set the members you need:
  * a NULL member ignores that event. Pass `sizeof(crvm_callbacks)` as
  * `callbacks_size` to `crvm_create`; members are only ever appended, so an app
  * built against an older, shorter struct keeps working.
@@ -416,12 +417,13 @@ int32_t crvm_create(const char *server_addr,
 
 /**
  * Sets an option, only while logged out (else 9). Keys: `download_dir` (an existing
- * directory), `dispatch` (`thread` | `manual`; fixed from the first `crvm_login`),
+ * directory; default: the user's own download directory, `$XDG_DOWNLOAD_DIR` or the one
+ * `user-dirs.dirs` names, else `$HOME`, else the current directory), `dispatch` (`thread` | `manual`; fixed from the first `crvm_login`),
  * `connect_timeout_ms`, `request_timeout_ms` (1 ms .. 10 min / 1 h), `max_buffer_bytes`
  * (largest buffer sent or accepted, default 100 MiB), `max_pending_bytes` (data accepted and not
  * yet acknowledged end to end beyond which `crvm_send_cmd` and `crvm_send_buffer` return 1000,
  * default 64 MiB), `reconnect` (`on` | `off`: resume the session after a lost connection,
- * default on; SPEC §3.6), `tls` (`off` | `on`), `tls_ca_file` (PEM
+ * default on; docs/API.md §3.6), `tls` (`off` | `on`), `tls_ca_file` (PEM
  * file of the CA certificates the server's certificate must chain to; default: the system's;
  * checked when set), `log_file` (a file the library appends one line per event to: names,
  * codes and IDs, never a secret, token, cookie or payload). With TLS the server's certificate
@@ -431,7 +433,9 @@ int32_t crvm_create(const char *server_addr,
  * # Safety
  * `key` and `value` are NULL or NUL-terminated strings.
  */
-int32_t crvm_set_option(struct crvm_client *c, const char *key, const char *value);
+int32_t crvm_set_option(struct crvm_client *c,
+                        const char *key,
+                        const char *value);
 
 /**
  * With `dispatch=manual`: runs this client's pending events on the calling thread, waiting up
@@ -468,7 +472,7 @@ int32_t crvm_login(struct crvm_client *c,
 
 /**
  * The app knows the network changed (e.g. Wi-Fi to mobile): the link is dropped at once and
- * the session resumed without waiting for a heartbeat to notice (SPEC §3.6). 0, or 12 if not
+ * the session resumed without waiting for a heartbeat to notice (docs/API.md §3.6). 0, or 12 if not
  * logged in.
  */
 int32_t crvm_network_changed(struct crvm_client *c);
@@ -663,7 +667,7 @@ int32_t crvm_send_file(struct crvm_client *c,
 int32_t crvm_cancel_send(struct crvm_client *c, const char *task_id);
 
 /**
- * Static English text for an error code (SPEC §6). Never NULL; unknown codes get
+ * Static English text for an error code (docs/API.md §6). Never NULL; unknown codes get
  * "unknown error code". The string must not be freed.
  */
 const char *crvm_err_str(int32_t code);

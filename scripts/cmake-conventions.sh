@@ -40,7 +40,7 @@ cmake --install build --prefix "$PREFIX"
 
 lib=$PREFIX/lib
 for f in "$lib/libcrvm.so.$version" "$lib/libcrvm.a" "$PREFIX/include/crvm.h" \
-  "$PREFIX/include/crvm.hpp" "$lib/pkgconfig/crvm.pc" "$lib/cmake/crvm/crvmConfig.cmake" \
+  "$PREFIX/include/crvm.hpp" "$PREFIX/include/crvm_values.hpp" "$lib/pkgconfig/crvm.pc" "$lib/cmake/crvm/crvmConfig.cmake" \
   "$lib/cmake/crvm/crvmConfigVersion.cmake" "$PREFIX/bin/crvm-server" "$PREFIX/bin/crvm"; do
   [[ -f $f ]] || fail "not installed: $f"
 done

@@ -25,7 +25,7 @@ cmake --build build-tsan -j "$(nproc)"
 # tests run the same code paths with smaller files).
 # The resumption tests (label drops) run here too, except the heaviest (the same paths as the
 # others, repeated). test_data_many is not run here: under TSan one of its clients can stall
-# past the library's 15 s silence bound (SPEC §3.1) while a dozen transfers write their files,
+# past the library's 15 s silence bound (docs/API.md §3.1) while a dozen transfers write their files,
 # and is then cut as a silent link (it runs plain and under ASan; a follow-up is a silence
 # bound that does not count the client's own stalls).
 # Everything runs several times slower: waits for expected events may take longer.

@@ -1,9 +1,9 @@
-// The one table of events (SPEC §2.3). Every row is a variant of the core's typed `Event`
+// The one table of events (docs/API.md §2.3). Every row is a variant of the core's typed `Event`
 // (its fields), matched on one of its fields (`on`), and the C callback each outcome is
 // delivered through, with how each C argument is made (`name: kind = expression`).
 //
 // Kinds: `Id` a string that is safe to log (user, call and task IDs), `Str` any other string,
-// `Json` a value serialised with the pinned keys (SPEC §3.2, §3.3), `B64` bytes as base64,
+// `Json` a value serialised with the pinned keys (docs/API.md §3.2, §3.3), `B64` bytes as base64,
 // `Code` an error `Code`, `Rslt` a `Result<(), Code>` as 0 or its code, `I32`/`I64` integers.
 //
 // The table is read by macros in three places, so that nothing is kept by hand twice:
@@ -11,10 +11,10 @@
 // - `ffi::callbacks` makes the `#[repr(C)] crvm_callbacks` struct and the dispatch of each
 //   event to its member;
 // - `codegen/mirrors.rs`, run by `build.rs`, renders the struct into `include/crvm.h`
-//   (cbindgen does not expand macros), the C++ wrapper's `crvm::Events` and its trampolines
-//   into a marked region of `include/crvm.hpp`, and the Python binding's `EVENTS` into
+//   (cbindgen does not expand macros), the C++ wrapper's `crvm::Event`, `crvm::Handlers`, its
+//   trampolines and `on_<event>` setters into marked regions of `include/crvm.hpp`, and the Python binding's `EVENTS` into
 //   `bindings/python/crvm/_abi.py`; `tests/mirrors.rs` fails if a committed copy is stale.
-// The C members come out in row order: the pinned order of SPEC §2.3. New rows go at the end
+// The C members come out in row order: the pinned order of docs/API.md §2.3. New rows go at the end
 // (members are only ever appended); each gives its callbacks to C, C++ and Python at once.
 //
 // This file holds nothing but the macro: `build.rs` includes it as it is.
@@ -23,7 +23,7 @@
 macro_rules! for_each_event {
     ($m:ident) => {
         $m! {
-            /// Event callbacks (SPEC §2.3). Zero-fill the struct and set the members you need:
+            /// Event callbacks (docs/API.md §2.3). Zero-fill the struct and set the members you need:
             /// a NULL member ignores that event. Pass `sizeof(crvm_callbacks)` as
             /// `callbacks_size` to `crvm_create`; members are only ever appended, so an app
             /// built against an older, shorter struct keeps working.
@@ -200,7 +200,7 @@ macro_rules! for_each_event {
                 /// it is discarded.
                 _ => notify_cancel_send(send_id: Id = task_id),
             }
-            /// The link was lost and the session is being resumed (SPEC §3.6).
+            /// The link was lost and the session is being resumed (docs/API.md §3.6).
             LineReconnecting { code: Code } on () {
                 /// The connection was lost (`sdk_err`: why, e.g. 207) and the library is
                 /// resuming the session: requests are accepted and queued meanwhile, calls and
@@ -208,7 +208,7 @@ macro_rules! for_each_event {
                 /// resumed — each outstanding request's result with 207, then `line_off`.
                 _ => line_reconnecting(sdk_err: Code = code),
             }
-            /// The session is resumed (SPEC §3.6).
+            /// The session is resumed (docs/API.md §3.6).
             LineResumed { offline_ms: u64 } on () {
                 /// The session is resumed after `offline_ms` milliseconds without a link;
                 /// nothing was lost and nothing will arrive twice.

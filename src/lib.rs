@@ -1,4 +1,4 @@
-//! libcrvm: the CloudroomVideoMgr API as a callback-style C ABI (SPEC §2).
+//! libcrvm: the CloudroomVideoMgr API as a callback-style C ABI (docs/API.md §2).
 //!
 //! `core` is the Rust client (worker thread, state machine, dispatcher) and never sees a raw
 //! pointer; `ffi` is the C surface, which converts and validates every argument.

@@ -1,6 +1,7 @@
 //! The bindings' mirrors of the header are generated (`codegen/mirrors.rs`, run by `build.rs`)
-//! and committed: the C++ wrapper's `crvm::Events` with its trampolines and its methods of the
-//! plain requests (two marked regions of `include/crvm.hpp`), and the Python binding's `EVENTS`
+//! and committed: the C++ wrapper's `crvm::Event`, `crvm::Handlers` with the trampolines, the
+//! handler setters and the methods of the plain requests (marked regions of `include/crvm.hpp`)
+//! and its `crvm::Errc` (in `include/crvm_values.hpp`), and the Python binding's `EVENTS`
 //! and `FUNCTIONS` (`bindings/python/crvm/_abi.py`) and methods of the plain requests (a marked
 //! region of `client.py`). Here the committed copies are checked against what the generator
 //! renders (no hand edit, no stale copy); every function of a client must have a method in both
@@ -76,42 +77,34 @@ fn header_members() -> Vec<Member> {
         .collect()
 }
 
-/// `crvm::Events` in crvm.hpp: `std::function<void(Str a, int32_t b)> name;`.
-fn cpp_events() -> Vec<Member> {
+/// The handler slots of `crvm::Handlers` in crvm.hpp, in order: `using <name>_fn = ...`.
+fn cpp_handlers() -> Vec<String> {
     let h = read("include/crvm.hpp");
-    let body = between(&h, "struct Events {", "};");
+    let body = between(&h, "struct Handlers {", "\n};");
     body.split(';')
-        .filter(|d| d.contains("std::function<void("))
-        .map(|decl| {
-            let params = between(decl, "std::function<void(", ")>");
-            let name = decl.rsplit('>').next().unwrap().trim().to_owned();
-            let args = params
-                .split(',')
-                .filter(|p| !p.trim().is_empty())
-                .map(arg)
-                .collect();
-            (name, args)
+        .filter_map(|decl| {
+            let name = decl.trim().strip_prefix("using ")?.split_once("_fn =")?.0;
+            Some(name.to_owned())
         })
         .collect()
 }
 
-/// The trampolines crvm.hpp registers: `cb.name = &trampoline<&Events::name, types...>;`,
-/// types only.
-fn cpp_registrations() -> Vec<(String, Vec<Ty>)> {
+/// The trampolines crvm.hpp registers: `cb.name = [](void *ud, <C arguments>) {`.
+fn cpp_registrations() -> Vec<Member> {
     let h = read("include/crvm.hpp");
     let body = between(
         &h,
         "inline void set_trampolines(crvm_callbacks &cb) {",
         "\n}",
     );
-    body.split(';')
-        .filter(|s| s.contains("&trampoline<"))
+    body.split("cb.")
+        .skip(1)
         .map(|stmt| {
-            let name = between(stmt, "cb.", " =").to_owned();
-            let inner = between(stmt, "&trampoline<", ">");
-            let mut parts = inner.split(',');
-            assert_eq!(parts.next().unwrap(), format!("&Events::{name}"));
-            (name, parts.map(c_type).collect())
+            let (name, rest) = stmt.split_once(" =").expect("cb.name =");
+            let params = between(rest, "[](", ") {");
+            let mut args: Vec<&str> = params.split(',').collect();
+            assert_eq!(args.remove(0).trim(), "void *ud", "{name}: first argument");
+            (name.to_owned(), args.into_iter().map(arg).collect())
         })
         .collect()
 }
@@ -174,6 +167,18 @@ fn the_committed_mirrors_are_what_the_table_renders() {
             mirrors::CPP_REQUESTS_BEGIN,
             mirrors::CPP_REQUESTS_END,
             mirrors::cpp_requests(&header),
+        ),
+        (
+            "include/crvm.hpp",
+            mirrors::CPP_SETTERS_BEGIN,
+            mirrors::CPP_SETTERS_END,
+            mirrors::cpp_setters(),
+        ),
+        (
+            "include/crvm_values.hpp",
+            mirrors::CPP_ERRC_BEGIN,
+            mirrors::CPP_ERRC_END,
+            mirrors::cpp_errc(&header),
         ),
         (
             "bindings/python/crvm/client.py",
@@ -241,13 +246,25 @@ fn every_function_of_a_client_has_a_method_in_each_binding() {
 fn the_cpp_wrapper_mirrors_the_header() {
     let header = header_members();
     assert!(header.len() >= 36, "{} members", header.len());
-    // Same names and types; argument names too, except that the wrapper may drop none.
-    assert_eq!(cpp_events(), header);
-    let types: Vec<(String, Vec<Ty>)> = header
-        .iter()
-        .map(|(n, a)| (n.clone(), a.iter().map(|(_, t)| *t).collect()))
-        .collect();
-    assert_eq!(cpp_registrations(), types);
+    // Every member has a trampoline with the header's argument names and types, in order.
+    assert_eq!(cpp_registrations(), header);
+    // And a handler slot (with its on_<name> setter) of the same name, in order.
+    let names: Vec<String> = header.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(cpp_handlers(), names);
+    let hpp = read("include/crvm.hpp");
+    for name in &names {
+        assert!(hpp.contains(&format!("void on_{name}(")), "no on_{name}");
+    }
+    // The error codes: one Errc per CRVIDEOSDK_ macro of the header.
+    let values = read("include/crvm_values.hpp");
+    let codes = mirrors::header_codes(&read("include/crvm.h"));
+    assert_eq!(codes.len(), 51);
+    for (name, value, _) in codes {
+        assert!(
+            values.contains(&format!("  {name} = {value},")),
+            "no Errc::{name}"
+        );
+    }
 }
 
 #[test]

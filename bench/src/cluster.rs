@@ -1,4 +1,4 @@
-//! (i) Across the nodes of a cluster (SPEC §4.1) vs on one node, side by side in one run: a
+//! (i) Across the nodes of a cluster (docs/API.md §4.1) vs on one node, side by side in one run: a
 //! redis-server and two nodes; one pair of peers on node 1 (carol → dave), one across the two
 //! nodes (alice on node 1 → bob on node 2). The same measurements as (a)–(c), alternating.
 

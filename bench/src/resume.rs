@@ -1,4 +1,4 @@
-//! (h) Session resumption (SPEC §3.6), through the fault proxy of the test tree. No anchor:
+//! (h) Session resumption (docs/API.md §3.6), through the fault proxy of the test tree. No anchor:
 //! NATS and XMPP reconnect too, but neither replays a session, so there is nothing to set side
 //! by side; the figures stand on their own (docs/PERFORMANCE.md).
 
@@ -97,7 +97,9 @@ fn rtts(
 }
 
 pub fn section_h(bin: &Path, tmp: &Path, file: &Path, file_size: u64, quick: bool) -> Res<()> {
-    println!("(h) session resumption (SPEC §3.6), through a fault-injection proxy on loopback");
+    println!(
+        "(h) session resumption (docs/API.md §3.6), through a fault-injection proxy on loopback"
+    );
     let (tx, rx) = crossbeam_channel::unbounded();
 
     // Resume time: the link is reset and is back at once.

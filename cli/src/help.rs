@@ -38,7 +38,7 @@ Global flags [environment variable]:
 
 Exit codes:
   0    success (including a call or watch ended by Ctrl-C once under way)
-  1    the operation failed with a SPEC error code, printed with its text
+  1    the operation failed with a crvm error code, printed with its text
   2    usage error (bad flags or arguments)
   3    could not connect, or the session ended (link lost, server shut down, kicked):
        codes 200 201 203 204 206 207 209 and any line_off

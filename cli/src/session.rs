@@ -23,7 +23,7 @@ pub const EXIT_TIMEOUT: i32 = 4;
 pub enum Fail {
     /// Bad command line, or an argument that cannot be used (a --dir that cannot be created).
     Usage(String),
-    /// The library or the server answered with a SPEC code (synchronously or in an event).
+    /// The library or the server answered with a crvm error code (docs/API.md §6) (synchronously or in an event).
     Code { what: String, code: Code },
     /// The session ended under us: `line_off(code)`.
     Lost(Code),

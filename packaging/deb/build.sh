@@ -134,6 +134,7 @@ for f in "$stage/usr/lib/$ma/cmake/crvm/"*; do
 done
 take "$dev" usr/include/crvm.h 644
 take "$dev" usr/include/crvm.hpp 644
+take "$dev" usr/include/crvm_values.hpp 644
 finish "$dev" libcrvm-dev libdevel "libcrvm0 (= $version)" same \
   "call-signalling client library (development files)" \
   "$about" "$about2" "" \

@@ -1,4 +1,4 @@
-//! The error table of SPEC §6: the one place where every code, its pinned name and its English
+//! The error table of docs/API.md §6: the one place where every code, its pinned name and its English
 //! text live. The library exports the constants into `crvm.h` and answers `crvm_err_str` from
 //! [`err_str`]; the server puts the same numbers on the wire.
 
@@ -105,7 +105,7 @@ pub const CRVIDEOSDK_FILE_ALREADY_EXIST: i32 = 1403;
 /// File operation failed.
 pub const CRVIDEOSDK_FILE_OPERATOR_ERR: i32 = 1404;
 
-/// A non-zero error code of SPEC §6: the `Err` of every fallible operation of the Rust API and
+/// A non-zero error code of docs/API.md §6: the `Err` of every fallible operation of the Rust API and
 /// of message validation. Success is never a `Code` (it is `Ok`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Code(std::num::NonZeroI32);
@@ -124,7 +124,7 @@ impl Code {
         self.0.get()
     }
 
-    /// English text (SPEC §6).
+    /// English text (docs/API.md §6).
     pub fn text(self) -> &'static str {
         err_str(self.get())
     }
@@ -187,7 +187,7 @@ macro_rules! row {
     };
 }
 
-/// Every code of SPEC §6, in ascending order.
+/// Every code of docs/API.md §6, in ascending order.
 pub static ERRORS: &[ErrorInfo] = &[
     row!(CRVIDEOSDK_NOERR, "no error"),
     row!(CRVIDEOSDK_UNKNOWERR, "unknown error"),

@@ -1,6 +1,6 @@
 //! The crvm wire protocol, shared by libcrvm and crvm-server: frames ([`frame`]), control
 //! messages and their validation ([`msg`]), the out-queue both ends write through ([`outq`]),
-//! and the error table of SPEC §6 ([`error`]). With the feature `raw`, [`raw`] is a protocol
+//! and the error table of docs/API.md §6 ([`error`]). With the feature `raw`, [`raw`] is a protocol
 //! peer for tests and benchmarks. `docs/PROTOCOL.md` is the prose description of the same thing.
 
 pub mod error;

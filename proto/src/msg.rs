@@ -4,7 +4,7 @@
 //! every answer carries the `id` back as `re`. Unknown fields are ignored so that newer peers
 //! can add fields without a version bump; unknown types are a protocol error.
 //!
-//! [`ClientMsg::validate`] and [`Op::validate`] are the one place the field limits of SPEC §5
+//! [`ClientMsg::validate`] and [`Op::validate`] are the one place the field limits of docs/API.md §5
 //! and the protocol's own are checked: the library calls them before sending (a synchronous
 //! refusal), the server on receipt (the answer's code).
 
@@ -65,7 +65,7 @@ pub enum Op {
         user_id: String,
         nick: String,
         token: String,
-        /// The client will resume the session after a lost connection (SPEC §3.6): the server
+        /// The client will resume the session after a lost connection (docs/API.md §3.6): the server
         /// answers `resumable` after `res{login}` and holds the session when its link drops.
         #[serde(default)]
         resume: bool,
@@ -157,7 +157,7 @@ fn meet_obj_ok(meet_obj: &str) -> Result<(), Code> {
 }
 
 impl Op {
-    /// Checks the request's fields (SPEC §5 and the limits of docs/PROTOCOL.md): `Err` is the
+    /// Checks the request's fields (docs/API.md §5 and the limits of docs/PROTOCOL.md): `Err` is the
     /// code to refuse it with. Checks that need state (calling yourself, a call you are not
     /// part of) are the handler's.
     pub fn validate(&self, sizes: &SizeLimits) -> Result<(), Code> {
@@ -266,7 +266,7 @@ impl ClientMsg {
     }
 }
 
-/// The checks of a cmd of `len` bytes to `to` (SPEC §3.5).
+/// The checks of a cmd of `len` bytes to `to` (docs/API.md §3.5).
 pub fn validate_cmd(to: &str, len: usize) -> Result<(), Code> {
     if len > xfer::CMD_MAX {
         return Err(code(CRVIDEOSDK_SENDCMD_LARGE));
@@ -319,7 +319,7 @@ pub enum ServerMsg {
     Retry { after_ms: u64 },
     /// Presence push, sent only to subscribed sessions; the content is the status object.
     UserStatus(UserStatus),
-    /// Someone calls this user (SPEC §3.4 `notify_call_in`).
+    /// Someone calls this user (docs/API.md §3.4 `notify_call_in`).
     CallIn {
         call_id: String,
         caller: String,
@@ -436,7 +436,7 @@ impl ServerMsg {
     }
 }
 
-/// What a transfer carries (SPEC §3.5). Cmds are not transfers on the wire (see
+/// What a transfer carries (docs/API.md §3.5). Cmds are not transfers on the wire (see
 /// [`ClientMsg::Cmd`]); the kind exists for the library's own bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -448,7 +448,7 @@ pub enum XferKind {
 
 /// Flow control and sizes of cmds and transfers, shared by both ends and the server.
 pub mod xfer {
-    /// Largest cmd, in bytes after base64 decoding (SPEC §3.5).
+    /// Largest cmd, in bytes after base64 decoding (docs/API.md §3.5).
     pub const CMD_MAX: usize = 51_200;
     /// Cmds a sender may have unfinished (sent, no `cmd_done` yet) at once; the library queues
     /// the rest, the server closes a connection that exceeds it.
@@ -487,7 +487,7 @@ pub fn checksum_hex(hash: u128) -> String {
     format!("{hash:032x}")
 }
 
-/// Status of one user (SPEC §3.2, pinned keys and order).
+/// Status of one user (docs/API.md §3.2, pinned keys and order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserStatus {
     #[serde(rename = "userID")]
@@ -618,7 +618,7 @@ pub fn valid_meet_obj(meet_obj: &str) -> bool {
             && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(meet_obj).is_ok())
 }
 
-/// A meeting (SPEC §3.3, pinned keys and order).
+/// A meeting (docs/API.md §3.3, pinned keys and order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meeting {
     #[serde(rename = "ID")]
@@ -634,14 +634,14 @@ pub struct Meeting {
     pub start_time: i64,
 }
 
-/// Field limits of SPEC §5, enforced by the library (synchronously) and again by the server.
+/// Field limits of docs/API.md §5, enforced by the library (synchronously) and again by the server.
 pub mod limits {
     /// User ID and nick name, in bytes.
     pub const USER_ID_MAX: usize = 128;
     pub const NICK_MAX: usize = 128;
-    /// App ID, in bytes (the SPEC is silent; documented in docs/PROTOCOL.md).
+    /// App ID, in bytes (documented in docs/API.md §5 and docs/PROTOCOL.md).
     pub const APP_ID_MAX: usize = 128;
-    /// Tenant secret, in bytes (the SPEC is silent; documented in docs/PROTOCOL.md).
+    /// Tenant secret, in bytes (documented in docs/API.md §5 and docs/PROTOCOL.md).
     pub const SECRET_MAX: usize = 1024;
     /// Cookie, `usr_ext_dat`, `meet_obj`, `priv_auth_code`, in bytes.
     pub const OPAQUE_MAX: usize = 8 * 1024;

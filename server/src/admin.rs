@@ -1,4 +1,4 @@
-//! `crvm-server admin …`: the admin API of a running server (SPEC §4.2, [`crate::monitor`])
+//! `crvm-server admin …`: the admin API of a running server (docs/API.md §4.2, [`crate::monitor`])
 //! from the command line. Prints the server's JSON answer; exits 0 on success, 1 when the
 //! server refused or could not be reached (the reason on stderr), 2 on bad usage.
 

@@ -105,7 +105,7 @@ pub struct Credentials<'a> {
     pub token: &'a str,
 }
 
-/// Decides a login (SPEC §3.1). Returns the user ID to log in as — a fresh `u-…` ID when the
+/// Decides a login (docs/API.md §3.1). Returns the user ID to log in as — a fresh `u-…` ID when the
 /// user ID is empty under secret auth — or the error code for its answer.
 /// `tenant` is the one registered as `cred.app_id`, if any.
 pub fn authenticate(

@@ -1,4 +1,4 @@
-//! The call state machine of SPEC §3.4, the single source of truth about calls.
+//! The call state machine of docs/API.md §3.4, the single source of truth about calls.
 //!
 //! A call is *ringing* from `start` until the callee accepts (then *connected*) or until it
 //! ends: reject, hang-up by either party (the caller's hang-up while ringing cancels), no answer,

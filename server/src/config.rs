@@ -1,4 +1,4 @@
-//! Server configuration: the TOML file of SPEC §4 (pinned keys), the `--dev` defaults, and the
+//! Server configuration: the TOML file of docs/API.md §4 (pinned keys), the `--dev` defaults, and the
 //! command-line overrides applied on top.
 //!
 //! ```toml
@@ -11,10 +11,10 @@
 //! resume_window_s = 60          # how long a dropped session is held for its resume (0: never)
 //! heartbeat_ms = 10000          # extension: ping interval, mostly for tests
 //!
-//! monitor_listen = "127.0.0.1:8222"  # optional: /healthz, /metrics (SPEC §4.2)
+//! monitor_listen = "127.0.0.1:8222"  # optional: /healthz, /metrics (docs/API.md §4.2)
 //! admin_token = "…"             # optional: the admin API under /v1/ on the monitor
 //!
-//! [cluster]                     # optional: many nodes on one Redis (SPEC §4.1)
+//! [cluster]                     # optional: many nodes on one Redis (docs/API.md §4.1)
 //! redis = "redis://127.0.0.1:6379/0"
 //! node_id = "n1"                # default: generated at start
 //! advertise = "10.0.0.5:5210"   # where clients reach this node; default: the bound address
@@ -50,7 +50,7 @@ pub const DEV_APP_ID: &str = "demo";
 /// The secret of the `--dev` tenant (pinned).
 pub const DEV_SECRET: &str = "demo-secret";
 
-/// How a tenant's users prove who they are (SPEC §3.1).
+/// How a tenant's users prove who they are (docs/API.md §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
@@ -116,7 +116,7 @@ struct FileConfig {
     tenant: Vec<Tenant>,
 }
 
-/// The `[cluster]` table (SPEC §4.1, pinned keys).
+/// The `[cluster]` table (docs/API.md §4.1, pinned keys).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
@@ -154,7 +154,7 @@ pub struct Config {
     /// client drop it.
     pub heartbeat_ms: u64,
     /// Seconds a session whose connection dropped is held for the client to resume it
-    /// (SPEC §3.6); 0 ends it at once.
+    /// (docs/API.md §3.6); 0 ends it at once.
     pub resume_window_s: u64,
     /// Resumes this node accepts per second (twice that in a burst); beyond, a client is told
     /// to retry later, so that a reconnect storm cannot starve the sessions already here.
@@ -357,7 +357,7 @@ impl Config {
         Duration::from_millis(self.heartbeat_ms.saturating_mul(3)).min(Duration::from_secs(30))
     }
 
-    /// How long a dropped session is held (SPEC §3.6).
+    /// How long a dropped session is held (docs/API.md §3.6).
     pub fn resume_window(&self) -> Duration {
         Duration::from_secs(self.resume_window_s)
     }

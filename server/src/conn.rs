@@ -139,7 +139,7 @@ pub async fn serve<S>(
 /// Sets up an accepted or dialled socket: no Nagle delay (replies are small and latency matters
 /// more than packet count), and at most [`KERNEL_UNSENT`](crvm_proto::outq::KERNEL_UNSENT) bytes unsent in the kernel, so that
 /// data waits in the outbox, where control frames overtake it, not in the send buffer ahead of
-/// them (SPEC §3.5, "Signalling first on any link"). Both best effort.
+/// them (docs/API.md §3.5, "Signalling first on any link"). Both best effort.
 pub fn tune_socket(stream: &tokio::net::TcpStream) {
     use std::os::fd::AsRawFd;
     let _ = stream.set_nodelay(true);

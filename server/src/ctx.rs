@@ -35,7 +35,7 @@ pub struct Ctx {
     /// Set when the server speaks TLS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub logins: LoginLimiter,
-    /// Resumable sessions, attached or held (SPEC §3.6).
+    /// Resumable sessions, attached or held (docs/API.md §3.6).
     pub sessions: Sessions,
 }
 

@@ -1,4 +1,4 @@
-//! crvm-server: authentication, presence, meetings, calls and data relay for libcrvm clients (SPEC §3–§4).
+//! crvm-server: authentication, presence, meetings, calls and data relay for libcrvm clients (docs/API.md §3–§4).
 //!
 //! Where things live, from the process down to a message. No files import one another in a
 //! circle, directly or through others (`scripts/circles.py` checks).
@@ -20,7 +20,7 @@
 //! - [`handlers`]: what each message does to a [`handlers::ServerSession`], one module per
 //!   area (session, presence, meetings, calls, data);
 //! - [`session`]: a session's phase and user, and the form it is parked in;
-//! - [`resume`]: resumable sessions (SPEC §3.6): the registry, and parking, expiry and takeover;
+//! - [`resume`]: resumable sessions (docs/API.md §3.6): the registry, and parking, expiry and takeover;
 //! - [`outbox`]: the bounded outbound queue and the writer task of a connection;
 //! - [`ids`]: the identities: connection, login generation, parking epoch, and the relay's
 //!   key for a session here or on another node;

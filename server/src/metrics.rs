@@ -1,4 +1,4 @@
-//! What the server counts for its operator (SPEC §4.2), in Prometheus's text format at the
+//! What the server counts for its operator (docs/API.md §4.2), in Prometheus's text format at the
 //! monitor's `/metrics`. Labels are bounded: a tenant (from the config), a result, a reason,
 //! an outcome or a request's kind — never a user ID.
 //!

@@ -1,4 +1,4 @@
-//! The monitor (SPEC §4.2): an HTTP listener on `monitor_listen`, on the server's runtime.
+//! The monitor (docs/API.md §4.2): an HTTP listener on `monitor_listen`, on the server's runtime.
 //!
 //! - `GET /healthz`: 200 while the server serves, 503 while it cannot (in a cluster: Redis
 //!   unreachable, or this node not a member).

@@ -49,7 +49,7 @@ pub enum State {
     Overflow,
     /// Writing to the socket failed.
     Broken,
-    /// A resumable session without a connection (SPEC §3.6): pushes are still accepted within
+    /// A resumable session without a connection (docs/API.md §3.6): pushes are still accepted within
     /// the bounds (and kept, with the unacknowledged tail, for the resume); nothing is written.
     Detached,
 }

@@ -1,4 +1,4 @@
-//! The listener and graceful shutdown (SPEC §4): one task per accepted connection
+//! The listener and graceful shutdown (docs/API.md §4): one task per accepted connection
 //! ([`conn::serve`]), each registered in [`crate::ctx::Connections`] so that shutdown reaches it.
 
 use std::future::Future;

@@ -24,7 +24,7 @@ pub struct User {
     /// The login's generation: the session's identity in the shared state ([`crate::hub`]),
     /// the relay and the node links.
     pub gen: LoginGen,
-    /// The session's ID when it may be resumed (SPEC §3.6).
+    /// The session's ID when it may be resumed (docs/API.md §3.6).
     pub session: Option<String>,
 }
 

@@ -1,7 +1,7 @@
 //! The attack census: many connections of each hostile kind at once, against one server, while
 //! a well-behaved pair keeps being served. Prints, per attack, how many connections were cut and
 //! how (the `close` code they got, or only the end of the stream) and how long the cut took.
-//! Every attacking connection must be cut with the code SPEC and docs/SECURITY.md promise.
+//! Every attacking connection must be cut with the code docs/API.md and docs/SECURITY.md promise.
 //!
 //!   cargo test -p crvm-server --test attacks -- --ignored --nocapture
 //!

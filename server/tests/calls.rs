@@ -1,4 +1,4 @@
-//! Calls at the protocol level (SPEC §3.4): the server's state machine, what each party is told,
+//! Calls at the protocol level (docs/API.md §3.4): the server's state machine, what each party is told,
 //! in which order, and the status it shows. Each test runs on one node (the memory hub) and on
 //! a three-node cluster (the Redis functions) with its parties on different nodes: the two
 //! copies of the state machine must agree.

@@ -1,4 +1,4 @@
-//! A cluster of nodes on one Redis behaves as one server (SPEC §4.1): what only a cluster has
+//! A cluster of nodes on one Redis behaves as one server (docs/API.md §4.1): what only a cluster has
 //! (races between nodes, subscribers on every node, nodes and Redis that fail, shared
 //! meetings, node links), each failure handled once — with real processes: a `redis-server`
 //! and three `crvm-server` nodes per test. The rules of §3 between users on different nodes are

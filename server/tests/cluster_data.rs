@@ -1,4 +1,4 @@
-//! Data between users on different nodes of a cluster where only a cluster can fail (SPEC
+//! Data between users on different nodes of a cluster where only a cluster can fail (docs/API.md
 //! §4.1, §3.5): a node killed mid-transfer, a session resumed at its node's own address. The
 //! real library on both ends, a `redis-server` and three nodes. (Cmds, buffers and files that
 //! merely cross nodes are `e2e_data.rs`'s tests, run on a cluster too.)

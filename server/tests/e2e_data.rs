@@ -1,4 +1,4 @@
-//! Transfers end to end: the real server between two real library clients (SPEC §3.5), on one
+//! Transfers end to end: the real server between two real library clients (docs/API.md §3.5), on one
 //! node and across the nodes of a three-node cluster (data straight from node to node over
 //! their links).
 

@@ -1,4 +1,4 @@
-//! Meetings (SPEC §3.3), durability across restarts, and graceful shutdown (SPEC §4).
+//! Meetings (docs/API.md §3.3), durability across restarts, and graceful shutdown (docs/API.md §4).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The monitor and the admin API (SPEC §4.2): `/healthz`, `/metrics` with the pinned names
+//! The monitor and the admin API (docs/API.md §4.2): `/healthz`, `/metrics` with the pinned names
 //! and no user ID in any label, the admin API behind its bearer token, and `crvm-server admin`.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Signalling first on a real link (SPEC §3.5, "Signalling first on any link"): an invite sent
+//! Signalling first on a real link (docs/API.md §3.5, "Signalling first on any link"): an invite sent
 //! while a file streams over a slow link (the link emulator, 40 Mbit/s and 20 ms each way with
 //! a 50 ms queue) rings while the transfer is still running, behind no more than the data on
 //! the link itself — in both directions: towards the receiver of the file (the data fills its

@@ -1,4 +1,4 @@
-//! Presence, DND, subscriptions, kicks and slow consumers (SPEC §3.1–§3.2). Each test but the
+//! Presence, DND, subscriptions, kicks and slow consumers (docs/API.md §3.1–§3.2). Each test but the
 //! slow consumer's (a matter of one connection's queue) runs on one node and on a three-node
 //! cluster with its users on different nodes.
 

@@ -1,4 +1,4 @@
-//! Ordering of cmds through the relay (SPEC §3.5), at the protocol level: eight senders keep
+//! Ordering of cmds through the relay (docs/API.md §3.5), at the protocol level: eight senders keep
 //! many cmds each unfinished towards one receiver, which acknowledges every `cmd_in` the moment
 //! it has it. The receiver must get each sender's cmds in the order they were sent, numbered
 //! 1, 2, 3, … on its connection without a gap; each sender must hear exactly one `cmd_done`

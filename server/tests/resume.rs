@@ -1,4 +1,4 @@
-//! Session resumption (SPEC §3.6) between real library clients and a real server, with the
+//! Session resumption (docs/API.md §3.6) between real library clients and a real server, with the
 //! network broken on purpose by the fault proxy: each test counts every event exactly.
 
 mod common;

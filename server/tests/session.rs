@@ -1,4 +1,4 @@
-//! Handshake, protocol errors, heartbeats and login (SPEC §3.1, §4, §7).
+//! Handshake, protocol errors, heartbeats and login (docs/API.md §3.1, §4, §7).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Admission of buffer and file streams at the protocol level (SPEC §3.5, protocol v2): an
+//! Admission of buffer and file streams at the protocol level (docs/API.md §3.5, protocol v2): an
 //! offer is answered `res{offer}` and its data may flow only after `start`; a sender has at most
 //! [`xfer::MAX_OUTGOING`] unfinished streams (the next offer is refused with 1000); a receiver
 //! takes [`xfer::MAX_INCOMING`] at once and further offers to it wait, starting in order as

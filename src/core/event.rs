@@ -1,4 +1,4 @@
-//! Events the core reports to the app, in the order they happened: the typed form of SPEC
+//! Events the core reports to the app, in the order they happened: the typed form of docs/API.md
 //! §2.3. A request's success and failure are one event carrying a `Result`; JSON and base64
 //! exist only at the C surface. The enum, its names and its log lines come from the one
 //! table in `src/events.rs`.
@@ -41,8 +41,8 @@ macro_rules! define_events {
             }
         )*
     ) => {
-        /// One event of a client (SPEC §2.3). Requests end in one event each, whose `result`
-        /// is `Ok` or the SPEC §6 code; pushes and notifications carry their data typed.
+        /// One event of a client (docs/API.md §2.3). Requests end in one event each, whose `result`
+        /// is `Ok` or the docs/API.md §6 code; pushes and notifications carry their data typed.
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub enum Event {
             $( $(#[doc = $vdoc])* $variant { $( $field: $fty ),* } ),*

@@ -100,7 +100,7 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-/// Parameters of [`Client::login`], named as in the SPEC.
+/// Parameters of [`Client::login`], named as in the C API (docs/API.md §2.2).
 #[derive(Debug, Clone, Default)]
 pub struct LoginParams<'a> {
     pub auth_acnt: &'a str,
@@ -189,7 +189,7 @@ impl Client {
         })
     }
 
-    /// The network changed (SPEC §3.6): the link is dropped and the session resumed at once.
+    /// The network changed (docs/API.md §3.6): the link is dropped and the session resumed at once.
     pub fn network_changed(&self) -> Result<(), Code> {
         self.with(|s, now| s.network_changed(now))
     }

@@ -3,7 +3,8 @@
 use crvm_proto::error::{code, CRVIDEOSDK_MEETPARAM_ERR};
 use crvm_proto::msg::limits::PATH_MAX;
 use crvm_proto::Code;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How events reach the app.
@@ -25,11 +26,11 @@ pub struct Options {
     /// Largest buffer this client sends or accepts (the server's own limit applies too).
     pub max_buffer_bytes: u64,
     /// Data accepted and not yet acknowledged end to end beyond which `send_cmd` and
-    /// `send_buffer` are refused with 1000 (SPEC §3.5).
+    /// `send_buffer` are refused with 1000 (docs/API.md §3.5).
     pub max_pending_bytes: u64,
     /// Speak TLS to the server.
     pub tls: bool,
-    /// Resume the session after a lost connection (SPEC §3.6); off: `line_off(207)` at once.
+    /// Resume the session after a lost connection (docs/API.md §3.6); off: `line_off(207)` at once.
     pub reconnect: bool,
     /// CA certificates (PEM) that the server's certificate must chain to; the system's when
     /// unset.
@@ -42,7 +43,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            download_dir: std::env::temp_dir(),
+            download_dir: default_download_dir(&|k| std::env::var_os(k)),
             dispatch: DispatchMode::Thread,
             connect_timeout: Duration::from_millis(10_000),
             request_timeout: Duration::from_millis(30_000),
@@ -53,6 +54,43 @@ impl Default for Options {
             tls_ca_file: None,
             log_file: None,
         }
+    }
+}
+
+/// The user's own download directory, the default of `download_dir` (never a shared,
+/// world-writable one such as /tmp): `$XDG_DOWNLOAD_DIR`, else the `XDG_DOWNLOAD_DIR` line of
+/// `$XDG_CONFIG_HOME/user-dirs.dirs` (`~/.config/user-dirs.dirs`), else `$HOME`, else the
+/// current directory. Each candidate must be an absolute path to an existing directory; `env`
+/// reads an environment variable (a parameter so tests need not change the process's own).
+pub fn default_download_dir(env: &dyn Fn(&str) -> Option<OsString>) -> PathBuf {
+    let existing = |p: PathBuf| (p.is_absolute() && p.is_dir()).then_some(p);
+    let home = env("HOME").map(PathBuf::from).and_then(existing);
+    let from_env = env("XDG_DOWNLOAD_DIR").map(PathBuf::from);
+    let config = env("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| home.as_ref().map(|h| h.join(".config")));
+    let from_file = config.and_then(|c| user_dirs_download(&c.join("user-dirs.dirs"), &home));
+    from_env
+        .and_then(existing)
+        .or_else(|| from_file.and_then(existing))
+        .or(home)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The `XDG_DOWNLOAD_DIR="$HOME/Downloads"` line of an xdg-user-dirs file, with `$HOME`
+/// expanded (the only variable that format allows); None without the file, the line or a home
+/// for a `$HOME/` path.
+fn user_dirs_download(file: &Path, home: &Option<PathBuf>) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let value = text.lines().find_map(|l| {
+        let v = l.trim().strip_prefix("XDG_DOWNLOAD_DIR=")?;
+        Some(v.trim().trim_matches('"').to_owned())
+    })?;
+    match value.strip_prefix("$HOME") {
+        Some(rest) => Some(home.as_ref()?.join(rest.trim_start_matches('/'))),
+        None => Some(PathBuf::from(value)),
     }
 }
 
@@ -172,5 +210,73 @@ mod tests {
         assert_eq!(o.max_pending_bytes, 4096);
         assert!(o.set("log_file", "/definitely/not/here/x.log").is_err());
         assert_eq!(o.connect_timeout, Duration::from_millis(250));
+    }
+
+    /// A scratch directory, removed when dropped.
+    struct Scratch(PathBuf);
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let p = std::env::temp_dir().join(format!("crvm-opts-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Scratch(p)
+        }
+    }
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir_with(vars: &[(&str, &Path)]) -> PathBuf {
+        default_download_dir(&|k| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.as_os_str().to_owned())
+        })
+    }
+
+    #[test]
+    fn download_dir_defaults_to_the_users_own() {
+        let s = Scratch::new("dl");
+        let home = s.0.join("home");
+        let downloads = home.join("Télé chargements");
+        std::fs::create_dir_all(home.join(".config")).unwrap();
+        // HOME only: the home directory.
+        assert_eq!(dir_with(&[("HOME", &home)]), home);
+        // user-dirs.dirs names a directory that does not exist: still the home directory.
+        std::fs::write(
+            home.join(".config/user-dirs.dirs"),
+            "# comment\nXDG_DESKTOP_DIR=\"$HOME/Desktop\"\nXDG_DOWNLOAD_DIR=\"$HOME/Télé chargements\"\n",
+        )
+        .unwrap();
+        assert_eq!(dir_with(&[("HOME", &home)]), home);
+        // Once it exists, the XDG download directory.
+        std::fs::create_dir(&downloads).unwrap();
+        assert_eq!(dir_with(&[("HOME", &home)]), downloads);
+        // XDG_CONFIG_HOME is where user-dirs.dirs is looked for.
+        let cfg = s.0.join("cfg");
+        std::fs::create_dir(&cfg).unwrap();
+        assert_eq!(
+            dir_with(&[("HOME", &home), ("XDG_CONFIG_HOME", &cfg)]),
+            home
+        );
+        // $XDG_DOWNLOAD_DIR comes first; a relative one is ignored.
+        let own = s.0.join("own");
+        std::fs::create_dir(&own).unwrap();
+        assert_eq!(
+            dir_with(&[("HOME", &home), ("XDG_DOWNLOAD_DIR", &own)]),
+            own
+        );
+        let relative = Path::new("own");
+        assert_eq!(
+            dir_with(&[("HOME", &home), ("XDG_DOWNLOAD_DIR", relative)]),
+            downloads
+        );
+        // No usable HOME: the current directory, never the shared temporary one.
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(dir_with(&[]), cwd);
+        assert_eq!(dir_with(&[("HOME", &s.0.join("missing"))]), cwd);
+        assert_ne!(dir_with(&[]), std::env::temp_dir());
     }
 }

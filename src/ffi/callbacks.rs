@@ -160,7 +160,7 @@ impl Scratch {
     }
 }
 
-/// The JSON the callbacks hand out (SPEC §3.2, §3.3).
+/// The JSON the callbacks hand out (docs/API.md §3.2, §3.3).
 trait ToJson {
     fn to_json(&self, out: &mut Vec<u8>);
 }

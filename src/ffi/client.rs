@@ -1,7 +1,7 @@
 //! The C surface of a client: lifecycle (`crvm_create`, `crvm_set_option`, `crvm_poll`,
 //! `crvm_destroy`) and one export per documented method.
 //!
-//! Return value rule (SPEC §2.2): non-zero means refused before anything was sent, and no event
+//! Return value rule (docs/API.md §2.2): non-zero means refused before anything was sent, and no event
 //! follows; zero means exactly one result event follows (none for `crvm_logout`).
 
 use super::args::{rc, str_arg, Null};
@@ -84,12 +84,13 @@ pub unsafe extern "C" fn crvm_create(
 }
 
 /// Sets an option, only while logged out (else 9). Keys: `download_dir` (an existing
-/// directory), `dispatch` (`thread` | `manual`; fixed from the first `crvm_login`),
+/// directory; default: the user's own download directory, `$XDG_DOWNLOAD_DIR` or the one
+/// `user-dirs.dirs` names, else `$HOME`, else the current directory), `dispatch` (`thread` | `manual`; fixed from the first `crvm_login`),
 /// `connect_timeout_ms`, `request_timeout_ms` (1 ms .. 10 min / 1 h), `max_buffer_bytes`
 /// (largest buffer sent or accepted, default 100 MiB), `max_pending_bytes` (data accepted and not
 /// yet acknowledged end to end beyond which `crvm_send_cmd` and `crvm_send_buffer` return 1000,
 /// default 64 MiB), `reconnect` (`on` | `off`: resume the session after a lost connection,
-/// default on; SPEC §3.6), `tls` (`off` | `on`), `tls_ca_file` (PEM
+/// default on; docs/API.md §3.6), `tls` (`off` | `on`), `tls_ca_file` (PEM
 /// file of the CA certificates the server's certificate must chain to; default: the system's;
 /// checked when set), `log_file` (a file the library appends one line per event to: names,
 /// codes and IDs, never a secret, token, cookie or payload). With TLS the server's certificate
@@ -174,7 +175,7 @@ pub unsafe extern "C" fn crvm_login(
 }
 
 /// The app knows the network changed (e.g. Wi-Fi to mobile): the link is dropped at once and
-/// the session resumed without waiting for a heartbeat to notice (SPEC §3.6). 0, or 12 if not
+/// the session resumed without waiting for a heartbeat to notice (docs/API.md §3.6). 0, or 12 if not
 /// logged in.
 #[no_mangle]
 pub extern "C" fn crvm_network_changed(c: *mut crvm_client) -> i32 {

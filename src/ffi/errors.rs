@@ -1,9 +1,9 @@
-//! Error text and version. The SPEC §6 constants in crvm.h come straight from the one error
+//! Error text and version. The docs/API.md §6 constants in crvm.h come straight from the one error
 //! table in `crvm-proto` (cbindgen's `extra_bindings`).
 
 use std::ffi::c_char;
 
-/// Static English text for an error code (SPEC §6). Never NULL; unknown codes get
+/// Static English text for an error code (docs/API.md §6). Never NULL; unknown codes get
 /// "unknown error code". The string must not be freed.
 #[no_mangle]
 pub extern "C" fn crvm_err_str(code: i32) -> *const c_char {

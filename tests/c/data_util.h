@@ -1,5 +1,5 @@
 /*
- * Helpers for the data tests (SPEC §3.5), on top of harness.h: base64, patterned files and
+ * Helpers for the data tests (docs/API.md §3.5), on top of harness.h: base64, patterned files and
  * buffers, directory checks, progress checks, and users living in child processes ("peers")
  * that can be paused or killed mid-transfer.
  *
@@ -62,7 +62,7 @@ long long d_proc_kib(pid_t pid, const char *key);
 
 /* ---- events ---- */
 
-/* Progress of `task` (`total` bytes), SPEC §3.5: each "send_progress TASK SENT TOTAL " with an
+/* Progress of `task` (`total` bytes), docs/API.md §3.5: each "send_progress TASK SENT TOTAL " with an
  * empty cookie, SENT increasing, at most 1 MiB apart (at least every 1 MiB), the last one
  * SENT == TOTAL. (An empty transfer reports "0 0" once.) */
 /* The strict form: the sender's next events are exactly its progress, then `result`. Returns

@@ -8,7 +8,7 @@
  *
  * Events: every crvm_callbacks member appends one line to its client's recorder, e.g.
  * "login_success alice cookie" or "login_fail 7 c1": the event name, then its arguments in
- * SPEC order, separated by single spaces (NULL strings print as "(null)"). Tests wait for
+ * the header's order, separated by single spaces (NULL strings print as "(null)"). Tests wait for
  * events with WAIT (first unconsumed event starting with a prefix) or NEXT (strictly the next
  * unconsumed event). Timeouts only bound failures; nothing here sleeps to synchronise.
  */
@@ -87,11 +87,11 @@ typedef struct h_server {
 } h_server;
 
 /* With CRVM_TEST_CLUSTER=N (2 to H_MAX_NODES), every server is a cluster of N nodes sharing a
- * redis-server of its own (SPEC §4.1), and the clients of a test are spread over the nodes.
+ * redis-server of its own (docs/API.md §4.1), and the clients of a test are spread over the nodes.
  *
  * With CRVM_TEST_DROPS=MS in the environment, every server gets a fault proxy in front of it
  * (tests/faultproxy) that resets its connections at random intervals around MS milliseconds:
- * sessions are resumed (SPEC §3.6) and every test must see exactly the events it would without
+ * sessions are resumed (docs/API.md §3.6) and every test must see exactly the events it would without
  * drops. `line_reconnecting`/`line_resumed` are then counted, not recorded. */
 
 /* Starts a server with the four tenants above. `extra_toml` (may be NULL) holds top-level
@@ -150,7 +150,7 @@ crvm_client *h_client(const char *addr, h_rec *r);
 /* crvm_login (must return 0), then waits for "login_success <user> <cookie>" with the
  * cookie "login-<user>". */
 /* Server config for tests whose parties (or server) are killed and must be gone at once: no
- * session is held for resumption (SPEC §3.6 resume_window_s = 0). */
+ * session is held for resumption (docs/API.md §3.6 resume_window_s = 0). */
 #define H_NO_RESUME "resume_window_s = 0\n"
 
 void h_login(crvm_client *c, h_rec *r, const char *app, const char *secret, const char *user);

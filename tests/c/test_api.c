@@ -6,7 +6,7 @@
 
 #include "harness.h"
 
-/* Every SPEC §6 code: name, value, a word of its English meaning. */
+/* Every docs/API.md §6 code: name, value, a word of its English meaning. */
 static const struct {
   const char *name;
   int value, header_value;
@@ -137,7 +137,7 @@ static void test_err_str(void) {
     const char *s = crvm_err_str(k_codes[i].value);
     if (!s || !*s) h_fail(__FILE__, __LINE__, "crvm_err_str(%d) is empty", k_codes[i].value);
   }
-  /* The English meanings of SPEC §6. */
+  /* The English meanings of docs/API.md §6. */
   static const struct {
     int code;
     const char *text;
@@ -232,7 +232,7 @@ static void test_set_option(void) {
   crvm_destroy(c);
 }
 
-/* NULL handle → 5 for every method of SPEC §3.1–3.3; crvm_poll → -5. */
+/* NULL handle → 5 for every method of docs/API.md §3.1–3.3; crvm_poll → -5. */
 static void test_null_handle(void) {
   CHECK_INT(crvm_login(NULL, H_APP, H_SECRET, "", "alice", "", ""), 5);
   CHECK_INT(crvm_logout(NULL), 5);

@@ -1,4 +1,4 @@
-/* SPEC §3.4 calls ended by time or by a party going away: no answer within call_timeout_s
+/* docs/API.md §3.4 calls ended by time or by a party going away: no answer within call_timeout_s
  * (caller 604, callee hung up; accepting afterwards is 600), logout and crvm_destroy while
  * ringing or connected (a vanished ringing callee is 603 for the caller, otherwise the peer is
  * hung up; the one leaving hears nothing), a party whose process dies (its connection just

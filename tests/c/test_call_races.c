@@ -1,4 +1,4 @@
-/* SPEC §3.4 races, settled by the server's serialisation: both parties hang up at once (while
+/* docs/API.md §3.4 races, settled by the server's serialisation: both parties hang up at once (while
  * connected, and while ringing), the caller cancels while the callee accepts or rejects, and
  * glare (alice calls bob while bob calls alice). Each race is repeated, alternating which
  * request goes first; half the rounds send the two back to back (the server picks the order),

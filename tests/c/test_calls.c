@@ -1,4 +1,4 @@
-/* SPEC §3.4 calls between online users: call → accept → hang-up by either side, reject (606),
+/* docs/API.md §3.4 calls between online users: call → accept → hang-up by either side, reject (606),
  * cancel while ringing, meet_obj and usr_ext_dat carried verbatim (the caller's meet_obj comes
  * back when the callee accepts with ""), 603 offline/unknown/other tenant, 602 busy and DND
  * (the callee is not disturbed), 601 already in a call, 5 self-call, 600 for the wrong actor,

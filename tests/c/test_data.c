@@ -1,4 +1,4 @@
-/* SPEC §3.5 point-to-point data that arrives, or is refused: a cmd of exactly 51,200 bytes
+/* docs/API.md §3.5 point-to-point data that arrives, or is refused: a cmd of exactly 51,200 bytes
  * delivered byte-identical and one byte more refused (1100); bad base64 (13); buffers of
  * several MiB arriving whole, with monotonic progress ending at the total; the client's and
  * the server's max_buffer_bytes (1101) and max_file_bytes (1103); files of edge sizes arriving

@@ -1,4 +1,4 @@
-/* SPEC §3.5 "any size": a 1 GiB file (a counter pattern, so a lost, repeated or misordered
+/* docs/API.md §3.5 "any size": a 1 GiB file (a counter pattern, so a lost, repeated or misordered
  * chunk shows) arrives byte-identical — compared by reading both files in chunks — with
  * progress at least every MiB ending at the total. Memory stays bounded meanwhile: neither
  * the server nor this process (both libraries) comes anywhere near holding the file (peak

@@ -1,4 +1,4 @@
-/* Edge cases of SPEC §3.5 and §2.2. Empty data: a buffer or file of 0 bytes is a valid
+/* Edge cases of docs/API.md §3.5 and §2.2. Empty data: a buffer or file of 0 bytes is a valid
  * request (crvm_send_* returned 0), so exactly one result follows and the target gets it:
  * notify_buffer_data with "" / notify_file_data with an empty file; the final progress has
  * sent == total == 0. A FIFO is "not a regular file": crvm_send_file refuses it at once (1401)

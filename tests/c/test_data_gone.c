@@ -1,4 +1,4 @@
-/* SPEC §3.5 transfers whose party or server goes away mid-way. The receiver's process is
+/* docs/API.md §3.5 transfers whose party or server goes away mid-way. The receiver's process is
  * killed → the sender's file and buffer end with 1102. The sender's process dies (it stopped
  * itself at its first progress, so the receiver holds a part file) → the receiver gets
  * notify_cancel_send and the part file is gone. The server dies → every transfer, cmd and

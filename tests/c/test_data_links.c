@@ -1,7 +1,7 @@
-/* SPEC §3.5 transfers that are cancelled or cannot be stored. Cancel: in flight (sender
+/* docs/API.md §3.5 transfers that are cancelled or cannot be stored. Cancel: in flight (sender
  * cancel_send_rlst 0, receiver notify_cancel_send with its part file already gone, no
  * send_*_rlst ever), before the stream exists, twice, and of finished, unknown and cmd tasks
- * (1104). More streams than a receiver takes at once wait their turn, never refused (SPEC
+ * (1104). More streams than a receiver takes at once wait their turn, never refused (docs/API.md
  * §3.5, "Volume is never a failure"). The receiver cannot
  * write: download_dir removed, or a "full disk" (RLIMIT_FSIZE in a receiver process) → 1402
  * and no partial file; the receiver carries on afterwards.

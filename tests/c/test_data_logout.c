@@ -1,4 +1,4 @@
-/* SPEC §3.1/§3.5: a session that ends by crvm_logout or crvm_destroy ends its transfers
+/* docs/API.md §3.1/§3.5: a session that ends by crvm_logout or crvm_destroy ends its transfers
  * in flight, and the peer is informed. The receiver logs out or is destroyed mid-file → the
  * sender's send_file_rlst(1102) and the receiver's part file deleted; the sender logs out or
  * is destroyed mid-file → its own send_file_rlst(12) (logout; DESIGN "Session end"), the

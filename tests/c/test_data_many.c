@@ -1,4 +1,4 @@
-/* SPEC §3.5 "several transfers may run at once, in both directions": files and buffers
+/* docs/API.md §3.5 "several transfers may run at once, in both directions": files and buffers
  * between the same pair both ways and between different pairs at the same time, two files of
  * the same name from two senders landing in one download_dir (one becomes "same (1).bin"),
  * cmds passing through all of it, while one transfer is cancelled (alice→bob, at its first

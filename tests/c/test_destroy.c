@@ -1,4 +1,4 @@
-/* SPEC §2.4 crvm_destroy: from inside a callback (returns at once, no callback afterwards,
+/* docs/API.md §2.4 crvm_destroy: from inside a callback (returns at once, no callback afterwards,
  * no crash), while logged in (clean logout seen by others), with requests pending, and while
  * a login is pending on a server that does not answer (no waiting on the network). */
 #include <stdio.h>

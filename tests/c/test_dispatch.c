@@ -1,4 +1,4 @@
-/* SPEC §2.4 dispatch=manual: events run only inside crvm_poll, on the polling thread, in
+/* docs/API.md §2.4 dispatch=manual: events run only inside crvm_poll, on the polling thread, in
  * order; crvm_poll returns how many ran; callbacks may call back into the library. */
 #include <pthread.h>
 #include <stdatomic.h>

@@ -1,4 +1,4 @@
-/* SPEC §5 field limits, NULL required arguments and invalid UTF-8: refused synchronously
+/* docs/API.md §5 field limits, NULL required arguments and invalid UTF-8: refused synchronously
  * with 5, and nothing is sent (the next event is that of the next valid request). Values at
  * the limit are accepted and round-trip. */
 #include <stdio.h>
@@ -73,7 +73,7 @@ static void test_method_fields(void) {
   crvm_destroy(c);
 }
 
-/* Required arguments are those SPEC §2.2 does not list as optional (nick, priv_acnt,
+/* Required arguments are those docs/API.md §2.2 does not list as optional (nick, priv_acnt,
  * priv_auth_code, cookie, meet_obj, usr_ext_dat): NULL → 5. */
 static void test_null_required_args(void) {
   h_rec *r = h_rec_new("nulls");

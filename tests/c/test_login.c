@@ -1,4 +1,4 @@
-/* SPEC §3.1 login and logout: success and cookies, wrong credentials (7), server-generated
+/* docs/API.md §3.1 login and logout: success and cookies, wrong credentials (7), server-generated
  * user IDs, login states (9 and 12, synchronous). */
 #include <stdio.h>
 

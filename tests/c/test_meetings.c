@@ -1,4 +1,4 @@
-/* SPEC §3.3 meetings: create (with and without password), the pinned JSON shape, subject
+/* docs/API.md §3.3 meetings: create (with and without password), the pinned JSON shape, subject
  * length in characters, list, destroy (creator only, 800 otherwise), and persistence across
  * a server restart. */
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* SPEC §3.1 connection failures: nothing listening (203), no answer (202), connection lost
+/* docs/API.md §3.1 connection failures: nothing listening (203), no answer (202), connection lost
  * with requests outstanding (each gets 207, then line_off(207)), server shutdown
  * (line_off(206)), and being kicked by a newer login (line_off(10)). */
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* SPEC §3.2 presence and do-not-disturb: exact status JSON, get_user_status (online users,
+/* docs/API.md §3.2 presence and do-not-disturb: exact status JSON, get_user_status (online users,
  * sorted by userID), start/stop_user_status_notify with pushes in order and the subscriber's
  * cookie. */
 #include <stdio.h>

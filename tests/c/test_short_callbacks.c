@@ -1,4 +1,4 @@
-/* SPEC §2.1 callbacks_size: an app built against an older crvm_callbacks with only the first
+/* docs/API.md §2.1 callbacks_size: an app built against an older crvm_callbacks with only the first
  * three members. Bytes after them are poison, so a library reading past callbacks_size would
  * call garbage; events for missing members must be dropped quietly. */
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* SPEC §3.2: a tenant never sees another tenant's users — status lists, presence pushes,
+/* docs/API.md §3.2: a tenant never sees another tenant's users — status lists, presence pushes,
  * meetings — and the same user ID in two tenants is two users (no kick). */
 #include <stdio.h>
 #include <stdlib.h>

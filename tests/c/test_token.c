@@ -1,4 +1,4 @@
-/* SPEC §3.1 per-user tokens (minted with `crvm-server token`): 14 no token, 18 expired,
+/* docs/API.md §3.1 per-user tokens (minted with `crvm-server token`): 14 no token, 18 expired,
  * 21 bad signature, valid tokens, and tenants that accept either a secret or a token. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* SPEC §3.5, "Volume is never a failure": cmds sent in a loop, from one thread or many, are
+/* docs/API.md §3.5, "Volume is never a failure": cmds sent in a loop, from one thread or many, are
  * each delivered exactly once, in order per sender, and each gets its send_cmd_rlst 0; buffers
  * and files beyond what runs at once wait their turn; a slow receiver slows its senders down
  * while the server's memory stays flat; the one refusal is max_pending_bytes (1000), at once,

@@ -11,7 +11,7 @@
 //!   logins per second, RSS per session, and the time one status change takes to reach every
 //!   subscriber (a subset, default 1,000) while all are connected.
 //! - **cluster**: the same many sessions (default 100,000) on a cluster of six nodes sharing
-//!   one redis-server (SPEC §4.1), held by six load-generator processes (one per node, each
+//!   one redis-server (docs/API.md §4.1), held by six load-generator processes (one per node, each
 //!   under the 20,000 open files one process may have here); logins per second, RSS per
 //!   session per node, Redis memory per session, and the time one status change takes to
 //!   reach the subscribers spread over the nodes.

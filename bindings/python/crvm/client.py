@@ -480,7 +480,7 @@ class Client:
         self._logged_in_once = True
 
     def network_changed(self) -> None:
-        """The network changed: drop the link and resume the session at once (SPEC 3.6)."""
+        """The network changed: drop the link and resume the session at once (docs/API.md §3.6)."""
         self._c("crvm_network_changed")
 
     def logout(self) -> None:

@@ -1,4 +1,4 @@
-"""The CRVIDEOSDK_* error codes of crvm.h (SPEC §6), as plain ints.
+"""The CRVIDEOSDK_* error codes of crvm.h (docs/API.md §6), as plain ints.
 
 Their English text comes from the library itself: ``crvm.err_str(code)``.
 """

@@ -1,4 +1,4 @@
-"""One-to-one calls (SPEC §3.4) between two real clients."""
+"""One-to-one calls (docs/API.md §3.4) between two real clients."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Point-to-point data (SPEC §3.5): bytes in, the same bytes out; files; cancel."""
+"""Point-to-point data (docs/API.md §3.5): bytes in, the same bytes out; files; cancel."""
 
 import os
 

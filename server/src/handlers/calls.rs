@@ -1,4 +1,4 @@
-//! Call, accept, reject and hang up (SPEC §3.4). The state machine belongs to the hub's
+//! Call, accept, reject and hang up (docs/API.md §3.4). The state machine belongs to the hub's
 //! [`crate::hub::CallStore`], which also owns the no-answer timer; a successful request is
 //! answered by the store, in order with the notifications it caused, a failed one here.
 

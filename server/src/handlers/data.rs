@@ -1,4 +1,4 @@
-//! Cmds and the streams of buffers and files (SPEC §3.5): checked here, then handed to the
+//! Cmds and the streams of buffers and files (docs/API.md §3.5): checked here, then handed to the
 //! data plane's router ([`crate::route`]), which takes them to this node's relay or over the
 //! link to the receiver's node.
 

@@ -1,4 +1,4 @@
-//! Meetings (SPEC §3.3), stored durably by the meeting store.
+//! Meetings (docs/API.md §3.3), stored durably by the meeting store.
 
 use crvm_proto::error::{CRVIDEOSDK_MEETNOTEXIST, CRVIDEOSDK_NOERR, CRVIDEOSDK_SERVER_EXCEPTION};
 use crvm_proto::{Meeting, ServerMsg};

@@ -59,7 +59,7 @@ pub struct ResumeReq {
 }
 
 /// One connection as the handlers see it — once logged in, the session, which may outlive its
-/// connection and go on on another (SPEC §3.6). Its identity in the shared state, the relay and
+/// connection and go on on another (docs/API.md §3.6). Its identity in the shared state, the relay and
 /// the node links is its login ([`User::gen`]); connections are only where it is.
 pub struct ServerSession {
     /// The connection the session logged in on (or, before login, this connection): it names

@@ -1,4 +1,4 @@
-//! Do-not-disturb, the status list and status subscriptions (SPEC §3.2).
+//! Do-not-disturb, the status list and status subscriptions (docs/API.md §3.2).
 
 use crvm_proto::ServerMsg;
 

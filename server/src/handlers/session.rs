@@ -1,4 +1,4 @@
-//! `hello`, `login` and `logout` (SPEC §3.1, docs/PROTOCOL.md "Connection lifecycle").
+//! `hello`, `login` and `logout` (docs/API.md §3.1, docs/PROTOCOL.md "Connection lifecycle").
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

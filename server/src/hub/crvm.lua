@@ -1,5 +1,5 @@
 #!lua name=crvm
--- The cluster's shared state (SPEC §4.1; docs/CLUSTER.md "What is in Redis").
+-- The cluster's shared state (docs/API.md §4.1; docs/CLUSTER.md "What is in Redis").
 --
 -- Every state change that must be atomic across nodes is one function here: the change and the
 -- publication of its effects happen in one step, so that every node sees one user's changes in

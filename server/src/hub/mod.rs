@@ -1,4 +1,4 @@
-//! Who is online where, their presence and their calls (SPEC §3.1, §3.2, §3.4, §4.1), split in
+//! Who is online where, their presence and their calls (docs/API.md §3.1, §3.2, §3.4, §4.1), split in
 //! two (docs/DESIGN.md, Cluster, "The hub split"):
 //!
 //! - node-local and synchronous: [`LocalSessions`], each session of this node with its outbox
@@ -120,7 +120,7 @@ pub struct CallRequest<'a> {
     pub ext: &'a str,
 }
 
-/// Which session each logged-in user has. Errors are SPEC codes (8 when the shared state
+/// Which session each logged-in user has. Errors are crvm error codes (8 when the shared state
 /// cannot be reached).
 #[async_trait]
 pub trait Directory: Send + Sync {
@@ -173,7 +173,7 @@ pub trait PresenceStore: Send + Sync {
     async fn statuses(&self, tenant: &str) -> Result<Vec<UserStatus>, i32>;
 }
 
-/// One-to-one calls (SPEC §3.4), one state machine wherever the parties are. Every method
+/// One-to-one calls (docs/API.md §3.4), one state machine wherever the parties are. Every method
 /// acts for session `at.gen`, which must still be its user's; a success is always
 /// [`Answer::Sent`], so that nothing about the call reaches the requester before its answer.
 /// Codes are those of §3.4, or 8. A call's no-answer timer belongs to the store and fires
@@ -196,7 +196,7 @@ pub struct CallInfo {
     pub connected: bool,
 }
 
-/// What an operator reads and does (SPEC §4.2: the monitor and admin API).
+/// What an operator reads and does (docs/API.md §4.2: the monitor and admin API).
 #[async_trait]
 pub trait Operations: Send + Sync {
     /// Whether the shared state can serve (in a cluster: Redis reachable, this node a member).

@@ -1,4 +1,4 @@
-//! The cluster's shared state in Redis (SPEC §4.1, docs/CLUSTER.md): [`RedisHub`] implements
+//! The cluster's shared state in Redis (docs/API.md §4.1, docs/CLUSTER.md): [`RedisHub`] implements
 //! the hub's traits with the functions of `crvm.lua`, each an atomic state change that
 //! publishes its effects to the nodes concerned; every node applies what arrives on its channel
 //! in order ([`LocalSessions::apply`]).

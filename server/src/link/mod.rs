@@ -1,4 +1,4 @@
-//! Node-to-node links of a cluster (SPEC §4.1): cmds, buffers and files between users on
+//! Node-to-node links of a cluster (docs/API.md §4.1): cmds, buffers and files between users on
 //! different nodes go straight from node to node, never through Redis, with the same flow
 //! control as on one node.
 //!

@@ -1,8 +1,8 @@
-//! Point-to-point data (SPEC §3.5), relayed: cmds, and the streams of buffers and files. The
+//! Point-to-point data (docs/API.md §3.5), relayed: cmds, and the streams of buffers and files. The
 //! sender's library sends to the server, the server to the receiver's library, and the
 //! receiver's acknowledgements travel back the same way. Nothing is stored; the relay routes,
 //! queues what may not go yet, and enforces flow control, so that volume slows senders down
-//! instead of failing them (SPEC §3.5, "Volume is never a failure").
+//! instead of failing them (docs/API.md §3.5, "Volume is never a failure").
 //!
 //! **Cmds** are messages, not streams. A sender may have [`xfer::CMD_WINDOW`] cmds (and
 //! [`xfer::CMD_WINDOW_BYTES`]) unfinished; more is a protocol violation (its library queues

@@ -1,4 +1,4 @@
-//! Resumable sessions (SPEC §3.6): which connection holds each one, and the sessions whose
+//! Resumable sessions (docs/API.md §3.6): which connection holds each one, and the sessions whose
 //! connection dropped, held for `resume_window_s` with everything they had.
 //!
 //! A session is a [`crate::handlers::ServerSession`] (its identity in the hub and the relay is

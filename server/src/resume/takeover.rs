@@ -1,5 +1,5 @@
 //! What a connection does with the registry of resumable sessions ([`super::Sessions`]): when
-//! its link drops it parks its session (SPEC §3.6), which then ends once the resume window
+//! its link drops it parks its session (docs/API.md §3.6), which then ends once the resume window
 //! passes unless a resume takes it first; and a resume on a new connection takes the session
 //! over, its outbox taking the new socket.
 

@@ -1,4 +1,4 @@
-//! Durable meetings (SPEC §3.3) behind [`MeetingStore`], one back end per deployment:
+//! Durable meetings (docs/API.md §3.3) behind [`MeetingStore`], one back end per deployment:
 //! [`sqlite::SqliteStore`] on a server of its own (file `DATA_DIR/crvm.sqlite3`), and
 //! [`redis::RedisStore`] in a cluster, where every node sees the same meetings.
 //!

@@ -1,4 +1,4 @@
-//! Meetings of a cluster (SPEC §3.3, §4.1) in the Redis the nodes share: [`RedisStore`], the
+//! Meetings of a cluster (docs/API.md §3.3, §4.1) in the Redis the nodes share: [`RedisStore`], the
 //! [`MeetingStore`] of a cluster node. Blocking, like every store (run with `run_blocking`),
 //! on one connection that is made again after a failure.
 //!

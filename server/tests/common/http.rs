@@ -1,4 +1,4 @@
-//! HTTP to a server's monitor (SPEC §4.2).
+//! HTTP to a server's monitor (docs/API.md §4.2).
 
 use std::io::BufRead;
 

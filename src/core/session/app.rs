@@ -56,7 +56,7 @@ impl Session {
     }
 
     /// The app says the network changed: a logged-in session drops its link and resumes at
-    /// once (SPEC §3.6); 12 if not logged in.
+    /// once (docs/API.md §3.6); 12 if not logged in.
     pub fn network_changed(&mut self, now: Instant) -> Result<(), Code> {
         let st = &mut self.st;
         st.check_alive()?;
@@ -116,7 +116,7 @@ impl Session {
         Ok(task)
     }
 
-    /// Accepts a buffer to `to`; it is sent when its turn comes (SPEC §3.5).
+    /// Accepts a buffer to `to`; it is sent when its turn comes (docs/API.md §3.5).
     pub fn send_buffer(&mut self, to: &str, data: Vec<u8>, now: Instant) -> Result<String, Code> {
         let st = &mut self.st;
         if data.len() as u64 > st.opts.max_buffer_bytes.min(st.server.max_buffer) {
@@ -218,7 +218,7 @@ impl State {
         Ok(())
     }
 
-    /// The one synchronous refusal for volume (SPEC §3.5): while what is accepted and not yet
+    /// The one synchronous refusal for volume (docs/API.md §3.5): while what is accepted and not yet
     /// acknowledged would exceed `max_pending_bytes`. Something alone always fits.
     fn check_pending(&self, more: u64) -> Result<(), Code> {
         let pending = self.cmds.pending_bytes() + self.xfers.pending_bytes();

@@ -1,4 +1,4 @@
-//! The cmd window (SPEC §3.5): cmds sent and unfinished, those queued beyond the window, and
+//! The cmd window (docs/API.md §3.5): cmds sent and unfinished, those queued beyond the window, and
 //! the numbering and acknowledgement of those coming in.
 
 use super::super::event::Event;

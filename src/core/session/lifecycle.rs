@@ -1,4 +1,4 @@
-//! The life of a session: login, logout, a lost link and its resumption (SPEC §3.6), the
+//! The life of a session: login, logout, a lost link and its resumption (docs/API.md §3.6), the
 //! farewell of a logout made while resuming, and the timers of each phase.
 
 use super::super::event::Event;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// First pause between two reconnect attempts after the immediate one, and the largest
-/// (SPEC §3.6: full jitter, doubling from 250 ms up to 5 s).
+/// (docs/API.md §3.6: full jitter, doubling from 250 ms up to 5 s).
 pub(super) const RETRY_BASE: Duration = Duration::from_millis(250);
 pub(super) const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Longest a resume handshake may take on a connection before another attempt.
@@ -39,7 +39,7 @@ pub(super) enum Phase {
     },
     /// [`Timer::Idle`], [`Timer::Ping`].
     LoggedIn,
-    /// The link was lost and the session is being resumed (SPEC §3.6).
+    /// The link was lost and the session is being resumed (docs/API.md §3.6).
     Reconnecting(Reconnect),
     /// A logout made while reconnecting: the app is logged out already; the library resumes
     /// the session once more only to log it out on the server, so that the others see it end

@@ -236,7 +236,7 @@ impl Session {
 
     /// The events taken last were delivered to the app: acknowledge the cmds among them, so
     /// that their senders hear `send_cmd_rlst` and may send more (flow control follows the
-    /// app's pace, SPEC §3.5).
+    /// app's pace, docs/API.md §3.5).
     pub fn delivered(&mut self) {
         let st = &mut self.st;
         st.cmds.delivered = st.cmds.delivered.max(st.taken_cmd);

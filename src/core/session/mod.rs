@@ -7,7 +7,7 @@
 //! [`Session::tick`]) and its events ([`Session::take_events`]). The app's calls reach it
 //! under the same lock, so each is checked against the state it will act on.
 //!
-//! Rules kept here (SPEC §2.2, §3): every accepted request gets exactly one result event,
+//! Rules kept here (docs/API.md §2.2, §3): every accepted request gets exactly one result event,
 //! whatever happens to the link; a lost link answers everything outstanding with its code,
 //! ends the session's calls locally, then `line_off`; a logout answers what the server did not
 //! with 12 and emits nothing else.
@@ -58,7 +58,7 @@ impl LinkGen {
 
 /// Heartbeat interval until the server's `welcome` says otherwise.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
-/// A peer silent for this long is dead, whatever the heartbeat interval (SPEC §3.1, §3.6).
+/// A peer silent for this long is dead, whatever the heartbeat interval (docs/API.md §3.1, §3.6).
 const MAX_SILENCE: Duration = Duration::from_secs(15);
 /// A standalone acknowledgement goes out after this many frames handled without one.
 const ACK_EVERY: u64 = 32;

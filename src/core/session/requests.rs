@@ -27,7 +27,7 @@ pub(super) struct Requests {
     /// IDs: every request gets the same timeout, and a resume shifts them all alike.
     map: BTreeMap<u64, (Pending, Instant)>,
     last_id: u64,
-    /// The link is being resumed: no request times out meanwhile (SPEC §3.6).
+    /// The link is being resumed: no request times out meanwhile (docs/API.md §3.6).
     paused: bool,
 }
 

@@ -1,7 +1,7 @@
 //! The receiving side's disk writer: one thread per client, started with its first incoming
 //! file, that writes the chunks, starts their write-back, and syncs and names finished files.
 //! The worker, which reads the socket — and with it every invite, hang-up and cmd — therefore
-//! never waits for the disk (SPEC §3.5, "Signalling first on any link"): before, an invite sat
+//! never waits for the disk (docs/API.md §3.5, "Signalling first on any link"): before, an invite sat
 //! in the socket behind every chunk the worker had yet to write.
 //!
 //! The worker hands chunks over in order ([`Disk::write`]) and hears back through [`Disk::done`]

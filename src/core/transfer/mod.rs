@@ -1,10 +1,10 @@
-//! The transfer engine of one session (SPEC §3.5): the streams of buffers and files, both
+//! The transfer engine of one session (docs/API.md §3.5): the streams of buffers and files, both
 //! directions, any number at once. Sans-IO as far as the network goes: it queues control
 //! messages on the session's out-queue, writes data chunks into the buffer the worker is about
 //! to send, and reports events; it reads and writes files itself.
 //!
 //! Sending: at most [`xfer::MAX_OUTGOING`] streams are offered to the server at once; the rest
-//! wait here in order, never refused (SPEC §3.5, "Volume is never a failure"). An offered
+//! wait here in order, never refused (docs/API.md §3.5, "Volume is never a failure"). An offered
 //! stream gets its ID (`res{offer}`), then waits for `start` (the receiver has room); from then
 //! on [`Transfers::fill_chunk`] feeds its data, round-robin over the streams whose
 //! flow-control window has room, one chunk per call, so control messages never wait behind more
@@ -164,7 +164,7 @@ impl Outgoing {
     }
 
     /// Bytes of this stream held in memory until the receiver acknowledges them: a buffer
-    /// whole, a file only its window in flight (SPEC §3.5, `max_pending_bytes`).
+    /// whole, a file only its window in flight (docs/API.md §3.5, `max_pending_bytes`).
     fn pending_bytes(&self) -> u64 {
         match self.kind {
             XferKind::File => self.sent - self.acked,

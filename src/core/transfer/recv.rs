@@ -1,4 +1,4 @@
-//! Receiving (SPEC §3.5): a buffer is collected in memory; a file is written to a hidden part
+//! Receiving (docs/API.md §3.5): a buffer is collected in memory; a file is written to a hidden part
 //! file in `download_dir` by the disk writer ([`super::disk`]), off the worker, as chunks
 //! arrive, and each stored chunk is acknowledged (so the sender's window bounds what waits for
 //! the disk). When all bytes and the sender's checksum are in and the checksum matches, the
