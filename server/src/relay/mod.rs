@@ -102,11 +102,8 @@ impl Sink for Deliver {
             Effect::ToReceiver(to, msg) => to.tell(&msg),
             Effect::CmdIn { to, n, from, data } => {
                 crate::metrics::get().relayed_cmd(data.len());
-                let msg = ServerMsg::CmdIn {
-                    n,
-                    from: from.to_owned(),
-                };
-                let _ = to.outbox.push(Out::attached(&msg, data));
+                let json = crvm_proto::hot::cmd_in_json(n, from);
+                let _ = to.outbox.push(Out::Attached(json.into(), data.into()));
             }
             Effect::Data { to, payload } => {
                 // The window bounds this queue; should it overflow anyway, the receiver's
