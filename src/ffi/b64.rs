@@ -38,38 +38,42 @@ mod simd {
     /// are left; returns the rest (1 to 16 characters, or all of a short text), or `None` if
     /// a block holds a character outside the alphabet.
     pub(super) fn decode_bulk<'a>(text: &'a [u8], out: &mut Vec<u8>) -> Option<&'a [u8]> {
-        if !is_x86_feature_detected!("ssse3") {
+        if text.len() <= 16 || !is_x86_feature_detected!("ssse3") {
             return Some(text);
         }
-        let mut rest = text;
-        while rest.len() > 16 {
-            let block: &[u8; 16] = rest[..16].try_into().expect("16 bytes");
+        let blocks = (text.len() - 1) / 16;
+        let at = out.len();
+        // Each block is stored as 16 bytes of which 12 count: room for the last one's 4 more.
+        out.resize(at + 12 * blocks + 4, 0);
+        for (i, block) in text.chunks_exact(16).take(blocks).enumerate() {
+            let dst = &mut out[at + 12 * i..at + 12 * i + 16];
             // SAFETY: SSSE3 is present (checked above).
-            let bytes = unsafe { decode16(block) }?;
-            out.extend_from_slice(&bytes[..12]);
-            rest = &rest[16..];
+            unsafe { decode16(block.try_into().expect("16"), dst.try_into().expect("16")) }?;
         }
-        Some(rest)
+        out.truncate(at + 12 * blocks);
+        Some(&text[16 * blocks..])
     }
 
     /// Encodes whole 12-byte groups of `bytes` into `out` while 16 bytes can be loaded; returns
     /// the rest (a group boundary, so the crate's encoding of it follows on).
     pub(super) fn encode_bulk<'a>(bytes: &'a [u8], out: &mut Vec<u8>) -> &'a [u8] {
-        if !is_x86_feature_detected!("ssse3") {
+        if bytes.len() < 16 || !is_x86_feature_detected!("ssse3") {
             return bytes;
         }
-        let mut rest = bytes;
-        while rest.len() >= 16 {
-            let block: &[u8; 16] = rest[..16].try_into().expect("16 bytes");
+        let groups = (bytes.len() - 4) / 12;
+        let at = out.len();
+        out.resize(at + 16 * groups, 0);
+        for i in 0..groups {
+            let src = &bytes[12 * i..12 * i + 16];
+            let dst = &mut out[at + 16 * i..at + 16 * i + 16];
             // SAFETY: SSSE3 is present (checked above).
-            out.extend_from_slice(&unsafe { encode12(block) });
-            rest = &rest[12..];
+            unsafe { encode12(src.try_into().expect("16"), dst.try_into().expect("16")) };
         }
-        rest
+        &bytes[12 * groups..]
     }
 
-    /// 16 base64 characters → 12 bytes (in the first 12 of the result), or `None` if one is not
-    /// in the alphabet.
+    /// 16 base64 characters → 12 bytes (the first 12 of `out`; the other 4 are overwritten),
+    /// or `None` if one is not in the alphabet.
     ///
     /// Validity by nibbles: each high nibble that can start a valid character (2, 3, 4/6, 5/7)
     /// has a bit, every other one 0x10; a low nibble's entry has the bits of the high nibbles it
@@ -77,7 +81,7 @@ mod simd {
     /// Its value is the character plus an offset chosen by its high nibble ('/' and '+', both
     /// of high nibble 2, told apart by comparing with '/').
     #[target_feature(enable = "ssse3")]
-    unsafe fn decode16(block: &[u8; 16]) -> Option<[u8; 16]> {
+    unsafe fn decode16(block: &[u8; 16], out: &mut [u8; 16]) -> Option<()> {
         let s = _mm_loadu_si128(block.as_ptr().cast());
         let lut_lo = _mm_setr_epi8(
             0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13, 0x1a, 0x1b, 0x1b,
@@ -103,9 +107,8 @@ mod simd {
         let pairs = _mm_maddubs_epi16(values, _mm_set1_epi32(0x0140_0140));
         let quads = _mm_madd_epi16(pairs, _mm_set1_epi32(0x0001_1000));
         let order = _mm_setr_epi8(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
-        let mut bytes = [0u8; 16];
-        _mm_storeu_si128(bytes.as_mut_ptr().cast(), _mm_shuffle_epi8(quads, order));
-        Some(bytes)
+        _mm_storeu_si128(out.as_mut_ptr().cast(), _mm_shuffle_epi8(quads, order));
+        Some(())
     }
 
     /// The first 12 of 16 bytes → 16 base64 characters.
@@ -114,7 +117,7 @@ mod simd {
     /// fields are moved to one byte each by masks and 16-bit multiplies; a value becomes its
     /// character by adding an offset looked up from its range (0–25, 26–51, 52–61, 62, 63).
     #[target_feature(enable = "ssse3")]
-    unsafe fn encode12(block: &[u8; 16]) -> [u8; 16] {
+    unsafe fn encode12(block: &[u8; 16], out: &mut [u8; 16]) {
         let s = _mm_loadu_si128(block.as_ptr().cast());
         let spread = _mm_shuffle_epi8(
             s,
@@ -135,9 +138,7 @@ mod simd {
         range = _mm_or_si128(range, _mm_and_si128(upper, _mm_set1_epi8(13)));
         let offsets = _mm_setr_epi8(71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16, 65, 0, 0);
         let chars = _mm_add_epi8(_mm_shuffle_epi8(offsets, range), values);
-        let mut out = [0u8; 16];
         _mm_storeu_si128(out.as_mut_ptr().cast(), chars);
-        out
     }
 }
 
