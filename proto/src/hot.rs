@@ -156,14 +156,18 @@ fn parse_u64(b: &[u8]) -> Option<(u64, &[u8])> {
     if n == 0 || n > 19 || (n > 1 && b[0] == b'0') {
         return None;
     }
-    let v = b[..n].iter().fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
+    let v = b[..n]
+        .iter()
+        .fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
     Some((v, &b[n..]))
 }
 
 /// The rest of a JSON string whose opening quote is consumed, if it needs no unescaping (no
 /// `\`, no control character) and is valid UTF-8; and what follows its closing quote.
 fn plain_str(b: &[u8]) -> Option<(String, &[u8])> {
-    let end = b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let end = b
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
     if b[end] != b'"' {
         return None;
     }
@@ -306,17 +310,27 @@ mod tests {
             br#"{"t":"cmd_done","c":{"ns":[1],"code":-0x1}}"#,
         ];
         for b in bad {
-            assert!(parse_cmd(b).is_none() && parse_cmd_ack(b).is_none(), "{b:?}");
-            assert!(parse_cmd_in(b).is_none() && parse_cmd_done(b).is_none(), "{b:?}");
+            assert!(
+                parse_cmd(b).is_none() && parse_cmd_ack(b).is_none(),
+                "{b:?}"
+            );
+            assert!(
+                parse_cmd_in(b).is_none() && parse_cmd_done(b).is_none(),
+                "{b:?}"
+            );
             let c = ClientMsg::parse(b).unwrap_err().to_string();
             let s = ServerMsg::parse(b).unwrap_err().to_string();
             assert_eq!(
                 c,
-                serde_json::from_slice::<ClientMsg>(b).unwrap_err().to_string()
+                serde_json::from_slice::<ClientMsg>(b)
+                    .unwrap_err()
+                    .to_string()
             );
             assert_eq!(
                 s,
-                serde_json::from_slice::<ServerMsg>(b).unwrap_err().to_string()
+                serde_json::from_slice::<ServerMsg>(b)
+                    .unwrap_err()
+                    .to_string()
             );
         }
     }

@@ -313,7 +313,9 @@ impl Client {
         // already in flight — is left to the worker, which writes the burst in few system calls
         // (its throughput is what counts).
         let burst = sh.session.cmds_in_flight();
-        let r = sh.session.send_cmd(target_user_id, data.into(), Instant::now());
+        let r = sh
+            .session
+            .send_cmd(target_user_id, data.into(), Instant::now());
         self.inner.after_call(sh, !burst);
         r
     }

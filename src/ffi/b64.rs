@@ -136,7 +136,9 @@ mod simd {
         let mut range = _mm_subs_epu8(values, _mm_set1_epi8(51));
         let upper = _mm_cmpgt_epi8(_mm_set1_epi8(26), values);
         range = _mm_or_si128(range, _mm_and_si128(upper, _mm_set1_epi8(13)));
-        let offsets = _mm_setr_epi8(71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16, 65, 0, 0);
+        let offsets = _mm_setr_epi8(
+            71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16, 65, 0, 0,
+        );
         let chars = _mm_add_epi8(_mm_shuffle_epi8(offsets, range), values);
         _mm_storeu_si128(out.as_mut_ptr().cast(), chars);
     }
@@ -199,7 +201,11 @@ mod tests {
         for len in [0, 1, 2, 3, 12, 13, 14, 24, 36, 37, 47, 48, 60] {
             let text = STANDARD.encode(bytes(len, 7 + len as u64)).into_bytes();
             for cut in 0..text.len() {
-                assert_eq!(decode(&text[..cut]), crate_decode(&text[..cut]), "{len} {cut}");
+                assert_eq!(
+                    decode(&text[..cut]),
+                    crate_decode(&text[..cut]),
+                    "{len} {cut}"
+                );
             }
             for i in 0..text.len() {
                 for c in 0..=255u8 {
