@@ -339,11 +339,12 @@ mod tests {
     /// it still reads, serde reads the same; whatever it refuses, the general parse decides.
     #[test]
     fn mutations_agree_with_serde() {
-        let mut wires: Vec<Vec<u8>> = Vec::new();
-        wires.push(cmd_json(1234, "bob"));
-        wires.push(ClientMsg::CmdAck { upto: 99 }.json());
-        wires.push(cmd_in_json(77, "alice"));
-        wires.push(cmd_done_json(&[5, 60, 700], 1102));
+        let wires = [
+            cmd_json(1234, "bob"),
+            ClientMsg::CmdAck { upto: 99 }.json(),
+            cmd_in_json(77, "alice"),
+            cmd_done_json(&[5, 60, 700], 1102),
+        ];
         let alphabet = b"0123456789-+.,:[]{}\" \\eaxt\x00\xff";
         for wire in wires {
             let mut cases = Vec::new();
