@@ -306,7 +306,8 @@ impl Client {
     /// Sends a cmd (≤ 51,200 bytes) to `target_user_id`; returns the task ID. Never refused for
     /// volume (only past `max_pending_bytes`, 1000): cmds beyond the flow-control window wait
     /// their turn, in order. Result: [`Event::CmdSent`], `Ok` once the target's app has it, or
-    /// 1102 if the target is offline or unknown. Not cancellable.
+    /// 1102 if the target is offline or unknown. Not cancellable. An owned `Vec` is queued as
+    /// it is (no copy).
     pub fn send_cmd(&self, target_user_id: &str, data: impl Into<Vec<u8>>) -> Result<String, Code> {
         let mut sh = self.inner.shared.lock();
         // A cmd alone is written at once (its latency is what counts); one of a burst — cmds
