@@ -501,9 +501,9 @@ fn max_pending_bytes_is_the_one_refusal_and_sends_nothing() {
     let (_l, cl, rx2, mut p) = logged_in(&[("max_pending_bytes", "1000")]);
     // Ten cmds of 100 bytes fill the 1000 bytes; the eleventh is refused at once.
     let accepted: Vec<String> = (0..10)
-        .map(|_| cl.send_cmd("bob", &[7; 100]).unwrap())
+        .map(|_| cl.send_cmd("bob", [7; 100]).unwrap())
         .collect();
-    assert_eq!(cl.send_cmd("bob", &[7; 100]), Err(c(CRVIDEOSDK_SENDFAIL)));
+    assert_eq!(cl.send_cmd("bob", [7; 100]), Err(c(CRVIDEOSDK_SENDFAIL)));
     assert_eq!(
         cl.send_buffer("bob", vec![1; 10]),
         Err(c(CRVIDEOSDK_SENDFAIL))

@@ -318,7 +318,7 @@ impl Peer {
                     let t0 = mono_ns();
                     let task = self
                         .client
-                        .send_cmd(target, &data)
+                        .send_cmd(target, &data[..])
                         .map_err(code("send_cmd"))?;
                     p.in_flight.insert(task, t0);
                     sent += 1;

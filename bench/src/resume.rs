@@ -89,7 +89,7 @@ fn rtts(
     let mut v = Vec::new();
     while !stop() {
         let t0 = Instant::now();
-        a.send_cmd("r1", &[7; 100])?;
+        a.send_cmd("r1", [7; 100])?;
         until(rx, Some(ia), |e| matches!(e, Event::CmdSent { .. }))?;
         v.push(t0.elapsed().as_nanos() as u64);
     }

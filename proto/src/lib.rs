@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod frame;
+pub mod hot;
 pub mod msg;
 pub mod outq;
 #[cfg(feature = "raw")]
@@ -12,6 +13,7 @@ pub mod raw;
 
 pub use error::Code;
 pub use frame::{Decoder, Encoder, Frame, FrameError, FrameRef, Kind};
+pub use hot::Json;
 pub use msg::{
     ClientMsg, Meeting, Op, Outcome, ServerMsg, SizeLimits, UserStatus, XferKind, PROTOCOL_VERSION,
 };

@@ -541,7 +541,7 @@ impl UserStatus {
 }
 
 /// A JSON integer at the start of `b` that fits an `i32`, and the rest.
-fn parse_i32(b: &[u8]) -> Option<(i32, &[u8])> {
+pub(crate) fn parse_i32(b: &[u8]) -> Option<(i32, &[u8])> {
     let neg = b.first() == Some(&b'-');
     let digits = &b[usize::from(neg)..];
     let n = digits.iter().take_while(|c| c.is_ascii_digit()).count();
@@ -557,7 +557,7 @@ fn parse_i32(b: &[u8]) -> Option<(i32, &[u8])> {
 }
 
 /// Appends `v` in decimal.
-fn write_i32(v: i32, out: &mut Vec<u8>) {
+pub(crate) fn write_i32(v: i32, out: &mut Vec<u8>) {
     let mut digits = [0u8; 11];
     let mut at = digits.len();
     let mut m = i64::from(v).unsigned_abs();

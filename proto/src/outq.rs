@@ -11,10 +11,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::frame::{control_prefix, header_at, Encoder, Kind, HEADER_LEN};
-use crate::msg::to_json;
+use crate::hot::Json;
 
 /// Unsent bytes either end lets the kernel hold per socket (`TCP_NOTSENT_LOWAT`): past this, a
 /// write takes no more and the socket polls as not writable, so data waits here, where control
@@ -61,13 +59,13 @@ pub enum Out {
 
 impl Out {
     /// A control frame carrying `msg`.
-    pub fn msg<T: Serialize>(msg: &T) -> Out {
-        Out::Control(to_json(msg).into())
+    pub fn msg<T: Json>(msg: &T) -> Out {
+        Out::Control(msg.json().into())
     }
 
     /// A control frame carrying `msg` and `attachment`.
-    pub fn attached<T: Serialize>(msg: &T, attachment: Vec<u8>) -> Out {
-        Out::Attached(to_json(msg).into(), Arc::new(attachment))
+    pub fn attached<T: Json>(msg: &T, attachment: Vec<u8>) -> Out {
+        Out::Attached(msg.json().into(), Arc::new(attachment))
     }
 
     /// A data frame of stream `sid`.

@@ -343,7 +343,7 @@ impl Conn {
                     Ok(parts) => parts,
                     Err(e) => return Some(session.close(CRVIDEOSDK_ERR_DATA, e.to_string())),
                 };
-                match serde_json::from_slice::<ClientMsg>(json) {
+                match ClientMsg::parse(json) {
                     // Only a connection's handshake is unnumbered.
                     Ok(msg) if frame.seq == 0 && !msg.is_handshake() => Some(session.close(
                         CRVIDEOSDK_ERR_DATA,

@@ -13,6 +13,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// A hash map for the maps on every cmd's path (sessions by user, the relay's books): keyed
+/// by IDs and by the names of logged-in users, hashed with foldhash (seeded at random per
+/// process) at a fraction of SipHash's cost.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Node-unique ID of a connection, for logs, the set of live connections and resumption.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);

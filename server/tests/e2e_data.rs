@@ -57,8 +57,8 @@ fn cmd_buffer_and_file_arrive_intact_with_progress(kind: Topo) {
     // cmd: exactly the limit passes, one byte more is refused at once. (The Rust API takes
     // bytes: base64, and its refusal 13, exist only at the C surface.)
     let cmd = pattern(51_200);
-    let t = alice.c.send_cmd("bob", &cmd).unwrap();
-    assert_eq!(alice.c.send_cmd("bob", &pattern(51_201)), Err(code(1100)));
+    let t = alice.c.send_cmd("bob", &cmd[..]).unwrap();
+    assert_eq!(alice.c.send_cmd("bob", pattern(51_201)), Err(code(1100)));
     match bob.next() {
         Event::NotifyCmdData { from, data } => {
             assert_eq!(from, "alice");

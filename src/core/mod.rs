@@ -306,14 +306,17 @@ impl Client {
     /// Sends a cmd (≤ 51,200 bytes) to `target_user_id`; returns the task ID. Never refused for
     /// volume (only past `max_pending_bytes`, 1000): cmds beyond the flow-control window wait
     /// their turn, in order. Result: [`Event::CmdSent`], `Ok` once the target's app has it, or
-    /// 1102 if the target is offline or unknown. Not cancellable.
-    pub fn send_cmd(&self, target_user_id: &str, data: &[u8]) -> Result<String, Code> {
+    /// 1102 if the target is offline or unknown. Not cancellable. An owned `Vec` is queued as
+    /// it is (no copy).
+    pub fn send_cmd(&self, target_user_id: &str, data: impl Into<Vec<u8>>) -> Result<String, Code> {
         let mut sh = self.inner.shared.lock();
         // A cmd alone is written at once (its latency is what counts); one of a burst — cmds
         // already in flight — is left to the worker, which writes the burst in few system calls
         // (its throughput is what counts).
         let burst = sh.session.cmds_in_flight();
-        let r = sh.session.send_cmd(target_user_id, data, Instant::now());
+        let r = sh
+            .session
+            .send_cmd(target_user_id, data.into(), Instant::now());
         self.inner.after_call(sh, !burst);
         r
     }

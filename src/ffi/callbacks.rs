@@ -8,7 +8,6 @@
 //! nothing once the buffers have grown to size.
 
 use crate::core::{Code, Event, EventHandler, Meeting, UserStatus};
-use base64::Engine as _;
 use crvm_proto::error::code_of;
 use parking_lot::Mutex;
 use std::ffi::{c_char, c_void};
@@ -150,11 +149,7 @@ impl Scratch {
     /// `bytes` in base64.
     fn b64(&mut self, bytes: &[u8]) -> *const c_char {
         let b = self.next();
-        b.resize(base64::encoded_len(bytes.len(), true).unwrap_or(0), 0);
-        let n = base64::engine::general_purpose::STANDARD
-            .encode_slice(bytes, &mut b[..])
-            .unwrap_or(0);
-        b.truncate(n);
+        super::b64::encode_into(bytes, b);
         b.push(0);
         b.as_ptr() as *const c_char
     }

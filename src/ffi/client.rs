@@ -8,7 +8,6 @@ use super::args::{rc, str_arg, Null};
 use super::callbacks::{copy_callbacks, crvm_callbacks, CHandler};
 use super::handle::{self, crvm_client};
 use crate::core::{Client, Code, LoginParams, ADDR_MAX};
-use base64::Engine as _;
 use crvm_proto::error::{
     code, CRVIDEOSDK_BASE64_COV_ERR, CRVIDEOSDK_INNER_ERR, CRVIDEOSDK_MEETPARAM_ERR,
     CRVIDEOSDK_SENDCMD_LARGE,
@@ -44,9 +43,7 @@ fn with_client(c: *mut crvm_client, f: impl FnOnce(&Client) -> Result<(), Code>)
 
 /// Decodes a base64 argument (13 if it is not base64).
 fn decode_base64(data: &str) -> Result<Vec<u8>, Code> {
-    base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .map_err(|_| code(CRVIDEOSDK_BASE64_COV_ERR))
+    super::b64::decode(data.as_bytes()).ok_or(code(CRVIDEOSDK_BASE64_COV_ERR))
 }
 
 /// Creates a client for the server at `server_addr` ("host:port"). `callbacks` is copied
@@ -413,7 +410,7 @@ pub unsafe extern "C" fn crvm_send_cmd(
                 code(CRVIDEOSDK_SENDCMD_LARGE)
             }
         })?;
-        let task = client.send_cmd(target, &decode_base64(text)?)?;
+        let task = client.send_cmd(target, decode_base64(text)?)?;
         write_id(&task, task_id_out);
         Ok(())
     })

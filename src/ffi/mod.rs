@@ -13,6 +13,7 @@ macro_rules! guard {
 }
 
 mod args;
+mod b64;
 mod callbacks;
 mod client;
 mod errors;

@@ -11,7 +11,7 @@ use crvm_proto::{ServerMsg, UserStatus};
 use parking_lot::Mutex;
 
 use super::Effect;
-use crate::ids::LoginGen;
+use crate::ids::{FastMap, LoginGen};
 use crate::outbox::{Out, Outbox};
 
 /// A session of this node.
@@ -34,10 +34,10 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_gen: HashMap<LoginGen, Entry>,
+    by_gen: FastMap<LoginGen, Entry>,
     /// The newest session of each user on this node, per tenant (two maps, so that a lookup
     /// allocates nothing: it is on every cmd's path).
-    current: HashMap<String, HashMap<String, LoginGen>>,
+    current: FastMap<String, FastMap<String, LoginGen>>,
     /// Per tenant, the sessions that asked for status pushes.
     subscribers: HashMap<String, HashSet<LoginGen>>,
 }

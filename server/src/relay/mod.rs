@@ -53,7 +53,7 @@ use crvm_proto::error::{CRVIDEOSDK_NOERR, CRVIDEOSDK_SENDDATA_TARGETINVALID};
 use crvm_proto::{ServerMsg, XferKind};
 use parking_lot::Mutex;
 
-use crate::ids::{LoginGen, SessionKey};
+use crate::ids::{FastMap, LoginGen, SessionKey};
 use crate::outbox::Out;
 use crate::route::endpoint::{Endpoint, LocalEnd};
 
@@ -102,11 +102,8 @@ impl Sink for Deliver {
             Effect::ToReceiver(to, msg) => to.tell(&msg),
             Effect::CmdIn { to, n, from, data } => {
                 crate::metrics::get().relayed_cmd(data.len());
-                let msg = ServerMsg::CmdIn {
-                    n,
-                    from: from.to_owned(),
-                };
-                let _ = to.outbox.push(Out::attached(&msg, data));
+                let json = crvm_proto::hot::cmd_in_json(n, from);
+                let _ = to.outbox.push(Out::Attached(json.into(), data.into()));
             }
             Effect::Data { to, payload } => {
                 // The window bounds this queue; should it overflow anyway, the receiver's
@@ -146,9 +143,9 @@ pub struct State {
     next_sid: u64,
     streams: HashMap<u64, Stream>,
     /// Per receiving session (always one of this node).
-    inboxes: HashMap<LoginGen, Inbox>,
+    inboxes: FastMap<LoginGen, Inbox>,
     /// Per sending session, of this node or another.
-    outgoing: HashMap<SessionKey, Outgoing>,
+    outgoing: FastMap<SessionKey, Outgoing>,
 }
 
 impl State {

@@ -105,13 +105,13 @@ impl Session {
     }
 
     /// Accepts a cmd to `to`; it goes out at once or, beyond the window, in its turn.
-    pub fn send_cmd(&mut self, to: &str, data: &[u8], now: Instant) -> Result<String, Code> {
+    pub fn send_cmd(&mut self, to: &str, data: Vec<u8>, now: Instant) -> Result<String, Code> {
         let st = &mut self.st;
         validate_cmd(to, data.len())?;
         st.check_logged_in()?;
         st.check_pending(data.len() as u64)?;
         let task = new_id("t-");
-        st.cmds.queue(task.clone(), to.to_owned(), data.to_vec());
+        st.cmds.queue(task.clone(), to.to_owned(), data);
         st.pump(now);
         Ok(task)
     }

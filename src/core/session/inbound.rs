@@ -305,11 +305,11 @@ impl State {
     }
 }
 
-/// Parses a server message. Status pushes, the bulk of what a busy client receives, take a
-/// direct path (written as the server writes them); anything else goes the general way.
+/// Parses a server message. Status pushes and cmds, the bulk of what a busy client receives,
+/// take a direct path (written as the server writes them); anything else goes the general way.
 fn parse_server_msg(json: &[u8]) -> Option<ServerMsg> {
     if let Some(status) = crvm_proto::UserStatus::parse_push(json) {
         return Some(ServerMsg::UserStatus(status));
     }
-    serde_json::from_slice(json).ok()
+    ServerMsg::parse(json).ok()
 }

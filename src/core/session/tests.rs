@@ -342,7 +342,7 @@ fn cmds_beyond_the_window_wait_and_a_logout_ends_them_with_12() {
     let (mut s, mut srv) = logged_in(t0);
     let n = xfer::CMD_WINDOW + 3;
     let tasks: Vec<String> = (0..n)
-        .map(|_| s.send_cmd("bob", b"x", t0).unwrap())
+        .map(|_| s.send_cmd("bob", b"x".to_vec(), t0).unwrap())
         .collect();
     let sent = srv.take(&mut s, t0);
     assert_eq!(sent.len(), xfer::CMD_WINDOW, "the window, no more");
