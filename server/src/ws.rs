@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{header, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::conn;
@@ -32,6 +32,12 @@ pub const PATH: &str = "/crvm";
 /// Bytes the pipe between the pump and the connection holds each way: a few frames, so that
 /// data waits in the connection's outbox (where control overtakes it), not here.
 const PIPE: usize = 64 * 1024;
+
+/// How long a closing pump keeps reading for the browser's own close.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why a WebSocket carrying a message over the size limit is closed.
+const TOO_BIG: &str = "a message larger than the largest frame";
 
 /// The subprotocol of this server's protocol version.
 pub fn subprotocol() -> String {
@@ -185,62 +191,89 @@ fn whole_frame(buf: &[u8]) -> Option<usize> {
     (buf.len() >= total).then_some(total)
 }
 
+/// Why the browser-to-connection half of a pump ended.
+enum Inbound {
+    /// The connection no longer reads (it has ended).
+    ConnectionDone,
+    /// The browser closed the WebSocket, or its link failed.
+    BrowserDone,
+    /// The browser broke the rules: the WebSocket is closed with this reason.
+    Refused(&'static str),
+}
+
 /// Moves frames between the WebSocket and the pipe until either side ends, then closes the
 /// WebSocket: normally when the connection ended, with 1002 (protocol error) when the browser
-/// sent something other than one frame per binary message.
+/// sent something other than one frame per binary message, with 1009 (too big) for a message
+/// over the limit.
 async fn pump<S>(id: ConnId, ws: WebSocketStream<S>, pipe: tokio::io::DuplexStream)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut sink, mut stream) = ws.split();
     let (mut from_conn, mut to_conn) = tokio::io::split(pipe);
-    let inbound = async {
-        while let Some(msg) = stream.next().await {
-            match msg {
-                Ok(Message::Binary(b)) if one_frame(&b) => {
-                    if to_conn.write_all(&b).await.is_err() {
-                        return None;
+    // The two halves, dropped before the WebSocket and the pipe are closed below.
+    let bad = {
+        let inbound = async {
+            while let Some(msg) = stream.next().await {
+                match msg {
+                    Ok(Message::Binary(b)) if one_frame(&b) => {
+                        if to_conn.write_all(&b).await.is_err() {
+                            return Inbound::ConnectionDone;
+                        }
+                    }
+                    Ok(Message::Binary(_)) => {
+                        return Inbound::Refused("a binary message must carry exactly one frame")
+                    }
+                    Ok(Message::Text(_)) => {
+                        return Inbound::Refused("text messages are not part of the protocol")
+                    }
+                    Ok(Message::Close(_)) => return Inbound::BrowserDone,
+                    // Pings are answered by the library; pongs and raw frames mean nothing here.
+                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                    Err(WsError::Capacity(_)) => return Inbound::Refused(TOO_BIG),
+                    Err(e) => {
+                        tracing::debug!("conn {id} WebSocket read failed: {e}");
+                        return Inbound::BrowserDone;
                     }
                 }
-                Ok(Message::Binary(_)) => {
-                    return Some("a binary message must carry exactly one frame")
-                }
-                Ok(Message::Text(_)) => return Some("text messages are not part of the protocol"),
-                Ok(Message::Close(_)) => return None,
-                // Pings are answered by the library; pongs and raw frames mean nothing here.
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                Err(e) => {
-                    tracing::debug!("conn {id} WebSocket read failed: {e}");
-                    return None;
-                }
             }
-        }
-        None
-    };
-    let outbound = async {
-        let mut buf: Vec<u8> = Vec::with_capacity(PIPE);
-        loop {
-            match from_conn.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let mut at = 0;
-            while let Some(n) = whole_frame(&buf[at..]) {
-                let frame = Bytes::copy_from_slice(&buf[at..at + n]);
-                at += n;
-                if sink.feed(Message::Binary(frame)).await.is_err() {
+            Inbound::BrowserDone
+        };
+        let outbound = async {
+            let mut buf: Vec<u8> = Vec::with_capacity(PIPE);
+            loop {
+                match from_conn.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                let mut at = 0;
+                while let Some(n) = whole_frame(&buf[at..]) {
+                    let frame = Bytes::copy_from_slice(&buf[at..at + n]);
+                    at += n;
+                    if sink.feed(Message::Binary(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                buf.drain(..at);
+                if sink.flush().await.is_err() {
                     return;
                 }
             }
-            buf.drain(..at);
-            if sink.flush().await.is_err() {
-                return;
-            }
+        };
+        tokio::pin!(inbound, outbound);
+        tokio::select! {
+            end = &mut inbound => match end {
+                // The connection stopped reading: what it wrote last (its `close`) is still to
+                // go out before the WebSocket closes.
+                Inbound::ConnectionDone => {
+                    outbound.await;
+                    None
+                }
+                Inbound::BrowserDone => None,
+                Inbound::Refused(why) => Some(why),
+            },
+            () = &mut outbound => None,
         }
-    };
-    let bad = tokio::select! {
-        bad = inbound => bad,
-        () = outbound => None,
     };
     // The connection reads end-of-stream (a dropped link, as over TCP) and ends or parks.
     let _ = to_conn.shutdown().await;
@@ -249,7 +282,11 @@ where
         Some(why) => {
             tracing::warn!("conn {id} WebSocket closed: {why}");
             CloseFrame {
-                code: CloseCode::Protocol,
+                code: if why == TOO_BIG {
+                    CloseCode::Size
+                } else {
+                    CloseCode::Protocol
+                },
                 reason: why.into(),
             }
         }
@@ -259,6 +296,17 @@ where
         },
     };
     let _ = sink.send(Message::Close(Some(close))).await;
+    // Read (and drop) what the browser still sends, until its own close, for a while: closing
+    // with unread input would reset the connection and could destroy our last frames before
+    // the browser reads them (the TCP listener lingers the same way).
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Some(Ok(m)) = stream.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
     let _ = sink.close().await;
 }
 

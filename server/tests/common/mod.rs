@@ -12,6 +12,7 @@ use crvm_proto::{Kind, ServerMsg, UserStatus};
 
 pub mod http;
 pub mod user;
+pub mod ws;
 
 pub use crvm_testkit::topology::Kind as Topo;
 pub use crvm_testkit::{cluster, config, Server, TmpDir, Topology, PATIENCE, TENANTS};
