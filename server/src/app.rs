@@ -353,7 +353,7 @@ async fn run(
 ) -> i32 {
     // Install the handlers before announcing the port: a SIGTERM sent as soon as the port is
     // known must shut down cleanly, not kill the process.
-    let (mut term, mut int, mut hup) = match (
+    let (mut term, mut int, hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
@@ -378,21 +378,6 @@ async fn run(
             return 1;
         }
     };
-    {
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "crvm-server listening on {addr}")
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            // Whoever started us may have stopped reading; that is no reason to stop serving.
-            tracing::warn!("could not write the listening line to stdout");
-        }
-    }
-    tracing::info!(
-        "listening on {addr}; data dir {}; {} tenant(s)",
-        config.data_dir.display(),
-        config.tenants.len()
-    );
     let logins = LoginLimiter::new(
         config.login_failures_per_source,
         config.login_failures_per_tenant,
@@ -414,42 +399,19 @@ async fn run(
         tls,
         logins,
     });
-    if let Some(listen) = &ctx.config.monitor_listen {
-        match monitor::start(Arc::clone(&ctx), listen).await {
-            Ok(bound) => {
-                let mut out = std::io::stdout().lock();
-                if writeln!(out, "crvm-server monitor on {bound}")
-                    .and_then(|()| out.flush())
-                    .is_err()
-                {
-                    tracing::warn!("could not write the monitor line to stdout");
-                }
-                tracing::info!(
-                    "monitor on {bound}{}",
-                    if ctx.config.admin_token.is_some() {
-                        " (with the admin API)"
-                    } else {
-                        ""
-                    }
-                );
-            }
+    let monitor = match &ctx.config.monitor_listen {
+        None => None,
+        Some(listen) => match monitor::start(Arc::clone(&ctx), listen).await {
+            Ok(bound) => Some(bound),
             Err(e) => {
                 tracing::error!("cannot listen for the monitor on {listen}: {e}");
                 return 1;
             }
-        }
-    }
-    let reloading = Arc::clone(&ctx);
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            let mut reloading_state = vec![sd_notify::NotifyState::Reloading];
-            reloading_state.extend(sd_notify::NotifyState::monotonic_usec_now());
-            tell_systemd(&reloading_state);
-            reload(&reloading, config_file.as_deref());
-            tell_systemd(&[sd_notify::NotifyState::Ready]);
-        }
-    });
-    tell_systemd(&[sd_notify::NotifyState::Ready]);
+        },
+    };
+    // Connections are served from now on (a login waits while the node joins), but the node
+    // announces itself only once it can serve.
+    let announcing = tokio::spawn(announce(Arc::clone(&ctx), addr, monitor, config_file, hup));
     let shutdown = async move {
         let why = tokio::select! {
             _ = term.recv() => "SIGTERM",
@@ -459,5 +421,57 @@ async fn run(
         why
     };
     server::run(ctx, listener, shutdown).await;
+    announcing.abort();
     0
+}
+
+/// Once the shared state can serve (at once on a node of its own; in a cluster, once the node
+/// joined): the listening line (and the monitor's) on stdout, the log line, systemd's
+/// `READY=1`; from then on, each SIGHUP reloads the tenants.
+async fn announce(
+    ctx: Arc<Ctx>,
+    addr: SocketAddr,
+    monitor: Option<SocketAddr>,
+    config_file: Option<PathBuf>,
+    mut hup: tokio::signal::unix::Signal,
+) {
+    ctx.hub.ready().await;
+    let mut lines = format!("crvm-server listening on {addr}\n");
+    if let Some(bound) = monitor {
+        lines.push_str(&format!("crvm-server monitor on {bound}\n"));
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(lines.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            // Whoever started us may have stopped reading; that is no reason to stop serving.
+            tracing::warn!("could not write the listening line to stdout");
+        }
+    }
+    tracing::info!(
+        "listening on {addr}; data dir {}; {} tenant(s)",
+        ctx.config.data_dir.display(),
+        ctx.config.tenants.len()
+    );
+    if let Some(bound) = monitor {
+        tracing::info!(
+            "monitor on {bound}{}",
+            if ctx.config.admin_token.is_some() {
+                " (with the admin API)"
+            } else {
+                ""
+            }
+        );
+    }
+    tell_systemd(&[sd_notify::NotifyState::Ready]);
+    while hup.recv().await.is_some() {
+        let mut reloading_state = vec![sd_notify::NotifyState::Reloading];
+        reloading_state.extend(sd_notify::NotifyState::monotonic_usec_now());
+        tell_systemd(&reloading_state);
+        reload(&ctx, config_file.as_deref());
+        tell_systemd(&[sd_notify::NotifyState::Ready]);
+    }
 }

@@ -160,7 +160,16 @@ fn every_effect_and_message_of_the_redis_functions_parses() {
     let _bob2 = c.node(0).login("demo", "bob");
     bob.expect_close(10);
     assert_eq!(
-        c.redis.cli(&["FCALL", "crvm_kick", "0", "demo", "alice"]),
+        // (A state change's first two arguments: its operation ID, how long its result is kept.)
+        c.redis.cli(&[
+            "FCALL",
+            "crvm_kick",
+            "0",
+            "test-kick",
+            "1000",
+            "demo",
+            "alice"
+        ]),
         "1"
     );
     alice.expect_close(206);

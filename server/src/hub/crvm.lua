@@ -19,6 +19,7 @@
 --   crvm:cs:#t:t            set of t's calls in progress (their IDs), for the admin API
 --   crvm:timers             zset timer -> deadline (ms): the no-answer timers of ringing calls
 --   crvm:serial             counter of calls (tells a call from a later one with its ID)
+--   crvm:op:<op>            the result of state change <op>, for a while (see `change`)
 -- Generations and request IDs are 64-bit and travel as text (Lua numbers are doubles).
 
 local function now_ms()
@@ -50,6 +51,23 @@ local function effects()
     end
   end
   return fx
+end
+
+-- Registers state change `name`. Each attempt names its operation: a[1] is the operation ID
+-- and a[2] how long (ms) its result is remembered; `fn` gets the other arguments. A change sent
+-- again after its connection dropped is answered from that memory instead of running twice:
+-- its effects were published by the run that made them, once.
+local function change(name, fn)
+  redis.register_function(name, function(keys, a)
+    local memo = 'crvm:op:' .. a[1]
+    local done = redis.call('GET', memo)
+    if done then return cjson.decode(done)[1] end
+    local args = {}
+    for i = 3, #a do args[i - 2] = a[i] end
+    local r = fn(keys, args)
+    redis.call('SET', memo, cjson.encode({ r }), 'PX', a[2])
+    return r
+  end)
 end
 
 -- A message to u's current session, wherever it is.
@@ -187,7 +205,7 @@ end
 -- join(node, prefix, new_epoch, link) -> {epoch, ok}: makes `node` a live member with no sessions
 -- (whatever an earlier instance of it left ends now). The epoch is created when missing (an
 -- empty Redis). ok = 0 when another node owns `prefix`.
-redis.register_function('crvm_join', function(_, a)
+change('crvm_join', function(_, a)
   local node, prefix = a[1], a[2]
   local epoch = redis.call('GET', 'crvm:epoch')
   if not epoch then
@@ -224,7 +242,7 @@ redis.register_function('crvm_beat', function(_, a)
 end)
 
 -- leave(node, epoch): a node stopping on purpose ends its sessions at once.
-redis.register_function('crvm_leave', function(_, a)
+change('crvm_leave', function(_, a)
   if not member(a[1], a[2]) then return 0 end
   local fx = effects()
   local n = reap(fx, a[1])
@@ -233,13 +251,15 @@ redis.register_function('crvm_leave', function(_, a)
 end)
 
 -- login(node, epoch, t, u, gen) -> 1, or 0 when this node is not a live member.
-redis.register_function('crvm_login', function(_, a)
+change('crvm_login', function(_, a)
   local node, epoch, t, u, gen = a[1], a[2], a[3], a[4], a[5]
   if not member(node, epoch) then return 0 end
   local fx = effects()
   local k = ukey(t, u)
-  vanish(fx, t, u)
   local old = redis.call('HMGET', k, 'node', 'gen')
+  -- A restore of this node's live sessions may have recorded this very login already.
+  if old[2] == gen then return 1 end
+  vanish(fx, t, u)
   if old[2] then
     redis.call('HDEL', nkey(old[1]), old[2])
     fx.add(old[1], { k = 'kick', gen = old[2] })
@@ -255,7 +275,7 @@ end)
 
 -- restore(node, epoch, [t, u, gen, dnd]...) -> for each session 1 (restored) or 0 (the user is
 -- logged in elsewhere now: the session is kicked). After Redis lost its data.
-redis.register_function('crvm_restore', function(_, a)
+change('crvm_restore', function(_, a)
   local node, epoch = a[1], a[2]
   if not member(node, epoch) then return redis.error_reply('not a member') end
   local fx = effects()
@@ -288,7 +308,7 @@ end
 -- sweep(node, epoch, from, to, gen...) -> how many ended: the node's sessions in Redis that it
 -- no longer has (Redis came back from an older snapshot, or a login's outcome was lost with its
 -- link). Generations in [from, to) are newer than the list and are kept.
-redis.register_function('crvm_sweep', function(_, a)
+change('crvm_sweep', function(_, a)
   local node, epoch, from, to = a[1], a[2], a[3], a[4]
   if not member(node, epoch) then return redis.error_reply('not a member') end
   local live = {}
@@ -309,7 +329,7 @@ redis.register_function('crvm_sweep', function(_, a)
 end)
 
 -- logout(t, u, gen): ends session gen if it is still u's.
-redis.register_function('crvm_logout', function(_, a)
+change('crvm_logout', function(_, a)
   local fx = effects()
   local done = remove_session(fx, a[1], a[2], a[3])
   fx.publish()
@@ -326,7 +346,7 @@ redis.register_function{
 }
 
 -- kick(t, u) -> 1 if u had a session, which its node closes with 206 (the admin API); else 0.
-redis.register_function('crvm_kick', function(_, a)
+change('crvm_kick', function(_, a)
   local h = redis.call('HMGET', ukey(a[1], a[2]), 'node', 'gen')
   if not h[2] then return 0 end
   local fx = effects()
@@ -336,7 +356,7 @@ redis.register_function('crvm_kick', function(_, a)
 end)
 
 -- set_dnd(node, t, u, gen, re, dnd) -> 0, or 12 when gen is not u's session; answered.
-redis.register_function('crvm_set_dnd', function(_, a)
+change('crvm_set_dnd', function(_, a)
   local node, t, u, gen, re, dnd = a[1], a[2], a[3], a[4], a[5], a[6]
   local k = ukey(t, u)
   if redis.call('HGET', k, 'gen') ~= gen then return answer(node, gen, re, 12) end
@@ -350,7 +370,7 @@ end)
 
 -- notify(node, gen, on, re): the session's subscription changes in order with every effect
 -- published before (the node applies it from its channel, then answers).
-redis.register_function('crvm_notify', function(_, a)
+change('crvm_notify', function(_, a)
   local fx = effects()
   fx.add(a[1], { k = 'notify', gen = a[2], on = a[3] == '1', re = a[4] })
   fx.publish()
@@ -360,7 +380,7 @@ end)
 -- snapshot(node, t...): every online user's status of these tenants, to the node's channel in
 -- order with every change, for its subscribers after the node may have missed changes (it
 -- joined again after Redis lost its data, or its subscription was interrupted).
-redis.register_function('crvm_snapshot', function(_, a)
+change('crvm_snapshot', function(_, a)
   local fx = effects()
   for i = 2, #a do
     local t = a[i]
@@ -406,7 +426,7 @@ end
 -- 0 or an error code, which they also return.
 
 -- call(node, t, u, gen, re, c, callee, meet, ext, timeout_ms).
-redis.register_function('crvm_call', function(_, a)
+change('crvm_call', function(_, a)
   local at, t, u, gen, re, c, callee, meet, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]
   local node = requester(t, u, gen)
   if not node then return answer(at, gen, re, 12) end
@@ -442,7 +462,7 @@ local function ringing_for(t, u, c)
 end
 
 -- accept(node, t, u, gen, re, c, meet, ext): 0 or 600.
-redis.register_function('crvm_accept', function(_, a)
+change('crvm_accept', function(_, a)
   local at, t, u, gen, re, c, meet, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
   local node = requester(t, u, gen)
   if not node or not ringing_for(t, u, c) then return answer(at, gen, re, 600) end
@@ -459,7 +479,7 @@ redis.register_function('crvm_accept', function(_, a)
 end)
 
 -- reject(node, t, u, gen, re, c, ext): 0 or 600.
-redis.register_function('crvm_reject', function(_, a)
+change('crvm_reject', function(_, a)
   local at, t, u, gen, re, c, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
   local node = requester(t, u, gen)
   if not node or not ringing_for(t, u, c) then return answer(at, gen, re, 600) end
@@ -471,7 +491,7 @@ redis.register_function('crvm_reject', function(_, a)
 end)
 
 -- hangup(node, t, u, gen, re, c, ext): 0 or 600.
-redis.register_function('crvm_hangup', function(_, a)
+change('crvm_hangup', function(_, a)
   local at, t, u, gen, re, c, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
   local node = requester(t, u, gen)
   if not node then return answer(at, gen, re, 600) end

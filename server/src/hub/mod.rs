@@ -202,6 +202,10 @@ pub trait Operations: Send + Sync {
     /// Whether the shared state can serve (in a cluster: Redis reachable, this node a member).
     fn healthy(&self) -> bool;
 
+    /// Resolves once the shared state can serve for the first time (in a cluster: this node
+    /// joined), so that the server announces itself only then.
+    async fn ready(&self) {}
+
     /// The calls of `tenant` in progress, sorted by call ID.
     async fn calls(&self, tenant: &str) -> Result<Vec<CallInfo>, i32>;
 

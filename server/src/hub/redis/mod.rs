@@ -10,30 +10,30 @@
 //! so a user is never logged in on two nodes; a node that finds it was reaped (it was frozen)
 //! does the same and joins again; a node that finds Redis lost its data (the epoch changed)
 //! joins again and restores its live sessions.
+//!
+//! Commands survive dropped connections ([`command`]): they are sent again, and every state
+//! change carries an operation ID so that it runs once however often it is sent.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+mod api;
+mod command;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use crvm_proto::error::CRVIDEOSDK_SERVER_EXCEPTION;
-use crvm_proto::UserStatus;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, ToRedisArgs};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{
-    Answer, CallInfo, CallRequest, CallStore, Directory, Effect, LocalSessions, Login, Operations,
-    PresenceStore, Requester,
-};
-use crate::ids::LoginGen;
-use crate::link::{Links, Registry};
+use super::{Answer, Effect, LocalSessions};
+use crate::link::Links;
 use crate::random;
 
 /// The functions every node loads (idempotent: `FUNCTION LOAD REPLACE`).
-const LIBRARY: &str = include_str!("crvm.lua");
+const LIBRARY: &str = include_str!("../crvm.lua");
 
 /// How often the no-answer timers are looked at.
 const TIMER_TICK: Duration = Duration::from_millis(100);
@@ -60,13 +60,18 @@ struct Inner {
     call_timeout_ms: u64,
     node_timeout: Duration,
     /// Logins are taken only while this is set: joined, and Redis reached within the timeout.
-    up: AtomicBool,
+    /// A watch, so that a login that arrives meanwhile can wait for it.
+    up: watch::Sender<bool>,
     /// This node's channel is subscribed: effects can reach it. Without it the node counts as
     /// cut off from Redis.
     subscribed: AtomicBool,
     /// The node is stopping: no more heartbeats (it would join again).
     leaving: AtomicBool,
     membership: Mutex<Membership>,
+    /// Operation IDs of this process's state changes: a random prefix (a restarted node must
+    /// not meet its previous instance's remembered results) and a counter.
+    op_prefix: String,
+    next_op: AtomicU64,
 }
 
 /// The shared state of a cluster node.
@@ -109,7 +114,7 @@ impl RedisHub {
                 links,
                 call_timeout_ms: call_timeout.as_millis() as u64,
                 node_timeout,
-                up: AtomicBool::new(false),
+                up: watch::Sender::new(false),
                 subscribed: AtomicBool::new(false),
                 leaving: AtomicBool::new(false),
                 membership: Mutex::new(Membership {
@@ -117,6 +122,8 @@ impl RedisHub {
                     last_ok: Instant::now(),
                     resync: false,
                 }),
+                op_prefix: random::hex(16),
+                next_op: AtomicU64::new(0),
             }),
         };
         tokio::spawn(hub.clone().subscribe());
@@ -127,7 +134,18 @@ impl RedisHub {
 
     /// Whether this node takes logins now.
     pub fn is_up(&self) -> bool {
-        self.inner.up.load(Ordering::Acquire)
+        *self.inner.up.borrow()
+    }
+
+    fn set_up(&self, up: bool) {
+        self.inner.up.send_replace(up);
+    }
+
+    /// Waits until this node takes logins, for at most `patience`; whether it does.
+    async fn wait_up(&self, patience: Duration) -> bool {
+        let mut up = self.inner.up.subscribe();
+        let waited = tokio::time::timeout(patience, up.wait_for(|up| *up)).await;
+        matches!(waited, Ok(Ok(_)))
     }
 
     fn node(&self) -> &str {
@@ -136,51 +154,6 @@ impl RedisHub {
 
     fn epoch(&self) -> String {
         self.inner.membership.lock().epoch.clone()
-    }
-
-    /// Calls function `name` of the library, loading the library first if Redis lost it.
-    async fn fcall<T: FromRedisValue>(
-        &self,
-        name: &str,
-        args: impl ToRedisArgs + Clone,
-    ) -> Result<T, Failed> {
-        let mut conn = self.inner.conn.clone();
-        let mut tried_load = false;
-        loop {
-            let r = redis::cmd("FCALL")
-                .arg(name)
-                .arg(0)
-                .arg(args.clone())
-                .query_async::<T>(&mut conn)
-                .await;
-            match r {
-                Ok(v) => return Ok(v),
-                Err(e) if !tried_load && e.to_string().contains("Function not found") => {
-                    tried_load = true;
-                    self.load_library().await?;
-                }
-                Err(e) => {
-                    tracing::warn!("cluster: {name} failed: {e}");
-                    self.inner.membership.lock().resync = true;
-                    return Err(Failed);
-                }
-            }
-        }
-    }
-
-    async fn load_library(&self) -> Result<(), Failed> {
-        let mut conn = self.inner.conn.clone();
-        redis::cmd("FUNCTION")
-            .arg("LOAD")
-            .arg("REPLACE")
-            .arg(LIBRARY)
-            .query_async::<String>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(|e| {
-                tracing::warn!("cluster: loading the functions failed: {e}");
-                Failed
-            })
     }
 
     /// Applies what arrives on this node's channel, resubscribing after a lost connection. The
@@ -292,7 +265,7 @@ impl RedisHub {
                     if self.resync().await.is_err() {
                         self.inner.membership.lock().resync = true;
                     } else if down {
-                        self.inner.up.store(true, Ordering::Release);
+                        self.set_up(true);
                         tracing::info!("cluster: node {} serving again", self.node());
                     }
                 }
@@ -317,7 +290,7 @@ impl RedisHub {
     /// Closes every session of this node (`close{207}`) without touching Redis, and takes no
     /// logins until the next good beat.
     fn fence(&self) {
-        self.inner.up.store(false, Ordering::Release);
+        self.set_up(false);
         for (gen, _) in self.inner.local.all() {
             self.inner.local.apply(Effect::Drop { gen });
         }
@@ -331,7 +304,7 @@ impl RedisHub {
             let prefix = format!("{:x}", self.inner.local.prefix());
             let link = format!("{} {}", self.inner.links.addr, self.inner.links.key());
             let args = (self.node(), prefix, random::hex(32), link);
-            let (epoch, ok): (String, i64) = self.fcall("crvm_join", args).await?;
+            let (epoch, ok): (String, i64) = self.change("crvm_join", args).await?;
             if ok == 1 {
                 let mut m = self.inner.membership.lock();
                 let fresh = m.epoch.is_empty();
@@ -339,7 +312,7 @@ impl RedisHub {
                 m.last_ok = sent;
                 drop(m);
                 // Up before it says so: whoever reads the log finds it serving.
-                self.inner.up.store(true, Ordering::Release);
+                self.set_up(true);
                 if fresh {
                     tracing::info!("cluster: node {} joined", self.node());
                 } else {
@@ -367,11 +340,11 @@ impl RedisHub {
                 args.push(gen.to_string());
                 args.push(l.dnd.to_string());
             }
-            self.fcall::<Vec<i64>>("crvm_restore", args).await?;
+            self.change::<Vec<i64>>("crvm_restore", args).await?;
         }
         let mut args: Vec<String> = vec![self.node().to_owned(), epoch, from, to];
         args.extend(sessions.iter().map(|(gen, _)| gen.to_string()));
-        let swept: i64 = self.fcall("crvm_sweep", args).await?;
+        let swept: i64 = self.change("crvm_sweep", args).await?;
         tracing::info!(
             "cluster: sessions re-checked: {} live, {swept} stale ended in Redis",
             sessions.len()
@@ -381,7 +354,7 @@ impl RedisHub {
         if !tenants.is_empty() {
             let mut args = vec![self.node().to_owned()];
             args.extend(tenants);
-            self.fcall::<i64>("crvm_snapshot", args).await?;
+            self.change::<i64>("crvm_snapshot", args).await?;
         }
         Ok(())
     }
@@ -402,227 +375,9 @@ impl RedisHub {
     /// for the caller to answer when Redis failed.
     async fn answered(&self, name: &str, mut args: Vec<&str>) -> Answer {
         args.insert(0, self.node());
-        match self.fcall::<i32>(name, args).await {
+        match self.change::<i32>(name, args).await {
             Ok(code) => Answer::Sent(code),
             Err(Failed) => Answer::ToSend(CRVIDEOSDK_SERVER_EXCEPTION),
         }
-    }
-}
-
-#[async_trait]
-impl Operations for RedisHub {
-    fn healthy(&self) -> bool {
-        self.is_up()
-    }
-
-    async fn calls(&self, tenant: &str) -> Result<Vec<CallInfo>, i32> {
-        let failed = |e: redis::RedisError| {
-            tracing::warn!("cluster: listing calls failed: {e}");
-            CRVIDEOSDK_SERVER_EXCEPTION
-        };
-        // The key layout of crvm.lua: a tenant's length keeps any tenant and call ID apart.
-        let t = format!("{}:{tenant}", tenant.len());
-        let mut conn = self.inner.conn.clone();
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(format!("crvm:cs:{t}"))
-            .query_async(&mut conn)
-            .await
-            .map_err(failed)?;
-        if ids.is_empty() {
-            return Ok(Vec::new()); // (an empty pipeline answers nothing to convert)
-        }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HMGET").arg(format!("crvm:c:{t}:{id}")).arg(&[
-                "caller",
-                "callee",
-                "connected",
-            ]);
-        }
-        type Row = (Option<String>, Option<String>, Option<String>);
-        let rows: Vec<Row> = pipe.query_async(&mut conn).await.map_err(failed)?;
-        let mut calls: Vec<CallInfo> = ids
-            .into_iter()
-            .zip(rows)
-            .filter_map(|(call_id, row)| match row {
-                // Ended between the two reads.
-                (Some(caller), Some(callee), connected) => Some(CallInfo {
-                    call_id,
-                    caller,
-                    callee,
-                    connected: connected.as_deref() == Some("1"),
-                }),
-                _ => None,
-            })
-            .collect();
-        calls.sort_by(|a, b| a.call_id.cmp(&b.call_id));
-        Ok(calls)
-    }
-
-    async fn kick(&self, tenant: &str, user_id: &str) -> Result<bool, i32> {
-        match self.fcall::<i64>("crvm_kick", (tenant, user_id)).await {
-            Ok(n) => Ok(n == 1),
-            Err(Failed) => Err(CRVIDEOSDK_SERVER_EXCEPTION),
-        }
-    }
-}
-
-#[async_trait]
-impl Registry for RedisHub {
-    async fn lookup(&self, node: &str) -> Option<(String, String)> {
-        let mut conn = self.inner.conn.clone();
-        let v: Option<String> = redis::cmd("GET")
-            .arg(format!("crvm:link:{node}"))
-            .query_async(&mut conn)
-            .await
-            .ok()?;
-        let v = v?;
-        let (addr, key) = v.split_once(' ')?;
-        Some((addr.to_owned(), key.to_owned()))
-    }
-}
-
-#[async_trait]
-impl Directory for RedisHub {
-    async fn login(&self, login: Login<'_>) -> Result<(), i32> {
-        if !self.is_up() {
-            return Err(CRVIDEOSDK_SERVER_EXCEPTION);
-        }
-        let gen = login.gen.to_string();
-        let args = (
-            self.node(),
-            self.epoch(),
-            login.tenant,
-            login.user_id,
-            gen.as_str(),
-        );
-        match self.fcall::<i64>("crvm_login", args).await {
-            Ok(1) => Ok(()),
-            Ok(_) => Err(CRVIDEOSDK_SERVER_EXCEPTION),
-            // The login may have happened without its answer reaching us; the next good beat
-            // ends it there (`resync`), as this node no longer has the session.
-            Err(Failed) => Err(CRVIDEOSDK_SERVER_EXCEPTION),
-        }
-    }
-
-    async fn logout(&self, tenant: &str, user_id: &str, gen: LoginGen) {
-        // While this node is cut off, its sessions are swept when it is back.
-        if self.is_up() {
-            let gen = gen.to_string();
-            let _ = self
-                .fcall::<i64>("crvm_logout", (tenant, user_id, gen.as_str()))
-                .await;
-        }
-    }
-
-    async fn leave(&self) {
-        self.inner.leaving.store(true, Ordering::Release);
-        self.inner.up.store(false, Ordering::Release);
-        let args = (self.node(), self.epoch());
-        match self.fcall::<i64>("crvm_leave", args).await {
-            Ok(n) => tracing::info!("cluster: node {} left ({n} session(s) ended)", self.node()),
-            Err(Failed) => tracing::warn!("cluster: node {} could not say it leaves", self.node()),
-        }
-        self.inner.links.close();
-    }
-
-    async fn locate(&self, tenant: &str, user_id: &str) -> Result<Option<String>, i32> {
-        self.fcall("crvm_where", (tenant, user_id))
-            .await
-            .map_err(|Failed| CRVIDEOSDK_SERVER_EXCEPTION)
-    }
-}
-
-#[async_trait]
-impl PresenceStore for RedisHub {
-    async fn set_dnd(
-        &self,
-        tenant: &str,
-        user_id: &str,
-        gen: LoginGen,
-        re: u64,
-        dnd: i32,
-    ) -> Answer {
-        let (g, re, d) = (gen.to_string(), re.to_string(), dnd.to_string());
-        let answer = self
-            .answered("crvm_set_dnd", vec![tenant, user_id, &g, &re, &d])
-            .await;
-        if answer == Answer::Sent(0) {
-            self.inner.local.set_dnd(gen, dnd);
-        }
-        answer
-    }
-
-    async fn set_notify(&self, gen: LoginGen, on: bool, re: u64) -> Result<(), i32> {
-        let (g, on, re) = (gen.to_string(), if on { "1" } else { "0" }, re.to_string());
-        let args = (self.node(), g.as_str(), on, re.as_str());
-        self.fcall::<i64>("crvm_notify", args)
-            .await
-            .map(drop)
-            .map_err(|Failed| CRVIDEOSDK_SERVER_EXCEPTION)
-    }
-
-    async fn statuses(&self, tenant: &str) -> Result<Vec<UserStatus>, i32> {
-        let flat: Vec<redis::Value> = self
-            .fcall("crvm_statuses", tenant)
-            .await
-            .map_err(|Failed| CRVIDEOSDK_SERVER_EXCEPTION)?;
-        let mut out = Vec::with_capacity(flat.len() / 3);
-        for t in flat.chunks_exact(3) {
-            let (Ok(user_id), Ok(user_status), Ok(dnd_type)) = (
-                String::from_redis_value(t[0].clone()),
-                i32::from_redis_value(t[1].clone()),
-                i32::from_redis_value(t[2].clone()),
-            ) else {
-                return Err(CRVIDEOSDK_SERVER_EXCEPTION);
-            };
-            out.push(UserStatus {
-                user_id,
-                user_status,
-                dnd_type,
-            });
-        }
-        Ok(out)
-    }
-}
-
-#[async_trait]
-impl CallStore for RedisHub {
-    async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Answer {
-        let (gen, re, timeout) = (
-            at.gen.to_string(),
-            at.re.to_string(),
-            self.inner.call_timeout_ms.to_string(),
-        );
-        let args = vec![
-            at.tenant,
-            at.user_id,
-            &gen,
-            &re,
-            req.call_id,
-            req.callee,
-            req.meet_obj,
-            req.ext,
-            &timeout,
-        ];
-        self.answered("crvm_call", args).await
-    }
-
-    async fn accept(&self, at: &Requester<'_>, call_id: &str, meet_obj: &str, ext: &str) -> Answer {
-        let (gen, re) = (at.gen.to_string(), at.re.to_string());
-        let args = vec![at.tenant, at.user_id, &gen, &re, call_id, meet_obj, ext];
-        self.answered("crvm_accept", args).await
-    }
-
-    async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Answer {
-        let (gen, re) = (at.gen.to_string(), at.re.to_string());
-        let args = vec![at.tenant, at.user_id, &gen, &re, call_id, ext];
-        self.answered("crvm_reject", args).await
-    }
-
-    async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Answer {
-        let (gen, re) = (at.gen.to_string(), at.re.to_string());
-        let args = vec![at.tenant, at.user_id, &gen, &re, call_id, ext];
-        self.answered("crvm_hangup", args).await
     }
 }

@@ -1,0 +1,117 @@
+//! Commands to Redis that a dropped connection does not fail (docs/DESIGN.md, "Redis faults
+//! users never see").
+//!
+//! A command whose connection drops is sent again on a new connection at once (then after a
+//! short, growing pause while Redis refuses connections), for as long as `node_timeout`:
+//! beyond that the node closes its own sessions anyway. Sending a state change again is safe
+//! because each carries an **operation ID**: the function runs the change once and remembers
+//! its result under that ID (`crvm:op:<id>`, kept for twice the node timeout), so a change
+//! whose connection dropped after it ran is answered from the memory — its effects were
+//! published once, by the run that made them.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::{FromRedisValue, RetryMethod, ToRedisArgs};
+use tokio::time::Instant;
+
+use super::{Failed, RedisHub, LIBRARY};
+
+/// Pauses between attempts while Redis cannot be reached: the first retry goes at once.
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+const MAX_PAUSE: Duration = Duration::from_millis(200);
+
+/// Whether `e` may go away by sending the command again: the connection dropped or could not
+/// be made, Redis is loading, busy or a replica (during a failover). A refused command (a
+/// bad argument, a function's error) is final.
+fn transient(e: &redis::RedisError) -> bool {
+    !matches!(e.retry_method(), RetryMethod::NoRetry)
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+}
+
+impl RedisHub {
+    /// Runs `cmd`, sending it again after transient failures for up to `node_timeout`.
+    /// `what` names it in the log.
+    pub(super) async fn query<T: FromRedisValue>(
+        &self,
+        what: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Failed> {
+        let deadline = Instant::now() + self.inner.node_timeout;
+        let mut pause = Duration::ZERO;
+        let mut tried_load = false;
+        loop {
+            let mut conn = self.inner.conn.clone();
+            let err = match cmd.query_async::<T>(&mut conn).await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if !tried_load && err.to_string().contains("Function not found") {
+                // Redis lost the library (a restart without data): load it and go again.
+                tried_load = true;
+                self.load_library().await?;
+                continue;
+            }
+            if !transient(&err) || Instant::now() + pause >= deadline {
+                tracing::warn!("cluster: {what} failed: {err}");
+                self.inner.membership.lock().resync = true;
+                return Err(Failed);
+            }
+            tracing::debug!("cluster: {what} failed ({err}); sending it again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
+        }
+    }
+
+    /// Calls function `name` of the library: a read, or a change that may safely run twice
+    /// (a heartbeat, the timers).
+    pub(super) async fn fcall<T: FromRedisValue>(
+        &self,
+        name: &str,
+        args: impl ToRedisArgs,
+    ) -> Result<T, Failed> {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(name).arg(0).arg(args);
+        self.query(name, &cmd).await
+    }
+
+    /// Calls state change `name` of the library under a fresh operation ID, so that however
+    /// often it is sent, it runs once and every attempt gets that run's result.
+    pub(super) async fn change<T: FromRedisValue>(
+        &self,
+        name: &str,
+        args: impl ToRedisArgs,
+    ) -> Result<T, Failed> {
+        let n = self.inner.next_op.fetch_add(1, Ordering::Relaxed);
+        let op = format!("{}:{n:x}", self.inner.op_prefix);
+        let keep_ms = 2 * self.inner.node_timeout.as_millis() as u64;
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(name).arg(0).arg(op).arg(keep_ms).arg(args);
+        self.query(name, &cmd).await
+    }
+
+    /// Loads the library (idempotent: `FUNCTION LOAD REPLACE`).
+    pub(super) async fn load_library(&self) -> Result<(), Failed> {
+        let mut cmd = redis::cmd("FUNCTION");
+        cmd.arg("LOAD").arg("REPLACE").arg(LIBRARY);
+        // Not `query`: it calls this when a function is missing.
+        let deadline = Instant::now() + self.inner.node_timeout;
+        let mut pause = Duration::ZERO;
+        loop {
+            let mut conn = self.inner.conn.clone();
+            match cmd.query_async::<String>(&mut conn).await {
+                Ok(_) => return Ok(()),
+                Err(e) if transient(&e) && Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
+                }
+                Err(e) => {
+                    tracing::warn!("cluster: loading the functions failed: {e}");
+                    return Err(Failed);
+                }
+            }
+        }
+    }
+}
