@@ -135,3 +135,176 @@ fn a_login_waits_while_its_node_is_cut_off_from_redis() {
     }
     assert_eq!(bob.statuses().len(), 1);
 }
+
+/// A tiny deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// `CRVM_SEED`, or one drawn from the clock; printed, so that a failing schedule replays.
+fn seed() -> u64 {
+    let seed = std::env::var("CRVM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            t.as_nanos() as u64 | 1
+        });
+    println!("seed {seed} (replay with CRVM_SEED={seed})");
+    seed
+}
+
+/// Drops every command connection of the nodes (not this one's: `SKIPME yes`, the default).
+struct Killer {
+    conn: redis::Connection,
+    rng: Rng,
+    kills: u32,
+}
+
+impl Killer {
+    /// With probability 1/2 (seeded), drops the nodes' command connections now.
+    fn maybe(&mut self) {
+        if self.rng.below(2) == 0 {
+            let _: redis::Value = redis::cmd("CLIENT")
+                .arg(&["KILL", "TYPE", "normal"])
+                .query(&mut self.conn)
+                .unwrap();
+            self.kills += 1;
+        }
+    }
+}
+
+/// Sends `op` from `c`, maybe drops the nodes' Redis connections while it runs, and returns
+/// the answer's code (checking that it answers this request).
+fn code_under_kills(c: &mut Client, op: crvm_proto::Op, k: &mut Killer) -> i32 {
+    let id = c.id();
+    c.send_req(id, op);
+    k.maybe();
+    match c.reply() {
+        ServerMsg::Res { re, result } if re == id => result.code(),
+        other => panic!("expected the answer to {id}, got {other:?}"),
+    }
+}
+
+#[test]
+fn dropped_redis_connections_make_requests_wait_never_fail_or_repeat() {
+    use crvm_proto::Op;
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let c = Cluster::start(3, TIMEOUT_MS, "");
+    let mut k = Killer {
+        conn: redis::Client::open(c.redis.url())
+            .unwrap()
+            .get_connection()
+            .unwrap(),
+        rng: Rng(seed.rotate_left(17) | 1),
+        kills: 0,
+    };
+    let mut watcher = c.node(2).login("demo", "watcher");
+    assert_eq!(code_under_kills(&mut watcher, Op::StartStatusNotify, &mut k), 0);
+    let names: Vec<String> = (0..6).map(|i| format!("u{i}")).collect();
+    let mut users: Vec<Client> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| c.node(i % 3).login("demo", n))
+        .collect();
+    let mut dnd = vec![0; users.len()];
+    for round in 0..40 {
+        let a = rng.below(6) as usize;
+        let b = (a + 1 + rng.below(5) as usize) % 6;
+        if dnd[b] != 0 {
+            // Busy by DND: answered 602, and nothing rings.
+            let call = Op::Call {
+                call_id: format!("c{round}"),
+                callee: names[b].clone(),
+                meet_obj: String::new(),
+                ext: String::new(),
+            };
+            assert_eq!(code_under_kills(&mut users[a], call, &mut k), 602);
+        } else {
+            let call_id = format!("c{round}");
+            let call = Op::Call {
+                call_id: call_id.clone(),
+                callee: names[b].clone(),
+                meet_obj: String::new(),
+                ext: String::new(),
+            };
+            assert_eq!(code_under_kills(&mut users[a], call, &mut k), 0);
+            match users[b].reply() {
+                ServerMsg::CallIn { call_id: id, .. } => assert_eq!(id, call_id),
+                other => panic!("round {round}: expected call_in, got {other:?}"),
+            }
+            if rng.below(3) == 0 {
+                let reject = Op::RejectCall {
+                    call_id: call_id.clone(),
+                    ext: String::new(),
+                };
+                assert_eq!(code_under_kills(&mut users[b], reject, &mut k), 0);
+                match users[a].reply() {
+                    ServerMsg::CallRejected { reason: 606, .. } => {}
+                    other => panic!("round {round}: expected call_rejected, got {other:?}"),
+                }
+            } else {
+                let accept = Op::AcceptCall {
+                    call_id: call_id.clone(),
+                    meet_obj: String::new(),
+                    ext: String::new(),
+                };
+                assert_eq!(code_under_kills(&mut users[b], accept, &mut k), 0);
+                match users[a].reply() {
+                    ServerMsg::CallAccepted { call_id: id, .. } => assert_eq!(id, call_id),
+                    other => panic!("round {round}: expected call_accepted, got {other:?}"),
+                }
+                let (by, other) = if rng.below(2) == 0 { (a, b) } else { (b, a) };
+                let hangup = Op::HangupCall {
+                    call_id: call_id.clone(),
+                    ext: String::new(),
+                };
+                assert_eq!(code_under_kills(&mut users[by], hangup, &mut k), 0);
+                match users[other].reply() {
+                    ServerMsg::CallHungup { call_id: id, .. } => assert_eq!(id, call_id),
+                    m => panic!("round {round}: expected call_hungup, got {m:?}"),
+                }
+            }
+        }
+        // Somebody changes their DND.
+        let u = rng.below(6) as usize;
+        dnd[u] = 1 - dnd[u];
+        let set = Op::SetDnd { dnd: dnd[u] };
+        assert_eq!(code_under_kills(&mut users[u], set, &mut k), 0);
+    }
+    // The watcher's answer comes after every push published before it.
+    assert_eq!(code_under_kills(&mut watcher, Op::SetDnd { dnd: 0 }, &mut k), 0);
+    let mut seen = std::collections::BTreeMap::new();
+    while watcher.pending_pushes() > 0 {
+        let s = watcher.push();
+        seen.insert(s.user_id.clone(), (s.user_status, s.dnd_type));
+    }
+    let mut truth = std::collections::BTreeMap::new();
+    truth.insert("watcher".to_owned(), (1, 0));
+    for (i, n) in names.iter().enumerate() {
+        truth.insert(n.clone(), (1, dnd[i]));
+    }
+    assert_eq!(seen, truth, "the watcher's view");
+    // Nobody was logged out, nothing is left unread (a second answer would come first), and
+    // the shared state agrees.
+    for u in users.iter_mut().chain([&mut watcher]) {
+        let list = u.statuses();
+        let now: std::collections::BTreeMap<_, _> = list
+            .into_iter()
+            .map(|s| (s.user_id, (s.user_status, s.dnd_type)))
+            .collect();
+        assert_eq!(now, truth);
+    }
+    println!("{} drops of the nodes' Redis connections", k.kills);
+    assert!(k.kills > 0);
+}
