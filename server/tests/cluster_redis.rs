@@ -210,7 +210,10 @@ fn dropped_redis_connections_make_requests_wait_never_fail_or_repeat() {
         kills: 0,
     };
     let mut watcher = c.node(2).login("demo", "watcher");
-    assert_eq!(code_under_kills(&mut watcher, Op::StartStatusNotify, &mut k), 0);
+    assert_eq!(
+        code_under_kills(&mut watcher, Op::StartStatusNotify, &mut k),
+        0
+    );
     let names: Vec<String> = (0..6).map(|i| format!("u{i}")).collect();
     let mut users: Vec<Client> = names
         .iter()
@@ -283,7 +286,10 @@ fn dropped_redis_connections_make_requests_wait_never_fail_or_repeat() {
         assert_eq!(code_under_kills(&mut users[u], set, &mut k), 0);
     }
     // The watcher's answer comes after every push published before it.
-    assert_eq!(code_under_kills(&mut watcher, Op::SetDnd { dnd: 0 }, &mut k), 0);
+    assert_eq!(
+        code_under_kills(&mut watcher, Op::SetDnd { dnd: 0 }, &mut k),
+        0
+    );
     let mut seen = std::collections::BTreeMap::new();
     while watcher.pending_pushes() > 0 {
         let s = watcher.push();

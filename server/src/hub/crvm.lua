@@ -13,7 +13,9 @@
 --   crvm:pn:<prefix>        the node that owns a prefix
 --   crvm:ns:<node>          hash gen -> [t, u]: the sessions of a node
 --   crvm:link:<node>        "addr key": where the node's links listen, and their key
---   crvm:u:#t:t:u           hash node, gen, st (1 online, 2 in a call), dnd, call
+--   crvm:u:#t:t:u           hash node, gen, st (1 online, 2 in a call), dnd, call, sub (1 when
+--                           the session wants status pushes)
+--   crvm:sub:#t:t           hash node -> how many of its sessions want t's status pushes
 --   crvm:on:#t:t            zset (score 0) of online users: the status list, sorted
 --   crvm:c:#t:t:c           hash caller, callee, meet, connected (0/1), serial, timer
 --   crvm:cs:#t:t            set of t's calls in progress (their IDs), for the admin API
@@ -32,6 +34,7 @@ local function okey(t) return 'crvm:on:' .. #t .. ':' .. t end
 local function ckey(t, c) return 'crvm:c:' .. #t .. ':' .. t .. ':' .. c end
 local function cskey(t) return 'crvm:cs:' .. #t .. ':' .. t end
 local function nkey(n) return 'crvm:ns:' .. n end
+local function subkey(t) return 'crvm:sub:' .. #t .. ':' .. t end
 
 -- Effects, per node, in order.
 local function effects()
@@ -91,7 +94,8 @@ local function answer(node, gen, re, code)
   return code
 end
 
--- u's status as it is now (0 when offline), to every live node's subscribers.
+-- u's status as it is now (0 when offline), to the subscribers of t: only to the nodes that
+-- have some.
 local function push_status(fx, t, u)
   local h = redis.call('HMGET', ukey(t, u), 'st', 'dnd')
   local st, dnd = 0, 0
@@ -99,8 +103,24 @@ local function push_status(fx, t, u)
     st, dnd = tonumber(h[1]), tonumber(h[2])
   end
   local e = { k = 'status', tenant = t, status = { userID = u, userStatus = st, DNDType = dnd } }
-  for _, n in ipairs(redis.call('ZRANGE', 'crvm:beats', 0, -1)) do
-    fx.add(n, e)
+  local nodes = redis.call('HGETALL', subkey(t))
+  for i = 1, #nodes, 2 do
+    fx.add(nodes[i], e)
+  end
+end
+
+-- Whether u's current session (on node) wants t's status pushes: kept in u's record and
+-- counted per node in crvm:sub, which push_status reads.
+local function set_sub(t, u, node, on)
+  local k = ukey(t, u)
+  local was = redis.call('HGET', k, 'sub') == '1'
+  if was == on then return end
+  if on then
+    redis.call('HSET', k, 'sub', 1)
+    redis.call('HINCRBY', subkey(t), node, 1)
+  else
+    redis.call('HDEL', k, 'sub')
+    if redis.call('HINCRBY', subkey(t), node, -1) <= 0 then redis.call('HDEL', subkey(t), node) end
   end
 end
 
@@ -169,6 +189,7 @@ local function remove_session(fx, t, u, gen)
   local h = redis.call('HMGET', k, 'node', 'gen')
   if h[2] ~= gen then return false end
   vanish(fx, t, u)
+  set_sub(t, u, h[1], false)
   redis.call('DEL', k)
   redis.call('ZREM', okey(t), u)
   redis.call('HDEL', nkey(h[1]), gen)
@@ -261,6 +282,7 @@ change('crvm_login', function(_, a)
   if old[2] == gen then return 1 end
   vanish(fx, t, u)
   if old[2] then
+    set_sub(t, u, old[1], false)
     redis.call('HDEL', nkey(old[1]), old[2])
     fx.add(old[1], { k = 'kick', gen = old[2] })
   end
@@ -273,14 +295,14 @@ change('crvm_login', function(_, a)
   return 1
 end)
 
--- restore(node, epoch, [t, u, gen, dnd]...) -> for each session 1 (restored) or 0 (the user is
--- logged in elsewhere now: the session is kicked). After Redis lost its data.
+-- restore(node, epoch, [t, u, gen, dnd, sub]...) -> for each session 1 (restored) or 0 (the user
+-- is logged in elsewhere now: the session is kicked). After Redis lost (some of) its data.
 change('crvm_restore', function(_, a)
   local node, epoch = a[1], a[2]
   if not member(node, epoch) then return redis.error_reply('not a member') end
   local fx = effects()
   local out = {}
-  for i = 3, #a, 4 do
+  for i = 3, #a, 5 do
     local t, u, gen, dnd = a[i], a[i + 1], a[i + 2], a[i + 3]
     local k = ukey(t, u)
     local cur = redis.call('HGET', k, 'gen')
@@ -289,6 +311,7 @@ change('crvm_restore', function(_, a)
       fx.add(node, { k = 'kick', gen = gen })
     else
       redis.call('HSET', k, 'node', node, 'gen', gen, 'st', 1, 'dnd', dnd)
+      set_sub(t, u, node, a[i + 4] == '1')
       redis.call('ZADD', okey(t), 0, u)
       redis.call('HSET', nkey(node), gen, cjson.encode({ t, u }))
       push_status(fx, t, u)
@@ -368,11 +391,14 @@ change('crvm_set_dnd', function(_, a)
   return 0
 end)
 
--- notify(node, gen, on, re): the session's subscription changes in order with every effect
--- published before (the node applies it from its channel, then answers).
+-- notify(node, t, u, gen, on, re): the session's subscription changes in order with every
+-- effect published before (the node applies it from its channel, then answers); t's status
+-- changes reach the node from now on, for as long as it has a subscriber in t.
 change('crvm_notify', function(_, a)
+  local node, t, u, gen, on = a[1], a[2], a[3], a[4], a[5] == '1'
+  if redis.call('HGET', ukey(t, u), 'gen') == gen then set_sub(t, u, node, on) end
   local fx = effects()
-  fx.add(a[1], { k = 'notify', gen = a[2], on = a[3] == '1', re = a[4] })
+  fx.add(node, { k = 'notify', gen = gen, on = on, re = a[6] })
   fx.publish()
   return 1
 end)

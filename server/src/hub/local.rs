@@ -249,6 +249,14 @@ impl LocalSessions {
             .collect()
     }
 
+    /// Whether session `gen` of `tenant` wants status pushes.
+    pub fn is_subscribed(&self, tenant: &str, gen: LoginGen) -> bool {
+        let s = self.inner.lock();
+        s.subscribers
+            .get(tenant)
+            .is_some_and(|subs| subs.contains(&gen))
+    }
+
     /// The tenants that have subscribers on this node.
     pub fn subscribed_tenants(&self) -> Vec<String> {
         let s = self.inner.lock();

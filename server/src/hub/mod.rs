@@ -165,9 +165,10 @@ pub trait PresenceStore: Send + Sync {
         dnd: i32,
     ) -> Answer;
 
-    /// Turns status pushes to session `gen` on or off and answers request `re` (through an
-    /// [`Effect::Notify`]).
-    async fn set_notify(&self, gen: LoginGen, on: bool, re: u64) -> Result<(), i32>;
+    /// Turns status pushes to session `gen` of the user on or off and answers request `re`
+    /// (through an [`Effect::Notify`]). In a cluster, the tenant's status changes reach this
+    /// node from then on, and only while it has a subscriber in the tenant.
+    async fn set_notify(&self, at: &Requester<'_>, on: bool) -> Result<(), i32>;
 
     /// Status of every online user of the tenant, sorted by user ID.
     async fn statuses(&self, tenant: &str) -> Result<Vec<UserStatus>, i32>;

@@ -163,9 +163,20 @@ impl PresenceStore for RedisHub {
         answer
     }
 
-    async fn set_notify(&self, gen: LoginGen, on: bool, re: u64) -> Result<(), i32> {
-        let (g, on, re) = (gen.to_string(), if on { "1" } else { "0" }, re.to_string());
-        let args = (self.node(), g.as_str(), on, re.as_str());
+    async fn set_notify(&self, at: &Requester<'_>, on: bool) -> Result<(), i32> {
+        let (g, on, re) = (
+            at.gen.to_string(),
+            if on { "1" } else { "0" },
+            at.re.to_string(),
+        );
+        let args = (
+            self.node(),
+            at.tenant,
+            at.user_id,
+            g.as_str(),
+            on,
+            re.as_str(),
+        );
         self.change::<i64>("crvm_notify", args)
             .await
             .map(drop)

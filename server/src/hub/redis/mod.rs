@@ -339,6 +339,8 @@ impl RedisHub {
                 args.push(l.user_id.clone());
                 args.push(gen.to_string());
                 args.push(l.dnd.to_string());
+                let sub = self.inner.local.is_subscribed(&l.tenant, *gen);
+                args.push(if sub { "1" } else { "0" }.to_owned());
             }
             self.change::<Vec<i64>>("crvm_restore", args).await?;
         }
