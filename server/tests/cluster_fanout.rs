@@ -1,40 +1,16 @@
 //! Presence pushes go only to the nodes that have a subscriber in the tenant (SPEC §4.1): the
-//! test reads every publication of the Redis functions and checks where status changes went.
+//! test reads every effect the Redis functions append for the nodes and checks where status
+//! changes went.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::mpsc;
 
 use common::cluster::Cluster;
+use common::effects::{self, END};
 use common::*;
 use crvm_proto::Op;
 use serde_json::Value;
-
-/// Where the test's own last publication goes: it tells the reader it has seen everything.
-const END: &str = "crvm:ch:~end";
-
-/// Every publication on `crvm:ch:*` from now on, as (channel, payload), on a thread of its own.
-fn record(url: &str) -> mpsc::Receiver<(String, Vec<u8>)> {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let (ready_tx, ready) = mpsc::channel();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut ps = conn.as_pubsub();
-        ps.psubscribe("crvm:ch:*").unwrap();
-        ready_tx.send(()).unwrap();
-        while let Ok(m) = ps.get_message() {
-            let ch = m.get_channel_name().to_owned();
-            let done = ch == END;
-            if tx.send((ch, m.get_payload_bytes().to_vec())).is_err() || done {
-                return;
-            }
-        }
-    });
-    ready.recv_timeout(PATIENCE).expect("subscribed");
-    rx
-}
 
 #[test]
 fn status_changes_reach_only_the_nodes_with_a_subscriber_in_the_tenant() {
@@ -44,7 +20,7 @@ fn status_changes_reach_only_the_nodes_with_a_subscriber_in_the_tenant() {
     assert_eq!(carol.code(Op::StartStatusNotify), 0);
     let mut xavier = c.node(1).login("either", "xavier");
     assert_eq!(xavier.code(Op::StartStatusNotify), 0);
-    let rx = record(&c.redis.url());
+    let rx = effects::record(&c.redis.url(), &["n1", "n2", "n3"]);
 
     let mut alice = c.node(2).login("demo", "alice");
     assert_eq!(alice.code(Op::SetDnd { dnd: 1 }), 0);
@@ -66,7 +42,7 @@ fn status_changes_reach_only_the_nodes_with_a_subscriber_in_the_tenant() {
     assert_eq!(xavier.code(Op::Logout), 0);
     let _zoe = c.node(0).login("either", "zoe");
 
-    c.redis.cli(&["PUBLISH", END, "[]"]);
+    effects::end(&c.redis.url());
     let mut sent = BTreeSet::new();
     while let Ok((ch, payload)) = rx.recv_timeout(PATIENCE) {
         if ch == END {
@@ -79,8 +55,8 @@ fn status_changes_reach_only_the_nodes_with_a_subscriber_in_the_tenant() {
         }
     }
     let want: BTreeSet<(String, String, String)> = [
-        ("crvm:ch:n1", "demo", "alice"),
-        ("crvm:ch:n2", "either", "yann"),
+        ("crvm:fx:n1", "demo", "alice"),
+        ("crvm:fx:n2", "either", "yann"),
     ]
     .iter()
     .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))

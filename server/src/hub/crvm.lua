@@ -4,7 +4,9 @@
 -- Every state change that must be atomic across nodes is one function here: the change and the
 -- publication of its effects happen in one step, so that every node sees one user's changes in
 -- the order Redis ran them. Effects are gathered per node and published at the end, one JSON
--- array per node on `crvm:ch:<node>`; the node applies them in order (`hub::Effect`).
+-- array per node appended to the node's stream `crvm:fx:<node>` (field `e`); the node reads
+-- its stream from where it is, so a dropped connection loses nothing, and applies the effects
+-- in order (`hub::Effect`). The node trims what it has read; a reaped node's stream goes.
 --
 -- Keys (t = tenant, u = user, c = call ID; `#t` is t's length, which keeps any t and u apart):
 --   crvm:epoch              the data's identity: a node that finds it changed rebuilds
@@ -50,7 +52,7 @@ local function effects()
   end
   function fx.publish()
     for _, n in ipairs(fx.order) do
-      redis.call('PUBLISH', 'crvm:ch:' .. n, cjson.encode(fx.nodes[n]))
+      redis.call('XADD', 'crvm:fx:' .. n, '*', 'e', cjson.encode(fx.nodes[n]))
     end
   end
   return fx
@@ -208,7 +210,7 @@ local function reap(fx, node)
   local p = redis.call('GET', 'crvm:np:' .. node)
   if p and redis.call('GET', 'crvm:pn:' .. p) == node then redis.call('DEL', 'crvm:pn:' .. p) end
   local known = redis.call('ZREM', 'crvm:beats', node) == 1
-  redis.call('DEL', nkey(node), 'crvm:np:' .. node, 'crvm:link:' .. node)
+  redis.call('DEL', nkey(node), 'crvm:np:' .. node, 'crvm:link:' .. node, 'crvm:fx:' .. node)
   -- The others end what they had in flight with it (a node unknown here, e.g. after Redis
   -- lost its data, had nothing to end).
   if known then

@@ -12,7 +12,7 @@
 //! **Effects are the only path from a state change to a connection.** A transition decides
 //! what must be told to whom as a list of [`Effect`]s; the implementation hands them to
 //! [`LocalSessions::apply`] on every node concerned — directly under its lock on one node,
-//! through each node's ordered Redis channel in a cluster — so that what a user is told can
+//! through each node's ordered Redis stream in a cluster — so that what a user is told can
 //! never disagree with the state, and one node's view of a user's changes keeps their order.
 
 pub mod local;
@@ -50,7 +50,7 @@ pub enum Effect {
     /// A user's status changed: push it to this node's subscribers of the tenant.
     Status { tenant: String, status: UserStatus },
     /// Session `gen` turns its status pushes on or off, then is answered `reply{re}`: in a
-    /// cluster this goes through the node's channel, so that the subscription starts after
+    /// cluster this goes through the node's stream, so that the subscription starts after
     /// every change published before it and never misses or repeats one.
     Notify {
         #[serde(with = "as_text")]

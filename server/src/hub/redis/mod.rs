@@ -1,6 +1,6 @@
 //! The cluster's shared state in Redis (SPEC §4.1, docs/CLUSTER.md): [`RedisHub`] implements
 //! the hub's traits with the functions of `crvm.lua`, each an atomic state change that
-//! publishes its effects to the nodes concerned; every node applies what arrives on its channel
+//! publishes its effects to the nodes concerned; every node applies what arrives on its stream
 //! in order ([`LocalSessions::apply`]).
 //!
 //! A node is alive while its heartbeat is: every `node_timeout / 5` it beats, and the beat reaps
@@ -16,13 +16,13 @@
 
 mod api;
 mod command;
+mod effects;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crvm_proto::error::CRVIDEOSDK_SERVER_EXCEPTION;
-use futures_util::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
@@ -47,8 +47,11 @@ struct Membership {
     /// When the last beat that succeeded was sent.
     last_ok: Instant,
     /// Something may have changed in Redis without this node's sessions being in it (a failed
-    /// request, a lost subscription, an outage): restore and sweep at the next good beat.
+    /// request, an outage): restore and sweep at the next good beat.
     resync: bool,
+    /// How far this node had read its stream at the last good beat: what is before it goes
+    /// at the next (a beat's worth of history stays for whoever else reads the stream).
+    read_at_beat: String,
 }
 
 struct Inner {
@@ -62,12 +65,16 @@ struct Inner {
     /// Logins are taken only while this is set: joined, and Redis reached within the timeout.
     /// A watch, so that a login that arrives meanwhile can wait for it.
     up: watch::Sender<bool>,
-    /// This node's channel is subscribed: effects can reach it. Without it the node counts as
+    /// This node's stream is being read: effects reach it. Without it the node counts as
     /// cut off from Redis.
     subscribed: AtomicBool,
     /// The node is stopping: no more heartbeats (it would join again).
     leaving: AtomicBool,
     membership: Mutex<Membership>,
+    /// The ID of the last entry of this node's stream applied ("0-0": none yet).
+    read_pos: Mutex<String>,
+    /// The `run_id` of the Redis the effects are read from ("" before the first).
+    redis_run: Mutex<String>,
     /// Operation IDs of this process's state changes: a random prefix (a restarted node must
     /// not meet its previous instance's remembered results) and a counter.
     op_prefix: String,
@@ -121,12 +128,15 @@ impl RedisHub {
                     epoch: String::new(),
                     last_ok: Instant::now(),
                     resync: false,
+                    read_at_beat: String::new(),
                 }),
+                read_pos: Mutex::new("0-0".to_owned()),
+                redis_run: Mutex::new(String::new()),
                 op_prefix: random::hex(16),
                 next_op: AtomicU64::new(0),
             }),
         };
-        tokio::spawn(hub.clone().subscribe());
+        tokio::spawn(hub.clone().read_effects());
         tokio::spawn(hub.clone().heartbeat());
         tokio::spawn(hub.clone().timers());
         Ok(hub)
@@ -156,44 +166,7 @@ impl RedisHub {
         self.inner.membership.lock().epoch.clone()
     }
 
-    /// Applies what arrives on this node's channel, resubscribing after a lost connection. The
-    /// heartbeat joins only while subscribed, and re-checks the sessions after a gap.
-    async fn subscribe(self) {
-        let channel = format!("crvm:ch:{}", self.node());
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let ps = match self.inner.client.get_async_pubsub().await {
-                Ok(mut ps) => match ps.subscribe(&channel).await {
-                    Ok(()) => Some(ps),
-                    Err(e) => {
-                        tracing::warn!("cluster: subscribing failed: {e}");
-                        None
-                    }
-                },
-                Err(_) => None,
-            };
-            let Some(ps) = ps else {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
-                continue;
-            };
-            backoff = Duration::from_millis(50);
-            self.inner.subscribed.store(true, Ordering::Release);
-            let mut stream = ps.into_on_message();
-            while let Some(msg) = stream.next().await {
-                match serde_json::from_slice::<Vec<Effect>>(msg.get_payload_bytes()) {
-                    Ok(effects) => effects.into_iter().for_each(|e| self.apply(e)),
-                    Err(e) => tracing::warn!("cluster: bad message on {channel}: {e}"),
-                }
-            }
-            // Whatever was published meanwhile is lost: the sessions are re-checked.
-            tracing::warn!("cluster: subscription lost; resubscribing");
-            self.inner.subscribed.store(false, Ordering::Release);
-            self.inner.membership.lock().resync = true;
-        }
-    }
-
-    /// Applies one effect from this node's channel.
+    /// Applies one effect from this node's stream.
     fn apply(&self, effect: Effect) {
         match effect {
             Effect::NodeGone { node } if node != self.inner.node => self.inner.links.lost(&node),
@@ -253,11 +226,16 @@ impl RedisHub {
     async fn after_beat(&self, state: &str, sent: Instant) {
         match state {
             "ok" => {
-                let resync = {
+                let read = self.inner.read_pos.lock().clone();
+                let (resync, upto) = {
                     let mut m = self.inner.membership.lock();
                     m.last_ok = sent;
-                    std::mem::take(&mut m.resync)
+                    let upto = std::mem::replace(&mut m.read_at_beat, read);
+                    (std::mem::take(&mut m.resync), upto)
                 };
+                if !upto.is_empty() {
+                    self.trim(&upto).await;
+                }
                 // Back after an outage that closed every session, nothing of this node's may
                 // stay in Redis either.
                 let down = !self.is_up();
@@ -373,7 +351,7 @@ impl RedisHub {
         }
     }
 
-    /// Runs a function that answers its request itself (through this node's channel), or 8
+    /// Runs a function that answers its request itself (through this node's stream), or 8
     /// for the caller to answer when Redis failed.
     async fn answered(&self, name: &str, mut args: Vec<&str>) -> Answer {
         args.insert(0, self.node());
