@@ -314,3 +314,80 @@ fn dropped_redis_connections_make_requests_wait_never_fail_or_repeat() {
     println!("{} drops of the nodes' Redis connections", k.kills);
     assert!(k.kills > 0);
 }
+
+fn call_op(call_id: &str, callee: &str) -> crvm_proto::Op {
+    crvm_proto::Op::Call {
+        call_id: call_id.into(),
+        callee: callee.into(),
+        meet_obj: String::new(),
+        ext: String::new(),
+    }
+}
+
+fn statuses_of(c: &mut Client) -> Vec<(String, i32)> {
+    c.statuses()
+        .into_iter()
+        .map(|s| (s.user_id, s.user_status))
+        .collect()
+}
+
+#[test]
+fn a_redis_that_comes_back_empty_loses_no_call_in_progress() {
+    use crvm_proto::Op;
+    let mut c = Cluster::start(3, TIMEOUT_MS, "");
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    let mut carol = c.node(0).login("demo", "carol");
+    let mut dave = c.node(1).login("demo", "dave");
+    let mut erin = c.node(0).login("demo", "erin");
+    let mut frank = c.node(2).login("demo", "frank");
+    // alice–bob accepted, carol–dave ringing, erin–frank accepted.
+    assert_eq!(alice.code(call_op("ab", "bob")), 0);
+    assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
+    let accept = |id: &str| Op::AcceptCall {
+        call_id: id.into(),
+        meet_obj: String::new(),
+        ext: String::new(),
+    };
+    assert_eq!(bob.code(accept("ab")), 0);
+    assert!(matches!(alice.reply(), ServerMsg::CallAccepted { .. }));
+    assert_eq!(carol.code(call_op("cd", "dave")), 0);
+    assert!(matches!(dave.reply(), ServerMsg::CallIn { .. }));
+    assert_eq!(erin.code(call_op("ef", "frank")), 0);
+    assert!(matches!(frank.reply(), ServerMsg::CallIn { .. }));
+    assert_eq!(frank.code(accept("ef")), 0);
+    assert!(matches!(erin.reply(), ServerMsg::CallAccepted { .. }));
+    // frank's node dies as Redis loses everything: nobody will restore frank.
+    c.nodes[2].signal("-KILL");
+    let _ = c.nodes[2].wait();
+    assert_eq!(c.redis.cli(&["FLUSHALL"]), "OK");
+    for (n, live) in c.nodes.iter().zip([3, 2]) {
+        let line = format!("sessions re-checked: {live} live");
+        assert!(n.log_says(&line), "{}", n.log_text());
+    }
+    // The calls of the live sessions are back: busy, and they go on.
+    let hangup = |id: &str| Op::HangupCall {
+        call_id: id.into(),
+        ext: String::new(),
+    };
+    assert_eq!(bob.code(hangup("ab")), 0);
+    assert!(matches!(alice.reply(), ServerMsg::CallHungup { .. }));
+    assert_eq!(dave.code(accept("cd")), 0);
+    assert!(matches!(carol.reply(), ServerMsg::CallAccepted { .. }));
+    assert_eq!(carol.code(hangup("cd")), 0);
+    assert!(matches!(dave.reply(), ServerMsg::CallHungup { .. }));
+    // erin's other party is gone: she is told once, and is no longer busy.
+    match erin.reply() {
+        ServerMsg::CallHungup { call_id, .. } => assert_eq!(call_id, "ef"),
+        other => panic!("expected erin's call to end, got {other:?}"),
+    }
+    let all_free: Vec<(String, i32)> = ["alice", "bob", "carol", "dave", "erin"]
+        .iter()
+        .map(|u| (u.to_string(), 1))
+        .collect();
+    assert_eq!(statuses_of(&mut erin), all_free);
+    assert_eq!(erin.code(hangup("ef")), 600);
+    for u in [&mut alice, &mut bob, &mut carol, &mut dave] {
+        assert_eq!(statuses_of(u), all_free);
+    }
+}

@@ -297,23 +297,58 @@ change('crvm_login', function(_, a)
   return 1
 end)
 
--- restore(node, epoch, [t, u, gen, dnd, sub]...) -> for each session 1 (restored) or 0 (the user
--- is logged in elsewhere now: the session is kicked). After Redis lost (some of) its data.
+-- Puts u back into call c with `peer` (u placed it when is_caller), after Redis lost it: the
+-- first party restored makes the call again (ringing with a fresh no-answer timer, or
+-- accepted) and gives the other party until `wait` ms from now to be restored into it too
+-- (crvm_timers then ends it as for a party that went away). False when c is another call now.
+local function restore_call(t, u, c, peer, is_caller, connected, meet, ctimeout, wait)
+  local caller, callee = u, peer
+  if not is_caller then caller, callee = peer, u end
+  local k = ckey(t, c)
+  local h = redis.call('HMGET', k, 'caller', 'callee', 'connected', 'timer')
+  if not h[1] then
+    local serial = tostring(redis.call('INCR', 'crvm:serial'))
+    local timer = cjson.encode({ t, c, serial })
+    redis.call('HSET', k, 'caller', caller, 'callee', callee, 'meet', meet,
+      'connected', connected and 1 or 0, 'serial', serial, 'timer', timer)
+    redis.call('SADD', cskey(t), c)
+    if not connected then redis.call('ZADD', 'crvm:timers', now_ms() + ctimeout, timer) end
+    redis.call('ZADD', 'crvm:timers', now_ms() + wait, cjson.encode({ t, c, serial, 'parties' }))
+  elseif h[1] ~= caller or h[2] ~= callee then
+    return false
+  elseif connected and h[3] == '0' then
+    -- The accept reached one party before Redis lost it.
+    redis.call('HSET', k, 'connected', 1)
+    redis.call('ZREM', 'crvm:timers', h[4])
+  end
+  redis.call('HSET', ukey(t, u), 'call', c)
+  return true
+end
+
+-- restore(node, epoch, call_timeout_ms, wait_ms, [t, u, gen, dnd, sub, c, peer, caller,
+-- connected, meet]...) -> for each session 1 (restored) or 0 (the user is logged in elsewhere
+-- now: the session is kicked). After Redis lost (some of) its data. A session's call (c not
+-- empty) is restored only where Redis has no call for it (see restore_call).
 change('crvm_restore', function(_, a)
-  local node, epoch = a[1], a[2]
+  local node, epoch, ctimeout, wait = a[1], a[2], tonumber(a[3]), tonumber(a[4])
   if not member(node, epoch) then return redis.error_reply('not a member') end
   local fx = effects()
   local out = {}
-  for i = 3, #a, 5 do
+  for i = 5, #a, 10 do
     local t, u, gen, dnd = a[i], a[i + 1], a[i + 2], a[i + 3]
+    local c = a[i + 5]
     local k = ukey(t, u)
     local cur = redis.call('HGET', k, 'gen')
     if cur and cur ~= gen then
       table.insert(out, 0)
       fx.add(node, { k = 'kick', gen = gen })
     else
-      redis.call('HSET', k, 'node', node, 'gen', gen, 'st', 1, 'dnd', dnd)
+      redis.call('HSET', k, 'node', node, 'gen', gen, 'dnd', dnd)
       set_sub(t, u, node, a[i + 4] == '1')
+      if c ~= '' and redis.call('HEXISTS', k, 'call') == 0 then
+        restore_call(t, u, c, a[i + 6], a[i + 7] == '1', a[i + 8] == '1', a[i + 9], ctimeout, wait)
+      end
+      redis.call('HSET', k, 'st', redis.call('HEXISTS', k, 'call') == 1 and 2 or 1)
       redis.call('ZADD', okey(t), 0, u)
       redis.call('HSET', nkey(node), gen, cjson.encode({ t, u }))
       push_status(fx, t, u)
@@ -533,15 +568,29 @@ change('crvm_hangup', function(_, a)
 end)
 
 -- timers() -> how many fired: every no-answer timer that is due ends its call if it still
--- rings. Whichever node runs this first takes a timer; it fires once.
+-- rings; a restored call's deadline for its parties (see restore_call) ends it if one is
+-- missing. Whichever node runs this first takes a timer; it fires once.
 redis.register_function('crvm_timers', function(_, _)
   local due = redis.call('ZRANGEBYSCORE', 'crvm:timers', '-inf', now_ms(), 'LIMIT', 0, 256)
   local fx = effects()
   for _, timer in ipairs(due) do
     redis.call('ZREM', 'crvm:timers', timer)
     local x = cjson.decode(timer)
-    local h = redis.call('HMGET', ckey(x[1], x[2]), 'serial', 'connected')
-    if h[1] == x[3] and h[2] == '0' then end_call(fx, x[1], x[2], 'noanswer', nil, '') end
+    local t, c = x[1], x[2]
+    local h = redis.call('HMGET', ckey(t, c), 'serial', 'connected', 'caller', 'callee')
+    if h[1] ~= x[3] then
+      -- That call ended (or it is a later one with its ID).
+    elseif x[4] == 'parties' then
+      -- A restored call: a party not restored into it by now is gone.
+      for _, p in ipairs({ h[3], h[4] }) do
+        if redis.call('HGET', ukey(t, p), 'call') ~= c then
+          end_call(fx, t, c, 'vanished', p, '')
+          break
+        end
+      end
+    elseif h[2] == '0' then
+      end_call(fx, t, c, 'noanswer', nil, '')
+    end
   end
   fx.publish()
   return #due

@@ -6,6 +6,7 @@ use crvm_proto::UserStatus;
 use redis::FromRedisValue;
 
 use super::{Failed, RedisHub};
+use crate::hub::local::LocalCall;
 use crate::hub::{
     Answer, CallInfo, CallRequest, CallStore, Directory, Login, Operations, PresenceStore,
     Requester,
@@ -226,24 +227,53 @@ impl CallStore for RedisHub {
             req.ext,
             &timeout,
         ];
-        self.answered("crvm_call", args).await
+        // Recorded before it is placed: the callee's answer may come before this returns.
+        let local = &self.inner.local;
+        let placed = local.call_of(at.gen).is_none();
+        if placed {
+            let call = LocalCall {
+                call_id: req.call_id.to_owned(),
+                peer: req.callee.to_owned(),
+                caller: true,
+                connected: false,
+                meet_obj: req.meet_obj.to_owned(),
+            };
+            local.set_call(at.gen, call);
+        }
+        let answer = self.answered("crvm_call", args).await;
+        if placed && answer != Answer::Sent(0) {
+            local.call_ended(at.gen, req.call_id);
+        }
+        answer
     }
 
     async fn accept(&self, at: &Requester<'_>, call_id: &str, meet_obj: &str, ext: &str) -> Answer {
         let (gen, re) = (at.gen.to_string(), at.re.to_string());
         let args = vec![at.tenant, at.user_id, &gen, &re, call_id, meet_obj, ext];
-        self.answered("crvm_accept", args).await
+        let answer = self.answered("crvm_accept", args).await;
+        if answer == Answer::Sent(0) {
+            self.inner.local.call_connected(at.gen, call_id);
+        }
+        answer
     }
 
     async fn reject(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Answer {
         let (gen, re) = (at.gen.to_string(), at.re.to_string());
         let args = vec![at.tenant, at.user_id, &gen, &re, call_id, ext];
-        self.answered("crvm_reject", args).await
+        let answer = self.answered("crvm_reject", args).await;
+        if answer == Answer::Sent(0) {
+            self.inner.local.call_ended(at.gen, call_id);
+        }
+        answer
     }
 
     async fn hangup(&self, at: &Requester<'_>, call_id: &str, ext: &str) -> Answer {
         let (gen, re) = (at.gen.to_string(), at.re.to_string());
         let args = vec![at.tenant, at.user_id, &gen, &re, call_id, ext];
-        self.answered("crvm_hangup", args).await
+        let answer = self.answered("crvm_hangup", args).await;
+        if answer == Answer::Sent(0) {
+            self.inner.local.call_ended(at.gen, call_id);
+        }
+        answer
     }
 }

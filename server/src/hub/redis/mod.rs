@@ -240,7 +240,7 @@ impl RedisHub {
                 // stay in Redis either.
                 let down = !self.is_up();
                 if resync || down {
-                    if self.resync().await.is_err() {
+                    if self.resync(false).await.is_err() {
                         self.inner.membership.lock().resync = true;
                     } else if down {
                         self.set_up(true);
@@ -258,7 +258,8 @@ impl RedisHub {
             }
             _ => {
                 // Never joined, or Redis lost the data this node joined: join, then restore.
-                if self.join(sent).await.is_ok() && self.resync().await.is_err() {
+                // Its calls too: Redis has none of them now.
+                if self.join(sent).await.is_ok() && self.resync(true).await.is_err() {
                     self.inner.membership.lock().resync = true;
                 }
             }
@@ -305,20 +306,40 @@ impl RedisHub {
 
     /// Makes Redis hold exactly this node's live sessions: restores those it lost (or kicks
     /// them, when their user logged in elsewhere meanwhile), ends those it has that are gone.
-    async fn resync(&self) -> Result<(), Failed> {
+    /// With `calls` (Redis lost everything), the calls they are in are restored too. Only
+    /// then: otherwise a call that Redis ended, whose end is still on its way here, would come
+    /// back. (After a wipe such an end was lost with the rest; the other party is no longer
+    /// in the call, and the restored call ends once for this one.)
+    async fn resync(&self, calls: bool) -> Result<(), Failed> {
         // Logins made while this runs are newer than the list and must survive the sweep.
         let (from, to) = self.inner.local.newer_than_now();
         let sessions = self.inner.local.all();
         let epoch = self.epoch();
+        let flag = |on: bool| if on { "1" } else { "0" }.to_owned();
         for chunk in sessions.chunks(RESTORE_BATCH) {
-            let mut args: Vec<String> = vec![self.node().to_owned(), epoch.clone()];
+            let mut args: Vec<String> = vec![
+                self.node().to_owned(),
+                epoch.clone(),
+                self.inner.call_timeout_ms.to_string(),
+                self.inner.node_timeout.as_millis().to_string(),
+            ];
             for (gen, l) in chunk {
                 args.push(l.tenant.clone());
                 args.push(l.user_id.clone());
                 args.push(gen.to_string());
                 args.push(l.dnd.to_string());
-                let sub = self.inner.local.is_subscribed(&l.tenant, *gen);
-                args.push(if sub { "1" } else { "0" }.to_owned());
+                args.push(flag(self.inner.local.is_subscribed(&l.tenant, *gen)));
+                // The call it is in, if any: call ID, the other party, placed, accepted, meet.
+                match self.inner.local.call_of(*gen).filter(|_| calls) {
+                    Some(c) => args.extend([
+                        c.call_id,
+                        c.peer,
+                        flag(c.caller),
+                        flag(c.connected),
+                        c.meet_obj,
+                    ]),
+                    None => args.extend(["", "", "0", "0", ""].map(str::to_owned)),
+                }
             }
             self.change::<Vec<i64>>("crvm_restore", args).await?;
         }
