@@ -27,6 +27,7 @@ use crate::hub::{Hub, LocalSessions};
 use crate::limits::LoginLimiter;
 use crate::link::Links;
 use crate::monitor;
+use crate::primary::Primary;
 use crate::random;
 use crate::relay::Relay;
 use crate::resume::Sessions;
@@ -181,7 +182,8 @@ fn serve(opts: &ServeOpts) -> i32 {
     // A cluster keeps its meetings in its Redis, where every node sees them.
     let opened = match &config.cluster {
         None => SqliteStore::open(&config.data_dir).map(|s| Arc::new(s) as Arc<dyn MeetingStore>),
-        Some(c) => RedisStore::open(&c.redis).map(|s| Arc::new(s) as Arc<dyn MeetingStore>),
+        Some(c) => RedisStore::open(Primary::of(c), Duration::from_millis(c.node_timeout_ms))
+            .map(|s| Arc::new(s) as Arc<dyn MeetingStore>),
     };
     let store: Arc<dyn MeetingStore> = match opened {
         Ok(s) => s,
@@ -313,8 +315,10 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
             return None;
         }
     };
+    let primary = Primary::of(c);
+    let described = primary.describe();
     let started = RedisHub::start(
-        &c.redis,
+        primary,
         node.clone(),
         Arc::clone(&local),
         Arc::clone(&links),
@@ -326,7 +330,7 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
             tracing::info!(
                 "cluster node {node} (advertised at {advertise}, links at {}) on {}",
                 links.addr,
-                c.redis
+                described
             );
             links.set_registry(Arc::new(hub.clone()));
             Some(Shared {

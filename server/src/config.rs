@@ -15,7 +15,7 @@
 //! admin_token = "…"             # optional: the admin API under /v1/ on the monitor
 //!
 //! [cluster]                     # optional: many nodes on one Redis (SPEC §4.1)
-//! redis = "redis://127.0.0.1:6379/0"
+//! redis = "redis://127.0.0.1:6379/0"  # or: sentinels = ["h1:26379", …], sentinel_master = "m"
 //! node_id = "n1"                # default: generated at start
 //! advertise = "10.0.0.5:5210"   # where clients reach this node; default: the bound address
 //! node_timeout_ms = 5000
@@ -104,8 +104,15 @@ struct FileConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
-    /// The Redis every node shares: `redis://host:port/db` or `unix:///path/to/socket`.
+    /// The Redis every node shares: `redis://host:port/db` or `unix:///path/to/socket`. Or,
+    /// instead, the primary that `sentinel_master` names to `sentinels`.
+    #[serde(default)]
     pub redis: String,
+    /// `HOST:PORT` of each Redis Sentinel that watches the primary (instead of `redis`).
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    /// The name the sentinels know the primary by.
+    pub sentinel_master: Option<String>,
     /// Unique per node; generated at start when absent.
     pub node_id: Option<String>,
     /// `HOST:PORT` where clients reach this node directly; the bound address when absent.
@@ -113,6 +120,12 @@ pub struct Cluster {
     /// A node silent this long is dead; a node without Redis this long closes its sessions.
     #[serde(default = "default_node_timeout_ms")]
     pub node_timeout_ms: u64,
+}
+
+/// `HOST:PORT` with a port number.
+fn host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 fn default_node_timeout_ms() -> u64 {
@@ -280,8 +293,28 @@ impl Config {
             }
         }
         if let Some(c) = &self.cluster {
-            if c.redis.is_empty() {
-                return Err("`cluster.redis` must not be empty".into());
+            match (
+                c.redis.is_empty(),
+                c.sentinels.is_empty(),
+                &c.sentinel_master,
+            ) {
+                (false, true, None) => {}
+                (true, false, Some(m)) if !m.is_empty() => {
+                    if let Some(bad) = c.sentinels.iter().find(|s| !host_port(s)) {
+                        return Err(format!("`cluster.sentinels`: {bad:?} is not HOST:PORT"));
+                    }
+                }
+                (true, true, _) => {
+                    return Err(
+                        "`[cluster]` needs `redis`, or `sentinels` with `sentinel_master`".into(),
+                    )
+                }
+                (false, false, _) | (false, true, Some(_)) => {
+                    return Err("`cluster.redis` and `cluster.sentinels` exclude each other".into())
+                }
+                (true, false, _) => {
+                    return Err("`cluster.sentinels` needs a non-empty `sentinel_master`".into())
+                }
             }
             if c.node_timeout_ms < 500 {
                 return Err("`cluster.node_timeout_ms` must be at least 500".into());

@@ -21,6 +21,7 @@
 --   crvm:on:#t:t            zset (score 0) of online users: the status list, sorted
 --   crvm:c:#t:t:c           hash caller, callee, meet, connected (0/1), serial, timer
 --   crvm:cs:#t:t            set of t's calls in progress (their IDs), for the admin API
+--   crvm:end:#t:t:c         call c ended lately (60 s): a re-check must not make it again
 --   crvm:timers             zset timer -> deadline (ms): the no-answer timers of ringing calls
 --   crvm:serial             counter of calls (tells a call from a later one with its ID)
 --   crvm:op:<op>            the result of state change <op>, for a while (see `change`)
@@ -35,6 +36,7 @@ local function ukey(t, u) return 'crvm:u:' .. #t .. ':' .. t .. ':' .. u end
 local function okey(t) return 'crvm:on:' .. #t .. ':' .. t end
 local function ckey(t, c) return 'crvm:c:' .. #t .. ':' .. t .. ':' .. c end
 local function cskey(t) return 'crvm:cs:' .. #t .. ':' .. t end
+local function endkey(t, c) return 'crvm:end:' .. #t .. ':' .. t .. ':' .. c end
 local function nkey(n) return 'crvm:ns:' .. n end
 local function subkey(t) return 'crvm:sub:' .. #t .. ':' .. t end
 
@@ -142,6 +144,9 @@ local function end_call(fx, t, c, how, by, ext)
   local caller, callee, connected = h[1], h[2], h[3] == '1'
   redis.call('DEL', k)
   redis.call('SREM', cskey(t), c)
+  -- For a while, a node re-checking its sessions must not make it again (its end may still be
+  -- on its way there).
+  redis.call('SET', endkey(t, c), 1, 'EX', 60)
   if h[4] then redis.call('ZREM', 'crvm:timers', h[4]) end
   -- Who is still in this call (after a restore from an old snapshot, a party may not be).
   local function party(u)
@@ -300,13 +305,16 @@ end)
 -- Puts u back into call c with `peer` (u placed it when is_caller), after Redis lost it: the
 -- first party restored makes the call again (ringing with a fresh no-answer timer, or
 -- accepted) and gives the other party until `wait` ms from now to be restored into it too
--- (crvm_timers then ends it as for a party that went away). False when c is another call now.
+-- (crvm_timers then ends it as for a party that went away). False when c is another call now,
+-- or ended lately (crvm:end: its end is on its way to u's node).
 local function restore_call(t, u, c, peer, is_caller, connected, meet, ctimeout, wait)
   local caller, callee = u, peer
   if not is_caller then caller, callee = peer, u end
   local k = ckey(t, c)
   local h = redis.call('HMGET', k, 'caller', 'callee', 'connected', 'timer')
-  if not h[1] then
+  if not h[1] and redis.call('EXISTS', endkey(t, c)) == 1 then
+    return false
+  elseif not h[1] then
     local serial = tostring(redis.call('INCR', 'crvm:serial'))
     local timer = cjson.encode({ t, c, serial })
     redis.call('HSET', k, 'caller', caller, 'callee', callee, 'meet', meet,
@@ -505,6 +513,7 @@ change('crvm_call', function(_, a)
   redis.call('HSET', ckey(t, c), 'caller', u, 'callee', callee, 'meet', meet, 'connected', 0,
     'serial', serial, 'timer', timer)
   redis.call('SADD', cskey(t), c)
+  redis.call('DEL', endkey(t, c))
   redis.call('ZADD', 'crvm:timers', now_ms() + tonumber(a[10]), timer)
   redis.call('HSET', ukey(t, u), 'call', c)
   redis.call('HSET', ukey(t, callee), 'call', c)

@@ -47,7 +47,9 @@ impl Operations for RedisHub {
             ]);
         }
         type Row = (Option<String>, Option<String>, Option<String>);
-        let mut conn = self.inner.conn.clone();
+        let Some(mut conn) = self.connection().await else {
+            return Err(CRVIDEOSDK_SERVER_EXCEPTION);
+        };
         let rows: Vec<Row> = pipe.query_async(&mut conn).await.map_err(|e| {
             tracing::warn!("cluster: listing calls failed: {e}");
             CRVIDEOSDK_SERVER_EXCEPTION

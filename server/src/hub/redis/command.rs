@@ -12,10 +12,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, RetryMethod, ToRedisArgs};
 use tokio::time::Instant;
 
-use super::{Failed, RedisHub, LIBRARY};
+use super::{manager, Failed, RedisHub, LIBRARY};
 
 /// Pauses between attempts while Redis cannot be reached: the first retry goes at once.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
@@ -43,10 +44,15 @@ impl RedisHub {
         let mut pause = Duration::ZERO;
         let mut tried_load = false;
         loop {
-            let mut conn = self.inner.conn.clone();
-            let err = match cmd.query_async::<T>(&mut conn).await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
+            let err = match self.connection().await {
+                Some(mut conn) => match cmd.query_async::<T>(&mut conn).await {
+                    Ok(v) => return Ok(v),
+                    Err(e) => e,
+                },
+                None => redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "no primary known",
+                )),
             };
             if !tried_load && err.to_string().contains("Function not found") {
                 // Redis lost the library (a restart without data): load it and go again.
@@ -61,6 +67,9 @@ impl RedisHub {
             }
             tracing::debug!("cluster: {what} failed ({err}); sending it again");
             tokio::time::sleep(pause).await;
+            if self.inner.primary.follows_failovers() {
+                self.find_primary().await;
+            }
             pause = (pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
         }
     }
@@ -92,6 +101,46 @@ impl RedisHub {
         self.query(name, &cmd).await
     }
 
+    /// The command connection to the primary (found first if it is not known yet).
+    pub(super) async fn connection(&self) -> Option<ConnectionManager> {
+        if let Some((_, conn)) = &*self.inner.redis.lock() {
+            return Some(conn.clone());
+        }
+        self.find_primary().await
+    }
+
+    /// A client of the primary (found first if it is not known yet).
+    pub(super) async fn client(&self) -> Option<redis::Client> {
+        if let Some((client, _)) = &*self.inner.redis.lock() {
+            return Some(client.clone());
+        }
+        self.find_primary().await?;
+        self.inner.redis.lock().as_ref().map(|(c, _)| c.clone())
+    }
+
+    /// Asks where the primary is (Sentinel: after a failover it moved) and, if it moved,
+    /// connects there from now on. The connection to use.
+    pub(super) async fn find_primary(&self) -> Option<ConnectionManager> {
+        let client = match self.inner.primary.client().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("cluster: finding the Redis primary failed: {e}");
+                return self.inner.redis.lock().as_ref().map(|(_, c)| c.clone());
+            }
+        };
+        let addr = client.get_connection_info().addr().to_string();
+        let mut redis = self.inner.redis.lock();
+        if let Some((known, conn)) = &*redis {
+            if known.get_connection_info().addr().to_string() == addr {
+                return Some(conn.clone());
+            }
+        }
+        let conn = manager(&client).ok()?;
+        tracing::info!("cluster: the Redis primary is {addr}");
+        *redis = Some((client, conn.clone()));
+        Some(conn)
+    }
+
     /// Loads the library (idempotent: `FUNCTION LOAD REPLACE`).
     pub(super) async fn load_library(&self) -> Result<(), Failed> {
         let mut cmd = redis::cmd("FUNCTION");
@@ -100,7 +149,14 @@ impl RedisHub {
         let deadline = Instant::now() + self.inner.node_timeout;
         let mut pause = Duration::ZERO;
         loop {
-            let mut conn = self.inner.conn.clone();
+            let Some(mut conn) = self.connection().await else {
+                tokio::time::sleep(pause.max(FIRST_PAUSE)).await;
+                pause = (pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
+                if Instant::now() >= deadline {
+                    return Err(Failed);
+                }
+                continue;
+            };
             match cmd.query_async::<String>(&mut conn).await {
                 Ok(_) => return Ok(()),
                 Err(e) if transient(&e) && Instant::now() + pause < deadline => {

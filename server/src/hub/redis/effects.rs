@@ -78,9 +78,13 @@ impl RedisHub {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(BLOCK + self.inner.node_timeout));
+        // Behind Sentinel, a lost connection may mean a failover: ask where the primary is.
+        if self.inner.primary.follows_failovers() {
+            self.find_primary().await;
+        }
         let mut conn = self
-            .inner
-            .client
+            .client()
+            .await?
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .ok()?;

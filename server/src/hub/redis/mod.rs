@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use super::{Answer, Effect, LocalSessions};
 use crate::link::Links;
+use crate::primary::Primary;
 use crate::random;
 
 /// The functions every node loads (idempotent: `FUNCTION LOAD REPLACE`).
@@ -55,8 +56,9 @@ struct Membership {
 }
 
 struct Inner {
-    client: redis::Client,
-    conn: ConnectionManager,
+    /// Where the primary is, and a client of it with its command connection, once known.
+    primary: Primary,
+    redis: Mutex<Option<(redis::Client, ConnectionManager)>>,
     node: String,
     local: Arc<LocalSessions>,
     links: Arc<Links>,
@@ -81,6 +83,17 @@ struct Inner {
     next_op: AtomicU64,
 }
 
+/// The command connection to `client`'s Redis. No response timeout: a request whose answer is
+/// late must not be answered twice (once with 8, once by its effects). A node cut off from
+/// Redis closes its sessions instead, after `node_timeout`.
+fn manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(None)
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+}
+
 /// The shared state of a cluster node.
 #[derive(Clone)]
 pub struct RedisHub {
@@ -95,27 +108,27 @@ impl RedisHub {
     /// Connects (lazily: a node starts while Redis is down and joins once it is up) and
     /// starts the subscription, heartbeat and timer tasks on the current runtime.
     pub fn start(
-        url: &str,
+        primary: Primary,
         node: String,
         local: Arc<LocalSessions>,
         links: Arc<Links>,
         call_timeout: Duration,
         node_timeout: Duration,
     ) -> Result<RedisHub, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("cluster.redis: {e}"))?;
-        // No response timeout: a request whose answer is late must not be answered twice
-        // (once with 8, once by its effects). A node cut off from Redis closes its sessions
-        // instead, after `node_timeout`.
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| format!("cluster.redis: {e}"))?;
+        // A fixed address is checked now; Sentinel is asked on first use.
+        let redis = match &primary {
+            Primary::Url(url) => {
+                let client =
+                    redis::Client::open(url.as_str()).map_err(|e| format!("cluster.redis: {e}"))?;
+                let conn = manager(&client).map_err(|e| format!("cluster.redis: {e}"))?;
+                Some((client, conn))
+            }
+            Primary::Sentinel { .. } => None,
+        };
         let hub = RedisHub {
             inner: Arc::new(Inner {
-                client,
-                conn,
+                primary,
+                redis: Mutex::new(redis),
                 node,
                 local,
                 links,
@@ -240,7 +253,7 @@ impl RedisHub {
                 // stay in Redis either.
                 let down = !self.is_up();
                 if resync || down {
-                    if self.resync(false).await.is_err() {
+                    if self.resync().await.is_err() {
                         self.inner.membership.lock().resync = true;
                     } else if down {
                         self.set_up(true);
@@ -258,8 +271,7 @@ impl RedisHub {
             }
             _ => {
                 // Never joined, or Redis lost the data this node joined: join, then restore.
-                // Its calls too: Redis has none of them now.
-                if self.join(sent).await.is_ok() && self.resync(true).await.is_err() {
+                if self.join(sent).await.is_ok() && self.resync().await.is_err() {
                     self.inner.membership.lock().resync = true;
                 }
             }
@@ -306,11 +318,9 @@ impl RedisHub {
 
     /// Makes Redis hold exactly this node's live sessions: restores those it lost (or kicks
     /// them, when their user logged in elsewhere meanwhile), ends those it has that are gone.
-    /// With `calls` (Redis lost everything), the calls they are in are restored too. Only
-    /// then: otherwise a call that Redis ended, whose end is still on its way here, would come
-    /// back. (After a wipe such an end was lost with the rest; the other party is no longer
-    /// in the call, and the restored call ends once for this one.)
-    async fn resync(&self, calls: bool) -> Result<(), Failed> {
+    /// The calls they are in are restored too where Redis lost them (not those it ended
+    /// lately: their ends are on their way here).
+    async fn resync(&self) -> Result<(), Failed> {
         // Logins made while this runs are newer than the list and must survive the sweep.
         let (from, to) = self.inner.local.newer_than_now();
         let sessions = self.inner.local.all();
@@ -330,7 +340,7 @@ impl RedisHub {
                 args.push(l.dnd.to_string());
                 args.push(flag(self.inner.local.is_subscribed(&l.tenant, *gen)));
                 // The call it is in, if any: call ID, the other party, placed, accepted, meet.
-                match self.inner.local.call_of(*gen).filter(|_| calls) {
+                match self.inner.local.call_of(*gen) {
                     Some(c) => args.extend([
                         c.call_id,
                         c.peer,
