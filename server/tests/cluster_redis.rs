@@ -391,3 +391,119 @@ fn a_redis_that_comes_back_empty_loses_no_call_in_progress() {
         assert_eq!(statuses_of(u), all_free);
     }
 }
+
+#[test]
+fn a_sentinel_failover_under_traffic_makes_requests_wait_and_loses_nothing() {
+    use crvm_proto::Op;
+    use crvm_testkit::sentinel::Sentinels;
+    let dir = TmpDir::new();
+    let ha = Sentinels::start(&dir);
+    let nodes: Vec<Server> = (1..=3)
+        .map(|i| {
+            let text = format!(
+                "[cluster]\n{}node_id = \"n{i}\"\nnode_timeout_ms = 5000\n{TENANTS}",
+                ha.config()
+            );
+            let config = dir.write(&format!("n{i}.toml"), &text);
+            let data = dir.path(&format!("data-n{i}"));
+            let args = [
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+                config.to_str().unwrap(),
+                "--data-dir",
+                data.to_str().unwrap(),
+            ];
+            Server::spawn(&dir, &args, config.clone())
+        })
+        .collect();
+    let mut watcher = nodes[2].login("demo", "watcher");
+    assert_eq!(watcher.code(Op::StartStatusNotify), 0);
+    let names = ["u0", "u1", "u2", "u3"];
+    let mut users: Vec<Client> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| nodes[i % 3].login("demo", n))
+        .collect();
+    // A call in progress across the failover.
+    assert_eq!(users[0].code(call_op("across", "u1")), 0);
+    assert!(matches!(users[1].reply(), ServerMsg::CallIn { .. }));
+    ha.fail_over();
+    // Calls and DND changes while it happens: each waits, none fails.
+    let accept = |id: &str| Op::AcceptCall {
+        call_id: id.into(),
+        meet_obj: String::new(),
+        ext: String::new(),
+    };
+    let hangup = |id: &str| Op::HangupCall {
+        call_id: id.into(),
+        ext: String::new(),
+    };
+    // Rounds go on until the sentinels name the new primary, and a few more.
+    let mut rounds = 0;
+    let mut after = 0;
+    while after < 4 {
+        let round = rounds;
+        rounds += 1;
+        if ha.primary_port() == ha.data_ports[1] {
+            after += 1;
+        }
+        let id = format!("r{round}");
+        assert_eq!(users[2].code(call_op(&id, "u3")), 0, "round {round}");
+        assert!(matches!(users[3].reply(), ServerMsg::CallIn { .. }));
+        assert_eq!(users[3].code(accept(&id)), 0, "round {round}");
+        assert!(matches!(users[2].reply(), ServerMsg::CallAccepted { .. }));
+        assert_eq!(users[2].code(hangup(&id)), 0, "round {round}");
+        assert!(matches!(users[3].reply(), ServerMsg::CallHungup { .. }));
+        // (u0 and u1, not in these calls.)
+        let dnd = ((round / 2) % 2) as i32;
+        assert_eq!(
+            users[round % 2].code(Op::SetDnd { dnd }),
+            0,
+            "round {round}"
+        );
+    }
+    ha.wait_primary(ha.data_ports[1]);
+    // Each node followed, and re-checked its sessions there (the replica may have missed the
+    // last writes).
+    let switched = format!("the Redis primary is 127.0.0.1:{}", ha.data_ports[1]);
+    for n in &nodes {
+        assert!(n.log_says(&switched), "{}", n.log_text());
+        assert!(n.log_says("failed over: re-checking"), "{}", n.log_text());
+        // The re-check that follows the switch of its commands (logged once done).
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let log = n.log_text();
+            let at = log.find(&switched).unwrap();
+            if log[at..].contains("sessions re-checked") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{log}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    println!("{rounds} rounds of calls during the failover");
+    // The call of before goes on at the new primary.
+    assert_eq!(users[1].code(accept("across")), 0);
+    assert!(matches!(users[0].reply(), ServerMsg::CallAccepted { .. }));
+    assert_eq!(users[0].code(hangup("across")), 0);
+    assert!(matches!(users[1].reply(), ServerMsg::CallHungup { .. }));
+    // Nobody was logged out, and the statuses are right everywhere.
+    let mut truth: Vec<(String, i32, i32)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let dnd = (0..rounds).rfind(|r| r % 2 == i).map_or(0, |r| (r / 2) % 2);
+            (n.to_string(), 1, dnd as i32)
+        })
+        .collect();
+    truth.push(("watcher".into(), 1, 0));
+    for u in users.iter_mut().chain([&mut watcher]) {
+        let now: Vec<(String, i32, i32)> = u
+            .statuses()
+            .into_iter()
+            .map(|s| (s.user_id, s.user_status, s.dnd_type))
+            .collect();
+        assert_eq!(now, truth);
+    }
+}

@@ -24,6 +24,7 @@
 --   crvm:end:#t:t:c         call c ended lately (60 s): a re-check must not make it again
 --   crvm:timers             zset timer -> deadline (ms): the no-answer timers of ringing calls
 --   crvm:serial             counter of calls (tells a call from a later one with its ID)
+--   crvm:grace              set for a node timeout after a failover: nobody is reaped meanwhile
 --   crvm:op:<op>            the result of state change <op>, for a while (see `change`)
 -- Generations and request IDs are 64-bit and travel as text (Lua numbers are doubles).
 
@@ -252,8 +253,11 @@ change('crvm_join', function(_, a)
   return { epoch, 1 }
 end)
 
--- beat(node, epoch, timeout_ms) -> 'ok' | 'fenced' (reaped meanwhile) | 'wiped' (the data is
--- not the data this node joined). Also reaps every node silent for longer than the timeout.
+-- beat(node, epoch, timeout_ms, moved) -> 'ok' | 'fenced' (reaped meanwhile) | 'wiped' (the
+-- data is not the data this node joined). Also reaps every node silent for longer than the
+-- timeout — except for a timeout after a node found the primary moved (moved = '1', a
+-- failover): the beats the old primary took after its replica was promoted are lost, so every
+-- node looks silent here until it has beaten again.
 redis.register_function('crvm_beat', function(_, a)
   local node, epoch, timeout = a[1], a[2], tonumber(a[3])
   local e = redis.call('GET', 'crvm:epoch')
@@ -261,9 +265,12 @@ redis.register_function('crvm_beat', function(_, a)
   if not redis.call('ZSCORE', 'crvm:beats', node) then return 'fenced' end
   local now = now_ms()
   redis.call('ZADD', 'crvm:beats', now, node)
+  if a[4] == '1' then redis.call('SET', 'crvm:grace', 1, 'PX', timeout) end
   local fx = effects()
-  for _, n in ipairs(redis.call('ZRANGEBYSCORE', 'crvm:beats', '-inf', '(' .. (now - timeout))) do
-    reap(fx, n)
+  if redis.call('EXISTS', 'crvm:grace') == 0 then
+    for _, n in ipairs(redis.call('ZRANGEBYSCORE', 'crvm:beats', '-inf', '(' .. (now - timeout))) do
+      reap(fx, n)
+    end
   end
   fx.publish()
   return 'ok'
@@ -333,6 +340,24 @@ local function restore_call(t, u, c, peer, is_caller, connected, meet, ctimeout,
   return true
 end
 
+-- Redis has u in call c, which u's live session is not in (its end was lost: written to a
+-- primary whose replica took over before it got it). When the session cannot merely not know
+-- of it yet — it placed c, or c was accepted — c goes, silently (both parties heard its end).
+local function drop_stale_call(fx, t, u, c)
+  local k = ckey(t, c)
+  local h = redis.call('HMGET', k, 'caller', 'callee', 'connected', 'timer')
+  if h[1] and h[1] ~= u and h[3] ~= '1' then return end
+  redis.call('DEL', k)
+  redis.call('SREM', cskey(t), c)
+  if h[4] then redis.call('ZREM', 'crvm:timers', h[4]) end
+  for _, p in ipairs({ h[1] or u, h[2] or u }) do
+    if redis.call('HGET', ukey(t, p), 'call') == c then
+      redis.call('HDEL', ukey(t, p), 'call')
+      set_in_call(fx, t, p, false)
+    end
+  end
+end
+
 -- restore(node, epoch, call_timeout_ms, wait_ms, [t, u, gen, dnd, sub, c, peer, caller,
 -- connected, meet]...) -> for each session 1 (restored) or 0 (the user is logged in elsewhere
 -- now: the session is kicked). After Redis lost (some of) its data. A session's call (c not
@@ -353,6 +378,8 @@ change('crvm_restore', function(_, a)
     else
       redis.call('HSET', k, 'node', node, 'gen', gen, 'dnd', dnd)
       set_sub(t, u, node, a[i + 4] == '1')
+      local rc = redis.call('HGET', k, 'call')
+      if rc and rc ~= c then drop_stale_call(fx, t, u, rc) end
       if c ~= '' and redis.call('HEXISTS', k, 'call') == 0 then
         restore_call(t, u, c, a[i + 6], a[i + 7] == '1', a[i + 8] == '1', a[i + 9], ctimeout, wait)
       end

@@ -137,7 +137,15 @@ impl RedisHub {
         }
         let conn = manager(&client).ok()?;
         tracing::info!("cluster: the Redis primary is {addr}");
+        if redis.is_some() {
+            // The old primary may have taken writes its replica never got (replication is
+            // asynchronous): the sessions are re-checked at the new one.
+            let mut m = self.inner.membership.lock();
+            m.resync_next = true;
+            m.moved = true;
+        }
         *redis = Some((client, conn.clone()));
+        self.inner.primary_gen.fetch_add(1, Ordering::AcqRel);
         Some(conn)
     }
 

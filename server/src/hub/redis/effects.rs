@@ -42,7 +42,9 @@ impl RedisHub {
             pause = Duration::ZERO;
             // From here on nothing for this node can be missed.
             self.inner.subscribed.store(true, Ordering::Release);
-            loop {
+            let primary = self.inner.primary_gen.load(Ordering::Acquire);
+            // Until the commands go to another primary: the effects are read there then.
+            while primary == self.inner.primary_gen.load(Ordering::Acquire) {
                 let from = self.inner.read_pos.lock().clone();
                 let read = redis::cmd("XREAD")
                     .arg("BLOCK")
@@ -56,7 +58,10 @@ impl RedisHub {
                     Ok(got) => {
                         for (_, entries) in got.unwrap_or_default() {
                             for (id, fields) in entries {
-                                self.apply_entry(&id, &fields);
+                                // Read again after a failover (below): applied once.
+                                if self.inner.applied.lock().insert(entry_id(&id)) {
+                                    self.apply_entry(&id, &fields);
+                                }
                                 *self.inner.read_pos.lock() = id;
                             }
                         }
@@ -102,7 +107,17 @@ impl RedisHub {
         let before = std::mem::replace(&mut *self.inner.redis_run.lock(), run.clone());
         if !before.is_empty() && before != run {
             tracing::info!("cluster: Redis restarted or failed over: re-checking the sessions");
-            self.inner.membership.lock().resync = true;
+            let mut m = self.inner.membership.lock();
+            m.resync_next = true;
+            // A promoted replica may lack the last entries read from the old primary and have
+            // others, written there since, before the read position: read again from the
+            // last trim (entries already applied are skipped).
+            let from = if m.read_at_beat.is_empty() {
+                "0-0".to_owned()
+            } else {
+                m.read_at_beat.clone()
+            };
+            *self.inner.read_pos.lock() = from;
         }
         Some(conn)
     }
@@ -125,5 +140,13 @@ impl RedisHub {
         let mut cmd = redis::cmd("XTRIM");
         cmd.arg(self.stream()).arg("MINID").arg(upto);
         let _ = self.query::<i64>("trimming the effects read", &cmd).await;
+        let upto = entry_id(upto);
+        self.inner.applied.lock().retain(|id| *id >= upto);
     }
+}
+
+/// A stream entry's ID (`ms-seq`) as numbers, which order like the IDs.
+fn entry_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }

@@ -53,6 +53,11 @@ struct Membership {
     /// How far this node had read its stream at the last good beat: what is before it goes
     /// at the next (a beat's worth of history stays for whoever else reads the stream).
     read_at_beat: String,
+    /// The primary moved (a failover) since the last beat: the next one says so.
+    moved: bool,
+    /// Re-check at the beat after the next: after a failover, once the commands still on
+    /// their way to the old primary have landed there (and were perhaps lost).
+    resync_next: bool,
 }
 
 struct Inner {
@@ -75,6 +80,11 @@ struct Inner {
     membership: Mutex<Membership>,
     /// The ID of the last entry of this node's stream applied ("0-0": none yet).
     read_pos: Mutex<String>,
+    /// The entries applied since the last trim (by ID), so that none applies twice when the
+    /// stream is read again at a new primary.
+    applied: Mutex<std::collections::BTreeSet<(u64, u64)>>,
+    /// Bumped whenever the commands go to another primary: the stream is read there too.
+    primary_gen: AtomicU64,
     /// The `run_id` of the Redis the effects are read from ("" before the first).
     redis_run: Mutex<String>,
     /// Operation IDs of this process's state changes: a random prefix (a restarted node must
@@ -142,8 +152,12 @@ impl RedisHub {
                     last_ok: Instant::now(),
                     resync: false,
                     read_at_beat: String::new(),
+                    moved: false,
+                    resync_next: false,
                 }),
                 read_pos: Mutex::new("0-0".to_owned()),
+                applied: Mutex::default(),
+                primary_gen: AtomicU64::new(0),
                 redis_run: Mutex::new(String::new()),
                 op_prefix: random::hex(16),
                 next_op: AtomicU64::new(0),
@@ -206,14 +220,30 @@ impl RedisHub {
             if self.inner.leaving.load(Ordering::Acquire) {
                 return;
             }
+            // Behind Sentinel, where the primary is is asked at every beat: an old primary may
+            // take writes for a while after its replica was promoted, which would be lost.
+            if self.inner.primary.follows_failovers() {
+                self.find_primary().await;
+            }
             let sent = Instant::now();
             let joined = !self.epoch().is_empty();
             // Nothing is done for a node that effects cannot reach.
             let result = if !self.inner.subscribed.load(Ordering::Acquire) {
                 Ok(Err(Failed))
             } else if joined {
-                let args = (self.node(), self.epoch(), timeout.as_millis() as u64);
-                tokio::time::timeout(interval, self.fcall::<String>("crvm_beat", args)).await
+                let moved = std::mem::take(&mut self.inner.membership.lock().moved);
+                let args = (
+                    self.node(),
+                    self.epoch(),
+                    timeout.as_millis() as u64,
+                    if moved { "1" } else { "0" },
+                );
+                let beat = tokio::time::timeout(interval, self.fcall::<String>("crvm_beat", args));
+                let result = beat.await;
+                if !matches!(result, Ok(Ok(_))) && moved {
+                    self.inner.membership.lock().moved = true;
+                }
+                result
             } else {
                 Ok(Ok("wiped".to_owned()))
             };
@@ -244,7 +274,9 @@ impl RedisHub {
                     let mut m = self.inner.membership.lock();
                     m.last_ok = sent;
                     let upto = std::mem::replace(&mut m.read_at_beat, read);
-                    (std::mem::take(&mut m.resync), upto)
+                    let now = std::mem::take(&mut m.resync);
+                    m.resync |= std::mem::take(&mut m.resync_next);
+                    (now, upto)
                 };
                 if !upto.is_empty() {
                     self.trim(&upto).await;
