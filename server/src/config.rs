@@ -524,4 +524,50 @@ mod tests {
         assert!(Config::from_toml("call_timeout_s = -1\n").is_err());
         assert!(Config::from_toml("listen = 5210\n").is_err());
     }
+
+    #[test]
+    fn the_cluster_reaches_redis_directly_or_through_sentinel() {
+        let check = |cluster: &str| {
+            Config::from_toml(&format!("[cluster]\n{cluster}")).and_then(|c| c.validate())
+        };
+        assert!(check("redis = \"redis://127.0.0.1:6379/0\"").is_ok());
+        let ok =
+            check("sentinels = [\"10.0.0.2:26379\", \"h3:26379\"]\nsentinel_master = \"crvm\"");
+        assert!(ok.is_ok(), "{ok:?}");
+        let c = Config::from_toml(
+            "[cluster]\nsentinels = [\"10.0.0.2:26379\"]\nsentinel_master = \"crvm\"",
+        )
+        .unwrap();
+        let cluster = c.cluster.as_ref().unwrap();
+        assert_eq!(
+            crate::primary::Primary::of(cluster),
+            crate::primary::Primary::Sentinel {
+                sentinels: vec!["10.0.0.2:26379".into()],
+                master: "crvm".into()
+            }
+        );
+        for (bad, says) in [
+            ("node_id = \"n1\"", "needs `redis`"),
+            (
+                "redis = \"redis://h/\"\nsentinels = [\"h:1\"]\nsentinel_master = \"m\"",
+                "exclude each other",
+            ),
+            (
+                "sentinels = [\"h:1\"]",
+                "needs a non-empty `sentinel_master`",
+            ),
+            ("sentinels = [\"h:1\"]\nsentinel_master = \"\"", "non-empty"),
+            (
+                "sentinels = [\"h\"]\nsentinel_master = \"m\"",
+                "is not HOST:PORT",
+            ),
+            (
+                "sentinels = [\"h:0\"]\nsentinel_master = \"m\"",
+                "is not HOST:PORT",
+            ),
+        ] {
+            let err = check(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
 }
