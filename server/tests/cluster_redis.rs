@@ -200,7 +200,8 @@ fn dropped_redis_connections_make_requests_wait_never_fail_or_repeat() {
     use crvm_proto::Op;
     let seed = seed();
     let mut rng = Rng(seed);
-    let c = Cluster::start(3, TIMEOUT_MS, "");
+    // Pings rarer than the client's patience: a lost answer fails the read, not hangs it.
+    let c = Cluster::start(3, TIMEOUT_MS, "heartbeat_ms = 60000");
     let mut k = Killer {
         conn: redis::Client::open(c.redis.url())
             .unwrap()
