@@ -27,6 +27,7 @@ use crate::hub::{Hub, LocalSessions};
 use crate::limits::LoginLimiter;
 use crate::link::Links;
 use crate::monitor;
+use crate::primary::Primary;
 use crate::random;
 use crate::relay::Relay;
 use crate::resume::Sessions;
@@ -226,7 +227,8 @@ fn serve(opts: &ServeOpts) -> i32 {
     // A cluster keeps its meetings in its Redis, where every node sees them.
     let opened = match &config.cluster {
         None => SqliteStore::open(&config.data_dir).map(|s| Arc::new(s) as Arc<dyn MeetingStore>),
-        Some(c) => RedisStore::open(&c.redis).map(|s| Arc::new(s) as Arc<dyn MeetingStore>),
+        Some(c) => RedisStore::open(Primary::of(c), Duration::from_millis(c.node_timeout_ms))
+            .map(|s| Arc::new(s) as Arc<dyn MeetingStore>),
     };
     let store: Arc<dyn MeetingStore> = match opened {
         Ok(s) => s,
@@ -358,8 +360,10 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
             return None;
         }
     };
+    let primary = Primary::of(c);
+    let described = primary.describe();
     let started = RedisHub::start(
-        &c.redis,
+        primary,
         node.clone(),
         Arc::clone(&local),
         Arc::clone(&links),
@@ -371,7 +375,7 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
             tracing::info!(
                 "cluster node {node} (advertised at {advertise}, links at {}) on {}",
                 links.addr,
-                c.redis
+                described
             );
             links.set_registry(Arc::new(hub.clone()));
             Some(Shared {
@@ -389,27 +393,15 @@ async fn shared_state(config: &Config, addr: SocketAddr) -> Option<Shared> {
     }
 }
 
-/// Binds the WebSocket listener and says where (`crvm-server websocket on HOST:PORT`, after
-/// the listening and monitor lines). `None` (logged) when it cannot.
-async fn listen_ws(addr: &str, tls: bool) -> Option<TcpListener> {
-    let listener = match listen(addr).await {
-        Ok(l) => l,
+/// Binds the WebSocket listener (announced with the others). `None` (logged) when it cannot.
+async fn listen_ws(addr: &str) -> Option<TcpListener> {
+    match listen(addr).await {
+        Ok(l) => Some(l),
         Err(e) => {
             tracing::error!("cannot listen for WebSocket on {addr}: {e}");
-            return None;
+            None
         }
-    };
-    let bound = listener.local_addr().ok()?;
-    let mut out = std::io::stdout().lock();
-    if writeln!(out, "crvm-server websocket on {bound}")
-        .and_then(|()| out.flush())
-        .is_err()
-    {
-        tracing::warn!("could not write the websocket line to stdout");
     }
-    let scheme = if tls { "wss" } else { "ws" };
-    tracing::info!("WebSocket on {scheme}://{bound}{}", crate::ws::PATH);
-    Some(listener)
 }
 
 /// Serves until SIGTERM or SIGINT; on SIGHUP, reloads the tenants from `config_file`.
@@ -421,7 +413,7 @@ async fn run(
 ) -> i32 {
     // Install the handlers before announcing the port: a SIGTERM sent as soon as the port is
     // known must shut down cleanly, not kill the process.
-    let (mut term, mut int, mut hup) = match (
+    let (mut term, mut int, hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
@@ -446,21 +438,6 @@ async fn run(
             return 1;
         }
     };
-    {
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "crvm-server listening on {addr}")
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            // Whoever started us may have stopped reading; that is no reason to stop serving.
-            tracing::warn!("could not write the listening line to stdout");
-        }
-    }
-    tracing::info!(
-        "listening on {addr}; data dir {}; {} tenant(s)",
-        config.data_dir.display(),
-        config.tenants.len()
-    );
     let logins = LoginLimiter::new(
         config.login_failures_per_source,
         config.login_failures_per_tenant,
@@ -482,49 +459,36 @@ async fn run(
         tls,
         logins,
     });
-    if let Some(listen) = &ctx.config.monitor_listen {
-        match monitor::start(Arc::clone(&ctx), listen).await {
-            Ok(bound) => {
-                let mut out = std::io::stdout().lock();
-                if writeln!(out, "crvm-server monitor on {bound}")
-                    .and_then(|()| out.flush())
-                    .is_err()
-                {
-                    tracing::warn!("could not write the monitor line to stdout");
-                }
-                tracing::info!(
-                    "monitor on {bound}{}",
-                    if ctx.config.admin_token.is_some() {
-                        " (with the admin API)"
-                    } else {
-                        ""
-                    }
-                );
-            }
+    let monitor = match &ctx.config.monitor_listen {
+        None => None,
+        Some(listen) => match monitor::start(Arc::clone(&ctx), listen).await {
+            Ok(bound) => Some(bound),
             Err(e) => {
                 tracing::error!("cannot listen for the monitor on {listen}: {e}");
                 return 1;
             }
-        }
-    }
+        },
+    };
     let ws = match &ctx.config.ws_listen {
         None => None,
-        Some(listen) => match listen_ws(listen, ctx.tls.is_some()).await {
+        Some(listen) => match listen_ws(listen).await {
             Some(l) => Some(l),
             None => return 1,
         },
     };
-    let reloading = Arc::clone(&ctx);
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            let mut reloading_state = vec![sd_notify::NotifyState::Reloading];
-            reloading_state.extend(sd_notify::NotifyState::monotonic_usec_now());
-            tell_systemd(&reloading_state);
-            reload(&reloading, config_file.as_deref());
-            tell_systemd(&[sd_notify::NotifyState::Ready]);
-        }
-    });
-    tell_systemd(&[sd_notify::NotifyState::Ready]);
+    let ws_bound = ws.as_ref().and_then(|l| l.local_addr().ok());
+    // Connections are served from now on (a login waits while the node joins), but the node
+    // announces itself only once it can serve.
+    let announcing = tokio::spawn(announce(
+        Arc::clone(&ctx),
+        Listening {
+            addr,
+            monitor,
+            ws: ws_bound,
+        },
+        config_file,
+        hup,
+    ));
     let shutdown = async move {
         let why = tokio::select! {
             _ = term.recv() => "SIGTERM",
@@ -534,5 +498,71 @@ async fn run(
         why
     };
     server::run(ctx, listener, ws, shutdown).await;
+    announcing.abort();
     0
+}
+
+/// Where the server listens: clients, the monitor, browsers.
+struct Listening {
+    addr: SocketAddr,
+    monitor: Option<SocketAddr>,
+    ws: Option<SocketAddr>,
+}
+
+/// Once the shared state can serve (at once on a node of its own; in a cluster, once the node
+/// joined): the listening line (and the monitor's) on stdout, the log line, systemd's
+/// `READY=1`; from then on, each SIGHUP reloads the tenants.
+async fn announce(
+    ctx: Arc<Ctx>,
+    at: Listening,
+    config_file: Option<PathBuf>,
+    mut hup: tokio::signal::unix::Signal,
+) {
+    let Listening { addr, monitor, ws } = at;
+    ctx.hub.ready().await;
+    let mut lines = format!("crvm-server listening on {addr}\n");
+    if let Some(bound) = monitor {
+        lines.push_str(&format!("crvm-server monitor on {bound}\n"));
+    }
+    if let Some(bound) = ws {
+        lines.push_str(&format!("crvm-server websocket on {bound}\n"));
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(lines.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            // Whoever started us may have stopped reading; that is no reason to stop serving.
+            tracing::warn!("could not write the listening line to stdout");
+        }
+    }
+    tracing::info!(
+        "listening on {addr}; data dir {}; {} tenant(s)",
+        ctx.config.data_dir.display(),
+        ctx.config.tenants.len()
+    );
+    if let Some(bound) = monitor {
+        tracing::info!(
+            "monitor on {bound}{}",
+            if ctx.config.admin_token.is_some() {
+                " (with the admin API)"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(bound) = ws {
+        let scheme = if ctx.tls.is_some() { "wss" } else { "ws" };
+        tracing::info!("WebSocket on {scheme}://{bound}{}", crate::ws::PATH);
+    }
+    tell_systemd(&[sd_notify::NotifyState::Ready]);
+    while hup.recv().await.is_some() {
+        let mut reloading_state = vec![sd_notify::NotifyState::Reloading];
+        reloading_state.extend(sd_notify::NotifyState::monotonic_usec_now());
+        tell_systemd(&reloading_state);
+        reload(&ctx, config_file.as_deref());
+        tell_systemd(&[sd_notify::NotifyState::Ready]);
+    }
 }

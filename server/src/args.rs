@@ -61,7 +61,9 @@ pub const ADMIN_URL: &str = "http://127.0.0.1:8222";
 
 const AFTER_HELP: &str = "\
 The first line on stdout is `crvm-server listening on HOST:PORT` (then `crvm-server monitor on
-HOST:PORT` with `monitor_listen`, `crvm-server websocket on HOST:PORT` with `ws_listen`); logs go to stderr. SIGINT or SIGTERM closes every connection
+HOST:PORT` with `monitor_listen`, `crvm-server websocket on HOST:PORT` with `ws_listen`), once
+the server serves (a cluster node: once it joined); logs go to stderr. SIGINT or SIGTERM closes
+every connection
 (code 206) and exits with status 0; SIGHUP reloads the [[tenant]] tables of the config file.
 
 Usage summary:

@@ -14,8 +14,8 @@
 //! monitor_listen = "127.0.0.1:8222"  # optional: /healthz, /metrics (docs/API.md §4.2)
 //! admin_token = "…"             # optional: the admin API under /v1/ on the monitor
 //!
-//! [cluster]                     # optional: many nodes on one Redis (docs/API.md §4.1)
-//! redis = "redis://127.0.0.1:6379/0"
+//! [cluster]                     # optional: many nodes on one Redis (docs/CLUSTER.md)
+//! redis = "redis://127.0.0.1:6379/0"  # or: sentinels = ["h1:26379", …], sentinel_master = "m"
 //! node_id = "n1"                # default: generated at start
 //! advertise = "10.0.0.5:5210"   # where clients reach this node; default: the bound address
 //! node_timeout_ms = 5000
@@ -120,8 +120,15 @@ struct FileConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
-    /// The Redis every node shares: `redis://host:port/db` or `unix:///path/to/socket`.
+    /// The Redis every node shares: `redis://host:port/db` or `unix:///path/to/socket`. Or,
+    /// instead, the primary that `sentinel_master` names to `sentinels`.
+    #[serde(default)]
     pub redis: String,
+    /// `HOST:PORT` of each Redis Sentinel that watches the primary (instead of `redis`).
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    /// The name the sentinels know the primary by.
+    pub sentinel_master: Option<String>,
     /// Unique per node; generated at start when absent.
     pub node_id: Option<String>,
     /// `HOST:PORT` where clients reach this node directly; the bound address when absent.
@@ -129,6 +136,12 @@ pub struct Cluster {
     /// A node silent this long is dead; a node without Redis this long closes its sessions.
     #[serde(default = "default_node_timeout_ms")]
     pub node_timeout_ms: u64,
+}
+
+/// `HOST:PORT` with a port number.
+fn host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 fn default_node_timeout_ms() -> u64 {
@@ -301,8 +314,28 @@ impl Config {
             }
         }
         if let Some(c) = &self.cluster {
-            if c.redis.is_empty() {
-                return Err("`cluster.redis` must not be empty".into());
+            match (
+                c.redis.is_empty(),
+                c.sentinels.is_empty(),
+                &c.sentinel_master,
+            ) {
+                (false, true, None) => {}
+                (true, false, Some(m)) if !m.is_empty() => {
+                    if let Some(bad) = c.sentinels.iter().find(|s| !host_port(s)) {
+                        return Err(format!("`cluster.sentinels`: {bad:?} is not HOST:PORT"));
+                    }
+                }
+                (true, true, _) => {
+                    return Err(
+                        "`[cluster]` needs `redis`, or `sentinels` with `sentinel_master`".into(),
+                    )
+                }
+                (false, false, _) | (false, true, Some(_)) => {
+                    return Err("`cluster.redis` and `cluster.sentinels` exclude each other".into())
+                }
+                (true, false, _) => {
+                    return Err("`cluster.sentinels` needs a non-empty `sentinel_master`".into())
+                }
             }
             if c.node_timeout_ms < 500 {
                 return Err("`cluster.node_timeout_ms` must be at least 500".into());
@@ -511,5 +544,51 @@ mod tests {
         assert!(Config::from_toml("heartbeat_ms = 0\n").is_err());
         assert!(Config::from_toml("call_timeout_s = -1\n").is_err());
         assert!(Config::from_toml("listen = 5210\n").is_err());
+    }
+
+    #[test]
+    fn the_cluster_reaches_redis_directly_or_through_sentinel() {
+        let check = |cluster: &str| {
+            Config::from_toml(&format!("[cluster]\n{cluster}")).and_then(|c| c.validate())
+        };
+        assert!(check("redis = \"redis://127.0.0.1:6379/0\"").is_ok());
+        let ok =
+            check("sentinels = [\"10.0.0.2:26379\", \"h3:26379\"]\nsentinel_master = \"crvm\"");
+        assert!(ok.is_ok(), "{ok:?}");
+        let c = Config::from_toml(
+            "[cluster]\nsentinels = [\"10.0.0.2:26379\"]\nsentinel_master = \"crvm\"",
+        )
+        .unwrap();
+        let cluster = c.cluster.as_ref().unwrap();
+        assert_eq!(
+            crate::primary::Primary::of(cluster),
+            crate::primary::Primary::Sentinel {
+                sentinels: vec!["10.0.0.2:26379".into()],
+                master: "crvm".into()
+            }
+        );
+        for (bad, says) in [
+            ("node_id = \"n1\"", "needs `redis`"),
+            (
+                "redis = \"redis://h/\"\nsentinels = [\"h:1\"]\nsentinel_master = \"m\"",
+                "exclude each other",
+            ),
+            (
+                "sentinels = [\"h:1\"]",
+                "needs a non-empty `sentinel_master`",
+            ),
+            ("sentinels = [\"h:1\"]\nsentinel_master = \"\"", "non-empty"),
+            (
+                "sentinels = [\"h\"]\nsentinel_master = \"m\"",
+                "is not HOST:PORT",
+            ),
+            (
+                "sentinels = [\"h:0\"]\nsentinel_master = \"m\"",
+                "is not HOST:PORT",
+            ),
+        ] {
+            let err = check(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 }

@@ -40,6 +40,7 @@
 //! - [`relay`]: point-to-point cmds and transfers, queued with end-to-end flow control (pure
 //!   state; its transitions emit effects);
 //! - [`link`]: the links between the nodes of a cluster, which carry cmds and transfers;
+//! - [`primary`]: where a cluster's Redis primary is (an address, or Redis Sentinel's answer);
 //! - [`store`]: durable meetings behind [`store::MeetingStore`]: SQLite on one node, Redis in a
 //!   cluster;
 //! - [`random`]: the OS random source (meeting IDs, passwords, generated user IDs, secrets).
@@ -62,6 +63,7 @@ pub mod link;
 pub mod metrics;
 pub mod monitor;
 pub mod outbox;
+pub mod primary;
 pub mod random;
 pub mod relay;
 pub mod resume;

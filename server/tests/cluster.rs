@@ -354,30 +354,35 @@ fn after_redis_lost_its_data_the_nodes_restore_their_live_sessions() {
     for n in &c.nodes {
         assert!(n.log_says("serving again"), "{}", n.log_text());
     }
-    // Restored, with their DND; the connections never noticed. (A subscriber may hear a
-    // status twice: from the restore and from its node's snapshot.)
+    // Restored, with their DND and their call; the connections never noticed. (A subscriber
+    // may hear a status twice: from the restore and from its node's snapshot.)
     let mut seen = std::collections::BTreeSet::new();
     while seen.len() < 3 {
         let s = watcher.push();
         let expect = match s.user_id.as_str() {
-            "alice" => st("alice", 1, 3),
-            "bob" => st("bob", 1, 0),
+            "alice" => st("alice", 2, 3),
+            "bob" => st("bob", 2, 0),
             _ => st("carol", 1, 0),
         };
         assert_eq!(s, expect);
         seen.insert(s.user_id);
     }
-    // Nobody stays busy; the lost call is unknown now (docs/CLUSTER.md), and a new one rings.
     assert_eq!(
         names(&watcher.statuses()),
-        [("alice".into(), 1), ("bob".into(), 1), ("carol".into(), 1)]
+        [("alice".into(), 2), ("bob".into(), 2), ("carol".into(), 1)]
     );
+    // The call goes on, and ends once; nobody stays busy, and a new one rings.
     assert_eq!(
         alice.code(Op::HangupCall {
             call_id: "c0".into(),
             ext: String::new()
         }),
-        600
+        0
+    );
+    assert!(matches!(bob.reply(), ServerMsg::CallHungup { call_id, .. } if call_id == "c0"));
+    assert_eq!(
+        names(&watcher.statuses()),
+        [("alice".into(), 1), ("bob".into(), 1), ("carol".into(), 1)]
     );
     assert_eq!(call(&mut alice, "c1", "bob"), 0);
     assert!(matches!(bob.reply(), ServerMsg::CallIn { call_id, .. } if call_id == "c1"));

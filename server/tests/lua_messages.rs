@@ -1,7 +1,7 @@
 //! The cluster's Redis functions (`server/src/hub/crvm.lua`) write the messages they push to
 //! clients as JSON by hand; the node passes them on as they are. This test drives a cluster
-//! through every kind of effect the functions publish, reads each publication straight from
-//! Redis, and checks that it parses as the node parses it (`hub::Effect`), that every message
+//! through every kind of effect the functions publish, reads each entry they append to the
+//! nodes' streams straight from Redis, and checks that it parses as the node parses it (`hub::Effect`), that every message
 //! for a client is a `ServerMsg` (and every status a `UserStatus`) with nothing left over, and
 //! that no kind of effect or message named in the functions went unexercised.
 
@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::mpsc;
 
 use common::cluster::Cluster;
+use common::effects::{self, END};
 use common::*;
 use crvm_proto::msg::to_json;
 use crvm_proto::{Op, ServerMsg, UserStatus};
@@ -18,9 +19,6 @@ use crvm_server::hub::Effect;
 use serde_json::Value;
 
 const LIBRARY: &str = include_str!("../src/hub/crvm.lua");
-
-/// Where the test's own last publication goes: it tells the reader it has seen everything.
-const END: &str = "crvm:ch:~end";
 
 /// The quoted names after `field = '` in the functions' source: every effect kind (`k`) or
 /// message type (`t`) they can emit.
@@ -35,38 +33,10 @@ fn named_in_library(field: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every publication on `crvm:ch:*` from now on, as (channel, payload), on a thread of its own.
-fn subscribe(url: &str) -> mpsc::Receiver<(String, Vec<u8>)> {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_connection().unwrap();
-    let (ready_tx, ready) = mpsc::channel();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut ps = conn.as_pubsub();
-        ps.psubscribe("crvm:ch:*").unwrap();
-        ready_tx.send(()).unwrap();
-        while let Ok(m) = ps.get_message() {
-            let done = m.get_channel_name() == END;
-            if tx
-                .send((
-                    m.get_channel_name().to_owned(),
-                    m.get_payload_bytes().to_vec(),
-                ))
-                .is_err()
-                || done
-            {
-                return;
-            }
-        }
-    });
-    ready.recv_timeout(PATIENCE).expect("subscribed");
-    rx
-}
-
-/// Reads publications into `seen` until one holds an effect of kind `k`.
+/// Reads entries into `seen` until one holds an effect of kind `k`.
 fn until_kind(rx: &mpsc::Receiver<(String, Vec<u8>)>, seen: &mut Vec<(String, Vec<u8>)>, k: &str) {
     loop {
-        let (ch, payload) = rx.recv_timeout(PATIENCE).expect("a publication");
+        let (ch, payload) = rx.recv_timeout(PATIENCE).expect("an entry");
         let has = serde_json::from_slice::<Vec<Value>>(&payload)
             .is_ok_and(|v| v.iter().any(|e| e["k"] == k));
         seen.push((ch, payload));
@@ -103,7 +73,7 @@ where
 #[test]
 fn every_effect_and_message_of_the_redis_functions_parses() {
     let mut c = Cluster::start(3, 1000, "call_timeout_s = 1");
-    let rx = subscribe(&c.redis.url());
+    let rx = effects::record(&c.redis.url(), &["n1", "n2", "n3"]);
     let mut seen = Vec::new();
 
     // Presence: a subscription (notify, through the node's channel), logins (status), DND
@@ -160,7 +130,16 @@ fn every_effect_and_message_of_the_redis_functions_parses() {
     let _bob2 = c.node(0).login("demo", "bob");
     bob.expect_close(10);
     assert_eq!(
-        c.redis.cli(&["FCALL", "crvm_kick", "0", "demo", "alice"]),
+        // (A state change's first two arguments: its operation ID, how long its result is kept.)
+        c.redis.cli(&[
+            "FCALL",
+            "crvm_kick",
+            "0",
+            "test-kick",
+            "1000",
+            "demo",
+            "alice"
+        ]),
         "1"
     );
     alice.expect_close(206);
@@ -171,7 +150,7 @@ fn every_effect_and_message_of_the_redis_functions_parses() {
     until_kind(&rx, &mut seen, "node_gone");
 
     // Everything published before this has been read once this arrives.
-    c.redis.cli(&["PUBLISH", END, "[]"]);
+    effects::end(&c.redis.url());
     while let Ok(p) = rx.recv_timeout(PATIENCE) {
         let end = p.0 == END;
         seen.push(p);

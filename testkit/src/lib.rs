@@ -5,6 +5,7 @@
 //!   [`proc::catch_signals`] on Ctrl-C;
 //! - [`server`]: a `crvm-server` process and the test tenants;
 //! - [`cluster`]: a `redis-server` on a Unix socket and `crvm-server` nodes sharing it;
+//! - [`sentinel`]: a Redis primary, its replica and three Sentinels on loopback;
 //! - [`topology`]: one node or a three-node cluster behind one interface, so that one test
 //!   body runs on both;
 //! - [`fake`]: the server's side of the protocol without I/O, and a blocking fake server on it.
@@ -14,6 +15,7 @@
 pub mod cluster;
 pub mod fake;
 pub mod proc;
+pub mod sentinel;
 pub mod server;
 pub mod tmp;
 pub mod topology;

@@ -3,7 +3,7 @@
 use crvm_proto::ServerMsg;
 
 use super::ServerSession;
-use crate::hub::Answer;
+use crate::hub::{Answer, Requester};
 use crate::session::User;
 
 impl ServerSession {
@@ -30,7 +30,13 @@ impl ServerSession {
     /// Answered by the hub once the subscription is in effect (12 if the session was replaced
     /// meanwhile).
     pub(super) async fn set_notify(&self, user: &User, id: u64, on: bool) {
-        if let Err(code) = self.ctx.hub.set_notify(user.gen, on, id).await {
+        let at = Requester {
+            tenant: &user.tenant,
+            user_id: &user.user_id,
+            gen: user.gen,
+            re: id,
+        };
+        if let Err(code) = self.ctx.hub.set_notify(&at, on).await {
             self.reply(id, code);
         }
     }

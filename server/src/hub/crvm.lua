@@ -4,7 +4,9 @@
 -- Every state change that must be atomic across nodes is one function here: the change and the
 -- publication of its effects happen in one step, so that every node sees one user's changes in
 -- the order Redis ran them. Effects are gathered per node and published at the end, one JSON
--- array per node on `crvm:ch:<node>`; the node applies them in order (`hub::Effect`).
+-- array per node appended to the node's stream `crvm:fx:<node>` (field `e`); the node reads
+-- its stream from where it is, so a dropped connection loses nothing, and applies the effects
+-- in order (`hub::Effect`). The node trims what it has read; a reaped node's stream goes.
 --
 -- Keys (t = tenant, u = user, c = call ID; `#t` is t's length, which keeps any t and u apart):
 --   crvm:epoch              the data's identity: a node that finds it changed rebuilds
@@ -13,12 +15,17 @@
 --   crvm:pn:<prefix>        the node that owns a prefix
 --   crvm:ns:<node>          hash gen -> [t, u]: the sessions of a node
 --   crvm:link:<node>        "addr key": where the node's links listen, and their key
---   crvm:u:#t:t:u           hash node, gen, st (1 online, 2 in a call), dnd, call
+--   crvm:u:#t:t:u           hash node, gen, st (1 online, 2 in a call), dnd, call, sub (1 when
+--                           the session wants status pushes)
+--   crvm:sub:#t:t           hash node -> how many of its sessions want t's status pushes
 --   crvm:on:#t:t            zset (score 0) of online users: the status list, sorted
 --   crvm:c:#t:t:c           hash caller, callee, meet, connected (0/1), serial, timer
 --   crvm:cs:#t:t            set of t's calls in progress (their IDs), for the admin API
+--   crvm:end:#t:t:c         call c ended lately (60 s): a re-check must not make it again
 --   crvm:timers             zset timer -> deadline (ms): the no-answer timers of ringing calls
 --   crvm:serial             counter of calls (tells a call from a later one with its ID)
+--   crvm:grace              set for a node timeout after a failover: nobody is reaped meanwhile
+--   crvm:op:<op>            the result of state change <op>, for a while (see `change`)
 -- Generations and request IDs are 64-bit and travel as text (Lua numbers are doubles).
 
 local function now_ms()
@@ -30,7 +37,9 @@ local function ukey(t, u) return 'crvm:u:' .. #t .. ':' .. t .. ':' .. u end
 local function okey(t) return 'crvm:on:' .. #t .. ':' .. t end
 local function ckey(t, c) return 'crvm:c:' .. #t .. ':' .. t .. ':' .. c end
 local function cskey(t) return 'crvm:cs:' .. #t .. ':' .. t end
+local function endkey(t, c) return 'crvm:end:' .. #t .. ':' .. t .. ':' .. c end
 local function nkey(n) return 'crvm:ns:' .. n end
+local function subkey(t) return 'crvm:sub:' .. #t .. ':' .. t end
 
 -- Effects, per node, in order.
 local function effects()
@@ -46,10 +55,27 @@ local function effects()
   end
   function fx.publish()
     for _, n in ipairs(fx.order) do
-      redis.call('PUBLISH', 'crvm:ch:' .. n, cjson.encode(fx.nodes[n]))
+      redis.call('XADD', 'crvm:fx:' .. n, '*', 'e', cjson.encode(fx.nodes[n]))
     end
   end
   return fx
+end
+
+-- Registers state change `name`. Each attempt names its operation: a[1] is the operation ID
+-- and a[2] how long (ms) its result is remembered; `fn` gets the other arguments. A change sent
+-- again after its connection dropped is answered from that memory instead of running twice:
+-- its effects were published by the run that made them, once.
+local function change(name, fn)
+  redis.register_function(name, function(keys, a)
+    local memo = 'crvm:op:' .. a[1]
+    local done = redis.call('GET', memo)
+    if done then return cjson.decode(done)[1] end
+    local args = {}
+    for i = 3, #a do args[i - 2] = a[i] end
+    local r = fn(keys, args)
+    redis.call('SET', memo, cjson.encode({ r }), 'PX', a[2])
+    return r
+  end)
 end
 
 -- A message to u's current session, wherever it is.
@@ -73,7 +99,8 @@ local function answer(node, gen, re, code)
   return code
 end
 
--- u's status as it is now (0 when offline), to every live node's subscribers.
+-- u's status as it is now (0 when offline), to the subscribers of t: only to the nodes that
+-- have some.
 local function push_status(fx, t, u)
   local h = redis.call('HMGET', ukey(t, u), 'st', 'dnd')
   local st, dnd = 0, 0
@@ -81,8 +108,24 @@ local function push_status(fx, t, u)
     st, dnd = tonumber(h[1]), tonumber(h[2])
   end
   local e = { k = 'status', tenant = t, status = { userID = u, userStatus = st, DNDType = dnd } }
-  for _, n in ipairs(redis.call('ZRANGE', 'crvm:beats', 0, -1)) do
-    fx.add(n, e)
+  local nodes = redis.call('HGETALL', subkey(t))
+  for i = 1, #nodes, 2 do
+    fx.add(nodes[i], e)
+  end
+end
+
+-- Whether u's current session (on node) wants t's status pushes: kept in u's record and
+-- counted per node in crvm:sub, which push_status reads.
+local function set_sub(t, u, node, on)
+  local k = ukey(t, u)
+  local was = redis.call('HGET', k, 'sub') == '1'
+  if was == on then return end
+  if on then
+    redis.call('HSET', k, 'sub', 1)
+    redis.call('HINCRBY', subkey(t), node, 1)
+  else
+    redis.call('HDEL', k, 'sub')
+    if redis.call('HINCRBY', subkey(t), node, -1) <= 0 then redis.call('HDEL', subkey(t), node) end
   end
 end
 
@@ -102,6 +145,9 @@ local function end_call(fx, t, c, how, by, ext)
   local caller, callee, connected = h[1], h[2], h[3] == '1'
   redis.call('DEL', k)
   redis.call('SREM', cskey(t), c)
+  -- For a while, a node re-checking its sessions must not make it again (its end may still be
+  -- on its way there).
+  redis.call('SET', endkey(t, c), 1, 'EX', 60)
   if h[4] then redis.call('ZREM', 'crvm:timers', h[4]) end
   -- Who is still in this call (after a restore from an old snapshot, a party may not be).
   local function party(u)
@@ -151,6 +197,7 @@ local function remove_session(fx, t, u, gen)
   local h = redis.call('HMGET', k, 'node', 'gen')
   if h[2] ~= gen then return false end
   vanish(fx, t, u)
+  set_sub(t, u, h[1], false)
   redis.call('DEL', k)
   redis.call('ZREM', okey(t), u)
   redis.call('HDEL', nkey(h[1]), gen)
@@ -169,7 +216,7 @@ local function reap(fx, node)
   local p = redis.call('GET', 'crvm:np:' .. node)
   if p and redis.call('GET', 'crvm:pn:' .. p) == node then redis.call('DEL', 'crvm:pn:' .. p) end
   local known = redis.call('ZREM', 'crvm:beats', node) == 1
-  redis.call('DEL', nkey(node), 'crvm:np:' .. node, 'crvm:link:' .. node)
+  redis.call('DEL', nkey(node), 'crvm:np:' .. node, 'crvm:link:' .. node, 'crvm:fx:' .. node)
   -- The others end what they had in flight with it (a node unknown here, e.g. after Redis
   -- lost its data, had nothing to end).
   if known then
@@ -187,7 +234,7 @@ end
 -- join(node, prefix, new_epoch, link) -> {epoch, ok}: makes `node` a live member with no sessions
 -- (whatever an earlier instance of it left ends now). The epoch is created when missing (an
 -- empty Redis). ok = 0 when another node owns `prefix`.
-redis.register_function('crvm_join', function(_, a)
+change('crvm_join', function(_, a)
   local node, prefix = a[1], a[2]
   local epoch = redis.call('GET', 'crvm:epoch')
   if not epoch then
@@ -206,8 +253,11 @@ redis.register_function('crvm_join', function(_, a)
   return { epoch, 1 }
 end)
 
--- beat(node, epoch, timeout_ms) -> 'ok' | 'fenced' (reaped meanwhile) | 'wiped' (the data is
--- not the data this node joined). Also reaps every node silent for longer than the timeout.
+-- beat(node, epoch, timeout_ms, moved) -> 'ok' | 'fenced' (reaped meanwhile) | 'wiped' (the
+-- data is not the data this node joined). Also reaps every node silent for longer than the
+-- timeout — except for a timeout after a node found the primary moved (moved = '1', a
+-- failover): the beats the old primary took after its replica was promoted are lost, so every
+-- node looks silent here until it has beaten again.
 redis.register_function('crvm_beat', function(_, a)
   local node, epoch, timeout = a[1], a[2], tonumber(a[3])
   local e = redis.call('GET', 'crvm:epoch')
@@ -215,16 +265,19 @@ redis.register_function('crvm_beat', function(_, a)
   if not redis.call('ZSCORE', 'crvm:beats', node) then return 'fenced' end
   local now = now_ms()
   redis.call('ZADD', 'crvm:beats', now, node)
+  if a[4] == '1' then redis.call('SET', 'crvm:grace', 1, 'PX', timeout) end
   local fx = effects()
-  for _, n in ipairs(redis.call('ZRANGEBYSCORE', 'crvm:beats', '-inf', '(' .. (now - timeout))) do
-    reap(fx, n)
+  if redis.call('EXISTS', 'crvm:grace') == 0 then
+    for _, n in ipairs(redis.call('ZRANGEBYSCORE', 'crvm:beats', '-inf', '(' .. (now - timeout))) do
+      reap(fx, n)
+    end
   end
   fx.publish()
   return 'ok'
 end)
 
 -- leave(node, epoch): a node stopping on purpose ends its sessions at once.
-redis.register_function('crvm_leave', function(_, a)
+change('crvm_leave', function(_, a)
   if not member(a[1], a[2]) then return 0 end
   local fx = effects()
   local n = reap(fx, a[1])
@@ -233,14 +286,17 @@ redis.register_function('crvm_leave', function(_, a)
 end)
 
 -- login(node, epoch, t, u, gen) -> 1, or 0 when this node is not a live member.
-redis.register_function('crvm_login', function(_, a)
+change('crvm_login', function(_, a)
   local node, epoch, t, u, gen = a[1], a[2], a[3], a[4], a[5]
   if not member(node, epoch) then return 0 end
   local fx = effects()
   local k = ukey(t, u)
-  vanish(fx, t, u)
   local old = redis.call('HMGET', k, 'node', 'gen')
+  -- A restore of this node's live sessions may have recorded this very login already.
+  if old[2] == gen then return 1 end
+  vanish(fx, t, u)
   if old[2] then
+    set_sub(t, u, old[1], false)
     redis.call('HDEL', nkey(old[1]), old[2])
     fx.add(old[1], { k = 'kick', gen = old[2] })
   end
@@ -253,22 +309,81 @@ redis.register_function('crvm_login', function(_, a)
   return 1
 end)
 
--- restore(node, epoch, [t, u, gen, dnd]...) -> for each session 1 (restored) or 0 (the user is
--- logged in elsewhere now: the session is kicked). After Redis lost its data.
-redis.register_function('crvm_restore', function(_, a)
-  local node, epoch = a[1], a[2]
+-- Puts u back into call c with `peer` (u placed it when is_caller), after Redis lost it: the
+-- first party restored makes the call again (ringing with a fresh no-answer timer, or
+-- accepted) and gives the other party until `wait` ms from now to be restored into it too
+-- (crvm_timers then ends it as for a party that went away). False when c is another call now,
+-- or ended lately (crvm:end: its end is on its way to u's node).
+local function restore_call(t, u, c, peer, is_caller, connected, meet, ctimeout, wait)
+  local caller, callee = u, peer
+  if not is_caller then caller, callee = peer, u end
+  local k = ckey(t, c)
+  local h = redis.call('HMGET', k, 'caller', 'callee', 'connected', 'timer')
+  if not h[1] and redis.call('EXISTS', endkey(t, c)) == 1 then
+    return false
+  elseif not h[1] then
+    local serial = tostring(redis.call('INCR', 'crvm:serial'))
+    local timer = cjson.encode({ t, c, serial })
+    redis.call('HSET', k, 'caller', caller, 'callee', callee, 'meet', meet,
+      'connected', connected and 1 or 0, 'serial', serial, 'timer', timer)
+    redis.call('SADD', cskey(t), c)
+    if not connected then redis.call('ZADD', 'crvm:timers', now_ms() + ctimeout, timer) end
+    redis.call('ZADD', 'crvm:timers', now_ms() + wait, cjson.encode({ t, c, serial, 'parties' }))
+  elseif h[1] ~= caller or h[2] ~= callee then
+    return false
+  elseif connected and h[3] == '0' then
+    -- The accept reached one party before Redis lost it.
+    redis.call('HSET', k, 'connected', 1)
+    redis.call('ZREM', 'crvm:timers', h[4])
+  end
+  redis.call('HSET', ukey(t, u), 'call', c)
+  return true
+end
+
+-- Redis has u in call c, which u's live session is not in (its end was lost: written to a
+-- primary whose replica took over before it got it). When the session cannot merely not know
+-- of it yet — it placed c, or c was accepted — c goes, silently (both parties heard its end).
+local function drop_stale_call(fx, t, u, c)
+  local k = ckey(t, c)
+  local h = redis.call('HMGET', k, 'caller', 'callee', 'connected', 'timer')
+  if h[1] and h[1] ~= u and h[3] ~= '1' then return end
+  redis.call('DEL', k)
+  redis.call('SREM', cskey(t), c)
+  if h[4] then redis.call('ZREM', 'crvm:timers', h[4]) end
+  for _, p in ipairs({ h[1] or u, h[2] or u }) do
+    if redis.call('HGET', ukey(t, p), 'call') == c then
+      redis.call('HDEL', ukey(t, p), 'call')
+      set_in_call(fx, t, p, false)
+    end
+  end
+end
+
+-- restore(node, epoch, call_timeout_ms, wait_ms, [t, u, gen, dnd, sub, c, peer, caller,
+-- connected, meet]...) -> for each session 1 (restored) or 0 (the user is logged in elsewhere
+-- now: the session is kicked). After Redis lost (some of) its data. A session's call (c not
+-- empty) is restored only where Redis has no call for it (see restore_call).
+change('crvm_restore', function(_, a)
+  local node, epoch, ctimeout, wait = a[1], a[2], tonumber(a[3]), tonumber(a[4])
   if not member(node, epoch) then return redis.error_reply('not a member') end
   local fx = effects()
   local out = {}
-  for i = 3, #a, 4 do
+  for i = 5, #a, 10 do
     local t, u, gen, dnd = a[i], a[i + 1], a[i + 2], a[i + 3]
+    local c = a[i + 5]
     local k = ukey(t, u)
     local cur = redis.call('HGET', k, 'gen')
     if cur and cur ~= gen then
       table.insert(out, 0)
       fx.add(node, { k = 'kick', gen = gen })
     else
-      redis.call('HSET', k, 'node', node, 'gen', gen, 'st', 1, 'dnd', dnd)
+      redis.call('HSET', k, 'node', node, 'gen', gen, 'dnd', dnd)
+      set_sub(t, u, node, a[i + 4] == '1')
+      local rc = redis.call('HGET', k, 'call')
+      if rc and rc ~= c then drop_stale_call(fx, t, u, rc) end
+      if c ~= '' and redis.call('HEXISTS', k, 'call') == 0 then
+        restore_call(t, u, c, a[i + 6], a[i + 7] == '1', a[i + 8] == '1', a[i + 9], ctimeout, wait)
+      end
+      redis.call('HSET', k, 'st', redis.call('HEXISTS', k, 'call') == 1 and 2 or 1)
       redis.call('ZADD', okey(t), 0, u)
       redis.call('HSET', nkey(node), gen, cjson.encode({ t, u }))
       push_status(fx, t, u)
@@ -288,7 +403,7 @@ end
 -- sweep(node, epoch, from, to, gen...) -> how many ended: the node's sessions in Redis that it
 -- no longer has (Redis came back from an older snapshot, or a login's outcome was lost with its
 -- link). Generations in [from, to) are newer than the list and are kept.
-redis.register_function('crvm_sweep', function(_, a)
+change('crvm_sweep', function(_, a)
   local node, epoch, from, to = a[1], a[2], a[3], a[4]
   if not member(node, epoch) then return redis.error_reply('not a member') end
   local live = {}
@@ -309,7 +424,7 @@ redis.register_function('crvm_sweep', function(_, a)
 end)
 
 -- logout(t, u, gen): ends session gen if it is still u's.
-redis.register_function('crvm_logout', function(_, a)
+change('crvm_logout', function(_, a)
   local fx = effects()
   local done = remove_session(fx, a[1], a[2], a[3])
   fx.publish()
@@ -326,7 +441,7 @@ redis.register_function{
 }
 
 -- kick(t, u) -> 1 if u had a session, which its node closes with 206 (the admin API); else 0.
-redis.register_function('crvm_kick', function(_, a)
+change('crvm_kick', function(_, a)
   local h = redis.call('HMGET', ukey(a[1], a[2]), 'node', 'gen')
   if not h[2] then return 0 end
   local fx = effects()
@@ -336,7 +451,7 @@ redis.register_function('crvm_kick', function(_, a)
 end)
 
 -- set_dnd(node, t, u, gen, re, dnd) -> 0, or 12 when gen is not u's session; answered.
-redis.register_function('crvm_set_dnd', function(_, a)
+change('crvm_set_dnd', function(_, a)
   local node, t, u, gen, re, dnd = a[1], a[2], a[3], a[4], a[5], a[6]
   local k = ukey(t, u)
   if redis.call('HGET', k, 'gen') ~= gen then return answer(node, gen, re, 12) end
@@ -348,11 +463,14 @@ redis.register_function('crvm_set_dnd', function(_, a)
   return 0
 end)
 
--- notify(node, gen, on, re): the session's subscription changes in order with every effect
--- published before (the node applies it from its channel, then answers).
-redis.register_function('crvm_notify', function(_, a)
+-- notify(node, t, u, gen, on, re): the session's subscription changes in order with every
+-- effect published before (the node applies it from its channel, then answers); t's status
+-- changes reach the node from now on, for as long as it has a subscriber in t.
+change('crvm_notify', function(_, a)
+  local node, t, u, gen, on = a[1], a[2], a[3], a[4], a[5] == '1'
+  if redis.call('HGET', ukey(t, u), 'gen') == gen then set_sub(t, u, node, on) end
   local fx = effects()
-  fx.add(a[1], { k = 'notify', gen = a[2], on = a[3] == '1', re = a[4] })
+  fx.add(node, { k = 'notify', gen = gen, on = on, re = a[6] })
   fx.publish()
   return 1
 end)
@@ -360,7 +478,7 @@ end)
 -- snapshot(node, t...): every online user's status of these tenants, to the node's channel in
 -- order with every change, for its subscribers after the node may have missed changes (it
 -- joined again after Redis lost its data, or its subscription was interrupted).
-redis.register_function('crvm_snapshot', function(_, a)
+change('crvm_snapshot', function(_, a)
   local fx = effects()
   for i = 2, #a do
     local t = a[i]
@@ -406,7 +524,7 @@ end
 -- 0 or an error code, which they also return.
 
 -- call(node, t, u, gen, re, c, callee, meet, ext, timeout_ms).
-redis.register_function('crvm_call', function(_, a)
+change('crvm_call', function(_, a)
   local at, t, u, gen, re, c, callee, meet, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]
   local node = requester(t, u, gen)
   if not node then return answer(at, gen, re, 12) end
@@ -422,6 +540,7 @@ redis.register_function('crvm_call', function(_, a)
   redis.call('HSET', ckey(t, c), 'caller', u, 'callee', callee, 'meet', meet, 'connected', 0,
     'serial', serial, 'timer', timer)
   redis.call('SADD', cskey(t), c)
+  redis.call('DEL', endkey(t, c))
   redis.call('ZADD', 'crvm:timers', now_ms() + tonumber(a[10]), timer)
   redis.call('HSET', ukey(t, u), 'call', c)
   redis.call('HSET', ukey(t, callee), 'call', c)
@@ -442,7 +561,7 @@ local function ringing_for(t, u, c)
 end
 
 -- accept(node, t, u, gen, re, c, meet, ext): 0 or 600.
-redis.register_function('crvm_accept', function(_, a)
+change('crvm_accept', function(_, a)
   local at, t, u, gen, re, c, meet, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
   local node = requester(t, u, gen)
   if not node or not ringing_for(t, u, c) then return answer(at, gen, re, 600) end
@@ -459,7 +578,7 @@ redis.register_function('crvm_accept', function(_, a)
 end)
 
 -- reject(node, t, u, gen, re, c, ext): 0 or 600.
-redis.register_function('crvm_reject', function(_, a)
+change('crvm_reject', function(_, a)
   local at, t, u, gen, re, c, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
   local node = requester(t, u, gen)
   if not node or not ringing_for(t, u, c) then return answer(at, gen, re, 600) end
@@ -471,7 +590,7 @@ redis.register_function('crvm_reject', function(_, a)
 end)
 
 -- hangup(node, t, u, gen, re, c, ext): 0 or 600.
-redis.register_function('crvm_hangup', function(_, a)
+change('crvm_hangup', function(_, a)
   local at, t, u, gen, re, c, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
   local node = requester(t, u, gen)
   if not node then return answer(at, gen, re, 600) end
@@ -485,15 +604,29 @@ redis.register_function('crvm_hangup', function(_, a)
 end)
 
 -- timers() -> how many fired: every no-answer timer that is due ends its call if it still
--- rings. Whichever node runs this first takes a timer; it fires once.
+-- rings; a restored call's deadline for its parties (see restore_call) ends it if one is
+-- missing. Whichever node runs this first takes a timer; it fires once.
 redis.register_function('crvm_timers', function(_, _)
   local due = redis.call('ZRANGEBYSCORE', 'crvm:timers', '-inf', now_ms(), 'LIMIT', 0, 256)
   local fx = effects()
   for _, timer in ipairs(due) do
     redis.call('ZREM', 'crvm:timers', timer)
     local x = cjson.decode(timer)
-    local h = redis.call('HMGET', ckey(x[1], x[2]), 'serial', 'connected')
-    if h[1] == x[3] and h[2] == '0' then end_call(fx, x[1], x[2], 'noanswer', nil, '') end
+    local t, c = x[1], x[2]
+    local h = redis.call('HMGET', ckey(t, c), 'serial', 'connected', 'caller', 'callee')
+    if h[1] ~= x[3] then
+      -- That call ended (or it is a later one with its ID).
+    elseif x[4] == 'parties' then
+      -- A restored call: a party not restored into it by now is gone.
+      for _, p in ipairs({ h[3], h[4] }) do
+        if redis.call('HGET', ukey(t, p), 'call') ~= c then
+          end_call(fx, t, c, 'vanished', p, '')
+          break
+        end
+      end
+    elseif h[2] == '0' then
+      end_call(fx, t, c, 'noanswer', nil, '')
+    end
   end
   fx.publish()
   return #due

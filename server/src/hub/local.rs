@@ -24,6 +24,21 @@ pub struct Local {
     pub dnd: i32,
 }
 
+/// The call a session of this node is in, as far as this node has seen: kept so that the
+/// shared state can be rebuilt from the live sessions if it loses it (a cluster's Redis
+/// coming back empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalCall {
+    pub call_id: String,
+    /// The other party.
+    pub peer: String,
+    /// Whether this session placed the call.
+    pub caller: bool,
+    /// Accepted (else ringing).
+    pub connected: bool,
+    pub meet_obj: String,
+}
+
 #[derive(Debug)]
 struct Entry {
     local: Local,
@@ -40,6 +55,8 @@ struct Inner {
     current: FastMap<String, FastMap<String, LoginGen>>,
     /// Per tenant, the sessions that asked for status pushes.
     subscribers: HashMap<String, HashSet<LoginGen>>,
+    /// The call each session is in.
+    calls: HashMap<LoginGen, LocalCall>,
 }
 
 /// Every session of this node, by generation.
@@ -166,6 +183,7 @@ impl LocalSessions {
     pub fn remove(&self, gen: LoginGen) -> Option<Local> {
         let mut s = self.inner.lock();
         let e = s.by_gen.remove(&gen)?;
+        s.calls.remove(&gen);
         if let Some(users) = s.current.get_mut(&e.local.tenant) {
             if users.get(&e.local.user_id) == Some(&gen) {
                 users.remove(&e.local.user_id);
@@ -249,6 +267,71 @@ impl LocalSessions {
             .collect()
     }
 
+    /// Session `gen` is in `call` (a call it placed, or one it accepted).
+    pub fn set_call(&self, gen: LoginGen, call: LocalCall) {
+        let mut s = self.inner.lock();
+        if s.by_gen.contains_key(&gen) {
+            s.calls.insert(gen, call);
+        }
+    }
+
+    /// Session `gen`'s call `call_id` was accepted; nothing if it is in no such call (it ended
+    /// meanwhile).
+    pub fn call_connected(&self, gen: LoginGen, call_id: &str) {
+        if let Some(c) = self.inner.lock().calls.get_mut(&gen) {
+            if c.call_id == call_id {
+                c.connected = true;
+            }
+        }
+    }
+
+    /// Session `gen` is out of call `call_id` (if it was in it).
+    pub fn call_ended(&self, gen: LoginGen, call_id: &str) {
+        let mut s = self.inner.lock();
+        if s.calls.get(&gen).is_some_and(|c| c.call_id == call_id) {
+            s.calls.remove(&gen);
+        }
+    }
+
+    /// The call session `gen` is in.
+    pub fn call_of(&self, gen: LoginGen) -> Option<LocalCall> {
+        self.inner.lock().calls.get(&gen).cloned()
+    }
+
+    /// Follows what a message tells session `gen` about its call.
+    fn track_call(&self, gen: LoginGen, msg: &ServerMsg) {
+        match msg {
+            ServerMsg::CallIn {
+                call_id,
+                caller,
+                meet_obj,
+                ..
+            } => {
+                let call = LocalCall {
+                    call_id: call_id.clone(),
+                    peer: caller.clone(),
+                    caller: false,
+                    connected: false,
+                    meet_obj: meet_obj.clone(),
+                };
+                self.set_call(gen, call);
+            }
+            ServerMsg::CallAccepted { call_id, .. } => self.call_connected(gen, call_id),
+            ServerMsg::CallRejected { call_id, .. } | ServerMsg::CallHungup { call_id, .. } => {
+                self.call_ended(gen, call_id)
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether session `gen` of `tenant` wants status pushes.
+    pub fn is_subscribed(&self, tenant: &str, gen: LoginGen) -> bool {
+        let s = self.inner.lock();
+        s.subscribers
+            .get(tenant)
+            .is_some_and(|subs| subs.contains(&gen))
+    }
+
     /// The tenants that have subscribers on this node.
     pub fn subscribed_tenants(&self) -> Vec<String> {
         let s = self.inner.lock();
@@ -268,6 +351,7 @@ impl LocalSessions {
         match effect {
             Effect::Deliver { gen, msg } => {
                 count_call_event(&msg);
+                self.track_call(gen, &msg);
                 self.push(gen, &msg)
             }
             Effect::Reply { gen, re, code } => {

@@ -211,8 +211,8 @@ impl PresenceStore for MemoryHub {
         }
     }
 
-    async fn set_notify(&self, gen: LoginGen, on: bool, re: u64) -> Result<(), i32> {
-        let re = re.to_string();
+    async fn set_notify(&self, at: &Requester<'_>, on: bool) -> Result<(), i32> {
+        let (gen, re) = (at.gen, at.re.to_string());
         self.inner.local.apply(Effect::Notify { gen, on, re });
         Ok(())
     }

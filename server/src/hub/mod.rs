@@ -12,7 +12,7 @@
 //! **Effects are the only path from a state change to a connection.** A transition decides
 //! what must be told to whom as a list of [`Effect`]s; the implementation hands them to
 //! [`LocalSessions::apply`] on every node concerned — directly under its lock on one node,
-//! through each node's ordered Redis channel in a cluster — so that what a user is told can
+//! through each node's ordered Redis stream in a cluster — so that what a user is told can
 //! never disagree with the state, and one node's view of a user's changes keeps their order.
 
 pub mod local;
@@ -50,7 +50,7 @@ pub enum Effect {
     /// A user's status changed: push it to this node's subscribers of the tenant.
     Status { tenant: String, status: UserStatus },
     /// Session `gen` turns its status pushes on or off, then is answered `reply{re}`: in a
-    /// cluster this goes through the node's channel, so that the subscription starts after
+    /// cluster this goes through the node's stream, so that the subscription starts after
     /// every change published before it and never misses or repeats one.
     Notify {
         #[serde(with = "as_text")]
@@ -165,9 +165,10 @@ pub trait PresenceStore: Send + Sync {
         dnd: i32,
     ) -> Answer;
 
-    /// Turns status pushes to session `gen` on or off and answers request `re` (through an
-    /// [`Effect::Notify`]).
-    async fn set_notify(&self, gen: LoginGen, on: bool, re: u64) -> Result<(), i32>;
+    /// Turns status pushes to session `gen` of the user on or off and answers request `re`
+    /// (through an [`Effect::Notify`]). In a cluster, the tenant's status changes reach this
+    /// node from then on, and only while it has a subscriber in the tenant.
+    async fn set_notify(&self, at: &Requester<'_>, on: bool) -> Result<(), i32>;
 
     /// Status of every online user of the tenant, sorted by user ID.
     async fn statuses(&self, tenant: &str) -> Result<Vec<UserStatus>, i32>;
@@ -201,6 +202,10 @@ pub struct CallInfo {
 pub trait Operations: Send + Sync {
     /// Whether the shared state can serve (in a cluster: Redis reachable, this node a member).
     fn healthy(&self) -> bool;
+
+    /// Resolves once the shared state can serve for the first time (in a cluster: this node
+    /// joined), so that the server announces itself only then.
+    async fn ready(&self) {}
 
     /// The calls of `tenant` in progress, sorted by call ID.
     async fn calls(&self, tenant: &str) -> Result<Vec<CallInfo>, i32>;

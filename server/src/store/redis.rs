@@ -6,12 +6,13 @@
 //! across tenants and nodes; `crvm:m:#t:t` (hash) maps a tenant's meeting IDs to the meeting as
 //! JSON. Meetings are durable only as far as Redis is: docs/CLUSTER.md asks for persistence.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{MeetingDraft, MeetingRecord, MeetingStore, StoreError, ID_TRIES};
+use crate::primary::Primary;
 use crate::random;
 
 const IDS: &str = "crvm:mids";
@@ -26,7 +27,9 @@ struct Stored {
 
 /// [`MeetingStore`] in Redis.
 pub struct RedisStore {
-    client: redis::Client,
+    primary: Primary,
+    /// How long a call keeps trying while Redis cannot be reached (the node timeout).
+    patience: Duration,
     conn: Mutex<Option<redis::Connection>>,
     closed: std::sync::atomic::AtomicBool,
 }
@@ -46,39 +49,69 @@ fn failed(e: redis::RedisError) -> StoreError {
 }
 
 impl RedisStore {
-    /// Checks the URL; connects on first use (a node starts while Redis is down).
-    pub fn open(url: &str) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url).map_err(failed)?;
+    /// Checks a fixed URL; connects on first use (a node starts while Redis is down).
+    pub fn open(primary: Primary, patience: Duration) -> Result<RedisStore, StoreError> {
+        if let Primary::Url(url) = &primary {
+            redis::Client::open(url.as_str()).map_err(failed)?;
+        }
         Ok(RedisStore {
-            client,
+            primary,
+            patience,
             conn: Mutex::new(None),
             closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// Runs `f` on the connection; a failed call drops it, so the next one connects again.
+    /// Runs `f` on the connection; a failed call drops it and, when the failure may pass (a
+    /// dropped connection, a failover), runs `f` again on a new one, for up to the patience.
+    /// (Every `f` here may run twice: at worst a meeting ID is never used.)
     fn with<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        mut f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(StoreError("storage is closed".into()));
+        let deadline = Instant::now() + self.patience;
+        let mut pause = Duration::ZERO;
+        loop {
+            if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(StoreError("storage is closed".into()));
+            }
+            let r = self.once(&mut f);
+            match r {
+                Ok(v) => return Ok(v),
+                Err(e) if e.1 && Instant::now() + pause < deadline => {
+                    std::thread::sleep(pause);
+                    pause =
+                        (pause * 2).clamp(Duration::from_millis(10), Duration::from_millis(200));
+                }
+                Err(e) => return Err(e.0),
+            }
         }
+    }
+
+    /// One attempt of [`RedisStore::with`]: the error, and whether it may pass.
+    fn once<T>(
+        &self,
+        f: &mut impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, (StoreError, bool)> {
         let mut guard = self.conn.lock();
         if guard.is_none() {
-            let c = self
-                .client
+            let client = self
+                .primary
+                .client_blocking()
+                .map_err(|e| (StoreError(e), true))?;
+            let c = client
                 .get_connection_with_timeout(Duration::from_secs(1))
-                .map_err(failed)?;
+                .map_err(|e| (failed(e), true))?;
             c.set_read_timeout(Some(Duration::from_secs(5)))
-                .map_err(failed)?;
+                .map_err(|e| (failed(e), true))?;
             *guard = Some(c);
         }
         let r = f(guard.as_mut().expect("connected above"));
-        if r.is_err() {
+        r.map_err(|e| {
             *guard = None;
-        }
-        r.map_err(failed)
+            let passing = !matches!(e.retry_method(), redis::RetryMethod::NoRetry);
+            (failed(e), passing)
+        })
     }
 }
 

@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use crvm_proto::frame::control_prefix;
 use crvm_proto::{Kind, ServerMsg, UserStatus};
 
+pub mod effects;
 pub mod http;
 pub mod user;
 pub mod ws;

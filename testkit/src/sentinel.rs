@@ -1,0 +1,187 @@
+//! Redis high availability on loopback: a primary, a replica and three Sentinels, each a
+//! process of the caller's own (killed on drop). Replication and Sentinel speak TCP, so each
+//! takes a free port of 127.0.0.1 (asked of the kernel, then handed to the server).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Proc, TmpDir, PATIENCE};
+
+/// The name the sentinels know the primary by.
+pub const MASTER: &str = "crvm";
+
+/// A free TCP port of 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `redis-server` with `args` and waits until its log says `ready`.
+fn launch(args: &[String], ready: &str) -> Proc {
+    let mut cmd = Command::new("redis-server");
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut proc = Proc::spawn(cmd, "redis-server").unwrap();
+    let mut out = BufReader::new(proc.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "redis-server {args:?} exited before {ready:?}"
+        );
+        if line.contains(ready) {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while out.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
+    proc
+}
+
+/// Runs `redis-cli -p port args…` and returns what it printed.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Polls `check` until it holds (for state another process reaches on its own: replication
+/// and Sentinel have no other signal).
+fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A primary (first), a replica, and three sentinels watching them.
+pub struct Sentinels {
+    /// The ports of the primary and the replica as started (the roles swap on a failover).
+    pub data_ports: [u16; 2],
+    pub sentinel_ports: Vec<u16>,
+    _procs: Vec<Proc>,
+}
+
+impl Sentinels {
+    pub fn start(dir: &TmpDir) -> Sentinels {
+        let (p1, p2) = (free_port(), free_port());
+        let mut procs = Vec::new();
+        for (i, port) in [p1, p2].into_iter().enumerate() {
+            let data = dir.path(&format!("redis-{i}"));
+            std::fs::create_dir_all(&data).unwrap();
+            let mut args: Vec<String> = [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                data.to_str().unwrap(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            if i == 1 {
+                args.extend(["--replicaof".into(), "127.0.0.1".into(), p1.to_string()]);
+            }
+            procs.push(launch(&args, "eady to accept connections"));
+        }
+        until("the replica in sync", || {
+            cli(p2, &["INFO", "replication"]).contains("master_link_status:up")
+        });
+        let mut sentinel_ports = Vec::new();
+        for i in 0..3 {
+            let port = free_port();
+            let conf = dir.write(
+                &format!("sentinel-{i}.conf"),
+                &format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\n\
+                     sentinel monitor {MASTER} 127.0.0.1 {p1} 2\n\
+                     sentinel down-after-milliseconds {MASTER} 1000\n\
+                     sentinel failover-timeout {MASTER} 5000\n",
+                    dir.0.display()
+                ),
+            );
+            procs.push(launch(
+                &[conf.to_str().unwrap().to_owned(), "--sentinel".into()],
+                "+monitor master",
+            ));
+            sentinel_ports.push(port);
+        }
+        // A forced failover needs a replica the sentinel knows.
+        for &s in &sentinel_ports {
+            until("the sentinels know the replica", || {
+                cli(s, &["SENTINEL", "REPLICAS", MASTER]).contains(&p2.to_string())
+            });
+        }
+        Sentinels {
+            data_ports: [p1, p2],
+            sentinel_ports,
+            _procs: procs,
+        }
+    }
+
+    /// The `sentinels = […]` and `sentinel_master` lines of a node's `[cluster]`.
+    pub fn config(&self) -> String {
+        let list: Vec<String> = self
+            .sentinel_ports
+            .iter()
+            .map(|p| format!("\"127.0.0.1:{p}\""))
+            .collect();
+        format!(
+            "sentinels = [{}]\nsentinel_master = \"{MASTER}\"\n",
+            list.join(", ")
+        )
+    }
+
+    /// The port of the primary as the first sentinel says.
+    pub fn primary_port(&self) -> u16 {
+        let out = cli(
+            self.sentinel_ports[0],
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER],
+        );
+        out.lines()
+            .nth(1)
+            .unwrap_or("0")
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    /// Starts a failover (`SENTINEL FAILOVER`): the replica becomes the primary.
+    pub fn fail_over(&self) {
+        let out = cli(self.sentinel_ports[0], &["SENTINEL", "FAILOVER", MASTER]);
+        assert_eq!(out, "OK", "SENTINEL FAILOVER");
+    }
+
+    /// Waits until every sentinel names `port` as the primary and it acts as one.
+    pub fn wait_primary(&self, port: u16) {
+        for &s in &self.sentinel_ports {
+            until("the sentinels follow the failover", || {
+                cli(s, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER])
+                    .ends_with(&port.to_string())
+            });
+        }
+        until("the new primary acts as one", || {
+            cli(port, &["ROLE"]).starts_with("master")
+        });
+    }
+}
