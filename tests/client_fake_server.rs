@@ -207,11 +207,7 @@ fn presence_pushes_carry_the_subscription_cookie_in_order() {
         panic!()
     };
     // A push that overtakes the reply still carries the cookie.
-    let status = |i: i32| crvm_proto::UserStatus {
-        user_id: format!("u{i}"),
-        user_status: 1,
-        dnd_type: i,
-    };
+    let status = |i: i32| crvm_proto::UserStatus::new(format!("u{i}"), 1, i);
     for i in 0..3 {
         p.send(&ServerMsg::UserStatus(status(i)));
     }

@@ -301,11 +301,7 @@ mod tests {
         };
         let h = CHandler::new(cbs, std::ptr::null_mut());
         h.on_event(&Event::GetUserStatus {
-            result: Ok(vec![crvm_proto::UserStatus {
-                user_id: "a\"b".into(),
-                user_status: 1,
-                dnd_type: 0,
-            }]),
+            result: Ok(vec![crvm_proto::UserStatus::new("a\"b", 1, 0)]),
             cookie: "k".into(),
         });
         h.on_event(&Event::NotifyCmdData {
