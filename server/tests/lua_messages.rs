@@ -119,7 +119,15 @@ fn every_effect_and_message_of_the_redis_functions_parses() {
     // reconnecting; a second mark changes nothing.
     let bob_gen = c.redis.cli(&["HGET", "crvm:u:4:demo:bob", "gen"]);
     let mark = |c: &Cluster, on: &str| {
-        let args = ["FCALL", "crvm_reconnecting", "0", "demo", "bob", &bob_gen, on];
+        let args = [
+            "FCALL",
+            "crvm_reconnecting",
+            "0",
+            "demo",
+            "bob",
+            &bob_gen,
+            on,
+        ];
         c.redis.cli(&args)
     };
     assert_eq!(mark(&c, "1"), "1");

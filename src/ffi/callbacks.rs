@@ -301,7 +301,13 @@ mod tests {
         };
         let h = CHandler::new(cbs, std::ptr::null_mut());
         h.on_event(&Event::GetUserStatus {
-            result: Ok(vec![crvm_proto::UserStatus::new("a\"b", 1, 0)]),
+            result: Ok(vec![
+                crvm_proto::UserStatus::new("a\"b", 1, 0),
+                crvm_proto::UserStatus {
+                    reconnecting: true,
+                    ..crvm_proto::UserStatus::new("c", 2, 4)
+                },
+            ]),
             cookie: "k".into(),
         });
         h.on_event(&Event::NotifyCmdData {
@@ -318,7 +324,10 @@ mod tests {
         assert_eq!(
             *SEEN.lock().unwrap(),
             [
-                r#"[{"userID":"a\"b","userStatus":1,"DNDType":0}] k"#,
+                concat!(
+                    r#"[{"userID":"a\"b","userStatus":1,"DNDType":0},"#,
+                    r#"{"userID":"c","userStatus":2,"DNDType":4,"reconnecting":true}] k"#
+                ),
                 "bob AP8H",
                 "c-1 603",
             ]
