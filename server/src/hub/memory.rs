@@ -406,6 +406,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_reconnecting_mark_is_pushed_on_change_listed_and_told_to_a_caller() {
+        let (hub, local) = hub();
+        let (bob, bob_ob) = login(&hub, &local, "t", "bob").await;
+        local.set_notify(bob, true);
+        let (alice, _) = login(&hub, &local, "t", "alice").await;
+        let held = |s, d| {
+            ServerMsg::UserStatus(UserStatus {
+                reconnecting: true,
+                ..UserStatus::new("alice", s, d)
+            })
+        };
+        hub.set_reconnecting("t", "alice", alice, true).await;
+        // Only a change is pushed; a stale session changes nothing.
+        hub.set_reconnecting("t", "alice", alice, true).await;
+        hub.set_reconnecting("t", "alice", bob, false).await;
+        assert!(hub.statuses("t").await.unwrap()[0].reconnecting);
+        let (carol, carol_ob) = login(&hub, &local, "t", "carol").await;
+        let at = Requester {
+            tenant: "t",
+            user_id: "carol",
+            gen: carol,
+            re: 7,
+        };
+        let req = CallRequest {
+            call_id: "c1",
+            callee: "alice",
+            meet_obj: "",
+            ext: "",
+        };
+        assert_eq!(hub.call(&at, &req).await, Answer::Sent(0));
+        // The caller: its answer, then the callee's marked status.
+        assert_eq!(
+            carol_ob.take_msgs(),
+            vec![ServerMsg::reply(7, 0), held(2, 0)]
+        );
+        hub.set_reconnecting("t", "alice", alice, false).await;
+        assert_eq!(
+            bob_ob.take_msgs(),
+            vec![
+                st("alice", 1, 0),
+                held(1, 0),
+                st("carol", 1, 0),
+                st("carol", 2, 0),
+                held(2, 0),
+                st("alice", 2, 0),
+            ]
+        );
+        // A newer login starts unmarked.
+        hub.set_reconnecting("t", "alice", alice, true).await;
+        login(&hub, &local, "t", "alice").await;
+        assert!(!hub.statuses("t").await.unwrap()[0].reconnecting);
+    }
+
+    #[tokio::test]
     async fn kick_keeps_the_new_session() {
         let (hub, local) = hub();
         let (bob, bob_ob) = login(&hub, &local, "t", "bob").await;
