@@ -51,11 +51,14 @@ typedef struct crvm_callbacks {
   void (*set_dnd_status_success)(void *ud, const char *cookie);
   void (*set_dnd_status_fail)(void *ud, int32_t sdk_err, const char *cookie);
   /** `users_status` is a JSON array of `{"userID":..,"userStatus":..,"DNDType":..}`
-   * objects, one per online user of the tenant, the caller included. */
+   * objects, one per online user of the tenant, the caller included (with
+   * `"reconnecting":true` for a user whose link is down, docs/API.md §3.2). */
   void (*get_user_status_success)(void *ud, const char *users_status, const char *cookie);
   void (*get_user_status_fail)(void *ud, int32_t sdk_err, const char *cookie);
-  /** A user of the tenant changed status: `user_status` is its status object;
-   * `cookie` is the one given to `crvm_start_user_status_notify`. */
+  /** A user of the tenant changed status: `user_status` is its status object
+   * (`"reconnecting":true` while its link is down, docs/API.md §3.2), also sent
+   * right after `call_success` when the callee is reconnecting; `cookie` is the
+   * one given to `crvm_start_user_status_notify` ("" without one). */
   void (*notify_user_status)(void *ud, const char *user_status, const char *cookie);
   /** 0: status pushes (`notify_user_status`) follow from now on. */
   void (*start_user_status_notify_rslt)(void *ud, int32_t sdk_err, const char *cookie);

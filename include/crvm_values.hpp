@@ -238,6 +238,9 @@ struct UserStatus {
   std::string user_id;                    // "userID"
   Presence presence = Presence::offline;  // "userStatus"
   int32_t dnd = 0;                        // "DNDType": 0 off, any other value on (the app's own)
+  bool reconnecting = false;              // "reconnecting" (absent: false): the user's link
+                                          // dropped and the server holds the session for its
+                                          // resume; `presence` is what it was before
 };
 
 // A meeting (create_meeting_success, get_meetings_success).
@@ -471,6 +474,8 @@ inline UserStatus to_status(const Json &o) {
   s.user_id = o.str("userID");
   s.presence = static_cast<Presence>(o.num("userStatus"));
   s.dnd = static_cast<int32_t>(o.num("DNDType"));
+  const Json *rc = o.get("reconnecting");
+  s.reconnecting = rc && rc->kind == Json::boolean && rc->b;
   return s;
 }
 

@@ -61,15 +61,19 @@ macro_rules! for_each_event {
             /// The end of a `get_user_status`: every online user of the tenant.
             GetUserStatus { result: Result<Vec<UserStatus>, Code>, cookie: String } on result {
                 /// `users_status` is a JSON array of `{"userID":..,"userStatus":..,"DNDType":..}`
-                /// objects, one per online user of the tenant, the caller included.
+                /// objects, one per online user of the tenant, the caller included (with
+                /// `"reconnecting":true` for a user whose link is down, docs/API.md §3.2).
                 Ok(list) => get_user_status_success(users_status: Json = list, cookie: Str = cookie),
                 Err(e) => get_user_status_fail(sdk_err: Code = e, cookie: Str = cookie),
             }
-            /// A user of the tenant changed status (after `start_user_status_notify`); the
-            /// cookie is that subscription's, shared by all its pushes.
+            /// A user of the tenant changed status (after `start_user_status_notify`), or the
+            /// callee of a call just made is reconnecting; the cookie is the subscription's,
+            /// shared by all its pushes.
             NotifyUserStatus { status: UserStatus, cookie: Arc<str> } on () {
-                /// A user of the tenant changed status: `user_status` is its status object;
-                /// `cookie` is the one given to `crvm_start_user_status_notify`.
+                /// A user of the tenant changed status: `user_status` is its status object
+                /// (`"reconnecting":true` while its link is down, docs/API.md §3.2), also sent
+                /// right after `call_success` when the callee is reconnecting; `cookie` is the
+                /// one given to `crvm_start_user_status_notify` ("" without one).
                 _ => notify_user_status(user_status: Json = status, cookie: Str = cookie),
             }
             /// The end of a `start_user_status_notify`.

@@ -8,6 +8,7 @@ use crvm_proto::error::*;
 use crvm_proto::msg::{xfer, ClientMsg, Op, ServerMsg};
 use crvm_proto::Code;
 use crvm_testkit::fake::FakePeer as Peer;
+use std::io::Write;
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -207,11 +208,7 @@ fn presence_pushes_carry_the_subscription_cookie_in_order() {
         panic!()
     };
     // A push that overtakes the reply still carries the cookie.
-    let status = |i: i32| crvm_proto::UserStatus {
-        user_id: format!("u{i}"),
-        user_status: 1,
-        dnd_type: i,
-    };
+    let status = |i: i32| crvm_proto::UserStatus::new(format!("u{i}"), 1, i);
     for i in 0..3 {
         p.send(&ServerMsg::UserStatus(status(i)));
     }
@@ -229,6 +226,43 @@ fn presence_pushes_carry_the_subscription_cookie_in_order() {
         next(&rx),
         Event::StartUserStatusNotify {
             result: Ok(()),
+            cookie: "sub".into()
+        }
+    );
+}
+
+#[test]
+fn a_reconnecting_mark_reaches_the_app_and_older_or_newer_status_shapes_parse() {
+    let (_l, cl, rx, mut p) = logged_in(&[]);
+    cl.start_user_status_notify("sub").unwrap();
+    let (id, Op::StartStatusNotify) = p.req() else {
+        panic!()
+    };
+    p.send(&ServerMsg::reply(id, 0));
+    assert!(matches!(next(&rx), Event::StartUserStatusNotify { .. }));
+    let held = crvm_proto::UserStatus {
+        reconnecting: true,
+        ..crvm_proto::UserStatus::new("al", 2, 0)
+    };
+    p.send(&ServerMsg::UserStatus(held.clone()));
+    // A server of another version: the mark written as false, and a key this one does not know.
+    let json = concat!(
+        r#"{"t":"user_status","c":{"userID":"al","userStatus":1,"DNDType":0,"#,
+        r#""reconnecting":false,"later":[1]}}"#
+    );
+    let frame = p.codec.control(json.as_bytes(), &[]);
+    p.sock.write_all(&frame).unwrap();
+    assert_eq!(
+        next(&rx),
+        Event::NotifyUserStatus {
+            status: held,
+            cookie: "sub".into()
+        }
+    );
+    assert_eq!(
+        next(&rx),
+        Event::NotifyUserStatus {
+            status: crvm_proto::UserStatus::new("al", 1, 0),
             cookie: "sub".into()
         }
     );

@@ -75,12 +75,7 @@ impl Fan {
 }
 
 fn status_json(v: u64) -> Vec<u8> {
-    serde_json::to_vec(&UserStatus {
-        user_id: CHANGER.into(),
-        user_status: 1,
-        dnd_type: v as i32,
-    })
-    .expect("serialisable")
+    serde_json::to_vec(&UserStatus::new(CHANGER, 1, v as i32)).expect("serialisable")
 }
 
 /// The change number in a status object sent by [`status_json`] (or `None` for another user).

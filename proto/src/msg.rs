@@ -497,9 +497,28 @@ pub struct UserStatus {
     pub user_status: i32,
     #[serde(rename = "DNDType")]
     pub dnd_type: i32,
+    /// The user's link dropped and the server holds the session for its resume (the status
+    /// is what it was before). Written only when true, and absent means false, so that peers
+    /// that predate it parse the object as before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reconnecting: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl UserStatus {
+    /// A status without the `reconnecting` mark.
+    pub fn new(user_id: impl Into<String>, user_status: i32, dnd_type: i32) -> UserStatus {
+        UserStatus {
+            user_id: user_id.into(),
+            user_status,
+            dnd_type,
+            reconnecting: false,
+        }
+    }
+
     /// Appends the pinned JSON object — exactly what serde_json writes for it, escapes
     /// included — without serde's machinery (a presence push is the event a busy client gets
     /// most).
@@ -510,12 +529,16 @@ impl UserStatus {
         write_i32(self.user_status, out);
         out.extend_from_slice(br#","DNDType":"#);
         write_i32(self.dnd_type, out);
+        if self.reconnecting {
+            out.extend_from_slice(br#","reconnecting":true"#);
+        }
         out.push(b'}');
     }
 
     /// The status of a push written exactly as the server writes it
     /// (`{"t":"user_status","c":{"userID":"…","userStatus":N,"DNDType":M}}`, no escape in the
-    /// user ID); `None` for anything else, which the general parser then takes.
+    /// user ID, no `reconnecting` mark); `None` for anything else, which the general parser
+    /// then takes.
     pub fn parse_push(json: &[u8]) -> Option<UserStatus> {
         let rest = json.strip_prefix(br#"{"t":"user_status","c":{"userID":""#)?;
         let end = rest
@@ -532,11 +555,7 @@ impl UserStatus {
         if rest != b"}}" {
             return None;
         }
-        Some(UserStatus {
-            user_id,
-            user_status,
-            dnd_type,
-        })
+        Some(UserStatus::new(user_id, user_status, dnd_type))
     }
 }
 
@@ -677,19 +696,34 @@ mod tests {
 
     #[test]
     fn status_keys_are_pinned() {
-        let s = UserStatus {
-            user_id: "alice".into(),
-            user_status: 1,
-            dnd_type: 0,
-        };
+        let s = UserStatus::new("alice", 1, 0);
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
             r#"{"userID":"alice","userStatus":1,"DNDType":0}"#
         );
         // A push's content is exactly the status object.
         assert_eq!(
-            to_json(&ServerMsg::UserStatus(s)),
+            to_json(&ServerMsg::UserStatus(s.clone())),
             br#"{"t":"user_status","c":{"userID":"alice","userStatus":1,"DNDType":0}}"#
+        );
+        // The reconnecting mark is there only when set, and optional when read.
+        let held = UserStatus {
+            reconnecting: true,
+            ..s.clone()
+        };
+        assert_eq!(
+            serde_json::to_string(&held).unwrap(),
+            r#"{"userID":"alice","userStatus":1,"DNDType":0,"reconnecting":true}"#
+        );
+        let read = |j: &str| serde_json::from_str::<UserStatus>(j).unwrap();
+        assert_eq!(read(r#"{"userID":"alice","userStatus":1,"DNDType":0}"#), s);
+        assert_eq!(
+            read(r#"{"userID":"alice","userStatus":1,"DNDType":0,"reconnecting":false}"#),
+            s
+        );
+        assert_eq!(
+            read(r#"{"userID":"alice","userStatus":1,"DNDType":0,"reconnecting":true}"#),
+            held
         );
     }
 
@@ -710,6 +744,7 @@ mod tests {
                 user_id: (*id).into(),
                 user_status: [i32::MIN, -7, 0, 1, 9, 10, 12345, i32::MAX][i],
                 dnd_type: i32::MAX - i as i32,
+                reconnecting: i % 3 == 0,
             };
             let mut mine = Vec::new();
             st.write_json(&mut mine);
@@ -723,9 +758,9 @@ mod tests {
             assert_eq!(general, st);
             match UserStatus::parse_push(&push) {
                 Some(fast) => assert_eq!(fast, st),
-                // Only IDs that need escapes go the general way.
+                // Only IDs that need escapes, and marked statuses, go the general way.
                 None => assert!(
-                    id.chars().any(|c| c == '"' || c == '\\' || c < ' '),
+                    st.reconnecting || id.chars().any(|c| c == '"' || c == '\\' || c < ' '),
                     "{id:?}"
                 ),
             }

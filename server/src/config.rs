@@ -9,6 +9,7 @@
 //! max_file_bytes = 4294967296
 //! pub_meet_url_base = "https://meet.example.com/m"
 //! resume_window_s = 60          # how long a dropped session is held for its resume (0: never)
+//! reconnecting_after_ms = 5000  # a held session shows as reconnecting after this (0: never)
 //! heartbeat_ms = 10000          # extension: ping interval, mostly for tests
 //!
 //! monitor_listen = "127.0.0.1:8222"  # optional: /healthz, /metrics (docs/API.md §4.2)
@@ -100,6 +101,7 @@ struct FileConfig {
     pub_meet_url_base: Option<String>,
     heartbeat_ms: Option<u64>,
     resume_window_s: Option<u64>,
+    reconnecting_after_ms: Option<u64>,
     max_resumes_per_s: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -169,6 +171,9 @@ pub struct Config {
     /// Seconds a session whose connection dropped is held for the client to resume it
     /// (docs/API.md §3.6); 0 ends it at once.
     pub resume_window_s: u64,
+    /// Milliseconds a dropped session must have been held before its user's status says
+    /// `"reconnecting": true` (docs/API.md §3.2); 0 never says it. Shorter blips show nothing.
+    pub reconnecting_after_ms: u64,
     /// Resumes this node accepts per second (twice that in a burst); beyond, a client is told
     /// to retry later, so that a reconnect storm cannot starve the sessions already here.
     pub max_resumes_per_s: u64,
@@ -209,6 +214,7 @@ impl Default for Config {
             pub_meet_url_base: DEFAULT_MEET_URL_BASE.into(),
             heartbeat_ms: 10_000,
             resume_window_s: 60,
+            reconnecting_after_ms: 5000,
             max_resumes_per_s: 500,
             tls_cert: None,
             tls_key: None,
@@ -260,6 +266,7 @@ impl Config {
             pub_meet_url_base: f.pub_meet_url_base.unwrap_or(d.pub_meet_url_base),
             heartbeat_ms: f.heartbeat_ms.unwrap_or(d.heartbeat_ms),
             resume_window_s: f.resume_window_s.unwrap_or(d.resume_window_s),
+            reconnecting_after_ms: f.reconnecting_after_ms.unwrap_or(d.reconnecting_after_ms),
             max_resumes_per_s: f.max_resumes_per_s.unwrap_or(d.max_resumes_per_s),
             tls_cert: f.tls_cert,
             tls_key: f.tls_key,
@@ -393,6 +400,12 @@ impl Config {
     /// How long a dropped session is held (docs/API.md §3.6).
     pub fn resume_window(&self) -> Duration {
         Duration::from_secs(self.resume_window_s)
+    }
+
+    /// How long a dropped session is held before its user shows as reconnecting; `None`:
+    /// never.
+    pub fn reconnecting_after(&self) -> Option<Duration> {
+        (self.reconnecting_after_ms > 0).then(|| Duration::from_millis(self.reconnecting_after_ms))
     }
 
     pub fn hello_timeout(&self) -> Duration {

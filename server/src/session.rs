@@ -4,6 +4,7 @@
 //! [`crate::handlers::ServerSession`], which is this plus the node's context.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::ids::{ConnId, LoginGen};
 use crate::outbox::Outbox;
@@ -26,6 +27,10 @@ pub struct User {
     pub gen: LoginGen,
     /// The session's ID when it may be resumed (docs/API.md §3.6).
     pub session: Option<String>,
+    /// Whether the shared state shows this session as reconnecting (its link dropped longer
+    /// ago than `reconnecting_after_ms`). Held while the mark is set or cleared, so that a
+    /// resume's clearing always follows the report it clears ([`crate::resume::takeover`]).
+    pub reconnecting: Arc<tokio::sync::Mutex<bool>>,
 }
 
 /// A session whose link dropped, held for a resume ([`crate::resume`]): everything a

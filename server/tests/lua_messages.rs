@@ -85,8 +85,41 @@ fn every_effect_and_message_of_the_redis_functions_parses() {
     assert_eq!(alice.code(Op::SetDnd { dnd: 1 }), 0);
     assert_eq!(alice.code(Op::SetDnd { dnd: 0 }), 0);
 
-    // Calls across nodes: accepted then hung up, rejected, and unanswered (the timer).
+    // A session held for a resume (the node's call, made here by hand): bob is marked as
+    // reconnecting; a second mark changes nothing.
+    let bob_gen = c.redis.cli(&["HGET", "crvm:u:4:demo:bob", "gen"]);
+    let marks = std::cell::Cell::new(0);
+    let mark = |c: &Cluster, on: &str| {
+        // A state change: under an operation ID of its own, remembered for a second.
+        marks.set(marks.get() + 1);
+        let op = format!("test-mark-{}", marks.get());
+        let args = [
+            "FCALL",
+            "crvm_reconnecting",
+            "0",
+            &op,
+            "1000",
+            "demo",
+            "bob",
+            &bob_gen,
+            on,
+        ];
+        c.redis.cli(&args)
+    };
+    assert_eq!(mark(&c, "1"), "1");
+    assert_eq!(mark(&c, "1"), "0");
+
+    // Calls across nodes: accepted then hung up, rejected, and unanswered (the timer). The
+    // first rings bob while he is marked: alice is told so after her answer; then he is back.
     assert_eq!(call(&mut alice, "c1", "bob"), 0);
+    assert_eq!(
+        alice.push(),
+        UserStatus {
+            reconnecting: true,
+            ..st("bob", 2, 0)
+        }
+    );
+    assert_eq!(mark(&c, "0"), "1");
     assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
     assert_eq!(
         bob.code(Op::AcceptCall {

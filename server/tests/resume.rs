@@ -591,7 +591,8 @@ fn a_gigabyte_survives_twenty_drops_and_each_resends_at_most_a_window() {
 
 #[test]
 fn presence_pushes_for_a_detached_session_merge_into_the_latest() {
-    let (_d, s, proxy) = proxied("");
+    // (Bob's own reconnecting mark, past its grace period, is tests/reconnecting.rs' matter.)
+    let (_d, s, proxy) = proxied("reconnecting_after_ms = 0");
     let bob = User::login(proxy.addr(), "bob", &[]);
     bob.lib.start_user_status_notify("w").unwrap();
     assert!(matches!(
@@ -628,7 +629,8 @@ fn presence_pushes_for_a_detached_session_merge_into_the_latest() {
 
 #[test]
 fn logout_and_destroy_during_a_reconnect_end_at_once_and_reach_the_server_when_they_can() {
-    let (_d, s, proxy) = proxied("");
+    // (What the watcher sees of a hold past its grace period is tests/reconnecting.rs' matter.)
+    let (_d, s, proxy) = proxied("reconnecting_after_ms = 0");
     let watcher = User::login(s.addr, "watcher", &[]);
     watcher.lib.start_user_status_notify("w").unwrap();
     assert!(matches!(

@@ -296,11 +296,13 @@ mod tests {
         };
         let h = CHandler::new(cbs, std::ptr::null_mut());
         h.on_event(&Event::GetUserStatus {
-            result: Ok(vec![crvm_proto::UserStatus {
-                user_id: "a\"b".into(),
-                user_status: 1,
-                dnd_type: 0,
-            }]),
+            result: Ok(vec![
+                crvm_proto::UserStatus::new("a\"b", 1, 0),
+                crvm_proto::UserStatus {
+                    reconnecting: true,
+                    ..crvm_proto::UserStatus::new("c", 2, 4)
+                },
+            ]),
             cookie: "k".into(),
         });
         h.on_event(&Event::NotifyCmdData {
@@ -317,7 +319,10 @@ mod tests {
         assert_eq!(
             *SEEN.lock().unwrap(),
             [
-                r#"[{"userID":"a\"b","userStatus":1,"DNDType":0}] k"#,
+                concat!(
+                    r#"[{"userID":"a\"b","userStatus":1,"DNDType":0},"#,
+                    r#"{"userID":"c","userStatus":2,"DNDType":4,"reconnecting":true}] k"#
+                ),
                 "bob AP8H",
                 "c-1 603",
             ]

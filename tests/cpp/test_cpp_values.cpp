@@ -34,6 +34,14 @@ static void json() {
       R"({"extra":{"a":[1,2,{"b":null}],"c":true},"DNDType":3,"new":false,"userStatus":1,)"
       R"("userID":"bob"})");
   CHECK(s.user_id == "bob" && s.presence == crvm::Presence::online && s.dnd == 3);
+  CHECK(!s.reconnecting);
+  // The reconnecting mark: optional, true only when it says true.
+  s = parse_status(R"({"userID":"al","userStatus":2,"DNDType":0,"reconnecting":true})");
+  CHECK(s.reconnecting && s.presence == crvm::Presence::in_call);
+  s = parse_status(R"({"userID":"al","userStatus":1,"DNDType":0,"reconnecting":false})");
+  CHECK(!s.reconnecting && s.presence == crvm::Presence::online);
+  s = parse_status(R"({"userID":"al","userStatus":1,"DNDType":0,"reconnecting":1})");
+  CHECK(!s.reconnecting);
   std::vector<crvm::UserStatus> list = parse_statuses(
       R"([{"userID":"a","userStatus":1,"DNDType":0}, {"userID":"b","userStatus":0,"DNDType":1}])");
   CHECK(list.size() == 2 && list[1].user_id == "b" && list[1].presence == crvm::Presence::offline);

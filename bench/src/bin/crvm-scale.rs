@@ -969,11 +969,7 @@ fn fake_server(listener: StdListener, n: u64) -> std::thread::JoinHandle<Res<()>
         // Keep reading (pings) so the client never blocks on us.
         let mut drain = s.try_clone()?;
         std::thread::spawn(move || while matches!(drain.read(&mut buf), Ok(n) if n > 0) {});
-        let json = to_json(&ServerMsg::UserStatus(UserStatus {
-            user_id: "someone".into(),
-            user_status: 1,
-            dnd_type: 1,
-        }));
+        let json = to_json(&ServerMsg::UserStatus(UserStatus::new("someone", 1, 1)));
         let mut out = Vec::with_capacity(256 * 1024);
         let mut sent = 0;
         while sent < n {

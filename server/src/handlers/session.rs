@@ -170,6 +170,7 @@ impl ServerSession {
             user_id: user,
             gen,
             session,
+            reconnecting: Default::default(),
         });
         // Answered: what the shared state sent this session meanwhile may follow.
         self.ctx.local.open(gen);

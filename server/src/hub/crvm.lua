@@ -16,7 +16,8 @@
 --   crvm:ns:<node>          hash gen -> [t, u]: the sessions of a node
 --   crvm:link:<node>        "addr key": where the node's links listen, and their key
 --   crvm:u:#t:t:u           hash node, gen, st (1 online, 2 in a call), dnd, call, sub (1 when
---                           the session wants status pushes)
+--                           the session wants status pushes), rc (1 while the session is held
+--                           for a resume past the grace period)
 --   crvm:sub:#t:t           hash node -> how many of its sessions want t's status pushes
 --   crvm:on:#t:t            zset (score 0) of online users: the status list, sorted
 --   crvm:c:#t:t:c           hash caller, callee, meet, connected (0/1), serial, timer
@@ -99,15 +100,20 @@ local function answer(node, gen, re, code)
   return code
 end
 
--- u's status as it is now (0 when offline), to the subscribers of t: only to the nodes that
--- have some.
-local function push_status(fx, t, u)
-  local h = redis.call('HMGET', ukey(t, u), 'st', 'dnd')
-  local st, dnd = 0, 0
+-- u's status object as it is now (0 when offline); `reconnecting` only when set.
+local function status_of(t, u)
+  local h = redis.call('HMGET', ukey(t, u), 'st', 'dnd', 'rc')
+  local s = { userID = u, userStatus = 0, DNDType = 0 }
   if h[1] then
-    st, dnd = tonumber(h[1]), tonumber(h[2])
+    s.userStatus, s.DNDType = tonumber(h[1]), tonumber(h[2])
+    if h[3] then s.reconnecting = true end
   end
-  local e = { k = 'status', tenant = t, status = { userID = u, userStatus = st, DNDType = dnd } }
+  return s
+end
+
+-- u's status as it is now, to the subscribers of t: only to the nodes that have some.
+local function push_status(fx, t, u)
+  local e = { k = 'status', tenant = t, status = status_of(t, u) }
   local nodes = redis.call('HGETALL', subkey(t))
   for i = 1, #nodes, 2 do
     fx.add(nodes[i], e)
@@ -463,6 +469,20 @@ change('crvm_set_dnd', function(_, a)
   return 0
 end)
 
+-- reconnecting(t, u, gen, on) -> 1 if the mark changed: session gen of u (if still u's) is held
+-- for a resume (on = '1') or not any more; a change is pushed.
+change('crvm_reconnecting', function(_, a)
+  local t, u, gen, on = a[1], a[2], a[3], a[4] == '1'
+  local k = ukey(t, u)
+  local h = redis.call('HMGET', k, 'gen', 'rc')
+  if h[1] ~= gen or (h[2] ~= false) == on then return 0 end
+  if on then redis.call('HSET', k, 'rc', 1) else redis.call('HDEL', k, 'rc') end
+  local fx = effects()
+  push_status(fx, t, u)
+  fx.publish()
+  return 1
+end)
+
 -- notify(node, t, u, gen, on, re): the session's subscription changes in order with every
 -- effect published before (the node applies it from its channel, then answers); t's status
 -- changes reach the node from now on, for as long as it has a subscriber in t.
@@ -483,10 +503,8 @@ change('crvm_snapshot', function(_, a)
   for i = 2, #a do
     local t = a[i]
     for _, u in ipairs(redis.call('ZRANGE', okey(t), 0, -1)) do
-      local h = redis.call('HMGET', ukey(t, u), 'st', 'dnd')
-      if h[1] then
-        fx.add(a[1], { k = 'status', tenant = t,
-          status = { userID = u, userStatus = tonumber(h[1]), DNDType = tonumber(h[2]) } })
+      if redis.call('EXISTS', ukey(t, u)) == 1 then
+        fx.add(a[1], { k = 'status', tenant = t, status = status_of(t, u) })
       end
     end
   end
@@ -494,18 +512,19 @@ change('crvm_snapshot', function(_, a)
   return 1
 end)
 
--- statuses(t) -> {u, st, dnd, ...} sorted by user ID.
+-- statuses(t) -> {u, st, dnd, rc (0/1), ...} sorted by user ID.
 redis.register_function{
   function_name = 'crvm_statuses',
   callback = function(_, a)
     local t = a[1]
     local out = {}
     for _, u in ipairs(redis.call('ZRANGE', okey(t), 0, -1)) do
-      local h = redis.call('HMGET', ukey(t, u), 'st', 'dnd')
+      local h = redis.call('HMGET', ukey(t, u), 'st', 'dnd', 'rc')
       if h[1] then
         table.insert(out, u)
         table.insert(out, tonumber(h[1]))
         table.insert(out, tonumber(h[2]))
+        table.insert(out, h[3] and 1 or 0)
       end
     end
     return out
@@ -549,6 +568,11 @@ change('crvm_call', function(_, a)
   set_in_call(fx, t, callee, true)
   deliver(fx, t, callee, { t = 'call_in', c = { call_id = c, caller = u, meet_obj = meet, ext = ext } })
   reply(fx, node, gen, re)
+  -- The caller learns that it rings a user whose link is down.
+  local callee_status = status_of(t, callee)
+  if callee_status.reconnecting then
+    fx.add(node, { k = 'deliver', gen = gen, msg = { t = 'user_status', c = callee_status } })
+  end
   fx.publish()
   return 0
 end)

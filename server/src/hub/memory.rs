@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use crvm_proto::error::{CRVIDEOSDK_INVALID_CALLID, CRVIDEOSDK_NOT_LOGIN};
 use crvm_proto::msg::{STATUS_IN_CALL, STATUS_OFFLINE, STATUS_ONLINE};
-use crvm_proto::UserStatus;
+use crvm_proto::{ServerMsg, UserStatus};
 use parking_lot::Mutex;
 
 use super::{
@@ -25,6 +25,8 @@ struct Entry {
     gen: LoginGen,
     user_status: i32,
     dnd: i32,
+    /// Held for a resume for longer than the grace period.
+    reconnecting: bool,
 }
 
 /// One tenant's online users (ordered, so the status list comes out sorted) and calls.
@@ -39,6 +41,7 @@ fn status(user_id: &str, e: &Entry) -> UserStatus {
         user_id: user_id.to_owned(),
         user_status: e.user_status,
         dnd_type: e.dnd,
+        reconnecting: e.reconnecting,
     }
 }
 
@@ -114,6 +117,18 @@ impl MemoryHub {
         not_current: i32,
         f: impl FnOnce(&mut TenantState) -> Result<(T, Vec<calls::Effect>), i32>,
     ) -> Result<T, i32> {
+        self.transition_then(at, not_current, f, |_| None)
+    }
+
+    /// [`MemoryHub::transition`], then queues to `at` the message `then` picks, still under
+    /// the lock.
+    fn transition_then<T>(
+        &self,
+        at: &Requester<'_>,
+        not_current: i32,
+        f: impl FnOnce(&mut TenantState) -> Result<(T, Vec<calls::Effect>), i32>,
+        then: impl FnOnce(&TenantState) -> Option<ServerMsg>,
+    ) -> Result<T, i32> {
         let tenant = self.tenant(at.tenant);
         let mut t = tenant.lock();
         if t.users.get(at.user_id).map(|e| e.gen) != Some(at.gen) {
@@ -126,6 +141,9 @@ impl MemoryHub {
             re: at.re.to_string(),
             code: 0,
         });
+        if let Some(msg) = then(&t) {
+            self.inner.local.apply(Effect::Deliver { gen: at.gen, msg });
+        }
         Ok(value)
     }
 
@@ -150,6 +168,7 @@ impl Directory for MemoryHub {
             gen: login.gen,
             user_status: STATUS_ONLINE,
             dnd: 0,
+            reconnecting: false,
         };
         let old = t.users.insert(login.user_id.to_owned(), entry);
         if let Some(old) = old {
@@ -171,11 +190,7 @@ impl Directory for MemoryHub {
         let ended = t.calls.vanish(user_id);
         self.apply_calls(tenant, &mut t, ended);
         t.users.remove(user_id);
-        let offline = UserStatus {
-            user_id: user_id.to_owned(),
-            user_status: STATUS_OFFLINE,
-            dnd_type: 0,
-        };
+        let offline = UserStatus::new(user_id, STATUS_OFFLINE, 0);
         self.inner.local.apply(Self::status_effect(tenant, offline));
     }
 
@@ -222,24 +237,45 @@ impl PresenceStore for MemoryHub {
         let t = state.lock();
         Ok(t.users.iter().map(|(id, e)| status(id, e)).collect())
     }
+
+    async fn set_reconnecting(&self, tenant: &str, user_id: &str, gen: LoginGen, on: bool) {
+        let state = self.tenant(tenant);
+        let mut t = state.lock();
+        if let Some(e) = t.users.get_mut(user_id) {
+            if e.gen == gen && e.reconnecting != on {
+                e.reconnecting = on;
+                let st = status(user_id, e);
+                self.inner.local.apply(Self::status_effect(tenant, st));
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl CallStore for MemoryHub {
     async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Answer {
-        let started = self.transition(at, CRVIDEOSDK_NOT_LOGIN, |t| {
-            let callee = t.users.get(req.callee);
-            let (online, dnd) = (callee.is_some(), callee.is_some_and(|e| e.dnd != 0));
-            t.calls.start(
-                req.call_id,
-                at.user_id,
-                req.callee,
-                req.meet_obj,
-                req.ext,
-                online,
-                dnd,
-            )
-        });
+        let started = self.transition_then(
+            at,
+            CRVIDEOSDK_NOT_LOGIN,
+            |t| {
+                let callee = t.users.get(req.callee);
+                let (online, dnd) = (callee.is_some(), callee.is_some_and(|e| e.dnd != 0));
+                t.calls.start(
+                    req.call_id,
+                    at.user_id,
+                    req.callee,
+                    req.meet_obj,
+                    req.ext,
+                    online,
+                    dnd,
+                )
+            },
+            // The caller learns that it rings a user whose link is down.
+            |t| {
+                let e = t.users.get(req.callee).filter(|e| e.reconnecting)?;
+                Some(ServerMsg::UserStatus(status(req.callee, e)))
+            },
+        );
         let serial = match started {
             Ok(serial) => serial,
             Err(code) => return Answer::ToSend(code),
@@ -305,7 +341,6 @@ mod tests {
     use super::*;
     use crate::hub::local::Local;
     use crate::outbox::{Outbox, State};
-    use crvm_proto::ServerMsg;
 
     fn hub() -> (MemoryHub, Arc<LocalSessions>) {
         let local = Arc::new(LocalSessions::new(0));
@@ -345,11 +380,7 @@ mod tests {
     }
 
     fn st(user: &str, s: i32, d: i32) -> ServerMsg {
-        ServerMsg::UserStatus(UserStatus {
-            user_id: user.into(),
-            user_status: s,
-            dnd_type: d,
-        })
+        ServerMsg::UserStatus(UserStatus::new(user, s, d))
     }
 
     #[tokio::test]
@@ -372,6 +403,60 @@ mod tests {
         );
         assert!(carol_ob.take_msgs().is_empty());
         assert_eq!(hub.statuses("t2").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_reconnecting_mark_is_pushed_on_change_listed_and_told_to_a_caller() {
+        let (hub, local) = hub();
+        let (bob, bob_ob) = login(&hub, &local, "t", "bob").await;
+        local.set_notify(bob, true);
+        let (alice, _) = login(&hub, &local, "t", "alice").await;
+        let held = |s, d| {
+            ServerMsg::UserStatus(UserStatus {
+                reconnecting: true,
+                ..UserStatus::new("alice", s, d)
+            })
+        };
+        hub.set_reconnecting("t", "alice", alice, true).await;
+        // Only a change is pushed; a stale session changes nothing.
+        hub.set_reconnecting("t", "alice", alice, true).await;
+        hub.set_reconnecting("t", "alice", bob, false).await;
+        assert!(hub.statuses("t").await.unwrap()[0].reconnecting);
+        let (carol, carol_ob) = login(&hub, &local, "t", "carol").await;
+        let at = Requester {
+            tenant: "t",
+            user_id: "carol",
+            gen: carol,
+            re: 7,
+        };
+        let req = CallRequest {
+            call_id: "c1",
+            callee: "alice",
+            meet_obj: "",
+            ext: "",
+        };
+        assert_eq!(hub.call(&at, &req).await, Answer::Sent(0));
+        // The caller: its answer, then the callee's marked status.
+        assert_eq!(
+            carol_ob.take_msgs(),
+            vec![ServerMsg::reply(7, 0), held(2, 0)]
+        );
+        hub.set_reconnecting("t", "alice", alice, false).await;
+        assert_eq!(
+            bob_ob.take_msgs(),
+            vec![
+                st("alice", 1, 0),
+                held(1, 0),
+                st("carol", 1, 0),
+                st("carol", 2, 0),
+                held(2, 0),
+                st("alice", 2, 0),
+            ]
+        );
+        // A newer login starts unmarked.
+        hub.set_reconnecting("t", "alice", alice, true).await;
+        login(&hub, &local, "t", "alice").await;
+        assert!(!hub.statuses("t").await.unwrap()[0].reconnecting);
     }
 
     #[tokio::test]

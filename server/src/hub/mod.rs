@@ -172,13 +172,20 @@ pub trait PresenceStore: Send + Sync {
 
     /// Status of every online user of the tenant, sorted by user ID.
     async fn statuses(&self, tenant: &str) -> Result<Vec<UserStatus>, i32>;
+
+    /// Marks session `gen` as reconnecting (its link dropped and it is held for a resume) or
+    /// not any more, if it is still its user's; a change is pushed to subscribers, the user's
+    /// `userStatus` staying what it was. Best effort: an unreachable shared state changes
+    /// nothing.
+    async fn set_reconnecting(&self, tenant: &str, user_id: &str, gen: LoginGen, on: bool);
 }
 
 /// One-to-one calls (docs/API.md §3.4), one state machine wherever the parties are. Every method
 /// acts for session `at.gen`, which must still be its user's; a success is always
 /// [`Answer::Sent`], so that nothing about the call reaches the requester before its answer.
 /// Codes are those of §3.4, or 8. A call's no-answer timer belongs to the store and fires
-/// once.
+/// once. A call that rings a reconnecting callee also queues to the caller, right after its
+/// answer, the callee's status with its `reconnecting` mark.
 #[async_trait]
 pub trait CallStore: Send + Sync {
     async fn call(&self, at: &Requester<'_>, req: &CallRequest<'_>) -> Answer;

@@ -258,6 +258,14 @@ impl Sessions {
         }
     }
 
+    /// Whether session `id` is still held in parking `epoch` (not resumed, not ended since).
+    pub fn is_parked(&self, id: &str, epoch: ParkEpoch) -> bool {
+        self.slots
+            .lock()
+            .get(id)
+            .is_some_and(|s| s.epoch == epoch && matches!(s.at, Where::Detached(_)))
+    }
+
     /// The client of session `id` sent a frame after its `resumed`: it has the new secret,
     /// and the one before is stale from now on.
     pub fn confirm(&self, id: &str) {

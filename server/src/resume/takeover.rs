@@ -2,6 +2,12 @@
 //! its link drops it parks its session (docs/API.md §3.6), which then ends once the resume window
 //! passes unless a resume takes it first; and a resume on a new connection takes the session
 //! over, its outbox taking the new socket.
+//!
+//! A session held for longer than `reconnecting_after_ms` shows as reconnecting in its user's
+//! status (docs/API.md §3.2) until it is resumed or ends. [`crate::session::User`]'s
+//! `reconnecting` lock is held across each change of that mark: the report checks under it that
+//! the session is still held in the same parking, and a resume clears under it what was
+//! reported, so a clearing can never overtake its report.
 
 use std::sync::Arc;
 
@@ -15,7 +21,7 @@ use crate::handlers::{End, ResumeReq, ServerSession};
 use crate::ids::ParkEpoch;
 use crate::outbox::{run_writer, Outbox, State, Writer, FLUSH_TIMEOUT};
 use crate::random;
-use crate::session::Phase;
+use crate::session::{Phase, User};
 
 /// Whether `session`, whose connection ended with `end`, is to be held for a resume rather
 /// than ended: if so its outbox is detached and its ID returned.
@@ -41,6 +47,7 @@ pub fn park(session: &mut ServerSession, sid: String, why: String) -> bool {
     let stand_in = session.stand_in();
     let parked = std::mem::replace(session, stand_in).into_parked();
     let (login_conn, conn, addr) = (parked.login_conn, parked.conn, parked.addr);
+    let user = user_of(&parked);
     match ctx.sessions.park(&sid, conn, Box::new(parked)) {
         Ok(epoch) => {
             tracing::info!(
@@ -48,7 +55,7 @@ pub fn park(session: &mut ServerSession, sid: String, why: String) -> bool {
                 ctx.sessions.window().as_secs(),
                 why
             );
-            expire_later(ctx, sid, epoch, outbox);
+            expire_later(ctx, sid, epoch, outbox, user);
             true
         }
         Err(parked) => {
@@ -59,9 +66,56 @@ pub fn park(session: &mut ServerSession, sid: String, why: String) -> bool {
     }
 }
 
+/// The user of a parked session, if it is logged in.
+fn user_of(parked: &crate::session::ParkedSession) -> Option<User> {
+    match &parked.phase {
+        Phase::LoggedIn(user) => Some(user.clone()),
+        _ => None,
+    }
+}
+
+/// Marks the user of the session parked as `sid` in `epoch` as reconnecting once it has been
+/// held for `reconnecting_after_ms`, unless it was resumed or ended first.
+fn report_later(ctx: Arc<Ctx>, sid: String, epoch: ParkEpoch, outbox: Outbox, user: User) {
+    let Some(grace) = ctx.config.reconnecting_after() else {
+        return;
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(grace) => {}
+            _ = outbox.ended() => return,
+        }
+        let mut told = user.reconnecting.lock().await;
+        if ctx.sessions.is_parked(&sid, epoch) {
+            ctx.hub
+                .set_reconnecting(&user.tenant, &user.user_id, user.gen, true)
+                .await;
+            *told = true;
+        }
+    });
+}
+
+/// A resumed session's user is no longer reconnecting (if it was said to be).
+async fn report_resumed(ctx: &Ctx, session: &ServerSession) {
+    let Phase::LoggedIn(user) = &session.phase else {
+        return;
+    };
+    let mut told = user.reconnecting.lock().await;
+    if *told {
+        ctx.hub
+            .set_reconnecting(&user.tenant, &user.user_id, user.gen, false)
+            .await;
+        *told = false;
+    }
+}
+
 /// Ends the session parked as `sid` in `epoch` once the resume window passes, or at once if it
-/// ends meanwhile (kicked, over its bound, shutdown) — unless a resume took it first.
-fn expire_later(ctx: Arc<Ctx>, sid: String, epoch: ParkEpoch, outbox: Outbox) {
+/// ends meanwhile (kicked, over its bound, shutdown) — unless a resume took it first; and, past
+/// the grace period, shows its user as reconnecting meanwhile.
+fn expire_later(ctx: Arc<Ctx>, sid: String, epoch: ParkEpoch, outbox: Outbox, user: Option<User>) {
+    if let Some(user) = user {
+        report_later(Arc::clone(&ctx), sid.clone(), epoch, outbox.clone(), user);
+    }
     tokio::spawn(async move {
         tokio::select! {
             _ = tokio::time::sleep(ctx.sessions.window()) => {}
@@ -138,8 +192,9 @@ where
         // The socket is gone, or the client claims frames never sent: held again.
         let outbox = parked.outbox.clone();
         let login_conn = parked.login_conn;
+        let user = user_of(&parked);
         let epoch = ctx.sessions.repark(&req.session, parked);
-        expire_later(Arc::clone(&ctx), req.session, epoch, outbox);
+        expire_later(Arc::clone(&ctx), req.session, epoch, outbox, user);
         tracing::warn!("conn {conn} resume of the session of conn {login_conn} failed");
         return Err(End::ResumeRefused(CRVIDEOSDK_ERR_DATA));
     };
@@ -153,6 +208,7 @@ where
     session.conn = conn;
     session.addr = current.addr;
     session.origin = current.origin.clone();
+    report_resumed(&ctx, &session).await;
     tracing::info!(
         "conn {conn} resumed the session of conn {} ({}), from frame {}",
         session.login_conn,

@@ -97,11 +97,7 @@ pub fn assert_nothing_pending(c: &mut Client, who: &str) {
 
 /// A status object.
 pub fn st(user: &str, status: i32, dnd: i32) -> UserStatus {
-    UserStatus {
-        user_id: user.into(),
-        user_status: status,
-        dnd_type: dnd,
-    }
+    UserStatus::new(user, status, dnd)
 }
 
 /// The bytes of a control frame of `c` whose JSON text is `json` as is (malformed, foreign or

@@ -170,11 +170,7 @@ fn requests_are_answered_by_their_replies_or_by_the_end_of_the_link() {
             other => panic!("{other:?}"),
         })
         .collect();
-    let st = UserStatus {
-        user_id: "bob".into(),
-        user_status: 1,
-        dnd_type: 0,
-    };
+    let st = UserStatus::new("bob", 1, 0);
     let list = ServerMsg::Res {
         re: ids[1],
         result: Outcome::Statuses(vec![st.clone()]),

@@ -191,12 +191,13 @@ impl PresenceStore for RedisHub {
             .fcall("crvm_statuses", tenant)
             .await
             .map_err(|Failed| CRVIDEOSDK_SERVER_EXCEPTION)?;
-        let mut out = Vec::with_capacity(flat.len() / 3);
-        for t in flat.chunks_exact(3) {
-            let (Ok(user_id), Ok(user_status), Ok(dnd_type)) = (
+        let mut out = Vec::with_capacity(flat.len() / 4);
+        for t in flat.chunks_exact(4) {
+            let (Ok(user_id), Ok(user_status), Ok(dnd_type), Ok(rc)) = (
                 String::from_redis_value(t[0].clone()),
                 i32::from_redis_value(t[1].clone()),
                 i32::from_redis_value(t[2].clone()),
+                i32::from_redis_value(t[3].clone()),
             ) else {
                 return Err(CRVIDEOSDK_SERVER_EXCEPTION);
             };
@@ -204,9 +205,21 @@ impl PresenceStore for RedisHub {
                 user_id,
                 user_status,
                 dnd_type,
+                reconnecting: rc != 0,
             });
         }
         Ok(out)
+    }
+
+    async fn set_reconnecting(&self, tenant: &str, user_id: &str, gen: LoginGen, on: bool) {
+        // While this node is cut off, the mark waits: its sessions are checked again when it is
+        // back.
+        if self.is_up() {
+            let (g, on) = (gen.to_string(), if on { "1" } else { "0" });
+            let _ = self
+                .change::<i64>("crvm_reconnecting", (tenant, user_id, g.as_str(), on))
+                .await;
+        }
     }
 }
 
