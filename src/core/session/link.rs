@@ -150,7 +150,9 @@ impl Session {
                 break;
             }
             if matches!(st.phase, Phase::LoggedIn)
-                && st.xfers.fill_chunk(&mut st.out, ack, buf, &mut st.events)
+                && st
+                    .xfers
+                    .fill_chunk(&mut st.out, ack, buf, &mut st.events, now)
             {
                 break;
             }

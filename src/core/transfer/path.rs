@@ -1,0 +1,161 @@
+//! How much of one outgoing stream may be in flight, and in what chunks: sized from the path
+//! the stream's bytes take (sender → server → receiver and back, node links included), as
+//! measured from the receiver's acknowledgements. Sans-IO: every call is given the time.
+//!
+//! A window larger than the path can carry does not make a transfer faster, it only fills the
+//! queues on the way (a router's, the kernels' buffers), and an invite behind those queues
+//! waits for all of them. So the window is a little more than the path's bandwidth-delay
+//! product: [`GAIN`] × the highest delivery rate seen lately × the lowest round trip seen on
+//! this stream, and at least [`MIN_QUEUE_TIME`] of the delivery rate (a fast path whose round
+//! trip is mostly processing needs that much in flight to keep every process busy). It never
+//! goes below [`MIN_CHUNKS`] chunks nor above the protocol's [`xfer::WINDOW`] (the memory the
+//! server grants one stream). Chunks follow the delivery rate too: at most [`CHUNK_TIME`] of
+//! it, so that a control frame written after one waits that long at most, and at least
+//! [`MIN_CHUNK`] bytes.
+//!
+//! Delivery rate samples are taken as BBR takes them: when an acknowledgement covers a chunk,
+//! the bytes acknowledged since the acknowledgement that was the newest when that chunk was
+//! sent, over the time since then. The round trip is the time from writing a chunk to the
+//! acknowledgement that covers it. The lowest round trip is kept for the stream's life rather
+//! than a recent interval: the window always queues a little ([`GAIN`] > 1), so every later
+//! sample includes that queue, and forgetting the older minimum would let the window ratchet
+//! upwards.
+
+use crvm_proto::msg::xfer;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Window over the bandwidth-delay product: the excess waits in the bottleneck's queue, so an
+/// invite behind it waits (GAIN − 1) round trips at most.
+pub(crate) const GAIN: f64 = 1.5;
+/// The window holds at least this much of the delivery rate.
+pub(crate) const MIN_QUEUE_TIME: Duration = Duration::from_millis(3);
+/// At least this many chunks fit in the window, so that the receiver (which acknowledges at
+/// least every [`xfer::ACK_CHUNKS`] chunks) always has enough to acknowledge.
+pub(crate) const MIN_CHUNKS: u64 = 4;
+/// A chunk carries at most this much of the delivery rate…
+pub(crate) const CHUNK_TIME: Duration = Duration::from_millis(4);
+/// …and at least this many bytes (a frame's overhead is 24 bytes).
+pub(crate) const MIN_CHUNK: usize = 16 * 1024;
+/// Before any measurement: chunks of this size…
+const FIRST_CHUNK: usize = 32 * 1024;
+/// …and this window.
+const FIRST_WINDOW: u64 = 128 * 1024;
+/// The delivery rate is the highest sample of the last two spans of this length.
+const RATE_SPAN: Duration = Duration::from_millis(500);
+
+/// A chunk written and not yet acknowledged.
+struct Sent {
+    /// The stream offset just past its last byte.
+    end: u64,
+    at: Instant,
+    /// What was acknowledged when it was written, and when that acknowledgement came.
+    acked: u64,
+    acked_at: Instant,
+}
+
+/// The path estimate of one outgoing stream.
+pub(crate) struct Path {
+    flight: VecDeque<Sent>,
+    acked: u64,
+    /// When `acked` last grew (or the first chunk was written).
+    acked_at: Option<Instant>,
+    min_rtt: Option<Duration>,
+    /// Highest delivery rate (bytes/s) in the current span and the one before.
+    rate_now: (Instant, f64),
+    rate_before: f64,
+}
+
+impl Path {
+    pub fn new(now: Instant) -> Self {
+        Path {
+            flight: VecDeque::new(),
+            acked: 0,
+            acked_at: None,
+            min_rtt: None,
+            rate_now: (now, 0.0),
+            rate_before: 0.0,
+        }
+    }
+
+    /// The delivery rate in bytes per second (0 before the first sample).
+    pub fn rate(&self) -> f64 {
+        self.rate_now.1.max(self.rate_before)
+    }
+
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
+    }
+
+    /// The size of the next chunk.
+    pub fn chunk(&self) -> usize {
+        let rate = self.rate();
+        if rate <= 0.0 {
+            return FIRST_CHUNK;
+        }
+        let by_rate = (rate * CHUNK_TIME.as_secs_f64()) as usize;
+        by_rate.clamp(MIN_CHUNK, xfer::CHUNK)
+    }
+
+    /// Bytes that may be in flight (written and not acknowledged).
+    pub fn window(&self) -> u64 {
+        let floor = MIN_CHUNKS * self.chunk() as u64;
+        let (rate, Some(rtt)) = (self.rate(), self.min_rtt) else {
+            return FIRST_WINDOW.max(floor);
+        };
+        let bdp = GAIN * rate * rtt.as_secs_f64();
+        let queue = rate * MIN_QUEUE_TIME.as_secs_f64();
+        (bdp.max(queue) as u64).clamp(floor, xfer::WINDOW)
+    }
+
+    /// A chunk ending at stream offset `end` was written at `now`.
+    pub fn sent(&mut self, end: u64, now: Instant) {
+        let acked_at = *self.acked_at.get_or_insert(now);
+        self.flight.push_back(Sent {
+            end,
+            at: now,
+            acked: self.acked,
+            acked_at,
+        });
+    }
+
+    /// The receiver has acknowledged `bytes` of the stream, heard at `now`.
+    pub fn acked(&mut self, bytes: u64, now: Instant) {
+        if bytes <= self.acked {
+            return;
+        }
+        let mut newest = None;
+        while self.flight.front().is_some_and(|s| s.end <= bytes) {
+            newest = self.flight.pop_front();
+        }
+        self.acked = bytes;
+        self.acked_at = Some(now);
+        let Some(s) = newest else {
+            return;
+        };
+        let rtt = now.saturating_duration_since(s.at);
+        if !rtt.is_zero() {
+            self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        }
+        let span = now.saturating_duration_since(s.acked_at);
+        if !span.is_zero() {
+            self.rate_sample((bytes - s.acked) as f64 / span.as_secs_f64(), now);
+        }
+    }
+
+    fn rate_sample(&mut self, rate: f64, now: Instant) {
+        let (since, max) = self.rate_now;
+        if now.saturating_duration_since(since) >= RATE_SPAN {
+            // A new span; the old one's maximum counts for one more span, then is forgotten.
+            let stale = now.saturating_duration_since(since) >= 2 * RATE_SPAN;
+            self.rate_before = if stale { 0.0 } else { max };
+            self.rate_now = (now, rate);
+        } else if rate > max {
+            self.rate_now.1 = rate;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "path_tests.rs"]
+mod tests;
