@@ -734,3 +734,41 @@ fn a_sender_starts_with_a_small_window_that_grows_with_the_measured_path() {
         "the window grew: {widest} from {first}"
     );
 }
+
+#[test]
+fn a_data_end_that_overtakes_the_last_chunks_waits_for_them() {
+    // The server's out-queue lets control frames (data_end) overtake queued chunks; the
+    // receiver checks the checksum once every byte is in, whatever came first.
+    let t0 = Instant::now();
+    let (mut s, mut srv) = logged_in(t0);
+    let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let hash = crvm_proto::msg::checksum_hex(xxhash_rust::xxh3::xxh3_128(&bytes));
+    let incoming = ServerMsg::Incoming {
+        sid: 3,
+        task: "t".into(),
+        from: "bob".into(),
+        kind: XferKind::Buffer,
+        size: bytes.len() as u64,
+        name: String::new(),
+    };
+    srv.send(&mut s, &incoming, t0);
+    srv.data(&mut s, 3, &bytes[..20_000], t0);
+    srv.send(&mut s, &ServerMsg::DataEnd { sid: 3, hash }, t0);
+    let fin = |msgs: &[ClientMsg]| {
+        msgs.iter()
+            .any(|m| matches!(m, ClientMsg::Fin { sid: 3, .. }))
+    };
+    assert!(!fin(&srv.take(&mut s, t0)), "not before the last bytes");
+    srv.data(&mut s, 3, &bytes[20_000..], t0);
+    let sent = srv.take(&mut s, t0);
+    assert!(
+        sent.contains(&ClientMsg::Fin { sid: 3, code: 0 }),
+        "{sent:?}"
+    );
+    let evs = events(&mut s);
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::NotifyBufferData { data, .. } if *data == bytes)),
+        "{evs:?}"
+    );
+}
