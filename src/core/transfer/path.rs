@@ -15,7 +15,8 @@
 //!
 //! Delivery rate samples are taken as BBR takes them: when an acknowledgement covers a chunk,
 //! the bytes acknowledged since the acknowledgement that was the newest when that chunk was
-//! sent, over the time since then. The round trip is the time from writing a chunk to the
+//! sent, over the time since then (or over the time those bytes took to be written, if that
+//! was longer: bunched acknowledgements must not look like a faster path). The round trip is the time from writing a chunk to the
 //! acknowledgement that covers it. The lowest round trip is kept for the stream's life rather
 //! than a recent interval: the window always queues a little ([`GAIN`] > 1), so every later
 //! sample includes that queue, and forgetting the older minimum would let the window ratchet
@@ -49,17 +50,20 @@ struct Sent {
     /// The stream offset just past its last byte.
     end: u64,
     at: Instant,
-    /// What was acknowledged when it was written, and when that acknowledgement came.
+    /// What was acknowledged when it was written, when that acknowledgement came, and when
+    /// the newest chunk it covered had been written.
     acked: u64,
     acked_at: Instant,
+    acked_sent_at: Instant,
 }
 
 /// The path estimate of one outgoing stream.
 pub(crate) struct Path {
     flight: VecDeque<Sent>,
     acked: u64,
-    /// When `acked` last grew (or the first chunk was written).
-    acked_at: Option<Instant>,
+    /// When `acked` last grew (or the first chunk was written), and when the newest chunk it
+    /// covers had been written.
+    acked_at: Option<(Instant, Instant)>,
     min_rtt: Option<Duration>,
     /// Highest delivery rate (bytes/s) in the current span and the one before.
     rate_now: (Instant, f64),
@@ -83,6 +87,7 @@ impl Path {
         self.rate_now.1.max(self.rate_before)
     }
 
+    #[cfg(test)]
     pub fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt
     }
@@ -110,12 +115,13 @@ impl Path {
 
     /// A chunk ending at stream offset `end` was written at `now`.
     pub fn sent(&mut self, end: u64, now: Instant) {
-        let acked_at = *self.acked_at.get_or_insert(now);
+        let (acked_at, acked_sent_at) = *self.acked_at.get_or_insert((now, now));
         self.flight.push_back(Sent {
             end,
             at: now,
             acked: self.acked,
             acked_at,
+            acked_sent_at,
         });
     }
 
@@ -129,15 +135,20 @@ impl Path {
             newest = self.flight.pop_front();
         }
         self.acked = bytes;
-        self.acked_at = Some(now);
         let Some(s) = newest else {
+            self.acked_at = Some((now, self.acked_at.map_or(now, |a| a.1)));
             return;
         };
+        self.acked_at = Some((now, s.at));
         let rtt = now.saturating_duration_since(s.at);
         if !rtt.is_zero() {
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
         }
-        let span = now.saturating_duration_since(s.acked_at);
+        // Over the longer of the acknowledging and the sending interval: acknowledgements
+        // that arrive bunched together do not make the path look faster than it was fed.
+        let acking = now.saturating_duration_since(s.acked_at);
+        let sending = s.at.saturating_duration_since(s.acked_sent_at);
+        let span = acking.max(sending);
         if !span.is_zero() {
             self.rate_sample((bytes - s.acked) as f64 / span.as_secs_f64(), now);
         }

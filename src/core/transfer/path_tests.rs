@@ -163,11 +163,34 @@ fn the_round_trip_is_the_lowest_seen_and_the_rate_forgets_old_spans() {
         1e6,
         "the lower sample does not replace the maximum"
     );
-    // Much later, a slower sample: the old maximum has aged out.
+    // Much later, a slower sample: the old maximum has aged out. Its bytes were written
+    // 2.9 s after the last acknowledged chunk, acknowledged 2.8 s after its acknowledgement.
     p.sent(210_000, t0 + ms(3000));
     p.acked(210_000, t0 + ms(3200));
-    assert_eq!(p.rate(), 10_000.0 / 2.8);
+    assert_eq!(
+        p.rate(),
+        10_000.0 / 2.9,
+        "over the sending interval, the longer"
+    );
     // An old or repeated acknowledgement changes nothing.
     p.acked(150_000, t0 + ms(3300));
-    assert_eq!(p.rate(), 10_000.0 / 2.8);
+    assert_eq!(p.rate(), 10_000.0 / 2.9);
+}
+
+#[test]
+fn bunched_acknowledgements_do_not_raise_the_rate() {
+    // Ten chunks of 10 kB written 10 ms apart (1 MB/s) are acknowledged together at 200 ms;
+    // ten more written at once then, and acknowledged together 20 ms later. The second burst
+    // came 20 ms after the first, but its bytes took 100 ms to be fed: 1 MB/s, not 5.
+    let t0 = Instant::now();
+    let mut p = Path::new(t0);
+    for i in 1..=10u64 {
+        p.sent(i * 10_000, t0 + ms(i * 10));
+    }
+    p.acked(100_000, t0 + ms(200));
+    for i in 11..=20u64 {
+        p.sent(i * 10_000, t0 + ms(200));
+    }
+    p.acked(200_000, t0 + ms(220));
+    assert!(p.rate() <= 1.01e6, "rate {}", p.rate());
 }
