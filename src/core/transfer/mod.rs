@@ -197,6 +197,16 @@ pub(crate) struct Transfers {
 }
 
 impl Transfers {
+    /// The delivery rate of the outgoing streams together, in bytes per second (0 when none
+    /// is moving).
+    pub fn out_rate(&self) -> f64 {
+        self.out
+            .values()
+            .filter_map(|o| o.est.as_ref())
+            .map(PathEstimate::rate)
+            .sum()
+    }
+
     /// Takes a stream to send; it goes out when fewer than [`xfer::MAX_OUTGOING`] are offered.
     pub fn queue(&mut self, mut o: Outgoing) {
         if matches!(o.source, Source::File(_)) && self.open_queued() >= MAX_OPEN_QUEUED {
