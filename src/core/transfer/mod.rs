@@ -387,7 +387,7 @@ impl Transfers {
                 continue; // nothing more to send on it
             }
             let est = o.est.as_ref().expect("started");
-            let room = est.window().saturating_sub(o.sent - o.acked);
+            let room = est.window(now).saturating_sub(o.sent - o.acked);
             let n = (est.chunk() as u64).min(o.size - o.sent);
             if room < n {
                 self.turn.push_back(sid); // waits for acknowledgements

@@ -9,7 +9,8 @@
 //! this stream, and at least [`MIN_QUEUE_TIME`] of the delivery rate (a fast path whose round
 //! trip is mostly processing needs that much in flight to keep every process busy). It never
 //! goes below [`MIN_CHUNKS`] chunks nor above the protocol's [`xfer::WINDOW`] (the memory the
-//! server grants one stream). Chunks follow the delivery rate too: at most [`CHUNK_TIME`] of
+//! server grants one stream); one round trip in [`PROBE_EVERY`] its time-based floor is a
+//! quarter larger, to find room a busy machine's path may have regained. Chunks follow the delivery rate too: at most [`CHUNK_TIME`] of
 //! it, so that a control frame written after one waits that long at most, and at least
 //! [`MIN_CHUNK`] bytes.
 //!
@@ -42,6 +43,13 @@ pub(crate) const MIN_CHUNK: usize = 16 * 1024;
 const FIRST_CHUNK: usize = 32 * 1024;
 /// …and this window.
 const FIRST_WINDOW: u64 = 128 * 1024;
+/// One round trip in this many the [`MIN_QUEUE_TIME`] part of the window is a quarter larger
+/// ([`PROBE_GAIN`]): if the path has room the delivery rate rises and the window follows; if
+/// not, the extra drains in the next round. Without it a window limited by late processes
+/// (whose delivery rate is what the window lets through) could only shrink. Only that part:
+/// where the product rules, the bottleneck is a link, whose queue would only grow.
+const PROBE_EVERY: u128 = 8;
+const PROBE_GAIN: f64 = 1.25;
 /// The delivery rate is the highest sample of the last two spans of this length.
 const RATE_SPAN: Duration = Duration::from_millis(500);
 
@@ -60,6 +68,7 @@ struct Sent {
 /// The path estimate of one outgoing stream.
 pub(crate) struct Path {
     flight: VecDeque<Sent>,
+    start: Instant,
     acked: u64,
     /// When `acked` last grew (or the first chunk was written), and when the newest chunk it
     /// covers had been written.
@@ -74,6 +83,7 @@ impl Path {
     pub fn new(now: Instant) -> Self {
         Path {
             flight: VecDeque::new(),
+            start: now,
             acked: 0,
             acked_at: None,
             min_rtt: None,
@@ -102,15 +112,19 @@ impl Path {
         by_rate.clamp(MIN_CHUNK, xfer::CHUNK)
     }
 
-    /// Bytes that may be in flight (written and not acknowledged).
-    pub fn window(&self) -> u64 {
+    /// Bytes that may be in flight (written and not acknowledged) at `now`.
+    pub fn window(&self, now: Instant) -> u64 {
         let floor = MIN_CHUNKS * self.chunk() as u64;
         let (rate, Some(rtt)) = (self.rate(), self.min_rtt) else {
             return FIRST_WINDOW.max(floor);
         };
         let bdp = GAIN * rate * rtt.as_secs_f64();
         let queue = rate * MIN_QUEUE_TIME.as_secs_f64();
-        (bdp.max(queue) as u64).clamp(floor, xfer::WINDOW)
+        let round = rtt.max(Duration::from_millis(1)).as_nanos();
+        let probe = now.saturating_duration_since(self.start).as_nanos() / round % PROBE_EVERY
+            == PROBE_EVERY - 1;
+        let gain = if probe { PROBE_GAIN } else { 1.0 };
+        (bdp.max(gain * queue) as u64).clamp(floor, xfer::WINDOW)
     }
 
     /// A chunk ending at stream offset `end` was written at `now`.

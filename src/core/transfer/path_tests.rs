@@ -36,7 +36,7 @@ fn simulate(rate: f64, delay: Duration, extra: Duration, secs: f64) -> Run {
     while now < end {
         loop {
             let n = p.chunk() as u64;
-            if sent - acked + n > p.window() {
+            if sent - acked + n > p.window(now) {
                 break;
             }
             sent += n;
@@ -68,7 +68,7 @@ fn simulate(rate: f64, delay: Duration, extra: Duration, secs: f64) -> Run {
     Run {
         rate: (acked - base) as f64 / (now - from).as_secs_f64(),
         max_queue,
-        window: p.window(),
+        window: p.window(now),
         chunk: p.chunk(),
         max_chunk,
     }
@@ -84,8 +84,8 @@ fn ms(n: u64) -> Duration {
 fn before_any_measurement_a_small_window_of_small_chunks() {
     let p = Path::new(Instant::now());
     assert_eq!(p.chunk(), FIRST_CHUNK);
-    assert_eq!(p.window(), FIRST_WINDOW);
-    assert!(p.window() >= MIN_CHUNKS * p.chunk() as u64);
+    assert_eq!(p.window(Instant::now()), FIRST_WINDOW);
+    assert!(p.window(Instant::now()) >= MIN_CHUNKS * p.chunk() as u64);
 }
 
 #[test]
@@ -193,4 +193,12 @@ fn bunched_acknowledgements_do_not_raise_the_rate() {
     }
     p.acked(200_000, t0 + ms(220));
     assert!(p.rate() <= 1.01e6, "rate {}", p.rate());
+}
+
+#[test]
+fn a_window_limited_by_processing_probes_for_room() {
+    // 1 GB/s with 2 ms of processing per acknowledgement: more than MIN_QUEUE_TIME of the rate
+    // must be in flight to fill it. The probe finds the room step by step.
+    let r = simulate(1e9, Duration::from_micros(20), ms(2), 5.0);
+    assert!(r.rate >= 0.9e9, "rate {}", r.rate);
 }
