@@ -68,6 +68,9 @@ struct Sent {
 /// The path estimate of one outgoing stream.
 pub(crate) struct Path {
     flight: VecDeque<Sent>,
+    /// The stream offset past the last chunk written, and that chunk's length.
+    sent_end: u64,
+    last_chunk: u64,
     start: Instant,
     acked: u64,
     /// When `acked` last grew (or the first chunk was written), and when the newest chunk it
@@ -83,6 +86,8 @@ impl Path {
     pub fn new(now: Instant) -> Self {
         Path {
             flight: VecDeque::new(),
+            sent_end: 0,
+            last_chunk: 0,
             start: now,
             acked: 0,
             acked_at: None,
@@ -114,7 +119,10 @@ impl Path {
 
     /// Bytes that may be in flight (written and not acknowledged) at `now`.
     pub fn window(&self, now: Instant) -> u64 {
-        let floor = MIN_CHUNKS * self.chunk() as u64;
+        // The receiver acknowledges every 2 chunks of the size it last received: the window
+        // always holds that and the next chunk, however the chunk size has changed meanwhile,
+        // so that a sender waiting for room always gets an acknowledgement.
+        let floor = MIN_CHUNKS * (self.chunk() as u64).max(self.last_chunk);
         let (rate, Some(rtt)) = (self.rate(), self.min_rtt) else {
             return FIRST_WINDOW.max(floor);
         };
@@ -129,6 +137,8 @@ impl Path {
 
     /// A chunk ending at stream offset `end` was written at `now`.
     pub fn sent(&mut self, end: u64, now: Instant) {
+        self.last_chunk = end.saturating_sub(self.sent_end);
+        self.sent_end = end;
         let (acked_at, acked_sent_at) = *self.acked_at.get_or_insert((now, now));
         self.flight.push_back(Sent {
             end,

@@ -202,3 +202,37 @@ fn a_window_limited_by_processing_probes_for_room() {
     let r = simulate(1e9, Duration::from_micros(20), ms(2), 5.0);
     assert!(r.rate >= 0.9e9, "rate {}", r.rate);
 }
+
+#[test]
+fn after_the_chunks_shrink_the_window_still_holds_two_of_the_last_size_and_one_more() {
+    // Full chunks on a fast path, then the rate collapses (chunks of 16 KiB from then on):
+    // the receiver still waits for two chunks of the size it last got (128 KiB) before it
+    // acknowledges, so the window must leave room for them and the next, or both ends wait
+    // for each other.
+    let t0 = Instant::now();
+    let mut p = Path::new(t0);
+    let big = xfer::CHUNK as u64;
+    p.sent(big, t0);
+    p.acked(big, t0 + ms(1));
+    assert_eq!(p.chunk(), xfer::CHUNK);
+    p.sent(2 * big, t0 + ms(1));
+    p.sent(2 * big + 1000, t0 + ms(3000));
+    p.acked(2 * big + 1000, t0 + ms(4000));
+    assert_eq!(p.chunk(), MIN_CHUNK, "the rate fell");
+    p.sent(3 * big, t0 + ms(4000));
+    let last = 3 * big - (2 * big + 1000);
+    assert!(p.window(t0 + ms(4000)) >= 2 * last + p.chunk() as u64);
+    // While a large chunk was the last one sent, the window holds two of them and one more.
+    let mut q = Path::new(t0);
+    q.sent(big, t0);
+    q.acked(big, t0 + ms(1));
+    q.sent(2 * big, t0 + ms(1));
+    q.sent(2 * big + 1000, t0 + ms(3000));
+    q.acked(2 * big + 1000, t0 + ms(4000));
+    q.sent(3 * big + 1000, t0 + ms(4000));
+    assert!(
+        q.window(t0 + ms(4000)) >= 3 * big,
+        "{}",
+        q.window(t0 + ms(4000))
+    );
+}
