@@ -17,4 +17,6 @@ pub use hot::Json;
 pub use msg::{
     ClientMsg, Meeting, Op, Outcome, ServerMsg, SizeLimits, UserStatus, XferKind, PROTOCOL_VERSION,
 };
-pub use outq::{limit_unsent, Batch, Out, OutQueue, Payload, Unsent};
+pub use outq::{
+    limit_unsent, limit_unsent_to, unsent_for_rate, Batch, Out, OutQueue, Payload, Unsent,
+};

@@ -14,7 +14,7 @@ use crate::error::*;
 
 /// Protocol version spoken by this build. The server refuses any other with code 4.
 /// Version 4 answers every request with one `res` envelope (version 3 had six reply types).
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -466,14 +466,19 @@ pub mod xfer {
         cmds == 0 || (cmds < CMD_WINDOW && bytes + len <= CMD_WINDOW_BYTES)
     }
 
-    /// Bytes of data per data frame.
+    /// Most bytes of data per data frame (senders choose smaller chunks on slower paths).
     pub const CHUNK: usize = 128 * 1024;
-    /// Bytes a sender may have sent beyond what the receiver acknowledged. The server refuses
-    /// (closes) a sender that exceeds it, so the relay never holds more than this per transfer.
+    /// Most bytes a sender may have sent beyond what the receiver acknowledged. The server
+    /// refuses (closes) a sender that exceeds it, so the relay never holds more than this per
+    /// transfer. Senders keep less in flight on paths that cannot carry that much (the
+    /// library sizes its window from the measured path).
     pub const WINDOW: u64 = 4 * 1024 * 1024;
-    /// The receiver acknowledges at least every this many bytes (and at the end), so the
-    /// window reopens in steps while the acknowledgement traffic stays small.
+    /// The receiver acknowledges at least every this many bytes…
     pub const ACK_EVERY: u64 = 512 * 1024;
+    /// …or every this many chunks of the size of the last one it received, whichever is
+    /// fewer bytes (and at the end), so that a sender whose window holds this many chunks
+    /// always hears back; the acknowledgement traffic stays a fraction of the data's.
+    pub const ACK_CHUNKS: u64 = 2;
     /// Transfers one session may be receiving at once; the server queues further offers to it
     /// and starts each as one of these ends.
     pub const MAX_INCOMING: usize = 32;

@@ -21,11 +21,33 @@ use crate::hot::Json;
 /// (the kernel refills it from this much while the writer is woken).
 pub const KERNEL_UNSENT: usize = 32 * 1024;
 
+/// Most bytes the kernel may hold unsent on a fast path (see [`unsent_for_rate`]).
+pub const KERNEL_UNSENT_MAX: usize = 512 * 1024;
+
+/// How long the kernel's unsent bytes should last at the path's delivery rate: long enough that
+/// the writer, woken late on a busy machine, still finds the socket busy; short enough that a
+/// control frame written after them waits no longer than this.
+pub const UNSENT_TIME_US: u64 = 1000;
+
+/// The bound on unsent bytes for a path that delivers `rate` bytes per second:
+/// [`UNSENT_TIME_US`] of it, between [`KERNEL_UNSENT`] and [`KERNEL_UNSENT_MAX`], in steps of
+/// [`KERNEL_UNSENT`] (so that a socket's bound changes only when the rate does by that much).
+pub fn unsent_for_rate(rate: f64) -> usize {
+    let bytes = (rate * UNSENT_TIME_US as f64 / 1e6) as usize;
+    (bytes / KERNEL_UNSENT * KERNEL_UNSENT).clamp(KERNEL_UNSENT, KERNEL_UNSENT_MAX)
+}
+
 /// Bounds the bytes the kernel holds unsent on the TCP socket `fd` to [`KERNEL_UNSENT`]
 /// (`TCP_NOTSENT_LOWAT`), for the library's and the server's sockets alike. Best effort:
 /// without it (another OS) only latency under load suffers.
 pub fn limit_unsent(fd: std::os::fd::RawFd) {
-    let lowat = KERNEL_UNSENT as libc::c_int;
+    limit_unsent_to(fd, KERNEL_UNSENT);
+}
+
+/// Bounds the bytes the kernel holds unsent on the TCP socket `fd` to `bytes`
+/// (`TCP_NOTSENT_LOWAT`; best effort).
+pub fn limit_unsent_to(fd: std::os::fd::RawFd, bytes: usize) {
+    let lowat = bytes.min(i32::MAX as usize) as libc::c_int;
     // SAFETY: setsockopt on a descriptor the caller owns, with a live c_int of the stated size.
     unsafe {
         libc::setsockopt(
@@ -549,6 +571,26 @@ impl Batch {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_unsent_bound_is_a_millisecond_of_the_rate_in_steps_within_its_limits() {
+        assert_eq!(unsent_for_rate(0.0), KERNEL_UNSENT, "no stream: the least");
+        assert_eq!(
+            unsent_for_rate(1.25e6),
+            KERNEL_UNSENT,
+            "10 Mbit/s: the least"
+        );
+        assert_eq!(
+            unsent_for_rate(125e6),
+            3 * KERNEL_UNSENT,
+            "1 Gbit/s: 125 kB, in steps"
+        );
+        assert_eq!(
+            unsent_for_rate(2e9),
+            KERNEL_UNSENT_MAX,
+            "loopback: the most"
+        );
+    }
     use super::*;
     use crate::frame::Decoder;
 

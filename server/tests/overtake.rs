@@ -27,15 +27,16 @@ use std::sync::Arc;
 /// Events of every client, tagged with its user, in the order their callbacks ran.
 type Log = Receiver<(&'static str, Event)>;
 
-/// The file: long enough that the window (4 MiB) is full well before the call is made and
-/// several more windows follow it.
+/// The file: long enough that the stream's window (what the path carries, at most 4 MiB) is
+/// full well before the call is made and several more windows follow it.
 const FILE: usize = 16 * 1024 * 1024;
 /// The call is made once the receiver has acknowledged this much.
 const CALL_AT: u64 = 5 * 1024 * 1024;
 /// Most data that may go ahead of the invite: what the emulated link holds (its 50 ms queue
 /// and 20 ms in flight at 40 Mbit/s, ~350 KB, and the emulator's receive buffer), one chunk
 /// being written (128 KiB) and the kernel's unsent bytes (32 KiB and a segment): 400–800 KiB
-/// seen. Without the bound on unsent bytes, 1.5 MiB went ahead.
+/// seen with a fixed 4 MiB window, 250–310 KiB with windows that follow the path. Without the
+/// bound on unsent bytes, 1.5 MiB went ahead.
 const MOST_AHEAD: u64 = 1280 * 1024;
 
 /// Logs `name` in at `addr`; its events go to `log`. `on_ring`, if any, runs in the callback

@@ -150,7 +150,7 @@ fn malformed_input_gets_close_6() {
     let mut c = s.connect();
     c.hello();
     let mut again = Encoder::new();
-    c.raw(&again.control(0, br#"{"t":"hello","c":{"ver":4,"agent":""}}"#, &[]));
+    c.raw(&again.control(0, br#"{"t":"hello","c":{"ver":5,"agent":""}}"#, &[]));
     assert!(matches!(
         c.login("demo", "demo-secret", "dup", ""),
         ServerMsg::Res {

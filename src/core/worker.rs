@@ -50,6 +50,8 @@ pub(crate) enum Link {
         /// Bytes the session produced, written from `woff` on.
         wbuf: Vec<u8>,
         woff: usize,
+        /// The socket's bound on unsent bytes, as last set.
+        unsent: usize,
     },
 }
 
@@ -133,10 +135,16 @@ pub(crate) fn flush(sh: &mut Shared, now: Instant) {
         transport,
         wbuf,
         woff,
+        unsent,
     } = &mut sh.link
     else {
         return;
     };
+    let want = sh.session.unsent_bound();
+    if want != *unsent {
+        crvm_proto::limit_unsent_to(transport.fd(), want);
+        *unsent = want;
+    }
     let result = loop {
         if *woff == wbuf.len() {
             if wbuf.capacity() > KEEP_WBUF {
@@ -400,6 +408,7 @@ fn connected(inner: &Inner, sh: &mut Shared, now: Instant) {
                 transport,
                 wbuf: Vec::new(),
                 woff: 0,
+                unsent: crvm_proto::outq::KERNEL_UNSENT,
             };
             sh.session.link_up(gen, now);
             flush(sh, now);

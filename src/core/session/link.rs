@@ -150,7 +150,9 @@ impl Session {
                 break;
             }
             if matches!(st.phase, Phase::LoggedIn)
-                && st.xfers.fill_chunk(&mut st.out, ack, buf, &mut st.events)
+                && st
+                    .xfers
+                    .fill_chunk(&mut st.out, ack, buf, &mut st.events, now)
             {
                 break;
             }
@@ -160,6 +162,13 @@ impl Session {
         }
         st.spoke(now);
         true
+    }
+
+    /// How many bytes the kernel should hold unsent on this link's socket: a millisecond of
+    /// what the outgoing streams deliver, so that a fast path stays busy while the worker is
+    /// woken, and a slow one holds no more than 32 KiB ahead of a control frame.
+    pub fn unsent_bound(&self) -> usize {
+        crvm_proto::unsent_for_rate(self.st.xfers.out_rate())
     }
 
     /// When [`Session::tick`] must run next, if ever: the timer table's earliest deadline.

@@ -8,7 +8,9 @@ use super::*;
 use crvm_proto::error::*;
 use crvm_proto::frame::MAX_PAYLOAD_TO_SERVER;
 use crvm_proto::msg::{to_json, xfer};
-use crvm_proto::{ClientMsg, Encoder, Kind, Op, Outcome, ServerMsg, UserStatus, PROTOCOL_VERSION};
+use crvm_proto::{
+    ClientMsg, Encoder, Kind, Op, Outcome, ServerMsg, UserStatus, XferKind, PROTOCOL_VERSION,
+};
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 
@@ -615,3 +617,6 @@ fn an_answer_of_the_wrong_kind_is_a_server_fault() {
     srv.send(&mut s, &again, t0);
     assert_eq!(events(&mut s), [Event::LineOff { code: code(207) }]);
 }
+
+#[path = "transfer_tests.rs"]
+mod transfer;

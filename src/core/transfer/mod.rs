@@ -15,9 +15,11 @@
 //! Receiving is [`recv`]'s, its files written off the worker by [`disk`].
 
 mod disk;
+mod path;
 mod recv;
 
 pub(crate) use disk::Wake;
+use path::Path as PathEstimate;
 use recv::Receiving;
 
 use super::event::Event;
@@ -109,6 +111,8 @@ pub(crate) struct Outgoing {
     sent: u64,
     /// Bytes the receiver has stored.
     acked: u64,
+    /// The window and chunk size the path allows, from `start` on.
+    est: Option<PathEstimate>,
     hasher: Xxh3,
     /// The app asked to cancel (applied as soon as the stream has an ID).
     cancel: bool,
@@ -136,6 +140,7 @@ impl Outgoing {
             started: false,
             sent: 0,
             acked: 0,
+            est: None,
             hasher: Xxh3::new(),
             cancel: false,
             reported: None,
@@ -192,6 +197,16 @@ pub(crate) struct Transfers {
 }
 
 impl Transfers {
+    /// The delivery rate of the outgoing streams together, in bytes per second (0 when none
+    /// is moving).
+    pub fn out_rate(&self) -> f64 {
+        self.out
+            .values()
+            .filter_map(|o| o.est.as_ref())
+            .map(PathEstimate::rate)
+            .sum()
+    }
+
     /// Takes a stream to send; it goes out when fewer than [`xfer::MAX_OUTGOING`] are offered.
     pub fn queue(&mut self, mut o: Outgoing) {
         if matches!(o.source, Source::File(_)) && self.open_queued() >= MAX_OPEN_QUEUED {
@@ -290,6 +305,7 @@ impl Transfers {
             return;
         }
         o.started = true;
+        o.est = Some(PathEstimate::new(io.now));
         if o.size == 0 {
             // Nothing to send: the checksum of no bytes completes it at once.
             let hash = checksum_hex(Xxh3::new().digest128());
@@ -350,13 +366,15 @@ impl Transfers {
     }
 
     /// Appends the next data chunk to `buf` (header included, numbered by `out`), if a started
-    /// stream's window has room. Returns whether it wrote one.
+    /// stream's window has room for it; window and chunk size follow the stream's path
+    /// ([`path`]). Returns whether it wrote one.
     pub fn fill_chunk(
         &mut self,
         out: &mut OutQueue,
         ack: u64,
         buf: &mut Vec<u8>,
         events: &mut Events,
+        now: Instant,
     ) -> bool {
         for _ in 0..self.turn.len() {
             let Some(sid) = self.turn.pop_front() else {
@@ -368,12 +386,14 @@ impl Transfers {
             if o.cancel || o.sent >= o.size {
                 continue; // nothing more to send on it
             }
-            let room = xfer::WINDOW - (o.sent - o.acked);
-            if room == 0 {
+            let est = o.est.as_ref().expect("started");
+            let room = est.window(now).saturating_sub(o.sent - o.acked);
+            let n = (est.chunk() as u64).min(o.size - o.sent);
+            if room < n {
                 self.turn.push_back(sid); // waits for acknowledgements
                 continue;
             }
-            let n = (xfer::CHUNK as u64).min(o.size - o.sent).min(room) as usize;
+            let n = n as usize;
             // The header is written once the bytes are in: a failed read leaves no frame.
             let at = buf.len();
             let data_at = at + HEADER_LEN + 8;
@@ -405,6 +425,7 @@ impl Transfers {
             }
             o.hasher.update(&buf[data_at..]);
             o.sent += n as u64;
+            o.est.as_mut().expect("started").sent(o.sent, now);
             if o.sent == o.size {
                 let hash = checksum_hex(o.hasher.digest128());
                 out.push(Out::msg(&ClientMsg::DataEnd { sid, hash }));
@@ -423,6 +444,9 @@ impl Transfers {
         };
         o.acked = bytes.clamp(o.acked, o.sent);
         let now = io.now;
+        if let Some(est) = &mut o.est {
+            est.acked(o.acked, now);
+        }
         let due = match o.reported {
             None => true,
             Some((at_bytes, at)) => {

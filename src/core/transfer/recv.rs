@@ -40,6 +40,8 @@ struct Incoming {
     stored: u64,
     /// Bytes acknowledged to the sender so far.
     acked: u64,
+    /// The length of the last chunk received (acknowledgements follow the sender's chunks).
+    chunk: u64,
     sink: Sink,
     hasher: Xxh3,
     /// The sender's checksum, once `data_end` arrived (it may overtake the last chunks).
@@ -106,6 +108,7 @@ impl Receiving {
                 received: 0,
                 stored: 0,
                 acked: 0,
+                chunk: 0,
                 sink,
                 hasher: Xxh3::new(),
                 expected: None,
@@ -132,6 +135,7 @@ impl Receiving {
         }
         inc.hasher.update(bytes);
         inc.received += bytes.len() as u64;
+        inc.chunk = bytes.len() as u64;
         match &mut inc.sink {
             Sink::Bytes(b) => {
                 b.extend_from_slice(bytes);
@@ -213,14 +217,15 @@ impl Receiving {
         self.done = done;
     }
 
-    /// More of `sid` is stored: acknowledged in steps of [`xfer::ACK_EVERY`] and at the end.
+    /// More of `sid` is stored: acknowledged once [`xfer::ACK_CHUNKS`] chunks of the last
+    /// one's size or [`xfer::ACK_EVERY`] bytes are unacknowledged, whichever is fewer, and at
+    /// the end.
     fn stored(&mut self, sid: u64, io: &mut Io<'_>) {
         let Some(inc) = self.inc.get_mut(&sid) else {
             return;
         };
-        if inc.stored - inc.acked >= xfer::ACK_EVERY
-            || (inc.stored == inc.size && inc.acked < inc.size)
-        {
+        let step = xfer::ACK_EVERY.min(xfer::ACK_CHUNKS * inc.chunk.max(1));
+        if inc.stored - inc.acked >= step || (inc.stored == inc.size && inc.acked < inc.size) {
             inc.acked = inc.stored;
             io.send(&ClientMsg::Ack {
                 sid,
