@@ -105,8 +105,6 @@ pub struct Links {
     senders: Mutex<HashMap<LoginGen, HashMap<String, Towards>>>,
     /// Per node, its sessions that have relay state here.
     proxies: Mutex<HashMap<String, HashSet<LoginGen>>>,
-    /// (tenant, user) → the node their session is on, for routing.
-    routes: Mutex<HashMap<String, HashMap<String, Arc<str>>>>,
     /// The node is stopping: no more links.
     closing: AtomicBool,
 }
@@ -131,7 +129,6 @@ impl Links {
             accepted: Mutex::default(),
             senders: Mutex::default(),
             proxies: Mutex::default(),
-            routes: Mutex::default(),
             closing: AtomicBool::new(false),
         });
         tokio::spawn(Arc::clone(&links).accept(listener));
@@ -236,7 +233,6 @@ impl Links {
         if let Some(p) = &dialled {
             p.close();
         }
-        self.forget_routes(node);
         if let Some(stop) = self.accepted.lock().remove(node) {
             stop.notify_one();
         }
@@ -299,37 +295,15 @@ impl Links {
         f(by_node.entry(node.to_owned()).or_default())
     }
 
-    /// The node user `to` of `tenant` is on, if another: remembered until the user's status
-    /// changes (every login and logout publishes one to every node), a cmd or offer to that
-    /// node fails with 1102, or the node is lost; else looked up in the directory.
+    /// The node user `to` of `tenant` is on, if another: asked of the directory every time.
+    /// (Not remembered: nothing tells every node when a user moves — status changes reach only
+    /// the nodes with subscribers in the tenant — and a stale route would answer a send 1102.)
     pub async fn route(&self, dir: &dyn Directory, tenant: &str, to: &str) -> Option<Arc<str>> {
-        if let Some(node) = self.routes.lock().get(tenant).and_then(|t| t.get(to)) {
-            return Some(Arc::clone(node));
-        }
         let node = dir.locate(tenant, to).await.ok()??;
         if node == self.node {
             return None; // leaving or arriving here: not a session to route to
         }
-        let node: Arc<str> = node.into();
-        self.routes
-            .lock()
-            .entry(tenant.to_owned())
-            .or_default()
-            .insert(to.to_owned(), Arc::clone(&node));
-        Some(node)
-    }
-
-    /// Where user `user` of `tenant` is may have changed.
-    pub fn forget_route(&self, tenant: &str, user: &str) {
-        if let Some(t) = self.routes.lock().get_mut(tenant) {
-            t.remove(user);
-        }
-    }
-
-    fn forget_routes(&self, node: &str) {
-        for t in self.routes.lock().values_mut() {
-            t.retain(|_, n| &**n != node);
-        }
+        Some(node.into())
     }
 
     /// Local session `gen` (user `user` of `tenant`) sends cmd `n` to user `to` on `link`'s node.
@@ -410,15 +384,6 @@ impl Links {
     /// Something for local session `gen` from `node`'s relay: it passes, and what it settles is
     /// struck from the books of what is in flight towards that node.
     fn delivered(&self, node: &str, gen: LoginGen, msg: &ServerMsg) {
-        let gone = CRVIDEOSDK_SENDDATA_TARGETINVALID;
-        if matches!(
-            msg,
-            ServerMsg::CmdDone { code, .. }
-                | ServerMsg::Res { result: crvm_proto::Outcome::Err(code), .. } if *code == gone
-        ) {
-            // The user may have moved: look them up again next time.
-            self.forget_routes(node);
-        }
         {
             let mut senders = self.senders.lock();
             if let Some(t) = senders.get_mut(&gen).and_then(|m| m.get_mut(node)) {

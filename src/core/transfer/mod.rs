@@ -39,6 +39,11 @@ use xxhash_rust::xxh3::Xxh3;
 
 /// `send_progress` at least this often (in bytes) while data moves…
 const PROGRESS_BYTES: u64 = 1024 * 1024;
+/// …so one is due once this much more is stored: the receiver acknowledges at least every
+/// `ACK_EVERY` bytes, so the acknowledgement that crosses this mark is still within
+/// [`PROGRESS_BYTES`] of the last event (with smaller acknowledgements the events come more
+/// often, never further apart).
+const PROGRESS_DUE: u64 = PROGRESS_BYTES - xfer::ACK_EVERY;
 /// …or this often (in time), whichever comes first.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Files waiting in the queue that keep their descriptor open; beyond this, a queued file is
@@ -450,7 +455,7 @@ impl Transfers {
         let due = match o.reported {
             None => true,
             Some((at_bytes, at)) => {
-                o.acked >= at_bytes + PROGRESS_BYTES
+                o.acked >= at_bytes + PROGRESS_DUE
                     || now >= at + PROGRESS_EVERY
                     || o.acked == o.size
             }

@@ -198,14 +198,7 @@ impl RedisHub {
         match effect {
             Effect::NodeGone { node } if node != self.inner.node => self.inner.links.lost(&node),
             Effect::NodeGone { .. } => {}
-            e => {
-                // Every login and logout anywhere shows here as a status change: where the
-                // user's session is may have changed.
-                if let Effect::Status { tenant, status } = &e {
-                    self.inner.links.forget_route(tenant, &status.user_id);
-                }
-                self.inner.local.apply(e)
-            }
+            e => self.inner.local.apply(e),
         }
     }
 
