@@ -89,7 +89,7 @@ export class Transfers {
     const size = source instanceof Uint8Array ? source.length : source.size;
     const out: Outgoing = {
       task, kind, to, name, source, size, sid: 0, offered: false, started: false, sent: 0,
-      acked: 0, reported: 0, cancelling: false, ended: false, pumping: false, endSent: false, hash: fresh!,
+      acked: 0, reported: -1, cancelling: false, ended: false, pumping: false, endSent: false, hash: fresh!,
     };
     this.byTask.set(task, out);
     this.queue.push(out);

@@ -45,6 +45,8 @@ export async function startServer(top = "") {
     url: `ws://${ws}/crvm`,
     dir,
     async stop() {
+      for (const c of made) c.destroy();
+      made.clear();
       lines.close();
       if (proc.exitCode === null) {
         const exited = new Promise((r) => proc.once("exit", r));
@@ -56,9 +58,13 @@ export async function startServer(top = "") {
   };
 }
 
+/** Every client made here, destroyed when the server stops (also after a failed assertion). */
+const made = new Set();
+
 /** A client on Node's WebSocket with a recorder of every event. */
 export function client(url, options = {}) {
   const c = new CloudroomVideoMgr(url, { WebSocket, ...options });
+  made.add(c);
   const r = new Recorder(c);
   return { c, r };
 }
