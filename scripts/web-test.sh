@@ -12,4 +12,4 @@ bin_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json
 cd web
 npm ci --no-audit --no-fund
 npm run build
-CRVM_BIN_DIR="$bin_dir" node --test --test-timeout=120000 "$@" test/
+CRVM_BIN_DIR="$bin_dir" node --test "$@" test/*.test.js

@@ -35,9 +35,18 @@ interface Cmd {
   n: number;
 }
 
+let idCounter = 0;
+
+/** A fresh call or task ID: the prefix and 32 hex digits (random where Web Crypto is available). */
 function hexId(prefix: string): string {
   const b = new Uint8Array(16);
-  globalThis.crypto.getRandomValues(b);
+  const crypto = (globalThis as any).crypto;
+  if (crypto?.getRandomValues) crypto.getRandomValues(b);
+  else {
+    const n = ++idCounter;
+    for (let i = 0; i < 12; i++) b[i] = Math.floor(Math.random() * 256);
+    new DataView(b.buffer).setUint32(12, n);
+  }
   return prefix + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
@@ -545,5 +554,9 @@ function code(r: { t: string; c?: any }): number {
 
 function makeFile(chunks: Uint8Array[], name: string): Blob {
   const F = (globalThis as any).File;
-  return F ? new F(chunks, name) : new Blob(chunks as BlobPart[]);
+  if (F) return new F(chunks, name);
+  // Runtimes without a global File (Node 18): a Blob that still carries the name.
+  const blob = new Blob(chunks as BlobPart[]);
+  Object.defineProperty(blob, "name", { value: name, enumerable: true });
+  return blob;
 }

@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { File } from "node:buffer";
 import { after, before, test } from "node:test";
 import { CLI_BIN, bytes, loggedIn, startServer } from "./harness.js";
 
@@ -44,7 +45,7 @@ function cli(user, ...args) {
   };
 }
 
-test("the web client calls a C client, which accepts; the web client hangs up", async () => {
+test("the web client calls a C client, which accepts; the web client hangs up", { timeout: 120_000 }, async () => {
   const w = await loggedIn(server.url, "web-caller");
   const app = cli("c-callee", "answer", "--from", "web-caller");
   await app.line((l) => l.includes("ready"));
@@ -58,7 +59,7 @@ test("the web client calls a C client, which accepts; the web client hangs up", 
   assert.equal(await app.exit, 0);
 });
 
-test("a C client calls the web client, which accepts then hangs up", async () => {
+test("a C client calls the web client, which accepts then hangs up", { timeout: 120_000 }, async () => {
   const w = await loggedIn(server.url, "web-callee");
   const app = cli("c-caller", "call", "web-callee");
   const [id, , caller] = await w.r.next("notifyCallIn");
@@ -71,7 +72,7 @@ test("a C client calls the web client, which accepts then hangs up", async () =>
   assert.equal(await app.exit, 0);
 });
 
-test("a C client rejects the web client's call: notifyCallRejected(606)", async () => {
+test("a C client rejects the web client's call: notifyCallRejected(606)", { timeout: 120_000 }, async () => {
   const w = await loggedIn(server.url, "web-rej");
   const app = cli("c-rej", "answer", "--reject");
   await app.line((l) => l.includes("ready"));
@@ -81,7 +82,7 @@ test("a C client rejects the web client's call: notifyCallRejected(606)", async 
   assert.equal(await app.exit, 0);
 });
 
-test("cmds and files both ways between the web client and a C client", async () => {
+test("cmds and files both ways between the web client and a C client", { timeout: 120_000 }, async () => {
   const w = await loggedIn(server.url, "web-files");
   const dir = mkdtempSync(join(server.dir, "rx-"));
   const rx = cli("c-files", "receive", "--dir", dir, "--count", "1");

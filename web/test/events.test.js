@@ -11,14 +11,14 @@ function seedName(c) {
   return c.replace(/_([a-z])/g, (_, l) => l.toUpperCase()).replace("Dnd", "DND");
 }
 
-test("every event of the library's table is in the web client's list, in the same order", () => {
+test("every event of the library's table is in the web client's list, in the same order", { timeout: 120_000 }, () => {
   const table = readFileSync(join(REPO, "src", "events.rs"), "utf8");
   const callbacks = [...table.matchAll(/=>\s*([a-z_]+)\(/g)].map((m) => m[1]);
   assert.ok(callbacks.length >= 38, `only ${callbacks.length} events found in src/events.rs`);
   assert.deepEqual([...EVENT_NAMES], callbacks.map(seedName));
 });
 
-test("the declared handler types name every event", () => {
+test("the declared handler types name every event", { timeout: 120_000 }, () => {
   const dts = readFileSync(join(REPO, "web", "dist", "events.d.ts"), "utf8");
   for (const name of EVENT_NAMES) assert.match(dts, new RegExp(`\\b${name}: \\(`), name);
 });

@@ -1,6 +1,7 @@
 // The link cut under a logged-in web client (a TCP proxy between it and the server drops every
 // connection): the session resumes, nothing is lost, nothing doubled, numbers continue.
 import assert from "node:assert/strict";
+import { File } from "node:buffer";
 import { after, before, test } from "node:test";
 import { bytes, loggedIn, proxy, startServer } from "./harness.js";
 
@@ -12,7 +13,7 @@ after(async () => {
   await server.stop();
 });
 
-test("a cut link resumes: cmds and requests both ways while down arrive once, in order", async () => {
+test("a cut link resumes: cmds and requests both ways while down arrive once, in order", { timeout: 120_000 }, async () => {
   const px = await proxy(server.ws);
   const a = await loggedIn(px.url, "r-alice");
   const b = await loggedIn(server.url, "r-bob");
@@ -63,7 +64,7 @@ test("a cut link resumes: cmds and requests both ways while down arrive once, in
   px.close();
 });
 
-test("a buffer and a file cut in the middle continue after the resume, checksum and all", async () => {
+test("a buffer and a file cut in the middle continue after the resume, checksum and all", { timeout: 120_000 }, async () => {
   const px = await proxy(server.ws);
   const a = await loggedIn(px.url, "t-alice");
   const b = await loggedIn(server.url, "t-bob");
@@ -87,7 +88,7 @@ test("a buffer and a file cut in the middle continue after the resume, checksum 
   px.close();
 });
 
-test("without reconnect a cut link is lineOff(207) at once", async () => {
+test("without reconnect a cut link is lineOff(207) at once", { timeout: 120_000 }, async () => {
   const px = await proxy(server.ws);
   const a = await loggedIn(px.url, "n-alice", { reconnect: false });
   px.cut();

@@ -13,7 +13,7 @@ after(async () => {
   await server.stop();
 });
 
-test("a wrong secret is loginFail(7) with the cookie, and a second login is refused with 9", async () => {
+test("a wrong secret is loginFail(7) with the cookie, and a second login is refused with 9", { timeout: 120_000 }, async () => {
   const { c, r } = client(server.url);
   c.login("demo", "wrong", "", "nobody", "", "my-cookie");
   assert.throws(() => c.login("demo", "demo-secret", "", "nobody", "", ""), (e) => e instanceof CrvmError && e.code === 9);
@@ -22,7 +22,7 @@ test("a wrong secret is loginFail(7) with the cookie, and a second login is refu
   c.destroy();
 });
 
-test("presence, DND and the status push", async () => {
+test("presence, DND and the status push", { timeout: 120_000 }, async () => {
   const a = await loggedIn(server.url, "p-alice");
   a.c.getUserStatus("gs");
   const [list, cookie] = await a.r.next("getUserStatusSuccess");
@@ -55,7 +55,7 @@ test("presence, DND and the status push", async () => {
   b.c.destroy();
 });
 
-test("meetings: create, list, destroy", async () => {
+test("meetings: create, list, destroy", { timeout: 120_000 }, async () => {
   const a = await loggedIn(server.url, "m-alice");
   a.c.createMeeting("weekly", 1, "cm");
   const [obj, cookie] = await a.r.next("createMeetingSuccess");
@@ -74,7 +74,7 @@ test("meetings: create, list, destroy", async () => {
   a.c.destroy();
 });
 
-test("a call accepted then hung up, and a call rejected", async () => {
+test("a call accepted then hung up, and a call rejected", { timeout: 120_000 }, async () => {
   const a = await loggedIn(server.url, "c-alice");
   const b = await loggedIn(server.url, "c-bob");
   const meet = '{"ID":1}';
@@ -104,7 +104,7 @@ test("a call accepted then hung up, and a call rejected", async () => {
   b.c.destroy();
 });
 
-test("cmds both ways, in order, as base64 or bytes, and to an offline user", async () => {
+test("cmds both ways, in order, as base64 or bytes, and to an offline user", { timeout: 120_000 }, async () => {
   const a = await loggedIn(server.url, "d-alice");
   const b = await loggedIn(server.url, "d-bob");
   const tasks = [];
@@ -128,7 +128,7 @@ test("cmds both ways, in order, as base64 or bytes, and to an offline user", asy
   b.c.destroy();
 });
 
-test("a buffer with progress; cancelSend of an unknown task is 1104", async () => {
+test("a buffer with progress; cancelSend of an unknown task is 1104", { timeout: 120_000 }, async () => {
   const a = await loggedIn(server.url, "b-alice");
   const b = await loggedIn(server.url, "b-bob");
   const data = bytes(3 * 1024 * 1024 + 17, 7);
@@ -147,7 +147,7 @@ test("a buffer with progress; cancelSend of an unknown task is 1104", async () =
   b.c.destroy();
 });
 
-test("a newer login of the same user ends the older session with lineOff(10)", async () => {
+test("a newer login of the same user ends the older session with lineOff(10)", { timeout: 120_000 }, async () => {
   const a = await loggedIn(server.url, "k-alice");
   const again = await loggedIn(server.url, "k-alice");
   assert.deepEqual(await a.r.next("lineOff"), [10]);

@@ -1,6 +1,7 @@
 // Files between web clients: both ways with progress and the end-to-end checksum, received as a
 // named Blob; a cancel in flight.
 import assert from "node:assert/strict";
+import { File } from "node:buffer";
 import { after, before, test } from "node:test";
 import { bytes, loggedIn, startServer } from "./harness.js";
 
@@ -26,7 +27,7 @@ async function sendAndCheck(from, to, toId, fromId, name, data) {
   assert.deepEqual(progress.at(-1), [task, data.length, data.length, ""]);
 }
 
-test("a file of a few MB each way, with progress", async () => {
+test("a file of a few MB each way, with progress", { timeout: 120_000 }, async () => {
   const a = await loggedIn(server.url, "f-alice");
   const b = await loggedIn(server.url, "f-bob");
   await sendAndCheck(a, b, "f-bob", "f-alice", "report.pdf", bytes(5 * 1024 * 1024, 3));
@@ -37,7 +38,7 @@ test("a file of a few MB each way, with progress", async () => {
   b.c.destroy();
 });
 
-test("a file cancelled in flight: cancelSendRlst(0), the receiver's notifyCancelSend, nothing delivered", async () => {
+test("a file cancelled in flight: cancelSendRlst(0), the receiver's notifyCancelSend, nothing delivered", { timeout: 120_000 }, async () => {
   const a = await loggedIn(server.url, "x-alice");
   const b = await loggedIn(server.url, "x-bob");
   const task = a.c.sendFile("x-bob", new File([bytes(20 * 1024 * 1024, 5)], "big.bin"));
@@ -54,7 +55,7 @@ test("a file cancelled in flight: cancelSendRlst(0), the receiver's notifyCancel
   b.c.destroy();
 });
 
-test("a file to an offline user ends with 1102", async () => {
+test("a file to an offline user ends with 1102", { timeout: 120_000 }, async () => {
   const a = await loggedIn(server.url, "o-alice");
   const task = a.c.sendFile("o-nobody", new File([bytes(1000)], "a.txt"));
   assert.deepEqual(await a.r.next("sendFileRlst"), [task, "a.txt", 1102, ""]);
