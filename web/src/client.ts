@@ -508,9 +508,10 @@ export class CloudroomVideoMgr implements LinkOwner {
 
   /** The browser is online again: try to resume now rather than at the next scheduled time. */
   private online(): void {
-    if (this.state === "online" && this.downSince !== 0 && !this.link.open) {
+    if (this.state === "online" && this.downSince !== 0 && !this.link.open && this.resumable) {
+      if (this.retryTimer !== null) clearTimeout(this.retryTimer);
       this.attempts = 0;
-      this.scheduleResume(0);
+      this.attempt();
     }
   }
 

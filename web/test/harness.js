@@ -47,6 +47,8 @@ export async function startServer(top = "") {
     async stop() {
       for (const c of made) c.destroy();
       made.clear();
+      for (const p of proxies) p.close();
+      proxies.clear();
       lines.close();
       if (proc.exitCode === null) {
         const exited = new Promise((r) => proc.once("exit", r));
@@ -60,6 +62,8 @@ export async function startServer(top = "") {
 
 /** Every client made here, destroyed when the server stops (also after a failed assertion). */
 const made = new Set();
+/** Every proxy made here, closed when the server stops. */
+const proxies = new Set();
 
 /** A client on Node's WebSocket with a recorder of every event. */
 export function client(url, options = {}) {
@@ -141,9 +145,14 @@ export async function proxy(target) {
     down.pipe(up);
     up.pipe(down);
   };
-  const server = net.createServer((down) => (held ? held.push(down) : carry(down)));
+  let refusing = false;
+  const server = net.createServer((down) => {
+    if (refusing) down.destroy();
+    else if (held) held.push(down);
+    else carry(down);
+  });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  return {
+  const px = {
     url: `ws://127.0.0.1:${server.address().port}/crvm`,
     connections: () => live.size,
     cut() {
@@ -156,6 +165,10 @@ export async function proxy(target) {
     hold() {
       held = [];
     },
+    /** While set, new connections are closed at once. */
+    refuse(on) {
+      refusing = on;
+    },
     /** Resolves once `n` connections are waiting in `hold()`. */
     async waiting(n) {
       while (held.length < n) await new Promise((r) => server.once("connection", () => setImmediate(r)));
@@ -166,10 +179,15 @@ export async function proxy(target) {
       for (const d of h) carry(d);
     },
     close() {
-      this.cut();
+      held?.forEach((d) => d.destroy());
+      held = null;
+      px.cut();
       server.close();
+      proxies.delete(px);
     },
   };
+  proxies.add(px);
+  return px;
 }
 
 export function bytes(n, seed = 1) {

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { File } from "node:buffer";
 import { after, before, test } from "node:test";
+import WebSocket from "ws";
 import { bytes, loggedIn, proxy, startServer } from "./harness.js";
 
 let server;
@@ -95,4 +96,34 @@ test("without reconnect a cut link is lineOff(207) at once", { timeout: 120_000 
   assert.deepEqual(await a.r.next("lineOff"), [207]);
   assert.equal(a.r.all("lineReconnecting").length, 0);
   px.close();
+});
+
+test("the browser's online event makes the client try to resume at once", { timeout: 120_000 }, async () => {
+  const target = new EventTarget();
+  globalThis.addEventListener = target.addEventListener.bind(target);
+  globalThis.removeEventListener = target.removeEventListener.bind(target);
+  let sockets = 0;
+  class Counting extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      sockets++;
+    }
+  }
+  try {
+    const px = await proxy(server.ws);
+    const a = await loggedIn(px.url, "on-alice", { WebSocket: Counting });
+    px.refuse(true);
+    px.cut();
+    await a.r.next("lineReconnecting");
+    px.refuse(false);
+    // Whatever the backoff's timer would do later, the event opens a socket now.
+    const before = sockets;
+    target.dispatchEvent(new Event("online"));
+    assert.equal(sockets, before + 1);
+    await a.r.next("lineResumed");
+    px.close();
+  } finally {
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+  }
 });
