@@ -75,6 +75,7 @@ export class CloudroomVideoMgr implements LinkOwner {
   private downSince = 0;
   private attempts = 0;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private giveUpTimer: ReturnType<typeof setTimeout> | null = null;
   private closeCode = 0;
   private statusCookie = "";
   private myMeetObj = new Map<string, string>();
@@ -416,8 +417,11 @@ export class CloudroomVideoMgr implements LinkOwner {
       case "resumed":
         this.resumable!.secret = c.secret;
         this.attempts = 0;
+        this.clearGiveUp();
         this.link.resumed(c.last);
-        this.emit("lineResumed", Date.now() - this.downSince);
+        const offline = Date.now() - this.downSince;
+        this.downSince = 0;
+        this.emit("lineResumed", offline);
         return;
       case "resume_failed":
         return this.sessionOver(c.code === 10 ? 10 : 207);
@@ -484,9 +488,16 @@ export class CloudroomVideoMgr implements LinkOwner {
     if (this.downSince === 0) {
       this.downSince = Date.now();
       this.attempts = 0;
+      // However the attempts go, the session is over once the server no longer holds it.
+      this.giveUpTimer = setTimeout(() => this.sessionOver(207), this.resumable.window_s * 1000);
       this.emit("lineReconnecting", 207);
     }
     this.scheduleResume(this.attempts === 0 ? 0 : Math.random() * Math.min(5000, 250 * 2 ** (this.attempts - 1)));
+  }
+
+  private clearGiveUp(): void {
+    if (this.giveUpTimer !== null) clearTimeout(this.giveUpTimer);
+    this.giveUpTimer = null;
   }
 
   private scheduleResume(ms: number): void {
@@ -529,6 +540,7 @@ export class CloudroomVideoMgr implements LinkOwner {
     this.closeCode = 0;
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.clearGiveUp();
     this.link.reset();
     this.myMeetObj.clear();
     this.statusCookie = "";

@@ -77,6 +77,9 @@ export class Link {
     const ws = new this.Ctor(this.url, SUBPROTOCOL);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
+    // A connection that does not open is dead after the same silence as an open one.
+    this.lastRecv = Date.now();
+    this.startTimer();
     ws.onopen = () => {
       if (this.ws !== ws) return;
       this.lastRecv = Date.now();
@@ -87,7 +90,6 @@ export class Link {
         this.flowing = true;
         this.flush();
       }
-      this.startTimer();
     };
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;

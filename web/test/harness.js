@@ -44,6 +44,12 @@ export async function startServer(top = "") {
     ws,
     url: `ws://${ws}/crvm`,
     dir,
+    /** Sends `sig` to the server and waits for it to exit. */
+    async signal(sig) {
+      const exited = new Promise((r) => proc.once("exit", r));
+      proc.kill(sig);
+      await exited;
+    },
     async stop() {
       for (const c of made) c.destroy();
       made.clear();

@@ -62,6 +62,13 @@ test("a cut link resumes: cmds and requests both ways while down arrive once, in
   assert.equal(a.r.all("lineOff").length, 0);
   assert.equal(a.r.all("lineReconnecting").length, 1);
   assert.equal(a.r.all("lineResumed").length, 1);
+  // A second cut is a second reconnect, told again.
+  px.cut();
+  assert.deepEqual(await a.r.next("lineReconnecting"), [207]);
+  await a.r.next("lineResumed");
+  const again = a.c.sendCmd("r-bob", "YWdhaW4=");
+  assert.deepEqual(await b.r.next("notifyCmdData"), ["r-alice", "YWdhaW4="]);
+  await a.r.next("sendCmdRlst", (t) => t === again);
   px.close();
 });
 
