@@ -92,7 +92,7 @@ cmake -S . -B build-notest -DBUILD_TESTING=OFF | tee "$tmp/notest.log"
 grep -q '^CMAKE_BUILD_TYPE:STRING=Release$' build-notest/CMakeCache.txt || fail "no CMAKE_BUILD_TYPE did not default to Release"
 cmake --build build-notest -j "$(nproc)" | tee -a "$tmp/notest.log"
 grep -q 'crvm-faultproxy' "$tmp/notest.log" && fail "BUILD_TESTING=OFF built the test fault proxy"
-[[ $(built build-notest) == "call call_cpp demo hello_cpp quickstart " ]] || fail "BUILD_TESTING=OFF built: $(built build-notest)"
+[[ $(built build-notest) == "call call_cpp demo file_cpp hello_cpp quickstart " ]] || fail "BUILD_TESTING=OFF built: $(built build-notest)"
 ctest --test-dir build-notest -N | grep -q '^Total Tests: 0$' || fail "BUILD_TESTING=OFF registered tests: $(ctest --test-dir build-notest -N)"
 echo "BUILD_TESTING=OFF built only the examples: $(built build-notest)"
 cmake -S . -B build-bare -DBUILD_TESTING=OFF -DCRVM_BUILD_EXAMPLES=OFF >/dev/null

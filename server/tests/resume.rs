@@ -392,32 +392,7 @@ fn a_wrong_or_stale_secret_or_another_tenants_session_is_refused_as_unknown() {
     let (_d, s) = server("");
     // A real session, its ID and secret as the server gave them.
     let mut c = s.connect();
-    c.hello();
-    let id = c.id();
-    c.send(&ClientMsg::Req {
-        id,
-        op: crvm_proto::Op::Login {
-            app_id: "demo".into(),
-            secret: "demo-secret".into(),
-            user_id: "alice".into(),
-            nick: String::new(),
-            token: String::new(),
-            resume: true,
-        },
-    });
-    assert!(matches!(
-        c.msg(),
-        ServerMsg::Res {
-            result: crvm_proto::Outcome::Login { .. },
-            ..
-        }
-    ));
-    let ServerMsg::Resumable {
-        session, secret, ..
-    } = c.msg()
-    else {
-        panic!("resumable")
-    };
+    let (session, secret) = login_resumable(&mut c, "alice");
     let try_resume = |app: &str, session: &str, secret: &str| {
         let mut r = s.connect();
         r.hello();
@@ -774,26 +749,7 @@ fn a_resume_behind_its_acknowledgements_is_refused_cleanly() {
     let dir = TmpDir::new();
     let s = Server::start(&dir, &config(""));
     let mut c = s.connect();
-    c.hello();
-    let id = c.id();
-    c.send(&ClientMsg::Req {
-        id,
-        op: crvm_proto::Op::Login {
-            app_id: "demo".into(),
-            secret: "demo-secret".into(),
-            user_id: "alice".into(),
-            nick: String::new(),
-            token: String::new(),
-            resume: true,
-        },
-    });
-    assert!(matches!(c.msg(), ServerMsg::Res { .. }));
-    let ServerMsg::Resumable {
-        session, secret, ..
-    } = c.msg()
-    else {
-        panic!("resumable")
-    };
+    let (session, secret) = login_resumable(&mut c, "alice");
     // Acknowledge what arrived (a ping carries the ack), then lose the link.
     c.send_kind(crvm_proto::Kind::Ping);
     while c.frame().is_some_and(|f| f.kind != crvm_proto::Kind::Pong) {}

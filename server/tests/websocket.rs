@@ -85,34 +85,8 @@ fn a_browser_and_a_tcp_client_are_peers() {
     ));
     let mut app = s.login("demo", "app-1");
     // A cmd each way.
-    app.send_attached(
-        &ClientMsg::Cmd {
-            n: 1,
-            to: "web-1".into(),
-        },
-        b"to the browser",
-    );
-    let (n, from, data) = web.cmd_in();
-    assert_eq!(
-        (from.as_str(), data.as_slice()),
-        ("app-1", &b"to the browser"[..])
-    );
-    web.send(&ClientMsg::CmdAck { upto: n });
-    assert!(matches!(app.reply(), ServerMsg::CmdDone { .. }));
-    web.send_attached(
-        &ClientMsg::Cmd {
-            n: 1,
-            to: "app-1".into(),
-        },
-        b"to the app",
-    );
-    let (n, from, data) = app.cmd_in();
-    assert_eq!(
-        (from.as_str(), data.as_slice()),
-        ("web-1", &b"to the app"[..])
-    );
-    app.send(&ClientMsg::CmdAck { upto: n });
-    assert!(matches!(web.reply(), ServerMsg::CmdDone { .. }));
+    cmd((&mut app, "app-1"), (&mut web, "web-1"), b"to the browser");
+    cmd((&mut web, "web-1"), (&mut app, "app-1"), b"to the app");
     // The app calls the browser, which accepts.
     assert_eq!(
         app.code(Op::Call {
@@ -209,32 +183,7 @@ fn a_session_resumes_over_either_transport() {
     let (s, ws) = start(&dir);
     let browser = Bridge::start(ws, Some(ORIGIN));
     let mut web = browser.connect();
-    web.hello();
-    let id = web.id();
-    web.send(&ClientMsg::Req {
-        id,
-        op: Op::Login {
-            app_id: "demo".into(),
-            secret: "demo-secret".into(),
-            user_id: "web-1".into(),
-            nick: String::new(),
-            token: String::new(),
-            resume: true,
-        },
-    });
-    assert!(matches!(
-        web.msg(),
-        ServerMsg::Res {
-            result: Outcome::Login { .. },
-            ..
-        }
-    ));
-    let ServerMsg::Resumable {
-        session, secret, ..
-    } = web.msg()
-    else {
-        panic!("resumable")
-    };
+    let (session, secret) = login_resumable(&mut web, "web-1");
     // The link drops; a cmd for the browser waits in its session.
     drop(web);
     let mut app = s.login("demo", "app-1");
@@ -303,4 +252,61 @@ fn until_cmd(c: &mut RawClient, data: &[u8]) {
             }
         }
     }
+}
+
+/// `from` sends `data` to `to` as cmd 1, which `to` receives and acknowledges; `from` hears
+/// it was delivered.
+fn cmd(from: (&mut RawClient, &str), to: (&mut RawClient, &str), data: &[u8]) {
+    let ((from, from_id), (to, to_id)) = (from, to);
+    from.send_attached(
+        &ClientMsg::Cmd {
+            n: 1,
+            to: to_id.into(),
+        },
+        data,
+    );
+    let (n, sender, got) = to.cmd_in();
+    assert_eq!((sender.as_str(), got.as_slice()), (from_id, data));
+    to.send(&ClientMsg::CmdAck { upto: n });
+    assert!(matches!(from.reply(), ServerMsg::CmdDone { .. }));
+}
+
+/// In a cluster a WebSocket session is a session like any other: a browser on one node and an
+/// app on another exchange cmds and a call.
+#[test]
+fn a_browser_on_one_node_and_an_app_on_another_are_peers() {
+    let mut c = crvm_testkit::cluster::Cluster::start(2, 5000, "ws_listen = \"127.0.0.1:0\"");
+    let ws = websocket_addr(&mut c.nodes[0]);
+    let browser = Bridge::start(ws, None);
+    let mut web = browser.connect();
+    web.hello();
+    assert!(matches!(
+        web.login("demo", "demo-secret", "web-1", ""),
+        ServerMsg::Res {
+            result: Outcome::Login { .. },
+            ..
+        }
+    ));
+    let mut app = c.node(1).login("demo", "app-1");
+    cmd((&mut app, "app-1"), (&mut web, "web-1"), b"across nodes");
+    cmd((&mut web, "web-1"), (&mut app, "app-1"), b"back");
+    assert_eq!(
+        web.code(Op::Call {
+            call_id: "c1".into(),
+            callee: "app-1".into(),
+            meet_obj: String::new(),
+            ext: String::new(),
+        }),
+        0
+    );
+    assert!(matches!(app.msg(), ServerMsg::CallIn { .. }));
+    assert_eq!(
+        app.code(Op::AcceptCall {
+            call_id: "c1".into(),
+            meet_obj: String::new(),
+            ext: String::new(),
+        }),
+        0
+    );
+    assert!(matches!(web.msg(), ServerMsg::CallAccepted { .. }));
 }

@@ -105,3 +105,34 @@ pub fn st(user: &str, status: i32, dnd: i32) -> UserStatus {
 pub fn raw_control(c: &mut Client, json: &[u8]) -> Vec<u8> {
     c.codec.frame(Kind::Control, &[&control_prefix(json), json])
 }
+
+/// Says hello on `c` and logs `user` of tenant `demo` in, resumable: the session's ID and the
+/// secret to resume it with.
+pub fn login_resumable(c: &mut crvm_proto::raw::RawClient, user: &str) -> (String, String) {
+    c.hello();
+    let id = c.id();
+    c.send(&crvm_proto::ClientMsg::Req {
+        id,
+        op: crvm_proto::Op::Login {
+            app_id: "demo".into(),
+            secret: "demo-secret".into(),
+            user_id: user.into(),
+            nick: String::new(),
+            token: String::new(),
+            resume: true,
+        },
+    });
+    assert!(matches!(
+        c.msg(),
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Login { .. },
+            ..
+        }
+    ));
+    match c.msg() {
+        ServerMsg::Resumable {
+            session, secret, ..
+        } => (session, secret),
+        other => panic!("resumable: {other:?}"),
+    }
+}

@@ -32,15 +32,20 @@ pub fn start_with(dir: &TmpDir, top: &str) -> (Server, SocketAddr) {
         &format!("app_id = \"demo\"\nsecret = \"demo-secret\"\nallowed_origins = [\"{ORIGIN}\"]"),
     );
     let mut s = Server::start(dir, &text);
+    let addr = websocket_addr(&mut s);
+    (s, addr)
+}
+
+/// The address on a server's `crvm-server websocket on …` line (the next one it prints: the
+/// listening line is read at start; no `monitor_listen`).
+pub fn websocket_addr(s: &mut Server) -> SocketAddr {
     let mut line = String::new();
     s.stdout.read_line(&mut line).unwrap();
-    let addr = line
-        .strip_prefix("crvm-server websocket on ")
-        .unwrap_or_else(|| panic!("bad second line {line:?}"))
+    line.strip_prefix("crvm-server websocket on ")
+        .unwrap_or_else(|| panic!("bad line {line:?}"))
         .trim()
         .parse()
-        .unwrap();
-    (s, addr)
+        .unwrap()
 }
 
 /// The handshake request of a browser on `origin` offering `protocol`, at `path`.
