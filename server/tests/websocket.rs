@@ -74,39 +74,13 @@ fn a_browser_and_a_tcp_client_are_peers() {
     let dir = TmpDir::new();
     let (s, ws) = start(&dir);
     let browser = Bridge::start(ws, Some(ORIGIN));
-    let mut web = browser.connect();
-    web.hello();
-    assert!(matches!(
-        web.login("demo", "demo-secret", "web-1", ""),
-        ServerMsg::Res {
-            result: Outcome::Login { .. },
-            ..
-        }
-    ));
+    let mut web = logged_in(&browser, "web-1");
     let mut app = s.login("demo", "app-1");
     // A cmd each way.
     cmd((&mut app, "app-1"), (&mut web, "web-1"), b"to the browser");
     cmd((&mut web, "web-1"), (&mut app, "app-1"), b"to the app");
     // The app calls the browser, which accepts.
-    assert_eq!(
-        app.code(Op::Call {
-            call_id: "c1".into(),
-            callee: "web-1".into(),
-            meet_obj: String::new(),
-            ext: String::new(),
-        }),
-        0
-    );
-    assert!(matches!(web.msg(), ServerMsg::CallIn { .. }));
-    assert_eq!(
-        web.code(Op::AcceptCall {
-            call_id: "c1".into(),
-            meet_obj: String::new(),
-            ext: String::new(),
-        }),
-        0
-    );
-    assert!(matches!(app.msg(), ServerMsg::CallAccepted { .. }));
+    call_accepted(&mut app, (&mut web, "web-1"));
 }
 
 #[test]
@@ -278,35 +252,43 @@ fn a_browser_on_one_node_and_an_app_on_another_are_peers() {
     let mut c = crvm_testkit::cluster::Cluster::start(2, 5000, "ws_listen = \"127.0.0.1:0\"");
     let ws = websocket_addr(&mut c.nodes[0]);
     let browser = Bridge::start(ws, None);
-    let mut web = browser.connect();
+    let mut web = logged_in(&browser, "web-1");
+    let mut app = c.node(1).login("demo", "app-1");
+    cmd((&mut app, "app-1"), (&mut web, "web-1"), b"across nodes");
+    cmd((&mut web, "web-1"), (&mut app, "app-1"), b"back");
+    call_accepted(&mut web, (&mut app, "app-1"));
+}
+
+/// A browser through `bridge`, logged in as `user` of tenant `demo`.
+fn logged_in(bridge: &Bridge, user: &str) -> RawClient {
+    let mut web = bridge.connect();
     web.hello();
     assert!(matches!(
-        web.login("demo", "demo-secret", "web-1", ""),
+        web.login("demo", "demo-secret", user, ""),
         ServerMsg::Res {
             result: Outcome::Login { .. },
             ..
         }
     ));
-    let mut app = c.node(1).login("demo", "app-1");
-    cmd((&mut app, "app-1"), (&mut web, "web-1"), b"across nodes");
-    cmd((&mut web, "web-1"), (&mut app, "app-1"), b"back");
-    assert_eq!(
-        web.code(Op::Call {
-            call_id: "c1".into(),
-            callee: "app-1".into(),
-            meet_obj: String::new(),
-            ext: String::new(),
-        }),
-        0
-    );
-    assert!(matches!(app.msg(), ServerMsg::CallIn { .. }));
-    assert_eq!(
-        app.code(Op::AcceptCall {
-            call_id: "c1".into(),
-            meet_obj: String::new(),
-            ext: String::new(),
-        }),
-        0
-    );
-    assert!(matches!(web.msg(), ServerMsg::CallAccepted { .. }));
+    web
+}
+
+/// `caller` calls `callee` (call `c1`), who is rung and accepts; `caller` hears it.
+fn call_accepted(caller: &mut RawClient, callee: (&mut RawClient, &str)) {
+    let (callee, callee_id) = callee;
+    let call = Op::Call {
+        call_id: "c1".into(),
+        callee: callee_id.into(),
+        meet_obj: String::new(),
+        ext: String::new(),
+    };
+    assert_eq!(caller.code(call), 0);
+    assert!(matches!(callee.msg(), ServerMsg::CallIn { .. }));
+    let accept = Op::AcceptCall {
+        call_id: "c1".into(),
+        meet_obj: String::new(),
+        ext: String::new(),
+    };
+    assert_eq!(callee.code(accept), 0);
+    assert!(matches!(caller.msg(), ServerMsg::CallAccepted { .. }));
 }
