@@ -8,50 +8,19 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use common::user::pattern;
+use common::user::{pattern, User};
 use common::*;
-use crossbeam_channel::Receiver;
-use crvm::core::{Client, Event, LoginParams};
+use crvm::core::Event;
 use crvm_faultproxy::{Direction, Loss, Profile, Proxy};
 
 /// Longest wait for one event (the slow profile's files take a second or so).
 const WAIT: Duration = Duration::from_secs(60);
 
-struct User {
-    c: Client,
-    rx: Receiver<Event>,
-}
-
-impl User {
-    fn login(addr: SocketAddr, name: &str, dir: &Path) -> User {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let c = Client::new(
-            &addr.to_string(),
-            Box::new(move |e: &Event| {
-                let _ = tx.send(e.clone());
-            }),
-        )
-        .unwrap();
-        c.set_option("download_dir", dir.to_str().unwrap()).unwrap();
-        c.login(&LoginParams {
-            auth_acnt: "demo",
-            auth_pswd: "demo-secret",
-            priv_acnt: name,
-            ..Default::default()
-        })
-        .unwrap();
-        let u = User { c, rx };
-        assert!(matches!(u.next(), Event::Login { result: Ok(_), .. }));
-        u
-    }
-
-    fn next(&self) -> Event {
-        self.rx.recv_timeout(WAIT).expect("an event in time")
-    }
+/// The next event of `u`, within [`WAIT`].
+fn next(u: &User) -> Event {
+    u.next_within(WAIT)
 }
 
 /// A file of about a second at the profile's rate (at least 1 MiB, at most 16 MiB): more than
@@ -78,7 +47,7 @@ fn most_ahead(p: Profile) -> u64 {
 /// comes first; `receiver` must get `notify_file_data`, `sender` `send_file_rlst(0)`.
 fn delivered(sender: &User, receiver: &User, task: &str) -> std::path::PathBuf {
     loop {
-        match sender.next() {
+        match next(sender) {
             Event::FileSent {
                 task_id, result, ..
             } => {
@@ -91,7 +60,7 @@ fn delivered(sender: &User, receiver: &User, task: &str) -> std::path::PathBuf {
         }
     }
     loop {
-        match receiver.next() {
+        match next(receiver) {
             Event::NotifyFileData { path, .. } => return path.into(),
             Event::NotifyCallIn { .. } | Event::NotifyCallHungup { .. } => {}
             other => panic!("receiver: {other:?}"),
@@ -109,8 +78,8 @@ fn files_cross_every_profile_intact_both_ways_and_an_invite_overtakes_them() {
         let (down_alice, down_bob) = (dir.path("alice-in"), dir.path("bob-in"));
         std::fs::create_dir(&down_alice).unwrap();
         std::fs::create_dir(&down_bob).unwrap();
-        let alice = User::login(server.addr, "alice", &down_alice);
-        let bob = User::login(link.addr(), "bob", &down_bob);
+        let alice = User::login_at(server.addr, "alice", &down_alice, &[]);
+        let bob = User::login_at(link.addr(), "bob", &down_bob, &[]);
         let data = pattern(file_size(p));
         let src = dir.path("src.bin");
         std::fs::write(&src, &data).unwrap();
@@ -119,7 +88,7 @@ fn files_cross_every_profile_intact_both_ways_and_an_invite_overtakes_them() {
         let task = alice.c.send_file("bob", src.to_str().unwrap()).unwrap();
         // The call once a third is across: the window has grown to what the path carries.
         loop {
-            match alice.next() {
+            match next(&alice) {
                 Event::SendProgress { sent, .. } if sent >= data.len() as u64 / 3 => break,
                 Event::SendProgress { .. } => {}
                 other => panic!("{p}: {other:?}"),
@@ -129,7 +98,7 @@ fn files_cross_every_profile_intact_both_ways_and_an_invite_overtakes_them() {
         let call_id = alice.c.call("bob", "", "", "").unwrap();
         let mut events = Vec::new();
         let rang = loop {
-            match bob.next() {
+            match next(&bob) {
                 Event::NotifyCallIn { call_id: c, .. } if c == call_id => break true,
                 Event::NotifyFileData { .. } => break false,
                 e => events.push(e),
@@ -151,14 +120,14 @@ fn files_cross_every_profile_intact_both_ways_and_an_invite_overtakes_them() {
         // Up (bob → alice).
         let task = bob.c.send_file("alice", src.to_str().unwrap()).unwrap();
         let got = loop {
-            match alice.next() {
+            match next(&alice) {
                 Event::NotifyFileData { path, .. } => break path,
                 Event::Call { .. } | Event::SendProgress { .. } => {}
                 other => panic!("{p}: alice: {other:?}"),
             }
         };
         loop {
-            match bob.next() {
+            match next(&bob) {
                 Event::FileSent {
                     task_id, result, ..
                 } if task_id == task => break assert_eq!(result, Ok(()), "{p}"),
@@ -190,8 +159,8 @@ fn a_lossy_link_cut_twice_mid_transfer_resumes_with_nothing_lost_or_doubled() {
     link.set_link(Direction::Down, spec);
     let down = dir.path("bob-in");
     std::fs::create_dir(&down).unwrap();
-    let alice = User::login(link.addr(), "alice", &dir.0);
-    let bob = User::login(server.addr, "bob", &down);
+    let alice = User::login_at(link.addr(), "alice", &dir.0, &[]);
+    let bob = User::login_at(server.addr, "bob", &down, &[]);
     const SIZE: usize = 3 * 1024 * 1024;
     let data = pattern(SIZE);
     let src = dir.path("src.bin");
@@ -202,7 +171,7 @@ fn a_lossy_link_cut_twice_mid_transfer_resumes_with_nothing_lost_or_doubled() {
     let cuts = [SIZE as u64 / 3, 2 * SIZE as u64 / 3];
     let (mut done, mut resumed) = (0, 0);
     loop {
-        match alice.next() {
+        match next(&alice) {
             Event::SendProgress { sent, .. }
                 if done < 2 && done == resumed && sent >= cuts[done] =>
             {
@@ -221,7 +190,7 @@ fn a_lossy_link_cut_twice_mid_transfer_resumes_with_nothing_lost_or_doubled() {
         }
     }
     assert_eq!((done, resumed), (2, 2), "cut twice, resumed twice");
-    let Event::NotifyFileData { path, .. } = bob.next() else {
+    let Event::NotifyFileData { path, .. } = next(&bob) else {
         panic!("bob gets the file")
     };
     let got = std::fs::read(path).unwrap();

@@ -1,5 +1,6 @@
 //! A real library client for the tests (`crvm::core::Client`), its events on a channel.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,9 +25,14 @@ impl User {
 
     /// [`User::login`] with options set first.
     pub fn login_with(s: &Server, name: &str, dir: &Path, options: &[(&str, &str)]) -> User {
+        User::login_at(s.addr, name, dir, options)
+    }
+
+    /// [`User::login_with`] through `addr` (a server, or a proxy or link emulator before one).
+    pub fn login_at(addr: SocketAddr, name: &str, dir: &Path, options: &[(&str, &str)]) -> User {
         let (tx, rx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::unbounded();
         let c = Client::new(
-            &s.addr.to_string(),
+            &addr.to_string(),
             Box::new(move |e: &Event| {
                 let _ = tx.send(e.clone());
             }),
@@ -49,7 +55,12 @@ impl User {
     }
 
     pub fn next(&self) -> Event {
-        self.rx.recv_timeout(WAIT).expect("an event")
+        self.next_within(WAIT)
+    }
+
+    /// The next event, waiting at most `wait` for it.
+    pub fn next_within(&self, wait: Duration) -> Event {
+        self.rx.recv_timeout(wait).expect("an event in time")
     }
 
     /// Events up to and including the first that `stop` accepts.
