@@ -73,7 +73,11 @@ fn unsettled(t: &Traffic) -> Vec<String> {
                     why.push(format!("u{s} waits for {keys:?}"));
                 }
                 if let Some(c) = &i.call {
-                    why.push(format!("u{s} in call {c}"));
+                    let how = t.calls.get(c).map(|r| r.how.join("\n    "));
+                    why.push(format!(
+                        "u{s} in call {c}:\n    {}",
+                        how.unwrap_or_default()
+                    ));
                 }
             }
             _ => why.push(format!("u{s} not logged in")),
@@ -99,8 +103,12 @@ fn drive(t: &mut Traffic) -> Vec<String> {
     }
     println!("chaos: faults over; settling");
     if !until(t, Duration::from_secs(90), |t| unsettled(t).is_empty()) {
-        extra.push(format!("did not settle: {:?}", unsettled(t)));
-        return extra;
+        extra.push(format!("did not settle: {}", unsettled(t).join("\n  ")));
+        let done = t.sh.done.lock().unwrap().clone();
+        let allow = allow(&done);
+        let mut bad = ledger::check(t, &allow);
+        bad.extend(extra);
+        return bad;
     }
     // Nobody stuck busy: DND off, then every user is called (and rejects).
     for s in 0..t.slots.len() {
@@ -160,14 +168,20 @@ fn drive(t: &mut Traffic) -> Vec<String> {
         extra.push("no subscriber left".into());
     }
     let done = t.sh.done.lock().unwrap().clone();
-    let allow = Allow {
-        done: &done,
-        timeout_ms: TIMEOUT_MS,
-        grace: Duration::from_millis(TIMEOUT_MS) + Duration::from_secs(15),
-    };
+    let allow = allow(&done);
     let mut bad = ledger::check(t, &allow);
     bad.extend(extra);
     bad
+}
+
+/// What the faults allow: sessions of a lost node are told within their resume window (10 s)
+/// after the node timeout.
+fn allow(done: &[rig::Done]) -> Allow<'_> {
+    Allow {
+        done,
+        timeout_ms: TIMEOUT_MS,
+        grace: Duration::from_millis(TIMEOUT_MS) + Duration::from_secs(15),
+    }
 }
 
 /// Stops the schedule if the traffic thread ends early (a panic included).

@@ -23,6 +23,7 @@ impl Traffic {
     /// The call of client (s, g) ended for it; `notified` when by a notification.
     fn call_ended(&mut self, call: &str, s: usize, g: usize, notified: bool, what: &str) {
         let name = &self.slots[s].name;
+        let _ = what;
         match is_caller(self, call, s, g) {
             Some(caller) => {
                 let c = self.calls.get_mut(call).unwrap();
@@ -33,7 +34,6 @@ impl Traffic {
                     c.callee_ends += 1;
                     c.callee_notified |= notified;
                 }
-                c.how.push(format!("{name}#{g} {what}"));
             }
             None => self
                 .ledger
@@ -48,6 +48,21 @@ impl Traffic {
     pub fn handle(&mut self, m: Msg) {
         let (s, g) = (m.slot, m.gen);
         let name = self.slots[s].name.clone();
+        let call = match &m.ev {
+            Event::Call { call_id, .. }
+            | Event::AcceptCall { call_id, .. }
+            | Event::RejectCall { call_id, .. }
+            | Event::HangupCall { call_id, .. }
+            | Event::NotifyCallIn { call_id, .. }
+            | Event::NotifyCallAccepted { call_id, .. }
+            | Event::NotifyCallRejected { call_id, .. }
+            | Event::NotifyCallHungup { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        };
+        if let Some(c) = call {
+            let line = format!("{name}#{g}: {}", m.ev.summary());
+            self.trace(&c, line);
+        }
         match &m.ev {
             Event::Login { result, .. } => {
                 let code = code_of(result);
@@ -136,11 +151,20 @@ impl Traffic {
                 c.callee_gen = Some(g);
                 let probe = c.probe;
                 let inst = &mut self.slots[s].insts[g];
-                if let Some(other) = &inst.call {
-                    self.ledger.fail(format!(
-                        "{name}#{g}: call {call_id} rang while in call {other}"
-                    ));
+                if let Some(other) = inst.call.clone() {
+                    let own = inst.pending.contains_key(&format!("call:{other}"));
+                    let rec = self.calls.get_mut(&other).unwrap();
+                    if own && rec.caller == (s, g) {
+                        // Its own call, not answered yet, crossed this one: it will get 601.
+                        rec.raced = true;
+                    } else {
+                        let how = rec.how.join("\n    ");
+                        self.ledger.fail(format!(
+                            "{name}#{g}: call {call_id} rang while in call {other}:\n    {how}"
+                        ));
+                    }
                 }
+                let inst = &mut self.slots[s].insts[g];
                 inst.call = Some(call_id.clone());
                 let d = if probe { 0 } else { self.rng.range(20, 400) };
                 self.later.push((

@@ -25,6 +25,8 @@ pub struct CallRec {
     pub callee_notified: bool,
     /// A party's session was lost while in it.
     pub lost: bool,
+    /// The caller was rung by another call before this one was answered (its 601 is right).
+    pub raced: bool,
     pub how: Vec<String>,
 }
 
@@ -40,6 +42,7 @@ impl CallRec {
             caller_notified: false,
             callee_notified: false,
             lost: false,
+            raced: false,
             how: Vec::new(),
         }
     }
@@ -262,8 +265,11 @@ pub fn check(t: &mut Traffic, a: &Allow<'_>) -> Vec<String> {
         let rec = t.calls.get(call);
         let why: Option<String> = match (e.kind, e.code) {
             (_, 8) => None,
-            (_, 207) if lost_ok.get(&(e.slot, e.gen)) == Some(&true) => {
-                Some("207: its session lost with its node".into())
+            (_, c) if lost_ok.get(&(e.slot, e.gen)) == Some(&true) => {
+                Some(format!("{c}: its session lost with its node"))
+            }
+            ("call", 601) if rec.is_some_and(|c| c.raced) => {
+                Some("601: rung by another call meanwhile".into())
             }
             ("call", 602) => Some("602: the callee busy (the model's race)".into()),
             ("accept" | "reject" | "hangup", 600)
@@ -277,12 +283,16 @@ pub fn check(t: &mut Traffic, a: &Allow<'_>) -> Vec<String> {
         match why {
             Some(w) => *allowed.entry(format!("{} {w}", e.kind)).or_default() += 1,
             None => bad.push(format!(
-                "{}#{}: {} answered {} ({})",
+                "{}#{}: {} answered {} ({}; at n{}, sent at {} ms, answered at {} ms; target {:?})",
                 name(e.slot),
                 e.gen,
                 e.kind,
                 e.code,
-                e.key
+                e.key,
+                e.node + 1,
+                e.sent.duration_since(t.t0).as_millis(),
+                e.at.duration_since(t.t0).as_millis(),
+                e.target.map(|(s, n)| format!("u{s} at n{}", n + 1)),
             )),
         }
     }

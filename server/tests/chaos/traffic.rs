@@ -96,6 +96,7 @@ pub struct Traffic {
     /// Users that subscribe to presence at each login.
     pub subscribers: usize,
     pub timeout_ms: u64,
+    pub t0: Instant,
 }
 
 impl Traffic {
@@ -135,6 +136,7 @@ impl Traffic {
             ledger,
             subscribers: 5,
             timeout_ms,
+            t0: now,
         }
     }
 
@@ -236,6 +238,14 @@ impl Traffic {
         }
     }
 
+    /// Adds a line to the story of `call` (printed when something about it fails).
+    pub fn trace(&mut self, call: &str, line: String) {
+        let ms = self.t0.elapsed().as_millis();
+        if let Some(c) = self.calls.get_mut(call) {
+            c.how.push(format!("{ms} ms {line}"));
+        }
+    }
+
     /// Records request `key` of user `s`'s current client, if the library accepted it.
     pub fn made(
         &mut self,
@@ -247,6 +257,17 @@ impl Traffic {
         match r {
             Ok(()) => {
                 self.ledger.requests(req.kind);
+                if let Some((_, call)) = key.split_once(':') {
+                    if ["call", "accept", "reject", "hangup"].contains(&req.kind) {
+                        let line = format!(
+                            "{}#{} sends {}",
+                            self.slots[s].name,
+                            self.slots[s].insts.len() - 1,
+                            req.kind
+                        );
+                        self.trace(&call.to_owned(), line);
+                    }
+                }
                 let inst = self.slots[s].insts.last_mut().unwrap();
                 assert!(inst.pending.insert(key.clone(), req).is_none(), "{key}");
                 true
