@@ -65,14 +65,21 @@ end
 -- Registers state change `name`. Each attempt names its operation: a[1] is the operation ID
 -- and a[2] how long (ms) its result is remembered; `fn` gets the other arguments. A change sent
 -- again after its connection dropped is answered from that memory instead of running twice:
--- its effects were published by the run that made them, once.
+-- its effects were published by the run that made them, once. a[3] is the epoch of the data
+-- set the sending node has restored its sessions into ('' for the changes that join and
+-- restore): a change made for a user against another data set (Redis came back empty, and
+-- this node has not restored its sessions yet) is refused, unremembered, with CRVMSTALE; the
+-- node sends it again once it has.
 local function change(name, fn)
   redis.register_function(name, function(keys, a)
     local memo = 'crvm:op:' .. a[1]
     local done = redis.call('GET', memo)
     if done then return cjson.decode(done)[1] end
+    if a[3] ~= '' and redis.call('GET', 'crvm:epoch') ~= a[3] then
+      return redis.error_reply('CRVMSTALE the data set changed: the node restores it first')
+    end
     local args = {}
-    for i = 3, #a do args[i - 2] = a[i] end
+    for i = 4, #a do args[i - 3] = a[i] end
     local r = fn(keys, args)
     redis.call('SET', memo, cjson.encode({ r }), 'PX', a[2])
     return r
@@ -160,13 +167,21 @@ local function end_call(fx, t, c, how, by, ext)
     return redis.call('HGET', ukey(t, u), 'call') == c
   end
   local in_caller, in_callee = party(caller), party(callee)
-  local function rejected(reason, x)
-    if in_caller then
-      deliver(fx, t, caller, { t = 'call_rejected', c = { call_id = c, reason = reason, ext = x } })
+  -- A party not in Redis at all (Redis came back empty and its node has not restored it yet)
+  -- is told when it is restored (tell_lost_end): its end is kept with the call's end mark.
+  local untold = {}
+  local function tell(u, inside, msg)
+    if inside then
+      deliver(fx, t, u, msg)
+    elseif u and redis.call('EXISTS', ukey(t, u)) == 0 then
+      untold[u] = msg
     end
   end
+  local function rejected(reason, x)
+    tell(caller, in_caller, { t = 'call_rejected', c = { call_id = c, reason = reason, ext = x } })
+  end
   local function hungup(u, x)
-    if party(u) then deliver(fx, t, u, { t = 'call_hungup', c = { call_id = c, ext = x } }) end
+    tell(u, party(u), { t = 'call_hungup', c = { call_id = c, ext = x } })
   end
   local function other(u)
     if u == caller then return callee else return caller end
@@ -183,11 +198,29 @@ local function end_call(fx, t, c, how, by, ext)
   else
     hungup(other(by), '')
   end
+  if next(untold) then redis.call('SET', endkey(t, c), cjson.encode(untold), 'EX', 60) end
   for _, u in ipairs({ caller, callee }) do
     if (u == caller and in_caller) or (u == callee and in_callee) then
       redis.call('HDEL', ukey(t, u), 'call')
       set_in_call(fx, t, u, false)
     end
+  end
+end
+
+-- u, just restored with call c that ended meanwhile, gets the end that could not reach it then
+-- (end_call kept it), once.
+local function tell_lost_end(fx, t, u, c)
+  local v = redis.call('GET', endkey(t, c))
+  if not v or v == '1' then return end
+  local untold = cjson.decode(v)
+  local msg = untold[u]
+  if not msg then return end
+  untold[u] = nil
+  deliver(fx, t, u, msg)
+  if next(untold) then
+    redis.call('SET', endkey(t, c), cjson.encode(untold), 'KEEPTTL')
+  else
+    redis.call('SET', endkey(t, c), 1, 'KEEPTTL')
   end
 end
 
@@ -387,7 +420,10 @@ change('crvm_restore', function(_, a)
       local rc = redis.call('HGET', k, 'call')
       if rc and rc ~= c then drop_stale_call(fx, t, u, rc) end
       if c ~= '' and redis.call('HEXISTS', k, 'call') == 0 then
-        restore_call(t, u, c, a[i + 6], a[i + 7] == '1', a[i + 8] == '1', a[i + 9], ctimeout, wait)
+        if not restore_call(t, u, c, a[i + 6], a[i + 7] == '1', a[i + 8] == '1', a[i + 9],
+            ctimeout, wait) then
+          tell_lost_end(fx, t, u, c)
+        end
       end
       redis.call('HSET', k, 'st', redis.call('HEXISTS', k, 'call') == 1 and 2 or 1)
       redis.call('ZADD', okey(t), 0, u)
