@@ -167,13 +167,14 @@ local function end_call(fx, t, c, how, by, ext)
     return redis.call('HGET', ukey(t, u), 'call') == c
   end
   local in_caller, in_callee = party(caller), party(callee)
-  -- A party not in Redis at all (Redis came back empty and its node has not restored it yet)
-  -- is told when it is restored (tell_lost_end): its end is kept with the call's end mark.
+  -- A party Redis does not have in this call (Redis came back empty, or a failover lost its
+  -- part of the call, and its node has not restored it yet) is told if its node restores it
+  -- into this call (tell_lost_end): its end is kept with the call's end mark.
   local untold = {}
   local function tell(u, inside, msg)
     if inside then
       deliver(fx, t, u, msg)
-    elseif u and redis.call('EXISTS', ukey(t, u)) == 0 then
+    elseif u then
       untold[u] = msg
     end
   end
