@@ -19,6 +19,7 @@ pub struct CallRec {
     pub callee: usize,
     pub callee_gen: Option<usize>,
     pub probe: bool,
+    pub started: Instant,
     pub caller_ends: u32,
     pub callee_ends: u32,
     pub caller_notified: bool,
@@ -37,6 +38,7 @@ impl CallRec {
             callee,
             callee_gen: None,
             probe,
+            started: Instant::now(),
             caller_ends: 0,
             callee_ends: 0,
             caller_notified: false,
@@ -221,6 +223,19 @@ fn pct(v: &mut [u64], p: f64) -> u64 {
     v[i]
 }
 
+/// The story of the last call user `s` was in before `at`, for a failure's report.
+fn last_call_of(t: &Traffic, s: usize, at: Instant) -> String {
+    let last = t
+        .calls
+        .iter()
+        .filter(|(_, c)| (c.caller.0 == s || c.callee == s) && c.started < at)
+        .max_by_key(|(_, c)| c.started);
+    match last {
+        Some((id, c)) => format!("; its last call {id}:\n    {}", c.how.join("\n    ")),
+        None => String::new(),
+    }
+}
+
 /// Checks the run and prints its figures; the failures found.
 pub fn check(t: &mut Traffic, a: &Allow<'_>) -> Vec<String> {
     let mut allowed: BTreeMap<String, u64> = BTreeMap::new();
@@ -299,7 +314,7 @@ pub fn check(t: &mut Traffic, a: &Allow<'_>) -> Vec<String> {
         match why {
             Some(w) => *allowed.entry(format!("{} {w}", e.kind)).or_default() += 1,
             None => bad.push(format!(
-                "{}#{}: {} answered {} ({}; at n{}, sent at {} ms, answered at {} ms; target {:?})",
+                "{}#{}: {} answered {} ({}; at n{}, sent at {} ms, answered at {} ms; target {:?}){}",
                 name(e.slot),
                 e.gen,
                 e.kind,
@@ -309,6 +324,7 @@ pub fn check(t: &mut Traffic, a: &Allow<'_>) -> Vec<String> {
                 e.sent.duration_since(t.t0).as_millis(),
                 e.at.duration_since(t.t0).as_millis(),
                 e.target.map(|(s, n)| format!("u{s} at n{}", n + 1)),
+                last_call_of(t, e.slot, e.sent),
             )),
         }
     }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crvm_faultproxy::Proxy;
-use crvm_testkit::sentinel::{cli, Sentinels};
+use crvm_testkit::sentinel::{cli, Sentinels, MASTER};
 use crvm_testkit::{Server, TmpDir, TENANTS};
 
 use super::schedule::Fault;
@@ -159,6 +159,28 @@ impl Rig {
             .collect()
     }
 
+    /// The data server that is not on `port`.
+    fn other_port(&self, port: u16) -> u16 {
+        if port == self.ha.data_ports[0] {
+            self.ha.data_ports[1]
+        } else {
+            self.ha.data_ports[0]
+        }
+    }
+
+    /// Waits (bounded) until the replica on `port` is in sync with its primary.
+    fn replica_synced(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cli(port, &["INFO", "replication"]).contains("master_link_status:up") {
+            assert!(
+                Instant::now() < deadline,
+                "replica {port} not in sync within 30 s"
+            );
+            // Replication has no other signal.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Carries out `f` (returns once it is over and the rig is whole again).
     pub fn inflict(&mut self, f: Fault, sh: &Shared) {
         match f {
@@ -187,17 +209,30 @@ impl Rig {
                 }
             }
             Fault::RedisRestart { keep_data } => {
-                self.ha.restart_primary(keep_data);
+                let port = self.ha.restart_primary(keep_data);
+                // The replica back in sync before the next fault (a failover needs it).
+                self.replica_synced(self.other_port(port));
             }
             Fault::Failover => {
                 let before = self.ha.primary_port();
-                let other = if before == self.ha.data_ports[0] {
-                    self.ha.data_ports[1]
-                } else {
-                    self.ha.data_ports[0]
-                };
-                self.ha.fail_over();
+                let other = self.other_port(before);
+                // A sentinel may refuse or abandon a forced failover (its replica just
+                // resynchronised after a restart): asked again until the replica is promoted.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while self.ha.primary_port() != other {
+                    assert!(Instant::now() < deadline, "no failover within 60 s");
+                    self.replica_synced(other);
+                    cli(self.ha.sentinel_ports[0], &["SENTINEL", "FAILOVER", MASTER]);
+                    let asked = Instant::now();
+                    while self.ha.primary_port() != other
+                        && asked.elapsed() < Duration::from_secs(10)
+                    {
+                        // Sentinel has no other signal.
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
                 self.ha.wait_primary(other);
+                self.replica_synced(before);
             }
             Fault::LinksCut => {
                 let primary = self.ha.primary_port();

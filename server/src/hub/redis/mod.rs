@@ -395,7 +395,7 @@ impl RedisHub {
                 args.push(l.dnd.to_string());
                 args.push(flag(self.inner.local.is_subscribed(&l.tenant, *gen)));
                 // The call it is in, if any: call ID, the other party, placed, accepted, meet.
-                match self.inner.local.call_of(*gen) {
+                match self.inner.local.call_of(*gen).filter(|c| !c.placing) {
                     Some(c) => args.extend([
                         c.call_id,
                         c.peer,
