@@ -569,3 +569,25 @@ fn a_request_made_while_redis_comes_back_empty_waits_for_the_restore() {
         "the statuses"
     );
 }
+
+/// Found by the chaos test (seed 2): a call placed while its node restored its sessions into
+/// a Redis that came back empty was made there by the restore (the node records a call before
+/// placing it), and the call itself then found its caller busy: 601. It rings, once.
+#[test]
+fn a_call_placed_while_redis_comes_back_empty_rings_once() {
+    let mut c = Cluster::start(2, TIMEOUT_MS, "heartbeat_ms = 60000");
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    c.redis.shutdown();
+    alice.send_req(100, call_op("ab", "bob"));
+    c.redis.restart();
+    match alice.reply() {
+        ServerMsg::Res { re: 100, result } => assert_eq!(result.code(), 0, "the call"),
+        other => panic!("alice: {other:?}"),
+    }
+    match bob.reply() {
+        ServerMsg::CallIn { call_id, .. } => assert_eq!(call_id, "ab"),
+        other => panic!("bob: {other:?}"),
+    }
+    assert_nothing_pending(&mut bob, "bob");
+}

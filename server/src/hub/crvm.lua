@@ -81,6 +81,8 @@ local function change(name, fn)
     local args = {}
     for i = 4, #a do args[i - 3] = a[i] end
     local r = fn(keys, args)
+    -- A refusal to run now (CRVMRESTORING) is not a result: the node sends it again.
+    if type(r) == 'table' and r.err then return r end
     redis.call('SET', memo, cjson.encode({ r }), 'PX', a[2])
     return r
   end)
@@ -271,16 +273,36 @@ local function reap(fx, node)
   return #s / 2
 end
 
--- join(node, prefix, new_epoch, link) -> {epoch, ok}: makes `node` a live member with no sessions
--- (whatever an earlier instance of it left ends now). The epoch is created when missing (an
--- empty Redis). ok = 0 when another node owns `prefix`.
+-- Whether the nodes may still be restoring their sessions into this data set: a node joined
+-- and has not swept yet (crvm:restoring), or the data set was made lately by a node that had
+-- sessions (crvm:young: the others have not noticed yet). A user not found meanwhile may be
+-- one not restored yet: lookups of users refuse with CRVMRESTORING, and the node asks again.
+local function restoring()
+  if redis.call('EXISTS', 'crvm:young') == 1 then return true end
+  for _, n in ipairs(redis.call('SMEMBERS', 'crvm:restoring')) do
+    if redis.call('ZSCORE', 'crvm:beats', n) then return true end
+  end
+  return false
+end
+
+local function not_restored_yet()
+  return redis.error_reply('CRVMRESTORING the nodes are restoring their sessions')
+end
+
+-- join(node, prefix, new_epoch, link, young_ms) -> {epoch, ok}: makes `node` a live member with
+-- no sessions (whatever an earlier instance of it left ends now), restoring until its sweep.
+-- The epoch is created when missing (an empty Redis); young_ms > 0 (the node had sessions)
+-- marks it young that long. ok = 0 when another node owns `prefix`.
 change('crvm_join', function(_, a)
   local node, prefix = a[1], a[2]
   local epoch = redis.call('GET', 'crvm:epoch')
   if not epoch then
     epoch = a[3]
     redis.call('SET', 'crvm:epoch', epoch)
+    local young = tonumber(a[5] or '0')
+    if young > 0 then redis.call('SET', 'crvm:young', 1, 'PX', young) end
   end
+  redis.call('SADD', 'crvm:restoring', node)
   local owner = redis.call('GET', 'crvm:pn:' .. prefix)
   if owner and owner ~= node then return { epoch, 0 } end
   local fx = effects()
@@ -462,6 +484,8 @@ change('crvm_sweep', function(_, a)
       n = n + 1
     end
   end
+  -- Its sessions are all in: users not found are gone, not on their way.
+  redis.call('SREM', 'crvm:restoring', node)
   fx.publish()
   return n
 end)
@@ -478,7 +502,9 @@ end)
 redis.register_function{
   function_name = 'crvm_where',
   callback = function(_, a)
-    return redis.call('HGET', ukey(a[1], a[2]), 'node')
+    local node = redis.call('HGET', ukey(a[1], a[2]), 'node')
+    if not node and restoring() then return not_restored_yet() end
+    return node
   end,
   flags = { 'no-writes' },
 }
@@ -589,7 +615,10 @@ change('crvm_call', function(_, a)
   -- Call IDs are random 128-bit values; a clash means a misbehaving client.
   if redis.call('EXISTS', ckey(t, c)) == 1 then return answer(at, gen, re, 5) end
   local h = redis.call('HMGET', ukey(t, callee), 'node', 'dnd', 'call')
-  if not h[1] then return answer(at, gen, re, 603) end
+  if not h[1] then
+    if restoring() then return not_restored_yet() end
+    return answer(at, gen, re, 603)
+  end
   if h[2] ~= '0' or h[3] then return answer(at, gen, re, 602) end
   local serial = tostring(redis.call('INCR', 'crvm:serial'))
   local timer = cjson.encode({ t, c, serial })

@@ -21,6 +21,8 @@ use super::{manager, Failed, RedisHub, LIBRARY};
 /// Pauses between attempts while Redis cannot be reached: the first retry goes at once.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const MAX_PAUSE: Duration = Duration::from_millis(200);
+/// Pause before asking again while the nodes restore their sessions into an emptied Redis.
+const RESTORING_PAUSE: Duration = Duration::from_millis(50);
 
 /// Whether `e` may go away by sending the command again: the connection dropped or could not
 /// be made, Redis is loading, busy or a replica (during a failover). A refused command (a
@@ -87,6 +89,11 @@ impl RedisHub {
                 )),
             };
             let text = err.to_string();
+            if text.contains("CRVMRESTORING") && Instant::now() + RESTORING_PAUSE < deadline {
+                // Nothing ran: the user looked up may be one a node has not restored yet.
+                tokio::time::sleep(RESTORING_PAUSE).await;
+                continue;
+            }
             if user && (text.contains("CRVMSTALE") || text.contains("Function not found")) {
                 // Nothing ran. Redis lost its data: restore first (the next beat), then go on.
                 self.set_settled(false);

@@ -349,7 +349,14 @@ impl RedisHub {
         loop {
             let prefix = format!("{:x}", self.inner.local.prefix());
             let link = format!("{} {}", self.inner.links.addr, self.inner.links.key());
-            let args = (self.node(), prefix, random::hex(32), link);
+            // After Redis lost the data this node joined (it had sessions), the data set it
+            // makes is young for half a node timeout: the others notice within a beat.
+            let young = if self.epoch().is_empty() {
+                0
+            } else {
+                self.inner.node_timeout.as_millis() as u64 / 2
+            };
+            let args = (self.node(), prefix, random::hex(32), link, young);
             let (epoch, ok): (String, i64) = self.change("crvm_join", args).await?;
             if ok == 1 {
                 let mut m = self.inner.membership.lock();
