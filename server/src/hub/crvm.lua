@@ -273,12 +273,14 @@ local function reap(fx, node)
   return #s / 2
 end
 
--- Whether the nodes may still be restoring their sessions into this data set: a node joined
--- and has not swept yet (crvm:restoring), or the data set was made lately by a node that had
--- sessions (crvm:young: the others have not noticed yet). A user not found meanwhile may be
+-- Whether the nodes may still be restoring their sessions into this data set: none has joined
+-- it yet, a node joined and has not swept yet (crvm:restoring), or the data set was made
+-- lately by a node that had sessions (crvm:young: the others have not noticed yet). A user not found meanwhile may be
 -- one not restored yet: lookups of users refuse with CRVMRESTORING, and the node asks again.
 local function restoring()
   if redis.call('EXISTS', 'crvm:young') == 1 then return true end
+  -- Emptied, and no node has joined again yet.
+  if redis.call('EXISTS', 'crvm:epoch') == 0 then return true end
   for _, n in ipairs(redis.call('SMEMBERS', 'crvm:restoring')) do
     if redis.call('ZSCORE', 'crvm:beats', n) then return true end
   end

@@ -309,6 +309,11 @@ pub fn check(t: &mut Traffic, a: &Allow<'_>) -> Vec<String> {
             ("call", 601) if a.during("failover", e.sent, Duration::from_secs(3)) => {
                 Some("601: KNOWN GAP, a call end lost in the failover".into())
             }
+            ("accept" | "reject" | "hangup", 600)
+                if a.during("failover", e.sent, Duration::from_secs(3)) =>
+            {
+                Some("600: KNOWN GAP, the call made at the other primary".into())
+            }
             _ => near.map(|k| format!("{}: a party's node lost ({k})", e.code)),
         };
         match why {

@@ -8,7 +8,11 @@ pub struct Rng(pub u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
+        // Mixed first, so that neighbouring seeds (2 and 3) draw different schedules.
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)) | 1)
     }
 
     pub fn next(&mut self) -> u64 {
@@ -198,6 +202,11 @@ mod tests {
             assert!(a.iter().any(|p| p.fault.kind(3000) == kind), "{kind}");
         }
         assert!(!a.iter().any(|p| p.fault == Fault::Rolling));
+        let other = plan(43, 120, 3, 3000, false);
+        assert_ne!(
+            a.iter().map(|p| p.fault).collect::<Vec<_>>(),
+            other.iter().map(|p| p.fault).collect::<Vec<_>>()
+        );
         assert!(plan(42, 120, 3, 3000, true)
             .iter()
             .any(|p| p.fault == Fault::Rolling));
