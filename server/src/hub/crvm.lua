@@ -292,19 +292,24 @@ local function not_restored_yet()
 end
 
 -- join(node, prefix, new_epoch, link, young_ms) -> {epoch, ok}: makes `node` a live member with
--- no sessions (whatever an earlier instance of it left ends now), restoring until its sweep.
--- The epoch is created when missing (an empty Redis); young_ms > 0 (the node had sessions)
--- marks it young that long. ok = 0 when another node owns `prefix`.
+-- no sessions (whatever an earlier instance of it left ends now). young_ms > 0: the node has
+-- sessions to restore (Redis lost the data it joined): it is restoring until its sweep, and a
+-- data set it creates is young that long. The epoch is created when missing (an empty Redis).
+-- ok = 0 when another node owns `prefix`.
 change('crvm_join', function(_, a)
   local node, prefix = a[1], a[2]
   local epoch = redis.call('GET', 'crvm:epoch')
+  local young = tonumber(a[5] or '0')
   if not epoch then
     epoch = a[3]
     redis.call('SET', 'crvm:epoch', epoch)
-    local young = tonumber(a[5] or '0')
     if young > 0 then redis.call('SET', 'crvm:young', 1, 'PX', young) end
   end
-  redis.call('SADD', 'crvm:restoring', node)
+  if young > 0 then
+    redis.call('SADD', 'crvm:restoring', node)
+  else
+    redis.call('SREM', 'crvm:restoring', node)
+  end
   local owner = redis.call('GET', 'crvm:pn:' .. prefix)
   if owner and owner ~= node then return { epoch, 0 } end
   local fx = effects()

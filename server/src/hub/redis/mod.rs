@@ -316,13 +316,14 @@ impl RedisHub {
                     self.node()
                 );
                 self.fence();
-                let _ = self.join(sent).await;
+                let _ = self.join(sent, false).await;
             }
             _ => {
                 // Never joined, or Redis lost the data this node joined: join, then restore
                 // (changes made for users wait meanwhile).
                 self.set_settled(false);
-                if self.join(sent).await.is_ok() {
+                let restore = !self.epoch().is_empty() && !self.inner.local.all().is_empty();
+                if self.join(sent, restore).await.is_ok() {
                     if self.resync().await.is_err() {
                         self.inner.membership.lock().resync = true;
                     } else {
@@ -344,17 +345,19 @@ impl RedisHub {
 
     /// Becomes a member of the data set in Redis under this node's generation prefix (a new
     /// one when another node has it; the sessions made under the old one are closed).
-    async fn join(&self, sent: Instant) -> Result<(), Failed> {
+    /// `restore`: it has sessions to restore into the data set (Redis lost the one it joined).
+    async fn join(&self, sent: Instant, restore: bool) -> Result<(), Failed> {
         self.load_library().await?;
         loop {
             let prefix = format!("{:x}", self.inner.local.prefix());
             let link = format!("{} {}", self.inner.links.addr, self.inner.links.key());
-            // After Redis lost the data this node joined (it had sessions), the data set it
-            // makes is young for half a node timeout: the others notice within a beat.
-            let young = if self.epoch().is_empty() {
-                0
-            } else {
+            // After Redis lost the data this node joined, with sessions to restore: it is
+            // restoring until its sweep, and a data set it makes is young for half a node
+            // timeout (the others notice within a beat). A fenced node has none left.
+            let young = if restore {
                 self.inner.node_timeout.as_millis() as u64 / 2
+            } else {
+                0
             };
             let args = (self.node(), prefix, random::hex(32), link, young);
             let (epoch, ok): (String, i64) = self.change("crvm_join", args).await?;
