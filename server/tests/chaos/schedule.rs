@@ -168,11 +168,9 @@ pub fn plan(seed: u64, secs: u64, nodes: usize, timeout_ms: u64, rolling: bool) 
         i += 1;
         let fault = draw(&mut rng, kind, nodes, timeout_ms);
         let len = length_ms(&fault, timeout_ms);
-        if t + len > end {
-            if i > first.len() {
-                break;
-            }
-            // Each kind at least once, even past the nominal length.
+        // Each kind at least once, even past the nominal length; then until it is filled.
+        if t + len > end && i > first.len() {
+            break;
         }
         out.push(Planned { at_ms: t, fault });
         t += len + rng.range(1000, 4000);

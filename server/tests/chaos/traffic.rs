@@ -283,7 +283,7 @@ impl Traffic {
                             self.slots[s].insts.len() - 1,
                             req.kind
                         );
-                        self.trace(&call.to_owned(), line);
+                        self.trace(call, line);
                     }
                 }
                 let inst = self.slots[s].insts.last_mut().unwrap();
