@@ -508,3 +508,86 @@ fn a_sentinel_failover_under_traffic_makes_requests_wait_and_loses_nothing() {
         assert_eq!(now, truth);
     }
 }
+
+/// Found by the chaos test (seed 1): a request whose node had not restored its sessions into a
+/// Redis that came back empty ran against the empty data set — a hang-up answered 600 and the
+/// call then restored with both parties busy for good; a DND change or a call answered 12. Such
+/// a request now waits for the restore and is carried out.
+#[test]
+fn a_request_made_while_redis_comes_back_empty_waits_for_the_restore() {
+    use crvm_proto::Op;
+    let mut c = Cluster::start(2, TIMEOUT_MS, "heartbeat_ms = 60000");
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    assert_eq!(alice.code(call_op("ab", "bob")), 0);
+    assert!(matches!(bob.reply(), ServerMsg::CallIn { .. }));
+    let accept = Op::AcceptCall {
+        call_id: "ab".into(),
+        meet_obj: String::new(),
+        ext: String::new(),
+    };
+    assert_eq!(bob.code(accept), 0);
+    assert!(matches!(alice.reply(), ServerMsg::CallAccepted { .. }));
+    // Redis goes, and the requests are made: they wait for it...
+    c.redis.shutdown();
+    alice.send_req(
+        100,
+        Op::HangupCall {
+            call_id: "ab".into(),
+            ext: String::new(),
+        },
+    );
+    bob.send_req(101, Op::SetDnd { dnd: 1 });
+    // ...which comes back empty: they are carried out once the nodes restored their sessions.
+    c.redis.restart();
+    match alice.reply() {
+        ServerMsg::Res { re: 100, result } => assert_eq!(result.code(), 0, "the hang-up"),
+        other => panic!("alice: {other:?}"),
+    }
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match bob.reply() {
+            ServerMsg::CallHungup { call_id, .. } => got.push(call_id),
+            ServerMsg::Res { re: 101, result } => {
+                assert_eq!(result.code(), 0, "the DND change");
+                got.push("dnd".into());
+            }
+            other => panic!("bob: {other:?}"),
+        }
+    }
+    got.sort();
+    assert_eq!(got, ["ab", "dnd"]);
+    // Nobody is left busy.
+    let now: Vec<(String, i32, i32)> = alice
+        .statuses()
+        .into_iter()
+        .map(|s| (s.user_id, s.user_status, s.dnd_type))
+        .collect();
+    assert_eq!(
+        now,
+        [("alice".into(), 1, 0), ("bob".into(), 1, 1)],
+        "the statuses"
+    );
+}
+
+/// Found by the chaos test (seed 2): a call placed while its node restored its sessions into
+/// a Redis that came back empty was made there by the restore (the node records a call before
+/// placing it), and the call itself then found its caller busy: 601. It rings, once.
+#[test]
+fn a_call_placed_while_redis_comes_back_empty_rings_once() {
+    let mut c = Cluster::start(2, TIMEOUT_MS, "heartbeat_ms = 60000");
+    let mut alice = c.node(0).login("demo", "alice");
+    let mut bob = c.node(1).login("demo", "bob");
+    c.redis.shutdown();
+    alice.send_req(100, call_op("ab", "bob"));
+    c.redis.restart();
+    match alice.reply() {
+        ServerMsg::Res { re: 100, result } => assert_eq!(result.code(), 0, "the call"),
+        other => panic!("alice: {other:?}"),
+    }
+    match bob.reply() {
+        ServerMsg::CallIn { call_id, .. } => assert_eq!(call_id, "ab"),
+        other => panic!("bob: {other:?}"),
+    }
+    assert_nothing_pending(&mut bob, "bob");
+}

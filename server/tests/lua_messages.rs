@@ -99,6 +99,7 @@ fn every_effect_and_message_of_the_redis_functions_parses() {
             "0",
             &op,
             "1000",
+            "",
             "demo",
             "bob",
             &bob_gen,
@@ -163,13 +164,15 @@ fn every_effect_and_message_of_the_redis_functions_parses() {
     let _bob2 = c.node(0).login("demo", "bob");
     bob.expect_close(10);
     assert_eq!(
-        // (A state change's first two arguments: its operation ID, how long its result is kept.)
+        // (A state change's first three arguments: its operation ID, how long its result is kept,
+        // the epoch of the data set, or empty for none.)
         c.redis.cli(&[
             "FCALL",
             "crvm_kick",
             "0",
             "test-kick",
             "1000",
+            "",
             "demo",
             "alice"
         ]),

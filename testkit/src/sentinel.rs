@@ -74,13 +74,18 @@ pub struct Sentinels {
     /// The ports of the primary and the replica as started (the roles swap on a failover).
     pub data_ports: [u16; 2],
     pub sentinel_ports: Vec<u16>,
-    _procs: Vec<Proc>,
+    /// The two data servers (in the order of `data_ports`), then the sentinels.
+    procs: Vec<Proc>,
+    /// Each data server's arguments, without `--replicaof` (a restart comes back as a primary).
+    data_args: Vec<Vec<String>>,
+    data_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Sentinels {
     pub fn start(dir: &TmpDir) -> Sentinels {
         let (p1, p2) = (free_port(), free_port());
         let mut procs = Vec::new();
+        let (mut data_args, mut data_dirs) = (Vec::new(), Vec::new());
         for (i, port) in [p1, p2].into_iter().enumerate() {
             let data = dir.path(&format!("redis-{i}"));
             std::fs::create_dir_all(&data).unwrap();
@@ -99,6 +104,8 @@ impl Sentinels {
             .iter()
             .map(|s| s.to_string())
             .collect();
+            data_args.push(args.clone());
+            data_dirs.push(data.clone());
             if i == 1 {
                 args.extend(["--replicaof".into(), "127.0.0.1".into(), p1.to_string()]);
             }
@@ -135,7 +142,9 @@ impl Sentinels {
         Sentinels {
             data_ports: [p1, p2],
             sentinel_ports,
-            _procs: procs,
+            procs,
+            data_args,
+            data_dirs,
         }
     }
 
@@ -183,5 +192,27 @@ impl Sentinels {
         until("the new primary acts as one", || {
             cli(port, &["ROLE"]).starts_with("master")
         });
+    }
+
+    /// Restarts the primary as a primary again: with its data (`SHUTDOWN SAVE`, loaded at the
+    /// start) or empty (`SHUTDOWN NOSAVE`, and any earlier dump removed). Quick enough (well
+    /// under the sentinels' `down-after-milliseconds`) that they see a reboot, not a failure;
+    /// a replica then resynchronises from it. Returns its port.
+    pub fn restart_primary(&mut self, keep_data: bool) -> u16 {
+        let port = self.primary_port();
+        let i = self
+            .data_ports
+            .iter()
+            .position(|&p| p == port)
+            .expect("the primary is one of ours");
+        let how = if keep_data { "SAVE" } else { "NOSAVE" };
+        cli(port, &["SHUTDOWN", how]);
+        let _ = self.procs[i].wait();
+        let dump = self.data_dirs[i].join("dump.rdb");
+        if !keep_data {
+            let _ = std::fs::remove_file(&dump);
+        }
+        self.procs[i] = launch(&self.data_args[i], "eady to accept connections");
+        port
     }
 }

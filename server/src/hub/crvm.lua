@@ -65,15 +65,24 @@ end
 -- Registers state change `name`. Each attempt names its operation: a[1] is the operation ID
 -- and a[2] how long (ms) its result is remembered; `fn` gets the other arguments. A change sent
 -- again after its connection dropped is answered from that memory instead of running twice:
--- its effects were published by the run that made them, once.
+-- its effects were published by the run that made them, once. a[3] is the epoch of the data
+-- set the sending node has restored its sessions into ('' for the changes that join and
+-- restore): a change made for a user against another data set (Redis came back empty, and
+-- this node has not restored its sessions yet) is refused, unremembered, with CRVMSTALE; the
+-- node sends it again once it has.
 local function change(name, fn)
   redis.register_function(name, function(keys, a)
     local memo = 'crvm:op:' .. a[1]
     local done = redis.call('GET', memo)
     if done then return cjson.decode(done)[1] end
+    if a[3] ~= '' and redis.call('GET', 'crvm:epoch') ~= a[3] then
+      return redis.error_reply('CRVMSTALE the data set changed: the node restores it first')
+    end
     local args = {}
-    for i = 3, #a do args[i - 2] = a[i] end
+    for i = 4, #a do args[i - 3] = a[i] end
     local r = fn(keys, args)
+    -- A refusal to run now (CRVMRESTORING) is not a result: the node sends it again.
+    if type(r) == 'table' and r.err then return r end
     redis.call('SET', memo, cjson.encode({ r }), 'PX', a[2])
     return r
   end)
@@ -160,13 +169,22 @@ local function end_call(fx, t, c, how, by, ext)
     return redis.call('HGET', ukey(t, u), 'call') == c
   end
   local in_caller, in_callee = party(caller), party(callee)
-  local function rejected(reason, x)
-    if in_caller then
-      deliver(fx, t, caller, { t = 'call_rejected', c = { call_id = c, reason = reason, ext = x } })
+  -- A party Redis does not have in this call (Redis came back empty, or a failover lost its
+  -- part of the call, and its node has not restored it yet) is told if its node restores it
+  -- into this call (tell_lost_end): its end is kept with the call's end mark.
+  local untold = {}
+  local function tell(u, inside, msg)
+    if inside then
+      deliver(fx, t, u, msg)
+    elseif u then
+      untold[u] = msg
     end
   end
+  local function rejected(reason, x)
+    tell(caller, in_caller, { t = 'call_rejected', c = { call_id = c, reason = reason, ext = x } })
+  end
   local function hungup(u, x)
-    if party(u) then deliver(fx, t, u, { t = 'call_hungup', c = { call_id = c, ext = x } }) end
+    tell(u, party(u), { t = 'call_hungup', c = { call_id = c, ext = x } })
   end
   local function other(u)
     if u == caller then return callee else return caller end
@@ -183,11 +201,29 @@ local function end_call(fx, t, c, how, by, ext)
   else
     hungup(other(by), '')
   end
+  if next(untold) then redis.call('SET', endkey(t, c), cjson.encode(untold), 'EX', 60) end
   for _, u in ipairs({ caller, callee }) do
     if (u == caller and in_caller) or (u == callee and in_callee) then
       redis.call('HDEL', ukey(t, u), 'call')
       set_in_call(fx, t, u, false)
     end
+  end
+end
+
+-- u, just restored with call c that ended meanwhile, gets the end that could not reach it then
+-- (end_call kept it), once.
+local function tell_lost_end(fx, t, u, c)
+  local v = redis.call('GET', endkey(t, c))
+  if not v or v == '1' then return end
+  local untold = cjson.decode(v)
+  local msg = untold[u]
+  if not msg then return end
+  untold[u] = nil
+  deliver(fx, t, u, msg)
+  if next(untold) then
+    redis.call('SET', endkey(t, c), cjson.encode(untold), 'KEEPTTL')
+  else
+    redis.call('SET', endkey(t, c), 1, 'KEEPTTL')
   end
 end
 
@@ -237,15 +273,42 @@ local function reap(fx, node)
   return #s / 2
 end
 
--- join(node, prefix, new_epoch, link) -> {epoch, ok}: makes `node` a live member with no sessions
--- (whatever an earlier instance of it left ends now). The epoch is created when missing (an
--- empty Redis). ok = 0 when another node owns `prefix`.
+-- Whether the nodes may still be restoring their sessions into this data set: none has joined
+-- it yet, a node joined and has not swept yet (crvm:restoring), or the data set was made
+-- lately by a node that had sessions (crvm:young: the others have not noticed yet). A user not found meanwhile may be
+-- one not restored yet: lookups of users refuse with CRVMRESTORING, and the node asks again.
+local function restoring()
+  if redis.call('EXISTS', 'crvm:young') == 1 then return true end
+  -- Emptied, and no node has joined again yet.
+  if redis.call('EXISTS', 'crvm:epoch') == 0 then return true end
+  for _, n in ipairs(redis.call('SMEMBERS', 'crvm:restoring')) do
+    if redis.call('ZSCORE', 'crvm:beats', n) then return true end
+  end
+  return false
+end
+
+local function not_restored_yet()
+  return redis.error_reply('CRVMRESTORING the nodes are restoring their sessions')
+end
+
+-- join(node, prefix, new_epoch, link, young_ms) -> {epoch, ok}: makes `node` a live member with
+-- no sessions (whatever an earlier instance of it left ends now). young_ms > 0: the node has
+-- sessions to restore (Redis lost the data it joined): it is restoring until its sweep, and a
+-- data set it creates is young that long. The epoch is created when missing (an empty Redis).
+-- ok = 0 when another node owns `prefix`.
 change('crvm_join', function(_, a)
   local node, prefix = a[1], a[2]
   local epoch = redis.call('GET', 'crvm:epoch')
+  local young = tonumber(a[5] or '0')
   if not epoch then
     epoch = a[3]
     redis.call('SET', 'crvm:epoch', epoch)
+    if young > 0 then redis.call('SET', 'crvm:young', 1, 'PX', young) end
+  end
+  if young > 0 then
+    redis.call('SADD', 'crvm:restoring', node)
+  else
+    redis.call('SREM', 'crvm:restoring', node)
   end
   local owner = redis.call('GET', 'crvm:pn:' .. prefix)
   if owner and owner ~= node then return { epoch, 0 } end
@@ -387,7 +450,10 @@ change('crvm_restore', function(_, a)
       local rc = redis.call('HGET', k, 'call')
       if rc and rc ~= c then drop_stale_call(fx, t, u, rc) end
       if c ~= '' and redis.call('HEXISTS', k, 'call') == 0 then
-        restore_call(t, u, c, a[i + 6], a[i + 7] == '1', a[i + 8] == '1', a[i + 9], ctimeout, wait)
+        if not restore_call(t, u, c, a[i + 6], a[i + 7] == '1', a[i + 8] == '1', a[i + 9],
+            ctimeout, wait) then
+          tell_lost_end(fx, t, u, c)
+        end
       end
       redis.call('HSET', k, 'st', redis.call('HEXISTS', k, 'call') == 1 and 2 or 1)
       redis.call('ZADD', okey(t), 0, u)
@@ -425,6 +491,8 @@ change('crvm_sweep', function(_, a)
       n = n + 1
     end
   end
+  -- Its sessions are all in: users not found are gone, not on their way.
+  redis.call('SREM', 'crvm:restoring', node)
   fx.publish()
   return n
 end)
@@ -441,7 +509,9 @@ end)
 redis.register_function{
   function_name = 'crvm_where',
   callback = function(_, a)
-    return redis.call('HGET', ukey(a[1], a[2]), 'node')
+    local node = redis.call('HGET', ukey(a[1], a[2]), 'node')
+    if not node and restoring() then return not_restored_yet() end
+    return node
   end,
   flags = { 'no-writes' },
 }
@@ -552,7 +622,10 @@ change('crvm_call', function(_, a)
   -- Call IDs are random 128-bit values; a clash means a misbehaving client.
   if redis.call('EXISTS', ckey(t, c)) == 1 then return answer(at, gen, re, 5) end
   local h = redis.call('HMGET', ukey(t, callee), 'node', 'dnd', 'call')
-  if not h[1] then return answer(at, gen, re, 603) end
+  if not h[1] then
+    if restoring() then return not_restored_yet() end
+    return answer(at, gen, re, 603)
+  end
   if h[2] ~= '0' or h[3] then return answer(at, gen, re, 602) end
   local serial = tostring(redis.call('INCR', 'crvm:serial'))
   local timer = cjson.encode({ t, c, serial })

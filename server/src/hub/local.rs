@@ -37,6 +37,9 @@ pub struct LocalCall {
     /// Accepted (else ringing).
     pub connected: bool,
     pub meet_obj: String,
+    /// Placed by this session and not answered yet: a re-check meanwhile must not make it in
+    /// Redis (the request, waiting for that re-check, would then find its caller busy).
+    pub placing: bool,
 }
 
 #[derive(Debug)]
@@ -285,6 +288,15 @@ impl LocalSessions {
         }
     }
 
+    /// Session `gen`'s call `call_id` was placed (its request answered 0).
+    pub fn call_placed(&self, gen: LoginGen, call_id: &str) {
+        if let Some(c) = self.inner.lock().calls.get_mut(&gen) {
+            if c.call_id == call_id {
+                c.placing = false;
+            }
+        }
+    }
+
     /// Session `gen` is out of call `call_id` (if it was in it).
     pub fn call_ended(&self, gen: LoginGen, call_id: &str) {
         let mut s = self.inner.lock();
@@ -313,6 +325,7 @@ impl LocalSessions {
                     caller: false,
                     connected: false,
                     meet_obj: meet_obj.clone(),
+                    placing: false,
                 };
                 self.set_call(gen, call);
             }

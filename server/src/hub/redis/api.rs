@@ -252,12 +252,15 @@ impl CallStore for RedisHub {
                 caller: true,
                 connected: false,
                 meet_obj: req.meet_obj.to_owned(),
+                placing: true,
             };
             local.set_call(at.gen, call);
         }
         let answer = self.answered("crvm_call", args).await;
         if placed && answer != Answer::Sent(0) {
             local.call_ended(at.gen, req.call_id);
+        } else if placed {
+            local.call_placed(at.gen, req.call_id);
         }
         answer
     }

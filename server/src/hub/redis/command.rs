@@ -21,6 +21,8 @@ use super::{manager, Failed, RedisHub, LIBRARY};
 /// Pauses between attempts while Redis cannot be reached: the first retry goes at once.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const MAX_PAUSE: Duration = Duration::from_millis(200);
+/// Pause before asking again while the nodes restore their sessions into an emptied Redis.
+const RESTORING_PAUSE: Duration = Duration::from_millis(50);
 
 /// Whether `e` may go away by sending the command again: the connection dropped or could not
 /// be made, Redis is loading, busy or a replica (during a failover). A refused command (a
@@ -32,6 +34,23 @@ fn transient(e: &redis::RedisError) -> bool {
         || e.is_timeout()
 }
 
+/// How a command failed.
+enum Fault {
+    /// Beyond hope, or refused: the request fails.
+    Failed,
+    /// A change made for a user reached a data set this node has not restored its sessions
+    /// into (Redis came back empty): it is sent again once the node has.
+    Stale,
+}
+
+/// The state changes that join a data set and restore into it: they never wait for that.
+fn restores(name: &str) -> bool {
+    matches!(
+        name,
+        "crvm_join" | "crvm_restore" | "crvm_sweep" | "crvm_snapshot" | "crvm_leave"
+    )
+}
+
 impl RedisHub {
     /// Runs `cmd`, sending it again after transient failures for up to `node_timeout`.
     /// `what` names it in the log.
@@ -41,6 +60,21 @@ impl RedisHub {
         cmd: &redis::Cmd,
     ) -> Result<T, Failed> {
         let deadline = Instant::now() + self.inner.node_timeout;
+        match self.query_until(what, cmd, deadline, false).await {
+            Ok(v) => Ok(v),
+            Err(_) => Err(Failed),
+        }
+    }
+
+    /// [`RedisHub::query`] until `deadline`. For a change made for a user (`user`), a missing
+    /// library (Redis restarted empty) or a refusal as stale is [`Fault::Stale`].
+    async fn query_until<T: FromRedisValue>(
+        &self,
+        what: &str,
+        cmd: &redis::Cmd,
+        deadline: Instant,
+        user: bool,
+    ) -> Result<T, Fault> {
         let mut pause = Duration::ZERO;
         let mut tried_load = false;
         loop {
@@ -54,21 +88,39 @@ impl RedisHub {
                     "no primary known",
                 )),
             };
-            if !tried_load && err.to_string().contains("Function not found") {
+            let text = err.to_string();
+            if text.contains("CRVMRESTORING") && Instant::now() + RESTORING_PAUSE < deadline {
+                // Nothing ran: the user looked up may be one a node has not restored yet.
+                tokio::time::sleep(RESTORING_PAUSE).await;
+                continue;
+            }
+            if user && (text.contains("CRVMSTALE") || text.contains("Function not found")) {
+                // Nothing ran. Redis lost its data: restore first (the next beat), then go on.
+                self.set_settled(false);
+                if text.contains("Function not found") {
+                    let _ = self.load_library().await;
+                }
+                return Err(Fault::Stale);
+            }
+            if !tried_load && text.contains("Function not found") {
                 // Redis lost the library (a restart without data): load it and go again.
                 tried_load = true;
-                self.load_library().await?;
+                self.load_library().await.map_err(|_| Fault::Failed)?;
                 continue;
             }
             if !transient(&err) || Instant::now() + pause >= deadline {
                 tracing::warn!("cluster: {what} failed: {err}");
                 self.inner.membership.lock().resync = true;
-                return Err(Failed);
+                return Err(Fault::Failed);
             }
             tracing::debug!("cluster: {what} failed ({err}); sending it again");
             tokio::time::sleep(pause).await;
             if self.inner.primary.follows_failovers() {
                 self.find_primary().await;
+            }
+            if user && !*self.inner.settled.borrow() {
+                // The primary moved: the change waits for the re-check there.
+                return Err(Fault::Stale);
             }
             pause = (pause * 2).clamp(FIRST_PAUSE, MAX_PAUSE);
         }
@@ -87,7 +139,9 @@ impl RedisHub {
     }
 
     /// Calls state change `name` of the library under a fresh operation ID, so that however
-    /// often it is sent, it runs once and every attempt gets that run's result.
+    /// often it is sent, it runs once and every attempt gets that run's result. A change made
+    /// for a user names the data set this node restored its sessions into, and waits while the
+    /// node restores them into a new one (Redis came back empty) — within `node_timeout`.
     pub(super) async fn change<T: FromRedisValue>(
         &self,
         name: &str,
@@ -96,9 +150,26 @@ impl RedisHub {
         let n = self.inner.next_op.fetch_add(1, Ordering::Relaxed);
         let op = format!("{}:{n:x}", self.inner.op_prefix);
         let keep_ms = 2 * self.inner.node_timeout.as_millis() as u64;
-        let mut cmd = redis::cmd("FCALL");
-        cmd.arg(name).arg(0).arg(op).arg(keep_ms).arg(args);
-        self.query(name, &cmd).await
+        let args = args.to_redis_args();
+        let user = !restores(name);
+        let deadline = Instant::now() + self.inner.node_timeout;
+        loop {
+            if user && !self.wait_settled(deadline).await {
+                tracing::warn!("cluster: {name} failed: the sessions were not restored in time");
+                return Err(Failed);
+            }
+            let epoch = if user { self.epoch() } else { String::new() };
+            let mut cmd = redis::cmd("FCALL");
+            cmd.arg(name).arg(0).arg(&op).arg(keep_ms).arg(epoch);
+            for a in &args {
+                cmd.arg(&a[..]);
+            }
+            match self.query_until(name, &cmd, deadline, user).await {
+                Ok(v) => return Ok(v),
+                Err(Fault::Stale) => continue,
+                Err(Fault::Failed) => return Err(Failed),
+            }
+        }
     }
 
     /// The command connection to the primary (found first if it is not known yet).
@@ -143,6 +214,10 @@ impl RedisHub {
             let mut m = self.inner.membership.lock();
             m.resync_next = true;
             m.moved = true;
+            drop(m);
+            // Changes made for users wait for that re-check: run before it, they would act
+            // on what the new primary lacks (a call it lost is not there to hang up).
+            self.set_settled(false);
         }
         *redis = Some((client, conn.clone()));
         self.inner.primary_gen.fetch_add(1, Ordering::AcqRel);

@@ -72,6 +72,9 @@ struct Inner {
     /// Logins are taken only while this is set: joined, and Redis reached within the timeout.
     /// A watch, so that a login that arrives meanwhile can wait for it.
     up: watch::Sender<bool>,
+    /// Redis holds this node's sessions in the data set it joined. Cleared when Redis is found
+    /// to have lost its data, set again once they are restored: changes made for users wait.
+    settled: watch::Sender<bool>,
     /// This node's stream is being read: effects reach it. Without it the node counts as
     /// cut off from Redis.
     subscribed: AtomicBool,
@@ -145,6 +148,7 @@ impl RedisHub {
                 call_timeout_ms: call_timeout.as_millis() as u64,
                 node_timeout,
                 up: watch::Sender::new(false),
+                settled: watch::Sender::new(true),
                 subscribed: AtomicBool::new(false),
                 leaving: AtomicBool::new(false),
                 membership: Mutex::new(Membership {
@@ -176,6 +180,18 @@ impl RedisHub {
 
     fn set_up(&self, up: bool) {
         self.inner.up.send_replace(up);
+    }
+
+    fn set_settled(&self, settled: bool) {
+        self.inner.settled.send_replace(settled);
+    }
+
+    /// Waits until this node's sessions are in Redis's data set, at most until `deadline`;
+    /// whether they are.
+    async fn wait_settled(&self, deadline: tokio::time::Instant) -> bool {
+        let mut settled = self.inner.settled.subscribe();
+        let waited = tokio::time::timeout_at(deadline, settled.wait_for(|s| *s)).await;
+        matches!(waited, Ok(Ok(_)))
     }
 
     /// Waits until this node takes logins, for at most `patience`; whether it does.
@@ -280,10 +296,18 @@ impl RedisHub {
                 if resync || down {
                     if self.resync().await.is_err() {
                         self.inner.membership.lock().resync = true;
-                    } else if down {
-                        self.set_up(true);
-                        tracing::info!("cluster: node {} serving again", self.node());
+                    } else {
+                        self.set_settled(true);
+                        if down {
+                            self.set_up(true);
+                            tracing::info!("cluster: node {} serving again", self.node());
+                        }
                     }
+                } else if !*self.inner.settled.borrow() && !self.inner.membership.lock().resync {
+                    // Found stale by a request, though the data set is the one this node
+                    // restored into (a change it sent raced its restore), and no re-check is
+                    // due (a failover's comes at the next beat): nothing to wait for.
+                    self.set_settled(true);
                 }
             }
             "fenced" => {
@@ -292,12 +316,19 @@ impl RedisHub {
                     self.node()
                 );
                 self.fence();
-                let _ = self.join(sent).await;
+                let _ = self.join(sent, false).await;
             }
             _ => {
-                // Never joined, or Redis lost the data this node joined: join, then restore.
-                if self.join(sent).await.is_ok() && self.resync().await.is_err() {
-                    self.inner.membership.lock().resync = true;
+                // Never joined, or Redis lost the data this node joined: join, then restore
+                // (changes made for users wait meanwhile).
+                self.set_settled(false);
+                let restore = !self.epoch().is_empty() && !self.inner.local.all().is_empty();
+                if self.join(sent, restore).await.is_ok() {
+                    if self.resync().await.is_err() {
+                        self.inner.membership.lock().resync = true;
+                    } else {
+                        self.set_settled(true);
+                    }
                 }
             }
         }
@@ -314,12 +345,21 @@ impl RedisHub {
 
     /// Becomes a member of the data set in Redis under this node's generation prefix (a new
     /// one when another node has it; the sessions made under the old one are closed).
-    async fn join(&self, sent: Instant) -> Result<(), Failed> {
+    /// `restore`: it has sessions to restore into the data set (Redis lost the one it joined).
+    async fn join(&self, sent: Instant, restore: bool) -> Result<(), Failed> {
         self.load_library().await?;
         loop {
             let prefix = format!("{:x}", self.inner.local.prefix());
             let link = format!("{} {}", self.inner.links.addr, self.inner.links.key());
-            let args = (self.node(), prefix, random::hex(32), link);
+            // After Redis lost the data this node joined, with sessions to restore: it is
+            // restoring until its sweep, and a data set it makes is young for half a node
+            // timeout (the others notice within a beat). A fenced node has none left.
+            let young = if restore {
+                self.inner.node_timeout.as_millis() as u64 / 2
+            } else {
+                0
+            };
+            let args = (self.node(), prefix, random::hex(32), link, young);
             let (epoch, ok): (String, i64) = self.change("crvm_join", args).await?;
             if ok == 1 {
                 let mut m = self.inner.membership.lock();
@@ -365,7 +405,7 @@ impl RedisHub {
                 args.push(l.dnd.to_string());
                 args.push(flag(self.inner.local.is_subscribed(&l.tenant, *gen)));
                 // The call it is in, if any: call ID, the other party, placed, accepted, meet.
-                match self.inner.local.call_of(*gen) {
+                match self.inner.local.call_of(*gen).filter(|c| !c.placing) {
                     Some(c) => args.extend([
                         c.call_id,
                         c.peer,
