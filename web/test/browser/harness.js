@@ -65,6 +65,8 @@ export async function tab(browser, origin, url) {
     page,
     r,
     call: (method, ...args) => page.evaluate((m, a) => window.mgr[m](...a), method, args),
+    sendFile: (target, n, seed, name) =>
+      page.evaluate((...a) => window.crvmSendFile(...a), target, n, seed, name),
     sha256: (ev) => page.evaluate((i) => window.crvmSha256(i), ev.blob),
     close: () => page.close(),
   };
