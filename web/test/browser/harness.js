@@ -1,5 +1,5 @@
 // Browser test harness: a static HTTP server on port 0 serving the test page and
-// dist/crvm-web.js (and web/demo/), headless Chromium driven by puppeteer-core, and a tab
+// dist/crvm-web.js, headless Chromium driven by puppeteer-core, and a tab
 // object whose methods run in the page and whose events come back to Node in order.
 
 import { createHash } from "node:crypto";
@@ -15,9 +15,6 @@ const WEB = join(REPO, "web");
 const ROUTES = {
   "/": ["test/browser/page.html", "text/html"],
   "/crvm-web.js": ["dist/crvm-web.js", "text/javascript"],
-  "/demo/": ["demo/index.html", "text/html"],
-  "/demo/demo.js": ["demo/demo.js", "text/javascript"],
-  "/demo/demo.css": ["demo/demo.css", "text/css"],
 };
 
 /** Serves ROUTES on 127.0.0.1, port 0; `origin` is what a page loaded from it sends. */
@@ -44,7 +41,16 @@ export function chromium() {
   return puppeteer.launch({
     executablePath: process.env.CRVM_CHROMIUM || "/usr/bin/chromium",
     headless: true,
-    args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+    // Tabs in the background keep full speed: their timers and rendering are not throttled.
+    args: [
+      "--headless=new",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-dev-shm-usage",
+      "--disable-background-timer-throttling",
+      "--disable-backgrounding-occluded-windows",
+      "--disable-renderer-backgrounding",
+    ],
   });
 }
 
