@@ -59,16 +59,18 @@ async function open(url, user) {
   const page = await browser.newPage();
   await page.setViewport({ width: 1100, height: 300 });
   await page.goto(url);
-  await page.waitForFunction(() => window.crvmDemoReady === true);
+  await until(page, () => window.crvmDemoReady === true);
   await page.type("#user", user);
   await page.click("#login button");
-  await page.waitForFunction((u) => document.getElementById("me").textContent === `logged in as ${u}`, {}, user);
+  await until(page, (u) => document.getElementById("me").textContent === `logged in as ${u}`, user);
   return page;
 }
 
-const online = (page, user) => page.waitForSelector(`#users li[data-user="${user}"]`);
+// Conditions are polled on a timer, not on animation frames (a tab in the background has none).
+const until = (page, fn, ...args) => page.waitForFunction(fn, { polling: 50, timeout: 60_000 }, ...args);
+const online = (page, user) => until(page, (u) => !!document.querySelector(`#users li[data-user="${u}"]`), user);
 const logged = (page, text) =>
-  page.waitForFunction((t) => [...document.querySelectorAll("#log li")].some((li) => li.textContent.includes(t)), {}, text);
+  until(page, (t) => [...document.querySelectorAll("#log li")].some((li) => li.textContent.includes(t)), text);
 
 test("the demo page: two tabs log in, see each other, message, call and accept; a C client joins", { timeout: 180_000 }, async () => {
   const [, url] = await printed(/^crvm web demo: open (\S+)/);
@@ -86,12 +88,12 @@ test("the demo page: two tabs log in, see each other, message, call and accept; 
   await logged(ben, "ann: hello ben");
 
   await ann.click('#users li[data-user="ben"] button.call');
-  await ben.waitForSelector("#ringing:not([hidden])");
+  await until(ben, () => !document.getElementById("ringing").hidden);
   assert.equal(await ben.$eval("#ringing-text", (e) => e.textContent), "ann is calling");
   await ben.bringToFront();
   await ben.click("#accept");
-  await ann.waitForFunction(() => document.getElementById("call").textContent === "in a call with ben");
-  await ben.waitForFunction(() => document.getElementById("call").textContent === "in a call with ann");
+  await until(ann, () => document.getElementById("call").textContent === "in a call with ben");
+  await until(ben, () => document.getElementById("call").textContent === "in a call with ann");
 
   const carol = cli(tcp, "carol", "--json", "receive", "--dir", shots);
   await carol.line((l) => JSON.parse(l).event === "ready");

@@ -65,7 +65,7 @@ export async function tab(browser, origin, url) {
   const r = new Recorder({ on: (name, h) => handlers.set(name, h) });
   await page.exposeFunction("crvmEvent", (name, args) => handlers.get(name)(...args));
   await page.goto(origin + "/");
-  await page.waitForFunction(() => window.crvmReady === true);
+  await page.waitForFunction(() => window.crvmReady === true, { polling: 50 });
   await page.evaluate((u) => window.crvmStart(u), url);
   return {
     page,
