@@ -206,6 +206,9 @@ fn serve(opts: &ServeOpts) -> i32 {
     if let Some(listen) = &opts.listen {
         config.listen = listen.clone();
     }
+    if let Some(ws) = &opts.ws_listen {
+        config.ws_listen = Some(ws.clone());
+    }
     if let Some(dir) = &opts.data_dir {
         config.data_dir = dir.clone();
     }

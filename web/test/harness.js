@@ -16,14 +16,17 @@ const BIN = process.env.CRVM_BIN_DIR ?? join(REPO, "target", "debug");
 export const SERVER_BIN = process.env.CRVM_SERVER_BIN ?? join(BIN, "crvm-server");
 export const CLI_BIN = process.env.CRVM_CLI_BIN ?? join(BIN, "crvm");
 
-/** Starts crvm-server on port 0 with a WebSocket listener; `top` adds top-level config keys. */
-export async function startServer(top = "") {
+/**
+ * Starts crvm-server on port 0 with a WebSocket listener; `top` adds top-level config keys (or
+ * a `[cluster]` table); `origins` is the tenant's allowed_origins.
+ */
+export async function startServer(top = "", { origins = ["*"] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "crvm-web-"));
   const config = join(dir, "crvm.toml");
   writeFileSync(
     config,
     `listen = "127.0.0.1:0"\nws_listen = "127.0.0.1:0"\npub_meet_url_base = "https://meet.test/m"\n${top}\n` +
-      `[[tenant]]\napp_id = "demo"\nsecret = "demo-secret"\nallowed_origins = ["*"]\n`,
+      `[[tenant]]\napp_id = "demo"\nsecret = "demo-secret"\nallowed_origins = ${JSON.stringify(origins)}\n`,
   );
   const proc = spawn(SERVER_BIN, ["--config", config, "--data-dir", join(dir, "data")], {
     stdio: ["ignore", "pipe", "inherit"],
