@@ -58,11 +58,13 @@ use crate::outbox::Out;
 use crate::route::endpoint::{Endpoint, LocalEnd};
 
 mod cmds;
+mod moving;
 mod streams;
 #[cfg(test)]
 mod tests;
 
 use cmds::{finish_cmds, Cmd, Inbox};
+pub use moving::{MovingCmd, MovingInbox};
 use streams::Stream;
 
 /// Something a transition of the relay makes happen outside its books.

@@ -44,6 +44,19 @@ enum Where {
     /// Ended while its client could not hear it, with the code a resume now gets (10: kicked
     /// by a newer login); forgotten at `until`.
     Gone { code: i32, until: Instant },
+    /// Being handed to another node (a drain): a resume waits for the outcome.
+    Moving,
+    /// Handed to another node, where a resume is sent: `addr`, or `ws_addr` for a browser.
+    Moved { addr: String, ws_addr: String },
+}
+
+/// A session taken out of the registry to move to another node, with what resuming it needs.
+pub struct Leaving {
+    pub id: String,
+    pub tenant: String,
+    pub secret: String,
+    pub prev_secret: Option<String>,
+    pub session: Box<ParkedSession>,
 }
 
 struct Slot {
@@ -57,13 +70,15 @@ struct Slot {
 }
 
 /// Why a resume was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
     /// Unknown, expired, wrong tenant or wrong secret (no difference is revealed): 207; or
     /// kicked meanwhile: 10.
     Code(i32),
     /// Over the node's resume rate: try again later.
     Busy,
+    /// The session moved to another node (`addr`, `ws_addr`): resume there.
+    Moved { addr: String, ws_addr: String },
 }
 
 /// Every resumable session of this node.
@@ -235,6 +250,18 @@ impl Sessions {
                         // Its reader stops and parks the session (or ends it, if it was ending).
                         outbox.detach();
                     }
+                    Where::Moving => {}
+                    Where::Moved { addr, ws_addr } => {
+                        let moved = Refused::Moved {
+                            addr: addr.clone(),
+                            ws_addr: ws_addr.clone(),
+                        };
+                        // Its client knows where it is now.
+                        slots.remove(id);
+                        drop(slots);
+                        self.parked.notify_waiters();
+                        return Err(moved);
+                    }
                     Where::Detached(session) => {
                         let next = random::hex(TOKEN_HEX);
                         // The one the client presented stays good until it shows it has the
@@ -272,6 +299,108 @@ impl Sessions {
         if let Some(slot) = self.slots.lock().get_mut(id) {
             slot.prev_secret = None;
         }
+    }
+
+    /// The IDs of every session here, attached or held (a drain moves them all).
+    pub fn ids(&self) -> Vec<String> {
+        self.slots
+            .lock()
+            .iter()
+            .filter(|(_, s)| matches!(s.at, Where::Attached { .. } | Where::Detached(_)))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Takes session `id` off its connection, if it is on one: its reader stops and parks it.
+    /// Resolves once it is held (or gone), within `patience`.
+    pub async fn detach(&self, id: &str, patience: Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let parked = self.parked.notified();
+            tokio::pin!(parked);
+            parked.as_mut().enable();
+            match self.slots.lock().get(id).map(|s| &s.at) {
+                Some(Where::Attached { outbox, .. }) => {
+                    outbox.detach();
+                }
+                _ => return,
+            }
+            if tokio::time::timeout_at(deadline, parked).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Takes held session `id` out to move it to another node; a resume meanwhile waits.
+    /// `None` unless it is held here.
+    pub fn leave(&self, id: &str) -> Option<Leaving> {
+        let mut slots = self.slots.lock();
+        let slot = slots.get_mut(id)?;
+        if !matches!(slot.at, Where::Detached(_)) {
+            return None;
+        }
+        slot.epoch = slot.epoch.next();
+        let Where::Detached(session) = std::mem::replace(&mut slot.at, Where::Moving) else {
+            unreachable!("checked above")
+        };
+        Some(Leaving {
+            id: id.to_owned(),
+            tenant: slot.tenant.clone(),
+            secret: slot.secret.clone(),
+            prev_secret: slot.prev_secret.clone(),
+            session,
+        })
+    }
+
+    /// Session `id` now lives at another node: a resume here is sent there.
+    pub fn moved(&self, id: &str, addr: String, ws_addr: String) {
+        if let Some(slot) = self.slots.lock().get_mut(id) {
+            slot.at = Where::Moved { addr, ws_addr };
+        }
+        self.parked.notify_waiters();
+    }
+
+    /// Session `id` could not move and is gone: a resume is refused (207).
+    pub fn forget(&self, id: &str) {
+        self.slots.lock().remove(id);
+        self.parked.notify_waiters();
+    }
+
+    /// Waits until every client whose session moved away has asked here and been sent on,
+    /// or `patience` passes. How many did not come.
+    pub async fn sent_on(&self, patience: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let parked = self.parked.notified();
+            tokio::pin!(parked);
+            parked.as_mut().enable();
+            let left = self
+                .slots
+                .lock()
+                .values()
+                .filter(|s| matches!(s.at, Where::Moved { .. }))
+                .count();
+            if left == 0 || tokio::time::timeout_at(deadline, parked).await.is_err() {
+                return left;
+            }
+        }
+    }
+
+    /// A session that arrived from another node ([`Sessions::leave`] there), held here for
+    /// its client's resume; returns the epoch its expiry must match.
+    pub fn arrive(&self, leaving: Leaving) -> ParkEpoch {
+        let epoch = ParkEpoch::default().next();
+        self.slots.lock().insert(
+            leaving.id,
+            Slot {
+                tenant: leaving.tenant,
+                secret: leaving.secret,
+                prev_secret: leaving.prev_secret,
+                epoch,
+                at: Where::Detached(leaving.session),
+            },
+        );
+        epoch
     }
 
     /// A resume that took a session failed before the session was back on its connection (the

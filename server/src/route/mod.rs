@@ -51,6 +51,11 @@ impl Router {
         }
     }
 
+    /// The links to the other nodes, in a cluster.
+    pub fn links(&self) -> Option<&Arc<Links>> {
+        self.links.as_ref()
+    }
+
     /// This node's relay, where the transfers to its sessions run.
     pub fn relay(&self) -> &Relay {
         &self.relay
