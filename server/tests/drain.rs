@@ -265,3 +265,139 @@ fn the_admin_drain_moves_a_node_s_sessions_and_the_node_exits() {
         .log_text()
         .contains("drain: 2 of 2 session(s) moved"));
 }
+
+/// The next event of `u` that `want` accepts, skipping the link's own (`line_reconnecting`,
+/// `line_resumed`: a session moving shows them); any other event, or `line_off`, fails.
+fn call_event(u: &User, who: &str, want: impl Fn(&Event) -> bool) -> Event {
+    loop {
+        match u.next_within(SETTLE) {
+            e if want(&e) => return e,
+            Event::LineReconnecting { .. } | Event::LineResumed { .. } => {}
+            e => panic!("{who}: {e:?}"),
+        }
+    }
+}
+
+/// One call set up from `erin` to `frank` and rejected: how long from `call` to `frank`
+/// hearing it ring.
+fn call_setup(erin: &User, frank: &User, n: usize) -> Duration {
+    let t0 = Instant::now();
+    let call_id = erin.c.call("frank", "", "", &format!("m{n}")).unwrap();
+    call_event(frank, "frank", |e| matches!(e, Event::NotifyCallIn { .. }));
+    let setup = t0.elapsed();
+    call_event(erin, "erin", |e| {
+        matches!(e, Event::Call { result: Ok(()), .. })
+    });
+    frank.c.reject_call(&call_id, "", "r").unwrap();
+    call_event(frank, "frank", |e| {
+        matches!(e, Event::RejectCall { result: Ok(()), .. })
+    });
+    call_event(erin, "erin", |e| {
+        matches!(e, Event::NotifyCallRejected { .. })
+    });
+    setup
+}
+
+/// The `q` quantile (0..=1) of `v`, in ms.
+fn quantile_ms(v: &mut [Duration], q: f64) -> f64 {
+    v.sort_unstable();
+    let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+    v[i].as_secs_f64() * 1000.0
+}
+
+#[test]
+fn a_rolling_restart_of_every_node_under_traffic_loses_and_doubles_nothing() {
+    let mut c = Cluster::start(3, TIMEOUT_MS, "");
+    let names = ["alice", "bob", "carol", "dave"];
+    let mut parties: Vec<Party> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Party::login(&c, i % 3, n))
+        .collect();
+    let (a, b) = parties.split_at_mut(1);
+    let call_id = connect(&mut a[0], &mut b[0]);
+    let erin = User::login_at(c.node(1).addr, "erin", &c.dir.0, &[]);
+    let frank = User::login_at(c.node(2).addr, "frank", &c.dir.0, &[]);
+    let mut idle: Vec<Duration> = (0..20).map(|n| call_setup(&erin, &frank, n)).collect();
+
+    // Each round every user sends one cmd to the next; a call is set up between two rounds.
+    let mut rounds = 0;
+    let mut round = |parties: &mut Vec<Party>| {
+        for i in 0..parties.len() {
+            let to = names[(i + 1) % names.len()];
+            parties[i].cmd(to, rounds);
+        }
+        for p in parties.iter_mut() {
+            p.pump(Duration::ZERO);
+        }
+        rounds += 1;
+    };
+    let mut rolling = Vec::new();
+    for i in 0..3 {
+        let name = format!("n{}", i + 1);
+        c.nodes[i].signal("-TERM");
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            round(&mut parties);
+            rolling.push(call_setup(&erin, &frank, 100 + rolling.len()));
+            if let Some(status) = c.nodes[i].proc.try_wait().unwrap() {
+                assert!(status.success(), "{status:?}\n{}", c.nodes[i].log_tail(40));
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {name} did not stop");
+        }
+        assert!(
+            c.nodes[i].log_text().contains("drain:"),
+            "{}",
+            c.nodes[i].log_tail(40)
+        );
+        c.nodes[i] = c.spawn_node(&name);
+        for _ in 0..3 {
+            round(&mut parties);
+            rolling.push(call_setup(&erin, &frank, 100 + rolling.len()));
+        }
+    }
+    let n = rounds;
+    {
+        let mut refs: Vec<&mut Party> = parties.iter_mut().collect();
+        settle(&mut refs, |p| {
+            let i = names.iter().position(|x| *x == p.name).unwrap();
+            let from = names[(i + names.len() - 1) % names.len()];
+            p.all_done() && p.got.get(from).map_or(0, |v| v.len()) >= n
+        });
+    }
+    for (i, p) in parties.iter().enumerate() {
+        let from = names[(i + names.len() - 1) % names.len()];
+        p.check(&[(from, n)]);
+    }
+    // Nobody's call ended: alice's still hangs up, once.
+    let (a, b) = parties.split_at_mut(1);
+    b[0].u.c.hungup_call(&call_id, "bye", "h").unwrap();
+    settle(&mut [&mut a[0]], |p| {
+        p.other
+            .iter()
+            .any(|e| matches!(e, Event::NotifyCallHungup { .. }))
+    });
+    for p in parties.iter() {
+        assert!(
+            !p.other.iter().any(|e| matches!(
+                e,
+                Event::NotifyCallHungup { .. } | Event::NotifyCallRejected { .. }
+            ) && p.name != "alice"),
+            "{}: {:?}",
+            p.name,
+            p.other
+        );
+    }
+    let uptime = std::process::Command::new("uptime").output().unwrap();
+    println!(
+        "call setup, idle: p50 {:.1} ms p99 {:.1} ms ({} calls); during a rolling restart: p50 {:.1} ms p99 {:.1} ms ({} calls); {n} cmd rounds; uptime: {}",
+        quantile_ms(&mut idle, 0.5),
+        quantile_ms(&mut idle, 0.99),
+        idle.len(),
+        quantile_ms(&mut rolling, 0.5),
+        quantile_ms(&mut rolling, 0.99),
+        rolling.len(),
+        String::from_utf8_lossy(&uptime.stdout).trim()
+    );
+}
