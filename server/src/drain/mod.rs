@@ -91,8 +91,7 @@ async fn move_one(
     peers: &[String],
     start: usize,
 ) -> Option<Moved> {
-    ctx.sessions.detach(id, DETACH_WAIT).await;
-    let leaving = ctx.sessions.leave(id)?;
+    let leaving = ctx.sessions.leave(id, DETACH_WAIT).await?;
     let Phase::LoggedIn(user) = &leaving.session.phase else {
         ctx.sessions.forget(id);
         return None;

@@ -67,6 +67,8 @@ struct Slot {
     prev_secret: Option<String>,
     epoch: ParkEpoch,
     at: Where,
+    /// A drain is taking the session away: a resume waits until it is gone or stays.
+    leaving: bool,
 }
 
 /// Why a resume was refused.
@@ -123,6 +125,7 @@ impl Sessions {
                     conn,
                     outbox: outbox.clone(),
                 },
+                leaving: false,
             },
         );
         (id, secret)
@@ -251,6 +254,8 @@ impl Sessions {
                         outbox.detach();
                     }
                     Where::Moving => {}
+                    // A drain is taking it: its answer comes once it moved (or stays).
+                    Where::Detached(_) if slot.leaving => {}
                     Where::Moved { addr, ws_addr } => {
                         let moved = Refused::Moved {
                             addr: addr.clone(),
@@ -311,47 +316,59 @@ impl Sessions {
             .collect()
     }
 
-    /// Takes session `id` off its connection, if it is on one: its reader stops and parks it.
-    /// Resolves once it is held (or gone), within `patience`.
-    pub async fn detach(&self, id: &str, patience: Duration) {
+    /// Takes session `id` out to move it to another node: off its connection first, if it is
+    /// on one (its reader stops and parks it, within `patience`); a resume meanwhile waits.
+    /// `None` unless it is (then) held here.
+    pub async fn leave(&self, id: &str, patience: Duration) -> Option<Leaving> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let parked = self.parked.notified();
             tokio::pin!(parked);
             parked.as_mut().enable();
-            match self.slots.lock().get(id).map(|s| &s.at) {
-                Some(Where::Attached { outbox, .. }) => {
-                    outbox.detach();
+            {
+                let mut slots = self.slots.lock();
+                let slot = slots.get_mut(id)?;
+                slot.leaving = true;
+                match &slot.at {
+                    Where::Attached { outbox, .. } => {
+                        outbox.detach();
+                    }
+                    Where::Detached(_) => return Some(take_leaving(id, slot)),
+                    _ => {
+                        slot.leaving = false;
+                        return None;
+                    }
                 }
-                _ => return,
             }
             if tokio::time::timeout_at(deadline, parked).await.is_err() {
-                return;
+                if let Some(slot) = self.slots.lock().get_mut(id) {
+                    slot.leaving = false;
+                }
+                return None;
             }
         }
     }
+}
 
-    /// Takes held session `id` out to move it to another node; a resume meanwhile waits.
-    /// `None` unless it is held here.
-    pub fn leave(&self, id: &str) -> Option<Leaving> {
-        let mut slots = self.slots.lock();
-        let slot = slots.get_mut(id)?;
-        if !matches!(slot.at, Where::Detached(_)) {
-            return None;
-        }
+/// Takes the held session of `slot` (named `id`) out for a drain; a resume waits meanwhile.
+fn take_leaving(id: &str, slot: &mut Slot) -> Leaving {
+    {
         slot.epoch = slot.epoch.next();
+        slot.leaving = false;
         let Where::Detached(session) = std::mem::replace(&mut slot.at, Where::Moving) else {
-            unreachable!("checked above")
+            unreachable!("checked by the caller")
         };
-        Some(Leaving {
+        Leaving {
             id: id.to_owned(),
             tenant: slot.tenant.clone(),
             secret: slot.secret.clone(),
             prev_secret: slot.prev_secret.clone(),
             session,
-        })
+        }
     }
+}
 
+impl Sessions {
     /// Session `id` now lives at another node: a resume here is sent there.
     pub fn moved(&self, id: &str, addr: String, ws_addr: String) {
         if let Some(slot) = self.slots.lock().get_mut(id) {
@@ -398,6 +415,7 @@ impl Sessions {
                 prev_secret: leaving.prev_secret,
                 epoch,
                 at: Where::Detached(leaving.session),
+                leaving: false,
             },
         );
         epoch
