@@ -76,6 +76,22 @@ impl Party {
         }
     }
 
+    /// What it has seen, for a failure's message.
+    fn describe(&self) -> String {
+        let open: Vec<(&String, &String)> = self
+            .sent
+            .iter()
+            .filter(|(t, _)| !self.done.contains_key(*t))
+            .collect();
+        let got: Vec<(&String, usize)> = self.got.iter().map(|(k, v)| (k, v.len())).collect();
+        format!(
+            "{}: {} cmds sent, not ended: {open:?}; received {got:?}; other events {:?}",
+            self.name,
+            self.sent.len(),
+            self.other
+        )
+    }
+
     /// Whether every cmd it sent ended.
     fn all_done(&self) -> bool {
         self.sent.keys().all(|t| self.done.contains_key(t))
@@ -121,12 +137,14 @@ fn settle(parties: &mut [&mut Party], done: impl Fn(&Party) -> bool) {
         if parties.iter().all(|p| done(p)) {
             return;
         }
-        let waiting: Vec<&str> = parties
-            .iter()
-            .filter(|p| !done(p))
-            .map(|p| p.name.as_str())
-            .collect();
-        assert!(Instant::now() < deadline, "still waiting for {waiting:?}");
+        if Instant::now() >= deadline {
+            let waiting: Vec<String> = parties
+                .iter()
+                .filter(|p| !done(p))
+                .map(|p| p.describe())
+                .collect();
+            panic!("still waiting for {waiting:#?}");
+        }
     }
 }
 

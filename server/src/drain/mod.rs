@@ -141,6 +141,9 @@ async fn move_one(
     if tokio::time::timeout(MARK_WAIT, mark).await.is_err() {
         tracing::warn!("drain: the shared state's last effect for session {gen} is late");
     }
+    // Whatever the other nodes sent it here before they could know it moved is here once
+    // each has answered (their links keep order).
+    links.rehome(peers, Vec::new(), Vec::new()).await;
     // Nothing reaches it here any more: the relay's cmds go with it, the rest is passed on.
     ctx.local.remove(gen);
     let there = RemoteEnd {
@@ -148,7 +151,7 @@ async fn move_one(
         link: link.clone(),
     };
     let inbox = ctx.router.relay().leave(gen, &there);
-    let in_flight = links.leaving(gen, &link);
+    let in_flight = links.leaving(gen, &user.tenant, &user.user_id, &link);
     let mut rehomed = Vec::new();
     let mut cmds = Vec::new();
     for c in inbox.cmds {

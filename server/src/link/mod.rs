@@ -120,8 +120,11 @@ pub struct Links {
     proxies: Mutex<HashMap<String, HashSet<LoginGen>>>,
     /// The node is stopping: no more links.
     closing: AtomicBool,
-    /// Sessions that left this node (a drain), by the link to their new node.
+    /// Sessions that left this node (a drain), and the senders of cmds passed on to them, by
+    /// the link to where they are.
     moved: Mutex<HashMap<LoginGen, NodeLink>>,
+    /// Users whose session left this node, by tenant and user: the link to its new node.
+    moved_users: Mutex<HashMap<(String, String), NodeLink>>,
     /// Answers awaited from other nodes during a drain, by token.
     waiters: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<moving::Answer>>>,
     next_token: std::sync::atomic::AtomicU64,
@@ -151,6 +154,7 @@ impl Links {
             proxies: Mutex::default(),
             closing: AtomicBool::new(false),
             moved: Mutex::default(),
+            moved_users: Mutex::default(),
             waiters: Mutex::default(),
             next_token: std::sync::atomic::AtomicU64::new(1),
             arrivals: OnceLock::new(),
@@ -544,7 +548,10 @@ impl Links {
                     return;
                 };
                 let Some(receiver) = self.receiver(&tenant, &to) else {
-                    sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
+                    // Sent just before its receiver moved away (a drain): passed on there.
+                    if !self.pass_cmd_on(&sender, [&tenant, &user, &to], n, &att) {
+                        sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
+                    }
                     return;
                 };
                 match self.relay.cmd(&sender, &user, n, &receiver, att) {

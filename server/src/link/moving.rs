@@ -131,11 +131,14 @@ impl Links {
         }
     }
 
-    /// Local session `gen` leaves for the node of `to`: from now on what reaches this node for
-    /// it is passed on there. Returns what it has in flight towards other nodes, which it
-    /// takes along.
-    pub fn leaving(&self, gen: LoginGen, to: &NodeLink) -> InFlight {
+    /// Local session `gen` (user `user` of `tenant`) leaves for the node of `to`: from now on
+    /// what reaches this node for it is passed on there. Returns what it has in flight towards
+    /// other nodes, which it takes along.
+    pub fn leaving(&self, gen: LoginGen, tenant: &str, user: &str, to: &NodeLink) -> InFlight {
         self.moved.lock().insert(gen, to.clone());
+        self.moved_users
+            .lock()
+            .insert((tenant.to_owned(), user.to_owned()), to.clone());
         let towards = self.senders.lock().remove(&gen).unwrap_or_default();
         towards
             .into_iter()
@@ -174,6 +177,32 @@ impl Links {
             return false;
         };
         link.deliver(gen, msg.clone());
+        true
+    }
+
+    /// A cmd from `sender` (of another node) to a user whose session left this node is passed
+    /// on to its new node, and what becomes of it comes back through here. False if the user
+    /// did not leave.
+    pub(super) fn pass_cmd_on(
+        &self,
+        sender: &crate::route::endpoint::Endpoint,
+        [tenant, user, to]: [&str; 3],
+        n: u64,
+        data: &[u8],
+    ) -> bool {
+        use crate::route::endpoint::Endpoint;
+        let key = (tenant.to_owned(), to.to_owned());
+        let Some(link) = self.moved_users.lock().get(&key).cloned() else {
+            return false;
+        };
+        let Endpoint::There(back) = sender else {
+            return false;
+        };
+        self.moved
+            .lock()
+            .entry(back.gen)
+            .or_insert_with(|| back.link.clone());
+        link.send_with(|f| super::frame::put_cmd(f, back.gen, n, [tenant, user, to], data));
         true
     }
 
