@@ -257,15 +257,11 @@ impl Sessions {
                     // A drain is taking it: its answer comes once it moved (or stays).
                     Where::Detached(_) if slot.leaving => {}
                     Where::Moved { addr, ws_addr } => {
-                        let moved = Refused::Moved {
+                        // Forgotten once its client has been told ([`Sessions::sent`]).
+                        return Err(Refused::Moved {
                             addr: addr.clone(),
                             ws_addr: ws_addr.clone(),
-                        };
-                        // Its client knows where it is now.
-                        slots.remove(id);
-                        drop(slots);
-                        self.parked.notify_waiters();
-                        return Err(moved);
+                        });
                     }
                     Where::Detached(session) => {
                         let next = random::hex(TOKEN_HEX);
@@ -380,6 +376,20 @@ impl Sessions {
     /// Session `id` could not move and is gone: a resume is refused (207).
     pub fn forget(&self, id: &str) {
         self.slots.lock().remove(id);
+        self.parked.notify_waiters();
+    }
+
+    /// The client of session `id`, which moved away, has been told where it is now: the
+    /// session is forgotten here.
+    pub fn sent(&self, id: &str) {
+        let mut slots = self.slots.lock();
+        if slots
+            .get(id)
+            .is_some_and(|s| matches!(s.at, Where::Moved { .. }))
+        {
+            slots.remove(id);
+        }
+        drop(slots);
         self.parked.notify_waiters();
     }
 

@@ -177,6 +177,10 @@ where
             };
             current.outbox.push_handshake(&msg);
             current.outbox.close();
+            if matches!(msg, ServerMsg::Moved { .. }) {
+                // Told (before a draining node stops, which waits for this).
+                ctx.sessions.sent(&req.session);
+            }
             return Err(End::ResumeRefused(code));
         }
     };
