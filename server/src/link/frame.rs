@@ -84,7 +84,7 @@ pub enum Msg {
         user: String,
         dnd: i32,
         notify: bool,
-        call: Option<super::moving::CallState>,
+        call: Option<CallState>,
     },
     /// The session expected; the attachment is its state (JSON). Answered.
     Handoff {
@@ -117,6 +117,16 @@ pub enum Msg {
         gen: LoginGen,
         what: String,
     },
+}
+
+/// The call a moving session is in (a node's `LocalCall`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallState {
+    pub call_id: String,
+    pub peer: String,
+    pub caller: bool,
+    pub connected: bool,
+    pub meet_obj: String,
 }
 
 const JSON: u8 = 0;

@@ -7,26 +7,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crvm_proto::ServerMsg;
-use serde::{Deserialize, Serialize};
-
+pub use super::frame::CallState;
 use super::{Links, Msg, NodeLink, Towards};
 use crate::hub::local::LocalCall;
 use crate::ids::{LoginGen, SessionKey};
 use crate::route::endpoint::RemoteEnd;
+use crvm_proto::ServerMsg;
 
 /// How long a node waits for another's answer during a drain.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The call a moving session is in (see [`LocalCall`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CallState {
-    pub call_id: String,
-    pub peer: String,
-    pub caller: bool,
-    pub connected: bool,
-    pub meet_obj: String,
-}
 
 impl From<LocalCall> for CallState {
     fn from(c: LocalCall) -> CallState {
