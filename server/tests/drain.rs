@@ -419,3 +419,67 @@ fn a_rolling_restart_of_every_node_under_traffic_loses_and_doubles_nothing() {
         String::from_utf8_lossy(&uptime.stdout).trim()
     );
 }
+
+/// Transfers in flight while their sender's or receiver's node drains end once each way:
+/// delivered (the sender's result 0, the receiver has the file), or ended with 1102 for the
+/// sender and as cancelled for the receiver.
+#[test]
+fn transfers_in_flight_during_a_drain_complete_or_end_once_with_1102() {
+    let mut c = Cluster::start(3, TIMEOUT_MS, "");
+    let down = c.dir.path("down");
+    std::fs::create_dir(&down).unwrap();
+    let alice = User::login_at(c.node(0).addr, "alice", &down, &[]);
+    let bob = User::login_at(c.node(1).addr, "bob", &down, &[]);
+    let big = c.dir.path("big.bin");
+    std::fs::write(&big, common::user::pattern(64 * 1024 * 1024)).unwrap();
+    let from_alice = alice.c.send_file("bob", big.to_str().unwrap()).unwrap();
+    let from_bob = bob.c.send_file("alice", big.to_str().unwrap()).unwrap();
+    let started = |u: &User| loop {
+        if let Event::SendProgress { .. } = u.next() {
+            return;
+        }
+    };
+    started(&alice);
+    started(&bob);
+    stopped(&mut c, 0);
+    // Each side: its own transfer's result once, and the other's file or its cancel once.
+    let settle_one = |u: &User, who: &str| {
+        let (mut result, mut incoming) = (Vec::new(), Vec::new());
+        let deadline = Instant::now() + SETTLE;
+        while result.is_empty() || incoming.is_empty() {
+            assert!(Instant::now() < deadline, "{who}: {result:?} {incoming:?}");
+            match u.next_within(SETTLE) {
+                Event::FileSent { result: r, .. } => result.push(r),
+                e @ (Event::NotifyFileData { .. } | Event::NotifyCancelSend { .. }) => {
+                    incoming.push(e)
+                }
+                Event::SendProgress { .. }
+                | Event::LineReconnecting { .. }
+                | Event::LineResumed { .. } => {}
+                e => panic!("{who}: {e:?}"),
+            }
+        }
+        (result, incoming)
+    };
+    let (alice_result, alice_in) = settle_one(&alice, "alice");
+    let (bob_result, bob_in) = settle_one(&bob, "bob");
+    let ended = |r: &[Result<(), crvm_proto::Code>], incoming: &[Event]| match (r, incoming) {
+        ([Ok(())], [Event::NotifyFileData { .. }]) => {}
+        ([Err(e)], [Event::NotifyCancelSend { .. }]) if e.get() == 1102 => {}
+        other => panic!("{other:?}"),
+    };
+    ended(&alice_result, &bob_in);
+    ended(&bob_result, &alice_in);
+    println!("from the drained node: {alice_result:?}; to it: {bob_result:?}");
+    // Nothing more: one more round trip each way, then nothing else for either.
+    alice.c.send_cmd("bob", b"end".to_vec()).unwrap();
+    assert!(matches!(
+        call_event(&bob, "bob", |e| matches!(e, Event::NotifyCmdData { .. })),
+        Event::NotifyCmdData { .. }
+    ));
+    assert!(matches!(
+        call_event(&alice, "alice", |e| matches!(e, Event::CmdSent { .. })),
+        Event::CmdSent { result: Ok(()), .. }
+    ));
+    let _ = (from_alice, from_bob);
+}
