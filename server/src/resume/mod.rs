@@ -281,7 +281,17 @@ impl Sessions {
                 }
             }
             if tokio::time::timeout_at(deadline, parked).await.is_err() {
-                return Err(Refused::Code(CRVIDEOSDK_CONNECTIONLOST));
+                // A session still on its way to another node (a slow drain) is not lost: the
+                // client comes back later, and is then sent on.
+                let moving = self.slots.lock().get(id).is_some_and(|s| {
+                    matches!(s.at, Where::Moving)
+                        || (s.leaving && matches!(s.at, Where::Detached(_)))
+                });
+                return Err(if moving {
+                    Refused::Busy
+                } else {
+                    Refused::Code(CRVIDEOSDK_CONNECTIONLOST)
+                });
             }
         }
     }
