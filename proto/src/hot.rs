@@ -9,76 +9,103 @@
 //! goes to serde_json, which decides. So the direct path accepts nothing serde would refuse and
 //! reads nothing differently (tests below and the `messages` fuzz target check both).
 
-use crate::msg::{parse_i32, to_json, write_i32, write_json_str};
+use crate::msg::{parse_i32, write_i32, write_json_str};
 use crate::{ClientMsg, ServerMsg};
 
 /// A control message's JSON, as serde_json writes it.
 pub trait Json {
-    fn json(&self) -> Vec<u8>;
+    /// Appends the JSON to `out`.
+    fn write_json(&self, out: &mut Vec<u8>);
+
+    fn json(&self) -> Vec<u8> {
+        let mut j = Vec::new();
+        self.write_json(&mut j);
+        j
+    }
+}
+
+/// Appends `msg` as serde_json writes it.
+fn write_serde<T: serde::Serialize>(msg: &T, out: &mut Vec<u8>) {
+    // Serialising these plain structs cannot fail: no maps with non-string keys, no I/O.
+    serde_json::to_writer(out, msg).expect("control messages always serialise");
 }
 
 impl Json for ClientMsg {
-    fn json(&self) -> Vec<u8> {
+    fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            ClientMsg::Cmd { n, to } => cmd_json(*n, to),
+            ClientMsg::Cmd { n, to } => write_cmd(*n, to, out),
             ClientMsg::CmdAck { upto } => {
-                let mut j = Vec::with_capacity(32);
-                j.extend_from_slice(br#"{"t":"cmd_ack","c":{"upto":"#);
-                write_u64(*upto, &mut j);
-                j.extend_from_slice(b"}}");
-                j
+                out.extend_from_slice(br#"{"t":"cmd_ack","c":{"upto":"#);
+                write_u64(*upto, out);
+                out.extend_from_slice(b"}}");
             }
-            m => to_json(m),
+            m => write_serde(m, out),
         }
     }
 }
 
 impl Json for ServerMsg {
-    fn json(&self) -> Vec<u8> {
+    fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            ServerMsg::CmdIn { n, from } => cmd_in_json(*n, from),
-            ServerMsg::CmdDone { ns, code } => cmd_done_json(ns, *code),
-            m => to_json(m),
+            ServerMsg::CmdIn { n, from } => write_cmd_in(*n, from, out),
+            ServerMsg::CmdDone { ns, code } => write_cmd_done(ns, *code, out),
+            m => write_serde(m, out),
         }
     }
 }
 
+/// Bytes of a message's JSON besides its strings and numbers: with the longest number (20
+/// digits) included, a buffer of this much more than the strings needs no second allocation.
+const FIXED: usize = 64;
+
 /// `cmd {n, to}`.
 pub fn cmd_json(n: u64, to: &str) -> Vec<u8> {
-    let mut j = Vec::with_capacity(32 + to.len());
-    j.extend_from_slice(br#"{"t":"cmd","c":{"n":"#);
-    write_u64(n, &mut j);
-    j.extend_from_slice(br#","to":""#);
-    write_json_str(to, &mut j);
-    j.extend_from_slice(br#""}}"#);
+    let mut j = Vec::with_capacity(FIXED + to.len());
+    write_cmd(n, to, &mut j);
     j
+}
+
+fn write_cmd(n: u64, to: &str, j: &mut Vec<u8>) {
+    j.extend_from_slice(br#"{"t":"cmd","c":{"n":"#);
+    write_u64(n, j);
+    j.extend_from_slice(br#","to":""#);
+    write_json_str(to, j);
+    j.extend_from_slice(br#""}}"#);
 }
 
 /// `cmd_in {n, from}`, without a `ServerMsg` (and its `String`) to write it from.
 pub fn cmd_in_json(n: u64, from: &str) -> Vec<u8> {
-    let mut j = Vec::with_capacity(40 + from.len());
-    j.extend_from_slice(br#"{"t":"cmd_in","c":{"n":"#);
-    write_u64(n, &mut j);
-    j.extend_from_slice(br#","from":""#);
-    write_json_str(from, &mut j);
-    j.extend_from_slice(br#""}}"#);
+    let mut j = Vec::with_capacity(FIXED + from.len());
+    write_cmd_in(n, from, &mut j);
     j
+}
+
+fn write_cmd_in(n: u64, from: &str, j: &mut Vec<u8>) {
+    j.extend_from_slice(br#"{"t":"cmd_in","c":{"n":"#);
+    write_u64(n, j);
+    j.extend_from_slice(br#","from":""#);
+    write_json_str(from, j);
+    j.extend_from_slice(br#""}}"#);
 }
 
 /// `cmd_done {ns, code}`.
 pub fn cmd_done_json(ns: &[u64], code: i32) -> Vec<u8> {
-    let mut j = Vec::with_capacity(40 + 8 * ns.len());
+    let mut j = Vec::with_capacity(FIXED + 21 * ns.len());
+    write_cmd_done(ns, code, &mut j);
+    j
+}
+
+fn write_cmd_done(ns: &[u64], code: i32, j: &mut Vec<u8>) {
     j.extend_from_slice(br#"{"t":"cmd_done","c":{"ns":["#);
     for (i, &n) in ns.iter().enumerate() {
         if i > 0 {
             j.push(b',');
         }
-        write_u64(n, &mut j);
+        write_u64(n, j);
     }
     j.extend_from_slice(br#"],"code":"#);
-    write_i32(code, &mut j);
+    write_i32(code, j);
     j.extend_from_slice(b"}}");
-    j
 }
 
 impl ClientMsg {

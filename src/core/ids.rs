@@ -39,11 +39,15 @@ pub(crate) fn new_id(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let v = value(NEXT.fetch_add(1, Ordering::Relaxed));
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Written into a fixed array and appended once: pushing 32 chars one by one cost a cmd
+    // more than the hashing did.
+    let mut hex = [0u8; 32];
+    for (i, d) in hex.iter_mut().enumerate() {
+        *d = HEX[((v >> (4 * (31 - i))) & 0xf) as usize];
+    }
     let mut id = String::with_capacity(prefix.len() + 32);
     id.push_str(prefix);
-    for i in (0..32).rev() {
-        id.push(HEX[((v >> (4 * i)) & 0xf) as usize] as char);
-    }
+    id.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
     id
 }
 
@@ -59,6 +63,7 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 34);
         assert!(a[2..].bytes().all(|c| c.is_ascii_hexdigit()));
+        assert!(a.starts_with("c-"));
         let many: HashSet<String> = (0..100_000).map(|_| new_id("")).collect();
         assert_eq!(many.len(), 100_000);
     }
