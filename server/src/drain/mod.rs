@@ -144,14 +144,16 @@ async fn move_one(
     // Whatever the other nodes sent it here before they could know it moved is here once
     // each has answered (their links keep order).
     links.rehome(peers, Vec::new(), Vec::new()).await;
-    // Nothing reaches it here any more: the relay's cmds go with it, the rest is passed on.
+    // Nothing reaches it here any more: the relay's cmds go with it, the rest is passed on
+    // (from before it is gone from here, so that nothing falls in between).
+    links.forward_to(gen, &user.tenant, &user.user_id, &link);
     ctx.local.remove(gen);
     let there = RemoteEnd {
         gen,
         link: link.clone(),
     };
     let inbox = ctx.router.relay().leave(gen, &there);
-    let in_flight = links.leaving(gen, &user.tenant, &user.user_id, &link);
+    let in_flight = links.leaving(gen);
     let mut rehomed = Vec::new();
     let mut cmds = Vec::new();
     for c in inbox.cmds {

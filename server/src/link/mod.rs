@@ -554,10 +554,19 @@ impl Links {
                     }
                     return;
                 };
-                match self.relay.cmd(&sender, &user, n, &receiver, att) {
-                    Ok(Ok(())) => {}
-                    Ok(Err(code)) => sender.tell_done(n, code),
-                    Err(v) => self.violation(&sender, v.0),
+                match self
+                    .relay
+                    .cmd_unless_left(&sender, &user, n, &receiver, att)
+                {
+                    Ok(Ok(Ok(()))) => {}
+                    Ok(Ok(Err(code))) => sender.tell_done(n, code),
+                    Ok(Err(v)) => self.violation(&sender, v.0),
+                    // Its receiver left this node meanwhile (a drain): passed on there.
+                    Err(att) => {
+                        if !self.pass_cmd_on(&sender, [&tenant, &user, &to], n, &att) {
+                            sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
+                        }
+                    }
                 }
             }
             Msg::Offer {

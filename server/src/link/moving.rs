@@ -121,13 +121,17 @@ impl Links {
     }
 
     /// Local session `gen` (user `user` of `tenant`) leaves for the node of `to`: from now on
-    /// what reaches this node for it is passed on there. Returns what it has in flight towards
-    /// other nodes, which it takes along.
-    pub fn leaving(&self, gen: LoginGen, tenant: &str, user: &str, to: &NodeLink) -> InFlight {
+    /// what reaches this node for it and finds it gone is passed on there.
+    pub fn forward_to(&self, gen: LoginGen, tenant: &str, user: &str, to: &NodeLink) {
         self.moved.lock().insert(gen, to.clone());
         self.moved_users
             .lock()
             .insert((tenant.to_owned(), user.to_owned()), to.clone());
+    }
+
+    /// What local session `gen`, which is leaving, has in flight towards other nodes: it
+    /// takes it along.
+    pub fn leaving(&self, gen: LoginGen) -> InFlight {
         let towards = self.senders.lock().remove(&gen).unwrap_or_default();
         towards
             .into_iter()
@@ -192,6 +196,23 @@ impl Links {
             .entry(back.gen)
             .or_insert_with(|| back.link.clone());
         link.send_with(|f| super::frame::put_cmd(f, back.gen, n, [tenant, user, to], data));
+        true
+    }
+
+    /// Cmd `n` of local session `gen` to a user whose session left this node, sent on to its
+    /// new node as to any other node's user. False if the user did not leave.
+    pub fn send_on(
+        &self,
+        gen: LoginGen,
+        [tenant, user, to]: [&str; 3],
+        n: u64,
+        data: &[u8],
+    ) -> bool {
+        let key = (tenant.to_owned(), to.to_owned());
+        let Some(link) = self.moved_users.lock().get(&key).cloned() else {
+            return false;
+        };
+        self.cmd(&link, gen, tenant, user, to, n, data);
         true
     }
 

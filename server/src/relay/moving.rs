@@ -59,6 +59,7 @@ impl State {
     /// Session `gen` leaves for the node reached by `there`: its streams end, its incoming
     /// cmds are taken out, and the cmds it sent to sessions here are answered over the link.
     fn leave(&mut self, gen: LoginGen, there: &RemoteEnd, fx: &mut impl Sink) -> MovingInbox {
+        self.left.insert(gen);
         self.end_streams(gen, fx);
         let mut out = MovingInbox {
             next_n: 1,
@@ -116,6 +117,7 @@ impl State {
     /// Session `receiver` is arriving from another node: cmds for it wait until
     /// [`State::arrive`] hands it those it had there, numbered as its client saw them.
     fn expect(&mut self, receiver: &LocalEnd) {
+        self.left.remove(&receiver.gen);
         let mut inbox = Inbox::new(receiver.clone());
         inbox.held = true;
         self.inboxes.insert(receiver.gen, inbox);
