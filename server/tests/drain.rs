@@ -483,3 +483,25 @@ fn transfers_in_flight_during_a_drain_complete_or_end_once_with_1102() {
     ));
     let _ = (from_alice, from_bob);
 }
+
+/// A node that is frozen (SIGSTOP) while another drains is asked once, then passed over: the
+/// sessions go to the node that answers, and the drain ends in bounded time.
+#[test]
+fn a_drain_passes_over_a_frozen_node() {
+    let mut c = Cluster::start(3, 5000, "");
+    let mut alice = Party::login(&c, 0, "alice");
+    let mut bob = Party::login(&c, 2, "bob");
+    c.nodes[1].signal("-STOP");
+    alice.cmd("bob", 0);
+    stopped(&mut c, 0);
+    alice.cmd("bob", 1);
+    settle(&mut [&mut alice, &mut bob], |p| {
+        p.all_done() && (p.name != "bob" || p.got.get("alice").map_or(0, |v| v.len()) >= 2)
+    });
+    alice.check(&[]);
+    bob.check(&[("alice", 2)]);
+    c.nodes[1].signal("-CONT");
+    assert!(c.nodes[0]
+        .log_text()
+        .contains("drain: 1 of 1 session(s) moved"));
+}

@@ -61,8 +61,10 @@ pub async fn run(ctx: &Arc<Ctx>) {
         peers.len()
     );
     let mut moved = Vec::new();
+    // Nodes that did not answer (frozen, or gone since they last beat) are not asked again.
+    let mut silent = std::collections::HashSet::new();
     for (i, id) in ids.iter().enumerate() {
-        if let Some(m) = move_one(ctx, &links, id, &peers, i).await {
+        if let Some(m) = move_one(ctx, &links, id, &peers, i, &mut silent).await {
             moved.push(m);
         }
     }
@@ -73,7 +75,12 @@ pub async fn run(ctx: &Arc<Ctx>) {
         sessions.push((m.gen, m.node));
         cmds.extend(m.cmds);
     }
-    let told = links.rehome(&peers, sessions, cmds).await;
+    let live: Vec<String> = peers
+        .iter()
+        .filter(|p| !silent.contains(*p))
+        .cloned()
+        .collect();
+    let told = live.len() - links.rehome(&live, sessions, cmds).await.len();
     let missing = ctx.sessions.sent_on(SEND_ON_WAIT).await;
     tracing::info!(
         "drain: {count} of {} session(s) moved, {told} of {} node(s) told, {missing} client(s) did not come by",
@@ -90,6 +97,7 @@ async fn move_one(
     id: &str,
     peers: &[String],
     start: usize,
+    silent: &mut std::collections::HashSet<String>,
 ) -> Option<Moved> {
     let leaving = ctx.sessions.leave(id, DETACH_WAIT).await?;
     let Phase::LoggedIn(user) = &leaving.session.phase else {
@@ -103,6 +111,9 @@ async fn move_one(
     let mut target = None;
     for k in 0..peers.len() {
         let node = &peers[(start + k) % peers.len()];
+        if silent.contains(node) {
+            continue;
+        }
         let call = call.clone().map(Into::into);
         let expect = |token| Msg::Expect {
             token,
@@ -113,9 +124,15 @@ async fn move_one(
             notify,
             call,
         };
-        if let Some(a) = links.ask(node, expect, &[]).await.filter(|a| a.ok) {
-            target = Some((node.clone(), a));
-            break;
+        match links.ask(node, expect, &[]).await {
+            Some(a) if a.ok => {
+                target = Some((node.clone(), a));
+                break;
+            }
+            Some(_) => {} // draining too
+            None => {
+                silent.insert(node.clone());
+            }
         }
     }
     let Some((node, at)) = target else {
@@ -143,7 +160,12 @@ async fn move_one(
     }
     // Whatever the other nodes sent it here before they could know it moved is here once
     // each has answered (their links keep order).
-    links.rehome(peers, Vec::new(), Vec::new()).await;
+    let live: Vec<String> = peers
+        .iter()
+        .filter(|p| !silent.contains(*p))
+        .cloned()
+        .collect();
+    silent.extend(links.rehome(&live, Vec::new(), Vec::new()).await);
     // Nothing reaches it here any more: the relay's cmds go with it, the rest is passed on
     // (from before it is gone from here, so that nothing falls in between).
     links.forward_to(gen, &user.tenant, &user.user_id, &link);

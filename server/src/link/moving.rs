@@ -217,40 +217,45 @@ impl Links {
     }
 
     /// Tells every other live node where the sessions that left this node went, and waits
-    /// (bounded) until each has answered: nothing more for them comes here after that.
+    /// (bounded) until each has answered: nothing more for them comes here after that. Returns
+    /// the nodes that did not answer.
     pub async fn rehome(
         self: &Arc<Self>,
         peers: &[String],
         sessions: Vec<(LoginGen, String)>,
         cmds: Vec<(LoginGen, u64, String)>,
-    ) -> usize {
+    ) -> Vec<String> {
         let mut asked = Vec::new();
         for node in peers {
             let (s, c) = (sessions.clone(), cmds.clone());
             let links = Arc::clone(self);
             let node = node.clone();
-            asked.push(tokio::spawn(async move {
-                links
-                    .ask(
-                        &node,
-                        |token| Msg::Rehome {
-                            token,
-                            sessions: s,
-                            cmds: c,
-                        },
-                        &[],
-                    )
-                    .await
-                    .is_some_and(|a| a.ok)
-            }));
+            let name = node.clone();
+            asked.push((
+                name,
+                tokio::spawn(async move {
+                    links
+                        .ask(
+                            &node,
+                            |token| Msg::Rehome {
+                                token,
+                                sessions: s,
+                                cmds: c,
+                            },
+                            &[],
+                        )
+                        .await
+                        .is_some_and(|a| a.ok)
+                }),
+            ));
         }
-        let mut ok = 0;
-        for a in asked {
-            if a.await.unwrap_or(false) {
-                ok += 1;
+        let mut silent = Vec::new();
+        for (node, a) in asked {
+            if !a.await.unwrap_or(false) {
+                silent.push(node);
             }
         }
-        ok
+        silent
     }
 
     /// The drain messages of a link from `node`.
