@@ -72,7 +72,7 @@ Usage summary:
   crvm-server --dev [--listen HOST:PORT] [--ws-listen HOST:PORT] [--data-dir DIR] [--log-format text|json] [--log-level FILTER]
   crvm-server --config FILE [--listen HOST:PORT] [--ws-listen HOST:PORT] [--data-dir DIR] [--log-format …] [--log-level …]
   crvm-server token --app APP_ID --user USER_ID --ttl SECS (--config FILE | --dev | --secret SECRET)
-  crvm-server admin [--url URL] [--token TOKEN] (stats | sessions APP_ID | calls APP_ID | kick APP_ID USER_ID)
+  crvm-server admin [--url URL] [--token TOKEN] (stats | sessions APP_ID | calls APP_ID | kick APP_ID USER_ID | drain)
   crvm-server cert [--name HOST]… [--out DIR] [--days N]
   crvm-server completions bash|zsh|fish|elvish|powershell
   crvm-server man
@@ -205,6 +205,8 @@ enum AdminSub {
     Calls { app_id: String },
     /// Close a user's session (line_off 206), wherever it is
     Kick { app_id: String, user_id: String },
+    /// Drain the node: hand its sessions to the other cluster nodes, then stop
+    Drain,
 }
 
 /// What [`parse`] did not turn into a command.
@@ -314,6 +316,7 @@ fn admin(a: Admin) -> Result<Command, Stop> {
             tenant: app_id,
             user: user_id,
         },
+        AdminSub::Drain => Action::Drain,
     };
     Ok(Command::Admin(AdminOpts {
         url: a.url,
@@ -415,6 +418,13 @@ mod tests {
         ));
         usage("admin --token t stats extra");
         usage("admin --token t kick demo");
+        assert!(matches!(
+            parse(&args("admin drain --token t")).unwrap(),
+            Command::Admin(AdminOpts {
+                action: Action::Drain,
+                ..
+            })
+        ));
         usage("admin --token t calls --limit 3 demo");
     }
 
