@@ -37,6 +37,9 @@ impl From<CallState> for LocalCall {
             caller: c.caller,
             connected: c.connected,
             meet_obj: c.meet_obj,
+            // Whatever placing there was is the old node's: at the new node the call is one
+            // its re-checks may restore.
+            placing: false,
         }
     }
 }
