@@ -22,12 +22,24 @@ fn chromium() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("CRVM_CHROMIUM").filter(|p| !p.is_empty()) {
         return Ok(p.into());
     }
+    // puppeteer-core wants a path, not a name to look up.
     for name in ["chromium", "chromium-browser"] {
-        if installed(name) {
-            return Ok(name.into());
+        if let Some(path) = on_path(name) {
+            return Ok(path);
         }
     }
     Err("chromium not installed (scripts/ensure-chromium.sh installs it)".into())
+}
+
+/// Where `tool` is on `PATH`, if it is there and executable.
+fn on_path(tool: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// Everything the browser rows need: Chromium, Node, and web/ installed and built.

@@ -118,6 +118,11 @@ try {
     args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
   });
   const page = await browser.newPage();
+  // Puppeteer turns on DevTools' Network domain for every page, and with it Chromium copies
+  // every WebSocket message, base64-encoded, to this process (Network.webSocketFrameSent and
+  // …Received): measured, that halves the page's send rate and adds about a millisecond to
+  // each call setup. A user's browser has no DevTools attached, so neither has the bench's.
+  await page._client().send("Network.disable");
   page.on("pageerror", (e) => console.error(`driver page error: ${e.message}`));
   await page.goto(`http://127.0.0.1:${httpServer.address().port}/`);
   await page.waitForFunction(() => window.benchReady === true);

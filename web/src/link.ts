@@ -4,7 +4,7 @@
 
 import {
   ACK_FRAMES, Frame, KIND_ACK, KIND_CONTROL, KIND_DATA, KIND_PING, KIND_PONG, Message,
-  PROTOCOL_VERSION, SUBPROTOCOL, UNNUMBERED, controlPayload, dataPayload, frame, parseControl,
+  PROTOCOL_VERSION, SUBPROTOCOL, UNNUMBERED, controlFrame, dataFrame, frame, parseControl,
   parseData, parseFrame, stamp,
 } from "./protocol.js";
 
@@ -93,9 +93,9 @@ export class Link {
     ws.onopen = () => {
       if (this.ws !== ws) return;
       this.lastRecv = Date.now();
-      this.raw(frame(KIND_CONTROL, controlPayload({ t: "hello", c: { ver: PROTOCOL_VERSION, agent: AGENT } })));
+      this.raw(controlFrame({ t: "hello", c: { ver: PROTOCOL_VERSION, agent: AGENT } }));
       if (resume) {
-        this.raw(frame(KIND_CONTROL, controlPayload({ t: "resume", c: { ...resume, last: this.handled } })));
+        this.raw(controlFrame({ t: "resume", c: { ...resume, last: this.handled } }));
       } else {
         this.flowing = true;
         this.flush();
@@ -154,11 +154,11 @@ export class Link {
   }
 
   sendMsg(msg: Message, attachment?: Uint8Array): void {
-    this.numbered(frame(KIND_CONTROL, controlPayload(msg, attachment)));
+    this.numbered(controlFrame(msg, attachment));
   }
 
   sendData(sid: number, bytes: Uint8Array): void {
-    this.numbered(frame(KIND_DATA, dataPayload(sid, bytes)));
+    this.numbered(dataFrame(sid, bytes));
   }
 
   private numbered(f: Uint8Array): void {
