@@ -166,7 +166,10 @@ impl Rig {
         let mut moves = sh.moves.lock().unwrap();
         for s in 0..sh.users {
             let node = cli(primary, &["HGET", &format!("crvm:u:4:demo:u{s}"), "node"]);
-            let n = node.trim().strip_prefix('n').and_then(|n| n.parse::<usize>().ok());
+            let n = node
+                .trim()
+                .strip_prefix('n')
+                .and_then(|n| n.parse::<usize>().ok());
             if let Some(n) = n.filter(|&n| n >= 1 && n <= self.nodes.len()) {
                 moves.push((at, s, n - 1));
             }
