@@ -515,18 +515,17 @@ fn home(c: &Cluster, user: &str) -> Option<usize> {
     Some(n - 1)
 }
 
-/// Sessions a drain moved live on at their new node when another node is lost: users of node
-/// 0 are drained (round-robin to nodes 1 and 2), node 0 comes back, then `lose` freezes or
-/// kills node 1 past the node timeout. Those now at node 2 stay logged in, reach one another
-/// (cmds, a call) while node 1 is gone and after it is back (`revive`), and never get
-/// `line_off` (their [`Party::pump`] would fail).
+/// Sessions drains moved live on wherever they are when a node they passed through is lost:
+/// users of node 0 are drained (round-robin to nodes 1 and 2), node 0 comes back, node 1 is
+/// drained (its share goes to nodes 0 and 2) and comes back, then `lose` freezes or kills node
+/// 1 past the node timeout. Every moved user stays logged in, and they reach one another (cmds,
+/// a call) while node 1 is gone and after it is back (`revive`), and never get `line_off`
+/// (their [`Party::pump`] would fail).
 fn moved_sessions_outlive(lose: &str, revive: impl FnOnce(&mut Cluster)) {
     let mut c = Cluster::start(3, TIMEOUT_MS, "");
     let names = ["m0", "m1", "m2", "m3"];
-    let mut moved: Vec<Party> = names.iter().map(|n| Party::login(&c, 0, n)).collect();
-    // Bob stays at node 1: his session leaving Redis tells that node 1 was declared dead.
-    let _bob = Party::login(&c, 1, "bob");
-    let dave = Party::login(&c, 2, "dave");
+    let mut live: Vec<Party> = names.iter().map(|n| Party::login(&c, 0, n)).collect();
+    live.push(Party::login(&c, 2, "dave"));
     stopped(&mut c, 0);
     c.restart_node(0);
     let homes: Vec<Option<usize>> = names.iter().map(|n| home(&c, n)).collect();
@@ -534,14 +533,34 @@ fn moved_sessions_outlive(lose: &str, revive: impl FnOnce(&mut Cluster)) {
         homes.contains(&Some(1)) && homes.contains(&Some(2)),
         "{homes:?}"
     );
-    // The survivors: dave, and the moved users node 2 holds now.
-    let mut live: Vec<Party> = vec![];
-    for (p, h) in moved.drain(..).zip(&homes) {
-        if *h == Some(2) {
-            live.push(p);
-        }
+    // Each moved user resumed at its new node before that one drains in turn.
+    let resumed = |p: &Party| {
+        let n = p
+            .other
+            .iter()
+            .filter(|e| matches!(e, Event::LineResumed { .. }))
+            .count();
+        let moves = names.iter().zip(&homes).find(|(m, _)| **m == p.name);
+        n >= moves.map_or(0, |_| 1)
+    };
+    settle(&mut live.iter_mut().collect::<Vec<_>>(), resumed);
+    stopped(&mut c, 1);
+    c.restart_node(1);
+    let twice = |p: &Party| {
+        let n = p
+            .other
+            .iter()
+            .filter(|e| matches!(e, Event::LineResumed { .. }))
+            .count();
+        let moves = names.iter().zip(&homes).find(|(m, _)| **m == p.name);
+        n >= moves.map_or(0, |(_, h)| if *h == Some(1) { 2 } else { 1 })
+    };
+    settle(&mut live.iter_mut().collect::<Vec<_>>(), twice);
+    for n in names {
+        assert!(matches!(home(&c, n), Some(0 | 2)), "{n}: {:?}", home(&c, n));
     }
-    live.push(dave);
+    // Bob at node 1: his session leaving Redis tells that node 1 was declared dead.
+    let _bob = Party::login(&c, 1, "bob");
     // The lost node: its end of things is not watched (its users go, as they may).
     match lose {
         "freeze" => c.nodes[1].signal("-STOP"),
@@ -558,10 +577,8 @@ fn moved_sessions_outlive(lose: &str, revive: impl FnOnce(&mut Cluster)) {
             p.pump(Duration::from_millis(20));
         }
     }
-    for (i, p) in names.iter().zip(&homes) {
-        if *p == Some(2) {
-            assert_eq!(home(&c, i), Some(2), "{i} lost with node 1");
-        }
+    for n in names {
+        assert!(matches!(home(&c, n), Some(0 | 2)), "{n} lost with node 1");
     }
     let round = |live: &mut Vec<Party>, i: usize| {
         let all: Vec<String> = live.iter().map(|p| p.name.clone()).collect();
