@@ -216,7 +216,7 @@ fn chaos_under_traffic_loses_only_what_the_spec_allows() {
         println!("chaos:   at {:>6} ms  {}", p.at_ms, p.fault);
     }
     let mut rig = Rig::start(NODES, TIMEOUT_MS);
-    let sh = Arc::new(Shared::new(NODES));
+    let sh = Arc::new(Shared::new(NODES, USERS));
     let addrs = (0..NODES).map(|i| rig.addr(i)).collect();
     let dir = rig.dir.path("users");
     let sh2 = Arc::clone(&sh);

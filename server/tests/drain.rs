@@ -505,3 +505,136 @@ fn a_drain_passes_over_a_frozen_node() {
         .log_text()
         .contains("drain: 1 of 1 session(s) moved"));
 }
+
+/// Which node (0-based) holds `user`'s session, by Redis; `None` once it has none.
+fn home(c: &Cluster, user: &str) -> Option<usize> {
+    let node = c
+        .redis
+        .cli(&["HGET", &format!("crvm:u:4:demo:{user}"), "node"]);
+    let n = node.trim().strip_prefix('n')?.parse::<usize>().ok()?;
+    Some(n - 1)
+}
+
+/// Sessions drains moved live on wherever they are when a node they passed through is lost:
+/// users of node 0 are drained (round-robin to nodes 1 and 2), node 0 comes back, node 1 is
+/// drained (its share goes to nodes 0 and 2) and comes back, then `lose` freezes or kills node
+/// 1 past the node timeout. Every moved user stays logged in, and they reach one another (cmds,
+/// a call) while node 1 is gone and after it is back (`revive`), and never get `line_off`
+/// (their [`Party::pump`] would fail).
+fn moved_sessions_outlive(lose: &str, revive: impl FnOnce(&mut Cluster)) {
+    let mut c = Cluster::start(3, TIMEOUT_MS, "");
+    let names = ["m0", "m1", "m2", "m3"];
+    let mut live: Vec<Party> = names.iter().map(|n| Party::login(&c, 0, n)).collect();
+    live.push(Party::login(&c, 2, "dave"));
+    stopped(&mut c, 0);
+    c.restart_node(0);
+    let homes: Vec<Option<usize>> = names.iter().map(|n| home(&c, n)).collect();
+    assert!(
+        homes.contains(&Some(1)) && homes.contains(&Some(2)),
+        "{homes:?}"
+    );
+    // Each moved user resumed at its new node before that one drains in turn.
+    let resumed = |p: &Party| {
+        let n = p
+            .other
+            .iter()
+            .filter(|e| matches!(e, Event::LineResumed { .. }))
+            .count();
+        let moves = names.iter().zip(&homes).find(|(m, _)| **m == p.name);
+        n >= moves.map_or(0, |_| 1)
+    };
+    settle(&mut live.iter_mut().collect::<Vec<_>>(), resumed);
+    stopped(&mut c, 1);
+    c.restart_node(1);
+    let twice = |p: &Party| {
+        let n = p
+            .other
+            .iter()
+            .filter(|e| matches!(e, Event::LineResumed { .. }))
+            .count();
+        let moves = names.iter().zip(&homes).find(|(m, _)| **m == p.name);
+        n >= moves.map_or(0, |(_, h)| if *h == Some(1) { 2 } else { 1 })
+    };
+    settle(&mut live.iter_mut().collect::<Vec<_>>(), twice);
+    for n in names {
+        assert!(matches!(home(&c, n), Some(0 | 2)), "{n}: {:?}", home(&c, n));
+    }
+    // Bob at node 1: his session leaving Redis tells that node 1 was declared dead.
+    let _bob = Party::login(&c, 1, "bob");
+    // The lost node: its end of things is not watched (its users go, as they may).
+    match lose {
+        "freeze" => c.nodes[1].signal("-STOP"),
+        _ => {
+            let _ = c.nodes[1].proc.kill();
+            let _ = c.nodes[1].proc.wait();
+        }
+    }
+    // Node 1 is declared dead once bob's session is gone from Redis.
+    let deadline = Instant::now() + SETTLE;
+    while home(&c, "bob").is_some() {
+        assert!(Instant::now() < deadline, "node 1 never declared dead");
+        for p in live.iter_mut() {
+            p.pump(Duration::from_millis(20));
+        }
+    }
+    for n in names {
+        assert!(matches!(home(&c, n), Some(0 | 2)), "{n} lost with node 1");
+    }
+    let round = |live: &mut Vec<Party>, i: usize| {
+        let all: Vec<String> = live.iter().map(|p| p.name.clone()).collect();
+        for p in live.iter_mut() {
+            let me = p.name.clone();
+            for to in all.iter().filter(|t| **t != me) {
+                p.cmd(to, i);
+            }
+        }
+        let mut refs: Vec<&mut Party> = live.iter_mut().collect();
+        settle(&mut refs, |p| {
+            p.all_done()
+                && all
+                    .iter()
+                    .filter(|s| **s != p.name)
+                    .all(|s| p.got.get(s).map_or(0, |v| v.len()) > i)
+        });
+        for p in live.iter() {
+            let from: Vec<(&str, usize)> = all
+                .iter()
+                .filter(|s| **s != p.name)
+                .map(|s| (s.as_str(), i + 1))
+                .collect();
+            p.check(&from);
+        }
+        // A call between two of them, set up and hung up.
+        let (a, b) = live.split_at_mut(1);
+        let call_id = connect(&mut a[0], &mut b[b.len() - 1]);
+        a[0].u.c.hungup_call(&call_id, "bye", "h").unwrap();
+        call_event(&a[0].u, &a[0].name, |e| {
+            matches!(e, Event::HangupCall { result: Ok(()), .. })
+        });
+        let callee = &b[b.len() - 1];
+        call_event(&callee.u, &callee.name, |e| {
+            matches!(e, Event::NotifyCallHungup { .. })
+        });
+    };
+    round(&mut live, 0);
+    revive(&mut c);
+    round(&mut live, 1);
+}
+
+#[test]
+fn moved_sessions_outlive_a_node_that_freezes_past_the_timeout() {
+    moved_sessions_outlive("freeze", |c| {
+        c.nodes[1].signal("-CONT");
+        // It finds itself declared dead, ends its sessions and joins again.
+        assert!(
+            c.nodes[1].log_says("joining again"),
+            "{}",
+            c.nodes[1].log_tail(40)
+        );
+    });
+}
+
+#[test]
+fn moved_sessions_outlive_a_node_that_is_killed() {
+    moved_sessions_outlive("kill", |c| c.restart_node(1));
+}

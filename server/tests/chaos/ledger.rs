@@ -300,6 +300,11 @@ pub fn check(t: &mut Traffic, a: &Allow<'_>) -> Vec<String> {
                 Some("600: the call had just ended".into())
             }
             ("cmd" | "file", 1102) if a.links_cut(e.at) => Some("1102: node links cut".into()),
+            // A drain ends the transfers its relay runs (docs/CLUSTER.md "Drain and rolling
+            // restarts", step 4): once, with 1102 for the sender.
+            ("file", 1102) if a.during("rolling", e.at, Duration::from_secs(1)) => {
+                Some("1102: a transfer run by a draining node's relay".into())
+            }
             // Known gaps (docs/CLUSTER.md): a target whose node has not restored it yet into a
             // Redis that came back empty is not found; a call end a failover lost keeps a user
             // busy until its node's re-check.

@@ -48,10 +48,14 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Set once the schedule is over and every node runs.
     pub over: AtomicBool,
+    /// How many users the traffic has (u0, u1, ...).
+    pub users: usize,
+    /// Where drains moved sessions: (when Redis was read, user, node that holds it now).
+    pub moves: Mutex<Vec<(Instant, usize, usize)>>,
 }
 
 impl Shared {
-    pub fn new(nodes: usize) -> Shared {
+    pub fn new(nodes: usize, users: usize) -> Shared {
         Shared {
             up: Mutex::new(vec![true; nodes]),
             client_proxies: Mutex::new(Vec::new()),
@@ -59,6 +63,8 @@ impl Shared {
             current: Mutex::new(None),
             stop: AtomicBool::new(false),
             over: AtomicBool::new(false),
+            users,
+            moves: Mutex::new(Vec::new()),
         }
     }
 
@@ -149,6 +155,25 @@ impl Rig {
         let mut s = self.nodes[i].server.take().expect("node running");
         s.proc.signal(sig);
         s.wait();
+    }
+
+    /// After a drain: which node each user's session lives on now (Redis's `node` of the user),
+    /// so that the ledger judges a later fault of that node by where the session is, not by
+    /// where its client logged in.
+    fn read_moves(&self, sh: &Shared) {
+        let primary = self.ha.primary_port();
+        let at = Instant::now();
+        let mut moves = sh.moves.lock().unwrap();
+        for s in 0..sh.users {
+            let node = cli(primary, &["HGET", &format!("crvm:u:4:demo:u{s}"), "node"]);
+            let n = node
+                .trim()
+                .strip_prefix('n')
+                .and_then(|n| n.parse::<usize>().ok());
+            if let Some(n) = n.filter(|&n| n >= 1 && n <= self.nodes.len()) {
+                moves.push((at, s, n - 1));
+            }
+        }
     }
 
     /// The logs of every node, for a failure's report.
@@ -269,6 +294,7 @@ impl Rig {
                 for node in 0..self.nodes.len() {
                     sh.set_up(node, false);
                     self.stop(node, libc::SIGTERM);
+                    self.read_moves(sh);
                     self.spawn(node);
                     sh.set_up(node, true);
                 }

@@ -40,7 +40,10 @@ pub struct Req {
 /// One login of a user: a client of its own.
 pub struct Inst {
     pub client: Client,
+    /// The node its session lives on: where it logged in, then where drains moved it.
     pub node: usize,
+    /// When it was made (a move read from Redis before then concerns an earlier login).
+    pub since: Instant,
     pub logged_in: bool,
     /// `line_off`'s code and when.
     pub ended: Option<(i32, Instant)>,
@@ -222,6 +225,7 @@ impl Traffic {
         let mut inst = Inst {
             client,
             node,
+            since: Instant::now(),
             logged_in: false,
             ended: None,
             pending: HashMap::new(),
@@ -519,7 +523,20 @@ impl Traffic {
                 self.handle(m);
             }
         }
+        self.follow_moves();
         self.fire_later();
         self.relogins();
+    }
+
+    /// Takes in where the drains moved sessions (read from Redis by the fault thread).
+    fn follow_moves(&mut self) {
+        let moves = std::mem::take(&mut *self.sh.moves.lock().unwrap());
+        for (at, s, node) in moves {
+            if let Some(inst) = self.slots[s].insts.last_mut() {
+                if inst.since < at && inst.alive() {
+                    inst.node = node;
+                }
+            }
+        }
     }
 }
