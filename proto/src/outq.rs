@@ -597,7 +597,11 @@ mod tests {
     fn frames_hold_exactly_the_json_of_their_message_whatever_its_size() {
         use crate::ClientMsg;
         // Small, then larger than the scratch buffer keeps, then small again after it.
-        for to in ["bob".to_string(), "x".repeat(100 * 1024), "a\"b".to_string()] {
+        for to in [
+            "bob".to_string(),
+            "x".repeat(100 * 1024),
+            "a\"b".to_string(),
+        ] {
             let msg = ClientMsg::Cmd { n: 7, to };
             assert_eq!(Out::msg(&msg), Out::Control(msg.json().into()));
             let Out::Attached(json, att) = Out::attached(&msg, vec![1, 2]) else {

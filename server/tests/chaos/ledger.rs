@@ -197,13 +197,6 @@ impl Allow<'_> {
         })
     }
 
-    /// Whether a fault of kind `kind` was under way at `t`, or ended less than `after` before.
-    pub fn during(&self, kind: &str, t: Instant, after: Duration) -> bool {
-        self.done
-            .iter()
-            .any(|d| d.fault.kind(self.timeout_ms) == kind && t >= d.start && t <= d.end + after)
-    }
-
     /// Whether the node links were cut around `t`.
     pub fn links_cut(&self, t: Instant) -> bool {
         self.done.iter().any(|d| {
@@ -300,20 +293,6 @@ pub fn check(t: &mut Traffic, a: &Allow<'_>) -> Vec<String> {
                 Some("600: the call had just ended".into())
             }
             ("cmd" | "file", 1102) if a.links_cut(e.at) => Some("1102: node links cut".into()),
-            // Known gaps (docs/CLUSTER.md): a target whose node has not restored it yet into a
-            // Redis that came back empty is not found; a call end a failover lost keeps a user
-            // busy until its node's re-check.
-            ("cmd" | "file", 1102) if a.during("redis empty", e.sent, Duration::from_secs(2)) => {
-                Some("1102: KNOWN GAP, target not restored yet after Redis came back empty".into())
-            }
-            ("call", 601) if a.during("failover", e.sent, Duration::from_secs(3)) => {
-                Some("601: KNOWN GAP, a call end lost in the failover".into())
-            }
-            ("accept" | "reject" | "hangup", 600)
-                if a.during("failover", e.sent, Duration::from_secs(3)) =>
-            {
-                Some("600: KNOWN GAP, the call made at the other primary".into())
-            }
             _ => near.map(|k| format!("{}: a party's node lost ({k})", e.code)),
         };
         match why {
