@@ -42,8 +42,9 @@ enum Fault {
     /// into (Redis came back empty): it is sent again once the node has.
     Stale,
     /// A call change sent to be confirmed would be refused (`CRVMREFUSED`), or must wait for
-    /// the nodes' re-checks after a failover (`CRVMMOVING`): nothing ran, nothing was answered.
-    Refused,
+    /// the nodes' re-checks after a failover (`CRVMMOVING`: `moving`): nothing ran, nothing
+    /// was answered.
+    Refused { moving: bool },
 }
 
 /// The state changes that join a data set and restore into it: they never wait for that.
@@ -93,7 +94,8 @@ impl RedisHub {
             };
             let text = err.to_string();
             if text.contains("CRVMREFUSED") || text.contains("CRVMMOVING") {
-                return Err(Fault::Refused);
+                let moving = text.contains("CRVMMOVING");
+                return Err(Fault::Refused { moving });
             }
             if text.contains("CRVMRESTORING") && Instant::now() + RESTORING_PAUSE < deadline {
                 // Nothing ran: the user looked up may be one a node has not restored yet.
@@ -156,7 +158,7 @@ impl RedisHub {
         match self.try_change(name, args).await {
             Ok(v) => Ok(v),
             // (Only a call change sent to be confirmed is refused: see `confirmed`.)
-            Err(Fault::Refused) | Err(Fault::Failed) | Err(Fault::Stale) => Err(Failed),
+            Err(Fault::Refused { .. }) | Err(Fault::Failed) | Err(Fault::Stale) => Err(Failed),
         }
     }
 
@@ -167,10 +169,11 @@ impl RedisHub {
     /// nodes follow a failover a beat apart, and until each has re-checked its sessions at the
     /// new primary what one wrote to the old one may be missing there — or this node may still
     /// be talking to the old one. So the function is first sent with `?node`: a refusal comes
-    /// back unanswered, nothing done; the node asks Sentinel where the primary is (following
-    /// it, and waiting for its own re-check there, if it moved) and sends the function again
-    /// while the nodes' re-checks are due, for at most half the node timeout. Then (or at once
-    /// when nothing moved) it is sent as `node`, and its answer is final. Only refusals pay.
+    /// back unanswered, nothing done; the node asks Sentinel where the primary is and, if it
+    /// moved, follows it and sends the function again there (after its own re-check there);
+    /// while some node's re-check since a failover is due it sends it again every 50 ms, for
+    /// at most half the node timeout. Then it is sent as `node`, and its answer is final. Only
+    /// refusals pay: one question to Sentinel when nothing moved.
     pub(super) async fn confirmed(&self, name: &str, args: &[&str]) -> Result<i32, Failed> {
         let asking = format!("?{}", self.node());
         let confirm_until = Instant::now() + self.inner.node_timeout / 2;
@@ -186,11 +189,16 @@ impl RedisHub {
             all.extend_from_slice(args);
             match self.try_change::<i32>(name, all).await {
                 Ok(code) => return Ok(code),
-                Err(Fault::Refused) => {
+                Err(Fault::Refused { moving }) => {
                     // Where the primary is now: a move makes the next attempt wait for this
                     // node's re-check at the new one (`change` waits for `settled`).
+                    let gen = self.inner.primary_gen.load(Ordering::Acquire);
                     self.find_primary().await;
-                    if Instant::now() + RESTORING_PAUSE >= confirm_until {
+                    let moved = self.inner.primary_gen.load(Ordering::Acquire) != gen;
+                    if moved && Instant::now() < confirm_until {
+                        continue;
+                    }
+                    if !moving || Instant::now() + RESTORING_PAUSE >= confirm_until {
                         confirm = false;
                     } else {
                         tokio::time::sleep(RESTORING_PAUSE).await;
