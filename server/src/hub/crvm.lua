@@ -371,10 +371,13 @@ change('crvm_leave', function(_, a)
   return n
 end)
 
--- login(node, epoch, t, u, gen) -> 1, or 0 when this node is not a live member.
+-- login(node, epoch, t, u, gen) -> 1, or 0 when this node is not a live member. `epoch` is the
+-- one the node had joined when the login arrived; the login may have waited meanwhile for the
+-- node's restore into a new data set (Redis came back empty), so membership is checked in the
+-- data set the wrapper found this node restored into (it refuses the others with CRVMSTALE).
 change('crvm_login', function(_, a)
-  local node, epoch, t, u, gen = a[1], a[2], a[3], a[4], a[5]
-  if not member(node, epoch) then return 0 end
+  local node, t, u, gen = a[1], a[3], a[4], a[5]
+  if not member(node, redis.call('GET', 'crvm:epoch')) then return 0 end
   local fx = effects()
   local k = ukey(t, u)
   local old = redis.call('HMGET', k, 'node', 'gen')
