@@ -122,3 +122,25 @@ fn call_op(call_id: &str, callee: &str) -> crvm_proto::Op {
         ext: String::new(),
     }
 }
+
+/// Found by the chaos test (seed 5): a login that arrived while Redis was coming back empty
+/// waited for its node's restore, then named the data set its node had joined before, and was
+/// answered 8. It is logged in.
+#[test]
+fn a_login_made_while_redis_comes_back_empty_waits_and_succeeds() {
+    let mut c = Cluster::start(1, 2000, "heartbeat_ms = 60000");
+    let _alice = c.node(0).login("demo", "alice");
+    c.redis.shutdown();
+    let mut bob = c.node(0).connect();
+    bob.hello();
+    let id = bob.id();
+    bob.send_req(id, common::login_op("demo", "demo-secret", "bob", ""));
+    c.redis.restart();
+    match bob.reply() {
+        ServerMsg::Res {
+            result: crvm_proto::Outcome::Login { user_id },
+            ..
+        } => assert_eq!(user_id, "bob"),
+        other => panic!("bob's login: {other:?}"),
+    }
+}
