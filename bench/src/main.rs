@@ -16,6 +16,7 @@ mod peer;
 mod procs;
 mod relay;
 mod resume;
+mod web;
 
 use anchors::{Nats, Redis};
 use peer::During;
@@ -37,15 +38,16 @@ const SENDERS: usize = 8;
 const PENDING_BUDGET: u64 = 48 * MIB;
 
 /// Every section's letter.
-const SECTIONS: &str = "abcdefghijk";
+const SECTIONS: &str = "abcdefghijkl";
 
 const USAGE: &str = "\
 usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-mib N]
                   [--big-mib N] [--reps N] [--setups N] [--pings N] [--per-sender N]
                   [--fanout N,N,..] [--fan-deliveries N] [--fan-samples N] [--calls N]
-                  [--call-gap-ms N] [--link-secs N] [--link-calls N] [--only SECTIONS]
+                  [--call-gap-ms N] [--link-secs N] [--link-calls N] [--web-mib N]
+                  [--web-setups N] [--only SECTIONS]
 
-  --only SECTIONS    run only these sections, e.g. --only a,c (default: all of a..k)
+  --only SECTIONS    run only these sections, e.g. --only a,c (default: all of a..l)
   --quick            tiny sizes: a smoke run of every section (anchors whose tool is not
                      installed are skipped in this mode only)
   --server PATH      crvm-server binary (default: crvm-server next to this executable)
@@ -65,11 +67,15 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
   --big-mib N        (f) and (g) big transfer, MiB (default 2048)
   --link-secs N      (k) file size on each emulated link, in seconds at its rate (default 10)
   --link-calls N     (k) calls per row (default 50)
+  --web-mib N        (l) file from the browser, MiB (default 100)
+  --web-setups N     (l) call setups per side, over all rounds (default 3000)
 
   (h) session resumption uses the (a) file for its transfer through drops; (i), across cluster
   nodes vs one node, uses it for its bulk row (and needs redis-server). (j), (c)'s throughput rows
   with C clients (libcrvm vs libnats), builds bench/c/cmd_throughput.c with cc and libnats-dev,
-  and uses --per-sender.";
+  and uses --per-sender. (l), the browser (headless Chromium running crvm-web, driven by
+  web/bench/driver.js) vs a libcrvm peer, needs node, chromium and web/ built (npm ci, npm run
+  build); it is skipped, saying why, without them.";
 
 #[derive(Debug)]
 struct Cfg {
@@ -93,6 +99,10 @@ struct Cfg {
     link_secs: f64,
     /// (k) calls per row.
     link_calls: u64,
+    /// (l) size of the file the browser sends.
+    web_file: u64,
+    /// (l) call setups per side, over all rounds.
+    web_setups: u64,
     /// Section letters to run.
     only: String,
 }
@@ -127,6 +137,8 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
         call_gap_ms: if quick { 2 } else { 20 },
         link_secs: if quick { 0.2 } else { 10.0 },
         link_calls: if quick { 5 } else { 50 },
+        web_file: if quick { 8 } else { 100 } * MIB,
+        web_setups: if quick { 60 } else { 3000 },
         only: SECTIONS.into(),
     };
     let mut it = args.iter();
@@ -165,6 +177,8 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
             "--calls" => cfg.calls = num()?,
             "--link-secs" => cfg.link_secs = num()? as f64,
             "--link-calls" => cfg.link_calls = num()?,
+            "--web-mib" => cfg.web_file = num()? * MIB,
+            "--web-setups" => cfg.web_setups = num()?,
             "--only" => {
                 cfg.only = value.to_lowercase();
                 if !cfg.only.chars().any(|c| SECTIONS.contains(c)) {
@@ -455,11 +469,13 @@ fn run(cfg: &Cfg) -> Res<()> {
     let small_src = tmp.0.join("small.bin");
     let big_src = tmp.0.join("big.bin");
     let file_src = tmp.0.join("file.bin");
+    let web_src = tmp.0.join("web.bin");
     // Only the files the chosen sections use.
     for (path, size, users) in [
         (&file_src, cfg.file, "ahi"),
         (&small_src, cfg.small, "g"),
         (&big_src, cfg.big, "fg"),
+        (&web_src, cfg.web_file, "l"),
     ] {
         if users.chars().any(|c| cfg.runs(c)) {
             make_file(path, size)?;
@@ -512,6 +528,10 @@ fn run(cfg: &Cfg) -> Res<()> {
     if cfg.runs('k') {
         println!();
         links::section_k(cfg, &tmp.0, anchors.socat)?;
+    }
+    if cfg.runs('l') {
+        println!();
+        web::section_l(cfg, &tmp.0, &web_src, cfg.web_file)?;
     }
     println!();
     println!("load average at the end: {}", loadavg());

@@ -104,12 +104,23 @@ pub fn line_reader(stdout: impl Read + Send + 'static) -> Receiver<String> {
 /// Starts a `crvm-server` in `dir` with one tenant, `demo`/`demo-secret`; `top`: further
 /// top-level config lines.
 pub fn start_server(bin: &Path, dir: &Path, max_file_bytes: u64, top: &str) -> Res<Server> {
+    start_server_with(bin, dir, max_file_bytes, top, "")
+}
+
+/// [`start_server`] with further lines in the tenant's table (`tenant`).
+pub fn start_server_with(
+    bin: &Path,
+    dir: &Path,
+    max_file_bytes: u64,
+    top: &str,
+    tenant: &str,
+) -> Res<Server> {
     std::fs::create_dir_all(dir)?;
     let config = dir.join("crvm.toml");
     std::fs::write(
         &config,
         format!(
-            "max_file_bytes = {max_file_bytes}\n{top}\n[[tenant]]\napp_id = \"demo\"\nsecret = \"demo-secret\"\n"
+            "max_file_bytes = {max_file_bytes}\n{top}\n[[tenant]]\napp_id = \"demo\"\nsecret = \"demo-secret\"\n{tenant}\n"
         ),
     )?;
     let data = dir.join("server-data");

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::*;
 
 /// Protocol version spoken by this build. The server refuses any other with code 4.
-/// Version 4 answers every request with one `res` envelope (version 3 had six reply types).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// Version 4 answers every request with one `res` envelope (version 3 had six reply types);
+/// version 6 adds `moved`, the answer to a `resume` whose session moved to another node.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Client → server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,6 +318,15 @@ pub enum ServerMsg {
     /// Answer to `resume` (unnumbered) when the server takes no resumes right now (rate
     /// limit): try again after `after_ms`. The server then closes; the session is kept.
     Retry { after_ms: u64 },
+    /// Answer to `resume` (unnumbered) when the session moved to another node of the cluster
+    /// (its node is draining, docs/CLUSTER.md "Drain"): resume there, at `addr` (its advertised
+    /// `HOST:PORT`) or, for a browser, `ws_addr` (its WebSocket `HOST:PORT`, when it has one),
+    /// with the same session ID and secret. The server then closes; the session is kept.
+    Moved {
+        addr: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        ws_addr: String,
+    },
     /// Presence push, sent only to subscribed sessions; the content is the status object.
     UserStatus(UserStatus),
     /// Someone calls this user (docs/API.md §3.4 `notify_call_in`).
@@ -432,6 +442,7 @@ impl ServerMsg {
                 | ServerMsg::Resumed { .. }
                 | ServerMsg::ResumeFailed { .. }
                 | ServerMsg::Retry { .. }
+                | ServerMsg::Moved { .. }
         )
     }
 }

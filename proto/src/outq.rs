@@ -384,6 +384,36 @@ impl OutQueue {
         Ok(())
     }
 
+    /// The session moves to another server: hands over the number the next frame would carry,
+    /// the numbered frames not acknowledged (in order, to be sent again there) and the control
+    /// frames still queued (in order). Queued data chunks are dropped (a moving session's
+    /// streams end). The queue is left empty.
+    pub fn take_all(&mut self) -> (u64, Vec<(u64, Out)>, Vec<Out>) {
+        let next = self.enc.next_seq();
+        let mut kept: Vec<(u64, Out)> = self.tail.drain(..).collect();
+        kept.extend(self.resend.drain(..));
+        kept.sort_by_key(|(seq, _)| *seq);
+        let queued: Vec<Out> = self.control.drain(..).collect();
+        self.clear();
+        (next, kept, queued)
+    }
+
+    /// Takes over a session moved from another server ([`OutQueue::take_all`] there): its
+    /// unacknowledged frames are kept for the resume, its queued frames go before whatever was
+    /// queued here meanwhile, and numbering continues at `next`.
+    pub fn adopt(&mut self, next: u64, kept: Vec<(u64, Out)>, queued: Vec<Out>) {
+        for (seq, out) in kept {
+            self.kept(&out, true);
+            self.tail.push_back((seq, out));
+        }
+        for out in queued.into_iter().rev() {
+            self.control_bytes += out.cost();
+            self.control.push_front(out);
+        }
+        self.merged.clear();
+        self.enc.continue_after(next.saturating_sub(1));
+    }
+
     /// Drops everything queued and kept, and numbers the next frame `last + 1`: a session
     /// resumed only to be logged out sends nothing of what it had.
     pub fn restart_after(&mut self, last: u64) {

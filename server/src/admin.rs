@@ -28,6 +28,7 @@ pub enum Action {
         tenant: String,
         user: String,
     },
+    Drain,
 }
 
 /// Percent-encodes `s` for one path segment or query value (unreserved bytes stay).
@@ -67,6 +68,7 @@ impl Action {
                 ("GET", path)
             }
             Action::Calls { tenant } => ("GET", format!("/v1/tenants/{}/calls", encode(tenant))),
+            Action::Drain => ("POST", "/v1/drain".into()),
             Action::Kick { tenant, user } => (
                 "POST",
                 format!("/v1/tenants/{}/users/{}/kick", encode(tenant), encode(user)),
@@ -133,5 +135,6 @@ mod tests {
             page.request().1,
             "/v1/tenants/t/sessions?after=x%26y&limit=5"
         );
+        assert_eq!(Action::Drain.request(), ("POST", "/v1/drain".into()));
     }
 }

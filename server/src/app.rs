@@ -206,6 +206,9 @@ fn serve(opts: &ServeOpts) -> i32 {
     if let Some(listen) = &opts.listen {
         config.listen = listen.clone();
     }
+    if let Some(ws) = &opts.ws_listen {
+        config.ws_listen = Some(ws.clone());
+    }
     if let Some(dir) = &opts.data_dir {
         config.data_dir = dir.clone();
     }
@@ -446,6 +449,19 @@ async fn run(
     let Some(shared) = shared_state(&config, addr).await else {
         return 1;
     };
+    let ws = match &config.ws_listen {
+        None => None,
+        Some(listen) => match listen_ws(listen).await {
+            Some(l) => Some(l),
+            None => return 1,
+        },
+    };
+    let ws_bound = ws.as_ref().and_then(|l| l.local_addr().ok());
+    let ws_resume_addr = match (&config.cluster, ws_bound) {
+        (Some(c), Some(bound)) => c.ws_advertise.clone().unwrap_or_else(|| bound.to_string()),
+        _ => String::new(),
+    };
+    let links = shared.links.clone();
     let ctx = Arc::new(Ctx {
         tenants: Tenants::new(config.tenants.clone()),
         config,
@@ -455,6 +471,9 @@ async fn run(
         router: Router::new(Arc::clone(&shared.local), shared.relay, shared.links),
         local: shared.local,
         resume_addr: shared.resume_addr,
+        ws_resume_addr,
+        draining: Default::default(),
+        drain_request: Default::default(),
         conns: Connections::new(),
         tls,
         logins,
@@ -469,14 +488,9 @@ async fn run(
             }
         },
     };
-    let ws = match &ctx.config.ws_listen {
-        None => None,
-        Some(listen) => match listen_ws(listen).await {
-            Some(l) => Some(l),
-            None => return 1,
-        },
-    };
-    let ws_bound = ws.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(links) = links {
+        crate::drain::take_arrivals(&ctx, &links);
+    }
     // Connections are served from now on (a login waits while the node joins), but the node
     // announces itself only once it can serve.
     let announcing = tokio::spawn(announce(
@@ -489,12 +503,17 @@ async fn run(
         config_file,
         hup,
     ));
+    let drained = Arc::clone(&ctx);
     let shutdown = async move {
         let why = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
+            _ = drained.drain_asked() => "drain",
         };
         tell_systemd(&[sd_notify::NotifyState::Stopping]);
+        // A cluster node hands its sessions to the others first (one node alone: nothing to
+        // hand, it stops as it always did).
+        crate::drain::run(&drained).await;
         why
     };
     server::run(ctx, listener, ws, shutdown).await;

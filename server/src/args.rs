@@ -32,6 +32,8 @@ pub struct ServeOpts {
     pub dev: bool,
     pub config: Option<PathBuf>,
     pub listen: Option<String>,
+    /// `--ws-listen HOST:PORT`: the WebSocket listener (`ws_listen`), overriding the config.
+    pub ws_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     /// `--log-format text|json` (else `CRVM_LOG_FORMAT`, else text).
     pub log_format: Option<String>,
@@ -67,10 +69,10 @@ every connection
 (code 206) and exits with status 0; SIGHUP reloads the [[tenant]] tables of the config file.
 
 Usage summary:
-  crvm-server --dev [--listen HOST:PORT] [--data-dir DIR] [--log-format text|json] [--log-level FILTER]
-  crvm-server --config FILE [--listen HOST:PORT] [--data-dir DIR] [--log-format …] [--log-level …]
+  crvm-server --dev [--listen HOST:PORT] [--ws-listen HOST:PORT] [--data-dir DIR] [--log-format text|json] [--log-level FILTER]
+  crvm-server --config FILE [--listen HOST:PORT] [--ws-listen HOST:PORT] [--data-dir DIR] [--log-format …] [--log-level …]
   crvm-server token --app APP_ID --user USER_ID --ttl SECS (--config FILE | --dev | --secret SECRET)
-  crvm-server admin [--url URL] [--token TOKEN] (stats | sessions APP_ID | calls APP_ID | kick APP_ID USER_ID)
+  crvm-server admin [--url URL] [--token TOKEN] (stats | sessions APP_ID | calls APP_ID | kick APP_ID USER_ID | drain)
   crvm-server cert [--name HOST]… [--out DIR] [--days N]
   crvm-server completions bash|zsh|fish|elvish|powershell
   crvm-server man
@@ -105,6 +107,10 @@ struct Serve {
     /// Address to listen on (port 0 picks a free port); overrides the config
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// Also accept WebSocket clients on this address (port 0 picks a free port); overrides
+    /// the config's ws_listen
+    #[arg(long, value_name = "HOST:PORT")]
+    ws_listen: Option<String>,
     /// Directory of the meeting database; overrides the config
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -199,6 +205,8 @@ enum AdminSub {
     Calls { app_id: String },
     /// Close a user's session (line_off 206), wherever it is
     Kick { app_id: String, user_id: String },
+    /// Drain the node: hand its sessions to the other cluster nodes, then stop
+    Drain,
 }
 
 /// What [`parse`] did not turn into a command.
@@ -258,6 +266,7 @@ fn serve(s: Serve) -> Result<Command, Stop> {
         dev: s.dev,
         config: s.config,
         listen: s.listen,
+        ws_listen: s.ws_listen,
         data_dir: s.data_dir,
         // An empty environment variable counts as unset.
         log_format: s.log_format.filter(|v| !v.is_empty()),
@@ -307,6 +316,7 @@ fn admin(a: Admin) -> Result<Command, Stop> {
             tenant: app_id,
             user: user_id,
         },
+        AdminSub::Drain => Action::Drain,
     };
     Ok(Command::Admin(AdminOpts {
         url: a.url,
@@ -334,13 +344,14 @@ mod tests {
     fn serve_flags() {
         assert_eq!(
             parse(&args(
-                "--dev --listen 127.0.0.1:0 --data-dir=/tmp/d --log-format json --log-level warn"
+                "--dev --listen 127.0.0.1:0 --ws-listen 127.0.0.1:0 --data-dir=/tmp/d --log-format json --log-level warn"
             ))
             .unwrap(),
             Command::Serve(ServeOpts {
                 dev: true,
                 config: None,
                 listen: Some("127.0.0.1:0".into()),
+                ws_listen: Some("127.0.0.1:0".into()),
                 data_dir: Some("/tmp/d".into()),
                 log_format: Some("json".into()),
                 log_level: Some("warn".into()),
@@ -407,6 +418,13 @@ mod tests {
         ));
         usage("admin --token t stats extra");
         usage("admin --token t kick demo");
+        assert!(matches!(
+            parse(&args("admin drain --token t")).unwrap(),
+            Command::Admin(AdminOpts {
+                action: Action::Drain,
+                ..
+            })
+        ));
         usage("admin --token t calls --limit 3 demo");
     }
 

@@ -19,6 +19,7 @@
 //! redis = "redis://127.0.0.1:6379/0"  # or: sentinels = ["h1:26379", …], sentinel_master = "m"
 //! node_id = "n1"                # default: generated at start
 //! advertise = "10.0.0.5:5210"   # where clients reach this node; default: the bound address
+//! ws_advertise = "10.0.0.5:8443" # where browsers reach it; default: the ws_listen address
 //! node_timeout_ms = 5000
 //!
 //! [[tenant]]
@@ -135,6 +136,9 @@ pub struct Cluster {
     pub node_id: Option<String>,
     /// `HOST:PORT` where clients reach this node directly; the bound address when absent.
     pub advertise: Option<String>,
+    /// `HOST:PORT` where browsers reach this node's WebSocket directly (a drain sends them
+    /// there); the bound `ws_listen` address when absent.
+    pub ws_advertise: Option<String>,
     /// A node silent this long is dead; a node without Redis this long closes its sessions.
     #[serde(default = "default_node_timeout_ms")]
     pub node_timeout_ms: u64,

@@ -380,7 +380,7 @@ impl Conn {
     fn describe(&self, end: &End) -> String {
         match end {
             End::Resume(_) => "resume".into(),
-            End::ResumeRefused(0) => "resume deferred (rate limit)".into(),
+            End::ResumeRefused(0) => "resume deferred (rate limit) or sent to another node".into(),
             End::ResumeRefused(code) => format!("resume refused (code {code})"),
             End::PeerClosed => "peer closed the connection".into(),
             End::ReadFailed(e) => format!("read failed: {e}"),

@@ -31,12 +31,31 @@ pub struct Ctx {
     /// Where clients resume their sessions: this node's advertised address in a cluster,
     /// empty on one server (wherever they connected).
     pub resume_addr: String,
+    /// Where browsers resume their sessions in a cluster: this node's `ws_advertise` (empty
+    /// without a WebSocket listener, or on one server).
+    pub ws_resume_addr: String,
+    /// The node is draining (docs/CLUSTER.md "Drain"): it takes no logins and no sessions.
+    pub draining: std::sync::atomic::AtomicBool,
+    /// Asked to drain (admin API).
+    pub drain_request: tokio::sync::Notify,
     pub conns: Connections,
     /// Set when the server speaks TLS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub logins: LoginLimiter,
     /// Resumable sessions, attached or held (docs/API.md §3.6).
     pub sessions: Sessions,
+}
+
+impl Ctx {
+    /// Resolves when the admin API asks this node to drain.
+    pub async fn drain_asked(&self) {
+        self.drain_request.notified().await
+    }
+
+    /// Whether the node is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// Every live connection, logged in or not, so shutdown can reach them all.

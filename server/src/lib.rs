@@ -55,6 +55,7 @@ pub mod calls;
 pub mod config;
 pub mod conn;
 pub mod ctx;
+pub mod drain;
 pub mod handlers;
 pub mod hub;
 pub mod ids;

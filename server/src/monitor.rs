@@ -7,7 +7,8 @@
 //! - With `admin_token` set, the admin API under `/v1/`, JSON, behind `Authorization: Bearer
 //!   <admin_token>` (anything else is 401): `GET /v1/stats`, `GET
 //!   /v1/tenants/{tenant}/sessions?after=&limit=`, `GET /v1/tenants/{tenant}/calls`, `POST
-//!   /v1/tenants/{tenant}/users/{user}/kick`. docs/SERVER.md has the shapes.
+//!   /v1/tenants/{tenant}/users/{user}/kick`, `POST /v1/drain` (the node hands its sessions to
+//!   the other nodes of its cluster, then stops, as on SIGTERM). docs/SERVER.md has the shapes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub async fn start(ctx: Arc<Ctx>, addr: &str) -> std::io::Result<std::net::Socke
             .route("/v1/tenants/{tenant}/sessions", get(sessions))
             .route("/v1/tenants/{tenant}/calls", get(calls))
             .route("/v1/tenants/{tenant}/users/{user}/kick", post(kick))
+            .route("/v1/drain", post(drain))
             .route_layer(middleware::from_fn_with_state(Arc::clone(&m), bearer));
         app = app.merge(v1);
     }
@@ -69,7 +71,7 @@ pub async fn start(ctx: Arc<Ctx>, addr: &str) -> std::io::Result<std::net::Socke
 }
 
 async fn healthz(State(m): State<Shared>) -> Response {
-    if m.ctx.hub.healthy() {
+    if m.ctx.hub.healthy() && !m.ctx.is_draining() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable\n").into_response()
@@ -212,6 +214,14 @@ async fn calls(State(m): State<Shared>, Path(tenant): Path<String>) -> Response 
         Ok(calls) => Json(json!({ "calls": calls })).into_response(),
         Err(_) => unavailable(),
     }
+}
+
+/// Drains the node (docs/CLUSTER.md "Drain"): answered at once, the node stops once its
+/// sessions moved.
+async fn drain(State(m): State<Shared>) -> Response {
+    tracing::info!("admin: drain asked");
+    m.ctx.drain_request.notify_one();
+    (StatusCode::ACCEPTED, Json(json!({ "draining": true }))).into_response()
 }
 
 async fn kick(State(m): State<Shared>, Path((tenant, user)): Path<(String, String)>) -> Response {

@@ -37,6 +37,19 @@ const KEEP_BYTES: usize = 80 * 1024;
 /// …and once a write this small ends a burst.
 const KEEP_IDLE: usize = 4 * 1024;
 
+/// What a session holds for its client when it moves to another node.
+#[derive(Debug)]
+pub struct Moving {
+    /// The sequence number the next frame carries.
+    pub next: u64,
+    /// Numbered frames the client has not acknowledged, in order.
+    pub kept: Vec<(u64, Out)>,
+    /// Control frames not yet written, in order.
+    pub queued: Vec<Out>,
+    /// The last numbered frame handled from the client.
+    pub handled: u64,
+}
+
 /// Life cycle of an outbox (and so of its connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -206,6 +219,39 @@ impl Outbox {
         let mut q = self.0.q.lock();
         q.resumable = true;
         q.q.keep_tail(true);
+    }
+
+    /// A detached outbox whose session arrives from another node (docs/DESIGN.md, "Drain"):
+    /// pushes are held until [`Outbox::adopt`] puts the session's own frames before them.
+    pub fn for_move() -> Outbox {
+        let outbox = Outbox::default();
+        outbox.set_resumable();
+        outbox.0.q.lock().state = State::Detached;
+        outbox
+    }
+
+    /// The detached session moves to another node: everything it holds for its client (see
+    /// [`OutQueue::take_all`]) and the last frame handled from it. Nothing is written from
+    /// here on; the outbox is left closed.
+    pub fn take_for_move(&self) -> Moving {
+        let mut q = self.0.q.lock();
+        let (next, kept, queued) = q.q.take_all();
+        self.set_state(&mut q, State::Closing { code: None });
+        Moving {
+            next,
+            kept,
+            queued,
+            handled: self.handled(),
+        }
+    }
+
+    /// The session that moved here ([`Outbox::take_for_move`] on its old node) is this
+    /// outbox's: its frames first, then what was pushed here meanwhile.
+    pub fn adopt(&self, moving: Moving) {
+        let mut q = self.0.q.lock();
+        q.q.adopt(moving.next, moving.kept, moving.queued);
+        drop(q);
+        self.set_handled(moving.handled);
     }
 
     /// The client has handled every frame up to `upto`. `Err` if it acknowledges a frame

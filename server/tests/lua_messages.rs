@@ -180,6 +180,25 @@ fn every_effect_and_message_of_the_redis_functions_parses() {
     );
     alice.expect_close(206);
 
+    // A drain's move of a session that is not the node's (so nothing moves): the node still
+    // gets its marker after its earlier effects.
+    let epoch = c.redis.cli(&["GET", "crvm:epoch"]);
+    let moved = c.redis.cli(&[
+        "FCALL",
+        "crvm_move",
+        "0",
+        "test-move",
+        "1000",
+        "n1",
+        &epoch,
+        "n2",
+        "demo",
+        "bob",
+        "0",
+    ]);
+    assert_eq!(moved, "0");
+    until_kind(&rx, &mut seen, "moved");
+
     // A node that dies (now without users): the others are told it is gone.
     c.nodes[2].signal("-KILL");
     let _ = c.nodes[2].wait();

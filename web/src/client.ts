@@ -428,6 +428,12 @@ export class CloudroomVideoMgr implements LinkOwner {
       case "retry":
         this.link.drop();
         return this.scheduleResume(c.after_ms + Math.random() * 250);
+      case "moved":
+        // Its node is draining: the session goes on at another node, resumed there at once.
+        if (!c.ws_addr) return this.sessionOver(207);
+        this.link.moveTo(c.ws_addr);
+        this.link.drop();
+        return this.scheduleResume(0);
       case "close":
         this.closeCode = c.code;
         return;

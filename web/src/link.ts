@@ -57,7 +57,17 @@ export class Link {
   private timer: ReturnType<typeof setInterval> | null = null;
   heartbeatMs = 10_000;
 
-  constructor(private readonly url: string, private readonly Ctor: SocketCtor, private readonly owner: LinkOwner) {}
+  constructor(private url: string, private readonly Ctor: SocketCtor, private readonly owner: LinkOwner) {}
+
+  /**
+   * The session moved to another cluster node (a drain): later connections go to `hostPort`
+   * (its WebSocket `HOST:PORT`), with the same scheme and path.
+   */
+  moveTo(hostPort: string): void {
+    const u = new URL(this.url);
+    u.host = hostPort;
+    this.url = u.toString();
+  }
 
   get open(): boolean {
     return this.ws !== null && this.ws.readyState === OPEN;

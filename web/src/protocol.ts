@@ -3,7 +3,7 @@
 // from `PROTOCOL_VERSION` in proto/src/msg.rs.
 
 /** The wire protocol version this client speaks (`hello.ver`, subprotocol `crvm.<version>`). */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 /** The WebSocket subprotocol naming the wire protocol version. */
 export const SUBPROTOCOL = `crvm.${PROTOCOL_VERSION}`;
 
@@ -113,7 +113,7 @@ export function parseData(payload: Uint8Array): { sid: number; bytes: Uint8Array
 }
 
 /** Unnumbered messages: the handshake of a connection. */
-export const UNNUMBERED = new Set(["hello", "resume", "welcome", "resumed", "resume_failed", "retry"]);
+export const UNNUMBERED = new Set(["hello", "resume", "welcome", "resumed", "resume_failed", "retry", "moved"]);
 
 /**
  * When a stream's receiver acknowledges: once this many bytes are unacknowledged, i.e.

@@ -9,6 +9,31 @@ import { CHUNK, MAX_OUTGOING, WINDOW, ackThreshold } from "./protocol.js";
 /** Bytes the socket may hold before data waits, so that control frames are not held up. */
 const SOCKET_ROOM = 512 * 1024;
 
+/**
+ * Bytes read from a Blob at a time (then sent as CHUNK-sized frames): each read of a Blob is a
+ * round trip to the browser's blob store, so small reads cap the rate (Chromium: 128 KiB reads
+ * ~50 MB/s, 4 MiB reads ~190 MB/s on the bench machine). The next block is read while this one
+ * is sent.
+ */
+const READ_BLOCK = 4 * 1024 * 1024;
+
+/** A block of a Blob being read: its offset and the bytes to come. */
+interface Block {
+  at: number;
+  bytes: Promise<Uint8Array>;
+}
+
+function readBlock(source: Blob, at: number, size: number): Block {
+  const bytes = source
+    .slice(at, Math.min(size, at + READ_BLOCK))
+    .arrayBuffer()
+    .then((b) => new Uint8Array(b));
+  // A block read ahead and never used must not become an unhandled rejection; whoever awaits
+  // it still sees the failure.
+  bytes.catch(() => {});
+  return { at, bytes };
+}
+
 let hasher: IHasher | null = null;
 let fresh: Uint8Array | null = null;
 
@@ -58,6 +83,9 @@ export interface Outgoing {
   pumping: boolean;
   endSent: boolean;
   hash: Uint8Array;
+  /** A Blob source: the block being sent from, and the next one, read ahead. */
+  block?: { at: number; bytes: Uint8Array };
+  ahead?: Block;
 }
 
 interface Incoming {
@@ -137,6 +165,7 @@ export class Transfers {
   private end(out: Outgoing): void {
     if (out.ended) return;
     out.ended = true;
+    out.block = out.ahead = undefined;
     this.byTask.delete(out.task);
     if (out.sid) this.bySid.delete(out.sid);
     if (out.offered) {
@@ -293,8 +322,18 @@ export class Transfers {
   }
 
   private async read(out: Outgoing, at: number, n: number): Promise<Uint8Array> {
-    if (out.source instanceof Uint8Array) return out.source.subarray(at, at + n);
-    return new Uint8Array(await out.source.slice(at, at + n).arrayBuffer());
+    const source = out.source;
+    if (source instanceof Uint8Array) return source.subarray(at, at + n);
+    let b = out.block;
+    if (!b || at < b.at || at + n > b.at + b.bytes.length) {
+      // After a resume the stream may start again below the block: read from there.
+      const next = out.ahead?.at === at ? out.ahead : readBlock(source, at, out.size);
+      out.ahead = undefined;
+      b = out.block = { at, bytes: await next.bytes };
+      const after = at + b.bytes.length;
+      if (after < out.size) out.ahead = readBlock(source, after, out.size);
+    }
+    return b.bytes.subarray(at - b.at, at - b.at + n);
   }
 
   /** The session ended: every transfer ends with `code`; what was being received is dropped. */

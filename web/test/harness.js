@@ -16,14 +16,47 @@ const BIN = process.env.CRVM_BIN_DIR ?? join(REPO, "target", "debug");
 export const SERVER_BIN = process.env.CRVM_SERVER_BIN ?? join(BIN, "crvm-server");
 export const CLI_BIN = process.env.CRVM_CLI_BIN ?? join(BIN, "crvm");
 
-/** Starts crvm-server on port 0 with a WebSocket listener; `top` adds top-level config keys. */
-export async function startServer(top = "") {
+/**
+ * Starts a redis-server on a Unix socket in a directory of its own: `{ url, stop() }` (for
+ * cluster nodes, `startServer`'s `cluster`).
+ */
+export async function startRedis() {
+  const dir = mkdtempSync(join(tmpdir(), "crvm-web-redis-"));
+  const sock = join(dir, "redis.sock");
+  const proc = spawn("redis-server", ["--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", dir], {
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  const lines = createInterface({ input: proc.stdout });
+  for await (const line of lines) {
+    if (line.toLowerCase().includes("ready to accept connections")) break;
+  }
+  proc.stdout.resume();
+  return {
+    url: `unix://${sock}`,
+    async stop() {
+      if (proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once("exit", r));
+        proc.kill("SIGKILL");
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Starts crvm-server on port 0 with a WebSocket listener; `top` adds top-level config keys (or
+ * a `[cluster]` table of its own); `origins` is the tenant's allowed_origins; `cluster` (e.g.
+ * `{ redis, node }`) makes it a node of a cluster on that Redis.
+ */
+export async function startServer(top = "", { origins = ["*"], cluster = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "crvm-web-"));
   const config = join(dir, "crvm.toml");
   writeFileSync(
     config,
     `listen = "127.0.0.1:0"\nws_listen = "127.0.0.1:0"\npub_meet_url_base = "https://meet.test/m"\n${top}\n` +
-      `[[tenant]]\napp_id = "demo"\nsecret = "demo-secret"\nallowed_origins = ["*"]\n`,
+      (cluster ? `[cluster]\nredis = "${cluster.redis}"\nnode_id = "${cluster.node}"\nnode_timeout_ms = 2000\n` : "") +
+      `[[tenant]]\napp_id = "demo"\nsecret = "demo-secret"\nallowed_origins = ${JSON.stringify(origins)}\n`,
   );
   const proc = spawn(SERVER_BIN, ["--config", config, "--data-dir", join(dir, "data")], {
     stdio: ["ignore", "pipe", "inherit"],
@@ -44,11 +77,11 @@ export async function startServer(top = "") {
     ws,
     url: `ws://${ws}/crvm`,
     dir,
-    /** Sends `sig` to the server and waits for it to exit. */
+    /** Sends `sig` to the server and waits for it to exit: its exit code. */
     async signal(sig) {
-      const exited = new Promise((r) => proc.once("exit", r));
+      const exited = new Promise((r) => proc.once("exit", (code) => r(code)));
       proc.kill(sig);
-      await exited;
+      return await exited;
     },
     async stop() {
       for (const c of made) c.destroy();

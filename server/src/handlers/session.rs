@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crvm_proto::error::{
     CRVIDEOSDK_ANCTPSWD_ERR, CRVIDEOSDK_MEETPARAM_ERR, CRVIDEOSDK_MISMATCHCLIENTVER,
-    CRVIDEOSDK_NOERR,
+    CRVIDEOSDK_NOERR, CRVIDEOSDK_SERVER_EXCEPTION,
 };
 use crvm_proto::{Op, ServerMsg, PROTOCOL_VERSION};
 
@@ -57,6 +57,8 @@ impl ServerSession {
             // Too many failures from here or into this tenant: refused like a wrong secret,
             // without looking at the credentials, for the rest of the minute.
             Ok(()) if limited => Err(CRVIDEOSDK_ANCTPSWD_ERR),
+            // A draining node takes no new sessions (its clients are sent to the others).
+            Ok(()) if self.ctx.is_draining() => Err(CRVIDEOSDK_SERVER_EXCEPTION),
             Ok(()) => {
                 let cred = Credentials {
                     app_id: &app_id,
@@ -85,7 +87,10 @@ impl ServerSession {
         let user = match result {
             Ok(user) => user,
             Err(code) => {
-                if !limited && code != CRVIDEOSDK_MEETPARAM_ERR {
+                if !limited
+                    && code != CRVIDEOSDK_MEETPARAM_ERR
+                    && code != CRVIDEOSDK_SERVER_EXCEPTION
+                {
                     self.ctx.logins.failed(self.addr.ip(), &app_id);
                 }
                 tracing::warn!(

@@ -526,6 +526,29 @@ change('crvm_logout', function(_, a)
   return done and 1 or 0
 end)
 
+-- move(from, epoch, to, t, u, gen) -> 1, or 0 when gen is not u's session on `from` or either
+-- node is not a live member (a drain, docs/CLUSTER.md). From now on u's effects go to `to`;
+-- `from` gets a `moved` marker after every effect it had for gen before.
+change('crvm_move', function(_, a)
+  local from, epoch, to, t, u, gen = a[1], a[2], a[3], a[4], a[5], a[6]
+  local fx = effects()
+  fx.add(from, { k = 'moved', gen = gen })
+  local k = ukey(t, u)
+  local h = redis.call('HMGET', k, 'node', 'gen', 'sub')
+  local ok = member(from, epoch) and redis.call('ZSCORE', 'crvm:beats', to)
+    and h[1] == from and h[2] == gen
+  if ok then
+    local sub = h[3] == '1'
+    if sub then set_sub(t, u, from, false) end
+    redis.call('HSET', k, 'node', to)
+    redis.call('HDEL', nkey(from), gen)
+    redis.call('HSET', nkey(to), gen, cjson.encode({ t, u }))
+    if sub then set_sub(t, u, to, true) end
+  end
+  fx.publish()
+  return ok and 1 or 0
+end)
+
 -- where(t, u) -> the node of u's session, or nil.
 redis.register_function{
   function_name = 'crvm_where',

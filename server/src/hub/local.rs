@@ -69,6 +69,8 @@ pub struct LocalSessions {
     /// High bits of every generation this node makes: unique per node in a cluster.
     prefix: AtomicU64,
     next: AtomicU64,
+    /// Sessions moving to another node, waiting for the shared state's last effect for them.
+    moves: Mutex<HashMap<LoginGen, tokio::sync::oneshot::Sender<()>>>,
 }
 
 /// Bits of a generation counted by its node; the rest (the prefix) tell nodes apart.
@@ -84,6 +86,7 @@ impl LocalSessions {
             inner: Mutex::default(),
             prefix: AtomicU64::new(prefix & PREFIX_MASK),
             next: AtomicU64::new(1),
+            moves: Mutex::default(),
         }
     }
 
@@ -170,7 +173,9 @@ impl LocalSessions {
             | Effect::Kicked { gen }
             | Effect::Drop { gen }
             | Effect::Notify { gen, .. } => *gen,
-            Effect::Status { .. } | Effect::NodeGone { .. } => return Some(effect),
+            Effect::Status { .. } | Effect::NodeGone { .. } | Effect::Moved { .. } => {
+                return Some(effect)
+            }
         };
         let mut s = self.inner.lock();
         match s.by_gen.get_mut(&gen).and_then(|e| e.held.as_mut()) {
@@ -261,6 +266,11 @@ impl LocalSessions {
             .map(|e| e.local.outbox.clone())
     }
 
+    /// Session `gen`, if it is on this node.
+    pub fn get(&self, gen: LoginGen) -> Option<Local> {
+        self.inner.lock().by_gen.get(&gen).map(|e| e.local.clone())
+    }
+
     /// Every session of this node.
     pub fn all(&self) -> Vec<(LoginGen, Local)> {
         let s = self.inner.lock();
@@ -268,6 +278,26 @@ impl LocalSessions {
             .iter()
             .map(|(g, e)| (*g, e.local.clone()))
             .collect()
+    }
+
+    /// Resolves once the shared state's [`Effect::Moved`] for session `gen` is applied (call
+    /// before moving it).
+    pub fn moved_mark(&self, gen: LoginGen) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.moves.lock().insert(gen, tx);
+        rx
+    }
+
+    /// What this node keeps of session `gen` besides its outbox: whether it wants status
+    /// pushes, and its call.
+    pub fn extras(&self, gen: LoginGen) -> (bool, Option<LocalCall>) {
+        let s = self.inner.lock();
+        let notify = s.by_gen.get(&gen).is_some_and(|e| {
+            s.subscribers
+                .get(&e.local.tenant)
+                .is_some_and(|subs| subs.contains(&gen))
+        });
+        (notify, s.calls.get(&gen).cloned())
     }
 
     /// Session `gen` is in `call` (a call it placed, or one it accepted).
@@ -394,6 +424,11 @@ impl LocalSessions {
             ),
             // The node links' business (see `RedisHub`); nothing for a session.
             Effect::NodeGone { .. } => {}
+            Effect::Moved { gen } => {
+                if let Some(tx) = self.moves.lock().remove(&gen) {
+                    let _ = tx.send(());
+                }
+            }
         }
     }
 

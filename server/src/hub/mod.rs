@@ -70,6 +70,12 @@ pub enum Effect {
     },
     /// Node `node` was declared dead: everything in flight with it ends (the node links).
     NodeGone { node: String },
+    /// Session `gen` moved to another node (a drain): every effect for it before this one
+    /// reached this node, every later one goes to its new node.
+    Moved {
+        #[serde(with = "as_text")]
+        gen: LoginGen,
+    },
     /// Session `gen` ended in the shared state without its node asking (the node was thought
     /// dead, or the shared state lost it): `close{207}`.
     Drop {
@@ -216,6 +222,24 @@ pub trait Operations: Send + Sync {
 
     /// The calls of `tenant` in progress, sorted by call ID.
     async fn calls(&self, tenant: &str) -> Result<Vec<CallInfo>, i32>;
+
+    /// Makes node `to` the home of session `gen` of the user, which this node hands over (a
+    /// drain): from now on its effects go there, and this node gets [`Effect::Moved`] after
+    /// the last one it had. Whether it moved; 8 when the shared state cannot be reached.
+    async fn move_session(
+        &self,
+        _tenant: &str,
+        _user_id: &str,
+        _gen: LoginGen,
+        _to: &str,
+    ) -> Result<bool, i32> {
+        Ok(false)
+    }
+
+    /// The other live nodes of the cluster (none on one server).
+    async fn peers(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// Ends the user's session wherever it is with `close{206}` (its teardown then runs as
     /// for any other end). Whether the user had one.

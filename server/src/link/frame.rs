@@ -75,11 +75,58 @@ pub enum Msg {
     Ended {
         gen: LoginGen,
     },
+    /// The sending node (draining) will hand session `gen` (user `user` of `tenant`) to the
+    /// receiving one: it holds whatever reaches the session there until it arrives. Answered.
+    Expect {
+        token: u64,
+        gen: LoginGen,
+        tenant: String,
+        user: String,
+        dnd: i32,
+        notify: bool,
+        call: Option<CallState>,
+    },
+    /// The session expected; the attachment is its state (JSON). Answered.
+    Handoff {
+        token: u64,
+    },
+    /// The session expected will not come after all (it ended meanwhile).
+    Forget {
+        gen: LoginGen,
+    },
+    /// Sessions of the sending node now live at other nodes (`sessions`: gen, node), and the
+    /// receiving node's senders' cmds to them are settled there (`cmds`: sender, n, node).
+    /// Answered once everything sent before it to the sending node is on its way.
+    Rehome {
+        token: u64,
+        sessions: Vec<(LoginGen, String)>,
+        cmds: Vec<(LoginGen, u64, String)>,
+    },
+    /// The answer to `expect`, `handoff` or `rehome` `token`: `addr` and `ws_addr` are where
+    /// the expecting node's clients resume.
+    Answer {
+        token: u64,
+        ok: bool,
+        #[serde(default)]
+        addr: String,
+        #[serde(default)]
+        ws_addr: String,
+    },
     /// Session `gen` of the receiving node broke the protocol here: close it.
     Violation {
         gen: LoginGen,
         what: String,
     },
+}
+
+/// The call a moving session is in (a node's `LocalCall`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallState {
+    pub call_id: String,
+    pub peer: String,
+    pub caller: bool,
+    pub connected: bool,
+    pub meet_obj: String,
 }
 
 const JSON: u8 = 0;

@@ -40,6 +40,7 @@ use crate::relay::{Offer, Relay};
 use crate::route::endpoint::{Endpoint, LocalEnd, RemoteEnd};
 
 pub mod frame;
+pub mod moving;
 pub mod node_link;
 
 pub use frame::Msg;
@@ -78,6 +79,18 @@ impl Towards {
     fn is_empty(&self) -> bool {
         self.cmds.is_empty() && self.offers.is_empty() && self.streams.is_empty()
     }
+
+    /// Whether `msg` settles something of these books.
+    fn settled_by(&self, msg: &ServerMsg) -> bool {
+        match msg {
+            ServerMsg::CmdDone { ns, .. } => ns.iter().any(|n| self.cmds.contains(n)),
+            ServerMsg::Res { re, .. } => self.offers.contains(re),
+            ServerMsg::XferEnd { sid, .. } | ServerMsg::CancelDone { sid, .. } => {
+                self.streams.contains(sid)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Where to reach a node's links, from Redis.
@@ -107,6 +120,16 @@ pub struct Links {
     proxies: Mutex<HashMap<String, HashSet<LoginGen>>>,
     /// The node is stopping: no more links.
     closing: AtomicBool,
+    /// Sessions that left this node (a drain), and the senders of cmds passed on to them, by
+    /// the link to where they are.
+    moved: Mutex<HashMap<LoginGen, NodeLink>>,
+    /// Users whose session left this node, by tenant and user: the link to its new node.
+    moved_users: Mutex<HashMap<(String, String), NodeLink>>,
+    /// Answers awaited from other nodes during a drain, by token.
+    waiters: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<moving::Answer>>>,
+    next_token: std::sync::atomic::AtomicU64,
+    /// What takes the sessions other nodes hand to this one.
+    arrivals: OnceLock<Arc<dyn moving::Arrivals>>,
 }
 
 impl Links {
@@ -130,6 +153,11 @@ impl Links {
             senders: Mutex::default(),
             proxies: Mutex::default(),
             closing: AtomicBool::new(false),
+            moved: Mutex::default(),
+            moved_users: Mutex::default(),
+            waiters: Mutex::default(),
+            next_token: std::sync::atomic::AtomicU64::new(1),
+            arrivals: OnceLock::new(),
         });
         tokio::spawn(Arc::clone(&links).accept(listener));
         Ok(links)
@@ -386,6 +414,16 @@ impl Links {
     fn delivered(&self, node: &str, gen: LoginGen, msg: &ServerMsg) {
         {
             let mut senders = self.senders.lock();
+            // Normally the books of `node`; after a drain moved the other side, another's.
+            let node = match senders.get(&gen) {
+                Some(m) if !m.contains_key(node) => m
+                    .iter()
+                    .find(|(_, t)| t.settled_by(msg))
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or_else(|| node.to_owned()),
+                _ => node.to_owned(),
+            };
+            let node = node.as_str();
             if let Some(t) = senders.get_mut(&gen).and_then(|m| m.get_mut(node)) {
                 match msg {
                     ServerMsg::CmdDone { ns, .. } => {
@@ -419,8 +457,11 @@ impl Links {
                 }
             }
         }
-        if let Some(sender) = self.local_end(gen) {
-            sender.tell(msg);
+        match self.local_end(gen) {
+            Some(sender) => sender.tell(msg),
+            None => {
+                self.pass_on(gen, msg);
+            }
         }
     }
 
@@ -478,6 +519,11 @@ impl Links {
     async fn handle(self: &Arc<Self>, node: &str, via: &mut Inbound, msg: Msg, att: Vec<u8>) {
         match msg {
             Msg::Hello { .. } => {}
+            msg @ (Msg::Expect { .. }
+            | Msg::Handoff { .. }
+            | Msg::Forget { .. }
+            | Msg::Rehome { .. }
+            | Msg::Answer { .. }) => self.on_moving(node, msg, att).await,
             Msg::Deliver { gen, msg } => self.delivered(node, gen, &msg),
             Msg::CmdDone { gen, ns, code } => {
                 self.delivered(node, gen, &ServerMsg::CmdDone { ns, code })
@@ -502,13 +548,25 @@ impl Links {
                     return;
                 };
                 let Some(receiver) = self.receiver(&tenant, &to) else {
-                    sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
+                    // Sent just before its receiver moved away (a drain): passed on there.
+                    if !self.pass_cmd_on(&sender, [&tenant, &user, &to], n, &att) {
+                        sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
+                    }
                     return;
                 };
-                match self.relay.cmd(&sender, &user, n, &receiver, att) {
-                    Ok(Ok(())) => {}
-                    Ok(Err(code)) => sender.tell_done(n, code),
-                    Err(v) => self.violation(&sender, v.0),
+                match self
+                    .relay
+                    .cmd_unless_left(&sender, &user, n, &receiver, att)
+                {
+                    Ok(Ok(Ok(()))) => {}
+                    Ok(Ok(Err(code))) => sender.tell_done(n, code),
+                    Ok(Err(v)) => self.violation(&sender, v.0),
+                    // Its receiver left this node meanwhile (a drain): passed on there.
+                    Err(att) => {
+                        if !self.pass_cmd_on(&sender, [&tenant, &user, &to], n, &att) {
+                            sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
+                        }
+                    }
                 }
             }
             Msg::Offer {

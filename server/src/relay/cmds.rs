@@ -35,6 +35,9 @@ pub(super) struct Inbox {
     pub(super) streams: usize,
     /// Streams waiting for one of those to end.
     pub(super) queued: VecDeque<u64>,
+    /// The receiver is arriving from another node: nothing is handed to it until the cmds it
+    /// had there are ([`super::moving`]).
+    pub(super) held: bool,
 }
 
 impl Inbox {
@@ -47,13 +50,15 @@ impl Inbox {
             waiting: VecDeque::new(),
             streams: 0,
             queued: VecDeque::new(),
+            held: false,
         }
     }
 
     pub(super) fn has_room(&self, len: usize) -> bool {
-        self.delivered.is_empty()
-            || (self.delivered.len() < xfer::CMD_RECV_WINDOW
-                && self.delivered_bytes + len <= xfer::CMD_RECV_WINDOW_BYTES)
+        !self.held
+            && (self.delivered.is_empty()
+                || (self.delivered.len() < xfer::CMD_RECV_WINDOW
+                    && self.delivered_bytes + len <= xfer::CMD_RECV_WINDOW_BYTES))
     }
 
     /// Hands a cmd to the receiver (its window has room).
@@ -71,7 +76,7 @@ impl Inbox {
     }
 
     /// Hands waiting cmds to the receiver while its window has room.
-    fn refill(&mut self, fx: &mut impl Sink) {
+    pub(super) fn refill(&mut self, fx: &mut impl Sink) {
         while let Some((cmd, _, _)) = self.waiting.front() {
             if !self.has_room(cmd.len) {
                 return;

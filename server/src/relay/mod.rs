@@ -58,11 +58,13 @@ use crate::outbox::Out;
 use crate::route::endpoint::{Endpoint, LocalEnd};
 
 mod cmds;
+mod moving;
 mod streams;
 #[cfg(test)]
 mod tests;
 
 use cmds::{finish_cmds, Cmd, Inbox};
+pub use moving::{MovingCmd, MovingInbox};
 use streams::Stream;
 
 /// Something a transition of the relay makes happen outside its books.
@@ -146,6 +148,9 @@ pub struct State {
     inboxes: FastMap<LoginGen, Inbox>,
     /// Per sending session, of this node or another.
     outgoing: FastMap<SessionKey, Outgoing>,
+    /// Sessions that left this node (a drain): a cmd that still finds one here goes back to
+    /// its caller, to be sent on ([`Relay::cmd_unless_left`]).
+    left: std::collections::HashSet<LoginGen>,
 }
 
 impl State {
@@ -272,6 +277,23 @@ impl Relay {
         self.state
             .lock()
             .cmd(sender, from, n, receiver, data, &mut Deliver)
+    }
+
+    /// [`State::cmd`], unless `receiver` left this node (a drain) since the caller found it:
+    /// then its bytes come back, for the caller to send on to its new node.
+    pub fn cmd_unless_left(
+        &self,
+        sender: &Endpoint,
+        from: &str,
+        n: u64,
+        receiver: &LocalEnd,
+        data: Vec<u8>,
+    ) -> Result<Result<Result<(), i32>, Violation>, Vec<u8>> {
+        let mut st = self.state.lock();
+        if st.left.contains(&receiver.gen) {
+            return Err(data);
+        }
+        Ok(st.cmd(sender, from, n, receiver, data, &mut Deliver))
     }
 
     /// See [`State::cmd_ack`].

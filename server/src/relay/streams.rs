@@ -86,7 +86,7 @@ impl State {
         fx: &mut impl Sink,
     ) -> Result<u64, i32> {
         let st = self;
-        if !receiver.outbox.accepts() {
+        if !receiver.outbox.accepts() || st.left.contains(&receiver.gen) {
             return Err(CRVIDEOSDK_SENDDATA_TARGETINVALID);
         }
         if st.outgoing(sender.key()).streams >= xfer::MAX_OUTGOING {

@@ -44,6 +44,19 @@ enum Where {
     /// Ended while its client could not hear it, with the code a resume now gets (10: kicked
     /// by a newer login); forgotten at `until`.
     Gone { code: i32, until: Instant },
+    /// Being handed to another node (a drain): a resume waits for the outcome.
+    Moving,
+    /// Handed to another node, where a resume is sent: `addr`, or `ws_addr` for a browser.
+    Moved { addr: String, ws_addr: String },
+}
+
+/// A session taken out of the registry to move to another node, with what resuming it needs.
+pub struct Leaving {
+    pub id: String,
+    pub tenant: String,
+    pub secret: String,
+    pub prev_secret: Option<String>,
+    pub session: Box<ParkedSession>,
 }
 
 struct Slot {
@@ -54,16 +67,20 @@ struct Slot {
     prev_secret: Option<String>,
     epoch: ParkEpoch,
     at: Where,
+    /// A drain is taking the session away: a resume waits until it is gone or stays.
+    leaving: bool,
 }
 
 /// Why a resume was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
     /// Unknown, expired, wrong tenant or wrong secret (no difference is revealed): 207; or
     /// kicked meanwhile: 10.
     Code(i32),
     /// Over the node's resume rate: try again later.
     Busy,
+    /// The session moved to another node (`addr`, `ws_addr`): resume there.
+    Moved { addr: String, ws_addr: String },
 }
 
 /// Every resumable session of this node.
@@ -108,6 +125,7 @@ impl Sessions {
                     conn,
                     outbox: outbox.clone(),
                 },
+                leaving: false,
             },
         );
         (id, secret)
@@ -235,6 +253,16 @@ impl Sessions {
                         // Its reader stops and parks the session (or ends it, if it was ending).
                         outbox.detach();
                     }
+                    Where::Moving => {}
+                    // A drain is taking it: its answer comes once it moved (or stays).
+                    Where::Detached(_) if slot.leaving => {}
+                    Where::Moved { addr, ws_addr } => {
+                        // Forgotten once its client has been told ([`Sessions::sent`]).
+                        return Err(Refused::Moved {
+                            addr: addr.clone(),
+                            ws_addr: ws_addr.clone(),
+                        });
+                    }
                     Where::Detached(session) => {
                         let next = random::hex(TOKEN_HEX);
                         // The one the client presented stays good until it shows it has the
@@ -253,7 +281,17 @@ impl Sessions {
                 }
             }
             if tokio::time::timeout_at(deadline, parked).await.is_err() {
-                return Err(Refused::Code(CRVIDEOSDK_CONNECTIONLOST));
+                // A session still on its way to another node (a slow drain) is not lost: the
+                // client comes back later, and is then sent on.
+                let moving = self.slots.lock().get(id).is_some_and(|s| {
+                    matches!(s.at, Where::Moving)
+                        || (s.leaving && matches!(s.at, Where::Detached(_)))
+                });
+                return Err(if moving {
+                    Refused::Busy
+                } else {
+                    Refused::Code(CRVIDEOSDK_CONNECTIONLOST)
+                });
             }
         }
     }
@@ -272,6 +310,135 @@ impl Sessions {
         if let Some(slot) = self.slots.lock().get_mut(id) {
             slot.prev_secret = None;
         }
+    }
+
+    /// The IDs of every session here, attached or held (a drain moves them all).
+    pub fn ids(&self) -> Vec<String> {
+        self.slots
+            .lock()
+            .iter()
+            .filter(|(_, s)| matches!(s.at, Where::Attached { .. } | Where::Detached(_)))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Takes session `id` out to move it to another node: off its connection first, if it is
+    /// on one (its reader stops and parks it, within `patience`); a resume meanwhile waits.
+    /// `None` unless it is (then) held here.
+    pub async fn leave(&self, id: &str, patience: Duration) -> Option<Leaving> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let parked = self.parked.notified();
+            tokio::pin!(parked);
+            parked.as_mut().enable();
+            {
+                let mut slots = self.slots.lock();
+                let slot = slots.get_mut(id)?;
+                slot.leaving = true;
+                match &slot.at {
+                    Where::Attached { outbox, .. } => {
+                        outbox.detach();
+                    }
+                    Where::Detached(_) => return Some(take_leaving(id, slot)),
+                    _ => {
+                        slot.leaving = false;
+                        return None;
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, parked).await.is_err() {
+                if let Some(slot) = self.slots.lock().get_mut(id) {
+                    slot.leaving = false;
+                }
+                return None;
+            }
+        }
+    }
+}
+
+/// Takes the held session of `slot` (named `id`) out for a drain; a resume waits meanwhile.
+fn take_leaving(id: &str, slot: &mut Slot) -> Leaving {
+    {
+        slot.epoch = slot.epoch.next();
+        slot.leaving = false;
+        let Where::Detached(session) = std::mem::replace(&mut slot.at, Where::Moving) else {
+            unreachable!("checked by the caller")
+        };
+        Leaving {
+            id: id.to_owned(),
+            tenant: slot.tenant.clone(),
+            secret: slot.secret.clone(),
+            prev_secret: slot.prev_secret.clone(),
+            session,
+        }
+    }
+}
+
+impl Sessions {
+    /// Session `id` now lives at another node: a resume here is sent there.
+    pub fn moved(&self, id: &str, addr: String, ws_addr: String) {
+        if let Some(slot) = self.slots.lock().get_mut(id) {
+            slot.at = Where::Moved { addr, ws_addr };
+        }
+        self.parked.notify_waiters();
+    }
+
+    /// Session `id` could not move and is gone: a resume is refused (207).
+    pub fn forget(&self, id: &str) {
+        self.slots.lock().remove(id);
+        self.parked.notify_waiters();
+    }
+
+    /// The client of session `id`, which moved away, has been told where it is now: the
+    /// session is forgotten here.
+    pub fn sent(&self, id: &str) {
+        let mut slots = self.slots.lock();
+        if slots
+            .get(id)
+            .is_some_and(|s| matches!(s.at, Where::Moved { .. }))
+        {
+            slots.remove(id);
+        }
+        drop(slots);
+        self.parked.notify_waiters();
+    }
+
+    /// Waits until every client whose session moved away has asked here and been sent on,
+    /// or `patience` passes. How many did not come.
+    pub async fn sent_on(&self, patience: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let parked = self.parked.notified();
+            tokio::pin!(parked);
+            parked.as_mut().enable();
+            let left = self
+                .slots
+                .lock()
+                .values()
+                .filter(|s| matches!(s.at, Where::Moved { .. }))
+                .count();
+            if left == 0 || tokio::time::timeout_at(deadline, parked).await.is_err() {
+                return left;
+            }
+        }
+    }
+
+    /// A session that arrived from another node ([`Sessions::leave`] there), held here for
+    /// its client's resume; returns the epoch its expiry must match.
+    pub fn arrive(&self, leaving: Leaving) -> ParkEpoch {
+        let epoch = ParkEpoch::default().next();
+        self.slots.lock().insert(
+            leaving.id,
+            Slot {
+                tenant: leaving.tenant,
+                secret: leaving.secret,
+                prev_secret: leaving.prev_secret,
+                epoch,
+                at: Where::Detached(leaving.session),
+                leaving: false,
+            },
+        );
+        epoch
     }
 
     /// A resume that took a session failed before the session was back on its connection (the

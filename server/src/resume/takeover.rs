@@ -112,7 +112,13 @@ async fn report_resumed(ctx: &Ctx, session: &ServerSession) {
 /// Ends the session parked as `sid` in `epoch` once the resume window passes, or at once if it
 /// ends meanwhile (kicked, over its bound, shutdown) — unless a resume took it first; and, past
 /// the grace period, shows its user as reconnecting meanwhile.
-fn expire_later(ctx: Arc<Ctx>, sid: String, epoch: ParkEpoch, outbox: Outbox, user: Option<User>) {
+pub fn expire_later(
+    ctx: Arc<Ctx>,
+    sid: String,
+    epoch: ParkEpoch,
+    outbox: Outbox,
+    user: Option<User>,
+) {
     if let Some(user) = user {
         report_later(Arc::clone(&ctx), sid.clone(), epoch, outbox.clone(), user);
     }
@@ -167,9 +173,14 @@ where
                     0,
                 ),
                 Refused::Code(code) => (ServerMsg::ResumeFailed { code }, code),
+                Refused::Moved { addr, ws_addr } => (ServerMsg::Moved { addr, ws_addr }, 0),
             };
             current.outbox.push_handshake(&msg);
             current.outbox.close();
+            if matches!(msg, ServerMsg::Moved { .. }) {
+                // Told (before a draining node stops, which waits for this).
+                ctx.sessions.sent(&req.session);
+            }
             return Err(End::ResumeRefused(code));
         }
     };

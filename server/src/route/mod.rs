@@ -51,6 +51,11 @@ impl Router {
         }
     }
 
+    /// The links to the other nodes, in a cluster.
+    pub fn links(&self) -> Option<&Arc<Links>> {
+        self.links.as_ref()
+    }
+
     /// This node's relay, where the transfers to its sessions run.
     pub fn relay(&self) -> &Relay {
         &self.relay
@@ -86,9 +91,24 @@ impl Router {
                 links.cmd(&link, gen, from.tenant, from.user, to, n, data);
             }
             Some(Target::Here(receiver)) => {
-                let data = data.to_vec();
-                if let Err(code) = self.relay.cmd(&sender, from.user, n, &receiver, data)? {
-                    sender.tell_done(n, code);
+                let taken =
+                    self.relay
+                        .cmd_unless_left(&sender, from.user, n, &receiver, data.to_vec());
+                match taken {
+                    Ok(done) => {
+                        if let Err(code) = done? {
+                            sender.tell_done(n, code);
+                        }
+                    }
+                    // The receiver left this node meanwhile (a drain): sent on to its new one.
+                    Err(data) => {
+                        let sent = self.links.as_ref().is_some_and(|links| {
+                            links.send_on(gen, [from.tenant, from.user, to], n, &data)
+                        });
+                        if !sent {
+                            sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID);
+                        }
+                    }
                 }
             }
         }

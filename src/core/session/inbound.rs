@@ -111,6 +111,7 @@ impl State {
                 result: Outcome::Ok | Outcome::Err(_),
             } if Some(re) == logout_id => self.farewell_done(now),
             ServerMsg::ResumeFailed { .. } | ServerMsg::Retry { .. } => self.farewell_done(now),
+            ServerMsg::Moved { addr, .. } => self.follow_move(addr, now),
             _ => {}
         }
     }
@@ -133,6 +134,8 @@ impl State {
             ServerMsg::Retry { after_ms } => {
                 self.attempt_failed(now, Some(Duration::from_millis(after_ms.min(60_000))))
             }
+            // The session's node is draining: it goes on at another node.
+            ServerMsg::Moved { addr, .. } => self.follow_move(addr, now),
             // Frames of the session before `resumed` cannot be.
             _ => return Err(FrameError::BadControl),
         }
@@ -299,7 +302,8 @@ impl State {
             ServerMsg::Welcome { .. }
             | ServerMsg::Resumed { .. }
             | ServerMsg::ResumeFailed { .. }
-            | ServerMsg::Retry { .. } => return Err(FrameError::BadControl),
+            | ServerMsg::Retry { .. }
+            | ServerMsg::Moved { .. } => return Err(FrameError::BadControl),
         }
         Ok(())
     }

@@ -327,6 +327,20 @@ impl State {
         self.gen = self.gen.next();
     }
 
+    /// The node the session was on moved it to another (a drain): the next attempt goes to
+    /// `addr` at once, with the same session and secret.
+    pub(super) fn follow_move(&mut self, addr: String, now: Instant) {
+        if let Some(r) = self.resume.as_mut() {
+            r.addr = addr;
+        }
+        if self.reconnect_mut().is_none() {
+            return;
+        }
+        self.timers.stop(Timer::Attempt);
+        self.timers.set(Timer::Retry, now);
+        self.gen = self.gen.next();
+    }
+
     /// A logout while reconnecting (or a link lost while logging out): everything outstanding
     /// ends with 12 for the app at once, and the session is resumed one last time to be logged
     /// out on the server (best effort, until `deadline`).

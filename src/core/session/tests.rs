@@ -317,6 +317,62 @@ fn a_lost_link_is_resumed_on_schedule_with_request_timers_paused() {
 }
 
 #[test]
+fn a_resume_answered_moved_goes_on_at_once_at_the_new_node() {
+    let t0 = Instant::now();
+    let (mut s, mut srv) = logged_in(t0);
+    let resumable = ServerMsg::Resumable {
+        addr: "10.0.0.1:5210".into(),
+        session: "sess".into(),
+        secret: "s1".into(),
+        window_s: 60,
+    };
+    srv.send(&mut s, &resumable, t0);
+    let (gen, _) = s.want();
+    s.link_failed(gen, code(207), t0);
+    assert_eq!(
+        events(&mut s),
+        [Event::LineReconnecting { code: code(207) }]
+    );
+    assert_eq!(s.connect_addr(), Some("10.0.0.1:5210"));
+    let (gen1, _) = s.want();
+    s.link_up(gen1, t0);
+    // The node drains: the session is at another node now, resumed there at once.
+    let moved = ServerMsg::Moved {
+        addr: "10.0.0.2:5210".into(),
+        ws_addr: String::new(),
+    };
+    srv.send(&mut s, &moved, t0);
+    s.link_failed(gen1, code(203), t0);
+    s.tick(t0);
+    let (gen2, want) = s.want();
+    assert_eq!(want, Want::Connect { tls: false });
+    assert!(gen2 > gen1);
+    assert_eq!(s.connect_addr(), Some("10.0.0.2:5210"));
+    assert!(events(&mut s).is_empty(), "nothing for the app meanwhile");
+    s.link_up(gen2, t0);
+    let mut wire = Vec::new();
+    while s.transmit(&mut wire, t0) {}
+    let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
+    dec.feed(&wire);
+    let mut hs = Vec::new();
+    while let Some(f) = dec.next_frame().unwrap() {
+        hs.push(serde_json::from_slice::<ClientMsg>(f.control().unwrap().0).unwrap());
+    }
+    assert!(
+        matches!(&hs[1], ClientMsg::Resume { session, secret, .. } if session == "sess" && secret == "s1"),
+        "{hs:?}"
+    );
+    let last = srv.dec.last_seq();
+    srv.dec.continue_after(last);
+    let resumed = ServerMsg::Resumed {
+        secret: "s2".into(),
+        last,
+    };
+    srv.send(&mut s, &resumed, t0);
+    assert_eq!(events(&mut s), [Event::LineResumed { offline_ms: 0 }]);
+}
+
+#[test]
 fn the_reconnect_pause_doubles_from_250_ms_up_to_5_s_with_full_jitter() {
     let mut env = TestEnv::new();
     for attempt in 1..12u32 {

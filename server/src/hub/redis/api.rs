@@ -72,6 +72,31 @@ impl Operations for RedisHub {
         Ok(calls)
     }
 
+    async fn move_session(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        gen: LoginGen,
+        to: &str,
+    ) -> Result<bool, i32> {
+        let gen = gen.to_string();
+        let args = (self.node(), self.epoch(), to, tenant, user_id, gen.as_str());
+        match self.change::<i64>("crvm_move", args).await {
+            Ok(n) => Ok(n == 1),
+            Err(Failed) => Err(CRVIDEOSDK_SERVER_EXCEPTION),
+        }
+    }
+
+    async fn peers(&self) -> Vec<String> {
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg("crvm:beats").arg(0).arg(-1);
+        let nodes: Vec<String> = self
+            .query("listing the nodes", &cmd)
+            .await
+            .unwrap_or_default();
+        nodes.into_iter().filter(|n| n != self.node()).collect()
+    }
+
     async fn kick(&self, tenant: &str, user_id: &str) -> Result<bool, i32> {
         match self.change::<i64>("crvm_kick", (tenant, user_id)).await {
             Ok(n) => Ok(n == 1),
