@@ -24,7 +24,7 @@ fn published(c: &Cluster, node: &str) -> String {
     c.redis.cli(&["XLEN", &format!("crvm:fx:{node}")])
 }
 
-fn hangup<'a>(at: &'a str) -> [&'a str; 7] {
+fn hangup(at: &str) -> [&str; 7] {
     [at, "demo", "nobody", "1", "7", "no-such-call", ""]
 }
 
