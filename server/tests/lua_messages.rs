@@ -189,6 +189,7 @@ fn every_effect_and_message_of_the_redis_functions_parses() {
         "0",
         "test-move",
         "1000",
+        &epoch,
         "n1",
         &epoch,
         "n2",

@@ -26,6 +26,8 @@
 --   crvm:timers             zset timer -> deadline (ms): the no-answer timers of ringing calls
 --   crvm:serial             counter of calls (tells a call from a later one with its ID)
 --   crvm:grace              set for a node timeout after a failover: nobody is reaped meanwhile
+--   crvm:moving             set of the live nodes that have not re-checked their sessions here
+--                           since a failover (a node timeout at most): refusals wait for them
 --   crvm:op:<op>            the result of state change <op>, for a while (see `change`)
 -- Generations and request IDs are 64-bit and travel as text (Lua numbers are doubles).
 
@@ -291,21 +293,25 @@ local function not_restored_yet()
   return redis.error_reply('CRVMRESTORING the nodes are restoring their sessions')
 end
 
--- join(node, prefix, new_epoch, link, young_ms) -> {epoch, ok}: makes `node` a live member with
--- no sessions (whatever an earlier instance of it left ends now). young_ms > 0: the node has
--- sessions to restore (Redis lost the data it joined): it is restoring until its sweep, and a
--- data set it creates is young that long. The epoch is created when missing (an empty Redis).
--- ok = 0 when another node owns `prefix`.
+-- join(node, prefix, new_epoch, link, young_ms, restore) -> {epoch, ok}: makes `node` a live
+-- member with no sessions (whatever an earlier instance of it left ends now). young_ms > 0: the
+-- node had joined a data set Redis lost, so the other nodes may have sessions to restore: a
+-- data set it creates is young that long, and each node that joins it with sessions to restore
+-- (restore = '1') makes it young that long again; such a node is restoring until its sweep.
+-- The epoch is created when missing (an empty Redis). ok = 0 when another node owns `prefix`.
 change('crvm_join', function(_, a)
   local node, prefix = a[1], a[2]
   local epoch = redis.call('GET', 'crvm:epoch')
   local young = tonumber(a[5] or '0')
+  local restore = a[6] == '1'
   if not epoch then
     epoch = a[3]
     redis.call('SET', 'crvm:epoch', epoch)
     if young > 0 then redis.call('SET', 'crvm:young', 1, 'PX', young) end
+  elseif restore and young > 0 and redis.call('EXISTS', 'crvm:young') == 1 then
+    redis.call('SET', 'crvm:young', 1, 'PX', young)
   end
-  if young > 0 then
+  if restore then
     redis.call('SADD', 'crvm:restoring', node)
   else
     redis.call('SREM', 'crvm:restoring', node)
@@ -334,7 +340,18 @@ redis.register_function('crvm_beat', function(_, a)
   if not redis.call('ZSCORE', 'crvm:beats', node) then return 'fenced' end
   local now = now_ms()
   redis.call('ZADD', 'crvm:beats', now, node)
-  if a[4] == '1' then redis.call('SET', 'crvm:grace', 1, 'PX', timeout) end
+  if a[4] == '1' then
+    if redis.call('EXISTS', 'crvm:grace') == 0 then
+      -- The first node to report this failover: every live node may have written to the old
+      -- primary what this one lacks, until it re-checks its sessions here.
+      for _, n in ipairs(redis.call('ZRANGEBYSCORE', 'crvm:beats', now - timeout, '+inf')) do
+        redis.call('SADD', 'crvm:moving', n)
+      end
+    end
+    redis.call('SADD', 'crvm:moving', node)
+    redis.call('PEXPIRE', 'crvm:moving', timeout)
+    redis.call('SET', 'crvm:grace', 1, 'PX', timeout)
+  end
   local fx = effects()
   if redis.call('EXISTS', 'crvm:grace') == 0 then
     for _, n in ipairs(redis.call('ZRANGEBYSCORE', 'crvm:beats', '-inf', '(' .. (now - timeout))) do
@@ -354,10 +371,13 @@ change('crvm_leave', function(_, a)
   return n
 end)
 
--- login(node, epoch, t, u, gen) -> 1, or 0 when this node is not a live member.
+-- login(node, epoch, t, u, gen) -> 1, or 0 when this node is not a live member. `epoch` is the
+-- one the node had joined when the login arrived; the login may have waited meanwhile for the
+-- node's restore into a new data set (Redis came back empty), so membership is checked in the
+-- data set the wrapper found this node restored into (it refuses the others with CRVMSTALE).
 change('crvm_login', function(_, a)
-  local node, epoch, t, u, gen = a[1], a[2], a[3], a[4], a[5]
-  if not member(node, epoch) then return 0 end
+  local node, t, u, gen = a[1], a[3], a[4], a[5]
+  if not member(node, redis.call('GET', 'crvm:epoch')) then return 0 end
   local fx = effects()
   local k = ukey(t, u)
   local old = redis.call('HMGET', k, 'node', 'gen')
@@ -493,6 +513,7 @@ change('crvm_sweep', function(_, a)
   end
   -- Its sessions are all in: users not found are gone, not on their way.
   redis.call('SREM', 'crvm:restoring', node)
+  redis.call('SREM', 'crvm:moving', node)
   fx.publish()
   return n
 end)
@@ -633,23 +654,43 @@ local function requester(t, u, gen)
 end
 
 -- The call functions take (node, t, u, gen, re, ...) and answer request re themselves, with
--- 0 or an error code, which they also return.
+-- 0 or an error code, which they also return. A node behind Sentinel sends '?node': a refusal
+-- (600 no such call, 601 busy, 602 callee busy, 603 offline) is then not answered but returned
+-- unremembered, nothing done, as CRVMREFUSED — or CRVMMOVING while a node has not re-checked
+-- its sessions since a failover (the refusal may come from what it wrote to the old primary).
+-- The node confirms the primary with Sentinel and sends it again, finally as plain 'node'.
+local function who(at)
+  if string.sub(at, 1, 1) == '?' then return string.sub(at, 2), true end
+  return at, false
+end
+
+local function refuse(at, confirm, gen, re, code)
+  if not confirm then return answer(at, gen, re, code) end
+  for _, n in ipairs(redis.call('SMEMBERS', 'crvm:moving')) do
+    if redis.call('ZSCORE', 'crvm:beats', n) then
+      return redis.error_reply('CRVMMOVING a node has not re-checked its sessions since a failover')
+    end
+  end
+  return redis.error_reply('CRVMREFUSED ' .. code)
+end
 
 -- call(node, t, u, gen, re, c, callee, meet, ext, timeout_ms).
 change('crvm_call', function(_, a)
   local at, t, u, gen, re, c, callee, meet, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]
+  local confirm
+  at, confirm = who(at)
   local node = requester(t, u, gen)
   if not node then return answer(at, gen, re, 12) end
   if callee == u then return answer(at, gen, re, 5) end
-  if redis.call('HEXISTS', ukey(t, u), 'call') == 1 then return answer(at, gen, re, 601) end
+  if redis.call('HEXISTS', ukey(t, u), 'call') == 1 then return refuse(at, confirm, gen, re, 601) end
   -- Call IDs are random 128-bit values; a clash means a misbehaving client.
   if redis.call('EXISTS', ckey(t, c)) == 1 then return answer(at, gen, re, 5) end
   local h = redis.call('HMGET', ukey(t, callee), 'node', 'dnd', 'call')
   if not h[1] then
     if restoring() then return not_restored_yet() end
-    return answer(at, gen, re, 603)
+    return refuse(at, confirm, gen, re, 603)
   end
-  if h[2] ~= '0' or h[3] then return answer(at, gen, re, 602) end
+  if h[2] ~= '0' or h[3] then return refuse(at, confirm, gen, re, 602) end
   local serial = tostring(redis.call('INCR', 'crvm:serial'))
   local timer = cjson.encode({ t, c, serial })
   redis.call('HSET', ckey(t, c), 'caller', u, 'callee', callee, 'meet', meet, 'connected', 0,
@@ -683,8 +724,10 @@ end
 -- accept(node, t, u, gen, re, c, meet, ext): 0 or 600.
 change('crvm_accept', function(_, a)
   local at, t, u, gen, re, c, meet, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
+  local confirm
+  at, confirm = who(at)
   local node = requester(t, u, gen)
-  if not node or not ringing_for(t, u, c) then return answer(at, gen, re, 600) end
+  if not node or not ringing_for(t, u, c) then return refuse(at, confirm, gen, re, 600) end
   local k = ckey(t, c)
   local h = redis.call('HMGET', k, 'caller', 'meet', 'timer')
   redis.call('HSET', k, 'connected', 1)
@@ -700,8 +743,10 @@ end)
 -- reject(node, t, u, gen, re, c, ext): 0 or 600.
 change('crvm_reject', function(_, a)
   local at, t, u, gen, re, c, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+  local confirm
+  at, confirm = who(at)
   local node = requester(t, u, gen)
-  if not node or not ringing_for(t, u, c) then return answer(at, gen, re, 600) end
+  if not node or not ringing_for(t, u, c) then return refuse(at, confirm, gen, re, 600) end
   local fx = effects()
   end_call(fx, t, c, 'rejected', u, ext)
   reply(fx, node, gen, re)
@@ -712,10 +757,12 @@ end)
 -- hangup(node, t, u, gen, re, c, ext): 0 or 600.
 change('crvm_hangup', function(_, a)
   local at, t, u, gen, re, c, ext = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+  local confirm
+  at, confirm = who(at)
   local node = requester(t, u, gen)
-  if not node then return answer(at, gen, re, 600) end
+  if not node then return refuse(at, confirm, gen, re, 600) end
   local h = redis.call('HMGET', ckey(t, c), 'caller', 'callee')
-  if h[1] ~= u and h[2] ~= u then return answer(at, gen, re, 600) end
+  if h[1] ~= u and h[2] ~= u then return refuse(at, confirm, gen, re, 600) end
   local fx = effects()
   end_call(fx, t, c, 'hungup', u, ext)
   reply(fx, node, gen, re)

@@ -211,18 +211,6 @@ impl Traffic {
                 self.answered(&m, format!("hangup:{call_id}"), code);
                 if code == 0 {
                     self.call_ended(call_id, s, g, false, "hung up");
-                } else if code == 600 && self.in_failover(m.at) {
-                    // The known gap of a failover (docs/CLUSTER.md): the nodes move to the new
-                    // primary a beat apart, and a hang-up may miss a call made at the other.
-                    // The user hangs up again, as an app would; the second must end it.
-                    self.later.push((
-                        Instant::now() + Duration::from_millis(1500),
-                        Later::Hangup {
-                            slot: s,
-                            gen: g,
-                            call: call_id.clone(),
-                        },
-                    ));
                 }
             }
             Event::NotifyCallAccepted { .. } => {}

@@ -305,20 +305,6 @@ pub fn check(t: &mut Traffic, a: &Allow<'_>) -> Vec<String> {
             ("file", 1102) if a.during("rolling", e.at, Duration::from_secs(1)) => {
                 Some("1102: a transfer run by a draining node's relay".into())
             }
-            // Known gaps (docs/CLUSTER.md): a target whose node has not restored it yet into a
-            // Redis that came back empty is not found; a call end a failover lost keeps a user
-            // busy until its node's re-check.
-            ("cmd" | "file", 1102) if a.during("redis empty", e.sent, Duration::from_secs(2)) => {
-                Some("1102: KNOWN GAP, target not restored yet after Redis came back empty".into())
-            }
-            ("call", 601) if a.during("failover", e.sent, Duration::from_secs(3)) => {
-                Some("601: KNOWN GAP, a call end lost in the failover".into())
-            }
-            ("accept" | "reject" | "hangup", 600)
-                if a.during("failover", e.sent, Duration::from_secs(3)) =>
-            {
-                Some("600: KNOWN GAP, the call made at the other primary".into())
-            }
             _ => near.map(|k| format!("{}: a party's node lost ({k})", e.code)),
         };
         match why {

@@ -151,24 +151,6 @@ impl Traffic {
         }
     }
 
-    /// Whether a failover was under way at `t`, or ended less than 3 s before.
-    pub fn in_failover(&self, t: Instant) -> bool {
-        let kind = |f: super::schedule::Fault| f == super::schedule::Fault::Failover;
-        let now = self
-            .sh
-            .current
-            .lock()
-            .unwrap()
-            .is_some_and(|(f, _)| kind(f));
-        now || self
-            .sh
-            .done
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|d| kind(d.fault) && t >= d.start && t <= d.end + Duration::from_secs(3))
-    }
-
     pub fn cur(&self, s: usize) -> Option<&Inst> {
         self.slots[s].insts.last()
     }

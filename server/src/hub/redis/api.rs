@@ -182,9 +182,18 @@ impl PresenceStore for RedisHub {
         dnd: i32,
     ) -> Answer {
         let (g, re, d) = (gen.to_string(), re.to_string(), dnd.to_string());
-        let answer = self
-            .answered("crvm_set_dnd", vec![tenant, user_id, &g, &re, &d])
-            .await;
+        let args = (
+            self.node(),
+            tenant,
+            user_id,
+            g.as_str(),
+            re.as_str(),
+            d.as_str(),
+        );
+        let answer = match self.change::<i32>("crvm_set_dnd", args).await {
+            Ok(code) => Answer::Sent(code),
+            Err(Failed) => Answer::ToSend(CRVIDEOSDK_SERVER_EXCEPTION),
+        };
         if answer == Answer::Sent(0) {
             self.inner.local.set_dnd(gen, dnd);
         }

@@ -41,6 +41,10 @@ enum Fault {
     /// A change made for a user reached a data set this node has not restored its sessions
     /// into (Redis came back empty): it is sent again once the node has.
     Stale,
+    /// A call change sent to be confirmed would be refused (`CRVMREFUSED`), or must wait for
+    /// the nodes' re-checks after a failover (`CRVMMOVING`: `moving`): nothing ran, nothing
+    /// was answered.
+    Refused { moving: bool },
 }
 
 /// The state changes that join a data set and restore into it: they never wait for that.
@@ -89,6 +93,10 @@ impl RedisHub {
                 )),
             };
             let text = err.to_string();
+            if text.contains("CRVMREFUSED") || text.contains("CRVMMOVING") {
+                let moving = text.contains("CRVMMOVING");
+                return Err(Fault::Refused { moving });
+            }
             if text.contains("CRVMRESTORING") && Instant::now() + RESTORING_PAUSE < deadline {
                 // Nothing ran: the user looked up may be one a node has not restored yet.
                 tokio::time::sleep(RESTORING_PAUSE).await;
@@ -147,6 +155,66 @@ impl RedisHub {
         name: &str,
         args: impl ToRedisArgs,
     ) -> Result<T, Failed> {
+        match self.try_change(name, args).await {
+            Ok(v) => Ok(v),
+            // (Only a call change sent to be confirmed is refused: see `confirmed`.)
+            Err(Fault::Refused { .. }) | Err(Fault::Failed) | Err(Fault::Stale) => Err(Failed),
+        }
+    }
+
+    /// A call function of the library (`crvm_call`, `crvm_accept`, …) sent by this node's
+    /// `node` for a user, which answers its request itself; its code, or `Failed`.
+    ///
+    /// Behind Sentinel a refusal (600, 601, 602, 603) is confirmed before it is answered: the
+    /// nodes follow a failover a beat apart, and until each has re-checked its sessions at the
+    /// new primary what one wrote to the old one may be missing there — or this node may still
+    /// be talking to the old one. So the function is first sent with `?node`: a refusal comes
+    /// back unanswered, nothing done; the node asks Sentinel where the primary is and, if it
+    /// moved, follows it and sends the function again there (after its own re-check there);
+    /// while some node's re-check since a failover is due it sends it again every 50 ms, for
+    /// at most half the node timeout. Then it is sent as `node`, and its answer is final. Only
+    /// refusals pay: one question to Sentinel when nothing moved.
+    pub(super) async fn confirmed(&self, name: &str, args: &[&str]) -> Result<i32, Failed> {
+        let asking = format!("?{}", self.node());
+        let confirm_until = Instant::now() + self.inner.node_timeout / 2;
+        let mut confirm = self.inner.primary.follows_failovers();
+        loop {
+            let at = if confirm {
+                asking.as_str()
+            } else {
+                self.node()
+            };
+            let mut all = Vec::with_capacity(args.len() + 1);
+            all.push(at);
+            all.extend_from_slice(args);
+            match self.try_change::<i32>(name, all).await {
+                Ok(code) => return Ok(code),
+                Err(Fault::Refused { moving }) => {
+                    // Where the primary is now: a move makes the next attempt wait for this
+                    // node's re-check at the new one (`change` waits for `settled`).
+                    let gen = self.inner.primary_gen.load(Ordering::Acquire);
+                    self.find_primary().await;
+                    let moved = self.inner.primary_gen.load(Ordering::Acquire) != gen;
+                    if moved && Instant::now() < confirm_until {
+                        continue;
+                    }
+                    if !moving || Instant::now() + RESTORING_PAUSE >= confirm_until {
+                        confirm = false;
+                    } else {
+                        tokio::time::sleep(RESTORING_PAUSE).await;
+                    }
+                }
+                Err(Fault::Failed) | Err(Fault::Stale) => return Err(Failed),
+            }
+        }
+    }
+
+    /// [`RedisHub::change`], telling a refusal of a call change sent to be confirmed apart.
+    async fn try_change<T: FromRedisValue>(
+        &self,
+        name: &str,
+        args: impl ToRedisArgs,
+    ) -> Result<T, Fault> {
         let n = self.inner.next_op.fetch_add(1, Ordering::Relaxed);
         let op = format!("{}:{n:x}", self.inner.op_prefix);
         let keep_ms = 2 * self.inner.node_timeout.as_millis() as u64;
@@ -156,7 +224,7 @@ impl RedisHub {
         loop {
             if user && !self.wait_settled(deadline).await {
                 tracing::warn!("cluster: {name} failed: the sessions were not restored in time");
-                return Err(Failed);
+                return Err(Fault::Failed);
             }
             let epoch = if user { self.epoch() } else { String::new() };
             let mut cmd = redis::cmd("FCALL");
@@ -167,7 +235,7 @@ impl RedisHub {
             match self.query_until(name, &cmd, deadline, user).await {
                 Ok(v) => return Ok(v),
                 Err(Fault::Stale) => continue,
-                Err(Fault::Failed) => return Err(Failed),
+                Err(f) => return Err(f),
             }
         }
     }

@@ -351,15 +351,18 @@ impl RedisHub {
         loop {
             let prefix = format!("{:x}", self.inner.local.prefix());
             let link = format!("{} {}", self.inner.links.addr, self.inner.links.key());
-            // After Redis lost the data this node joined, with sessions to restore: it is
-            // restoring until its sweep, and a data set it makes is young for half a node
-            // timeout (the others notice within a beat). A fenced node has none left.
-            let young = if restore {
-                self.inner.node_timeout.as_millis() as u64 / 2
-            } else {
+            // After Redis lost the data this node joined, the others may have sessions to
+            // restore (whether this one has or not): a data set it makes is young for half a
+            // node timeout (the others notice within a beat), and joining it with sessions to
+            // restore makes it young that long again. With sessions to restore it is
+            // restoring until its sweep. A fenced node has none left.
+            let young = if self.epoch().is_empty() {
                 0
+            } else {
+                self.inner.node_timeout.as_millis() as u64 / 2
             };
-            let args = (self.node(), prefix, random::hex(32), link, young);
+            let restoring = if restore { "1" } else { "0" };
+            let args = (self.node(), prefix, random::hex(32), link, young, restoring);
             let (epoch, ok): (String, i64) = self.change("crvm_join", args).await?;
             if ok == 1 {
                 let mut m = self.inner.membership.lock();
@@ -449,9 +452,8 @@ impl RedisHub {
 
     /// Runs a function that answers its request itself (through this node's stream), or 8
     /// for the caller to answer when Redis failed.
-    async fn answered(&self, name: &str, mut args: Vec<&str>) -> Answer {
-        args.insert(0, self.node());
-        match self.change::<i32>(name, args).await {
+    async fn answered(&self, name: &str, args: Vec<&str>) -> Answer {
+        match self.confirmed(name, &args).await {
             Ok(code) => Answer::Sent(code),
             Err(Failed) => Answer::ToSend(CRVIDEOSDK_SERVER_EXCEPTION),
         }
