@@ -55,7 +55,7 @@ pub enum Fault {
     LinksCut,
     /// The network of a node's clients blips: their connections are reset; they resume.
     Blip { node: usize },
-    /// SIGTERM of each node in turn, restarted before the next (with `CRVM_CHAOS_ROLLING=1`).
+    /// SIGTERM of each node in turn, restarted before the next (unless `CRVM_CHAOS_ROLLING=0`).
     Rolling,
 }
 
