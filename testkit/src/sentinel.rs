@@ -100,6 +100,9 @@ impl Sentinels {
                 "no",
                 "--dir",
                 data.to_str().unwrap(),
+                // Tests put a data server to sleep (`DEBUG SLEEP`) to hold replication back.
+                "--enable-debug-command",
+                "local",
             ]
             .iter()
             .map(|s| s.to_string())

@@ -5,6 +5,8 @@
 //! Keys: `crvm:mids` (set) holds every meeting ID of the cluster, so that IDs stay unique
 //! across tenants and nodes; `crvm:m:#t:t` (hash) maps a tenant's meeting IDs to the meeting as
 //! JSON. Meetings are durable only as far as Redis is: docs/CLUSTER.md asks for persistence.
+//! Behind Sentinel, a change is answered only once a replica has it too ([`RedisStore::replicated`]):
+//! a failover promotes a replica, and replication is asynchronous.
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +90,25 @@ impl RedisStore {
         }
     }
 
+    /// Behind Sentinel, waits (`WAIT`) until a replica has every write made so far on this
+    /// connection, for up to a fifth of the patience: a failover promotes the replica with the
+    /// most data, so a change answered after this survives it. Without a replica in time (it is
+    /// down too) the change is answered anyway, and the log says so.
+    fn replicated(&self) -> Result<(), StoreError> {
+        if !matches!(self.primary, Primary::Sentinel { .. }) {
+            return Ok(());
+        }
+        let ms = (self.patience / 5).as_millis().max(1) as u64;
+        let acked: i64 = self.with(|c| redis::cmd("WAIT").arg(1).arg(ms).query(c))?;
+        if acked < 1 {
+            tracing::warn!(
+                "meetings: no replica acknowledged a change within {ms} ms; a failover before it \
+                 catches up would lose the change"
+            );
+        }
+        Ok(())
+    }
+
     /// One attempt of [`RedisStore::with`]: the error, and whether it may pass.
     fn once<T>(
         &self,
@@ -135,6 +156,7 @@ impl MeetingStore for RedisStore {
                         .arg(&json)
                         .query::<i64>(c)
                 })?;
+                self.replicated()?;
                 return Ok(MeetingRecord {
                     id,
                     pswd: stored.pswd,
@@ -159,6 +181,7 @@ impl MeetingStore for RedisStore {
         let removed: i64 = self.with(|c| redis::cmd("HDEL").arg(&k).arg(id).query(c))?;
         if removed == 1 {
             self.with(|c| redis::cmd("SREM").arg(IDS).arg(id).query::<i64>(c))?;
+            self.replicated()?;
         }
         Ok(removed == 1)
     }
