@@ -2,48 +2,24 @@
 // peers through the same server: calls both ways, cmds both ways, files both ways (the
 // end-to-end XXH3-128 checksum computed by each side is checked by the other).
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { File } from "node:buffer";
 import { after, before, test } from "node:test";
-import { CLI_BIN, bytes, loggedIn, startServer } from "./harness.js";
+import { bytes, cliRunner, loggedIn, startServer } from "./harness.js";
 
 let server;
-const procs = new Set();
 before(async () => {
   server = await startServer();
 });
 after(async () => {
-  for (const p of procs) if (p.exitCode === null) p.kill("SIGKILL");
+  clis.killAll();
   await server.stop();
 });
 
-/** Runs the CLI as `user`; `line(pred)` waits for a stdout line, `exit` for its status. */
-function cli(user, ...args) {
-  const proc = spawn(
-    CLI_BIN,
-    ["--server", server.tcp, "--app-id", "demo", "--secret", "demo-secret", "--user", user, "--timeout", "60", ...args],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  procs.add(proc);
-  const exit = new Promise((r) => proc.once("exit", (code) => r(code)));
-  const it = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
-  const seen = [];
-  return {
-    exit,
-    seen,
-    async line(pred) {
-      for (;;) {
-        const { value, done } = await it.next();
-        if (done) throw new Error(`crvm ${args[0]} ended before the line awaited; saw ${JSON.stringify(seen)}`);
-        seen.push(value);
-        if (pred(value)) return value;
-      }
-    },
-  };
-}
+/** Runs the CLI as `user` against the server; `line(pred)` waits for a stdout line, `exit` for its status. */
+const clis = cliRunner();
+const cli = (user, ...args) => clis(server.tcp, user, ...args);
 
 test("the web client calls a C client, which accepts; the web client hangs up", { timeout: 120_000 }, async () => {
   const w = await loggedIn(server.url, "web-caller");

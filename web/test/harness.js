@@ -240,3 +240,39 @@ export function bytes(n, seed = 1) {
   }
   return b;
 }
+
+/**
+ * The `crvm` CLI (libcrvm's core) as `user` against `addr`; every one started is killed by
+ * `killAll()`. `line(pred)` waits for a stdout line, `exit` resolves to its status.
+ */
+export function cliRunner() {
+  const procs = new Set();
+  const run = (addr, user, ...args) => {
+    const proc = spawn(
+      CLI_BIN,
+      ["--server", addr, "--app-id", "demo", "--secret", "demo-secret", "--user", user, "--timeout", "60", ...args],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    procs.add(proc);
+    const exit = new Promise((r) => proc.once("exit", (code) => r(code)));
+    const it = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
+    const seen = [];
+    return {
+      proc,
+      exit,
+      seen,
+      async line(pred) {
+        for (;;) {
+          const { value, done } = await it.next();
+          if (done) throw new Error(`crvm ${args[0]} ended before the line awaited; saw ${JSON.stringify(seen)}`);
+          seen.push(value);
+          if (pred(value)) return value;
+        }
+      },
+    };
+  };
+  run.killAll = () => {
+    for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
+  };
+  return run;
+}

@@ -3,13 +3,13 @@
 // object whose methods run in the page and whose events come back to Node in order.
 
 import { createHash } from "node:crypto";
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import puppeteer from "puppeteer-core";
-import { CLI_BIN, REPO, Recorder } from "../harness.js";
+import { REPO, Recorder } from "../harness.js";
+
+export { cliRunner } from "../harness.js";
 
 const WEB = join(REPO, "web");
 const ROUTES = {
@@ -90,38 +90,3 @@ export async function loggedInTab(browser, origin, url, user) {
 export const sha256 = (b) => createHash("sha256").update(b).digest("hex");
 export const b64 = (s) => Buffer.from(s).toString("base64");
 
-/**
- * The `crvm` CLI (libcrvm's core) as `user` against `addr`; every one started is killed by
- * `killAll()`. `line(pred)` waits for a stdout line, `exit` resolves to its status.
- */
-export function cliRunner() {
-  const procs = new Set();
-  const run = (addr, user, ...args) => {
-    const proc = spawn(
-      CLI_BIN,
-      ["--server", addr, "--app-id", "demo", "--secret", "demo-secret", "--user", user, "--timeout", "60", ...args],
-      { stdio: ["ignore", "pipe", "inherit"] },
-    );
-    procs.add(proc);
-    const exit = new Promise((r) => proc.once("exit", (code) => r(code)));
-    const it = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
-    const seen = [];
-    return {
-      proc,
-      exit,
-      seen,
-      async line(pred) {
-        for (;;) {
-          const { value, done } = await it.next();
-          if (done) throw new Error(`crvm ${args[0]} ended before the line awaited; saw ${JSON.stringify(seen)}`);
-          seen.push(value);
-          if (pred(value)) return value;
-        }
-      },
-    };
-  };
-  run.killAll = () => {
-    for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill("SIGKILL");
-  };
-  return run;
-}
