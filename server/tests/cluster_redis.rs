@@ -316,15 +316,6 @@ fn dropped_redis_connections_make_requests_wait_never_fail_or_repeat() {
     assert!(k.kills > 0);
 }
 
-fn call_op(call_id: &str, callee: &str) -> crvm_proto::Op {
-    crvm_proto::Op::Call {
-        call_id: call_id.into(),
-        callee: callee.into(),
-        meet_obj: String::new(),
-        ext: String::new(),
-    }
-}
-
 fn statuses_of(c: &mut Client) -> Vec<(String, i32)> {
     c.statuses()
         .into_iter()

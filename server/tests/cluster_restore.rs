@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::call_op;
 use common::cluster::Cluster;
 use crvm_proto::ServerMsg;
 
@@ -111,15 +112,6 @@ fn a_user_whose_node_restores_last_is_found_after_redis_comes_back_empty() {
     match bob.reply() {
         ServerMsg::CallIn { call_id, .. } => assert_eq!(call_id, "ab"),
         other => panic!("bob: {other:?}"),
-    }
-}
-
-fn call_op(call_id: &str, callee: &str) -> crvm_proto::Op {
-    crvm_proto::Op::Call {
-        call_id: call_id.into(),
-        callee: callee.into(),
-        meet_obj: String::new(),
-        ext: String::new(),
     }
 }
 

@@ -534,27 +534,21 @@ fn moved_sessions_outlive(lose: &str, revive: impl FnOnce(&mut Cluster)) {
         "{homes:?}"
     );
     // Each moved user resumed at its new node before that one drains in turn.
-    let resumed = |p: &Party| {
-        let n = p
-            .other
-            .iter()
-            .filter(|e| matches!(e, Event::LineResumed { .. }))
-            .count();
-        let moves = names.iter().zip(&homes).find(|(m, _)| **m == p.name);
-        n >= moves.map_or(0, |_| 1)
+    let resumes = |p: &Party| {
+        let resumed = |e: &&Event| matches!(e, Event::LineResumed { .. });
+        p.other.iter().filter(resumed).count()
     };
+    // A moved user's home after the first drain (None: not one of them).
+    let home_of = |p: &Party| {
+        let moved = names.iter().zip(&homes).find(|(m, _)| **m == p.name);
+        moved.map(|(_, h)| *h)
+    };
+    let resumed = |p: &Party| resumes(p) >= home_of(p).map_or(0, |_| 1);
     settle(&mut live.iter_mut().collect::<Vec<_>>(), resumed);
     stopped(&mut c, 1);
     c.restart_node(1);
-    let twice = |p: &Party| {
-        let n = p
-            .other
-            .iter()
-            .filter(|e| matches!(e, Event::LineResumed { .. }))
-            .count();
-        let moves = names.iter().zip(&homes).find(|(m, _)| **m == p.name);
-        n >= moves.map_or(0, |(_, h)| if *h == Some(1) { 2 } else { 1 })
-    };
+    let twice =
+        |p: &Party| resumes(p) >= home_of(p).map_or(0, |h| if h == Some(1) { 2 } else { 1 });
     settle(&mut live.iter_mut().collect::<Vec<_>>(), twice);
     for n in names {
         assert!(matches!(home(&c, n), Some(0 | 2)), "{n}: {:?}", home(&c, n));

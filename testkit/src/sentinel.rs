@@ -12,7 +12,7 @@ use crate::{Proc, TmpDir, PATIENCE};
 pub const MASTER: &str = "crvm";
 
 /// A free TCP port of 127.0.0.1.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -176,6 +176,12 @@ impl Links {
         true
     }
 
+    /// The link to the node user `to` of `tenant` moved to, if its session left this node.
+    fn moved_to(&self, tenant: &str, to: &str) -> Option<NodeLink> {
+        let key = (tenant.to_owned(), to.to_owned());
+        self.moved_users.lock().get(&key).cloned()
+    }
+
     /// A cmd from `sender` (of another node) to a user whose session left this node is passed
     /// on to its new node, and what becomes of it comes back through here. False if the user
     /// did not leave.
@@ -187,8 +193,7 @@ impl Links {
         data: &[u8],
     ) -> bool {
         use crate::route::endpoint::Endpoint;
-        let key = (tenant.to_owned(), to.to_owned());
-        let Some(link) = self.moved_users.lock().get(&key).cloned() else {
+        let Some(link) = self.moved_to(tenant, to) else {
             return false;
         };
         let Endpoint::There(back) = sender else {
@@ -211,8 +216,7 @@ impl Links {
         n: u64,
         data: &[u8],
     ) -> bool {
-        let key = (tenant.to_owned(), to.to_owned());
-        let Some(link) = self.moved_users.lock().get(&key).cloned() else {
+        let Some(link) = self.moved_to(tenant, to) else {
             return false;
         };
         self.cmd(&link, gen, tenant, user, to, n, data);

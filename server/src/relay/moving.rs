@@ -30,6 +30,20 @@ pub struct MovingInbox {
 }
 
 impl State {
+    /// Every cmd and stream sent by session `key` is from `by` now (it moved).
+    fn replace_sender(&mut self, key: SessionKey, by: &Endpoint) {
+        let cmds = self.inboxes.values_mut().flat_map(|inbox| {
+            let delivered = inbox.delivered.iter_mut();
+            delivered.chain(inbox.waiting.iter_mut().map(|(c, _, _)| c))
+        });
+        let senders = cmds
+            .map(|c| &mut c.sender)
+            .chain(self.streams.values_mut().map(|s| &mut s.sender));
+        for sender in senders.filter(|s| s.key() == key) {
+            *sender = by.clone();
+        }
+    }
+
     /// Ends every stream session `gen` sends or receives here with 1102 on both sides.
     fn end_streams(&mut self, gen: LoginGen, fx: &mut impl Sink) {
         let mut sids: Vec<u64> = self
@@ -176,24 +190,7 @@ impl Relay {
     pub fn localise(&self, here: &LocalEnd) {
         let mut st = self.state.lock();
         let key = SessionKey::There(here.gen);
-        let local = Endpoint::Here(here.clone());
-        for inbox in st.inboxes.values_mut() {
-            for c in inbox.delivered.iter_mut() {
-                if c.sender.key() == key {
-                    c.sender = local.clone();
-                }
-            }
-            for (c, _, _) in inbox.waiting.iter_mut() {
-                if c.sender.key() == key {
-                    c.sender = local.clone();
-                }
-            }
-        }
-        for s in st.streams.values_mut() {
-            if s.sender.key() == key {
-                s.sender = local.clone();
-            }
-        }
+        st.replace_sender(key, &Endpoint::Here(here.clone()));
         if let Some(o) = st.outgoing.remove(&key) {
             let to = st.outgoing(SessionKey::Here(here.gen));
             to.cmds += o.cmds;
@@ -204,25 +201,8 @@ impl Relay {
 
     /// Senders of another node's session `gen` now reached through `to` (it moved there).
     pub fn rehome(&self, gen: LoginGen, to: &RemoteEnd) {
-        let mut st = self.state.lock();
-        let key = SessionKey::There(gen);
-        let away = Endpoint::There(to.clone());
-        for inbox in st.inboxes.values_mut() {
-            for c in inbox.delivered.iter_mut() {
-                if c.sender.key() == key {
-                    c.sender = away.clone();
-                }
-            }
-            for (c, _, _) in inbox.waiting.iter_mut() {
-                if c.sender.key() == key {
-                    c.sender = away.clone();
-                }
-            }
-        }
-        for s in st.streams.values_mut() {
-            if s.sender.key() == key {
-                s.sender = away.clone();
-            }
-        }
+        self.state
+            .lock()
+            .replace_sender(SessionKey::There(gen), &Endpoint::There(to.clone()));
     }
 }

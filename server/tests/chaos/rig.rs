@@ -13,19 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crvm_faultproxy::Proxy;
-use crvm_testkit::sentinel::{cli, Sentinels, MASTER};
+use crvm_testkit::sentinel::{cli, free_port, Sentinels, MASTER};
 use crvm_testkit::{Server, TmpDir, TENANTS};
 
 use super::schedule::Fault;
-
-/// A free TCP port of 127.0.0.1 (the node binds it at once; restarts take it again).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A fault as it happened.
 #[derive(Debug, Clone)]

@@ -95,6 +95,16 @@ pub fn assert_nothing_pending(c: &mut Client, who: &str) {
     }
 }
 
+/// A `call` request to `callee` (no meeting, no extension data).
+pub fn call_op(call_id: &str, callee: &str) -> crvm_proto::Op {
+    crvm_proto::Op::Call {
+        call_id: call_id.into(),
+        callee: callee.into(),
+        meet_obj: String::new(),
+        ext: String::new(),
+    }
+}
+
 /// A status object.
 pub fn st(user: &str, status: i32, dnd: i32) -> UserStatus {
     UserStatus::new(user, status, dnd)
