@@ -17,6 +17,7 @@ mod procs;
 mod relay;
 mod resume;
 mod web;
+mod wsfloor;
 
 use anchors::{Nats, Redis};
 use peer::During;

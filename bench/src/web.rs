@@ -8,7 +8,9 @@
 
 use crate::anchors::installed;
 use crate::procs::{start_server_with, Peer};
-use crate::{ab, check_copy, latency_pair, mb_per_s, median, mib, samples_of, Cfg, Res};
+use crate::{
+    ab, check_copy, latency_pair, mb_per_s, median, mib, pct_us, samples_of, wsfloor, Cfg, Res,
+};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -174,6 +176,51 @@ pub fn section_l(cfg: &Cfg, tmp: &Path, src: &Path, size: u64) -> Res<()> {
     println!(
         "    median: browser {w:.1} MB/s, C→C {a:.1} MB/s, ratio {:.2} (target >= 0.70)",
         w / a
+    );
+    floor(cfg, &mut web, size, pct_us(&c, 0.5), a)
+}
+
+/// Chromium's own WebSocket, measured the same way with no crvm on either end (see
+/// `wsfloor`), and what it leaves of the two targets: a call setup from the browser costs at
+/// least the C→C one plus what Chromium adds to a round trip, and a file from the browser goes
+/// no faster than a bare page can send.
+fn floor(cfg: &Cfg, web: &mut Peer, size: u64, c_setup_us: f64, c_mbs: f64) -> Res<()> {
+    const CHUNK: u64 = 128 * 1024; // crvm's data frames
+    const ROOM: u64 = 4 * 1024 * 1024;
+    let port = wsfloor::start()?;
+    let url = format!("ws://127.0.0.1:{port}/");
+    let n = cfg.web_setups.max(100);
+    println!(
+        "    the floor: a bare page (no crvm-web) in the same Chromium, and a native client \
+         (tungstenite), to a WebSocket echo and sink in this process"
+    );
+    web.send(&format!("floor_rtt {url} {n}"))?;
+    let page = samples_of(&web.expect("floor_rtt", Duration::from_secs(600))?);
+    let native = wsfloor::native_rtt(port, n)?;
+    latency_pair("ws echo 100 B", "page", &page, "native", &native, None);
+    let added = pct_us(&page, 0.5) - pct_us(&native, 0.5);
+    let mut rates = Vec::new();
+    for _ in 0..cfg.reps {
+        web.send(&format!("floor_send {url} {size} {CHUNK} {ROOM}"))?;
+        let ns: u64 = web
+            .expect("floor_send", Duration::from_secs(60 + size / 2_000_000))?
+            .parse()?;
+        rates.push(mb_per_s(size, Duration::from_nanos(ns)));
+    }
+    let rate = median(rates);
+    println!(
+        "    ws send {} in {} KiB messages, at most {} unsent: page {rate:.1} MB/s (median of {})",
+        mib(size),
+        CHUNK / 1024,
+        mib(ROOM),
+        cfg.reps
+    );
+    println!(
+        "    what the floor leaves: setup >= C→C p50 + {added:.1} µs = {:.1} µs (ratio >= {:.2}); \
+         file <= {rate:.1} MB/s (ratio <= {:.2})",
+        c_setup_us + added,
+        (c_setup_us + added) / c_setup_us,
+        rate / c_mbs
     );
     Ok(())
 }

@@ -6,6 +6,9 @@
 //   prepare PATH       → `prepared`: PATH loaded into the page as a Blob (not timed)
 //   file TARGET PATH   → `file_started`, later `file_rlst CODE`: the prepared Blob, as a File
 //                        named like PATH
+//   floor_rtt URL N    → `floor_rtt NS…`: N round trips of 100 B on a bare WebSocket to URL
+//   floor_send URL BYTES CHUNK ROOM → `floor_send NS`: BYTES in CHUNK-byte messages on a bare
+//                        WebSocket, at most ROOM unsent, until URL's sink has counted them
 //   quit               → `bye`
 //
 // It prints `ready` once logged in, `error TEXT` before exiting on failure. Times are taken in
@@ -82,6 +85,42 @@ window.bench = {
     return id;
   },
   fileDone: () => window.fileDone,
+  // The floor: the same Chromium's WebSocket with no crvm-web (bench/src/wsfloor.rs).
+  async open(url) {
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error("floor: no connection")); });
+    return ws;
+  },
+  async floorRtt(url, n) {
+    const ws = await this.open(url);
+    const out = [];
+    const msg = new Uint8Array(100);
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      const echoed = new Promise((r) => { ws.onmessage = r; });
+      ws.send(msg);
+      await echoed;
+      out.push(Math.round((performance.now() - t0) * 1e6));
+    }
+    ws.close();
+    return out;
+  },
+  async floorSend(url, total, chunk, room) {
+    const ws = await this.open(url);
+    const t0 = performance.now();
+    for (let sent = 0; sent < total; sent += chunk) {
+      while (ws.bufferedAmount > room) await new Promise((r) => setTimeout(r, 1));
+      ws.send(new Uint8Array(Math.min(chunk, total - sent)));
+    }
+    const counted = new Promise((r) => { ws.onmessage = (ev) => r(Number(ev.data)); });
+    ws.send(new Uint8Array(1));
+    const got = await counted;
+    const ns = Math.round((performance.now() - t0) * 1e6);
+    ws.close();
+    if (got !== total) throw new Error("floor: the sink counted " + got + " of " + total + " bytes");
+    return ns;
+  },
 };
 window.benchReady = true;
 </script>`;
@@ -143,6 +182,12 @@ try {
       console.log("file_started");
       const code = await page.evaluate(() => window.bench.fileDone());
       console.log(`file_rlst ${code}`);
+    } else if (cmd === "floor_rtt") {
+      const samples = await page.evaluate((u, n) => window.bench.floorRtt(u, n), args[0], Number(args[1]));
+      console.log(`floor_rtt ${samples.join(" ")}`);
+    } else if (cmd === "floor_send") {
+      const [u, total, chunk, room] = [args[0], ...args.slice(1).map(Number)];
+      console.log(`floor_send ${await page.evaluate((...a) => window.bench.floorSend(...a), u, total, chunk, room)}`);
     } else if (cmd === "quit") {
       console.log("bye");
       break;

@@ -35,6 +35,11 @@ export interface LinkOwner {
 }
 
 const OPEN = 1;
+/** How long data may hold up control in the socket (see `Link.dataRoom`), ms. */
+const DRAIN_MS = 10;
+/** Bounds on the bytes of data the socket may hold unsent. */
+const MIN_ROOM = 64 * 1024;
+const MAX_ROOM = 8 * 1024 * 1024;
 const AGENT = "crvm-web/0.1.0";
 
 interface Kept {
@@ -55,6 +60,12 @@ export class Link {
   private lastSend = 0;
   private lastRecv = 0;
   private timer: ReturnType<typeof setInterval> | null = null;
+  /** Bytes handed to this socket, and the socket's measured drain rate (bytes per ms). */
+  private written = 0;
+  private drained = 0;
+  private drainAt = 0;
+  private wasBuffered = false;
+  private drainRate = 0;
   heartbeatMs = 10_000;
 
   constructor(private url: string, private readonly Ctor: SocketCtor, private readonly owner: LinkOwner) {}
@@ -73,9 +84,35 @@ export class Link {
     return this.ws !== null && this.ws.readyState === OPEN;
   }
 
-  /** Bytes the socket has not yet written (used to keep data from crowding out control). */
-  get buffered(): number {
-    return this.ws ? this.ws.bufferedAmount : 0;
+  /**
+   * Whether a data frame may go onto the socket now. The browser gives a page no way to bound
+   * what its WebSocket holds unsent, so the link does: data may fill the socket up to what it
+   * drains in `DRAIN_MS`, so that a control frame sent now waits about that long behind data,
+   * on a slow link as on a fast one, and the socket never runs dry between two looks at it
+   * (the page looks again after a timer, which browsers clamp to 4 ms once timers chain).
+   */
+  dataRoom(): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== OPEN) return true; // frames wait in the link
+    const buffered = ws.bufferedAmount;
+    const now = performance.now();
+    const drained = this.written - buffered;
+    const dt = now - this.drainAt;
+    if (dt >= 1) {
+      const rate = (drained - this.drained) / dt; // bytes per ms
+      if (this.wasBuffered && buffered > 0) {
+        // Busy the whole time: what it drained is what the path carries.
+        this.drainRate = this.drainRate === 0 ? rate : 0.75 * this.drainRate + 0.25 * rate;
+      } else if (rate > this.drainRate) {
+        // It ran dry, or started empty: it carries at least this much.
+        this.drainRate = rate;
+      }
+      this.drainAt = now;
+      this.drained = drained;
+      this.wasBuffered = buffered > 0;
+    }
+    const room = Math.min(MAX_ROOM, Math.max(MIN_ROOM, this.drainRate * DRAIN_MS));
+    return buffered < room;
   }
 
   /**
@@ -87,6 +124,9 @@ export class Link {
     const ws = new this.Ctor(this.url, SUBPROTOCOL);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
+    this.written = this.drained = 0;
+    this.wasBuffered = false;
+    this.drainAt = performance.now();
     // A connection that does not open is dead after the same silence as an open one.
     this.lastRecv = Date.now();
     this.startTimer();
@@ -157,8 +197,9 @@ export class Link {
     this.numbered(controlFrame(msg, attachment));
   }
 
-  sendData(sid: number, bytes: Uint8Array): void {
-    this.numbered(dataFrame(sid, bytes));
+  /** One data frame of stream `sid` carrying `parts`, one after the other. */
+  sendData(sid: number, parts: Uint8Array[]): void {
+    this.numbered(dataFrame(sid, parts));
   }
 
   private numbered(f: Uint8Array): void {
@@ -188,6 +229,7 @@ export class Link {
     v.setUint32(20, this.handled >>> 0);
     this.unacked = 0;
     this.lastSend = Date.now();
+    this.written += f.length;
     ws.send(f);
   }
 

@@ -113,10 +113,17 @@ export function parseControl(payload: Uint8Array): { msg: Message; attachment: U
  * A data frame: the stream id and the chunk, written straight into the frame. On the sending
  * path every byte is copied once here and nowhere else in crvm-web.
  */
-export function dataFrame(sid: number, bytes: Uint8Array): Uint8Array {
-  const out = header(KIND_DATA, 8 + bytes.length);
+/** A data frame of stream `sid` carrying `parts`, one after the other. */
+export function dataFrame(sid: number, parts: Uint8Array[]): Uint8Array {
+  let len = 0;
+  for (const p of parts) len += p.length;
+  const out = header(KIND_DATA, 8 + len);
   putU64(new DataView(out.buffer), HEADER, sid);
-  out.set(bytes, HEADER + 8);
+  let at = HEADER + 8;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }
 

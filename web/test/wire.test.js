@@ -132,3 +132,32 @@ test("large chunks are acknowledged every 512 KiB at most", async () => {
   );
   c.destroy();
 });
+
+test("data waits while the socket holds more than it drains in 10 ms; control never waits", async () => {
+  const { c, ws } = await loggedIn();
+  // From here the fake socket holds what it is given until the test drains it.
+  const send = ws.send.bind(ws);
+  ws.send = (bytes) => {
+    ws.bufferedAmount += bytes.length;
+    send(bytes);
+  };
+  const dataFrames = () => ws.sent.filter((f) => f.kind === 2).length;
+  c.sendBuffer("bob", new Uint8Array(1 << 20));
+  const offer = ws.msgs("offer")[0];
+  let seq = 2;
+  ws.deliver(control({ t: "res", c: { re: offer.msg.c.id, result: { t: "offer", c: { sid: 5 } } } }, seq++));
+  ws.deliver(control({ t: "start", c: { sid: 5 } }, seq++));
+  // Nothing measured yet: one chunk fills the smallest room (64 KiB), the rest waits.
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(dataFrames(), 1);
+  // A request made now goes out at once, ahead of the data still waiting.
+  c.getUserStatus("");
+  assert.equal(ws.sent.at(-1).msg.c.op.t, "get_user_status");
+  // The socket drains what it held; the link measures how fast and lets that much in.
+  const before = dataFrames();
+  ws.bufferedAmount = 0;
+  while (dataFrames() === before) await new Promise((r) => setTimeout(r, 1));
+  assert.ok(dataFrames() > before, "data flows again once the socket drains");
+  assert.ok(ws.bufferedAmount > 0, "and fills the socket only up to its room");
+  c.destroy();
+});
