@@ -2,7 +2,7 @@
 
 use crvm_proto::error::{code, CRVIDEOSDK_MEETPARAM_ERR};
 use crvm_proto::Code;
-use std::ffi::{c_char, CStr};
+use std::ffi::c_char;
 
 /// Whether a NULL pointer is allowed (and read as "").
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -21,19 +21,32 @@ pub(crate) unsafe fn str_arg<'a>(
     null: Null,
     max: usize,
 ) -> Result<&'a str, Code> {
-    let bad = code(CRVIDEOSDK_MEETPARAM_ERR);
+    let bytes = bytes_arg(p, null, max)?;
+    std::str::from_utf8(bytes).map_err(|_| code(CRVIDEOSDK_MEETPARAM_ERR))
+}
+
+/// As [`str_arg`], without the UTF-8 check: for text whose own decoding checks every byte
+/// (base64 data, where a second pass over a large cmd is measurable).
+///
+/// # Safety
+/// As for [`str_arg`].
+pub(crate) unsafe fn bytes_arg<'a>(
+    p: *const c_char,
+    null: Null,
+    max: usize,
+) -> Result<&'a [u8], Code> {
     if p.is_null() {
         return match null {
-            Null::Empty => Ok(""),
-            Null::Refuse => Err(bad),
+            Null::Empty => Ok(b""),
+            Null::Refuse => Err(code(CRVIDEOSDK_MEETPARAM_ERR)),
         };
     }
     let len = libc::strnlen(p, max.saturating_add(1));
     if len > max {
-        return Err(bad);
+        return Err(code(CRVIDEOSDK_MEETPARAM_ERR));
     }
-    let bytes = CStr::from_ptr(p).to_bytes();
-    std::str::from_utf8(bytes).map_err(|_| bad)
+    // SAFETY: `strnlen` found the NUL at `len`, so `len` bytes from `p` are readable.
+    Ok(std::slice::from_raw_parts(p.cast::<u8>(), len))
 }
 
 /// Converts a `Result` of the core into the C return code.

@@ -4,7 +4,7 @@
 //! Return value rule (docs/API.md §2.2): non-zero means refused before anything was sent, and no event
 //! follows; zero means exactly one result event follows (none for `crvm_logout`).
 
-use super::args::{rc, str_arg, Null};
+use super::args::{bytes_arg, rc, str_arg, Null};
 use super::callbacks::{copy_callbacks, crvm_callbacks, CHandler};
 use super::handle::{self, crvm_client};
 use crate::core::{Client, Code, LoginParams, ADDR_MAX};
@@ -42,8 +42,13 @@ fn with_client(c: *mut crvm_client, f: impl FnOnce(&Client) -> Result<(), Code>)
 }
 
 /// Decodes a base64 argument (13 if it is not base64).
-fn decode_base64(data: &str) -> Result<Vec<u8>, Code> {
-    super::b64::decode(data.as_bytes()).ok_or(code(CRVIDEOSDK_BASE64_COV_ERR))
+/// Base64 data argument → bytes: 13 for bad base64, 5 (as for any other argument) for text
+/// that is not UTF-8.
+fn decode_base64(text: &[u8]) -> Result<Vec<u8>, Code> {
+    super::b64::decode(text).ok_or_else(|| match std::str::from_utf8(text) {
+        Ok(_) => code(CRVIDEOSDK_BASE64_COV_ERR),
+        Err(_) => code(CRVIDEOSDK_MEETPARAM_ERR),
+    })
 }
 
 /// Creates a client for the server at `server_addr` ("host:port"). `callbacks` is copied
@@ -402,7 +407,7 @@ pub unsafe extern "C" fn crvm_send_cmd(
     with_client(c, |client| {
         check_id_buf(task_id_out, task_id_cap)?;
         let target = str_arg(target_user_id, Null::Refuse, USER_ID_MAX)?;
-        let text = str_arg(data_base64, Null::Refuse, CMD_TEXT_MAX).map_err(|e| {
+        let text = bytes_arg(data_base64, Null::Refuse, CMD_TEXT_MAX).map_err(|e| {
             // Over-long text is over-size data, not a malformed argument.
             if data_base64.is_null() {
                 e
@@ -436,7 +441,7 @@ pub unsafe extern "C" fn crvm_send_buffer(
     with_client(c, |client| {
         check_id_buf(task_id_out, task_id_cap)?;
         let target = str_arg(target_user_id, Null::Refuse, USER_ID_MAX)?;
-        let text = str_arg(data_base64, Null::Refuse, usize::MAX - 1)?;
+        let text = bytes_arg(data_base64, Null::Refuse, usize::MAX - 1)?;
         let task = client.send_buffer(target, decode_base64(text)?)?;
         write_id(&task, task_id_out);
         Ok(())
