@@ -51,6 +51,12 @@ static void test_refusals(void) {
     CHECK_INT(crvm_send_cmd(a.c, "bob", bad_b64[i], task, sizeof task), 13);
     CHECK_INT(crvm_send_buffer(a.c, "bob", bad_b64[i], task, sizeof task), 13);
   }
+  /* Not UTF-8 → 5, as for any other string argument (the text is checked as it is decoded). */
+  static const char *const bad_utf8[] = {"eA\xff=", "\x80\x80\x80\x80", "eA==\xc3"};
+  for (size_t i = 0; i < sizeof bad_utf8 / sizeof bad_utf8[0]; i++) {
+    CHECK_INT(crvm_send_cmd(a.c, "bob", bad_utf8[i], task, sizeof task), 5);
+    CHECK_INT(crvm_send_buffer(a.c, "bob", bad_utf8[i], task, sizeof task), 5);
+  }
   /* Sizes: a cmd of 51,201 bytes → 1100; a buffer over the default max_buffer_bytes (100 MiB)
    * → 1101. */
   char *b64 = d_pattern_b64(51201, 1);
