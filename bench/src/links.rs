@@ -60,7 +60,10 @@ pub fn section_k(cfg: &Cfg, tmp: &Path, socat: bool) -> Res<()> {
     if !socat {
         crate::skipped("socat");
     }
-    for (i, p) in Profile::ALL.into_iter().enumerate() {
+    let chosen = Profile::ALL
+        .into_iter()
+        .filter(|p| cfg.links.iter().any(|k| k == p.key()));
+    for (i, p) in chosen.enumerate() {
         let size = file_size(cfg, p);
         println!(
             "  {p} ({}): {:.1} MB file, load average {}",

@@ -46,7 +46,7 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
                   [--big-mib N] [--reps N] [--setups N] [--pings N] [--per-sender N]
                   [--fanout N,N,..] [--fan-deliveries N] [--fan-samples N] [--calls N]
                   [--call-gap-ms N] [--link-secs N] [--link-calls N] [--web-mib N]
-                  [--web-setups N] [--only SECTIONS]
+                  [--web-setups N] [--links KEYS] [--only SECTIONS]
 
   --only SECTIONS    run only these sections, e.g. --only a,c (default: all of a..l)
   --quick            tiny sizes: a smoke run of every section (anchors whose tool is not
@@ -68,6 +68,7 @@ usage: crvm-bench [--quick] [--server PATH] [--tmp DIR] [--file-mib N] [--small-
   --big-mib N        (f) and (g) big transfer, MiB (default 2048)
   --link-secs N      (k) file size on each emulated link, in seconds at its rate (default 10)
   --link-calls N     (k) calls per row (default 50)
+  --links KEYS       (k) only these emulated links, e.g. --links 1g1 (default: 10m50,40m20,1g1)
   --web-mib N        (l) file from the browser, MiB (default 100)
   --web-setups N     (l) call setups per side, over all rounds (default 3000)
 
@@ -100,6 +101,8 @@ struct Cfg {
     link_secs: f64,
     /// (k) calls per row.
     link_calls: u64,
+    /// (k) the emulated links to measure, by key.
+    links: Vec<String>,
     /// (l) size of the file the browser sends.
     web_file: u64,
     /// (l) call setups per side, over all rounds.
@@ -138,6 +141,10 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
         call_gap_ms: if quick { 2 } else { 20 },
         link_secs: if quick { 0.2 } else { 10.0 },
         link_calls: if quick { 5 } else { 50 },
+        links: crvm_faultproxy::Profile::ALL
+            .iter()
+            .map(|p| p.key().to_owned())
+            .collect(),
         web_file: if quick { 8 } else { 100 } * MIB,
         web_setups: if quick { 60 } else { 3000 },
         only: SECTIONS.into(),
@@ -178,6 +185,13 @@ fn parse_args(args: &[String]) -> Res<Cfg> {
             "--calls" => cfg.calls = num()?,
             "--link-secs" => cfg.link_secs = num()? as f64,
             "--link-calls" => cfg.link_calls = num()?,
+            "--links" => {
+                let known = crvm_faultproxy::Profile::ALL.map(|p| p.key().to_owned());
+                cfg.links = value.split(',').map(|k| k.trim().to_owned()).collect();
+                if let Some(k) = cfg.links.iter().find(|k| !known.contains(k)) {
+                    return Err(format!("{flag}: no emulated link {k:?} (known: {known:?})").into());
+                }
+            }
             "--web-mib" => cfg.web_file = num()? * MIB,
             "--web-setups" => cfg.web_setups = num()?,
             "--only" => {
