@@ -173,11 +173,32 @@ impl Drop for Disk {
     }
 }
 
+/// How much the writer yields to the app's other threads (a nice value above the process's):
+/// it only stores bytes, so when the CPUs are scarce the worker — which reads every invite,
+/// hang-up and cmd — and the app come first; a file then arrives a little later, never a call.
+const WRITER_NICENESS: i32 = 5;
+
 /// The thread: runs jobs in order until the worker's side is dropped.
 fn writer(rx: Receiver<Job>, done: DoneQueue, wake: Wake) {
+    lower_priority();
     let mut files = Files::default();
     while let Ok(job) = rx.recv() {
         files.run(job, &|d| report(&done, Some(&wake), d));
+    }
+}
+
+/// Lowers this thread's priority by [`WRITER_NICENESS`] (Linux gives each thread its own
+/// nice value; elsewhere, and if refused, the thread keeps the process's).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on this thread's own ID; failure changes nothing.
+    unsafe {
+        let tid = libc::gettid();
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+        if *libc::__errno_location() == 0 {
+            let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, now + WRITER_NICENESS);
+        }
     }
 }
 
@@ -300,4 +321,29 @@ pub(super) fn publish(part: &Path, dir: &Path, name: &str) -> io::Result<PathBuf
     std::fs::hard_link(part, &candidate)?;
     std::fs::remove_file(part)?;
     Ok(candidate)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// This thread's nice value.
+    fn niceness() -> i32 {
+        // SAFETY: a plain system call on this thread's own ID.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[test]
+    fn the_writer_runs_below_the_threads_that_read_control() {
+        let (before, after) = std::thread::spawn(|| {
+            let before = niceness();
+            lower_priority();
+            (before, niceness())
+        })
+        .join()
+        .expect("the thread ran");
+        assert_eq!(after, (before + WRITER_NICENESS).min(19));
+        // Only the writer's own thread: this one keeps its priority.
+        assert_eq!(niceness(), before);
+    }
 }
