@@ -164,7 +164,7 @@ impl Session {
         true
     }
 
-    /// How many bytes the kernel should hold unsent on this link's socket: a millisecond of
+    /// How many bytes the kernel should hold unsent on this link's socket: two milliseconds of
     /// what the outgoing streams deliver, so that a fast path stays busy while the worker is
     /// woken, and a slow one holds no more than 32 KiB ahead of a control frame.
     pub fn unsent_bound(&self) -> usize {
