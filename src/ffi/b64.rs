@@ -1,7 +1,7 @@
 //! Base64 (standard alphabet, padded) for the C API's cmd and buffer arguments and callbacks.
 //!
 //! The `base64` crate's portable codec decides what is valid and writes the last bytes; on x86-64
-//! with SSSE3 the bulk before them goes 16 characters (12 bytes) at a time through vector
+//! the bulk before them goes 32 characters (AVX2) or 16 (SSSE3) at a time through vector
 //! shuffles — several times faster, which is most of a large cmd's cost in the library. The
 //! result is the crate's, byte for byte, and so is every refusal: the vector part takes only
 //! characters of the alphabet (never `=`) and always leaves the last characters, where padding
