@@ -68,11 +68,11 @@ pub fn native_rtt(port: u16, n: u64) -> Res<Vec<u64>> {
     stream.set_nodelay(true)?;
     let (mut ws, _) = tungstenite::client(format!("ws://127.0.0.1:{port}/"), stream)
         .map_err(|e| format!("the floor's native client: {e}"))?;
-    let payload = vec![0u8; 100];
+    let payload = bytes::Bytes::from(vec![0u8; 100]);
     let mut out = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let t0 = Instant::now();
-        ws.send(Message::Binary(payload.clone().into()))?;
+        ws.send(Message::Binary(payload.clone()))?;
         loop {
             if let Message::Binary(_) = ws.read()? {
                 break;

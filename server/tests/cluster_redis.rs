@@ -572,13 +572,6 @@ fn a_call_placed_while_redis_comes_back_empty_rings_once() {
     c.redis.shutdown();
     alice.send_req(100, call_op("ab", "bob"));
     c.redis.restart();
-    match alice.reply() {
-        ServerMsg::Res { re: 100, result } => assert_eq!(result.code(), 0, "the call"),
-        other => panic!("alice: {other:?}"),
-    }
-    match bob.reply() {
-        ServerMsg::CallIn { call_id, .. } => assert_eq!(call_id, "ab"),
-        other => panic!("bob: {other:?}"),
-    }
+    assert_call_rang(&mut alice, &mut bob, 100, "ab");
     assert_nothing_pending(&mut bob, "bob");
 }

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::call_op;
 use common::cluster::Cluster;
+use common::{assert_call_rang, call_op};
 use crvm_proto::ServerMsg;
 
 const TIMEOUT_MS: u64 = 1000;
@@ -105,14 +105,7 @@ fn a_user_whose_node_restores_last_is_found_after_redis_comes_back_empty() {
     wait_for_log(&c.nodes[1], "sessions re-checked", checks);
     alice.send_req(100, call_op("ab", "bob"));
     c.nodes[2].signal("-CONT");
-    match alice.reply() {
-        ServerMsg::Res { re: 100, result } => assert_eq!(result.code(), 0, "the call"),
-        other => panic!("alice: {other:?}"),
-    }
-    match bob.reply() {
-        ServerMsg::CallIn { call_id, .. } => assert_eq!(call_id, "ab"),
-        other => panic!("bob: {other:?}"),
-    }
+    assert_call_rang(&mut alice, &mut bob, 100, "ab");
 }
 
 /// Found by the chaos test (seed 5): a login that arrived while Redis was coming back empty

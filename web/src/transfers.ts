@@ -192,11 +192,7 @@ export class Transfers {
 
   private end(out: Outgoing): void {
     if (out.ended) return;
-    out.ended = true;
-    if (out.blob) void out.blob.reader.cancel().catch(() => {});
-    out.blob = undefined;
-    if (out.retry !== undefined) clearTimeout(out.retry);
-    out.retry = undefined;
+    stop(out);
     this.byTask.delete(out.task);
     if (out.sid) this.bySid.delete(out.sid);
     if (out.offered) {
@@ -376,15 +372,21 @@ export class Transfers {
     this.offers = 0;
     this.incoming.clear();
     for (const out of all) {
-      out.ended = true;
-      if (out.blob) void out.blob.reader.cancel().catch(() => {});
-      out.blob = undefined;
-      if (out.retry !== undefined) clearTimeout(out.retry);
-      out.retry = undefined;
+      stop(out);
       if (out.cancelling) this.ev.cancelResult(out.task, code);
       else this.ev.result(out, code);
     }
   }
+}
+
+/** Marks `out` ended and lets go of what it holds: its Blob's stream and its pending look at
+ * a full socket. */
+function stop(out: Outgoing): void {
+  out.ended = true;
+  if (out.blob) void out.blob.reader.cancel().catch(() => {});
+  out.blob = undefined;
+  if (out.retry !== undefined) clearTimeout(out.retry);
+  out.retry = undefined;
 }
 
 export function joinBase64(chunks: Uint8Array[]): string {

@@ -105,6 +105,18 @@ pub fn call_op(call_id: &str, callee: &str) -> crvm_proto::Op {
     }
 }
 
+/// The answer to `caller`'s call request `re` is success, and `callee` rings with `call_id`.
+pub fn assert_call_rang(caller: &mut Client, callee: &mut Client, re: u64, call_id: &str) {
+    match caller.reply() {
+        ServerMsg::Res { re: r, result } if r == re => assert_eq!(result.code(), 0, "the call"),
+        other => panic!("caller: {other:?}"),
+    }
+    match callee.reply() {
+        ServerMsg::CallIn { call_id: id, .. } => assert_eq!(id, call_id),
+        other => panic!("callee: {other:?}"),
+    }
+}
+
 /// A status object.
 pub fn st(user: &str, status: i32, dnd: i32) -> UserStatus {
     UserStatus::new(user, status, dnd)
