@@ -34,7 +34,8 @@ pub struct Ctx {
     /// Where browsers resume their sessions in a cluster: this node's `ws_advertise` (empty
     /// without a WebSocket listener, or on one server).
     pub ws_resume_addr: String,
-    /// The node is draining (docs/CLUSTER.md "Drain"): it takes no logins and no sessions.
+    /// The node is draining (docs/CLUSTER.md "Drain"): it takes no sessions from other nodes,
+    /// and only logins its drain can move.
     pub draining: std::sync::atomic::AtomicBool,
     /// Asked to drain (admin API).
     pub drain_request: tokio::sync::Notify,

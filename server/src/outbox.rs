@@ -107,6 +107,9 @@ struct Queues {
     state: State,
     /// A write failure detaches the session instead of ending it.
     resumable: bool,
+    /// Someone waits in [`Outbox::control_flushed`]: the writer wakes it once no control
+    /// frame is left queued.
+    flush_wanted: bool,
 }
 
 #[derive(Debug)]
@@ -141,6 +144,7 @@ impl Outbox {
                 q: OutQueue::new(),
                 state: State::Open,
                 resumable: false,
+                flush_wanted: false,
             }),
             wake: Notify::new(),
             stopped: Notify::new(),
@@ -268,6 +272,28 @@ impl Outbox {
     /// Frame `seq` from the client is handled; frames written from now on acknowledge it.
     pub fn set_handled(&self, seq: u64) {
         self.0.ack.store(seq, Ordering::Release);
+    }
+
+    /// Waits until the writer has taken every control frame queued (a session about to be
+    /// taken off its connection first sends its client what it has: a session just logged in,
+    /// its `resumable`), the outbox is no longer open, or `patience` passes.
+    pub async fn control_flushed(&self, patience: Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let woken = self.0.stopped.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            {
+                let mut q = self.0.q.lock();
+                if q.state != State::Open || q.q.control_bytes() == 0 {
+                    return;
+                }
+                q.flush_wanted = true;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Takes the session off its connection (its link dropped, or a resume takes it over):
@@ -411,6 +437,10 @@ impl Outbox {
                     return Flow::Stop;
                 }
                 if q.q.encode_batch(self.handled(), batch, BATCH_BYTES) > 0 {
+                    if q.flush_wanted && q.q.control_bytes() == 0 {
+                        q.flush_wanted = false;
+                        self.0.stopped.notify_waiters();
+                    }
                     return Flow::Ready;
                 }
                 if matches!(q.state, State::Closing { .. }) {

@@ -632,3 +632,56 @@ fn moved_sessions_outlive_a_node_that_freezes_past_the_timeout() {
 fn moved_sessions_outlive_a_node_that_is_killed() {
     moved_sessions_outlive("kill", |c| c.restart_node(1));
 }
+
+/// A client that picks a node just as it starts to drain is not refused: its login succeeds
+/// there and its session moves with the others. The drain is kept from ending by a raw client
+/// that does not come by for its moved session until the late login is in.
+#[test]
+fn a_login_reaching_a_draining_node_succeeds_and_its_session_moves() {
+    let mut c = Cluster::start(3, TIMEOUT_MS, "");
+    let mut raw = c.node(1).connect();
+    let (session, secret) = login_resumable(&mut raw, "slow");
+    c.nodes[1].signal("-TERM");
+    assert!(
+        c.nodes[1].log_says("drain: session of conn"),
+        "{}",
+        c.nodes[1].log_tail(40)
+    );
+    // The drain now waits for the raw client to ask where its session went.
+    let late = Party::login(&c, 1, "late");
+    let deadline = Instant::now() + SETTLE;
+    while !matches!(home(&c, "late"), Some(0 | 2)) {
+        assert!(
+            Instant::now() < deadline,
+            "late never moved: {:?}",
+            home(&c, "late")
+        );
+        late.u.rx.recv_timeout(Duration::from_millis(20)).ok();
+    }
+    let mut r = c.node(1).connect();
+    r.hello();
+    r.send(&crvm_proto::ClientMsg::Resume {
+        app_id: "demo".into(),
+        session,
+        secret,
+        last: 0,
+    });
+    assert!(matches!(r.msg(), crvm_proto::ServerMsg::Moved { .. }));
+    drop(raw);
+    stopped(&mut c, 1);
+    assert!(
+        c.nodes[1]
+            .log_text()
+            .contains("drain: 2 of 2 session(s) moved"),
+        "{}",
+        c.nodes[1].log_tail(40)
+    );
+    // The late user lives on at its new node: a cmd from dave reaches it.
+    let mut dave = Party::login(&c, 0, "dave");
+    let mut late = late;
+    dave.cmd("late", 0);
+    settle(&mut [&mut dave, &mut late], |p| {
+        p.all_done() && (p.name != "late" || p.got.contains_key("dave"))
+    });
+    late.check(&[("dave", 1)]);
+}

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::proc::registry;
 
-/// A fresh directory, removed on drop unless [`TmpDir::keep`] was called.
+/// A fresh directory, removed on drop unless [`TmpDir::keep`] was called or the thread is
+/// panicking (a failed test: kept for its logs until the next run's clean-up).
 pub struct TmpDir(pub PathBuf, bool);
 
 impl TmpDir {
@@ -59,6 +60,11 @@ impl Default for TmpDir {
 
 impl Drop for TmpDir {
     fn drop(&mut self) {
+        // A failing test's directory stays, for its logs (the next run removes it).
+        if std::thread::panicking() && !self.1 {
+            eprintln!("kept for its logs: {}", self.0.display());
+            return;
+        }
         if !self.1 {
             let _ = std::fs::remove_dir_all(&self.0);
             registry().dirs.retain(|d| d != &self.0);

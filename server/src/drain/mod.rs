@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::ctx::Ctx;
 use crate::ids::LoginGen;
 use crate::link::{Links, Msg};
-use crate::resume::Leaving;
+use crate::resume::{Leaving, SentOn};
 use crate::route::endpoint::{Endpoint, RemoteEnd};
 use crate::session::Phase;
 
@@ -52,6 +52,7 @@ pub async fn run(ctx: &Arc<Ctx>) {
     let peers = ctx.hub.peers().await;
     let ids = ctx.sessions.ids();
     if peers.is_empty() {
+        ctx.sessions.close();
         tracing::info!("drain: no other live node; {} session(s) end", ids.len());
         return;
     }
@@ -60,31 +61,45 @@ pub async fn run(ctx: &Arc<Ctx>) {
         ids.len(),
         peers.len()
     );
-    let mut moved = Vec::new();
     // Nodes that did not answer (frozen, or gone since they last beat) are not asked again.
     let mut silent = std::collections::HashSet::new();
-    for (i, id) in ids.iter().enumerate() {
-        if let Some(m) = move_one(ctx, &links, id, &peers, i, &mut silent).await {
-            moved.push(m);
+    // Sessions logged in here since the drain began (a client that picked this node just
+    // before it was told to stop) move like the others, until every moved client was sent on.
+    let mut known: std::collections::HashSet<String> = ids.iter().cloned().collect();
+    let (mut batch, mut count, mut i) = (ids.clone(), 0, 0);
+    let mut told;
+    let missing = loop {
+        let mut moved = Vec::new();
+        for id in &batch {
+            if let Some(m) = move_one(ctx, &links, id, &peers, i, &mut silent).await {
+                moved.push(m);
+            }
+            i += 1;
         }
-    }
-    let count = moved.len();
-    let mut sessions = Vec::new();
-    let mut cmds = Vec::new();
-    for m in moved {
-        sessions.push((m.gen, m.node));
-        cmds.extend(m.cmds);
-    }
-    let live: Vec<String> = peers
-        .iter()
-        .filter(|p| !silent.contains(*p))
-        .cloned()
-        .collect();
-    let told = live.len() - links.rehome(&live, sessions, cmds).await.len();
-    let missing = ctx.sessions.sent_on(SEND_ON_WAIT).await;
+        count += moved.len();
+        let mut sessions = Vec::new();
+        let mut cmds = Vec::new();
+        for m in moved {
+            sessions.push((m.gen, m.node));
+            cmds.extend(m.cmds);
+        }
+        let live: Vec<String> = peers
+            .iter()
+            .filter(|p| !silent.contains(*p))
+            .cloned()
+            .collect();
+        told = live.len() - links.rehome(&live, sessions, cmds).await.len();
+        match ctx.sessions.sent_on(SEND_ON_WAIT, &known).await {
+            SentOn::All { missing } => break missing,
+            SentOn::New(fresh) => {
+                known.extend(fresh.iter().cloned());
+                batch = fresh;
+            }
+        }
+    };
     tracing::info!(
         "drain: {count} of {} session(s) moved, {told} of {} node(s) told, {missing} client(s) did not come by",
-        ids.len(),
+        known.len(),
         peers.len()
     );
 }

@@ -1,6 +1,7 @@
 //! `hello`, `login` and `logout` (docs/API.md §3.1, docs/PROTOCOL.md "Connection lifecycle").
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crvm_proto::error::{
     CRVIDEOSDK_ANCTPSWD_ERR, CRVIDEOSDK_MEETPARAM_ERR, CRVIDEOSDK_MISMATCHCLIENTVER,
@@ -52,13 +53,19 @@ impl ServerSession {
             unreachable!("on_msg passes logins only")
         };
         let limited = !self.ctx.logins.allowed(self.addr.ip(), &app_id);
+        let resumable = resume && self.ctx.sessions.window() > Duration::ZERO;
+        // A draining node still takes a resumable login (a client that picked it just before
+        // it was told to stop): the drain moves that session too. Not once the drain is over,
+        // nor a session that could not move.
+        let ctx = Arc::clone(&self.ctx);
+        let admitted = ctx.sessions.admit();
+        let movable = resumable || !self.ctx.is_draining();
         let result = match checked {
             Err(code) => Err(code.get()),
             // Too many failures from here or into this tenant: refused like a wrong secret,
             // without looking at the credentials, for the rest of the minute.
             Ok(()) if limited => Err(CRVIDEOSDK_ANCTPSWD_ERR),
-            // A draining node takes no new sessions (its clients are sent to the others).
-            Ok(()) if self.ctx.is_draining() => Err(CRVIDEOSDK_SERVER_EXCEPTION),
+            Ok(()) if admitted.is_none() || !movable => Err(CRVIDEOSDK_SERVER_EXCEPTION),
             Ok(()) => {
                 let cred = Credentials {
                     app_id: &app_id,
@@ -149,7 +156,6 @@ impl ServerSession {
             user
         );
         let window = self.ctx.sessions.window().as_secs();
-        let resumable = resume && window > 0;
         if resumable {
             // Before the first numbered frame, so that the tail has every one of them.
             self.outbox.set_resumable();
@@ -170,6 +176,7 @@ impl ServerSession {
             });
             session
         });
+        drop(admitted);
         self.phase = Phase::LoggedIn(User {
             tenant: app_id,
             user_id: user,

@@ -130,6 +130,10 @@ pub struct Links {
     next_token: std::sync::atomic::AtomicU64,
     /// What takes the sessions other nodes hand to this one.
     arrivals: OnceLock<Arc<dyn moving::Arrivals>>,
+    /// Held (shared) by each cmd from its routing to its write on a link; a drain's `rehome`
+    /// takes it whole before answering, so that every cmd routed to the draining node before
+    /// then is on its link ahead of the answer (docs/DESIGN.md, "Drain").
+    routing: tokio::sync::RwLock<()>,
 }
 
 impl Links {
@@ -158,9 +162,15 @@ impl Links {
             waiters: Mutex::default(),
             next_token: std::sync::atomic::AtomicU64::new(1),
             arrivals: OnceLock::new(),
+            routing: tokio::sync::RwLock::new(()),
         });
         tokio::spawn(Arc::clone(&links).accept(listener));
         Ok(links)
+    }
+
+    /// Held while a cmd is routed and written: see [`Links::routing`]'s field.
+    pub async fn routing(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.routing.read().await
     }
 
     /// The key a node dialling this one must present.

@@ -317,6 +317,10 @@ impl Links {
                 sessions,
                 cmds,
             } => {
+                // Every cmd routed before now is on its link first (a cmd routed to the
+                // draining node and written after this answer would reach it once the
+                // session's inbox is gone, and be passed on behind later ones).
+                drop(self.routing.write().await);
                 for (gen, to) in sessions {
                     self.rehome_session(node, gen, &to).await;
                 }

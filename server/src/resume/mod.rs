@@ -32,6 +32,9 @@ pub use takeover::{holdable, park, resume};
 /// How long a resume waits for the connection it takes over to let go of the session.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a session leaving for another node may take to send its client what is queued.
+const FLUSH_BEFORE_LEAVING: Duration = Duration::from_millis(500);
+
 /// Hex digits of session IDs and resume secrets (128 bits).
 const TOKEN_HEX: usize = 32;
 
@@ -83,9 +86,38 @@ pub enum Refused {
     Moved { addr: String, ws_addr: String },
 }
 
+/// What [`Sessions::sent_on`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SentOn {
+    /// Sessions logged in since (not among those it was given): they move too.
+    New(Vec<String>),
+    /// No more logins are admitted; this many moved clients did not come by in time.
+    All { missing: usize },
+}
+
+/// Logins being admitted: a drain's end waits for them, and admits none after.
+#[derive(Default)]
+struct Admit {
+    in_progress: usize,
+    closed: bool,
+}
+
+/// A login admitted while the node takes logins: until it is dropped (the session registered,
+/// or the login failed), a drain does not end.
+pub struct Admitted<'a>(&'a Sessions);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.admit.lock().in_progress -= 1;
+        self.0.parked.notify_waiters();
+    }
+}
+
 /// Every resumable session of this node.
 pub struct Sessions {
     slots: Mutex<HashMap<String, Slot>>,
+    /// Taken before `slots` where both are.
+    admit: Mutex<Admit>,
     /// Wakes resumes waiting for a taken-over connection to park its session.
     parked: Notify,
     rate: Mutex<Bucket>,
@@ -96,6 +128,7 @@ impl Sessions {
     pub fn new(window: Duration, resumes_per_s: u64) -> Sessions {
         Sessions {
             slots: Mutex::new(HashMap::new()),
+            admit: Mutex::new(Admit::default()),
             parked: Notify::new(),
             rate: Mutex::new(Bucket::new(resumes_per_s, 2 * resumes_per_s)),
             window,
@@ -105,6 +138,21 @@ impl Sessions {
     /// How long a dropped session is held.
     pub fn window(&self) -> Duration {
         self.window
+    }
+
+    /// Admits a login, unless a drain has ended (then `None`: the node is about to stop).
+    pub fn admit(&self) -> Option<Admitted<'_>> {
+        let mut admit = self.admit.lock();
+        if admit.closed {
+            return None;
+        }
+        admit.in_progress += 1;
+        Some(Admitted(self))
+    }
+
+    /// Admits no more logins (a node alone stopping).
+    pub fn close(&self) {
+        self.admit.lock().closed = true;
     }
 
     /// Registers a session just logged in on `conn`; returns its ID and first secret.
@@ -128,6 +176,9 @@ impl Sessions {
                 leaving: false,
             },
         );
+        drop(slots);
+        // A drain under way moves it too.
+        self.parked.notify_waiters();
         (id, secret)
     }
 
@@ -327,6 +378,15 @@ impl Sessions {
     /// `None` unless it is (then) held here.
     pub async fn leave(&self, id: &str, patience: Duration) -> Option<Leaving> {
         let deadline = tokio::time::Instant::now() + patience;
+        // Its client gets what is queued for it first: one just logged in needs its
+        // `resumable` to follow the session.
+        let attached = match self.slots.lock().get(id).map(|s| &s.at) {
+            Some(Where::Attached { outbox, .. }) => Some(outbox.clone()),
+            _ => None,
+        };
+        if let Some(outbox) = attached {
+            outbox.control_flushed(FLUSH_BEFORE_LEAVING).await;
+        }
         loop {
             let parked = self.parked.notified();
             tokio::pin!(parked);
@@ -403,24 +463,54 @@ impl Sessions {
         self.parked.notify_waiters();
     }
 
-    /// Waits until every client whose session moved away has asked here and been sent on,
-    /// or `patience` passes. How many did not come.
-    pub async fn sent_on(&self, patience: Duration) -> usize {
+    /// Waits until every client whose session moved away has asked here and been sent on
+    /// and no login is under way, or `patience` passes: then admits no more logins. Returns
+    /// early with the sessions here that are not in `known` (logged in meanwhile).
+    pub async fn sent_on(
+        &self,
+        patience: Duration,
+        known: &std::collections::HashSet<String>,
+    ) -> SentOn {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let parked = self.parked.notified();
             tokio::pin!(parked);
             parked.as_mut().enable();
-            let left = self
-                .slots
-                .lock()
-                .values()
-                .filter(|s| matches!(s.at, Where::Moved { .. }))
-                .count();
-            if left == 0 || tokio::time::timeout_at(deadline, parked).await.is_err() {
-                return left;
+            let left = match self.settled(known) {
+                Ok(outcome) => return outcome,
+                Err(left) => left,
+            };
+            if tokio::time::timeout_at(deadline, parked).await.is_err() {
+                self.admit.lock().closed = true;
+                return SentOn::All { missing: left };
             }
         }
+    }
+
+    /// [`Sessions::sent_on`]'s check: its outcome, or how many moved clients it still waits for
+    /// (`Err`, with any login under way).
+    fn settled(&self, known: &std::collections::HashSet<String>) -> Result<SentOn, usize> {
+        let mut admit = self.admit.lock();
+        let slots = self.slots.lock();
+        let fresh: Vec<String> = slots
+            .iter()
+            .filter(|(id, s)| {
+                matches!(s.at, Where::Attached { .. } | Where::Detached(_)) && !known.contains(*id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !fresh.is_empty() {
+            return Ok(SentOn::New(fresh));
+        }
+        let left = slots
+            .values()
+            .filter(|s| matches!(s.at, Where::Moved { .. }))
+            .count();
+        if left == 0 && admit.in_progress == 0 {
+            admit.closed = true;
+            return Ok(SentOn::All { missing: 0 });
+        }
+        Err(left)
     }
 
     /// A session that arrived from another node ([`Sessions::leave`] there), held here for
@@ -452,5 +542,48 @@ impl Sessions {
         slot.epoch = slot.epoch.next();
         slot.at = Where::Detached(session);
         slot.epoch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_drain_moves_logins_made_meanwhile_and_admits_none_once_it_ends() {
+        let sessions = Sessions::new(Duration::from_secs(60), 100);
+        let (first, _) = sessions.register("t", ConnId::default(), &Outbox::default());
+        let known: HashSet<String> = [first.clone()].into();
+        // A login under way keeps the drain waiting; once registered, it is new.
+        let login = sessions.admit().expect("admitted while the drain runs");
+        let (late, _) = sessions.register("t", ConnId::default(), &Outbox::default());
+        drop(login);
+        let outcome = sessions.sent_on(Duration::from_secs(5), &known).await;
+        assert_eq!(outcome, SentOn::New(vec![late.clone()]));
+        // Both known now, nobody moved away: the drain ends and admits no more logins.
+        let known: HashSet<String> = [first, late].into();
+        let outcome = sessions.sent_on(Duration::from_secs(5), &known).await;
+        assert_eq!(outcome, SentOn::All { missing: 0 });
+        assert!(sessions.admit().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_drain_waits_for_a_login_under_way() {
+        let sessions = std::sync::Arc::new(Sessions::new(Duration::from_secs(60), 100));
+        let login = sessions.admit().expect("admitted");
+        let waiting = {
+            let sessions = std::sync::Arc::clone(&sessions);
+            tokio::spawn(async move {
+                sessions
+                    .sent_on(Duration::from_secs(5), &HashSet::new())
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let (id, _) = sessions.register("t", ConnId::default(), &Outbox::default());
+        drop(login);
+        assert_eq!(waiting.await.unwrap(), SentOn::New(vec![id]));
     }
 }

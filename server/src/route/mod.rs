@@ -84,6 +84,11 @@ impl Router {
     ) -> Result<(), Violation> {
         let gen = from.end.gen;
         let sender = Endpoint::Here(from.end);
+        // From the route's lookup to the write on a link: a drain's barrier waits for it.
+        let _routing = match &self.links {
+            Some(links) => Some(links.routing().await),
+            None => None,
+        };
         match self.locate(dir, from.tenant, to).await {
             None => sender.tell_done(n, CRVIDEOSDK_SENDDATA_TARGETINVALID),
             Some(Target::There(link)) => {

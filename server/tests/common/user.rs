@@ -50,7 +50,11 @@ impl User {
         })
         .unwrap();
         let u = User { c, rx };
-        assert!(matches!(u.next(), Event::Login { result: Ok(_), .. }));
+        let e = u.next();
+        assert!(
+            matches!(e, Event::Login { result: Ok(_), .. }),
+            "{name}: {e:?}"
+        );
         u
     }
 
