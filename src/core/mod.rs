@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use waker::Waker;
-use worker::{flush, needs_worker, Shared};
+use worker::{flush, needs_worker, Fill, Shared};
 
 /// Events delivered per batch by `poll`.
 const POLL_BATCH: usize = 1024;
@@ -65,7 +65,7 @@ impl Inner {
     /// at everything under the lock before it sleeps again.
     fn after_call(&self, mut sh: MutexGuard<'_, Shared>, write: bool) {
         if write {
-            flush(&mut sh, Instant::now());
+            flush(&mut sh, Instant::now(), Fill::Control);
         }
         let manual = self.manual();
         let wake = sh.sleeping && !sh.woken && needs_worker(&sh, manual);

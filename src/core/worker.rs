@@ -4,8 +4,11 @@
 //! with no lock held. It waits in one `poll(2)` on an eventfd, the socket and the next timer.
 //!
 //! The app's threads share the session with it behind one lock ([`Shared`]) and, after each
-//! call, write what the call produced straight to the socket ([`flush`]): a request or cmd
-//! costs no thread hand-off. They wake the worker only when it has something to do
+//! call, write what the call produced straight to the socket ([`flush`], control frames only:
+//! files are read and hashed on this thread): a request or cmd costs no thread hand-off. This
+//! thread lets a waiting app thread have the lock between two writes, and hands events to the
+//! app as soon as a read produced some, so that a call or an invite waits for one chunk of a
+//! transfer, not for a socket's worth. They wake the worker only when it has something to do
 //! ([`needs_worker`]): a link to make or drop, bytes the socket would not take, events to
 //! deliver, or a timer earlier than the one it sleeps on.
 
@@ -127,58 +130,81 @@ pub(crate) fn needs_worker(sh: &Shared, manual: bool) -> bool {
     }
 }
 
+/// What [`flush`] writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// Control frames and data chunks (the worker).
+    All,
+    /// Control frames only (an app's thread after its call: the worker reads the files).
+    Control,
+}
+
 /// Writes what the session has to send until the socket would block. A failed write ends the
-/// link.
-pub(crate) fn flush(sh: &mut Shared, now: Instant) {
-    let Link::Open {
-        gen,
-        transport,
-        wbuf,
-        woff,
-        unsent,
-    } = &mut sh.link
-    else {
-        return;
-    };
+/// link. Between two writes the lock goes to an app's thread that waits for it, so that a call
+/// made during a transfer waits for one chunk, not for the socket to fill.
+pub(crate) fn flush(sh: &mut MutexGuard<'_, Shared>, now: Instant, fill: Fill) {
     let want = sh.session.unsent_bound();
-    if want != *unsent {
-        crvm_proto::limit_unsent_to(transport.fd(), want);
-        *unsent = want;
-    }
     let result = loop {
+        let Shared { session, link, .. } = &mut **sh;
+        let Link::Open {
+            gen,
+            transport,
+            wbuf,
+            woff,
+            unsent,
+        } = link
+        else {
+            return;
+        };
+        let gen = *gen;
+        if want != *unsent {
+            crvm_proto::limit_unsent_to(transport.fd(), want);
+            *unsent = want;
+        }
         if *woff == wbuf.len() {
             if wbuf.capacity() > KEEP_WBUF {
                 *wbuf = Vec::new();
             }
             wbuf.clear();
             *woff = 0;
-            if !sh.session.transmit(wbuf, now) {
-                break transport.flush();
+            let more = match fill {
+                Fill::All => session.transmit(wbuf, now),
+                Fill::Control => session.transmit_control(wbuf, now),
+            };
+            if !more {
+                break transport.flush().map_err(|e| (gen, e));
             }
         }
         match transport.write(&wbuf[*woff..]) {
-            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => *woff += n,
+            Ok(0) => break Err((gen, io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                *woff += n;
+                if *woff == wbuf.len() {
+                    MutexGuard::bump(sh);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
+            Err(e) => break Err((gen, e)),
         }
     };
-    if let Err(e) = result {
-        let gen = *gen;
-        sh.link = Link::None;
-        sh.session.link_failed(gen, lost_code(&e), now);
+    if let Err((gen, e)) = result {
+        if sh.link.gen() == Some(gen) {
+            sh.link = Link::None;
+            sh.session.link_failed(gen, lost_code(&e), now);
+        }
     }
 }
 
 /// Reads what the socket has (a bounded number of reads) into the session.
-fn read(sh: &mut Shared, now: Instant) {
+fn read(sh: &mut MutexGuard<'_, Shared>, now: Instant) {
     for _ in 0..READS_PER_TURN {
-        let Link::Open { gen, transport, .. } = &mut sh.link else {
+        let Shared { session, link, .. } = &mut **sh;
+        let Link::Open { gen, transport, .. } = link else {
             return;
         };
         let gen = *gen;
-        match transport.read(sh.session.read_buf()) {
+        match transport.read(session.read_buf()) {
             Ok(0) => {
                 sh.link = Link::None;
                 sh.session
@@ -190,7 +216,11 @@ fn read(sh: &mut Shared, now: Instant) {
                 if sh.session.has_output() {
                     // Acknowledgements (and answers) go out before the next read: a sender
                     // waiting for its window should not wait for this whole turn of reads.
-                    flush(sh, now);
+                    flush(sh, now, Fill::All);
+                }
+                if sh.session.has_events() {
+                    // An invite read behind a file's chunks is the app's before more chunks.
+                    return;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -248,7 +278,7 @@ fn turn(inner: &Inner, events: &mut Vec<Event>) -> bool {
         sh.session.tick(now);
         sh = reconcile(inner, sh);
     }
-    flush(&mut sh, now);
+    flush(&mut sh, now, Fill::All);
     if sh.session.has_events() {
         if inner.manual() {
             inner.events_ready.notify_all();
@@ -259,7 +289,7 @@ fn turn(inner: &Inner, events: &mut Vec<Event>) -> bool {
             events.clear();
             let mut sh = inner.shared.lock();
             sh.session.delivered();
-            flush(&mut sh, Instant::now());
+            flush(&mut sh, Instant::now(), Fill::All);
             return true;
         }
     }
@@ -319,7 +349,7 @@ fn turn(inner: &Inner, events: &mut Vec<Event>) -> bool {
             if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
                 read(&mut sh, now);
             }
-            flush(&mut sh, now);
+            flush(&mut sh, now, Fill::All);
         }
     }
     true
@@ -381,7 +411,7 @@ fn try_connect(
 
 /// The socket of a connect became writable: connected (TLS set up if asked), or on to the
 /// next address.
-fn connected(inner: &Inner, sh: &mut Shared, now: Instant) {
+fn connected(inner: &Inner, sh: &mut MutexGuard<'_, Shared>, now: Instant) {
     let Link::Connecting {
         gen,
         sock,
@@ -411,7 +441,7 @@ fn connected(inner: &Inner, sh: &mut Shared, now: Instant) {
                 unsent: crvm_proto::outq::KERNEL_UNSENT,
             };
             sh.session.link_up(gen, now);
-            flush(sh, now);
+            flush(sh, now, Fill::All);
         }
         Err(_) => sh.session.link_failed(gen, code(CRVIDEOSDK_SSL_ERR), now),
     }

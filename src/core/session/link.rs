@@ -138,6 +138,16 @@ impl Session {
     /// Appends what should be written next to `buf`: queued control frames first, else one data
     /// chunk. False if there is nothing to write.
     pub fn transmit(&mut self, buf: &mut Vec<u8>, now: Instant) -> bool {
+        self.produce(buf, now, true)
+    }
+
+    /// [`Session::transmit`] without data: what an app's thread writes after its call (the
+    /// worker reads and hashes the files).
+    pub fn transmit_control(&mut self, buf: &mut Vec<u8>, now: Instant) -> bool {
+        self.produce(buf, now, false)
+    }
+
+    fn produce(&mut self, buf: &mut Vec<u8>, now: Instant, data: bool) -> bool {
         let st = &mut self.st;
         if matches!(st.phase, Phase::LoggedOut | Phase::Connecting { .. }) || st.waiting_to_retry()
         {
@@ -149,7 +159,8 @@ impl Session {
             if st.out.encode(ack, buf, WRITE_BATCH) > 0 {
                 break;
             }
-            if matches!(st.phase, Phase::LoggedIn)
+            if data
+                && matches!(st.phase, Phase::LoggedIn)
                 && st
                     .xfers
                     .fill_chunk(&mut st.out, ack, buf, &mut st.events, now)

@@ -153,3 +153,38 @@ fn a_data_end_that_overtakes_the_last_chunks_waits_for_them() {
         "{evs:?}"
     );
 }
+
+#[test]
+fn what_an_app_thread_writes_after_its_call_is_control_only() {
+    // A stream with room in its window: the worker's `transmit` writes its chunks; what the
+    // app's thread writes after a call (`transmit_control`) is that call's frame and no chunk.
+    let t0 = Instant::now();
+    let (mut s, mut srv) = logged_in(t0);
+    let _task = s.send_buffer("bob", vec![3; 1 << 20], t0).unwrap();
+    let (sent, _) = srv.take_all(&mut s, t0);
+    let ClientMsg::Req { id, .. } = sent[0] else {
+        panic!("{sent:?}")
+    };
+    let offer = ServerMsg::Res {
+        re: id,
+        result: Outcome::Offer { sid: 9 },
+    };
+    srv.send(&mut s, &offer, t0);
+    srv.send(&mut s, &ServerMsg::Start { sid: 9 }, t0);
+    s.request(Op::SetDnd { dnd: 1 }, "", t0).unwrap();
+    let mut wire = Vec::new();
+    while s.transmit_control(&mut wire, t0) {}
+    srv.dec.feed(&wire);
+    let mut kinds = Vec::new();
+    while let Some(f) = srv.dec.next_frame().unwrap() {
+        kinds.push(f.kind);
+    }
+    assert!(kinds.contains(&Kind::Control), "{kinds:?}");
+    assert!(
+        !kinds.contains(&Kind::Data),
+        "no chunk from the app's thread: {kinds:?}"
+    );
+    // The worker then writes the chunks.
+    let (_, data) = srv.take_all(&mut s, t0);
+    assert!(!data.is_empty());
+}
