@@ -106,7 +106,7 @@ impl Arrivals for Arrive {
             });
         }
         let relay = ctx.router.relay();
-        relay.localise(&here);
+        relay.localise(&here, links.link(from).await.as_ref());
         relay.arrive(
             &here,
             MovingInbox {

@@ -94,6 +94,16 @@ pub enum Msg {
     Forget {
         gen: LoginGen,
     },
+    /// Session `gen` of the sending node arrived there from the receiving node: answered
+    /// `fence_back` through the receiving node's passing on to it, behind every message for
+    /// that session it passed on before.
+    Fence {
+        gen: LoginGen,
+    },
+    /// The answer to `fence`: what the sending node passed on for session `gen` has arrived.
+    FenceBack {
+        gen: LoginGen,
+    },
     /// Sessions of the sending node now live at other nodes (`sessions`: gen, node), and the
     /// receiving node's senders' cmds to them are settled there (`cmds`: sender, n, node).
     /// Answered once everything sent before it to the sending node is on its way.

@@ -267,6 +267,8 @@ impl Links {
     /// `node` is gone (a link to it broke, or the cluster declared it dead): both directions
     /// close, and everything in flight with it ends, once.
     pub fn lost(&self, node: &str) {
+        // Results held for sessions that came from it: nothing more comes that way.
+        self.relay.fences_lost(node);
         let dialled = self.dialled.lock().remove(node);
         if let Some(p) = &dialled {
             p.close();
@@ -533,6 +535,8 @@ impl Links {
             | Msg::Handoff { .. }
             | Msg::Forget { .. }
             | Msg::Rehome { .. }
+            | Msg::Fence { .. }
+            | Msg::FenceBack { .. }
             | Msg::Answer { .. }) => self.on_moving(node, msg, att).await,
             Msg::Deliver { gen, msg } => self.delivered(node, gen, &msg),
             Msg::CmdDone { gen, ns, code } => {

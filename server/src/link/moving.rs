@@ -343,6 +343,18 @@ impl Links {
                 };
                 self.answer(node, token, a).await;
             }
+            Msg::Fence { gen } => {
+                // Behind everything passed on to it so far, on the same link.
+                let on = self.moved.lock().get(&gen).cloned();
+                let back = match on {
+                    Some(link) => Some(link),
+                    None => self.link(node).await,
+                };
+                if let Some(link) = back {
+                    link.send(&Msg::FenceBack { gen }, &[]);
+                }
+            }
+            Msg::FenceBack { gen } => self.relay.fence_passed(gen),
             Msg::Answer {
                 token,
                 ok,

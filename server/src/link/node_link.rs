@@ -103,6 +103,12 @@ impl NodeLink {
         }
     }
 
+    /// Asks that node to answer `fence_back` for session `gen` (which left it for this one)
+    /// behind whatever it passes on to it.
+    pub fn fence(&self, gen: LoginGen) {
+        self.send(&Msg::Fence { gen }, &[]);
+    }
+
     pub fn node(&self) -> &str {
         &self.node
     }

@@ -151,6 +151,18 @@ pub struct State {
     /// Sessions that left this node (a drain): a cmd that still finds one here goes back to
     /// its caller, to be sent on ([`Relay::cmd_unless_left`]).
     left: std::collections::HashSet<LoginGen>,
+    /// Sessions that arrived here from another node (named), whose cmds' results are held
+    /// until that node has passed on every result it had for them ([`Relay::localise`]).
+    fenced: FastMap<LoginGen, Fenced>,
+}
+
+/// The results held for a session that arrived: its outbox, the node it came from, the
+/// `cmd_done`s in the order they were made.
+#[derive(Debug)]
+struct Fenced {
+    end: LocalEnd,
+    from: String,
+    held: Vec<ServerMsg>,
 }
 
 impl State {
@@ -183,6 +195,9 @@ impl State {
     /// cancelled if the sender was cancelling anyway. Cmds it had coming in fail towards their
     /// senders with 1102; cmds it sent are still delivered.
     pub fn session_ended(&mut self, key: SessionKey, fx: &mut impl Sink) {
+        if let SessionKey::Here(gen) = key {
+            self.fenced.remove(&gen);
+        }
         // The receiving side first (a session of this node's), so that no queued stream of
         // this session starts below.
         let inbox = match key {

@@ -6,8 +6,9 @@ use crvm_proto::error::CRVIDEOSDK_SENDDATA_TARGETINVALID;
 use crvm_proto::ServerMsg;
 
 use super::cmds::{Cmd, Inbox};
-use super::{Deliver, Effect, Relay, Sink, State};
+use super::{Deliver, Effect, Fenced, Relay, Sink, State};
 use crate::ids::{LoginGen, SessionKey};
+use crate::link::node_link::NodeLink;
 use crate::route::endpoint::{Endpoint, LocalEnd, RemoteEnd};
 
 /// A cmd coming in to a moving session, with its sender as the relay had it.
@@ -30,6 +31,22 @@ pub struct MovingInbox {
 }
 
 impl State {
+    /// Holds the cmd results of local session `end` (arrived from `from`) until
+    /// [`State::fence_passed`].
+    pub(super) fn hold_results(&mut self, end: &LocalEnd, from: &str) {
+        let fenced = Fenced {
+            end: end.clone(),
+            from: from.to_owned(),
+            held: Vec::new(),
+        };
+        self.fenced.insert(end.gen, fenced);
+    }
+
+    /// What was held for session `gen`, if anything, in order; its results flow again.
+    pub(super) fn fence_passed(&mut self, gen: LoginGen) -> Option<Fenced> {
+        self.fenced.remove(&gen)
+    }
+
     /// Every cmd and stream sent by session `key` is from `by` now (it moved).
     fn replace_sender(&mut self, key: SessionKey, by: &Endpoint) {
         let cmds = self.inboxes.values_mut().flat_map(|inbox| {
@@ -186,8 +203,11 @@ impl Relay {
         self.state.lock().arrive(receiver, moving, &mut Deliver)
     }
 
-    /// Session `gen`, a sender of another node until now, arrived here as `here`.
-    pub fn localise(&self, here: &LocalEnd) {
+    /// Session `gen`, a sender of another node until now, arrived here as `here` from the
+    /// node of `from`. Results this relay sent it there before now are passed on to it from
+    /// there; so that none is overtaken, its results are held from now on until that node
+    /// answers the fence sent here, behind them ([`Relay::fence_passed`]), or its link is lost.
+    pub fn localise(&self, here: &LocalEnd, from: Option<&NodeLink>) {
         let mut st = self.state.lock();
         let key = SessionKey::There(here.gen);
         st.replace_sender(key, &Endpoint::Here(here.clone()));
@@ -197,6 +217,33 @@ impl Relay {
             to.cmd_bytes += o.cmd_bytes;
             to.streams += o.streams;
         }
+        if let Some(link) = from {
+            st.hold_results(here, link.node());
+            // Under the lock: behind every result this relay sent it there.
+            link.fence(here.gen);
+        }
+    }
+
+    /// The node session `gen` came from has passed on every result it had for it: those held
+    /// here follow, in order.
+    pub fn fence_passed(&self, gen: LoginGen) {
+        if let Some(f) = self.state.lock().fence_passed(gen) {
+            release(f);
+        }
+    }
+
+    /// The link to `node` is lost: results held for sessions that came from it go out now.
+    pub fn fences_lost(&self, node: &str) {
+        let mut st = self.state.lock();
+        let gens: Vec<LoginGen> = st
+            .fenced
+            .iter()
+            .filter(|(_, f)| f.from == node)
+            .map(|(gen, _)| *gen)
+            .collect();
+        for gen in gens {
+            release(st.fenced.remove(&gen).expect("listed"));
+        }
     }
 
     /// Senders of another node's session `gen` now reached through `to` (it moved there).
@@ -204,5 +251,12 @@ impl Relay {
         self.state
             .lock()
             .replace_sender(SessionKey::There(gen), &Endpoint::There(to.clone()));
+    }
+}
+
+/// Delivers the results held for a session, in order.
+fn release(f: Fenced) {
+    for msg in &f.held {
+        f.end.tell(msg);
     }
 }

@@ -620,3 +620,38 @@ fn a_cancel_is_the_receivers_to_answer_once_started() {
         )]
     );
 }
+
+#[test]
+fn results_of_a_session_that_arrived_wait_for_the_fence_of_the_node_it_came_from() {
+    // Sender 1 arrived from node "w1": results this relay sent it there are still on their
+    // way back through w1, so its results made here now are held, in order, until w1's fence.
+    let mut st = State::default();
+    let mut fx = Rec::default();
+    let (a, b) = (ep(1), ep(2));
+    let sender = Endpoint::from(a.clone());
+    st.hold_results(&a, "w1");
+    for n in 1..=3 {
+        st.cmd(&sender, "u", n, &b, vec![0; 4], &mut fx)
+            .unwrap()
+            .unwrap();
+    }
+    fx.take();
+    st.cmd_ack(LoginGen(2), 2, &mut fx);
+    st.cmd_ack(LoginGen(2), 3, &mut fx);
+    assert_eq!(fx.take(), [], "held while the fence is out");
+    let f = st.fence_passed(LoginGen(1)).expect("held");
+    let done = |ns: Vec<u64>| ServerMsg::CmdDone {
+        ns,
+        code: CRVIDEOSDK_NOERR,
+    };
+    assert_eq!(f.held, [done(vec![1, 2]), done(vec![3])]);
+    assert_eq!(f.from, "w1");
+    // Then they flow again.
+    st.cmd(&sender, "u", 4, &b, vec![0; 4], &mut fx)
+        .unwrap()
+        .unwrap();
+    fx.take();
+    st.cmd_ack(LoginGen(2), 4, &mut fx);
+    assert_eq!(fx.take(), [said(1, done(vec![4]))]);
+    assert!(st.fence_passed(LoginGen(1)).is_none());
+}
