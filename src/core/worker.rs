@@ -6,9 +6,10 @@
 //! The app's threads share the session with it behind one lock ([`Shared`]) and, after each
 //! call, write what the call produced straight to the socket ([`flush`], control frames only:
 //! files are read and hashed on this thread): a request or cmd costs no thread hand-off. This
-//! thread lets a waiting app thread have the lock between two writes, and hands events to the
-//! app as soon as a read produced some, so that a call or an invite waits for one chunk of a
-//! transfer, not for a socket's worth. They wake the worker only when it has something to do
+//! thread lets a waiting app thread have the lock between two writes, reads what arrived after
+//! every two chunks it writes, and hands events to the app as soon as a read produced some, so
+//! that a call, its answer or an invite waits for a chunk or two of a transfer, not for a
+//! socket's or a window's worth. They wake the worker only when it has something to do
 //! ([`needs_worker`]): a link to make or drop, bytes the socket would not take, events to
 //! deliver, or a timer earlier than the one it sleeps on.
 
@@ -31,6 +32,9 @@ use std::time::Instant;
 const READS_PER_TURN: usize = 16;
 /// Events handed to the app per batch.
 const EVENT_BATCH: usize = 1024;
+/// Bytes one [`flush`] writes before the worker looks at the socket's input again: two data
+/// chunks, so that an answer to the app waits for two chunks of a transfer, not for a window.
+const FLUSH_BUDGET: usize = 256 * 1024;
 /// A write buffer larger than this is given back once empty.
 const KEEP_WBUF: usize = 512 * 1024;
 
@@ -55,6 +59,9 @@ pub(crate) enum Link {
         woff: usize,
         /// The socket's bound on unsent bytes, as last set.
         unsent: usize,
+        /// The last [`flush`] stopped at its budget with more to write: the worker looks at
+        /// what arrived meanwhile, then writes on.
+        more: bool,
     },
 }
 
@@ -75,8 +82,9 @@ impl Link {
                 transport,
                 wbuf,
                 woff,
+                more,
                 ..
-            } => *woff < wbuf.len() || transport.wants_write(),
+            } => *more || *woff < wbuf.len() || transport.wants_write(),
             _ => false,
         }
     }
@@ -144,6 +152,7 @@ pub(crate) enum Fill {
 /// made during a transfer waits for one chunk, not for the socket to fill.
 pub(crate) fn flush(sh: &mut MutexGuard<'_, Shared>, now: Instant, fill: Fill) {
     let want = sh.session.unsent_bound();
+    let mut budget = FLUSH_BUDGET;
     let result = loop {
         let Shared { session, link, .. } = &mut **sh;
         let Link::Open {
@@ -152,6 +161,7 @@ pub(crate) fn flush(sh: &mut MutexGuard<'_, Shared>, now: Instant, fill: Fill) {
             wbuf,
             woff,
             unsent,
+            more,
         } = link
         else {
             return;
@@ -167,13 +177,20 @@ pub(crate) fn flush(sh: &mut MutexGuard<'_, Shared>, now: Instant, fill: Fill) {
             }
             wbuf.clear();
             *woff = 0;
-            let more = match fill {
+            *more = false;
+            if budget == 0 {
+                // What arrived meanwhile (an answer, acknowledgements) is read first.
+                *more = true;
+                break Ok(());
+            }
+            let produced = match fill {
                 Fill::All => session.transmit(wbuf, now),
                 Fill::Control => session.transmit_control(wbuf, now),
             };
-            if !more {
+            if !produced {
                 break transport.flush().map_err(|e| (gen, e));
             }
+            budget = budget.saturating_sub(wbuf.len());
         }
         match transport.write(&wbuf[*woff..]) {
             Ok(0) => break Err((gen, io::ErrorKind::WriteZero.into())),
@@ -439,6 +456,7 @@ fn connected(inner: &Inner, sh: &mut MutexGuard<'_, Shared>, now: Instant) {
                 wbuf: Vec::new(),
                 woff: 0,
                 unsent: crvm_proto::outq::KERNEL_UNSENT,
+                more: false,
             };
             sh.session.link_up(gen, now);
             flush(sh, now, Fill::All);
