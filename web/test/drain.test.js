@@ -36,10 +36,16 @@ test("a session on a draining node follows it to another node's WebSocket", { ti
     assert.equal(Buffer.from(data, "base64").toString(), `drain ${i}`);
   }
   for (const t of sent) assert.deepEqual(await a.r.next("sendCmdRlst"), [t, 0, ""]);
+  const toA = [];
   for (let i = 0; i < 20; i++) {
     const [, data] = await a.r.next("notifyCmdData", (f, d) => Buffer.from(d, "base64").toString().startsWith("to a"));
-    assert.equal(Buffer.from(data, "base64").toString(), `to a ${i}`);
+    toA.push(Buffer.from(data, "base64").toString());
   }
+  // In order; on failure, everything alice saw, in order, says where the order broke.
+  const seen = a.r.log.map(([name, ...args]) =>
+    name === "notifyCmdData" ? Buffer.from(args[1], "base64").toString() : name,
+  );
+  assert.deepEqual(toA, Array.from({ length: 20 }, (_, i) => `to a ${i}`), `alice saw: ${seen.join(" | ")}`);
   // The session lives at w2 now: one more round trip, then count (exactly once each).
   const probe = b.c.sendCmd("d-alice", "ZW5k");
   await b.r.next("sendCmdRlst", (t) => t === probe);
