@@ -32,8 +32,10 @@ pub use takeover::{holdable, park, resume};
 /// How long a resume waits for the connection it takes over to let go of the session.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
-/// How long a session leaving for another node may take to send its client what is queued.
+/// How long a session leaving for another node may take to send its client what is queued,
+/// if it logged in less than [`FRESH_LOGIN`] ago.
 const FLUSH_BEFORE_LEAVING: Duration = Duration::from_millis(500);
+const FRESH_LOGIN: Duration = Duration::from_secs(2);
 
 /// Hex digits of session IDs and resume secrets (128 bits).
 const TOKEN_HEX: usize = 32;
@@ -72,6 +74,8 @@ struct Slot {
     at: Where,
     /// A drain is taking the session away: a resume waits until it is gone or stays.
     leaving: bool,
+    /// When its login was answered here (`None`: it arrived from another node).
+    registered: Option<Instant>,
 }
 
 /// Why a resume was refused.
@@ -174,6 +178,7 @@ impl Sessions {
                     outbox: outbox.clone(),
                 },
                 leaving: false,
+                registered: Some(now),
             },
         );
         drop(slots);
@@ -378,10 +383,17 @@ impl Sessions {
     /// `None` unless it is (then) held here.
     pub async fn leave(&self, id: &str, patience: Duration) -> Option<Leaving> {
         let deadline = tokio::time::Instant::now() + patience;
-        // Its client gets what is queued for it first: one just logged in needs its
-        // `resumable` to follow the session.
-        let attached = match self.slots.lock().get(id).map(|s| &s.at) {
-            Some(Where::Attached { outbox, .. }) => Some(outbox.clone()),
+        // A session just logged in first sends its client what is queued for it: the client
+        // needs its `resumable` to follow the session. (Only then: a drain of thousands of
+        // sessions does not wait for the slow clients among them.)
+        let fresh = |s: &Slot| s.registered.is_some_and(|t| t.elapsed() < FRESH_LOGIN);
+        let attached = match self.slots.lock().get(id) {
+            Some(
+                s @ Slot {
+                    at: Where::Attached { outbox, .. },
+                    ..
+                },
+            ) if fresh(s) => Some(outbox.clone()),
             _ => None,
         };
         if let Some(outbox) = attached {
@@ -526,6 +538,7 @@ impl Sessions {
                 epoch,
                 at: Where::Detached(leaving.session),
                 leaving: false,
+                registered: None,
             },
         );
         epoch
