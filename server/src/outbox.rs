@@ -117,7 +117,8 @@ struct Inner {
     q: Mutex<Queues>,
     /// Wakes the single writer; `notify_one` keeps a permit, so no wake-up is lost.
     wake: Notify,
-    /// Wakes whoever waits in [`Outbox::stopped`] when the state leaves `Open`. (A `Notify`
+    /// Wakes whoever waits in [`Outbox::stopped`] when the state leaves `Open`, and in
+    /// [`Outbox::control_flushed`] when the writer took the last control frame. (A `Notify`
     /// rather than a `watch` channel: a few dozen bytes per connection instead of hundreds.)
     stopped: Notify,
     control_limit: usize,

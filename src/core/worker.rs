@@ -9,7 +9,7 @@
 //! thread lets a waiting app thread have the lock between two writes, reads what arrived after
 //! every two chunks it writes, and hands events to the app as soon as a read produced some, so
 //! that a call, its answer or an invite waits for a chunk or two of a transfer, not for a
-//! socket's or a window's worth. They wake the worker only when it has something to do
+//! socket's or a window's worth. The app's threads wake the worker only when it has something to do
 //! ([`needs_worker`]): a link to make or drop, bytes the socket would not take, events to
 //! deliver, or a timer earlier than the one it sleeps on.
 
@@ -147,9 +147,10 @@ pub(crate) enum Fill {
     Control,
 }
 
-/// Writes what the session has to send until the socket would block. A failed write ends the
-/// link. Between two writes the lock goes to an app's thread that waits for it, so that a call
-/// made during a transfer waits for one chunk, not for the socket to fill.
+/// Writes what the session has to send until the socket would block, or until [`FLUSH_BUDGET`]
+/// is written (then `more` is set and the worker reads before it writes on). A failed write
+/// ends the link. Between two writes the lock goes to an app's thread that waits for it, so
+/// that a call made during a transfer waits for one chunk, not for the socket to fill.
 pub(crate) fn flush(sh: &mut MutexGuard<'_, Shared>, now: Instant, fill: Fill) {
     let want = sh.session.unsent_bound();
     let mut budget = FLUSH_BUDGET;

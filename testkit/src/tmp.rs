@@ -60,15 +60,16 @@ impl Default for TmpDir {
 
 impl Drop for TmpDir {
     fn drop(&mut self) {
+        if self.1 {
+            return;
+        }
         // A failing test's directory stays, for its logs (the next run removes it).
-        if std::thread::panicking() && !self.1 {
+        if std::thread::panicking() {
             eprintln!("kept for its logs: {}", self.0.display());
             return;
         }
-        if !self.1 {
-            let _ = std::fs::remove_dir_all(&self.0);
-            registry().dirs.retain(|d| d != &self.0);
-        }
+        let _ = std::fs::remove_dir_all(&self.0);
+        registry().dirs.retain(|d| d != &self.0);
     }
 }
 

@@ -164,13 +164,14 @@ pub(super) fn finish_cmds(st: &mut State, cmds: Vec<Cmd>, code: i32, fx: &mut im
     }
     for (sender, ns) in by_sender {
         let done = ServerMsg::CmdDone { ns, code };
-        match &sender {
-            // Its earlier results may still be on their way through the node it came from.
-            Endpoint::Here(e) if st.fenced.contains_key(&e.gen) => {
-                let f = st.fenced.get_mut(&e.gen).expect("checked");
-                f.held.push(done);
-            }
-            _ => fx.effect(Effect::ToSender(&sender, done)),
+        // Its earlier results may still be on their way through the node it came from.
+        let fenced = match &sender {
+            Endpoint::Here(e) => st.fenced.get_mut(&e.gen),
+            Endpoint::There(_) => None,
+        };
+        match fenced {
+            Some(f) => f.held.push(done),
+            None => fx.effect(Effect::ToSender(&sender, done)),
         }
         if st
             .outgoing

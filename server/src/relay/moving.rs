@@ -235,14 +235,8 @@ impl Relay {
     /// The link to `node` is lost: results held for sessions that came from it go out now.
     pub fn fences_lost(&self, node: &str) {
         let mut st = self.state.lock();
-        let gens: Vec<LoginGen> = st
-            .fenced
-            .iter()
-            .filter(|(_, f)| f.from == node)
-            .map(|(gen, _)| *gen)
-            .collect();
-        for gen in gens {
-            release(st.fenced.remove(&gen).expect("listed"));
+        for (_, f) in st.fenced.extract_if(|_, f| f.from == node) {
+            release(f);
         }
     }
 

@@ -21,6 +21,22 @@ impl Server {
         }
     }
 
+    /// `s` sends bob a buffer of `size` bytes, which the server offers as stream `sid` and
+    /// starts at once.
+    fn started_buffer(&mut self, s: &mut Session, size: usize, sid: u64, now: Instant) {
+        let _task = s.send_buffer("bob", vec![3; size], now).unwrap();
+        let (sent, _) = self.take_all(s, now);
+        let ClientMsg::Req { id, .. } = sent[0] else {
+            panic!("{sent:?}")
+        };
+        let offer = ServerMsg::Res {
+            re: id,
+            result: Outcome::Offer { sid },
+        };
+        self.send(s, &offer, now);
+        self.send(s, &ServerMsg::Start { sid }, now);
+    }
+
     /// Everything the session has to send: its messages, and the data bytes of each stream.
     fn take_all(&mut self, s: &mut Session, now: Instant) -> (Vec<ClientMsg>, Vec<(u64, usize)>) {
         let mut wire = Vec::new();
@@ -78,17 +94,7 @@ fn a_sender_starts_with_a_small_window_that_grows_with_the_measured_path() {
     let t0 = Instant::now();
     let (mut s, mut srv) = logged_in(t0);
     let size = 1 << 20;
-    let _task = s.send_buffer("bob", vec![3; size], t0).unwrap();
-    let (sent, _) = srv.take_all(&mut s, t0);
-    let ClientMsg::Req { id, .. } = sent[0] else {
-        panic!("{sent:?}")
-    };
-    let offer = ServerMsg::Res {
-        re: id,
-        result: Outcome::Offer { sid: 9 },
-    };
-    srv.send(&mut s, &offer, t0);
-    srv.send(&mut s, &ServerMsg::Start { sid: 9 }, t0);
+    srv.started_buffer(&mut s, size, 9, t0);
     let (_, data) = srv.take_all(&mut s, t0);
     let first: usize = data.iter().map(|d| d.1).sum();
     assert!(
@@ -160,17 +166,7 @@ fn what_an_app_thread_writes_after_its_call_is_control_only() {
     // app's thread writes after a call (`transmit_control`) is that call's frame and no chunk.
     let t0 = Instant::now();
     let (mut s, mut srv) = logged_in(t0);
-    let _task = s.send_buffer("bob", vec![3; 1 << 20], t0).unwrap();
-    let (sent, _) = srv.take_all(&mut s, t0);
-    let ClientMsg::Req { id, .. } = sent[0] else {
-        panic!("{sent:?}")
-    };
-    let offer = ServerMsg::Res {
-        re: id,
-        result: Outcome::Offer { sid: 9 },
-    };
-    srv.send(&mut s, &offer, t0);
-    srv.send(&mut s, &ServerMsg::Start { sid: 9 }, t0);
+    srv.started_buffer(&mut s, 1 << 20, 9, t0);
     s.request(Op::SetDnd { dnd: 1 }, "", t0).unwrap();
     let mut wire = Vec::new();
     while s.transmit_control(&mut wire, t0) {}
