@@ -198,9 +198,10 @@ impl Sentinels {
     }
 
     /// Restarts the primary as a primary again: with its data (`SHUTDOWN SAVE`, loaded at the
-    /// start) or empty (`SHUTDOWN NOSAVE`, and any earlier dump removed). Quick enough (well
-    /// under the sentinels' `down-after-milliseconds`) that they see a reboot, not a failure;
-    /// a replica then resynchronises from it. Returns its port.
+    /// start) or empty (`SHUTDOWN NOSAVE`, and any earlier dump removed). Usually quick enough
+    /// (under the sentinels' `down-after-milliseconds`) that they see a reboot, not a failure,
+    /// and the replica resynchronises from it; on a loaded machine they may fail over meanwhile
+    /// and make the restarted server the replica. Returns its port.
     pub fn restart_primary(&mut self, keep_data: bool) -> u16 {
         let port = self.primary_port();
         let i = self
