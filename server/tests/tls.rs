@@ -91,14 +91,16 @@ fn trusted_certificate_carries_the_whole_protocol() {
             login(&bob, &brx, "bob"),
             Event::Login { result: Ok(_), .. }
         ));
-        // Requests, pushes between users, and a transfer all work through TLS.
-        let task = alice.send_buffer("bob", b"hello tls".to_vec()).unwrap();
+        // Requests, pushes between users, and a transfer all work through TLS (one of many
+        // chunks, so that writes and reads of records span frames).
+        let data: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let task = alice.send_buffer("bob", data.clone()).unwrap();
         let got = brx.recv_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(
             got,
             Event::NotifyBufferData {
                 from: "alice".into(),
-                data: b"hello tls".to_vec()
+                data
             }
         );
         loop {
