@@ -469,11 +469,16 @@ impl Links {
                 }
             }
         }
-        match self.local_end(gen) {
-            Some(sender) => sender.tell(msg),
-            None => {
-                self.pass_on(gen, msg);
-            }
+        // A session moving away (a drain) is still found here until it is removed, and its
+        // outbox closes once its frames are taken for the move: what reaches it in between
+        // (this thread found it, the drain took its frames before this push) is passed on to
+        // its new node, behind those frames, instead of being dropped.
+        let missed = match self.local_end(gen) {
+            Some(end) => end.outbox.push_msg(msg) == Err(crate::outbox::PushError::Closed),
+            None => true,
+        };
+        if missed {
+            self.pass_on(gen, msg);
         }
     }
 
@@ -649,3 +654,6 @@ impl Links {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
