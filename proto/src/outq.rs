@@ -209,7 +209,14 @@ pub struct OutQueue {
     merged: HashMap<Box<str>, u64>,
     /// Control frames taken from the front of `control` so far (absolute index base).
     popped: u64,
+    /// Whether acknowledged data payloads are kept for reuse ([`OutQueue::recycle_data`]).
+    recycle: bool,
+    /// Acknowledged data payloads, emptied, for [`OutQueue::spare_payload`].
+    spare: Vec<Vec<u8>>,
 }
+
+/// Most acknowledged payloads kept for reuse: a window's worth of 128 KiB chunks (4 MiB).
+const MAX_SPARE: usize = 32;
 
 impl OutQueue {
     pub fn new() -> OutQueue {
@@ -345,9 +352,38 @@ impl OutQueue {
                 }
                 let (_, out) = q.pop_front().expect("front exists");
                 self.kept(&out, false);
+                if let Out::Data(p) = out {
+                    self.reuse(p);
+                }
             }
         }
         Ok(())
+    }
+
+    /// While `on`, each acknowledged data payload that nothing else holds is kept (up to
+    /// [`MAX_SPARE`]) for [`OutQueue::spare_payload`], so that a sender's chunks are written
+    /// into warm memory instead of fresh pages from the allocator; off, the kept ones are
+    /// freed. (A sender turns it on while it produces chunks and off when it has none left.)
+    pub fn recycle_data(&mut self, on: bool) {
+        self.recycle = on;
+        if !on {
+            self.spare = Vec::new();
+        }
+    }
+
+    /// An empty buffer for a data payload: an acknowledged one's, or a new one of `cap` bytes.
+    pub fn spare_payload(&mut self, cap: usize) -> Vec<u8> {
+        self.spare.pop().unwrap_or_else(|| Vec::with_capacity(cap))
+    }
+
+    fn reuse(&mut self, p: Payload) {
+        if !self.recycle || self.spare.len() >= MAX_SPARE {
+            return;
+        }
+        if let Ok(mut v) = Arc::try_unwrap(p) {
+            v.clear();
+            self.spare.push(v);
+        }
     }
 
     /// A new connection for the session: what the last one had left of its handshake is
@@ -792,6 +828,50 @@ mod tests {
         assert_eq!(got[2].2.len(), 4 + 6, "then the new one");
         q.acked(5).unwrap();
         assert_eq!(q.tail_bytes(), 0);
+    }
+
+    #[test]
+    fn acknowledged_chunks_give_their_buffers_back_only_while_recycling() {
+        let mut q = OutQueue::new();
+        q.keep_tail(true);
+        let sent = |q: &mut OutQueue, p: Vec<u8>| {
+            let seq = q.next_seq();
+            q.header(Kind::Data, 0, p.len());
+            q.keep_sent(seq, Out::Data(Arc::new(p)));
+            seq
+        };
+        q.recycle_data(true);
+        let first = q.spare_payload(64);
+        assert_eq!(first.capacity(), 64, "nothing given back yet: a new one");
+        let mut p = vec![1u8; 100];
+        p.reserve_exact(1000);
+        let (at, cap) = (p.as_ptr(), p.capacity());
+        let seq = sent(&mut q, p);
+        // A payload something else still holds (a write in progress) is not taken.
+        let held = Out::Data(Arc::new(vec![2u8; 100]));
+        let Out::Data(shared) = &held else {
+            unreachable!()
+        };
+        let seq2 = q.next_seq();
+        q.header(Kind::Data, 0, 100);
+        q.keep_sent(seq2, Out::Data(Arc::clone(shared)));
+        q.acked(seq2).unwrap();
+        assert!(seq < seq2);
+        let again = q.spare_payload(64);
+        assert_eq!(
+            (again.as_ptr(), again.capacity(), again.len()),
+            (at, cap, 0)
+        );
+        assert_eq!(
+            q.spare_payload(64).capacity(),
+            64,
+            "the shared one was not kept"
+        );
+        // Off: what is acknowledged from then on is freed, and nothing is kept.
+        q.recycle_data(false);
+        let seq3 = sent(&mut q, again);
+        q.acked(seq3).unwrap();
+        assert_eq!(q.spare_payload(8).capacity(), 8);
     }
 
     #[test]

@@ -381,6 +381,8 @@ impl Transfers {
         events: &mut Events,
         now: Instant,
     ) -> bool {
+        // Acknowledged chunks' buffers are reused while a stream has more to send.
+        out.recycle_data(self.out.values().any(|o| !o.cancel && o.sent < o.size));
         for _ in 0..self.turn.len() {
             let Some(sid) = self.turn.pop_front() else {
                 break;
@@ -424,8 +426,10 @@ impl Transfers {
             buf[at..at + HEADER_LEN].copy_from_slice(&out.header(Kind::Data, ack, 8 + n));
             buf[at + HEADER_LEN..data_at].copy_from_slice(&sid.to_be_bytes());
             if out.keeps_tail() {
-                // Kept until the server has it, to be sent again after a resume.
-                let payload = buf[at + HEADER_LEN..].to_vec();
+                // Kept until the server has it, to be sent again after a resume (in a buffer
+                // an acknowledged chunk gave back, while the streams go on).
+                let mut payload = out.spare_payload(8 + n);
+                payload.extend_from_slice(&buf[at + HEADER_LEN..]);
                 out.keep_sent(seq, Out::Data(std::sync::Arc::new(payload)));
             }
             o.hasher.update(&buf[data_at..]);
