@@ -422,66 +422,104 @@ fn a_rolling_restart_of_every_node_under_traffic_loses_and_doubles_nothing() {
 
 /// Transfers in flight while their sender's or receiver's node drains end once each way:
 /// delivered (the sender's result 0, the receiver has the file), or ended with 1102 for the
-/// sender and as cancelled for the receiver.
+/// sender and as cancelled for the receiver. alice (on the drained node) sends to bob and to
+/// carol, on the two other nodes: wherever her session moves, the relay of one of her streams
+/// is on the third node, neither hers nor her receiver's, and her chunks go on through her new
+/// node's link to it.
 #[test]
 fn transfers_in_flight_during_a_drain_complete_or_end_once_with_1102() {
     let mut c = Cluster::start(3, TIMEOUT_MS, "");
-    let down = c.dir.path("down");
-    std::fs::create_dir(&down).unwrap();
-    let alice = User::login_at(c.node(0).addr, "alice", &down, &[]);
-    let bob = User::login_at(c.node(1).addr, "bob", &down, &[]);
+    let login = |i: usize, name: &str| {
+        let down = c.dir.path(name);
+        std::fs::create_dir(&down).unwrap();
+        User::login_at(c.node(i).addr, name, &down, &[])
+    };
+    let (alice, bob, carol) = (login(0, "alice"), login(1, "bob"), login(2, "carol"));
     let big = c.dir.path("big.bin");
     std::fs::write(&big, common::user::pattern(64 * 1024 * 1024)).unwrap();
-    let from_alice = alice.c.send_file("bob", big.to_str().unwrap()).unwrap();
-    let from_bob = bob.c.send_file("alice", big.to_str().unwrap()).unwrap();
-    let started = |u: &User| loop {
-        if let Event::SendProgress { .. } = u.next() {
-            return;
+    let big = big.to_str().unwrap();
+    let to_bob = alice.c.send_file("bob", big).unwrap();
+    let to_carol = alice.c.send_file("carol", big).unwrap();
+    let from_bob = bob.c.send_file("alice", big).unwrap();
+    // Every stream under way before the drain.
+    let started = |u: &User, tasks: &[&str]| {
+        let mut waiting: Vec<&str> = tasks.to_vec();
+        while !waiting.is_empty() {
+            if let Event::SendProgress { task_id, .. } = u.next() {
+                waiting.retain(|t| *t != task_id);
+            }
         }
     };
-    started(&alice);
-    started(&bob);
+    started(&alice, &[&to_bob, &to_carol]);
+    started(&bob, &[&from_bob]);
     stopped(&mut c, 0);
-    // Each side: its own transfer's result once, and the other's file or its cancel once.
-    let settle_one = |u: &User, who: &str| {
-        let (mut result, mut incoming) = (Vec::new(), Vec::new());
+    // Each side: each of its own transfers' results once, and each file sent to it, or its
+    // cancel, once.
+    let settle = |u: &User, who: &str, results: usize, incoming: usize| {
+        let (mut done, mut came, mut seen) = (Vec::new(), Vec::new(), Vec::new());
         let deadline = Instant::now() + SETTLE;
-        while result.is_empty() || incoming.is_empty() {
-            assert!(Instant::now() < deadline, "{who}: {result:?} {incoming:?}");
-            match u.next_within(SETTLE) {
-                Event::FileSent { result: r, .. } => result.push(r),
-                e @ (Event::NotifyFileData { .. } | Event::NotifyCancelSend { .. }) => {
-                    incoming.push(e)
-                }
-                Event::SendProgress { .. }
+        while done.len() < results || came.len() < incoming {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // On failure, what it saw last (its progress, its line) says where it stopped.
+            let Ok(e) = u.rx.recv_timeout(left) else {
+                panic!("{who}: {done:?} {came:?}; last seen: {seen:?}");
+            };
+            match e {
+                Event::FileSent {
+                    task_id, result, ..
+                } => done.push((task_id, result)),
+                e @ (Event::NotifyFileData { .. } | Event::NotifyCancelSend { .. }) => came.push(e),
+                e @ (Event::SendProgress { .. }
                 | Event::LineReconnecting { .. }
-                | Event::LineResumed { .. } => {}
+                | Event::LineResumed { .. }) => {
+                    seen.push(e);
+                    if seen.len() > 6 {
+                        seen.remove(0);
+                    }
+                }
                 e => panic!("{who}: {e:?}"),
             }
         }
-        (result, incoming)
+        (done, came)
     };
-    let (alice_result, alice_in) = settle_one(&alice, "alice");
-    let (bob_result, bob_in) = settle_one(&bob, "bob");
-    let ended = |r: &[Result<(), crvm_proto::Code>], incoming: &[Event]| match (r, incoming) {
-        ([Ok(())], [Event::NotifyFileData { .. }]) => {}
-        ([Err(e)], [Event::NotifyCancelSend { .. }]) if e.get() == 1102 => {}
+    let (alice_done, alice_in) = settle(&alice, "alice", 2, 1);
+    let (bob_done, bob_in) = settle(&bob, "bob", 1, 1);
+    let (_, carol_in) = settle(&carol, "carol", 0, 1);
+    let result_of = |done: &[(String, Result<(), crvm_proto::Code>)], task: &str| {
+        let r: Vec<_> = done
+            .iter()
+            .filter(|(t, _)| t == task)
+            .map(|(_, r)| *r)
+            .collect();
+        assert_eq!(r.len(), 1, "{task}: {done:?}");
+        r[0]
+    };
+    let ended = |r: Result<(), crvm_proto::Code>, incoming: &[Event]| match (r, incoming) {
+        (Ok(()), [Event::NotifyFileData { .. }]) => {}
+        (Err(e), [Event::NotifyCancelSend { .. }]) if e.get() == 1102 => {}
         other => panic!("{other:?}"),
     };
-    ended(&alice_result, &bob_in);
-    ended(&bob_result, &alice_in);
-    println!("from the drained node: {alice_result:?}; to it: {bob_result:?}");
-    // Nothing more: one more round trip each way, then nothing else for either.
-    alice.c.send_cmd("bob", b"end".to_vec()).unwrap();
-    assert!(matches!(
-        call_event(&bob, "bob", |e| matches!(e, Event::NotifyCmdData { .. })),
-        Event::NotifyCmdData { .. }
-    ));
-    assert!(matches!(
-        call_event(&alice, "alice", |e| matches!(e, Event::CmdSent { .. })),
-        Event::CmdSent { result: Ok(()), .. }
-    ));
-    let _ = (from_alice, from_bob);
+    let (a_b, a_c) = (
+        result_of(&alice_done, &to_bob),
+        result_of(&alice_done, &to_carol),
+    );
+    ended(a_b, &bob_in);
+    ended(a_c, &carol_in);
+    let b_a = result_of(&bob_done, &from_bob);
+    ended(b_a, &alice_in);
+    println!("from the drained node: to bob {a_b:?}, to carol {a_c:?}; to it: {b_a:?}");
+    // Nothing more: one more round trip each way, then nothing else for any of them.
+    for (to, u) in [("bob", &bob), ("carol", &carol)] {
+        alice.c.send_cmd(to, b"end".to_vec()).unwrap();
+        assert!(matches!(
+            call_event(u, to, |e| matches!(e, Event::NotifyCmdData { .. })),
+            Event::NotifyCmdData { .. }
+        ));
+        assert!(matches!(
+            call_event(&alice, "alice", |e| matches!(e, Event::CmdSent { .. })),
+            Event::CmdSent { result: Ok(()), .. }
+        ));
+    }
 }
 
 /// A node that is frozen (SIGSTOP) while another drains is asked once, then passed over: the

@@ -114,7 +114,7 @@ impl Arrivals for Arrive {
                 cmds,
             },
         );
-        links.arrived(gen, std::mem::take(&mut st.in_flight));
+        links.arrived(gen, std::mem::take(&mut st.in_flight)).await;
         let user = User {
             tenant: st.tenant.clone(),
             user_id: st.user_id.clone(),

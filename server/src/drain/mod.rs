@@ -14,6 +14,7 @@
 mod arrive;
 mod state;
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,10 +63,10 @@ pub async fn run(ctx: &Arc<Ctx>) {
         peers.len()
     );
     // Nodes that did not answer (frozen, or gone since they last beat) are not asked again.
-    let mut silent = std::collections::HashSet::new();
+    let mut silent = HashSet::new();
     // Sessions logged in here since the drain began (a client that picked this node just
     // before it was told to stop) move like the others, until every moved client was sent on.
-    let mut known: std::collections::HashSet<String> = ids.iter().cloned().collect();
+    let mut known: HashSet<String> = ids.iter().cloned().collect();
     let (mut batch, mut count, mut i) = (ids.clone(), 0, 0);
     let mut told;
     let missing = loop {
@@ -83,11 +84,7 @@ pub async fn run(ctx: &Arc<Ctx>) {
             sessions.push((m.gen, m.node));
             cmds.extend(m.cmds);
         }
-        let live: Vec<String> = peers
-            .iter()
-            .filter(|p| !silent.contains(*p))
-            .cloned()
-            .collect();
+        let live = answering(&peers, &silent);
         told = live.len() - links.rehome(&live, sessions, cmds).await.len();
         match ctx.sessions.sent_on(SEND_ON_WAIT, &known).await {
             SentOn::All { missing } => break missing,
@@ -97,6 +94,14 @@ pub async fn run(ctx: &Arc<Ctx>) {
             }
         }
     };
+    // What reached this node for the moved sessions until the others were told (results of
+    // their streams and cmds, on their way here) was passed on to their new nodes; one more
+    // round, which each node answers behind everything this node sent it, makes sure it is
+    // there before this node stops (its links close, and the others stop reading them, once
+    // it leaves).
+    links
+        .rehome(&answering(&peers, &silent), Vec::new(), Vec::new())
+        .await;
     tracing::info!(
         "drain: {count} of {} session(s) moved, {told} of {} node(s) told, {missing} client(s) did not come by",
         known.len(),
@@ -112,7 +117,7 @@ async fn move_one(
     id: &str,
     peers: &[String],
     start: usize,
-    silent: &mut std::collections::HashSet<String>,
+    silent: &mut HashSet<String>,
 ) -> Option<Moved> {
     let leaving = ctx.sessions.leave(id, DETACH_WAIT).await?;
     let Phase::LoggedIn(user) = &leaving.session.phase else {
@@ -175,11 +180,7 @@ async fn move_one(
     }
     // Whatever the other nodes sent it here before they could know it moved is here once
     // each has answered (their links keep order).
-    let live: Vec<String> = peers
-        .iter()
-        .filter(|p| !silent.contains(*p))
-        .cloned()
-        .collect();
+    let live = answering(peers, silent);
     silent.extend(links.rehome(&live, Vec::new(), Vec::new()).await);
     // Nothing reaches it here any more: the relay's cmds go with it, the rest is passed on
     // (from before it is gone from here, so that nothing falls in between).
@@ -262,6 +263,12 @@ async fn move_one(
         node,
         cmds: rehomed,
     })
+}
+
+/// The nodes of `peers` that have not failed to answer.
+fn answering(peers: &[String], silent: &HashSet<String>) -> Vec<String> {
+    let live = peers.iter().filter(|p| !silent.contains(*p));
+    live.cloned().collect()
 }
 
 /// A session that could not move stays held here, for the shutdown to end.

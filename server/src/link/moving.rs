@@ -148,9 +148,11 @@ impl Links {
             .collect()
     }
 
-    /// Session `gen` arrived here with what it had in flight elsewhere: its books here.
-    /// What it had in flight with this node's relay is a local sender's now.
-    pub fn arrived(&self, gen: LoginGen, in_flight: InFlight) {
+    /// Session `gen` arrived here with what it had in flight elsewhere: its books here, and a
+    /// link to each of those nodes (its streams' chunks go there from now on, and this node
+    /// may never have had reason to dial it: without a link they would be dropped). What it
+    /// had in flight with this node's relay is a local sender's now.
+    pub async fn arrived(self: &Arc<Self>, gen: LoginGen, in_flight: InFlight) {
         let mut books: HashMap<String, Towards> = HashMap::new();
         for (node, cmds, sids) in in_flight {
             if node == self.node {
@@ -161,6 +163,12 @@ impl Links {
             t.streams.extend(sids);
         }
         books.retain(|_, t| !t.is_empty());
+        for node in books.keys() {
+            // A node out of reach ends what it had with it when its loss is noticed.
+            if self.link(node).await.is_none() {
+                tracing::warn!("drain: no link to node {node} for an arriving session's transfers");
+            }
+        }
         if !books.is_empty() {
             self.senders.lock().insert(gen, books);
         }
