@@ -1,6 +1,6 @@
-//! The frame decoder against arbitrary bytes, fed in arbitrary pieces: it must never panic,
-//! never buffer more than one maximal frame plus one read, and every frame it returns must
-//! respect the limits it was given.
+//! The frame decoder against arbitrary bytes, fed in arbitrary pieces, with or without payloads
+//! of their own: it must never panic, never buffer more than one maximal frame plus one read,
+//! and every frame it returns must respect the limits it was given.
 #![no_main]
 
 use crvm_proto::frame::{Decoder, Kind, HEADER_LEN};
@@ -14,8 +14,12 @@ fuzz_target!(|data: &[u8]| {
     let Some((&cut, bytes)) = data.split_first() else {
         return;
     };
-    let step = usize::from(cut).max(1);
+    let step = usize::from(cut & 0x7f).max(1);
     let mut dec = Decoder::new(MAX);
+    // Its high bit: large data payloads read into buffers of their own, as the server does.
+    if cut & 0x80 != 0 {
+        dec.own_payloads(|n| vec![0; n]);
+    }
     for piece in bytes.chunks(step) {
         dec.feed(piece);
         loop {

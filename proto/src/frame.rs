@@ -244,7 +244,32 @@ pub struct Decoder {
     room: usize,
     /// Room the last [`Decoder::spare`] offered.
     offered: usize,
+    /// Where large data payloads get a buffer of their own ([`Decoder::own_payloads`]).
+    source: Option<fn(usize) -> Vec<u8>>,
+    /// The data frame whose payload is being read into its own buffer.
+    own: Option<Owned>,
+    /// The payload of the frame last returned, if it had its own buffer
+    /// ([`Decoder::take_payload`]).
+    done: Option<Vec<u8>>,
+    /// The last read completed a payload of its own: the next takes only [`HEAD_READ`], so
+    /// that the next chunk's header comes in with little of its payload (which would otherwise
+    /// be copied out of the shared buffer).
+    head_only: bool,
 }
+
+/// A data frame being read into a buffer of its own: its header, and its payload so far.
+#[derive(Debug)]
+struct Owned {
+    h: Header,
+    /// The payload's full length (initialised memory); `..got` is received.
+    buf: Vec<u8>,
+    got: usize,
+}
+
+/// Smallest data payload read into a buffer of its own (when payloads are owned).
+pub const OWN_MIN: usize = 16 * 1024;
+/// What a read takes right after a payload of its own: a header and a little more.
+const HEAD_READ: usize = 4 * 1024;
 
 /// Smallest room [`Decoder::spare`] offers, and the buffer an idle decoder keeps.
 const READ_MIN: usize = 512;
@@ -263,7 +288,25 @@ impl Decoder {
             dups: 0,
             room: READ_MIN,
             offered: 0,
+            source: None,
+            own: None,
+            done: None,
+            head_only: false,
         }
+    }
+
+    /// From now on, each data payload of at least [`OWN_MIN`] bytes whose header arrives before
+    /// the rest of it is read straight into a buffer of its own, which `source(len)` gives
+    /// (`len` bytes long, any contents) and [`Decoder::take_payload`] hands over: a relay then
+    /// passes chunks on without copying them out of the shared buffer.
+    pub fn own_payloads(&mut self, source: fn(usize) -> Vec<u8>) {
+        self.source = Some(source);
+    }
+
+    /// The payload of the frame [`Decoder::next_frame_ref`] returned last, if it was read into
+    /// a buffer of its own (else `None`: it is in the shared buffer, and the frame borrows it).
+    pub fn take_payload(&mut self) -> Option<Vec<u8>> {
+        self.done.take()
     }
 
     /// Highest sequence number decoded so far (what this side acknowledges once handled).
@@ -284,17 +327,23 @@ impl Decoder {
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.end - self.start
+        let own = self.own.as_ref().map_or(0, |o| HEADER_LEN + o.got);
+        self.end - self.start + own
     }
 
     /// Bytes of memory the buffer holds (for tests and measurements).
     pub fn capacity(&self) -> usize {
-        self.buf.capacity()
+        self.buf.capacity() + self.own.as_ref().map_or(0, |o| o.buf.capacity())
     }
 
     /// Room to read received bytes into directly (at least `READ_MIN` bytes); report how many
     /// were written with [`Decoder::filled`]. Saves copying every byte through another buffer.
     pub fn spare(&mut self) -> &mut [u8] {
+        if self.own.is_some() {
+            let o = self.own.as_mut().expect("checked");
+            self.offered = o.buf.len() - o.got;
+            return &mut o.buf[o.got..];
+        }
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -303,7 +352,11 @@ impl Decoder {
                 self.buf = Vec::new();
             }
         }
-        let want = self.room.max(self.frame_rest().min(READ_MAX));
+        let want = if self.head_only {
+            HEAD_READ
+        } else {
+            self.room.max(self.frame_rest().min(READ_MAX))
+        };
         if self.buf.len() - self.end < want {
             // Move the unread tail (less than one frame) to the front only once half the buffer
             // is consumed, so a stream of frames is rarely copied twice.
@@ -319,8 +372,13 @@ impl Decoder {
                 self.buf.resize(len, 0);
             }
         }
-        self.offered = self.buf.len() - self.end;
-        &mut self.buf[self.end..]
+        let end = if self.head_only {
+            self.end + want
+        } else {
+            self.buf.len()
+        };
+        self.offered = end - self.end;
+        &mut self.buf[self.end..end]
     }
 
     /// Bytes still missing of the frame whose header is buffered, if that header's length is
@@ -339,6 +397,12 @@ impl Decoder {
 
     /// `n` bytes were read into [`Decoder::spare`].
     pub fn filled(&mut self, n: usize) {
+        if let Some(o) = &mut self.own {
+            assert!(o.got + n <= o.buf.len(), "filled past the spare room");
+            o.got += n;
+            return;
+        }
+        self.head_only = false;
         assert!(self.end + n <= self.buf.len(), "filled past the spare room");
         self.end += n;
         if n >= self.offered && n > 0 {
@@ -378,6 +442,29 @@ impl Decoder {
     /// A length prefix over the maximum is refused as soon as its four bytes are in, before the
     /// rest of the header arrives.
     pub fn next_frame_ref(&mut self) -> Result<Option<FrameRef<'_>>, FrameError> {
+        // One not taken is dropped.
+        self.done = None;
+        if let Some(o) = &self.own {
+            if o.got < o.buf.len() {
+                return Ok(None);
+            }
+            let o = self.own.take().expect("checked");
+            self.head_only = true;
+            // Its header was checked when it began; no frame was decoded since.
+            if o.h.seq <= self.last_seq {
+                self.dups += 1;
+                return self.next_frame_ref();
+            }
+            self.last_seq = o.h.seq;
+            let payload = &self.done.insert(o.buf)[..];
+            return Ok(Some(FrameRef {
+                kind: Kind::Data,
+                seq: o.h.seq,
+                ack: o.h.ack,
+                payload,
+                owned: true,
+            }));
+        }
         let avail = &self.buf[self.start..self.end];
         if avail.len() >= 4 {
             let len = u32::from_be_bytes(avail[..4].try_into().unwrap());
@@ -407,6 +494,18 @@ impl Decoder {
         }
         let total = HEADER_LEN + h.len as usize;
         if avail.len() < total {
+            if let Some(source) = self
+                .source
+                .filter(|_| h.kind == Kind::Data && numbered && h.len as usize >= OWN_MIN)
+            {
+                // The rest is read into a buffer of its own; what came with the header is
+                // moved there, and the shared buffer is empty.
+                let mut buf = source(h.len as usize);
+                let have = avail.len() - HEADER_LEN;
+                buf[..have].copy_from_slice(&avail[HEADER_LEN..]);
+                self.start = self.end;
+                self.own = Some(Owned { h, buf, got: have });
+            }
             return Ok(None);
         }
         let at = self.start;
@@ -430,6 +529,7 @@ impl Decoder {
             seq: h.seq,
             ack: h.ack,
             payload,
+            owned: false,
         }))
     }
 }
@@ -442,6 +542,8 @@ pub struct FrameRef<'a> {
     pub seq: u64,
     pub ack: u64,
     pub payload: &'a [u8],
+    /// The payload has a buffer of its own, which [`Decoder::take_payload`] hands over.
+    pub owned: bool,
 }
 
 impl<'a> FrameRef<'a> {
@@ -516,6 +618,70 @@ mod tests {
         // Heartbeats are unnumbered.
         assert_eq!(frames.iter().map(|f| f.seq).collect::<Vec<_>>(), [1, 2, 0]);
         assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn large_chunks_are_read_into_buffers_of_their_own_whatever_the_reads_take() {
+        let mut enc = Encoder::new();
+        let (mut wire, mut want) = (Vec::new(), Vec::new());
+        for (i, n) in [OWN_MIN, OWN_MIN - 1, 100_000, 131_072, 9]
+            .iter()
+            .enumerate()
+        {
+            let mut p = (i as u64 + 1).to_be_bytes().to_vec();
+            p.extend((0..*n - 8).map(|k| (k * 7 + i) as u8));
+            wire.extend(enc.frame(Kind::Data, 0, &[&p]));
+            want.push((Kind::Data, p));
+            wire.extend(enc.control(0, b"{}", b"x"));
+            want.push((
+                Kind::Control,
+                control_prefix(b"{}")
+                    .iter()
+                    .chain(b"{}x")
+                    .copied()
+                    .collect(),
+            ));
+        }
+        for step in [1, 7, 4096, 65_536, usize::MAX] {
+            let mut dec = Decoder::new(1 << 20);
+            // A stale buffer's contents must not show through.
+            dec.own_payloads(|n| vec![0xAA; n]);
+            // The first chunk was had on an earlier connection: read, then discarded.
+            dec.continue_after(1);
+            let (mut got, mut at, mut after_own) = (Vec::new(), 0, false);
+            while at < wire.len() {
+                let room = dec.spare();
+                if after_own {
+                    assert!(room.len() <= HEAD_READ, "{step}: {}", room.len());
+                }
+                let n = room.len().min(step).min(wire.len() - at);
+                room[..n].copy_from_slice(&wire[at..at + n]);
+                dec.filled(n);
+                at += n;
+                after_own = false;
+                while let Some(f) = dec.next_frame_ref().unwrap() {
+                    let (kind, owned, payload) = (f.kind, f.owned, f.payload.to_vec());
+                    if owned {
+                        assert_eq!(dec.take_payload(), Some(payload.clone()));
+                        after_own = true;
+                    } else {
+                        assert_eq!(dec.take_payload(), None);
+                    }
+                    assert!(!owned || (kind == Kind::Data && payload.len() >= OWN_MIN));
+                    // Byte by byte, every large chunk's header comes before its payload.
+                    if step == 1 && kind == Kind::Data {
+                        assert_eq!(owned, payload.len() >= OWN_MIN, "{}", payload.len());
+                    }
+                    got.push((kind, payload));
+                }
+            }
+            assert_eq!(got.len(), want.len() - 1, "{step}");
+            assert!(got.iter().zip(&want[1..]).all(|(g, w)| g == w), "{step}");
+            assert_eq!(
+                (dec.duplicates(), dec.last_seq(), dec.buffered()),
+                (1, 10, 0)
+            );
+        }
     }
 
     #[test]

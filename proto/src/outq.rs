@@ -373,15 +373,22 @@ impl OutQueue {
 
     /// An empty buffer for a data payload: an acknowledged one's, or a new one of `cap` bytes.
     pub fn spare_payload(&mut self, cap: usize) -> Vec<u8> {
-        self.spare.pop().unwrap_or_else(|| Vec::with_capacity(cap))
+        let mut v = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(cap));
+        v.clear();
+        v
+    }
+
+    /// Every acknowledged payload kept so far, as it was (a server passes them to the
+    /// decoders that read the next chunks).
+    pub fn take_spare(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.spare)
     }
 
     fn reuse(&mut self, p: Payload) {
         if !self.recycle || self.spare.len() >= MAX_SPARE {
             return;
         }
-        if let Ok(mut v) = Arc::try_unwrap(p) {
-            v.clear();
+        if let Ok(v) = Arc::try_unwrap(p) {
             self.spare.push(v);
         }
     }
@@ -867,6 +874,11 @@ mod tests {
             64,
             "the shared one was not kept"
         );
+        // A server takes them as they are (a decoder reads the next chunk over the old one).
+        let seq4 = sent(&mut q, vec![3u8; 50]);
+        q.acked(seq4).unwrap();
+        assert_eq!(q.take_spare(), [vec![3u8; 50]]);
+        assert!(q.take_spare().is_empty());
         // Off: what is acknowledged from then on is freed, and nothing is kept.
         q.recycle_data(false);
         let seq3 = sent(&mut q, again);

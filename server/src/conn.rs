@@ -8,6 +8,7 @@
 //! Everything outgoing goes through the connection's [`Outbox`] to its writer task
 //! ([`run_writer`]); the reader never writes to the socket.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,7 +86,11 @@ pub async fn serve<S>(
             phase: Phase::AwaitHello,
             origin,
         },
-        dec: Decoder::new(MAX_PAYLOAD_TO_SERVER),
+        dec: {
+            let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
+            dec.own_payloads(crate::outbox::payload_buf);
+            dec
+        },
         unconfirmed: None,
     };
     let end = loop {
@@ -260,6 +265,14 @@ impl Conn {
                 if seq != 0 {
                     self.session.outbox.set_handled(seq);
                 }
+                if frame.owned {
+                    // A chunk read into a buffer of its own: passed on as it is.
+                    let payload = self.dec.take_payload().expect("an owned frame's payload");
+                    if let Some(end) = Self::on_owned_data(&mut self.session, payload) {
+                        return end;
+                    }
+                    continue;
+                }
                 if let Some(end) = Self::on_frame(&mut self.session, frame, &mut requests).await {
                     return end;
                 }
@@ -318,6 +331,14 @@ impl Conn {
         }
     }
 
+    /// A data frame whose payload the decoder read into a buffer of its own.
+    fn on_owned_data(session: &mut ServerSession, payload: Vec<u8>) -> Option<End> {
+        if matches!(session.phase, Phase::AwaitHello) {
+            return Some(session.close(CRVIDEOSDK_ERR_DATA, "first frame must be hello".into()));
+        }
+        session.on_data(Cow::Owned(payload))
+    }
+
     async fn on_frame(
         session: &mut ServerSession,
         frame: FrameRef<'_>,
@@ -337,7 +358,7 @@ impl Conn {
             }
             Kind::Pong | Kind::Ack => None,
             // Paced by flow control.
-            Kind::Data => session.on_data(frame),
+            Kind::Data => session.on_data(Cow::Borrowed(frame.payload)),
             Kind::Control => {
                 let (json, attachment) = match frame.control() {
                     Ok(parts) => parts,

@@ -37,6 +37,35 @@ const KEEP_BYTES: usize = 80 * 1024;
 /// …and once a write this small ends a burst.
 const KEEP_IDLE: usize = 4 * 1024;
 
+/// Buffers of acknowledged data chunks, for the connections' decoders to read the next chunks
+/// into ([`payload_buf`]): a relayed chunk then costs no fresh memory (a page fault per page,
+/// and zeroing) at either end of its way through the server.
+static PAYLOADS: Mutex<Vec<Vec<u8>>> = parking_lot::const_mutex(Vec::new());
+/// Most buffers kept: 4 MiB of 128 KiB chunks, memory the process keeps once it relayed a
+/// transfer (as it keeps its other chunk memory: `app.rs`, `keep_freed_memory`).
+const KEEP_PAYLOADS: usize = 32;
+
+/// A buffer of `len` bytes (contents unspecified) for a data payload read from a client: one
+/// an acknowledged chunk gave back, if any.
+pub fn payload_buf(len: usize) -> Vec<u8> {
+    let mut v = PAYLOADS.lock().pop().unwrap_or_default();
+    // Resized, not cleared: a buffer as long as the last chunk is not zeroed again.
+    v.resize(len, 0);
+    v
+}
+
+/// Largest buffer kept (a chunk of the largest size the libraries send, with its stream ID).
+const KEEP_PAYLOAD_BYTES: usize = 256 * 1024;
+
+fn give_back(bufs: Vec<Vec<u8>>) {
+    let mut pool = PAYLOADS.lock();
+    let room = KEEP_PAYLOADS.saturating_sub(pool.len());
+    let kept = bufs
+        .into_iter()
+        .filter(|b| b.capacity() <= KEEP_PAYLOAD_BYTES);
+    pool.extend(kept.take(room));
+}
+
 /// What a session holds for its client when it moves to another node.
 #[derive(Debug)]
 pub struct Moving {
@@ -142,7 +171,12 @@ impl Outbox {
     pub fn new(control_limit: usize, data_limit: usize) -> Outbox {
         Outbox(Arc::new(Inner {
             q: Mutex::new(Queues {
-                q: OutQueue::new(),
+                q: {
+                    // Acknowledged chunks' buffers go back to [`PAYLOADS`].
+                    let mut q = OutQueue::new();
+                    q.recycle_data(true);
+                    q
+                },
                 state: State::Open,
                 resumable: false,
                 flush_wanted: false,
@@ -262,7 +296,14 @@ impl Outbox {
     /// The client has handled every frame up to `upto`. `Err` if it acknowledges a frame
     /// never sent (a broken or lying peer).
     pub fn acked(&self, upto: u64) -> Result<(), Unsent> {
-        self.0.q.lock().q.acked(upto)
+        let mut q = self.0.q.lock();
+        q.q.acked(upto)?;
+        let freed = q.q.take_spare();
+        drop(q);
+        if !freed.is_empty() {
+            give_back(freed);
+        }
+        Ok(())
     }
 
     /// The last numbered frame handled from the client.

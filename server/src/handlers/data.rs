@@ -3,7 +3,9 @@
 //! link to the receiver's node.
 
 use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_MEETPARAM_ERR};
-use crvm_proto::{FrameRef, ServerMsg, XferKind};
+use std::borrow::Cow;
+
+use crvm_proto::{ServerMsg, XferKind};
 
 use super::{End, ServerSession};
 use crate::relay::Offer;
@@ -80,15 +82,17 @@ impl ServerSession {
     }
 
     /// A data frame of one of this connection's streams. `Some` ends the connection.
-    pub fn on_data(&self, frame: FrameRef<'_>) -> Option<End> {
+    /// A data frame's payload (stream ID, then bytes): borrowed from the connection's read
+    /// buffer, or a buffer of its own that is passed on as it is.
+    pub fn on_data(&self, payload: Cow<'_, [u8]>) -> Option<End> {
         let Phase::LoggedIn(user) = &self.phase else {
             return Some(self.close(
                 crvm_proto::error::CRVIDEOSDK_NOT_LOGIN,
                 "log in first".into(),
             ));
         };
-        let (sid, _) = frame.data();
-        match self.ctx.router.data(user.gen, sid, frame.payload) {
+        let sid = u64::from_be_bytes(payload[..8].try_into().expect("checked by the decoder"));
+        match self.ctx.router.data(user.gen, sid, payload) {
             Ok(()) => None,
             Err(v) => Some(self.close(CRVIDEOSDK_ERR_DATA, v.0.into())),
         }

@@ -618,7 +618,7 @@ impl Links {
                 }
             }
             Msg::Data { from, sid } => {
-                if let Err(v) = self.relay.data(SessionKey::There(from), sid, &att) {
+                if let Err(v) = self.relay.data(SessionKey::There(from), sid, att) {
                     if let Some(sender) = self.sender(node, from, via).await {
                         self.violation(&sender, v.0);
                     }

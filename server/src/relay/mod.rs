@@ -47,6 +47,7 @@
 //! [`xfer::MAX_INCOMING`]: crvm_proto::msg::xfer::MAX_INCOMING
 //! [`xfer::MAX_OUTGOING`]: crvm_proto::msg::xfer::MAX_OUTGOING
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crvm_proto::error::{CRVIDEOSDK_NOERR, CRVIDEOSDK_SENDDATA_TARGETINVALID};
@@ -82,8 +83,12 @@ pub enum Effect<'a> {
         from: &'a str,
         data: Vec<u8>,
     },
-    /// Forward a chunk to the receiver as it came (stream ID, then bytes).
-    Data { to: &'a LocalEnd, payload: &'a [u8] },
+    /// Forward a chunk to the receiver as it came (stream ID, then bytes): its own buffer if
+    /// it was read into one, else a copy.
+    Data {
+        to: &'a LocalEnd,
+        payload: Cow<'a, [u8]>,
+    },
 }
 
 /// Where a transition puts its effects, in order.
@@ -111,7 +116,7 @@ impl Sink for Deliver {
                 // The window bounds this queue; should it overflow anyway, the receiver's
                 // outbox closes that connection and `session_ended` tells the sender.
                 crate::metrics::get().relayed_data(payload.len() - 8);
-                let _ = to.outbox.push_data(payload.to_vec());
+                let _ = to.outbox.push_data(payload.into_owned());
             }
         }
     }
@@ -330,7 +335,12 @@ impl Relay {
     }
 
     /// See [`State::data`].
-    pub fn data(&self, from: SessionKey, sid: u64, payload: &[u8]) -> Result<(), Violation> {
+    pub fn data<'p>(
+        &self,
+        from: SessionKey,
+        sid: u64,
+        payload: impl Into<Cow<'p, [u8]>>,
+    ) -> Result<(), Violation> {
         self.state.lock().data(from, sid, payload, &mut Deliver)
     }
 

@@ -5,6 +5,8 @@ use crvm_proto::error::{
     CRVIDEOSDK_NOERR, CRVIDEOSDK_SENDDATA_TARGETINVALID, CRVIDEOSDK_SENDFAIL,
     CRVIDEOSDK_TRANSID_INVALID,
 };
+use std::borrow::Cow;
+
 use crvm_proto::msg::xfer;
 use crvm_proto::ServerMsg;
 
@@ -126,13 +128,14 @@ impl State {
     /// A data frame from `from` (payload: stream ID then bytes): forwarded as is, or dropped if
     /// its stream is gone or being cancelled. Overrunning the window or the size, sending before
     /// `start`, or writing to someone else's stream, is a violation.
-    pub fn data(
+    pub fn data<'p>(
         &mut self,
         from: SessionKey,
         sid: u64,
-        payload: &[u8],
+        payload: impl Into<Cow<'p, [u8]>>,
         fx: &mut impl Sink,
     ) -> Result<(), Violation> {
+        let payload = payload.into();
         let len = (payload.len() - 8) as u64;
         let Some(s) = self.streams.get_mut(&sid) else {
             return Ok(()); // ended meanwhile (receiver gone); the sender will hear of it

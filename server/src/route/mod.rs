@@ -9,6 +9,7 @@
 
 pub mod endpoint;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crvm_proto::error::CRVIDEOSDK_SENDDATA_TARGETINVALID;
@@ -158,8 +159,14 @@ impl Router {
     }
 
     /// A data frame (payload: stream ID then bytes) of local session `gen`'s stream `sid`.
-    pub fn data(&self, gen: LoginGen, sid: u64, payload: &[u8]) -> Result<(), Violation> {
-        if self.forwarded(gen, sid, || Msg::Data { from: gen, sid }, payload) {
+    pub fn data<'p>(
+        &self,
+        gen: LoginGen,
+        sid: u64,
+        payload: impl Into<Cow<'p, [u8]>>,
+    ) -> Result<(), Violation> {
+        let payload = payload.into();
+        if self.forwarded(gen, sid, || Msg::Data { from: gen, sid }, &payload) {
             return Ok(());
         }
         self.relay.data(SessionKey::Here(gen), sid, payload)
