@@ -255,7 +255,12 @@ pub struct Decoder {
     /// that the next chunk's header comes in with little of its payload (which would otherwise
     /// be copied out of the shared buffer).
     head_only: bool,
+    /// Buffers given back ([`Decoder::give_back`]), used before asking the source for one.
+    spares: Vec<Vec<u8>>,
 }
+
+/// Most buffers [`Decoder::give_back`] keeps.
+const SPARES: usize = 4;
 
 /// A data frame being read into a buffer of its own: its header, and its payload so far.
 #[derive(Debug)]
@@ -267,7 +272,7 @@ struct Owned {
 }
 
 /// Smallest data payload read into a buffer of its own (when payloads are owned).
-pub const OWN_MIN: usize = 16 * 1024;
+pub(crate) const OWN_MIN: usize = 16 * 1024;
 /// What a read takes right after a payload of its own: a header and a little more.
 const HEAD_READ: usize = 4 * 1024;
 
@@ -292,13 +297,29 @@ impl Decoder {
             own: None,
             done: None,
             head_only: false,
+            spares: Vec::new(),
         }
     }
 
-    /// From now on, each data payload of at least [`OWN_MIN`] bytes whose header arrives before
-    /// the rest of it is read straight into a buffer of its own, which `source(len)` gives
-    /// (`len` bytes long, any contents) and [`Decoder::take_payload`] hands over: a relay then
-    /// passes chunks on without copying them out of the shared buffer.
+    /// Keeps `buf` (whatever its contents) for a payload of its own to come; false if it
+    /// has enough already (then `buf` is dropped).
+    pub fn give_back(&mut self, buf: Vec<u8>) -> bool {
+        if self.spares.len() >= SPARES {
+            return false;
+        }
+        self.spares.push(buf);
+        true
+    }
+
+    /// Whether [`Decoder::give_back`] would keep another buffer (with payloads of their own).
+    pub fn wants_buffers(&self) -> bool {
+        self.source.is_some() && self.spares.len() < SPARES
+    }
+
+    /// From now on, each data payload of 16 KiB or more whose header arrives before the rest of
+    /// it is read straight into a buffer of its own, which `source(len)` gives (`len` bytes
+    /// long, any contents) and [`Decoder::take_payload`] hands over: a relay then passes chunks
+    /// on without copying them out of the shared buffer.
     pub fn own_payloads(&mut self, source: fn(usize) -> Vec<u8>) {
         self.source = Some(source);
     }
@@ -339,11 +360,18 @@ impl Decoder {
     /// Room to read received bytes into directly (at least `READ_MIN` bytes); report how many
     /// were written with [`Decoder::filled`]. Saves copying every byte through another buffer.
     pub fn spare(&mut self) -> &mut [u8] {
-        if self.own.is_some() {
-            let o = self.own.as_mut().expect("checked");
-            self.offered = o.buf.len() - o.got;
-            return &mut o.buf[o.got..];
+        if self.own.is_none() {
+            return self.shared_spare();
         }
+        let Some(o) = &mut self.own else {
+            unreachable!("checked above")
+        };
+        self.offered = o.buf.len() - o.got;
+        &mut o.buf[o.got..]
+    }
+
+    /// [`Decoder::spare`] in the shared buffer.
+    fn shared_spare(&mut self) -> &mut [u8] {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -500,7 +528,14 @@ impl Decoder {
             {
                 // The rest is read into a buffer of its own; what came with the header is
                 // moved there, and the shared buffer is empty.
-                let mut buf = source(h.len as usize);
+                let mut buf = match self.spares.pop() {
+                    Some(mut b) => {
+                        // Resized, not cleared: one as long as the last chunk is not zeroed.
+                        b.resize(h.len as usize, 0);
+                        b
+                    }
+                    None => source(h.len as usize),
+                };
                 let have = avail.len() - HEADER_LEN;
                 buf[..have].copy_from_slice(&avail[HEADER_LEN..]);
                 self.start = self.end;

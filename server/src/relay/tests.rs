@@ -68,13 +68,13 @@ fn window_size_start_and_ownership_are_enforced() {
     assert_eq!(incoming(&b.outbox.take_msgs()), [sid]);
     let w = xfer::WINDOW as usize;
     assert!(
-        r.data(here(2), sid, &chunk(sid, 10)).is_err(),
+        r.data(here(2), sid, chunk(sid, 10)).is_err(),
         "not the sender"
     );
-    assert!(r.data(here(1), sid, &chunk(sid, w)).is_ok());
-    assert!(r.data(here(1), sid, &chunk(sid, 1)).is_err(), "window full");
+    assert!(r.data(here(1), sid, chunk(sid, w)).is_ok());
+    assert!(r.data(here(1), sid, chunk(sid, 1)).is_err(), "window full");
     r.ack(LoginGen(2), sid, 100);
-    assert!(r.data(here(1), sid, &chunk(sid, 100)).is_ok());
+    assert!(r.data(here(1), sid, chunk(sid, 100)).is_ok());
     assert_eq!(
         a.outbox.take_msgs(),
         [ServerMsg::Progress { sid, bytes: 100 }]
@@ -83,9 +83,9 @@ fn window_size_start_and_ownership_are_enforced() {
     let small = r
         .offer(8, a.clone().into(), b.clone(), offer(XferKind::Buffer, 5))
         .unwrap();
-    assert!(r.data(here(1), small, &chunk(small, 6)).is_err());
+    assert!(r.data(here(1), small, chunk(small, 6)).is_err());
     assert!(
-        r.data(here(1), 999, &chunk(999, 6)).is_ok(),
+        r.data(here(1), 999, chunk(999, 6)).is_ok(),
         "unknown streams are dropped"
     );
 }
@@ -206,7 +206,7 @@ fn streams_beyond_the_receivers_limit_wait_their_turn() {
     // Data before `start` is a violation.
     let waiting = sids[xfer::MAX_INCOMING];
     let owner = (waiting - 1) / xfer::MAX_OUTGOING as u64 + 1;
-    assert!(r.data(here(owner), waiting, &chunk(waiting, 1)).is_err());
+    assert!(r.data(here(owner), waiting, chunk(waiting, 1)).is_err());
     // Each stream that ends lets the next one start, in order.
     for (i, sid) in sids.iter().enumerate() {
         r.fin(LoginGen(100), *sid, 0);
@@ -362,12 +362,12 @@ fn a_remote_sender_is_never_taken_for_a_local_one() {
         .offer(1, a.clone().into(), b.clone(), offer(XferKind::File, 100))
         .unwrap();
     assert!(
-        r.data(remote, sid, &chunk(sid, 10)).is_err(),
+        r.data(remote, sid, chunk(sid, 10)).is_err(),
         "not its stream"
     );
     r.session_ended(remote);
     assert_eq!(r.len(), 1, "the local session's stream lives on");
-    assert!(r.data(here(1), sid, &chunk(sid, 10)).is_ok());
+    assert!(r.data(here(1), sid, chunk(sid, 10)).is_ok());
     assert_eq!(b.outbox.state(), OutState::Open);
 }
 
@@ -442,7 +442,7 @@ fn an_offer_answers_before_it_starts_and_the_receiver_hears_first() {
             said(1, ServerMsg::Start { sid }),
         ]
     );
-    st.data(here(1), sid, &chunk(sid, 10), &mut fx).unwrap();
+    st.data(here(1), sid, chunk(sid, 10), &mut fx).unwrap();
     st.data_end(here(1), sid, "h".into(), &mut fx);
     st.ack(LoginGen(2), sid, 10, &mut fx);
     st.fin(LoginGen(2), sid, CRVIDEOSDK_NOERR, &mut fx);
@@ -606,7 +606,7 @@ fn a_cancel_is_the_receivers_to_answer_once_started() {
         [said(2, ServerMsg::Cancelled { sid })],
         "told once"
     );
-    st.data(here(1), sid, &chunk(sid, 4), &mut fx).unwrap();
+    st.data(here(1), sid, chunk(sid, 4), &mut fx).unwrap();
     assert_eq!(fx.take(), [], "a cancelled stream's chunks are dropped");
     st.cancel_ack(LoginGen(2), sid, CRVIDEOSDK_NOERR, &mut fx);
     assert_eq!(

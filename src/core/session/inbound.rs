@@ -7,11 +7,34 @@ use super::lifecycle::{Phase, Resumable};
 use super::State;
 use crvm_proto::error::*;
 use crvm_proto::{ClientMsg, Code, FrameError, FrameRef, Kind, Op, Out, Outcome, ServerMsg};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl State {
     /// Handles one frame from the server. `Err` is a protocol violation.
+    /// A data frame whose payload the decoder read into a buffer of its own (acknowledging
+    /// `ack`).
+    pub(super) fn on_owned_data(
+        &mut self,
+        ack: u64,
+        payload: Vec<u8>,
+        now: Instant,
+    ) -> Result<(), FrameError> {
+        if self.out.acked(ack).is_err() {
+            return Err(FrameError::BadControl); // acknowledges a frame never sent
+        }
+        self.on_data(Cow::Owned(payload), now);
+        Ok(())
+    }
+
+    fn on_data(&mut self, payload: Cow<'_, [u8]>, now: Instant) {
+        if matches!(self.phase, Phase::LoggedIn) {
+            let (xfers, mut io) = self.xio(now);
+            xfers.recv.on_data(payload, &mut io);
+        }
+    }
+
     pub(super) fn on_frame(&mut self, f: FrameRef<'_>, now: Instant) -> Result<(), FrameError> {
         // A handshake frame's `ack` belongs to the connection, not to the session's numbering.
         let handshake = f.kind == Kind::Control && f.seq == 0;
@@ -21,13 +44,7 @@ impl State {
         match f.kind {
             Kind::Ping => self.out.push(Out::Pong),
             Kind::Pong | Kind::Ack => {}
-            Kind::Data => {
-                if matches!(self.phase, Phase::LoggedIn) {
-                    let (sid, bytes) = f.data();
-                    let (xfers, mut io) = self.xio(now);
-                    xfers.recv.on_data(sid, bytes, &mut io);
-                }
-            }
+            Kind::Data => self.on_data(Cow::Borrowed(f.payload), now),
             Kind::Control => {
                 let (json, attachment) = f.control()?;
                 let msg = parse_server_msg(json).ok_or(FrameError::BadControl)?;

@@ -5,11 +5,10 @@ use super::super::event::Event;
 use super::super::transfer::Wake;
 use super::lifecycle::{Phase, RESUME_HANDSHAKE};
 use super::timers::Timer;
-use super::{LinkGen, Session, Want, ACK_EVERY, DEFAULT_HEARTBEAT, WRITE_BATCH};
+use super::{client_decoder, LinkGen, Session, Want, ACK_EVERY, DEFAULT_HEARTBEAT, WRITE_BATCH};
 use crvm_proto::error::*;
-use crvm_proto::frame::MAX_PAYLOAD_TO_CLIENT;
 use crvm_proto::msg::xfer;
-use crvm_proto::{ClientMsg, Code, Decoder, Out, OutQueue, PROTOCOL_VERSION};
+use crvm_proto::{ClientMsg, Code, Out, OutQueue, PROTOCOL_VERSION};
 use std::time::Instant;
 
 impl Session {
@@ -53,7 +52,7 @@ impl Session {
                 return;
             };
             let last = self.dec.last_seq();
-            self.dec = Decoder::new(MAX_PAYLOAD_TO_CLIENT);
+            self.dec = client_decoder();
             self.dec.continue_after(last);
             let handshake = RESUME_HANDSHAKE.min(st.opts.request_timeout);
             st.timers.set(Timer::Attempt, now + handshake);
@@ -75,7 +74,7 @@ impl Session {
         let Phase::Connecting { login } = std::mem::replace(&mut st.phase, Phase::LoggedOut) else {
             unreachable!("checked above")
         };
-        self.dec = Decoder::new(MAX_PAYLOAD_TO_CLIENT);
+        self.dec = client_decoder();
         st.out = OutQueue::new();
         st.out.keep_tail(st.opts.reconnect);
         st.resume = None;
@@ -120,13 +119,22 @@ impl Session {
                     break;
                 }
             };
-            if self.st.on_frame(frame, now).is_err() {
+            let handled = if frame.owned {
+                // A chunk read into a buffer of its own: to the disk writer as it is.
+                let ack = frame.ack;
+                let payload = self.dec.take_payload().expect("an owned frame's payload");
+                self.st.on_owned_data(ack, payload, now)
+            } else {
+                self.st.on_frame(frame, now)
+            };
+            if handled.is_err() {
                 self.st.link_ended(code(CRVIDEOSDK_CONNECTIONLOST), now);
             }
             if self.st.gen != gen {
                 break; // the link is gone: the rest of what was read is moot
             }
         }
+        self.st.xfers.recv.lend_buffers(&mut self.dec);
         let handled = self.dec.last_seq();
         if matches!(self.st.phase, Phase::LoggedIn) && handled >= self.st.ack_sent + ACK_EVERY {
             self.st.out.push(Out::Ack);

@@ -119,7 +119,7 @@ struct State {
 impl Session {
     pub fn new(now: Instant, env: Box<dyn Env>) -> Session {
         Session {
-            dec: Decoder::new(MAX_PAYLOAD_TO_CLIENT),
+            dec: client_decoder(),
             st: State {
                 opts: Options::default(),
                 env,
@@ -200,6 +200,14 @@ impl State {
 }
 
 /// How long a link may stay silent before it is judged dead.
+/// A decoder for what the server sends: chunks of 16 KiB or more are read into buffers of
+/// their own, which a file's go to the disk writer in (and come back from, for the next).
+fn client_decoder() -> Decoder {
+    let mut dec = Decoder::new(MAX_PAYLOAD_TO_CLIENT);
+    dec.own_payloads(|len| vec![0; len]);
+    dec
+}
+
 fn dead_after(heartbeat: Duration) -> Duration {
     (heartbeat * 3).min(MAX_SILENCE)
 }

@@ -29,13 +29,12 @@ const SPARE_BUFFERS: usize = 8;
 
 enum Job {
     /// A part file, opened by the worker, to write stream `sid` into.
-    Open {
-        sid: u64,
-        file: File,
-    },
+    Open { sid: u64, file: File },
+    /// `bytes[from..]` (a chunk read into a buffer of its own starts with its stream ID).
     Write {
         sid: u64,
         bytes: Vec<u8>,
+        from: usize,
     },
     /// Every byte is written: sync, then give the part file its final name in `dir`.
     Finish {
@@ -45,9 +44,7 @@ enum Job {
         name: String,
     },
     /// Cancelled or failed (its part file already deleted): close it, write no more.
-    Discard {
-        sid: u64,
-    },
+    Discard { sid: u64 },
 }
 
 /// What the writer finished, in order per stream.
@@ -105,8 +102,10 @@ impl Disk {
         self.submit(Job::Open { sid, file });
     }
 
-    pub fn write(&mut self, sid: u64, bytes: Vec<u8>) {
-        self.submit(Job::Write { sid, bytes });
+    /// Writes `bytes[from..]` to stream `sid`'s part file; `bytes` comes back with
+    /// [`Done::Stored`].
+    pub fn write(&mut self, sid: u64, bytes: Vec<u8>, from: usize) {
+        self.submit(Job::Write { sid, bytes, from });
     }
 
     pub fn finish(&mut self, sid: u64, part: PathBuf, dir: PathBuf, name: String) {
@@ -132,6 +131,11 @@ impl Disk {
         if self.spare.len() < SPARE_BUFFERS {
             self.spare.push(buf);
         }
+    }
+
+    /// A buffer kept for the next chunk, if any (for the decoder to read one into).
+    pub fn spare_buffer(&mut self) -> Option<Vec<u8>> {
+        self.spare.pop()
     }
 
     fn submit(&mut self, job: Job) {
@@ -224,20 +228,20 @@ impl Files {
                 };
                 self.0.insert(sid, w);
             }
-            Job::Write { sid, bytes } => {
+            Job::Write { sid, bytes, from } => {
                 let Some(w) = self.0.get_mut(&sid) else {
                     return; // failed or discarded: the rest of its chunks are dropped
                 };
-                if w.file.write_all(&bytes).is_err() {
+                let len = (bytes.len() - from) as u64;
+                if w.file.write_all(&bytes[from..]).is_err() {
                     self.0.remove(&sid);
                     return report(Done::Failed { sid });
                 }
-                w.written += bytes.len() as u64;
+                w.written += len;
                 if w.written - w.flushing >= WRITEBACK_EVERY {
                     start_writeback(&w.file, w.flushing, w.written - w.flushing);
                     w.flushing = w.written;
                 }
-                let len = bytes.len() as u64;
                 report(Done::Stored {
                     sid,
                     len,

@@ -11,7 +11,8 @@ use crate::core::event::Event;
 use crate::core::ids::new_id;
 use crvm_proto::error::*;
 use crvm_proto::msg::{checksum_hex, xfer};
-use crvm_proto::{ClientMsg, XferKind};
+use crvm_proto::{ClientMsg, Decoder, XferKind};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -119,8 +120,12 @@ impl Receiving {
         self.try_finish(sid, io); // an empty transfer may already be complete
     }
 
-    /// Data frame of stream `sid`.
-    pub fn on_data(&mut self, sid: u64, bytes: &[u8], io: &mut Io<'_>) {
+    /// A data frame's payload: its stream ID, then the bytes. Borrowed from the read buffer
+    /// (a file's bytes are copied into a buffer for the disk writer), or read into a buffer of
+    /// its own, which goes to the disk writer as it is.
+    pub fn on_data(&mut self, payload: Cow<'_, [u8]>, io: &mut Io<'_>) {
+        let (head, bytes) = payload.split_at(8);
+        let sid = u64::from_be_bytes(head.try_into().expect("8 bytes"));
         let Some(inc) = self.inc.get_mut(&sid) else {
             return; // failed or cancelled: the rest of its chunks are dropped
         };
@@ -139,13 +144,23 @@ impl Receiving {
         match &mut inc.sink {
             Sink::Bytes(b) => {
                 b.extend_from_slice(bytes);
+                if let Cow::Owned(own) = payload {
+                    // Back to the decoder, for the next chunk.
+                    self.disk.recycle(own);
+                }
                 inc.stored = inc.received;
                 self.stored(sid, io);
             }
             Sink::File { .. } => {
-                let mut buf = self.disk.buffer(bytes.len());
-                buf.extend_from_slice(bytes);
-                self.disk.write(sid, buf);
+                let (buf, from) = match payload {
+                    Cow::Owned(own) => (own, 8),
+                    Cow::Borrowed(p) => {
+                        let mut buf = self.disk.buffer(p.len() - 8);
+                        buf.extend_from_slice(&p[8..]);
+                        (buf, 0)
+                    }
+                };
+                self.disk.write(sid, buf, from);
                 // All in: the writer may finish the file once it has written it.
                 self.try_finish(sid, io);
                 // Without a thread the write is done already.
@@ -164,6 +179,19 @@ impl Receiving {
 
     /// Takes what the disk writer has finished: stored chunks are acknowledged, finished files
     /// delivered, failed ones answered.
+    /// Hands the decoder chunk buffers the disk writer gave back, for it to read the next
+    /// chunks into.
+    pub fn lend_buffers(&mut self, dec: &mut Decoder) {
+        while dec.wants_buffers() {
+            match self.disk.spare_buffer() {
+                Some(buf) => {
+                    dec.give_back(buf);
+                }
+                None => break,
+            }
+        }
+    }
+
     pub fn disk_done(&mut self, io: &mut Io<'_>) {
         self.disk.done(&mut self.done);
         let mut done = std::mem::take(&mut self.done);
