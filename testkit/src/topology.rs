@@ -89,6 +89,27 @@ impl Topology {
             Nodes::Cluster(c) => c.nodes.iter().map(Server::log_text).collect(),
         }
     }
+
+    /// Whether some node's log says `needle` within a few seconds (see
+    /// [`Server::log_says_within`]).
+    pub fn log_says(&self, needle: &str) -> bool {
+        match &self.nodes {
+            Nodes::One(s, _) => s.log_says(needle),
+            Nodes::Cluster(c) => {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                loop {
+                    if c.nodes.iter().any(|n| n.log_text().contains(needle)) {
+                        return true;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    // Another process's log: polled, there is no other signal.
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
+    }
 }
 
 /// `both_topologies!(a, b)`: for each test body `fn a(kind: Kind)` of the calling module, a
