@@ -271,7 +271,9 @@ struct Owned {
     got: usize,
 }
 
-/// Smallest data payload read into a buffer of its own (when payloads are owned).
+/// Smallest data payload read into a buffer of its own (when payloads are owned); the largest
+/// is [`READ_MAX`], so that a header alone never costs more memory than one read would (a
+/// larger payload grows the shared buffer as its bytes come, as without owned payloads).
 pub(crate) const OWN_MIN: usize = 16 * 1024;
 /// What a read takes right after a payload of its own: a header and a little more.
 const HEAD_READ: usize = 4 * 1024;
@@ -316,7 +318,7 @@ impl Decoder {
         self.source.is_some() && self.spares.len() < SPARES
     }
 
-    /// From now on, each data payload of 16 KiB or more whose header arrives before the rest of
+    /// From now on, each data payload of 16 to 256 KiB whose header arrives before the rest of
     /// it is read straight into a buffer of its own, which `source(len)` gives (`len` bytes
     /// long, any contents) and [`Decoder::take_payload`] hands over: a relay then passes chunks
     /// on without copying them out of the shared buffer.
@@ -522,10 +524,10 @@ impl Decoder {
         }
         let total = HEADER_LEN + h.len as usize;
         if avail.len() < total {
-            if let Some(source) = self
-                .source
-                .filter(|_| h.kind == Kind::Data && numbered && h.len as usize >= OWN_MIN)
-            {
+            if let Some(source) = self.source.filter(|_| {
+                let len = h.len as usize;
+                h.kind == Kind::Data && numbered && (OWN_MIN..=READ_MAX).contains(&len)
+            }) {
                 // The rest is read into a buffer of its own; what came with the header is
                 // moved there, and the shared buffer is empty.
                 let mut buf = match self.spares.pop() {
@@ -659,7 +661,7 @@ mod tests {
     fn large_chunks_are_read_into_buffers_of_their_own_whatever_the_reads_take() {
         let mut enc = Encoder::new();
         let (mut wire, mut want) = (Vec::new(), Vec::new());
-        for (i, n) in [OWN_MIN, OWN_MIN - 1, 100_000, 131_072, 9]
+        for (i, n) in [OWN_MIN, OWN_MIN - 1, 100_000, READ_MAX + 1, 131_072, 9]
             .iter()
             .enumerate()
         {
@@ -702,10 +704,11 @@ mod tests {
                     } else {
                         assert_eq!(dec.take_payload(), None);
                     }
-                    assert!(!owned || (kind == Kind::Data && payload.len() >= OWN_MIN));
+                    let ownable = (OWN_MIN..=READ_MAX).contains(&payload.len());
+                    assert!(!owned || (kind == Kind::Data && ownable));
                     // Byte by byte, every large chunk's header comes before its payload.
                     if step == 1 && kind == Kind::Data {
-                        assert_eq!(owned, payload.len() >= OWN_MIN, "{}", payload.len());
+                        assert_eq!(owned, ownable, "{}", payload.len());
                     }
                     got.push((kind, payload));
                 }
@@ -714,7 +717,7 @@ mod tests {
             assert!(got.iter().zip(&want[1..]).all(|(g, w)| g == w), "{step}");
             assert_eq!(
                 (dec.duplicates(), dec.last_seq(), dec.buffered()),
-                (1, 10, 0)
+                (1, 12, 0)
             );
         }
     }
