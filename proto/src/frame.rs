@@ -125,6 +125,13 @@ pub fn split_control(payload: &[u8]) -> Result<(&[u8], &[u8]), FrameError> {
     Ok(rest.split_at(json_len))
 }
 
+/// A data frame's payload split into its stream ID and bytes (the decoder checked that the
+/// 8-byte stream ID is there).
+pub fn split_data(payload: &[u8]) -> (u64, &[u8]) {
+    let (sid, bytes) = payload.split_at(8);
+    (u64::from_be_bytes(sid.try_into().expect("8 bytes")), bytes)
+}
+
 /// Builds control payloads and whole frames; owns the outgoing sequence counter.
 #[derive(Debug, Default)]
 pub struct Encoder {
@@ -303,14 +310,12 @@ impl Decoder {
         }
     }
 
-    /// Keeps `buf` (whatever its contents) for a payload of its own to come; false if it
-    /// has enough already (then `buf` is dropped).
-    pub fn give_back(&mut self, buf: Vec<u8>) -> bool {
-        if self.spares.len() >= SPARES {
-            return false;
+    /// Keeps `buf` (whatever its contents) for a payload of its own to come, unless it has
+    /// enough already.
+    pub fn give_back(&mut self, buf: Vec<u8>) {
+        if self.spares.len() < SPARES {
+            self.spares.push(buf);
         }
-        self.spares.push(buf);
-        true
     }
 
     /// Whether [`Decoder::give_back`] would keep another buffer (with payloads of their own).
@@ -587,12 +592,6 @@ impl<'a> FrameRef<'a> {
     /// A control frame's JSON text and attachment (checked by the decoder).
     pub fn control(&self) -> Result<(&'a [u8], &'a [u8]), FrameError> {
         split_control(self.payload)
-    }
-
-    /// A data frame's stream ID and bytes (the decoder checked the 8-byte stream ID).
-    pub fn data(&self) -> (u64, &'a [u8]) {
-        let (sid, bytes) = self.payload.split_at(8);
-        (u64::from_be_bytes(sid.try_into().unwrap()), bytes)
     }
 }
 

@@ -363,7 +363,8 @@ impl OutQueue {
     /// While `on`, each acknowledged data payload that nothing else holds is kept (up to
     /// [`MAX_SPARE`]) for [`OutQueue::spare_payload`], so that a sender's chunks are written
     /// into warm memory instead of fresh pages from the allocator; off, the kept ones are
-    /// freed. (A sender turns it on while it produces chunks and off when it has none left.)
+    /// freed. (A sending library turns it on while it produces chunks and off when it has none
+    /// left; a server keeps it on and takes them with [`OutQueue::take_spare`].)
     pub fn recycle_data(&mut self, on: bool) {
         self.recycle = on;
         if !on {

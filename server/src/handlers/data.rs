@@ -2,9 +2,10 @@
 //! data plane's router ([`crate::route`]), which takes them to this node's relay or over the
 //! link to the receiver's node.
 
-use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_MEETPARAM_ERR};
 use std::borrow::Cow;
 
+use crvm_proto::error::{CRVIDEOSDK_ERR_DATA, CRVIDEOSDK_MEETPARAM_ERR};
+use crvm_proto::frame::split_data;
 use crvm_proto::{ServerMsg, XferKind};
 
 use super::{End, ServerSession};
@@ -81,9 +82,9 @@ impl ServerSession {
         self.ctx.router.offer(dir, from, id, &to, offer).await
     }
 
-    /// A data frame of one of this connection's streams. `Some` ends the connection.
-    /// A data frame's payload (stream ID, then bytes): borrowed from the connection's read
-    /// buffer, or a buffer of its own that is passed on as it is.
+    /// A data frame of one of this connection's streams (its payload: stream ID, then bytes;
+    /// borrowed from the connection's read buffer, or a buffer of its own that is passed on
+    /// as it is). `Some` ends the connection.
     pub fn on_data(&self, payload: Cow<'_, [u8]>) -> Option<End> {
         let Phase::LoggedIn(user) = &self.phase else {
             return Some(self.close(
@@ -91,7 +92,7 @@ impl ServerSession {
                 "log in first".into(),
             ));
         };
-        let sid = u64::from_be_bytes(payload[..8].try_into().expect("checked by the decoder"));
+        let (sid, _) = split_data(&payload);
         match self.ctx.router.data(user.gen, sid, payload) {
             Ok(()) => None,
             Err(v) => Some(self.close(CRVIDEOSDK_ERR_DATA, v.0.into())),

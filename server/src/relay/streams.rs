@@ -1,12 +1,12 @@
 //! Streams of buffers and files through the relay (see the module doc of [`super`]): offers,
 //! their turn at the receiver, the window of each, and how they end.
 
+use std::borrow::Cow;
+
 use crvm_proto::error::{
     CRVIDEOSDK_NOERR, CRVIDEOSDK_SENDDATA_TARGETINVALID, CRVIDEOSDK_SENDFAIL,
     CRVIDEOSDK_TRANSID_INVALID,
 };
-use std::borrow::Cow;
-
 use crvm_proto::msg::xfer;
 use crvm_proto::ServerMsg;
 

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl State {
-    /// Handles one frame from the server. `Err` is a protocol violation.
     /// A data frame whose payload the decoder read into a buffer of its own (acknowledging
     /// `ack`).
     pub(super) fn on_owned_data(
@@ -35,6 +34,7 @@ impl State {
         }
     }
 
+    /// Handles one frame from the server. `Err` is a protocol violation.
     pub(super) fn on_frame(&mut self, f: FrameRef<'_>, now: Instant) -> Result<(), FrameError> {
         // A handshake frame's `ack` belongs to the connection, not to the session's numbering.
         let handshake = f.kind == Kind::Control && f.seq == 0;

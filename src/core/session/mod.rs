@@ -199,15 +199,15 @@ impl State {
     }
 }
 
-/// How long a link may stay silent before it is judged dead.
-/// A decoder for what the server sends: chunks of 16 KiB or more are read into buffers of
-/// their own, which a file's go to the disk writer in (and come back from, for the next).
+/// A decoder for what the server sends: chunks of 16 to 256 KiB are read into buffers of their
+/// own, which a file's go to the disk writer in (and come back from, for the next).
 fn client_decoder() -> Decoder {
     let mut dec = Decoder::new(MAX_PAYLOAD_TO_CLIENT);
     dec.own_payloads(|len| vec![0; len]);
     dec
 }
 
+/// How long a link may stay silent before it is judged dead.
 fn dead_after(heartbeat: Duration) -> Duration {
     (heartbeat * 3).min(MAX_SILENCE)
 }

@@ -37,6 +37,33 @@ impl Server {
         self.send(s, &ServerMsg::Start { sid }, now);
     }
 
+    /// bob sends `s` a buffer of `bytes` as stream `sid`: its `incoming`. Returns the checksum
+    /// its `data_end` carries.
+    fn incoming_buffer(&mut self, s: &mut Session, sid: u64, bytes: &[u8], now: Instant) -> String {
+        let incoming = ServerMsg::Incoming {
+            sid,
+            task: "t".into(),
+            from: "bob".into(),
+            kind: XferKind::Buffer,
+            size: bytes.len() as u64,
+            name: String::new(),
+        };
+        self.send(s, &incoming, now);
+        crvm_proto::msg::checksum_hex(xxhash_rust::xxh3::xxh3_128(bytes))
+    }
+
+    /// `s` finished stream `sid` (its `fin`, 0) and its app got `bytes`.
+    fn buffer_delivered(&mut self, s: &mut Session, sid: u64, bytes: &[u8], now: Instant) {
+        let sent = self.take(s, now);
+        assert!(sent.contains(&ClientMsg::Fin { sid, code: 0 }), "{sent:?}");
+        let evs = events(s);
+        assert!(
+            evs.iter()
+                .any(|e| matches!(e, Event::NotifyBufferData { data, .. } if *data == bytes)),
+            "{evs:?}"
+        );
+    }
+
     /// Everything the session has to send: its messages, and the data bytes of each stream.
     fn take_all(&mut self, s: &mut Session, now: Instant) -> (Vec<ClientMsg>, Vec<(u64, usize)>) {
         let mut wire = Vec::new();
@@ -129,16 +156,7 @@ fn a_data_end_that_overtakes_the_last_chunks_waits_for_them() {
     let t0 = Instant::now();
     let (mut s, mut srv) = logged_in(t0);
     let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
-    let hash = crvm_proto::msg::checksum_hex(xxhash_rust::xxh3::xxh3_128(&bytes));
-    let incoming = ServerMsg::Incoming {
-        sid: 3,
-        task: "t".into(),
-        from: "bob".into(),
-        kind: XferKind::Buffer,
-        size: bytes.len() as u64,
-        name: String::new(),
-    };
-    srv.send(&mut s, &incoming, t0);
+    let hash = srv.incoming_buffer(&mut s, 3, &bytes, t0);
     srv.data(&mut s, 3, &bytes[..20_000], t0);
     srv.send(&mut s, &ServerMsg::DataEnd { sid: 3, hash }, t0);
     let fin = |msgs: &[ClientMsg]| {
@@ -147,22 +165,12 @@ fn a_data_end_that_overtakes_the_last_chunks_waits_for_them() {
     };
     assert!(!fin(&srv.take(&mut s, t0)), "not before the last bytes");
     srv.data(&mut s, 3, &bytes[20_000..], t0);
-    let sent = srv.take(&mut s, t0);
-    assert!(
-        sent.contains(&ClientMsg::Fin { sid: 3, code: 0 }),
-        "{sent:?}"
-    );
-    let evs = events(&mut s);
-    assert!(
-        evs.iter()
-            .any(|e| matches!(e, Event::NotifyBufferData { data, .. } if *data == bytes)),
-        "{evs:?}"
-    );
+    srv.buffer_delivered(&mut s, 3, &bytes, t0);
 }
 
 #[test]
 fn chunks_read_into_buffers_of_their_own_arrive_whole_and_in_order() {
-    // Chunks of 16 KiB or more are read into buffers of their own once their header is in
+    // Chunks of 16 to 256 KiB are read into buffers of their own once their header is in
     // (the test's reads follow the room the session offers: the header comes first); smaller
     // ones stay in the shared buffer. Either way the bytes arrive as sent, checksum and all.
     let t0 = Instant::now();
@@ -171,33 +179,14 @@ fn chunks_read_into_buffers_of_their_own_arrive_whole_and_in_order() {
     let bytes: Vec<u8> = (0..sizes.iter().sum::<usize>())
         .map(|i| (i * 13 % 251) as u8)
         .collect();
-    let hash = crvm_proto::msg::checksum_hex(xxhash_rust::xxh3::xxh3_128(&bytes));
-    let incoming = ServerMsg::Incoming {
-        sid: 9,
-        task: "t".into(),
-        from: "bob".into(),
-        kind: XferKind::Buffer,
-        size: bytes.len() as u64,
-        name: String::new(),
-    };
-    srv.send(&mut s, &incoming, t0);
+    let hash = srv.incoming_buffer(&mut s, 9, &bytes, t0);
     let mut at = 0;
     for n in sizes {
         srv.data(&mut s, 9, &bytes[at..at + n], t0);
         at += n;
     }
     srv.send(&mut s, &ServerMsg::DataEnd { sid: 9, hash }, t0);
-    let sent = srv.take(&mut s, t0);
-    assert!(
-        sent.contains(&ClientMsg::Fin { sid: 9, code: 0 }),
-        "{sent:?}"
-    );
-    let evs = events(&mut s);
-    assert!(
-        evs.iter()
-            .any(|e| matches!(e, Event::NotifyBufferData { data, .. } if *data == bytes)),
-        "{evs:?}"
-    );
+    srv.buffer_delivered(&mut s, 9, &bytes, t0);
 }
 
 #[test]

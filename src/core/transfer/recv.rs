@@ -10,6 +10,7 @@ use super::Io;
 use crate::core::event::Event;
 use crate::core::ids::new_id;
 use crvm_proto::error::*;
+use crvm_proto::frame::split_data;
 use crvm_proto::msg::{checksum_hex, xfer};
 use crvm_proto::{ClientMsg, Decoder, XferKind};
 use std::borrow::Cow;
@@ -124,8 +125,7 @@ impl Receiving {
     /// (a file's bytes are copied into a buffer for the disk writer), or read into a buffer of
     /// its own, which goes to the disk writer as it is.
     pub fn on_data(&mut self, payload: Cow<'_, [u8]>, io: &mut Io<'_>) {
-        let (head, bytes) = payload.split_at(8);
-        let sid = u64::from_be_bytes(head.try_into().expect("8 bytes"));
+        let (sid, bytes) = split_data(&payload);
         let Some(inc) = self.inc.get_mut(&sid) else {
             return; // failed or cancelled: the rest of its chunks are dropped
         };
@@ -184,9 +184,7 @@ impl Receiving {
     pub fn lend_buffers(&mut self, dec: &mut Decoder) {
         while dec.wants_buffers() {
             match self.disk.spare_buffer() {
-                Some(buf) => {
-                    dec.give_back(buf);
-                }
+                Some(buf) => dec.give_back(buf),
                 None => break,
             }
         }
