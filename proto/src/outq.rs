@@ -617,7 +617,17 @@ impl Batch {
         self.len = 0;
     }
 
-    fn push(&mut self, header: [u8; HEADER_LEN], out: Out) {
+    /// Empties the batch like [`Batch::clear`], giving its in-place payloads that nothing else
+    /// holds back to `q` for the next chunks ([`OutQueue::spare_payload`]).
+    pub fn clear_into(&mut self, keep: usize, q: &mut OutQueue) {
+        for p in self.owned.drain(..) {
+            q.reuse(p);
+        }
+        self.clear(keep);
+    }
+
+    /// Appends a frame whose header the caller stamped ([`OutQueue::header`]).
+    pub fn push(&mut self, header: [u8; HEADER_LEN], out: Out) {
         self.len += out.cost();
         let payload = match out {
             Out::Attached(json, att) if att.len() >= IN_PLACE && self.owned.len() < MAX_OWNED => {

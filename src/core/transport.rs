@@ -113,15 +113,16 @@ impl Transport {
         }
     }
 
-    /// Writes plaintext; returns how much was taken (`WouldBlock` if none could be).
-    pub fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    /// Writes plaintext from `bufs` in order (one `writev` on a plain socket); returns how much
+    /// was taken (`WouldBlock` if none could be).
+    pub fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let (tls, sock) = match self {
-            Transport::Plain(s) => return s.write(buf),
+            Transport::Plain(s) => return s.write_vectored(bufs),
             Transport::Tls(t) => (&mut t.0, &mut t.1),
         };
-        let n = tls.writer().write(buf)?;
+        let n = tls.writer().write_vectored(bufs)?;
         Self::push_records(tls, sock)?;
-        if n == 0 && !buf.is_empty() {
+        if n == 0 && bufs.iter().any(|b| !b.is_empty()) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(n)

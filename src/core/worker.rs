@@ -19,7 +19,7 @@ use super::session::{LinkGen, Session, SystemEnv, Want};
 use super::transport::{is_tls_error, tls_config, Transport};
 use super::Inner;
 use crvm_proto::error::*;
-use crvm_proto::Code;
+use crvm_proto::{Batch, Code};
 use parking_lot::MutexGuard;
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -54,8 +54,8 @@ pub(crate) enum Link {
     Open {
         gen: LinkGen,
         transport: Transport,
-        /// Bytes the session produced, written from `woff` on.
-        wbuf: Vec<u8>,
+        /// Frames the session produced (chunks in place), written from wire offset `woff` on.
+        wbuf: Batch,
         woff: usize,
         /// The socket's bound on unsent bytes, as last set.
         unsent: usize,
@@ -173,10 +173,7 @@ pub(crate) fn flush(sh: &mut MutexGuard<'_, Shared>, now: Instant, fill: Fill) {
             *unsent = want;
         }
         if *woff == wbuf.len() {
-            if wbuf.capacity() > KEEP_WBUF {
-                *wbuf = Vec::new();
-            }
-            wbuf.clear();
+            session.written(wbuf, KEEP_WBUF);
             *woff = 0;
             *more = false;
             if budget == 0 {
@@ -193,7 +190,7 @@ pub(crate) fn flush(sh: &mut MutexGuard<'_, Shared>, now: Instant, fill: Fill) {
             }
             budget = budget.saturating_sub(wbuf.len());
         }
-        match transport.write(&wbuf[*woff..]) {
+        match transport.write_vectored(&wbuf.slices(*woff)) {
             Ok(0) => break Err((gen, io::ErrorKind::WriteZero.into())),
             Ok(n) => {
                 *woff += n;
@@ -454,7 +451,7 @@ fn connected(inner: &Inner, sh: &mut MutexGuard<'_, Shared>, now: Instant) {
             sh.link = Link::Open {
                 gen,
                 transport,
-                wbuf: Vec::new(),
+                wbuf: Batch::new(),
                 woff: 0,
                 unsent: crvm_proto::outq::KERNEL_UNSENT,
                 more: false,

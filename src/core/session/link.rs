@@ -8,7 +8,7 @@ use super::timers::Timer;
 use super::{client_decoder, LinkGen, Session, Want, ACK_EVERY, DEFAULT_HEARTBEAT, WRITE_BATCH};
 use crvm_proto::error::*;
 use crvm_proto::msg::xfer;
-use crvm_proto::{ClientMsg, Code, Out, OutQueue, PROTOCOL_VERSION};
+use crvm_proto::{Batch, ClientMsg, Code, Out, OutQueue, PROTOCOL_VERSION};
 use std::time::Instant;
 
 impl Session {
@@ -143,19 +143,25 @@ impl Session {
         self.st.pump(now);
     }
 
-    /// Appends what should be written next to `buf`: queued control frames first, else one data
-    /// chunk. False if there is nothing to write.
-    pub fn transmit(&mut self, buf: &mut Vec<u8>, now: Instant) -> bool {
-        self.produce(buf, now, true)
+    /// Appends what should be written next to `batch`: queued control frames first, else one
+    /// data chunk (whose bytes the batch holds in place). False if there is nothing to write.
+    pub fn transmit(&mut self, batch: &mut Batch, now: Instant) -> bool {
+        self.produce(batch, now, true)
     }
 
     /// [`Session::transmit`] without data: what an app's thread writes after its call (the
     /// worker reads and hashes the files).
-    pub fn transmit_control(&mut self, buf: &mut Vec<u8>, now: Instant) -> bool {
-        self.produce(buf, now, false)
+    pub fn transmit_control(&mut self, batch: &mut Batch, now: Instant) -> bool {
+        self.produce(batch, now, false)
     }
 
-    fn produce(&mut self, buf: &mut Vec<u8>, now: Instant, data: bool) -> bool {
+    /// Gives the payloads of a written `batch` back for the next chunks, and empties it (its
+    /// memory is kept unless it grew past `keep` bytes).
+    pub fn written(&mut self, batch: &mut Batch, keep: usize) {
+        batch.clear_into(keep, &mut self.st.out);
+    }
+
+    fn produce(&mut self, batch: &mut Batch, now: Instant, data: bool) -> bool {
         let st = &mut self.st;
         if matches!(st.phase, Phase::LoggedOut | Phase::Connecting { .. }) || st.waiting_to_retry()
         {
@@ -164,14 +170,14 @@ impl Session {
         let ack = self.dec.last_seq();
         st.ack_sent = ack;
         loop {
-            if st.out.encode(ack, buf, WRITE_BATCH) > 0 {
+            if st.out.encode_batch(ack, batch, WRITE_BATCH) > 0 {
                 break;
             }
             if data
                 && matches!(st.phase, Phase::LoggedIn)
                 && st
                     .xfers
-                    .fill_chunk(&mut st.out, ack, buf, &mut st.events, now)
+                    .fill_chunk(&mut st.out, ack, batch, &mut st.events, now)
             {
                 break;
             }

@@ -9,7 +9,7 @@ use crvm_proto::error::*;
 use crvm_proto::frame::MAX_PAYLOAD_TO_SERVER;
 use crvm_proto::msg::{to_json, xfer};
 use crvm_proto::{
-    ClientMsg, Encoder, Kind, Op, Outcome, ServerMsg, UserStatus, XferKind, PROTOCOL_VERSION,
+    Batch, ClientMsg, Encoder, Kind, Op, Outcome, ServerMsg, UserStatus, XferKind, PROTOCOL_VERSION,
 };
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,15 @@ impl LogSink for MemLog {
     }
 }
 
+/// The bytes `batch` writes, in order.
+fn flat(batch: &Batch) -> Vec<u8> {
+    batch
+        .slices(0)
+        .iter()
+        .flat_map(|s| s.iter().copied())
+        .collect()
+}
+
 fn session(now: Instant) -> Session {
     Session::new(now, Box::new(TestEnv::new()))
 }
@@ -71,9 +80,9 @@ impl Server {
 
     /// Everything the session has to send, as messages.
     fn take(&mut self, s: &mut Session, now: Instant) -> Vec<ClientMsg> {
-        let mut wire = Vec::new();
+        let mut wire = Batch::new();
         while s.transmit(&mut wire, now) {}
-        self.dec.feed(&wire);
+        self.dec.feed(&flat(&wire));
         let mut out = Vec::new();
         while let Some(f) = self.dec.next_frame().unwrap() {
             if f.kind == Kind::Control {
@@ -212,9 +221,9 @@ fn timers_fail_requests_once_ping_and_drop_a_silent_link() {
     let ping_at = s.deadline().unwrap();
     assert_eq!(ping_at, t0 + Duration::from_secs(1));
     s.tick(ping_at);
-    let mut wire = Vec::new();
+    let mut wire = Batch::new();
     assert!(s.transmit(&mut wire, ping_at));
-    assert_eq!(wire[4], Kind::Ping as u8);
+    assert_eq!(flat(&wire)[4], Kind::Ping as u8);
     // Nothing heard for three intervals: the link is dead, the request answered with 207.
     s.tick(t0 + Duration::from_secs(3));
     assert_eq!(
@@ -271,10 +280,10 @@ fn a_lost_link_is_resumed_on_schedule_with_request_timers_paused() {
         "no timeout while the link was down"
     );
     // The handshake: hello and resume, unnumbered, with the secret and what we handled.
-    let mut wire = Vec::new();
+    let mut wire = Batch::new();
     while s.transmit(&mut wire, later) {}
     let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
-    dec.feed(&wire);
+    dec.feed(&flat(&wire));
     let mut hs = Vec::new();
     while let Some(f) = dec.next_frame().unwrap() {
         assert_eq!(f.seq, 0, "only the handshake goes out before the answer");
@@ -350,10 +359,10 @@ fn a_resume_answered_moved_goes_on_at_once_at_the_new_node() {
     assert_eq!(s.connect_addr(), Some("10.0.0.2:5210"));
     assert!(events(&mut s).is_empty(), "nothing for the app meanwhile");
     s.link_up(gen2, t0);
-    let mut wire = Vec::new();
+    let mut wire = Batch::new();
     while s.transmit(&mut wire, t0) {}
     let mut dec = Decoder::new(MAX_PAYLOAD_TO_SERVER);
-    dec.feed(&wire);
+    dec.feed(&flat(&wire));
     let mut hs = Vec::new();
     while let Some(f) = dec.next_frame().unwrap() {
         hs.push(serde_json::from_slice::<ClientMsg>(f.control().unwrap().0).unwrap());
@@ -536,7 +545,7 @@ fn the_deadline_is_the_next_timer_of_the_phase() {
         },
         t2,
     );
-    let mut wire = Vec::new();
+    let mut wire = Batch::new();
     s.request(Op::GetMeetings, "m", t2).unwrap();
     assert!(s.transmit(&mut wire, t2));
     assert_eq!(

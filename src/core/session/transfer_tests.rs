@@ -66,9 +66,9 @@ impl Server {
 
     /// Everything the session has to send: its messages, and the data bytes of each stream.
     fn take_all(&mut self, s: &mut Session, now: Instant) -> (Vec<ClientMsg>, Vec<(u64, usize)>) {
-        let mut wire = Vec::new();
+        let mut wire = Batch::new();
         while s.transmit(&mut wire, now) {}
-        self.dec.feed(&wire);
+        self.dec.feed(&flat(&wire));
         let (mut msgs, mut data) = (Vec::new(), Vec::new());
         while let Some(f) = self.dec.next_frame().unwrap() {
             match f.kind {
@@ -197,9 +197,9 @@ fn what_an_app_thread_writes_after_its_call_is_control_only() {
     let (mut s, mut srv) = logged_in(t0);
     srv.started_buffer(&mut s, 1 << 20, 9, t0);
     s.request(Op::SetDnd { dnd: 1 }, "", t0).unwrap();
-    let mut wire = Vec::new();
+    let mut wire = Batch::new();
     while s.transmit_control(&mut wire, t0) {}
-    srv.dec.feed(&wire);
+    srv.dec.feed(&flat(&wire));
     let mut kinds = Vec::new();
     while let Some(f) = srv.dec.next_frame().unwrap() {
         kinds.push(f.kind);
@@ -212,4 +212,38 @@ fn what_an_app_thread_writes_after_its_call_is_control_only() {
     // The worker then writes the chunks.
     let (_, data) = srv.take_all(&mut s, t0);
     assert!(!data.is_empty());
+}
+
+#[test]
+fn a_chunk_is_written_in_place_from_a_buffer_that_comes_back_once_acknowledged() {
+    let t0 = Instant::now();
+    let (mut s, mut srv) = logged_in(t0);
+    srv.started_buffer(&mut s, 1 << 20, 9, t0);
+    // The worker's steps for one chunk: transmit, write (the server reads it), written.
+    let mut wire = Batch::new();
+    let mut write_chunk = |s: &mut Session, srv: &mut Server| -> usize {
+        assert!(s.transmit(&mut wire, t0));
+        let at = {
+            let parts = wire.slices(0);
+            assert_eq!(parts.len(), 2, "the header, then the payload in place");
+            assert_eq!(
+                parts[1][..8],
+                9u64.to_be_bytes(),
+                "the payload starts with the sid"
+            );
+            parts[1].as_ptr() as usize
+        };
+        srv.dec.feed(&flat(&wire));
+        while srv.dec.next_frame().unwrap().is_some() {}
+        s.written(&mut wire, 0);
+        at
+    };
+    let first = write_chunk(&mut s, &mut srv);
+    // Written but not acknowledged: the resume tail holds it, the next chunk gets another.
+    let second = write_chunk(&mut s, &mut srv);
+    assert_ne!(second, first);
+    // The server's next frame acknowledges both: the next chunk is read into one of theirs.
+    srv.send(&mut s, &ServerMsg::Progress { sid: 9, bytes: 0 }, t0);
+    let third = write_chunk(&mut s, &mut srv);
+    assert!(third == first || third == second, "a buffer used before");
 }

@@ -26,9 +26,9 @@ use super::event::Event;
 use super::events::Events;
 use super::options::Options;
 use crvm_proto::error::*;
-use crvm_proto::frame::{Kind, HEADER_LEN};
+use crvm_proto::frame::Kind;
 use crvm_proto::msg::{checksum_hex, xfer};
-use crvm_proto::{ClientMsg, Code, Op, Out, OutQueue, XferKind};
+use crvm_proto::{Batch, ClientMsg, Code, Op, Out, OutQueue, XferKind};
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -377,11 +377,11 @@ impl Transfers {
         &mut self,
         out: &mut OutQueue,
         ack: u64,
-        buf: &mut Vec<u8>,
+        batch: &mut Batch,
         events: &mut Events,
         now: Instant,
     ) -> bool {
-        // Acknowledged chunks' buffers are reused while a stream has more to send.
+        // Acknowledged and written chunks' buffers are reused while a stream has more to send.
         out.recycle_data(self.out.values().any(|o| !o.cancel && o.sent < o.size));
         for _ in 0..self.turn.len() {
             let Some(sid) = self.turn.pop_front() else {
@@ -401,38 +401,34 @@ impl Transfers {
                 continue;
             }
             let n = n as usize;
-            // The header is written once the bytes are in: a failed read leaves no frame.
-            let at = buf.len();
-            let data_at = at + HEADER_LEN + 8;
-            buf.resize(data_at, 0);
+            // The chunk is read into a buffer of its own (an acknowledged or written chunk's),
+            // which the write and the resume tail share: it is written in place, not copied.
+            let mut payload = out.spare_payload(8 + n);
+            payload.extend_from_slice(&sid.to_be_bytes());
             let read = match &mut o.source {
                 Source::Bytes(b) => {
                     let from = o.sent as usize;
-                    buf.extend_from_slice(&b[from..from + n]);
+                    payload.extend_from_slice(&b[from..from + n]);
                     Ok(())
                 }
-                Source::File(f) => read_into(f, buf, n),
+                Source::File(f) => read_into(f, &mut payload, n),
                 Source::Path(_) => unreachable!("opened when offered"),
             };
             if read.is_err() {
                 // Unreadable, or shorter than it was: the receiver discards its part.
-                buf.truncate(at);
                 let o = self.out.remove(&sid).expect("present");
                 events.emit(o.result(Err(code(CRVIDEOSDK_FILE_READ_ERR))));
                 out.push(Out::msg(&ClientMsg::Cancel { sid }));
                 continue;
             }
+            o.hasher.update(&payload[8..]);
+            // The header is stamped once the bytes are in: a failed read takes no number.
             let seq = out.next_seq();
-            buf[at..at + HEADER_LEN].copy_from_slice(&out.header(Kind::Data, ack, 8 + n));
-            buf[at + HEADER_LEN..data_at].copy_from_slice(&sid.to_be_bytes());
-            if out.keeps_tail() {
-                // Kept until the server has it, to be sent again after a resume (in a buffer
-                // an acknowledged chunk gave back, while the streams go on).
-                let mut payload = out.spare_payload(8 + n);
-                payload.extend_from_slice(&buf[at + HEADER_LEN..]);
-                out.keep_sent(seq, Out::Data(std::sync::Arc::new(payload)));
-            }
-            o.hasher.update(&buf[data_at..]);
+            let header = out.header(Kind::Data, ack, payload.len());
+            let frame = Out::Data(std::sync::Arc::new(payload));
+            // Kept until the server has it, to be sent again after a resume.
+            out.keep_sent(seq, frame.clone());
+            batch.push(header, frame);
             o.sent += n as u64;
             o.est.as_mut().expect("started").sent(o.sent, now);
             if o.sent == o.size {
