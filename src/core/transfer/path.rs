@@ -12,7 +12,8 @@
 //! server grants one stream); one round trip in [`PROBE_EVERY`] its time-based floor is a
 //! quarter larger, to find room a busy machine's path may have regained. Chunks follow the delivery rate too: at most [`CHUNK_TIME`] of
 //! it, so that a control frame written after one waits that long at most, and at least
-//! [`MIN_CHUNK`] bytes.
+//! [`MIN_CHUNK`] bytes; a power of two, at a stream offset that is a multiple of it (see
+//! [`Path::chunk`]).
 //!
 //! Delivery rate samples are taken as BBR takes them: when an acknowledgement covers a chunk,
 //! the bytes acknowledged since the acknowledgement that was the newest when that chunk was
@@ -107,14 +108,27 @@ impl Path {
         self.min_rtt
     }
 
-    /// The size of the next chunk.
+    /// The size of the next chunk: a power of two (the bounds are), and no larger than the
+    /// largest power of two that divides the stream offset it starts at. Every chunk thus
+    /// starts at a multiple of its own size, and so does every write of the receiver's: the
+    /// page cache stores a write that is aligned to its size in one large folio, where one
+    /// that is not (even by a page) takes several small ones — a third more CPU for the same
+    /// bytes (1 GiB in writes of 128 KiB: 0.44–0.56 s of system time aligned, 0.63–0.70 s
+    /// a page off, ext4 on Linux 6.18).
     pub fn chunk(&self) -> usize {
         let rate = self.rate();
-        if rate <= 0.0 {
-            return FIRST_CHUNK;
+        let by_rate = if rate <= 0.0 {
+            FIRST_CHUNK
+        } else {
+            ((rate * CHUNK_TIME.as_secs_f64()) as usize).clamp(MIN_CHUNK, xfer::CHUNK)
+        };
+        let size = 1usize << by_rate.ilog2();
+        match self.sent_end {
+            0 => size,
+            // Never below the least chunk (an offset no chunk size divides, which chunks of
+            // these sizes never leave, would otherwise mean chunks of a few bytes).
+            end => size.min((1usize << end.trailing_zeros().min(usize::BITS - 1)).max(MIN_CHUNK)),
         }
-        let by_rate = (rate * CHUNK_TIME.as_secs_f64()) as usize;
-        by_rate.clamp(MIN_CHUNK, xfer::CHUNK)
     }
 
     /// Bytes that may be in flight (written and not acknowledged) at `now`.

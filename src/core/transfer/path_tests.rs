@@ -16,6 +16,8 @@ struct Run {
     chunk: usize,
     /// Largest chunk written in the second half.
     max_chunk: usize,
+    /// Every chunk started at a multiple of its size.
+    aligned: bool,
 }
 
 /// Sends as the library does (a chunk whenever the window has room for it) through a path of
@@ -33,12 +35,14 @@ fn simulate(rate: f64, delay: Duration, extra: Duration, secs: f64) -> Run {
     let (mut stored, mut r_acked) = (0u64, 0u64);
     let mut acks: VecDeque<(Instant, u64)> = VecDeque::new();
     let (mut delivered_half, mut max_queue, mut max_chunk) = (None, Duration::ZERO, 0);
+    let mut aligned = true;
     while now < end {
         loop {
             let n = p.chunk() as u64;
             if sent - acked + n > p.window(now) {
                 break;
             }
+            aligned &= sent % n == 0;
             sent += n;
             p.sent(sent, now);
             let start = busy_until.max(now);
@@ -71,6 +75,7 @@ fn simulate(rate: f64, delay: Duration, extra: Duration, secs: f64) -> Run {
         window: p.window(now),
         chunk: p.chunk(),
         max_chunk,
+        aligned,
     }
 }
 
@@ -234,5 +239,24 @@ fn after_the_chunks_shrink_the_window_still_holds_two_of_the_last_size_and_one_m
         q.window(t0 + ms(4000)) >= 3 * big,
         "{}",
         q.window(t0 + ms(4000))
+    );
+}
+
+#[test]
+fn every_chunk_starts_at_a_multiple_of_its_size_whatever_the_rate() {
+    // The receiver's writes stay aligned to their size on slow, odd and fast paths alike,
+    // while the chunks grow from the first ones and follow the rate.
+    for (mbit, one_way) in [(10.0, 50), (13.7, 7), (40.0, 20), (333.3, 3), (1000.0, 1)] {
+        let r = simulate(mbit * MBIT, ms(one_way), Duration::ZERO, 3.0);
+        assert!(
+            r.aligned,
+            "{mbit} Mbit/s, {one_way} ms: a chunk was not aligned"
+        );
+    }
+    let r = simulate(1000.0 * MBIT, ms(1), Duration::ZERO, 3.0);
+    assert_eq!(
+        r.max_chunk,
+        xfer::CHUNK,
+        "a fast path still gets full chunks"
     );
 }
