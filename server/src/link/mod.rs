@@ -388,22 +388,40 @@ impl Links {
     }
 
     /// Forwards a stream message of local session `gen` if its stream is another node's (the
-    /// books of what it has in flight say which). Returns whether it did (else the stream is
-    /// this node's relay's); the message is dropped if that node's link is gone meanwhile.
+    /// books of what it has in flight say which). Returns whether the stream was another
+    /// node's (else it is this node's relay's). With no link to that node — being torn down,
+    /// or never dialled because the node was out of reach when the session arrived here — the
+    /// stream ends with 8 (the receiver's node cannot be reached), as [`Links::lost`] ends it:
+    /// whichever takes it off the books reports it, so the sender hears once.
     pub fn forward(&self, gen: LoginGen, sid: u64, msg: impl FnOnce() -> Msg, att: &[u8]) -> bool {
         let link = {
-            let senders = self.senders.lock();
-            let Some((node, _)) = senders
-                .get(&gen)
-                .and_then(|m| m.iter().find(|(_, t)| t.streams.contains(&sid)))
+            let mut senders = self.senders.lock();
+            let Some(by_node) = senders.get_mut(&gen) else {
+                return false;
+            };
+            let Some((node, towards)) = by_node.iter_mut().find(|(_, t)| t.streams.contains(&sid))
             else {
                 return false;
             };
             // `senders`, then `dialled`: nothing takes them the other way round.
-            self.dialled.lock().get(node.as_str()).cloned()
+            let link = self.dialled.lock().get(node.as_str()).cloned();
+            if link.is_none() {
+                towards.streams.remove(&sid);
+                by_node.retain(|_, t| !t.is_empty());
+                if by_node.is_empty() {
+                    senders.remove(&gen);
+                }
+            }
+            link
         };
-        if let Some(link) = link {
-            link.send(&msg(), att);
+        match link {
+            Some(link) => link.send(&msg(), att),
+            None => {
+                if let Some(sender) = self.local_end(gen) {
+                    let code = CRVIDEOSDK_SENDDATA_TARGETINVALID;
+                    sender.tell(&ServerMsg::XferEnd { sid, code });
+                }
+            }
         }
         true
     }

@@ -67,3 +67,51 @@ async fn what_reaches_a_session_once_its_frames_left_goes_on_to_its_new_node() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The server's messages in `outbox`, in order (its frames taken as a move would take them).
+fn told(outbox: &Outbox) -> Vec<ServerMsg> {
+    let moving = outbox.take_for_move();
+    let frames = moving.kept.into_iter().map(|(_, out)| out);
+    frames
+        .chain(moving.queued)
+        .filter_map(|out| match out {
+            crvm_proto::Out::Control(json) => Some(serde_json::from_slice(&json).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A stream booked towards a node this node has no link to (out of reach when its session
+/// arrived, or its link being torn down): the next message of it ends the stream with 8 for
+/// the sender, once — not dropped in silence, which left the sender waiting for ever.
+#[tokio::test]
+async fn a_stream_towards_a_node_without_a_link_ends_with_8_once() {
+    let local = Arc::new(LocalSessions::new(0));
+    let relay = Arc::new(Relay::new());
+    let ip = std::net::Ipv4Addr::LOCALHOST.into();
+    let links = Links::start("n0".into(), ip, Arc::clone(&local), relay)
+        .await
+        .unwrap();
+    let gen = LoginGen(5);
+    let outbox = Outbox::default();
+    let alice = Local {
+        tenant: "t".into(),
+        user_id: "alice".into(),
+        outbox: outbox.clone(),
+        dnd: 0,
+    };
+    local.add(gen, alice);
+    local.open(gen);
+    // alice arrives with stream 7 towards n2, which cannot be dialled (no cluster to look it
+    // up in).
+    links
+        .arrived(gen, vec![("n2".into(), vec![], vec![7])])
+        .await;
+    let chunk = || Msg::Data { from: gen, sid: 7 };
+    assert!(links.forward(gen, 7, chunk, &[0; 8]), "n2's stream");
+    // Off the books: the next chunk is not n2's any more, and n2's loss ends nothing again.
+    assert!(!links.forward(gen, 7, chunk, &[0; 8]));
+    links.lost("n2");
+    let code = crvm_proto::error::CRVIDEOSDK_SENDDATA_TARGETINVALID;
+    assert_eq!(told(&outbox), [ServerMsg::XferEnd { sid: 7, code }]);
+}
