@@ -13,6 +13,9 @@ pub(crate) trait LogSink: Send {
     fn line(&mut self, what: &str);
 }
 
+/// How many ended calls a session remembers, to drop a second end of one.
+const ENDED_KEPT: usize = 256;
+
 /// The events of a session, in order, with what each one needs once the app has it.
 #[derive(Default)]
 pub(crate) struct Events {
@@ -21,6 +24,9 @@ pub(crate) struct Events {
     /// Calls this session is a party of, as told by the events so far: a lost link ends each
     /// of them with `notify_call_hungup` before `line_off`.
     calls: HashSet<String>,
+    /// The last [`ENDED_KEPT`] calls that ended for this session, newest last: a second end
+    /// of one of them is not passed on (see [`Events::push`]).
+    ended: VecDeque<String>,
     /// The log of the current login, if any.
     log: Option<Box<dyn LogSink>>,
 }
@@ -31,6 +37,12 @@ impl Events {
     }
 
     /// Queues `ev`, which delivers cmd number `cmd_n` (0: not a cmd).
+    ///
+    /// A call ends once for each party: a `notify_call_rejected` or `notify_call_hungup` of a
+    /// call that already ended for this session (by one of those, by its own reject or hang-up,
+    /// or by the end of its link) is dropped. A cluster can tell the end of a call twice: when
+    /// a Redis failover loses the write that ended it, the shared state still holds the call,
+    /// and ends it again later.
     pub fn push(&mut self, ev: Event, cmd_n: u64) {
         match &ev {
             Event::Call {
@@ -50,10 +62,16 @@ impl Events {
                 call_id,
                 result: Ok(()),
                 ..
-            }
-            | Event::NotifyCallRejected { call_id, .. }
-            | Event::NotifyCallHungup { call_id, .. } => {
-                self.calls.remove(call_id);
+            } => self.call_ended(call_id),
+            Event::NotifyCallRejected { call_id, .. } | Event::NotifyCallHungup { call_id, .. } => {
+                if self.ended.contains(call_id) {
+                    self.log(&format!(
+                        "{}: call already ended, not passed on",
+                        ev.summary()
+                    ));
+                    return;
+                }
+                self.call_ended(call_id);
             }
             _ => {}
         }
@@ -62,6 +80,14 @@ impl Events {
             log.line(&ev.summary());
         }
         self.q.push_back((ev, cmd_n));
+    }
+
+    fn call_ended(&mut self, call_id: &str) {
+        self.calls.remove(call_id);
+        if self.ended.len() == ENDED_KEPT {
+            self.ended.pop_front();
+        }
+        self.ended.push_back(call_id.to_owned());
     }
 
     /// The oldest event waiting, with the number of the cmd it delivers (0: none).
@@ -95,5 +121,60 @@ impl Events {
         if let Some(log) = &mut self.log {
             log.line(what);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hungup(call_id: &str) -> Event {
+        Event::NotifyCallHungup {
+            call_id: call_id.into(),
+            usr_ext_dat: String::new(),
+        }
+    }
+
+    fn drain(e: &mut Events) -> Vec<Event> {
+        std::iter::from_fn(|| e.pop().map(|(ev, _)| ev)).collect()
+    }
+
+    #[test]
+    fn a_call_ends_once_for_each_party_whatever_the_server_tells_twice() {
+        let mut e = Events::default();
+        // The callee: rung, hung up by the caller, then told again.
+        e.emit(Event::NotifyCallIn {
+            call_id: "c1".into(),
+            meet_obj: String::new(),
+            caller_id: "bob".into(),
+            usr_ext_dat: String::new(),
+        });
+        e.emit(hungup("c1"));
+        e.emit(hungup("c1"));
+        assert_eq!(drain(&mut e).len(), 2, "rung, then one end");
+        // Its own hang-up's result passes; a notification after it does not.
+        let hangup = Event::HangupCall {
+            call_id: "c2".into(),
+            result: Ok(()),
+            cookie: String::new(),
+        };
+        e.emit(hangup.clone());
+        e.emit(Event::NotifyCallRejected {
+            call_id: "c2".into(),
+            reason: crvm_proto::error::code(603),
+            usr_ext_dat: String::new(),
+        });
+        assert_eq!(drain(&mut e), [hangup]);
+        // The end of a call never heard of passes (it is its first), as do other calls'.
+        e.emit(hungup("c3"));
+        e.emit(hungup("c4"));
+        assert_eq!(drain(&mut e), [hungup("c3"), hungup("c4")]);
+        // The memory is bounded: the oldest ended calls are forgotten.
+        for n in 0..ENDED_KEPT {
+            e.emit(hungup(&format!("x{n}")));
+        }
+        drain(&mut e);
+        assert_eq!(e.ended.len(), ENDED_KEPT);
+        assert!(!e.ended.contains(&"c1".to_string()));
     }
 }
