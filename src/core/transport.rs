@@ -57,6 +57,43 @@ pub fn is_tls_error(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<TlsError>())
 }
 
+/// Writes to a socket without raising `SIGPIPE` when its peer is gone (`MSG_NOSIGNAL`): a C
+/// app linking the library has the signal's default action, which ends the process. `write`
+/// and `writev` on a socket raise it; `send` and `sendmsg` with the flag do not.
+struct NoSigPipe<'a>(&'a TcpStream);
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const NO_SIGNAL: libc::c_int = libc::MSG_NOSIGNAL;
+/// Elsewhere there is no such flag (BSDs would need `SO_NOSIGPIPE` on the socket).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const NO_SIGNAL: libc::c_int = 0;
+
+impl Write for NoSigPipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; `msg` points at `bufs`,
+        // which outlive the call, and the kernel only reads them. A zeroed `msghdr` is valid
+        // (no address, no control data).
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+            libc::sendmsg(self.0.as_raw_fd(), &msg, NO_SIGNAL)
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 pub enum Transport {
     Plain(TcpStream),
     Tls(Box<(ClientConnection, TcpStream)>),
@@ -105,7 +142,7 @@ impl Transport {
             }
             if let Err(e) = tls.process_new_packets() {
                 // Tell the peer why (an alert), best effort, then fail.
-                let _ = tls.write_tls(sock);
+                let _ = tls.write_tls(&mut NoSigPipe(sock));
                 return Err(io::Error::other(TlsError(e.to_string())));
             }
             // The handshake may have produced records to send.
@@ -117,7 +154,7 @@ impl Transport {
     /// was taken (`WouldBlock` if none could be).
     pub fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let (tls, sock) = match self {
-            Transport::Plain(s) => return s.write_vectored(bufs),
+            Transport::Plain(s) => return NoSigPipe(s).write_vectored(bufs),
             Transport::Tls(t) => (&mut t.0, &mut t.1),
         };
         let n = tls.writer().write_vectored(bufs)?;
@@ -138,12 +175,60 @@ impl Transport {
 
     fn push_records(tls: &mut ClientConnection, sock: &mut TcpStream) -> io::Result<()> {
         while tls.wants_write() {
-            match tls.write_tls(sock) {
+            match tls.write_tls(&mut NoSigPipe(sock)) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Runs `f` with `SIGPIPE` blocked on this thread; returns its result and whether a
+    /// `SIGPIPE` was raised meanwhile (a write's is sent to the writing thread, and Linux keeps
+    /// a blocked signal pending even when its action is to ignore it, as in a Rust test).
+    fn sigpipe_during<R>(f: impl FnOnce() -> R) -> (R, bool) {
+        // SAFETY: signal-set calls on local sets and on this thread's own mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            let r = f();
+            let mut pending: libc::sigset_t = std::mem::zeroed();
+            libc::sigpending(&mut pending);
+            let raised = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+            // A pending one is then delivered, and ignored (the Rust runtime ignores SIGPIPE).
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            (r, raised)
+        }
+    }
+
+    #[test]
+    fn writing_to_a_socket_whose_peer_is_gone_fails_without_sigpipe() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sock = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        drop(listener.accept().unwrap().0);
+        let mut t = Transport::Plain(sock);
+        let chunk = [7u8; 1024];
+        // The first write draws the closed peer's reset; a later one fails.
+        let (failed, raised) = sigpipe_during(|| {
+            (0..1000).find_map(|_| t.write_vectored(&[io::IoSlice::new(&chunk)]).err())
+        });
+        let e = failed.expect("no write failed");
+        assert!(
+            matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ),
+            "{e}"
+        );
+        assert!(!raised, "the write raised SIGPIPE (which ends a C app)");
     }
 }
