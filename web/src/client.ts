@@ -61,6 +61,9 @@ function meetingJson(m: any): string {
   });
 }
 
+/** How many ended calls a session remembers, to drop a second end of one. */
+const ENDED_KEPT = 256;
+
 export class CloudroomVideoMgr implements LinkOwner {
   private handlers = new Map<EventName, Function[]>();
   private readonly link: Link;
@@ -79,6 +82,12 @@ export class CloudroomVideoMgr implements LinkOwner {
   private closeCode = 0;
   private statusCookie = "";
   private myMeetObj = new Map<string, string>();
+  /**
+   * The last {@link ENDED_KEPT} calls that ended for this session: a second end of one is not
+   * passed on. A cluster can tell a call's end twice (a Redis failover lost the write that ended
+   * it); a call ends once for each party.
+   */
+  private endedCalls: string[] = [];
   private maxBuffer = 100 * 1024 * 1024;
   private maxFile = 4 * 1024 * 1024 * 1024;
   // Cmds: numbered per session; a window of unfinished ones, the rest queued.
@@ -277,9 +286,19 @@ export class CloudroomVideoMgr implements LinkOwner {
   rejectCall(callID: string, usrExtDat = "", cookie = ""): void {
     this.ready(cookie, usrExtDat);
     this.id(callID, ID_MAX, "callID");
-    this.request({ t: "reject_call", c: { call_id: callID, ext: usrExtDat } }, (r) =>
-      r.t === "ok" ? this.emit("rejectCallSuccess", callID, cookie) : this.emit("rejectCallFail", callID, code(r), cookie),
-    );
+    this.request({ t: "reject_call", c: { call_id: callID, ext: usrExtDat } }, (r) => {
+      if (r.t !== "ok") return this.emit("rejectCallFail", callID, code(r), cookie);
+      this.callEnded(callID);
+      this.emit("rejectCallSuccess", callID, cookie);
+    });
+  }
+
+  /** Records that `callID` ended for this session; false if it had already. */
+  private callEnded(callID: string): boolean {
+    if (this.endedCalls.includes(callID)) return false;
+    this.endedCalls.push(callID);
+    if (this.endedCalls.length > ENDED_KEPT) this.endedCalls.shift();
+    return true;
   }
 
   hungupCall(callID: string, usrExtDat = "", cookie = ""): void {
@@ -287,7 +306,9 @@ export class CloudroomVideoMgr implements LinkOwner {
     this.id(callID, ID_MAX, "callID");
     this.request({ t: "hangup_call", c: { call_id: callID, ext: usrExtDat } }, (r) => {
       this.myMeetObj.delete(callID);
-      r.t === "ok" ? this.emit("hungupCallSuccess", callID, cookie) : this.emit("hungupCallFail", callID, code(r), cookie);
+      if (r.t !== "ok") return this.emit("hungupCallFail", callID, code(r), cookie);
+      this.callEnded(callID);
+      this.emit("hungupCallSuccess", callID, cookie);
     });
   }
 
@@ -447,9 +468,11 @@ export class CloudroomVideoMgr implements LinkOwner {
       }
       case "call_rejected":
         this.myMeetObj.delete(c.call_id);
+        if (!this.callEnded(c.call_id)) return;
         return this.emit("notifyCallRejected", c.call_id, c.reason, c.ext);
       case "call_hungup":
         this.myMeetObj.delete(c.call_id);
+        if (!this.callEnded(c.call_id)) return;
         return this.emit("notifyCallHungup", c.call_id, c.ext);
       case "cmd_in":
         this.emit("notifyCmdData", c.from, toBase64(attachment));

@@ -161,3 +161,29 @@ test("data waits while the socket holds more than it drains in 10 ms; control ne
   assert.ok(ws.bufferedAmount > 0, "and fills the socket only up to its room");
   c.destroy();
 });
+
+test("a call ends once for each party: a second end the server tells is not passed on", async () => {
+  const { c, ws } = await loggedIn();
+  const ends = [];
+  for (const name of ["notifyCallHungup", "notifyCallRejected", "hungupCallSuccess"]) {
+    c.on(name, (...a) => ends.push([name, ...a]));
+  }
+  let seq = 2;
+  // Rung, hung up by the caller, then told again (a cluster after a Redis failover).
+  ws.deliver(control({ t: "call_in", c: { call_id: "c1", caller: "bob", meet_obj: "", ext: "" } }, seq++));
+  ws.deliver(control({ t: "call_hungup", c: { call_id: "c1", ext: "" } }, seq++));
+  ws.deliver(control({ t: "call_hungup", c: { call_id: "c1", ext: "" } }, seq++));
+  assert.deepEqual(ends, [["notifyCallHungup", "c1", ""]]);
+  // Its own hang-up's result passes; an end told after it does not.
+  c.hungupCall("c2");
+  const re = ws.msgs("hangup_call").at(-1).msg.c.id;
+  ws.deliver(control({ t: "res", c: { re, result: { t: "ok" } } }, seq++));
+  ws.deliver(control({ t: "call_rejected", c: { call_id: "c2", reason: 603, ext: "" } }, seq++));
+  // The end of a call never heard of passes: it is its first.
+  ws.deliver(control({ t: "call_hungup", c: { call_id: "c3", ext: "" } }, seq++));
+  assert.deepEqual(ends.slice(1), [
+    ["hungupCallSuccess", "c2", ""],
+    ["notifyCallHungup", "c3", ""],
+  ]);
+  c.destroy();
+});
