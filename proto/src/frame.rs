@@ -367,6 +367,8 @@ impl Decoder {
     /// Room to read received bytes into directly (at least `READ_MIN` bytes); report how many
     /// were written with [`Decoder::filled`]. Saves copying every byte through another buffer.
     pub fn spare(&mut self) -> &mut [u8] {
+        // Checked first: a match on `self.own` that returns a borrow from one arm keeps all of
+        // `self` borrowed in the other (a limit of today's borrow checker).
         if self.own.is_none() {
             return self.shared_spare();
         }

@@ -806,6 +806,28 @@ mod tests {
     }
 
     #[test]
+    fn a_written_batch_gives_back_the_payloads_nothing_else_holds() {
+        let mut q = OutQueue::new();
+        q.recycle_data(true);
+        let mut b = Batch::new();
+        let header = q.header(Kind::Data, 0, 5000);
+        b.push(header, Out::data(3, &[9; 4992]));
+        let kept = Arc::new(vec![8; 5000]);
+        let header = q.header(Kind::Data, 0, 5000);
+        b.push(header, Out::Data(Arc::clone(&kept)));
+        b.clear_into(usize::MAX, &mut q);
+        assert!(b.is_empty());
+        let mut first = 3u64.to_be_bytes().to_vec();
+        first.extend([9; 4992]);
+        assert_eq!(q.take_spare(), [first], "not the one a tail still holds");
+        // Off (no stream has more to send): nothing is kept.
+        q.recycle_data(false);
+        b.push(q.header(Kind::Data, 0, 5000), Out::data(3, &[9; 4992]));
+        b.clear_into(usize::MAX, &mut q);
+        assert!(q.take_spare().is_empty());
+    }
+
+    #[test]
     fn the_tail_is_kept_until_acknowledged_and_sent_again_after_a_resume() {
         let mut q = OutQueue::new();
         q.keep_tail(true);

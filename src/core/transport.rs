@@ -150,8 +150,8 @@ impl Transport {
         }
     }
 
-    /// Writes plaintext from `bufs` in order (one `writev` on a plain socket); returns how much
-    /// was taken (`WouldBlock` if none could be).
+    /// Writes plaintext from `bufs` in order (one `sendmsg` on a plain socket); returns how
+    /// much was taken (`WouldBlock` if none could be).
     pub fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let (tls, sock) = match self {
             Transport::Plain(s) => return NoSigPipe(s).write_vectored(bufs),

@@ -14,10 +14,8 @@ use crate::ids::LoginGen;
 use crate::outbox::Outbox;
 use crate::relay::Relay;
 
-/// What reaches a moving session after its frames were taken for the move (the link's reader
-/// found it here just before) goes on to its new node, not into its closed outbox.
-#[tokio::test]
-async fn what_reaches_a_session_once_its_frames_left_goes_on_to_its_new_node() {
+/// Node n0's links, and alice's session on it (login 5, tenant "t") with its outbox.
+async fn node_with_alice() -> (Arc<Links>, LoginGen, Outbox) {
     let local = Arc::new(LocalSessions::new(0));
     let relay = Arc::new(Relay::new());
     let ip = std::net::Ipv4Addr::LOCALHOST.into();
@@ -34,6 +32,14 @@ async fn what_reaches_a_session_once_its_frames_left_goes_on_to_its_new_node() {
     };
     local.add(gen, alice);
     local.open(gen);
+    (links, gen, outbox)
+}
+
+/// What reaches a moving session after its frames were taken for the move (the link's reader
+/// found it here just before) goes on to its new node, not into its closed outbox.
+#[tokio::test]
+async fn what_reaches_a_session_once_its_frames_left_goes_on_to_its_new_node() {
+    let (links, gen, outbox) = node_with_alice().await;
     // The link to the node alice moves to, read here.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dialled = TcpStream::connect(listener.local_addr().unwrap())
@@ -86,22 +92,7 @@ fn told(outbox: &Outbox) -> Vec<ServerMsg> {
 /// the sender, once — not dropped in silence, which left the sender waiting for ever.
 #[tokio::test]
 async fn a_stream_towards_a_node_without_a_link_ends_with_8_once() {
-    let local = Arc::new(LocalSessions::new(0));
-    let relay = Arc::new(Relay::new());
-    let ip = std::net::Ipv4Addr::LOCALHOST.into();
-    let links = Links::start("n0".into(), ip, Arc::clone(&local), relay)
-        .await
-        .unwrap();
-    let gen = LoginGen(5);
-    let outbox = Outbox::default();
-    let alice = Local {
-        tenant: "t".into(),
-        user_id: "alice".into(),
-        outbox: outbox.clone(),
-        dnd: 0,
-    };
-    local.add(gen, alice);
-    local.open(gen);
+    let (links, gen, outbox) = node_with_alice().await;
     // alice arrives with stream 7 towards n2, which cannot be dialled (no cluster to look it
     // up in).
     links

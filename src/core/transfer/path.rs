@@ -122,13 +122,13 @@ impl Path {
         } else {
             ((rate * CHUNK_TIME.as_secs_f64()) as usize).clamp(MIN_CHUNK, xfer::CHUNK)
         };
-        let size = 1usize << by_rate.ilog2();
-        match self.sent_end {
-            0 => size,
-            // Never below the least chunk (an offset no chunk size divides, which chunks of
-            // these sizes never leave, would otherwise mean chunks of a few bytes).
-            end => size.min((1usize << end.trailing_zeros().min(usize::BITS - 1)).max(MIN_CHUNK)),
+        // Halved until the offset it starts at is a multiple of it, but never below the least
+        // chunk (chunks of these sizes never leave an offset that it does not divide).
+        let mut size = 1usize << by_rate.ilog2();
+        while size > MIN_CHUNK && !self.sent_end.is_multiple_of(size as u64) {
+            size /= 2;
         }
+        size
     }
 
     /// Bytes that may be in flight (written and not acknowledged) at `now`.
