@@ -1,7 +1,7 @@
 //! The sessions of this node: each one's outbox, and who wants status pushes. Synchronous and
 //! node-local; the shared state reaches these sessions only through [`LocalSessions::apply`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crvm_proto::error::{
@@ -48,7 +48,15 @@ struct Entry {
     /// Effects for a session whose login has not been answered yet, applied once it is
     /// ([`LocalSessions::open`]): its `res{login}` comes before anything about it.
     held: Option<Vec<Effect>>,
+    /// The calls whose end this session was told lately, newest last (at most [`ENDED_KEPT`]):
+    /// a second end of one is not passed on (see [`LocalSessions::track_call`]).
+    ended: VecDeque<String>,
 }
+
+/// How many ended calls a session's entry remembers. A session ends its calls one at a time; a
+/// second end comes within seconds (a failover lost the write that ended the call, and the
+/// shared state ended it again), so a few suffice.
+const ENDED_KEPT: usize = 16;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -149,6 +157,7 @@ impl LocalSessions {
             Entry {
                 local,
                 held: Some(Vec::new()),
+                ended: VecDeque::new(),
             },
         );
     }
@@ -340,8 +349,14 @@ impl LocalSessions {
         self.inner.lock().calls.get(&gen).cloned()
     }
 
-    /// Follows what a message tells session `gen` about its call.
-    fn track_call(&self, gen: LoginGen, msg: &ServerMsg) {
+    /// Follows what a message tells session `gen` about its call; false for the end of a call
+    /// the session was told the end of already, which must not reach it again. Each party of
+    /// a call gets exactly one terminal event; the shared state of a cluster can end a call a
+    /// second time when a failover lost the write that ended it (the end was delivered from the
+    /// old primary, the new one still has the call and ends it again: its no-answer timer, a
+    /// restored call's deadline for its parties). The node that delivered the first end keeps
+    /// it from the session, whatever its client.
+    fn track_call(&self, gen: LoginGen, msg: &ServerMsg) -> bool {
         match msg {
             ServerMsg::CallIn {
                 call_id,
@@ -361,10 +376,35 @@ impl LocalSessions {
             }
             ServerMsg::CallAccepted { call_id, .. } => self.call_connected(gen, call_id),
             ServerMsg::CallRejected { call_id, .. } | ServerMsg::CallHungup { call_id, .. } => {
-                self.call_ended(gen, call_id)
+                return self.end_of_call(gen, call_id)
             }
             _ => {}
         }
+        true
+    }
+
+    /// Session `gen` is told that call `call_id` ended: it is out of it. False when it was told
+    /// so already.
+    fn end_of_call(&self, gen: LoginGen, call_id: &str) -> bool {
+        let mut s = self.inner.lock();
+        if s.calls.get(&gen).is_some_and(|c| c.call_id == call_id) {
+            s.calls.remove(&gen);
+        }
+        let Some(e) = s.by_gen.get_mut(&gen) else {
+            return true;
+        };
+        if e.ended.iter().any(|c| c == call_id) {
+            tracing::warn!(
+                "call {call_id}: a second end for session {gen} not passed on (the shared \
+                 state ended the call again)"
+            );
+            return false;
+        }
+        if e.ended.len() == ENDED_KEPT {
+            e.ended.pop_front();
+        }
+        e.ended.push_back(call_id.to_owned());
+        true
     }
 
     /// Whether session `gen` of `tenant` wants status pushes.
@@ -393,9 +433,10 @@ impl LocalSessions {
         };
         match effect {
             Effect::Deliver { gen, msg } => {
-                count_call_event(&msg);
-                self.track_call(gen, &msg);
-                self.push(gen, &msg)
+                if self.track_call(gen, &msg) {
+                    count_call_event(&msg);
+                    self.push(gen, &msg)
+                }
             }
             Effect::Reply { gen, re, code } => {
                 if let Ok(re) = re.parse() {
@@ -481,4 +522,84 @@ fn count_call_event(msg: &ServerMsg) {
         _ => return,
     };
     crate::metrics::get().call(outcome);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(local: &LocalSessions, user: &str) -> (LoginGen, Outbox) {
+        let outbox = Outbox::default();
+        let gen = local.next_gen();
+        local.add(
+            gen,
+            Local {
+                tenant: "t".into(),
+                user_id: user.into(),
+                outbox: outbox.clone(),
+                dnd: 0,
+            },
+        );
+        local.open(gen);
+        (gen, outbox)
+    }
+
+    fn deliver(local: &LocalSessions, gen: LoginGen, msg: &ServerMsg) {
+        local.apply(Effect::Deliver {
+            gen,
+            msg: msg.clone(),
+        });
+    }
+
+    #[test]
+    fn a_session_is_told_a_calls_end_once_whatever_the_shared_state_sends() {
+        let local = LocalSessions::new(0);
+        let (bob, bob_ob) = session(&local, "bob");
+        let (alice, alice_ob) = session(&local, "alice");
+        let call_in = |c: &str| ServerMsg::CallIn {
+            call_id: c.into(),
+            caller: "alice".into(),
+            meet_obj: String::new(),
+            ext: String::new(),
+        };
+        let hungup = |c: &str| ServerMsg::CallHungup {
+            call_id: c.into(),
+            ext: String::new(),
+        };
+        let rejected = |c: &str, reason| ServerMsg::CallRejected {
+            call_id: c.into(),
+            reason,
+            ext: String::new(),
+        };
+        // bob's call c1 is hung up; a failover makes the shared state end it again later.
+        deliver(&local, bob, &call_in("c1"));
+        deliver(&local, bob, &hungup("c1"));
+        assert_eq!(local.call_of(bob), None);
+        deliver(&local, bob, &hungup("c1"));
+        // Another call of his still rings and ends.
+        deliver(&local, bob, &call_in("c2"));
+        deliver(&local, bob, &hungup("c2"));
+        assert_eq!(
+            bob_ob.take_msgs(),
+            vec![call_in("c1"), hungup("c1"), call_in("c2"), hungup("c2")]
+        );
+        // alice's call is rejected by its callee (606), then ends again as the callee's
+        // vanishing (603): she hears the first only.
+        deliver(&local, alice, &rejected("c3", 606));
+        deliver(&local, alice, &rejected("c3", 603));
+        assert_eq!(alice_ob.take_msgs(), vec![rejected("c3", 606)]);
+        // The memory is bounded: the oldest ended calls are forgotten first.
+        for i in 0..ENDED_KEPT {
+            deliver(&local, alice, &rejected(&format!("x{i}"), 606));
+        }
+        assert_eq!(alice_ob.take_msgs().len(), ENDED_KEPT);
+        // c3 is forgotten now; the newest is not.
+        deliver(&local, alice, &rejected("c3", 603));
+        deliver(
+            &local,
+            alice,
+            &rejected(&format!("x{}", ENDED_KEPT - 1), 606),
+        );
+        assert_eq!(alice_ob.take_msgs(), vec![rejected("c3", 603)]);
+    }
 }
