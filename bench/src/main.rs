@@ -584,7 +584,7 @@ fn section_a(cfg: &Cfg, s: &mut Session, src: &Path, tmp: &Path, socat: bool) ->
         // cache with a received file would pay it (measured here: up to 3 CPU-s per GB).
         s.transfer(src, cfg.file, false)?;
         if socat {
-            relay::file_via_socat(src, &dst, false)?;
+            relay::file_via_socat(src, &dst, relay::Writes::AsRead)?;
             std::fs::remove_file(&dst)?;
         }
         println!(
@@ -594,18 +594,21 @@ fn section_a(cfg: &Cfg, s: &mut Session, src: &Path, tmp: &Path, socat: bool) ->
     if socat {
         println!(
             "    socat: the bench's receiver fsyncs at the end; socat+wb: it also starts \
-             write-back every 8 MiB, as crvm's receiver does (for reference)"
+             write-back every 8 MiB, as crvm's receiver does; socat+cw: it also writes as crvm's \
+             receiver does, whole 128 KiB blocks at multiples of 128 KiB (both for reference)"
         );
-        println!("    round        crvm       socat   ratio    socat+wb   ratio");
+        println!(
+            "    round        crvm       socat   ratio    socat+wb   ratio    socat+cw   ratio"
+        );
     } else {
         println!("    round        crvm");
     }
     let mut crvm = Vec::new();
-    let mut plain = [Vec::new(), Vec::new()];
+    let mut plain = [Vec::new(), Vec::new(), Vec::new()];
     // CPU seconds used: crvm (server, alice, bob) and the anchors (socat + this process, which
     // runs the anchor's sender and receiver).
     let mut crvm_cpu = [0.0; 3];
-    let (mut plain_cpu, mut socat_cpu) = ([0.0; 2], [0.0; 2]);
+    let (mut plain_cpu, mut socat_cpu) = ([0.0; 3], [0.0; 3]);
     for rep in 0..cfg.reps {
         let mut crvm_turn = || -> Res<f64> {
             let before = s.cpu_secs()?;
@@ -622,34 +625,41 @@ fn section_a(cfg: &Cfg, s: &mut Session, src: &Path, tmp: &Path, socat: bool) ->
             crvm.push(c);
             continue;
         }
-        let mut socat_turn = |wb: usize| -> Res<f64> {
+        let mut socat_turn = |k: usize| -> Res<f64> {
+            let writes = [
+                relay::Writes::AsRead,
+                relay::Writes::Writeback,
+                relay::Writes::AsCrvm,
+            ][k];
             let before = procs::cpu_secs(std::process::id())?;
-            let (d, socat_secs) = relay::file_via_socat(src, &dst, wb == 1)?;
-            plain_cpu[wb] += procs::cpu_secs(std::process::id())? - before + socat_secs;
-            socat_cpu[wb] += socat_secs;
+            let (d, socat_secs) = relay::file_via_socat(src, &dst, writes)?;
+            plain_cpu[k] += procs::cpu_secs(std::process::id())? - before + socat_secs;
+            socat_cpu[k] += socat_secs;
             check_copy(src, &dst, cfg.file, cfg.quick)?;
             std::fs::remove_file(&dst)?;
             Ok(mb_per_s(cfg.file, d))
         };
-        // Each of the three goes first, second and third in turn.
-        let mut rates = [0.0; 3];
-        for k in 0..3 {
-            let turn = (rep + k) % 3;
+        // Each of the four goes first, second, third and fourth in turn.
+        let mut rates = [0.0; 4];
+        for k in 0..4 {
+            let turn = (rep + k) % 4;
             rates[turn] = match turn {
                 0 => crvm_turn()?,
-                wb => socat_turn(wb - 1)?,
+                anchor => socat_turn(anchor - 1)?,
             };
         }
-        let [c, p, w] = rates;
+        let [c, p, w, a] = rates;
         println!(
-            "    {:<5} {c:>11.1} {p:>11.1} {:>7.2} {w:>11.1} {:>7.2}",
+            "    {:<5} {c:>11.1} {p:>11.1} {:>7.2} {w:>11.1} {:>7.2} {a:>11.1} {:>7.2}",
             rep + 1,
             c / p,
-            c / w
+            c / w,
+            c / a
         );
         crvm.push(c);
         plain[0].push(p);
         plain[1].push(w);
+        plain[2].push(a);
     }
     let gb = (cfg.reps as u64 * cfg.file) as f64 / 1e9;
     let [server, alice, bob] = crvm_cpu.map(|secs| secs / gb);
@@ -661,24 +671,27 @@ fn section_a(cfg: &Cfg, s: &mut Session, src: &Path, tmp: &Path, socat: bool) ->
         );
         return Ok(());
     }
-    let [p, w] = plain.map(median);
+    let [p, w, a] = plain.map(median);
     println!(
         "    median: crvm {c:.1} MB/s, socat {p:.1} MB/s, ratio {:.2} (target >= 0.90); \
-         socat+wb {w:.1} MB/s, ratio {:.2}",
+         socat+wb {w:.1} MB/s, ratio {:.2}; socat+cw {a:.1} MB/s, ratio {:.2}",
         c / p,
-        c / w
+        c / w,
+        c / a
     );
     let crvm_gb = server + alice + bob;
+    let [p, w, a] = plain_cpu.map(|secs| secs / gb);
     println!(
         "    CPU s per GB: crvm {crvm_gb:.2} (server {server:.2}, alice {alice:.2}, bob {bob:.2}), \
-         socat {:.2} (socat {:.2}, the bench's sender and receiver {:.2}), ratio {:.2} \
-         (target <= 1.20); socat+wb {:.2}, ratio {:.2}",
-        plain_cpu[0] / gb,
+         socat {p:.2} (socat {:.2}, the bench's sender and receiver {:.2}), ratio {:.2} \
+         (target <= 1.20); socat+wb {w:.2}, ratio {:.2}; socat+cw {a:.2} (the bench's sender \
+         and receiver {:.2}), ratio {:.2}",
         socat_cpu[0] / gb,
-        (plain_cpu[0] - socat_cpu[0]) / gb,
-        crvm_gb / (plain_cpu[0] / gb),
-        plain_cpu[1] / gb,
-        crvm_gb / (plain_cpu[1] / gb)
+        p - socat_cpu[0] / gb,
+        crvm_gb / p,
+        crvm_gb / w,
+        a - socat_cpu[2] / gb,
+        crvm_gb / a
     );
     Ok(())
 }

@@ -46,6 +46,56 @@ fn copy_then(
     }
 }
 
+/// How the anchor's receiver writes what it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// Each read as it came (what a plain receiver does).
+    AsRead,
+    /// As read, and write-back started every 8 MiB, as crvm's receiver does.
+    Writeback,
+    /// As crvm's receiver writes: whole 128 KiB blocks at offsets that are multiples of 128
+    /// KiB (crvm's chunks on loopback), write-back started every 8 MiB. In a VM that hands
+    /// freed memory back to its host, the page cache takes large folios for such writes, and
+    /// their memory can cost a host fault per page at first touch, where small writes reuse
+    /// pages freed lately (docs/PERFORMANCE.md, "The receiver's page-cache copy").
+    AsCrvm,
+}
+
+/// The block [`Writes::AsCrvm`] writes.
+const CRVM_BLOCK: usize = 128 * 1024;
+
+/// Copies `from` into `to` in whole `block`s (the last one may be short) until end of stream,
+/// calling `after(total)` after each write.
+fn copy_blocks(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    block: usize,
+    mut after: impl FnMut(u64),
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; block];
+    let mut total = 0;
+    loop {
+        let mut filled = 0;
+        while filled < block {
+            match from.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(total);
+        }
+        to.write_all(&buf[..filled])?;
+        total += filled as u64;
+        after(total);
+        if filled < block {
+            return Ok(total);
+        }
+    }
+}
+
 fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     let s = TcpStream::connect(addr)?;
     s.set_nodelay(true)?;
@@ -53,15 +103,14 @@ fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
 }
 
 /// Writes what `s` delivers into a new file `dst` until end of stream and fsyncs it, as the
-/// crvm receiver does before it reports a file; with `early_writeback`, it also starts
-/// write-back every 8 MiB as crvm's does. Returns the byte count.
-fn receive(mut s: TcpStream, dst: &Path, early_writeback: bool) -> io::Result<u64> {
+/// crvm receiver does before it reports a file, the way `writes` says. Returns the byte count.
+fn receive(mut s: TcpStream, dst: &Path, writes: Writes) -> io::Result<u64> {
     s.set_nodelay(true)?;
     let mut f = File::create(dst)?;
     let fd = f.as_raw_fd();
     let mut started = 0;
-    let n = copy_then(&mut s, &mut f, |total| {
-        if early_writeback && total - started >= WRITEBACK_EVERY {
+    let mut writeback = |total: u64| {
+        if writes != Writes::AsRead && total - started >= WRITEBACK_EVERY {
             // SAFETY: a system call on the descriptor `f` keeps open; no memory is passed.
             unsafe {
                 libc::sync_file_range(
@@ -73,7 +122,11 @@ fn receive(mut s: TcpStream, dst: &Path, early_writeback: bool) -> io::Result<u6
             };
             started = total;
         }
-    })?;
+    };
+    let n = match writes {
+        Writes::AsCrvm => copy_blocks(&mut s, &mut f, CRVM_BLOCK, &mut writeback)?,
+        _ => copy_then(&mut s, &mut f, &mut writeback)?,
+    };
     f.sync_all()?;
     Ok(n)
 }
@@ -89,14 +142,14 @@ fn send(src: &Path, mut s: TcpStream) -> io::Result<u64> {
 /// Streams the file `src` through a fresh socat into a new file `dst` (see [`receive`]).
 /// Returns the time from the sender's connect until `dst` is synced, and the CPU seconds socat
 /// used.
-pub fn file_via_socat(src: &Path, dst: &Path, early_writeback: bool) -> Res<(Duration, f64)> {
+pub fn file_via_socat(src: &Path, dst: &Path, writes: Writes) -> Res<(Duration, f64)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let socat = Socat::start(listener.local_addr()?)?;
     let t0 = Instant::now();
     let dst_path = dst.to_owned();
     let receiver = std::thread::spawn(move || -> io::Result<u64> {
         let (s, _) = listener.accept()?;
-        receive(s, &dst_path, early_writeback)
+        receive(s, &dst_path, writes)
     });
     let s = connect(socat.addr)?;
     send(src, s.try_clone()?)?;
@@ -134,11 +187,11 @@ pub fn file_via_socat_link(src: &Path, dst: &Path, profile: Profile, way: Way) -
             let (s, _) = alice.accept()?;
             match way {
                 Way::Down => send(src, s),
-                Way::Up => receive(s, dst, true),
+                Way::Up => receive(s, dst, Writes::Writeback),
             }
         });
         let bob_side = match way {
-            Way::Down => receive(bob, dst, true),
+            Way::Down => receive(bob, dst, Writes::Writeback),
             Way::Up => send(src, bob),
         };
         let alice_side = alice_side.join().expect("alice's thread");
