@@ -177,8 +177,9 @@ impl Drop for Disk {
     }
 }
 
-/// Where `SCHED_IDLE` is refused: how much the writer yields to the app's other threads (a nice
-/// value above the process's).
+/// How much the writer yields to the app's other threads (a nice value above the process's):
+/// it only stores bytes, so when the CPUs are scarce the worker — which reads every invite,
+/// hang-up and cmd — and the app come first; a file then arrives a little later, never a call.
 const WRITER_NICENESS: i32 = 5;
 
 /// The thread: runs jobs in order until the worker's side is dropped.
@@ -190,23 +191,12 @@ fn writer(rx: Receiver<Job>, done: DoneQueue, wake: Wake) {
     }
 }
 
-/// Runs this thread only when nothing else wants its CPU (`SCHED_IDLE`, Linux's policy for
-/// background work; each thread has its own). The writer only stores bytes: when the CPUs are
-/// scarce, the worker — which reads every invite, hang-up and cmd — the app and the server
-/// come first; a file then arrives later, never a call. Under a competitor that keeps every
-/// CPU busy for seconds the writer gets a small share (the kernel's weight 3 against 1024),
-/// and the sender's window, which counts only stored bytes, slows the transfer to it: nothing
-/// piles up in memory. Where the policy is refused, the thread's nice value goes up by
-/// [`WRITER_NICENESS`]; elsewhere than Linux it keeps the process's priority.
+/// Lowers this thread's priority by [`WRITER_NICENESS`] (Linux gives each thread its own
+/// nice value; elsewhere, and if refused, the thread keeps the process's).
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on this thread's own ID with a valid parameter; failure
-    // changes nothing.
+    // SAFETY: plain system calls on this thread's own ID; failure changes nothing.
     unsafe {
-        let idle = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) == 0 {
-            return;
-        }
         let tid = libc::gettid();
         *libc::__errno_location() = 0;
         let now = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
@@ -341,23 +331,23 @@ pub(super) fn publish(part: &Path, dir: &Path, name: &str) -> io::Result<PathBuf
 mod tests {
     use super::*;
 
-    /// This thread's scheduling policy.
-    fn policy() -> i32 {
-        // SAFETY: a plain system call on this thread.
-        unsafe { libc::sched_getscheduler(0) }
+    /// This thread's nice value.
+    fn niceness() -> i32 {
+        // SAFETY: a plain system call on this thread's own ID.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
     }
 
     #[test]
     fn the_writer_runs_below_the_threads_that_read_control() {
-        let before = policy();
-        let after = std::thread::spawn(|| {
+        let (before, after) = std::thread::spawn(|| {
+            let before = niceness();
             lower_priority();
-            policy()
+            (before, niceness())
         })
         .join()
         .expect("the thread ran");
-        assert_eq!(after, libc::SCHED_IDLE);
-        // Only the writer's own thread: this one keeps its policy.
-        assert_eq!(policy(), before);
+        assert_eq!(after, (before + WRITER_NICENESS).min(19));
+        // Only the writer's own thread: this one keeps its priority.
+        assert_eq!(niceness(), before);
     }
 }
