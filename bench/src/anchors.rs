@@ -164,7 +164,7 @@ pub struct Socat {
 impl Socat {
     pub fn start(to: SocketAddr) -> Res<Socat> {
         let mut cmd = Command::new("socat");
-        // 64 KiB copy buffer: crvm's data chunk (socat's default is 8 KiB).
+        // 64 KiB copy buffer (socat's default is 8 KiB).
         cmd.args(["-d", "-d", "-b", "65536"])
             .arg("TCP-LISTEN:0,bind=127.0.0.1,reuseaddr")
             .arg(format!("TCP:{to},nodelay"))

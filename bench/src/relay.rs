@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The copy buffer, the size of a crvm data chunk (`xfer::CHUNK`).
+/// The copy buffer of the bench's sender and receiver: socat's too (`anchors::Socat`).
 const BUF: usize = 64 * 1024;
 
 /// How often the receiver starts write-back when asked to: as crvm's receiving library does
@@ -57,7 +57,7 @@ pub enum Writes {
     /// KiB (crvm's chunks on loopback), write-back started every 8 MiB. In a VM that hands
     /// freed memory back to its host, the page cache takes large folios for such writes, and
     /// their memory can cost a host fault per page at first touch, where small writes reuse
-    /// pages freed lately (docs/PERFORMANCE.md, "The receiver's page-cache copy").
+    /// pages freed lately (docs/PERFORMANCE.md, "Issue 21, sixth stop").
     AsCrvm,
 }
 

@@ -70,6 +70,15 @@ struct Inner {
     calls: HashMap<LoginGen, LocalCall>,
 }
 
+impl Inner {
+    /// Session `gen` is out of call `call_id` (if it was in it).
+    fn leave_call(&mut self, gen: LoginGen, call_id: &str) {
+        if self.calls.get(&gen).is_some_and(|c| c.call_id == call_id) {
+            self.calls.remove(&gen);
+        }
+    }
+}
+
 /// Every session of this node, by generation.
 #[derive(Debug)]
 pub struct LocalSessions {
@@ -338,10 +347,7 @@ impl LocalSessions {
 
     /// Session `gen` is out of call `call_id` (if it was in it).
     pub fn call_ended(&self, gen: LoginGen, call_id: &str) {
-        let mut s = self.inner.lock();
-        if s.calls.get(&gen).is_some_and(|c| c.call_id == call_id) {
-            s.calls.remove(&gen);
-        }
+        self.inner.lock().leave_call(gen, call_id);
     }
 
     /// The call session `gen` is in.
@@ -387,9 +393,7 @@ impl LocalSessions {
     /// so already.
     fn end_of_call(&self, gen: LoginGen, call_id: &str) -> bool {
         let mut s = self.inner.lock();
-        if s.calls.get(&gen).is_some_and(|c| c.call_id == call_id) {
-            s.calls.remove(&gen);
-        }
+        s.leave_call(gen, call_id);
         let Some(e) = s.by_gen.get_mut(&gen) else {
             return true;
         };

@@ -112,9 +112,8 @@ impl Path {
     /// largest power of two that divides the stream offset it starts at. Every chunk thus
     /// starts at a multiple of its own size, and so does every write of the receiver's: the
     /// page cache stores a write that is aligned to its size in one large folio, where one
-    /// that is not (even by a page) takes several small ones — a third more CPU for the same
-    /// bytes (1 GiB in writes of 128 KiB: 0.44–0.56 s of system time aligned, 0.63–0.70 s
-    /// a page off, ext4 on Linux 6.18).
+    /// that is not (even by a page) takes several small ones (docs/DESIGN.md, "Windows that
+    /// follow the path", has the figures, and why a VM can reverse them).
     pub fn chunk(&self) -> usize {
         let rate = self.rate();
         let by_rate = if rate <= 0.0 {
